@@ -1,0 +1,317 @@
+"""Image archives: `save` writes docker-archive (with an OCI layout inside, as Docker 25+ does) or
+oci-archive; `load` reads either, as docker and podman write them, verifying every digest."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import posixpath
+import shutil
+import tarfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from dockyard import mediatypes as mt
+from dockyard import reference
+from dockyard.compression import decompressed, sniff
+from dockyard.digest import CHUNK, Digest, HashingWriter, InvalidDigest, verify
+from dockyard.errors import DockyardError
+from dockyard.fsutil import atomic_file
+from dockyard.image import Descriptor, Image, canonical_json, manifest_for, select_platform, to_oci_manifest
+from dockyard.importer import InvalidArchive
+from dockyard.layers import LayerBlob, compress_layer
+from dockyard.store import Store
+
+CONTAINERD_NAME = "io.containerd.image.name"
+_FIXED_MTIME = 0  # archives we write are reproducible: same images, same bytes
+
+
+# ---- save ----------------------------------------------------------------------------------------
+
+def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, _FIXED_MTIME
+    tf.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tf: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, _FIXED_MTIME
+    tf.addfile(info)
+
+
+def _add_file(tf: tarfile.TarFile, name: str, path: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = os.path.getsize(path), 0o644, _FIXED_MTIME
+    with open(path, "rb") as f:
+        tf.addfile(info, f)
+
+
+def _blob_name(d: Digest) -> str:
+    return f"blobs/{d.algorithm}/{d.hex}"
+
+
+@contextlib.contextmanager
+def _output(path: str | None, stdout: BinaryIO) -> Iterator[BinaryIO]:
+    """The archive's destination: a file written atomically, or standard output."""
+    if path is None:
+        yield stdout
+        return
+    with atomic_file(path) as f:
+        yield f
+
+
+def save(store: Store, images: list[tuple[Image, list[str]]], path: str | None, stdout: BinaryIO,
+         fmt: str = "docker-archive") -> None:
+    """Write images (with the names to record) as a docker-archive or an oci-archive."""
+    with _output(path, stdout) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        if fmt == "oci-archive":
+            _save_oci(store, images, tf)
+        elif fmt == "docker-archive":
+            _save_docker(store, images, tf)
+        else:
+            raise DockyardError(f"unknown archive format {fmt!r} (use docker-archive or oci-archive)")
+
+
+def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.TarFile) -> None:
+    written: set[Digest] = set()
+    entries = []
+    _add_dir(tf, "blobs/")
+    _add_dir(tf, "blobs/sha256/")
+    for image, names in images:
+        for d in [image.manifest_digest, image.id, *(l.digest for l in image.layers)]:
+            if d not in written:
+                _add_file(tf, _blob_name(d), store.blob_path(d))
+                written.add(d)
+        size = os.path.getsize(store.blob_path(image.manifest_digest))
+        media_type = image.manifest.get("mediaType") or mt.OCI_MANIFEST
+        for name in names or [None]:
+            ann = {mt.REF_NAME: name} if name else {}
+            entries.append(Descriptor(media_type, image.manifest_digest, size, ann).to_json())
+    _add_bytes(tf, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    _add_bytes(tf, "index.json", canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                                 "manifests": entries}))
+
+
+def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.TarFile) -> None:
+    written: set[Digest] = set()
+    sizes: dict[Digest, int] = {}
+    manifest_json, repositories, entries = [], {}, []
+    _add_dir(tf, "blobs/")
+    _add_dir(tf, "blobs/sha256/")
+    for image, names in images:
+        cfg = store.read_blob(image.id)
+        if image.id not in written:
+            _add_bytes(tf, _blob_name(image.id), cfg)
+            written.add(image.id)
+        layer_descs = []
+        for desc, diff_id in zip(image.layers, image.diff_ids):
+            # docker-archive layers are uncompressed tars named by their diffID.
+            if diff_id not in written:
+                with store.temp_path("save-") as tmp:
+                    with store.open_blob(desc.digest) as src, open(tmp, "wb") as dst:
+                        w = HashingWriter(dst)
+                        plain = decompressed(src)
+                        while chunk := plain.read(CHUNK):
+                            w.write(chunk)
+                    verify(diff_id, w.digest(), f"layer {desc.digest}")
+                    _add_file(tf, _blob_name(diff_id), tmp)
+                written.add(diff_id)
+                sizes[diff_id] = w.size
+            layer_descs.append(Descriptor(mt.OCI_LAYER, diff_id, sizes[diff_id]))
+        manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, image.id, len(cfg)), layer_descs))
+        mdigest = Digest.of_bytes(manifest)
+        if mdigest not in written:
+            _add_bytes(tf, _blob_name(mdigest), manifest)
+            written.add(mdigest)
+        manifest_json.append({"Config": _blob_name(image.id), "RepoTags": list(names),
+                              "Layers": [_blob_name(d) for d in image.diff_ids]})
+        for name in names:
+            ref = reference.parse(name)
+            if image.diff_ids:
+                repositories.setdefault(ref.name, {})[ref.tag] = image.diff_ids[-1].hex
+        for name in names or [None]:
+            ann = {}
+            if name:
+                ann = {CONTAINERD_NAME: name, mt.REF_NAME: reference.parse(name).tag}
+            entries.append(Descriptor(mt.OCI_MANIFEST, mdigest, len(manifest), ann).to_json())
+    _add_bytes(tf, "manifest.json", json.dumps(manifest_json).encode())
+    _add_bytes(tf, "repositories", json.dumps(repositories).encode())
+    _add_bytes(tf, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    _add_bytes(tf, "index.json", canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                                 "manifests": entries}))
+
+
+# ---- load ----------------------------------------------------------------------------------------
+
+@dataclass
+class Loaded:
+    """What a load put in the store: the image and the names it was tagged with."""
+
+    image: Image
+    names: list[str]
+
+
+class _Archive:
+    """Random access to the members of a (possibly compressed, possibly streamed) tar archive."""
+
+    def __init__(self, tf: tarfile.TarFile, what: str):
+        self.tf, self.what = tf, what
+        self.members = {}
+        for m in tf.getmembers():
+            self.members[posixpath.normpath(m.name.lstrip("/")).removeprefix("./")] = m
+
+    def has(self, name: str) -> bool:
+        return posixpath.normpath(name) in self.members
+
+    def open(self, name: str) -> BinaryIO:
+        m = self.members.get(posixpath.normpath(name))
+        if m is None or not m.isfile():
+            raise InvalidArchive(f"{self.what}: missing file {name!r} in archive")
+        return self.tf.extractfile(m)
+
+    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+        with self.open(name) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidArchive(f"{self.what}: {name!r} is too large")
+        return data
+
+    def json(self, name: str):
+        try:
+            return json.loads(self.read(name))
+        except ValueError as e:
+            raise InvalidArchive(f"{self.what}: {name!r} is not valid JSON ({e})") from None
+
+
+@contextlib.contextmanager
+def _open_archive(store: Store, source: BinaryIO, what: str) -> Iterator[_Archive]:
+    """Open an archive for random access, spooling it to a plain temp file when compressed or piped."""
+    seekable = False
+    with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
+        seekable = source.seekable()
+    head = b""
+    if seekable:
+        head = source.read(512)
+        source.seek(0)
+    if seekable and sniff(head) == "none":
+        try:
+            with tarfile.open(fileobj=source, mode="r:") as tf:
+                yield _Archive(tf, what)
+        except tarfile.TarError as e:
+            raise InvalidArchive(f"{what}: not a valid tar archive ({e})") from None
+        return
+    with store.temp_path("load-") as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                shutil.copyfileobj(decompressed(source), f, CHUNK)
+            with tarfile.open(tmp, mode="r:") as tf:
+                yield _Archive(tf, what)
+        except (tarfile.TarError, EOFError) as e:
+            raise InvalidArchive(f"{what}: not a valid tar archive ({e})") from None
+
+
+def load(store: Store, source: BinaryIO, what: str) -> list[Loaded]:
+    """Load every image in a docker-archive or oci-archive into the store."""
+    with _open_archive(store, source, what) as ar, store.transaction() as added:
+        if ar.has("manifest.json"):
+            return _load_docker(store, ar, added)
+        if ar.has("index.json"):
+            return _load_oci(store, ar, added)
+        raise InvalidArchive(f"{what}: neither a docker-archive (manifest.json) nor an OCI archive (index.json)")
+
+
+def _parse_names(names: list[str], what: str) -> list[reference.Reference]:
+    try:
+        return [reference.parse(n) for n in names]
+    except DockyardError as e:
+        raise InvalidArchive(f"{what}: {e}") from None
+
+
+def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
+    out = []
+    layers: dict[Digest, LayerBlob] = {}
+    items = ar.json("manifest.json")
+    if not isinstance(items, list):
+        raise InvalidArchive(f"{ar.what}: manifest.json is not a list")
+    for item in items:
+        try:
+            cfg_name, layer_names = item["Config"], list(item.get("Layers") or [])
+        except (TypeError, KeyError):
+            raise InvalidArchive(f"{ar.what}: malformed manifest.json entry") from None
+        cfg = ar.read(cfg_name)
+        cfg_digest = Digest.of_bytes(cfg)
+        named = posixpath.basename(cfg_name).removesuffix(".json")
+        if len(named) == 64 and named != cfg_digest.hex:
+            raise InvalidArchive(f"{ar.what}: digest mismatch for config {cfg_name}: got {cfg_digest}")
+        try:
+            diff_ids = Image(cfg_digest, {"config": {}}, json.loads(cfg)).diff_ids
+        except (ValueError, InvalidDigest, AttributeError) as e:
+            raise InvalidArchive(f"{ar.what}: config {cfg_name} is invalid ({e})") from None
+        if len(diff_ids) != len(layer_names):
+            raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} layers, manifest.json {len(layer_names)}")
+        descs = []
+        for name, diff_id in zip(layer_names, diff_ids):
+            if diff_id not in layers:
+                with store.temp_path("load-") as tmp:
+                    blob = compress_layer(decompressed(ar.open(name)), tmp, "gzip")
+                    verify(diff_id, blob.diff_id, f"layer {name} in {ar.what}")
+                    store.adopt_blob(tmp, blob.digest, added)
+                layers[diff_id] = blob
+            blob = layers[diff_id]
+            descs.append(Descriptor(blob.media_type, blob.digest, blob.size))
+        store.write_blob_bytes(cfg, added=added)
+        manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, cfg_digest, len(cfg)), descs))
+        names = item.get("RepoTags") or []
+        image = store.add_image(manifest, _parse_names(names, ar.what), added)
+        out.append(Loaded(image, names))
+    return out
+
+
+def _copy_blob(store: Store, ar: _Archive, desc: Descriptor, added: set[Digest]) -> None:
+    """Copy one blob from the archive into the store, verifying digest and size."""
+    with ar.open(_blob_name(desc.digest)) as f:
+        store.write_blob(f, desc.digest, desc.size, f"blob {desc.digest} in {ar.what}", added)
+
+
+def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
+    out = []
+    index = ar.json("index.json")
+    try:
+        descs = [Descriptor.from_json(d) for d in index.get("manifests") or []]
+    except (KeyError, ValueError, TypeError, AttributeError, InvalidDigest) as e:
+        raise InvalidArchive(f"{ar.what}: index.json is invalid ({e})") from None
+    for desc in descs:
+        manifest_bytes = ar.read(_blob_name(desc.digest))
+        verify(desc.digest, Digest.of_bytes(manifest_bytes, desc.digest.algorithm), f"manifest {desc.digest} in {ar.what}")
+        manifest = json.loads(manifest_bytes)
+        if desc.media_type in mt.INDEXES or "manifests" in manifest:
+            child = select_platform(manifest)
+            if child is None:
+                raise InvalidArchive(f"{ar.what}: no linux/amd64 image in index {desc.digest}")
+            desc = Descriptor.from_json(child) if not desc.annotations else Descriptor(
+                child.get("mediaType", ""), Digest.parse(child["digest"]), int(child["size"]), desc.annotations)
+            manifest_bytes = ar.read(_blob_name(desc.digest))
+            verify(desc.digest, Digest.of_bytes(manifest_bytes), f"manifest {desc.digest} in {ar.what}")
+            manifest = json.loads(manifest_bytes)
+        for blob in [manifest["config"], *(manifest.get("layers") or [])]:
+            _copy_blob(store, ar, Descriptor.from_json(blob), added)
+        oci = to_oci_manifest(manifest)
+        if oci is not manifest:
+            manifest_bytes = canonical_json(oci)
+        names = [n for n in [_oci_name(desc.annotations)] if n]
+        image = store.add_image(manifest_bytes, _parse_names(names, ar.what), added)
+        out.append(Loaded(image, names))
+    return out
+
+
+def _oci_name(annotations: dict[str, str]) -> str | None:
+    """The image name an OCI index entry carries: containerd's full name, or a full ref.name."""
+    if annotations.get(CONTAINERD_NAME):
+        return annotations[CONTAINERD_NAME]
+    ref_name = annotations.get(mt.REF_NAME)
+    if ref_name and ("/" in ref_name or ":" in ref_name or "@" in ref_name):
+        return ref_name
+    return None

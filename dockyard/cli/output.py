@@ -1,0 +1,113 @@
+"""Output the way docker prints it: aligned tables, human sizes and ages, and `--format` templates."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+_TEMPLATE = re.compile(r"{{\s*(json\s+|upper\s+|lower\s+)?(\.[\w.]*)\s*}}")
+
+
+def human_size(n: float) -> str:
+    """Decimal units with 3-4 significant digits, as docker's units.HumanSize."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000.0
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def ago(when: datetime | None) -> str:
+    """'2 minutes ago' for a timestamp, 'N/A' when unknown."""
+    if when is None:
+        return "N/A"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return human_duration((datetime.now(timezone.utc) - when).total_seconds()) + " ago"
+
+
+def table(headers: list[str], rows: Iterable[list[str]], out=None) -> None:
+    """Columns padded like docker's tabwriter (3 spaces between columns)."""
+    out = out or sys.stdout
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for r in [headers, *rows]:
+        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+
+def _go_str(value: Any) -> str:
+    """Render a value as Go's fmt %v would, which docker templates use."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_str(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    for part in [p for p in path.split(".") if p]:
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def render(template: str, obj: dict[str, Any]) -> str:
+    """A small subset of Go templates: {{.Path}}, {{json .Path}}, {{upper .X}}, {{lower .X}}, \\t and \\n."""
+    def sub(m: re.Match) -> str:
+        fn, value = (m.group(1) or "").strip(), _lookup(obj, m.group(2))
+        if fn == "json":
+            return json.dumps(value, separators=(",", ":"))
+        text = _go_str(value)
+        return text.upper() if fn == "upper" else text.lower() if fn == "lower" else text
+    return _TEMPLATE.sub(sub, template.replace("\\t", "\t").replace("\\n", "\n"))
+
+
+def print_formatted(fmt: str, objs: list[dict[str, Any]], headers: list[str] | None = None) -> None:
+    """Print objects by `--format`: 'json' (one per line), 'table TEMPLATE', or a TEMPLATE per object."""
+    if fmt == "json":
+        for o in objs:
+            print(json.dumps(o, separators=(",", ":")))
+        return
+    if fmt.startswith("table"):
+        tmpl = fmt[5:].strip()
+        cols = tmpl.replace("\\t", "\t").split("\t")
+        names = [re.sub(r"[{}.\s]|json", "", c).upper() for c in cols]
+        table(names, [render(tmpl, o).split("\t") for o in objs])
+        return
+    for o in objs:
+        print(render(fmt, o))

@@ -1,0 +1,70 @@
+"""Filesystem primitives: atomic writes (temp, fsync, rename) and advisory file locks."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from typing import BinaryIO, Iterator
+
+from dockyard.errors import DockyardError
+
+
+class DiskFull(DockyardError):
+    """The filesystem ran out of space or quota during a write."""
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a directory entry change (a rename or create) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None) -> Iterator[BinaryIO]:
+    """Yield a temp file that replaces `path` on clean exit and vanishes on error."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=tmpdir or directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"no space left on device writing {path}") from None
+        raise
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write bytes to `path` atomically."""
+    with atomic_file(path, mode) as f:
+        f.write(data)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def locked(path: str, shared: bool = False) -> Iterator[None]:
+    """Hold an flock on `path` (created if needed) for the duration of the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,452 @@
+"""The local image store: an OCI image layout plus an unpacked-layer cache, safe for concurrent processes.
+
+Layout under the root (DOCKYARD_ROOT, default /var/lib/dockyard for root, ~/.local/share/dockyard otherwise):
+  images/            an OCI image layout (oci-layout, index.json, blobs/<algo>/<hex>) that skopeo and umoci read
+  layers/<chain>/    each layer unpacked once, in overlay format, keyed by chain ID: ready as an overlay lowerdir
+  holds/<owner>      manifest digests that something outside the store (a container, a build) still uses
+  tmp/               temp files, on the same filesystem so a rename publishes them atomically
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator
+
+from dockyard import mediatypes as mt
+from dockyard import reference
+from dockyard.digest import CHUNK, Digest, HashingWriter, verify
+from dockyard.errors import DockyardError, NotFound
+from dockyard.fsutil import atomic_file, atomic_write, locked
+from dockyard.image import Descriptor, Image
+
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+# Temp files older than this are left-overs of a crashed process and may be swept.
+STALE_TEMP_SECONDS = 3600
+_HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
+
+
+def default_root() -> str:
+    """The store root: $DOCKYARD_ROOT, else the system or per-user default."""
+    if os.environ.get("DOCKYARD_ROOT"):
+        return os.environ["DOCKYARD_ROOT"]
+    if os.geteuid() == 0:
+        return "/var/lib/dockyard"
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "dockyard")
+
+
+class Conflict(DockyardError):
+    """An operation would break something still in use."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One index.json entry: a manifest and the name it is tagged with (None when dangling)."""
+
+    descriptor: Descriptor
+
+    @property
+    def name(self) -> str | None:
+        return self.descriptor.annotations.get(mt.REF_NAME)
+
+    @property
+    def digest(self) -> Digest:
+        return self.descriptor.digest
+
+
+class Store:
+    """The local image store rooted at one directory."""
+
+    def __init__(self, root: str | None = None):
+        self.root = os.path.abspath(root or default_root())
+        self.layout = os.path.join(self.root, "images")
+        self.layers_dir = os.path.join(self.root, "layers")
+        self.holds_dir = os.path.join(self.root, "holds")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.locks_dir = os.path.join(self.root, "locks")
+        self._index_path = os.path.join(self.layout, "index.json")
+        self._init()
+
+    def _init(self) -> None:
+        if os.path.exists(self._index_path):
+            return
+        for d in (self.layout, os.path.join(self.layout, "blobs", "sha256"), self.layers_dir,
+                  self.holds_dir, self.tmp_dir, self.locks_dir):
+            os.makedirs(d, exist_ok=True)
+        with locked(self._lock_path("index")):
+            if not os.path.exists(self._index_path):
+                atomic_write(os.path.join(self.layout, "oci-layout"), OCI_LAYOUT)
+                self._write_index([])
+
+    def _lock_path(self, name: str) -> str:
+        return os.path.join(self.root, f".{name}.lock")
+
+    # ---- content guard -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold while adding content that is not indexed yet, so a concurrent gc cannot sweep it."""
+        with locked(self._lock_path("gc"), shared=True):
+            yield
+
+    # ---- blobs -----------------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> str:
+        """Where a blob lives in the layout (it may not exist)."""
+        return os.path.join(self.layout, "blobs", digest.algorithm, digest.hex)
+
+    def has_blob(self, digest: Digest) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        """Open a blob for reading; NotFound names it when missing."""
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob not found in store: {digest}") from None
+
+    def read_blob(self, digest: Digest) -> bytes:
+        with self.open_blob(digest) as f:
+            return f.read()
+
+    @contextlib.contextmanager
+    def temp_path(self, prefix: str = "blob-") -> Iterator[str]:
+        """A fresh temp file on the store's filesystem, removed at the end unless adopted meanwhile."""
+        fd, path = tempfile.mkstemp(prefix=prefix, dir=self.tmp_dir)
+        os.close(fd)
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def adopt_blob(self, tmp_path: str, digest: Digest, added: set[Digest] | None = None) -> None:
+        """Move a fully written, fsynced temp file whose digest was computed while writing into place."""
+        dest = self.blob_path(digest)
+        if added is not None and not os.path.exists(dest):
+            added.add(digest)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.chmod(tmp_path, 0o644)
+        os.rename(tmp_path, dest)
+
+    def write_blob(self, stream: BinaryIO, expected: Digest | None = None, size: int | None = None,
+                   what: str | None = None, added: set[Digest] | None = None) -> tuple[Digest, int]:
+        """Stream a blob into the store, verifying digest and size when given; nothing is kept on mismatch."""
+        algo = expected.algorithm if expected else "sha256"
+        if expected and self.has_blob(expected):
+            # Content addressing: nothing to write, but what was offered must still be what it claims to be.
+            actual, n = Digest.of_stream(stream, algo)
+            verify(expected, actual, what or str(expected), size, n)
+            return expected, n
+        dest_dir = os.path.join(self.layout, "blobs", algo)
+        os.makedirs(dest_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                w = HashingWriter(f, algo)
+                while chunk := stream.read(CHUNK):
+                    w.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            actual = w.digest()
+            if expected:
+                verify(expected, actual, what or str(expected), size, w.size)
+            self.adopt_blob(tmp, actual, added)
+            return actual, w.size
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def write_blob_bytes(self, data: bytes, expected: Digest | None = None,
+                         added: set[Digest] | None = None) -> Digest:
+        """Store an in-memory blob (manifests, configs) atomically."""
+        digest = Digest.of_bytes(data, expected.algorithm if expected else "sha256")
+        if expected:
+            verify(expected, digest, str(expected))
+        if not self.has_blob(digest):
+            if added is not None:
+                added.add(digest)
+            os.makedirs(os.path.dirname(self.blob_path(digest)), exist_ok=True)
+            with atomic_file(self.blob_path(digest), tmpdir=self.tmp_dir) as f:
+                f.write(data)
+        return digest
+
+    # ---- index -----------------------------------------------------------------------------------
+
+    def _read_entries(self) -> list[Entry]:
+        with open(self._index_path, "rb") as f:
+            index = json.load(f)
+        return [Entry(Descriptor.from_json(d)) for d in index.get("manifests") or []]
+
+    def _write_index(self, entries: list[Entry]) -> None:
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                 "manifests": [e.descriptor.to_json() for e in entries]}
+        atomic_write(self._index_path, json.dumps(index, indent=2).encode() + b"\n")
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[list[Entry]]:
+        """Read-modify-write index.json under the index lock."""
+        with locked(self._lock_path("index")):
+            entries = self._read_entries()
+            before = list(entries)
+            yield entries
+            if entries != before or [e.name for e in entries] != [e.name for e in before]:
+                self._write_index(entries)
+
+    def entries(self) -> list[Entry]:
+        """The index entries: one per tag, and one per dangling (untagged) image."""
+        with locked(self._lock_path("index"), shared=True):
+            return self._read_entries()
+
+    # ---- images ----------------------------------------------------------------------------------
+
+    def image(self, manifest_digest: Digest) -> Image:
+        """Load an image's manifest and config from the store."""
+        manifest = json.loads(self.read_blob(manifest_digest))
+        config = json.loads(self.read_blob(Digest.parse(manifest["config"]["digest"])))
+        return Image(manifest_digest, manifest, config)
+
+    def images(self) -> list[tuple[Image, list[str]]]:
+        """Every image with its tags (an empty list for a dangling image), in index order."""
+        by_digest: dict[Digest, list[str]] = {}
+        for e in self.entries():
+            names = by_digest.setdefault(e.digest, [])
+            if e.name:
+                names.append(e.name)
+        return [(self.image(d), names) for d, names in by_digest.items()]
+
+    def tags_of(self, manifest_digest: Digest) -> list[str]:
+        return [e.name for e in self.entries() if e.digest == manifest_digest and e.name]
+
+    def resolve(self, text: str) -> Image:
+        """Find an image by name[:tag], name@digest, image ID or a unique ID prefix."""
+        entries = self.entries()
+        try:
+            ref = reference.parse(text)
+        except DockyardError:
+            ref = None
+        if ref is not None:
+            for e in entries:
+                if (ref.digest and e.digest == ref.digest) or (not ref.digest and e.name == ref.ref_name):
+                    return self.image(e.digest)
+        m = _HEX_PREFIX.match(text)
+        if m:
+            prefix = m.group(1)
+            found = {img.manifest_digest: img for img in (self.image(d) for d in {e.digest for e in entries})
+                     if img.id.hex.startswith(prefix)}
+            if len(found) == 1:
+                return next(iter(found.values()))
+            if len(found) > 1 and len({i.id for i in found.values()}) == 1:
+                return next(iter(found.values()))
+        raise NotFound(f"No such image: {ref if ref is not None else text}")
+
+    def add_image(self, manifest: bytes, names: list[reference.Reference] = (),
+                  added: set[Digest] | None = None) -> Image:
+        """Store a manifest whose config and layers are already in the store, and tag it."""
+        obj = json.loads(manifest)
+        for d in [obj["config"], *(obj.get("layers") or [])]:
+            if not self.has_blob(Digest.parse(d["digest"])):
+                raise NotFound(f"blob not found in store: {d['digest']}")
+        media_type = obj.get("mediaType") or mt.OCI_MANIFEST
+        digest = self.write_blob_bytes(manifest, added=added)
+        desc = Descriptor(media_type, digest, len(manifest))
+        with self._editing() as entries:
+            self._place(entries, desc, [n.ref_name for n in names])
+        return self.image(digest)
+
+    @staticmethod
+    def _place(entries: list[Entry], desc: Descriptor, names: list[str]) -> None:
+        """Point each name at desc; a manifest that loses its last tag stays as a dangling entry."""
+        for name in names:
+            for i, e in enumerate(entries):
+                if e.name == name:
+                    old = e.digest
+                    del entries[i]
+                    if old != desc.digest and not any(x.digest == old for x in entries):
+                        entries.append(Entry(Descriptor(e.descriptor.media_type, old, e.descriptor.size)))
+                    break
+            entries.append(Entry(Descriptor(desc.media_type, desc.digest, desc.size, {mt.REF_NAME: name})))
+        present = [e for e in entries if e.digest == desc.digest]
+        if not present:
+            entries.append(Entry(Descriptor(desc.media_type, desc.digest, desc.size)))
+        elif any(e.name for e in present):
+            # A tagged image needs no dangling entry.
+            entries[:] = [e for e in entries if e.digest != desc.digest or e.name]
+
+    def tag(self, image: Image, ref: reference.Reference) -> None:
+        """Point a name at an image."""
+        entry = next(e for e in self.entries() if e.digest == image.manifest_digest)
+        with self._editing() as entries:
+            self._place(entries, entry.descriptor, [ref.ref_name])
+
+    def untag(self, name: str) -> Image | None:
+        """Remove one tag; returns the image it named, or None when no such tag exists."""
+        with self._editing() as entries:
+            for i, e in enumerate(entries):
+                if e.name == name:
+                    del entries[i]
+                    if not any(x.digest == e.digest for x in entries):
+                        entries.append(Entry(Descriptor(e.descriptor.media_type, e.digest, e.descriptor.size)))
+                    return self.image(e.digest)
+        return None
+
+    def delete_image(self, manifest_digest: Digest) -> None:
+        """Drop every index entry of a manifest (its blobs go at the next gc)."""
+        with self._editing() as entries:
+            entries[:] = [e for e in entries if e.digest != manifest_digest]
+
+    # ---- holds -----------------------------------------------------------------------------------
+
+    def hold(self, owner: str, manifest_digests: list[Digest]) -> None:
+        """Record that `owner` (a container, a build) uses these images, so gc and rmi keep them."""
+        atomic_write(os.path.join(self.holds_dir, owner), "".join(f"{d}\n" for d in manifest_digests).encode())
+
+    def release(self, owner: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.holds_dir, owner))
+
+    def holders(self, manifest_digest: Digest) -> list[str]:
+        """Owners that hold an image."""
+        out = []
+        for owner in sorted(os.listdir(self.holds_dir)):
+            with contextlib.suppress(FileNotFoundError), open(os.path.join(self.holds_dir, owner)) as f:
+                if str(manifest_digest) in f.read().split():
+                    out.append(owner)
+        return out
+
+    def _held(self) -> set[Digest]:
+        held: set[Digest] = set()
+        for owner in os.listdir(self.holds_dir):
+            with contextlib.suppress(FileNotFoundError), open(os.path.join(self.holds_dir, owner)) as f:
+                held.update(Digest.parse(x) for x in f.read().split())
+        return held
+
+    # ---- garbage collection ---------------------------------------------------------------------
+
+    def _reachable(self, roots: set[Digest]) -> tuple[set[Digest], set[str]]:
+        """Blobs and layer-cache chain IDs reachable from root manifests (indexes reach children)."""
+        blobs: set[Digest] = set()
+        chains: set[str] = set()
+        todo = list(roots)
+        while todo:
+            d = todo.pop()
+            if d in blobs or not self.has_blob(d):
+                continue
+            blobs.add(d)
+            obj = json.loads(self.read_blob(d))
+            if "manifests" in obj:
+                todo.extend(Digest.parse(c["digest"]) for c in obj["manifests"])
+                continue
+            cfg = Digest.parse(obj["config"]["digest"])
+            blobs.add(cfg)
+            blobs.update(Digest.parse(l["digest"]) for l in obj.get("layers") or [])
+            if self.has_blob(cfg):
+                chains.update(c.hex for c in self.image(d).chain_ids)
+        return blobs, chains
+
+    def gc(self) -> int:
+        """Remove blobs and unpacked layers no image or holder needs; returns bytes freed."""
+        freed = 0
+        with locked(self._lock_path("gc")):
+            roots = {e.digest for e in self.entries()} | self._held()
+            blobs, chains = self._reachable(roots)
+            blob_root = os.path.join(self.layout, "blobs")
+            for algo in os.listdir(blob_root):
+                for name in os.listdir(os.path.join(blob_root, algo)):
+                    path = os.path.join(blob_root, algo, name)
+                    if Digest(algo, name) not in blobs:
+                        freed += os.path.getsize(path)
+                        os.unlink(path)
+            for name in os.listdir(self.layers_dir):
+                if name not in chains:
+                    path = os.path.join(self.layers_dir, name)
+                    freed += _tree_size(path)
+                    _remove(path)
+            for name in os.listdir(self.locks_dir):
+                if name.startswith("layer-") and name[6:] not in chains:
+                    _remove(os.path.join(self.locks_dir, name))
+            now = time.time()
+            for name in os.listdir(self.tmp_dir):
+                path = os.path.join(self.tmp_dir, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if now - os.lstat(path).st_mtime > STALE_TEMP_SECONDS:
+                        _remove(path)
+        return freed
+
+    def discard(self, candidates: set[Digest]) -> None:
+        """Remove blobs a failed operation added, unless something has come to reference them meanwhile."""
+        if not candidates:
+            return
+        with locked(self._lock_path("gc")):
+            blobs, _ = self._reachable({e.digest for e in self.entries()} | self._held())
+            for d in candidates - blobs:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.blob_path(d))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[set[Digest]]:
+        """Guard a multi-blob write: yields a set to record new blobs in; on failure they are discarded."""
+        added: set[Digest] = set()
+        try:
+            with self.writing():
+                yield added
+        except BaseException:
+            self.discard(added)
+            raise
+
+    # ---- unpacked layers -------------------------------------------------------------------------
+
+    def layer_dir(self, chain_id: Digest) -> str:
+        return os.path.join(self.layers_dir, chain_id.hex)
+
+    def lowerdirs(self, image: Image) -> list[str]:
+        """The image's layers unpacked (each once) in overlay format, top-most first, for an overlay mount."""
+        from dockyard.layers import apply_layer  # heavy-ish; only the runner and builder need it
+
+        dirs = []
+        for desc, diff_id, chain in zip(image.layers, image.diff_ids, image.chain_ids):
+            path = self.layer_dir(chain)
+            if not os.path.isdir(path):
+                with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
+                    if not os.path.isdir(path):
+                        tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
+                        try:
+                            with self.open_blob(desc.digest) as f:
+                                got = apply_layer(f, tmp, overlay=True)
+                            verify(diff_id, got, f"layer {desc.digest}")
+                            os.rename(tmp, path)
+                        except BaseException:
+                            _remove(tmp)
+                            raise
+            dirs.append(path)
+        return dirs[::-1]
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes used by blobs and by unpacked layers."""
+        return {"blobs": _tree_size(os.path.join(self.layout, "blobs")), "layers": _tree_size(self.layers_dir)}
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _tree_size(path: str) -> int:
+    if not os.path.isdir(path):
+        return os.lstat(path).st_size if os.path.lexists(path) else 0
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in filenames:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+    return total

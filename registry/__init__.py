@@ -1,0 +1,1 @@
+"""The OCI distribution API: a Flask registry server and the push/pull/login client."""

@@ -1,0 +1,1 @@
+"""Containers from images: overlay rootfs, namespaces, pivot_root, cgroups, volumes, networks, lifecycle."""

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything Dockyard and its test suite need on a fresh Debian 12 machine (run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+if [ "$(id -u)" != 0 ]; then echo "install.sh: run as root" >&2; exit 1; fi
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    busybox-static skopeo podman buildah runc umoci docker-registry apache2-utils wrk \
+    nftables iptables iproute2 uidmap fuse-overlayfs tar gzip zstd xz-utils bzip2 ca-certificates \
+    python3-pip python3-venv >/dev/null
+# podman/buildah on these machines: crun fails on hybrid cgroups and on raising RLIMIT_NOFILE.
+mkdir -p /etc/containers
+if ! grep -qs 'runtime = "runc"' /etc/containers/containers.conf; then
+    cat > /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+runtime = "runc"
+CONF
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,195 @@
+"""The local store: OCI layout readable by skopeo and umoci, tags, rmi, gc, layer cache, concurrency, safety."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli, tool
+from dockyard import reference
+from dockyard.digest import Digest
+from dockyard.errors import DigestMismatch, NotFound
+from dockyard.store import Store
+
+
+def _layout_ok(store: Store) -> None:
+    """Every index entry's manifest, config and layers exist and hash to their names."""
+    for e in store.entries():
+        for d in [e.digest]:
+            assert Digest.of_file(store.blob_path(d)) == d
+        img = store.image(e.digest)
+        for d in [img.id, *(l.digest for l in img.layers)]:
+            assert Digest.of_file(store.blob_path(d)) == d
+
+
+def test_import_makes_an_oci_layout(busybox_image, store_root):
+    store = Store(store_root)
+    assert json.load(open(os.path.join(store.layout, "oci-layout"))) == {"imageLayoutVersion": "1.0.0"}
+    index = json.load(open(os.path.join(store.layout, "index.json")))
+    assert index["schemaVersion"] == 2
+    [entry] = index["manifests"]
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "busybox:latest"
+    assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    img = store.resolve("busybox")
+    assert img.config["config"]["Cmd"] == ["/bin/sh"]
+    assert img.config["rootfs"]["type"] == "layers" and len(img.diff_ids) == 1
+    assert img.layers[0].media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
+    _layout_ok(store)
+
+
+def test_skopeo_and_umoci_read_the_store(busybox_image, store_root, tmp_path):
+    layout = Store(store_root).layout
+    out = subprocess.run([tool("skopeo"), "inspect", f"oci:{layout}:busybox:latest"], capture_output=True,
+                         text=True, check=True).stdout
+    info = json.loads(out)
+    assert info["Architecture"] == "amd64" and info["Os"] == "linux" and len(info["Layers"]) == 1
+    cfg = json.loads(subprocess.run([tool("skopeo"), "inspect", "--config", f"oci:{layout}:busybox:latest"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert cfg["config"]["Cmd"] == ["/bin/sh"]
+    # umoci unpacks it into a runtime bundle whose rootfs has busybox.
+    bundle = tmp_path / "bundle"
+    subprocess.run([tool("umoci"), "unpack", "--image", f"{layout}:busybox:latest", str(bundle)],
+                   check=True, capture_output=True)
+    assert (bundle / "rootfs" / "bin" / "busybox").stat().st_size > 100_000
+    assert json.load(open(bundle / "config.json"))["process"]["args"] == ["/bin/sh"]
+
+
+def test_tag_untag_dangling_and_gc(busybox_image, busybox_tar, dockyard, store_root):
+    store = Store(store_root)
+    first = store.resolve("busybox")
+    dockyard("tag", "busybox", "localhost:5000/team/bb:v1")
+    assert sorted(store.tags_of(first.manifest_digest)) == ["busybox:latest", "localhost:5000/team/bb:v1"]
+    # Re-import under the same tag with a different config: the old image becomes dangling, not lost.
+    dockyard("import", "-c", "CMD [\"/bin/true\"]", str(busybox_tar), "busybox:latest")
+    second = store.resolve("busybox:latest")
+    assert second.manifest_digest != first.manifest_digest
+    assert store.resolve("localhost:5000/team/bb:v1").manifest_digest == first.manifest_digest
+    # Removing the last tag of an image removes the image, as docker does.
+    out = dockyard("rmi", "localhost:5000/team/bb:v1").out
+    assert out.splitlines() == ["Untagged: localhost:5000/team/bb:v1", f"Deleted: {first.id}"]
+    assert not store.has_blob(first.id)
+    # A tag that moves leaves the old image dangling (<none>) until pruned.
+    dockyard("import", "-c", "CMD [\"/bin/false\"]", str(busybox_tar), "busybox:latest")
+    rows = [json.loads(r) for r in dockyard("images", "--format", "json").out.splitlines()]
+    assert sorted((r["Repository"], r["Tag"]) for r in rows) == [("<none>", "<none>"), ("busybox", "latest")]
+    pruned = dockyard("image", "prune", "-f").out
+    assert f"deleted: {second.id}" in pruned
+    with pytest.raises(NotFound):
+        store.image(second.manifest_digest)
+    assert not store.has_blob(second.id) and store.has_blob(second.layers[0].digest)
+    _layout_ok(store)
+
+
+def test_rmi_rules(busybox_image, dockyard, store_root):
+    store = Store(store_root)
+    img = store.resolve("busybox")
+    dockyard("tag", "busybox", "other:1")
+    r = dockyard("rmi", img.id.short, check=False)
+    assert r.code == 1 and "must be forced" in r.err and "Traceback" not in r.err
+    assert dockyard("rmi", "other:1").out.strip() == "Untagged: other:1"
+    store.hold("container-abc", [img.manifest_digest])
+    r = dockyard("rmi", "busybox", check=False)
+    assert r.code == 1 and "being used by container-abc" in r.err
+    out = dockyard("rmi", "-f", "busybox").out
+    assert "Untagged: busybox:latest" in out and f"Deleted: {img.id}" in out
+    # The held image's content stays until its holder lets go.
+    assert store.has_blob(img.layers[0].digest)
+    store.release("container-abc")
+    store.gc()
+    assert not store.has_blob(img.layers[0].digest)
+    assert dockyard("images", "-q").out == ""
+
+
+def test_layer_cache_unpacks_once_and_goes_with_the_image(busybox_image, store_root, dockyard):
+    store = Store(store_root)
+    img = store.resolve("busybox")
+    [lower] = store.lowerdirs(img)
+    assert lower == store.layer_dir(img.chain_ids[0])
+    assert os.path.islink(os.path.join(lower, "bin", "sh"))
+    inode = os.stat(os.path.join(lower, "bin", "busybox")).st_ino
+    assert store.lowerdirs(img) == [lower]
+    assert os.stat(os.path.join(lower, "bin", "busybox")).st_ino == inode
+    dockyard("rmi", "busybox")
+    assert not os.path.exists(lower)
+
+
+def test_layer_cache_verifies_diff_id(busybox_image, store_root):
+    store = Store(store_root)
+    img = store.resolve("busybox")
+    img.config["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
+    with pytest.raises(DigestMismatch):
+        store.lowerdirs(img)
+    assert os.listdir(store.layers_dir) == []
+
+
+def test_write_blob_verifies(store_root, tmp_path):
+    import io
+
+    store = Store(store_root)
+    good = Digest.of_bytes(b"hello")
+    assert store.write_blob(io.BytesIO(b"hello"), good, 5) == (good, 5)
+    bad = Digest.of_bytes(b"other")
+    with pytest.raises(DigestMismatch):
+        store.write_blob(io.BytesIO(b"hello!"), bad)
+    assert not store.has_blob(bad)
+    assert os.listdir(store.tmp_dir) == []
+
+
+def test_concurrent_imports_leave_a_consistent_store(busybox_tar, store_root):
+    """Several processes import (and tag) at once; every tag ends up valid and index.json intact."""
+    procs = [subprocess.Popen([sys.executable, "-m", "dockyard", "import", "-c", f"LABEL n={i}",
+                               str(busybox_tar), f"img{i}:latest"], env={**os.environ, "DOCKYARD_ROOT": store_root},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(6)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    store = Store(store_root)
+    names = sorted(e.name for e in store.entries())
+    assert names == [f"img{i}:latest" for i in range(6)]
+    for i in range(6):
+        assert store.resolve(f"img{i}").config["config"]["Labels"] == {"n": str(i)}
+    _layout_ok(store)
+
+
+def test_crash_mid_import_leaves_no_visible_partial(busybox_tar, store_root):
+    """SIGKILL during an import: afterwards every blob matches its name and no tag dangles."""
+    import signal
+    import time
+
+    big = busybox_tar.parent / "big.tar"
+    if not big.exists():
+        with tarfile.open(big, "w") as tf:
+            for i in range(8):
+                data = os.urandom(8 << 20)
+                info = tarfile.TarInfo(f"data/{i}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    for delay in (0.05, 0.2, 0.5):
+        p = subprocess.Popen([sys.executable, "-m", "dockyard", "import", str(big), "big:latest"],
+                             env={**os.environ, "DOCKYARD_ROOT": store_root})
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        store = Store(store_root)
+        _layout_ok(store)
+        for algo in os.listdir(os.path.join(store.layout, "blobs")):
+            for name in os.listdir(os.path.join(store.layout, "blobs", algo)):
+                assert Digest.of_file(os.path.join(store.layout, "blobs", algo, name)).hex == name
+
+
+def test_resolve_by_id_digest_and_errors(busybox_image, store_root, dockyard):
+    store = Store(store_root)
+    img = store.resolve("busybox")
+    assert store.resolve(img.id.hex[:8]).id == img.id
+    assert store.resolve(str(img.id)).id == img.id
+    assert store.resolve(f"busybox@{img.manifest_digest}").id == img.id
+    with pytest.raises(NotFound, match="No such image: nothere:latest"):
+        store.resolve("nothere")
+    r = dockyard("inspect", "nothere", check=False)
+    assert r.code == 1 and r.err.strip() == "Error: No such object: nothere"
