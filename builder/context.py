@@ -1,0 +1,316 @@
+"""The build context: a directory seen through .dockerignore, COPY/ADD source resolution that never leaves it,
+and content digests of sources for the build cache."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterator
+
+from builder.ignore import Ignore
+from builder.pathmatch import component_regex, go_clean, has_magic
+from dockyard.digest import Digest
+from dockyard.errors import DockyardError, NotFound
+
+_MAX_LINKS = 40
+
+
+class ContextError(DockyardError):
+    """A path would leave the build context, or the context cannot be read."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One filesystem object as COPY would see it (never following symlinks); `path` is relative to the
+    source it was found under ("." for the source itself, or its basename for a file source)."""
+
+    path: str
+    rel: str
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    link: str | None
+    key: tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved COPY/ADD source: `rel` is its context-relative path ("" for the root), `given` the text
+    it came from; `entry.kind == "symlink"` only when the link is kept as a link (it points outside)."""
+
+    given: str
+    rel: str
+    entry: Entry
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return None
+
+
+class BuildContext:
+    """A context directory; every read goes through here so nothing outside the root is ever opened."""
+
+    def __init__(self, root: str, ignore: Ignore | None = None):
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise NotFound(f"build context is not a directory: {root}")
+        if ignore is None:
+            try:
+                ignore = Ignore.parse(self.read_file(".dockerignore").decode("utf-8", "replace"))
+            except NotFound:
+                ignore = Ignore([])
+        self.ignore = ignore
+        # Content hashes by (dev, ino, size, mtime_ns, ctime_ns): each file is read once per build.
+        self._hashes: dict[tuple[int, int, int, int, int], str] = {}
+
+    # -- resolving paths -------------------------------------------------------------------------------
+
+    def _abs(self, rel: str) -> str:
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def _resolve(self, rel: str, follow_final: bool, given: str) -> str:
+        """Resolve symlinks inside the context (physically, like the kernel, but rooted here); refuse any
+        that lead outside. The final component is followed only if asked."""
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        resolved: list[str] = []
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                # User-written paths were cleaned already, so a `..` that climbs out came from a symlink.
+                if not resolved:
+                    raise ContextError(f"{given}: a symlink on the way leads outside the build context")
+                resolved.pop()
+                continue
+            path = os.path.join(self.root, *resolved, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                resolved.append(part)
+                continue
+            except NotADirectoryError:
+                raise NotFound(f"{given}: not a directory in the build context") from None
+            if stat.S_ISLNK(st.st_mode) and (parts or follow_final):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise ContextError(f"{given}: too many levels of symbolic links")
+                target = os.readlink(path)
+                if target.startswith("/"):
+                    raise ContextError(f"{given}: symlink {'/'.join([*resolved, part])} -> {target} "
+                                       "leads outside the build context")
+                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                continue
+            resolved.append(part)
+        return "/".join(resolved)
+
+    def _clean(self, given: str, what: str) -> str:
+        """A user-written context path: absolute means relative to the context root; `..` may not climb out."""
+        cleaned = go_clean(given)
+        if cleaned == ".." or cleaned.startswith("../"):
+            raise ContextError(f"{what} {given}: path is outside the build context")
+        return cleaned.lstrip("/") if cleaned not in (".", "/") else ""
+
+    def open(self, rel: str) -> int:
+        """Open a resolved (symlink-free) regular file under the root, refusing symlinks anywhere on the way."""
+        parts = [p for p in rel.split("/") if p]
+        dirfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for p in parts[:-1]:
+                nxt = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+                os.close(dirfd)
+                dirfd = nxt
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ContextError(f"{rel}: changed into a symlink while being read") from None
+            if e.errno == errno.ENOENT:
+                raise NotFound(f"{rel}: no such file in the build context") from None
+            raise
+        finally:
+            os.close(dirfd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ContextError(f"{rel}: not a regular file")
+        return fd
+
+    def read_file(self, given: str) -> bytes:
+        """Read a file of the context (the Dockerfile, .dockerignore): .dockerignore does not hide it."""
+        rel = self._resolve(self._clean(given, "file"), True, given)
+        fd = self.open(rel)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    # -- entries and walking ---------------------------------------------------------------------------
+
+    def _entry(self, rel: str, path: str, st: os.stat_result | None = None) -> Entry | None:
+        st = st or os.lstat(self._abs(rel))
+        kind = _kind(st.st_mode)
+        if kind is None:
+            return None
+        link = os.readlink(self._abs(rel)) if kind == "symlink" else None
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return Entry(path, rel, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, link, key)
+
+    def _visible(self, rel: str, is_dir: bool) -> bool:
+        """Whether .dockerignore leaves a path in the context (a directory counts if it may hold included files)."""
+        if not rel or not self.ignore.excluded(rel):
+            return True
+        return is_dir and self.ignore.may_include_below(rel)
+
+    def walk(self, source: Source, exclude: Ignore | None = None) -> Iterator[Entry]:
+        """The source and everything under it, sorted by path, .dockerignore and --exclude applied."""
+        top = source.entry
+        if top.kind != "dir":
+            yield top
+            return
+        info = self.ignore.match_path(source.rel)[1] if source.rel else None
+        entries: list[Entry] = []
+        self._walk_dir(source.rel, ".", info, None, exclude, False, entries)
+        yield from entries
+
+    def _walk_dir(self, rel: str, path: str, info: list[bool] | None, xinfo: list[bool] | None,
+                  exclude: Ignore | None, hidden: bool, out: list[Entry]) -> bool:
+        """Append the directory and its visible contents; returns whether any child was appended.
+        `hidden`: the directory itself is excluded and only searched for re-included files."""
+        entry = self._entry(rel, path)
+        children: list[Entry] = []
+        try:
+            with os.scandir(self._abs(rel)) as it:
+                listing = sorted((d.name, d.stat(follow_symlinks=False)) for d in it)
+        except PermissionError:
+            # Like BuildKit: an unreadable directory that is excluded anyway is not an error.
+            if hidden:
+                return False
+            raise ContextError(f"{rel or '.'}: cannot read directory: permission denied") from None
+        except OSError as e:
+            raise ContextError(f"{rel or '.'}: cannot read directory: {e.strerror}") from None
+        for name, st in listing:
+            crel = f"{rel}/{name}" if rel else name
+            cpath = name if path == "." else f"{path}/{name}"
+            is_dir = stat.S_ISDIR(st.st_mode)
+            ignored, cinfo = self.ignore.match(crel, info)
+            excluded, cxinfo = exclude.match(cpath, xinfo) if exclude else (False, None)
+            if excluded and not (is_dir and exclude.may_include_below(cpath)):
+                continue
+            if ignored and not (is_dir and self.ignore.may_include_below(crel)):
+                continue
+            if is_dir:
+                sub: list[Entry] = []
+                if self._walk_dir(crel, cpath, cinfo, cxinfo, exclude, ignored or excluded, sub) \
+                        or not (ignored or excluded):
+                    children.extend(sub)
+            elif not ignored and not excluded:
+                child = self._entry(crel, cpath, st)
+                if child is not None:
+                    children.append(child)
+        if entry is None:
+            return False
+        out.append(entry)
+        out.extend(children)
+        return bool(children)
+
+    # -- COPY/ADD sources ------------------------------------------------------------------------------
+
+    def _source(self, given: str, rel: str) -> Source | None:
+        """The Source for a context path: a final symlink is followed when it stays inside, kept otherwise."""
+        try:
+            target = self._resolve(rel, True, given)
+        except ContextError:
+            target = rel
+        if not os.path.lexists(self._abs(target)):
+            target = rel
+        if not os.path.lexists(self._abs(target)):
+            return None
+        is_dir = os.path.isdir(self._abs(target)) and not os.path.islink(self._abs(target))
+        if not self._visible(target, is_dir) or (target != rel and not self._visible(rel, False)):
+            return None
+        # A followed link keeps its own name: `COPY link /d/` makes /d/link with the target's content.
+        entry = self._entry(target, os.path.basename(rel) if not is_dir else ".")
+        return Source(given, target, entry) if entry is not None else None
+
+    def _glob(self, given: str, rel: str) -> list[str]:
+        """Expand Go-glob components (`*` never crosses `/`) against the directory tree, sorted. The literal
+        prefix must resolve inside the context; matches reached through links that leave it are skipped."""
+        parts = [p for p in rel.split("/") if p]
+        first = next(i for i, p in enumerate(parts) if has_magic(p))
+        paths = [self._resolve("/".join(parts[:first]), True, given)]
+        for part in parts[first:]:
+            nxt: list[str] = []
+            for base in paths:
+                try:
+                    directory = self._resolve(base, True, given)
+                except ContextError:
+                    continue
+                if not has_magic(part):
+                    nxt.append(f"{directory}/{part}" if directory else part)
+                    continue
+                if not os.path.isdir(self._abs(directory)):
+                    continue
+                rx = component_regex(part)
+                nxt.extend(f"{directory}/{n}" if directory else n
+                           for n in sorted(os.listdir(self._abs(directory))) if rx.match(n))
+            paths = nxt
+        return paths
+
+    def sources(self, patterns: list[str], what: str = "COPY") -> list[Source]:
+        """Resolve COPY/ADD source patterns to sources inside the context (in the order given)."""
+        out: list[Source] = []
+        for given in patterns:
+            cleaned = self._clean(given, f"{what} source")
+            found = []
+            if has_magic(cleaned):
+                for cand in self._glob(given, cleaned):
+                    src = self._source(given, cand)
+                    if src is not None:
+                        found.append(src)
+            else:
+                parent, _, name = cleaned.rpartition("/")
+                rel = "/".join(x for x in (self._resolve(parent, True, given), name) if x)
+                src = self._source(given, rel)
+                found = [src] if src is not None else []
+            if not found:
+                if has_magic(cleaned):
+                    raise NotFound(f"{what} failed: no source files were specified: {given} matched nothing "
+                                   "in the build context")
+                raise NotFound(f"{what} failed: {given}: not found in the build context or excluded by "
+                               ".dockerignore")
+            out.extend(found)
+        return out
+
+    # -- cache digests ---------------------------------------------------------------------------------
+
+    def content_hash(self, entry: Entry) -> str:
+        """sha256 hex of a regular file's content, cached per build by inode, size and times."""
+        cached = self._hashes.get(entry.key)
+        if cached is None:
+            with os.fdopen(self.open(entry.rel), "rb") as f:
+                cached = hashlib.file_digest(f, "sha256").hexdigest()
+            self._hashes[entry.key] = cached
+        return cached
+
+    def digest(self, sources: list[Source], exclude: Ignore | None = None, owners: bool = True) -> Digest:
+        """Cache key of what COPY would copy: paths, types, modes, owners (unless --chown makes them
+        irrelevant: owners=False), link targets and contents — not timestamps, so touching files does
+        not invalidate the cache."""
+        h = hashlib.sha256()
+        for src in sources:
+            h.update(f"source\0{src.rel}\n".encode())
+            for e in self.walk(src, exclude):
+                owner = f"{e.uid}\0{e.gid}" if owners else "-\0-"
+                h.update(f"{e.path}\0{e.kind}\0{e.mode:o}\0{owner}\0".encode())
+                if e.kind == "symlink":
+                    h.update(os.fsencode(e.link))
+                elif e.kind == "file":
+                    h.update(self.content_hash(e).encode())
+                h.update(b"\n")
+        return Digest("sha256", h.hexdigest())
