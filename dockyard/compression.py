@@ -53,39 +53,50 @@ def sniff(head: bytes) -> str:
 
 def decompressed(stream: BinaryIO) -> BinaryIO:
     """A readable stream of the plain bytes of `stream`, whose compression is sniffed, not consumed."""
-    if not hasattr(stream, "peek"):
-        stream = io.BufferedReader(_Raw(stream), CHUNK)  # type: ignore[assignment]
-    head = _peek(stream, SNIFF_BYTES)
+    head = _read_head(stream, SNIFF_BYTES)
+    # The sniffed bytes are served again first, so nothing is lost whatever the stream supports.
+    plain = io.BufferedReader(_Raw(stream, head), CHUNK)
     kind = sniff(head)
     if kind == "none":
-        return stream
+        return plain  # type: ignore[return-value]
     if kind == "gzip":
-        inner: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        inner: BinaryIO = gzip.GzipFile(fileobj=plain, mode="rb")  # type: ignore[assignment]
     elif kind == "bzip2":
-        inner = bz2.BZ2File(stream, "rb")  # type: ignore[assignment]
+        inner = bz2.BZ2File(plain, "rb")  # type: ignore[assignment]
     elif kind == "xz":
-        inner = lzma.LZMAFile(stream, "rb")  # type: ignore[assignment]
+        inner = lzma.LZMAFile(plain, "rb")  # type: ignore[assignment]
     else:
-        inner = _ZstdReader(stream)  # type: ignore[assignment]
+        inner = _ZstdReader(plain)  # type: ignore[assignment]
     return io.BufferedReader(_Checked(inner, kind), CHUNK)  # type: ignore[return-value]
 
 
-def _peek(stream: BinaryIO, n: int) -> bytes:
-    """Up to n leading bytes without consuming them (BufferedReader.peek may return fewer)."""
-    head = stream.peek(n)  # type: ignore[attr-defined]
-    return head[:n]
+def _read_head(stream: BinaryIO, n: int) -> bytes:
+    """The first n bytes (fewer only at end of stream), however short the stream's reads are."""
+    head = b""
+    while len(head) < n:
+        more = stream.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head
 
 
 class _Raw(io.RawIOBase):
-    """Adapt anything with read() (a HashingReader, an HTTP body) for io.BufferedReader."""
+    """Adapt anything with read() (a HashingReader, an HTTP body) for io.BufferedReader, after `head`."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: BinaryIO, head: bytes):
         self._stream = stream
+        self._head = head
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
         if hasattr(self._stream, "readinto"):
             return self._stream.readinto(buf)
         data = self._stream.read(len(buf))

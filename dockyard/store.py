@@ -428,6 +428,17 @@ class Store:
             dirs.append(path)
         return dirs[::-1]
 
+    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest) -> str:
+        """Publish a directory already in overlay format (a build step's upperdir) as the unpacked layer of
+        `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is removed."""
+        path = self.layer_dir(chain_id)
+        with locked(os.path.join(self.locks_dir, f"layer-{chain_id.hex}")):
+            if os.path.isdir(path):
+                _remove(tmp_dir)
+            else:
+                os.rename(tmp_dir, path)
+        return path
+
     def disk_usage(self) -> dict[str, int]:
         """Bytes used by blobs and by unpacked layers."""
         return {"blobs": _tree_size(os.path.join(self.layout, "blobs")), "layers": _tree_size(self.layers_dir)}

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import tool
+from support import tool
 from dockyard.store import Store
 
 PODMAN_IMAGE = "localhost/dockyard-test-busybox:latest"

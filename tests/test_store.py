@@ -11,8 +11,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli, tool
-from dockyard import reference
+from support import tool
 from dockyard.digest import Digest
 from dockyard.errors import DigestMismatch, NotFound
 from dockyard.store import Store

@@ -9,7 +9,7 @@ import sys
 
 # Each area's CLI module; they import only argparse-level things at the top so startup stays fast.
 AREAS = ("dockyard.cli.images", "dockyard.cli.archive", "dockyard.cli.system", "dockyard.cli.registry",
-         "dockyard.cli.transfer", "dockyard.cli.build", "dockyard.cli.containers")
+         "dockyard.cli.transfer", "dockyard.cli.build", "dockyard.cli.containers", "dockyard.cli.network")
 USAGE_ERROR = 125  # docker's status for a command it could not even start
 
 

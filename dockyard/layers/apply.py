@@ -7,15 +7,17 @@ import os
 import shutil
 import stat
 import tarfile
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 
 from dockyard.compression import CHUNK, CompressionError, decompressed
 from dockyard.digest import Digest, HashingReader
 from dockyard.layers.format import (CAPABILITY_XATTR, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
-                                    WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, LayerError)
+                                    WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, LayerError,
+                                    overlay_private)
 from dockyard.layers.tarread import Member, TarReader
 
 _MAX_SYMLINKS = 255  # as many as securejoin follows before calling it a loop
+T = TypeVar("T")
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -42,6 +44,8 @@ def apply_layer(stream: BinaryIO, root: str, *, overlay: bool = False) -> Digest
                          f"{e.strerror or e}") from None
     except (ValueError, OverflowError) as e:  # NUL bytes in names, absurd device numbers or times
         raise LayerError(f"layer entry {reader.current!r} is invalid: {e}") from None
+    except RecursionError:  # shutil.rmtree of a directory nested deeper than Python's stack
+        raise LayerError(f"layer entry {reader.current!r}: directory nesting too deep") from None
     return plain.digest()
 
 
@@ -88,30 +92,42 @@ class _Applier:
         if m.type == tarfile.LNKTYPE:
             self._hardlink(m, rel, path)
             return
-        existing = _lstat(path)
+        self._added.add(rel)
         if m.type == tarfile.DIRTYPE:
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                self._remove(path, existing)
-                os.mkdir(path, 0o700)
-            self._added.add(rel)
+            self._create(path, lambda: os.mkdir(path, 0o700), merge_dir=True)
             self._owner_and_xattrs(path, m)
             self._dir_meta.append((path, m))  # mode/mtime once its children are in place
             return
-        self._remove(path, existing)
-        self._added.add(rel)
         if m.type in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-            self._file(path, m, reader)
+            fd = self._create(path, lambda: os.open(path, _NEW_FILE, 0o600))
+            self._file(fd, m, reader)
             return
         if m.type == tarfile.SYMTYPE:
-            os.symlink(m.linkname, path)
+            self._create(path, lambda: os.symlink(m.linkname, path))
         elif m.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
             kind = stat.S_IFCHR if m.type == tarfile.CHRTYPE else stat.S_IFBLK
-            os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+            rdev = os.makedev(m.devmajor, m.devminor)
+            self._create(path, lambda: os.mknod(path, kind | 0o600, rdev))
         elif m.type == tarfile.FIFOTYPE:
-            os.mkfifo(path, 0o600)
+            self._create(path, lambda: os.mkfifo(path, 0o600))
         else:
             raise LayerError(f"layer entry {m.name!r} has unsupported tar type {m.type!r}")
         self._metadata(path, m)
+
+    def _create(self, path: str, make: Callable[[], T], merge_dir: bool = False) -> T | None:
+        """Create a new entry; only if the name is taken, look at what is there and replace it.
+
+        Trying first saves an lstat per entry on the common path (a fresh or mostly new root).
+        A directory over a directory merges instead (returns None).
+        """
+        try:
+            return make()
+        except FileExistsError:
+            existing = _lstat(path)
+            if merge_dir and existing is not None and stat.S_ISDIR(existing.st_mode):
+                return None
+            self._remove(path, existing)
+            return make()
 
     def finish(self) -> None:
         """Prune opaque directories, then set directory modes and mtimes (children are done)."""
@@ -213,12 +229,11 @@ class _Applier:
         st = _lstat(target)
         if st is None or stat.S_ISDIR(st.st_mode):
             raise LayerError(f"layer entry {m.name!r} links to missing {m.linkname!r}")
-        self._remove(path, _lstat(path))
-        os.link(target, path, follow_symlinks=False)
+        self._create(path, lambda: os.link(target, path, follow_symlinks=False))
         self._added.add(rel)
 
-    def _file(self, path: str, m: Member, reader: TarReader) -> None:
-        fd = os.open(path, _NEW_FILE, 0o600)
+    def _file(self, fd: int, m: Member, reader: TarReader) -> None:
+        """Write a new regular file's data and metadata through its descriptor, then close it."""
         try:
             while data := reader.read(CHUNK):
                 view = memoryview(data)
@@ -247,6 +262,8 @@ class _Applier:
     def _xattrs(self, target: str | int, m: Member) -> None:
         """Set the member's xattrs; only a lost file capability is an error (it changes behaviour)."""
         for key, value in m.xattrs.items():
+            if overlay_private(key):
+                continue
             try:
                 if isinstance(target, int):
                     os.setxattr(target, key, value)

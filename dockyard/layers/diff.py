@@ -8,10 +8,13 @@ import stat
 import tarfile
 from typing import BinaryIO
 
+from dockyard.layers import tarheader
 from dockyard.layers.format import (BLOCK, END_OF_ARCHIVE, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
                                     WHITEOUT_PREFIX, XATTR_PAX_PREFIX, LayerError, kept_xattr)
 
 _COPY = 1 << 20
+_UNDIFFABLE = ("trusted.overlay.redirect", "trusted.overlay.metacopy",
+               "user.overlay.redirect", "user.overlay.metacopy")
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
 
@@ -63,6 +66,10 @@ class _DiffWriter:
             self._out.write(_header(wh))
             return False
         xattrs = _xattrs(path)
+        if xattrs and any(k in xattrs for k in _UNDIFFABLE):
+            # Such an entry is only a pointer into a lower layer: the upper dir alone is no diff.
+            raise LayerError(f"{name} is an overlayfs redirect/metacopy entry; mount the overlay "
+                             "with redirect_dir=off,metacopy=off to diff it")
         info = tarfile.TarInfo(name)
         info.mode = stat.S_IMODE(mode)
         info.uid, info.gid, info.mtime = st.st_uid, st.st_gid, mtime
@@ -136,6 +143,13 @@ def _listing(dirpath: str, prefix: str) -> list[tuple[str, str]]:
 
 
 def _header(info: tarfile.TarInfo) -> bytes:
+    """The entry's header: the fast ustar encoder when it fits, tarfile's PAX writer otherwise."""
+    if not info.pax_headers:
+        name = info.name + "/" if info.type == tarfile.DIRTYPE else info.name
+        block = tarheader.encode(name, info.mode, info.uid, info.gid, info.size, info.mtime,
+                                 info.type, info.linkname, info.devmajor, info.devminor)
+        if block is not None:
+            return block
     return info.tobuf(tarfile.PAX_FORMAT, _ENCODING, _ERRORS)
 
 

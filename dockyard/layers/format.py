@@ -25,4 +25,10 @@ def kept_xattr(name: str) -> bool:
     """Whether an xattr belongs in a layer: file capabilities and user xattrs, not overlay's own."""
     if name == CAPABILITY_XATTR:
         return True
-    return name.startswith("user.") and not name.startswith("user.overlay.")
+    return name.startswith("user.") and not overlay_private(name)
+
+
+def overlay_private(name: str) -> bool:
+    """Whether an xattr is overlayfs's own metadata, which a layer must never set (it could forge
+    opaque dirs or redirects when unpacked layers serve as overlay lower dirs)."""
+    return name.startswith(("trusted.overlay.", "user.overlay."))

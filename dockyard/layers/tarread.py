@@ -6,6 +6,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
+from dockyard.layers import tarheader
 from dockyard.layers.format import BLOCK, XATTR_PAX_PREFIX, LayerError
 
 _ENCODING = "utf-8"
@@ -22,12 +23,12 @@ class Member:
     """One tar entry with PAX overrides applied; data follows in the stream."""
 
     name: str
-    type: bytes
     mode: int
     uid: int
     gid: int
-    mtime: int
     size: int
+    mtime: int
+    type: bytes
     linkname: str
     devmajor: int
     devminor: int
@@ -57,19 +58,22 @@ class TarReader:
                 return  # end-of-archive marker; the caller drains what follows
             empty = False
             pax: dict[str, bytes] = {}
-            info = self._header(block)
-            while info.type in _META_TYPES:
-                data = self._meta(info)
-                if info.type == tarfile.XGLTYPE:
+            member = self._header(block)
+            while member.type in _META_TYPES:
+                data = self._meta(member)
+                if member.type == tarfile.XGLTYPE:
                     global_pax.update(_pax_records(data, self.current))
-                elif info.type == tarfile.GNUTYPE_LONGNAME:
-                    pax["path"] = data.rstrip(b"\0")
-                elif info.type == tarfile.GNUTYPE_LONGLINK:
-                    pax["linkpath"] = data.rstrip(b"\0")
+                elif member.type == tarfile.GNUTYPE_LONGNAME:
+                    pax["path"] = data.split(b"\0", 1)[0]
+                elif member.type == tarfile.GNUTYPE_LONGLINK:
+                    pax["linkpath"] = data.split(b"\0", 1)[0]
                 else:
                     pax.update(_pax_records(data, self.current))
-                info = self._header(self._exact(BLOCK))
-            member = _member(info, {**global_pax, **pax} if global_pax else pax)
+                member = self._header(self._exact(BLOCK))
+            if pax or global_pax:
+                _apply_pax(member, {**global_pax, **pax} if global_pax else pax)
+            if member.size < 0 or member.uid < 0 or member.gid < 0:
+                raise LayerError(f"tar entry {member.name!r}: negative size or owner")
             self.current = member.name
             if member.type in (tarfile.GNUTYPE_SPARSE, b"S"):
                 raise LayerError(f"tar entry {member.name!r}: GNU sparse files are not supported")
@@ -106,14 +110,14 @@ class TarReader:
             data += more
         return data
 
-    def _header(self, block: bytes) -> tarfile.TarInfo:
+    def _header(self, block: bytes) -> Member:
         try:
-            return tarfile.TarInfo.frombuf(block, _ENCODING, _ERRORS)
-        except tarfile.HeaderError as e:
+            return Member(*tarheader.decode(block))
+        except ValueError as e:
             where = f"after {self.current!r}" if self.current else "at its start"
             raise LayerError(f"corrupt tar header {where}: {e}") from None
 
-    def _meta(self, info: tarfile.TarInfo) -> bytes:
+    def _meta(self, info: Member) -> bytes:
         """The payload of a PAX or GNU long-name header, padding consumed."""
         if info.size > _MAX_META:
             raise LayerError(f"tar extended header of {info.size} bytes after {self.current!r}")
@@ -145,10 +149,8 @@ def _pax_records(data: bytes, where: str) -> dict[str, bytes]:
     return out
 
 
-def _member(info: tarfile.TarInfo, pax: dict[str, bytes]) -> Member:
-    """A Member from a ustar header with PAX records (which take precedence) applied."""
-    m = Member(info.name, info.type, info.mode, info.uid, info.gid, int(info.mtime), info.size,
-               info.linkname, info.devmajor, info.devminor)
+def _apply_pax(m: Member, pax: dict[str, bytes]) -> None:
+    """Override a member's header fields with its PAX records."""
     for key, value in pax.items():
         if not value:
             continue  # an empty record unsets a global one: keep the header's value
@@ -165,6 +167,3 @@ def _member(info: tarfile.TarInfo, pax: dict[str, bytes]) -> Member:
                 m.xattrs[key[len(XATTR_PAX_PREFIX):]] = value
         except ValueError:
             raise LayerError(f"tar entry {m.name!r}: bad PAX {key} value {value[:40]!r}") from None
-    if m.size < 0 or m.uid < 0 or m.gid < 0:
-        raise LayerError(f"tar entry {m.name!r}: negative size or owner")
-    return m

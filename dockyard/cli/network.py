@@ -1,0 +1,105 @@
+"""`dockyard network`: create, ls, inspect, rm and prune bridge networks (connect/disconnect live with containers)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    network = sub.add_parser("network", help="manage networks")
+    nsub = network.add_subparsers(dest="network_command", metavar="COMMAND")
+    create = nsub.add_parser("create", help="create a network")
+    create.add_argument("--subnet", help="subnet in CIDR form (default: the next free /16 from 10.89.0.0)")
+    create.add_argument("--gateway", help="gateway address in the subnet (default: its first address)")
+    create.add_argument("-d", "--driver", default="bridge", help="network driver (only 'bridge')")
+    create.add_argument("--label", action="append", default=[], help="set metadata on the network (KEY=VALUE)")
+    create.add_argument("name", metavar="NAME")
+    create.set_defaults(func=cmd_create)
+    ls = nsub.add_parser("ls", aliases=["list"], help="list networks")
+    ls.add_argument("-q", "--quiet", action="store_true", help="only show network IDs")
+    ls.add_argument("--no-trunc", action="store_true", help="do not truncate IDs")
+    ls.add_argument("--format", help="'json' or a Go-template subset")
+    ls.set_defaults(func=cmd_ls)
+    inspect = nsub.add_parser("inspect", help="display detailed information on one or more networks")
+    inspect.add_argument("-f", "--format", help="format the output using a Go-template subset")
+    inspect.add_argument("names", nargs="+", metavar="NETWORK")
+    inspect.set_defaults(func=cmd_inspect)
+    rm = nsub.add_parser("rm", aliases=["remove"], help="remove one or more networks")
+    rm.add_argument("names", nargs="+", metavar="NETWORK")
+    rm.set_defaults(func=cmd_rm)
+    prune = nsub.add_parser("prune", help="remove all unused networks")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    prune.set_defaults(func=cmd_prune)
+    network.set_defaults(func=lambda a: network.print_help() or 0)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from dockyard.errors import DockyardError
+    from runner.network import networks
+
+    if args.driver != "bridge":
+        raise DockyardError(f"network driver {args.driver} is not supported (only bridge)")
+    labels = {}
+    for item in args.label:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    print(networks.create(args.name, args.subnet, args.gateway, labels).id)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from dockyard.cli.output import print_formatted, table
+    from runner.network import networks
+
+    _, nets = networks.all_networks()
+    rows = [{"ID": n.id if args.no_trunc else n.short_id, "Name": n.name, "Driver": "bridge", "Scope": "local",
+             "Subnet": n.subnet, "Gateway": n.gateway, "Bridge": n.bridge, "CreatedAt": n.created} for n in nets]
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif args.format:
+        print_formatted(args.format, rows)
+    else:
+        table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows])
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from dockyard.cli.output import print_formatted
+    from runner.network import networks
+
+    found = [networks.inspect(name) for name in args.names]
+    if args.format:
+        print_formatted(args.format, found)
+    else:
+        print(json.dumps(found, indent=4))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    import sys
+
+    from dockyard.errors import DockyardError
+    from runner.network import networks
+
+    status = 0
+    for name in args.names:
+        try:
+            networks.remove(name)
+            print(name)
+        except DockyardError as e:  # like docker: report each failure, remove the rest
+            print(f"Error: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from runner.network import networks
+
+    removed = networks.prune()
+    if removed:
+        print("Deleted Networks:")
+        print("\n".join(removed))
+    return 0

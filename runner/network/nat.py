@@ -1,0 +1,163 @@
+"""Masquerading and port DNAT: an nftables table (sets and maps, so containers only add elements), else iptables."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Protocol
+
+from dockyard.errors import DockyardError
+from runner.network.store import PortMapping
+
+Rule = tuple[PortMapping, str]  # a published port and the container address it goes to
+
+
+class Nat(Protocol):
+    """What networks and published ports need from the packet filter."""
+
+    def add_network(self, subnet: str, bridge: str) -> None: ...
+    def remove_network(self, subnet: str, bridge: str) -> None: ...
+    def add_ports(self, rules: list[Rule]) -> None: ...
+    def remove_ports(self, rules: list[Rule]) -> None: ...
+    def destroy(self) -> None: ...
+
+
+def detect() -> str:
+    """nftables when `nft` is installed, iptables otherwise."""
+    for kind, tool in (("nftables", "nft"), ("iptables", "iptables")):
+        if shutil.which(tool):
+            return kind
+    raise DockyardError("bridge networking needs nftables (nft) or iptables installed")
+
+
+def backend(kind: str, table: str) -> Nat:
+    """The backend of that kind working on `table`."""
+    if kind not in BACKENDS:
+        raise DockyardError(f"unknown NAT backend {kind!r} (want nftables or iptables)")
+    return BACKENDS[kind](table)
+
+
+def _run(argv: list[str], script: str, check: bool = True) -> bool:
+    p = subprocess.run(argv, input=script, capture_output=True, text=True)
+    if p.returncode and check:
+        raise DockyardError(f"{argv[0]} failed: {p.stderr.strip() or p.returncode}")
+    return p.returncode == 0
+
+
+class Nftables:
+    """Table `ip <table>`: static rules that look addresses and ports up in sets and maps."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def _base(self) -> str:
+        t = f"ip {self.table}"
+        return f"""
+add table {t}
+add set {t} subnets {{ type ipv4_addr; flags interval; }}
+add set {t} bridges {{ type ifname; }}
+add map {t} ports_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+add map {t} ports_ip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain {t} output {{ type nat hook output priority -100; policy accept; }}
+add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain {t} ports
+flush chain {t} prerouting
+flush chain {t} output
+flush chain {t} postrouting
+flush chain {t} ports
+add rule {t} prerouting fib daddr type local jump ports
+add rule {t} output fib daddr type local jump ports
+add rule {t} ports dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
+add rule {t} ports dnat ip to meta l4proto . th dport map @ports_any
+add rule {t} postrouting ip saddr @subnets oifname != @bridges masquerade
+add rule {t} postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade
+add rule {t} postrouting oifname @bridges ip saddr @subnets ct status dnat masquerade
+"""
+        # Why the last three: containers going out; 127.0.0.1:PORT on the host (the reply must come back to the
+        # host, not to the container's own lo); and container→published port→container on the same bridge.
+
+    def add_network(self, subnet: str, bridge: str) -> None:
+        # The flush+add of the static rules makes this idempotent, and one transaction keeps it atomic.
+        _run(["nft", "-f", "-"], self._base() + f'add element ip {self.table} subnets {{ {subnet} }}\n'
+             f'add element ip {self.table} bridges {{ "{bridge}" }}\n')
+
+    def remove_network(self, subnet: str, bridge: str) -> None:
+        for what in (f"subnets {{ {subnet} }}", f'bridges {{ "{bridge}" }}'):
+            _run(["nft", "-f", "-"], f"delete element ip {self.table} {what}\n", check=False)
+
+    def _elements(self, rules: list[Rule], verb: str) -> str:
+        lines = []
+        for m, ip in rules:
+            value = f" : {ip} . {m.container_port}" if verb == "add" else ""
+            if m.host_ip:
+                lines.append(f"{verb} element ip {self.table} ports_ip {{ {m.host_ip} . {m.proto} . {m.host_port}{value} }}")
+            else:
+                lines.append(f"{verb} element ip {self.table} ports_any {{ {m.proto} . {m.host_port}{value} }}")
+        return "\n".join(lines) + "\n"
+
+    def add_ports(self, rules: list[Rule]) -> None:
+        if rules:
+            _run(["nft", "-f", "-"], self._elements(rules, "add"))
+
+    def remove_ports(self, rules: list[Rule]) -> None:
+        if rules and not _run(["nft", "-f", "-"], self._elements(rules, "delete"), check=False):
+            # One missing element fails the whole batch; fall back to one at a time so the rest still go.
+            for r in rules:
+                _run(["nft", "-f", "-"], self._elements([r], "delete"), check=False)
+
+    def destroy(self) -> None:
+        _run(["nft", "-f", "-"], f"delete table ip {self.table}\n", check=False)
+
+
+class Iptables:
+    """Chains `<TABLE>` (DNAT, jumped to for local destinations) and `<TABLE>-POSTROUTING` in the nat table."""
+
+    def __init__(self, table: str) -> None:
+        self.dnat = table.upper()
+        self.post = f"{self.dnat}-POSTROUTING"
+
+    def _restore(self, lines: list[str], check: bool = True) -> bool:
+        return _run(["iptables-restore", "--noflush"], "*nat\n" + "\n".join(lines) + "\nCOMMIT\n", check)
+
+    def _jumps(self) -> list[str]:
+        local = "-m addrtype --dst-type LOCAL"
+        return [f"PREROUTING {local} -j {self.dnat}", f"OUTPUT {local} -j {self.dnat}", f"POSTROUTING -j {self.post}"]
+
+    def _ensure(self) -> None:
+        if subprocess.run(["iptables", "-t", "nat", "-S", self.dnat], capture_output=True).returncode:
+            self._restore([f"-N {self.dnat}", f"-N {self.post}"] + [f"-A {j}" for j in self._jumps()])
+
+    def _network_rules(self, subnet: str, bridge: str) -> list[str]:
+        return [f"{self.post} -s {subnet} ! -o {bridge} -j MASQUERADE",
+                f"{self.post} -o {bridge} -s 127.0.0.0/8 -j MASQUERADE",
+                f"{self.post} -o {bridge} -s {subnet} -m conntrack --ctstate DNAT -j MASQUERADE"]
+
+    def add_network(self, subnet: str, bridge: str) -> None:
+        self._ensure()
+        rules = self._network_rules(subnet, bridge)
+        self._restore([f"-D {r}" for r in rules], check=False)  # no duplicates when set up again after a reboot
+        self._restore([f"-A {r}" for r in rules])
+
+    def remove_network(self, subnet: str, bridge: str) -> None:
+        for r in self._network_rules(subnet, bridge):
+            self._restore([f"-D {r}"], check=False)
+
+    def _port_rule(self, m: PortMapping, ip: str) -> str:
+        dest = f"-d {m.host_ip}/32 " if m.host_ip else ""
+        return f"{self.dnat} {dest}-p {m.proto} -m {m.proto} --dport {m.host_port} -j DNAT --to-destination {ip}:{m.container_port}"
+
+    def add_ports(self, rules: list[Rule]) -> None:
+        if rules:
+            self._restore([f"-A {self._port_rule(m, ip)}" for m, ip in rules])
+
+    def remove_ports(self, rules: list[Rule]) -> None:
+        for m, ip in rules:
+            self._restore([f"-D {self._port_rule(m, ip)}"], check=False)
+
+    def destroy(self) -> None:
+        self._restore([f"-D {j}" for j in self._jumps()], check=False)
+        self._restore([f"-F {self.dnat}", f"-F {self.post}", f"-X {self.dnat}", f"-X {self.post}"], check=False)
+
+
+BACKENDS = {"nftables": Nftables, "iptables": Iptables}
