@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, run_cli
+from support import REPO, run_cli, tool  # noqa: F401 (re-exported for `from tests.conftest import …`)
 
 
 @pytest.fixture
