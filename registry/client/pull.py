@@ -1,0 +1,244 @@
+"""Pull: fetch a manifest (resolving an index to one platform) and its blobs, verified, into the store."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from dockyard import mediatypes as mt
+from dockyard.digest import Digest, verify
+from dockyard.errors import DigestMismatch, DockyardError, NotFound
+from dockyard.image import Descriptor, Image, select_platform
+from dockyard.reference import Reference
+from dockyard.store import Store
+from registry.client.progress import Progress
+from registry.client.remote import Remote
+from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check
+
+MANIFEST_LIMIT = 4 << 20  # distribution's own limit on manifest size
+ACCEPT = ", ".join((mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_LIST))
+READ_CHUNK = 1 << 20
+
+
+class Cancelled(DockyardError):
+    """A transfer stopped because a sibling transfer failed."""
+
+
+def wait_all(futures: list[Future], cancel: threading.Event) -> list[BaseException | None]:
+    """Each future's exception; on Ctrl-C the siblings are told to stop before it propagates."""
+    try:
+        return [f.exception() for f in futures]
+    except BaseException:
+        cancel.set()
+        raise
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An os/arch[/variant] to pick from an index."""
+
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Platform":
+        if not text:
+            return cls()
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise DockyardError(f"invalid platform {text!r}: expected os/arch[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass
+class PullResult:
+    """What a pull stored: the image, the manifest digest it keeps, and whether anything new arrived."""
+
+    image: Image
+    digest: Digest
+    downloaded: bool
+
+
+def fetch_manifest(t: Transport, remote: Remote, ref: str | Digest, what: str) -> tuple[bytes, str, Digest]:
+    """GET a manifest by tag or digest; returns exact bytes, media type and verified digest."""
+    r = check(t.request("GET", f"/v2/{remote.repository}/manifests/{ref}", (remote.scope(),),
+                        headers={"Accept": ACCEPT}, stream=True), what)
+    with r:
+        data = r.raw.read(MANIFEST_LIMIT + 1, decode_content=True)
+    if len(data) > MANIFEST_LIMIT:
+        raise RegistryError(f"manifest for {what} is larger than {MANIFEST_LIMIT} bytes")
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"manifest for {what} is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise RegistryError(f"manifest for {what} is not a JSON object")
+    if obj.get("schemaVersion") == 1:
+        raise RegistryError(f"{what} has a Docker schema 1 manifest, which is not supported")
+    media_type = obj.get("mediaType") or r.headers.get("Content-Type", "").split(";")[0].strip()
+    if not media_type:
+        media_type = mt.OCI_INDEX if "manifests" in obj else mt.OCI_MANIFEST
+    # By digest, the content must match what was asked for; by tag, what the registry says it served.
+    expected = ref if isinstance(ref, Digest) else _header_digest(r.headers.get("Docker-Content-Digest"))
+    actual = Digest.of_bytes(data, expected.algorithm if expected else "sha256")
+    if expected:
+        verify(expected, actual, f"manifest {what}")
+    return data, media_type, actual
+
+
+def _header_digest(text: str | None) -> Digest | None:
+    """A Docker-Content-Digest header's digest; None when absent or in an algorithm we do not know."""
+    try:
+        return Digest.parse(text) if text else None
+    except DockyardError:
+        return None
+
+
+def resolve_manifest(t: Transport, remote: Remote, ref: Reference,
+                     platform: Platform) -> tuple[bytes, Digest, list[Descriptor]]:
+    """The image manifest a reference names (an index resolved to the platform), its digest and blobs."""
+    what = f"{remote.host}/{remote.repository}:{ref.tag}" if not ref.digest else f"{ref.name}@{ref.digest}"
+    data, media_type, digest = fetch_manifest(t, remote, ref.digest or ref.tag, what)
+    if media_type in mt.INDEXES:
+        child = select_platform(json.loads(data), platform.os, platform.architecture, platform.variant)
+        if child is None:
+            raise NotFound(f"no matching manifest for {platform} in the manifest list entries of {what}")
+        desc = Descriptor.from_json(child)
+        data, media_type, digest = fetch_manifest(t, remote, desc.digest, f"{what} ({platform})")
+        verify(desc.digest, digest, f"manifest of {what} for {platform}", desc.size, len(data))
+    if media_type not in mt.IMAGE_MANIFESTS:
+        raise RegistryError(f"{what} is not an image (media type {media_type!r})")
+    try:
+        obj = json.loads(data)
+        blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(l) for l in obj.get("layers") or []]
+    except (KeyError, TypeError, ValueError, AttributeError, DockyardError) as e:
+        raise RegistryError(f"malformed manifest for {what}: {type(e).__name__} {e}") from None
+    return data, digest, blobs
+
+
+class BlobReader:
+    """A blob's HTTP body as a stream: resumes with a Range request after a dropped connection."""
+
+    def __init__(self, t: Transport, remote: Remote, desc: Descriptor, key: str, progress: Progress,
+                 cancel: threading.Event):
+        self.t, self.remote, self.desc, self.key = t, remote, desc, key
+        self.progress, self.cancel = progress, cancel
+        self.done = 0
+        self.failures = 0
+        self.response = None
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self.done}-"} if self.done else {}
+        r = self.t.request("GET", f"/v2/{self.remote.repository}/blobs/{self.desc.digest}",
+                           (self.remote.scope(),), headers=headers, stream=True)
+        check(r, f"blob {self.desc.digest} in {self.remote.repository}", (200, 206))
+        if self.done and r.status_code == 200:
+            # The server ignored the Range: skip what we already have.
+            skip = self.done
+            while skip:
+                chunk = r.raw.read(min(skip, READ_CHUNK))
+                if not chunk:
+                    raise RegistryError(f"blob {self.desc.digest} ended early")
+                skip -= len(chunk)
+        self.response = r
+
+    def read(self, n: int = -1) -> bytes:
+        import requests
+        import urllib3
+
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+        if self.done >= self.desc.size:
+            # Anything beyond the declared size means the blob is not what the manifest says.
+            extra = self.response.raw.read(1) if self.response is not None else b""
+            if extra:
+                raise DigestMismatch(f"size mismatch for {self.desc.digest}: more than {self.desc.size} bytes")
+            return b""
+        want = min(n if n and n > 0 else READ_CHUNK, self.desc.size - self.done)
+        while True:
+            try:
+                if self.response is None:
+                    self._open()
+                chunk = self.response.raw.read(want)
+                if not chunk:
+                    raise urllib3.exceptions.ProtocolError("connection closed before the end of the blob")
+                break
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+                # A body cut short; reopening (with Range) is itself retried inside request().
+                self.close()
+                self.failures += 1
+                if self.failures >= self.t.config.max_attempts:
+                    raise RegistryError(
+                        f"download of {self.desc.digest} from {self.remote.host} failed after "
+                        f"{self.failures} attempts: {_why(e)}") from None
+                backoff_wait = backoff(self.failures)
+                if self.cancel.wait(backoff_wait):
+                    raise Cancelled("cancelled") from None
+        self.done += len(chunk)
+        self.progress.advance(self.key, len(chunk))
+        return chunk
+
+    def close(self) -> None:
+        if self.response is not None:
+            self.response.close()
+            self.response = None
+
+
+def _why(e: Exception) -> str:
+    text = str(e)
+    return text if len(text) < 200 and "password" not in text.lower() else type(e).__name__
+
+
+def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: Reference, names: list[Reference],
+               platform: Platform, progress: Progress, parallel: int) -> PullResult:
+    """Pull one image; the store gains it whole or (on any failure) stays as it was."""
+    last: Exception | None = None
+    for t in transports:
+        try:
+            data, digest, blobs = resolve_manifest(t, remote, ref, platform)
+            source = t
+            break
+        except (Unreachable, NotFound, RegistryError) as e:
+            # A mirror that fails or lacks the image falls through to the next, then to the registry.
+            last = e
+    else:
+        raise last  # type: ignore[misc]
+    needed = []
+    for i, desc in enumerate(blobs):
+        # Like docker, report layers only; the config travels silently.
+        shown = progress if i else Progress()
+        if store.has_blob(desc.digest):
+            shown.finish(desc.digest.short, "Already exists")
+        else:
+            needed.append((desc, shown))
+    cancel = threading.Event()
+    new_manifest = not store.has_blob(digest)
+
+    def fetch(desc: Descriptor, shown: Progress, added: set[Digest]) -> None:
+        key = desc.digest.short
+        shown.start(key, "Downloading", desc.size)
+        reader = BlobReader(source, remote, desc, key, shown, cancel)
+        try:
+            store.write_blob(reader, desc.digest, desc.size, f"blob {desc.digest}", added)
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            reader.close()
+        shown.finish(key, "Pull complete")
+
+    with store.transaction() as added:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            futures = [pool.submit(fetch, desc, shown, added) for desc, shown in needed]
+            errors = wait_all(futures, cancel)
+        real = [e for e in errors if e is not None and not isinstance(e, Cancelled)]
+        if real:
+            raise real[0]
+        image = store.add_image(data, names, added)
+    return PullResult(image, digest, bool(needed) or new_manifest)

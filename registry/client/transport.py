@@ -1,0 +1,269 @@
+"""HTTP to one registry: scheme and TLS choice, certs.d CAs, auth, retries with backoff, 429 Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import threading
+import time
+from typing import Iterable
+from urllib.parse import urljoin
+
+from dockyard.errors import DockyardError, NotFound
+from registry.client.auth import AuthError, Authenticator, load_credentials
+from registry.client.config import ClientConfig, certs_dir
+
+CONNECT_TIMEOUT = 15
+# A PUT that completes an upload makes the server hash the whole blob before it answers.
+READ_TIMEOUT = 300
+MAX_BACKOFF = 10.0
+MAX_RETRY_AFTER = 120.0
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+# A body is sent again on a retry, so an iterable one must be re-iterable (FileBody reopens its file).
+Body = bytes | Iterable[bytes] | None
+
+
+class RegistryError(DockyardError):
+    """A registry answered with an error, or could not be talked to at all."""
+
+
+class Unreachable(RegistryError):
+    """The registry could not be connected to (DNS, refused, timeout, reset)."""
+
+
+class Transport:
+    """A pooled HTTP session to one registry host, with its auth state."""
+
+    def __init__(self, host: str, config: ClientConfig | None = None):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.host = host
+        self.config = config or ClientConfig.load()
+        self.insecure = self.config.is_insecure(host)
+        self.session = requests.Session()
+        # Enough pooled connections for parallel layer transfers plus auth and manifest requests.
+        pool = max(self.config.max_concurrent_uploads, self.config.max_concurrent_downloads) + 4
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = "dockyard"
+        self.verify: bool | str = True
+        cert_dir = os.path.join(certs_dir(), host)
+        if os.path.isfile(os.path.join(cert_dir, "ca.crt")):
+            self.verify = os.path.join(cert_dir, "ca.crt")
+        client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
+        if all(os.path.isfile(p) for p in client_cert):
+            self.session.cert = client_cert
+        if self.insecure:
+            self.verify = False
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.auth = Authenticator(host, load_credentials(host))
+        self.base: str | None = None
+        self._connecting = threading.Lock()
+
+    # ---- connecting ----------------------------------------------------------------------------
+
+    def connect(self) -> "requests.Response":
+        """Find the scheme (HTTPS; HTTP too when insecure) with GET /v2/, and learn the auth challenge."""
+        with self._connecting:
+            if self.base is not None:
+                return self._ping(self.base)
+            response, self.base = self._probe()
+            return response
+
+    def _probe(self) -> tuple["requests.Response", str]:
+        import requests
+
+        try:
+            return self._ping(f"https://{self.host}"), f"https://{self.host}"
+        except requests.exceptions.SSLError as e:
+            if self.insecure:
+                return self._plain_http()
+            if self._speaks_http():
+                raise RegistryError(
+                    f"registry {self.host} answers only plain HTTP; if you trust it, add \"{self.host}\" to "
+                    f"\"insecure-registries\" in {self.config.path}") from None
+            raise RegistryError(
+                f"TLS with registry {self.host} failed ({_ssl_reason(e)}); put its CA certificate in "
+                f"{os.path.join(certs_dir(), self.host, 'ca.crt')} or add it to \"insecure-registries\" "
+                f"in {self.config.path}") from None
+        except requests.exceptions.ConnectionError as e:
+            if self.insecure and not _is_dns_failure(e):
+                return self._plain_http()
+            raise self._unreachable(e) from None
+
+    def _plain_http(self) -> tuple["requests.Response", str]:
+        import requests
+
+        try:
+            return self._ping(f"http://{self.host}"), f"http://{self.host}"
+        except requests.RequestException as e:
+            raise self._unreachable(e) from None
+
+    def _ping(self, base: str) -> "requests.Response":
+        attempt = 0
+        while True:
+            attempt += 1
+            r = self.session.get(f"{base}/v2/", verify=self.verify, timeout=(CONNECT_TIMEOUT, 60))
+            if r.status_code not in RETRY_STATUSES or attempt >= self.config.max_attempts:
+                break
+            delay = retry_after(r.headers.get("Retry-After")) if r.status_code == 429 else None
+            r.close()
+            time.sleep(delay if delay is not None else backoff(attempt))
+        if r.status_code == 401:
+            # Basic credentials are then sent up front; Bearer tokens are fetched per scope when first needed.
+            self.auth.answer(r.headers.get("WWW-Authenticate", ""), (), self.session, self.verify, sent=True,
+                             fetch=False)
+        elif r.status_code == 429:
+            raise RegistryError(f"{self.host}: too many requests (rate limited by the registry)")
+        elif r.status_code != 200:
+            raise RegistryError(f"{self.host} does not look like a registry: GET /v2/ answered {r.status_code}")
+        return r
+
+    def _speaks_http(self) -> bool:
+        import requests
+
+        try:
+            r = self.session.get(f"http://{self.host}/v2/", timeout=CONNECT_TIMEOUT, allow_redirects=False)
+        except requests.RequestException:
+            return False
+        return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
+
+    def _unreachable(self, e: Exception) -> Unreachable:
+        import requests
+
+        text = str(e)
+        if _is_dns_failure(e):
+            return Unreachable(f"cannot resolve registry host {self.host}")
+        if isinstance(e, (requests.exceptions.ConnectTimeout,)):
+            return Unreachable(f"cannot connect to registry {self.host}: timed out")
+        if "Connection refused" in text or "ECONNREFUSED" in text:
+            return Unreachable(f"cannot connect to registry {self.host}: connection refused")
+        if "No route to host" in text or "Network is unreachable" in text:
+            return Unreachable(f"cannot connect to registry {self.host}: host unreachable")
+        if isinstance(e, (requests.exceptions.ReadTimeout,)):
+            return Unreachable(f"registry {self.host} stopped answering (timed out)")
+        return Unreachable(f"connection to registry {self.host} failed: {type(e).__name__}")
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    def url(self, path_or_url: str) -> str:
+        """Absolute URL for an API path or a (possibly relative) Location header."""
+        if self.base is None:
+            self.connect().close()
+        return urljoin(self.base + "/", path_or_url)
+
+    def request(self, method: str, path: str, scopes: tuple[str, ...] = (), *, headers: dict | None = None,
+                params: dict | None = None, body: Body = None, stream: bool = False,
+                retry: bool = True) -> "requests.Response":
+        """Send one API request, answering auth challenges and retrying transient failures with backoff."""
+        import requests
+
+        url = self.url(path)
+        attempts = self.config.max_attempts if retry else 1
+        fetched = False
+        attempt = 0
+        while True:
+            attempt += 1
+            h = dict(headers or {})
+            auth = self._auth_header(scopes)
+            if auth:
+                h["Authorization"] = auth
+            try:
+                r = self.session.request(method, url, headers=h, params=params, data=body, stream=stream,
+                                         verify=self.verify, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                                         allow_redirects=method in ("GET", "HEAD"))
+            except requests.RequestException as e:
+                if attempt >= attempts or _is_dns_failure(e):
+                    raise self._unreachable(e) from None
+                time.sleep(backoff(attempt))
+                continue
+            if r.status_code == 401 and not fetched:
+                fetched = True
+                if self.auth.answer(r.headers.get("WWW-Authenticate", ""), scopes, self.session, self.verify,
+                                    sent=bool(auth)):
+                    r.close()
+                    attempt -= 1
+                    continue
+                return r
+            if r.status_code in RETRY_STATUSES and attempt < attempts:
+                delay = retry_after(r.headers.get("Retry-After")) if r.status_code == 429 else None
+                r.close()
+                time.sleep(delay if delay is not None else backoff(attempt))
+                continue
+            return r
+
+    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
+        """A header for these scopes; with a known Bearer challenge, fetch the token up front (no 401 trip)."""
+        header = self.auth.header(scopes)
+        if header is None and self.auth.bearer:
+            self.auth.refresh(scopes, self.session, self.verify, force=False)
+            header = self.auth.header(scopes)
+        return header
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def check(r: "requests.Response", what: str, ok: tuple[int, ...] = (200,)) -> "requests.Response":
+    """Return the response when its status is expected, else raise an error naming `what`."""
+    if r.status_code in ok:
+        return r
+    detail = error_detail(r)
+    r.close()
+    if r.status_code == 401:
+        raise AuthError(f"{what}: unauthorized: authentication required" + (f" ({detail})" if detail else ""))
+    if r.status_code == 403:
+        raise AuthError(f"{what}: denied" + (f": {detail}" if detail else ""))
+    if r.status_code == 404:
+        raise NotFound(f"not found: {what}" + (f" ({detail})" if detail else ""))
+    if r.status_code == 429:
+        raise RegistryError(f"{what}: too many requests (rate limited by the registry)")
+    raise RegistryError(f"{what}: registry answered {r.status_code}" + (f": {detail}" if detail else ""))
+
+
+def error_detail(r: "requests.Response") -> str:
+    """The registry's own error message from a distribution error body, if any."""
+    try:
+        errors = r.json().get("errors") or []
+        return "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff: 0.5 s, 1 s, 2 s … capped."""
+    return min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER)
+
+
+def _is_dns_failure(e: Exception) -> bool:
+    text = str(e)
+    return any(s in text for s in ("NameResolutionError", "Name or service not known", "nodename nor servname",
+                                   "Temporary failure in name resolution", "No address associated"))
+
+
+def _ssl_reason(e: Exception) -> str:
+    text = str(e)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "hostname mismatch", "self-signed",
+                   "self signed", "unable to get local issuer certificate"):
+        if marker in text:
+            return {"CERTIFICATE_VERIFY_FAILED": "certificate verify failed",
+                    "WRONG_VERSION_NUMBER": "the server does not speak TLS"}.get(marker, marker)
+    return "TLS handshake failed"

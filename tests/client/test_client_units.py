@@ -1,0 +1,58 @@
+"""The client's pure parts: challenge parsing, Retry-After, insecure-registry matching, credentials file."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from registry.client.auth import Credentials, load_credentials, parse_challenges, remove_credentials, save_credentials
+from registry.client.config import ClientConfig
+from registry.client.transport import retry_after
+
+
+def test_parse_challenges():
+    [bearer] = parse_challenges('Bearer realm="https://auth.example/token",service="reg",'
+                                'scope="repository:a/b:pull,push",error="insufficient_scope"')
+    assert bearer.scheme == "bearer"
+    assert bearer.params == {"realm": "https://auth.example/token", "service": "reg",
+                             "scope": "repository:a/b:pull,push", "error": "insufficient_scope"}
+    basic, other = parse_challenges('Basic realm="Registry \\"Realm\\"", Bearer realm=https://t/x')
+    assert (basic.scheme, basic.params) == ("basic", {"realm": 'Registry "Realm"'})
+    assert (other.scheme, other.params) == ("bearer", {"realm": "https://t/x"})
+    assert parse_challenges("") == []
+
+
+def test_retry_after():
+    assert retry_after("3") == 3.0
+    assert retry_after("100000") == 120.0  # capped
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry_after("soon") is None and retry_after(None) is None
+
+
+def test_insecure_matching(tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"insecure-registries": ["http://reg.example:5000/", "10.1.0.0/16"],
+                                "registry-mirrors": ["https://mirror.example/"]}))
+    cfg = ClientConfig.load(str(path))
+    assert cfg.registry_mirrors == ["https://mirror.example"]
+    assert cfg.is_insecure("reg.example:5000")
+    assert not cfg.is_insecure("reg.example:5001")
+    assert cfg.is_insecure("10.1.2.3:443") and not cfg.is_insecure("10.2.0.1:443")
+    assert cfg.is_insecure("127.0.0.1:5000") and cfg.is_insecure("127.9.9.9") and cfg.is_insecure("[::1]:5000")
+    assert cfg.is_insecure("localhost:5000")  # resolves to loopback
+    assert not ClientConfig.load(str(tmp_path / "missing.json")).is_insecure("192.0.2.1:5000")
+
+
+def test_credentials_file_is_docker_compatible(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "auths": {"https://old.example/v1/": {"auth": base64.b64encode(b"bob:pw:with:colons").decode()}},
+        "credsStore": "", "psFormat": "keep me"}))
+    assert load_credentials("old.example") == Credentials("bob", "pw:with:colons")
+    save_credentials("new.example:5000", Credentials("alice", "s3cret"))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["psFormat"] == "keep me"
+    assert base64.b64decode(saved["auths"]["new.example:5000"]["auth"]) == b"alice:s3cret"
+    assert "s3cret" not in repr(load_credentials("new.example:5000"))
+    assert remove_credentials("new.example:5000") and not remove_credentials("new.example:5000")
+    assert load_credentials("new.example:5000") is None
