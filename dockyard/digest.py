@@ -11,7 +11,7 @@ from dockyard.errors import DigestMismatch, DockyardError
 
 # Lengths per the OCI image spec's registered algorithms.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
 CHUNK = 1 << 20
 
 

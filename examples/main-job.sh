@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job, end to end: make a busybox base image, import it, list it, save it.
+# The main job, end to end: make a busybox base image, import it, list it, save it; serve a registry,
+# push to it, pull back from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/dockyard-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+registry_pid=
+cleanup() { [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port=${DOCKYARD_DEMO_PORT:-5055}
 
 echo "== base image from Debian's busybox-static"
 bash examples/busybox-rootfs.sh "$work/rootfs"
@@ -17,4 +21,16 @@ dockyard images
 echo "== save"
 dockyard save -o "$work/busybox.tar" busybox:latest
 ls -l "$work/busybox.tar"
+
+echo "== registry on 127.0.0.1:$port"
+dockyard registry serve --addr "127.0.0.1:$port" --root "$work/registry" --access-log '' &
+registry_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+echo "== push, remove, pull"
+dockyard tag busybox:latest "127.0.0.1:$port/demo/busybox:1"
+dockyard push "127.0.0.1:$port/demo/busybox:1"
+dockyard rmi "127.0.0.1:$port/demo/busybox:1"
+dockyard pull "127.0.0.1:$port/demo/busybox:1"
+dockyard images --digests
 echo "main job done"

@@ -55,3 +55,9 @@ def test_str_round_trip_and_ref_name():
     assert parse(f"x@sha256:{H}").ref_name == f"x@sha256:{H}"
     assert parse("x", default_registry="reg.local:5000").name == "reg.local:5000/x"
     assert parse("x", default_tag=False).tag is None
+
+
+@pytest.mark.parametrize("text", ["foo\n", "foo:bar\n", "foo:tä", f"foo@sha256:{H}\n", "localhost:5000\n/foo"])
+def test_no_trailing_newline_or_unicode(text):
+    with pytest.raises(InvalidReference):
+        parse(text)

@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 from runner.network import attach, hosts, ipam, netns, networks, ports, store
 from runner.network.ports import parse_publish
 from runner.network.store import PortMapping
-from tests.conftest import tool
+from support import tool
 
 BUSYBOX = "/bin/busybox"
 

@@ -1,0 +1,150 @@
+"""The Flask application: blueprints, the auth gate, spec-shaped errors, access log and metrics."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import sys
+import time
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from dockyard.digest import InvalidDigest
+from dockyard.errors import DigestMismatch
+from dockyard.fsutil import DiskFull
+from registry.auth import CATALOG, Authorizer, Need
+from registry.auth.endpoint import bp as token_bp
+from registry.config import Config
+from registry.context import BodyError, Registry, state
+from registry.endpoints import BLUEPRINTS
+from registry.errors import RegistryError, error_response
+from registry.metrics import Metrics
+from registry.names import check_repository
+from registry.storage import FilesystemStorage, UploadUnknown
+
+log = logging.getLogger("registry")
+access_log = logging.getLogger("registry.access")
+
+# endpoint -> the action it needs on the repository in the URL ("" = a valid identity, None = public).
+_ACTIONS: dict[str, str | None] = {
+    "base.version": "", "base.healthz": None, "base.metrics": None, "token.token": None,
+    "catalog.catalog": "pull",
+    "blobs.get_blob": "pull", "blobs.delete_blob": "delete",
+    "uploads.start_upload": "push", "uploads.upload_status": "push", "uploads.upload_chunk": "push",
+    "uploads.finish_upload": "push", "uploads.cancel_upload": "push",
+    "manifests.get_manifest": "pull", "manifests.put_manifest": "push", "manifests.delete_manifest": "delete",
+    "tags.list_tags": "pull", "referrers.referrers": "pull",
+}
+
+
+def create_app(config: Config) -> Flask:
+    """A registry app serving `config.root`."""
+    app = Flask("registry")
+    storage = FilesystemStorage(config.root)
+    app.extensions["registry"] = Registry(config, storage, Authorizer(config),
+                                          Metrics(os.path.join(storage.root, "metrics")))
+    for bp in BLUEPRINTS + [token_bp]:
+        app.register_blueprint(bp)
+    app.before_request(_gate)
+    app.register_error_handler(Exception, _handle_error)
+    _setup_access_log(config.access_log)
+    app.wsgi_app = _Observer(app.wsgi_app, app.extensions["registry"].metrics)
+    return app
+
+
+def _gate() -> None:
+    """Validate the repository name, apply read-only/delete switches, and authorize the request."""
+    rule = request.url_rule
+    request.environ["registry.route"] = rule.rule if rule is not None else "unmatched"
+    action = _ACTIONS.get(request.endpoint or "")
+    if action is None:
+        return
+    reg = state()
+    name = (request.view_args or {}).get("name")
+    if name is not None:
+        check_repository(name)
+    if action in ("push", "delete") and reg.config.read_only:
+        raise RegistryError("UNSUPPORTED", "the registry is read-only")
+    if action == "delete" and not reg.config.delete_enabled:
+        raise RegistryError("UNSUPPORTED", "deletes are disabled")
+    need = CATALOG if request.endpoint == "catalog.catalog" else Need(name, action or "pull")
+    request.environ["registry.user"] = reg.auth.check(request, need)
+
+
+def _handle_error(e: Exception):
+    """Every failure as the spec's JSON error; never a traceback in the body."""
+    if isinstance(e, RegistryError):
+        return e.response()
+    if isinstance(e, (DigestMismatch, InvalidDigest)):
+        return RegistryError("DIGEST_INVALID", str(e)).response()
+    if isinstance(e, UploadUnknown):
+        return RegistryError("BLOB_UPLOAD_UNKNOWN", str(e)).response()
+    if isinstance(e, BodyError):
+        return RegistryError("BLOB_UPLOAD_INVALID", f"request body: {e}").response()
+    if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return error_response("BLOB_UPLOAD_INVALID", "no space left on the registry's storage", None, 507)
+    if isinstance(e, HTTPException):
+        code = "SIZE_INVALID" if e.code == 413 else "UNSUPPORTED"
+        resp = error_response(code, e.name.lower(), None, e.code or 400)
+        if e.code == 405 and getattr(e, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(e.valid_methods)
+        return resp
+    log.exception("internal error handling %s %s", request.method, request.path)
+    return error_response("UNKNOWN", "internal server error", None, 500)
+
+
+def _setup_access_log(target: str) -> None:
+    access_log.propagate = False
+    for handler in list(access_log.handlers):
+        access_log.removeHandler(handler)
+    if not target:
+        access_log.disabled = True
+        return
+    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.disabled = False
+
+
+class _Observer:
+    """WSGI middleware: adds the API version header, counts metrics and writes one JSON access-log line.
+
+    It never wraps the response iterator, so gunicorn still sees its file wrapper and can use sendfile."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        seen: dict = {}
+
+        def _start(status, headers, exc_info=None):
+            headers.append(("Docker-Distribution-Api-Version", "registry/2.0"))
+            seen["status"], seen["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, _start)
+        status = seen.get("status", "500")[:3]
+        bytes_out = 0
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            for key, value in seen.get("headers", ()):
+                if key.lower() == "content-length":
+                    bytes_out = int(value) if value.isdigit() else 0
+        bytes_in = environ.get("registry.bytes_in", 0)
+        route = environ.get("registry.route", "unmatched")
+        method = environ.get("REQUEST_METHOD", "")
+        self.metrics.observe(route, method, status, bytes_in, bytes_out)
+        if not access_log.disabled:
+            access_log.info(json.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "remote": environ.get("REMOTE_ADDR"), "method": method,
+                "path": environ.get("PATH_INFO"), "status": int(status) if status.isdigit() else 0,
+                "bytes_in": bytes_in, "bytes_out": bytes_out, "user": environ.get("registry.user"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "user_agent": environ.get("HTTP_USER_AGENT", "")[:200]}))
+        return result

@@ -1,0 +1,128 @@
+"""Who may do what: htpasswd basic auth or Docker token auth, per-user pull/push/delete rights."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+
+from flask import Request
+
+from registry.auth.htpasswd import Htpasswd
+from registry.auth.token import Scope, TokenService, load_or_create_key
+from registry.config import Config
+from registry.errors import RegistryError
+
+BASIC_REALM = "dockyard-registry"
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a request needs: an action on a repository, the catalog, or (name None) just a valid identity."""
+
+    name: str | None
+    action: str
+    kind: str = "repository"
+
+    @property
+    def scope(self) -> Scope:
+        actions = ("pull", "push") if self.action == "push" else (self.action,)
+        return Scope(self.kind, self.name or "", actions)
+
+
+CATALOG = Need("catalog", "*", kind="registry")
+
+
+class Authorizer:
+    """Checks a request's credentials against what it needs; raises UNAUTHORIZED or DENIED."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.htpasswd = Htpasswd(config.htpasswd) if config.htpasswd else None
+        self.tokens: TokenService | None = None
+        if config.token:
+            key_path = config.token_key or os.path.join(config.root, "token", "key.pem")
+            self.tokens = TokenService(load_or_create_key(key_path), config.token_issuer,
+                                       config.token_service, config.token_ttl)
+
+    def basic_user(self, request: Request) -> str | None:
+        """The user of valid Basic credentials; None when there are none; UNAUTHORIZED when they are wrong."""
+        header = request.headers.get("Authorization", "")
+        if not header[:6].lower() == "basic ":
+            return None
+        try:
+            user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise self._challenge(None) from None
+        if not sep or self.htpasswd is None or not self.htpasswd.check(user, password):
+            raise self._challenge(None)
+        return user
+
+    def check(self, request: Request, need: Need) -> str | None:
+        """The authenticated user (None: anonymous) if the request may proceed."""
+        if not self.config.auth_enabled:
+            return None
+        if self.tokens is not None:
+            return self._check_token(request, need)
+        user = self.basic_user(request)
+        if user is None:
+            if need.name is not None and need.action in self.config.rights(None):
+                return None
+            raise self._challenge(need)
+        if need.name is None:
+            return user
+        if need.kind == "registry" and "pull" in self.config.rights(user):
+            return user
+        if need.kind == "repository" and need.action in self.config.rights(user, need.name):
+            return user
+        raise RegistryError("DENIED", {"action": need.action, "name": need.name})
+
+    def _check_token(self, request: Request, need: Need) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() != "bearer ":
+            raise self._challenge(need)
+        claims = self.tokens.verify(header[7:].strip())
+        if claims is None:
+            raise self._challenge(need, error="invalid_token")
+        if need.name is not None and not TokenService.grants(claims, need.kind, need.name, need.action):
+            raise self._challenge(need, error="insufficient_scope")
+        return claims.get("sub") or None
+
+    def allowed(self, request: Request, name: str, action: str) -> bool:
+        """Whether the request may do `action` on `name` (for mount sources), without raising."""
+        try:
+            self.check(request, Need(name, action))
+            return True
+        except RegistryError:
+            return False
+
+    def _challenge(self, need: Need | None, error: str | None = None) -> RegistryError:
+        from flask import request
+        if self.tokens is not None:
+            realm = self.config.token_realm or request.host_url.rstrip("/") + "/token"
+            value = f'Bearer realm="{realm}",service="{self.tokens.service}"'
+            if need is not None and need.name is not None:
+                value += f',scope="{need.scope}"'
+            if error:
+                value += f',error="{error}"'
+        else:
+            value = f'Basic realm="{BASIC_REALM}"'
+        detail = [{"Type": need.kind, "Name": need.name, "Action": need.action}] if need and need.name else None
+        return RegistryError("UNAUTHORIZED", detail, headers={"WWW-Authenticate": value})
+
+    def grant(self, user: str | None, requested: list[Scope]) -> list[Scope]:
+        """The part of `requested` that `user` (None: anonymous) holds, for the token endpoint."""
+        granted = []
+        for scope in requested:
+            if scope.type == "repository":
+                rights = self.config.rights(user, scope.name)
+                actions = tuple(a for a in scope.actions if a in rights)
+            elif scope.type == "registry" and scope.name == "catalog" and user is not None \
+                    and "pull" in self.config.rights(user):
+                actions = ("*",)
+            else:
+                actions = ()
+            if actions:
+                granted.append(Scope(scope.type, scope.name, actions))
+        return granted

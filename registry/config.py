@@ -1,0 +1,187 @@
+"""Registry configuration: a dataclass filled from a TOML or YAML file, then overridden by command-line flags.
+
+Example (TOML; the same keys work in YAML when PyYAML is installed):
+
+    root = "/srv/registry"
+    addr = "0.0.0.0:5000"
+    workers = 4
+    delete_enabled = true
+    [tls]
+    cert = "/etc/registry/cert.pem"
+    key = "/etc/registry/key.pem"
+    [auth]
+    htpasswd = "/etc/registry/htpasswd"
+    anonymous = ["pull"]
+    [auth.access]
+    alice = ["pull", "push", "delete"]
+    "*" = ["pull"]
+    [auth.access.ci]
+    "team/*" = ["pull", "push"]
+    [auth.token]
+    enabled = true
+    [gc]
+    grace = 3600
+    [uploads]
+    max = 1000
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from dockyard.errors import DockyardError
+
+ACTIONS = ("pull", "push", "delete")
+
+
+class ConfigError(DockyardError):
+    """The registry configuration file is unreadable or has a bad value."""
+
+
+@dataclass
+class Config:
+    """Everything `dockyard registry serve` can be told, by flag or by config file."""
+
+    root: str = "/var/lib/dockyard/registry"
+    addr: str = "127.0.0.1:5000"
+    workers: int = 2
+    threads: int = 8
+    read_only: bool = False
+    delete_enabled: bool = False
+    access_log: str = "-"  # a path, "-" for stderr, "" for none
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    htpasswd: str | None = None
+    # Rights of users without credentials, e.g. ["pull"]; empty means anonymous access is refused when auth is on.
+    anonymous: list[str] = field(default_factory=list)
+    # user -> rights, or user -> {repository glob -> rights}; user "*" is every authenticated user not listed.
+    # Empty: every authenticated user may pull, push and delete.
+    access: dict[str, list[str] | dict[str, list[str]]] = field(default_factory=dict)
+    token: bool = False
+    token_key: str | None = None  # PEM private key (EC P-256 or RSA); default <root>/token/key.pem, created
+    token_issuer: str = "dockyard-registry"
+    token_service: str = "dockyard-registry"
+    token_ttl: int = 300
+    token_realm: str | None = None  # default: this server's /token
+    gc_grace: int = 3600
+    upload_max_age: int = 86400
+    manifest_max: int = 4 << 20
+    max_uploads: int = 0  # open upload sessions allowed at once (0: no limit); beyond it POST gets 429
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need credentials (beyond the anonymous rights)."""
+        return bool(self.htpasswd) or self.token
+
+    def rights(self, user: str | None, repo: str | None = None) -> frozenset[str]:
+        """What `user` (None: anonymous) may do on `repo` (None: on some repository)."""
+        if user is None:
+            return frozenset(self.anonymous) if self.auth_enabled else frozenset(ACTIONS)
+        if not self.access:
+            return frozenset(ACTIONS)
+        entry = self.access.get(user, self.access.get("*", []))
+        if isinstance(entry, list):
+            return frozenset(entry)
+        return frozenset(a for pattern, actions in entry.items()
+                         if repo is None or fnmatch.fnmatchcase(repo, pattern) for a in actions)
+
+    def validate(self) -> "Config":
+        """Check cross-field rules; raise ConfigError naming the bad setting."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+        for path_field in ("tls_cert", "tls_key", "htpasswd"):
+            value = getattr(self, path_field)
+            if value and not os.path.isfile(value):
+                raise ConfigError(f"{path_field.replace('_', '-')} file not found: {value}")
+        if self.token and not self.htpasswd and not self.anonymous:
+            raise ConfigError("token auth needs --htpasswd (users) or anonymous rights")
+        entries = [("anonymous", self.anonymous)]
+        for user, entry in self.access.items():
+            entries += [(f"{user} on {p}", a) for p, a in entry.items()] if isinstance(entry, dict) else [(user, entry)]
+        for who, rights in entries:
+            if not isinstance(rights, list) or set(rights) - set(ACTIONS):
+                raise ConfigError(f"bad rights {rights!r} for {who}; use a list of pull, push, delete")
+        host, sep, port = self.addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"invalid listen address {self.addr!r}; use HOST:PORT, e.g. 127.0.0.1:5000")
+        if self.max_uploads < 0:
+            raise ConfigError("max_uploads must be 0 (no limit) or more")
+        if self.workers < 1 or self.threads < 1:
+            raise ConfigError("workers and threads must be at least 1")
+        return self
+
+
+# Nested config-file keys -> Config fields.
+_NESTED = {
+    ("tls", "cert"): "tls_cert", ("tls", "key"): "tls_key",
+    ("auth", "htpasswd"): "htpasswd", ("auth", "anonymous"): "anonymous", ("auth", "access"): "access",
+    ("auth", "token", "enabled"): "token", ("auth", "token", "key"): "token_key",
+    ("auth", "token", "issuer"): "token_issuer", ("auth", "token", "service"): "token_service",
+    ("auth", "token", "ttl"): "token_ttl", ("auth", "token", "realm"): "token_realm",
+    ("gc", "grace"): "gc_grace", ("gc", "upload_max_age"): "upload_max_age",
+    ("uploads", "max"): "max_uploads",
+}
+
+
+def read_file(path: str) -> dict:
+    """Parse a TOML file, or a YAML file when PyYAML is installed, into flat Config field values."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    if path.endswith((".yml", ".yaml")):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"{path}: YAML config needs PyYAML installed; use TOML instead") from None
+        try:
+            data = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    else:
+        try:
+            data = tomllib.loads(raw.decode("utf-8", "replace"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    return _flatten(data, (), path)
+
+
+def _flatten(data: dict, prefix: tuple[str, ...], path: str) -> dict:
+    names = {f.name for f in fields(Config)}
+    out: dict = {}
+    for key, value in data.items():
+        key_path = prefix + (str(key),)
+        target = _NESTED.get(key_path)
+        if target is None and not prefix and key in names:
+            target = key
+        if target is not None:
+            out[target] = value
+        elif isinstance(value, dict):
+            out.update(_flatten(value, key_path, path))
+        else:
+            raise ConfigError(f"{path}: unknown setting {'.'.join(key_path)!r}")
+    return out
+
+
+def build(file: str | None = None, base: dict | None = None, **overrides) -> Config:
+    """A Config from defaults, then `base`, then the file, then every override that is not None."""
+    values = {**(base or {}), **(read_file(file) if file else {})}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    types = {f.name: f.type for f in fields(Config)}
+    for key, value in values.items():
+        if value is None and "None" in types[key]:
+            continue
+        expected = _TYPES.get(types[key].split("[")[0].split(" |")[0])
+        if expected and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+            raise ConfigError(f"setting {key!r} must be {_TYPE_NAMES[expected]}, got {value!r}")
+    return Config(**values).validate()
+
+
+_TYPES = {"int": int, "bool": bool, "str": str, "list": list, "dict": dict}
+_TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", dict: "a table"}

@@ -1,0 +1,137 @@
+"""Manifests: `PUT|GET|HEAD|DELETE /v2/<name>/manifests/<tag-or-digest>`."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, request
+
+from dockyard import mediatypes as mt
+from dockyard.digest import Digest, InvalidDigest
+from registry import manifests
+from registry.context import Response, headers_only, read_limited, state
+from registry.errors import RegistryError
+from registry.names import is_tag, parse_digest
+
+bp = Blueprint("manifests", __name__)
+
+
+def _resolve(name: str, reference: str) -> Digest:
+    """The digest a tag or digest reference names in `name`; MANIFEST_UNKNOWN / NAME_UNKNOWN otherwise."""
+    storage = state().storage
+    if ":" in reference:
+        return parse_digest(reference)
+    digest = storage.resolve_tag(name, reference) if is_tag(reference) else None
+    if digest is None:
+        raise _unknown(name, reference)
+    return digest
+
+
+def _unknown(name: str, reference: str) -> RegistryError:
+    if not state().storage.repository_exists(name):
+        return RegistryError("NAME_UNKNOWN", {"name": name})
+    return RegistryError("MANIFEST_UNKNOWN", {"reference": reference[:200]})
+
+
+@bp.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
+def get_manifest(name: str, reference: str) -> Response:
+    """The stored bytes, exactly, with their media type (or a platform child for a client that needs one)."""
+    digest = _resolve(name, reference)
+    found = state().storage.get_manifest(name, digest)
+    if found is None:
+        raise _unknown(name, reference)
+    data, media_type = found
+    if media_type in mt.INDEXES and ":" not in reference:
+        child = _platform_child(name, data, media_type)
+        if child is not None:
+            digest, data, media_type = child
+    headers = {"Docker-Content-Digest": str(digest), "Content-Type": media_type,
+               "Content-Length": str(len(data)), "ETag": f'"{digest}"'}
+    if request.method == "HEAD":
+        return headers_only(200, headers)
+    return Response(data, status=200, headers=headers)
+
+
+def _accepted() -> set[str]:
+    values = request.headers.getlist("Accept")
+    return {part.split(";", 1)[0].strip() for value in values for part in value.split(",")}
+
+
+def _platform_child(name: str, data: bytes, media_type: str) -> tuple[Digest, bytes, str] | None:
+    """For a client that accepts image manifests but not this index type, the linux/amd64 child (as distribution)."""
+    accepted = _accepted()
+    if not accepted or media_type in accepted or "*/*" in accepted:
+        return None
+    if not any(t in accepted for t in mt.IMAGE_MANIFESTS):
+        return None
+    try:
+        children = json.loads(data).get("manifests", [])
+    except (ValueError, AttributeError):
+        return None
+    for child in children:
+        platform = child.get("platform") or {}
+        if (platform.get("os"), platform.get("architecture")) == ("linux", "amd64") \
+                and child.get("mediaType") in accepted:
+            try:
+                digest = Digest.parse(child.get("digest", ""))
+            except InvalidDigest:
+                return None
+            found = state().storage.get_manifest(name, digest)
+            return (digest, *found) if found else None
+    return None
+
+
+@bp.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
+def put_manifest(name: str, reference: str) -> Response:
+    """Validate and store a manifest, tag it if pushed by tag, index it as a referrer if it has a subject."""
+    reg = state()
+    by_digest = ":" in reference
+    expected = parse_digest(reference) if by_digest else None
+    if not by_digest and not is_tag(reference):
+        raise RegistryError("MANIFEST_INVALID", {"tag": reference[:200]}, message="invalid tag")
+    data = read_limited(reg.config.manifest_max)
+    parsed = manifests.parse(data, request.mimetype or None)
+    digest = Digest.of_bytes(data, expected.algorithm if expected else "sha256")
+    if expected is not None and expected != digest:
+        raise RegistryError("DIGEST_INVALID", {"expected": str(expected), "actual": str(digest)})
+    storage = reg.storage
+    for desc in parsed.blobs:
+        if desc.external:
+            continue
+        info = storage.blob_linked(name, desc.digest)
+        # link_blob refreshes the blob's use time, so GC cannot take it while this manifest is being stored.
+        if info is None or not storage.link_blob(name, desc.digest):
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
+        if info.size != desc.size:
+            raise RegistryError("MANIFEST_INVALID", {"digest": str(desc.digest), "size": desc.size,
+                                                     "stored": info.size}, message="blob size mismatch")
+    for desc in parsed.manifests:
+        if storage.manifest_media_type(name, desc.digest) is None or not storage.link_blob(name, desc.digest):
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
+    storage.put_manifest(name, digest, data, parsed.media_type)
+    headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest),
+               "Content-Length": "0"}
+    if parsed.subject is not None:
+        storage.add_referrer(name, parsed.subject.digest, parsed.referrer_descriptor(digest, len(data)))
+        headers["OCI-Subject"] = str(parsed.subject.digest)
+    if not by_digest:
+        storage.set_tag(name, reference, digest)
+    return Response(status=201, headers=headers)
+
+
+@bp.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
+def delete_manifest(name: str, reference: str) -> Response:
+    """By digest: unlink the manifest and its tags.  By tag: remove just the tag."""
+    storage = state().storage
+    if ":" not in reference:
+        if not is_tag(reference) or not storage.delete_tag(name, reference):
+            raise _unknown(name, reference)
+        return Response(status=202, headers={"Content-Length": "0"})
+    digest = parse_digest(reference)
+    found = storage.get_manifest(name, digest)
+    if found is None or not storage.delete_manifest(name, digest):
+        raise _unknown(name, reference)
+    subject = manifests.references(found[0])[2]
+    if subject is not None:
+        storage.remove_referrer(name, subject, digest)
+    return Response(status=202, headers={"Content-Length": "0"})

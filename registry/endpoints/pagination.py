@@ -1,0 +1,27 @@
+"""`n`/`last` pagination with a `Link` header, shared by the tags list and the catalog."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import request
+
+from registry.errors import RegistryError
+
+
+def paginate(items: list[str], path: str) -> tuple[list[str], dict[str, str]]:
+    """The page of lexically sorted `items` after `?last=`, at most `?n=` long, and the Link to the next page."""
+    last = request.args.get("last")
+    n_text = request.args.get("n")
+    if last:
+        items = [i for i in items if i > last]
+    headers: dict[str, str] = {}
+    if n_text is not None:
+        if not n_text.isdigit() or len(n_text) > 9:
+            raise RegistryError("PAGINATION_NUMBER_INVALID", {"n": n_text[:20]})
+        n = int(n_text)
+        if len(items) > n:
+            items = items[:n]
+            if items:
+                headers["Link"] = f'<{path}?{urlencode({"n": n, "last": items[-1]})}>; rel="next"'
+    return items, headers

@@ -1,0 +1,99 @@
+"""Prometheus counters shared by all gunicorn workers: each process flushes its counts to a file under the
+root at most once a second, and a scrape sums every file (dead workers' files keep totals monotonic)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+from dockyard.fsutil import atomic_write
+
+_FLUSH_INTERVAL = 1.0
+
+
+class Metrics:
+    """Per-process counters of requests (route, method, status) and bytes in/out."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self._lock = threading.Lock()
+        self._reset()
+        self._flusher: threading.Thread | None = None
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._file = os.path.join(self.directory, f"{self._pid}-{uuid.uuid4().hex[:8]}.json")
+        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._bytes = {"in": 0, "out": 0}
+        self._dirty = False
+
+    def observe(self, route: str, method: str, status: str, bytes_in: int, bytes_out: int) -> None:
+        """Count one finished request."""
+        with self._lock:
+            if os.getpid() != self._pid:  # forked into a new worker: start a file of its own
+                self._reset()
+                self._flusher = None
+            self._requests[(route, method, status)] += 1
+            self._bytes["in"] += bytes_in
+            self._bytes["out"] += bytes_out
+            self._dirty = True
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="metrics-flush")
+                self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(_FLUSH_INTERVAL)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write this process's counters to its file if they changed."""
+        with self._lock:
+            if not self._dirty or os.getpid() != self._pid:
+                return
+            data = {"requests": [[*k, v] for k, v in self._requests.items()], "bytes": dict(self._bytes)}
+            self._dirty = False
+            path = self._file
+        atomic_write(path, json.dumps(data).encode())
+
+    def render(self, uploads_in_progress: int) -> str:
+        """The exposition text summed over every worker's file."""
+        self.flush()
+        requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        totals = {"in": 0, "out": 0}
+        for name in os.listdir(self.directory):
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(self.directory, name), encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                continue
+            for route, method, status, count in data.get("requests", []):
+                requests[(route, method, status)] += count
+            for k in totals:
+                totals[k] += data.get("bytes", {}).get(k, 0)
+        lines = ["# HELP registry_http_requests_total HTTP requests by route, method and status.",
+                 "# TYPE registry_http_requests_total counter"]
+        for (route, method, status), count in sorted(requests.items()):
+            lines.append(f'registry_http_requests_total{{route="{_esc(route)}",method="{method}",'
+                         f'status="{status}"}} {count}')
+        lines += ["# HELP registry_http_request_bytes_total Request body bytes received.",
+                  "# TYPE registry_http_request_bytes_total counter",
+                  f"registry_http_request_bytes_total {totals['in']}",
+                  "# HELP registry_http_response_bytes_total Response body bytes sent.",
+                  "# TYPE registry_http_response_bytes_total counter",
+                  f"registry_http_response_bytes_total {totals['out']}",
+                  "# HELP registry_uploads_in_progress Open blob upload sessions.",
+                  "# TYPE registry_uploads_in_progress gauge",
+                  f"registry_uploads_in_progress {uploads_in_progress}", ""]
+        return "\n".join(lines)
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

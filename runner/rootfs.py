@@ -1,0 +1,101 @@
+"""Overlay root filesystems: read-only lowerdirs (top-most first) under a fresh upperdir."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from runner import linux
+from runner.paths import secure_join
+
+# Mount data must fit one page; keep a margin for upperdir/workdir and options.
+_PAGE_BUDGET = 4000
+
+
+@dataclass
+class Overlay:
+    """The directories of one overlay mount."""
+
+    upper: str
+    work: str
+    lower: list[str] = field(default_factory=list)  # top-most first, as overlayfs orders them
+
+    def to_dict(self) -> dict:
+        """JSON form (stored in the bundle's config annotations)."""
+        return {"lower": self.lower, "upper": self.upper, "work": self.work}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Overlay:
+        """Inverse of to_dict."""
+        return cls(upper=d["upper"], work=d["work"], lower=list(d.get("lower", [])))
+
+
+def _escape(path: str) -> str:
+    """Overlay option syntax treats ',' ':' and '\\' specially."""
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def mount_overlay(overlay: Overlay, target: str) -> None:
+    """Mount `overlay` on `target`; long lowerdir lists go through short symlinks so the data fits a page."""
+    for d in (overlay.upper, overlay.work):
+        os.makedirs(d, exist_ok=True)
+    lowers = [os.path.abspath(p) for p in overlay.lower]
+    for p in lowers:
+        if not os.path.isdir(p):
+            raise FileNotFoundError(errno.ENOENT, "overlay lowerdir is not a directory", p)
+    if not lowers:
+        # overlayfs needs at least one lowerdir; an empty one gives an image with no layers.
+        empty = os.path.join(os.path.dirname(os.path.abspath(overlay.work)), "empty")
+        os.makedirs(empty, exist_ok=True)
+        lowers = [empty]
+    tail = f",upperdir={_escape(os.path.abspath(overlay.upper))},workdir={_escape(os.path.abspath(overlay.work))}"
+    data = "lowerdir=" + ":".join(map(_escape, lowers)) + tail
+    if len(data) <= _PAGE_BUDGET:
+        linux.mount("overlay", target, "overlay", 0, data)
+        return
+    # Like containers-storage's "l/" links: overlayfs resolves each lowerdir at mount time, so short
+    # symlinks to the real directories make the option string small and can go right after the mount.
+    import shutil  # the rare long path pays for these imports, not every container start
+    import tempfile
+
+    links = tempfile.mkdtemp(prefix="dyo")
+    try:
+        names = []
+        for i, p in enumerate(lowers):
+            name = os.path.join(links, format(i, "x"))
+            os.symlink(p, name)
+            names.append(name)
+        data = "lowerdir=" + ":".join(names) + tail
+        if len(data) > _PAGE_BUDGET:
+            raise OSError(errno.E2BIG, f"too many overlay lowerdirs ({len(lowers)})", target)
+        linux.mount("overlay", target, "overlay", 0, data)
+    finally:
+        shutil.rmtree(links, ignore_errors=True)
+
+
+def unmount(target: str) -> None:
+    """Unmount `target`, lazily if it is busy; not mounted is fine."""
+    try:
+        linux.umount(target)
+    except OSError as e:
+        if e.errno == errno.EINVAL:  # not a mount point
+            return
+        if e.errno != errno.EBUSY:
+            raise
+        linux.umount(target, linux.MNT_DETACH)
+
+
+def layered_path(dirs: list[str], relpath: str) -> str | None:
+    """Where `relpath` lives in the overlay of `dirs` (top-most first); None if absent or whited out."""
+    for d in dirs:
+        path = secure_join(d, relpath)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlayfs whiteout
+            return None
+        return path
+    return None

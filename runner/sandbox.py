@@ -1,0 +1,136 @@
+"""One command in a throw-away container over overlay layers: what the builder's RUN and `dockyard run` use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+from runner import rootfs, runtime, spec
+from runner.runtime import ExitStatus, StartError
+from runner.spec import Mount, Resources, User
+
+RUNC = "runc"
+
+
+@dataclass
+class Sandbox:
+    """What to run and over which filesystem; `lowerdirs` are read-only layers, top-most first."""
+
+    args: list[str]
+    lowerdirs: list[str]
+    upperdir: str  # receives every write; the overlay workdir goes next to it unless `workdir` is given
+    env: list[str] = field(default_factory=list)
+    user: User = field(default_factory=User)
+    cwd: str = "/"
+    network: str = "host"  # "host", "none" (new netns with lo up) or a netns path
+    hostname: str = ""
+    mounts: list[Mount] = field(default_factory=list)
+    resources: Resources | None = None
+    readonly_rootfs: bool = False
+    no_new_privileges: bool = False
+    workdir: str | None = None
+
+    def overlay(self) -> rootfs.Overlay:
+        """The overlay directories of the container's root."""
+        work = self.workdir or os.path.join(os.path.dirname(os.path.abspath(self.upperdir)), "work")
+        return rootfs.Overlay(upper=self.upperdir, work=work, lower=list(self.lowerdirs))
+
+
+def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2, runtime_name: str = "dockyard",
+        scratch: str | None = None, container_id: str | None = None,
+        on_start: Callable[[int], None] | None = None) -> ExitStatus:
+    """Run `box` to completion, streaming to the given fds (stdin: /dev/null if None); cleans up everything.
+
+    runtime_name "runc" hands the same bundle to runc (the overlay then is mounted on the host for it).
+    `on_start(pid)` receives the pid to kill to cancel the run (the container's init, or runc).
+    """
+    cid = container_id or "dy-" + os.urandom(6).hex()
+    bundle = tempfile.mkdtemp(prefix="bundle-", dir=scratch)
+    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
+    try:
+        os.mkdir(os.path.join(bundle, "rootfs"))
+        config = spec.default_spec(
+            "rootfs", box.args, env=box.env, cwd=box.cwd, user=box.user, hostname=box.hostname or cid[:12],
+            network=box.network, readonly_rootfs=box.readonly_rootfs,
+            mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network) + box.mounts,
+            resources=box.resources, no_new_privileges=box.no_new_privileges, cgroups_path=f"/dockyard/{cid}",
+        )
+        stdio = (devnull if stdin is None else stdin, stdout, stderr)
+        if runtime_name not in ("dockyard", RUNC):
+            raise StartError(f"unknown runtime {runtime_name!r}")
+        overlay = _with_mount_points(box.overlay(), config["mounts"], os.path.join(bundle, "init"))
+        if runtime_name == "dockyard":
+            config["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
+            _write_config(bundle, config)
+            return runtime.run(bundle, cid, *stdio, on_start=on_start)
+        _write_config(bundle, config)
+        return _run_runc(bundle, cid, overlay, stdio, on_start)
+    finally:
+        if devnull >= 0:
+            os.close(devnull)
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _with_mount_points(overlay: rootfs.Overlay, mounts: list[dict], init: str) -> rootfs.Overlay:
+    """Add a lowerdir holding the mount points the layers lack (Docker's "-init" layer).
+
+    Otherwise the runtime would create them in the upperdir and a RUN's layer would carry empty
+    /etc/hostname, /proc… stubs and copied-up parent directories.
+    """
+    dirs = [overlay.upper, *overlay.lower]
+    made = False
+    for m in mounts:
+        dest = "/" + os.path.normpath(m["destination"]).lstrip("/")
+        if rootfs.layered_path(dirs, dest) is not None:
+            continue
+        parent = os.path.dirname(dest)
+        while parent != "/" and rootfs.layered_path(dirs, parent) is None:
+            parent = os.path.dirname(parent)
+        if parent != "/" and not os.path.isdir(rootfs.layered_path(dirs, parent) or ""):
+            continue  # a parent that is a file: the runtime reports the failed mount
+        path = os.path.join(init, dest.lstrip("/"))
+        is_file = m.get("type") == "bind" and not os.path.isdir(m.get("source", ""))
+        os.makedirs(os.path.dirname(path) if is_file else path, exist_ok=True)
+        if is_file:
+            open(path, "ab").close()
+        made = True
+    if not made:
+        return overlay
+    return rootfs.Overlay(upper=overlay.upper, work=overlay.work, lower=[init, *overlay.lower])
+
+
+def _write_config(bundle: str, config: dict) -> None:
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+
+
+def _run_runc(bundle: str, cid: str, overlay: rootfs.Overlay, stdio: tuple[int, int, int],
+              on_start: Callable[[int], None] | None) -> ExitStatus:
+    """The same bundle under runc; the overlay is mounted on the host for it and always unmounted after."""
+    target = os.path.join(bundle, "rootfs")
+    rootfs.mount_overlay(overlay, target)
+    try:
+        with runtime.forward_signals(None, 2.0) as forwarder:  # runc passes them on to the container
+            try:
+                proc = subprocess.Popen([RUNC, "run", "--bundle", bundle, cid], stdin=stdio[0], stdout=stdio[1],
+                                        stderr=stdio[2])
+            except FileNotFoundError:
+                raise StartError("runtime runc: not found on PATH", 127) from None
+            try:
+                forwarder.attach(proc.pid)
+                if on_start:
+                    on_start(proc.pid)
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                subprocess.run([RUNC, "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return ExitStatus(128 - code if code < 0 else code)
+    finally:
+        rootfs.unmount(target)

@@ -1,0 +1,37 @@
+"""Fixtures for the registry server tests: a server per test or per module."""
+
+from __future__ import annotations
+
+import pytest
+
+from pathlib import Path
+
+from regkit import Server, free_port
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Start servers with extra flags: make_server('--read-only', root=...)."""
+    started: list[Server] = []
+
+    def _make(*args: str, root: Path | None = None, scheme: str = "http", verify: str | bool = False,
+              port: int | None = None) -> Server:
+        server = Server(root or tmp_path / "root", port or free_port(), list(args), scheme, verify=verify)
+        started.append(server)
+        return server.start()
+
+    yield _make
+    for s in started:
+        s.stop()
+    for s in started:
+        s.assert_clean_log()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One plain registry shared by a module's tests (deletes enabled)."""
+    s = Server(tmp_path_factory.mktemp("registry") / "root", free_port(), ["--enable-delete", "--workers", "2"])
+    s.start()
+    yield s
+    s.stop()
+    s.assert_clean_log()

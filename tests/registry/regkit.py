@@ -1,0 +1,152 @@
+"""Registry test kit: a server process on loopback and hand-made OCI images (imported as `regkit`)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from dockyard import mediatypes as mt
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing is listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running `python -m registry` process."""
+
+    root: Path
+    port: int
+    args: list[str]
+    scheme: str = "http"
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    verify: str | bool = False
+    env: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        self.log = self.root.parent / f"server-{self.port}.log"
+        cmd = [sys.executable, "-m", "registry", "--addr", self.host, "--root", str(self.root), *self.args]
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, cwd=REPO, start_new_session=True,
+                                         env={**os.environ, **self.env})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"registry exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise AssertionError(f"registry did not come up: {self.log.read_text()[-2000:]}")
+
+    def assert_clean_log(self) -> None:
+        """No request ended in an internal error (500s are logged with their traceback, never sent)."""
+        text = self.log.read_text()
+        assert "internal error" not in text and "Traceback" not in text, text[-3000:]
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Image:
+    """An image as bytes: config, layers and a manifest referencing them."""
+
+    config: bytes
+    layers: list[bytes]
+    manifest: bytes
+    media_type: str = mt.OCI_MANIFEST
+
+    @property
+    def digest(self) -> str:
+        return sha256(self.manifest)
+
+
+def layer_tar(files: dict[str, bytes], compress: bool = True) -> bytes:
+    """A (gzipped) tar layer holding `files`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tf.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    return gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
+
+
+def make_image(layers: list[bytes], docker: bool = False, extra: dict | None = None) -> Image:
+    """An image manifest (OCI or Docker schema2) over gzip layers `layers`."""
+    diff_ids = [sha256(gzip.decompress(layer)) for layer in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest_type = mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST
+    doc = {"schemaVersion": 2, "mediaType": manifest_type,
+           "config": {"mediaType": mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG,
+                      "digest": sha256(config), "size": len(config)},
+           "layers": [{"mediaType": mt.DOCKER_LAYER_GZIP if docker else mt.OCI_LAYER_GZIP,
+                       "digest": sha256(layer), "size": len(layer)} for layer in layers]}
+    doc.update(extra or {})
+    return Image(config, layers, json.dumps(doc, indent=2).encode(), manifest_type)
+
+
+def write_layout(path: Path, image: Image, tag: str = "latest") -> Path:
+    """Write `image` as an OCI image layout directory."""
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    for data in [image.config, *image.layers, image.manifest]:
+        (blobs / sha256(data).split(":")[1]).write_bytes(data)
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": image.media_type, "digest": image.digest,
+                                                "size": len(image.manifest),
+                                                "annotations": {mt.REF_NAME: tag}}]}
+    (path / "index.json").write_text(json.dumps(index))
+    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return path
+
+
+def push_image(url: str, repo: str, image: Image, tag: str | None = "latest", auth=None) -> requests.Response:
+    """Push an image with plain monolithic uploads; returns the manifest PUT response."""
+    for blob in [image.config, *image.layers]:
+        r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, data=blob,
+                          auth=auth, verify=False)
+        assert r.status_code == 201, r.text
+    return requests.put(f"{url}/v2/{repo}/manifests/{tag or image.digest}", data=image.manifest,
+                        headers={"Content-Type": image.media_type}, auth=auth, verify=False)
