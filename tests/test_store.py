@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -11,7 +12,7 @@ import sys
 
 import pytest
 
-from support import tool
+from support import run_cli, tool
 from dockyard.digest import Digest
 from dockyard.errors import DigestMismatch, NotFound
 from dockyard.store import Store
@@ -192,3 +193,43 @@ def test_resolve_by_id_digest_and_errors(busybox_image, store_root, dockyard):
         store.resolve("nothere")
     r = dockyard("inspect", "nothere", check=False)
     assert r.code == 1 and r.err.strip() == "Error: No such object: nothere"
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    """A store root on a 4 MiB tmpfs, to run out of space for real."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield str(mnt / "store")
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_full_disk_is_one_line_and_loses_nothing(small_store, busybox_tar, tmp_path):
+    run_cli(small_store, "import", str(busybox_tar), "bb")
+    index = os.path.join(small_store, "images", "index.json")
+    before = open(index).read()
+    big = tmp_path / "random.tar"
+    with tarfile.open(big, "w") as tf:
+        data = os.urandom(12 << 20)
+        info = tarfile.TarInfo("random.bin")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    r = run_cli(small_store, "import", str(big), "big", check=False)
+    assert r.code == 1 and "no space left on device" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert open(index).read() == before and os.listdir(os.path.join(small_store, "tmp")) == []
+    # Fill what is left, then a tag (an index.json rewrite) must fail without touching the old index.
+    filler = os.path.join(small_store, "filler")
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    r = run_cli(small_store, "tag", "bb", "bb:two", check=False)
+    assert r.code == 1 and "no space left on device" in r.err, r.err
+    assert open(index).read() == before
+    os.unlink(filler)
+    run_cli(small_store, "tag", "bb", "bb:two")
+    assert sorted(e.name for e in Store(small_store).entries()) == ["bb:latest", "bb:two"]
