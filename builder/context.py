@@ -14,6 +14,7 @@ from builder.ignore import Ignore
 from builder.pathmatch import component_regex, go_clean, has_magic
 from dockyard.digest import Digest
 from dockyard.errors import DockyardError, NotFound
+from runner.paths import Escape, resolve_beneath
 
 _MAX_LINKS = 40
 
@@ -60,8 +61,11 @@ def _kind(mode: int) -> str | None:
 class BuildContext:
     """A context directory; every read goes through here so nothing outside the root is ever opened."""
 
-    def __init__(self, root: str, ignore: Ignore | None = None):
+    def __init__(self, root: str, ignore: Ignore | None = None, rootfs: bool = False):
+        """rootfs=True: `root` is an image's root filesystem (COPY --from), where absolute symlinks and `..`
+        resolve against that root, as the image itself sees them, instead of being refused."""
         self.root = os.path.realpath(root)
+        self.rootfs = rootfs
         if not os.path.isdir(self.root):
             raise NotFound(f"build context is not a directory: {root}")
         if ignore is None:
@@ -81,37 +85,20 @@ class BuildContext:
     def _resolve(self, rel: str, follow_final: bool, given: str) -> str:
         """Resolve symlinks inside the context (physically, like the kernel, but rooted here); refuse any
         that lead outside. The final component is followed only if asked."""
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        resolved: list[str] = []
-        links = 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                # User-written paths were cleaned already, so a `..` that climbs out came from a symlink.
-                if not resolved:
-                    raise ContextError(f"{given}: a symlink on the way leads outside the build context")
-                resolved.pop()
-                continue
-            path = os.path.join(self.root, *resolved, part)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                resolved.append(part)
-                continue
-            except NotADirectoryError:
-                raise NotFound(f"{given}: not a directory in the build context") from None
-            if stat.S_ISLNK(st.st_mode) and (parts or follow_final):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise ContextError(f"{given}: too many levels of symbolic links")
-                target = os.readlink(path)
-                if target.startswith("/"):
-                    raise ContextError(f"{given}: symlink {'/'.join([*resolved, part])} -> {target} "
-                                       "leads outside the build context")
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-                continue
-            resolved.append(part)
-        return "/".join(resolved)
+        try:
+            return "/".join(resolve_beneath(self.root, rel, follow_final, clamp=self.rootfs,
+                                           max_links=_MAX_LINKS))
+        except Escape as e:
+            # User-written paths were cleaned already, so a `..` that climbs out came from a symlink.
+            if e.link is None:
+                raise ContextError(f"{given}: a symlink on the way leads outside the build context") from None
+            raise ContextError(f"{given}: symlink {e.link} -> {e.target} leads outside the build context") from None
+        except NotADirectoryError:
+            raise NotFound(f"{given}: not a directory in the build context") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ContextError(f"{given}: too many levels of symbolic links") from None
+            raise
 
     def _clean(self, given: str, what: str) -> str:
         """A user-written context path: absolute means relative to the context root; `..` may not climb out."""

@@ -67,8 +67,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         "DockyardRootDir": store.root,
         "ImageLayout": store.layout,
         "CgroupVersion": cgroup_version(),
-        "KernelVersion": platform.release(),
-        "Architecture": platform.machine(),
         **_version_info(),
     }
     for section in INFO_SECTIONS:
