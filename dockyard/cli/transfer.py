@@ -63,7 +63,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
     from dockyard.store import Store
     from registry.client.progress import make_progress
-    from registry.client.push import mount_sources, push_image
+    from registry.client.push import MountSources, push_image
     from registry.client.remote import Transports, qualify, remote_for
 
     ref = _parse(args.name, default_tag=not args.all_tags)
@@ -84,7 +84,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     t = transports.get(remote.host)
     progress = make_progress(args.quiet)
     try:
-        sources = mount_sources(store, remote)
+        sources = MountSources(store, remote)
         parallel = args.parallel or transports.config.max_concurrent_uploads
         progress.message(f"The push refers to repository [{target.name}]")
         for image, tag in jobs:

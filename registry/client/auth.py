@@ -9,15 +9,20 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_write, locked
+
+if TYPE_CHECKING:
+    from registry.client.transport import Transport
 
 # Docker Hub's historical key in config.json; other registries are keyed by host[:port].
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 # A token without expires_in is valid for 60 s per the token spec; refresh a little early.
 DEFAULT_TOKEN_SECONDS = 60
 TOKEN_MARGIN_SECONDS = 5
+TOKEN_TIMEOUT = 30
 
 
 class AuthError(DockyardError):
@@ -172,7 +177,7 @@ class Authenticator:
         """Whether the registry asked for Bearer tokens."""
         return self._challenge is not None and self._challenge.scheme == "bearer"
 
-    def answer(self, www_authenticate: str, scopes: tuple[str, ...], session, verify, sent: bool,
+    def answer(self, www_authenticate: str, scopes: tuple[str, ...], transport: "Transport", sent: bool,
                fetch: bool = True) -> bool:
         """Handle a 401: remember the challenge (and fetch a token); True when a retry may now succeed."""
         challenges = parse_challenges(www_authenticate)
@@ -185,21 +190,21 @@ class Authenticator:
             # Retrying with the same (or no) credentials is pointless.
             return self.credentials is not None and not sent
         if fetch:
-            self.refresh(scopes, session, verify, chosen.params.get("scope"))
+            self.refresh(scopes, transport, chosen.params.get("scope"))
         return fetch
 
-    def refresh(self, scopes: tuple[str, ...], session, verify, extra_scope: str | None = None,
+    def refresh(self, scopes: tuple[str, ...], transport: "Transport", extra_scope: str | None = None,
                 force: bool = True) -> None:
         """Fetch a fresh token for `scopes` (plus a scope the challenge named) from the Bearer realm."""
         with self._lock:
             if not force and self.header(scopes):
                 return  # a parallel transfer fetched it while this one waited for the lock
             wanted = tuple(sorted(set(scopes) | ({extra_scope} if extra_scope else set())))
-            self._tokens[scopes] = self._fetch(self._challenge, wanted, session, verify)
+            self._tokens[scopes] = self._fetch(self._challenge, wanted, transport)
 
-    def _fetch(self, challenge: Challenge, scopes: tuple[str, ...], session, verify) -> _Token:
+    def _fetch(self, challenge: Challenge, scopes: tuple[str, ...], transport: "Transport") -> _Token:
         """Get a token from the realm, as the distribution token spec describes (GET with Basic credentials)."""
-        import requests
+        from registry.client.connections import TransportError
 
         realm = challenge.params.get("realm")
         if not realm:
@@ -213,9 +218,9 @@ class Authenticator:
             params.append(("account", self.credentials.username))
             headers["Authorization"] = _basic(self.credentials)
         try:
-            r = session.get(realm, params=params, headers=headers, verify=verify, timeout=30)
-        except requests.RequestException as e:
-            raise AuthError(f"cannot get a token from {realm}: {type(e).__name__}") from None
+            r = transport.fetch(realm, params, headers, TOKEN_TIMEOUT)
+        except TransportError as e:
+            raise AuthError(f"cannot get a token from {realm}: {type(e.cause).__name__}") from None
         if r.status_code in (401, 403):
             raise AuthError(f"{self.host}: unauthorized: authentication required"
                             if not self.credentials else f"{self.host}: unauthorized: incorrect username or password")

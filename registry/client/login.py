@@ -14,7 +14,7 @@ def check_login(host: str, creds: Credentials) -> None:
         t.connect()
         if t.auth.bearer:
             # The token server checks the password; a token with no scope is enough to prove it.
-            t.auth.refresh((), t.session, t.verify)
+            t.auth.refresh((), t)
         r = t.request("GET", "/v2/", retry=False)
         if r.status_code == 401:
             r.close()

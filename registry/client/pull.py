@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, verify
@@ -26,13 +28,48 @@ class Cancelled(DockyardError):
     """A transfer stopped because a sibling transfer failed."""
 
 
-def wait_all(futures: list[Future], cancel: threading.Event) -> list[BaseException | None]:
-    """Each future's exception; on Ctrl-C the siblings are told to stop before it propagates."""
+def run_transfers(config: Callable[[], None] | None, layers: list[Callable[[], None]], parallel: int,
+                  cancel: threading.Event) -> None:
+    """Move the config beside the layers (at most `parallel` of those at once); raise the first failure.
+
+    A failing transfer sets `cancel`, so its siblings stop and no new one starts; so does Ctrl-C, before it
+    propagates. Plain threads: concurrent.futures (and the logging it imports) costs ~3 ms to import.
+    """
+    errors: dict[int, BaseException] = {}
+    todo = iter(enumerate(layers, start=1))
+    lock = threading.Lock()
+
+    def run(i: int, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as e:
+            errors[i] = e
+            cancel.set()
+
+    def worker() -> None:
+        while not cancel.is_set():
+            with lock:
+                i, job = next(todo, (0, None))
+            if job is None:
+                return
+            run(i, job)
+
+    # The config is tiny: on its own thread it does not hold back a layer, nor wait behind one.
+    threads = [threading.Thread(target=run, args=(0, config))] if config else []
+    threads += [threading.Thread(target=worker) for _ in range(min(max(1, parallel), len(layers)))]
+    for t in threads:
+        t.start()
     try:
-        return [f.exception() for f in futures]
+        for t in threads:
+            t.join()
     except BaseException:
         cancel.set()
+        for t in threads:
+            t.join()  # they stop at their next read or send; then the caller can undo what they added
         raise
+    real = [errors[i] for i in sorted(errors) if not isinstance(errors[i], Cancelled)]
+    if real:
+        raise real[0]
 
 
 @dataclass(frozen=True)
@@ -70,7 +107,7 @@ def fetch_manifest(t: Transport, remote: Remote, ref: str | Digest, what: str) -
     r = check(t.request("GET", f"/v2/{remote.repository}/manifests/{ref}", (remote.scope(),),
                         headers={"Accept": ACCEPT}, stream=True), what)
     with r:
-        data = r.raw.read(MANIFEST_LIMIT + 1, decode_content=True)
+        data = r.read(MANIFEST_LIMIT + 1)
     if len(data) > MANIFEST_LIMIT:
         raise RegistryError(f"manifest for {what} is larger than {MANIFEST_LIMIT} bytes")
     try:
@@ -142,34 +179,37 @@ class BlobReader:
             # The server ignored the Range: skip what we already have.
             skip = self.done
             while skip:
-                chunk = r.raw.read(min(skip, READ_CHUNK))
+                chunk = r.read(min(skip, READ_CHUNK))
                 if not chunk:
                     raise RegistryError(f"blob {self.desc.digest} ended early")
                 skip -= len(chunk)
         self.response = r
 
     def read(self, n: int = -1) -> bytes:
-        import requests
-        import urllib3
+        buf = bytearray(min(n if n and n > 0 else READ_CHUNK, max(self.desc.size - self.done, 1)))
+        got = self.readinto(buf)
+        return bytes(buf) if got == len(buf) else bytes(buf[:got])
 
+    def readinto(self, buf) -> int:
+        """Fill `buf` from the body (fewer bytes only at its end); 0 at the declared size."""
         if self.cancel.is_set():
             raise Cancelled("cancelled")
         if self.done >= self.desc.size:
             # Anything beyond the declared size means the blob is not what the manifest says.
-            extra = self.response.raw.read(1) if self.response is not None else b""
+            extra = self.response.read(1) if self.response is not None else b""
             if extra:
                 raise DigestMismatch(f"size mismatch for {self.desc.digest}: more than {self.desc.size} bytes")
-            return b""
-        want = min(n if n and n > 0 else READ_CHUNK, self.desc.size - self.done)
+            return 0
+        view = memoryview(buf)[:self.desc.size - self.done]
         while True:
             try:
                 if self.response is None:
                     self._open()
-                chunk = self.response.raw.read(want)
-                if not chunk:
-                    raise urllib3.exceptions.ProtocolError("connection closed before the end of the blob")
+                got = self.response.readinto(view)
+                if not got:
+                    raise ConnectionError("connection closed before the end of the blob")
                 break
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+            except (OSError, http.client.HTTPException) as e:
                 # A body cut short; reopening (with Range) is itself retried inside request().
                 self.close()
                 self.failures += 1
@@ -180,9 +220,9 @@ class BlobReader:
                 backoff_wait = backoff(self.failures)
                 if self.cancel.wait(backoff_wait):
                     raise Cancelled("cancelled") from None
-        self.done += len(chunk)
-        self.progress.advance(self.key, len(chunk))
-        return chunk
+        self.done += got
+        self.progress.advance(self.key, got)
+        return got
 
     def close(self) -> None:
         if self.response is not None:
@@ -209,14 +249,6 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
             last = e
     else:
         raise last  # type: ignore[misc]
-    needed = []
-    for i, desc in enumerate(blobs):
-        # Like docker, report layers only; the config travels silently.
-        shown = progress if i else Progress()
-        if store.has_blob(desc.digest):
-            shown.finish(desc.digest.short, "Already exists")
-        else:
-            needed.append((desc, shown))
     cancel = threading.Event()
     new_manifest = not store.has_blob(digest)
 
@@ -226,19 +258,20 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
         reader = BlobReader(source, remote, desc, key, shown, cancel)
         try:
             store.write_blob(reader, desc.digest, desc.size, f"blob {desc.digest}", added)
-        except BaseException:
-            cancel.set()
-            raise
         finally:
             reader.close()
         shown.finish(key, "Pull complete")
 
     with store.transaction() as added:
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = [pool.submit(fetch, desc, shown, added) for desc, shown in needed]
-            errors = wait_all(futures, cancel)
-        real = [e for e in errors if e is not None and not isinstance(e, Cancelled)]
-        if real:
-            raise real[0]
+        jobs: list[Callable[[], None] | None] = []
+        for i, desc in enumerate(blobs):
+            # Like docker, report layers only; the config travels silently.
+            shown = progress if i else Progress()
+            if store.has_blob(desc.digest):
+                shown.finish(desc.digest.short, "Already exists")
+                jobs.append(None)
+            else:
+                jobs.append(functools.partial(fetch, desc, shown, added))
+        run_transfers(jobs[0], [j for j in jobs[1:] if j], parallel, cancel)
         image = store.add_image(data, names, added)
-    return PullResult(image, digest, bool(needed) or new_manifest)
+    return PullResult(image, digest, any(jobs) or new_manifest)

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from dockyard import mediatypes as mt
 from dockyard import reference
 from dockyard.digest import Digest
-from dockyard.errors import DigestMismatch, DockyardError, NotFound
+from dockyard.errors import DigestMismatch, NotFound
 from dockyard.image import Descriptor, Image
 from dockyard.store import Store
+from registry.client.connections import FileBody, TransportError
 from registry.client.progress import Progress
-from registry.client.pull import Cancelled, wait_all
+from registry.client.pull import Cancelled, run_transfers
 from registry.client.remote import Remote, remote_for
 from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check
-
-SEND_CHUNK = 1 << 20
 
 
 @dataclass
@@ -40,36 +38,10 @@ class Session:
     offset: int = 0
 
 
-class FileBody:
-    """A byte range of a file as a request body of known length, sent in big chunks and counted."""
-
-    def __init__(self, path: str, offset: int, length: int, on_chunk: Callable[[int], None],
-                 cancel: threading.Event):
-        self.path, self.offset, self.length = path, offset, length
-        self.on_chunk, self.cancel = on_chunk, cancel
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self) -> Iterator[bytes]:
-        left = self.length
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            while left:
-                if self.cancel.is_set():
-                    raise Cancelled("cancelled")
-                chunk = f.read(min(SEND_CHUNK, left))
-                if not chunk:
-                    raise DockyardError(f"{self.path} shrank while it was being pushed")
-                left -= len(chunk)
-                self.on_chunk(len(chunk))
-                yield chunk
-
-
 class Uploader:
     """Uploads one image's blobs to one repository."""
 
-    def __init__(self, t: Transport, remote: Remote, store: Store, mount_sources: dict[Digest, list[str]],
+    def __init__(self, t: Transport, remote: Remote, store: Store, mount_sources: MountSources,
                  cancel: threading.Event):
         self.t, self.remote, self.store = t, remote, store
         self.mount_sources, self.cancel = mount_sources, cancel
@@ -81,7 +53,7 @@ class Uploader:
             progress.finish(key, "Layer already exists")
             return
         location = None
-        for source in self.mount_sources.get(desc.digest, []):
+        for source in self.mount_sources.get(desc.digest):
             r = self.t.request("POST", f"/v2/{self.remote.repository}/blobs/uploads/",
                                self.scopes + (f"repository:{source}:pull",),
                                params={"mount": str(desc.digest), "from": source})
@@ -98,6 +70,11 @@ class Uploader:
         progress.start(key, "Pushing", desc.size)
         self._upload(desc, key, location, progress)
         progress.finish(key, "Pushed")
+
+    def _stop(self) -> None:
+        """Abandon a body being sent once a sibling transfer failed."""
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
 
     def _exists(self, digest: Digest) -> bool:
         r = self.t.request("HEAD", f"/v2/{self.remote.repository}/blobs/{digest}", self.scopes)
@@ -118,9 +95,6 @@ class Uploader:
 
     def _upload(self, desc: Descriptor, key: str, location: str | None, progress: Progress) -> None:
         """Upload with retries: one PUT for blobs up to the chunk size, resumable PATCH chunks beyond."""
-        import requests
-        import urllib3
-
         path = self.store.blob_path(desc.digest)
         size = os.path.getsize(path)
         if size != desc.size:
@@ -132,12 +106,13 @@ class Uploader:
             try:
                 self._send(desc, key, path, session, progress)
                 return
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, Unreachable) as e:
+            except (TransportError, OSError, Unreachable) as e:
                 # Only the body transfer is retried here; the small requests retry inside request().
                 failures += 1
                 if failures >= self.t.config.max_attempts:
+                    why = type(e.cause if isinstance(e, TransportError) else e).__name__
                     raise RegistryError(f"upload of {desc.digest} to {self.remote.host} failed after {failures} "
-                                        f"attempts: {type(e).__name__}") from None
+                                        f"attempts: {why}") from None
                 if self.cancel.wait(backoff(failures)):
                     raise Cancelled("cancelled") from None
             session = self._resume(session, size)
@@ -167,14 +142,14 @@ class Uploader:
         advance = lambda n: progress.advance(key, n)  # noqa: E731
         octets = {"Content-Type": "application/octet-stream"}
         if size <= chunk:
-            body = FileBody(path, 0, size, advance, self.cancel)
+            body = FileBody(path, 0, size, advance, self._stop)
             r = self.t.request("PUT", session.location, self.scopes, params={"digest": str(desc.digest)},
                                headers=octets, body=body, retry=False)
         else:
             while session.offset < size:
                 start = session.offset
                 n = min(chunk, size - start)
-                body = FileBody(path, start, n, advance, self.cancel)
+                body = FileBody(path, start, n, advance, self._stop)
                 r = check(self.t.request("PATCH", session.location, self.scopes, body=body, retry=False,
                                          headers={**octets, "Content-Range": f"{start}-{start + n - 1}"}),
                           f"upload of {desc.digest}", (202,))
@@ -190,26 +165,42 @@ class Uploader:
             raise DigestMismatch(f"registry stored {desc.digest} as {got}")
 
 
-def mount_sources(store: Store, target: Remote) -> dict[Digest, list[str]]:
-    """Blobs of local images named after other repositories on the same registry: candidates to mount from."""
-    default = reference.default_registry()
-    out: dict[Digest, list[str]] = {}
-    for image, names in store.images():
-        for name in names:
-            ref = reference.parse(name)
-            if not (ref.registry or default):
-                continue
-            source = remote_for(dataclasses.replace(ref, registry=ref.registry or default))
-            if source.host != target.host or source.repository == target.repository:
-                continue
-            for d in [image.id, *(l.digest for l in image.layers)]:
-                if source.repository not in out.setdefault(d, []):
-                    out[d].append(source.repository)
-    return out
+class MountSources:
+    """Blobs of local images named after other repositories on the same registry: candidates to mount from.
+
+    Worked out on first need (a blob the registry lacks): it reads every image in the store.
+    """
+
+    def __init__(self, store: Store, target: Remote):
+        self.store, self.target = store, target
+        self._found: dict[Digest, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, digest: Digest) -> list[str]:
+        with self._lock:
+            if self._found is None:
+                self._found = self._find()
+        return self._found.get(digest, [])
+
+    def _find(self) -> dict[Digest, list[str]]:
+        default = reference.default_registry()
+        out: dict[Digest, list[str]] = {}
+        for image, names in self.store.images():
+            for name in names:
+                ref = reference.parse(name)
+                if not (ref.registry or default):
+                    continue
+                source = remote_for(dataclasses.replace(ref, registry=ref.registry or default))
+                if source.host != self.target.host or source.repository == self.target.repository:
+                    continue
+                for d in [image.id, *(l.digest for l in image.layers)]:
+                    if source.repository not in out.setdefault(d, []):
+                        out[d].append(source.repository)
+        return out
 
 
 def push_image(store: Store, t: Transport, remote: Remote, image: Image, tag_or_digest: str, progress: Progress,
-               parallel: int, sources: dict[Digest, list[str]]) -> PushResult:
+               parallel: int, sources: MountSources) -> PushResult:
     """Push blobs in parallel, then the stored manifest bytes exactly (so the digest is kept)."""
     data = store.read_blob(image.manifest_digest)
     media_type = json.loads(data).get("mediaType") or mt.OCI_MANIFEST
@@ -218,22 +209,11 @@ def push_image(store: Store, t: Transport, remote: Remote, image: Image, tag_or_
     blobs = [(d.digest.short, d) for d in image.layers]
     config = Descriptor.from_json(image.manifest["config"])
 
-    def one(key: str, desc: Descriptor) -> None:
-        try:
-            up.blob(desc, key, progress)
-        except BaseException:
-            cancel.set()
-            raise
-
     for key, _ in blobs:
         progress.start(key, "Preparing")
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = [pool.submit(one, key, desc) for key, desc in blobs]
-        errors = wait_all(futures, cancel)
-    real = [e for e in errors if e is not None and not isinstance(e, Cancelled)]
-    if real:
-        raise real[0]
-    up.blob(config, config.digest.short, Progress())
+    # The config goes silently, like docker's.
+    run_transfers(functools.partial(up.blob, config, config.digest.short, Progress()),
+                  [functools.partial(up.blob, desc, key, progress) for key, desc in blobs], parallel, cancel)
     what = f"{remote.host}/{remote.repository}:{tag_or_digest}"
     r = check(t.request("PUT", f"/v2/{remote.repository}/manifests/{tag_or_digest}", up.scopes,
                         headers={"Content-Type": media_type}, body=data), f"manifest {what}", (201, 200))

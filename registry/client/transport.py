@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import email.utils
 import os
+import socket
+import ssl
 import threading
 import time
-from typing import Iterable
 from urllib.parse import urljoin
 
 from dockyard.errors import DockyardError, NotFound
 from registry.client.auth import AuthError, Authenticator, load_credentials
 from registry.client.config import ClientConfig, certs_dir
+from registry.client.connections import ERROR_BODY_LIMIT, Body, Pool, Response, TransportError
 
 CONNECT_TIMEOUT = 15
 # A PUT that completes an upload makes the server hash the whole blob before it answers.
 READ_TIMEOUT = 300
+PING_TIMEOUT = 60
 MAX_BACKOFF = 10.0
 MAX_RETRY_AFTER = 120.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-# A body is sent again on a retry, so an iterable one must be re-iterable (FileBody reopens its file).
-Body = bytes | Iterable[bytes] | None
 
 
 class RegistryError(DockyardError):
@@ -32,41 +33,36 @@ class Unreachable(RegistryError):
 
 
 class Transport:
-    """A pooled HTTP session to one registry host, with its auth state."""
+    """Pooled HTTP connections to one registry host, with its auth state."""
 
     def __init__(self, host: str, config: ClientConfig | None = None):
-        import requests
-        from requests.adapters import HTTPAdapter
-
         self.host = host
         self.config = config or ClientConfig.load()
         self.insecure = self.config.is_insecure(host)
-        self.session = requests.Session()
-        # Enough pooled connections for parallel layer transfers plus auth and manifest requests.
-        pool = max(self.config.max_concurrent_uploads, self.config.max_concurrent_downloads) + 4
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self.session.headers["User-Agent"] = "dockyard"
-        self.verify: bool | str = True
-        cert_dir = os.path.join(certs_dir(), host)
-        if os.path.isfile(os.path.join(cert_dir, "ca.crt")):
-            self.verify = os.path.join(cert_dir, "ca.crt")
-        client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
-        if all(os.path.isfile(p) for p in client_cert):
-            self.session.cert = client_cert
-        if self.insecure:
-            self.verify = False
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.pool = Pool(self._tls_context, "dockyard", CONNECT_TIMEOUT)
         self.auth = Authenticator(host, load_credentials(host))
         self.base: str | None = None
         self._connecting = threading.Lock()
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """Verify against the system CAs or the host's certs.d ca.crt; insecure hosts are not verified at all."""
+        cert_dir = os.path.join(certs_dir(), self.host)
+        if self.insecure:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif os.path.isfile(os.path.join(cert_dir, "ca.crt")):
+            ctx = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.crt"))
+        else:
+            ctx = ssl.create_default_context()
+        client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
+        if all(os.path.isfile(p) for p in client_cert):
+            ctx.load_cert_chain(*client_cert)
+        return ctx
+
     # ---- connecting ----------------------------------------------------------------------------
 
-    def connect(self) -> "requests.Response":
+    def connect(self) -> Response:
         """Find the scheme (HTTPS; HTTP too when insecure) with GET /v2/, and learn the auth challenge."""
         with self._connecting:
             if self.base is not None:
@@ -74,14 +70,14 @@ class Transport:
             response, self.base = self._probe()
             return response
 
-    def _probe(self) -> tuple["requests.Response", str]:
-        import requests
-
+    def _probe(self) -> tuple[Response, str]:
         try:
             return self._ping(f"https://{self.host}"), f"https://{self.host}"
-        except requests.exceptions.SSLError as e:
-            if self.insecure:
+        except TransportError as e:
+            if self.insecure and not _is_dns_failure(e):
                 return self._plain_http()
+            if not isinstance(e.cause, ssl.SSLError):
+                raise self._unreachable(e) from None
             if self._speaks_http():
                 raise RegistryError(
                     f"registry {self.host} answers only plain HTTP; if you trust it, add \"{self.host}\" to "
@@ -90,33 +86,26 @@ class Transport:
                 f"TLS with registry {self.host} failed ({_ssl_reason(e)}); put its CA certificate in "
                 f"{os.path.join(certs_dir(), self.host, 'ca.crt')} or add it to \"insecure-registries\" "
                 f"in {self.config.path}") from None
-        except requests.exceptions.ConnectionError as e:
-            if self.insecure and not _is_dns_failure(e):
-                return self._plain_http()
-            raise self._unreachable(e) from None
 
-    def _plain_http(self) -> tuple["requests.Response", str]:
-        import requests
-
+    def _plain_http(self) -> tuple[Response, str]:
         try:
             return self._ping(f"http://{self.host}"), f"http://{self.host}"
-        except requests.RequestException as e:
+        except TransportError as e:
             raise self._unreachable(e) from None
 
-    def _ping(self, base: str) -> "requests.Response":
+    def _ping(self, base: str) -> Response:
         attempt = 0
         while True:
             attempt += 1
-            r = self.session.get(f"{base}/v2/", verify=self.verify, timeout=(CONNECT_TIMEOUT, 60))
+            r = self.pool.request("GET", f"{base}/v2/", read_timeout=PING_TIMEOUT, follow=True)
+            r.buffer()
             if r.status_code not in RETRY_STATUSES or attempt >= self.config.max_attempts:
                 break
             delay = retry_after(r.headers.get("Retry-After")) if r.status_code == 429 else None
-            r.close()
             time.sleep(delay if delay is not None else backoff(attempt))
         if r.status_code == 401:
             # Basic credentials are then sent up front; Bearer tokens are fetched per scope when first needed.
-            self.auth.answer(r.headers.get("WWW-Authenticate", ""), (), self.session, self.verify, sent=True,
-                             fetch=False)
+            self.auth.answer(r.headers.get("WWW-Authenticate", ""), (), self, sent=True, fetch=False)
         elif r.status_code == 429:
             raise RegistryError(f"{self.host}: too many requests (rate limited by the registry)")
         elif r.status_code != 200:
@@ -124,44 +113,49 @@ class Transport:
         return r
 
     def _speaks_http(self) -> bool:
-        import requests
-
         try:
-            r = self.session.get(f"http://{self.host}/v2/", timeout=CONNECT_TIMEOUT, allow_redirects=False)
-        except requests.RequestException:
+            r = self.pool.request("GET", f"http://{self.host}/v2/", read_timeout=CONNECT_TIMEOUT)
+        except TransportError:
             return False
+        r.close()
         return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
 
-    def _unreachable(self, e: Exception) -> Unreachable:
-        import requests
-
-        text = str(e)
+    def _unreachable(self, e: TransportError) -> Unreachable:
+        cause = e.cause
         if _is_dns_failure(e):
             return Unreachable(f"cannot resolve registry host {self.host}")
-        if isinstance(e, (requests.exceptions.ConnectTimeout,)):
-            return Unreachable(f"cannot connect to registry {self.host}: timed out")
-        if "Connection refused" in text or "ECONNREFUSED" in text:
-            return Unreachable(f"cannot connect to registry {self.host}: connection refused")
-        if "No route to host" in text or "Network is unreachable" in text:
-            return Unreachable(f"cannot connect to registry {self.host}: host unreachable")
-        if isinstance(e, (requests.exceptions.ReadTimeout,)):
+        if isinstance(cause, TimeoutError):
+            if e.connecting:
+                return Unreachable(f"cannot connect to registry {self.host}: timed out")
             return Unreachable(f"registry {self.host} stopped answering (timed out)")
-        return Unreachable(f"connection to registry {self.host} failed: {type(e).__name__}")
+        if isinstance(cause, ConnectionRefusedError):
+            return Unreachable(f"cannot connect to registry {self.host}: connection refused")
+        if "No route to host" in str(cause) or "Network is unreachable" in str(cause):
+            return Unreachable(f"cannot connect to registry {self.host}: host unreachable")
+        return Unreachable(f"connection to registry {self.host} failed: {type(cause).__name__}")
 
     # ---- requests ------------------------------------------------------------------------------
 
     def url(self, path_or_url: str) -> str:
         """Absolute URL for an API path or a (possibly relative) Location header."""
         if self.base is None:
-            self.connect().close()
+            with self._connecting:
+                # Parallel transfers start together: one of them probes, the others wait for its answer.
+                if self.base is None:
+                    response, self.base = self._probe()
+                    response.close()
         return urljoin(self.base + "/", path_or_url)
+
+    def fetch(self, url: str, params: list[tuple[str, str]], headers: dict[str, str], timeout: float) -> Response:
+        """One GET with nothing added (for a token realm); the body is read before it returns."""
+        r = self.pool.request("GET", url, headers, params, read_timeout=timeout, follow=True)
+        r.buffer()
+        return r
 
     def request(self, method: str, path: str, scopes: tuple[str, ...] = (), *, headers: dict | None = None,
                 params: dict | None = None, body: Body = None, stream: bool = False,
-                retry: bool = True) -> "requests.Response":
+                retry: bool = True) -> Response:
         """Send one API request, answering auth challenges and retrying transient failures with backoff."""
-        import requests
-
         url = self.url(path)
         attempts = self.config.max_attempts if retry else 1
         fetched = False
@@ -173,18 +167,17 @@ class Transport:
             if auth:
                 h["Authorization"] = auth
             try:
-                r = self.session.request(method, url, headers=h, params=params, data=body, stream=stream,
-                                         verify=self.verify, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                                         allow_redirects=method in ("GET", "HEAD"))
-            except requests.RequestException as e:
+                r = self.pool.request(method, url, h, params, body, READ_TIMEOUT, follow=method in ("GET", "HEAD"))
+                if not stream:
+                    r.buffer()
+            except TransportError as e:
                 if attempt >= attempts or _is_dns_failure(e):
                     raise self._unreachable(e) from None
                 time.sleep(backoff(attempt))
                 continue
             if r.status_code == 401 and not fetched:
                 fetched = True
-                if self.auth.answer(r.headers.get("WWW-Authenticate", ""), scopes, self.session, self.verify,
-                                    sent=bool(auth)):
+                if self.auth.answer(r.headers.get("WWW-Authenticate", ""), scopes, self, sent=bool(auth)):
                     r.close()
                     attempt -= 1
                     continue
@@ -200,15 +193,15 @@ class Transport:
         """A header for these scopes; with a known Bearer challenge, fetch the token up front (no 401 trip)."""
         header = self.auth.header(scopes)
         if header is None and self.auth.bearer:
-            self.auth.refresh(scopes, self.session, self.verify, force=False)
+            self.auth.refresh(scopes, self, force=False)
             header = self.auth.header(scopes)
         return header
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.close()
 
 
-def check(r: "requests.Response", what: str, ok: tuple[int, ...] = (200,)) -> "requests.Response":
+def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
     """Return the response when its status is expected, else raise an error naming `what`."""
     if r.status_code in ok:
         return r
@@ -225,12 +218,13 @@ def check(r: "requests.Response", what: str, ok: tuple[int, ...] = (200,)) -> "r
     raise RegistryError(f"{what}: registry answered {r.status_code}" + (f": {detail}" if detail else ""))
 
 
-def error_detail(r: "requests.Response") -> str:
+def error_detail(r: Response) -> str:
     """The registry's own error message from a distribution error body, if any."""
     try:
+        r.buffer(ERROR_BODY_LIMIT)
         errors = r.json().get("errors") or []
         return "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TransportError):
         return ""
 
 
@@ -253,10 +247,8 @@ def retry_after(value: str | None) -> float | None:
     return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER)
 
 
-def _is_dns_failure(e: Exception) -> bool:
-    text = str(e)
-    return any(s in text for s in ("NameResolutionError", "Name or service not known", "nodename nor servname",
-                                   "Temporary failure in name resolution", "No address associated"))
+def _is_dns_failure(e: TransportError) -> bool:
+    return isinstance(e.cause, socket.gaierror)
 
 
 def _ssl_reason(e: Exception) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -17,7 +16,7 @@ from typing import BinaryIO, Iterator
 
 from dockyard.digest import CHUNK, Digest, InvalidDigest, verify
 from dockyard.errors import DigestMismatch
-from dockyard.fsutil import atomic_write, fsync_dir, locked
+from dockyard.fsutil import WRITEBACK_STEP, atomic_write, fsync_dir, locked, start_writeback
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
 from registry.storage.base import BlobInfo, Storage, UploadInfo, UploadOffsetMismatch, UploadUnknown
 
@@ -305,10 +304,10 @@ class FilesystemStorage(Storage):
                     size += len(chunk)
                     if hasher is not None:
                         hasher.update(chunk)
-                    if size - flushed >= _WRITEBACK_STEP:
+                    if size - flushed >= WRITEBACK_STEP:
                         # Start writeback now so the fsync at commit has little left to wait for.
                         f.flush()
-                        _start_writeback(f.fileno(), flushed, size - flushed)
+                        start_writeback(f.fileno(), flushed, size - flushed)
                         flushed = size
         finally:
             # Even a broken-off chunk leaves a consistent (file, hash) pair for the client to resume from.
@@ -402,18 +401,6 @@ class FilesystemStorage(Storage):
 
     def purge_upload(self, upload_id: str) -> None:
         self._remove_upload(upload_id)
-
-
-_WRITEBACK_STEP = 8 << 20
-_SYNC_FILE_RANGE_WRITE = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to begin writing a range to disk without waiting (sync_file_range(2); Linux only)."""
-    sync_file_range = getattr(_libc, "sync_file_range", None)
-    if sync_file_range is not None:
-        sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
 
 
 def _write_quick(path: str, text: str) -> None:

@@ -56,3 +56,16 @@ def test_credentials_file_is_docker_compatible(tmp_path, monkeypatch):
     assert "s3cret" not in repr(load_credentials("new.example:5000"))
     assert remove_credentials("new.example:5000") and not remove_credentials("new.example:5000")
     assert load_credentials("new.example:5000") is None
+
+
+def test_cli_builds_one_command_but_lists_all_on_a_typo(dockyard):
+    """Only the named command's parser is built (fast start); a typo still gets the full list of commands."""
+    from dockyard.cli.main import build_parser
+    from dockyard.cli.transfer import cmd_pull
+
+    args = build_parser("pull").parse_args(["pull", "-q", "example.com/a:1"])
+    assert args.func is cmd_pull and args.quiet
+    r = dockyard("pul", "x", check=False)
+    assert r.code == 125 and "'pull'" in r.err and "'images'" in r.err
+    r = dockyard("--root", "/nonexistent-root", "push", "--help")
+    assert "usage: dockyard push" in r.out and "--all-tags" in r.out

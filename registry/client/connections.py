@@ -1,0 +1,259 @@
+"""HTTP/1.1 on http.client: keep-alive connections pooled per origin, streamed responses, zero-copy file bodies.
+
+The client needs little of a general HTTP library, and `requests` costs ~40 ms to import on every push and pull.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import select
+import socket
+import ssl
+import threading
+from typing import Any, Callable, Iterable
+from urllib.parse import urlencode, urljoin, urlsplit
+
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+# Bytes per sendfile(2) call: big enough to be cheap, small enough for progress and cancellation.
+SEND_SECTION = 1 << 20
+# An error body is a few hundred bytes; never buffer more of one than this.
+ERROR_BODY_LIMIT = 64 << 10
+
+
+def proxy_for(scheme: str, netloc: str) -> str | None:
+    """The proxy URL that HTTP_PROXY/HTTPS_PROXY name for an origin, unless NO_PROXY exempts it.
+
+    As in Go (and so Docker), loopback hosts are never proxied.
+    """
+    proxy = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY")
+    if not proxy:
+        return None
+    import ipaddress
+    import urllib.request  # ~10 ms to import: only when a proxy is configured
+
+    host = urlsplit(f"//{netloc}").hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or urllib.request.proxy_bypass_environment(netloc):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _proxy_auth(proxy: str) -> dict[str, str]:
+    """A Proxy-Authorization header for credentials in the proxy URL, if it has any."""
+    import base64
+    from urllib.parse import unquote
+
+    u = urlsplit(proxy)
+    if u.username is None:
+        return {}
+    token = base64.b64encode(f"{unquote(u.username)}:{unquote(u.password or '')}".encode()).decode()
+    return {"Proxy-Authorization": f"Basic {token}"}
+
+
+class TransportError(Exception):
+    """A request failed below HTTP (DNS, connect, TLS, reset, timeout); `cause` is the underlying error."""
+
+    def __init__(self, cause: BaseException, connecting: bool):
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause, self.connecting = cause, connecting
+
+
+class FileBody:
+    """A byte range of a file as a request body: sent with sendfile(2) on plain sockets, counted as it goes."""
+
+    def __init__(self, path: str, offset: int, length: int, on_sent: Callable[[int], None] = lambda n: None,
+                 stop: Callable[[], None] = lambda: None):
+        self.path, self.offset, self.length = path, offset, length
+        # `stop` raises to abandon the transfer (a sibling failed); called between sections.
+        self.on_sent, self.stop = on_sent, stop
+
+    def __len__(self) -> int:
+        return self.length
+
+    def send(self, sock: socket.socket) -> None:
+        """Write the range to the socket: zero-copy when plain, in big pieces through TLS."""
+        with open(self.path, "rb", buffering=0) as f:
+            done = 0
+            while done < self.length:
+                self.stop()
+                size = min(SEND_SECTION, self.length - done)
+                if isinstance(sock, ssl.SSLSocket):
+                    # SSLSocket.sendfile would fall back to 8 KiB sends.
+                    f.seek(self.offset + done)
+                    piece = f.read(size)
+                    sock.sendall(piece)
+                    n = len(piece)
+                else:
+                    n = sock.sendfile(f, self.offset + done, size)
+                if not n:
+                    raise OSError(f"{self.path} shrank while it was being sent")
+                done += n
+                self.on_sent(n)
+
+
+Body = bytes | FileBody | None
+
+
+class Response:
+    """A status, headers and a body to read (all at once, or streamed with read/readinto); close() when done."""
+
+    def __init__(self, pool: "Pool", origin: tuple[str, str], conn: http.client.HTTPConnection,
+                 resp: http.client.HTTPResponse, url: str):
+        self.status_code = resp.status
+        self.headers = resp.headers
+        self.url = url
+        self._pool, self._origin, self._conn, self._resp = pool, origin, conn, resp
+
+    def read(self, n: int = -1) -> bytes:
+        return self._resp.read(None if n is None or n < 0 else n)
+
+    def readinto(self, buf) -> int:
+        return self._resp.readinto(buf)
+
+    def buffer(self, limit: int | None = None) -> None:
+        """Read the body now (up to `limit` bytes) and give the connection back; read() then serves the copy."""
+        import io
+
+        try:
+            data = self._resp.read(limit) if limit is not None else self._resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise TransportError(e, connecting=False) from None
+        finally:
+            self.close()
+        self._resp = io.BytesIO(data)  # type: ignore[assignment]
+
+    def json(self) -> Any:
+        """The body parsed as JSON (ValueError when it is not)."""
+        return json.loads(self.read())
+
+    def close(self) -> None:
+        """Give the connection back when the body was read to its end; otherwise drop it."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._resp.isclosed() and not self._resp.will_close:
+            self._pool.put(self._origin, conn)
+        else:
+            self._resp.close()
+            conn.close()
+
+    def __enter__(self) -> "Response":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Pool:
+    """Idle keep-alive connections per (scheme, host:port), safe to use from many threads."""
+
+    def __init__(self, context: Callable[[], ssl.SSLContext], user_agent: str, connect_timeout: float):
+        # The TLS context is made on first HTTPS use: loading CA certificates costs ~20 ms.
+        self._context_factory, self._context = context, None
+        self.user_agent, self.connect_timeout = user_agent, connect_timeout
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, origin: tuple[str, str], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.setdefault(origin, []).append(conn)
+
+    def _get(self, origin: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection still open (a peer may have closed it meanwhile), else a new unconnected one."""
+        while True:
+            with self._lock:
+                conn = self._idle.get(origin, []).pop() if self._idle.get(origin) else None
+            if conn is None:
+                break
+            if conn.sock is not None and not select.select([conn.sock], [], [], 0)[0]:
+                return conn, True
+            # Readable while idle means closed (or garbage): not reusable.
+            conn.close()
+        scheme, netloc = origin
+        if scheme not in ("http", "https"):
+            raise http.client.InvalidURL(f"unsupported URL scheme {scheme!r}")
+        proxy = proxy_for(scheme, netloc)
+        address = urlsplit(proxy).netloc.rpartition("@")[2] if proxy else netloc
+        if scheme == "http":
+            return http.client.HTTPConnection(address, timeout=self.connect_timeout), False
+        with self._lock:
+            if self._context is None:
+                self._context = self._context_factory()
+        conn = http.client.HTTPSConnection(address, timeout=self.connect_timeout, context=self._context)
+        if proxy:
+            # CONNECT through the proxy; TLS (and its name check) is then with the registry itself.
+            conn.set_tunnel(netloc, headers=_proxy_auth(proxy))
+        return conn, False
+
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None,
+                params: dict | Iterable[tuple[str, str]] | None = None, body: Body = None,
+                read_timeout: float = 300, follow: bool = False) -> Response:
+        """Send one request and return its response with headers read; the body is left to the caller."""
+        if params:
+            url += ("&" if urlsplit(url).query else "?") + urlencode(params, doseq=True)
+        headers = dict(headers or {})
+        for _ in range(MAX_REDIRECTS + 1):
+            r = self._send(method, url, headers, body, read_timeout)
+            location = r.headers.get("Location")
+            if not (follow and r.status_code in REDIRECTS and location):
+                return r
+            r.buffer(ERROR_BODY_LIMIT)
+            target = urljoin(url, location)
+            if urlsplit(target).netloc != urlsplit(url).netloc:
+                # Credentials are for the registry, not for wherever it sends us (e.g. a storage bucket).
+                headers.pop("Authorization", None)
+            url = target
+        raise TransportError(OSError(f"more than {MAX_REDIRECTS} redirects"), False)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: Body, read_timeout: float) -> Response:
+        u = urlsplit(url)
+        origin = (u.scheme, u.netloc)
+        target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        plain_proxy = proxy_for(u.scheme, u.netloc) if u.scheme == "http" else None
+        if plain_proxy:
+            # A plain-HTTP proxy takes the absolute URL (http.client then sends Host for the registry).
+            target = f"http://{u.netloc}{target}"
+            headers = {**headers, **_proxy_auth(plain_proxy)}
+        conn = None
+        try:
+            conn, reused = self._get(origin)
+            if not reused:
+                conn.connect()
+        except (OSError, http.client.HTTPException) as e:
+            if conn is not None:
+                conn.close()  # a failed TLS handshake leaves the TCP socket open
+            raise TransportError(e, connecting=True) from None
+        try:
+            conn.sock.settimeout(read_timeout)
+            conn.putrequest(method, target, skip_accept_encoding=True)
+            conn.putheader("User-Agent", self.user_agent)
+            # Blobs are hashed as sent: no transfer compression.
+            conn.putheader("Accept-Encoding", "identity")
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            if body is not None or method in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body) if body is not None else 0))
+            conn.endheaders(body if isinstance(body, bytes) else None)
+            if isinstance(body, FileBody):
+                body.send(conn.sock)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise TransportError(e, connecting=False) from None
+        except BaseException:
+            conn.close()
+            raise
+        return Response(self, origin, conn, resp, url)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for c in conns:
+                c.close()
