@@ -30,6 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune = nsub.add_parser("prune", help="remove all unused networks")
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     prune.set_defaults(func=cmd_prune)
+    connect = nsub.add_parser("connect", help="connect a running container to a network")
+    connect.add_argument("--ip", help="IPv4 address on that network")
+    connect.add_argument("--alias", action="append", default=[], help="add a network-scoped alias for the container")
+    connect.add_argument("network", metavar="NETWORK")
+    connect.add_argument("container", metavar="CONTAINER")
+    connect.set_defaults(func=cmd_connect)
+    disconnect = nsub.add_parser("disconnect", help="disconnect a container from a network")
+    disconnect.add_argument("-f", "--force", action="store_true", help="force the container to disconnect")
+    disconnect.add_argument("network", metavar="NETWORK")
+    disconnect.add_argument("container", metavar="CONTAINER")
+    disconnect.set_defaults(func=cmd_disconnect)
     network.set_defaults(func=lambda a: network.print_help() or 0)
 
 
@@ -102,4 +113,34 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if removed:
         print("Deleted Networks:")
         print("\n".join(removed))
+    return 0
+
+
+def _running_container(name: str):
+    from dockyard.errors import DockyardError
+    from dockyard.store import default_root
+    from runner.containers import Containers
+
+    c = Containers(default_root()).find(name)
+    if c.status not in ("running", "paused") or c.host_config.get("NetworkMode") in ("host", "none"):
+        raise DockyardError(f"container {c.name} is not running on a bridge network")
+    return c
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    import os
+
+    from runner.create import NETNS_DIR
+    from runner.network import attach
+
+    c = _running_container(args.container)
+    attach.connect(os.path.join(NETNS_DIR, c.id), c.id, args.network, ip=args.ip, aliases=args.alias)
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    from runner.network import attach
+
+    c = _running_container(args.container)
+    attach.disconnect(c.id, args.network)
     return 0

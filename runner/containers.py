@@ -1,0 +1,255 @@
+"""Container records on disk: `<store root>/containers/<id>/state.json`, names, ids and lookups."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from dockyard.errors import DockyardError, NotFound
+from dockyard.fsutil import atomic_write, locked
+
+STATE_FILE = "state.json"
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+_ADJECTIVES = (
+    "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming clever cool "
+    "compassionate competent condescending confident cranky crazy dazzling determined distracted dreamy eager "
+    "ecstatic elastic elated elegant eloquent epic exciting fervent festive flamboyant focused friendly frosty "
+    "funny gallant gifted goofy gracious great happy hardcore heuristic hopeful hungry infallible inspiring "
+    "intelligent interesting jolly jovial keen kind laughing loving lucid magical modest musing mystifying naughty "
+    "nervous nice nifty nostalgic objective optimistic peaceful pedantic pensive practical priceless quirky quizzical "
+    "recursing relaxed reverent romantic sad serene sharp silly sleepy stoic strange stupefied suspicious sweet "
+    "tender thirsty trusting unruffled upbeat vibrant vigilant vigorous wizardly wonderful xenodochial youthful "
+    "zealous zen"
+).split()
+_NOUNS = (
+    "agnesi albattani allen almeida archimedes ardinghelli aryabhata austin babbage banach bardeen bartik bassi "
+    "beaver bell bhabha bhaskara blackwell bohr booth borg bose boyd brahmagupta brattain brown carson chandrasekhar "
+    "clarke colden cori cray curie darwin davinci dijkstra dubinsky easley edison einstein elion engelbart euclid "
+    "euler fermat fermi feynman franklin galileo gates goldberg goldstine goldwasser golick goodall hamilton hawking "
+    "heisenberg hermann hodgkin hoover hopper hugle hypatia jackson jang jennings jepsen johnson joliot jones kalam "
+    "kapitsa keldysh keller kepler khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt lewin "
+    "lichterman liskov lovelace lumiere mahavira margulis matsumoto maxwell mayer mccarthy mcclintock mclean mcnulty "
+    "meitner mendel mestorf minsky mirzakhani montalcini moore morse moser murdock napier nash neumann newton "
+    "nightingale nobel noether northcutt noyce panini pare pascal pasteur payne perlman pike poincare poitras "
+    "ptolemy raman ramanujan ride ritchie robinson roentgen rosalind rubin saha sammet sanderson satoshi shamir "
+    "shannon shaw shirley shockley sinoussi snyder spence stonebraker sutherland swanson swartz swirles tesla "
+    "thompson torvalds turing varahamihira visvesvaraya volhard wescoff wilbur wiles williams wilson wing wozniak "
+    "wright wu yalow yonath zhukovsky"
+).split()
+
+
+@dataclass
+class Container:
+    """One container: the OCI state fields (id, status, pid, bundle) plus docker's bookkeeping."""
+
+    id: str
+    name: str  # without docker's leading "/"
+    image: str  # as the user named it
+    image_digest: str  # manifest digest (held while the container exists)
+    image_id: str  # config digest
+    created: str
+    bundle: str
+    config: dict = field(default_factory=dict)  # docker's Container.Config (Cmd, Env, Labels…)
+    host_config: dict = field(default_factory=dict)  # how to run it: network, ports, restart policy…
+    mounts: list[dict] = field(default_factory=list)  # docker's Mounts list (volumes and binds)
+    status: str = "created"  # created, running, paused, restarting, exited, removing
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    restart_count: int = 0
+    health: dict | None = None
+    monitor_pid: int = 0
+    monitor_start: str = ""  # the monitor's /proc start time: a recycled pid is not our monitor
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused", "restarting")
+
+    def oci_state(self) -> dict:
+        """The runtime-spec state object."""
+        status = {"created": "created", "paused": "paused"}.get(self.status, "running" if self.running else "stopped")
+        return {"ociVersion": "1.0.2", "id": self.id, "status": status, "pid": self.pid if self.running else 0,
+                "bundle": self.bundle, "annotations": {}}
+
+    def to_json(self) -> dict:
+        """state.json: the OCI state (its `status` the runtime-spec's) followed by our fields (docker's as `state`)."""
+        ours = {k: v for k, v in asdict(self).items() if k not in ("id", "pid", "bundle", "status")}
+        return {**self.oci_state(), "pid": self.pid, "state": self.status, **ours}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Container:
+        names = {f.name for f in fields(cls)} - {"status"}
+        return cls(**{k: v for k, v in d.items() if k in names}, status=d.get("state", "created"))
+
+
+def now() -> str:
+    """RFC 3339 with nanoseconds, as docker prints times."""
+    t = datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+
+
+def proc_start_time(pid: int) -> str | None:
+    """The start time of a live (non-zombie) pid, None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields_ = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields_[0] in "ZX" else fields_[19]
+
+
+class Containers:
+    """All containers of one store root."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.dir = os.path.join(root, "containers")
+        os.makedirs(self.dir, exist_ok=True)
+
+    def path(self, cid: str, *parts: str) -> str:
+        return os.path.join(self.dir, cid, *parts)
+
+    def ids(self) -> list[str]:
+        return [n for n in os.listdir(self.dir) if len(n) == 64 and os.path.exists(self.path(n, STATE_FILE))]
+
+    def load(self, cid: str) -> Container:
+        """A container by full id, its status corrected if its monitor died (crash or reboot)."""
+        try:
+            with open(self.path(cid, STATE_FILE)) as f:
+                c = Container.from_json(json.load(f))
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {cid}") from None
+        if c.running and not self._monitor_alive(c):
+            c = self.update(cid, _mark_dead)
+        return c
+
+    @staticmethod
+    def _monitor_alive(c: Container) -> bool:
+        return bool(c.monitor_pid) and proc_start_time(c.monitor_pid) == c.monitor_start
+
+    def all(self) -> list[Container]:
+        """Every container, newest first."""
+        out = []
+        for cid in self.ids():
+            with contextlib.suppress(NotFound, ValueError):
+                out.append(self.load(cid))
+        return sorted(out, key=lambda c: c.created, reverse=True)
+
+    def save(self, c: Container) -> None:
+        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json(), indent=1).encode())
+
+    @contextlib.contextmanager
+    def lock(self, cid: str) -> Iterator[None]:
+        with locked(self.path(cid, "lock")):
+            yield
+
+    def update(self, cid: str, change: Callable[[Container], None]) -> Container:
+        """Read, change and write one container's state under its lock."""
+        with self.lock(cid):
+            try:
+                with open(self.path(cid, STATE_FILE)) as f:
+                    c = Container.from_json(json.load(f))
+            except FileNotFoundError:
+                raise NotFound(f"No such container: {cid}") from None
+            change(c)
+            self.save(c)
+        return c
+
+    def find(self, ref: str) -> Container:
+        """By name (with or without "/"), full id or unique id prefix."""
+        if not ref:
+            raise NotFound("No such container: (empty)")
+        name = ref.lstrip("/")
+        all_ids = self.ids()
+        if ref in all_ids:
+            return self.load(ref)
+        for cid in all_ids:
+            with contextlib.suppress(NotFound, ValueError, FileNotFoundError):
+                with open(self.path(cid, STATE_FILE)) as f:
+                    if json.load(f).get("name") == name:
+                        return self.load(cid)
+        matches = [cid for cid in all_ids if cid.startswith(ref.lower())] if _is_hex(ref) else []
+        if len(matches) > 1:
+            raise DockyardError(f"multiple containers match {ref!r}; use more of the id")
+        if not matches:
+            raise NotFound(f"No such container: {ref}")
+        return self.load(matches[0])
+
+    @contextlib.contextmanager
+    def naming(self) -> Iterator[set[str]]:
+        """Hold the names lock; yields the names in use (to check and reserve one)."""
+        with locked(os.path.join(self.dir, ".names.lock")):
+            names = set()
+            for cid in self.ids():
+                with contextlib.suppress(ValueError, FileNotFoundError):
+                    with open(self.path(cid, STATE_FILE)) as f:
+                        names.add(json.load(f).get("name"))
+            yield names
+
+    def add(self, c: Container) -> None:
+        """Record a new container, its name checked unique (or picked) under the names lock."""
+        with self.naming() as names:
+            if not c.name:
+                c.name = random_name(names)
+            elif c.name in names:
+                raise DockyardError(f'Conflict. The container name "/{c.name}" is already in use')
+            os.makedirs(self.path(c.id), exist_ok=True)
+            self.save(c)
+
+    def rename(self, c: Container, new: str) -> Container:
+        check_name(new)
+        with self.naming() as names:
+            if new in names:
+                raise DockyardError(f'Conflict. The container name "/{new}" is already in use')
+            return self.update(c.id, lambda x: setattr(x, "name", new))
+
+    def remove_record(self, cid: str) -> None:
+        shutil.rmtree(self.path(cid), ignore_errors=True)
+
+
+def _mark_dead(c: Container) -> None:
+    # The monitor is gone: whatever ran is no longer supervised; report it as exited.
+    if c.running:
+        c.status, c.pid, c.finished_at = "exited", 0, c.finished_at if c.finished_at != ZERO_TIME else now()
+        if not c.exit_code:
+            c.exit_code, c.error = 255, "monitor process died"
+
+
+def _is_hex(text: str) -> bool:
+    return all(ch in "0123456789abcdef" for ch in text.lower())
+
+
+def new_id() -> str:
+    return os.urandom(32).hex()
+
+
+def random_name(taken: set[str]) -> str:
+    """docker-style adjective_noun, with a digit appended if it happens to be taken."""
+    rng = random.SystemRandom()
+    for i in range(100):
+        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}" + (str(rng.randint(0, 9)) if i > 5 else "")
+        if name not in taken:
+            return name
+    raise DockyardError("could not pick a free container name")
+
+
+def check_name(name: str) -> None:
+    """Docker's container name rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+."""
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name.lstrip("/")):
+        raise DockyardError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")

@@ -1,0 +1,183 @@
+"""`cp` and `export`: files in and out of a container's root, which a child process enters first.
+
+The child works inside the container's root (setns into a running container's mount namespace, or its
+overlay mounted in a private namespace and chrooted into), so container symlinks can never lead outside it;
+data crosses to the host as a tar on a pipe, unpacked on the host side by the layer applier, which keeps
+every entry inside the destination.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+
+from dockyard.errors import DockyardError, NotFound
+from runner.containers import Container
+
+
+def _in_rootfs(c: Container, writable: bool, child_work, parent_work=None) -> None:
+    """Run child_work() in a child inside the container's root while parent_work() runs here; errors re-raised."""
+    from dockyard.layers import apply_layer  # noqa: F401  (loaded before the child leaves the host's files)
+    from runner import monitor
+    from runner.forking import in_child, split_report
+
+    pid = (c.pid or monitor.init_pid(c.id)) if c.running else 0
+
+    def work(_errw: int) -> int:
+        _enter(c, pid, writable)
+        child_work()
+        return 0
+
+    code, report = in_child(work, parent_work)
+    if report or code:
+        raise DockyardError(split_report(report)[1] if report else "copy failed")
+
+
+def _enter(c: Container, pid: int, writable: bool) -> None:
+    """(child) make the container's root our `/`."""
+    from runner import linux, rootfs, spec
+    from runner.runtime import load_config
+
+    if pid:
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        linux.setns(fd, linux.CLONE_NEWNS)  # also moves our root and cwd to that namespace's root
+        os.close(fd)
+        return
+    import tempfile
+
+    overlay = rootfs.Overlay.from_dict(json.loads(load_config(c.bundle)["annotations"][spec.OVERLAY_ANNOTATION]))
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount(None, "/", None, linux.MS_PRIVATE | linux.MS_REC)
+    target = tempfile.mkdtemp(prefix="ctr-root-")  # never unmounted: the namespace dies with this child
+    if writable:
+        rootfs.mount_overlay(overlay, target)
+    else:
+        # Read-only: the upper dir becomes the top lower (its whiteouts still apply); no workdir needed.
+        linux.mount("overlay", target, "overlay", linux.MS_RDONLY, "lowerdir=" + ":".join([overlay.upper, *overlay.lower]))
+    os.chroot(target)
+    os.chdir("/")
+
+
+def _split(path: str) -> tuple[str, str, bool]:
+    """(parent, name, contents_only) of a cp path; "dir/." means the directory's contents."""
+    contents = path.endswith("/.") or path == "."
+    clean = os.path.normpath("/" + path)
+    return os.path.dirname(clean), os.path.basename(clean), contents
+
+
+def _tar_to(fd: int, source: str, name: str, contents_only: bool) -> None:
+    """Write `source` as a tar (entries named `name`…, or its children with contents_only) to fd."""
+    with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        if contents_only:
+            for entry in sorted(os.listdir(source)):
+                tf.add(os.path.join(source, entry), arcname=entry)
+        else:
+            tf.add(source, arcname=name)
+
+
+def _unpack_into(fd: int, dest_dir: str) -> None:
+    from dockyard.layers import apply_layer
+
+    with os.fdopen(fd, "rb") as f:
+        apply_layer(f, dest_dir)
+
+
+def _destination(dest_exists_dir: bool, dest: str, src_name: str, contents_only: bool) -> tuple[str, str]:
+    """docker cp's rule: into an existing directory keep the source name, else take the destination's."""
+    if contents_only or dest_exists_dir:
+        return dest, src_name
+    return os.path.dirname(os.path.normpath(dest)) or ".", os.path.basename(os.path.normpath(dest))
+
+
+def copy_out(root: str, c: Container, src: str, dest: str, follow: bool = False) -> None:
+    """`cp CONTAINER:SRC DEST` (DEST "-" writes a tar to stdout)."""
+    parent, name, contents = _split(src)
+    if dest == "-":
+        out_fd, r = os.dup(1), -1
+        target_dir = arcname = ""
+    else:
+        r, out_fd = os.pipe()
+        target_dir, arcname = _destination(os.path.isdir(dest), dest, name, contents)
+        if not os.path.isdir(target_dir):
+            os.close(r)
+            os.close(out_fd)
+            raise NotFound(f"no such directory: {target_dir}")
+
+    def child() -> None:
+        if r >= 0:
+            os.close(r)
+        source = os.path.join(parent, name)
+        if follow:
+            source = os.path.realpath(source)  # inside the container's root: the kernel keeps it there
+        if not os.path.lexists(source):
+            raise NotFound(f"could not find the file {src} in container {c.name}")
+        _tar_to(out_fd, source, arcname or name, contents)
+
+    def here() -> None:
+        os.close(out_fd)
+        if r >= 0:
+            _unpack_into(r, target_dir)
+
+    _in_rootfs(c, False, child, here)
+
+
+def copy_in(root: str, c: Container, src: str, dest: str, follow: bool = False) -> None:
+    """`cp SRC CONTAINER:DEST` (SRC "-" reads a tar from stdin into the DEST directory)."""
+    if src != "-" and not os.path.lexists(src):
+        raise NotFound(f"no such file or directory: {src}")
+    r, w = os.pipe()
+    _, name, contents = _split(src if src != "-" else "x/.")
+    source = os.path.realpath(src) if follow and src != "-" else os.path.abspath(src)
+
+    def child() -> None:
+        os.close(w)
+        dest_dir = dest if (os.path.isdir(dest) or src == "-" or contents) else os.path.dirname(os.path.normpath("/" + dest))
+        if not os.path.isdir(dest_dir):
+            raise NotFound(f"no such directory {dest_dir} in container {c.name}")
+        _unpack_into(r, dest_dir)
+
+    def here() -> None:
+        os.close(r)
+        if src == "-":
+            with os.fdopen(w, "wb") as out, os.fdopen(os.dup(0), "rb") as stdin:
+                while chunk := stdin.read(1 << 16):
+                    out.write(chunk)
+            return
+        # The entry name: the destination's when it is not an existing directory (decided in the child,
+        # so we ask the simple way: a trailing "/" or an existing dir keeps the source name).
+        arc = name if (dest.endswith("/") or contents) else None
+        _tar_to(w, source, arc or _dest_name(c, dest, name), contents)
+
+    _in_rootfs(c, True, child, here)
+
+
+def _dest_name(c: Container, dest: str, src_name: str) -> str:
+    """The name the copy gets: the source's when DEST is a directory in the container, else DEST's own."""
+    found = []
+    r, w = os.pipe()
+
+    def child() -> None:
+        os.close(r)
+        os.write(w, b"d" if os.path.isdir(dest) else b"f")
+        os.close(w)
+
+    def here() -> None:
+        os.close(w)
+        found.append(os.read(r, 1))
+        os.close(r)
+
+    _in_rootfs(c, False, child, here)
+    return src_name if found and found[0] == b"d" else os.path.basename(os.path.normpath(dest))
+
+
+def export(root: str, c: Container, fd: int) -> None:
+    """The container's merged filesystem (without volumes, /proc or /sys) as a tar on `fd`."""
+    from dockyard.layers import write_diff
+
+    def child() -> None:
+        with os.fdopen(os.dup(fd), "wb") as out:
+            write_diff("/", out)
+
+    stopped = Container.from_json({**c.to_json(), "state": "exited"})  # always the overlay view
+    _in_rootfs(stopped, False, child)

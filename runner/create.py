@@ -1,0 +1,271 @@
+"""`create`: an image and run options become a container record and its OCI bundle (nothing copied)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from dockyard.errors import DockyardError
+from dockyard.fsutil import atomic_write
+from runner import spec
+from runner.containers import Container, Containers, check_name, new_id, now
+from runner.volumes import MountSpec
+
+NETNS_DIR = "/run/dockyard/netns"
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+@dataclass
+class Options:
+    """What `run`/`create` flags ask for (docker's names)."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    name: str = ""
+    env: list[str] = field(default_factory=list)  # -e and --env-file lines, in order
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    tty: bool = False
+    interactive: bool = False
+    mounts: list[MountSpec] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
+    read_only: bool = False
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    network: str = "bridge"
+    ip: str = ""
+    add_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    memory: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    restart: str = "no"
+    init: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    no_new_privileges: bool = False
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    runtime: str = "dockyard"
+    auto_remove: bool = False
+    healthcheck: dict | None = None
+
+
+def parse_restart(text: str) -> dict:
+    """`no|on-failure[:N]|always|unless-stopped` into docker's RestartPolicy."""
+    name, _, count = text.partition(":")
+    if name not in RESTART_POLICIES or (count and (name != "on-failure" or not count.isdigit())):
+        raise DockyardError(f"invalid restart policy {text!r}: want no, on-failure[:N], always or unless-stopped")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+def parse_bytes(text: str) -> int:
+    """Docker's RAMInBytes: 512m, 1g, 100k, 1024 (bytes)."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("b") if text.strip().lower()[-2:-1].isalpha() else text.strip().lower()
+    unit = t[-1] if t and t[-1] in units else "b"
+    try:
+        value = float(t[:-1] if t and t[-1] in units else t)
+    except ValueError:
+        raise DockyardError(f"invalid size {text!r}: want a number with an optional unit (b, k, m, g)") from None
+    return int(value * units[unit])
+
+
+def capabilities(add: list[str], drop: list[str]) -> list[str]:
+    """Docker's default capability set with --cap-add/--cap-drop applied (ALL allowed in either)."""
+    def norm(names: list[str]) -> list[str]:
+        return [n.upper() if n.upper() in ("ALL",) or n.upper().startswith("CAP_") else "CAP_" + n.upper() for n in names]
+
+    add, drop = norm(add), norm(drop)
+    for n in add + drop:
+        if n != "ALL" and n not in spec.CAPABILITIES:
+            raise DockyardError(f"unknown capability {n!r}")
+    caps = list(spec.DOCKER_CAPABILITIES)
+    if "ALL" in drop:
+        caps = []
+    caps = [c for c in caps if c not in drop]
+    if "ALL" in add:
+        caps = list(spec.CAPABILITIES)
+    caps += [c for c in add if c != "ALL" and c not in caps]
+    return caps
+
+
+def command_of(image_config: dict, opts: Options) -> tuple[list[str], list[str]]:
+    """(Entrypoint, Cmd) as docker combines them: --entrypoint resets the image's Cmd."""
+    if opts.entrypoint is not None:
+        entrypoint = [opts.entrypoint] if opts.entrypoint else []
+        cmd = list(opts.command)
+    else:
+        entrypoint = list(image_config.get("Entrypoint") or [])
+        cmd = list(opts.command) or list(image_config.get("Cmd") or [])
+    if not entrypoint and not cmd:
+        raise DockyardError("no command specified")
+    return entrypoint, cmd
+
+
+def merged_env(image_env: list[str], extra: list[str]) -> list[str]:
+    """Image Env overridden by -e/--env-file in order; `-e NAME` takes NAME from our environment if set."""
+    env: dict[str, str] = {}
+    for line in [*image_env, *extra]:
+        key, eq, value = line.partition("=")
+        if not key:
+            raise DockyardError(f"invalid environment variable {line!r}")
+        if eq:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def read_env_file(path: str) -> list[str]:
+    """Lines of a docker --env-file: KEY=VALUE or KEY, comments and blank lines skipped."""
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n") for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as e:
+        raise DockyardError(f"--env-file {path}: {e.strerror}") from None
+
+
+def create(root: str, opts: Options) -> Container:
+    """Resolve the image, record the container and write its bundle; the image stays held until rm."""
+    from dockyard.store import Store
+    from runner import users, volumes
+    from runner.sandbox import _with_mount_points
+
+    store = Store(root)
+    image = store.resolve(opts.image)
+    icfg = image.config.get("config") or {}
+    entrypoint, cmd = command_of(icfg, opts)
+    restart = parse_restart(opts.restart)
+    if opts.auto_remove and restart["Name"] != "no":
+        raise DockyardError("conflicting options: --restart and --rm")
+    if opts.runtime not in ("dockyard", "runc"):
+        raise DockyardError(f"unknown runtime {opts.runtime!r} (dockyard or runc)")
+    if opts.name:
+        check_name(opts.name)
+    network = opts.network or "bridge"
+    ports = _ports(opts, icfg)
+    if ports and network in ("host", "none"):
+        ports = []  # docker ignores published ports outside a bridge network
+    store_containers = Containers(root)
+    cid = new_id()
+    cdir = store_containers.path(cid)
+    lowerdirs = store.lowerdirs(image)
+    user_text = opts.user or icfg.get("User") or ""
+    user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
+                         users.read_layered(lowerdirs, "etc/group"))
+    hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
+    config = {
+        "Hostname": hostname, "Domainname": "", "User": user_text, "AttachStdin": opts.interactive,
+        "AttachStdout": True, "AttachStderr": True, "ExposedPorts": icfg.get("ExposedPorts") or {},
+        "Tty": opts.tty, "OpenStdin": opts.interactive, "StdinOnce": False,
+        "Env": merged_env(icfg.get("Env") or [], opts.env), "Cmd": cmd, "Image": opts.image,
+        "Volumes": icfg.get("Volumes") or None, "WorkingDir": opts.workdir or icfg.get("WorkingDir") or "",
+        "Entrypoint": entrypoint or None, "Labels": {**(icfg.get("Labels") or {}), **opts.labels},
+        "StopSignal": opts.stop_signal or icfg.get("StopSignal") or "SIGTERM",
+        "StopTimeout": opts.stop_timeout, "Healthcheck": opts.healthcheck or icfg.get("Healthcheck"),
+    }
+    host_config = {
+        "NetworkMode": network, "PortBindings": [p.__dict__ for p in ports], "PublishAllPorts": opts.publish_all,
+        "IP": opts.ip, "ExtraHosts": list(opts.add_hosts), "Dns": list(opts.dns), "Links": list(opts.links),
+        "RestartPolicy": restart, "AutoRemove": opts.auto_remove, "ReadonlyRootfs": opts.read_only,
+        "Memory": opts.memory or 0, "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
+        "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "Init": opts.init, "Runtime": opts.runtime,
+        "SecurityOpt": ["no-new-privileges"] if opts.no_new_privileges else [],
+        "VolumesFrom": list(opts.volumes_from),
+    }
+    c = Container(id=cid, name=opts.name.lstrip("/"), image=opts.image, image_digest=str(image.manifest_digest),
+                  image_id=str(image.id), created=now(), bundle=cdir, config=config, host_config=host_config)
+    store_containers.add(c)  # reserves the name; from here on failures remove the record again
+    try:
+        store.hold(f"container-{cid}", [image.manifest_digest])
+        specs = list(opts.mounts)
+        for ref in opts.volumes_from:
+            name, _, mode = ref.partition(":")
+            specs[:0] = volumes.volumes_from(store_containers.find(name).mounts, mode)
+        mounts, records = volumes.resolve(root, specs, list((icfg.get("Volumes") or {}).keys()), lowerdirs)
+        c.mounts = records
+        net_mode = network if network in ("host", "none") else os.path.join(NETNS_DIR, cid)
+        etc = spec.etc_mounts(cdir, hostname, "host" if network == "host" else "none")
+        if opts.dns:
+            from runner.network.hosts import resolv_conf
+
+            atomic_write(os.path.join(cdir, "resolv.conf"), resolv_conf(_read("/etc/resolv.conf"), dns=opts.dns).encode())
+        args = entrypoint + cmd
+        if opts.init:
+            mounts.append(spec.Mount(INIT_PATH, "bind", _init_program(), True))
+            args = [INIT_PATH, "--", *args]
+        resources = spec.Resources(
+            memory=opts.memory, cpu_quota=int(opts.cpus * 100000) if opts.cpus else None,
+            cpu_period=100000 if opts.cpus else None, pids=opts.pids_limit)
+        oci = spec.default_spec(
+            "rootfs", args, env=config["Env"], cwd=config["WorkingDir"] or "/", user=user, hostname=hostname,
+            network=net_mode, readonly_rootfs=opts.read_only, mounts=etc + mounts, resources=resources,
+            no_new_privileges=opts.no_new_privileges, capabilities=capabilities(opts.cap_add, opts.cap_drop),
+            cgroups_path=f"/dockyard/{cid}", terminal=opts.tty)
+        if network == "host":
+            oci["linux"]["namespaces"] = [n for n in oci["linux"]["namespaces"] if n["type"] != "uts"]
+            oci.pop("hostname", None)
+        os.makedirs(os.path.join(cdir, "rootfs"), exist_ok=True)
+        overlay = _with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"))
+        oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
+        atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci, indent=1).encode())
+        store_containers.save(c)
+    except BaseException:
+        remove_files(root, c)
+        raise
+    return c
+
+
+INIT_PATH = "/dev/init"  # where --init's reaper is bind-mounted (docker uses /sbin/docker-init)
+
+
+def _init_program() -> str:
+    """The reaper for --init: a statically linked init from the host (podman's catatonit or docker's tini)."""
+    import shutil
+
+    for name in ("catatonit", "tini-static"):
+        if path := shutil.which(name):
+            return path
+    raise DockyardError("--init needs catatonit or tini-static on the host (apt-get install catatonit)")
+
+
+def spec_overlay(cdir: str, lowerdirs: list[str]):
+    """The container's overlay: the image's layers under its own upper (`diff`) and work dirs."""
+    from runner.rootfs import Overlay
+
+    return Overlay(upper=os.path.join(cdir, "diff"), work=os.path.join(cdir, "work"), lower=list(lowerdirs))
+
+
+def _ports(opts: Options, icfg: dict) -> list:
+    if not opts.publish and not opts.publish_all:
+        return []  # spares the start path the socket imports
+    from runner.network import ports
+
+    out = []
+    for p in opts.publish:
+        out += ports.parse_publish(p)
+    if opts.publish_all:
+        out += ports.from_exposed((icfg.get("ExposedPorts") or {}).keys())
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def remove_files(root: str, c: Container) -> None:
+    """Drop a container's record, bundle, upper dir, image hold and anonymous volumes."""
+    from dockyard.store import Store
+
+    Store(root).release(f"container-{c.id}")
+    Containers(root).remove_record(c.id)

@@ -1,0 +1,136 @@
+"""`exec`: a new process inside a running container's namespaces and cgroup, as its user, caps and env."""
+
+from __future__ import annotations
+
+import os
+
+from dockyard.errors import DockyardError
+from runner.containers import Container
+from runner.runtime import StartError
+
+# Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
+NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
+
+
+def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: list[str] = (),
+            detach: bool = False, interactive: bool = False, privileged: bool = False,
+            output: int | None = None) -> int:
+    """Run `command` in the container; its exit code (0 at once with detach). `output`: fd for stdout+stderr."""
+    from runner import monitor
+    from runner.forking import in_child, split_report
+    from runner.runtime import load_config
+
+    pid = c.pid or monitor.init_pid(c.id)
+    if not pid:
+        raise DockyardError(f"container {c.name} is not running")
+    config = load_config(c.bundle)
+
+    def work(errw: int) -> int:
+        if detach:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+        stdio = _stdio(interactive and not detach, detach, output)
+        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw)
+
+    code, report = in_child(work)
+    if report:
+        raise StartError(*reversed(split_report(report)))
+    return 0 if detach else code
+
+
+def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, int, int]:
+    null = os.open(os.devnull, os.O_RDWR)
+    if detach:
+        return null, null, null
+    if output is not None:
+        return null, output, output
+    return (0 if interactive else null), 1, 2
+
+
+def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
+                    env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int) -> int:
+    """(in the forked child) join cgroup and namespaces, fork into the pid namespace, exec there."""
+    from runner import linux
+    from runner.cgroups import Cgroup
+    from runner.init import NAMESPACE_FLAGS
+
+    Cgroup(f"/dockyard/{c.id}").join(0)
+    fds = []
+    mine = {ns: os.stat(f"/proc/self/ns/{ns}").st_ino for ns, _ in NAMESPACES}
+    for ns, kind in NAMESPACES:
+        path = f"/proc/{pid}/ns/{ns}"
+        if os.stat(path).st_ino != mine[ns]:  # host network containers share ours: setns would be pointless
+            fds.append((os.open(path, os.O_RDONLY | os.O_CLOEXEC), NAMESPACE_FLAGS[kind]))
+    for fd, flag in fds:
+        linux.setns(fd, flag)
+        os.close(fd)
+    # setns(CLONE_NEWPID) only places our children in the container's pid namespace.
+    grandchild = os.fork()
+    if grandchild == 0:
+        code = 126
+        try:
+            _become(config, command, user, workdir, env, privileged, stdio, errw)
+        except StartError as e:
+            code = e.exit_code
+            os.write(errw, f"{code}:{e}".encode())
+        except BaseException as e:
+            os.write(errw, f"126:{e}".encode())
+        os._exit(code)
+    os.close(errw)
+    _, status = os.waitpid(grandchild, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str], privileged: bool,
+            stdio: tuple[int, int, int], errw: int) -> None:
+    """(in the container) user, capabilities, env and cwd of the container's process, -u/-w/-e applied; exec."""
+    from runner import linux, spec, users
+    from runner.init import InitError, _look_path, _switch_user
+
+    proc = config["process"]
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)
+    os.closerange(3, errw)
+    os.closerange(errw + 1, 1 << 16)
+    if user:
+        u = users.resolve(user, _read("/etc/passwd"), _read("/etc/group"))
+        ident = {"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids}
+    else:
+        ident = proc.get("user") or {}
+    caps = proc.get("capabilities") or {}
+    if privileged:
+        caps = {k: list(spec.CAPABILITIES) for k in ("bounding", "effective", "permitted")}
+    if proc.get("noNewPrivileges"):
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    _switch_user(ident, caps)
+    variables = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
+    for e in env:
+        key, eq, value = e.partition("=")
+        if eq:
+            variables[key] = value
+        elif key in os.environ:
+            variables[key] = os.environ[key]
+    cwd = workdir or proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
+    try:
+        path = _look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
+    except InitError as e:
+        raise StartError(str(e), e.exit_code) from None
+    try:
+        os.execve(path, command, variables)
+    except OSError as e:
+        raise StartError(f"exec: {command[0]}: {e.strerror.lower()}", 127 if e.errno == 2 else 126) from None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None

@@ -1,0 +1,233 @@
+"""`dockyard run` and the container lifecycle through the real CLI: isolation, options, exit codes, -d, stop, rm."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from runner.network import networks
+
+
+def _links(part: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if part in line.split(":")[1]]
+
+
+@pytest.fixture
+def ctr(dockyard, busybox_image, monkeypatch):
+    """The CLI over a store with busybox whose networks use a test bridge (10.235/16) and NAT table; torn down after."""
+    tag = os.urandom(3).hex()
+    monkeypatch.setenv("DOCKYARD_BRIDGE", f"dyc{tag}")
+    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", "10.235.0.0/16")
+    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", "10.241.0.0/16")
+    monkeypatch.setenv("DOCKYARD_NAT_TABLE", f"dyc{tag}")
+    yield dockyard
+    ids = dockyard("ps", "-aq", "--no-trunc", check=False).out.split()
+    if ids:
+        dockyard("rm", "-f", *ids, check=False)
+    networks.reset()
+    assert not _links(f"dyc{tag}")
+
+
+def _leftovers(cid: str) -> list[str]:
+    """Anything of a container still on the host: mounts, cgroups, netns pin, processes in its cgroup."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        found += [line for line in f if cid in line]
+    for ctl in os.listdir("/sys/fs/cgroup"):
+        if os.path.exists(f"/sys/fs/cgroup/{ctl}/dockyard/{cid}"):
+            found.append(f"cgroup {ctl}")
+    if os.path.exists(f"/run/dockyard/netns/{cid}"):
+        found.append("netns")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_isolation_none_network(ctr, store_root):
+    r = ctr("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+            "echo pid=$$; hostname; ls /sys/class/net; echo x > /newfile; ls /proc | grep -c '^[0-9]'")
+    pid, hostname, nets, nprocs = r.out.split("\n", 3)[0], *r.out.split("\n")[1:3], r.out.split()[-1]
+    assert pid == "pid=1"
+    assert len(hostname) == 12 and hostname != socket.gethostname()
+    assert nets == "lo"
+    assert int(nprocs) <= 3  # sh, ls, grep: nothing of the host's
+    # The write went to that container's (removed) upper dir, never into the image.
+    assert ctr("run", "--rm", "--network", "none", "busybox", "test", "-e", "/newfile", check=False).code == 1
+    assert not ctr("ps", "-aq").out.strip()
+
+
+def test_env_workdir_user_entrypoint_hostname(ctr, tmp_path):
+    envfile = tmp_path / "env"
+    envfile.write_text("# comment\nFROM_FILE=yes\nOVER=file\n")
+    r = ctr("run", "--rm", "--network", "none", "-e", "A=1", "--env-file", str(envfile), "-e", "OVER=flag",
+            "-w", "/tmp/work", "-u", "nobody", "-h", "myhost", "busybox", "sh", "-c",
+            'echo "$A $FROM_FILE $OVER $PATH"; pwd; id -u; id -g; hostname')
+    assert r.out.split("\n")[:5] == ["1 yes flag /usr/sbin:/usr/bin:/sbin:/bin", "/tmp/work", "65534", "65534", "myhost"]
+    r = ctr("run", "--rm", "--network", "none", "-u", "1:65534", "--entrypoint", "/bin/echo", "busybox", "hello")
+    assert r.out == "hello\n"
+    assert ctr("run", "--rm", "--network", "none", "-u", "1:65534", "busybox", "id").out.startswith("uid=1(daemon) gid=65534")
+    r = ctr("run", "--rm", "--network", "none", "-u", "nosuchuser", "busybox", "true", check=False)
+    assert r.code == 125 and "nosuchuser" in r.err
+
+
+def test_exit_codes(ctr):
+    assert ctr("run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 3", check=False).code == 3
+    r = ctr("run", "--rm", "--network", "none", "busybox", "nosuchcmd", check=False)
+    assert r.code == 127 and "nosuchcmd" in r.err
+    assert ctr("run", "--rm", "--network", "none", "busybox", "/etc/passwd", check=False).code == 126
+    r = ctr("run", "--rm", "nosuchimage", "true", check=False)
+    assert r.code == 125 and "nosuchimage" in r.err
+    assert ctr("run", "-d", "--network", "none", "busybox", "nosuchcmd", check=False).code == 127
+    # A foreground run without --rm keeps the container and its log; its exit code is the command's.
+    r = ctr("run", "--name", "fg", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 5",
+            check=False)
+    assert (r.code, r.out, r.err) == (5, "out\n", "err\n")
+    logs = ctr("logs", "fg")
+    assert (logs.out, logs.err) == ("out\n", "err\n")
+    assert ctr("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "fg").out == "exited 5\n"
+
+
+def test_detached_stop_kills_after_timeout_and_rm_leaves_nothing(ctr, store_root):
+    cid = ctr("run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
+              "trap '' TERM; echo ready; while true; do sleep 0.2; done").out.strip()
+    assert len(cid) == 64
+    _wait_for(lambda: "ready" in ctr("logs", "stubborn").out)
+    ps = ctr("ps").out
+    assert cid[:12] in ps and "stubborn" in ps and "Up " in ps
+    info = json.loads(ctr("inspect", "stubborn").out)[0]
+    assert info["State"]["Running"] and info["State"]["Pid"] > 0 and info["Name"] == "/stubborn"
+    veth = next(iter(info["NetworkSettings"]["Networks"].values()))["EndpointID"]
+    assert info["NetworkSettings"]["IPAddress"].startswith("10.235.")
+    assert _links(veth)
+    ctr("stop", "-t", "1", "stubborn")
+    state = json.loads(ctr("inspect", "stubborn").out)[0]["State"]
+    assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 137, False)
+    assert "Exited (137)" in ctr("ps", "-a").out and cid[:12] not in ctr("ps").out
+    assert not _links(veth)
+    on_disk = json.loads(Path(store_root, "containers", cid, "state.json").read_text())
+    assert (on_disk["status"], on_disk["state"], on_disk["id"]) == ("stopped", "exited", cid)  # runtime-spec status
+    ctr("rm", "stubborn")
+    assert _leftovers(cid) == []
+    assert not os.path.exists(os.path.join(store_root, "containers", cid))
+    assert not os.listdir(os.path.join(store_root, "holds"))
+    assert ctr("inspect", "stubborn", check=False).code == 1
+
+
+def test_logs_follow_and_tail(ctr):
+    ctr("run", "-d", "--name", "talker", "--network", "none", "busybox", "sh", "-c",
+        "for i in 1 2 3 4 5; do echo line$i; sleep 0.1; done; echo bye >&2")
+    r = ctr("logs", "-f", "talker")  # returns once the container has exited
+    assert r.out == "".join(f"line{i}\n" for i in range(1, 6)) and r.err == "bye\n"
+    assert ctr("logs", "--tail", "2", "talker").out == "line5\n"
+    stamped = ctr("logs", "-t", "talker").out.splitlines()[0]
+    assert stamped.endswith(" line1") and stamped[:4].isdigit() and "T" in stamped.split()[0]
+    path = json.loads(ctr("inspect", "talker").out)[0]["LogPath"]
+    entry = json.loads(Path(path).read_text().splitlines()[0])
+    assert entry["log"] == "line1\n" and entry["stream"] == "stdout" and entry["time"].endswith("Z")
+
+
+def test_publish_reachable_on_localhost(ctr):
+    port = _free_port()
+    ctr("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+        "mkdir /www && echo hello-from-container > /www/index.html && exec httpd -f -p 80 -h /www")
+    assert ctr("port", "web").out == f"80/tcp -> 127.0.0.1:{port}\n"
+    assert f"127.0.0.1:{port}->80/tcp" in ctr("ps").out
+
+    def fetch() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as resp:
+                return resp.read() == b"hello-from-container\n"
+        except OSError:
+            return False
+    _wait_for(fetch)
+    ctr("rm", "-f", "web")
+    assert not fetch()
+
+
+def test_host_network_sees_host_interfaces(ctr):
+    before = set(os.listdir("/sys/class/net"))
+    r = ctr("run", "--rm", "--network", "host", "busybox", "sh", "-c", "ls /sys/class/net; hostname")
+    stable = before & set(os.listdir("/sys/class/net"))  # other tests on this host add and remove links meanwhile
+    names = r.out.split()
+    assert stable - {"lo"} and stable <= set(names[:-1])
+    assert names[-1] == socket.gethostname()
+
+
+def test_twenty_in_parallel(ctr):
+    def start(i: int) -> str:
+        return ctr("run", "-d", "--name", f"par{i}", "busybox", "sh", "-c",
+                   f"echo I am {i}; hostname; exec sleep 60").out.strip()
+
+    with ThreadPoolExecutor(20) as pool:
+        ids = list(pool.map(start, range(20)))
+    assert len(set(ids)) == 20
+    running = ctr("ps", "-q", "--no-trunc").out.split()
+    assert sorted(running) == sorted(ids)
+    for i, cid in enumerate(ids):
+        _wait_for(lambda: ctr("logs", f"par{i}").out == f"I am {i}\n{cid[:12]}\n")
+    ips = {ctr("inspect", "-f", "{{.NetworkSettings.IPAddress}}", f"par{i}").out for i in range(20)}
+    assert len(ips) == 20
+    ctr("rm", "-f", *ids)
+    assert not ctr("ps", "-aq").out.strip()
+    assert all(_leftovers(cid) == [] for cid in ids)
+
+
+def test_names_ids_and_lookup(ctr):
+    cid = ctr("create", "--name", "named", "--network", "none", "busybox", "true").out.strip()
+    assert ctr("create", "--name", "named", "busybox", "true", check=False).code == 125
+    assert ctr("inspect", "-f", "{{.Id}}", cid[:8]).out.strip() == cid
+    assert ctr("inspect", "-f", "{{.State.Status}}", "/named").out == "created\n"
+    other = ctr("create", "--network", "none", "busybox", "true").out.strip()
+    name = ctr("inspect", "-f", "{{.Name}}", other).out.strip()
+    assert name.startswith("/") and "_" in name
+    ctr("start", "named")
+    assert ctr("wait", "named").out == "0\n"
+    ctr("rm", cid, other)
+
+
+def test_dead_monitor_shows_exited_and_rm_cleans_up(ctr, store_root):
+    cid = ctr("run", "-d", "--name", "orphan", "busybox", "sleep", "60").out.strip()
+    state = json.loads(Path(store_root, "containers", cid, "state.json").read_text())
+    assert state["status"] == "running" and state["ociVersion"] and state["bundle"] and state["pid"] > 0
+    os.kill(state["monitor_pid"], 9)
+    _wait_for(lambda: "Exited" in ctr("ps", "-a").out)
+    assert cid[:12] not in ctr("ps").out
+    ctr("rm", "orphan")
+    assert _leftovers(cid) == []
+
+
+def test_stdin_caps_security_and_etc_options(ctr):
+    r = ctr("run", "--rm", "-i", "--network", "none", "busybox", "sh", "-c", "cat; echo done", input=b"from stdin\n")
+    assert r.out == "from stdin\ndone\n"
+    r = ctr("run", "--rm", "--network", "none", "--cap-drop", "ALL", "--cap-add", "CHOWN",
+            "--security-opt", "no-new-privileges", "busybox", "grep", "-E", "^(CapEff|NoNewPrivs)", "/proc/self/status")
+    assert r.out.split() == ["CapEff:", "0000000000000001", "NoNewPrivs:", "1"]
+    r = ctr("run", "--rm", "--add-host", "db.example:10.1.2.3", "--dns", "10.9.9.9", "--label", "team=ops",
+            "--name", "etc", "busybox", "sh", "-c", "grep db.example /etc/hosts; cat /etc/resolv.conf")
+    assert r.out.split()[:2] == ["10.1.2.3", "db.example"] and "nameserver 10.9.9.9" in r.out
+    cid = ctr("create", "--label", "team=ops", "--network", "none", "--stop-signal", "USR1", "--memory", "64m",
+              "--cpus", "0.5", "busybox", "true").out.strip()
+    info = json.loads(ctr("inspect", cid).out)[0]
+    assert info["Config"]["Labels"]["team"] == "ops" and info["Config"]["StopSignal"] == "USR1"
+    assert info["HostConfig"]["Memory"] == 64 << 20 and info["HostConfig"]["NanoCpus"] == 500_000_000
+    assert ctr("ps", "-a", "-q", "--filter", "label=team=ops").out.strip() == cid[:12]
