@@ -413,14 +413,14 @@ class Store:
 
     def lowerdirs(self, image: Image) -> list[str]:
         """The image's layers unpacked (each once) in overlay format, top-most first, for an overlay mount."""
-        from dockyard.layers import apply_layer  # heavy-ish; only the runner and builder need it
-
         dirs = []
         for desc, diff_id, chain in zip(image.layers, image.diff_ids, image.chain_ids):
             path = self.layer_dir(chain)
             if not os.path.isdir(path):
                 with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
                     if not os.path.isdir(path):
+                        from dockyard.layers import apply_layer  # costly import, needed only to unpack
+
                         tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
                         try:
                             with self.open_blob(desc.digest) as f:
