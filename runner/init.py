@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import gc
 import os
 import resource
 import signal
 import stat
+import termios  # at the top: after pivot_root the container's root has no Python modules
 from typing import NoReturn
 
 from runner import linux
@@ -148,9 +150,6 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     for rl in proc.get("rlimits") or []:
         resource.setrlimit(getattr(resource, rl["type"]), (rl["soft"], rl["hard"]))
     if proc.get("terminal"):
-        import fcntl
-        import termios
-
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     if proc.get("noNewPrivileges"):

@@ -186,9 +186,6 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     code = 0
     slave_name = ""
     if tty is not None:
-        import fcntl  # noqa: F401  the forked init uses these after pivot_root, where it cannot import them
-        import termios  # noqa: F401
-
         slave_name = os.ttyname(stdin)
         os.close(stdin)
 
