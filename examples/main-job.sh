@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end: make a busybox base image, import it, list it, save it; serve a registry,
-# push to it, pull back from it.
+# push to it, pull back from it, run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/dockyard-demo.XXXXXX)
@@ -33,4 +33,7 @@ dockyard push "127.0.0.1:$port/demo/busybox:1"
 dockyard rmi "127.0.0.1:$port/demo/busybox:1"
 dockyard pull "127.0.0.1:$port/demo/busybox:1"
 dockyard images --digests
+
+echo "== run"
+dockyard run --rm "127.0.0.1:$port/demo/busybox:1" sh -c 'echo "hello from $(hostname), pid $$"'
 echo "main job done"
