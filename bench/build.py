@@ -1,0 +1,102 @@
+"""Build the same Dockerfile with `dockyard build` and `buildah build --layers`, cold (--no-cache) and cached.
+
+The Dockerfile: a RUN writing 64 MiB of random data, a RUN writing 5 million lines, a COPY of 200 files, and an
+ENV/WORKDIR/CMD tail, on the busybox base (made by examples/busybox-rootfs.sh, loaded into both tools).
+Usage: python bench/build.py [--runs 1]   (root; needs buildah and podman with containers.conf set up)
+Goal: dockyard at most buildah's time in both modes. Prints the times and the ratios dockyard/buildah.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = f"localhost/dockyard-bench-base-{os.getpid()}:latest"
+DOCKERFILE = f"""\
+FROM {BASE}
+RUN head -c 67108864 /dev/urandom > /random.bin
+RUN seq 1 5000000 > /lines.txt
+COPY files/ /files/
+ENV MODE=bench
+WORKDIR /files
+CMD ["ls"]
+"""
+
+
+def dockyard(root: str, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dockyard", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, env={**os.environ, "DOCKYARD_ROOT": root})
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, **(env or {})})
+    return time.perf_counter() - start
+
+
+def _podman_images() -> list[str]:
+    """IDs of every image in podman/buildah storage, intermediate ones included."""
+    out = subprocess.run(["podman", "images", "-a", "-q", "--no-trunc"], check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def setup(work: Path) -> tuple[str, Path]:
+    """A dockyard store and podman/buildah storage with the busybox base; the build context."""
+    root = str(work / "store")
+    rootfs, tar = work / "rootfs", work / "rootfs.tar"
+    subprocess.run(["bash", str(REPO / "examples" / "busybox-rootfs.sh"), str(rootfs)], check=True)
+    with tarfile.open(tar, "w") as tf:
+        for entry in sorted(os.listdir(rootfs)):
+            tf.add(rootfs / entry, arcname=entry)
+    dockyard(root, "import", "--change", 'CMD ["/bin/sh"]', str(tar), BASE)
+    dockyard(root, "save", "-o", str(work / "base.tar"), BASE)
+    subprocess.run(["podman", "load", "-i", str(work / "base.tar")], check=True, stdout=subprocess.DEVNULL)
+    ctx = work / "ctx"
+    (ctx / "files").mkdir(parents=True)
+    for i in range(200):
+        (ctx / "files" / f"f{i:03}.txt").write_bytes(os.urandom(2048))
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    return root, ctx
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1, help="alternating runs per mode (median reported)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    before = set(_podman_images())
+    try:
+        root, ctx = setup(work)
+        ours_cmd = [sys.executable, "-m", "dockyard", "build", "-q", "-t", "bench-built"]
+        theirs_cmd = ["buildah", "build", "--layers", "--pull=never", "--format", "docker", "-q",
+                      "-t", "localhost/bench-built-buildah"]
+        env = {"DOCKYARD_ROOT": root}
+        times: dict[str, list[float]] = {k: [] for k in ("ours-cold", "theirs-cold", "ours-cached", "theirs-cached")}
+        for _ in range(args.runs):
+            times["ours-cold"].append(timed([*ours_cmd, "--no-cache", str(ctx)], env))
+            times["theirs-cold"].append(timed([*theirs_cmd, "--no-cache", str(ctx)]))
+            times["ours-cached"].append(timed([*ours_cmd, str(ctx)], env))
+            times["theirs-cached"].append(timed([*theirs_cmd, str(ctx)]))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for mode in ("cold", "cached"):
+            ours, theirs = med[f"ours-{mode}"], med[f"theirs-{mode}"]
+            print(f"{mode:>6}: dockyard {ours:6.2f}s  buildah {theirs:6.2f}s  ratio {ours / theirs:.2f}")
+    finally:
+        # The base, the result and buildah's intermediate --layers images: everything this run added.
+        new = [i for i in _podman_images() if i not in before]
+        subprocess.run(["podman", "rmi", "-f", *new], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

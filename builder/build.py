@@ -1,0 +1,534 @@
+"""`dockyard build`: run the needed stages of a Dockerfile, instruction by instruction, into an image in the store.
+
+A stage's working state is its image config and layer list; RUN and COPY write into a fresh upperdir over the
+stage's unpacked layers, which becomes the next layer (and, moved into the store's layer cache, the next lowerdir
+without being extracted again). Every step's result is recorded in the build cache under a key made of the
+previous state's config digest and the step's inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from builder import views
+from builder.args import PROXY_ARGS, BuildArgs, GlobalScope, StageVars, platform_args
+from builder.cache import BuildCache, step_key
+from builder.commit import Committer, Layer, resolved, settled
+from builder.context import BuildContext
+from builder.copy import Copier, Item, copy_items
+from builder.dockerfile import Dockerfile, Instruction, Stage, parse
+from builder.ignore import Ignore
+from builder.output import Progress
+from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
+from builder.run import MountSources, execute, run_user, stop
+from builder.stages import StagePlan, plan
+from dockyard import changes, reference
+from dockyard import mediatypes as mt
+from dockyard.digest import Digest, chain_ids
+from dockyard.errors import DockyardError, NotFound
+from dockyard.image import Descriptor, Image, canonical_json, empty_config, manifest_for, now_rfc3339
+from dockyard.store import Store
+from runner.rootfs import layered_path
+from runner.spec import DEFAULT_PATH
+
+_URL_RE = re.compile(r"^https?://", re.I)
+BUILD_PLATFORM = "linux/amd64"
+
+
+class BuildFailed(DockyardError):
+    """A build step failed (a RUN exited non-zero, a COPY source is missing…)."""
+
+
+@dataclass
+class BuildOptions:
+    """Everything `dockyard build` was asked to do."""
+
+    context: str
+    dockerfile: str | None = None  # a path; None: Dockerfile in the context
+    dockerfile_text: str | None = None  # the Dockerfile itself (`-f -`)
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    network: str = "default"
+    secrets: dict[str, str] = field(default_factory=dict)  # id -> host path
+    labels: dict[str, str] = field(default_factory=dict)
+    platform: str = BUILD_PLATFORM
+    compression: str = "gzip"
+    source_date_epoch: int | None = None
+
+
+@dataclass
+class StageState:
+    """A stage being built: its image config (whole), layers, the cache identity of this state, variables."""
+
+    stage: Stage
+    config: dict[str, Any]
+    layers: list[Layer]
+    parent: str
+    vars: StageVars
+    label: str
+    total: int
+
+    @property
+    def diff_ids(self) -> list[Digest]:
+        return [Digest.parse(d) for d in self.config["rootfs"]["diff_ids"]]
+
+
+def rfc3339(epoch: int) -> str:
+    """SOURCE_DATE_EPOCH as an image config timestamp."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+class Builder:
+    """One build: parse, plan, run stages (independent ones in parallel), write the image."""
+
+    def __init__(self, options: BuildOptions, store: Store | None = None, progress: Progress | None = None):
+        self.options = options
+        self.store = store or Store()
+        self.cache = BuildCache(self.store)
+        self.progress = progress or Progress()
+        self.sde = options.source_date_epoch
+        self.results: dict[int, StageState] = {}
+        self.images: dict[str, Image] = {}
+        self._images_lock = threading.Lock()
+        self._records_lock = threading.Lock()
+        self._running: set[str] = set()  # container IDs of RUNs under way
+        self._stopping = False
+        self.added: set[Digest] = set()
+        self.workspace = ""
+        self.names = [reference.parse(t) for t in options.tags]  # bad tags fail before any work
+        os_, _, arch = options.platform.partition("/")
+        self.os, self.arch = os_, arch.split("/")[0]
+        if options.network not in ("default", "host", "none"):
+            raise BuildFailed(f"--network {options.network}: expected default, host or none")
+
+    # -- entry -------------------------------------------------------------------------------------------
+
+    def _own_ignore(self) -> Ignore | None:
+        """`<Dockerfile>.dockerignore` next to a -f Dockerfile replaces the context's .dockerignore (BuildKit)."""
+        if self.options.dockerfile is None:
+            return None
+        try:
+            with open(self.options.dockerfile + ".dockerignore", encoding="utf-8", errors="replace") as f:
+                return Ignore.parse(f.read())
+        except FileNotFoundError:
+            return None
+
+    def _dockerfile(self) -> Dockerfile:
+        o = self.options
+        if o.dockerfile_text is not None:
+            return parse(o.dockerfile_text, "Dockerfile")
+        if o.dockerfile is None:
+            data = self.context.read_file("Dockerfile")
+            return parse(data.decode("utf-8", "replace"), "Dockerfile")
+        try:
+            with open(o.dockerfile, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFound(f"Dockerfile not found: {o.dockerfile}") from None
+        return parse(data.decode("utf-8", "replace"), os.path.basename(o.dockerfile))
+
+    def build(self) -> Image:
+        """Run the build; the image is stored (and tagged) only when every step succeeded."""
+        o = self.options
+        self.context = BuildContext(o.context, self._own_ignore())
+        self.df = self._dockerfile()
+        build_args = BuildArgs(dict(o.build_args), platform_args(o.platform, BUILD_PLATFORM))
+        self.plan: StagePlan = plan(self.df, build_args, o.target)
+        self.scope = GlobalScope(self.df, build_args)
+        with self.store.transaction() as added:
+            self.added = added
+            self.workspace = tempfile.mkdtemp(prefix="build-", dir=self.store.tmp_dir)
+            self.committer = Committer(self.store, o.compression, self.sde, added, self.workspace)
+            self._records: list[tuple[str, bytes, list[Layer]]] = []
+            try:
+                for ref in sorted({i for r in self.plan.refs.values() for i in r.images}):
+                    self._image(ref)
+                for wave in self.plan.waves:
+                    stages = [self.df.stages[i] for i in wave]
+                    if len(stages) == 1:
+                        self._stage(stages[0])
+                    else:
+                        with ThreadPoolExecutor(len(stages), thread_name_prefix="stage") as pool:
+                            futures = [pool.submit(self._stage, s) for s in stages]
+                            try:
+                                for f in futures:
+                                    f.result()
+                            except BaseException:
+                                self._stop_all(futures)
+                                raise
+                final = self.results[self.plan.target.index]
+                if o.labels:
+                    args = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(o.labels.items()))
+                    self._config_step(final, "LABEL", args)
+                image = self._write_image(final)
+            finally:
+                try:
+                    self.committer.close()
+                    self._flush()  # steps that succeeded stay cached, even when a later one failed
+                finally:
+                    shutil.rmtree(self.workspace, ignore_errors=True)
+        unused = build_args.unused()
+        if unused:
+            self.progress.message(f"[Warning] One or more build-args {unused} were not consumed")
+        return image
+
+    def _stop_all(self, futures: list[Future]) -> None:
+        """Ctrl-C or a failed stage: end the RUNs of the other stages' threads (only the main thread gets
+        signals), again and again until they are done, as one may have been starting just now."""
+        self._stopping = True
+        while not all(f.done() for f in futures):
+            for cid in list(self._running):
+                stop(cid)
+            wait(futures, timeout=0.2)
+
+    def _write_image(self, state: StageState) -> Image:
+        n = self.progress.step("exporting to image")
+        data = canonical_json(state.config)
+        config = self.store.write_blob_bytes(data, added=self.added)
+        layers = resolved(state.layers)
+        manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, config, len(data)), layers))
+        image = self.store.add_image(manifest, self.names, added=self.added)
+        self.progress.line(n, f"writing image {image.id} done")
+        for name in self.names:
+            self.progress.line(n, f"naming to {name.ref_name} done")
+        self.progress.done(n)
+        return image
+
+    # -- images --------------------------------------------------------------------------------------------
+
+    def _image(self, ref: str) -> Image:
+        """An external image by reference: from the store, pulled when missing or when --pull asks."""
+        with self._images_lock:
+            if ref not in self.images:
+                self.images[ref] = self._fetch(ref)
+            return self.images[ref]
+
+    def _fetch(self, ref: str) -> Image:
+        if not self.options.pull:
+            try:
+                return self.store.resolve(ref)
+            except NotFound:
+                pass
+        import argparse
+
+        from dockyard.cli.transfer import cmd_pull  # the registry client: only when an image must be pulled
+
+        n = self.progress.step(f"pulling {ref}")
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is for the image ID (-q)
+                cmd_pull(argparse.Namespace(name=ref, all_tags=False, platform=self.options.platform,
+                                            quiet=True, parallel=None))
+        except DockyardError as e:
+            raise NotFound(f"No such image: {ref} (not in the store, and pulling it failed: {e})") from None
+        self.progress.done(n)
+        return self.store.resolve(ref)
+
+    # -- stages ---------------------------------------------------------------------------------------------
+
+    def _stage(self, stage: Stage) -> None:
+        refs = self.plan.refs[stage.index]
+        base = refs.base.base
+        if refs.base_stage is not None:
+            src = self.results[refs.base_stage]
+            config, layers, parent = copy.deepcopy(src.config), list(src.layers), src.parent
+        elif base == "scratch":
+            config, layers = empty_config(now_rfc3339() if self.sde is None else rfc3339(self.sde)), []
+            config.update(os=self.os, architecture=self.arch)
+            parent = step_key("FROM scratch", self.options.platform)
+        else:
+            image = self._image(base)
+            config, layers, parent = copy.deepcopy(image.config), image.layers, image.id.hex
+        cfg = config.setdefault("config", {})
+        config.setdefault("rootfs", {"type": "layers", "diff_ids": []}).setdefault("diff_ids", [])
+        triggers = cfg.pop("OnBuild", None) or []
+        if not any(e.startswith("PATH=") for e in cfg.get("Env") or []):
+            cfg["Env"] = [f"PATH={DEFAULT_PATH}", *(cfg.get("Env") or [])]  # as BuildKit does
+        parent = step_key("FROM", parent, triggers)
+        instructions = [self._trigger(stage, t) for t in triggers] + stage.instructions
+        multi = len(self.plan.order) > 1
+        label = f"{stage.name or f'stage-{stage.index}'} " if multi else ""
+        state = StageState(stage, config, list(layers), parent, StageVars(self.scope, cfg["Env"]), label,
+                           1 + len(instructions))
+        n = self.progress.step(f"[{label}1/{state.total}] FROM {base}")
+        self.progress.done(n)
+        for k, ins in enumerate(instructions, start=2):
+            self._instruction(state, ins, k)
+        self.results[stage.index] = state
+
+    def _trigger(self, stage: Stage, text: str) -> Instruction:
+        """A base image's ONBUILD trigger, parsed as an instruction of this stage."""
+        return parse(f"FROM scratch\n{text}\n", f"{stage.from_instruction.where} ONBUILD").stages[0].instructions[0]
+
+    def _instruction(self, state: StageState, ins: Instruction, k: int) -> None:
+        n = self.progress.step(f"[{state.label}{k}/{state.total}] {ins.name} {_one_line(ins.value)}")
+        try:
+            if ins.name == "ARG":
+                state.vars.declare(ins)
+                cached = False
+            elif ins.name == "RUN":
+                cached = self._run(state, ins, n, k)
+            elif ins.name in ("COPY", "ADD"):
+                cached = self._copy(state, ins, n)
+            else:
+                args = config_args(ins, state.vars)
+                if ins.name == "ENV":
+                    state.vars.set_env(env_pairs(ins, state.vars))
+                cached = self._config_step(state, ins.name, args, n)
+        except BuildFailed:
+            raise
+        except DockyardError as e:
+            msg = str(e)
+            raise BuildFailed(msg if msg.startswith(ins.filename) else f"{ins.where}: {msg}") from None
+        if not cached:
+            self.progress.done(n)
+
+    # -- cache ----------------------------------------------------------------------------------------------
+
+    def _cached(self, state: StageState, key: str, n: int | None) -> bool:
+        """Take the step's result from the cache when there is one (and --no-cache is not given)."""
+        if self.options.no_cache:
+            return False
+        image = self.cache.get(key)
+        if image is None:
+            return False
+        state.config, state.layers, state.parent = image.config, image.layers, image.id.hex
+        if n is not None:
+            self.progress.cached(n)
+        return True
+
+    def _record(self, state: StageState, key: str) -> None:
+        """Note the state after a step for the cache; written once its layers are stored."""
+        data = canonical_json(state.config)
+        state.parent = Digest.of_bytes(data).hex  # the config digest, as the cache entry's image ID
+        with self._records_lock:
+            self._records.append((key, data, list(state.layers)))
+        if settled(state.layers):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the cache entries whose layers are all stored (after a failure, the rest are dropped)."""
+        with self._records_lock:
+            ready, waiting = [], []
+            for record in self._records:
+                (ready if settled(record[2]) else waiting).append(record)
+            self._records = waiting
+        for key, data, layers in ready:
+            self.cache.put(key, data, resolved(layers), self.added)
+
+    def _lowerdirs(self, state: StageState) -> list[str]:
+        """The stage's layers as overlay lowerdirs (top-most first), without waiting for blobs being compressed."""
+        dirs = [self.store.layer_dir(c) for c in chain_ids(state.diff_ids)]
+        if all(os.path.isdir(d) for d in dirs):
+            return dirs[::-1]
+        manifest = {"layers": [d.to_json() for d in resolved(state.layers)]}
+        return self.store.lowerdirs(Image(None, manifest, state.config))  # type: ignore[arg-type]
+
+    def _history(self, state: StageState, created_by: str, empty: bool) -> None:
+        now = now_rfc3339() if self.sde is None else rfc3339(self.sde)
+        state.config["created"] = now
+        entry: dict[str, Any] = {"created": now, "created_by": created_by, "comment": "dockyard build"}
+        if empty:
+            entry["empty_layer"] = True
+        state.config.setdefault("history", []).append(entry)
+
+    # -- steps ---------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _step_dir(self) -> Iterator[tuple[str, str]]:
+        """A scratch directory for one step with a fresh upperdir in it; removed afterwards."""
+        path = tempfile.mkdtemp(prefix="step-", dir=self.workspace)
+        try:
+            yield path, views.new_upper(path)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _commit(self, state: StageState, upper: str, created_by: str) -> None:
+        """Turn an upperdir into the stage's next layer (nothing when it is empty)."""
+        if not os.listdir(upper):
+            self._history(state, created_by, True)
+            return
+        diff_id, blob = self.committer.commit(upper, state.diff_ids)
+        state.config["rootfs"]["diff_ids"].append(str(diff_id))
+        state.layers = [*state.layers, blob]
+        self._history(state, created_by, False)
+
+    def _config_step(self, state: StageState, name: str, args: str, n: int | None = None) -> bool:
+        """A config-only instruction (WORKDIR also creates its directory); True when served from the cache."""
+        key = step_key(state.parent, name, args)
+        if self._cached(state, key, n):
+            return True
+        cfg = state.config.setdefault("config", {})
+        maintainer = changes.apply(cfg, name, args)
+        if maintainer is not None:
+            state.config["author"] = maintainer
+        created_by = f"{name} {args}"
+        workdir = cfg.get("WorkingDir")
+        if name == "WORKDIR" and layered_path(self._lowerdirs(state), workdir) is None:
+            lowerdirs = self._lowerdirs(state)
+            # As BuildKit: the directories WORKDIR creates belong to the current USER.
+            who = run_user(cfg.get("User") or "", lowerdirs)
+            with self._step_dir() as (_, upper):
+                with views.writable(lowerdirs, upper) as root:
+                    Copier(root, (who.uid, who.gid), None, None).ensure_dir(workdir)
+                self._commit(state, upper, created_by)
+        else:
+            self._history(state, created_by, True)
+        self._record(state, key)
+        return False
+
+    def _run(self, state: StageState, ins: Instruction, n: int, k: int) -> bool:
+        """RUN in the sandbox; True when served from the cache."""
+        cfg = state.config["config"]
+        spec = resolve_run(ins, state.vars, cfg.get("Shell") or changes.DEFAULT_SHELL)
+        if spec.security != "sandbox":
+            raise BuildFailed(f"{ins.where}: RUN --security={spec.security} is not supported by dockyard build")
+        network = spec.network if spec.network != "default" else self.options.network
+        env = state.vars.run_env()
+        cwd = cfg.get("WorkingDir") or "/"
+        sources = MountSources(self.context, self.cache, self.options.secrets,
+                               lambda ref: self._rootfs(state.stage, ref, ins))
+        mount_inputs = []
+        for m in spec.mounts:
+            if m.type == "bind" and not m.from_:
+                found = self.context.sources([m.source or "."], "RUN --mount")
+                mount_inputs.append(str(self.context.digest(found, owners=False)))
+            elif m.from_:
+                mount_inputs.append(self._source(state.stage, m.from_, ins)[0])
+        key = step_key(state.parent, "RUN", spec.argv, sorted((k_, v) for k_, v in env.items()
+                                                              if k_ not in PROXY_ARGS),
+                       [(s.name, s.data, s.mode) for s in spec.scripts], [repr(m) for m in spec.mounts],
+                       mount_inputs, network, self.options.compression)
+        created_by = "RUN " + " ".join(spec.argv)
+        if self._cached(state, key, n):
+            return True
+        if self._stopping:
+            raise BuildFailed(f"{ins.where}: build stopped")
+        cid = "build-" + os.urandom(6).hex()
+        with self._step_dir() as (scratch, upper):
+            self._running.add(cid)
+            try:
+                with self.progress.stream(n) as out:
+                    code = execute(spec, lowerdirs=self._lowerdirs(state), upper=upper, env=env,
+                                   user=cfg.get("User") or "", cwd=cwd,
+                                   network="host" if network == "default" else network, sources=sources,
+                                   scratch=scratch, out_fd=out, container_id=cid)
+            finally:
+                self._running.discard(cid)
+            if code != 0:
+                if self.progress.quiet:
+                    print(self.progress.failed(n), file=sys.stderr)
+                where = f"stage {state.label.strip()}: " if state.label else ""
+                raise BuildFailed(f"{where}step {k}/{state.total}: RUN {_one_line(ins.args)}: exit code {code}")
+            self._commit(state, upper, created_by)
+        self._record(state, key)
+        return False
+
+    # -- COPY / ADD --------------------------------------------------------------------------------------------
+
+    def _source(self, stage: Stage, ref: str, ins: Instruction) -> tuple[str, StageState | Image]:
+        """A --from / from= value: (cache identity, state) of a stage or an external image."""
+        from builder.stages import _lookup
+
+        index = _lookup(self.df, stage, ref, ins)
+        if index is not None:
+            if index not in self.results:
+                raise BuildFailed(f"{ins.where}: stage {ref} has not been built")
+            st = self.results[index]
+            return st.parent, st
+        image = self._image(ref)
+        return image.id.hex, image
+
+    @contextlib.contextmanager
+    def _rootfs(self, stage: Stage, ref: str, ins: Instruction) -> Iterator[str]:
+        """The merged root of a stage or image named by --from / from=."""
+        src = self._source(stage, ref, ins)[1]
+        lowerdirs = self._lowerdirs(src) if isinstance(src, StageState) else self.store.lowerdirs(src)
+        with views.merged(lowerdirs, self.workspace) as root:
+            yield root
+
+    def _owner(self, chown: str | None, lowerdirs: list[str]) -> tuple[int, int]:
+        """--chown: names resolved in the stage's /etc/passwd and /etc/group; a lone user means gid = uid."""
+        if not chown:
+            return 0, 0
+        user = run_user(chown, lowerdirs)
+        return user.uid, (user.gid if ":" in chown else user.uid)
+
+    def _copy(self, state: StageState, ins: Instruction, n: int) -> bool:
+        """COPY/ADD into a fresh layer; True when served from the cache."""
+        spec = resolve_copy(ins, state.vars)
+        add = ins.name == "ADD"
+        urls = [s for s in spec.sources if add and _URL_RE.match(s)]
+        local = [s for s in spec.sources if s not in urls]
+        if spec.keep_git_dir or any(s.startswith("git@") or s.endswith(".git") for s in spec.sources):
+            raise BuildFailed(f"{ins.where}: ADD of git repositories is not supported by dockyard build")
+        if spec.checksum and (len(urls) != 1 or local):
+            raise BuildFailed(f"{ins.where}: ADD --checksum needs exactly one URL source")
+        exclude = Ignore(spec.exclude) if spec.exclude else None
+        if spec.from_:
+            source_id = self._source(state.stage, spec.from_, ins)[0]
+            context_sources = []
+        else:
+            context_sources = self.context.sources(local, ins.name) if local else []
+            source_id = str(self.context.digest(context_sources, exclude, owners=False))
+        from builder.fetch import download  # urllib: only for ADD <url>
+
+        fetched = {}
+        if urls and not spec.checksum:
+            fetched = {u: download(u, None, self.workspace) for u in urls}
+        url_ids = [spec.checksum] if spec.checksum else [str(f.digest) for f in fetched.values()]
+        cfg = state.config["config"]
+        key = step_key(state.parent, ins.name, source_id, local, [(f.name, f.data, f.mode) for f in spec.inline],
+                       url_ids, spec.dest, spec.chown, spec.chmod, spec.link, spec.parents, spec.exclude,
+                       cfg.get("WorkingDir"), self.options.compression)
+        try:
+            if self._cached(state, key, n):
+                return True
+            if urls and spec.checksum:
+                fetched = {urls[0]: download(urls[0], spec.checksum, self.workspace)}
+            lowerdirs = self._lowerdirs(state)
+            owner = self._owner(spec.chown, lowerdirs)
+            with self._step_dir() as (_, upper), contextlib.ExitStack() as stack:
+                items: list[Item] = []
+                if spec.from_:
+                    root = stack.enter_context(self._rootfs(state.stage, spec.from_, ins))
+                    reader = BuildContext(root, Ignore([]), rootfs=True)
+                    items += [Item(reader, s) for s in reader.sources(local, ins.name)]
+                else:
+                    items += [Item(self.context, s) for s in context_sources]
+                items += [Item(inline=f) for f in spec.inline]
+                items += [Item(path=f.path, name=f.name, mode=0o600, mtime_ns=f.mtime_ns) for f in fetched.values()]
+                with contextlib.ExitStack() as view:
+                    target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
+                    copy_items(Copier(target, owner, spec.chmod, exclude), items, spec.dest,
+                               cfg.get("WorkingDir") or "/", add=add, parents=spec.parents, instruction=ins.name)
+                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}")
+            self._record(state, key)
+            return False
+        finally:
+            for f in fetched.values():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f.path)
+
+
+def build(options: BuildOptions, store: Store | None = None, progress: Progress | None = None) -> Image:
+    """Build per `options`; returns the stored image."""
+    return Builder(options, store, progress).build()

@@ -1,0 +1,149 @@
+"""RUN: one command in the runner's sandbox over the stage's layers, writing into a fresh upperdir."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager
+
+from builder.cache import BuildCache
+from builder.context import BuildContext
+from builder.mounts import Mount as RunMount
+from builder.resolve import PIPES_DIR, RunSpec
+from dockyard.errors import DockyardError
+from dockyard.fsutil import locked
+from runner import users
+from runner.paths import secure_join
+from runner.spec import Mount, User
+
+
+class RunError(DockyardError):
+    """A RUN could not be set up (a mount source is missing, a secret was not given…)."""
+
+
+@dataclass
+class MountSources:
+    """Where RUN --mount sources come from."""
+
+    context: BuildContext
+    cache: BuildCache
+    secrets: dict[str, str] = field(default_factory=dict)  # id -> host file
+    # A stage name/index or image reference -> a context manager giving its merged root directory.
+    rootfs_of: Callable[[str], ContextManager[str]] | None = None
+
+
+def stop(container_id: str) -> None:
+    """Kill a RUN's container from another thread (signals reach only the main thread's RUN)."""
+    from runner.cgroups import Cgroup
+
+    Cgroup(f"/dockyard/{container_id}").kill_all()
+
+
+def run_user(user: str, lowerdirs: list[str]) -> User:
+    """The numeric identity for USER, resolved against the image's own /etc/passwd and /etc/group."""
+    if not user:
+        return User()
+    return users.resolve(user, users.read_layered(lowerdirs, "etc/passwd"),
+                         users.read_layered(lowerdirs, "etc/group"))
+
+
+def _target(mount: RunMount, cwd: str) -> str:
+    return posixpath.normpath(posixpath.join(cwd, mount.target or ""))
+
+
+def _secret_file(mount: RunMount, path: str, scratch: str) -> str:
+    """A private copy of the secret with the mount's mode and owner (a bind keeps the host file's)."""
+    fd, copy = tempfile.mkstemp(prefix="secret-", dir=scratch)
+    os.close(fd)
+    shutil.copyfile(path, copy)
+    os.chown(copy, mount.uid or 0, mount.gid or 0)
+    os.chmod(copy, mount.mode if mount.mode is not None else 0o400)
+    return copy
+
+
+def _throwaway_copy(src: str, scratch: str) -> str:
+    """A private copy of a read-write bind source: as in BuildKit, what the RUN writes there is discarded
+    (and the context or a stage's layers are never touched)."""
+    dest = tempfile.mkdtemp(prefix="bind-", dir=scratch)
+    if os.path.isdir(src) and not os.path.islink(src):
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        return dest
+    path = os.path.join(dest, "file")
+    shutil.copy2(src, path, follow_symlinks=False)
+    return path
+
+
+def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
+                   stack: contextlib.ExitStack) -> tuple[list[Mount], dict[str, str]]:
+    """The sandbox mounts (and env values of env= secrets) for a RUN's --mount flags and heredoc scripts."""
+    mounts: list[Mount] = []
+    env: dict[str, str] = {}
+    for m in spec.mounts:
+        if m.type == "bind":
+            if m.from_:
+                if sources.rootfs_of is None:
+                    raise RunError(f"--mount from={m.from_}: no such stage or image")
+                root = stack.enter_context(sources.rootfs_of(m.from_))
+                src = secure_join(root, m.source or "/")
+                if not os.path.lexists(src):
+                    raise RunError(f"--mount from={m.from_},source={m.source}: not found")
+            else:
+                found = sources.context.sources([m.source or "."], "RUN --mount")
+                src = os.path.join(sources.context.root, found[0].rel)
+            if not m.readonly:
+                src = _throwaway_copy(src, scratch)
+            mounts.append(Mount(_target(m, cwd), "bind", src, readonly=m.readonly))
+        elif m.type == "cache":
+            if m.from_:
+                raise RunError("RUN --mount=type=cache,from=… is not supported by dockyard build")
+            path = sources.cache.mount_dir(m.id or m.target or "")
+            if m.sharing != "shared":
+                # locked: one RUN at a time; private is approximated the same way (never two writers at once).
+                stack.enter_context(locked(path + ".lock"))
+            if not os.listdir(path):  # a fresh cache dir takes the mount's owner and mode
+                os.chown(path, m.uid or 0, m.gid or 0)
+                os.chmod(path, m.mode if m.mode is not None else 0o755)
+            mounts.append(Mount(_target(m, cwd), "bind", path, readonly=m.readonly))
+        elif m.type == "tmpfs":
+            mounts.append(Mount(_target(m, cwd), "tmpfs", options=[f"size={m.size}"] if m.size else []))
+        elif m.type == "secret":
+            path = sources.secrets.get(m.id or "")
+            if path is None:
+                if m.required:
+                    raise RunError(f"secret {m.id} not provided (use --secret id={m.id},src=PATH)")
+                continue
+            if m.env:
+                with open(path, errors="replace") as f:
+                    env[m.env] = f.read()
+            if m.target:
+                mounts.append(Mount(_target(m, cwd), "bind", _secret_file(m, path, scratch), readonly=True))
+        else:
+            raise RunError(f"RUN --mount=type={m.type} is not supported by dockyard build")
+    for script in spec.scripts:
+        path = os.path.join(scratch, f"pipe-{script.name}")
+        with open(path, "w") as f:
+            f.write(script.data)
+        os.chmod(path, script.mode)
+        mounts.append(Mount(posixpath.join(PIPES_DIR, script.name), "bind", path, readonly=True))
+    return mounts, env
+
+
+def execute(spec: RunSpec, *, lowerdirs: list[str], upper: str, env: dict[str, str], user: str, cwd: str,
+            network: str, sources: MountSources, scratch: str, out_fd: int, container_id: str) -> int:
+    """Run the command to completion with output on `out_fd`; returns its exit code."""
+    from runner import sandbox  # only a step that really runs pays for importing the runtime
+
+    who = run_user(user, lowerdirs)
+    if "HOME" not in env:
+        env = {**env, "HOME": users.home_of(who.uid, users.read_layered(lowerdirs, "etc/passwd"))}
+    with contextlib.ExitStack() as stack:
+        mounts, secret_env = prepare_mounts(spec, cwd, sources, scratch, stack)
+        box = sandbox.Sandbox(args=spec.argv, lowerdirs=lowerdirs, upperdir=upper,
+                              env=[f"{k}={v}" for k, v in {**env, **secret_env}.items()], user=who, cwd=cwd,
+                              network=network, mounts=mounts, hostname="dockyard-build")
+        status = sandbox.run(box, stdout=out_fd, stderr=out_fd, scratch=scratch, container_id=container_id)
+    return status.code

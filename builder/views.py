@@ -1,0 +1,53 @@
+"""Host-side overlay views of a stage's filesystem: writable (COPY, WORKDIR write through it so overlayfs does
+the copy-up of existing parents and symlinks resolve as in the image) and merged for reading (COPY --from,
+RUN --mount from=)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+from runner import rootfs
+
+
+def new_upper(parent: str) -> str:
+    """A fresh, empty upper directory; its mode is the mode of `/` in the container, hence 0755."""
+    path = tempfile.mkdtemp(prefix="upper-", dir=parent)
+    os.chmod(path, 0o755)
+    return path
+
+
+@contextlib.contextmanager
+def writable(lowerdirs: list[str], upper: str) -> Iterator[str]:
+    """Mount lowerdirs (top-most first) under `upper` on a temp dir; yields the merged root."""
+    scratch = tempfile.mkdtemp(prefix="view-", dir=os.path.dirname(upper))
+    target = os.path.join(scratch, "merged")
+    os.mkdir(target)
+    try:
+        rootfs.mount_overlay(rootfs.Overlay(upper=upper, work=os.path.join(scratch, "work"), lower=lowerdirs),
+                             target)
+        try:
+            yield target
+        finally:
+            rootfs.unmount(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def merged(lowerdirs: list[str], scratch_parent: str) -> Iterator[str]:
+    """The merged view of lowerdirs for reading; a single layer is used as it is, none gives an empty dir."""
+    scratch = tempfile.mkdtemp(prefix="view-", dir=scratch_parent)
+    try:
+        if len(lowerdirs) <= 1:
+            os.chmod(scratch, 0o755)
+            yield lowerdirs[0] if lowerdirs else scratch
+            return
+        # A throw-away upper: nothing writes here, and mount_overlay already handles long lowerdir lists.
+        with writable(lowerdirs, new_upper(scratch)) as root:
+            yield root
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
