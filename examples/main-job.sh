@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, end to end: make a busybox base image, import it, list it, save it; serve a registry,
-# push to it, pull back from it, run it.
+# The main job, end to end: make a busybox base image and import it, build an image from one of the example
+# Dockerfiles on it, list and save it, serve a registry, push to it, pull back from it, run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/dockyard-demo.XXXXXX)
@@ -15,12 +15,15 @@ tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" .
 dockyard import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     "$work/rootfs.tar" busybox:latest
 
+echo "== build examples/Dockerfiles/basics.Dockerfile"
+dockyard build --progress plain -t demo/app:1 -f examples/Dockerfiles/basics.Dockerfile examples/Dockerfiles
+
 echo "== images"
 dockyard images
 
 echo "== save"
-dockyard save -o "$work/busybox.tar" busybox:latest
-ls -l "$work/busybox.tar"
+dockyard save -o "$work/app.tar" demo/app:1
+ls -l "$work/app.tar"
 
 echo "== registry on 127.0.0.1:$port"
 dockyard registry serve --addr "127.0.0.1:$port" --root "$work/registry" --access-log '' &
@@ -28,12 +31,13 @@ registry_pid=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
 echo "== push, remove, pull"
-dockyard tag busybox:latest "127.0.0.1:$port/demo/busybox:1"
-dockyard push "127.0.0.1:$port/demo/busybox:1"
-dockyard rmi "127.0.0.1:$port/demo/busybox:1"
-dockyard pull "127.0.0.1:$port/demo/busybox:1"
+dockyard tag demo/app:1 "127.0.0.1:$port/demo/app:1"
+dockyard push "127.0.0.1:$port/demo/app:1"
+dockyard rmi demo/app:1 "127.0.0.1:$port/demo/app:1"
+dockyard pull "127.0.0.1:$port/demo/app:1"
 dockyard images --digests
 
 echo "== run"
-dockyard run --rm "127.0.0.1:$port/demo/busybox:1" sh -c 'echo "hello from $(hostname), pid $$"'
+dockyard run --rm "127.0.0.1:$port/demo/app:1"
+dockyard run --rm busybox sh -c 'echo "hello from $(hostname), pid $$"'
 echo "main job done"
