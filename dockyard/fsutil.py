@@ -49,15 +49,20 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None) -> Iterator[BinaryIO]:
-    """Yield a temp file that replaces `path` on clean exit and vanishes on error."""
+def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None, durable: bool = True) -> Iterator[BinaryIO]:
+    """Yield a temp file that replaces `path` on clean exit and vanishes on error.
+
+    durable=False skips the fsyncs: still atomic for readers and crashes of the writer, but a power loss may
+    lose the write (for state that is worthless after a reboot anyway).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=tmpdir or directory)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except OSError as e:
@@ -68,12 +73,13 @@ def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None) -> Iter
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write bytes to `path` atomically."""
-    with atomic_file(path, mode) as f:
+def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write bytes to `path` atomically (durable=False: without the fsyncs, see atomic_file)."""
+    with atomic_file(path, mode, durable=durable) as f:
         f.write(data)
 
 

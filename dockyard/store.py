@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import BinaryIO, Iterator
 
 from dockyard import mediatypes as mt
 from dockyard import reference
@@ -309,9 +309,13 @@ class Store:
 
     # ---- holds -----------------------------------------------------------------------------------
 
-    def hold(self, owner: str, manifest_digests: list[Digest]) -> None:
-        """Record that `owner` (a container, a build) uses these images, so gc and rmi keep them."""
-        atomic_write(os.path.join(self.holds_dir, owner), "".join(f"{d}\n" for d in manifest_digests).encode())
+    def hold(self, owner: str, manifest_digests: list[Digest], durable: bool = True) -> None:
+        """Record that `owner` (a container, a build) uses these images, so gc and rmi keep them.
+
+        durable=False for an owner that does not outlive a reboot (no fsync; see fsutil.atomic_file).
+        """
+        atomic_write(os.path.join(self.holds_dir, owner), "".join(f"{d}\n" for d in manifest_digests).encode(),
+                     durable=durable)
 
     def release(self, owner: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -126,10 +126,15 @@ class Cgroup:
                 line = f"{rule.get('type', 'a')} {_dev(rule.get('major'))}:{_dev(rule.get('minor'))} {rule.get('access', 'rwm')}"
                 _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), line)
 
-    def join(self, pid: int = 0) -> None:
-        """Move `pid` (0: the calling process) into the cgroup."""
+    def join(self) -> None:
+        """Move the calling process, which must be single-threaded (a fresh fork), into the cgroup.
+
+        On v1 it moves as a thread (`tasks`): a process move (`cgroup.procs`) takes a global lock whose RCU
+        grace period costs ~10 ms, and one thread is all of a single-threaded process.
+        """
+        name = "cgroup.procs" if self.v2 else "tasks"
         for d in self.dirs.values():
-            _write(os.path.join(d, "cgroup.procs"), str(pid))
+            _write(os.path.join(d, name), "0")
 
     def oom_killed(self) -> bool:
         """Whether the kernel OOM killer killed a process of this cgroup."""
@@ -154,7 +159,13 @@ class Cgroup:
             return
         freezer = self._dir("freezer")
         if freezer and os.path.isdir(freezer):
-            _write(os.path.join(freezer, "freezer.state"), "FROZEN")
+            try:
+                _write(os.path.join(freezer, "freezer.state"), "FROZEN")
+            except OSError as e:
+                # Removed meanwhile (e.g. by runc delete): only an empty cgroup can go, so nothing is left to kill.
+                if e.errno in (errno.ENOENT, errno.ENODEV):
+                    return
+                raise
         try:
             for pid in self.pids():
                 try:
@@ -163,7 +174,11 @@ class Cgroup:
                     pass
         finally:
             if freezer and os.path.isdir(freezer):
-                _write(os.path.join(freezer, "freezer.state"), "THAWED")
+                try:
+                    _write(os.path.join(freezer, "freezer.state"), "THAWED")
+                except OSError as e:
+                    if e.errno not in (errno.ENOENT, errno.ENODEV):  # emptied and removed meanwhile
+                        raise
 
     def remove(self, timeout: float = 5.0) -> None:
         """Remove the cgroup directories, waiting for exiting processes to leave them."""

@@ -76,6 +76,11 @@ class Container:
         return self.id[:12]
 
     @property
+    def ephemeral(self) -> bool:
+        """Removed when it exits (--rm): its files need not survive a power loss, so they are written without fsync."""
+        return bool(self.host_config.get("AutoRemove"))
+
+    @property
     def running(self) -> bool:
         return self.status in ("running", "paused", "restarting")
 
@@ -150,7 +155,7 @@ class Containers:
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def save(self, c: Container) -> None:
-        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json(), indent=1).encode())
+        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json(), indent=1).encode(), durable=not c.ephemeral)
 
     @contextlib.contextmanager
     def lock(self, cid: str) -> Iterator[None]:

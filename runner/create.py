@@ -134,8 +134,7 @@ def read_env_file(path: str) -> list[str]:
 def create(root: str, opts: Options) -> Container:
     """Resolve the image, record the container and write its bundle; the image stays held until rm."""
     from dockyard.store import Store
-    from runner import users, volumes
-    from runner.sandbox import _with_mount_points
+    from runner import rootfs, users, volumes
 
     store = Store(root)
     image = store.resolve(opts.image)
@@ -183,7 +182,7 @@ def create(root: str, opts: Options) -> Container:
                   image_id=str(image.id), created=now(), bundle=cdir, config=config, host_config=host_config)
     store_containers.add(c)  # reserves the name; from here on failures remove the record again
     try:
-        store.hold(f"container-{cid}", [image.manifest_digest])
+        store.hold(f"container-{cid}", [image.manifest_digest], durable=not c.ephemeral)
         specs = list(opts.mounts)
         for ref in opts.volumes_from:
             name, _, mode = ref.partition(":")
@@ -191,11 +190,12 @@ def create(root: str, opts: Options) -> Container:
         mounts, records = volumes.resolve(root, specs, list((icfg.get("Volumes") or {}).keys()), lowerdirs)
         c.mounts = records
         net_mode = network if network in ("host", "none") else os.path.join(NETNS_DIR, cid)
-        etc = spec.etc_mounts(cdir, hostname, "host" if network == "host" else "none")
+        etc = spec.etc_mounts(cdir, hostname, "host" if network == "host" else "none", durable=not c.ephemeral)
         if opts.dns:
             from runner.network.hosts import resolv_conf
 
-            atomic_write(os.path.join(cdir, "resolv.conf"), resolv_conf(_read("/etc/resolv.conf"), dns=opts.dns).encode())
+            text = resolv_conf(_read("/etc/resolv.conf"), dns=opts.dns)
+            atomic_write(os.path.join(cdir, "resolv.conf"), text.encode(), durable=not c.ephemeral)
         args = entrypoint + cmd
         if opts.init:
             mounts.append(spec.Mount(INIT_PATH, "bind", _init_program(), True))
@@ -212,9 +212,9 @@ def create(root: str, opts: Options) -> Container:
             oci["linux"]["namespaces"] = [n for n in oci["linux"]["namespaces"] if n["type"] != "uts"]
             oci.pop("hostname", None)
         os.makedirs(os.path.join(cdir, "rootfs"), exist_ok=True)
-        overlay = _with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"))
+        overlay = rootfs.with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"))
         oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
-        atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci, indent=1).encode())
+        atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci, indent=1).encode(), durable=not c.ephemeral)
         store_containers.save(c)
     except BaseException:
         remove_files(root, c)

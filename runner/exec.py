@@ -55,7 +55,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
     from runner.cgroups import Cgroup
     from runner.init import NAMESPACE_FLAGS
 
-    Cgroup(f"/dockyard/{c.id}").join(0)
+    Cgroup(f"/dockyard/{c.id}").join()
     fds = []
     mine = {ns: os.stat(f"/proc/self/ns/{ns}").st_ino for ns, _ in NAMESPACES}
     for ns, kind in NAMESPACES:

@@ -77,16 +77,19 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 
 def container_init(
     config: dict, bundle: str, cgroup: Cgroup | None, stdio: tuple[int, int, int], errw: int,
-    exec_fifo: str | None, die_with_parent: bool,
+    exec_fifo: str | None, die_with_parent: bool, go: int = -1,
 ) -> NoReturn:
-    """Set the container up per `config` and exec its process; failures go to `errw` as `code:message`."""
+    """Set the container up per `config` and exec its process; failures go to `errw` as `code:message`.
+
+    `go` (if not -1): a pipe to read one byte from before the exec; EOF instead means the start was called off.
+    """
     # No cyclic GC in this copy of the caller's heap: finalizing some inherited file object could close a
     # descriptor number this child has since reused.
     gc.disable()
     code = 125
     try:
-        _prepare_process(stdio, errw)
-        _setup(config, bundle, cgroup, exec_fifo, die_with_parent, errw)
+        _prepare_process(stdio, [errw, go])
+        _setup(config, bundle, cgroup, exec_fifo, die_with_parent, errw, go)
     except InitError as e:
         code = _report(errw, e.exit_code, str(e))
     except OSError as e:
@@ -110,8 +113,8 @@ def _report(errw: int, code: int, message: str) -> int:
     return code
 
 
-def _prepare_process(stdio: tuple[int, int, int], errw: int) -> None:
-    """Default signal dispositions (ignored ones survive exec), stdio on 0-2, every other fd closed."""
+def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
+    """Default signal dispositions (ignored ones survive exec), stdio on 0-2, every other fd but `keep` closed."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -120,18 +123,22 @@ def _prepare_process(stdio: tuple[int, int, int], errw: int) -> None:
         os.dup2(fd, target, inheritable=True)
     for fd in high:
         os.close(fd)
-    os.closerange(3, errw)
-    os.closerange(errw + 1, 1 << 16)
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 0):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
-def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | None, die_with_parent: bool, errw: int) -> None:
+def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | None, die_with_parent: bool, errw: int,
+           go: int) -> None:
     """Join the cgroup and namespaces, build the root, become the configured process and exec it."""
     lnx = config.get("linux") or {}
     proc = config["process"]
     if die_with_parent:  # from the start, so setup never outlives the runtime either
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     if cgroup is not None:
-        cgroup.join(0)
+        cgroup.join()
     namespaces = lnx.get("namespaces") or []
     _enter_namespaces(namespaces)
     kinds = {n["type"] for n in namespaces}
@@ -180,6 +187,8 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         os.write(errw, b"\0")  # created: the runtime may return; wait for `start` on the fifo
         fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fd, b"0")
+    if go >= 0 and not os.read(go, 1):
+        raise InitError("start called off")
     try:
         os.execve(path, args, env)
     except OSError as e:

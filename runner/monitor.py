@@ -68,60 +68,74 @@ def _pump(fd: int, stream: str, log: JsonLog | None, tee: int | None) -> None:
 # --- networking around one run ---
 
 
-def network_up(root: str, c: Container) -> None:
-    """Make the container's netns and attach it (bridge or user network); nothing for host/none."""
+def make_netns(c: Container) -> str | None:
+    """Make the (still empty) netns of a container on a bridge or user network; None for host/none."""
+    if c.host_config["NetworkMode"] in ("host", "none"):
+        return None
     from runner.create import NETNS_DIR
-    from runner.network import attach, hosts, netns, ports
+    from runner.network import netns
 
-    hc = c.host_config
-    if hc["NetworkMode"] in ("host", "none"):
-        return
     path = os.path.join(NETNS_DIR, c.id)
     netns.remove(path)  # a left-over of a crashed run
-    netns.create(path)
-    try:
-        publish = [ports.PortMapping(**p) for p in hc.get("PortBindings") or []]
-        attach.attach(path, c.id, c.name, network=hc["NetworkMode"], ip=hc.get("IP") or None, publish=publish,
-                      hostname=c.config["Hostname"], hosts_path=os.path.join(c.bundle, "hosts"),
-                      extra_hosts=[hosts.parse_add_host(h) for h in hc.get("ExtraHosts") or []],
-                      links=[hosts.parse_link(link) for link in hc.get("Links") or []], root=root)
-    except BaseException:
-        attach.detach(c.id, root=root)
-        netns.remove(path)
-        raise
+    return netns.create(path)
 
 
-def network_down(root: str, c: Container) -> None:
-    """Undo network_up (idempotent)."""
-    from runner.create import NETNS_DIR
-    from runner.network import attach, netns
+def attach_netns(root: str, c: Container, path: str) -> None:
+    """Put the container's netns (from make_netns) on its network: veth, address, ports, /etc/hosts."""
+    from runner.network import attach, hosts, ports
 
+    hc = c.host_config
+    publish = [ports.PortMapping(**p) for p in hc.get("PortBindings") or []]
+    attach.attach(path, c.id, c.name, network=hc["NetworkMode"], ip=hc.get("IP") or None, publish=publish,
+                  hostname=c.config["Hostname"], hosts_path=os.path.join(c.bundle, "hosts"),
+                  extra_hosts=[hosts.parse_add_host(h) for h in hc.get("ExtraHosts") or []],
+                  links=[hosts.parse_link(link) for link in hc.get("Links") or []], root=root)
+
+
+def network_down(root: str, c: Container, settle: bool = True) -> None:
+    """Undo make_netns and attach_netns (idempotent).
+
+    settle=False returns before the veths have vanished (it takes the kernel ~10 ms after the container's
+    exit); a forked child sees to them. For a process about to exit.
+    """
     if c.host_config.get("NetworkMode") in ("host", "none"):
         return
-    attach.detach(c.id, root=root)
-    netns.remove(os.path.join(NETNS_DIR, c.id))
+    from runner.create import NETNS_DIR
+    from runner.network import attach, bridge
+
+    pending = attach.detach(c.id, root=root, netns_path=os.path.join(NETNS_DIR, c.id), wait=settle)
+    if pending:
+        bridge.await_gone_later(pending)
 
 
 # --- one run of the container ---
 
 
 def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, close_after_start: list[int] | None = None,
-             stop_grace: float = 10.0, detached: bool = False) -> ExitStatus:
+             stop_grace: float = 10.0, detached: bool = False, settle: bool = True) -> ExitStatus:
     """Run the container once to its end: network up, runtime run, network down.
 
     `on_start(pid)` gets the pid to signal (our init, or runc's process which passes signals on). In the
     foreground the container dies with us; a detached monitor's survives it (rm cleans up after a crash).
+    settle: as for network_down.
     """
     from runner import runtime
 
     close_after_start = close_after_start if close_after_start is not None else []
-    network_up(root, c)
     try:
+        netns_path = make_netns(c)
+
         def started(pid: int) -> None:
             while close_after_start:  # our copies of the container's pipe ends: EOF must reach the pumps
                 os.close(close_after_start.pop())
             on_start(pid)
 
+        if not detached and c.host_config.get("Runtime") != "runc":
+            # Our init (another process) builds its root while this one plumbs the network: the two overlap.
+            prepare = (lambda: attach_netns(root, c, netns_path)) if netns_path else None
+            return runtime.run(c.bundle, c.id, *stdio, stop_grace=stop_grace, on_start=started, prepare=prepare)
+        if netns_path:
+            attach_netns(root, c, netns_path)
         if c.host_config.get("Runtime") == "runc":
             from runner import rootfs, spec
             from runner.sandbox import _run_runc
@@ -130,11 +144,9 @@ def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, clo
             overlay = rootfs.Overlay.from_dict(json.loads(config["annotations"][spec.OVERLAY_ANNOTATION]))
             # runc's own pid is not the container's: record none; users find pid 1 through the cgroup.
             return _run_runc(c.bundle, c.id, overlay, stdio, lambda _runc_pid: started(0))
-        if not detached:
-            return runtime.run(c.bundle, c.id, *stdio, stop_grace=stop_grace, on_start=started)
         return _create_and_start(root, c, stdio, started)
     finally:
-        network_down(root, c)
+        network_down(root, c, settle)
 
 
 def _create_and_start(root: str, c: Container, stdio: tuple[int, int, int], started) -> ExitStatus:
@@ -415,7 +427,8 @@ def remove(root: str, cid: str, volumes: bool = False) -> None:
     cg.remove()
     network_down(root, c)
     remove_files(root, c)
-    if volumes or c.host_config.get("AutoRemove"):
+    anonymous = any(m["Type"] == "volume" and m.get("Anonymous") for m in c.mounts)
+    if anonymous and (volumes or c.host_config.get("AutoRemove")):  # only then: this reads every container
         vols = Volumes(root)
         in_use = {m["Name"] for other in store.all() for m in other.mounts if m["Type"] == "volume"}
         for m in c.mounts:

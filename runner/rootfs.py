@@ -99,3 +99,31 @@ def layered_path(dirs: list[str], relpath: str) -> str | None:
             return None
         return path
     return None
+
+
+def with_mount_points(overlay: Overlay, mounts: list[dict], init: str) -> Overlay:
+    """Add a lowerdir holding the mount points the layers lack (Docker's "-init" layer).
+
+    Otherwise the runtime would create them in the upperdir and a RUN's layer would carry empty
+    /etc/hostname, /proc… stubs and copied-up parent directories.
+    """
+    dirs = [overlay.upper, *overlay.lower]
+    made = False
+    for m in mounts:
+        dest = "/" + os.path.normpath(m["destination"]).lstrip("/")
+        if layered_path(dirs, dest) is not None:
+            continue
+        parent = os.path.dirname(dest)
+        while parent != "/" and layered_path(dirs, parent) is None:
+            parent = os.path.dirname(parent)
+        if parent != "/" and not os.path.isdir(layered_path(dirs, parent) or ""):
+            continue  # a parent that is a file: the runtime reports the failed mount
+        path = os.path.join(init, dest.lstrip("/"))
+        is_file = m.get("type") == "bind" and not os.path.isdir(m.get("source", ""))
+        os.makedirs(os.path.dirname(path) if is_file else path, exist_ok=True)
+        if is_file:
+            open(path, "ab").close()
+        made = True
+    if not made:
+        return overlay
+    return Overlay(upper=overlay.upper, work=overlay.work, lower=[init, *overlay.lower])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,8 +60,11 @@ def _cgroup(config: dict, container_id: str) -> Cgroup:
 
 
 def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, int],
-           exec_fifo: str | None) -> tuple[int, Cgroup, int]:
-    """Make the cgroup and fork the init into a new pid namespace; returns (pid, cgroup, error-pipe read end)."""
+           exec_fifo: str | None, go: int = -1) -> tuple[int, Cgroup, int]:
+    """Make the cgroup and fork the init into a new pid namespace; returns (pid, cgroup, error-pipe read end).
+
+    `go`: the read end of a pipe the init waits on before its exec (see container_init).
+    """
     from runner.init import container_init  # imported before fork so the child imports nothing
 
     bundle = os.path.abspath(bundle)
@@ -84,7 +88,7 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
             linux.unshare(linux.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None)
+            container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None, go=go)
     except BaseException as e:
         os.close(errr)
         cgroup.remove()
@@ -181,20 +185,40 @@ class forward_signals:
 
 
 def run(bundle: str, container_id: str, stdin: int = 0, stdout: int = 1, stderr: int = 2,
-        stop_grace: float = 2.0, on_start: Callable[[int], None] | None = None) -> ExitStatus:
+        stop_grace: float = 2.0, on_start: Callable[[int], None] | None = None,
+        prepare: Callable[[], None] | None = None) -> ExitStatus:
     """Run the bundle's process to completion with the given stdio fds; StartError if it cannot start.
 
     SIGINT/SIGTERM/SIGHUP received meanwhile (in the main thread) are forwarded to the container's pid 1,
     which is SIGKILLed if still alive `stop_grace` seconds later (or on a second signal); the container
     dies with us too. `on_start(pid)` lets callers in other threads cancel it by killing that pid.
+    `prepare()` runs while the forked init joins its cgroup and builds its root (e.g. to plumb its network
+    namespace): the process execs only once it has returned.
     """
     _check_id(container_id)
     config = load_config(bundle)
+    go_r, go_w = os.pipe() if prepare else (-1, -1)
     with forward_signals(None, stop_grace) as forwarder:
-        pid, cgroup, errr = _spawn(config, bundle, container_id, (stdin, stdout, stderr), None)
+        try:
+            pid, cgroup, errr = _spawn(config, bundle, container_id, (stdin, stdout, stderr), None, go_r)
+        except BaseException:
+            if go_w >= 0:
+                os.close(go_w)
+            raise
+        finally:
+            if go_r >= 0:
+                os.close(go_r)
         code = None
         try:
             forwarder.attach(pid)
+            if prepare:
+                try:
+                    prepare()
+                    with contextlib.suppress(BrokenPipeError):  # the init failed already: errr tells why
+                        os.write(go_w, b"1")
+                finally:
+                    os.close(go_w)
+                    go_w = -1
             if on_start:
                 on_start(pid)
             data = _read_all(errr)  # EOF (close-on-exec) means the process started
@@ -203,6 +227,8 @@ def run(bundle: str, container_id: str, stdin: int = 0, stdout: int = 1, stderr:
                 raise _start_error(data)
         finally:
             os.close(errr)
+            if go_w >= 0:
+                os.close(go_w)
             if code is None:  # interrupted by an exception: the container must not outlive us
                 _kill_quietly(pid)
                 _reap(pid)

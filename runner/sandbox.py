@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
@@ -57,13 +56,13 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
         config = spec.default_spec(
             "rootfs", box.args, env=box.env, cwd=box.cwd, user=box.user, hostname=box.hostname or cid[:12],
             network=box.network, readonly_rootfs=box.readonly_rootfs,
-            mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network) + box.mounts,
+            mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network, durable=False) + box.mounts,
             resources=box.resources, no_new_privileges=box.no_new_privileges, cgroups_path=f"/dockyard/{cid}",
         )
         stdio = (devnull if stdin is None else stdin, stdout, stderr)
         if runtime_name not in ("dockyard", RUNC):
             raise StartError(f"unknown runtime {runtime_name!r}")
-        overlay = _with_mount_points(box.overlay(), config["mounts"], os.path.join(bundle, "init"))
+        overlay = rootfs.with_mount_points(box.overlay(), config["mounts"], os.path.join(bundle, "init"))
         if runtime_name == "dockyard":
             config["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
             _write_config(bundle, config)
@@ -76,34 +75,6 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
         shutil.rmtree(bundle, ignore_errors=True)
 
 
-def _with_mount_points(overlay: rootfs.Overlay, mounts: list[dict], init: str) -> rootfs.Overlay:
-    """Add a lowerdir holding the mount points the layers lack (Docker's "-init" layer).
-
-    Otherwise the runtime would create them in the upperdir and a RUN's layer would carry empty
-    /etc/hostname, /proc… stubs and copied-up parent directories.
-    """
-    dirs = [overlay.upper, *overlay.lower]
-    made = False
-    for m in mounts:
-        dest = "/" + os.path.normpath(m["destination"]).lstrip("/")
-        if rootfs.layered_path(dirs, dest) is not None:
-            continue
-        parent = os.path.dirname(dest)
-        while parent != "/" and rootfs.layered_path(dirs, parent) is None:
-            parent = os.path.dirname(parent)
-        if parent != "/" and not os.path.isdir(rootfs.layered_path(dirs, parent) or ""):
-            continue  # a parent that is a file: the runtime reports the failed mount
-        path = os.path.join(init, dest.lstrip("/"))
-        is_file = m.get("type") == "bind" and not os.path.isdir(m.get("source", ""))
-        os.makedirs(os.path.dirname(path) if is_file else path, exist_ok=True)
-        if is_file:
-            open(path, "ab").close()
-        made = True
-    if not made:
-        return overlay
-    return rootfs.Overlay(upper=overlay.upper, work=overlay.work, lower=[init, *overlay.lower])
-
-
 def _write_config(bundle: str, config: dict) -> None:
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
@@ -112,6 +83,8 @@ def _write_config(bundle: str, config: dict) -> None:
 def _run_runc(bundle: str, cid: str, overlay: rootfs.Overlay, stdio: tuple[int, int, int],
               on_start: Callable[[int], None] | None) -> ExitStatus:
     """The same bundle under runc; the overlay is mounted on the host for it and always unmounted after."""
+    import subprocess  # here: `dockyard run` on our runtime loads this module but needs no subprocess
+
     target = os.path.join(bundle, "rootfs")
     rootfs.mount_overlay(overlay, target)
     try:

@@ -199,8 +199,11 @@ def default_spec(
     }
 
 
-def etc_mounts(directory: str, hostname: str, network: str = "host") -> list[Mount]:
-    """Write hosts, hostname and resolv.conf for a container into `directory`; return their bind mounts."""
+def etc_mounts(directory: str, hostname: str, network: str = "host", durable: bool = True) -> list[Mount]:
+    """Write hosts, hostname and resolv.conf for a container into `directory`; return their bind mounts.
+
+    durable=False for bundles that do not outlive a reboot (a throw-away sandbox, a --rm container).
+    """
     from dockyard.fsutil import atomic_write
     from runner.paths import read_text
 
@@ -217,7 +220,7 @@ def etc_mounts(directory: str, hostname: str, network: str = "host") -> list[Mou
     mounts = []
     for name, text in files.items():
         path = os.path.join(directory, name)
-        atomic_write(path, text.encode())
+        atomic_write(path, text.encode(), durable=durable)
         mounts.append(Mount(destination="/etc/" + name, source=path))
     return mounts
 

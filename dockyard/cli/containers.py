@@ -364,7 +364,8 @@ def _run_foreground(root: str, c, interactive: bool, tty: bool) -> int:
             store.update(c.id, mark)
 
         try:
-            status = monitor.run_once(root, c, (devnull if stdin is None else stdin, 1, 2), started)
+            # settle=False: the CLI exits right after; the veths' vanishing is left to a forked child.
+            status = monitor.run_once(root, c, (devnull if stdin is None else stdin, 1, 2), started, settle=False)
         except StartError as e:
             return _run_error(e)
         finally:

@@ -7,7 +7,7 @@ import ipaddress
 import os
 
 from dockyard.errors import DockyardError, NotFound
-from runner.network import bridge, hosts, ipam, networks, ports, store
+from runner.network import bridge, hosts, ipam, netns, networks, ports, store
 from runner.network.store import DEFAULT_NETWORK, Attachment, Endpoint, Network, PortMapping, State
 
 
@@ -62,15 +62,31 @@ def disconnect(container_id: str, network: str, root: str | None = None) -> None
         _refresh_hosts(state, att, {net.id})
 
 
-def detach(container_id: str, root: str | None = None) -> None:
-    """Take a container off every network (at stop or removal); nothing happens if it was on none."""
+def detach(container_id: str, root: str | None = None, netns_path: str | None = None, wait: bool = True) -> list[str]:
+    """Take a container off every network (at stop or removal); nothing happens if it was on none.
+
+    With `netns_path` (once no process is left in it) the namespace is unpinned as well and its veth pairs die
+    with it, in the kernel's own time, rather than by `ip link del` (which waits out RCU grace periods, ~20 ms).
+    With `wait` none outlives the call; without, the host-side veths still to vanish are returned (for
+    bridge.await_gone_later).
+    """
+    if netns_path:
+        netns.remove(netns_path)
     with store.transaction(root, networks.new_state) as state:
         att = state.attachments.pop(container_id, None)
         if att is None:
-            return
+            return []
         for ep in att.endpoints.values():
-            _release(state, ep)
+            _release(state, ep, delete_link=not netns_path)
+            if netns_path and not wait:
+                state.lingering[ep.veth_host] = ep.ip
         _refresh_hosts(state, att, set(att.endpoints))
+    pending = [ep.veth_host for ep in att.endpoints.values()] if netns_path else []
+    if wait:
+        for veth in pending:
+            bridge.await_gone(veth)
+        return []
+    return pending
 
 
 def attachment(container_id: str, root: str | None = None) -> Attachment | None:
@@ -94,7 +110,9 @@ def _join(state: State, att: Attachment, net: Network, netns_path: str, ip: str 
           publish: list[PortMapping]) -> Endpoint:
     """Allocate, record and plumb one endpoint; on failure nothing stays behind."""
     subnet = ipaddress.IPv4Network(net.subnet)
-    used = [a.endpoints[net.id].ip for a in state.members(net.id)]
+    for veth in [v for v in state.lingering if not bridge.exists(v)]:
+        del state.lingering[veth]
+    used = [a.endpoints[net.id].ip for a in state.members(net.id)] + list(state.lingering.values())
     address = ipam.allocate(subnet, net.gateway, used, ip)
     ifnames = {ep.ifname for ep in att.endpoints.values()}
     ifname = next(f"eth{i}" for i in range(len(ifnames) + 1) if f"eth{i}" not in ifnames)
@@ -117,10 +135,11 @@ def _join(state: State, att: Attachment, net: Network, netns_path: str, ip: str 
     return ep
 
 
-def _release(state: State, ep: Endpoint) -> None:
+def _release(state: State, ep: Endpoint, delete_link: bool = True) -> None:
     """Undo an endpoint's plumbing; its address is free again once the state no longer lists it."""
     state.nat().remove_ports([(p, ep.ip) for p in ep.ports])
-    bridge.delete_link(ep.veth_host)
+    if delete_link:
+        bridge.delete_link(ep.veth_host)
 
 
 def hosts_entries(state: State, att: Attachment) -> list[tuple[str, list[str]]]:

@@ -77,7 +77,6 @@ def rewrite_in_place(path: str, text: str) -> None:
     try:
         # Write first, then cut: a reader sees old or new bytes, never an empty file.
         os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
-        os.fsync(fd)
+        os.ftruncate(fd, len(data))  # no fsync: every attach writes the file afresh, so a reboot loses nothing
     finally:
         os.close(fd)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
-import struct
 from typing import Iterable
 
 from dockyard.errors import DockyardError
@@ -69,7 +67,8 @@ def routed_subnets() -> list[IPv4Net]:
         next(f)
         for line in f:
             fields = line.split()
-            dest, mask = (socket.inet_ntoa(struct.pack("<I", int(x, 16))) for x in (fields[1], fields[7]))
+            # Network-order bytes printed as a little-endian hex number.
+            dest, mask = (ipaddress.IPv4Address(int(x, 16).to_bytes(4, "little")) for x in (fields[1], fields[7]))
             net = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
             if net.prefixlen:
                 nets.append(net)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from typing import Protocol
 
 from dockyard.errors import DockyardError
@@ -38,6 +37,8 @@ def backend(kind: str, table: str) -> Nat:
 
 
 def _run(argv: list[str], script: str, check: bool = True) -> bool:
+    import subprocess  # here: a container start without published ports runs no packet filter tool
+
     p = subprocess.run(argv, input=script, capture_output=True, text=True)
     if p.returncode and check:
         raise DockyardError(f"{argv[0]} failed: {p.stderr.strip() or p.returncode}")
@@ -125,6 +126,8 @@ class Iptables:
         return [f"PREROUTING {local} -j {self.dnat}", f"OUTPUT {local} -j {self.dnat}", f"POSTROUTING -j {self.post}"]
 
     def _ensure(self) -> None:
+        import subprocess
+
         if subprocess.run(["iptables", "-t", "nat", "-S", self.dnat], capture_output=True).returncode:
             self._restore([f"-N {self.dnat}", f"-N {self.post}"] + [f"-A {j}" for j in self._jumps()])
 

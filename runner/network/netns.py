@@ -1,10 +1,11 @@
-"""Network namespaces named by a path: create one pinned by a bind mount, enter one, remove one."""
+"""Network namespaces named by a path: create one pinned by a bind mount, run code in one, remove one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
+from typing import Callable
 
 from runner import linux
 
@@ -16,24 +17,51 @@ def create(path: str) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "x"):
         pass
-    error: list[BaseException] = []
 
     def pin() -> None:
-        # unshare(CLONE_NEWNET) moves only the calling thread, so a short-lived thread keeps this process where it was.
+        linux.unshare(linux.CLONE_NEWNET)
+        linux.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, linux.MS_BIND)
+
+    try:
+        _in_thread(pin)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
+def run_in(path: str, fn: Callable[[], None]) -> None:
+    """Call fn() inside the namespace at `path` (e.g. to open netlink sockets there); this process stays out."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        def entered() -> None:
+            linux.setns(fd, linux.CLONE_NEWNET)
+            fn()
+
+        _in_thread(entered)
+    finally:
+        os.close(fd)
+
+
+def _in_thread(fn: Callable[[], None]) -> None:
+    """Run fn() in a short-lived thread, re-raising its exception here.
+
+    Changing network namespace moves only the calling thread, so such a thread leaves this process where it was.
+    """
+    error: list[BaseException] = []
+
+    def target() -> None:
         try:
-            linux.unshare(linux.CLONE_NEWNET)
-            linux.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, linux.MS_BIND)
+            fn()
         except BaseException as e:  # re-raised in the caller's thread
             error.append(e)
 
-    t = threading.Thread(target=pin)
+    t = threading.Thread(target=target)
     t.start()
     t.join()
     if error:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
         raise error[0]
-    return path
 
 
 def remove(path: str) -> None:
@@ -42,13 +70,3 @@ def remove(path: str) -> None:
         linux.umount(path, linux.MNT_DETACH)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def enter(path: str):
-    """A preexec_fn that moves a child process into the namespace at `path` before it execs."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-
-    def preexec() -> None:
-        linux.setns(fd, linux.CLONE_NEWNET)
-
-    return fd, preexec

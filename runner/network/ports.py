@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Iterable
 
 from dockyard.errors import DockyardError
@@ -65,6 +64,8 @@ def _overlap(a: PortMapping, b: PortMapping) -> bool:
 
 def _probe(m: PortMapping) -> int:
     """Bind the host port as a listener would; returns the port (the kernel's pick for 0) or raises."""
+    import socket  # here: only runs that publish ports need it (~1.5 ms to import)
+
     kind = socket.SOCK_DGRAM if m.proto == "udp" else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:

@@ -91,6 +91,9 @@ class State:
     pool: str  # user networks without --subnet get the first free subnet of this size, counting up from it
     networks: dict[str, Network] = field(default_factory=dict)
     attachments: dict[str, Attachment] = field(default_factory=dict)
+    # Host veth -> address of endpoints released while their veth was still going away (detach without wait):
+    # the address stays taken until the veth is gone, so no new container shares it with a dying one.
+    lingering: dict[str, str] = field(default_factory=dict)
 
     def network(self, ref: str) -> Network:
         """A network by name, full ID or unique ID prefix."""
@@ -125,6 +128,7 @@ class State:
             pool=d["pool"],
             networks={k: Network(**v) for k, v in d.get("networks", {}).items()},
             attachments={k: Attachment.from_json(v) for k, v in d.get("attachments", {}).items()},
+            lingering=d.get("lingering", {}),
         )
 
 
@@ -139,9 +143,14 @@ def networks_dir(root: str | None = None) -> str:
 
 def read(root: str | None = None) -> State | None:
     """The state as last written (no lock: each write is atomic), or None before the first network exists."""
+    raw = _read_raw(root)
+    return State.from_json(raw) if raw is not None else None
+
+
+def _read_raw(root: str | None) -> dict | None:
     try:
         with open(os.path.join(networks_dir(root), "networks.json")) as f:
-            return State.from_json(json.load(f))
+            return json.load(f)
     except FileNotFoundError:
         return None
 
@@ -157,6 +166,12 @@ def transaction(root: str | None = None, new_state=None) -> Iterator[State]:
     directory = networks_dir(root)
     os.makedirs(directory, exist_ok=True)
     with locked(os.path.join(directory, ".lock")):
-        state = read(root) or new_state()
+        raw = _read_raw(root)
+        state = State.from_json(raw) if raw is not None else new_state()
         yield state
-        atomic_write(os.path.join(directory, "networks.json"), json.dumps(state.to_json(), indent=1).encode())
+        data = state.to_json()
+        if data == raw:
+            return  # nothing changed (e.g. detaching a container that is attached nowhere)
+        # Attachments are runtime state that a reboot voids; only the rest (network definitions) must be durable.
+        durable = raw is None or any(data[k] != raw.get(k) for k in data if k not in ("attachments", "lingering"))
+        atomic_write(os.path.join(directory, "networks.json"), json.dumps(data, indent=1).encode(), durable=durable)

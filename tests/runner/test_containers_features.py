@@ -8,7 +8,7 @@ import os
 import subprocess
 import tarfile
 
-from test_containers_lifecycle import _leftovers, _wait_for, ctr  # noqa: F401 (ctr is a fixture)
+from ctrkit import _leftovers, _wait_for
 
 
 def _state(ctr, name: str) -> dict:

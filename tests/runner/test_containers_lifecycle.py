@@ -5,62 +5,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 
-from runner.network import networks
-
-
-def _links(part: str) -> list[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if part in line.split(":")[1]]
-
-
-@pytest.fixture
-def ctr(dockyard, busybox_image, monkeypatch):
-    """The CLI over a store with busybox whose networks use a test bridge (10.235/16) and NAT table; torn down after."""
-    tag = os.urandom(3).hex()
-    monkeypatch.setenv("DOCKYARD_BRIDGE", f"dyc{tag}")
-    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", "10.235.0.0/16")
-    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", "10.241.0.0/16")
-    monkeypatch.setenv("DOCKYARD_NAT_TABLE", f"dyc{tag}")
-    yield dockyard
-    ids = dockyard("ps", "-aq", "--no-trunc", check=False).out.split()
-    if ids:
-        dockyard("rm", "-f", *ids, check=False)
-    networks.reset()
-    assert not _links(f"dyc{tag}")
-
-
-def _leftovers(cid: str) -> list[str]:
-    """Anything of a container still on the host: mounts, cgroups, netns pin, processes in its cgroup."""
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        found += [line for line in f if cid in line]
-    for ctl in os.listdir("/sys/fs/cgroup"):
-        if os.path.exists(f"/sys/fs/cgroup/{ctl}/dockyard/{cid}"):
-            found.append(f"cgroup {ctl}")
-    if os.path.exists(f"/run/dockyard/netns/{cid}"):
-        found.append("netns")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+from ctrkit import _free_port, _leftovers, _links, _wait_for
 
 
 def test_isolation_none_network(ctr, store_root):

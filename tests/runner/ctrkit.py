@@ -1,0 +1,39 @@
+"""Container test helpers (imported as `ctrkit`): leftovers after rm, waiting, free ports, host links."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+
+def _links(part: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if part in line.split(":")[1]]
+
+
+def _leftovers(cid: str) -> list[str]:
+    """Anything of a container still on the host: mounts, cgroups, netns pin, processes in its cgroup."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        found += [line for line in f if cid in line]
+    for ctl in os.listdir("/sys/fs/cgroup"):
+        if os.path.exists(f"/sys/fs/cgroup/{ctl}/dockyard/{cid}"):
+            found.append(f"cgroup {ctl}")
+    if os.path.exists(f"/run/dockyard/netns/{cid}"):
+        found.append("netns")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
