@@ -311,10 +311,18 @@ def interrupt(busybox_image, store_root, context, dockyard, store_mounts):
         proc = subprocess.Popen([sys.executable, "-m", "dockyard", "build", "-t", "interrupted", str(ctx)],
                                 stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
         seen: set[bytes] = set()
-        for line in proc.stderr:
-            seen.update(m for m in markers if line.split()[1:2] == [m])  # an output line, not the step's
-            if seen == markers:
-                break
+        lines: list[bytes] = []
+        watchdog = threading.Timer(120, proc.kill)  # the RUNs sleep 600 s: never wait that long for a marker
+        watchdog.start()
+        try:
+            for line in proc.stderr:
+                lines.append(line)
+                seen.update(m for m in markers if line.split()[1:2] == [m])  # an output line, not the step's
+                if seen == markers:
+                    break
+        finally:
+            watchdog.cancel()
+        assert seen == markers, b"".join(lines).decode(errors="replace")
         proc.send_signal(sig)
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) != 0  # a hang guard: the RUNs sleep 600 s
