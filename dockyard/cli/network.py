@@ -59,19 +59,14 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from dockyard.cli.output import print_formatted, table
+    from dockyard.cli.output import print_listing
     from runner.network import networks
 
     _, nets = networks.all_networks()
     rows = [{"ID": n.id if args.no_trunc else n.short_id, "Name": n.name, "Driver": "bridge", "Scope": "local",
              "Subnet": n.subnet, "Gateway": n.gateway, "Bridge": n.bridge, "CreatedAt": n.created} for n in nets]
-    if args.quiet:
-        for r in rows:
-            print(r["ID"])
-    elif args.format:
-        print_formatted(args.format, rows)
-    else:
-        table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows])
+    print_listing(rows, ["NETWORK ID", "NAME", "DRIVER", "SCOPE"], ["ID", "Name", "Driver", "Scope"],
+                  "ID" if args.quiet else None, args.format)
     return 0
 
 

@@ -111,3 +111,15 @@ def print_formatted(fmt: str, objs: list[dict[str, Any]], headers: list[str] | N
         return
     for o in objs:
         print(render(fmt, o))
+
+
+def print_listing(rows: list[dict[str, Any]], headers: list[str], keys: list[str], quiet_key: str | None = None,
+                  fmt: str | None = None) -> None:
+    """An `ls` command's output: one `quiet_key` value per line (-q), `--format`, or a table of `keys`."""
+    if quiet_key:
+        for r in rows:
+            print(r[quiet_key])
+    elif fmt:
+        print_formatted(fmt, rows)
+    else:
+        table(headers, [[r[k] for k in keys] for r in rows])
