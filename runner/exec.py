@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container
 from runner.runtime import StartError
+
+if TYPE_CHECKING:
+    import socket
 
 # Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
 NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
@@ -14,8 +18,13 @@ NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cg
 
 def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: list[str] = (),
             detach: bool = False, interactive: bool = False, privileged: bool = False,
-            output: int | None = None) -> int:
-    """Run `command` in the container; its exit code (0 at once with detach). `output`: fd for stdout+stderr."""
+            output: int | None = None, tty: bool = False) -> int:
+    """Run `command` in the container; its exit code (0 at once with detach). `output`: fd for stdout+stderr.
+
+    tty: the command gets a new pty of the container's devpts, relayed to our stdin (if interactive) and stdout.
+    """
+    import socket
+
     from runner import monitor
     from runner.forking import in_child, split_report
     from runner.runtime import load_config
@@ -24,16 +33,32 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     if not pid:
         raise DockyardError(f"container {c.name} is not running")
     config = load_config(c.bundle)
+    # The child opens the pty inside the container and hands its master back over this pair.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty and not detach else (None, None)
 
     def work(errw: int) -> int:
+        if ours is not None:
+            ours.close()
         if detach:
             os.setsid()
             if os.fork():
                 os._exit(0)
         stdio = _stdio(interactive and not detach, detach, output)
-        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw)
+        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw, theirs)
 
-    code, report = in_child(work)
+    def relay_pty() -> None:
+        from runner import terminal
+
+        theirs.close()
+        _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+        ours.close()
+        if fds:  # none: the child failed before; its report says why
+            try:
+                terminal.relay(fds[0], interactive)
+            finally:
+                os.close(fds[0])
+
+    code, report = in_child(work, relay_pty if ours is not None else None)
     if report:
         raise StartError(*reversed(split_report(report)))
     return 0 if detach else code
@@ -49,9 +74,15 @@ def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, in
 
 
 def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
-                    env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int) -> int:
-    """(in the forked child) join cgroup and namespaces, fork into the pid namespace, exec there."""
-    from runner import linux
+                    env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int,
+                    pty_to: socket.socket | None = None) -> int:
+    """(in the forked child) join cgroup and namespaces, fork into the pid namespace, exec there.
+
+    pty_to: a socket to send the master of a new pty (on the container's devpts) to; the slave is the command's stdio.
+    """
+    import socket
+
+    from runner import linux, terminal  # imported before setns: the container's root has no copy of us
     from runner.cgroups import Cgroup
     from runner.init import NAMESPACE_FLAGS
 
@@ -65,11 +96,21 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
     for fd, flag in fds:
         linux.setns(fd, flag)
         os.close(fd)
+    slave_path = ""
+    if pty_to is not None:
+        master, slave_path = terminal.open_pty()
+        terminal.copy_window_size(master)  # before the command runs: it may ask at once
+        socket.send_fds(pty_to, [b"m"], [master])
+        os.close(master)
+        pty_to.close()
     # setns(CLONE_NEWPID) only places our children in the container's pid namespace.
     grandchild = os.fork()
     if grandchild == 0:
         code = 126
         try:
+            if slave_path:
+                slave = terminal.become_controlling(slave_path)
+                stdio = (slave, slave, slave)
             _become(config, command, user, workdir, env, privileged, stdio, errw)
         except StartError as e:
             code = e.exit_code
@@ -87,14 +128,13 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
             stdio: tuple[int, int, int], errw: int) -> None:
     """(in the container) user, capabilities, env and cwd of the container's process, -u/-w/-e applied; exec."""
     from runner import linux, spec, users
-    from runner.init import InitError, _look_path, _switch_user
+    from runner.init import InitError, _look_path, _switch_user, close_fds_except
 
     proc = config["process"]
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)
-    os.closerange(3, errw)
-    os.closerange(errw + 1, 1 << 16)
+    close_fds_except((errw,))
     if user:
         u = users.resolve(user, _read("/etc/passwd"), _read("/etc/group"))
         ident = {"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids}

@@ -10,7 +10,7 @@ import resource
 import signal
 import stat
 import termios  # at the top: after pivot_root the container's root has no Python modules
-from typing import NoReturn
+from typing import Iterable, NoReturn
 
 from runner import linux
 from runner.cgroups import Cgroup
@@ -123,11 +123,7 @@ def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
         os.dup2(fd, target, inheritable=True)
     for fd in high:
         os.close(fd)
-    low = 3
-    for fd in sorted(fd for fd in keep if fd >= 0):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 16)
+    close_fds_except(fd for fd in keep if fd >= 0)
 
 
 def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | None, die_with_parent: bool, errw: int,
@@ -395,3 +391,12 @@ def _look_path(name: str, path: str) -> str:
         if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
             return candidate
     raise InitError(f"exec: {name}: not found", 127)
+
+
+def close_fds_except(keep: Iterable[int]) -> None:
+    """Close every fd above stderr except those in `keep`."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)

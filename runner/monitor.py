@@ -7,10 +7,14 @@ import os
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now, proc_start_time
 from runner.runtime import ExitStatus, StartError
+
+if TYPE_CHECKING:
+    from runner.attach import Hub
 
 STOP_MARK = "stopping"  # file in the container dir: a user stop, so no restart follows
 LOG_CHUNK = 16 * 1024
@@ -36,8 +40,9 @@ class JsonLog:
         os.close(self.fd)
 
 
-def _pump(fd: int, stream: str, log: JsonLog | None, tee: int | None) -> None:
-    """Copy a container output fd into the log (whole lines) and to `tee`, until EOF (or EIO on a pty)."""
+def _pump(fd: int, stream: str, log: JsonLog | None, tee: int | None, hub: Hub | None = None) -> None:
+    """Copy a container output fd into the log (whole lines), to `tee` and to attached clients (`hub`), until EOF
+    (or EIO on a pty)."""
     pending = b""
     while True:
         try:
@@ -51,6 +56,8 @@ def _pump(fd: int, stream: str, log: JsonLog | None, tee: int | None) -> None:
                 os.write(tee, chunk)
             except OSError:
                 tee = None
+        if hub is not None:
+            hub.send(stream, chunk)
         if log is None:
             continue
         pending += chunk
@@ -183,11 +190,12 @@ def should_restart(c: Container, code: int, stopped: bool) -> bool:
 
 
 def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: int | None = None,
-              ready: int | None = None, tty: int | None = None) -> int:
+              ready: int | None = None, tty: int | None = None, hub: Hub | None = None) -> int:
     """Run the container until it ends for good (restart policy applied); its last exit code.
 
     tee: fds that also get stdout/stderr (a foreground run); ready: a pipe written "ok" or "E<code>:<msg>"
-    after the first start; tty: the pty master when the container has a terminal (its slave is stdin).
+    after the first start; tty: the pty master when the container has a terminal (its slave is stdin);
+    hub: the attach.Hub that gets the output too.
     """
     from runner import events
 
@@ -215,13 +223,13 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             if tty is not None:
                 # A fresh slave each run, closed once the container has it: the master then sees EIO at its end.
                 out_w = err_w = stdin_fd = os.open(slave_name, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-                threads.append(threading.Thread(target=_pump, args=(os.dup(tty), "stdout", log, tee and tee[0])))
+                threads.append(threading.Thread(target=_pump, args=(os.dup(tty), "stdout", log, tee and tee[0], hub)))
                 close = [out_w]
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                threads += [threading.Thread(target=_pump, args=(out_r, "stdout", log, tee and tee[0])),
-                            threading.Thread(target=_pump, args=(err_r, "stderr", log, tee and tee[1]))]
+                threads += [threading.Thread(target=_pump, args=(out_r, "stdout", log, tee and tee[0], hub)),
+                            threading.Thread(target=_pump, args=(err_r, "stderr", log, tee and tee[1], hub))]
                 close = [out_w, err_w]
                 stdin_fd = stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             for t in threads:
@@ -335,8 +343,12 @@ def _record_failure(c: Container, code: int, message: str, first: bool) -> None:
     c.exit_code, c.error, c.pid, c.finished_at = code, message, 0, now()
 
 
-def start_detached(root: str, cid: str) -> None:
-    """Fork the monitor off (double fork + setsid, so it outlives us and no terminal reaches it); wait for the start."""
+def start_detached(root: str, cid: str, client: int | None = None) -> None:
+    """Fork the monitor off (double fork + setsid, so it outlives us and no terminal reaches it); wait for the start.
+
+    A container created with -i keeps its stdin open and is served on attach.sock; `client` (a socket fd,
+    -i only) is attached before the start, so none of the output is missed.
+    """
     from runner.containers import Containers as _C
 
     cdir = _C(root).path(cid)
@@ -353,13 +365,27 @@ def start_detached(root: str, cid: str) -> None:
             os.setsid()
             if os.fork():
                 os._exit(0)
-            _become_daemon(cdir, w)
+            _become_daemon(cdir, (w,) if client is None else (w, client))
             tty = None
             stdin = None
             if c.config.get("Tty"):
                 tty, stdin = os.openpty()
                 os.set_inheritable(stdin, False)
-            code = supervise(root, cid, ready=w, tty=tty, stdin=stdin)
+            hub = None
+            if c.config.get("OpenStdin"):
+                from runner.attach import Hub
+
+                if tty is None:
+                    stdin, feed = os.pipe()  # its write end stays here: the container never sees EOF unasked
+                hub = Hub(tty if tty is not None else feed, tty is not None)
+                hub.serve(cdir)
+                if client is not None:
+                    import socket
+
+                    hub.add(socket.socket(fileno=client))
+            code = supervise(root, cid, ready=w, tty=tty, stdin=stdin, hub=hub)
+            if hub is not None:
+                hub.close()
             if c.host_config.get("AutoRemove"):
                 remove(root, cid)
             os._exit(code & 0xFF)
@@ -382,7 +408,7 @@ def start_detached(root: str, cid: str) -> None:
         raise StartError(f"container {cid[:12]}: the monitor died during start (see {cdir}/monitor.log)")
 
 
-def _become_daemon(cdir: str, keep: int) -> None:
+def _become_daemon(cdir: str, keep: tuple[int, ...]) -> None:
     """stdio to /dev/null and monitor.log, every other fd closed, signals from a terminal ignored."""
     os.chdir("/")
     null = os.open(os.devnull, os.O_RDWR)
@@ -390,8 +416,9 @@ def _become_daemon(cdir: str, keep: int) -> None:
     os.dup2(null, 0)
     os.dup2(logfd, 1)
     os.dup2(logfd, 2)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
+    from runner.init import close_fds_except
+
+    close_fds_except(keep)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

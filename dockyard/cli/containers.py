@@ -101,9 +101,8 @@ def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
     _add_run_args(create)
     create.set_defaults(func=cmd_create)
     start = sub.add_parser("start", help="start stopped containers")
-    start.add_argument("-a", "--attach", action="store_true", help="attach STDOUT/STDERR and forward signals")
-    start.add_argument("-i", "--interactive", action="store_true",
-                       help="run attached to this terminal, STDIN included (the container then lives as long as we do)")
+    start.add_argument("-a", "--attach", action="store_true", help="attach STDOUT/STDERR")
+    start.add_argument("-i", "--interactive", action="store_true", help="attach the container's STDIN")
     start.add_argument("names", nargs="+", metavar="CONTAINER")
     start.set_defaults(func=cmd_start)
     stop = sub.add_parser("stop", help="stop running containers")
@@ -155,7 +154,7 @@ def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
     ex = sub.add_parser("exec", help="execute a command in a running container")
     ex.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
     ex.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
-    ex.add_argument("-t", "--tty", action="store_true", help="use this terminal for the command (stdin must be one)")
+    ex.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     ex.add_argument("-u", "--user", default="", help="username or UID")
     ex.add_argument("-w", "--workdir", default="", help="working directory inside the container")
     ex.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
@@ -179,7 +178,8 @@ def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
         p = sub.add_parser(verb, help=f"{verb} all processes within containers")
         p.add_argument("names", nargs="+", metavar="CONTAINER")
         p.set_defaults(func=cmd_pause, verb=verb)
-    attach = sub.add_parser("attach", help="follow a running container's output until it exits (stdin is not forwarded)")
+    attach = sub.add_parser("attach", help="attach this terminal's STDIN (containers run with -i), STDOUT and STDERR "
+                                           "to a running container")
     attach.add_argument("name", metavar="CONTAINER")
     attach.set_defaults(func=cmd_attach)
     cp = sub.add_parser("cp", help="copy files between a container and the local filesystem")
@@ -383,32 +383,14 @@ def _run_tty(root: str, c, interactive: bool) -> int:
     """-t: the container gets a pty; our terminal goes raw and is copied to and from its master side."""
     import threading
 
-    from runner import monitor
+    from runner import monitor, terminal
 
     master, slave = os.openpty()
     os.set_inheritable(master, False)
-    old = None
-    if interactive and os.isatty(0):
-        import termios
-        import tty
-
-        old = termios.tcgetattr(0)
-        tty.setraw(0)
-    if interactive:
-        def feed() -> None:
-            try:
-                while data := os.read(0, 4096):
-                    os.write(master, data)
-            except OSError:
-                pass
-        threading.Thread(target=feed, daemon=True).start()
-    try:
+    with terminal.raw_stdin(interactive):
+        if interactive:
+            threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()
         return monitor.supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master)
-    finally:
-        if old is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, old)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -417,21 +399,22 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     root, store = _root(), _store()
     status = 0
+    attached = args.attach or args.interactive
     for name in args.names:
         try:
             c = store.find(name)
             if c.running:
-                if not args.attach:
+                if not attached:
                     print(name)
                 continue
-            if args.interactive:
-                return _run_foreground(root, c, True, bool(c.config.get("Tty")))
+            if attached and c.config.get("OpenStdin"):
+                return _start_attached(root, c, args.interactive)
             offset = _log_size(root, c.id)
             monitor.start_detached(root, c.id)
         except DockyardError as e:
-            status = _run_error(e) if args.attach else (print(f"Error: {e}", file=sys.stderr) or 1)
+            status = _run_error(e) if attached else (print(f"Error: {e}", file=sys.stderr) or 1)
             continue
-        if args.attach:
+        if attached:
             _follow_log(root, c.id, offset)
             return store.load(c.id).exit_code
         print(name)
@@ -821,12 +804,39 @@ def _entry_time(raw: bytes) -> str:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
+    from runner import attach
 
     root, store = _root(), _store()
     c = store.find(args.name)
     if not c.running:
         raise DockyardError("You cannot attach to a stopped container, start it first")
-    _follow_log(root, c.id, _log_size(root, c.id))
+    sock = attach.connect(store.path(c.id)) if c.config.get("OpenStdin") else None
+    if sock is None:  # no stdin to give: the output is the log's
+        _follow_log(root, c.id, _log_size(root, c.id))
+    else:
+        attach.relay(sock, bool(c.config.get("Tty")), stdin=True, stdin_once=False)
+    return store.load(c.id).exit_code
+
+
+def _start_attached(root: str, c, interactive: bool) -> int:
+    """start -a/-i of a container created with -i: attached to its monitor before it starts, our stdin its own."""
+    import socket
+
+    from dockyard.errors import DockyardError
+    from runner import attach, monitor
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        monitor.start_detached(root, c.id, client=theirs.fileno())
+    except DockyardError as e:
+        mine.close()
+        return _run_error(e)
+    finally:
+        theirs.close()
+    # docker's StdinOnce for an attached start: our EOF is the container's.
+    attach.relay(mine, bool(c.config.get("Tty")), stdin=interactive, stdin_once=interactive)
+    store = _store()
+    monitor.wait_exit(store, c.id, None)
     return store.load(c.id).exit_code
 
 
@@ -845,12 +855,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise DockyardError("exec needs a command")
-    if args.tty and not os.isatty(0):
-        raise DockyardError("the input device is not a TTY")
+    if args.tty and args.interactive and not os.isatty(0):
+        raise DockyardError("the input device is not a TTY")  # as docker: raw keys need a terminal to come from
     try:
         return exec_.exec_in(_root(), c, command, user=args.user, workdir=args.workdir, env=args.env,
-                             detach=args.detach, interactive=args.interactive or args.tty,
-                             privileged=args.privileged)
+                             detach=args.detach, interactive=args.interactive, privileged=args.privileged,
+                             tty=args.tty)
     except DockyardError as e:
         return _run_error(e)
 
@@ -1070,17 +1080,11 @@ def cmd_volume_create(args: argparse.Namespace) -> int:
 
 
 def cmd_volume_ls(args: argparse.Namespace) -> int:
-    from dockyard.cli.output import print_formatted, table
+    from dockyard.cli.output import print_listing
 
     vols = _volumes()
     rows = [{"Driver": "local", "Name": v.name, "Mountpoint": vols.data(v.name), "Labels": v.labels} for v in vols.all()]
-    if args.quiet:
-        for r in rows:
-            print(r["Name"])
-    elif args.format:
-        print_formatted(args.format, rows)
-    else:
-        table(["DRIVER", "VOLUME NAME"], [[r["Driver"], r["Name"]] for r in rows])
+    print_listing(rows, ["DRIVER", "VOLUME NAME"], ["Driver", "Name"], "Name" if args.quiet else None, args.format)
     return 0
 
 

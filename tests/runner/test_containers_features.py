@@ -212,3 +212,80 @@ def test_healthcheck_start_attach_and_network_connect(ctr):
     ctr("restart", "later")
     assert ctr("wait", "later").out == "9\n"
     assert ctr("logs", "later").out == "attached\nattached\n"
+
+
+def test_attach_feeds_stdin_of_run_d_i(ctr, store_root):
+    ctr("run", "-d", "-i", "--name", "reader", "--network", "none", "busybox", "sh", "-c",
+        "echo ready; read line; echo got:$line; echo err:$line >&2; read again; echo then:$again")
+    _wait_for(lambda: ctr("logs", "reader").out == "ready\n")
+    # attach follows until the container exits: this one is killed once it has seen the answer.
+    first = subprocess.Popen([*_cli(), "attach", "reader"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
+    first.stdin.write(b"one\n")
+    first.stdin.close()  # our EOF is not the container's (docker's -d -i): its second read still waits
+    assert _read_until(first.stdout.fileno(), b"\n") == b"got:one\n"
+    assert _read_until(first.stderr.fileno(), b"\n") == b"err:one\n"  # the stream keeps stdout and stderr apart
+    first.kill()
+    first.wait()
+    assert ctr("inspect", "-f", "{{.State.Running}}", "reader").out == "true\n"
+    r = ctr("attach", "reader", input=b"two\n")
+    assert (r.code, r.out) == (0, "then:two\n")
+    assert ctr("inspect", "-f", "{{.State.Status}}", "reader").out == "exited\n"
+
+
+def test_start_attach_interactive_of_created_i_container(ctr):
+    ctr("create", "-i", "--name", "cat", "--network", "none", "busybox", "sh", "-c", "cat; echo done; exit 4")
+    r = ctr("start", "-a", "-i", "cat", input=b"hello\nworld\n", check=False)
+    assert (r.code, r.out) == (4, "hello\nworld\ndone\n")
+    assert ctr("logs", "cat").out == "hello\nworld\ndone\n"
+
+
+def test_attach_from_a_terminal_to_run_d_i_t(ctr, store_root):
+    ctr("run", "-d", "-i", "-t", "--name", "shell", "--network", "none", "busybox", "sh")
+    master, slave = os.openpty()
+    p = subprocess.Popen([*_cli(), "attach", "shell"], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                         env={**os.environ, "DOCKYARD_ROOT": store_root})
+    os.close(slave)
+    os.write(master, b"echo hi-$((1+2))\r")  # the container's pty echoes it and runs it: "hi-3" is only the output's
+    _read_until(master, b"hi-3\r\n")
+    os.write(master, b"exit 5\r")
+    assert p.wait(10) == 5, p.stderr.read()
+    os.close(master)
+
+
+def _read_until(fd: int, wanted: bytes) -> bytes:
+    """What `fd` (a pipe, a terminal's master side) gives until `wanted` shows up (failing after 10 s of silence)."""
+    import select
+
+    seen = b""
+    while wanted not in seen:
+        assert select.select([fd], [], [], 10)[0], seen
+        seen += os.read(fd, 4096)
+    return seen
+
+
+def test_exec_tty_gets_a_new_pty_of_the_container(ctr, store_root):
+    ctr("run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "60")
+    # Our stdin is a pipe, not a terminal: docker still gives the command a pty, one of the container's devpts.
+    r = ctr("exec", "-t", "box", "sh", "-c", "tty; readlink /proc/self/fd/1; ls /dev/pts", input=b"")
+    path, out_path, listing = r.out.split("\r\n", 2)
+    assert path.startswith("/dev/pts/") and out_path == path
+    assert path.rsplit("/", 1)[1] in listing.split()
+    assert ctr("exec", "box", "tty", input=b"", check=False).out == "not a tty\n"
+    r = ctr("exec", "-i", "-t", "box", "true", input=b"", check=False)
+    assert r.code == 1 and "not a TTY" in r.err
+    # Interactive, from a terminal: its size is copied, keys go through, the command's output comes back.
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    p = subprocess.Popen([*_cli(), "exec", "-i", "-t", "box", "sh", "-c", "stty size; read x; echo got:$x; exit 3"],
+                         stdin=slave, stdout=slave, stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
+    os.close(slave)
+    _read_until(master, b"30 100")
+    os.write(master, b"hi\r")
+    _read_until(master, b"got:hi")
+    assert p.wait(10) == 3, p.stderr.read()
+    os.close(master)
