@@ -197,7 +197,7 @@ def create(root: str, opts: Options) -> Container:
             text = resolv_conf(_read("/etc/resolv.conf"), dns=opts.dns)
             atomic_write(os.path.join(cdir, "resolv.conf"), text.encode(), durable=not c.ephemeral)
         args = entrypoint + cmd
-        if opts.init:
+        if opts.init and opts.runtime != "dockyard":
             mounts.append(spec.Mount(INIT_PATH, "bind", _init_program(), True))
             args = [INIT_PATH, "--", *args]
         resources = spec.Resources(
@@ -214,6 +214,8 @@ def create(root: str, opts: Options) -> Container:
         os.makedirs(os.path.join(cdir, "rootfs"), exist_ok=True)
         overlay = rootfs.with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"))
         oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
+        if opts.init and opts.runtime == "dockyard":
+            oci["annotations"][spec.INIT_ANNOTATION] = "true"
         atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci, indent=1).encode(), durable=not c.ephemeral)
         store_containers.save(c)
     except BaseException:
@@ -226,7 +228,7 @@ INIT_PATH = "/dev/init"  # where --init's reaper is bind-mounted (docker uses /s
 
 
 def _init_program() -> str:
-    """The reaper for --init: a statically linked init from the host (podman's catatonit or docker's tini)."""
+    """The reaper for --init under another runtime (ours runs its own): a static init from the host."""
     import shutil
 
     for name in ("catatonit", "tini-static"):

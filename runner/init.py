@@ -16,7 +16,7 @@ from runner import linux
 from runner.cgroups import Cgroup
 from runner.paths import read_text, secure_join
 from runner.rootfs import Overlay, mount_overlay
-from runner.spec import DEFAULT_PATH, OVERLAY_ANNOTATION, capability_mask
+from runner.spec import DEFAULT_PATH, INIT_ANNOTATION, OVERLAY_ANNOTATION, capability_mask
 from runner.users import home_of
 
 NAMESPACE_FLAGS = {
@@ -185,6 +185,10 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         os.write(fd, b"0")
     if go >= 0 and not os.read(go, 1):
         raise InitError("start called off")
+    if (config.get("annotations") or {}).get(INIT_ANNOTATION) == "true":
+        child = os.fork()
+        if child:
+            reaper(child, args)
     try:
         os.execve(path, args, env)
     except OSError as e:
@@ -400,3 +404,50 @@ def close_fds_except(keep: Iterable[int]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
+
+
+# Signals an init passes on to its child (as tini and catatonit do); SIGCHLD is its own business.
+_FORWARDED = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+
+
+def reaper(child: int, args: list[str]) -> NoReturn:
+    """Be the container's pid 1 for `--init`: forward signals to `child`, reap every zombie, and exit with the
+    child's status (128+signal when a signal ended it)."""
+    close_fds_except(())  # the runtime waits for EOF on the error pipe: only the child's exec may give it
+    _set_cmdline(["dockyard-init", "--", *args])
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in _FORWARDED:
+        try:
+            signal.signal(sig, forward)
+        except (OSError, ValueError):
+            pass
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def _set_cmdline(words: list[str]) -> None:
+    """Show `words` as this process's command line (/proc/1/cmdline, ps) instead of the host's Python command,
+    by rewriting the argv area in place, as setproctitle does."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49 of stat
+        text = b"\0".join(w.encode() for w in words)[: end - start - 1]
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            mem.write(text.ljust(end - start, b"\0"))
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(words[0].encode()[:15])
+    except (OSError, ValueError, IndexError):
+        pass  # cosmetic only

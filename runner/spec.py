@@ -10,6 +10,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The overlay the runtime mounts as the rootfs inside the container's own mount namespace (so it can never
 # leak into the host); other runtimes ignore it and need the caller to mount it first (see sandbox.py).
 OVERLAY_ANNOTATION = "io.dockyard.rootfs.overlay"
+# `--init` under our runtime: pid 1 stays our (already loaded) init code, which forks the process, forwards
+# signals to it and reaps every zombie; other runtimes get a bind-mounted static init instead.
+INIT_ANNOTATION = "io.dockyard.init"
 
 # Capability numbers are the index in this list (linux/capability.h).
 CAPABILITIES = [
