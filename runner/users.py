@@ -26,7 +26,7 @@ def _entries(text: str | None) -> list[list[str]]:
 
 def resolve(user: str, passwd: str | None, group: str | None) -> User:
     """The uid, gid and supplementary gids Docker would run `user` with (root when empty)."""
-    name, _, grp = (user or "root").partition(":")
+    name, _, grp = (user or "0").partition(":")  # no USER: uid 0, with or without a passwd file
     users, groups = _entries(passwd), _entries(group)
     entry = next((e for e in users if len(e) > 3 and (e[0] == name or e[2] == name)), None)
     if entry:
