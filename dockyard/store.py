@@ -74,11 +74,12 @@ class Store:
         self._init()
 
     def _init(self) -> None:
-        if os.path.exists(self._index_path):
-            return
+        # Every start: cheap, and a store made by an older version gains the directories added since.
         for d in (self.layout, os.path.join(self.layout, "blobs", "sha256"), self.layers_dir,
                   self.holds_dir, self.tmp_dir, self.locks_dir):
             os.makedirs(d, exist_ok=True)
+        if os.path.exists(self._index_path):
+            return
         with locked(self._lock_path("index")):
             if not os.path.exists(self._index_path):
                 atomic_write(os.path.join(self.layout, "oci-layout"), OCI_LAYOUT)

@@ -233,3 +233,13 @@ def test_full_disk_is_one_line_and_loses_nothing(small_store, busybox_tar, tmp_p
     os.unlink(filler)
     run_cli(small_store, "tag", "bb", "bb:two")
     assert sorted(e.name for e in Store(small_store).entries()) == ["bb:latest", "bb:two"]
+
+
+def test_store_from_an_older_layout_gains_new_directories(busybox_image, store_root):
+    """A store whose root lacks directories added by later versions (e.g. locks/) still works."""
+    import shutil
+
+    shutil.rmtree(os.path.join(store_root, "locks"))
+    store = Store(store_root)
+    assert store.lowerdirs(store.resolve("busybox"))
+    store.gc()
