@@ -10,6 +10,7 @@ from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_write
 from runner import spec
 from runner.containers import Container, Containers, check_name, new_id, now
+from runner.paths import read_text
 from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
@@ -194,7 +195,7 @@ def create(root: str, opts: Options) -> Container:
         if opts.dns:
             from runner.network.hosts import resolv_conf
 
-            text = resolv_conf(_read("/etc/resolv.conf"), dns=opts.dns)
+            text = resolv_conf(read_text("/etc/resolv.conf"), dns=opts.dns)
             atomic_write(os.path.join(cdir, "resolv.conf"), text.encode(), durable=not c.ephemeral)
         args = entrypoint + cmd
         if opts.init and opts.runtime != "dockyard":
@@ -256,13 +257,6 @@ def _ports(opts: Options, icfg: dict) -> list:
         out += ports.from_exposed((icfg.get("ExposedPorts") or {}).keys())
     return out
 
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def remove_files(root: str, c: Container) -> None:

@@ -128,7 +128,8 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
             stdio: tuple[int, int, int], errw: int) -> None:
     """(in the container) user, capabilities, env and cwd of the container's process, -u/-w/-e applied; exec."""
     from runner import linux, spec, users
-    from runner.init import InitError, _look_path, _switch_user, close_fds_except
+    from runner.init import InitError, close_fds_except, look_path, switch_user
+    from runner.paths import read_text  # loaded already with runner.init, before setns
 
     proc = config["process"]
     for target, fd in enumerate(stdio):
@@ -136,7 +137,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
             os.dup2(fd, target)
     close_fds_except((errw,))
     if user:
-        u = users.resolve(user, _read("/etc/passwd"), _read("/etc/group"))
+        u = users.resolve(user, read_text("/etc/passwd"), read_text("/etc/group"))
         ident = {"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids}
     else:
         ident = proc.get("user") or {}
@@ -145,7 +146,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         caps = {k: list(spec.CAPABILITIES) for k in ("bounding", "effective", "permitted")}
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    _switch_user(ident, caps)
+    switch_user(ident, caps)
     variables = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
     for e in env:
         key, eq, value = e.partition("=")
@@ -159,7 +160,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     except OSError as e:
         raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
     try:
-        path = _look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
+        path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     except InitError as e:
         raise StartError(str(e), e.exit_code) from None
     try:
@@ -167,10 +168,3 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     except OSError as e:
         raise StartError(f"exec: {command[0]}: {e.strerror.lower()}", 127 if e.errno == 2 else 126) from None
 
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None

@@ -167,7 +167,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
     if "HOME" not in env:  # as runc does: from the container's passwd, else /
         env["HOME"] = home_of(user.get("uid", 0), read_text("/etc/passwd"))
-    _switch_user(user, proc.get("capabilities") or {})
+    switch_user(user, proc.get("capabilities") or {})
     if die_with_parent:  # again: the uid change cleared it
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.umask(user.get("umask", 0o022))
@@ -178,7 +178,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     args = proc.get("args") or []
     if not args:
         raise InitError("no command specified", 125)
-    path = _look_path(args[0], env.get("PATH", DEFAULT_PATH))  # before `created`, so create reports it
+    path = look_path(args[0], env.get("PATH", DEFAULT_PATH))  # before `created`, so create reports it
     if fifo_fd >= 0:
         os.write(errw, b"\0")  # created: the runtime may return; wait for `start` on the fifo
         fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
@@ -360,7 +360,7 @@ def _mask(path: str) -> None:
             raise
 
 
-def _switch_user(user: dict, caps: dict) -> None:
+def switch_user(user: dict, caps: dict) -> None:
     """Drop the bounding set, change uid/gid/groups keeping caps, then set the process's capability sets."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last_cap = int(f.read())
@@ -382,7 +382,7 @@ def _switch_user(user: dict, caps: dict) -> None:
             linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, cap)
 
 
-def _look_path(name: str, path: str) -> str:
+def look_path(name: str, path: str) -> str:
     """The executable `name` resolves to, searching the container's PATH like a shell."""
     if "/" in name:
         return name

@@ -145,12 +145,12 @@ def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, clo
             attach_netns(root, c, netns_path)
         if c.host_config.get("Runtime") == "runc":
             from runner import rootfs, spec
-            from runner.sandbox import _run_runc
+            from runner.sandbox import run_runc
 
             config = runtime.load_config(c.bundle)
             overlay = rootfs.Overlay.from_dict(json.loads(config["annotations"][spec.OVERLAY_ANNOTATION]))
             # runc's own pid is not the container's: record none; users find pid 1 through the cgroup.
-            return _run_runc(c.bundle, c.id, overlay, stdio, lambda _runc_pid: started(0))
+            return run_runc(c.bundle, c.id, overlay, stdio, lambda _runc_pid: started(0))
         return _create_and_start(root, c, stdio, started)
     finally:
         network_down(root, c, settle)

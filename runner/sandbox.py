@@ -68,7 +68,7 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
             _write_config(bundle, config)
             return runtime.run(bundle, cid, *stdio, on_start=on_start)
         _write_config(bundle, config)
-        return _run_runc(bundle, cid, overlay, stdio, on_start)
+        return run_runc(bundle, cid, overlay, stdio, on_start)
     finally:
         if devnull >= 0:
             os.close(devnull)
@@ -80,7 +80,7 @@ def _write_config(bundle: str, config: dict) -> None:
         json.dump(config, f)
 
 
-def _run_runc(bundle: str, cid: str, overlay: rootfs.Overlay, stdio: tuple[int, int, int],
+def run_runc(bundle: str, cid: str, overlay: rootfs.Overlay, stdio: tuple[int, int, int],
               on_start: Callable[[int], None] | None) -> ExitStatus:
     """The same bundle under runc; the overlay is mounted on the host for it and always unmounted after."""
     import subprocess  # here: `dockyard run` on our runtime loads this module but needs no subprocess
