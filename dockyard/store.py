@@ -331,7 +331,8 @@ class Store:
                     out.append(owner)
         return out
 
-    def _held(self) -> set[Digest]:
+    def held(self) -> set[Digest]:
+        """Every manifest some holder uses (read once, for checks over many images)."""
         held: set[Digest] = set()
         for owner in os.listdir(self.holds_dir):
             with contextlib.suppress(FileNotFoundError), open(os.path.join(self.holds_dir, owner)) as f:
@@ -365,7 +366,7 @@ class Store:
         """Remove blobs and unpacked layers no image or holder needs; returns bytes freed."""
         freed = 0
         with locked(self._lock_path("gc")):
-            roots = {e.digest for e in self.entries()} | self._held()
+            roots = {e.digest for e in self.entries()} | self.held()
             blobs, chains = self._reachable(roots)
             blob_root = os.path.join(self.layout, "blobs")
             for algo in os.listdir(blob_root):
@@ -395,7 +396,7 @@ class Store:
         if not candidates:
             return
         with locked(self._lock_path("gc")):
-            blobs, _ = self._reachable({e.digest for e in self.entries()} | self._held())
+            blobs, _ = self._reachable({e.digest for e in self.entries()} | self.held())
             for d in candidates - blobs:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.blob_path(d))

@@ -309,8 +309,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     store = _store()
     deleted = []
+    held = store.held()
     for image, names in store.images():
-        if (names and not args.all) or store.holders(image.manifest_digest):
+        if (names and not args.all) or image.manifest_digest in held:
             continue
         for t in names:
             store.untag(t)

@@ -91,10 +91,11 @@ def cmd_df(args: argparse.Namespace) -> int:
 
     store = Store()
     images = store.images()
-    active = [i for i, _ in images if store.holders(i.manifest_digest)]
+    held = store.held()
+    active = [i for i, _ in images if i.manifest_digest in held]
     usage = store.disk_usage()
     total = usage["blobs"] + usage["layers"]
-    dangling = sum(i.size for i, names in images if not names and not store.holders(i.manifest_digest))
+    dangling = sum(i.size for i, names in images if not names and i.manifest_digest not in held)
     rows = [{"Type": "Images", "TotalCount": len(images), "Active": len(active), "Size": human_size(total),
              "Reclaimable": human_size(dangling)}]
     if args.format:
