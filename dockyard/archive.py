@@ -22,7 +22,7 @@ from dockyard.fsutil import atomic_file
 from dockyard.image import Descriptor, Image, canonical_json, manifest_for, select_platform, to_oci_manifest
 from dockyard.importer import InvalidArchive
 from dockyard.layers import LayerBlob, compress_layer
-from dockyard.store import Store
+from dockyard.store import OCI_LAYOUT, Store
 
 CONTAINERD_NAME = "io.containerd.image.name"
 _FIXED_MTIME = 0  # archives we write are reproducible: same images, same bytes
@@ -47,6 +47,18 @@ def _add_file(tf: tarfile.TarFile, name: str, path: str) -> None:
     info.size, info.mode, info.mtime = os.path.getsize(path), 0o644, _FIXED_MTIME
     with open(path, "rb") as f:
         tf.addfile(info, f)
+
+
+def _add_blob_dirs(tf: tarfile.TarFile) -> None:
+    _add_dir(tf, "blobs/")
+    _add_dir(tf, "blobs/sha256/")
+
+
+def _add_layout_files(tf: tarfile.TarFile, entries: list[dict]) -> None:
+    """The OCI layout's own files, after its blobs: oci-layout and an index of `entries`."""
+    _add_bytes(tf, "oci-layout", OCI_LAYOUT)
+    _add_bytes(tf, "index.json", canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                                 "manifests": entries}))
 
 
 def _blob_name(d: Digest) -> str:
@@ -78,8 +90,7 @@ def save(store: Store, images: list[tuple[Image, list[str]]], path: str | None, 
 def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.TarFile) -> None:
     written: set[Digest] = set()
     entries = []
-    _add_dir(tf, "blobs/")
-    _add_dir(tf, "blobs/sha256/")
+    _add_blob_dirs(tf)
     for image, names in images:
         for d in [image.manifest_digest, image.id, *(l.digest for l in image.layers)]:
             if d not in written:
@@ -90,17 +101,14 @@ def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.T
         for name in names or [None]:
             ann = {mt.REF_NAME: name} if name else {}
             entries.append(Descriptor(media_type, image.manifest_digest, size, ann).to_json())
-    _add_bytes(tf, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-    _add_bytes(tf, "index.json", canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
-                                                 "manifests": entries}))
+    _add_layout_files(tf, entries)
 
 
 def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.TarFile) -> None:
     written: set[Digest] = set()
     sizes: dict[Digest, int] = {}
     manifest_json, repositories, entries = [], {}, []
-    _add_dir(tf, "blobs/")
-    _add_dir(tf, "blobs/sha256/")
+    _add_blob_dirs(tf)
     for image, names in images:
         cfg = store.read_blob(image.id)
         if image.id not in written:
@@ -139,9 +147,7 @@ def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfil
             entries.append(Descriptor(mt.OCI_MANIFEST, mdigest, len(manifest), ann).to_json())
     _add_bytes(tf, "manifest.json", json.dumps(manifest_json).encode())
     _add_bytes(tf, "repositories", json.dumps(repositories).encode())
-    _add_bytes(tf, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-    _add_bytes(tf, "index.json", canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
-                                                 "manifests": entries}))
+    _add_layout_files(tf, entries)
 
 
 # ---- load ----------------------------------------------------------------------------------------
