@@ -9,8 +9,6 @@ from typing import Any
 from dockyard.errors import DockyardError
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
-CONFIG_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
-                       "VOLUME", "WORKDIR", "SHELL", "HEALTHCHECK", "MAINTAINER")
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
                    "h": 3_600_000_000_000}
 
@@ -106,73 +104,105 @@ def healthcheck(args: str, shell: list[str]) -> dict[str, Any]:
     return dict(sorted(hc.items(), key=lambda kv: kv[0] != "Test"))
 
 
+def _required(instruction: str, args: str) -> str:
+    """The stripped argument of an instruction that needs one."""
+    value = args.strip()
+    if not value:
+        raise InvalidInstruction(f"{instruction} requires an argument")
+    return value
+
+
+def _cmd(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    config["Cmd"] = command_form(args, shell)
+
+
+def _entrypoint(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    config["Entrypoint"] = command_form(args, shell)
+    # Docker: a new ENTRYPOINT resets an inherited CMD.
+    config.pop("Cmd", None)
+
+
+def _env(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    env = list(config.get("Env") or [])
+    for k, v in key_values(args, "ENV"):
+        env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+    config["Env"] = env
+
+
+def _label(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    config["Labels"] = {**(config.get("Labels") or {}), **dict(key_values(args, "LABEL"))}
+
+
+def _expose(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    ports = dict(config.get("ExposedPorts") or {})
+    for p in _required("EXPOSE", args).split():
+        port, _, proto = p.partition("/")
+        if not port.replace("-", "").isdigit() or proto not in ("", "tcp", "udp", "sctp"):
+            raise InvalidInstruction(f"EXPOSE: invalid port {p!r}")
+        ports[f"{port}/{proto or 'tcp'}"] = {}
+    config["ExposedPorts"] = ports
+
+
+def _volume(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    vols = dict(config.get("Volumes") or {})
+    paths = json_form(args)
+    for v in paths if paths is not None else _required("VOLUME", args).split():
+        if not v:
+            raise InvalidInstruction("VOLUME specified can not be an empty string")
+        vols[v] = {}
+    config["Volumes"] = vols
+
+
+def _user(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    config["User"] = _required("USER", args)
+
+
+def _workdir(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    import posixpath
+
+    path = _required("WORKDIR", args)
+    config["WorkingDir"] = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", path))
+
+
+def _stopsignal(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    config["StopSignal"] = _required("STOPSIGNAL", args)
+
+
+def _onbuild(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    trigger = _required("ONBUILD", args)
+    word = trigger.split(None, 1)[0].upper()
+    if word in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise InvalidInstruction(f"{word} isn't allowed as an ONBUILD trigger")
+    config["OnBuild"] = [*(config.get("OnBuild") or []), trigger]
+
+
+def _shell(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    exec_form = json_form(args)
+    if not exec_form:
+        raise InvalidInstruction("SHELL requires the arguments to be in JSON form")
+    config["Shell"] = exec_form
+
+
+def _healthcheck(config: dict[str, Any], args: str, shell: list[str]) -> None:
+    config["Healthcheck"] = healthcheck(args, shell)
+
+
+_HANDLERS = {"CMD": _cmd, "ENTRYPOINT": _entrypoint, "ENV": _env, "LABEL": _label, "EXPOSE": _expose,
+             "VOLUME": _volume, "USER": _user, "WORKDIR": _workdir, "STOPSIGNAL": _stopsignal,
+             "ONBUILD": _onbuild, "SHELL": _shell, "HEALTHCHECK": _healthcheck}
+CONFIG_INSTRUCTIONS = (*_HANDLERS, "MAINTAINER")
+
+
 def apply(config: dict[str, Any], instruction: str, args: str) -> str | None:
     """Apply one config instruction to an image config's `config` object in place; returns the
     MAINTAINER value when that is the instruction (it belongs to the image's top level)."""
     ins = instruction.upper()
-    shell = config.get("Shell") or DEFAULT_SHELL
-    if ins == "CMD":
-        config["Cmd"] = command_form(args, shell)
-    elif ins == "ENTRYPOINT":
-        config["Entrypoint"] = command_form(args, shell)
-        # Docker: a new ENTRYPOINT resets an inherited CMD.
-        config.pop("Cmd", None)
-    elif ins == "ENV":
-        env = list(config.get("Env") or [])
-        for k, v in key_values(args, "ENV"):
-            env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
-        config["Env"] = env
-    elif ins == "LABEL":
-        labels = dict(config.get("Labels") or {})
-        labels.update(key_values(args, "LABEL"))
-        config["Labels"] = labels
-    elif ins == "EXPOSE":
-        ports = dict(config.get("ExposedPorts") or {})
-        for p in args.split():
-            port, _, proto = p.partition("/")
-            if not port.replace("-", "").isdigit() or proto not in ("", "tcp", "udp", "sctp"):
-                raise InvalidInstruction(f"EXPOSE: invalid port {p!r}")
-            ports[f"{port}/{proto or 'tcp'}"] = {}
-        config["ExposedPorts"] = ports
-    elif ins == "VOLUME":
-        vols = dict(config.get("Volumes") or {})
-        paths = json_form(args)
-        for v in paths if paths is not None else args.split():
-            if not v:
-                raise InvalidInstruction("VOLUME specified can not be an empty string")
-            vols[v] = {}
-        config["Volumes"] = vols
-    elif ins == "USER":
-        if not args.strip():
-            raise InvalidInstruction("USER requires an argument")
-        config["User"] = args.strip()
-    elif ins == "WORKDIR":
-        import posixpath
-
-        path = args.strip()
-        if not path:
-            raise InvalidInstruction("WORKDIR requires an argument")
-        config["WorkingDir"] = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", path))
-    elif ins == "STOPSIGNAL":
-        if not args.strip():
-            raise InvalidInstruction("STOPSIGNAL requires an argument")
-        config["StopSignal"] = args.strip()
-    elif ins == "ONBUILD":
-        trigger = args.strip()
-        if trigger.split(None, 1)[0].upper() in ("ONBUILD", "FROM", "MAINTAINER"):
-            raise InvalidInstruction(f"{trigger.split()[0].upper()} isn't allowed as an ONBUILD trigger")
-        config["OnBuild"] = [*(config.get("OnBuild") or []), trigger]
-    elif ins == "SHELL":
-        exec_form = json_form(args)
-        if not exec_form:
-            raise InvalidInstruction("SHELL requires the arguments to be in JSON form")
-        config["Shell"] = exec_form
-    elif ins == "HEALTHCHECK":
-        config["Healthcheck"] = healthcheck(args, shell)
-    elif ins == "MAINTAINER":
-        return args.strip()
-    else:
+    if ins == "MAINTAINER":
+        return _required("MAINTAINER", args)
+    handler = _HANDLERS.get(ins)
+    if handler is None:
         raise InvalidInstruction(f"{instruction} is not a config instruction (allowed: {', '.join(CONFIG_INSTRUCTIONS)})")
+    handler(config, args, config.get("Shell") or DEFAULT_SHELL)
     return None
 
 

@@ -84,6 +84,9 @@ def test_import_changes(busybox_tar, dockyard, store_root):
     (["history", "UPPER"], "Error: No such image: UPPER"),
     (["import", "-c", "FROM x", "/dev/null", "x"], "not a config instruction"),
     (["import", "-c", "EXPOSE abc", "/dev/null", "x"], "invalid port"),
+    *[(["import", "-c", ins, "/dev/null", "x"], f"{ins} requires an argument")
+      for ins in ("ONBUILD", "EXPOSE", "VOLUME", "USER", "WORKDIR", "STOPSIGNAL", "MAINTAINER")],
+    (["import", "-c", "ONBUILD FROM x", "/dev/null", "x"], "FROM isn't allowed as an ONBUILD trigger"),
     (["save", "-o", "/nonexistent-dir/x.tar", "busybox"], "No such file or directory"),
 ])
 def test_errors_are_one_line(busybox_image, dockyard, args, message):

@@ -80,6 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="dockyard", description="Build, store, ship and run OCI images.")
     parser.add_argument("--root", help="store root (default: $DOCKYARD_ROOT or /var/lib/dockyard)")
     parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-D", "--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in AREAS:
         try:
@@ -139,6 +140,12 @@ def _dispatch(argv: list[str] | None) -> int:
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
         print(f"Error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug, not a user error: still one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"Error: unexpected {type(e).__name__}: {e} (run again with --debug for the traceback)",
+              file=sys.stderr)
         return 1
 
 
