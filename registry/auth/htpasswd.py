@@ -33,23 +33,24 @@ class Htpasswd:
     def _reload(self) -> None:
         try:
             mtime = os.stat(self.path).st_mtime
+            if mtime == self._mtime:
+                return
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
         except OSError as e:
             raise ConfigError(f"cannot read htpasswd file {self.path}: {e.strerror}") from None
-        if mtime == self._mtime:
-            return
         users: dict[str, bytes] = {}
         costs = set()
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                user, sep, hashed = line.partition(":")
-                m = _BCRYPT_RE.fullmatch(hashed)
-                if not sep or not m or not 4 <= int(m.group(1)) <= 31:
-                    raise ConfigError(f"{self.path}:{lineno}: entry is not bcrypt (create it with htpasswd -B)")
-                users[user] = hashed.encode()
-                costs.add(int(m.group(1)))
+        for lineno, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, hashed = line.partition(":")
+            m = _BCRYPT_RE.fullmatch(hashed)
+            if not sep or not m or not 4 <= int(m.group(1)) <= 31:
+                raise ConfigError(f"{self.path}:{lineno}: entry is not bcrypt (create it with htpasswd -B)")
+            users[user] = hashed.encode()
+            costs.add(int(m.group(1)))
         # Unknown users are checked against a hash as slow as the slowest real one, so timing tells nothing.
         dummy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(max(costs, default=5)))
         with self._lock:

@@ -33,6 +33,20 @@ def test_long_passwords_are_checked_like_htpasswd_and_reveal_no_user(make_server
         unknown.headers["WWW-Authenticate"]
 
 
+def test_htpasswd_file_broken_while_serving_fails_closed(make_server, htpasswd):
+    server = make_server("--htpasswd", str(htpasswd))
+    assert requests.get(f"{server.url}/v2/", auth=("alice", "alice-pw")).status_code == 200
+    for breakage in ("malformed hash", "directory"):
+        htpasswd.unlink()
+        if breakage == "directory":  # an admin's slip: a directory where the file was
+            htpasswd.mkdir()
+        else:
+            htpasswd.write_text("alice:$2y$05$tooshort\n")
+        for user in ("alice", "nobody"):
+            r = requests.get(f"{server.url}/v2/", auth=(user, "alice-pw"))
+            assert r.status_code == 401 and _error(r)["code"] == "UNAUTHORIZED", breakage
+
+
 def test_pagination_takes_ascii_digits_only(server):
     push_image(server.url, "pages/x", make_image([layer_tar({"p": b"p"})]))
     for path in ("/v2/_catalog", "/v2/pages/x/tags/list"):
