@@ -15,9 +15,9 @@ from werkzeug.exceptions import HTTPException
 from dockyard.digest import InvalidDigest
 from dockyard.errors import DigestMismatch
 from dockyard.fsutil import DiskFull
-from registry.auth import CATALOG, Authorizer, Need
+from registry.auth import CATALOG, IDENTITY, METRICS, Authorizer, Need
 from registry.auth.endpoint import bp as token_bp
-from registry.config import Config
+from registry.config import ACTIONS, Config
 from registry.context import BodyError, Registry, state
 from registry.endpoints import BLUEPRINTS
 from registry.errors import RegistryError, error_response
@@ -28,21 +28,23 @@ from registry.storage import FilesystemStorage, UploadUnknown
 log = logging.getLogger("registry")
 access_log = logging.getLogger("registry.access")
 
-# endpoint -> the action it needs on the repository in the URL ("" = a valid identity, None = public).
-_ACTIONS: dict[str, str | None] = {
-    "base.version": "", "base.healthz": None, "base.metrics": None, "token.token": None,
-    "catalog.catalog": "pull",
+# endpoint -> what it needs: "public", "identity" (valid credentials when auth is on), "catalog", "metrics", or an
+# action on the repository named in its URL.  An endpoint missing here is refused: the gate fails closed.
+ACCESS: dict[str, str] = {
+    "base.version": "identity", "base.healthz": "public", "base.metrics": "metrics", "token.token": "public",
+    "catalog.catalog": "catalog",
     "blobs.get_blob": "pull", "blobs.delete_blob": "delete",
     "uploads.start_upload": "push", "uploads.upload_status": "push", "uploads.upload_chunk": "push",
     "uploads.finish_upload": "push", "uploads.cancel_upload": "push",
     "manifests.get_manifest": "pull", "manifests.put_manifest": "push", "manifests.delete_manifest": "delete",
     "tags.list_tags": "pull", "referrers.referrers": "pull",
 }
+_NEEDS = {"identity": IDENTITY, "catalog": CATALOG, "metrics": METRICS}
 
 
 def create_app(config: Config) -> Flask:
     """A registry app serving `config.root`."""
-    app = Flask("registry")
+    app = Flask("registry", static_folder=None)  # no /static/ route: the registry serves no files of its own
     storage = FilesystemStorage(config.root)
     app.extensions["registry"] = Registry(config, storage, Authorizer(config),
                                           Metrics(os.path.join(storage.root, "metrics")))
@@ -59,18 +61,23 @@ def _gate() -> None:
     """Validate the repository name, apply read-only/delete switches, and authorize the request."""
     rule = request.url_rule
     request.environ["registry.route"] = rule.rule if rule is not None else "unmatched"
-    action = _ACTIONS.get(request.endpoint or "")
-    if action is None:
+    if request.endpoint is None:  # nothing matched: the routing error (404, 405) is the answer
+        return
+    access = ACCESS.get(request.endpoint)
+    name = (request.view_args or {}).get("name")
+    if access is None or (access in ACTIONS and name is None):
+        log.error("refused %s %s: endpoint %s has no access rule", request.method, request.path, request.endpoint)
+        raise RegistryError("DENIED", message="no access rule for this endpoint")
+    if access == "public":
         return
     reg = state()
-    name = (request.view_args or {}).get("name")
     if name is not None:
         check_repository(name)
-    if action in ("push", "delete") and reg.config.read_only:
+    if access in ("push", "delete") and reg.config.read_only:
         raise RegistryError("UNSUPPORTED", "the registry is read-only")
-    if action == "delete" and not reg.config.delete_enabled:
+    if access == "delete" and not reg.config.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled")
-    need = CATALOG if request.endpoint == "catalog.catalog" else Need(name, action or "pull")
+    need = _NEEDS.get(access) or Need(name, access)
     request.environ["registry.user"] = reg.auth.check(request, need)
 
 

@@ -12,6 +12,7 @@ Example (TOML; the same keys work in YAML when PyYAML is installed):
     [auth]
     htpasswd = "/etc/registry/htpasswd"
     anonymous = ["pull"]
+    metrics = ["prometheus"]  # users who may read /metrics (with Basic credentials); none when not set
     [auth.access]
     alice = ["pull", "push", "delete"]
     "*" = ["pull"]
@@ -60,6 +61,8 @@ class Config:
     # user -> rights, or user -> {repository glob -> rights}; user "*" is every authenticated user not listed.
     # Empty: every authenticated user may pull, push and delete.
     access: dict[str, list[str] | dict[str, list[str]]] = field(default_factory=dict)
+    # Users who may read /metrics when auth is on; empty: nobody (without auth, /metrics is open).
+    metrics_users: list[str] = field(default_factory=list)
     token: bool = False
     token_key: str | None = None  # PEM private key (EC P-256 or RSA); default <root>/token/key.pem, created
     token_issuer: str = "dockyard-registry"
@@ -104,6 +107,8 @@ class Config:
         for who, rights in entries:
             if not isinstance(rights, list) or set(rights) - set(ACTIONS):
                 raise ConfigError(f"bad rights {rights!r} for {who}; use a list of pull, push, delete")
+        if not all(isinstance(user, str) for user in self.metrics_users):
+            raise ConfigError(f"bad auth.metrics {self.metrics_users!r}; use a list of user names")
         host, sep, port = self.addr.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"invalid listen address {self.addr!r}; use HOST:PORT, e.g. 127.0.0.1:5000")
@@ -118,6 +123,7 @@ class Config:
 _NESTED = {
     ("tls", "cert"): "tls_cert", ("tls", "key"): "tls_key",
     ("auth", "htpasswd"): "htpasswd", ("auth", "anonymous"): "anonymous", ("auth", "access"): "access",
+    ("auth", "metrics"): "metrics_users",
     ("auth", "token", "enabled"): "token", ("auth", "token", "key"): "token_key",
     ("auth", "token", "issuer"): "token_issuer", ("auth", "token", "service"): "token_service",
     ("auth", "token", "ttl"): "token_ttl", ("auth", "token", "realm"): "token_realm",

@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from registry.storage import Storage
 
 
+NUMBER_CAP = 2 ** 63  # larger than any size or offset the registry holds
+
+
+def header_number(digits: str) -> int:
+    """The value of an ASCII digit string, capped at NUMBER_CAP so a thousand-digit number costs nothing."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) < 19 else NUMBER_CAP
+
+
 class Response(flask.Response):
     """A response with no Content-Type unless one is given (empty API answers carry none, like distribution)."""
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass, field
 
 from dockyard import mediatypes as mt
@@ -48,71 +51,157 @@ class ParsedManifest:
         return desc
 
 
-def _invalid(detail: str) -> RegistryError:
-    return RegistryError("MANIFEST_INVALID", detail)
+# Deeper JSON is refused: real manifests nest about five levels, and a bound keeps parsing and checking linear.
+MAX_DEPTH = 64
+SIZE_MAX = 2 ** 63 - 1  # the spec's int64 sizes
+# RFC 6838 type/subtype, as the OCI schema's mediaType pattern.
+_MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")  # absolute URI: scheme, colon, no whitespace
+_PLATFORM_STRINGS = ("architecture", "os", "os.version", "variant")
 
 
-def _descriptor(value: object, where: str) -> Descriptor:
+def _invalid(where: str, reason: str) -> RegistryError:
+    where = where[:200]
+    return RegistryError("MANIFEST_INVALID", {"field": where, "reason": reason},
+                         message=f"manifest invalid: {where}: {reason}" if where else f"manifest invalid: {reason}")
+
+
+def load_json(data: bytes) -> object:
+    """Parse a request's JSON body, refusing (MANIFEST_INVALID) bad JSON and nesting deeper than MAX_DEPTH."""
+    try:
+        doc = json.loads(data)
+    except RecursionError:  # the C parser gives up cleanly around a thousand levels
+        raise _invalid("", f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise _invalid("", "not valid JSON") from None
+    pending = [(doc, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= MAX_DEPTH:
+                    raise _invalid("", f"nested deeper than {MAX_DEPTH} levels")
+                pending.append((child, depth + 1))
+    return doc
+
+
+def _string(doc: dict, key: str, where: str, required: bool = False) -> str | None:
+    value = doc.get(key)
+    if value is None and key not in doc and not required:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"{where}{key}", "required" if key not in doc else "must be a string")
+    return value
+
+
+def _media_type(doc: dict, key: str, where: str, required: bool = False) -> str | None:
+    value = _string(doc, key, where, required)
+    if value is not None and not _MEDIA_TYPE_RE.fullmatch(value):
+        raise _invalid(f"{where}{key}", f"{value[:100]!r} is not a media type (type/subtype)")
+    return value
+
+
+def _string_list(doc: dict, key: str, where: str) -> list[str]:
+    value = doc.get(key, [])
+    if not isinstance(value, list):
+        raise _invalid(f"{where}{key}", "must be an array of strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _invalid(f"{where}{key}[{i}]", "must be a string")
+    return value
+
+
+def _annotations(doc: dict, where: str) -> None:
+    value = doc.get("annotations", {})
     if not isinstance(value, dict):
-        raise _invalid(f"{where}: not a descriptor object")
-    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
-    if not isinstance(media_type, str) or not media_type:
-        raise _invalid(f"{where}: missing mediaType")
-    if not isinstance(digest, str):
-        raise _invalid(f"{where}: missing digest")
+        raise _invalid(f"{where}annotations", "must be an object of strings")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise _invalid(f"{where}annotations", f"value of {key[:100]!r} must be a string")
+
+
+def _platform(value: object, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise _invalid(where, "must be an object with architecture and os")
+    for key in _PLATFORM_STRINGS:
+        _string(value, key, f"{where}.", required=key in ("architecture", "os"))
+    _string_list(value, "os.features", f"{where}.")
+    return value
+
+
+def _descriptor(value: object, where: str, index_child: bool = False) -> Descriptor:
+    """Check an OCI content descriptor (content-descriptor.json; with platform for an index's children)."""
+    if not isinstance(value, dict):
+        raise _invalid(where, "must be a descriptor object")
+    prefix = f"{where}."
+    media_type = _media_type(value, "mediaType", prefix, required=True)
+    digest = _string(value, "digest", prefix, required=True)
     try:
         parsed = Digest.parse(digest)
     except InvalidDigest:
-        raise _invalid(f"{where}: invalid digest {digest[:150]!r}") from None
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise _invalid(f"{where}: size must be a non-negative integer")
-    urls = value.get("urls")
-    platform = value.get("platform") if isinstance(value.get("platform"), dict) else None
+        raise _invalid(f"{prefix}digest", f"{digest[:150]!r} is not a sha256 or sha512 digest") from None
+    size = value.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= SIZE_MAX:
+        raise _invalid(f"{prefix}size", "required, an integer from 0 to 2^63-1")
+    urls = _string_list(value, "urls", prefix)
+    for i, url in enumerate(urls):
+        if not _URI_RE.fullmatch(url):
+            raise _invalid(f"{prefix}urls[{i}]", "must be an absolute URI")
+    data = _string(value, "data", prefix)
+    if data is not None:
+        try:
+            base64.b64decode(data, validate=True)
+        except binascii.Error:
+            raise _invalid(f"{prefix}data", "must be base64") from None
+    _media_type(value, "artifactType", prefix)
+    _annotations(value, prefix)
+    platform = _platform(value["platform"], f"{prefix}platform") if index_child and "platform" in value else None
     return Descriptor(media_type, parsed, size, bool(urls) or media_type in _FOREIGN, platform)
 
 
+def _descriptors(doc: dict, key: str, index_child: bool = False) -> list[Descriptor]:
+    value = doc.get(key)
+    if not isinstance(value, list):
+        raise _invalid(key, "required, an array of descriptors")
+    return [_descriptor(item, f"{key}[{i}]", index_child) for i, item in enumerate(value)]
+
+
 def parse(data: bytes, content_type: str | None) -> ParsedManifest:
-    """Parse and check a manifest body; raise MANIFEST_INVALID with the reason."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("manifest is not valid JSON") from None
+    """Parse and check a manifest body against the OCI image-manifest or image-index schema (Docker schema2
+    manifests and lists have the same shape); raise MANIFEST_INVALID naming the bad field."""
+    doc = load_json(data)
     if not isinstance(doc, dict):
-        raise _invalid("manifest is not a JSON object")
-    declared = doc.get("mediaType")
-    if declared is not None and not isinstance(declared, str):
-        raise _invalid("mediaType must be a string")
+        raise _invalid("", "not a JSON object")
+    declared = _media_type(doc, "mediaType", "")
     if declared and content_type and declared != content_type:
-        raise _invalid(f"mediaType {declared!r} does not match Content-Type {content_type!r}")
+        raise _invalid("mediaType", f"{declared!r} does not match Content-Type {content_type[:100]!r}")
     media_type = declared or content_type
     if media_type not in mt.MANIFESTS:
-        raise _invalid(f"unsupported manifest media type {str(media_type)[:150]!r}")
-    if doc.get("schemaVersion") != 2 or isinstance(doc.get("schemaVersion"), bool):
-        raise _invalid("schemaVersion must be 2")
+        raise _invalid("mediaType", f"unsupported manifest media type {str(media_type)[:150]!r}")
+    version = doc.get("schemaVersion")
+    if not isinstance(version, int) or isinstance(version, bool) or version != 2:
+        raise _invalid("schemaVersion", "required, the integer 2")
+    _media_type(doc, "artifactType", "")
+    _annotations(doc, "")
     parsed = ParsedManifest(media_type, doc)
     if media_type in mt.IMAGE_MANIFESTS:
+        # The schema's minItems 1 for layers is not enforced: the spec's text says only SHOULD, and images
+        # with no layers (FROM scratch, artifacts) are pushed by real clients.
         parsed.blobs.append(_descriptor(doc.get("config"), "config"))
-        layers = doc.get("layers")
-        if not isinstance(layers, list):
-            raise _invalid("layers must be a list")
-        parsed.blobs.extend(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers))
+        parsed.blobs.extend(_descriptors(doc, "layers"))
     else:
-        children = doc.get("manifests")
-        if not isinstance(children, list):
-            raise _invalid("manifests must be a list")
-        parsed.manifests.extend(_descriptor(m, f"manifests[{i}]") for i, m in enumerate(children))
+        parsed.manifests.extend(_descriptors(doc, "manifests", index_child=True))
     if "subject" in doc:
         parsed.subject = _descriptor(doc["subject"], "subject")
-    if "artifactType" in doc and not isinstance(doc["artifactType"], str):
-        raise _invalid("artifactType must be a string")
     return parsed
 
 
 def references(data: bytes) -> tuple[list[Digest], list[Digest], Digest | None]:
     """(blob digests, child manifest digests, subject) of a stored manifest; empty when unparsable (for GC)."""
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        doc = load_json(data)
+    except RegistryError:
         return [], [], None
     if not isinstance(doc, dict):
         return [], [], None

@@ -32,6 +32,9 @@ class Need:
 
 
 CATALOG = Need("catalog", "*", kind="registry")
+# Reading /metrics: a Basic-authenticated user listed in the config's auth.metrics (Prometheus cannot fetch tokens).
+METRICS = Need("metrics", "*", kind="registry")
+IDENTITY = Need(None, "pull")
 
 
 class Authorizer:
@@ -63,6 +66,8 @@ class Authorizer:
         """The authenticated user (None: anonymous) if the request may proceed."""
         if not self.config.auth_enabled:
             return None
+        if need == METRICS:
+            return self._metrics_reader(request)
         if self.tokens is not None:
             return self._check_token(request, need)
         user = self.basic_user(request)
@@ -77,6 +82,21 @@ class Authorizer:
         if need.kind == "repository" and need.action in self.config.rights(user, need.name):
             return user
         raise RegistryError("DENIED", {"action": need.action, "name": need.name})
+
+    def _metrics_reader(self, request: Request) -> str:
+        try:
+            user = self.basic_user(request)
+        except RegistryError:
+            user = None
+        if user is None:
+            raise self._challenge(METRICS)
+        if user not in self.config.metrics_users:
+            raise RegistryError("DENIED", {"action": "metrics"})
+        return user
+
+    def may(self, user: str | None, repo: str, action: str) -> bool:
+        """Whether `user` (None: anonymous) holds `action` on `repo` by the configured rights."""
+        return action in self.config.rights(user, repo)
 
     def _check_token(self, request: Request, need: Need) -> str | None:
         header = request.headers.get("Authorization", "")
@@ -99,7 +119,7 @@ class Authorizer:
 
     def _challenge(self, need: Need | None, error: str | None = None) -> RegistryError:
         from flask import request
-        if self.tokens is not None:
+        if self.tokens is not None and need != METRICS:
             realm = self.config.token_realm or request.host_url.rstrip("/") + "/token"
             value = f'Bearer realm="{realm}",service="{self.tokens.service}"'
             if need is not None and need.name is not None:

@@ -6,14 +6,14 @@ import re
 
 from flask import Blueprint, request
 
-from registry.context import Response, headers_only, state
+from registry.context import Response, header_number, headers_only, state
 from registry.errors import RegistryError
 from registry.names import parse_digest
 from registry.storage import BlobInfo
 
 bp = Blueprint("blobs", __name__)
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 _SECTION = 1 << 20
 
 
@@ -82,18 +82,18 @@ def _section(f, length: int):
 
 def _parse_range(header: str, size: int) -> tuple[int, int]:
     """The (start, end) of a single `bytes=a-b` range; 416 RANGE_INVALID when unsatisfiable."""
-    m = _RANGE_RE.match(header.strip())
+    m = _RANGE_RE.fullmatch(header.strip())
     unsatisfiable = RegistryError("RANGE_INVALID", {"range": header[:100]},
                                   headers={"Content-Range": f"bytes */{size}"})
     if not m or (not m.group(1) and not m.group(2)):
         raise unsatisfiable
     if not m.group(1):  # suffix range: the last N bytes
-        suffix = int(m.group(2))
+        suffix = header_number(m.group(2))
         if suffix == 0 or size == 0:
             raise unsatisfiable
         return max(0, size - suffix), size - 1
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else size - 1
+    start = header_number(m.group(1))
+    end = header_number(m.group(2)) if m.group(2) else size - 1
     if start >= size or end < start:
         raise unsatisfiable
     return start, min(end, size - 1)

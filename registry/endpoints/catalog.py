@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from registry.context import Response, state
 from registry.endpoints.pagination import paginate
@@ -14,7 +14,10 @@ bp = Blueprint("catalog", __name__)
 
 @bp.route("/v2/_catalog", methods=["GET"])
 def catalog() -> Response:
-    """Every repository in lexical order, paginated."""
-    page, headers = paginate(state().storage.repositories(), "/v2/_catalog")
+    """The repositories the caller may pull, in lexical order, paginated."""
+    reg = state()
+    user = request.environ.get("registry.user")
+    visible = [repo for repo in reg.storage.repositories() if reg.auth.may(user, repo, "pull")]
+    page, headers = paginate(visible, "/v2/_catalog")
     return Response(json.dumps({"repositories": page}), status=200, headers=headers,
                     content_type="application/json")

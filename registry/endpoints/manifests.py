@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, request
 
 from dockyard import mediatypes as mt
@@ -65,19 +63,22 @@ def _platform_child(name: str, data: bytes, media_type: str) -> tuple[Digest, by
     if not any(t in accepted for t in mt.IMAGE_MANIFESTS):
         return None
     try:
-        children = json.loads(data).get("manifests", [])
-    except (ValueError, AttributeError):
+        doc = manifests.load_json(data)
+    except RegistryError:
         return None
-    for child in children:
-        platform = child.get("platform") or {}
-        if (platform.get("os"), platform.get("architecture")) == ("linux", "amd64") \
-                and child.get("mediaType") in accepted:
-            try:
-                digest = Digest.parse(child.get("digest", ""))
-            except InvalidDigest:
-                return None
-            found = state().storage.get_manifest(name, digest)
-            return (digest, *found) if found else None
+    children = doc.get("manifests") if isinstance(doc, dict) else None
+    # Indexes stored before PUT checked the schema may hold anything: pick only well-formed children.
+    for child in children if isinstance(children, list) else ():
+        platform = child.get("platform") if isinstance(child, dict) else None
+        if not isinstance(platform, dict) or (platform.get("os"), platform.get("architecture")) != ("linux", "amd64") \
+                or not isinstance(child.get("mediaType"), str) or child["mediaType"] not in accepted:
+            continue
+        try:
+            digest = Digest.parse(str(child.get("digest")))
+        except InvalidDigest:
+            return None
+        found = state().storage.get_manifest(name, digest)
+        return (digest, *found) if found else None
     return None
 
 

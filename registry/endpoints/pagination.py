@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from flask import request
 
 from registry.errors import RegistryError
+
+_N_RE = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() takes "²", which int() refuses
 
 
 def paginate(items: list[str], path: str) -> tuple[list[str], dict[str, str]]:
@@ -17,7 +20,7 @@ def paginate(items: list[str], path: str) -> tuple[list[str], dict[str, str]]:
         items = [i for i in items if i > last]
     headers: dict[str, str] = {}
     if n_text is not None:
-        if not n_text.isdigit() or len(n_text) > 9:
+        if not _N_RE.fullmatch(n_text):
             raise RegistryError("PAGINATION_NUMBER_INVALID", {"n": n_text[:20]})
         n = int(n_text)
         if len(items) > n:

@@ -7,14 +7,14 @@ import re
 
 from flask import Blueprint, request
 
-from registry.context import Response, body, state
+from registry.context import Response, body, header_number, state
 from registry.errors import RegistryError
 from registry.names import check_repository, parse_digest
 from registry.storage import UploadInfo, UploadOffsetMismatch, UploadUnknown
 
 bp = Blueprint("uploads", __name__)
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 
 
 def _session_headers(name: str, info: UploadInfo) -> dict[str, str]:
@@ -86,10 +86,10 @@ def _content_range_start() -> int | None:
     header = request.headers.get("Content-Range")
     if header is None:
         return None
-    m = _CONTENT_RANGE_RE.match(header.strip())
-    if not m or int(m.group(2)) < int(m.group(1)):
+    m = _CONTENT_RANGE_RE.fullmatch(header.strip())
+    start, end = (header_number(m.group(1)), header_number(m.group(2))) if m else (0, -1)
+    if end < start:
         raise RegistryError("RANGE_INVALID", {"Content-Range": header[:100]})
-    start, end = int(m.group(1)), int(m.group(2))
     length = request.content_length
     if length is not None and length != end - start + 1:
         raise RegistryError("SIZE_INVALID", {"Content-Range": header[:100], "Content-Length": length})

@@ -6,7 +6,7 @@ import pytest
 
 from pathlib import Path
 
-from regkit import Server, free_port
+from regkit import LONG, Server, free_port, htpasswd_file
 
 
 @pytest.fixture
@@ -35,3 +35,19 @@ def server(tmp_path_factory):
     yield s
     s.stop()
     s.assert_clean_log()
+
+
+@pytest.fixture
+def htpasswd(tmp_path):
+    """Users alice, bob, carol (password <name>-pw) and lena, whose password is LONG."""
+    return htpasswd_file(tmp_path / "htpasswd", {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw",
+                                                 "lena": LONG})
+
+
+@pytest.fixture
+def access_config(tmp_path):
+    """alice may do anything and read /metrics, bob and lena only pull, carol pull and push to team/* only."""
+    path = tmp_path / "registry.toml"
+    path.write_text('[auth]\nmetrics = ["alice"]\n[auth.access]\nalice = ["pull", "push", "delete"]\n'
+                    'bob = ["pull"]\nlena = ["pull"]\n[auth.access.carol]\n"team/*" = ["pull", "push"]\n')
+    return path

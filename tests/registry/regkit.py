@@ -19,8 +19,10 @@ from pathlib import Path
 import requests
 
 from dockyard import mediatypes as mt
+from support import tool
 
 REPO = Path(__file__).resolve().parents[2]
+LONG = "p" * 100  # a password over bcrypt's 72-byte input limit
 
 
 def free_port() -> int:
@@ -81,6 +83,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def htpasswd_file(path: Path, users: dict[str, str], cost: int = 5) -> Path:
+    """An `htpasswd -B` file for `users` (name -> password), made by Apache's own htpasswd tool."""
+    lines = [subprocess.run([tool("htpasswd"), "-Bbn", "-C", str(cost), user, password], capture_output=True,
+                            text=True, check=True).stdout.strip() for user, password in users.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def sha256(data: bytes) -> str:

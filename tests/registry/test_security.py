@@ -19,26 +19,6 @@ def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
-@pytest.fixture
-def htpasswd(tmp_path):
-    path = tmp_path / "htpasswd"
-    lines = []
-    for user, password in (("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")):
-        lines.append(subprocess.run([tool("htpasswd"), "-Bbn", user, password], capture_output=True, text=True,
-                                    check=True).stdout.strip())
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def access_config(tmp_path):
-    """alice may push, bob may only pull, carol may push to team/* only and pull nothing else."""
-    path = tmp_path / "registry.toml"
-    path.write_text('[auth.access]\nalice = ["pull", "push"]\nbob = ["pull"]\n'
-                    '[auth.access.carol]\n"team/*" = ["pull", "push"]\n')
-    return path
-
-
 def test_cert_and_tls(make_server, tmp_path):
     r = _cli("registry", "cert", "127.0.0.1", "localhost", "--cert", str(tmp_path / "c.pem"),
              "--key", str(tmp_path / "k.pem"))
