@@ -36,9 +36,10 @@ def _in_rootfs(c: Container, writable: bool, child_work, parent_work=None) -> No
 
 def _enter(c: Container, pid: int, writable: bool) -> None:
     """(child) make the container's root our `/`."""
-    from runner import linux, rootfs, spec
+    from runner import conceal, linux, rootfs, spec
     from runner.runtime import load_config
 
+    conceal.conceal(["dockyard-cp"])  # out of the container's pid namespace, but its files may be a way in
     if pid:
         fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         linux.setns(fd, linux.CLONE_NEWNS)  # also moves our root and cwd to that namespace's root
