@@ -17,28 +17,39 @@ from runner.containers import Container
 
 
 def _in_rootfs(c: Container, writable: bool, child_work, parent_work=None) -> None:
-    """Run child_work() in a child inside the container's root while parent_work() runs here; errors re-raised."""
+    """Run child_work() in a child inside the container's root while parent_work() runs here; errors re-raised,
+    the child's first: when it fails, our end of the data pipe just breaks."""
     from dockyard.layers import apply_layer  # noqa: F401  (loaded before the child leaves the host's files)
     from runner import monitor
     from runner.forking import in_child, split_report
 
     pid = (c.pid or monitor.init_pid(c.id)) if c.running else 0
+    failed: list[Exception] = []
 
     def work(_errw: int) -> int:
         _enter(c, pid, writable)
         child_work()
         return 0
 
-    code, report = in_child(work, parent_work)
+    def here() -> None:
+        try:
+            parent_work()
+        except (OSError, tarfile.TarError, DockyardError) as e:
+            failed.append(e)
+
+    code, report = in_child(work, here if parent_work else None)
     if report or code:
         raise DockyardError(split_report(report)[1] if report else "copy failed")
+    if failed:
+        raise failed[0]
 
 
 def _enter(c: Container, pid: int, writable: bool) -> None:
     """(child) make the container's root our `/`."""
-    from runner import linux, rootfs, spec
+    from runner import conceal, linux, rootfs, spec
     from runner.runtime import load_config
 
+    conceal.conceal(["dockyard-cp"])  # out of the container's pid namespace, but its files may be a way in
     if pid:
         fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         linux.setns(fd, linux.CLONE_NEWNS)  # also moves our root and cwd to that namespace's root
@@ -62,8 +73,13 @@ def _enter(c: Container, pid: int, writable: bool) -> None:
 def _split(path: str) -> tuple[str, str, bool]:
     """(parent, name, contents_only) of a cp path; "dir/." means the directory's contents."""
     contents = path.endswith("/.") or path == "."
-    clean = os.path.normpath("/" + path)
+    clean = _absolute(path)
     return os.path.dirname(clean), os.path.basename(clean), contents
+
+
+def _absolute(path: str) -> str:
+    """A container path made absolute and normal ("//x" too: normpath keeps a leading double slash)."""
+    return os.path.normpath("/" + path.lstrip("/"))
 
 
 def _tar_to(fd: int, source: str, name: str, contents_only: bool) -> None:
@@ -111,7 +127,7 @@ def copy_out(root: str, c: Container, src: str, dest: str, follow: bool = False)
         if follow:
             source = os.path.realpath(source)  # inside the container's root: the kernel keeps it there
         if not os.path.lexists(source):
-            raise NotFound(f"could not find the file {src} in container {c.name}")
+            raise NotFound(f"Could not find the file {_absolute(src)} in container {c.name}")
         _tar_to(out_fd, source, arcname or name, contents)
 
     def here() -> None:
@@ -126,49 +142,59 @@ def copy_in(root: str, c: Container, src: str, dest: str, follow: bool = False) 
     """`cp SRC CONTAINER:DEST` (SRC "-" reads a tar from stdin into the DEST directory)."""
     if src != "-" and not os.path.lexists(src):
         raise NotFound(f"no such file or directory: {src}")
-    r, w = os.pipe()
+    r, w = os.pipe()  # the tar, from here to the child
+    name_r, name_w = os.pipe()  # where it goes, decided in the container: from the child to here
     _, name, contents = _split(src if src != "-" else "x/.")
     source = os.path.realpath(src) if follow and src != "-" else os.path.abspath(src)
 
     def child() -> None:
         os.close(w)
-        dest_dir = dest if (os.path.isdir(dest) or src == "-" or contents) else os.path.dirname(os.path.normpath("/" + dest))
-        if not os.path.isdir(dest_dir):
-            raise NotFound(f"no such directory {dest_dir} in container {c.name}")
+        os.close(name_r)
+        dest_dir, arcname, into = _place(c, dest, name, src == "-", src != "-" and os.path.isdir(source))
+        os.write(name_w, (b"d" if into else b"f") + os.fsencode(arcname))
+        os.close(name_w)
         _unpack_into(r, dest_dir)
 
     def here() -> None:
         os.close(r)
+        os.close(name_w)
+        with os.fdopen(name_r, "rb") as f:
+            answer = f.read()
+        if not answer:  # the child failed before: its report says why
+            os.close(w)
+            return
         if src == "-":
             with os.fdopen(w, "wb") as out, os.fdopen(os.dup(0), "rb") as stdin:
                 while chunk := stdin.read(1 << 16):
                     out.write(chunk)
             return
-        # The entry name: the destination's when it is not an existing directory (decided in the child,
-        # so we ask the simple way: a trailing "/" or an existing dir keeps the source name).
-        arc = name if (dest.endswith("/") or contents) else None
-        _tar_to(w, source, arc or _dest_name(c, dest, name), contents)
+        # "dir/." fills an existing DEST directory; a DEST that does not exist becomes the copy of dir.
+        _tar_to(w, source, os.fsdecode(answer[1:]), contents and answer[:1] == b"d")
 
     _in_rootfs(c, True, child, here)
 
 
-def _dest_name(c: Container, dest: str, src_name: str) -> str:
-    """The name the copy gets: the source's when DEST is a directory in the container, else DEST's own."""
-    found = []
-    r, w = os.pipe()
+def _place(c: Container, dest: str, src_name: str, stream: bool, src_is_dir: bool) -> tuple[str, str, bool]:
+    """(in the container's root) (directory, entry name, into an existing directory?) of a copy to DEST, by
+    docker cp's rules. stream: a tar from stdin, which only unpacks into an existing directory.
 
-    def child() -> None:
-        os.close(r)
-        os.write(w, b"d" if os.path.isdir(dest) else b"f")
-        os.close(w)
-
-    def here() -> None:
-        os.close(w)
-        found.append(os.read(r, 1))
-        os.close(r)
-
-    _in_rootfs(c, False, child, here)
-    return src_name if found and found[0] == b"d" else os.path.basename(os.path.normpath(dest))
+    A DEST that is a symlink, even a dangling one, is followed: the copy lands where it points."""
+    wanted = _absolute(dest)
+    real = os.path.realpath(wanted)  # inside the container's root: the kernel keeps it there
+    if os.path.isdir(real):
+        return real, src_name, True
+    if stream:
+        raise NotFound(f"Could not find the file {wanted} in container {c.name}")
+    if os.path.lexists(real) and not os.path.isfile(real):
+        raise DockyardError(f'destination "{c.name}:{dest}" must be a directory or a regular file')
+    if os.path.isfile(real) and src_is_dir:
+        raise DockyardError(f"cannot copy directory {src_name} over the file {c.name}:{dest}")
+    if dest.endswith("/") and not src_is_dir:  # DEST says "a directory", and there is none
+        raise NotFound(f"no such directory: {c.name}:{dest}")
+    parent = os.path.dirname(real)
+    if not os.path.isdir(parent):
+        raise NotFound(f"Could not find the file {parent} in container {c.name}")
+    return parent, os.path.basename(real), False
 
 
 def export(root: str, c: Container, fd: int) -> None:

@@ -76,16 +76,21 @@ def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, in
 def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
                     env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int,
                     pty_to: socket.socket | None = None) -> int:
-    """(in the forked child) join cgroup and namespaces, fork into the pid namespace, exec there.
+    """(in the forked child) join cgroup and namespaces, become the container's process, fork into its pid
+    namespace and exec there.
 
+    Everything but the fork and exec happens here, outside the container's pid namespace where its processes
+    cannot see us; what they do see for a moment is a non-dumpable copy with their own credentials and no exe,
+    memory or descriptor of the host's (see runner.conceal).
     pty_to: a socket to send the master of a new pty (on the container's devpts) to; the slave is the command's stdio.
     """
     import socket
 
-    from runner import linux, terminal  # imported before setns: the container's root has no copy of us
+    from runner import conceal, linux, terminal  # imported before setns: the container's root has no copy of us
     from runner.cgroups import Cgroup
     from runner.init import NAMESPACE_FLAGS
 
+    conceal.conceal(["dockyard-exec"])
     Cgroup(f"/dockyard/{c.id}").join()
     fds = []
     mine = {ns: os.stat(f"/proc/self/ns/{ns}").st_ino for ns, _ in NAMESPACES}
@@ -103,6 +108,11 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
         socket.send_fds(pty_to, [b"m"], [master])
         os.close(master)
         pty_to.close()
+    try:
+        path, variables = _become(config, command, user, workdir, env, privileged, stdio, errw)
+    except StartError as e:
+        os.write(errw, f"{e.exit_code}:{e}".encode())
+        return e.exit_code
     # setns(CLONE_NEWPID) only places our children in the container's pid namespace.
     grandchild = os.fork()
     if grandchild == 0:
@@ -110,13 +120,14 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
         try:
             if slave_path:
                 slave = terminal.become_controlling(slave_path)
-                stdio = (slave, slave, slave)
-            _become(config, command, user, workdir, env, privileged, stdio, errw)
-        except StartError as e:
-            code = e.exit_code
-            os.write(errw, f"{code}:{e}".encode())
-        except BaseException as e:
-            os.write(errw, f"126:{e}".encode())
+                for target in (0, 1, 2):
+                    os.dup2(slave, target)
+                os.close(slave)
+            os.execve(path, command, variables)
+        except OSError as e:
+            code = 127 if e.errno == 2 else 126
+            what = f"exec: {command[0]}" if e.filename == path else "terminal"
+            os.write(errw, f"{code}:{what}: {e.strerror.lower()}".encode())
         os._exit(code)
     os.close(errw)
     _, status = os.waitpid(grandchild, 0)
@@ -125,9 +136,10 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
 
 def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str], privileged: bool,
-            stdio: tuple[int, int, int], errw: int) -> None:
-    """(in the container) user, capabilities, env and cwd of the container's process, -u/-w/-e applied; exec."""
-    from runner import linux, spec, users
+            stdio: tuple[int, int, int], errw: int) -> tuple[str, dict[str, str]]:
+    """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
+    applied; the program's path and environment for the exec."""
+    from runner import conceal, linux, spec, users
     from runner.init import InitError, close_fds_except, look_path, switch_user
     from runner.paths import read_text  # loaded already with runner.init, before setns
 
@@ -135,7 +147,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)
-    close_fds_except((errw,))
+    close_fds_except((errw,))  # nothing of the host's may be seen in the container's /proc/PID/fd
     if user:
         u = users.resolve(user, read_text("/etc/passwd"), read_text("/etc/group"))
         ident = {"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids}
@@ -147,6 +159,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     switch_user(ident, caps)
+    conceal.non_dumpable()
     variables = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
     for e in env:
         key, eq, value = e.partition("=")
@@ -160,11 +173,6 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     except OSError as e:
         raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
     try:
-        path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
+        return look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH)), variables
     except InitError as e:
         raise StartError(str(e), e.exit_code) from None
-    try:
-        os.execve(path, command, variables)
-    except OSError as e:
-        raise StartError(f"exec: {command[0]}: {e.strerror.lower()}", 127 if e.errno == 2 else 126) from None
-

@@ -12,7 +12,7 @@ import stat
 import termios  # at the top: after pivot_root the container's root has no Python modules
 from typing import Iterable, NoReturn
 
-from runner import linux
+from runner import conceal, linux
 from runner.cgroups import Cgroup
 from runner.paths import read_text, secure_join
 from runner.rootfs import Overlay, mount_overlay
@@ -131,6 +131,9 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     """Join the cgroup and namespaces, build the root, become the configured process and exec it."""
     lnx = config.get("linux") or {}
     proc = config["process"]
+    reaper_too = (config.get("annotations") or {}).get(INIT_ANNOTATION) == "true"
+    # Before anything of the container exists: with --init we stay its pid 1 for good.
+    conceal.conceal(["dockyard-init", "--", *(proc.get("args") or [])] if reaper_too else ["dockyard-init"])
     if die_with_parent:  # from the start, so setup never outlives the runtime either
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     if cgroup is not None:
@@ -168,6 +171,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     if "HOME" not in env:  # as runc does: from the container's passwd, else /
         env["HOME"] = home_of(user.get("uid", 0), read_text("/etc/passwd"))
     switch_user(user, proc.get("capabilities") or {})
+    conceal.non_dumpable()
     if die_with_parent:  # again: the uid change cleared it
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.umask(user.get("umask", 0o022))
@@ -185,10 +189,10 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         os.write(fd, b"0")
     if go >= 0 and not os.read(go, 1):
         raise InitError("start called off")
-    if (config.get("annotations") or {}).get(INIT_ANNOTATION) == "true":
+    if reaper_too:
         child = os.fork()
         if child:
-            reaper(child, args)
+            reaper(child)
     try:
         os.execve(path, args, env)
     except OSError as e:
@@ -410,11 +414,15 @@ def close_fds_except(keep: Iterable[int]) -> None:
 _FORWARDED = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
 
 
-def reaper(child: int, args: list[str]) -> NoReturn:
+def reaper(child: int) -> NoReturn:
     """Be the container's pid 1 for `--init`: forward signals to `child`, reap every zombie, and exit with the
     child's status (128+signal when a signal ended it)."""
     close_fds_except(())  # the runtime waits for EOF on the error pipe: only the child's exec may give it
-    _set_cmdline(["dockyard-init", "--", *args])
+    try:  # ps's name for us (the command line is conceal's title)
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(b"dockyard-init")
+    except OSError:
+        pass  # no /proc in the container: cosmetic only
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -434,20 +442,3 @@ def reaper(child: int, args: list[str]) -> NoReturn:
             os._exit(0)
         if pid == child:
             os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-
-
-def _set_cmdline(words: list[str]) -> None:
-    """Show `words` as this process's command line (/proc/1/cmdline, ps) instead of the host's Python command,
-    by rewriting the argv area in place, as setproctitle does."""
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
-        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49 of stat
-        text = b"\0".join(w.encode() for w in words)[: end - start - 1]
-        with open("/proc/self/mem", "r+b", buffering=0) as mem:
-            mem.seek(start)
-            mem.write(text.ljust(end - start, b"\0"))
-        with open("/proc/self/comm", "wb") as comm:
-            comm.write(words[0].encode()[:15])
-    except (OSError, ValueError, IndexError):
-        pass  # cosmetic only

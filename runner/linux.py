@@ -41,12 +41,16 @@ MNT_DETACH = 0x2
 
 # prctl options (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_MM = 35
+PR_SET_MM_MAP = 14
 
 # Syscalls glibc has no wrapper for, by architecture.
 _SYSCALLS = {
@@ -55,6 +59,14 @@ _SYSCALLS = {
 }.get(os.uname().machine, {})
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# The new mount API (same numbers on every architecture) and its flags (linux/mount.h).
+_FSOPEN, _FSCONFIG, _FSMOUNT, _MOUNT_SETATTR = 430, 431, 432, 442
+_FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+_AT_EMPTY_PATH = 0x1000
 
 
 def _syscall(name: str) -> int:
@@ -119,6 +131,66 @@ def setdomainname(name: str) -> None:
     """setdomainname(2)."""
     raw = name.encode()
     _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
+
+
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.mremap.restype = ctypes.c_void_p
+_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.sbrk.restype = ctypes.c_void_p
+_libc.sbrk.argtypes = [ctypes.c_long]
+
+
+def anonymize(start: int, length: int, prot: int) -> None:
+    """Replace the mapping at [start, start+length) by an anonymous private copy with protection `prot`, at once."""
+    copy = _libc.mmap(None, length, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+    if copy == ctypes.c_void_p(-1).value:
+        _check(-1, "mmap")
+    if prot & 1:  # PROT_READ: an unreadable mapping has nothing to keep
+        ctypes.memmove(copy, start, length)
+    _check(_libc.mprotect(copy, length, prot), "mprotect")
+    # mremap swaps the pages in one step, so even code running from them keeps running.
+    if _libc.mremap(copy, length, length, 3, start) != start:  # MREMAP_MAYMOVE|MREMAP_FIXED
+        _check(-1, "mremap")
+
+
+class _MmMap(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
+        "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+def set_mm(exe_fd: int, args: int, args_length: int) -> None:
+    """PR_SET_MM_MAP: /proc/self/exe becomes `exe_fd`, /proc/self/cmdline the `args_length` bytes at address `args`,
+    /proc/self/environ empty; the rest of the memory map stays as it is."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rpartition(b")")[2].split()
+
+    def field(number: int) -> int:  # numbered as in proc(5); `fields` starts at the third
+        return int(fields[number - 3])
+
+    mm = _MmMap(start_code=field(26), end_code=field(27), start_data=field(45), end_data=field(46),
+                start_brk=field(47), brk=_libc.sbrk(0), start_stack=field(28), arg_start=args,
+                arg_end=args + args_length, env_start=args + args_length, env_end=args + args_length, auxv=0,
+                auxv_size=0, exe_fd=exe_fd)
+    _check(_libc.prctl(PR_SET_MM, PR_SET_MM_MAP, ctypes.byref(mm), ctypes.sizeof(mm), 0), "prctl(PR_SET_MM_MAP)")
+
+
+def detached_tmpfs(attrs: int) -> int:
+    """An fd of a new tmpfs mount attached nowhere, with MOUNT_ATTR_* `attrs` (fsopen + fsmount)."""
+    fs = _check(_libc.syscall(_FSOPEN, b"tmpfs", 1), "fsopen tmpfs")  # FSOPEN_CLOEXEC
+    try:
+        _check(_libc.syscall(_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig tmpfs")
+        return _check(_libc.syscall(_FSMOUNT, fs, 1, attrs), "fsmount tmpfs")  # FSMOUNT_CLOEXEC
+    finally:
+        os.close(fs)
+
+
+def set_mount_attrs(mount_fd: int, attrs: int) -> None:
+    """mount_setattr(2): add MOUNT_ATTR_* `attrs` to the mount `mount_fd` refers to."""
+    attr = (ctypes.c_uint64 * 4)(attrs, 0, 0, 0)  # struct mount_attr: attr_set, attr_clr, propagation, userns_fd
+    _check(_libc.syscall(_MOUNT_SETATTR, mount_fd, b"", _AT_EMPTY_PATH, attr, ctypes.sizeof(attr)), "mount_setattr")
 
 
 class _CapHeader(ctypes.Structure):

@@ -76,6 +76,7 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
     pidns = next((n for n in (config.get("linux") or {}).get("namespaces") or [] if n["type"] == "pid"), None)
     errr, errw = os.pipe()
     own_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if pidns else -1
+    dumpable = linux.prctl(linux.PR_GET_DUMPABLE)
     try:
         if pidns and pidns.get("path"):
             fd = os.open(pidns["path"], os.O_RDONLY | os.O_CLOEXEC)
@@ -86,6 +87,8 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
         elif pidns:
             # Only affects our children: the next fork becomes pid 1 of the new namespace.
             linux.unshare(linux.CLONE_NEWPID)
+        # The child is born non-dumpable: in a pid namespace it joins, others see it before it can conceal itself.
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
         pid = os.fork()
         if pid == 0:
             container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None, go=go)
@@ -96,6 +99,7 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
             raise StartError(f"start container {container_id}: {e.strerror}") from None
         raise
     finally:
+        linux.prctl(linux.PR_SET_DUMPABLE, dumpable)
         if own_ns >= 0:
             linux.setns(own_ns, linux.CLONE_NEWPID)  # later forks of ours stay in our namespace
             os.close(own_ns)
