@@ -12,6 +12,8 @@ from runner.runtime import StartError
 if TYPE_CHECKING:
     import socket
 
+    from runner.seccomp import Filter
+
 # Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
 NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
 
@@ -25,7 +27,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     """
     import socket
 
-    from runner import monitor
+    from runner import monitor, seccomp
     from runner.forking import in_child, split_report
     from runner.runtime import load_config
 
@@ -33,6 +35,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     if not pid:
         raise DockyardError(f"container {c.name} is not running")
     config = load_config(c.bundle)
+    seccomp_filter = seccomp.prepare(config)  # here: inside, the container's /run could hold a planted one
     # The child opens the pty inside the container and hands its master back over this pair.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty and not detach else (None, None)
 
@@ -44,7 +47,8 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
             if os.fork():
                 os._exit(0)
         stdio = _stdio(interactive and not detach, detach, output)
-        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw, theirs)
+        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw, theirs,
+                               seccomp_filter)
 
     def relay_pty() -> None:
         from runner import terminal
@@ -75,7 +79,7 @@ def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, in
 
 def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
                     env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int,
-                    pty_to: socket.socket | None = None) -> int:
+                    pty_to: socket.socket | None = None, seccomp_filter: Filter | None = None) -> int:
     """(in the forked child) join cgroup and namespaces, fork into the pid namespace, exec there.
 
     pty_to: a socket to send the master of a new pty (on the container's devpts) to; the slave is the command's stdio.
@@ -111,7 +115,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
             if slave_path:
                 slave = terminal.become_controlling(slave_path)
                 stdio = (slave, slave, slave)
-            _become(config, command, user, workdir, env, privileged, stdio, errw)
+            _become(config, command, user, workdir, env, privileged, stdio, errw, seccomp_filter)
         except StartError as e:
             code = e.exit_code
             os.write(errw, f"{code}:{e}".encode())
@@ -125,9 +129,9 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
 
 def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str], privileged: bool,
-            stdio: tuple[int, int, int], errw: int) -> None:
+            stdio: tuple[int, int, int], errw: int, seccomp_filter: Filter | None = None) -> None:
     """(in the container) user, capabilities, env and cwd of the container's process, -u/-w/-e applied; exec."""
-    from runner import linux, spec, users
+    from runner import linux, seccomp, spec, users
     from runner.init import InitError, close_fds_except, look_path, switch_user
     from runner.paths import read_text  # loaded already with runner.init, before setns
 
@@ -143,9 +147,10 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         ident = proc.get("user") or {}
     caps = proc.get("capabilities") or {}
     if privileged:
-        caps = {k: list(spec.CAPABILITIES) for k in ("bounding", "effective", "permitted")}
+        caps = {k: spec.available_capabilities() for k in ("bounding", "effective", "permitted")}
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    seccomp.install(seccomp_filter, proc, after_caps=False)
     switch_user(ident, caps)
     variables = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
     for e in env:
@@ -163,6 +168,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     except InitError as e:
         raise StartError(str(e), e.exit_code) from None
+    seccomp.install(seccomp_filter, proc, after_caps=True)
     try:
         os.execve(path, command, variables)
     except OSError as e:
