@@ -118,8 +118,11 @@ def _split_security_opt(opt: str) -> tuple[str, str]:
     key, sep, value = opt.partition("=")
     if not sep:
         key, sep, value = opt.partition(":")
+    if (key, value) in (("apparmor", "unconfined"), ("label", "disable")):
+        return key, value  # we apply neither AppArmor nor SELinux: asking for none is granted, a profile is not
     if not sep or key not in ("seccomp", "no-new-privileges"):
-        raise DockyardError(f"unsupported --security-opt {opt[:100]!r} (seccomp=unconfined|PROFILE.json, no-new-privileges)")
+        raise DockyardError(f"unsupported --security-opt {opt[:100]!r} (seccomp=unconfined|PROFILE.json, "
+                            "no-new-privileges, apparmor=unconfined, label=disable)")
     return key, value
 
 
@@ -149,6 +152,8 @@ def parse_security_opts(opts: list[str]) -> Security:
             if value not in ("true", "false"):
                 raise DockyardError(f"invalid --security-opt {opt[:100]!r}: want no-new-privileges[=true|false]")
             sec.no_new_privileges = value == "true"
+        elif key != "seccomp":
+            continue
         elif value in ("unconfined", "builtin"):
             sec.seccomp = "default" if value == "builtin" else value
         else:

@@ -16,7 +16,6 @@ from runner import linux, seccomp
 from runner.cgroups import Cgroup
 from runner.paths import read_text, secure_join
 from runner.rootfs import Overlay, mount_overlay
-from runner.seccomp import Filter
 from runner.spec import DEFAULT_PATH, INIT_ANNOTATION, OVERLAY_ANNOTATION, capability_mask
 from runner.users import home_of
 
@@ -78,7 +77,7 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 
 def container_init(
     config: dict, bundle: str, cgroup: Cgroup | None, stdio: tuple[int, int, int], errw: int,
-    exec_fifo: str | None, die_with_parent: bool, go: int = -1, seccomp_filter: Filter | None = None,
+    exec_fifo: str | None, die_with_parent: bool, go: int = -1, seccomp_filter: seccomp.Filter | None = None,
 ) -> NoReturn:
     """Set the container up per `config` and exec its process; failures go to `errw` as `code:message`.
 
@@ -129,7 +128,7 @@ def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
 
 
 def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | None, die_with_parent: bool, errw: int,
-           go: int, seccomp_filter: Filter | None) -> None:
+           go: int, seccomp_filter: seccomp.Filter | None) -> None:
     """Join the cgroup and namespaces, build the root, become the configured process and exec it."""
     lnx = config.get("linux") or {}
     proc = config["process"]

@@ -42,11 +42,12 @@ MACHINES = {
     "riscv64": ("riscv64", "SCMP_ARCH_RISCV64"), "loongarch64": ("loongarch64", "SCMP_ARCH_LOONGARCH64"),
     "mips64": ("mips64", "SCMP_ARCH_MIPS64"),
 }  # fmt: skip
-_SYSCALL_NAME = re.compile(r"[a-z0-9_]{1,64}")
-_ARCH_NAME = re.compile("|".join(ARCHES))
-_FLAG_NAME = re.compile("|".join(FLAGS))
-_CAP_NAME = re.compile(r"CAP_[A-Z_]{1,40}")
-_KERNEL = re.compile(r"(\d{1,3})\.(\d{1,3})")
+# Patterns as text: compiled (and cached by `re`) only when a profile is validated, not on every start.
+_SYSCALL_NAME = r"[a-z0-9_]{1,64}"
+_ARCH_NAME = "|".join(ARCHES)
+_FLAG_NAME = "|".join(FLAGS)
+_CAP_NAME = r"CAP_[A-Z_]{1,40}"
+_KERNEL = r"(\d{1,3})\.(\d{1,3})"
 _MAX_ERRNO = 4095
 _U64 = (1 << 64) - 1
 
@@ -55,11 +56,11 @@ def _fail(where: str, message: str) -> NoReturn:
     raise DockyardError(f"seccomp profile {where}: {message}")
 
 
-def _strings(value: object, where: str, pattern: re.Pattern, what: str, limit: int = MAX_NAMES) -> list[str]:
+def _strings(value: object, where: str, pattern: str, what: str, limit: int = MAX_NAMES) -> list[str]:
     if not isinstance(value, list) or len(value) > limit:
         _fail(where, f"want a list of at most {limit} {what}s")
     for item in value:
-        if not isinstance(item, str) or not pattern.fullmatch(item):
+        if not isinstance(item, str) or not re.fullmatch(pattern, item):
             _fail(where, f"invalid {what} {str(item)[:80]!r}")
     return value
 
@@ -108,7 +109,7 @@ def _check_rule(rule: object, where: str, conditional: bool) -> int:
         _strings(cond.get("caps") or [], f"{where}.{key}.caps", _CAP_NAME, "capability", 64)
         _strings(cond.get("arches") or [], f"{where}.{key}.arches", _SYSCALL_NAME, "architecture", 64)
         if cond.get("minKernel") is not None and not (isinstance(cond["minKernel"], str)
-                                                      and _KERNEL.fullmatch(cond["minKernel"])):  # fmt: skip
+                                                      and re.fullmatch(_KERNEL, cond["minKernel"])):  # fmt: skip
             _fail(f"{where}.{key}.minKernel", "want a version like 4.8")
     return len(names)
 
@@ -172,8 +173,8 @@ def default_profile() -> dict:
 
 
 def _kernel_at_least(version: str, release: str) -> bool:
-    want = _KERNEL.fullmatch(version)
-    have = _KERNEL.match(release)
+    want = re.fullmatch(_KERNEL, version)
+    have = re.match(_KERNEL, release)
     return have is not None and (int(have[1]), int(have[2])) >= (int(want[1]), int(want[2]))
 
 

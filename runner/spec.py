@@ -57,7 +57,7 @@ DEFAULT_DEVICE_RULES = [
 
 
 def available_capabilities() -> list[str]:
-    """What "ALL" means here: the capabilities in our own bounding set (a host may lack some, as this one can)."""
+    """What "ALL" means here: the capabilities in our own bounding set (a sandboxed host's may lack some)."""
     with open("/proc/self/status") as f:
         bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
     return [name for i, name in enumerate(CAPABILITIES) if bounding >> i & 1]

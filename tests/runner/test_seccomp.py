@@ -139,9 +139,10 @@ def test_inspect_shows_security_options(ctr, tmp_path):
     assert host["SecurityOpt"] == ['seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],'
                                    '"action":"SCMP_ACT_ERRNO"}]}', "no-new-privileges"]
     assert host["Privileged"] is False and host["CapAdd"] == ["ALL"]
-    cid = ctr("create", "--privileged", "busybox", "true").out.strip()
+    cid = ctr("create", "--privileged", "--security-opt", "apparmor=unconfined", "--security-opt", "label=disable",
+              "busybox", "true").out.strip()  # fmt: skip
     host = json.loads(ctr("inspect", cid).out)[0]["HostConfig"]
-    assert host["Privileged"] is True and host["SecurityOpt"] is None
+    assert host["Privileged"] is True and host["SecurityOpt"] == ["apparmor=unconfined", "label=disable"]
 
 
 HOSTILE = {
@@ -175,7 +176,8 @@ def test_hostile_profiles_are_one_line_errors(ctr, tmp_path):
     path.write_bytes(b" " * (seccomp.MAX_PROFILE_BYTES + 10))
     r = ctr("run", "--rm", "--security-opt", f"seccomp={path}", "busybox", "true", check=False)
     assert r.code == 125 and "larger than" in r.err
-    for opt in ("seccomp=", "apparmor=unconfined", "no-new-privileges=maybe", f"seccomp={tmp_path}/missing.json"):
+    for opt in ("seccomp=", "apparmor=docker-default", "label=type:svirt_t", "no-new-privileges=maybe",
+                f"seccomp={tmp_path}/missing.json"):
         r = ctr("run", "--rm", "--security-opt", opt, "busybox", "true", check=False)
         assert r.code == 125 and r.err.startswith("Error: ") and r.err.count("\n") == 1, r.err
     assert ctr("ps", "-aq").out == ""  # nothing was created
@@ -235,3 +237,21 @@ def test_conditions_by_arch_kernel_and_caps():
                       "args": [{"index": 0, "value": 0x7E020000, "op": "SCMP_CMP_MASKED_EQ"}]}]
     assert [r for r in amd64["syscalls"] if r["names"] == ["clone3"]][0]["errnoRet"] == 38
     assert not [r for r in admin["syscalls"] if r["names"] == ["clone3"] and r["action"] != "SCMP_ACT_ALLOW"]
+
+
+def test_runtime_refuses_a_hostile_linux_seccomp(tmp_path):
+    from runner import runtime
+
+    (tmp_path / "rootfs").mkdir()
+    cases = {
+        "names: invalid syscall name 'a/b'": [{"names": ["a/b"], "action": "SCMP_ACT_ERRNO"}],
+        "includes: not allowed here": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "includes": {}}],
+        "unsupported action 'SCMP_ACT_NOTIFY'": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    for message, rules in cases.items():
+        config = spec.default_spec("rootfs", ["true"], network="none")
+        config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        with pytest.raises(runtime.StartError) as e:
+            runtime.run(str(tmp_path), "dy-test-hostile-seccomp")
+        assert message in str(e.value) and "\n" not in str(e.value)
