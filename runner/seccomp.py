@@ -22,7 +22,7 @@ from dockyard.errors import DockyardError
 
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 CACHE_DIR = "/run/dockyard/seccomp"
-MAX_PROFILE_BYTES = 1 << 20  # Docker's own profile is 20 KiB
+MAX_PROFILE_BYTES = 1 << 20  # Docker's own profile is some 20 KiB
 MAX_RULES = 4096
 MAX_NAMES = 16384
 

@@ -203,7 +203,8 @@ PODMAN_ONLY = {
     "keyctl",  # podman allows keyrings
     "get_mempolicy", "mbind", "set_mempolicy", "pidfd_getfd", "reboot", "syslog",  # Docker: only with their caps
     "socket",  # Docker allows it only for families other than AF_ALG and AF_VSOCK
-    "readdir", "sigaction", "signal", "sigpending", "sigsuspend", "syscall", "timerfd",  # names of no x86/arm call
+    "readdir", "sigaction", "signal", "sigpending", "sigsuspend",  # old 32-bit x86/arm calls Docker leaves out
+    "syscall", "timerfd",  # calls of other architectures
 }  # fmt: skip
 DOCKER_ONLY = {  # calls newer than that profile (and io_pgetevents/vmsplice, which it refuses)
     "cachestat", "fchmodat2", "futex_requeue", "futex_wait", "futex_waitv", "futex_wake", "getxattrat",
