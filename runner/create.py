@@ -48,7 +48,8 @@ class Options:
     init: bool = False
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
-    no_new_privileges: bool = False
+    security_opt: list[str] = field(default_factory=list)  # as load_security_opts leaves them
+    privileged: bool = False
     stop_signal: str = ""
     stop_timeout: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -86,14 +87,78 @@ def capabilities(add: list[str], drop: list[str]) -> list[str]:
     for n in add + drop:
         if n != "ALL" and n not in spec.CAPABILITIES:
             raise DockyardError(f"unknown capability {n!r}")
+    if not add and not drop:
+        return list(spec.DOCKER_CAPABILITIES)
+    available = spec.available_capabilities()
+    for n in add:
+        if n != "ALL" and n not in available:
+            raise DockyardError(f"capability {n} is not available on this host (not in our bounding set)")
     caps = list(spec.DOCKER_CAPABILITIES)
     if "ALL" in drop:
         caps = []
     caps = [c for c in caps if c not in drop]
     if "ALL" in add:
-        caps = list(spec.CAPABILITIES)
+        caps = available
     caps += [c for c in add if c != "ALL" and c not in caps]
     return caps
+
+
+@dataclass
+class Security:
+    """What --security-opt asks for."""
+
+    no_new_privileges: bool = False
+    seccomp: dict | str = "default"  # "default", "unconfined" or a Docker-format profile
+
+
+def _split_security_opt(opt: str) -> tuple[str, str]:
+    """KEY=VALUE (or docker's older KEY:VALUE); bare no-new-privileges means true."""
+    if opt == "no-new-privileges":
+        return opt, "true"
+    key, sep, value = opt.partition("=")
+    if not sep:
+        key, sep, value = opt.partition(":")
+    if (key, value) in (("apparmor", "unconfined"), ("label", "disable")):
+        return key, value  # we apply neither AppArmor nor SELinux: asking for none is granted, a profile is not
+    if not sep or key not in ("seccomp", "no-new-privileges"):
+        raise DockyardError(f"unsupported --security-opt {opt[:100]!r} (seccomp=unconfined|PROFILE.json, "
+                            "no-new-privileges, apparmor=unconfined, label=disable)")
+    return key, value
+
+
+def load_security_opts(opts: list[str]) -> list[str]:
+    """--security-opt values as docker stores them: a seccomp profile file becomes `seccomp=<its compact JSON>`."""
+    from runner import seccomp
+
+    out = []
+    for opt in opts:
+        key, value = _split_security_opt(opt)
+        if key == "seccomp" and value not in ("unconfined", "builtin"):
+            if not value:
+                raise DockyardError("--security-opt seccomp: want unconfined or a profile file")
+            opt = "seccomp=" + json.dumps(seccomp.read_profile(value), separators=(",", ":"))
+        out.append(opt)
+    return out
+
+
+def parse_security_opts(opts: list[str]) -> Security:
+    """The Security that stored --security-opt values ask for (the last of each kind wins)."""
+    from runner import seccomp
+
+    sec = Security()
+    for opt in opts:
+        key, value = _split_security_opt(opt)
+        if key == "no-new-privileges":
+            if value not in ("true", "false"):
+                raise DockyardError(f"invalid --security-opt {opt[:100]!r}: want no-new-privileges[=true|false]")
+            sec.no_new_privileges = value == "true"
+        elif key != "seccomp":
+            continue
+        elif value in ("unconfined", "builtin"):
+            sec.seccomp = "default" if value == "builtin" else value
+        else:
+            sec.seccomp = seccomp.parse_profile(value, "given with --security-opt")
+    return sec
 
 
 def command_of(image_config: dict, opts: Options) -> tuple[list[str], list[str]]:
@@ -148,6 +213,8 @@ def create(root: str, opts: Options) -> Container:
         raise DockyardError(f"unknown runtime {opts.runtime!r} (dockyard or runc)")
     if opts.name:
         check_name(opts.name)
+    security = parse_security_opts(opts.security_opt)
+    caps = capabilities(opts.cap_add, opts.cap_drop)
     network = opts.network or "bridge"
     ports = _ports(opts, icfg)
     if ports and network in ("host", "none"):
@@ -176,7 +243,7 @@ def create(root: str, opts: Options) -> Container:
         "RestartPolicy": restart, "AutoRemove": opts.auto_remove, "ReadonlyRootfs": opts.read_only,
         "Memory": opts.memory or 0, "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
         "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "Init": opts.init, "Runtime": opts.runtime,
-        "SecurityOpt": ["no-new-privileges"] if opts.no_new_privileges else [],
+        "SecurityOpt": list(opts.security_opt) or None, "Privileged": opts.privileged,
         "VolumesFrom": list(opts.volumes_from),
     }
     c = Container(id=cid, name=opts.name.lstrip("/"), image=opts.image, image_digest=str(image.manifest_digest),
@@ -207,8 +274,8 @@ def create(root: str, opts: Options) -> Container:
         oci = spec.default_spec(
             "rootfs", args, env=config["Env"], cwd=config["WorkingDir"] or "/", user=user, hostname=hostname,
             network=net_mode, readonly_rootfs=opts.read_only, mounts=etc + mounts, resources=resources,
-            no_new_privileges=opts.no_new_privileges, capabilities=capabilities(opts.cap_add, opts.cap_drop),
-            cgroups_path=f"/dockyard/{cid}", terminal=opts.tty)
+            no_new_privileges=security.no_new_privileges, capabilities=caps, cgroups_path=f"/dockyard/{cid}",
+            terminal=opts.tty, privileged=opts.privileged, seccomp_profile=security.seccomp)
         if network == "host":
             oci["linux"]["namespaces"] = [n for n in oci["linux"]["namespaces"] if n["type"] != "uts"]
             oci.pop("hostname", None)

@@ -12,6 +12,8 @@ from runner.runtime import StartError
 if TYPE_CHECKING:
     import socket
 
+    from runner.seccomp import Filter
+
 # Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
 NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
 
@@ -25,7 +27,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     """
     import socket
 
-    from runner import monitor
+    from runner import monitor, seccomp
     from runner.forking import in_child, split_report
     from runner.runtime import load_config
 
@@ -33,6 +35,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     if not pid:
         raise DockyardError(f"container {c.name} is not running")
     config = load_config(c.bundle)
+    seccomp_filter = seccomp.prepare(config)  # here: inside, the container's /run could hold a planted one
     # The child opens the pty inside the container and hands its master back over this pair.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty and not detach else (None, None)
 
@@ -44,7 +47,8 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
             if os.fork():
                 os._exit(0)
         stdio = _stdio(interactive and not detach, detach, output)
-        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw, theirs)
+        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw, theirs,
+                               seccomp_filter)
 
     def relay_pty() -> None:
         from runner import terminal
@@ -75,7 +79,7 @@ def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, in
 
 def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
                     env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int,
-                    pty_to: socket.socket | None = None) -> int:
+                    pty_to: socket.socket | None = None, seccomp_filter: Filter | None = None) -> int:
     """(in the forked child) join cgroup and namespaces, become the container's process, fork into its pid
     namespace and exec there.
 
@@ -109,7 +113,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
         os.close(master)
         pty_to.close()
     try:
-        path, variables = _become(config, command, user, workdir, env, privileged, stdio, errw)
+        path, variables = _become(config, command, user, workdir, env, privileged, stdio, errw, seccomp_filter)
     except StartError as e:
         os.write(errw, f"{e.exit_code}:{e}".encode())
         return e.exit_code
@@ -136,10 +140,10 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
 
 def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str], privileged: bool,
-            stdio: tuple[int, int, int], errw: int) -> tuple[str, dict[str, str]]:
+            stdio: tuple[int, int, int], errw: int, seccomp_filter: Filter | None = None) -> tuple[str, dict[str, str]]:
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
-    from runner import conceal, linux, spec, users
+    from runner import conceal, linux, seccomp, spec, users
     from runner.init import InitError, close_fds_except, look_path, switch_user
     from runner.paths import read_text  # loaded already with runner.init, before setns
 
@@ -155,9 +159,10 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         ident = proc.get("user") or {}
     caps = proc.get("capabilities") or {}
     if privileged:
-        caps = {k: list(spec.CAPABILITIES) for k in ("bounding", "effective", "permitted")}
+        caps = {k: spec.available_capabilities() for k in ("bounding", "effective", "permitted")}
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    seccomp.install(seccomp_filter, proc, after_caps=False)
     switch_user(ident, caps)
     conceal.non_dumpable()
     variables = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
@@ -173,6 +178,8 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     except OSError as e:
         raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
     try:
-        return look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH)), variables
+        path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     except InitError as e:
         raise StartError(str(e), e.exit_code) from None
+    seccomp.install(seccomp_filter, proc, after_caps=True)  # inherited by the process that execs
+    return path, variables

@@ -12,7 +12,7 @@ import stat
 import termios  # at the top: after pivot_root the container's root has no Python modules
 from typing import Iterable, NoReturn
 
-from runner import conceal, linux
+from runner import conceal, linux, seccomp
 from runner.cgroups import Cgroup
 from runner.paths import read_text, secure_join
 from runner.rootfs import Overlay, mount_overlay
@@ -77,11 +77,12 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 
 def container_init(
     config: dict, bundle: str, cgroup: Cgroup | None, stdio: tuple[int, int, int], errw: int,
-    exec_fifo: str | None, die_with_parent: bool, go: int = -1,
+    exec_fifo: str | None, die_with_parent: bool, go: int = -1, seccomp_filter: seccomp.Filter | None = None,
 ) -> NoReturn:
     """Set the container up per `config` and exec its process; failures go to `errw` as `code:message`.
 
     `go` (if not -1): a pipe to read one byte from before the exec; EOF instead means the start was called off.
+    `seccomp_filter`: the compiled `linux.seccomp` of `config` (see seccomp.prepare).
     """
     # No cyclic GC in this copy of the caller's heap: finalizing some inherited file object could close a
     # descriptor number this child has since reused.
@@ -89,7 +90,7 @@ def container_init(
     code = 125
     try:
         _prepare_process(stdio, [errw, go])
-        _setup(config, bundle, cgroup, exec_fifo, die_with_parent, errw, go)
+        _setup(config, bundle, cgroup, exec_fifo, die_with_parent, errw, go, seccomp_filter)
     except InitError as e:
         code = _report(errw, e.exit_code, str(e))
     except OSError as e:
@@ -127,7 +128,7 @@ def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
 
 
 def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | None, die_with_parent: bool, errw: int,
-           go: int) -> None:
+           go: int, seccomp_filter: seccomp.Filter | None) -> None:
     """Join the cgroup and namespaces, build the root, become the configured process and exec it."""
     lnx = config.get("linux") or {}
     proc = config["process"]
@@ -170,6 +171,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
     if "HOME" not in env:  # as runc does: from the container's passwd, else /
         env["HOME"] = home_of(user.get("uid", 0), read_text("/etc/passwd"))
+    seccomp.install(seccomp_filter, proc, after_caps=False)
     switch_user(user, proc.get("capabilities") or {})
     conceal.non_dumpable()
     if die_with_parent:  # again: the uid change cleared it
@@ -189,6 +191,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         os.write(fd, b"0")
     if go >= 0 and not os.read(go, 1):
         raise InitError("start called off")
+    seccomp.install(seccomp_filter, proc, after_caps=True)
     if reaper_too:
         child = os.fork()
         if child:

@@ -54,8 +54,8 @@ PR_SET_MM_MAP = 14
 
 # Syscalls glibc has no wrapper for, by architecture.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capset": 126, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "capset": 91, "seccomp": 277},
 }.get(os.uname().machine, {})
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -211,6 +211,24 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(_syscall("capset"), ctypes.byref(header), data), "capset")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+SECCOMP_SET_MODE_FILTER = 1
+_BPF_MAXINSNS = 4096
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER): confine the calling thread with a BPF program (8-byte instructions)."""
+    count = len(program) // 8
+    if not 0 < count <= _BPF_MAXINSNS or len(program) % 8:
+        raise OSError(22, f"seccomp: a filter of {len(program)} bytes is not a BPF program of at most {_BPF_MAXINSNS} instructions")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(count, ctypes.addressof(buf))
+    _check(_libc.syscall(_syscall("seccomp"), SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog)), "seccomp")
 
 
 def socket_fd(family: int, kind: int, proto: int = 0) -> int:

@@ -65,8 +65,13 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
 
     `go`: the read end of a pipe the init waits on before its exec (see container_init).
     """
+    from runner import seccomp
     from runner.init import container_init  # imported before fork so the child imports nothing
 
+    try:
+        seccomp_filter = seccomp.prepare(config)  # compiled here: the child must not load libseccomp in its root
+    except DockyardError as e:
+        raise StartError(str(e)) from None
     bundle = os.path.abspath(bundle)
     cgroup = _cgroup(config, container_id)
     try:
@@ -91,7 +96,8 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         pid = os.fork()
         if pid == 0:
-            container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None, go=go)
+            container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None, go=go,
+                           seccomp_filter=seccomp_filter)
     except BaseException as e:
         os.close(errr)
         cgroup.remove()

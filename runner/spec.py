@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import stat
+from dataclasses import dataclass, field, replace
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -53,6 +54,13 @@ DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
     {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
 ]
+
+
+def available_capabilities() -> list[str]:
+    """What "ALL" means here: the capabilities in our own bounding set (a sandboxed host's may lack some)."""
+    with open("/proc/self/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return [name for i, name in enumerate(CAPABILITIES) if bounding >> i & 1]
 
 
 def capability_mask(names: list[str]) -> int:
@@ -110,10 +118,12 @@ class Resources:
     cpu_period: int | None = None
     cpu_shares: int | None = None
     pids: int | None = None
+    all_devices: bool = False  # --privileged
 
     def to_oci(self) -> dict:
         """The runtime-spec `linux.resources` object."""
-        res: dict = {"devices": [dict(r) for r in DEFAULT_DEVICE_RULES]}
+        rules = [{"allow": True, "access": "rwm"}] if self.all_devices else DEFAULT_DEVICE_RULES
+        res: dict = {"devices": [dict(r) for r in rules]}
         if self.memory is not None:
             res["memory"] = {"limit": self.memory, "swap": self.memory_swap if self.memory_swap is not None else self.memory}
         cpu = {k: v for k, v in (("quota", self.cpu_quota), ("period", self.cpu_period), ("shares", self.cpu_shares)) if v is not None}
@@ -124,9 +134,12 @@ class Resources:
         return res
 
 
-def default_mounts() -> list[dict]:
-    """Docker's default mounts: /proc, /dev tmpfs, /dev/pts, /sys ro, cgroup ro, /dev/mqueue, /dev/shm."""
-    return [
+def default_mounts(privileged: bool = False) -> list[dict]:
+    """Docker's default mounts: /proc, /dev tmpfs, /dev/pts, /sys ro, cgroup ro, /dev/mqueue, /dev/shm.
+
+    privileged: /sys and the cgroups read-write, as docker --privileged.
+    """
+    mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
@@ -136,6 +149,33 @@ def default_mounts() -> list[dict]:
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
     ]  # fmt: skip
+    if privileged:
+        for m in mounts:
+            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
+                m["options"] = [o for o in m["options"] if o != "ro"]
+    return mounts
+
+
+# Under the host's /dev, what runc's HostDevices leaves out of a privileged container's /dev.
+_HOST_DEV_SKIP = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
+
+
+def host_devices() -> list[dict]:
+    """Every device node under the host's /dev as runtime-spec `linux.devices` (what --privileged gets)."""
+    devices = []
+    for top, dirs, files in os.walk("/dev"):
+        dirs[:] = [d for d in dirs if d not in _HOST_DEV_SKIP]
+        for name in files:
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else ""
+            if kind and path not in ("/dev/console", "/dev/ptmx"):  # the container has its own (pts/ptmx)
+                devices.append({"path": path, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                                "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    return devices
 
 
 def namespaces(network: str = "host") -> list[dict]:
@@ -166,19 +206,34 @@ def default_spec(
     capabilities: list[str] | None = None,
     cgroups_path: str | None = None,
     terminal: bool = False,
+    privileged: bool = False,
+    seccomp_profile: dict | str = "default",
 ) -> dict:
-    """A runtime-spec config with Docker's defaults (caps, masked/read-only paths, mounts, devices)."""
+    """A runtime-spec config with Docker's defaults (caps, masked/read-only paths, mounts, devices, seccomp).
+
+    seccomp_profile: "default" (Docker's), "unconfined" or a Docker-format profile dict, compiled for the caps.
+    privileged: as docker --privileged, every capability, no seccomp, the host's devices, nothing masked.
+    """
     user = user or User()
     env = list(env or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, "PATH=" + DEFAULT_PATH)
     caps = list(DOCKER_CAPABILITIES if capabilities is None else capabilities)
-    linux: dict = {
-        "namespaces": namespaces(network),
-        "maskedPaths": list(MASKED_PATHS),
-        "readonlyPaths": list(READONLY_PATHS),
-        "resources": (resources or Resources()).to_oci(),
-    }
+    resources = resources or Resources()
+    linux: dict = {"namespaces": namespaces(network)}
+    if privileged:
+        caps = available_capabilities()
+        resources = replace(resources, all_devices=True)
+        linux["devices"] = host_devices()
+    else:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+        if seccomp_profile != "unconfined":
+            from runner import seccomp
+
+            profile = seccomp.default_profile() if seccomp_profile == "default" else seccomp_profile
+            linux["seccomp"] = seccomp.compile_profile(profile, caps)
+    linux["resources"] = resources.to_oci()
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     process: dict = {
@@ -197,7 +252,7 @@ def default_spec(
         "process": process,
         "root": {"path": rootfs, "readonly": readonly_rootfs},
         "hostname": hostname,
-        "mounts": default_mounts() + [m.to_oci() for m in mounts or []],
+        "mounts": default_mounts(privileged) + [m.to_oci() for m in mounts or []],
         "linux": linux,
     }
 

@@ -41,7 +41,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", action="store_true", help="run an init inside the container that forwards signals and reaps processes")
     p.add_argument("--cap-add", action="append", default=[], help="add Linux capabilities")
     p.add_argument("--cap-drop", action="append", default=[], help="drop Linux capabilities")
-    p.add_argument("--security-opt", action="append", default=[], help="security options (no-new-privileges)")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="security options: seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]")
+    p.add_argument("--privileged", action="store_true",
+                   help="give extended privileges: all capabilities and host devices, no seccomp, nothing masked")
     p.add_argument("--stop-signal", default="", help="signal to stop the container")
     p.add_argument("--stop-timeout", type=int, default=None, help="timeout (in seconds) to stop a container")
     p.add_argument("-l", "--label", action="append", default=[], help="set meta data on a container")
@@ -240,7 +243,6 @@ def _store():
 
 
 def _options(args: argparse.Namespace):
-    from dockyard.errors import DockyardError
     from runner import create, volumes
 
     env = []
@@ -254,12 +256,6 @@ def _options(args: argparse.Namespace):
     mounts = [volumes.parse_volume_flag(v) for v in args.volume]
     mounts += [volumes.parse_mount_flag(m) for m in args.mount]
     mounts += [volumes.parse_tmpfs_flag(t) for t in args.tmpfs]
-    nnp = False
-    for opt in args.security_opt:
-        if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
-            nnp = True
-        elif opt not in ("no-new-privileges:false", "no-new-privileges=false"):
-            raise DockyardError(f"unsupported --security-opt {opt!r} (only no-new-privileges)")
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -282,7 +278,8 @@ def _options(args: argparse.Namespace):
         publish_all=args.publish_all, network=args.network, ip=args.ip, add_hosts=args.add_host, dns=args.dns,
         links=args.link, memory=create.parse_bytes(args.memory) if args.memory else None, cpus=args.cpus,
         pids_limit=args.pids_limit, restart=args.restart, init=args.init, cap_add=args.cap_add,
-        cap_drop=args.cap_drop, no_new_privileges=nnp, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
+        cap_drop=args.cap_drop, security_opt=create.load_security_opts(args.security_opt), privileged=args.privileged,
+        stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         labels=labels, runtime=args.runtime, auto_remove=args.rm, healthcheck=healthcheck)
 
 
