@@ -64,6 +64,14 @@ class TransportError(Exception):
         self.cause, self.connecting = cause, connecting
 
 
+class BodyTooLarge(Exception):
+    """A response body went past the bytes the client holds in memory for it."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
+
+
 class FileBody:
     """A byte range of a file as a request body: sent with sendfile(2) on plain sockets, counted as it goes."""
 
@@ -116,21 +124,30 @@ class Response:
     def readinto(self, buf) -> int:
         return self._resp.readinto(buf)
 
-    def buffer(self, limit: int | None = None) -> None:
-        """Read the body now (up to `limit` bytes) and give the connection back; read() then serves the copy."""
+    def buffer(self, limit: int, truncate: bool = False) -> None:
+        """Read the body now and give the connection back; read() then serves the copy.
+
+        A body longer than `limit` raises BodyTooLarge, or with `truncate` is cut there (and its connection
+        dropped): a registry decides how much it sends, so nothing is read without a bound.
+        """
         import io
 
         try:
-            data = self._resp.read(limit) if limit is not None else self._resp.read()
+            data = self._resp.read(limit + (not truncate))
         except (OSError, http.client.HTTPException) as e:
             raise TransportError(e, connecting=False) from None
         finally:
             self.close()
+        if len(data) > limit:
+            raise BodyTooLarge(limit)
         self._resp = io.BytesIO(data)  # type: ignore[assignment]
 
     def json(self) -> Any:
-        """The body parsed as JSON (ValueError when it is not)."""
-        return json.loads(self.read())
+        """The body parsed as JSON (ValueError when it is not, or nests too deep to parse)."""
+        try:
+            return json.loads(self.read())
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     def close(self) -> None:
         """Give the connection back when the body was read to its end; otherwise drop it."""
@@ -203,7 +220,7 @@ class Pool:
             location = r.headers.get("Location")
             if not (follow and r.status_code in REDIRECTS and location):
                 return r
-            r.buffer(ERROR_BODY_LIMIT)
+            r.buffer(ERROR_BODY_LIMIT, truncate=True)
             target = urljoin(url, location)
             if urlsplit(target).netloc != urlsplit(url).netloc:
                 # Credentials are for the registry, not for wherever it sends us (e.g. a storage bucket).
