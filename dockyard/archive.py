@@ -257,7 +257,8 @@ def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]
         except (ValueError, InvalidDigest, AttributeError) as e:
             raise InvalidArchive(f"{ar.what}: config {cfg_name} is invalid ({e})") from None
         if len(diff_ids) != len(layer_names):
-            raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} layers, manifest.json {len(layer_names)}")
+            raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} diff_ids, manifest.json "
+                                 f"{len(layer_names)} layers")
         descs = []
         for name, diff_id in zip(layer_names, diff_ids):
             if diff_id not in layers:
