@@ -50,6 +50,13 @@ class Conn:
         while not self.server.stopped.is_set():
             self.send(piece)
 
+    def trickle(self, data: bytes = b"a") -> None:
+        """Send a byte now and then, each soon enough to keep a read timeout from firing, forever."""
+        while not self.server.stopped.is_set():
+            self.send(data[:1])
+            data = data[1:] or data
+            self.server.stopped.wait(0.3)
+
     def stall(self) -> None:
         """Say nothing more, ever (until the test ends)."""
         self.server.stopped.wait()

@@ -14,7 +14,8 @@ from urllib.parse import urljoin, urlsplit
 from dockyard.errors import DockyardError, NotFound
 from registry.client.auth import AuthError, Authenticator, load_credentials
 from registry.client.config import ClientConfig, certs_dir
-from registry.client.connections import ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TransportError
+from registry.client.connections import (ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TooSlow,
+                                         TransportError)
 
 CONNECT_TIMEOUT = 15
 # Bodies the client uses are read into memory up to these sizes; the rest it needs is streamed to disk.
@@ -170,7 +171,9 @@ class Transport:
             try:
                 r = self.pool.request(method, url, h, params, body, self.config.read_timeout * patience,
                                       follow=method in ("GET", "HEAD"))
-                if not stream:
+                if stream:
+                    r.disarm()
+                else:
                     ok = 200 <= r.status_code < 300
                     r.buffer(limit if ok and limit is not None else ERROR_BODY_LIMIT,
                              truncate=not ok or limit is None)
@@ -243,6 +246,8 @@ def one_line(text: str, limit: int = DETAIL_CHARS) -> str:
 def describe(e: TransportError, who: str) -> str:
     """What went wrong below HTTP with `who` (a registry or a token server), in words."""
     cause = e.cause
+    if isinstance(cause, TooSlow):
+        return f"{who} answers too slowly ({cause})"
     if isinstance(cause, TimeoutError):
         return f"cannot connect to {who}: timed out" if e.connecting else f"{who} stopped answering (timed out)"
     if isinstance(cause, ConnectionRefusedError):

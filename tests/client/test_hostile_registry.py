@@ -95,6 +95,23 @@ def huge_length(conn: Conn, req: Request) -> None:
     conn.stall()
 
 
+def trickled_body(conn: Conn, req: Request) -> None:
+    """Every answer's body comes a byte at a time, never quite stalling."""
+    conn.head(200 if req.path == "/v2/" else 404, {"Docker-Distribution-Api-Version": "registry/2.0"}, 1 << 20)
+    conn.trickle()
+
+
+def trickled_headers(conn: Conn, req: Request) -> None:
+    conn.send(b"HTTP/1.1 200 OK\r\n")
+    conn.trickle(b"X-Slow: a\r\n")
+
+
+def trickled_manifest(conn: Conn, req: Request) -> None:
+    if not registry_ok(conn, req):
+        conn.head(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, 1 << 20)
+        conn.trickle()
+
+
 def stalled_blob(conn: Conn, req: Request) -> None:
     """A real image whose layer blob never arrives (its headers do)."""
     if registry_ok(conn, req):
@@ -159,6 +176,9 @@ CASES: list[tuple[str, Scenario, tuple[str, ...]]] = [
     ("endless pagination", endless_pages, ("search", "pull -a")),
     ("stall", stall, ALL),
     ("huge Content-Length never sent", huge_length, ALL),
+    ("trickled body", trickled_body, ALL),
+    ("trickled headers", trickled_headers, ALL),
+    ("trickled manifest", trickled_manifest, ("pull",)),
     ("stalled layer blob", stalled_blob, ("pull",)),
     ("gzip bomb manifest", gzip_bomb, ("pull",)),
     ("header flood", header_flood, ALL),
