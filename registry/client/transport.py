@@ -18,9 +18,8 @@ from registry.client.connections import (ERROR_BODY_LIMIT, Body, BodyTooLarge, P
                                          TransportError)
 
 CONNECT_TIMEOUT = 15
-# Bodies the client uses are read into memory up to these sizes; the rest it needs is streamed to disk.
-API_BODY_LIMIT = 1 << 20
-# A registry may ignore the page size it is asked for and list everything at once.
+# A tags or catalog page is read into memory up to this size (a registry may ignore the page size it is asked
+# for and list everything at once); other bodies have their own bounds, or are streamed to disk or discarded.
 LIST_BODY_LIMIT = 4 << 20
 # The longest a registry's error message may take in our one-line errors.
 DETAIL_CHARS = 200

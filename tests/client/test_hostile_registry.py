@@ -134,6 +134,32 @@ def _bomb() -> bytes:
     return z.compress(b'{"schemaVersion": 2, "x": "') + b"".join(z.compress(zeros) for _ in range(1024)) + z.flush()
 
 
+@functools.cache
+def _huge_config() -> tuple[bytes, bytes]:
+    """A config of 64 MiB of valid JSON, and a manifest naming it by its true digest and size."""
+    config = b'{"x": "' + b"a" * (64 << 20) + b'"}'
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config),
+                   "size": len(config)},
+        "layers": []}).encode()
+    return config, manifest
+
+
+def huge_config(conn: Conn, req: Request) -> None:
+    """An image whose config is far bigger than any real one (a client reads a config whole)."""
+    config, manifest = _huge_config()
+    if registry_ok(conn, req):
+        return
+    if "/manifests/" in req.path:
+        conn.answer(200, manifest, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    else:
+        conn.answer(200, config)
+
+
+huge_config.prepare = _huge_config
+
+
 def gzip_bomb(conn: Conn, req: Request) -> None:
     """A manifest sent gzip-encoded: only a client that inflated it would be hurt."""
     if not registry_ok(conn, req):
@@ -180,6 +206,7 @@ CASES: list[tuple[str, Scenario, tuple[str, ...]]] = [
     ("trickled headers", trickled_headers, ALL),
     ("trickled manifest", trickled_manifest, ("pull",)),
     ("stalled layer blob", stalled_blob, ("pull",)),
+    ("huge config", huge_config, ("pull",)),
     ("gzip bomb manifest", gzip_bomb, ("pull",)),
     ("header flood", header_flood, ALL),
     ("endless header line", endless_header_line, ALL),
@@ -199,7 +226,7 @@ def small_tar(tmp_path_factory):
 def run_bounded(store_root: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """The real CLI under an address-space limit, so an unbounded read fails loudly instead of swapping."""
     cmd = [tool("prlimit"), f"--as={ADDRESS_SPACE}", "--", sys.executable, "-m", "dockyard", *args]
-    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=240,
+    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=240, check=False,
                           env={**os.environ, "DOCKYARD_ROOT": store_root})
 
 
