@@ -266,7 +266,8 @@ class Store:
         """Store a manifest whose config and layers are already in the store, and tag it.
 
         With `unpack`, for images from outside (pull, load), every layer is first unpacked into the layer
-        cache: a layer that would not unpack, or whose content is not its diff_id, is refused now, not at run.
+        cache (where the store `unpacks`): a layer that would not unpack, or whose content is not its diff_id,
+        is refused now, not at run.
         """
         obj = json.loads(manifest)
         for d in [obj["config"], *(obj.get("layers") or [])]:
@@ -281,7 +282,7 @@ class Store:
             stack = image.layer_stack()
         except (AttributeError, TypeError) as e:
             raise InvalidImage(f"config {image.id} is malformed ({e})") from None
-        if unpack:
+        if unpack and self.unpacks:
             for layer in stack:
                 self.unpack_layer(*layer, added=added)
         media_type = obj.get("mediaType") or mt.OCI_MANIFEST
@@ -444,6 +445,12 @@ class Store:
 
     def layer_dir(self, chain_id: Digest) -> str:
         return os.path.join(self.layers_dir, chain_id.hex)
+
+    @property
+    def unpacks(self) -> bool:
+        """Whether layers can be unpacked here: the overlay format needs root (opaque directories are marked with
+        trusted.* xattrs). A non-root user's store keeps blobs only; their layers are checked when first unpacked."""
+        return os.geteuid() == 0
 
     def lowerdirs(self, image: Image) -> list[str]:
         """The image's layers unpacked (each once) in overlay format, top-most first, for an overlay mount."""

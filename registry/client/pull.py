@@ -251,8 +251,9 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
                platform: Platform, progress: Progress, parallel: int) -> PullResult:
     """Pull one image; the store gains it whole or (on any failure) stays as it was.
 
-    As docker does, each layer is unpacked (into the layer cache) as soon as it and the config are in: a layer
-    that would not unpack, or that is not the diff_id the config gives it, fails the pull, not a later run.
+    As docker does, each layer is unpacked (into the layer cache, where the store `unpacks`) as soon as it and
+    the config are in: a layer that would not unpack, or that is not the diff_id the config gives it, fails the
+    pull, not a later run.
     """
     last: Exception | None = None
     for t in transports:
@@ -303,7 +304,8 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
         configured.wait()
         if cancel.is_set():
             raise Cancelled("cancelled")
-        store.unpack_layer(*stack[i - 1], added=added)
+        if store.unpacks:
+            store.unpack_layer(*stack[i - 1], added=added)
         if desc in missing:
             progress.finish(desc.digest.short, "Pull complete")
 
