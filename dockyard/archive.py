@@ -115,7 +115,7 @@ def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfil
             _add_bytes(tf, _blob_name(image.id), cfg)
             written.add(image.id)
         layer_descs = []
-        for desc, diff_id in zip(image.layers, image.diff_ids):
+        for desc, diff_id, _ in image.layer_stack():
             # docker-archive layers are uncompressed tars named by their diffID.
             if diff_id not in written:
                 with store.temp_path("save-") as tmp:
@@ -257,7 +257,8 @@ def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]
         except (ValueError, InvalidDigest, AttributeError) as e:
             raise InvalidArchive(f"{ar.what}: config {cfg_name} is invalid ({e})") from None
         if len(diff_ids) != len(layer_names):
-            raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} layers, manifest.json {len(layer_names)}")
+            raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} diff_ids, manifest.json "
+                                 f"{len(layer_names)} layers")
         descs = []
         for name, diff_id in zip(layer_names, diff_ids):
             if diff_id not in layers:
@@ -271,7 +272,7 @@ def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]
         store.write_blob_bytes(cfg, added=added)
         manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, cfg_digest, len(cfg)), descs))
         names = item.get("RepoTags") or []
-        image = store.add_image(manifest, _parse_names(names, ar.what), added)
+        image = store.add_image(manifest, _parse_names(names, ar.what), added, unpack=True)
         out.append(Loaded(image, names))
     return out
 
@@ -308,7 +309,7 @@ def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
         if oci is not manifest:
             manifest_bytes = canonical_json(oci)
         names = [n for n in [_oci_name(desc.annotations)] if n]
-        image = store.add_image(manifest_bytes, _parse_names(names, ar.what), added)
+        image = store.add_image(manifest_bytes, _parse_names(names, ar.what), added, unpack=True)
         out.append(Loaded(image, names))
     return out
 

@@ -10,6 +10,11 @@ from typing import Any
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
+from dockyard.errors import DockyardError
+
+
+class InvalidImage(DockyardError):
+    """An image's manifest and config do not describe the same layers."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,15 @@ class Image:
     def chain_ids(self) -> list[Digest]:
         """Chain IDs of the layer stack, base first."""
         return chain_ids(self.diff_ids)
+
+    def layer_stack(self) -> list[tuple[Descriptor, Digest, Digest]]:
+        """Each layer's descriptor, diff_id and chain ID, base first; an error unless every layer has one diff_id."""
+        layers, diff_ids = self.layers, self.diff_ids
+        if len(layers) != len(diff_ids):
+            # Pairing them up would silently drop the extra layers (or unpack a layer under the wrong ID).
+            raise InvalidImage(f"image {self.id}: its manifest lists {len(layers)} layers but its config "
+                               f"{len(diff_ids)} diff_ids")
+        return list(zip(layers, diff_ids, chain_ids(diff_ids)))
 
     @property
     def size(self) -> int:

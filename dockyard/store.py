@@ -24,7 +24,7 @@ from dockyard import reference
 from dockyard.digest import CHUNK, Digest, HashingWriter, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
-from dockyard.image import Descriptor, Image
+from dockyard.image import Descriptor, Image, InvalidImage
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 # Temp files older than this are left-overs of a crashed process and may be swept.
@@ -43,6 +43,14 @@ def default_root() -> str:
 
 class Conflict(DockyardError):
     """An operation would break something still in use."""
+
+
+class Added(set):
+    """What a transaction put in the store: blob digests (the set itself) and unpacked layers (`layers`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers: set[Digest] = set()  # chain IDs
 
 
 @dataclass(frozen=True)
@@ -254,12 +262,29 @@ class Store:
         raise NotFound(f"No such image: {ref if ref is not None else text}")
 
     def add_image(self, manifest: bytes, names: list[reference.Reference] = (),
-                  added: set[Digest] | None = None) -> Image:
-        """Store a manifest whose config and layers are already in the store, and tag it."""
+                  added: set[Digest] | None = None, unpack: bool = False) -> Image:
+        """Store a manifest whose config and layers are already in the store, and tag it.
+
+        With `unpack`, for images from outside (pull, load), every layer is first unpacked into the layer
+        cache (where the store `unpacks`): a layer that would not unpack, or whose content is not its diff_id,
+        is refused now, not at run.
+        """
         obj = json.loads(manifest)
         for d in [obj["config"], *(obj.get("layers") or [])]:
             if not self.has_blob(Digest.parse(d["digest"])):
                 raise NotFound(f"blob not found in store: {d['digest']}")
+        try:
+            config = json.loads(self.read_blob(Digest.parse(obj["config"]["digest"])))
+        except (ValueError, RecursionError) as e:
+            raise InvalidImage(f"config {obj['config']['digest']} is not valid JSON ({e})") from None
+        image = Image(Digest.of_bytes(manifest), obj, config)
+        try:
+            stack = image.layer_stack()
+        except (AttributeError, TypeError) as e:
+            raise InvalidImage(f"config {image.id} is malformed ({e})") from None
+        if unpack and self.unpacks:
+            for layer in stack:
+                self.unpack_layer(*layer, added=added)
         media_type = obj.get("mediaType") or mt.OCI_MANIFEST
         digest = self.write_blob_bytes(manifest, added=added)
         desc = Descriptor(media_type, digest, len(manifest))
@@ -391,25 +416,29 @@ class Store:
                         _remove(path)
         return freed
 
-    def discard(self, candidates: set[Digest]) -> None:
-        """Remove blobs a failed operation added, unless something has come to reference them meanwhile."""
-        if not candidates:
+    def discard(self, candidates: set[Digest], layers: set[Digest] = frozenset()) -> None:
+        """Remove blobs and unpacked layers (chain IDs) a failed operation added, unless something has come
+        to reference them meanwhile."""
+        if not candidates and not layers:
             return
         with locked(self._lock_path("gc")):
-            blobs, _ = self._reachable({e.digest for e in self.entries()} | self.held())
+            blobs, chains = self._reachable({e.digest for e in self.entries()} | self.held())
             for d in candidates - blobs:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.blob_path(d))
+            for chain in layers:
+                if chain.hex not in chains:
+                    _remove(self.layer_dir(chain))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[set[Digest]]:
         """Guard a multi-blob write: yields a set to record new blobs in; on failure they are discarded."""
-        added: set[Digest] = set()
+        added = Added()
         try:
             with self.writing():
                 yield added
         except BaseException:
-            self.discard(added)
+            self.discard(added, added.layers)
             raise
 
     # ---- unpacked layers -------------------------------------------------------------------------
@@ -417,27 +446,41 @@ class Store:
     def layer_dir(self, chain_id: Digest) -> str:
         return os.path.join(self.layers_dir, chain_id.hex)
 
+    @property
+    def unpacks(self) -> bool:
+        """Whether layers can be unpacked here: the overlay format needs root (opaque directories are marked with
+        trusted.* xattrs). A non-root user's store keeps blobs only; their layers are checked when first unpacked."""
+        return os.geteuid() == 0
+
     def lowerdirs(self, image: Image) -> list[str]:
         """The image's layers unpacked (each once) in overlay format, top-most first, for an overlay mount."""
-        dirs = []
-        for desc, diff_id, chain in zip(image.layers, image.diff_ids, image.chain_ids):
-            path = self.layer_dir(chain)
-            if not os.path.isdir(path):
-                with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
-                    if not os.path.isdir(path):
-                        from dockyard.layers import apply_layer  # costly import, needed only to unpack
+        return [self.unpack_layer(*layer) for layer in image.layer_stack()][::-1]
 
-                        tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
-                        try:
-                            with self.open_blob(desc.digest) as f:
-                                got = apply_layer(f, tmp, overlay=True)
-                            verify(diff_id, got, f"layer {desc.digest}")
-                            os.rename(tmp, path)
-                        except BaseException:
-                            _remove(tmp)
-                            raise
-            dirs.append(path)
-        return dirs[::-1]
+    def unpack_layer(self, desc: Descriptor, diff_id: Digest, chain: Digest, added: set[Digest] | None = None) -> str:
+        """The layer's directory in the cache, unpacked from its blob first if need be (its diff_id checked)."""
+        path = self.layer_dir(chain)
+        if os.path.isdir(path):
+            return path
+        with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
+            if os.path.isdir(path):
+                return path
+            from dockyard.layers import LayerError, apply_layer  # costly import, needed only to unpack
+
+            tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
+            try:
+                with self.open_blob(desc.digest) as f:
+                    got = apply_layer(f, tmp, overlay=True)
+                verify(diff_id, got, f"layer {desc.digest}")
+                os.rename(tmp, path)
+            except LayerError as e:
+                _remove(tmp)
+                raise LayerError(f"layer {desc.digest}: {e}") from None
+            except BaseException:
+                _remove(tmp)
+                raise
+            if isinstance(added, Added):
+                added.layers.add(chain)
+        return path
 
     def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest) -> str:
         """Publish a directory already in overlay format (a build step's upperdir) as the unpacked layer of

@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from crafted import BAD, GOOD, docker_archive, image, oci_archive
 from support import tool
 from dockyard.store import Store
 
@@ -130,3 +131,26 @@ def test_missing_input_file(dockyard):
     assert r.code == 1 and r.err.strip() == "Error: open /nonexistent/x.tar: no such file or directory"
     r = dockyard("import", "/nonexistent/x.tar", "x", check=False)
     assert r.code == 1 and "no such file" in r.err
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+@pytest.mark.parametrize("case", list(BAD))
+def test_load_refuses_crafted_image(case, fmt, dockyard, store_root, tmp_path):
+    crafted, word = BAD[case]
+    path = tmp_path / "crafted.tar"
+    path.write_bytes((docker_archive if fmt == "docker-archive" else oci_archive)(crafted, "crafted:1"))
+    dockyard("images")  # the store exists, empty
+    before = _store_state(store_root)
+    res = dockyard("load", "-i", str(path), check=False)
+    assert res.code == 1 and "Traceback" not in res.err, res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and word in lines[0], res.err
+    assert _store_state(store_root) == before
+    assert os.listdir(os.path.join(store_root, "layers")) == []
+
+
+def test_load_unpacks_good_crafted_image(dockyard, store_root, tmp_path):
+    path = tmp_path / "good.tar"
+    path.write_bytes(oci_archive(image([GOOD]), "crafted:1"))
+    dockyard("load", "-i", str(path))
+    assert len(os.listdir(os.path.join(store_root, "layers"))) == 1

@@ -22,7 +22,9 @@ _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io
 # A token without expires_in is valid for 60 s per the token spec; refresh a little early.
 DEFAULT_TOKEN_SECONDS = 60
 TOKEN_MARGIN_SECONDS = 5
-TOKEN_TIMEOUT = 30
+# A token answer is a few KiB of JSON; a token server sending more is not believed.
+TOKEN_BODY_LIMIT = 1 << 20
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # what may follow "Bearer " in a header
 
 
 class AuthError(DockyardError):
@@ -204,11 +206,13 @@ class Authenticator:
 
     def _fetch(self, challenge: Challenge, scopes: tuple[str, ...], transport: "Transport") -> _Token:
         """Get a token from the realm, as the distribution token spec describes (GET with Basic credentials)."""
-        from registry.client.connections import TransportError
+        from registry.client.connections import BodyTooLarge, TransportError
+        from registry.client.transport import describe, one_line
 
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthError(f"registry {self.host} sent a Bearer challenge without a realm")
+        shown = one_line(realm)  # for messages: the realm is the registry's text
         params: list[tuple[str, str]] = []
         if challenge.params.get("service"):
             params.append(("service", challenge.params["service"]))
@@ -218,21 +222,25 @@ class Authenticator:
             params.append(("account", self.credentials.username))
             headers["Authorization"] = _basic(self.credentials)
         try:
-            r = transport.fetch(realm, params, headers, TOKEN_TIMEOUT)
+            r = transport.fetch(realm, params, headers, TOKEN_BODY_LIMIT)
         except TransportError as e:
-            raise AuthError(f"cannot get a token from {realm}: {type(e.cause).__name__}") from None
+            raise AuthError(f"cannot get a token: {describe(e, f'token server {shown}')}") from None
+        except BodyTooLarge as e:
+            raise AuthError(f"token server {shown} sent a token answer of {e}") from None
         if r.status_code in (401, 403):
             raise AuthError(f"{self.host}: unauthorized: authentication required"
                             if not self.credentials else f"{self.host}: unauthorized: incorrect username or password")
         if r.status_code != 200:
-            raise AuthError(f"token server {realm} answered {r.status_code}")
+            raise AuthError(f"token server {shown} answered {r.status_code}")
         try:
             body = r.json()
             value = body.get("token") or body["access_token"]
             lifetime = int(body.get("expires_in") or DEFAULT_TOKEN_SECONDS)
-        except (ValueError, KeyError, TypeError):
-            raise AuthError(f"token server {realm} sent no token") from None
-        return _Token(value, time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, 1))
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            raise AuthError(f"token server {shown} sent no token") from None
+        if not isinstance(value, str) or not _TOKEN_RE.fullmatch(value):
+            raise AuthError(f"token server {shown} sent a malformed token")
+        return _Token(value, time.monotonic() + min(max(lifetime - TOKEN_MARGIN_SECONDS, 1), 1 << 31))
 
 
 def _basic(creds: Credentials) -> str:

@@ -37,6 +37,8 @@ class ClientConfig:
     max_attempts: int = 5
     # Blobs up to this size go in one PUT; bigger ones in PATCH chunks of this size, resumable.
     upload_chunk_size: int = 64 << 20
+    # Seconds a registry may keep a connection silent (mid-answer or before one) before it counts as stalled.
+    read_timeout: float = 60.0
     path: str = ""
 
     @classmethod
@@ -62,6 +64,7 @@ class ClientConfig:
                 max_concurrent_downloads=_positive(obj, "max-concurrent-downloads", 3),
                 max_attempts=_positive(obj, "max-download-attempts", 5),
                 upload_chunk_size=_positive(obj, "upload-chunk-size", 64 << 20),
+                read_timeout=_positive(obj, "read-timeout", 60.0, float),
                 path=path,
             )
         except (TypeError, ValueError) as e:
@@ -83,9 +86,9 @@ class ClientConfig:
         return any(ip in net for ip in _addresses(_hostname(host)) for net in networks if ip.version == net.version)
 
 
-def _positive(obj: dict, key: str, default: int) -> int:
-    value = int(obj.get(key, default))
-    if value < 1:
+def _positive(obj: dict, key: str, default: float, kind: type = int) -> float:
+    value = kind(obj.get(key, default))
+    if not value > 0 or value == float("inf"):
         raise ValueError(f"{key} must be positive")
     return value
 

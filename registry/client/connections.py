@@ -21,6 +21,9 @@ MAX_REDIRECTS = 10
 SEND_SECTION = 1 << 20
 # An error body is a few hundred bytes; never buffer more of one than this.
 ERROR_BODY_LIMIT = 64 << 10
+# A server trickling a byte now and then never trips the read timeout: an answer's headers, and a body read into
+# memory, must be complete within this many read timeouts.
+ANSWER_READS = 4
 
 
 def proxy_for(scheme: str, netloc: str) -> str | None:
@@ -64,6 +67,14 @@ class TransportError(Exception):
         self.cause, self.connecting = cause, connecting
 
 
+class BodyTooLarge(Exception):
+    """A response body went past the bytes the client holds in memory for it."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
+
+
 class FileBody:
     """A byte range of a file as a request body: sent with sendfile(2) on plain sockets, counted as it goes."""
 
@@ -100,15 +111,58 @@ class FileBody:
 Body = bytes | FileBody | None
 
 
+class TooSlow(TimeoutError):
+    """An answer took longer than its deadline, though bytes kept coming."""
+
+
+class Watchdog:
+    """Cuts a connection whose answer is not in by a deadline; `fired` tells a failure it caused from others."""
+
+    def __init__(self, sock: socket.socket, seconds: float):
+        self.sock, self.seconds, self.fired = sock, seconds, False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def error(self, e: BaseException) -> TransportError:
+        """The TransportError for a failure while armed: a timeout when the deadline caused it."""
+        if self.fired:
+            return TransportError(TooSlow(f"no complete answer within {self.seconds:g} s"), connecting=False)
+        return TransportError(e, connecting=False)
+
+    def check(self) -> None:
+        """Raise when the deadline passed: what was read since may look whole (the cut reads as a clean end)."""
+        if self.fired:
+            raise self.error(TimeoutError())
+
+
 class Response:
-    """A status, headers and a body to read (all at once, or streamed with read/readinto); close() when done."""
+    """A status, headers and a body to read (all at once, or streamed with read/readinto); close() when done.
+
+    Until the body is buffered or disarm() is called, a watchdog bounds how long the answer may take.
+    """
 
     def __init__(self, pool: "Pool", origin: tuple[str, str], conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse, url: str):
+                 resp: http.client.HTTPResponse, url: str, watchdog: Watchdog):
         self.status_code = resp.status
         self.headers = resp.headers
         self.url = url
         self._pool, self._origin, self._conn, self._resp = pool, origin, conn, resp
+        self._watchdog = watchdog
+
+    def disarm(self) -> None:
+        """Let the body take its time (a blob streamed to disk; each read is still bounded by the read timeout)."""
+        self._watchdog.cancel()
 
     def read(self, n: int = -1) -> bytes:
         return self._resp.read(None if n is None or n < 0 else n)
@@ -116,28 +170,39 @@ class Response:
     def readinto(self, buf) -> int:
         return self._resp.readinto(buf)
 
-    def buffer(self, limit: int | None = None) -> None:
-        """Read the body now (up to `limit` bytes) and give the connection back; read() then serves the copy."""
+    def buffer(self, limit: int, truncate: bool = False) -> None:
+        """Read the body now and give the connection back; read() then serves the copy.
+
+        A body longer than `limit` raises BodyTooLarge, or with `truncate` is cut there (and its connection
+        dropped): a registry decides how much it sends, so nothing is read without a bound.
+        """
         import io
 
         try:
-            data = self._resp.read(limit) if limit is not None else self._resp.read()
+            data = self._resp.read(limit + (not truncate))
+            self._watchdog.check()
         except (OSError, http.client.HTTPException) as e:
-            raise TransportError(e, connecting=False) from None
+            raise self._watchdog.error(e) from None
         finally:
             self.close()
+        if len(data) > limit:
+            raise BodyTooLarge(limit)
         self._resp = io.BytesIO(data)  # type: ignore[assignment]
 
     def json(self) -> Any:
-        """The body parsed as JSON (ValueError when it is not)."""
-        return json.loads(self.read())
+        """The body parsed as JSON (ValueError when it is not, or nests too deep to parse)."""
+        try:
+            return json.loads(self.read())
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     def close(self) -> None:
         """Give the connection back when the body was read to its end; otherwise drop it."""
+        self._watchdog.cancel()
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._resp.isclosed() and not self._resp.will_close:
+        if self._resp.isclosed() and not self._resp.will_close and not self._watchdog.fired:
             self._pool.put(self._origin, conn)
         else:
             self._resp.close()
@@ -203,7 +268,7 @@ class Pool:
             location = r.headers.get("Location")
             if not (follow and r.status_code in REDIRECTS and location):
                 return r
-            r.buffer(ERROR_BODY_LIMIT)
+            r.buffer(ERROR_BODY_LIMIT, truncate=True)
             target = urljoin(url, location)
             if urlsplit(target).netloc != urlsplit(url).netloc:
                 # Credentials are for the registry, not for wherever it sends us (e.g. a storage bucket).
@@ -242,14 +307,26 @@ class Pool:
             conn.endheaders(body if isinstance(body, bytes) else None)
             if isinstance(body, FileBody):
                 body.send(conn.sock)
-            resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as e:
             conn.close()
             raise TransportError(e, connecting=False) from None
         except BaseException:
             conn.close()
             raise
-        return Response(self, origin, conn, resp, url)
+        # Sent: from here the answer runs against the watchdog.
+        watchdog = Watchdog(conn.sock, read_timeout * ANSWER_READS)
+        try:
+            resp = conn.getresponse()
+            watchdog.check()
+        except (OSError, http.client.HTTPException) as e:
+            watchdog.cancel()
+            conn.close()
+            raise watchdog.error(e) from None
+        except BaseException:
+            watchdog.cancel()
+            conn.close()
+            raise
+        return Response(self, origin, conn, resp, url, watchdog)
 
     def close(self) -> None:
         with self._lock:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from dockyard import mediatypes as mt
-from dockyard.digest import Digest, verify
+from dockyard.digest import Digest, InvalidDigest, verify
 from dockyard.errors import DigestMismatch, DockyardError, NotFound
 from dockyard.image import Descriptor, Image, select_platform
 from dockyard.reference import Reference
 from dockyard.store import Store
 from registry.client.progress import Progress
 from registry.client.remote import Remote
-from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check
+from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check, one_line
 
 MANIFEST_LIMIT = 4 << 20  # distribution's own limit on manifest size
+# An image config is read whole (to learn its layers' diff_ids); real ones are a few KiB.
+CONFIG_LIMIT = 8 << 20
 ACCEPT = ", ".join((mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_LIST))
 READ_CHUNK = 1 << 20
 
@@ -105,20 +108,19 @@ class PullResult:
 def fetch_manifest(t: Transport, remote: Remote, ref: str | Digest, what: str) -> tuple[bytes, str, Digest]:
     """GET a manifest by tag or digest; returns exact bytes, media type and verified digest."""
     r = check(t.request("GET", f"/v2/{remote.repository}/manifests/{ref}", (remote.scope(),),
-                        headers={"Accept": ACCEPT}, stream=True), what)
-    with r:
-        data = r.read(MANIFEST_LIMIT + 1)
-    if len(data) > MANIFEST_LIMIT:
-        raise RegistryError(f"manifest for {what} is larger than {MANIFEST_LIMIT} bytes")
+                        headers={"Accept": ACCEPT}, limit=MANIFEST_LIMIT), what)
+    data = r.read()
     try:
         obj = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"manifest for {what} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise RegistryError(f"manifest for {what} is not a JSON object")
     if obj.get("schemaVersion") == 1:
         raise RegistryError(f"{what} has a Docker schema 1 manifest, which is not supported")
     media_type = obj.get("mediaType") or r.headers.get("Content-Type", "").split(";")[0].strip()
+    if not isinstance(media_type, str):
+        raise RegistryError(f"manifest for {what} has a malformed mediaType")
     if not media_type:
         media_type = mt.OCI_INDEX if "manifests" in obj else mt.OCI_MANIFEST
     # By digest, the content must match what was asked for; by tag, what the registry says it served.
@@ -143,20 +145,30 @@ def resolve_manifest(t: Transport, remote: Remote, ref: Reference,
     what = f"{remote.host}/{remote.repository}:{ref.tag}" if not ref.digest else f"{ref.name}@{ref.digest}"
     data, media_type, digest = fetch_manifest(t, remote, ref.digest or ref.tag, what)
     if media_type in mt.INDEXES:
-        child = select_platform(json.loads(data), platform.os, platform.architecture, platform.variant)
-        if child is None:
-            raise NotFound(f"no matching manifest for {platform} in the manifest list entries of {what}")
-        desc = Descriptor.from_json(child)
+        with _malformed(f"manifest list of {what}"):
+            child = select_platform(json.loads(data), platform.os, platform.architecture, platform.variant)
+            if child is None:
+                raise NotFound(f"no matching manifest for {platform} in the manifest list entries of {what}")
+            desc = Descriptor.from_json(child)
         data, media_type, digest = fetch_manifest(t, remote, desc.digest, f"{what} ({platform})")
         verify(desc.digest, digest, f"manifest of {what} for {platform}", desc.size, len(data))
     if media_type not in mt.IMAGE_MANIFESTS:
-        raise RegistryError(f"{what} is not an image (media type {media_type!r})")
-    try:
+        raise RegistryError(f"{what} is not an image (media type {one_line(repr(media_type))})")
+    with _malformed(f"manifest for {what}"):
         obj = json.loads(data)
         blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(l) for l in obj.get("layers") or []]
-    except (KeyError, TypeError, ValueError, AttributeError, DockyardError) as e:
-        raise RegistryError(f"malformed manifest for {what}: {type(e).__name__} {e}") from None
+    if blobs[0].size > CONFIG_LIMIT:
+        raise RegistryError(f"config of {what} is larger than {CONFIG_LIMIT} bytes")
     return data, digest, blobs
+
+
+@contextlib.contextmanager
+def _malformed(what: str) -> Iterator[None]:
+    """Turn a registry's JSON of the wrong shape (a list for an object, a missing key…) into one error."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError, InvalidDigest) as e:
+        raise RegistryError(f"malformed {what}: {type(e).__name__} {one_line(str(e))}") from None
 
 
 class BlobReader:
@@ -237,7 +249,12 @@ def _why(e: Exception) -> str:
 
 def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: Reference, names: list[Reference],
                platform: Platform, progress: Progress, parallel: int) -> PullResult:
-    """Pull one image; the store gains it whole or (on any failure) stays as it was."""
+    """Pull one image; the store gains it whole or (on any failure) stays as it was.
+
+    As docker does, each layer is unpacked (into the layer cache, where the store `unpacks`) as soon as it and
+    the config are in: a layer that would not unpack, or that is not the diff_id the config gives it, fails the
+    pull, not a later run.
+    """
     last: Exception | None = None
     for t in transports:
         try:
@@ -250,7 +267,10 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
     else:
         raise last  # type: ignore[misc]
     cancel = threading.Event()
-    new_manifest = not store.has_blob(digest)
+    configured = threading.Event()
+    stack: list[tuple[Descriptor, Digest, Digest]] = []
+    missing = [d for d in blobs if not store.has_blob(d.digest)]
+    downloaded = bool(missing) or not store.has_blob(digest)
 
     def fetch(desc: Descriptor, shown: Progress, added: set[Digest]) -> None:
         key = desc.digest.short
@@ -260,18 +280,37 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
             store.write_blob(reader, desc.digest, desc.size, f"blob {desc.digest}", added)
         finally:
             reader.close()
-        shown.finish(key, "Pull complete")
+
+    def config(added: set[Digest]) -> None:
+        """Fetch the config (silently, like docker) and pair each layer with its diff_id for the unpackers."""
+        try:
+            if blobs[0] in missing:
+                fetch(blobs[0], Progress(), added)
+            with _malformed(f"config of {ref}"):
+                image = Image(digest, json.loads(data), json.loads(store.read_blob(blobs[0].digest)))
+                stack.extend(image.layer_stack())
+        except BaseException:
+            cancel.set()  # before the layers waiting for the config wake up
+            raise
+        finally:
+            configured.set()
+
+    def layer(i: int, added: set[Digest]) -> None:
+        desc = blobs[i]
+        if desc in missing:
+            fetch(desc, progress, added)
+        else:
+            progress.finish(desc.digest.short, "Already exists")
+        configured.wait()
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+        if store.unpacks:
+            store.unpack_layer(*stack[i - 1], added=added)
+        if desc in missing:
+            progress.finish(desc.digest.short, "Pull complete")
 
     with store.transaction() as added:
-        jobs: list[Callable[[], None] | None] = []
-        for i, desc in enumerate(blobs):
-            # Like docker, report layers only; the config travels silently.
-            shown = progress if i else Progress()
-            if store.has_blob(desc.digest):
-                shown.finish(desc.digest.short, "Already exists")
-                jobs.append(None)
-            else:
-                jobs.append(functools.partial(fetch, desc, shown, added))
-        run_transfers(jobs[0], [j for j in jobs[1:] if j], parallel, cancel)
+        run_transfers(functools.partial(config, added),
+                      [functools.partial(layer, i, added) for i in range(1, len(blobs))], parallel, cancel)
         image = store.add_image(data, names, added)
-    return PullResult(image, digest, any(jobs) or new_manifest)
+    return PullResult(image, digest, downloaded)

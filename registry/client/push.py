@@ -19,7 +19,10 @@ from registry.client.connections import FileBody, TransportError
 from registry.client.progress import Progress
 from registry.client.pull import Cancelled, run_transfers
 from registry.client.remote import Remote, remote_for
-from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check
+from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check, one_line
+
+# The PUT completing an upload waits while the registry hashes the whole blob: silence that long is allowed.
+COMMIT_PATIENCE = 5
 
 
 @dataclass
@@ -131,8 +134,9 @@ class Uploader:
         """How much of an interrupted upload the server kept (GET on the upload URL)."""
         r = check(self.t.request("GET", location, self.scopes), "upload status", (204,))
         r.close()
-        rng = r.headers.get("Range", "")
-        end = int(rng.split("-")[1]) + 1 if "-" in rng else 0
+        # "0-<last byte>"; anything else from the server means starting over.
+        first, _, last = r.headers.get("Range", "").partition("-")
+        end = int(last) + 1 if first == "0" and last.isdigit() and len(last) < 20 else 0
         return Session(r.headers.get("Location") or location, end)
 
     def _send(self, desc: Descriptor, key: str, path: str, session: "Session", progress: Progress) -> None:
@@ -144,7 +148,7 @@ class Uploader:
         if size <= chunk:
             body = FileBody(path, 0, size, advance, self._stop)
             r = self.t.request("PUT", session.location, self.scopes, params={"digest": str(desc.digest)},
-                               headers=octets, body=body, retry=False)
+                               headers=octets, body=body, retry=False, patience=COMMIT_PATIENCE)
         else:
             while session.offset < size:
                 start = session.offset
@@ -157,12 +161,12 @@ class Uploader:
                 session.location = r.headers.get("Location") or session.location
                 session.offset = start + n
             r = self.t.request("PUT", session.location, self.scopes, params={"digest": str(desc.digest)},
-                               retry=False)
+                               retry=False, patience=COMMIT_PATIENCE)
         check(r, f"upload of {desc.digest} to {self.remote.host}/{self.remote.repository}", (201, 204))
         r.close()
         got = r.headers.get("Docker-Content-Digest")
         if got and got != str(desc.digest):
-            raise DigestMismatch(f"registry stored {desc.digest} as {got}")
+            raise DigestMismatch(f"registry stored {desc.digest} as {one_line(got, 150)}")
 
 
 class MountSources:
@@ -220,5 +224,6 @@ def push_image(store: Store, t: Transport, remote: Remote, image: Image, tag_or_
     r.close()
     got = r.headers.get("Docker-Content-Digest")
     if got and got != str(image.manifest_digest):
-        raise DigestMismatch(f"registry stored the manifest of {what} as {got}, not {image.manifest_digest}")
+        raise DigestMismatch(f"registry stored the manifest of {what} as {one_line(got, 150)}, "
+                             f"not {image.manifest_digest}")
     return PushResult(image.manifest_digest, len(data))

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 import os
 import socket
 import ssl
 import threading
 import time
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from dockyard.errors import DockyardError, NotFound
 from registry.client.auth import AuthError, Authenticator, load_credentials
 from registry.client.config import ClientConfig, certs_dir
-from registry.client.connections import ERROR_BODY_LIMIT, Body, Pool, Response, TransportError
+from registry.client.connections import (ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TooSlow,
+                                         TransportError)
 
 CONNECT_TIMEOUT = 15
-# A PUT that completes an upload makes the server hash the whole blob before it answers.
-READ_TIMEOUT = 300
-PING_TIMEOUT = 60
+# A tags or catalog page is read into memory up to this size (a registry may ignore the page size it is asked
+# for and list everything at once); other bodies have their own bounds, or are streamed to disk or discarded.
+LIST_BODY_LIMIT = 4 << 20
+# The longest a registry's error message may take in our one-line errors.
+DETAIL_CHARS = 200
 MAX_BACKOFF = 10.0
 MAX_RETRY_AFTER = 120.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -97,8 +101,8 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
-            r = self.pool.request("GET", f"{base}/v2/", read_timeout=PING_TIMEOUT, follow=True)
-            r.buffer()
+            r = self.pool.request("GET", f"{base}/v2/", read_timeout=self.config.read_timeout, follow=True)
+            r.buffer(ERROR_BODY_LIMIT, truncate=True)  # its body means nothing; read only to reuse the connection
             if r.status_code not in RETRY_STATUSES or attempt >= self.config.max_attempts:
                 break
             delay = retry_after(r.headers.get("Retry-After")) if r.status_code == 429 else None
@@ -121,18 +125,9 @@ class Transport:
         return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
 
     def _unreachable(self, e: TransportError) -> Unreachable:
-        cause = e.cause
         if _is_dns_failure(e):
             return Unreachable(f"cannot resolve registry host {self.host}")
-        if isinstance(cause, TimeoutError):
-            if e.connecting:
-                return Unreachable(f"cannot connect to registry {self.host}: timed out")
-            return Unreachable(f"registry {self.host} stopped answering (timed out)")
-        if isinstance(cause, ConnectionRefusedError):
-            return Unreachable(f"cannot connect to registry {self.host}: connection refused")
-        if "No route to host" in str(cause) or "Network is unreachable" in str(cause):
-            return Unreachable(f"cannot connect to registry {self.host}: host unreachable")
-        return Unreachable(f"connection to registry {self.host} failed: {type(cause).__name__}")
+        return Unreachable(describe(e, f"registry {self.host}"))
 
     # ---- requests ------------------------------------------------------------------------------
 
@@ -146,16 +141,21 @@ class Transport:
                     response.close()
         return urljoin(self.base + "/", path_or_url)
 
-    def fetch(self, url: str, params: list[tuple[str, str]], headers: dict[str, str], timeout: float) -> Response:
-        """One GET with nothing added (for a token realm); the body is read before it returns."""
-        r = self.pool.request("GET", url, headers, params, read_timeout=timeout, follow=True)
-        r.buffer()
+    def fetch(self, url: str, params: list[tuple[str, str]], headers: dict[str, str], limit: int) -> Response:
+        """One GET with nothing added (for a token realm); a 200 body of at most `limit` bytes is read."""
+        r = self.pool.request("GET", url, headers, params, read_timeout=self.config.read_timeout, follow=True)
+        r.buffer(limit, truncate=r.status_code != 200)
         return r
 
     def request(self, method: str, path: str, scopes: tuple[str, ...] = (), *, headers: dict | None = None,
-                params: dict | None = None, body: Body = None, stream: bool = False,
-                retry: bool = True) -> Response:
-        """Send one API request, answering auth challenges and retrying transient failures with backoff."""
+                params: dict | None = None, body: Body = None, stream: bool = False, retry: bool = True,
+                limit: int | None = None, patience: float = 1) -> Response:
+        """Send one API request, answering auth challenges and retrying transient failures with backoff.
+
+        The body of a successful answer is read into memory when `limit` bytes are allowed for it (more is an
+        error), left unread with `stream`, and otherwise discarded. The registry may stay silent for the
+        configured read timeout times `patience`.
+        """
         url = self.url(path)
         attempts = self.config.max_attempts if retry else 1
         fetched = False
@@ -163,13 +163,21 @@ class Transport:
         while True:
             attempt += 1
             h = dict(headers or {})
-            auth = self._auth_header(scopes)
+            # Credentials are for the registry, never for another host a Location or Link names.
+            auth = self._auth_header(scopes) if _same_origin(url, self.base) else None
             if auth:
                 h["Authorization"] = auth
             try:
-                r = self.pool.request(method, url, h, params, body, READ_TIMEOUT, follow=method in ("GET", "HEAD"))
-                if not stream:
-                    r.buffer()
+                r = self.pool.request(method, url, h, params, body, self.config.read_timeout * patience,
+                                      follow=method in ("GET", "HEAD"))
+                if stream:
+                    r.disarm()
+                else:
+                    ok = 200 <= r.status_code < 300
+                    r.buffer(limit if ok and limit is not None else ERROR_BODY_LIMIT,
+                             truncate=not ok or limit is None)
+            except BodyTooLarge as e:
+                raise RegistryError(f"{self.host} answered {method} {urlsplit(url).path} with {e}") from None
             except TransportError as e:
                 if attempt >= attempts or _is_dns_failure(e):
                     raise self._unreachable(e) from None
@@ -219,13 +227,35 @@ def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
 
 
 def error_detail(r: Response) -> str:
-    """The registry's own error message from a distribution error body, if any."""
+    """The registry's own error message from a distribution error body, if any (one short line)."""
     try:
-        r.buffer(ERROR_BODY_LIMIT)
+        r.buffer(ERROR_BODY_LIMIT, truncate=True)
         errors = r.json().get("errors") or []
-        return "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict))
-    except (ValueError, AttributeError, TransportError):
+        return one_line("; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)))
+    except (ValueError, AttributeError, TypeError, TransportError):
         return ""
+
+
+def one_line(text: str, limit: int = DETAIL_CHARS) -> str:
+    """Text a server sent, fit for a one-line error: control characters and runs of space squeezed, cut short."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def describe(e: TransportError, who: str) -> str:
+    """What went wrong below HTTP with `who` (a registry or a token server), in words."""
+    cause = e.cause
+    if isinstance(cause, TooSlow):
+        return f"{who} answers too slowly ({cause})"
+    if isinstance(cause, TimeoutError):
+        return f"cannot connect to {who}: timed out" if e.connecting else f"{who} stopped answering (timed out)"
+    if isinstance(cause, ConnectionRefusedError):
+        return f"cannot connect to {who}: connection refused"
+    if "No route to host" in str(cause) or "Network is unreachable" in str(cause):
+        return f"cannot connect to {who}: host unreachable"
+    if isinstance(cause, http.client.HTTPException) and not e.connecting:
+        return f"{who} sent a malformed answer ({type(cause).__name__}: {one_line(str(cause))})"
+    return f"connection to {who} failed: {one_line(str(cause)) or type(cause).__name__}"
 
 
 def backoff(attempt: int) -> float:
@@ -245,6 +275,11 @@ def retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER)
+
+
+def _same_origin(url: str, base: str | None) -> bool:
+    a, b = urlsplit(url), urlsplit(base or "")
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
 def _is_dns_failure(e: TransportError) -> bool:
