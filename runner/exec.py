@@ -27,7 +27,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     """
     import socket
 
-    from runner import monitor, seccomp
+    from runner import monitor, seccomp, spec
     from runner.forking import in_child, split_report
     from runner.runtime import load_config
 
@@ -35,6 +35,9 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     if not pid:
         raise DockyardError(f"container {c.name} is not running")
     config = load_config(c.bundle)
+    if privileged:  # read here: inside, /proc/self is not ours (we are outside the container's pid namespace)
+        all_caps = spec.available_capabilities()
+        config["process"]["capabilities"] = {k: all_caps for k in ("bounding", "effective", "permitted")}
     seccomp_filter = seccomp.prepare(config)  # here: inside, the container's /run could hold a planted one
     # The child opens the pty inside the container and hands its master back over this pair.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty and not detach else (None, None)
@@ -47,7 +50,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
             if os.fork():
                 os._exit(0)
         stdio = _stdio(interactive and not detach, detach, output)
-        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), privileged, stdio, errw, theirs,
+        return _enter_and_exec(c, pid, config, command, user, workdir, list(env), stdio, errw, theirs,
                                seccomp_filter)
 
     def relay_pty() -> None:
@@ -78,7 +81,7 @@ def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, in
 
 
 def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
-                    env: list[str], privileged: bool, stdio: tuple[int, int, int], errw: int,
+                    env: list[str], stdio: tuple[int, int, int], errw: int,
                     pty_to: socket.socket | None = None, seccomp_filter: Filter | None = None) -> int:
     """(in the forked child) join cgroup and namespaces, become the container's process, fork into its pid
     namespace and exec there.
@@ -113,7 +116,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
         os.close(master)
         pty_to.close()
     try:
-        path, variables = _become(config, command, user, workdir, env, privileged, stdio, errw, seccomp_filter)
+        path, variables = _become(config, command, user, workdir, env, stdio, errw, seccomp_filter)
     except StartError as e:
         os.write(errw, f"{e.exit_code}:{e}".encode())
         return e.exit_code
@@ -139,7 +142,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
     return 128 - code if code < 0 else code
 
 
-def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str], privileged: bool,
+def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str],
             stdio: tuple[int, int, int], errw: int, seccomp_filter: Filter | None = None) -> tuple[str, dict[str, str]]:
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
@@ -158,8 +161,6 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     else:
         ident = proc.get("user") or {}
     caps = proc.get("capabilities") or {}
-    if privileged:
-        caps = {k: spec.available_capabilities() for k in ("bounding", "effective", "permitted")}
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     seccomp.install(seccomp_filter, proc, after_caps=False)
