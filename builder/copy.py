@@ -16,7 +16,7 @@ from builder.ignore import Ignore
 from builder.resolve import InlineFile
 from dockyard.compression import decompressed
 from dockyard.errors import DockyardError
-from runner.paths import secure_join
+from dockyard.inroot import secure_join
 
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAR_MAGIC_AT = 257

@@ -50,9 +50,17 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # Syscalls glibc has no wrapper for, by architecture.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capset": 126, "open_tree": 428, "move_mount": 429},
+    "aarch64": {"pivot_root": 41, "capset": 91, "open_tree": 428, "move_mount": 429},
 }.get(os.uname().machine, {})
+
+# open_tree / move_mount flags (linux/mount.h, linux/fcntl.h).
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -79,6 +87,20 @@ def _b(s: str | None) -> bytes | None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2)."""
     _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), f"mount {fstype or source} on {target}")
+
+
+def clone_mount(fd: int, recursive: bool = True) -> int:
+    """open_tree(2) OPEN_TREE_CLONE: a detached bind mount of what `fd` (an O_PATH descriptor) refers to.
+
+    Unlike the descriptor itself, it can be attached (move_mount) in another mount namespace."""
+    flags = _AT_EMPTY_PATH | _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(_syscall("open_tree"), fd, b"", flags), "open_tree")
+
+
+def attach_mount(tree: int, target: int) -> None:
+    """move_mount(2): attach the detached mount `tree` on the object the descriptor `target` refers to."""
+    _check(_libc.syscall(_syscall("move_mount"), tree, b"", target, b"",
+                         _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
 
 
 def umount(target: str, flags: int = 0) -> None:
