@@ -1,9 +1,9 @@
-"""Paths: resolving them inside a root directory without ever leaving it, and reading small files."""
+"""Paths for the runner: secure_join (the core in-root walk, dockyard.inroot) and reading small files."""
 
 from __future__ import annotations
 
-# The in-root walk lives in the core (the builder uses it too); runner modules keep importing it from here.
-from dockyard.inroot import Escape, resolve_beneath, secure_join  # noqa: F401
+# The in-root walk lives in the core (the builder uses it too); runner modules import secure_join from here.
+from dockyard.inroot import secure_join  # noqa: F401
 
 
 def read_text(path: str) -> str:

@@ -148,9 +148,12 @@ def test_add_and_copy_never_follow_links_out(context, build, inspect, host):
             info.size = 6
             tf.addfile(info, io.BytesIO(b"pwned\n"))
     (ctx / "a.tar").write_bytes(arch.getvalue())
-    # /hostdir leads to the host's directory; inside the image it means the image's own copy of that path.
-    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN mkdir -p {host} && ln -s {host} /hostdir\n"
-                                    "ADD link /x/\nADD a.tar /x/\nADD a.tar /hostdir/\nCOPY link /hostdir/\n")
+    # /hostdir and /gone lead to the host's directory; inside the image they mean the image's own copy of that
+    # path (made by COPY when missing, as Docker does).
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN mkdir -p {host} && ln -s {host} /hostdir && "
+                                    f"ln -s {host}/new/deep /gone\n"
+                                    "ADD link /x/\nADD a.tar /x/\nADD a.tar /hostdir/\nCOPY link /hostdir/\n"
+                                    "COPY link /gone/\n")
     build(ctx, "-t", "adds")
     _untouched(host)
     _no_secret(inspect, "adds")
@@ -158,8 +161,9 @@ def test_add_and_copy_never_follow_links_out(context, build, inspect, host):
     assert inspect.read("adds", f"{host}{host}/pwned".lstrip("/")) == "pwned\n"
     top = inspect.store.lowerdirs(inspect.image("adds"))
     # A link leading out of the context is copied as the link itself (never followed).
-    assert os.readlink(os.path.join(top[0], str(host).lstrip("/"), "link")) == str(host / "marker")
-    assert os.readlink(os.path.join(top[3], "x", "link")) == str(host / "marker")
+    assert os.readlink(os.path.join(top[0], str(host).lstrip("/"), "new", "deep", "link")) == str(host / "marker")
+    assert os.readlink(os.path.join(top[1], str(host).lstrip("/"), "link")) == str(host / "marker")
+    assert os.readlink(os.path.join(top[4], "x", "link")) == str(host / "marker")
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY dirlink/marker /got\n")
     res = build(ctx, check=False)
     assert res.code == 1 and "outside the build context" in res.err.splitlines()[-1]
