@@ -72,11 +72,24 @@ def _throwaway_copy(fd: int, scratch: str) -> str:
     src = fd_path(fd)
     dest = tempfile.mkdtemp(prefix="bind-", dir=scratch)
     if stat.S_ISDIR(os.fstat(fd).st_mode):
-        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(src, dest, symlinks=True, copy_function=_copy_node, dirs_exist_ok=True)
         return dest
     path = os.path.join(dest, "file")
-    shutil.copy2(src, path)
+    _copy_node(src, path, os.fstat(fd))
     return path
+
+
+def _copy_node(src: str, dest: str, st: os.stat_result | None = None) -> None:
+    """Copy a regular file with its metadata; a device, fifo or socket is made as the node itself: its data
+    (an endless /dev/zero planted in a stage) is never read. Without `st` (a descriptor path's own stat),
+    `src` is never followed if it is a symlink."""
+    follow = st is not None
+    st = st or os.lstat(src)
+    if stat.S_ISREG(st.st_mode):
+        shutil.copy2(src, dest, follow_symlinks=follow)
+        return
+    os.mknod(dest, st.st_mode, st.st_rdev)
+    os.chown(dest, st.st_uid, st.st_gid)
 
 
 def _pinned(root: str, path: str, what: str, stack: contextlib.ExitStack, create: str = "") -> int:

@@ -170,6 +170,16 @@ def test_add_and_copy_never_follow_links_out(context, build, inspect, host):
     _untouched(host)
 
 
+def test_read_write_bind_copies_device_nodes_not_their_data(context, build, inspect):
+    ctx = context({"Dockerfile": "FROM busybox AS s\nRUN mkdir /d && mknod /d/zero c 1 5 && mknod /z c 1 5 && "
+                   "mkfifo /d/fifo && echo x > /d/f\n"
+                   "FROM busybox\n"
+                   "RUN --mount=type=bind,from=s,source=/d,target=/m,rw ls -l /m | sed 1d | cut -c1 | sort | tr -d '\\n' > /a\n"
+                   "RUN --mount=type=bind,from=s,source=/z,target=/z,rw test -c /z && echo ok > /b\n"})
+    build(ctx, "-t", "nodes")  # before: the copy read /dev/zero until the disk was full
+    assert inspect.read("nodes", "a") == "-cp" and inspect.read("nodes", "b") == "ok\n"
+
+
 def test_in_context_symlinks_work_as_in_docker(context, build, inspect):
     ctx = context({"data/real/f.txt": "inside\n", "Dockerfile":
                    "FROM busybox\n"
