@@ -409,8 +409,8 @@ class Builder:
         mount_inputs = []
         for m in spec.mounts:
             if m.type == "bind" and not m.from_:
-                found = self.context.sources([m.source or "."], "RUN --mount")
-                mount_inputs.append(str(self.context.digest(found, owners=False)))
+                found = self.context.mount_source(m.source or ".")
+                mount_inputs.append(str(self.context.digest([found], owners=False)))
             elif m.from_:
                 mount_inputs.append(self._source(state.stage, m.from_, ins)[0])
         key = step_key(state.parent, "RUN", spec.argv, sorted((k_, v) for k_, v in env.items()

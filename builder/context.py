@@ -14,7 +14,7 @@ from builder.ignore import Ignore
 from builder.pathmatch import component_regex, go_clean, has_magic
 from dockyard.digest import Digest
 from dockyard.errors import DockyardError, NotFound
-from runner.paths import Escape, resolve_beneath
+from dockyard.inroot import Escape, resolve_beneath
 
 _MAX_LINKS = 40
 
@@ -82,11 +82,12 @@ class BuildContext:
     def _abs(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root
 
-    def _resolve(self, rel: str, follow_final: bool, given: str) -> str:
+    def _resolve(self, rel: str, follow_final: bool, given: str, clamp: bool | None = None) -> str:
         """Resolve symlinks inside the context (physically, like the kernel, but rooted here); refuse any
-        that lead outside. The final component is followed only if asked."""
+        that lead outside unless `clamp` (default: rootfs) makes the root their `/`. The final component is
+        followed only if asked."""
         try:
-            return "/".join(resolve_beneath(self.root, rel, follow_final, clamp=self.rootfs,
+            return "/".join(resolve_beneath(self.root, rel, follow_final, clamp=self.rootfs if clamp is None else clamp,
                                            max_links=_MAX_LINKS))
         except Escape as e:
             # User-written paths were cleaned already, so a `..` that climbs out came from a symlink.
@@ -273,6 +274,16 @@ class BuildContext:
                                ".dockerignore")
             out.extend(found)
         return out
+
+    def mount_source(self, given: str) -> Source:
+        """A `RUN --mount=type=bind` source: resolved as RESOLVE_IN_ROOT (and BuildKit) do, a link leading out
+        is clamped at the context root instead of followed, then .dockerignore applies."""
+        rel = self._resolve(self._clean(given, "RUN --mount source"), True, given, clamp=True)
+        src = self._source(given, rel)
+        if src is None:
+            raise NotFound(f"RUN --mount source {given}: not found in the build context or excluded by "
+                           ".dockerignore")
+        return src
 
     # -- cache digests ---------------------------------------------------------------------------------
 

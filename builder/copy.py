@@ -16,7 +16,7 @@ from builder.ignore import Ignore
 from builder.resolve import InlineFile
 from dockyard.compression import decompressed
 from dockyard.errors import DockyardError
-from runner.paths import secure_join
+from dockyard.inroot import resolve_beneath, secure_join
 
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAR_MAGIC_AT = 257
@@ -88,19 +88,22 @@ class Copier:
         return os.path.isdir(self.real(path))
 
     def ensure_dir(self, path: str, mode: int = 0o755) -> str:
-        """mkdir -p inside the root; new directories get the copy's owner and `mode`."""
-        real = self.real(path)
-        if os.path.isdir(real):
-            return real
-        parent = posixpath.dirname(path.rstrip("/")) or "/"
-        if parent != path:
-            self.ensure_dir(parent)
-        real = self.real(path)  # the parent may have been a symlink resolved just now
-        if os.path.lexists(real):
-            raise CopyError(f"cannot copy to {path}: it exists and is not a directory")
-        os.mkdir(real)
-        os.chown(real, self.uid, self.gid)
-        os.chmod(real, mode)
+        """mkdir -p inside the root, where symlinks on the way lead (resolved in the root, as Docker does);
+        new directories get the copy's owner, the last one `mode`."""
+        try:
+            names = resolve_beneath(self.root, path)
+        except NotADirectoryError:
+            raise CopyError(f"cannot copy to {path}: a parent is not a directory") from None
+        real = self.root
+        for i, name in enumerate(names):
+            real = os.path.join(real, name)
+            if os.path.isdir(real):  # resolved: no symlink left on the way
+                continue
+            if os.path.lexists(real):
+                raise CopyError(f"cannot copy to {path}: it exists and is not a directory")
+            os.mkdir(real)
+            os.chown(real, self.uid, self.gid)
+            os.chmod(real, mode if i == len(names) - 1 else 0o755)
         return real
 
     def _replaceable(self, real: str, what: str) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
@@ -16,8 +17,8 @@ from builder.mounts import Mount as RunMount
 from builder.resolve import PIPES_DIR, RunSpec
 from dockyard.errors import DockyardError
 from dockyard.fsutil import locked
+from dockyard.inroot import fd_path, open_beneath
 from runner import users
-from runner.paths import secure_join
 from runner.spec import Mount, User
 
 
@@ -65,16 +66,50 @@ def _secret_file(mount: RunMount, path: str, scratch: str) -> str:
     return copy
 
 
-def _throwaway_copy(src: str, scratch: str) -> str:
-    """A private copy of a read-write bind source: as in BuildKit, what the RUN writes there is discarded
-    (and the context or a stage's layers are never touched)."""
+def _throwaway_copy(fd: int, scratch: str) -> str:
+    """A private copy of a read-write bind source (pinned by `fd`): as in BuildKit, what the RUN writes there is
+    discarded (and the context or a stage's layers are never touched)."""
+    src = fd_path(fd)
     dest = tempfile.mkdtemp(prefix="bind-", dir=scratch)
-    if os.path.isdir(src) and not os.path.islink(src):
-        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        shutil.copytree(src, dest, symlinks=True, copy_function=_copy_node, dirs_exist_ok=True)
         return dest
     path = os.path.join(dest, "file")
-    shutil.copy2(src, path, follow_symlinks=False)
+    _copy_node(src, path, os.fstat(fd))
     return path
+
+
+def _copy_node(src: str, dest: str, st: os.stat_result | None = None) -> None:
+    """Copy a regular file with its metadata; a device, fifo or socket is made as the node itself: its data
+    (an endless /dev/zero planted in a stage) is never read. Without `st` (a descriptor path's own stat),
+    `src` is never followed if it is a symlink."""
+    follow = st is not None
+    st = st or os.lstat(src)
+    if stat.S_ISREG(st.st_mode):
+        shutil.copy2(src, dest, follow_symlinks=follow)
+        return
+    os.mknod(dest, st.st_mode, st.st_rdev)
+    os.chown(dest, st.st_uid, st.st_gid)
+
+
+def _pinned(root: str, path: str, what: str, stack: contextlib.ExitStack, create: str = "") -> int:
+    """An O_PATH descriptor of `path` resolved inside `root` (links that lead out are clamped at it), closed
+    with `stack`; the mount goes through it, so nothing swapped in after this lookup can redirect it."""
+    try:
+        fd = open_beneath(root, path, create)
+    except (FileNotFoundError, NotADirectoryError):
+        raise RunError(f"{what}: not found") from None
+    except OSError as e:
+        raise RunError(f"{what}: {e.strerror}") from None
+    stack.callback(os.close, fd)
+    return fd
+
+
+def _bind(m: RunMount, cwd: str, fd: int, scratch: str) -> Mount:
+    """The sandbox bind mount of a pinned source: read-only as it is, read-write as a throw-away copy."""
+    if m.readonly:
+        return Mount(_target(m, cwd), "bind", readonly=True, fd=fd)
+    return Mount(_target(m, cwd), "bind", _throwaway_copy(fd, scratch))
 
 
 def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
@@ -88,15 +123,11 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
                 if sources.rootfs_of is None:
                     raise RunError(f"--mount from={m.from_}: no such stage or image")
                 root = stack.enter_context(sources.rootfs_of(m.from_))
-                src = secure_join(root, m.source or "/")
-                if not os.path.lexists(src):
-                    raise RunError(f"--mount from={m.from_},source={m.source}: not found")
+                fd = _pinned(root, m.source or "/", f"--mount from={m.from_},source={m.source}", stack)
             else:
-                found = sources.context.sources([m.source or "."], "RUN --mount")
-                src = os.path.join(sources.context.root, found[0].rel)
-            if not m.readonly:
-                src = _throwaway_copy(src, scratch)
-            mounts.append(Mount(_target(m, cwd), "bind", src, readonly=m.readonly))
+                src = sources.context.mount_source(m.source or ".")
+                fd = _pinned(sources.context.root, src.rel, f"RUN --mount source {m.source}", stack)
+            mounts.append(_bind(m, cwd, fd, scratch))
         elif m.type == "cache":
             if m.from_:
                 raise RunError("RUN --mount=type=cache,from=… is not supported by dockyard build")
@@ -104,10 +135,14 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
             if m.sharing != "shared":
                 # locked: one RUN at a time; private is approximated the same way (never two writers at once).
                 stack.enter_context(locked(path + ".lock"))
-            if not os.listdir(path):  # a fresh cache dir takes the mount's owner and mode
-                os.chown(path, m.uid or 0, m.gid or 0)
-                os.chmod(path, m.mode if m.mode is not None else 0o755)
-            mounts.append(Mount(_target(m, cwd), "bind", path, readonly=m.readonly))
+            # RUNs write the cache (links too): its source= subdirectory resolves inside it and is made if missing.
+            fd = _pinned(path, m.source or "/", f"cache mount source {m.source}", stack, create="dir")
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise RunError(f"cache mount source {m.source}: not a directory")
+            if not os.listdir(fd_path(fd)):  # a fresh cache dir takes the mount's owner and mode
+                os.chown(fd_path(fd), m.uid or 0, m.gid or 0)
+                os.chmod(fd_path(fd), m.mode if m.mode is not None else 0o755)
+            mounts.append(Mount(_target(m, cwd), "bind", readonly=m.readonly, fd=fd))
         elif m.type == "tmpfs":
             mounts.append(Mount(_target(m, cwd), "tmpfs", options=[f"size={m.size}"] if m.size else []))
         elif m.type == "secret":

@@ -10,8 +10,9 @@ import resource
 import signal
 import stat
 import termios  # at the top: after pivot_root the container's root has no Python modules
-from typing import Iterable, NoReturn
+from typing import Iterable, NoReturn, Sequence
 
+from dockyard.inroot import FD_DIR, fd_path, open_beneath
 from runner import conceal, linux, seccomp
 from runner.cgroups import Cgroup
 from runner.paths import read_text, secure_join
@@ -78,18 +79,20 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 def container_init(
     config: dict, bundle: str, cgroup: Cgroup | None, stdio: tuple[int, int, int], errw: int,
     exec_fifo: str | None, die_with_parent: bool, go: int = -1, seccomp_filter: seccomp.Filter | None = None,
+    keep_fds: Sequence[int] = (),
 ) -> NoReturn:
     """Set the container up per `config` and exec its process; failures go to `errw` as `code:message`.
 
     `go` (if not -1): a pipe to read one byte from before the exec; EOF instead means the start was called off.
     `seccomp_filter`: the compiled `linux.seccomp` of `config` (see seccomp.prepare).
+    `keep_fds`: inherited descriptors that mount sources name as /proc/self/fd/N.
     """
     # No cyclic GC in this copy of the caller's heap: finalizing some inherited file object could close a
     # descriptor number this child has since reused.
     gc.disable()
     code = 125
     try:
-        _prepare_process(stdio, [errw, go])
+        _prepare_process(stdio, [errw, go, *keep_fds])
         _setup(config, bundle, cgroup, exec_fifo, die_with_parent, errw, go, seccomp_filter)
     except InitError as e:
         code = _report(errw, e.exit_code, str(e))
@@ -261,30 +264,45 @@ def _enter_namespaces(namespaces: list[dict]) -> None:
 
 
 def _mount(rootfs: str, bundle: str, m: dict) -> None:
-    """One runtime-spec mount, its destination resolved inside the rootfs."""
-    dest = secure_join(rootfs, m["destination"])
+    """One runtime-spec mount onto its destination resolved (and made) inside the rootfs, through a descriptor:
+    neither a mount made before nor a symlink swapped in meanwhile can send it outside. A bind's source
+    /proc/self/fd/N is an inherited detached mount, attached as it is."""
     kind = m.get("type") or ""
     flags, prop, data = parse_mount_options(m.get("options") or [])
-    if flags & linux.MS_BIND or kind == "bind":
-        source = os.path.join(bundle, m.get("source", ""))
-        if os.path.isdir(source):
-            os.makedirs(dest, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            if not os.path.exists(dest):
-                os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        bind = linux.MS_BIND | (flags & linux.MS_REC)
-        linux.mount(source, dest, None, bind)
-        if flags & ~bind:  # flags like ro/nosuid only take effect on a bind remount
-            linux.mount(source, dest, None, flags | linux.MS_BIND | linux.MS_REMOUNT)
-    elif kind == "cgroup":
-        os.makedirs(dest, exist_ok=True)
-        _mount_cgroups(dest, flags)
-    else:
-        os.makedirs(dest, exist_ok=True)
-        linux.mount(m.get("source") or kind, dest, kind, flags, data or None)
-    if prop:
-        linux.mount(None, dest, None, prop)
+    bind = linux.MS_BIND | (flags & linux.MS_REC) if flags & linux.MS_BIND or kind == "bind" else 0
+    source = os.path.join(bundle, m.get("source", "")) if bind else m.get("source") or kind
+    tree = _inherited_mount(source) if bind else None
+    try:
+        dest = open_beneath(rootfs, m["destination"], "file" if bind and not os.path.isdir(source) else "dir")
+        try:
+            if tree is not None:
+                linux.attach_mount(tree, dest)
+            elif bind:
+                linux.mount(source, fd_path(dest), None, bind)
+            elif kind == "cgroup":  # under the /sys just mounted: nothing there to swap
+                _mount_cgroups(secure_join(rootfs, m["destination"]), flags)
+            else:
+                linux.mount(source, fd_path(dest), kind, flags, data or None)
+        finally:
+            os.close(dest)
+        remount = flags & ~bind if bind else 0  # flags like ro/nosuid only take effect on a bind remount
+        if remount or prop:
+            dest = open_beneath(rootfs, m["destination"])  # the root of the new mount now
+            try:
+                if remount:
+                    linux.mount(None, fd_path(dest), None, flags | linux.MS_BIND | linux.MS_REMOUNT)
+                if prop:
+                    linux.mount(None, fd_path(dest), None, prop)
+            finally:
+                os.close(dest)
+    except OSError as e:
+        raise InitError(f"mount {kind or 'bind'} on {m['destination']}: {os.strerror(e.errno) if e.errno else e}") from None
+
+
+def _inherited_mount(source: str) -> int | None:
+    """The descriptor a bind source /proc/self/fd/N names: a detached mount the runtime passed down (sandbox.run)."""
+    head, _, number = source.rpartition("/")
+    return int(number) if head == FD_DIR and number.isdigit() else None
 
 
 def _mount_cgroups(dest: str, flags: int) -> None:

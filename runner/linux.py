@@ -58,15 +58,22 @@ _SYSCALLS = {
     "aarch64": {"pivot_root": 41, "capset": 91, "seccomp": 277},
 }.get(os.uname().machine, {})
 
+# open_tree / move_mount flags (linux/mount.h, linux/fcntl.h).
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # The new mount API (same numbers on every architecture) and its flags (linux/mount.h).
-_FSOPEN, _FSCONFIG, _FSMOUNT, _MOUNT_SETATTR = 430, 431, 432, 442
+_OPEN_TREE, _MOVE_MOUNT, _FSOPEN, _FSCONFIG, _FSMOUNT, _MOUNT_SETATTR = 428, 429, 430, 431, 432, 442
 _FSCONFIG_CMD_CREATE = 6
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
-_AT_EMPTY_PATH = 0x1000
 
 
 def _syscall(name: str) -> int:
@@ -91,6 +98,20 @@ def _b(s: str | None) -> bytes | None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2)."""
     _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), f"mount {fstype or source} on {target}")
+
+
+def clone_mount(fd: int, recursive: bool = True) -> int:
+    """open_tree(2) OPEN_TREE_CLONE: a detached bind mount of what `fd` (an O_PATH descriptor) refers to.
+
+    Unlike the descriptor itself, it can be attached (move_mount) in another mount namespace."""
+    flags = _AT_EMPTY_PATH | _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(_OPEN_TREE, fd, b"", flags), "open_tree")
+
+
+def attach_mount(tree: int, target: int) -> None:
+    """move_mount(2): attach the detached mount `tree` on the object the descriptor `target` refers to."""
+    _check(_libc.syscall(_MOVE_MOUNT, tree, b"", target, b"",
+                         _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
 
 
 def umount(target: str, flags: int = 0) -> None:

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from dockyard.errors import DockyardError, NotFound
 from runner import linux
@@ -60,10 +60,11 @@ def _cgroup(config: dict, container_id: str) -> Cgroup:
 
 
 def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, int],
-           exec_fifo: str | None, go: int = -1) -> tuple[int, Cgroup, int]:
+           exec_fifo: str | None, go: int = -1, keep_fds: Sequence[int] = ()) -> tuple[int, Cgroup, int]:
     """Make the cgroup and fork the init into a new pid namespace; returns (pid, cgroup, error-pipe read end).
 
-    `go`: the read end of a pipe the init waits on before its exec (see container_init).
+    `go`: the read end of a pipe the init waits on before its exec (see container_init); `keep_fds`: descriptors
+    the init keeps for its mounts (sources named /proc/self/fd/N).
     """
     from runner import seccomp
     from runner.init import container_init  # imported before fork so the child imports nothing
@@ -97,7 +98,7 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
         pid = os.fork()
         if pid == 0:
             container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None, go=go,
-                           seccomp_filter=seccomp_filter)
+                           seccomp_filter=seccomp_filter, keep_fds=keep_fds)
     except BaseException as e:
         os.close(errr)
         cgroup.remove()
@@ -196,21 +197,22 @@ class forward_signals:
 
 def run(bundle: str, container_id: str, stdin: int = 0, stdout: int = 1, stderr: int = 2,
         stop_grace: float = 2.0, on_start: Callable[[int], None] | None = None,
-        prepare: Callable[[], None] | None = None) -> ExitStatus:
+        prepare: Callable[[], None] | None = None, keep_fds: Sequence[int] = ()) -> ExitStatus:
     """Run the bundle's process to completion with the given stdio fds; StartError if it cannot start.
 
     SIGINT/SIGTERM/SIGHUP received meanwhile (in the main thread) are forwarded to the container's pid 1,
     which is SIGKILLed if still alive `stop_grace` seconds later (or on a second signal); the container
     dies with us too. `on_start(pid)` lets callers in other threads cancel it by killing that pid.
     `prepare()` runs while the forked init joins its cgroup and builds its root (e.g. to plumb its network
-    namespace): the process execs only once it has returned.
+    namespace): the process execs only once it has returned. `keep_fds`: our descriptors that mount sources of
+    the form /proc/self/fd/N name (the init inherits them; they are close-on-exec, so the process never has them).
     """
     _check_id(container_id)
     config = load_config(bundle)
     go_r, go_w = os.pipe() if prepare else (-1, -1)
     with forward_signals(None, stop_grace) as forwarder:
         try:
-            pid, cgroup, errr = _spawn(config, bundle, container_id, (stdin, stdout, stderr), None, go_r)
+            pid, cgroup, errr = _spawn(config, bundle, container_id, (stdin, stdout, stderr), None, go_r, keep_fds)
         except BaseException:
             if go_w >= 0:
                 os.close(go_w)

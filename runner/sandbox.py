@@ -6,10 +6,10 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from runner import rootfs, runtime, spec
+from runner import linux, rootfs, runtime, spec
 from runner.runtime import ExitStatus, StartError
 from runner.spec import Mount, Resources, User
 
@@ -45,18 +45,24 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
         on_start: Callable[[int], None] | None = None) -> ExitStatus:
     """Run `box` to completion, streaming to the given fds (stdin: /dev/null if None); cleans up everything.
 
-    runtime_name "runc" hands the same bundle to runc (the overlay then is mounted on the host for it).
+    runtime_name "runc" hands the same bundle to runc (the overlay then is mounted on the host for it; mounts given
+    by descriptor become the paths their objects have now, which runc looks up again).
     `on_start(pid)` receives the pid to kill to cancel the run (the container's init, or runc).
     """
     cid = container_id or "dy-" + os.urandom(6).hex()
     bundle = tempfile.mkdtemp(prefix="bundle-", dir=scratch)
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
+    trees: list[int] = []
     try:
         os.mkdir(os.path.join(bundle, "rootfs"))
+        if runtime_name == "dockyard":
+            mounts = [_detached(m, trees) for m in box.mounts]
+        else:
+            mounts = [m.by_path() for m in box.mounts]
         config = spec.default_spec(
             "rootfs", box.args, env=box.env, cwd=box.cwd, user=box.user, hostname=box.hostname or cid[:12],
             network=box.network, readonly_rootfs=box.readonly_rootfs,
-            mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network, durable=False) + box.mounts,
+            mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network, durable=False) + mounts,
             resources=box.resources, no_new_privileges=box.no_new_privileges, cgroups_path=f"/dockyard/{cid}",
         )
         stdio = (devnull if stdin is None else stdin, stdout, stderr)
@@ -66,13 +72,25 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
         if runtime_name == "dockyard":
             config["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
             _write_config(bundle, config)
-            return runtime.run(bundle, cid, *stdio, on_start=on_start)
+            return runtime.run(bundle, cid, *stdio, on_start=on_start,
+                               keep_fds=[m.fd for m in mounts if m.fd is not None])
         _write_config(bundle, config)
         return run_runc(bundle, cid, overlay, stdio, on_start)
     finally:
         if devnull >= 0:
             os.close(devnull)
+        for fd in trees:
+            os.close(fd)
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _detached(m: Mount, trees: list[int]) -> Mount:
+    """A mount given by descriptor with its source cloned as a detached mount (open_tree), appended to `trees`:
+    the init's new mount namespace could not bind a mount of ours, but it can attach a detached one."""
+    if m.fd is None:
+        return m
+    trees.append(linux.clone_mount(m.fd))
+    return replace(m, fd=trees[-1])
 
 
 def _write_config(bundle: str, config: dict) -> None:

@@ -6,6 +6,8 @@ import os
 import stat
 from dataclasses import dataclass, field, replace
 
+from dockyard.inroot import fd_path
+
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The overlay the runtime mounts as the rootfs inside the container's own mount namespace (so it can never
@@ -93,6 +95,17 @@ class Mount:
     source: str = ""
     readonly: bool = False
     options: list[str] = field(default_factory=list)
+    # A descriptor of a bind's source instead of a path: an O_PATH one (dockyard.inroot.open_beneath), which
+    # sandbox.run clones as a detached mount that our runtime's init inherits and attaches. Nothing renamed or
+    # swapped in after the lookup can redirect it.
+    fd: int | None = None
+
+    def by_path(self) -> Mount:
+        """This mount with a descriptor replaced by the path its object has now, for runtimes that take no
+        descriptors (runc): they look the path up again."""
+        if self.fd is None:
+            return self
+        return replace(self, source=os.readlink(fd_path(self.fd)), fd=None)
 
     def to_oci(self) -> dict:
         """The runtime-spec mount entry."""
@@ -105,7 +118,8 @@ class Mount:
             raise ValueError(f"unsupported mount type {self.type!r} for {self.destination}")
         if self.readonly:
             opts.append("ro")
-        return {"destination": self.destination, "type": self.type, "source": self.source or self.type, "options": opts}
+        source = fd_path(self.fd) if self.fd is not None else self.source or self.type
+        return {"destination": self.destination, "type": self.type, "source": source, "options": opts}
 
 
 @dataclass

@@ -1,0 +1,133 @@
+"""Paths resolved inside a root directory as if it were `/` (openat2's RESOLVE_IN_ROOT), the one walk every part of
+dockyard uses: each component is opened as an O_PATH descriptor relative to its parent without following it, and
+symlinks are resolved here, `..` and absolute targets clamped at the root. The descriptor of the result pins what
+was found: used through fd_path(), a later rename or symlink swap cannot redirect a mount or a read of it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+MAX_LINKS = 255  # as many as securejoin follows before calling it a loop
+_OPEN = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Escape(Exception):
+    """A path would leave the root: a `..` above it, or (`link` set) a symlink with an absolute `target`."""
+
+    def __init__(self, link: str | None = None, target: str | None = None):
+        super().__init__(link, target)
+        self.link, self.target = link, target
+
+
+FD_DIR = "/proc/self/fd"
+
+
+def fd_path(fd: int) -> str:
+    """A path naming what `fd` refers to (the kernel follows it to the object, whatever its name is now)."""
+    return f"{FD_DIR}/{fd}"
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _open_at(parent: int, name: str, create: str) -> int | None:
+    """O_PATH descriptor of `name` in `parent` (a symlink itself, not its target); None when missing and
+    not to be created; create="dir" or "file" makes it."""
+    try:
+        return os.open(name, _OPEN, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            return None
+    try:
+        if create == "file":
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=parent))
+        else:
+            os.mkdir(name, 0o755, dir_fd=parent)
+    except FileExistsError:
+        pass  # made meanwhile: looked at below like anything found
+    return os.open(name, _OPEN, dir_fd=parent)
+
+
+def _walk(root: str, unsafe: str, follow_final: bool, clamp: bool, max_links: int,
+          create: str) -> tuple[list[str], int | None]:
+    """(components of `unsafe` resolved under `root`, O_PATH descriptor of the result or None if it is missing).
+
+    `..` goes back to the directory the walk came from (never the physical parent of a renamed one)."""
+    names: list[str] = []
+    try:
+        fds: list[int | None] = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    except FileNotFoundError:
+        fds = [None]  # a root not made yet (an upperdir): nothing in it exists either
+    todo = _parts(unsafe)[::-1]  # a stack: the next component is last
+    links = 0
+    try:
+        while todo:
+            part = todo.pop()
+            if part == "..":
+                if names:
+                    names.pop()
+                    _close(fds.pop())
+                elif not clamp:
+                    raise Escape()
+                continue
+            parent = fds[-1]
+            fd = None if parent is None else _open_at(parent, part, ("dir" if todo else create) if create else "")
+            if fd is not None and (todo or follow_final) and stat.S_ISLNK(os.fstat(fd).st_mode):
+                links += 1
+                try:
+                    if links > max_links:
+                        raise OSError(errno.ELOOP, "too many levels of symbolic links", unsafe)
+                    target = os.readlink("", dir_fd=fd)
+                finally:
+                    os.close(fd)
+                if target.startswith("/"):
+                    if not clamp:
+                        raise Escape("/".join([*names, part]), target)
+                    names.clear()
+                    while len(fds) > 1:
+                        _close(fds.pop())
+                todo.extend(_parts(target)[::-1])
+                continue
+            names.append(part)
+            fds.append(fd)
+        result = fds.pop()
+    finally:
+        for fd in fds:
+            _close(fd)
+    return names, result
+
+
+def resolve_beneath(root: str, unsafe: str, follow_final: bool = True, clamp: bool = True,
+                    max_links: int = MAX_LINKS) -> list[str]:
+    """The components of `unsafe` resolved inside `root`, symlinks followed as if `root` were `/`.
+
+    clamp=True treats the root as `/` (`..` stops there, absolute links restart there); clamp=False raises
+    Escape instead. The final component is followed only with follow_final. ELOOP after max_links links;
+    a non-directory on the way raises NotADirectoryError; missing components are kept as written."""
+    names, fd = _walk(root, unsafe, follow_final, clamp, max_links, "")
+    _close(fd)
+    return names
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """Resolve `unsafe` inside `root`, following symlinks as if `root` were `/`; the result never escapes."""
+    return os.path.join(root, *resolve_beneath(root, unsafe))
+
+
+def open_beneath(root: str, unsafe: str, create: str = "") -> int:
+    """An O_PATH descriptor (close-on-exec) of `unsafe` resolved inside `root`; FileNotFoundError if it is missing.
+
+    create="dir" or "file": missing components are made inside the root (directories, the last one as asked)."""
+    names, fd = _walk(root, unsafe, True, True, MAX_LINKS, create)
+    if fd is None:
+        raise FileNotFoundError(errno.ENOENT, "no such file or directory", "/" + "/".join(names))
+    return fd
