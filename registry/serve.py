@@ -10,7 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from registry.app import create_app
 from registry.config import Config
-from registry.worker import RegistryWorker
+from registry.worker import RegistryWorker, deferred_handshake_context
 
 log = logging.getLogger("registry")
 
@@ -42,7 +42,7 @@ class _Gunicorn(BaseApplication):
         }
         # No "sendfile" key: gunicorn reads any value set there (even True) as --no-sendfile.
         if c.tls_cert:
-            settings.update(certfile=c.tls_cert, keyfile=c.tls_key)
+            settings.update(certfile=c.tls_cert, keyfile=c.tls_key, ssl_context=deferred_handshake_context)
         for key, value in settings.items():
             self.cfg.set(key, value)
 

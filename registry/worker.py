@@ -8,8 +8,9 @@ every connection of the worker."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
-import socket
+import ssl
 import warnings
 from typing import BinaryIO
 
@@ -33,9 +34,6 @@ class RegistryWorker(GeventWorker):
             warnings.simplefilter("ignore", MonkeyPatchWarning)
             super().patch()
         _make_cooperative()
-        # Accepted sockets start with this timeout, so each read of a TLS handshake (done before `handle`) is bounded
-        # by the header timeout too.
-        socket.setdefaulttimeout(self.app.registry_config.header_timeout)
 
     def run(self) -> None:
         # The pool runs the fsyncs (see _make_cooperative); its size bounds how many go on at once.
@@ -44,6 +42,18 @@ class RegistryWorker(GeventWorker):
 
     # The wait for a request's line and headers, on a new or a kept-alive connection, is bounded by gunicorn's
     # keep-alive timer (set to the header timeout in serve.py), which closes the connection when it fires.
+
+    def handle(self, listener, client, addr) -> None:
+        """Serve one connection, closing it if its TLS handshake does not finish within the header timeout."""
+        if isinstance(client, ssl.SSLSocket):
+            try:
+                with gevent.Timeout(self.app.registry_config.header_timeout):
+                    client.do_handshake()
+            except (gevent.Timeout, OSError) as e:
+                self.log.debug("TLS handshake with %s failed: %s", addr, e or "timed out")
+                client.close()
+                return
+        super().handle(listener, client, addr)
 
     def handle_request(self, listener_name, req, sock, addr) -> None:
         """Serve one request with every body read and response write bounded by the body (idle) timeout."""
@@ -57,6 +67,14 @@ class RegistryWorker(GeventWorker):
             raise StopIteration() from None
         finally:
             sock.settimeout(None)
+
+
+def deferred_handshake_context(conf, default_factory) -> ssl.SSLContext:
+    """gunicorn's TLS context, but its sockets leave the handshake to RegistryWorker.handle, which bounds it (gevent's
+    server would otherwise do it on accept, with no timeout and a traceback for every client that gives up)."""
+    context = default_factory()
+    context.wrap_socket = functools.partial(context.wrap_socket, do_handshake_on_connect=False)
+    return context
 
 
 def _make_cooperative() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import requests
 
-from regkit import layer_tar, make_image, push_image, sha256
+from regkit import REPO, layer_tar, make_image, push_image, sha256
 
 IDLE = 300  # far more than a thread-per-connection server has handlers (2 workers x 8 threads)
 TRICKLING = 30
@@ -19,11 +21,11 @@ PATIENCE = 60  # generous bound for "eventually": a loaded 2-core machine may be
 
 
 class IdleFlood:
-    """Keeps `n` connections open that send a partial request (or nothing) and stop; reopens each one the server
-    closes, so the load lasts while the timeouts keep closing them."""
+    """Keeps `n` connections open that send the start of a request (half of them nothing at all) and stop; reopens
+    each one the server closes, so the load lasts while the timeouts keep closing them."""
 
-    def __init__(self, port: int, n: int):
-        self.port, self.n = port, n
+    def __init__(self, port: int, n: int, partial: bytes = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nUser-Agent: slow"):
+        self.port, self.n, self.partial = port, n, partial
         self.sel = selectors.DefaultSelector()
         self.closed_by_server = 0
         self.answers: list[bytes] = []
@@ -33,8 +35,8 @@ class IdleFlood:
 
     def _open(self, i: int) -> None:
         s = socket.create_connection(("127.0.0.1", self.port))
-        if i % 2:  # the other half connect and send nothing at all
-            s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nUser-Agent: slow")
+        if i % 2:
+            s.sendall(self.partial)
         self.sel.register(s, selectors.EVENT_READ, i)
 
     def __enter__(self) -> "IdleFlood":
@@ -121,13 +123,7 @@ def test_idle_and_trickling_clients_do_not_starve_others(make_server, tmp_path):
             other = make_image([layer_tar({"other": os.urandom(100_000)})])
             assert push_image(server.url, "slow/other", other, "v1").status_code == 201
         assert all(t.is_alive() for t in tricklers), "a trickling upload was cut off while it kept sending"
-        # Stop replacing closed connections: the server must close every one still open after its header timeout.
-        flood.reopen = False
-        deadline = time.monotonic() + PATIENCE
-        while flood.open_count() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert flood.open_count() == 0, f"{flood.open_count()} idle connections still open"
-        assert flood.closed_by_server >= IDLE and not flood.answers, flood.answers[:3]
+        _wait_closed(flood)
 
     # Stalled bodies end after the body timeout with an error answer; each session stays resumable.
     for t in tricklers:
@@ -149,3 +145,26 @@ def test_idle_and_trickling_clients_do_not_starve_others(make_server, tmp_path):
     r = requests.put(server.url + r.headers["Location"], params={"digest": sha256(blob)}, timeout=PATIENCE)
     assert r.status_code == 201, r.text
     assert requests.get(f"{server.url}/v2/slow/up/blobs/{sha256(blob)}", timeout=PATIENCE).content == blob
+
+
+def _wait_closed(flood: IdleFlood) -> None:
+    """Stop replacing closed connections; the server must close every one still open after its header timeout."""
+    flood.reopen = False
+    deadline = time.monotonic() + PATIENCE
+    while flood.open_count() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert flood.open_count() == 0, f"{flood.open_count()} idle connections still open"
+    assert flood.closed_by_server >= flood.n and not flood.answers, flood.answers[:3]
+
+
+def test_stalled_tls_handshakes_are_closed(make_server, tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run([sys.executable, "-m", "dockyard", "registry", "cert", "127.0.0.1", "--cert", str(cert),
+                    "--key", str(key)], check=True, capture_output=True, cwd=REPO)
+    server = make_server("--tls-cert", str(cert), "--tls-key", str(key), *_config(tmp_path), scheme="https",
+                         verify=str(cert))
+    # Half send nothing, half the first bytes of a TLS record, then stall mid-handshake.
+    with IdleFlood(server.port, IDLE, partial=b"\x16\x03\x01") as flood:
+        for _ in range(100):  # each on a new connection, so each has a handshake of its own
+            assert requests.get(f"{server.url}/v2/", verify=str(cert), timeout=PATIENCE).status_code == 200
+        _wait_closed(flood)
