@@ -22,6 +22,8 @@ from gunicorn.workers.ggevent import GeventWorker
 
 # Longest pause between tries of a contended lock: short against the time locks are held (one request).
 _LOCK_POLL_MAX = 0.05
+# Bytes one response may send before other connections get a turn (a few ms on loopback).
+_SENDFILE_SLICE = 16 << 20
 
 
 class RegistryWorker(GeventWorker):
@@ -108,7 +110,7 @@ def _sendfile(sock: gsocket.socket, file: BinaryIO, offset: int = 0, count: int 
     out, src = sock.fileno(), file.fileno()
     if count is None:
         count = os.fstat(src).st_size - offset
-    sent = 0
+    sent = since_yield = 0
     while sent < count:
         try:
             n = os.sendfile(out, src, offset + sent, count - sent)
@@ -118,7 +120,9 @@ def _sendfile(sock: gsocket.socket, file: BinaryIO, offset: int = 0, count: int 
         if n == 0:  # the file is shorter than promised
             break
         sent += n
-        # Each call moves at most a socket buffer; let other connections run between them.
-        gevent.sleep(0)
+        since_yield += n
+        if since_yield >= _SENDFILE_SLICE:  # a fast reader never makes us wait: let other connections run
+            since_yield = 0
+            gevent.sleep(0)
     file.seek(offset + sent)
     return sent
