@@ -4,17 +4,24 @@
 (b) manifest GET requests/s under `wrk -t2 -c32`
 (c) skopeo push then pull of a 3-layer ~100 MB image, seconds
 
-Run: python bench/registry.py [--workers N] [--threads N] [--duration S]
+With --slow-clients instead: each server holds 500 idle connections (half sent nothing, half a partial request)
+and 50 uploads trickling a byte every 5 s, while one client makes 1,000 manifest GETs, each on a new connection
+with a 5 s timeout; prints the share answered and the p50/p99 latency.
+
+Run: python bench/registry.py [--workers N] [--threads N] [--duration S] [--slow-clients [--idle N] ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import io
 import json
 import os
 import re
+import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -22,7 +29,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import requests
@@ -135,6 +144,119 @@ def small_image(url: str) -> None:
                  headers={"Content-Type": OCI_MANIFEST}).raise_for_status()
 
 
+class SlowClients:
+    """Holds idle connections (reopening those the server closes) and byte-a-time uploads against one server."""
+
+    def __init__(self, url: str, idle: int, trickling: int, interval: float):
+        self.host, self.port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+        self.url, self.interval = url, interval
+        self.sel = selectors.DefaultSelector()
+        self.trickling: list[socket.socket] = []
+        self.closed = 0
+        self._stop = threading.Event()
+        # Upload sessions first: a server starved by the idle connections would not open them.
+        for _ in range(trickling):
+            self._open_trickle()
+        for i in range(idle):
+            self._open_idle(i)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _open_idle(self, i: int) -> None:
+        s = socket.create_connection((self.host, self.port))
+        if i % 2:
+            s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: bench\r\nUser-Agent: slow")
+        self.sel.register(s, selectors.EVENT_READ, i)
+
+    def _open_trickle(self) -> None:
+        r = requests.post(f"{self.url}/v2/bench/slow/blobs/uploads/", timeout=30)
+        r.raise_for_status()
+        loc = urllib.parse.urlsplit(r.headers["Location"])
+        target = loc.path + (f"?{loc.query}" if loc.query else "")
+        s = socket.create_connection((self.host, self.port))
+        s.sendall(f"PATCH {target} HTTP/1.1\r\nHost: bench\r\nContent-Length: 1000000\r\n"
+                  "Content-Type: application/octet-stream\r\n\r\n".encode())
+        self.sel.register(s, selectors.EVENT_READ, None)
+        self.trickling.append(s)
+
+    def _run(self) -> None:
+        next_byte = time.monotonic()
+        while not self._stop.is_set():
+            for key, _ in self.sel.select(0.05):
+                self.sel.unregister(key.fileobj)
+                key.fileobj.close()
+                self.closed += 1
+                if key.data is None:
+                    self.trickling.remove(key.fileobj)
+                else:
+                    self._open_idle(key.data)
+            if time.monotonic() >= next_byte:
+                next_byte += self.interval
+                for s in self.trickling:
+                    try:
+                        s.send(b"x")
+                    except OSError:
+                        pass  # closed by the server; the selector reports it
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+
+
+def bench_under_slow_clients(url: str, requests_n: int, timeout: float) -> tuple[int, list[float]]:
+    """Manifest GETs one after another, each on a new connection: (answered, latencies in ms of those)."""
+    parts = urllib.parse.urlsplit(url)
+    latencies = []
+    for _ in range(requests_n):
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        try:
+            conn.request("GET", "/v2/bench/manifest/manifests/latest", headers={"Accept": OCI_MANIFEST})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                latencies.append((time.perf_counter() - started) * 1000)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    return len(latencies), latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+
+
+def raise_file_limit(needed: int) -> None:
+    """Each held connection is a descriptor here and (for the bench's lifetime) one on the server."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            sys.exit(f"open-files limit {hard} is below the {needed} this run needs; lower --idle")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def run_slow_clients(servers: dict[str, str], args: argparse.Namespace) -> None:
+    print(f"{args.idle} idle + {args.trickling} trickling connections (a byte every {args.interval:g} s), "
+          f"{args.requests} manifest GETs on new connections, {args.timeout:g} s timeout each")
+    print(f"{'server':<16}{'answered':>16}{'p50 ms':>10}{'p99 ms':>10}{'closed':>8}")
+    for name, url in servers.items():
+        load = SlowClients(url, args.idle, args.trickling, args.interval)
+        try:
+            answered, latencies = bench_under_slow_clients(url, args.requests, args.timeout)
+            closed = load.closed
+        finally:
+            load.close()
+        share = f"{answered}/{args.requests} ({100 * answered / args.requests:.0f}%)"
+        print(f"{name:<16}{share:>16}{percentile(latencies, 0.5):>10.1f}{percentile(latencies, 0.99):>10.1f}"
+              f"{closed:>8}")
+    print("(closed = held connections the server closed meanwhile; idle ones are reopened)")
+
+
 def make_layout(path: Path) -> None:
     """A 3-layer OCI layout of ~100 MB (uncompressed tar layers of random data)."""
     blobs = path / "blobs" / "sha256"
@@ -186,7 +308,14 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5, help="wrk seconds per server")
     ap.add_argument("--runs", type=int, default=8, help="blob GETs per server (best is kept)")
     ap.add_argument("--rounds", type=int, default=3, help="skopeo push+pull rounds per server (best is kept)")
+    ap.add_argument("--slow-clients", action="store_true", help="run the slow-clients benchmark instead")
+    ap.add_argument("--idle", type=int, default=500, help="idle connections held (--slow-clients)")
+    ap.add_argument("--trickling", type=int, default=50, help="trickling uploads held (--slow-clients)")
+    ap.add_argument("--interval", type=float, default=5.0, help="seconds between trickled bytes (--slow-clients)")
+    ap.add_argument("--requests", type=int, default=1000, help="manifest GETs (--slow-clients)")
+    ap.add_argument("--timeout", type=float, default=5.0, help="seconds each GET may take (--slow-clients)")
     args = ap.parse_args()
+    raise_file_limit(args.idle + args.trickling + 256)
     work = Path(tempfile.mkdtemp(prefix="registry-bench-"))
     procs = []
     try:
@@ -195,6 +324,11 @@ def main() -> int:
         ours_url, p = start_dockyard(work, args.workers, args.threads)
         procs.append(p)
         servers = {"distribution": dist_url, "dockyard": ours_url}
+        if args.slow_clients:
+            for url in servers.values():
+                small_image(url)
+            run_slow_clients(servers, args)
+            return 0
         blob = os.urandom(BLOB_SIZE)
         results: dict[str, dict[str, float]] = {name: {} for name in servers}
         digests = {}

@@ -13,6 +13,10 @@ from typing import BinaryIO, Iterator
 from dockyard.errors import DockyardError
 
 
+# Name prefix of atomic writes' temp files: a writer killed mid-write leaves one behind for cleanup to find.
+TEMP_PREFIX = ".tmp-"
+
+
 class DiskFull(DockyardError):
     """The filesystem ran out of space or quota during a write."""
 
@@ -56,7 +60,7 @@ def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None, durable
     lose the write (for state that is worthless after a reboot anyway).
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=tmpdir or directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=tmpdir or directory)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -89,11 +93,12 @@ def _unlink_quietly(path: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: str, shared: bool = False) -> Iterator[None]:
-    """Hold an flock on `path` (created if needed) for the duration of the block."""
+def locked(path: str, shared: bool = False, wait: bool = True) -> Iterator[None]:
+    """Hold an flock on `path` (created if needed) for the duration of the block; wait=False raises
+    BlockingIOError when someone else holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         yield
     finally:
         os.close(fd)

@@ -5,7 +5,11 @@ Example (TOML; the same keys work in YAML when PyYAML is installed):
     root = "/srv/registry"
     addr = "0.0.0.0:5000"
     workers = 4
+    connections = 1000
     delete_enabled = true
+    [timeouts]
+    header = 30
+    body = 60
     [tls]
     cert = "/etc/registry/cert.pem"
     key = "/etc/registry/key.pem"
@@ -49,7 +53,12 @@ class Config:
     root: str = "/var/lib/dockyard/registry"
     addr: str = "127.0.0.1:5000"
     workers: int = 2
-    threads: int = 8
+    threads: int = 8  # per worker, for disk syncs, so a slow disk does not stall the worker's other requests
+    connections: int = 1000  # open connections per worker, idle ones included; more wait in the listen backlog
+    # Seconds a connection may take to send a request's line and headers (or sit idle between requests).
+    header_timeout: int = 30
+    # Seconds a request body read or a response write may wait for the client; an upload cut off by it can resume.
+    body_timeout: int = 60
     read_only: bool = False
     delete_enabled: bool = False
     access_log: str = "-"  # a path, "-" for stderr, "" for none
@@ -114,8 +123,9 @@ class Config:
             raise ConfigError(f"invalid listen address {self.addr!r}; use HOST:PORT, e.g. 127.0.0.1:5000")
         if self.max_uploads < 0:
             raise ConfigError("max_uploads must be 0 (no limit) or more")
-        if self.workers < 1 or self.threads < 1:
-            raise ConfigError("workers and threads must be at least 1")
+        for name in ("workers", "threads", "connections", "header_timeout", "body_timeout"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
         return self
 
 
@@ -129,6 +139,7 @@ _NESTED = {
     ("auth", "token", "ttl"): "token_ttl", ("auth", "token", "realm"): "token_realm",
     ("gc", "grace"): "gc_grace", ("gc", "upload_max_age"): "upload_max_age",
     ("uploads", "max"): "max_uploads",
+    ("timeouts", "header"): "header_timeout", ("timeouts", "body"): "body_timeout",
 }
 
 

@@ -2,7 +2,8 @@
 
 Safety against a concurrent push (distribution#3045): every write that makes a blob live refreshes its mtime under
 a shared lock, and a blob is deleted only under the exclusive lock after re-checking that its mtime is older than
-the grace period.  Open upload sessions live outside the blob store, so they are never swept."""
+the grace period.  Open upload sessions live outside the blob store, so they are never swept; sessions and
+temp files go only when unchanged for the upload age limit."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from registry.storage import FilesystemStorage, Storage
 
 
 _CLOCK_SLACK = 2.0
+# A younger temp file may be a write in progress, whatever the age limit.
+_TEMP_MIN_AGE = 60
 
 
 @dataclass
@@ -27,12 +30,14 @@ class GcReport:
     bytes: int = 0
     manifests: list[tuple[str, Digest]] = field(default_factory=list)
     uploads: int = 0
+    temp_files: int = 0
     kept_recent: int = 0
 
     def summary(self, dry_run: bool) -> str:
         verb = "would remove" if dry_run else "removed"
         return (f"{verb} {len(self.blobs)} blobs ({self.bytes} bytes), {len(self.manifests)} manifests, "
-                f"{self.uploads} stale upload sessions; kept {self.kept_recent} recent unreferenced blobs")
+                f"{self.uploads} stale upload sessions, {self.temp_files} stale temp files; "
+                f"kept {self.kept_recent} recent unreferenced blobs")
 
 
 def collect(root: str, dry_run: bool = False, delete_untagged: bool = False, grace: int = 3600,
@@ -46,11 +51,15 @@ def collect(root: str, dry_run: bool = False, delete_untagged: bool = False, gra
     # File mtimes come from the kernel's coarse clock, a few ms behind time.time(): the slack keeps a blob touched
     # just after this point from looking older than the cutoff.
     cutoff = now - grace - _CLOCK_SLACK
+    # Sessions and temp files nothing changed for upload_max_age: abandoned pushes (a 507 included) and the
+    # leftovers of writers killed mid-write.  A session a request holds right now is never removed.
+    stale = now - upload_max_age
     for upload in list(storage.iter_uploads()):
-        if upload.started < now - upload_max_age:
-            report.uploads += 1
-            if not dry_run:
-                storage.purge_upload(upload.id)
+        if dry_run:
+            report.uploads += storage.upload_last_used(upload.id) < stale
+        else:
+            report.uploads += storage.purge_upload(upload.id, stale)
+    report.temp_files = storage.purge_temp_files(min(stale, now - _TEMP_MIN_AGE), dry_run)
     marked = mark(storage, report, cutoff, delete_untagged, dry_run)
     sweep(storage, marked, report, cutoff, dry_run)
     return report

@@ -1,16 +1,20 @@
 """Prometheus counters shared by all gunicorn workers: each process flushes its counts to a file under the
-root at most once a second, and a scrape sums every file (dead workers' files keep totals monotonic)."""
+root at most once a second, and a scrape sums every other process's file with its own live counts (dead workers'
+files keep totals monotonic).  A failed flush (disk full) keeps the counts for the next one."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections import defaultdict
 
-from dockyard.fsutil import atomic_write
+from dockyard.fsutil import DiskFull, atomic_write
+
+log = logging.getLogger("registry")
 
 _FLUSH_INTERVAL = 1.0
 
@@ -32,12 +36,16 @@ class Metrics:
         self._bytes = {"in": 0, "out": 0}
         self._dirty = False
 
+    def _follow_fork(self) -> None:
+        """In a newly forked worker, start counts and a file of its own (call with the lock held)."""
+        if os.getpid() != self._pid:
+            self._reset()
+            self._flusher = None
+
     def observe(self, route: str, method: str, status: str, bytes_in: int, bytes_out: int) -> None:
         """Count one finished request."""
         with self._lock:
-            if os.getpid() != self._pid:  # forked into a new worker: start a file of its own
-                self._reset()
-                self._flusher = None
+            self._follow_fork()
             self._requests[(route, method, status)] += 1
             self._bytes["in"] += bytes_in
             self._bytes["out"] += bytes_out
@@ -47,33 +55,55 @@ class Metrics:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
+        failing = False
         while True:
             time.sleep(_FLUSH_INTERVAL)
-            self.flush()
+            try:
+                self.flush()
+            except (OSError, DiskFull) as e:
+                # Disk full, or the directory gone or read-only: the counts wait in memory for the next round.
+                if not failing:
+                    log.warning("cannot write metrics to %s (will retry): %s", self.directory, e)
+                failing = True
+            else:
+                failing = False
 
     def flush(self) -> None:
         """Write this process's counters to its file if they changed."""
         with self._lock:
             if not self._dirty or os.getpid() != self._pid:
                 return
-            data = {"requests": [[*k, v] for k, v in self._requests.items()], "bytes": dict(self._bytes)}
+            data = self._snapshot()
             self._dirty = False
             path = self._file
-        atomic_write(path, json.dumps(data).encode())
+        try:
+            atomic_write(path, json.dumps(data).encode())
+        except BaseException:
+            with self._lock:
+                self._dirty = True
+            raise
+
+    def _snapshot(self) -> dict:
+        """This process's counts as stored in its file (call with the lock held)."""
+        return {"requests": [[*k, v] for k, v in self._requests.items()], "bytes": dict(self._bytes)}
 
     def render(self, uploads_in_progress: int) -> str:
-        """The exposition text summed over every worker's file."""
-        self.flush()
-        requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        totals = {"in": 0, "out": 0}
+        """The exposition text: every other process's file plus this process's live counts."""
+        with self._lock:
+            self._follow_fork()
+            own, own_file = self._snapshot(), os.path.basename(self._file)
+        stored = [own]
         for name in os.listdir(self.directory):
-            if not name.endswith(".json"):
+            if not name.endswith(".json") or name == own_file:
                 continue
             try:
                 with open(os.path.join(self.directory, name), encoding="utf-8") as f:
-                    data = json.load(f)
+                    stored.append(json.load(f))
             except (OSError, ValueError):
                 continue
+        requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        totals = {"in": 0, "out": 0}
+        for data in stored:
             for route, method, status, count in data.get("requests", []):
                 requests[(route, method, status)] += count
             for k in totals:

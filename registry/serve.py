@@ -1,16 +1,21 @@
-"""Run the registry under gunicorn (several gthread workers, optional TLS, sendfile for blob bodies)."""
+"""Run the registry under gunicorn (several gevent workers, optional TLS, sendfile for blob bodies)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import resource
 
 from gunicorn.app.base import BaseApplication
 
 from registry.app import create_app
 from registry.config import Config
+from registry.worker import RegistryWorker, deferred_handshake_context
 
 log = logging.getLogger("registry")
+
+# Descriptors a worker holds beyond its client sockets: blobs being sent, upload files, locks, logs.
+_FILES_BESIDES_CONNECTIONS = 256
 
 
 class _Gunicorn(BaseApplication):
@@ -23,15 +28,21 @@ class _Gunicorn(BaseApplication):
     def load_config(self) -> None:
         c = self.registry_config
         settings = {
-            "bind": [c.addr], "workers": c.workers, "worker_class": "gthread", "threads": c.threads,
-            # Uploads of large layers can stream for a long time; a stuck worker is still caught.
-            "timeout": 300, "graceful_timeout": 10, "keepalive": 75,
+            "bind": [c.addr], "workers": c.workers, "worker_class": RegistryWorker,
+            "worker_connections": c.connections,
+            # The event loop answers the arbiter's heartbeat whatever requests do; this catches a wedged loop.
+            "timeout": 300, "graceful_timeout": 10,
+            # In gevent workers the keep-alive timer bounds the wait for every request's line and headers.
+            "keepalive": c.header_timeout,
             "accesslog": None, "errorlog": "-", "loglevel": "warning", "proc_name": "dockyard-registry",
             "limit_request_line": 8190, "backlog": 2048,
+            # Its default place, $XDG_RUNTIME_DIR or $HOME/.gunicorn, is one socket for every registry on the
+            # host, and nothing of ours uses it.
+            "control_socket_disable": True,
         }
         # No "sendfile" key: gunicorn reads any value set there (even True) as --no-sendfile.
         if c.tls_cert:
-            settings.update(certfile=c.tls_cert, keyfile=c.tls_key)
+            settings.update(certfile=c.tls_cert, keyfile=c.tls_key, ssl_context=deferred_handshake_context)
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -42,8 +53,19 @@ class _Gunicorn(BaseApplication):
 def serve(config: Config) -> int:
     """Serve until interrupted; returns gunicorn's exit status."""
     os.makedirs(config.root, exist_ok=True)
+    _raise_file_limit(config.connections + _FILES_BESIDES_CONNECTIONS)
     # Build the app once in the master so config errors (bad htpasswd, unreadable key) stop startup with a message,
     # and the token key is created before workers race for it.
     create_app(config)
     _Gunicorn(config).run()
     return 0
+
+
+def _raise_file_limit(wanted: int) -> None:
+    """Lift the soft open-files limit towards `wanted` (the hard limit caps it): each connection is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("open-files limit %d is below the %d connections per worker can need", target, wanted)

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--addr", help="HOST:PORT to listen on (default 127.0.0.1:5000)")
     _root_and_config(serve)
     serve.add_argument("--workers", type=int, help="worker processes (default 2)")
-    serve.add_argument("--threads", type=int, help="threads per worker (default 8)")
+    serve.add_argument("--threads", type=int, help="threads per worker for disk syncs (default 8)")
+    serve.add_argument("--connections", type=int,
+                       help="open connections per worker, idle ones included (default 1000)")
     serve.add_argument("--tls-cert", help="PEM certificate; serve HTTPS")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument("--htpasswd", help="bcrypt htpasswd file; require basic auth")
@@ -69,7 +71,8 @@ def _config(args: argparse.Namespace, **overrides):
 def cmd_serve(args: argparse.Namespace) -> int:
     from registry.serve import serve
 
-    config = _config(args, addr=args.addr, workers=args.workers, threads=args.threads, tls_cert=args.tls_cert,
+    config = _config(args, addr=args.addr, workers=args.workers, threads=args.threads,
+                     connections=args.connections, tls_cert=args.tls_cert,
                      tls_key=args.tls_key, htpasswd=args.htpasswd, token=args.token, token_key=args.token_key,
                      anonymous=["pull"] if args.anonymous_pull else None, read_only=args.read_only,
                      delete_enabled=args.enable_delete, access_log=args.access_log)

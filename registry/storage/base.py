@@ -177,5 +177,14 @@ class Storage(abc.ABC):
         """How many sessions are open (the uploads-in-progress gauge)."""
 
     @abc.abstractmethod
-    def purge_upload(self, upload_id: str) -> None:
-        """Remove a session regardless of repository (stale-upload cleanup)."""
+    def upload_last_used(self, upload_id: str) -> float:
+        """When a session last changed (0.0 if it is gone)."""
+
+    @abc.abstractmethod
+    def purge_upload(self, upload_id: str, cutoff: float) -> bool:
+        """Remove a session of any repository unchanged since `cutoff` and not in use by a request right now
+        (stale-upload cleanup); whether it did."""
+
+    @abc.abstractmethod
+    def purge_temp_files(self, cutoff: float, dry_run: bool = False) -> int:
+        """Remove temp files older than `cutoff` that writers killed mid-write left behind; how many."""

@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 
 from dockyard.digest import CHUNK, Digest, InvalidDigest, verify
 from dockyard.errors import DigestMismatch
-from dockyard.fsutil import WRITEBACK_STEP, atomic_write, fsync_dir, locked, start_writeback
+from dockyard.fsutil import TEMP_PREFIX, WRITEBACK_STEP, atomic_write, fsync_dir, locked, start_writeback
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
 from registry.storage.base import BlobInfo, Storage, UploadInfo, UploadOffsetMismatch, UploadUnknown
 
@@ -399,8 +399,46 @@ class FilesystemStorage(Storage):
     def upload_count(self) -> int:
         return len(_listdir(self._uploads))
 
-    def purge_upload(self, upload_id: str) -> None:
-        self._remove_upload(upload_id)
+    def upload_last_used(self, upload_id: str) -> float:
+        directory = self._upload_dir(upload_id)
+        times = []
+        for name in _listdir(directory):
+            if name != "lock":  # taking the lock (GC does too) is no use of the session
+                with contextlib.suppress(FileNotFoundError):
+                    times.append(os.stat(os.path.join(directory, name)).st_mtime)
+        if times:
+            return max(times)
+        try:  # a create cut short before any file: the directory's own time
+            return os.stat(directory).st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def purge_upload(self, upload_id: str, cutoff: float) -> bool:
+        if self.upload_last_used(upload_id) >= cutoff:
+            return False
+        try:
+            with locked(os.path.join(self._upload_dir(upload_id), "lock"), wait=False):
+                # Again under the lock: a request may have written to it meanwhile.
+                if self.upload_last_used(upload_id) >= cutoff:
+                    return False
+                self._remove_upload(upload_id)
+                return True
+        except (FileNotFoundError, BlockingIOError):  # gone already, or a request is using it right now
+            return False
+
+    def purge_temp_files(self, cutoff: float, dry_run: bool = False) -> int:
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < cutoff:
+                        if not dry_run:
+                            os.unlink(path)
+                        removed += 1
+        return removed
 
 
 def _write_quick(path: str, text: str) -> None:

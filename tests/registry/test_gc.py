@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -184,3 +186,79 @@ def test_push_between_mark_and_sweep_is_kept(server):
     assert requests.get(f"{server.url}/v2/gc/between/manifests/v1").content == img.manifest
     for blob in [img.config, *img.layers]:
         assert requests.get(f"{server.url}/v2/gc/between/blobs/{sha256(blob)}").content == blob
+
+
+def _age(path: Path, seconds: float = 2 * 86400) -> None:
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def _session_dir(root: Path, location: str) -> Path:
+    return root / "uploads" / location.rstrip("/").rsplit("/", 1)[1]
+
+
+def _age_session(root: Path, location: str) -> None:
+    """Make every file of an upload session look untouched for two days."""
+    for path in _session_dir(root, location).iterdir():
+        _age(path)
+
+
+def test_gc_removes_stale_leftovers_and_keeps_a_push_in_progress(make_server):
+    """Temp files of killed writers and abandoned sessions go after the age limit; fresh ones stay, and so does an
+    old session a request is writing to right now."""
+    server = make_server("--workers", "2")
+    root = server.root
+    img = make_image([layer_tar({"leftovers": b"l"})])
+    assert push_image(server.url, "gc/left", img, "v1").status_code == 201
+    blob_dir = root / "blobs" / "sha256" / img.digest[7:9] / img.digest[7:]
+    stale_tmp = [blob_dir / ".tmp-killed1", root / "repositories/gc/left/_manifests/tags/.tmp-killed2",
+                 root / "metrics" / ".tmp-killed3"]
+    fresh_tmp = blob_dir / ".tmp-writing"
+    for path in [*stale_tmp, fresh_tmp]:
+        path.write_bytes(b"partial")
+    for path in stale_tmp:
+        _age(path)
+
+    def session(data: bytes) -> str:
+        loc = requests.post(f"{server.url}/v2/gc/left/blobs/uploads/").headers["Location"]
+        return requests.patch(server.url + loc, data=data).headers["Location"]
+
+    abandoned, fresh = session(b"given up"), session(b"still coming")
+    _age_session(root, abandoned)
+    cut_short = root / "uploads" / ("0" * 32)  # a create killed before the session's info file was written
+    cut_short.mkdir()
+    (cut_short / "data").write_bytes(b"")
+    _age(cut_short / "data")
+    # A session paused for two days whose next chunk is arriving right now: the request holds its lock.
+    busy = requests.post(f"{server.url}/v2/gc/left/blobs/uploads/").headers["Location"]
+    body = os.urandom(10_000)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(f"PATCH {busy} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:5000])
+    lock = os.open(_session_dir(root, busy) / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        while True:  # until the server's request has taken the session's lock
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                time.sleep(0.05)
+            except BlockingIOError:
+                break
+    finally:
+        os.close(lock)
+    _age_session(root, busy)
+
+    p = subprocess.run([sys.executable, "-m", "dockyard", "registry", "gc", "--root", str(root)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert "2 stale upload sessions, 3 stale temp files" in p.stdout, p.stdout
+    assert not any(path.exists() for path in stale_tmp) and fresh_tmp.exists()
+    assert requests.get(server.url + abandoned).status_code == 404
+    assert requests.get(server.url + fresh).status_code == 204
+    assert not cut_short.exists()
+    sock.sendall(body[5000:])
+    with sock.makefile("rb") as answer:
+        assert answer.readline().startswith(b"HTTP/1.1 202")
+    sock.close()
+    r = requests.put(server.url + busy, params={"digest": sha256(body)})
+    assert r.status_code == 201, r.text
+    assert requests.get(f"{server.url}/v2/gc/left/blobs/{sha256(body)}").content == body
