@@ -12,6 +12,7 @@ from runner.network import bridge, ipam, nat, store
 from runner.network.store import DEFAULT_NETWORK, PREDEFINED, Network, State
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAT_RULES = 2  # bump when nat.py's rules change (2: the loopback guard), so existing bridges get the new ones
 
 
 def new_state() -> State:
@@ -33,6 +34,12 @@ def _now() -> str:
 
 def ensure_up(state: State, network: Network) -> None:
     """Create the network's bridge and NAT if missing (first use, or after a reboot wiped them)."""
+    if state.nat_rules != NAT_RULES:
+        # Bridges set up by an older dockyard lack newer rules (the loopback guard): set them all up again.
+        for n in state.networks.values():
+            if bridge.exists(n.bridge):
+                state.nat().add_network(n.subnet, n.bridge)
+        state.nat_rules = NAT_RULES
     if bridge.exists(network.bridge):
         return
     # NAT first: the bridge is the marker that setup completed, so a failure in between is retried next time.

@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 from runner.network import attach, hosts, ipam, netns, networks, ports, store
 from runner.network.ports import parse_publish
 from runner.network.store import PortMapping
-from support import tool
+from support import LoopbackServer, raw_client, tool
 
 BUSYBOX = "/bin/busybox"
 
@@ -45,11 +45,12 @@ def _links(part: str) -> list[str]:
 
 
 def _nat_rules(kind: str, table: str) -> str:
-    """Our table's rules and elements, or the iptables lines mentioning our chains."""
+    """Our table's rules and elements, or the iptables lines (nat and raw tables) mentioning our chains."""
     if kind == "nftables":
         p = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True)
         return p.stdout
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    out = "".join(subprocess.run(["iptables-save", "-t", t], capture_output=True, text=True, check=True).stdout
+                  for t in ("nat", "raw"))
     return "\n".join(line for line in out.splitlines() if table.upper() in line)
 
 
@@ -333,3 +334,43 @@ def test_concurrent_attaches_get_distinct_addresses(net_env, make_ns):
     for i in range(4):
         attach.detach(f"{i:064x}")
     assert store.read().attachments == {}
+
+
+@pytest.fixture(scope="session")
+def rawtcp(tmp_path_factory) -> str:
+    """The directory holding the static raw-socket attacker (tests/rawtcp.c), to bind-mount into containers."""
+    directory = tmp_path_factory.mktemp("rawtcp")
+    raw_client(directory)
+    return str(directory)
+
+
+# Inside a container on a bridge: find the gateway's MAC as any attacker would (ARP), then aim a handshake at
+# 127.0.0.1 through it. `$1` is the port.
+RAW_ATTACK = ("gw=$(ip route | awk '/^default/ {print $3}'); ping -c1 -W2 $gw >/dev/null; "
+              "mac=$(awk -v gw=$gw '$1 == gw {print $4}' /proc/net/arp); exec /x/rawtcp eth0 $mac 127.0.0.1 $1 hello")
+
+
+def test_containers_cannot_reach_host_loopback(net_env, dockyard, busybox_image, rawtcp, tmp_path):
+    """CVE-2020-8558 style: route_localnet on the bridge must not open the host's 127.0.0.1 to raw packets."""
+    with LoopbackServer() as server:
+        r = dockyard("run", "--rm", "-v", f"{rawtcp}:/x:ro", busybox_image, "sh", "-c", RAW_ATTACK, "attack",
+                     str(server.port), check=False)
+        assert (r.code, r.out) == (1, "no answer\n"), r.out + r.err
+        assert server.received == []
+
+    # Published ports on 127.0.0.1 still work from the host.
+    port = _free_port()
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("published\n")
+    cid = dockyard("run", "-d", "-p", f"127.0.0.1:{port}:80", "-v", f"{tmp_path / 'www'}:/www:ro", busybox_image,
+                   "httpd", "-f", "-p", "80", "-h", "/www").out.strip()
+    try:
+        body = _get(f"http://127.0.0.1:{port}/")
+        for _ in range(100):
+            if not body.startswith("failed"):
+                break
+            time.sleep(0.05)
+            body = _get(f"http://127.0.0.1:{port}/")
+        assert body == "published\n"
+    finally:
+        dockyard("rm", "-f", cid)
