@@ -310,14 +310,45 @@ def test_resolv_conf_and_hosts_builders():
     assert text.startswith("127.0.0.1\tlocalhost\n") and text.endswith("10.1.0.6\tpeer alias\n10.1.0.5\tbox\n")
 
 
-def test_free_subnet_skips_taken_and_routed():
-    pool = ipaddress.IPv4Network("10.89.0.0/16")
-    taken = [ipaddress.IPv4Network("10.89.0.0/16"), ipaddress.IPv4Network("10.90.4.0/24")]
-    assert ipam.free_subnet(pool, taken) == ipaddress.IPv4Network("10.91.0.0/16")
+def test_free_subnet_skips_taken_and_stays_private():
+    pool = ipaddress.IPv4Network("172.18.0.0/16")
+    taken = [ipaddress.IPv4Network("172.18.0.0/16"), ipaddress.IPv4Network("172.19.4.0/24")]
+    assert ipam.free_subnet(pool, taken) == ipaddress.IPv4Network("172.20.0.0/16")
+    # 172.32.0.0/16 is public address space: the search ends with 172.31.0.0/16.
     with pytest.raises(DockyardError, match="no free /16"):
-        ipam.free_subnet(pool, [ipaddress.IPv4Network("10.0.0.0/8")])
+        ipam.free_subnet(pool, [ipaddress.IPv4Network("172.18.0.0/15"), ipaddress.IPv4Network("172.20.0.0/14"),
+                                ipaddress.IPv4Network("172.24.0.0/13")])
+    assert ipam.free_subnet(ipaddress.IPv4Network("10.89.0.0/16"), [ipaddress.IPv4Network("10.89.0.0/16")]) == \
+        ipaddress.IPv4Network("10.90.0.0/16")
     with pytest.raises(DockyardError, match="too small"):
         ipam.parse_subnet("10.0.0.0/31")
+
+
+def test_default_subnets_are_dockers_and_skip_host_routes(store_root, monkeypatch):
+    """Not podman's 10.88.0.0/16; and a subnet the host already routes (here via a port-less bridge, since this
+    kernel has no dummy links; deleting it takes the route along) is skipped."""
+    for var in ("DOCKYARD_BRIDGE_SUBNET", "DOCKYARD_NETWORK_POOL"):
+        monkeypatch.delenv(var, raising=False)
+
+    def default_subnet() -> ipaddress.IPv4Network:
+        state = networks.new_state()
+        assert state.pool == "172.18.0.0/16"
+        return ipaddress.IPv4Network(state.network("bridge").subnet)
+
+    first = default_subnet()
+    assert first == ipam.free_subnet(ipaddress.IPv4Network("172.17.0.0/16"), ipam.routed_subnets())
+    assert first.subnet_of(ipaddress.IPv4Network("172.16.0.0/12")) and first.prefixlen == 16
+    link = f"dyr{_rand()}"
+    subprocess.run(["ip", "link", "add", link, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "route", "add", str(first), "dev", link], check=True)
+        second = default_subnet()
+        assert second != first and second.network_address > first.network_address
+        assert not any(second.overlaps(r) for r in ipam.routed_subnets())
+    finally:
+        subprocess.run(["ip", "link", "del", link], check=True)
+    assert not _links(link) and first not in ipam.routed_subnets()
 
 
 def test_concurrent_attaches_get_distinct_addresses(net_env, make_ns):
