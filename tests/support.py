@@ -41,6 +41,12 @@ def tool(name: str) -> str:
     return path
 
 
+# Inside a container on a bridge: find the gateway's MAC as any attacker would (ARP), then aim a handshake at
+# 127.0.0.1 through it with /x/rawtcp (raw_client). `$1` is the port.
+RAW_ATTACK = ("gw=$(ip route | awk '/^default/ {print $3}'); ping -c1 -W2 $gw >/dev/null; "
+              "mac=$(awk -v gw=$gw '$1 == gw {print $4}' /proc/net/arp); exec /x/rawtcp eth0 $mac 127.0.0.1 $1 hello")
+
+
 def raw_client(directory: Path) -> str:
     """tests/rawtcp.c built static into `directory`: the raw-socket attacker the loopback tests run in containers."""
     path = str(directory / "rawtcp")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
+from typing import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from runner.network import bridge, hosts, ipam, netns, networks, ports, store
@@ -37,6 +39,21 @@ def attach(netns_path: str, container_id: str, name: str, network: str = DEFAULT
         state.attachments[container_id] = att
         ep = _join(state, att, state.network(network), netns_path, ip, aliases or [], publish or [])
     return ep
+
+
+@contextlib.contextmanager
+def on_default_bridge(owner_id: str, root: str | None = None) -> Iterator[str]:
+    """A fresh network namespace on the default bridge for the block, as a container's (the builder's RUN).
+
+    Yields its path for the runtime to join. Its veth, address and pin are gone after the block, also when the
+    block fails; the processes in it must have ended by then.
+    """
+    path = netns.create(os.path.join(netns.NETNS_DIR, owner_id))
+    try:
+        attach(path, owner_id, owner_id, root=root)
+        yield path
+    finally:
+        detach(owner_id, root=root, netns_path=path)
 
 
 def connect(netns_path: str, container_id: str, network: str, ip: str | None = None,

@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 from runner.network import attach, hosts, ipam, netns, networks, ports, store
 from runner.network.ports import parse_publish
 from runner.network.store import PortMapping
-from support import LoopbackServer, raw_client, tool
+from support import RAW_ATTACK, LoopbackServer, raw_client, tool
 
 BUSYBOX = "/bin/busybox"
 
@@ -373,12 +373,6 @@ def rawtcp(tmp_path_factory) -> str:
     directory = tmp_path_factory.mktemp("rawtcp")
     raw_client(directory)
     return str(directory)
-
-
-# Inside a container on a bridge: find the gateway's MAC as any attacker would (ARP), then aim a handshake at
-# 127.0.0.1 through it. `$1` is the port.
-RAW_ATTACK = ("gw=$(ip route | awk '/^default/ {print $3}'); ping -c1 -W2 $gw >/dev/null; "
-              "mac=$(awk -v gw=$gw '$1 == gw {print $4}' /proc/net/arp); exec /x/rawtcp eth0 $mac 127.0.0.1 $1 hello")
 
 
 def test_containers_cannot_reach_host_loopback(net_env, dockyard, busybox_image, rawtcp, tmp_path):
