@@ -399,3 +399,46 @@ def test_containers_cannot_reach_host_loopback(net_env, dockyard, busybox_image,
         assert body == "published\n"
     finally:
         dockyard("rm", "-f", cid)
+
+
+def test_default_bridge_block_is_cleaned_up_and_reaped_after_a_crash(net_env):
+    """on_default_bridge (the builder's RUN): gone after the block; an owner killed inside it is reaped by the next."""
+    with attach.on_default_bridge("build-first") as path:
+        ep = store.read().attachments["build-first"].endpoints
+        veth = next(iter(ep.values())).veth_host
+        assert os.path.exists(path) and _links(veth)
+    assert not os.path.exists(path) and not _links(veth) and store.read().attachments == {}
+
+    code = ("import os, sys; from runner.network import attach; block = attach.on_default_bridge('build-killed'); "
+            "print(block.__enter__(), flush=True); os.kill(os.getpid(), 9)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == -9 and os.path.exists(p.stdout.strip())
+    killed = store.read().attachments["build-killed"]
+    veth = next(iter(killed.endpoints.values())).veth_host
+    with attach.on_default_bridge("build-next"):
+        assert list(store.read().attachments) == ["build-next"]
+        assert next(iter(store.read().attachments["build-next"].endpoints.values())).ip == \
+            next(iter(killed.endpoints.values())).ip  # the dead one's address is free again
+    assert not os.path.exists(p.stdout.strip()) and not os.path.exists(p.stdout.strip() + ".lock")
+    assert not _links(veth) and store.read().attachments == {}
+
+
+def test_bridges_of_an_older_version_get_the_loopback_guard(net_env, make_ns):
+    kind, tag = net_env
+    attach.attach(make_ns()[1], "o1" * 32, "old")
+    guard = "daddr 127.0.0.0/8 drop" if kind == "nftables" else f"-d 127.0.0.0/8 -i {tag} -j DROP"
+    assert guard in _nat_rules(kind, tag)
+    # What an older dockyard left: the bridge up, no guard, no rules version in the state.
+    if kind == "nftables":
+        subprocess.run(["nft", "delete", "chain", "ip", tag, "guard"], check=True)
+    else:
+        chain = f"{tag.upper()}-GUARD"
+        for args in (["-D", "PREROUTING", "-j", chain], ["-F", chain], ["-X", chain]):
+            subprocess.run(["iptables", "-t", "raw", *args], check=True)
+    with store.transaction() as state:
+        state.nat_rules = 0
+    assert guard not in _nat_rules(kind, tag)
+    attach.attach(make_ns()[1], "o2" * 32, "new")
+    assert guard in _nat_rules(kind, tag) and store.read().nat_rules == networks.NAT_RULES
+    attach.detach("o1" * 32)
+    attach.detach("o2" * 32)
