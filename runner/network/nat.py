@@ -4,8 +4,8 @@ elements), else iptables.
 The guard: bridges have route_localnet on, so that the host's own 127.0.0.1:PORT can be DNATed to a container;
 the kernel then no longer drops loopback addresses arriving on them as martians. A container with CAP_NET_RAW
 could address a frame to the bridge with destination 127.0.0.1 and reach services the host binds to loopback only
-(CVE-2020-8558). So packets coming in from our bridges with a loopback source or destination are dropped before
-conntrack and NAT (raw priority). Legitimate traffic never has one there: the replies of a DNATed 127.0.0.1
+(CVE-2020-8558). So packets coming in from our bridges to a loopback destination are dropped before conntrack
+and NAT (raw priority). Legitimate traffic never has one there: the replies of a DNATed 127.0.0.1
 connection come back addressed to the bridge's gateway and are translated to 127.0.0.1 only later, at dstnat."""
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ flush chain {t} postrouting
 flush chain {t} ports
 flush chain {t} guard
 add rule {t} guard iifname @bridges ip daddr 127.0.0.0/8 drop
-add rule {t} guard iifname @bridges ip saddr 127.0.0.0/8 drop
 add rule {t} prerouting fib daddr type local jump ports
 add rule {t} output fib daddr type local jump ports
 add rule {t} ports dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
@@ -154,8 +153,7 @@ class Iptables:
         return {"nat": [f"{self.post} -s {subnet} ! -o {bridge} -j MASQUERADE",
                         f"{self.post} -o {bridge} -s 127.0.0.0/8 -j MASQUERADE",
                         f"{self.post} -o {bridge} -s {subnet} -m conntrack --ctstate DNAT -j MASQUERADE"],
-                "raw": [f"{self.guard} -i {bridge} -d 127.0.0.0/8 -j DROP",
-                        f"{self.guard} -i {bridge} -s 127.0.0.0/8 -j DROP"]}
+                "raw": [f"{self.guard} -i {bridge} -d 127.0.0.0/8 -j DROP"]}
 
     def add_network(self, subnet: str, bridge: str) -> None:
         self._ensure()
