@@ -30,11 +30,14 @@ ENV MODE=bench
 WORKDIR /files
 CMD ["ls"]
 """
+# RUN steps join the store's default bridge: the bench's own, taken down at the end.
+NET_ENV = {"DOCKYARD_BRIDGE": "dybench1", "DOCKYARD_BRIDGE_SUBNET": "10.244.0.0/16",
+           "DOCKYARD_NETWORK_POOL": "10.245.0.0/16", "DOCKYARD_NAT_TABLE": "dybenchb"}
 
 
 def dockyard(root: str, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "dockyard", *args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, env={**os.environ, "DOCKYARD_ROOT": root})
+                   stderr=subprocess.DEVNULL, env={**os.environ, **NET_ENV, "DOCKYARD_ROOT": root})
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:
@@ -80,7 +83,7 @@ def main() -> None:
         ours_cmd = [sys.executable, "-m", "dockyard", "build", "-q", "-t", "bench-built"]
         theirs_cmd = ["buildah", "build", "--layers", "--pull=never", "--format", "docker", "-q",
                       "-t", "localhost/bench-built-buildah"]
-        env = {"DOCKYARD_ROOT": root}
+        env = {**NET_ENV, "DOCKYARD_ROOT": root}
         times: dict[str, list[float]] = {k: [] for k in ("ours-cold", "theirs-cold", "ours-cached", "theirs-cached")}
         for _ in range(args.runs):
             times["ours-cold"].append(timed([*ours_cmd, "--no-cache", str(ctx)], env))
@@ -95,6 +98,8 @@ def main() -> None:
         # The base, the result and buildah's intermediate --layers images: everything this run added.
         new = [i for i in _podman_images() if i not in before]
         subprocess.run(["podman", "rmi", "-f", *new], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-c", "from runner.network import networks; networks.reset()"],
+                       env={**os.environ, **NET_ENV, "DOCKYARD_ROOT": str(work / "store")})
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -416,7 +416,7 @@ class Builder:
         key = step_key(state.parent, "RUN", spec.argv, sorted((k_, v) for k_, v in env.items()
                                                               if k_ not in PROXY_ARGS),
                        [(s.name, s.data, s.mode) for s in spec.scripts], [repr(m) for m in spec.mounts],
-                       mount_inputs, network, self.options.compression)
+                       mount_inputs, self.options.compression)  # as docker's, the network mode is no input
         created_by = "RUN " + " ".join(spec.argv)
         if self._cached(state, key, n):
             return True
@@ -429,8 +429,8 @@ class Builder:
                 with self.progress.stream(n) as out:
                     code = execute(spec, lowerdirs=self._lowerdirs(state), upper=upper, env=env,
                                    user=cfg.get("User") or "", cwd=cwd,
-                                   network="host" if network == "default" else network, sources=sources,
-                                   scratch=scratch, out_fd=out, container_id=cid)
+                                   network=network, sources=sources, scratch=scratch, out_fd=out,
+                                   container_id=cid, store_root=self.store.root)
             finally:
                 self._running.discard(cid)
             if code != 0:

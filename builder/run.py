@@ -168,14 +168,23 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
 
 
 def execute(spec: RunSpec, *, lowerdirs: list[str], upper: str, env: dict[str, str], user: str, cwd: str,
-            network: str, sources: MountSources, scratch: str, out_fd: int, container_id: str) -> int:
-    """Run the command to completion with output on `out_fd`; returns its exit code."""
+            network: str, sources: MountSources, scratch: str, out_fd: int, container_id: str,
+            store_root: str | None = None) -> int:
+    """Run the command to completion with output on `out_fd`; returns its exit code.
+
+    network: "default" (as docker's build: a namespace of its own on the store's default bridge, outbound NAT,
+    nothing of the host's loopback), "host" or "none".
+    """
     from runner import sandbox  # only a step that really runs pays for importing the runtime
 
     who = run_user(user, lowerdirs)
     if "HOME" not in env:
         env = {**env, "HOME": users.home_of(who.uid, users.read_layered(lowerdirs, "etc/passwd"))}
     with contextlib.ExitStack() as stack:
+        if network == "default":
+            from runner.network import attach
+
+            network = stack.enter_context(attach.on_default_bridge(container_id, store_root))
         mounts, secret_env = prepare_mounts(spec, cwd, sources, scratch, stack)
         box = sandbox.Sandbox(args=spec.argv, lowerdirs=lowerdirs, upperdir=upper,
                               env=[f"{k}={v}" for k, v in {**env, **secret_env}.items()], user=who, cwd=cwd,

@@ -151,6 +151,10 @@ class Cgroup:
                 return [int(x) for x in f.read().split()]
         except FileNotFoundError:
             return []
+        except OSError as e:
+            if e.errno != errno.ENODEV:  # ENODEV: the cgroup is being removed under us
+                raise
+            return []
 
     def kill_all(self) -> None:
         """SIGKILL everything in the cgroup (frozen first on v1 so nothing forks in between)."""

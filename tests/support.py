@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +39,66 @@ def tool(name: str) -> str:
     path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     assert path, f"{name} is not installed (scripts/install.sh installs it)"
     return path
+
+
+# Inside a container on a bridge: find the gateway's MAC as any attacker would (ARP), then aim a handshake at
+# 127.0.0.1 through it with /x/rawtcp (raw_client). `$1` is the port.
+RAW_ATTACK = ("gw=$(ip route | awk '/^default/ {print $3}'); ping -c1 -W2 $gw >/dev/null; "
+              "mac=$(awk -v gw=$gw '$1 == gw {print $4}' /proc/net/arp); exec /x/rawtcp eth0 $mac 127.0.0.1 $1 hello")
+
+
+def raw_client(directory: Path) -> str:
+    """tests/rawtcp.c built static into `directory`: the raw-socket attacker the loopback tests run in containers."""
+    path = str(directory / "rawtcp")
+    subprocess.run([tool("gcc"), "-static", "-O2", "-o", path, str(REPO / "tests" / "rawtcp.c")], check=True)
+    return path
+
+
+class LoopbackServer:
+    """A TCP server on the host's 127.0.0.1 only (what a container must not reach); records what clients send."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port: int = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while chunk := conn.recv(4096):
+                        data += chunk
+                except OSError:
+                    pass
+                self.received.append(data)
+
+    def wait_for_message(self, timeout: float = 10) -> bytes:
+        """The first message a client sent (waiting for the server thread to record it), or b"" if none came."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.received[0] if self.received else b""
+
+    def __enter__(self) -> "LoopbackServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import socket
+
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join()

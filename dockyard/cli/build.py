@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use cached steps")
     p.add_argument("--pull", action="store_true", help="always pull base images")
     p.add_argument("--network", default="default", choices=("default", "none", "host"),
-                   help="network for RUN (default: host)")
+                   help="network for RUN (default: its own on the default bridge)")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
                    help="a secret file for RUN --mount=type=secret")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add an image label")

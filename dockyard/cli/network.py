@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     network = sub.add_parser("network", help="manage networks")
     nsub = network.add_subparsers(dest="network_command", metavar="COMMAND")
     create = nsub.add_parser("create", help="create a network")
-    create.add_argument("--subnet", help="subnet in CIDR form (default: the next free /16 from 10.89.0.0)")
+    create.add_argument("--subnet", help="subnet in CIDR form (default: the next free /16 from 172.18.0.0)")
     create.add_argument("--gateway", help="gateway address in the subnet (default: its first address)")
     create.add_argument("-d", "--driver", default="bridge", help="network driver (only 'bridge')")
     create.add_argument("--label", action="append", default=[], help="set metadata on the network (KEY=VALUE)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
+from typing import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from runner.network import bridge, hosts, ipam, netns, networks, ports, store
@@ -37,6 +39,52 @@ def attach(netns_path: str, container_id: str, name: str, network: str = DEFAULT
         state.attachments[container_id] = att
         ep = _join(state, att, state.network(network), netns_path, ip, aliases or [], publish or [])
     return ep
+
+
+@contextlib.contextmanager
+def on_default_bridge(owner_id: str, root: str | None = None) -> Iterator[str]:
+    """A fresh network namespace on the default bridge for the block, as a container's (the builder's RUN).
+
+    Yields its path for the runtime to join. Its veth, address and pin are gone after the block, also when the
+    block fails; the processes in it must have ended by then. The owner holds a lock next to the pin while it
+    lives, so what an owner killed in the middle left behind is taken down by the next one (see _reap).
+    """
+    from dockyard.fsutil import locked
+
+    _reap(root)
+    path = os.path.join(netns.NETNS_DIR, owner_id)
+    os.makedirs(netns.NETNS_DIR, exist_ok=True)
+    with locked(path + ".lock"):
+        try:
+            netns.create(path)
+            attach(path, owner_id, owner_id, root=root)
+            yield path
+        finally:
+            detach(owner_id, root=root, netns_path=path)
+            os.unlink(path + ".lock")
+
+
+def _reap(root: str | None) -> None:
+    """Take down on_default_bridge() namespaces whose owner died inside the block: their lock is free."""
+    import fcntl
+
+    state = store.read(root)
+    for owner_id in state.attachments if state else []:
+        path = os.path.join(netns.NETNS_DIR, owner_id)
+        try:
+            fd = os.open(path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # a container's (their leftovers are `rm`'s), or an owner that just finished
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its owner is alive
+        else:
+            detach(owner_id, root=root, netns_path=path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + ".lock")
+        finally:
+            os.close(fd)
 
 
 def connect(netns_path: str, container_id: str, network: str, ip: str | None = None,

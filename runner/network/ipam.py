@@ -8,6 +8,7 @@ from typing import Iterable
 from dockyard.errors import DockyardError
 
 IPv4Net = ipaddress.IPv4Network
+PRIVATE = [IPv4Net("10.0.0.0/8"), IPv4Net("172.16.0.0/12"), IPv4Net("192.168.0.0/16")]
 
 
 def parse_subnet(text: str) -> IPv4Net:
@@ -76,11 +77,12 @@ def routed_subnets() -> list[IPv4Net]:
 
 
 def free_subnet(pool_start: IPv4Net, taken: Iterable[IPv4Net]) -> IPv4Net:
-    """The first subnet of pool_start's size, counting up from it inside its /8, that overlaps nothing taken."""
+    """The first subnet of pool_start's size, counting up from it, that overlaps nothing taken; within the private
+    range (RFC 1918) pool_start lies in, else within its /8."""
     taken = list(taken)
-    end = int(pool_start.supernet(new_prefix=min(8, pool_start.prefixlen)).broadcast_address)
-    start = int(pool_start.network_address)
-    for n in range(start, end + 1, pool_start.num_addresses):
+    block = next((b for b in PRIVATE if pool_start.subnet_of(b)), None) or \
+        pool_start.supernet(new_prefix=min(8, pool_start.prefixlen))
+    for n in range(int(pool_start.network_address), int(block.broadcast_address) + 1, pool_start.num_addresses):
         candidate = ipaddress.IPv4Network((n, pool_start.prefixlen))
         if not any(candidate.overlaps(t) for t in taken):
             return candidate

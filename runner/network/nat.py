@@ -1,4 +1,12 @@
-"""Masquerading and port DNAT: an nftables table (sets and maps, so containers only add elements), else iptables."""
+"""Masquerading, port DNAT and the loopback guard: an nftables table (sets and maps, so containers only add
+elements), else iptables.
+
+The guard: bridges have route_localnet on, so that the host's own 127.0.0.1:PORT can be DNATed to a container;
+the kernel then no longer drops loopback addresses arriving on them as martians. A container with CAP_NET_RAW
+could address a frame to the bridge with destination 127.0.0.1 and reach services the host binds to loopback only
+(CVE-2020-8558). So packets coming in from our bridges to a loopback destination are dropped before conntrack
+and NAT (raw priority). Legitimate traffic never has one there: the replies of a DNATed 127.0.0.1
+connection come back addressed to the bridge's gateway and are translated to 127.0.0.1 only later, at dstnat."""
 
 from __future__ import annotations
 
@@ -63,10 +71,13 @@ add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy acc
 add chain {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 add chain {t} ports
+add chain {t} guard {{ type filter hook prerouting priority raw; policy accept; }}
 flush chain {t} prerouting
 flush chain {t} output
 flush chain {t} postrouting
 flush chain {t} ports
+flush chain {t} guard
+add rule {t} guard iifname @bridges ip daddr 127.0.0.0/8 drop
 add rule {t} prerouting fib daddr type local jump ports
 add rule {t} output fib daddr type local jump ports
 add rule {t} ports dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
@@ -112,39 +123,48 @@ add rule {t} postrouting oifname @bridges ip saddr @subnets ct status dnat masqu
 
 
 class Iptables:
-    """Chains `<TABLE>` (DNAT, jumped to for local destinations) and `<TABLE>-POSTROUTING` in the nat table."""
+    """Chains `<TABLE>` (DNAT, jumped to for local destinations) and `<TABLE>-POSTROUTING` in the nat table, and
+    `<TABLE>-GUARD` (the loopback guard, see above) in the raw table."""
 
     def __init__(self, table: str) -> None:
         self.dnat = table.upper()
         self.post = f"{self.dnat}-POSTROUTING"
+        self.guard = f"{self.dnat}-GUARD"
 
-    def _restore(self, lines: list[str], check: bool = True) -> bool:
-        return _run(["iptables-restore", "--noflush"], "*nat\n" + "\n".join(lines) + "\nCOMMIT\n", check)
+    @staticmethod
+    def _restore(table: str, lines: list[str], check: bool = True) -> bool:
+        return _run(["iptables-restore", "--noflush"], f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n", check)
 
-    def _jumps(self) -> list[str]:
+    def _chains(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Per iptables table: our chains, and the jumps to them from the built-in ones."""
         local = "-m addrtype --dst-type LOCAL"
-        return [f"PREROUTING {local} -j {self.dnat}", f"OUTPUT {local} -j {self.dnat}", f"POSTROUTING -j {self.post}"]
+        return {"nat": ([self.dnat, self.post], [f"PREROUTING {local} -j {self.dnat}", f"OUTPUT {local} -j {self.dnat}",
+                                                 f"POSTROUTING -j {self.post}"]),
+                "raw": ([self.guard], [f"PREROUTING -j {self.guard}"])}
 
     def _ensure(self) -> None:
         import subprocess
 
-        if subprocess.run(["iptables", "-t", "nat", "-S", self.dnat], capture_output=True).returncode:
-            self._restore([f"-N {self.dnat}", f"-N {self.post}"] + [f"-A {j}" for j in self._jumps()])
+        for table, (chains, jumps) in self._chains().items():  # each table on its own: the guard came later
+            if subprocess.run(["iptables", "-t", table, "-S", chains[0]], capture_output=True).returncode:
+                self._restore(table, [f"-N {c}" for c in chains] + [f"-A {j}" for j in jumps])
 
-    def _network_rules(self, subnet: str, bridge: str) -> list[str]:
-        return [f"{self.post} -s {subnet} ! -o {bridge} -j MASQUERADE",
-                f"{self.post} -o {bridge} -s 127.0.0.0/8 -j MASQUERADE",
-                f"{self.post} -o {bridge} -s {subnet} -m conntrack --ctstate DNAT -j MASQUERADE"]
+    def _network_rules(self, subnet: str, bridge: str) -> dict[str, list[str]]:
+        return {"nat": [f"{self.post} -s {subnet} ! -o {bridge} -j MASQUERADE",
+                        f"{self.post} -o {bridge} -s 127.0.0.0/8 -j MASQUERADE",
+                        f"{self.post} -o {bridge} -s {subnet} -m conntrack --ctstate DNAT -j MASQUERADE"],
+                "raw": [f"{self.guard} -i {bridge} -d 127.0.0.0/8 -j DROP"]}
 
     def add_network(self, subnet: str, bridge: str) -> None:
         self._ensure()
-        rules = self._network_rules(subnet, bridge)
-        self._restore([f"-D {r}" for r in rules], check=False)  # no duplicates when set up again after a reboot
-        self._restore([f"-A {r}" for r in rules])
+        for table, rules in self._network_rules(subnet, bridge).items():
+            self._restore(table, [f"-D {r}" for r in rules], check=False)  # no duplicates when set up again
+            self._restore(table, [f"-A {r}" for r in rules])
 
     def remove_network(self, subnet: str, bridge: str) -> None:
-        for r in self._network_rules(subnet, bridge):
-            self._restore([f"-D {r}"], check=False)
+        for table, rules in self._network_rules(subnet, bridge).items():
+            for r in rules:
+                self._restore(table, [f"-D {r}"], check=False)
 
     def _port_rule(self, m: PortMapping, ip: str) -> str:
         dest = f"-d {m.host_ip}/32 " if m.host_ip else ""
@@ -152,15 +172,16 @@ class Iptables:
 
     def add_ports(self, rules: list[Rule]) -> None:
         if rules:
-            self._restore([f"-A {self._port_rule(m, ip)}" for m, ip in rules])
+            self._restore("nat", [f"-A {self._port_rule(m, ip)}" for m, ip in rules])
 
     def remove_ports(self, rules: list[Rule]) -> None:
         for m, ip in rules:
-            self._restore([f"-D {self._port_rule(m, ip)}"], check=False)
+            self._restore("nat", [f"-D {self._port_rule(m, ip)}"], check=False)
 
     def destroy(self) -> None:
-        self._restore([f"-D {j}" for j in self._jumps()], check=False)
-        self._restore([f"-F {self.dnat}", f"-F {self.post}", f"-X {self.dnat}", f"-X {self.post}"], check=False)
+        for table, (chains, jumps) in self._chains().items():
+            self._restore(table, [f"-D {j}" for j in jumps], check=False)
+            self._restore(table, [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains], check=False)
 
 
 BACKENDS = {"nftables": Nftables, "iptables": Iptables}

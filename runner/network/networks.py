@@ -12,15 +12,23 @@ from runner.network import bridge, ipam, nat, store
 from runner.network.store import DEFAULT_NETWORK, PREDEFINED, Network, State
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+DEFAULT_SUBNET = ipaddress.IPv4Network("172.17.0.0/16")
+DEFAULT_POOL = "172.18.0.0/16"
+NAT_RULES = 2  # bump when nat.py's rules change (2: the loopback guard), so existing bridges get the new ones
 
 
 def new_state() -> State:
-    """The first state of a store: the default network, from the environment (tests use their own) or defaults."""
+    """The first state of a store: the default network, from the environment (tests use their own) or defaults.
+
+    As docker's: the default bridge on the first /16 from 172.17.0.0 that no host route covers (podman's
+    10.88.0.0/16 would take podman's containers' traffic), user networks from 172.18.0.0/16 on.
+    """
     env = os.environ.get
-    subnet = ipam.parse_subnet(env("DOCKYARD_BRIDGE_SUBNET", "10.88.0.0/16"))
+    given = env("DOCKYARD_BRIDGE_SUBNET")
+    subnet = ipam.parse_subnet(given) if given else ipam.free_subnet(DEFAULT_SUBNET, ipam.routed_subnets())
     state = State(nat_backend=env("DOCKYARD_NAT_BACKEND") or nat.detect(),
                   nat_table=env("DOCKYARD_NAT_TABLE", "dockyard"),
-                  pool=str(ipam.parse_subnet(env("DOCKYARD_NETWORK_POOL", "10.89.0.0/16"))))
+                  pool=str(ipam.parse_subnet(env("DOCKYARD_NETWORK_POOL", DEFAULT_POOL))))
     default = Network(id=os.urandom(32).hex(), name=DEFAULT_NETWORK, bridge=env("DOCKYARD_BRIDGE", "dockyard0"),
                       subnet=str(subnet), gateway=ipam.gateway_for(subnet), created=_now())
     state.networks[default.id] = default
@@ -33,6 +41,12 @@ def _now() -> str:
 
 def ensure_up(state: State, network: Network) -> None:
     """Create the network's bridge and NAT if missing (first use, or after a reboot wiped them)."""
+    if state.nat_rules != NAT_RULES:
+        # Bridges set up by an older dockyard lack newer rules (the loopback guard): set them all up again.
+        for n in state.networks.values():
+            if bridge.exists(n.bridge):
+                state.nat().add_network(n.subnet, n.bridge)
+        state.nat_rules = NAT_RULES
     if bridge.exists(network.bridge):
         return
     # NAT first: the bridge is the marker that setup completed, so a failure in between is retried next time.

@@ -94,6 +94,8 @@ class State:
     # Host veth -> address of endpoints released while their veth was still going away (detach without wait):
     # the address stays taken until the veth is gone, so no new container shares it with a dying one.
     lingering: dict[str, str] = field(default_factory=dict)
+    # Version of the packet filter rules set up for the networks (networks.NAT_RULES when they are current).
+    nat_rules: int = 0
 
     def network(self, ref: str) -> Network:
         """A network by name, full ID or unique ID prefix."""
@@ -129,6 +131,7 @@ class State:
             networks={k: Network(**v) for k, v in d.get("networks", {}).items()},
             attachments={k: Attachment.from_json(v) for k, v in d.get("attachments", {}).items()},
             lingering=d.get("lingering", {}),
+            nat_rules=d.get("nat_rules", 0),
         )
 
 

@@ -11,9 +11,26 @@ import pytest
 from dockyard.image import Image
 from dockyard.store import Store
 from runner import sandbox
+from runner.network import networks, store
 from runner.rootfs import layered_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "Dockerfiles"
+
+
+@pytest.fixture(autouse=True)
+def build_network(store_root, monkeypatch) -> str:
+    """RUN steps join the default bridge: a test bridge, subnet and NAT table per test (never a real one), gone
+    after; returns the bridge's name."""
+    tag = os.urandom(3).hex()
+    monkeypatch.setenv("DOCKYARD_BRIDGE", f"dyb{tag}")
+    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", "10.237.0.0/16")
+    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", "10.238.0.0/16")
+    monkeypatch.setenv("DOCKYARD_NAT_TABLE", f"dyb{tag}")
+    yield f"dyb{tag}"
+    state = store.read()
+    assert state is None or state.attachments == {}, "a RUN stayed on the bridge"
+    networks.reset()
+    assert not os.path.exists(f"/sys/class/net/dyb{tag}")
 
 
 @pytest.fixture

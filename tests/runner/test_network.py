@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 from runner.network import attach, hosts, ipam, netns, networks, ports, store
 from runner.network.ports import parse_publish
 from runner.network.store import PortMapping
-from support import tool
+from support import RAW_ATTACK, LoopbackServer, raw_client, tool
 
 BUSYBOX = "/bin/busybox"
 
@@ -45,11 +45,12 @@ def _links(part: str) -> list[str]:
 
 
 def _nat_rules(kind: str, table: str) -> str:
-    """Our table's rules and elements, or the iptables lines mentioning our chains."""
+    """Our table's rules and elements, or the iptables lines (nat and raw tables) mentioning our chains."""
     if kind == "nftables":
         p = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True)
         return p.stdout
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    out = "".join(subprocess.run(["iptables-save", "-t", t], capture_output=True, text=True, check=True).stdout
+                  for t in ("nat", "raw"))
     return "\n".join(line for line in out.splitlines() if table.upper() in line)
 
 
@@ -309,14 +310,45 @@ def test_resolv_conf_and_hosts_builders():
     assert text.startswith("127.0.0.1\tlocalhost\n") and text.endswith("10.1.0.6\tpeer alias\n10.1.0.5\tbox\n")
 
 
-def test_free_subnet_skips_taken_and_routed():
-    pool = ipaddress.IPv4Network("10.89.0.0/16")
-    taken = [ipaddress.IPv4Network("10.89.0.0/16"), ipaddress.IPv4Network("10.90.4.0/24")]
-    assert ipam.free_subnet(pool, taken) == ipaddress.IPv4Network("10.91.0.0/16")
+def test_free_subnet_skips_taken_and_stays_private():
+    pool = ipaddress.IPv4Network("172.18.0.0/16")
+    taken = [ipaddress.IPv4Network("172.18.0.0/16"), ipaddress.IPv4Network("172.19.4.0/24")]
+    assert ipam.free_subnet(pool, taken) == ipaddress.IPv4Network("172.20.0.0/16")
+    # 172.32.0.0/16 is public address space: the search ends with 172.31.0.0/16.
     with pytest.raises(DockyardError, match="no free /16"):
-        ipam.free_subnet(pool, [ipaddress.IPv4Network("10.0.0.0/8")])
+        ipam.free_subnet(pool, [ipaddress.IPv4Network("172.18.0.0/15"), ipaddress.IPv4Network("172.20.0.0/14"),
+                                ipaddress.IPv4Network("172.24.0.0/13")])
+    assert ipam.free_subnet(ipaddress.IPv4Network("10.89.0.0/16"), [ipaddress.IPv4Network("10.89.0.0/16")]) == \
+        ipaddress.IPv4Network("10.90.0.0/16")
     with pytest.raises(DockyardError, match="too small"):
         ipam.parse_subnet("10.0.0.0/31")
+
+
+def test_default_subnets_are_dockers_and_skip_host_routes(store_root, monkeypatch):
+    """Not podman's 10.88.0.0/16; and a subnet the host already routes (here via a port-less bridge, since this
+    kernel has no dummy links; deleting it takes the route along) is skipped."""
+    for var in ("DOCKYARD_BRIDGE_SUBNET", "DOCKYARD_NETWORK_POOL"):
+        monkeypatch.delenv(var, raising=False)
+
+    def default_subnet() -> ipaddress.IPv4Network:
+        state = networks.new_state()
+        assert state.pool == "172.18.0.0/16"
+        return ipaddress.IPv4Network(state.network("bridge").subnet)
+
+    first = default_subnet()
+    assert first == ipam.free_subnet(ipaddress.IPv4Network("172.17.0.0/16"), ipam.routed_subnets())
+    assert first.subnet_of(ipaddress.IPv4Network("172.16.0.0/12")) and first.prefixlen == 16
+    link = f"dyr{_rand()}"
+    subprocess.run(["ip", "link", "add", link, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "route", "add", str(first), "dev", link], check=True)
+        second = default_subnet()
+        assert second != first and second.network_address > first.network_address
+        assert not any(second.overlaps(r) for r in ipam.routed_subnets())
+    finally:
+        subprocess.run(["ip", "link", "del", link], check=True)
+    assert not _links(link) and first not in ipam.routed_subnets()
 
 
 def test_concurrent_attaches_get_distinct_addresses(net_env, make_ns):
@@ -333,3 +365,80 @@ def test_concurrent_attaches_get_distinct_addresses(net_env, make_ns):
     for i in range(4):
         attach.detach(f"{i:064x}")
     assert store.read().attachments == {}
+
+
+@pytest.fixture(scope="session")
+def rawtcp(tmp_path_factory) -> str:
+    """The directory holding the static raw-socket attacker (tests/rawtcp.c), to bind-mount into containers."""
+    directory = tmp_path_factory.mktemp("rawtcp")
+    raw_client(directory)
+    return str(directory)
+
+
+def test_containers_cannot_reach_host_loopback(net_env, dockyard, busybox_image, rawtcp, tmp_path):
+    """CVE-2020-8558 style: route_localnet on the bridge must not open the host's 127.0.0.1 to raw packets."""
+    with LoopbackServer() as server:
+        r = dockyard("run", "--rm", "-v", f"{rawtcp}:/x:ro", busybox_image, "sh", "-c", RAW_ATTACK, "attack",
+                     str(server.port), check=False)
+        assert (r.code, r.out) == (1, "no answer\n"), r.out + r.err
+        assert server.received == []
+
+    # Published ports on 127.0.0.1 still work from the host.
+    port = _free_port()
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("published\n")
+    cid = dockyard("run", "-d", "-p", f"127.0.0.1:{port}:80", "-v", f"{tmp_path / 'www'}:/www:ro", busybox_image,
+                   "httpd", "-f", "-p", "80", "-h", "/www").out.strip()
+    try:
+        body = _get(f"http://127.0.0.1:{port}/")
+        for _ in range(100):
+            if not body.startswith("failed"):
+                break
+            time.sleep(0.05)
+            body = _get(f"http://127.0.0.1:{port}/")
+        assert body == "published\n"
+    finally:
+        dockyard("rm", "-f", cid)
+
+
+def test_default_bridge_block_is_cleaned_up_and_reaped_after_a_crash(net_env):
+    """on_default_bridge (the builder's RUN): gone after the block; an owner killed inside it is reaped by the next."""
+    with attach.on_default_bridge("build-first") as path:
+        ep = store.read().attachments["build-first"].endpoints
+        veth = next(iter(ep.values())).veth_host
+        assert os.path.exists(path) and _links(veth)
+    assert not os.path.exists(path) and not _links(veth) and store.read().attachments == {}
+
+    code = ("import os, sys; from runner.network import attach; block = attach.on_default_bridge('build-killed'); "
+            "print(block.__enter__(), flush=True); os.kill(os.getpid(), 9)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == -9 and os.path.exists(p.stdout.strip())
+    killed = store.read().attachments["build-killed"]
+    veth = next(iter(killed.endpoints.values())).veth_host
+    with attach.on_default_bridge("build-next"):
+        assert list(store.read().attachments) == ["build-next"]
+        assert next(iter(store.read().attachments["build-next"].endpoints.values())).ip == \
+            next(iter(killed.endpoints.values())).ip  # the dead one's address is free again
+    assert not os.path.exists(p.stdout.strip()) and not os.path.exists(p.stdout.strip() + ".lock")
+    assert not _links(veth) and store.read().attachments == {}
+
+
+def test_bridges_of_an_older_version_get_the_loopback_guard(net_env, make_ns):
+    kind, tag = net_env
+    attach.attach(make_ns()[1], "o1" * 32, "old")
+    guard = "daddr 127.0.0.0/8 drop" if kind == "nftables" else f"-d 127.0.0.0/8 -i {tag} -j DROP"
+    assert guard in _nat_rules(kind, tag)
+    # What an older dockyard left: the bridge up, no guard, no rules version in the state.
+    if kind == "nftables":
+        subprocess.run(["nft", "delete", "chain", "ip", tag, "guard"], check=True)
+    else:
+        chain = f"{tag.upper()}-GUARD"
+        for args in (["-D", "PREROUTING", "-j", chain], ["-F", chain], ["-X", chain]):
+            subprocess.run(["iptables", "-t", "raw", *args], check=True)
+    with store.transaction() as state:
+        state.nat_rules = 0
+    assert guard not in _nat_rules(kind, tag)
+    attach.attach(make_ns()[1], "o2" * 32, "new")
+    assert guard in _nat_rules(kind, tag) and store.read().nat_rules == networks.NAT_RULES
+    attach.detach("o1" * 32)
+    attach.detach("o2" * 32)
