@@ -147,6 +147,8 @@ class _GzipReader(io.RawIOBase):
         return True
 
     def readinto(self, buf) -> int:
+        if not len(buf):
+            return 0  # a max_length of 0 would mean no limit to zlib
         while True:
             if self._pos == len(self._in):
                 self._in, self._pos = memoryview(self._source.read(CHUNK)), 0
