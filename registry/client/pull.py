@@ -279,6 +279,7 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
         reader = BlobReader(source, remote, desc, key, shown, cancel)
         try:
             if i and store.unpacks:
+                # A dropped body resumes (Range) inside the reader, so the unpacker still sees one whole stream.
                 store.write_layer(reader, desc, functools.partial(diff_and_chain, i), added)
             else:
                 store.write_blob(reader, desc.digest, desc.size, f"blob {desc.digest}", added)
