@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import gzip
 import io
 import lzma
 import os
@@ -26,6 +25,11 @@ GZIP_LEVEL = 3
 ZSTD_LEVEL = 3
 _GZIP_BLOCK = 1 << 20
 _GZIP_WINDOW = 32 << 10  # deflate's maximum back-reference distance
+# zlib's window bits for a gzip wrapper: zlib itself parses the header and checks each member's CRC and size.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+# Input per gzip decompress call: small after a member ends (zlib copies what follows the member, so a stream
+# of tiny members costs little), doubling up to 1 MiB within a member (few calls, so the GIL is seldom retaken).
+_GZIP_SLICE_MIN = 16 << 10
 # Bounded input per zstd decompress call: zstd's decompressobj has no output limit, so small
 # input slices keep a hostile high-ratio frame from ballooning memory in one call.
 _ZSTD_SLICE = 16 << 10
@@ -60,7 +64,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     if kind == "none":
         return plain  # type: ignore[return-value]
     if kind == "gzip":
-        inner: BinaryIO = gzip.GzipFile(fileobj=plain, mode="rb")  # type: ignore[assignment]
+        inner: BinaryIO = _GzipReader(plain)  # type: ignore[assignment]
     elif kind == "bzip2":
         inner = bz2.BZ2File(plain, "rb")  # type: ignore[assignment]
     elif kind == "xz":
@@ -126,6 +130,51 @@ class _Checked(io.RawIOBase):
             if e.errno is not None:
                 raise
             raise CompressionError(f"corrupt {self._kind} data: {e}") from None
+
+
+class _GzipReader(io.RawIOBase):
+    """Multi-member gzip decoder in big steps (gzip.GzipFile decodes 8 KiB at a time, taking the GIL back each
+    time, which costs dearly beside other threads); zero padding after a member is skipped, as gzip(1) does."""
+
+    def __init__(self, source: BinaryIO):
+        self._source = source
+        self._obj: "zlib._Decompress | None" = zlib.decompressobj(_GZIP_WBITS)
+        self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
+        self._pos = 0
+        self._slice = _GZIP_SLICE_MIN
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if not len(buf):
+            return 0  # a max_length of 0 would mean no limit to zlib
+        while True:
+            if self._pos == len(self._in):
+                self._in, self._pos = memoryview(self._source.read(CHUNK)), 0
+                if not self._in:
+                    if self._obj is None:
+                        return 0
+                    raise EOFError
+            if self._obj is None:  # between members
+                head = bytes(self._in[self._pos:self._pos + _GZIP_SLICE_MIN])
+                zeros = len(head) - len(head.lstrip(b"\0"))
+                self._pos += zeros
+                if zeros == len(head):
+                    continue
+                self._obj, self._slice = zlib.decompressobj(_GZIP_WBITS), _GZIP_SLICE_MIN
+            data = self._in[self._pos:self._pos + self._slice]
+            out = self._obj.decompress(data, len(buf))
+            # At a member's end what follows it is in unused_data (unconsumed_tail may repeat it).
+            left = len(self._obj.unused_data if self._obj.eof else self._obj.unconsumed_tail)
+            self._pos += len(data) - left
+            if self._obj.eof:
+                self._obj = None
+            elif not left:
+                self._slice = min(2 * self._slice, CHUNK)
+            if out:
+                buf[:len(out)] = out
+                return len(out)
 
 
 class _ZstdReader(io.RawIOBase):

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from dockyard import mediatypes as mt
 from dockyard import reference
@@ -145,13 +145,19 @@ class Store:
         os.rename(tmp_path, dest)
 
     def write_blob(self, stream: BinaryIO, expected: Digest | None = None, size: int | None = None,
-                   what: str | None = None, added: set[Digest] | None = None) -> tuple[Digest, int]:
-        """Stream a blob into the store, verifying digest and size when given; nothing is kept on mismatch."""
+                   what: str | None = None, added: set[Digest] | None = None,
+                   check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+        """Stream a blob into the store, verifying digest and size when given; nothing is kept on mismatch.
+
+        `check` runs once the blob is read and verified, before it is kept; if it raises, the blob is not kept.
+        """
         algo = expected.algorithm if expected else "sha256"
         if expected and self.has_blob(expected):
             # Content addressing: nothing to write, but what was offered must still be what it claims to be.
             actual, n = Digest.of_stream(stream, algo)
             verify(expected, actual, what or str(expected), size, n)
+            if check:
+                check()
             return expected, n
         dest_dir = os.path.join(self.layout, "blobs", algo)
         os.makedirs(dest_dir, exist_ok=True)
@@ -171,6 +177,8 @@ class Store:
             actual = w.digest()
             if expected:
                 verify(expected, actual, what or str(expected), size, w.size)
+            if check:
+                check()
             self.adopt_blob(tmp, actual, added)
             return actual, w.size
         except BaseException:
@@ -464,17 +472,14 @@ class Store:
         with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
             if os.path.isdir(path):
                 return path
-            from dockyard.layers import LayerError, apply_layer  # costly import, needed only to unpack
+            from dockyard.layers import apply_layer  # costly import, needed only to unpack
 
             tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
             try:
-                with self.open_blob(desc.digest) as f:
+                with _layer_errors(desc), self.open_blob(desc.digest) as f:
                     got = apply_layer(f, tmp, overlay=True)
                 verify(diff_id, got, f"layer {desc.digest}")
                 os.rename(tmp, path)
-            except LayerError as e:
-                _remove(tmp)
-                raise LayerError(f"layer {desc.digest}: {e}") from None
             except BaseException:
                 _remove(tmp)
                 raise
@@ -482,7 +487,35 @@ class Store:
                 added.layers.add(chain)
         return path
 
-    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest) -> str:
+    def write_layer(self, stream: BinaryIO, desc: Descriptor, layer: Callable[[], tuple[Digest, Digest]],
+                    added: set[Digest]) -> str:
+        """Stream a layer blob into the store and unpack it into the layer cache as its bytes arrive.
+
+        `layer` gives the diff_id and chain ID the layer must have (it may wait for the config). Blob and
+        unpacked layer are kept only when the blob is its digest and its content its diff_id; otherwise
+        neither the temp file nor the partly unpacked tree stays.
+        """
+        from dockyard.layers.unpacker import StreamUnpacker  # costly import, needed only to unpack
+
+        tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
+        chain: list[Digest] = []
+
+        def check() -> None:
+            with _layer_errors(desc):
+                got = unpacker.finish()
+            diff_id, chain_id = layer()
+            verify(diff_id, got, f"layer {desc.digest}")
+            chain.append(chain_id)
+
+        unpacker = StreamUnpacker(tmp)
+        try:
+            self.write_blob(unpacker.tee(stream), desc.digest, desc.size, f"blob {desc.digest}", added, check)
+            return self.adopt_layer_dir(tmp, chain[0], added)
+        finally:
+            unpacker.abort()
+            _remove(tmp)
+
+    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest, added: set[Digest] | None = None) -> str:
         """Publish a directory already in overlay format (a build step's upperdir) as the unpacked layer of
         `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is removed."""
         path = self.layer_dir(chain_id)
@@ -491,6 +524,8 @@ class Store:
                 _remove(tmp_dir)
             else:
                 os.rename(tmp_dir, path)
+                if isinstance(added, Added):
+                    added.layers.add(chain_id)
         return path
 
     def disk_usage(self) -> dict[str, int]:
@@ -507,6 +542,17 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes | memoryview]:
     buf = memoryview(bytearray(CHUNK))
     while n := stream.readinto(buf):
         yield buf[:n]
+
+
+@contextlib.contextmanager
+def _layer_errors(desc: Descriptor) -> Iterator[None]:
+    """Name the layer blob in an unpack error (which names the entry)."""
+    from dockyard.layers import LayerError
+
+    try:
+        yield
+    except LayerError as e:
+        raise LayerError(f"layer {desc.digest}: {e}") from None
 
 
 def _remove(path: str) -> None:

@@ -102,6 +102,14 @@ def test_concatenated_members_and_frames():
     assert read_all(decompressed(io.BytesIO(zs))) == PAYLOAD
 
 
+def test_gzip_zero_padding_and_trailing_garbage():
+    """Zero padding after a member is skipped, as gzip(1) does; anything else after one is an error."""
+    padded = gzip.compress(PAYLOAD[:1000]) + bytes(70_000) + compress("gzip", PAYLOAD[1000:]) + bytes(10)
+    assert read_all(decompressed(ReadOnly(padded))) == PAYLOAD
+    with pytest.raises(CompressionError, match="gzip"):
+        read_all(decompressed(io.BytesIO(gzip.compress(b"x") + b"junk")))
+
+
 @pytest.mark.parametrize("kind", ["gzip", "zstd", "xz", "bzip2"])
 def test_truncated_raises(kind):
     if kind in ("gzip", "zstd"):

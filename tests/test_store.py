@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -12,9 +13,12 @@ import sys
 
 import pytest
 
+from crafted import GOOD, OTHER, tar_of
 from support import run_cli, tool
 from dockyard.digest import Digest
 from dockyard.errors import DigestMismatch, NotFound
+from dockyard.image import Descriptor
+from dockyard.layers import LayerError
 from dockyard.store import Store
 
 
@@ -139,6 +143,53 @@ def test_write_blob_verifies(store_root, tmp_path):
         store.write_blob(io.BytesIO(b"hello!"), bad)
     assert not store.has_blob(bad)
     assert os.listdir(store.tmp_dir) == []
+
+
+def _layer(tar: bytes) -> tuple[bytes, Descriptor]:
+    """A gzip layer blob of `tar` and its descriptor."""
+    blob = gzip.compress(tar, mtime=0)
+    return blob, Descriptor("application/vnd.oci.image.layer.v1.tar+gzip", Digest.of_bytes(blob), len(blob))
+
+
+def _nothing_kept(store: Store, digest: Digest) -> None:
+    assert not store.has_blob(digest)
+    assert os.listdir(store.layers_dir) == [] and os.listdir(store.tmp_dir) == []
+
+
+def test_write_layer_unpacks_as_it_stores(store_root):
+    """A layer blob streamed in is unpacked on the way: blob and layer directory arrive together."""
+    store = Store(store_root)
+    blob, desc = _layer(GOOD)
+    diff_id = Digest.of_bytes(GOOD)
+    added: set[Digest] = set()
+    path = store.write_layer(io.BytesIO(blob), desc, lambda: (diff_id, diff_id), added)
+    assert path == store.layer_dir(diff_id) and added == {desc.digest}
+    assert open(os.path.join(path, "etc", "hello")).read() == "hello\n"
+    assert store.has_blob(desc.digest) and os.listdir(store.tmp_dir) == []
+    # Stored already: the offered bytes are still checked, and the layer is there once.
+    assert store.write_layer(io.BytesIO(blob), desc, lambda: (diff_id, diff_id), added) == path
+
+
+def test_write_layer_keeps_nothing_of_a_bad_layer(store_root):
+    """Not its diff_id, not unpackable, or not its digest: neither the blob nor any unpacked file stays."""
+    store = Store(store_root)
+    blob, desc = _layer(GOOD)
+    other = Digest.of_bytes(OTHER)
+    with pytest.raises(DigestMismatch, match="layer"):
+        store.write_layer(io.BytesIO(blob), desc, lambda: (other, other), set())
+    _nothing_kept(store, desc.digest)
+
+    escaping, desc = _layer(tar_of(("etc/a", b"a" * 100_000), ("../../escaped", b"x")))
+    with pytest.raises(LayerError, match=f"layer {desc.digest}: .*outside"):
+        store.write_layer(io.BytesIO(escaping), desc, lambda: (other, other), set())
+    _nothing_kept(store, desc.digest)
+    assert not os.path.exists(os.path.join(os.path.dirname(store_root), "escaped"))
+
+    # A blob that is not its digest is reported as such, even when it would not unpack either.
+    junk = b"\x1f\x8b" + b"junk" * 1000
+    with pytest.raises(DigestMismatch, match="blob"):
+        store.write_layer(io.BytesIO(junk), desc, lambda: (other, other), set())
+    _nothing_kept(store, desc.digest)
 
 
 def test_concurrent_imports_leave_a_consistent_store(busybox_tar, store_root):

@@ -251,9 +251,9 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
                platform: Platform, progress: Progress, parallel: int) -> PullResult:
     """Pull one image; the store gains it whole or (on any failure) stays as it was.
 
-    As docker does, each layer is unpacked (into the layer cache, where the store `unpacks`) as soon as it and
-    the config are in: a layer that would not unpack, or that is not the diff_id the config gives it, fails the
-    pull, not a later run.
+    As docker does, each layer is unpacked (into the layer cache, where the store `unpacks`): a layer that would
+    not unpack, or that is not the diff_id the config gives it, fails the pull, not a later run. A downloading
+    layer is unpacked as its bytes arrive, so it is ready when its last byte is.
     """
     last: Exception | None = None
     for t in transports:
@@ -272,14 +272,26 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
     missing = [d for d in blobs if not store.has_blob(d.digest)]
     downloaded = bool(missing) or not store.has_blob(digest)
 
-    def fetch(desc: Descriptor, shown: Progress, added: set[Digest]) -> None:
+    def fetch(desc: Descriptor, shown: Progress, added: set[Digest], i: int = 0) -> None:
+        """Download blob `i` (0: the config); a layer, where the store `unpacks`, is unpacked on the way."""
         key = desc.digest.short
         shown.start(key, "Downloading", desc.size)
         reader = BlobReader(source, remote, desc, key, shown, cancel)
         try:
-            store.write_blob(reader, desc.digest, desc.size, f"blob {desc.digest}", added)
+            if i and store.unpacks:
+                # A dropped body resumes (Range) inside the reader, so the unpacker still sees one whole stream.
+                store.write_layer(reader, desc, functools.partial(diff_and_chain, i), added)
+            else:
+                store.write_blob(reader, desc.digest, desc.size, f"blob {desc.digest}", added)
         finally:
             reader.close()
+
+    def diff_and_chain(i: int) -> tuple[Digest, Digest]:
+        """Layer i's diff_id and chain ID, from the config (waited for)."""
+        configured.wait()
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+        return stack[i - 1][1:]
 
     def config(added: set[Digest]) -> None:
         """Fetch the config (silently, like docker) and pair each layer with its diff_id for the unpackers."""
@@ -298,16 +310,12 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
     def layer(i: int, added: set[Digest]) -> None:
         desc = blobs[i]
         if desc in missing:
-            fetch(desc, progress, added)
-        else:
-            progress.finish(desc.digest.short, "Already exists")
-        configured.wait()
-        if cancel.is_set():
-            raise Cancelled("cancelled")
-        if store.unpacks:
-            store.unpack_layer(*stack[i - 1], added=added)
-        if desc in missing:
+            fetch(desc, progress, added, i)
             progress.finish(desc.digest.short, "Pull complete")
+            return
+        progress.finish(desc.digest.short, "Already exists")
+        if store.unpacks:
+            store.unpack_layer(desc, *diff_and_chain(i), added=added)
 
     with store.transaction() as added:
         run_transfers(functools.partial(config, added),
