@@ -42,11 +42,11 @@ ACCESS: dict[str, str] = {
 _NEEDS = {"identity": IDENTITY, "catalog": CATALOG, "metrics": METRICS}
 
 
-def create_app(config: Config) -> Flask:
-    """A registry app serving `config.root`."""
+def create_app(config: Config, strict: bool = True) -> Flask:
+    """A registry app serving `config.root`; not strict: an htpasswd file broken since startup fails closed."""
     app = Flask("registry", static_folder=None)  # no /static/ route: the registry serves no files of its own
     storage = FilesystemStorage(config.root)
-    app.extensions["registry"] = Registry(config, storage, Authorizer(config),
+    app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict),
                                           Metrics(os.path.join(storage.root, "metrics")))
     for bp in BLUEPRINTS + [token_bp]:
         app.register_blueprint(bp)

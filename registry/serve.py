@@ -47,7 +47,9 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return create_app(self.registry_config)
+        # The master checked the config; a worker (re)started after the htpasswd file broke answers 401 until it
+        # is fixed, rather than failing to boot and taking the whole registry down.
+        return create_app(self.registry_config, strict=False)
 
 
 def serve(config: Config) -> int:

@@ -40,9 +40,9 @@ IDENTITY = Need(None, "pull")
 class Authorizer:
     """Checks a request's credentials against what it needs; raises UNAUTHORIZED or DENIED."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, strict: bool = True):
         self.config = config
-        self.htpasswd = Htpasswd(config.htpasswd) if config.htpasswd else None
+        self.htpasswd = Htpasswd(config.htpasswd, strict) if config.htpasswd else None
         self.tokens: TokenService | None = None
         if config.token:
             key_path = config.token_key or os.path.join(config.root, "token", "key.pem")

@@ -20,7 +20,8 @@ PASSWORD_MAX = 72
 class Htpasswd:
     """Checks user/password pairs against an htpasswd file of bcrypt hashes."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, strict: bool = True):
+        """strict: a broken file is a ConfigError now; else every check fails until the file is fixed."""
         self.path = path
         self._users: dict[str, bytes] = {}
         self._mtime: float | None = None
@@ -28,7 +29,11 @@ class Htpasswd:
         self._verified: dict[bytes, str] = {}
         self.dummy = b""  # the hash unknown users are checked against
         self._lock = threading.Lock()
-        self._reload()
+        try:
+            self._reload()
+        except ConfigError:
+            if strict:
+                raise
 
     def _reload(self) -> None:
         try:

@@ -4,6 +4,9 @@ rights, an auth gate that fails closed."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import pytest
 import requests
@@ -45,6 +48,23 @@ def test_htpasswd_file_broken_while_serving_fails_closed(make_server, htpasswd):
         for user in ("alice", "nobody"):
             r = requests.get(f"{server.url}/v2/", auth=(user, "alice-pw"))
             assert r.status_code == 401 and _error(r)["code"] == "UNAUTHORIZED", breakage
+    # Workers started while the file is broken fail closed too, instead of failing to boot.
+    def workers() -> set[str]:
+        with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as f:
+            return set(f.read().split())
+
+    old = workers()
+    for pid in old:  # the master boots replacements, which load the broken file
+        os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while (not workers() or workers() & old) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers() and not workers() & old, "the workers were not replaced"
+    r = requests.get(f"{server.url}/v2/", auth=("alice", "alice-pw"))
+    assert r.status_code == 401 and server.proc.poll() is None
+    htpasswd.rmdir()
+    htpasswd_file(htpasswd, {"alice": "alice-pw"})
+    assert requests.get(f"{server.url}/v2/", auth=("alice", "alice-pw")).status_code == 200
 
 
 def test_pagination_takes_ascii_digits_only(server):
