@@ -41,7 +41,7 @@ def stop(container_id: str) -> None:
     """Kill a RUN's container from another thread (signals reach only the main thread's RUN)."""
     from runner.cgroups import Cgroup
 
-    Cgroup(f"/dockyard/{container_id}").kill_all()
+    Cgroup.of_container(container_id).kill_all()
 
 
 def run_user(user: str, lowerdirs: list[str]) -> User:

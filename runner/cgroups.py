@@ -12,6 +12,11 @@ ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
 
 
+def container_path(cid: str) -> str:
+    """The cgroupsPath of a dockyard container (the same under every hierarchy)."""
+    return f"/dockyard/{cid}"
+
+
 def is_v2() -> bool:
     """A pure v2 host has cgroup.controllers at the top of /sys/fs/cgroup."""
     return os.path.exists(os.path.join(ROOT, "cgroup.controllers"))
@@ -58,6 +63,11 @@ class Cgroup:
                 if os.path.isdir(mnt) and real not in seen:  # cpu and cpuacct may be one hierarchy
                     seen.add(real)
                     self.dirs[ctl] = os.path.join(mnt, rel)
+
+    @classmethod
+    def of_container(cls, cid: str) -> Cgroup:
+        """The cgroup of a dockyard container."""
+        return cls(container_path(cid))
 
     def _dir(self, ctl: str) -> str | None:
         return self.dirs.get("" if self.v2 else ctl)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_write
 from runner import spec
+from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
 from runner.paths import read_text
 from runner.volumes import MountSpec
@@ -274,7 +275,7 @@ def create(root: str, opts: Options) -> Container:
         oci = spec.default_spec(
             "rootfs", args, env=config["Env"], cwd=config["WorkingDir"] or "/", user=user, hostname=hostname,
             network=net_mode, readonly_rootfs=opts.read_only, mounts=etc + mounts, resources=resources,
-            no_new_privileges=security.no_new_privileges, capabilities=caps, cgroups_path=f"/dockyard/{cid}",
+            no_new_privileges=security.no_new_privileges, capabilities=caps, cgroups_path=container_path(cid),
             terminal=opts.tty, privileged=opts.privileged, seccomp_profile=security.seccomp)
         if network == "host":
             oci["linux"]["namespaces"] = [n for n in oci["linux"]["namespaces"] if n["type"] != "uts"]

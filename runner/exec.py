@@ -98,7 +98,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
     from runner.init import NAMESPACE_FLAGS
 
     conceal.conceal(["dockyard-exec"])
-    Cgroup(f"/dockyard/{c.id}").join()
+    Cgroup.of_container(c.id).join()
     fds = []
     mine = {ns: os.stat(f"/proc/self/ns/{ns}").st_ino for ns, _ in NAMESPACES}
     for ns, kind in NAMESPACES:

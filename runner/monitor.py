@@ -172,7 +172,7 @@ def _create_and_start(root: str, c: Container, stdio: tuple[int, int, int], star
             _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
-        oom = Cgroup(f"/dockyard/{c.id}").oom_killed()
+        oom = Cgroup.of_container(c.id).oom_killed()
     finally:
         runtime.delete(c.id, sroot, force=True)
     return ExitStatus(code, oom and code == 137)
@@ -428,7 +428,7 @@ def init_pid(cid: str) -> int:
     """The container's pid 1 as the host sees it, from its cgroup (for runs whose pid was not recorded)."""
     from runner.cgroups import Cgroup
 
-    for pid in Cgroup(f"/dockyard/{cid}").pids():
+    for pid in Cgroup.of_container(cid).pids():
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
@@ -448,7 +448,7 @@ def remove(root: str, cid: str, volumes: bool = False) -> None:
 
     store = Containers(root)
     c = store.load(cid)
-    cg = Cgroup(f"/dockyard/{cid}")
+    cg = Cgroup.of_container(cid)
     if cg.pids():
         cg.kill_all()
     cg.remove()
@@ -482,7 +482,7 @@ def stop(root: str, cid: str, timeout: float | None = None, sig: str | None = No
         return
     from runner.cgroups import Cgroup
 
-    Cgroup(f"/dockyard/{cid}").kill_all()
+    Cgroup.of_container(cid).kill_all()
     wait_exit(store, cid, 10)
 
 
@@ -526,7 +526,7 @@ def parse_signal(text: str | int) -> int:
 def _freezer(cid: str) -> str:
     from runner.cgroups import Cgroup
 
-    cg = Cgroup(f"/dockyard/{cid}")
+    cg = Cgroup.of_container(cid)
     if cg.v2:
         return os.path.join(cg.dirs[""], "cgroup.freeze")
     return os.path.join(cg.dirs["freezer"], "freezer.state")

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from dockyard.errors import DockyardError, NotFound
 from runner import linux
-from runner.cgroups import Cgroup
+from runner.cgroups import Cgroup, container_path
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -56,7 +56,7 @@ def _check_id(container_id: str) -> None:
 
 
 def _cgroup(config: dict, container_id: str) -> Cgroup:
-    return Cgroup((config.get("linux") or {}).get("cgroupsPath") or f"/dockyard/{container_id}")
+    return Cgroup((config.get("linux") or {}).get("cgroupsPath") or container_path(container_id))
 
 
 def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, int],

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from runner import linux, rootfs, runtime, spec
+from runner.cgroups import container_path
 from runner.runtime import ExitStatus, StartError
 from runner.spec import Mount, Resources, User
 
@@ -63,7 +64,7 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
             "rootfs", box.args, env=box.env, cwd=box.cwd, user=box.user, hostname=box.hostname or cid[:12],
             network=box.network, readonly_rootfs=box.readonly_rootfs,
             mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network, durable=False) + mounts,
-            resources=box.resources, no_new_privileges=box.no_new_privileges, cgroups_path=f"/dockyard/{cid}",
+            resources=box.resources, no_new_privileges=box.no_new_privileges, cgroups_path=container_path(cid),
         )
         stdio = (devnull if stdin is None else stdin, stdout, stderr)
         if runtime_name not in ("dockyard", RUNC):

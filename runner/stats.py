@@ -39,7 +39,7 @@ def _host_memory() -> int:
 
 def sample(cid: str) -> Sample:
     """The cgroup's counters now (zeros for a container that is not running)."""
-    cg = Cgroup(f"/dockyard/{cid}")
+    cg = Cgroup.of_container(cid)
     host = _host_memory()
     if cg.v2:
         d = cg.dirs[""]

@@ -871,7 +871,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     c = _store().find(args.name)
     if not c.running:
         raise DockyardError(f"container {c.name} is not running")
-    pids = Cgroup(f"/dockyard/{c.id}").pids()
+    pids = Cgroup.of_container(c.id).pids()
     ps_args = args.ps_args or ["-f"]
     p = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
     lines = p.stdout.splitlines()
