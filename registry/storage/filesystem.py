@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from dockyard.errors import DigestMismatch
 from dockyard.fsutil import TEMP_PREFIX, WRITEBACK_STEP, atomic_write, fsync_dir, locked, start_writeback
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
 from registry.storage.base import BlobInfo, Storage, UploadInfo, UploadOffsetMismatch, UploadUnknown
+from registry.storage.driver import FileInfo, FileWriter, StorageDriver, check_path
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Hash state kept in-process so a chunk sequence served by one worker is hashed once, while streaming.
@@ -439,6 +441,139 @@ class FilesystemStorage(Storage):
                             os.unlink(path)
                         removed += 1
         return removed
+
+
+class FilesystemDriver(StorageDriver):
+    """Files under `root`; writes are atomic (temp file, fsync, rename) and readers get real files (sendfile)."""
+
+    params = ("rootdirectory",)
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "FilesystemDriver":
+        return cls(params["rootdirectory"])
+
+    def _full(self, path: str) -> str:
+        return os.path.join(self.root, check_path(path)) if path else self.root
+
+    def get_content(self, path: str) -> bytes:
+        with open(self._full(path), "rb") as f:
+            return f.read()
+
+    def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        full = self._full(path)
+        try:
+            atomic_write(full, data, durable=durable)
+        except FileNotFoundError:  # the first file of its directory
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            atomic_write(full, data, durable=durable)
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        f = open(self._full(path), "rb")
+        if offset:
+            f.seek(offset)
+        return f
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        full = self._full(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        return _Writer(full, append)
+
+    def stat(self, path: str) -> FileInfo:
+        st = os.stat(self._full(path))
+        return FileInfo(path, st.st_size, st.st_mtime, stat.S_ISDIR(st.st_mode))
+
+    def list(self, path: str) -> list[str]:
+        try:
+            names = os.listdir(self._full(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [n for n in names if not n.startswith(TEMP_PREFIX)]
+
+    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+        for dirpath, dirnames, filenames in os.walk(self._full(path)):
+            rel = os.path.relpath(dirpath, self.root)
+            # dirnames is os.walk's own list, so a caller's pruning takes effect.
+            yield ("" if rel == "." else rel), dirnames, [n for n in filenames if not n.startswith(TEMP_PREFIX)]
+
+    def move(self, src: str, dst: str) -> None:
+        full_dst = self._full(dst)
+        os.makedirs(os.path.dirname(full_dst), exist_ok=True)
+        os.rename(self._full(src), full_dst)
+        fsync_dir(os.path.dirname(full_dst))
+
+    def delete(self, path: str) -> bool:
+        full = self._full(path)
+        try:
+            os.unlink(full)
+        except FileNotFoundError:
+            return False
+        except IsADirectoryError:
+            shutil.rmtree(full, ignore_errors=True)  # a concurrent delete may take parts of it first
+        return True
+
+    def touch(self, path: str) -> None:
+        os.utime(self._full(path))
+
+    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[None]:
+        # The lock file's directory is not created: locking inside a removed directory fails (FileNotFoundError).
+        return locked(self._full(path), shared=shared, wait=wait)
+
+    def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < cutoff:
+                        if not dry_run:
+                            os.unlink(path)
+                        removed += 1
+        return removed
+
+    def local_path(self, path: str) -> str | None:
+        return self._full(path)
+
+
+class _Writer(FileWriter):
+    """Appends to the file in place, starting writeback as it goes so the fsync at commit has little left."""
+
+    def __init__(self, path: str, append: bool):
+        self._path = path
+        self._file = open(path, "ab" if append else "wb")
+        self._size = self._flushed = os.fstat(self._file.fileno()).st_size
+
+    def write(self, data: bytes) -> int:
+        n = self._file.write(data)
+        self._size += n
+        if self._size - self._flushed >= WRITEBACK_STEP:
+            self._file.flush()
+            start_writeback(self._file.fileno(), self._flushed, self._size - self._flushed)
+            self._flushed = self._size
+        return n
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def commit(self) -> None:
+        if self._file.closed:
+            raise ValueError(f"writer of {self._path} is closed")
+        with self._file:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def cancel(self) -> None:
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
 
 
 def _write_quick(path: str, text: str) -> None:

@@ -1,0 +1,155 @@
+"""The storage driver interface: a narrow store of paths and bytes, as CNCF distribution's storagedriver.
+
+A driver knows nothing of blobs, repositories or uploads (registry.storage.layout owns that structure, once, on
+top of any driver).  Paths are relative, "/"-separated, without empty, "." or ".." components; "" is the root.
+A missing path raises FileNotFoundError (distribution's PathNotFoundError).
+
+Contract, for a second backend such as S3 (which has no rename and no directories):
+- put_content and move are atomic: readers see the old content or the new, never a part.  S3 gets this from
+  PutObject / server-side CopyObject; `move` may copy then delete.
+- A writer's bytes need only be readable at its path after `commit`; `close` keeps what was written so a later
+  `writer(path, append=True)` resumes it (S3: a multipart upload, resumed by its parts).
+- `touch` refreshes a path's modification time (GC reads it as "last used"; S3: copy the object onto itself).
+- `lock` is an advisory lock shared by every process serving the same store (GC runs while pushes go on).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What `stat` tells about a path."""
+
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool
+
+
+class FileWriter(abc.ABC):
+    """An open write to one path (distribution's FileWriter): write, then commit, close to resume later, or cancel."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> int:
+        """Append bytes; how many were taken."""
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """Bytes at the path so far, those of earlier writers included."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Make everything written durable and readable at the path, and close."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop writing, keeping what was written for a later append (a no-op after commit or cancel)."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop writing and remove the path's content."""
+
+    def __enter__(self) -> "FileWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StorageDriver(abc.ABC):
+    """Bytes at paths: the operations the registry's storage layout needs from a backend."""
+
+    # Parameter names its configuration section (`storage.<name>`) accepts.
+    params: tuple[str, ...] = ()
+
+    @classmethod
+    @abc.abstractmethod
+    def from_params(cls, params: dict) -> "StorageDriver":
+        """A driver from its configuration parameters (names in `params`, already checked)."""
+
+    @abc.abstractmethod
+    def get_content(self, path: str) -> bytes:
+        """The whole content of a (small) file."""
+
+    @abc.abstractmethod
+    def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Replace a file's content atomically, creating its parents; durable=False: a cache a crash may lose."""
+
+    @abc.abstractmethod
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        """A file object reading from `offset`; a real file (with fileno, for sendfile) when the driver can."""
+
+    @abc.abstractmethod
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        """A writer of `path`: a new empty file, or with append=True, continuing where the content ends."""
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> FileInfo:
+        """Size, modification time and kind of a path."""
+
+    @abc.abstractmethod
+    def list(self, path: str) -> list[str]:
+        """Names of a directory's children (files and directories), unsorted; [] when it does not exist."""
+
+    @abc.abstractmethod
+    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+        """(directory, subdirectory names, file names) from `path` down, as os.walk: prune by editing the list."""
+
+    @abc.abstractmethod
+    def move(self, src: str, dst: str) -> None:
+        """Move a file onto `dst` (replacing it) atomically and durably, creating dst's parents."""
+
+    @abc.abstractmethod
+    def delete(self, path: str) -> bool:
+        """Remove a file or a whole directory tree; False when nothing was there."""
+
+    @abc.abstractmethod
+    def touch(self, path: str) -> None:
+        """Set a file's modification time to now."""
+
+    @abc.abstractmethod
+    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[None]:
+        """Hold the advisory lock named `path` (its directory must exist) for a block; wait=False raises
+        BlockingIOError when it is taken."""
+
+    @abc.abstractmethod
+    def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:
+        """Remove what writers killed mid-write left (temp files, abandoned multipart uploads) older than
+        `cutoff`; how many."""
+
+    def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        """A URL the client may fetch the content from directly (a presigned URL), or None to serve it here."""
+        return None
+
+    def local_path(self, path: str) -> str | None:
+        """The local filesystem path of `path` when the driver keeps files on this machine, else None."""
+        return None
+
+
+# name -> "module:class", imported on first use so a backend's dependencies load only when configured.
+DRIVERS: dict[str, str] = {"filesystem": "registry.storage.filesystem:FilesystemDriver"}
+
+
+def driver_class(name: str) -> type:
+    """The driver class registered under `name`; KeyError when there is none."""
+    module, _, cls = DRIVERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_driver(name: str, params: dict) -> StorageDriver:
+    """A driver by its configuration name (`storage.<name>`) and parameters."""
+    return driver_class(name).from_params(params)
+
+
+def check_path(path: str) -> str:
+    """`path` if it is a valid driver path (see the module docstring); ValueError otherwise."""
+    if path and (path[0] == "/" or "\0" in path or any(p in ("", ".", "..") for p in path.split("/"))):
+        raise ValueError(f"invalid storage path {path!r}")
+    return path

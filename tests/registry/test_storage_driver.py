@@ -1,0 +1,191 @@
+"""The storage driver contract, run against every driver (the filesystem one today; add S3 to DRIVERS)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from dockyard.fsutil import TEMP_PREFIX
+from registry.storage.driver import StorageDriver, open_driver
+
+
+@dataclass
+class DriverKit:
+    """How to make one driver on a fresh store, and how to fake a writer killed mid-write in it."""
+
+    make: Callable[[Path], StorageDriver]
+    leave_partial_write: Callable[[StorageDriver, str, float], None]
+
+
+def _fs_partial(driver: StorageDriver, directory: str, age: float) -> None:
+    path = Path(driver.local_path(directory)) / f"{TEMP_PREFIX}killed"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half")
+    t = time.time() - age
+    os.utime(path, (t, t))
+
+
+DRIVERS = {
+    "filesystem": DriverKit(lambda tmp: open_driver("filesystem", {"rootdirectory": str(tmp)}), _fs_partial),
+}
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def kit(request) -> DriverKit:
+    return DRIVERS[request.param]
+
+
+@pytest.fixture
+def driver(kit, tmp_path) -> StorageDriver:
+    return kit.make(tmp_path)
+
+
+def test_put_and_get_content(driver):
+    driver.put_content("a/b/c", b"one")
+    assert driver.get_content("a/b/c") == b"one"
+    driver.put_content("a/b/c", b"two", durable=False)
+    assert driver.get_content("a/b/c") == b"two"
+    with pytest.raises(FileNotFoundError):
+        driver.get_content("a/b/missing")
+
+
+def test_reader_from_an_offset(driver):
+    driver.put_content("r", b"0123456789")
+    with driver.reader("r") as f:
+        assert f.read() == b"0123456789"
+    with driver.reader("r", 4) as f:
+        assert f.read(3) == b"456"
+    with pytest.raises(FileNotFoundError):
+        driver.reader("absent")
+
+
+def test_writer_commit_resume_and_cancel(driver):
+    w = driver.writer("up/data")
+    assert w.size == 0
+    w.write(b"abc")
+    assert w.size == 3
+    w.close()  # cut off: what was written stays for a resume
+    with driver.writer("up/data", append=True) as w:
+        assert w.size == 3
+        w.write(b"def")
+        assert w.size == 6
+        w.commit()
+    assert driver.get_content("up/data") == b"abcdef"
+    assert driver.stat("up/data").size == 6
+    w = driver.writer("up/data", append=True)
+    w.write(b"ghi")
+    w.cancel()
+    with pytest.raises(FileNotFoundError):
+        driver.stat("up/data")
+    with driver.writer("up/data") as w:  # a new writer starts empty
+        w.write(b"x")
+        w.commit()
+    assert driver.get_content("up/data") == b"x"
+
+
+def test_stat(driver):
+    before = time.time()
+    driver.put_content("d/f", b"12345")
+    info = driver.stat("d/f")
+    assert (info.size, info.is_dir) == (5, False) and info.mtime >= before - 2
+    assert driver.stat("d").is_dir
+    with pytest.raises(FileNotFoundError):
+        driver.stat("d/none")
+
+
+def test_list_and_walk(driver, kit):
+    for path in ("top/a", "top/sub/b", "top/sub/deeper/c", "top/skip/d"):
+        driver.put_content(path, b"")
+    kit.leave_partial_write(driver, "top", 0)
+    assert sorted(driver.list("top")) == ["a", "skip", "sub"]  # a write in progress is no child
+    assert driver.list("nowhere") == [] and driver.list("top/a") == []
+    seen = {}
+    for directory, subdirs, files in driver.walk("top"):
+        subdirs[:] = [d for d in subdirs if d != "skip"]
+        seen[directory] = sorted(files)
+    assert seen == {"top": ["a"], "top/sub": ["b"], "top/sub/deeper": ["c"]}
+
+
+def test_move_replaces_and_creates_parents(driver):
+    driver.put_content("src", b"new")
+    driver.put_content("x/y/dst", b"old")
+    driver.move("src", "x/y/dst")
+    assert driver.get_content("x/y/dst") == b"new"
+    with pytest.raises(FileNotFoundError):
+        driver.stat("src")
+    driver.put_content("src2", b"2")
+    driver.move("src2", "fresh/dir/dst")
+    assert driver.get_content("fresh/dir/dst") == b"2"
+
+
+def test_delete_file_and_tree(driver):
+    driver.put_content("t/f", b"")
+    driver.put_content("t/sub/g", b"")
+    assert driver.delete("t/f") and not driver.delete("t/f")
+    assert driver.delete("t") and not driver.delete("t")
+    assert driver.list("t") == []
+    with pytest.raises(FileNotFoundError):
+        driver.stat("t/sub/g")
+
+
+def test_touch_refreshes_the_modification_time(driver):
+    driver.put_content("blob", b"b")
+    old = time.time() - 7200
+    if driver.local_path("blob"):
+        os.utime(driver.local_path("blob"), (old, old))
+        assert driver.stat("blob").mtime < time.time() - 3600
+    driver.touch("blob")
+    assert driver.stat("blob").mtime >= time.time() - 60
+    with pytest.raises(FileNotFoundError):
+        driver.touch("no-blob")
+
+
+def test_locks(driver):
+    driver.put_content("s/info", b"")
+    with driver.lock("s/lock"):
+        with pytest.raises(BlockingIOError):
+            with driver.lock("s/lock", wait=False):
+                pass
+    with driver.lock("s/lock", shared=True), driver.lock("s/lock", shared=True, wait=False):
+        with pytest.raises(BlockingIOError):
+            with driver.lock("s/lock", wait=False):
+                pass
+    with driver.lock("s/lock", wait=False):
+        pass
+    driver.delete("s")
+    with pytest.raises(FileNotFoundError):  # a lock in a removed directory does not bring it back
+        with driver.lock("s/lock"):
+            pass
+
+
+def test_purge_partial_writes(driver, kit):
+    driver.put_content("p/kept", b"k")
+    kit.leave_partial_write(driver, "p", 2 * 86400)
+    cutoff = time.time() - 86400
+    assert driver.purge_partial_writes(cutoff, dry_run=True) == 1
+    assert driver.purge_partial_writes(cutoff) == 1
+    assert driver.purge_partial_writes(cutoff) == 0
+    assert driver.get_content("p/kept") == b"k"
+
+
+@pytest.mark.parametrize("bad", ["/abs", "../up", "a/../b", "a//b", "a/./b", "trailing/", "nul\0"])
+def test_paths_outside_the_store_are_refused(driver, bad):
+    with pytest.raises(ValueError):
+        driver.put_content(bad, b"")
+    with pytest.raises(ValueError):
+        driver.stat(bad)
+
+
+def test_filesystem_driver_serves_real_files(tmp_path):
+    """Blob GETs use sendfile(2): the filesystem driver's readers are real files and it never redirects."""
+    driver = open_driver("filesystem", {"rootdirectory": str(tmp_path)})
+    driver.put_content("blobs/x", b"data")
+    assert driver.local_path("blobs/x") == str(tmp_path / "blobs" / "x")
+    assert driver.redirect_url("blobs/x") is None
+    with driver.reader("blobs/x") as f:
+        assert os.fstat(f.fileno()).st_size == 4
