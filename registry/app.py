@@ -23,7 +23,7 @@ from registry.endpoints import BLUEPRINTS
 from registry.errors import RegistryError, error_response
 from registry.metrics import Metrics
 from registry.names import check_repository
-from registry.storage import FilesystemStorage, UploadUnknown
+from registry.storage import UploadUnknown, open_storage
 
 log = logging.getLogger("registry")
 access_log = logging.getLogger("registry.access")
@@ -45,9 +45,10 @@ _NEEDS = {"identity": IDENTITY, "catalog": CATALOG, "metrics": METRICS}
 def create_app(config: Config, strict: bool = True) -> Flask:
     """A registry app serving `config.root`; not strict: an htpasswd file broken since startup fails closed."""
     app = Flask("registry", static_folder=None)  # no /static/ route: the registry serves no files of its own
-    storage = FilesystemStorage(config.root)
+    storage = open_storage("filesystem", {"rootdirectory": config.root})
+    storage.create()
     app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict),
-                                          Metrics(os.path.join(storage.root, "metrics")))
+                                          Metrics(os.path.join(os.path.abspath(config.root), "metrics")))
     for bp in BLUEPRINTS + [token_bp]:
         app.register_blueprint(bp)
     app.before_request(_gate)

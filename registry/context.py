@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from registry.auth import Authorizer
     from registry.config import Config
     from registry.metrics import Metrics
-    from registry.storage import Storage
+    from registry.storage import Layout
 
 
 NUMBER_CAP = 2 ** 63  # larger than any size or offset the registry holds
@@ -44,7 +44,7 @@ class Registry:
     """Configuration, storage, authorizer and metrics of one registry app."""
 
     config: "Config"
-    storage: "Storage"
+    storage: "Layout"
     auth: "Authorizer"
     metrics: "Metrics"
 

@@ -7,14 +7,13 @@ temp files go only when unchanged for the upload age limit."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 from dockyard.digest import Digest, InvalidDigest
 from dockyard.errors import DockyardError
 from registry import manifests
-from registry.storage import FilesystemStorage, Storage
+from registry.storage import Layout, open_storage
 
 
 _CLOCK_SLACK = 2.0
@@ -40,12 +39,17 @@ class GcReport:
                 f"kept {self.kept_recent} recent unreferenced blobs")
 
 
-def collect(root: str, dry_run: bool = False, delete_untagged: bool = False, grace: int = 3600,
-            upload_max_age: int = 86400) -> GcReport:
-    """Collect garbage in the registry stored at `root`."""
-    if not os.path.isdir(os.path.join(root, "blobs")):
+def existing_storage(root: str) -> Layout:
+    """The registry storage at `root`; DockyardError unless a registry was stored there (GC creates none)."""
+    storage = open_storage("filesystem", {"rootdirectory": root})
+    if not storage.exists():
         raise DockyardError(f"no registry storage at {root}")
-    storage = FilesystemStorage(root)
+    return storage
+
+
+def collect(storage: Layout, dry_run: bool = False, delete_untagged: bool = False, grace: int = 3600,
+            upload_max_age: int = 86400) -> GcReport:
+    """Collect garbage in a registry's storage."""
     report = GcReport()
     now = time.time()
     # File mtimes come from the kernel's coarse clock, a few ms behind time.time(): the slack keeps a blob touched
@@ -65,7 +69,7 @@ def collect(root: str, dry_run: bool = False, delete_untagged: bool = False, gra
     return report
 
 
-def mark(storage: Storage, report: GcReport, cutoff: float, delete_untagged: bool = False,
+def mark(storage: Layout, report: GcReport, cutoff: float, delete_untagged: bool = False,
          dry_run: bool = False) -> set[Digest]:
     """Phase one: every blob and manifest a kept manifest reaches (dropping unreached ones if asked)."""
     marked: set[Digest] = set()
@@ -74,7 +78,7 @@ def mark(storage: Storage, report: GcReport, cutoff: float, delete_untagged: boo
     return marked
 
 
-def sweep(storage: Storage, marked: set[Digest], report: GcReport, cutoff: float, dry_run: bool = False) -> None:
+def sweep(storage: Layout, marked: set[Digest], report: GcReport, cutoff: float, dry_run: bool = False) -> None:
     """Phase two: delete unmarked blobs last used before `cutoff`, re-checked under the exclusive lock, since
     pushes go on between the phases."""
     for digest, mtime in list(storage.iter_blobs()):
@@ -97,7 +101,7 @@ def sweep(storage: Storage, marked: set[Digest], report: GcReport, cutoff: float
                     storage.unlink_blob_if_absent(repo, digest)
 
 
-def _mark_repository(storage: Storage, repo: str, marked: set[Digest], report: GcReport, cutoff: float,
+def _mark_repository(storage: Layout, repo: str, marked: set[Digest], report: GcReport, cutoff: float,
                      delete_untagged: bool, dry_run: bool) -> None:
     """Mark everything reachable in one repository; with delete_untagged, drop manifests nothing reaches."""
     revisions = set(storage.iter_manifests(repo))

@@ -20,7 +20,7 @@ def version() -> Response:
 @bp.route("/healthz", methods=["GET", "HEAD"])
 def healthz() -> Response:
     """Liveness and storage check."""
-    root = getattr(state().storage, "root", None)
+    root = state().storage.driver.local_path("")
     if root is not None and not os.access(root, os.W_OK):
         return Response('{"status":"storage not writable"}\n', status=503, content_type="application/json")
     return Response('{"status":"ok"}\n', status=200, content_type="application/json")

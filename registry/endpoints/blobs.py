@@ -52,12 +52,14 @@ def blob_response(info: BlobInfo) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD" or length == 0:
         return headers_only(status, headers)
+    storage = state().storage
+    url = storage.blob_redirect_url(info.digest)
+    if url is not None:  # a driver that serves the bytes itself (a presigned URL)
+        return Response(status=307, headers={"Location": url, "Content-Length": "0"})
     try:
-        f = state().storage.open_blob(info.digest)
+        f = storage.open_blob(info.digest, start)
     except FileNotFoundError:  # collected between the lookup and now
         raise RegistryError("BLOB_UNKNOWN", {"digest": str(info.digest)}) from None
-    if start:
-        f.seek(start)
     wrapper = request.environ.get("wsgi.file_wrapper")
     if wrapper is not None and getattr(wrapper, "__module__", "").startswith("gunicorn"):
         # gunicorn sends a file wrapper with sendfile(2) from the file's offset for Content-Length bytes.

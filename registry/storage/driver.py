@@ -124,6 +124,9 @@ class StorageDriver(abc.ABC):
         """Remove what writers killed mid-write left (temp files, abandoned multipart uploads) older than
         `cutoff`; how many."""
 
+    def mkdir(self, path: str) -> None:
+        """Create a directory and its parents (drivers without directories have nothing to do)."""
+
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client may fetch the content from directly (a presigned URL), or None to serve it here."""
         return None

@@ -13,7 +13,7 @@ import requests
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest
-from registry.storage import FilesystemStorage
+from registry.storage import open_storage
 from regkit import LONG, htpasswd_file, layer_tar, make_image, push_image, sha256
 
 
@@ -128,7 +128,7 @@ def test_index_child_platform_must_be_an_object(server):
             assert "manifests[0].platform" in _error(r)["message"]
     # One stored by an older version is still served, never a 500.
     stored = _index([{**child, "platform": "linux"}, {**child, "platform": {"os": 1}}, "junk"])
-    storage = FilesystemStorage(str(server.root))
+    storage = open_storage("filesystem", {"rootdirectory": str(server.root)})
     storage.put_manifest("plat/x", Digest.of_bytes(stored), stored, mt.OCI_INDEX)
     storage.set_tag("plat/x", "old", Digest.of_bytes(stored))
     for accept in (mt.OCI_MANIFEST, f"{mt.OCI_MANIFEST}, {mt.DOCKER_MANIFEST}", mt.OCI_INDEX):

@@ -1,0 +1,515 @@
+"""The registry's storage layout, written once on top of any storage driver.
+
+Blobs by digest, per-repository links, manifest revisions, tags, referrers, resumable upload sessions (with their
+hash state) and the cleanup of stale ones.  The paths are those the registry has always stored:
+
+    blobs/<algo>/<hex[:2]>/<hex>/data                      blob content
+    repositories/<name>/_layers/<algo>/<hex>               link of a blob into a repository (holds the digest)
+    repositories/<name>/_manifests/revisions/<algo>/<hex>  link of a manifest (holds its media type)
+    repositories/<name>/_manifests/tags/<tag>              a tag (holds the manifest digest)
+    repositories/<name>/_referrers/<algo>/<hex>/<algo>-<hex>  a referrer of a subject (its descriptor, JSON)
+    uploads/<id>/{info,data,sha256,lock}                   an upload session
+    gc.lock                                                shared by writers that make a blob live, exclusive for GC
+
+Safety against a concurrent GC: every write that makes a blob live refreshes its mtime under the shared gc.lock,
+and GC deletes a blob only under the exclusive lock after re-checking its mtime (see registry.gc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from dockyard.digest import CHUNK, Digest, InvalidDigest, verify
+from dockyard.errors import DigestMismatch, DockyardError
+from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
+from registry.storage.driver import StorageDriver
+
+_UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# Hash state kept in-process so a chunk sequence served by one worker is hashed once, while streaming.
+_HASHER_CACHE_MAX = 256
+# Top-level directories a registry's store has from the start (for drivers that have directories).
+_TOP = ("blobs", "repositories", "uploads")
+
+
+class UploadUnknown(DockyardError):
+    """No upload session has this id (or it belongs to another repository)."""
+
+
+class UploadOffsetMismatch(DockyardError):
+    """A chunk did not start where the upload currently ends."""
+
+    def __init__(self, size: int):
+        super().__init__(f"chunk does not start at offset {size}")
+        self.size = size
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob: its size and last-use time."""
+
+    digest: Digest
+    size: int
+    mtime: float = 0.0
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An open upload session."""
+
+    id: str
+    repository: str
+    size: int
+    started: float
+
+
+def _blob_path(d: Digest) -> str:
+    return f"blobs/{d.algorithm}/{d.hex[:2]}/{d.hex}/data"
+
+
+def _repo_dir(repo: str) -> str:
+    # Handlers validate names; this re-check keeps every path inside the store whatever the caller does.
+    if len(repo) > NAME_MAX or not REPOSITORY_RE.match(repo):
+        raise ValueError(f"invalid repository name {repo!r}")
+    return f"repositories/{repo}"
+
+
+def _layer_link(repo: str, d: Digest) -> str:
+    return f"{_repo_dir(repo)}/_layers/{d.algorithm}/{d.hex}"
+
+
+def _revision_link(repo: str, d: Digest) -> str:
+    return f"{_repo_dir(repo)}/_manifests/revisions/{d.algorithm}/{d.hex}"
+
+
+def _tags_dir(repo: str) -> str:
+    return f"{_repo_dir(repo)}/_manifests/tags"
+
+
+def _tag_path(repo: str, tag: str) -> str:
+    if not TAG_RE.match(tag):
+        raise ValueError(f"invalid tag {tag!r}")
+    return f"{_tags_dir(repo)}/{tag}"
+
+
+def _referrers_dir(repo: str, subject: Digest) -> str:
+    return f"{_repo_dir(repo)}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def _upload_dir(upload_id: str) -> str:
+    if not _UPLOAD_ID_RE.match(upload_id):
+        raise UploadUnknown(f"unknown upload {upload_id!r}")
+    return f"uploads/{upload_id}"
+
+
+class Layout:
+    """Content-addressed blobs, per-repository links, manifests, tags, referrers and upload sessions on a driver."""
+
+    def __init__(self, driver: StorageDriver):
+        self.driver = driver
+        self._hashers: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._hashers_lock = threading.Lock()
+
+    def create(self) -> None:
+        """Make the store's top-level directories (a server does on start; GC only works on an existing store)."""
+        for name in _TOP:
+            self.driver.mkdir(name)
+
+    def exists(self) -> bool:
+        """Whether the store holds a registry."""
+        return any(self._exists(name) for name in _TOP)
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.driver.stat(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    @contextlib.contextmanager
+    def _gc_guard(self, exclusive: bool = False) -> Iterator[None]:
+        """Writers that make a blob live hold this shared; GC holds it exclusive to delete."""
+        with self.driver.lock("gc.lock", shared=not exclusive):
+            yield
+
+    # -- blobs ----------------------------------------------------------------------------------------------
+    def blob_info(self, digest: Digest) -> BlobInfo | None:
+        """Size and last-use time of a stored blob, or None."""
+        try:
+            st = self.driver.stat(_blob_path(digest))
+        except FileNotFoundError:
+            return None
+        return BlobInfo(digest, st.size, st.mtime)
+
+    def open_blob(self, digest: Digest, offset: int = 0) -> BinaryIO:
+        """Open a stored blob for reading from `offset`; raises FileNotFoundError when absent."""
+        return self.driver.reader(_blob_path(digest), offset)
+
+    def blob_redirect_url(self, digest: Digest) -> str | None:
+        """A URL the client may fetch the blob from directly, when the driver offers one."""
+        return self.driver.redirect_url(_blob_path(digest))
+
+    def put_blob_bytes(self, data: bytes, digest: Digest) -> None:
+        """Store small content (a manifest) under its digest."""
+        with self._gc_guard():
+            self._put_blob_bytes_locked(data, digest)
+
+    def _put_blob_bytes_locked(self, data: bytes, digest: Digest) -> None:
+        path = _blob_path(digest)
+        try:
+            self.driver.touch(path)
+        except FileNotFoundError:
+            self.driver.put_content(path, data)
+
+    def iter_blobs(self) -> Iterator[tuple[Digest, float]]:
+        """Every stored blob with its last-use time (for GC)."""
+        for algo in self.driver.list("blobs"):
+            for prefix in self.driver.list(f"blobs/{algo}"):
+                for hexpart in self.driver.list(f"blobs/{algo}/{prefix}"):
+                    try:
+                        d = Digest.parse(f"{algo}:{hexpart}")
+                        yield d, self.driver.stat(_blob_path(d)).mtime
+                    except (InvalidDigest, FileNotFoundError):
+                        continue
+
+    def delete_blob_if_older(self, digest: Digest, cutoff: float) -> bool:
+        """Remove a blob unless it was used after `cutoff`; atomic against concurrent links."""
+        path = _blob_path(digest)
+        with self._gc_guard(exclusive=True):
+            try:
+                if self.driver.stat(path).mtime >= cutoff:
+                    return False
+            except FileNotFoundError:
+                return False
+            # Its directory with it: under the exclusive lock no writer has a file in progress there.
+            self.driver.delete(path.rsplit("/", 1)[0])
+        return True
+
+    # -- per-repository blob links --------------------------------------------------------------------------
+    def blob_linked(self, repo: str, digest: Digest) -> BlobInfo | None:
+        """The blob if it is stored and linked into `repo`."""
+        if not self._exists(_layer_link(repo, digest)):
+            return None
+        return self.blob_info(digest)
+
+    def link_blob(self, repo: str, digest: Digest) -> bool:
+        """Link an existing blob into `repo` and mark it as just used; False if the blob is absent."""
+        with self._gc_guard():
+            try:
+                self.driver.touch(_blob_path(digest))
+            except FileNotFoundError:
+                return False
+            self._write_link(_layer_link(repo, digest), digest)
+        return True
+
+    def _write_link(self, link: str, digest: Digest) -> None:
+        if not self._exists(link):
+            self.driver.put_content(link, str(digest).encode())
+
+    def unlink_blob(self, repo: str, digest: Digest) -> bool:
+        """Remove a repository's link to a blob; False if there was none."""
+        return self.driver.delete(_layer_link(repo, digest))
+
+    def unlink_blob_if_absent(self, repo: str, digest: Digest) -> bool:
+        """Remove a link whose blob is gone (GC); atomic against a concurrent re-upload."""
+        with self._gc_guard(exclusive=True):
+            if self._exists(_blob_path(digest)):
+                return False
+            return self.unlink_blob(repo, digest)
+
+    def iter_blob_links(self, repo: str) -> Iterator[Digest]:
+        """Every blob linked into `repo`."""
+        yield from self._iter_digest_dir(f"{_repo_dir(repo)}/_layers")
+
+    def _iter_digest_dir(self, base: str) -> Iterator[Digest]:
+        """Digests stored as `<base>/<algo>/<hex>` entries."""
+        for algo in self.driver.list(base):
+            for hexpart in self.driver.list(f"{base}/{algo}"):
+                with contextlib.suppress(InvalidDigest):
+                    yield Digest.parse(f"{algo}:{hexpart}")
+
+    # -- manifests ------------------------------------------------------------------------------------------
+    def put_manifest(self, repo: str, digest: Digest, data: bytes, media_type: str) -> None:
+        """Store a manifest's bytes and link it into `repo` with its media type."""
+        with self._gc_guard():
+            self._put_blob_bytes_locked(data, digest)
+            self.driver.put_content(_revision_link(repo, digest), media_type.encode())
+
+    def manifest_media_type(self, repo: str, digest: Digest) -> str | None:
+        """The media type of a manifest linked into `repo`, or None."""
+        try:
+            return self.driver.get_content(_revision_link(repo, digest)).decode()
+        except FileNotFoundError:
+            return None
+
+    def get_manifest(self, repo: str, digest: Digest) -> tuple[bytes, str] | None:
+        """A manifest's exact bytes and media type, or None when it is not in `repo`."""
+        media_type = self.manifest_media_type(repo, digest)
+        if media_type is None:
+            return None
+        try:
+            return self.driver.get_content(_blob_path(digest)), media_type
+        except FileNotFoundError:
+            return None
+
+    def delete_manifest(self, repo: str, digest: Digest) -> bool:
+        """Unlink a manifest revision (and tags pointing at it) from `repo`."""
+        if not self.driver.delete(_revision_link(repo, digest)):
+            return False
+        for tag in self.list_tags(repo) or []:
+            if self.resolve_tag(repo, tag) == digest:
+                self.delete_tag(repo, tag)
+        return True
+
+    def iter_manifests(self, repo: str) -> Iterator[Digest]:
+        """Every manifest revision linked into `repo`."""
+        yield from self._iter_digest_dir(f"{_repo_dir(repo)}/_manifests/revisions")
+
+    # -- tags -----------------------------------------------------------------------------------------------
+    def set_tag(self, repo: str, tag: str, digest: Digest) -> None:
+        """Point a tag at a manifest digest."""
+        self.driver.put_content(_tag_path(repo, tag), str(digest).encode())
+
+    def resolve_tag(self, repo: str, tag: str) -> Digest | None:
+        """The digest a tag points at, or None."""
+        try:
+            return Digest.parse(self.driver.get_content(_tag_path(repo, tag)).decode("ascii"))
+        except (FileNotFoundError, InvalidDigest):
+            return None
+
+    def delete_tag(self, repo: str, tag: str) -> bool:
+        """Remove a tag; False if it did not exist."""
+        return self.driver.delete(_tag_path(repo, tag))
+
+    def list_tags(self, repo: str) -> list[str] | None:
+        """All tags of `repo` in lexical order, or None when the repository does not exist."""
+        if not self.repository_exists(repo):
+            return None
+        return sorted(t for t in self.driver.list(_tags_dir(repo)) if not t.startswith("."))
+
+    # -- referrers ------------------------------------------------------------------------------------------
+    def add_referrer(self, repo: str, subject: Digest, descriptor: dict) -> None:
+        """Record that a manifest (described by `descriptor`) refers to `subject`."""
+        d = Digest.parse(descriptor["digest"])
+        path = f"{_referrers_dir(repo, subject)}/{d.algorithm}-{d.hex}"
+        self.driver.put_content(path, json.dumps(descriptor, sort_keys=True).encode())
+
+    def remove_referrer(self, repo: str, subject: Digest, digest: Digest) -> None:
+        """Forget a referrer."""
+        self.driver.delete(f"{_referrers_dir(repo, subject)}/{digest.algorithm}-{digest.hex}")
+
+    def list_referrers(self, repo: str, subject: Digest) -> list[dict]:
+        """Descriptors of every manifest in `repo` whose subject is `subject`."""
+        directory = _referrers_dir(repo, subject)
+        out = []
+        for name in sorted(self.driver.list(directory)):
+            if name.startswith("."):
+                continue
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                out.append(json.loads(self.driver.get_content(f"{directory}/{name}")))
+        return out
+
+    # -- repositories ---------------------------------------------------------------------------------------
+    def repository_exists(self, repo: str) -> bool:
+        """Whether anything was ever pushed to `repo`."""
+        try:
+            return self.driver.stat(_repo_dir(repo)).is_dir
+        except FileNotFoundError:
+            return False
+
+    def repositories(self) -> list[str]:
+        """All repository names in lexical order."""
+        names = []
+        for dirpath, dirnames, _ in self.driver.walk("repositories"):
+            if "_manifests" in dirnames or "_layers" in dirnames:
+                names.append(dirpath.partition("/")[2])
+            # Repository path components never start with "_", so these are our own metadata directories.
+            dirnames[:] = [d for d in dirnames if not d.startswith("_") and not d.startswith(".")]
+        return sorted(names)
+
+    # -- uploads --------------------------------------------------------------------------------------------
+    def create_upload(self, repo: str) -> UploadInfo:
+        """Open a new upload session."""
+        _repo_dir(repo)
+        upload_id = uuid.uuid4().hex
+        directory = f"uploads/{upload_id}"
+        started = time.time()
+        self.driver.writer(f"{directory}/data").close()
+        # The info file is written last and atomically: a session without it does not exist yet.
+        self.driver.put_content(f"{directory}/info", json.dumps({"repository": repo, "started": started}).encode())
+        return UploadInfo(upload_id, repo, 0, started)
+
+    def _read_info(self, upload_id: str, repo: str | None) -> UploadInfo:
+        directory = _upload_dir(upload_id)
+        try:
+            meta = json.loads(self.driver.get_content(f"{directory}/info"))
+            size = self.driver.stat(f"{directory}/data").size
+        except (FileNotFoundError, ValueError):
+            raise UploadUnknown(f"unknown upload {upload_id!r}") from None
+        if repo is not None and meta.get("repository") != repo:
+            raise UploadUnknown(f"unknown upload {upload_id!r}")
+        return UploadInfo(upload_id, meta.get("repository", ""), size, float(meta.get("started", 0)))
+
+    def upload_info(self, repo: str, upload_id: str) -> UploadInfo:
+        """Current state of a session; raises UploadUnknown."""
+        return self._read_info(upload_id, repo)
+
+    @contextlib.contextmanager
+    def _upload_locked(self, repo: str, upload_id: str) -> Iterator[UploadInfo]:
+        directory = _upload_dir(upload_id)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self.driver.lock(f"{directory}/lock"))
+            except FileNotFoundError:  # no such session, or it was just removed
+                raise UploadUnknown(f"unknown upload {upload_id!r}") from None
+            yield self._read_info(upload_id, repo)
+
+    def append_upload(self, repo: str, upload_id: str, stream: BinaryIO, offset: int | None) -> UploadInfo:
+        """Stream a chunk onto the session; `offset` (when given) must equal its current size."""
+        with self._upload_locked(repo, upload_id) as info:
+            if offset is not None and offset != info.size:
+                raise UploadOffsetMismatch(info.size)
+            size = self._append(info, stream)
+            return UploadInfo(upload_id, repo, size, info.started)
+
+    def _append(self, info: UploadInfo, stream: BinaryIO) -> int:
+        """Append everything in `stream`, hashing as it goes when the hash so far is known."""
+        hasher = self._take_hasher(info.id, info.size)
+        writer = self.driver.writer(f"uploads/{info.id}/data", append=True)
+        try:
+            with writer:
+                while chunk := stream.read(CHUNK):
+                    writer.write(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
+        finally:
+            # Even a broken-off chunk leaves a consistent (data, hash) pair for the client to resume from.
+            if hasher is not None:
+                self._keep_hasher(info.id, hasher, writer.size)
+                # Another worker may get the closing PUT: leave it the digest so far, so it need not rehash.
+                # Not durable: losing it in a crash only costs a rehash.
+                self.driver.put_content(f"uploads/{info.id}/sha256",
+                                        f"{writer.size} {hasher.hexdigest()}".encode(), durable=False)
+        return writer.size
+
+    def _take_hasher(self, upload_id: str, size: int):
+        if size == 0:
+            return hashlib.sha256()
+        with self._hashers_lock:
+            entry = self._hashers.pop(upload_id, None)
+        if entry is not None and entry[1] == size:
+            return entry[0]
+        return None
+
+    def _keep_hasher(self, upload_id: str, hasher, size: int) -> None:
+        with self._hashers_lock:
+            self._hashers[upload_id] = (hasher, size)
+            while len(self._hashers) > _HASHER_CACHE_MAX:
+                self._hashers.popitem(last=False)
+
+    def commit_upload(self, repo: str, upload_id: str, digest: Digest, stream: BinaryIO | None = None) -> BlobInfo:
+        """Append a last chunk, verify against `digest` (DigestMismatch discards the session), store and link."""
+        with self._upload_locked(repo, upload_id) as info:
+            size = self._append(info, stream) if stream is not None else info.size
+            data = f"uploads/{upload_id}/data"
+            try:
+                verify(digest, self._upload_digest(upload_id, data, digest.algorithm, size), "upload")
+            except DigestMismatch:
+                self._remove_upload(upload_id)
+                raise
+            self.driver.writer(data, append=True).commit()
+            dest = _blob_path(digest)
+            with self._gc_guard():
+                try:
+                    self.driver.touch(dest)
+                except FileNotFoundError:
+                    self.driver.move(data, dest)
+                self._write_link(_layer_link(repo, digest), digest)
+            self._remove_upload(upload_id)
+            return BlobInfo(digest, size)
+
+    def _upload_digest(self, upload_id: str, data: str, algorithm: str, size: int) -> Digest:
+        with self._hashers_lock:
+            entry = self._hashers.pop(upload_id, None)
+        if algorithm == "sha256":
+            if entry is not None and entry[1] == size:
+                return Digest("sha256", entry[0].hexdigest())
+            try:
+                recorded_size, hexdigest = self.driver.get_content(f"uploads/{upload_id}/sha256").decode().split()
+                if int(recorded_size) == size:
+                    return Digest("sha256", hexdigest)
+            except (FileNotFoundError, ValueError):
+                pass
+        with self.driver.reader(data) as f:
+            return Digest.of_stream(f, algorithm)[0]
+
+    def cancel_upload(self, repo: str, upload_id: str) -> None:
+        """Discard a session; raises UploadUnknown."""
+        with self._upload_locked(repo, upload_id):
+            self._remove_upload(upload_id)
+
+    def _remove_upload(self, upload_id: str) -> None:
+        with self._hashers_lock:
+            self._hashers.pop(upload_id, None)
+        directory = _upload_dir(upload_id)
+        # Drop the info file first so the session stops existing before its data goes.
+        self.driver.delete(f"{directory}/info")
+        self.driver.delete(directory)
+
+    def iter_uploads(self) -> Iterator[UploadInfo]:
+        """Every open session (for GC and metrics)."""
+        for upload_id in self.driver.list("uploads"):
+            try:
+                yield self._read_info(upload_id, None)
+            except UploadUnknown:
+                # A session whose info never landed (crash during create) is reported as started at its mtime.
+                with contextlib.suppress(FileNotFoundError):
+                    mtime = self.driver.stat(f"uploads/{upload_id}").mtime
+                    if _UPLOAD_ID_RE.match(upload_id):
+                        yield UploadInfo(upload_id, "", 0, mtime)
+
+    def upload_count(self) -> int:
+        """How many sessions are open (the uploads-in-progress gauge)."""
+        return len(self.driver.list("uploads"))
+
+    def upload_last_used(self, upload_id: str) -> float:
+        """When a session last changed (0.0 if it is gone)."""
+        directory = _upload_dir(upload_id)
+        times = []
+        for name in self.driver.list(directory):
+            if name != "lock":  # taking the lock (GC does too) is no use of the session
+                with contextlib.suppress(FileNotFoundError):
+                    times.append(self.driver.stat(f"{directory}/{name}").mtime)
+        if times:
+            return max(times)
+        try:  # a create cut short before any file: the directory's own time
+            return self.driver.stat(directory).mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def purge_upload(self, upload_id: str, cutoff: float) -> bool:
+        """Remove a session of any repository unchanged since `cutoff` and not in use by a request right now
+        (stale-upload cleanup); whether it did."""
+        if self.upload_last_used(upload_id) >= cutoff:
+            return False
+        try:
+            with self.driver.lock(f"{_upload_dir(upload_id)}/lock", wait=False):
+                # Again under the lock: a request may have written to it meanwhile.
+                if self.upload_last_used(upload_id) >= cutoff:
+                    return False
+                self._remove_upload(upload_id)
+                return True
+        except (FileNotFoundError, BlockingIOError):  # gone already, or a request is using it right now
+            return False
+
+    def purge_temp_files(self, cutoff: float, dry_run: bool = False) -> int:
+        """Remove what writers killed mid-write left behind, older than `cutoff`; how many."""
+        return self.driver.purge_partial_writes(cutoff, dry_run)
