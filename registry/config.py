@@ -28,6 +28,8 @@ Example (TOML; the same keys work in YAML when PyYAML is installed):
     grace = 3600
     [uploads]
     max = 1000
+    [storage.filesystem]        # the storage driver, as distribution's `storage` section; one driver
+    rootdirectory = "/srv/registry"   # the same setting as `root`
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class Config:
     upload_max_age: int = 86400
     manifest_max: int = 4 << 20
     max_uploads: int = 0  # open upload sessions allowed at once (0: no limit); beyond it POST gets 429
+    # The storage driver (registry.storage.driver.DRIVERS) and its parameters; the filesystem driver's root
+    # directory is `root`, which also holds the registry's local state (metrics, the token key) with any driver.
+    storage_driver: str = "filesystem"
+    storage_params: dict = field(default_factory=dict)
 
     @property
     def auth_enabled(self) -> bool:
@@ -99,6 +105,13 @@ class Config:
             return frozenset(entry)
         return frozenset(a for pattern, actions in entry.items()
                          if repo is None or fnmatch.fnmatchcase(repo, pattern) for a in actions)
+
+    def storage(self) -> tuple[str, dict]:
+        """The storage driver's name and its parameters."""
+        params = dict(self.storage_params)
+        if self.storage_driver == "filesystem":
+            params["rootdirectory"] = self.root
+        return self.storage_driver, params
 
     def validate(self) -> "Config":
         """Check cross-field rules; raise ConfigError naming the bad setting."""
@@ -126,7 +139,18 @@ class Config:
         for name in ("workers", "threads", "connections", "header_timeout", "body_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        self._validate_storage()
         return self
+
+    def _validate_storage(self) -> None:
+        from registry.storage.driver import DRIVERS, driver_class
+
+        if self.storage_driver not in DRIVERS:
+            raise ConfigError(f"unknown storage driver {self.storage_driver!r}; use one of {', '.join(DRIVERS)}")
+        accepted = driver_class(self.storage_driver).params
+        for key in self.storage_params:
+            if key not in accepted:
+                raise ConfigError(f"unknown setting 'storage.{self.storage_driver}.{key}'")
 
 
 # Nested config-file keys -> Config fields.
@@ -174,6 +198,9 @@ def _flatten(data: dict, prefix: tuple[str, ...], path: str) -> dict:
     out: dict = {}
     for key, value in data.items():
         key_path = prefix + (str(key),)
+        if key_path == ("storage",):
+            out.update(_storage(value, path))
+            continue
         target = _NESTED.get(key_path)
         if target is None and not prefix and key in names:
             target = key
@@ -183,6 +210,23 @@ def _flatten(data: dict, prefix: tuple[str, ...], path: str) -> dict:
             out.update(_flatten(value, key_path, path))
         else:
             raise ConfigError(f"{path}: unknown setting {'.'.join(key_path)!r}")
+    return out
+
+
+def _storage(section: object, path: str) -> dict:
+    """Config fields from a `storage` section naming one driver: {"filesystem": {"rootdirectory": ...}}."""
+    if not isinstance(section, dict) or len(section) != 1:
+        raise ConfigError(f"{path}: 'storage' must name one driver, e.g. storage.filesystem")
+    (name, params), = section.items()
+    if params is None:  # YAML's `filesystem:` with nothing under it
+        params = {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: 'storage.{name}' must be a table of driver settings")
+    params = dict(params)
+    out: dict = {"storage_driver": str(name)}
+    if name == "filesystem" and "rootdirectory" in params:
+        out["root"] = params.pop("rootdirectory")
+    out["storage_params"] = params
     return out
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from dockyard.digest import Digest, InvalidDigest
 from dockyard.errors import DockyardError
 from registry import manifests
+from registry.config import Config
 from registry.storage import Layout, open_storage
 
 
@@ -39,11 +40,12 @@ class GcReport:
                 f"kept {self.kept_recent} recent unreferenced blobs")
 
 
-def existing_storage(root: str) -> Layout:
-    """The registry storage at `root`; DockyardError unless a registry was stored there (GC creates none)."""
-    storage = open_storage("filesystem", {"rootdirectory": root})
+def existing_storage(config: Config) -> Layout:
+    """The storage `config` names; DockyardError unless a registry was stored there (GC creates none)."""
+    storage = open_storage(*config.storage())
     if not storage.exists():
-        raise DockyardError(f"no registry storage at {root}")
+        where = storage.driver.local_path("") or f"the {config.storage_driver} storage"
+        raise DockyardError(f"no registry storage at {where}")
     return storage
 
 

@@ -83,7 +83,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from registry.gc import collect, existing_storage
 
     config = _config(args, gc_grace=args.grace, upload_max_age=args.upload_max_age)
-    report = collect(existing_storage(config.root), dry_run=args.dry_run, delete_untagged=args.delete_untagged,
+    report = collect(existing_storage(config), dry_run=args.dry_run, delete_untagged=args.delete_untagged,
                      grace=config.gc_grace, upload_max_age=config.upload_max_age)
     print(report.summary(args.dry_run))
     return 0

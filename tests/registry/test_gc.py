@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from dockyard import mediatypes as mt
+from registry.config import Config
 from registry.gc import GcReport, collect, existing_storage, mark, sweep
 from support import REPO
 from regkit import layer_tar, make_image, push_image, sha256
@@ -48,14 +49,14 @@ def test_mark_and_sweep(server):
     requests.post(f"{server.url}/v2/gc/a/blobs/uploads/", params={"digest": sha256(orphan)}, data=orphan)
     assert requests.delete(f"{server.url}/v2/gc/b/manifests/{drop.digest}").status_code == 202
     # Within the grace period nothing goes.
-    report = collect(existing_storage(str(server.root)), grace=3600)
+    report = collect(existing_storage(Config(root=str(server.root))), grace=3600)
     assert report.blobs == [] and report.kept_recent >= 3
     age_blobs(server.root)
-    dry = collect(existing_storage(str(server.root)), dry_run=True, grace=3600)
+    dry = collect(existing_storage(Config(root=str(server.root))), dry_run=True, grace=3600)
     gone = {sha256(orphan), sha256(drop.layers[0]), sha256(drop.config), drop.digest}
     assert {str(d) for d in dry.blobs} == gone
     assert all(blob_exists(server.root, d) for d in gone)
-    report = collect(existing_storage(str(server.root)), grace=3600)
+    report = collect(existing_storage(Config(root=str(server.root))), grace=3600)
     assert {str(d) for d in report.blobs} == gone
     assert not any(blob_exists(server.root, d) for d in gone)
     assert requests.get(f"{server.url}/v2/gc/a/manifests/v1").content == keep.manifest
@@ -78,9 +79,9 @@ def test_untagged_index_children_and_referrers(server):
     loose = make_image([layer_tar({"loose": b"l"})])
     push_image(server.url, "gc/idx", loose, None)
     age_blobs(server.root)
-    kept_untagged = collect(existing_storage(str(server.root)), grace=3600)
+    kept_untagged = collect(existing_storage(Config(root=str(server.root))), grace=3600)
     assert loose.digest not in {str(d) for d in kept_untagged.blobs}
-    report = collect(existing_storage(str(server.root)), grace=3600, delete_untagged=True)
+    report = collect(existing_storage(Config(root=str(server.root))), grace=3600, delete_untagged=True)
     assert [(repo, str(d)) for repo, d in report.manifests] == [("gc/idx", loose.digest)]
     assert requests.get(f"{server.url}/v2/gc/idx/manifests/{loose.digest}").status_code == 404
     for image in (child, sbom):
@@ -146,7 +147,7 @@ def test_gc_during_pushes_loses_nothing_referenced(make_server):
         while not stop.is_set():
             # Longer than a GC pass takes, so a blob a push just touched is not faked old under a running pass.
             age_blobs(server.root, older_than=1.0)
-            collect(existing_storage(str(server.root)), grace=0)
+            collect(existing_storage(Config(root=str(server.root))), grace=0)
 
     gc_thread = threading.Thread(target=collector)
     gc_thread.start()
@@ -174,7 +175,7 @@ def test_push_between_mark_and_sweep_is_kept(server):
     push_image(server.url, "gc/between", img, "v1")
     assert requests.delete(f"{server.url}/v2/gc/between/manifests/{img.digest}").status_code == 202
     age_blobs(server.root)
-    storage = existing_storage(str(server.root))
+    storage = existing_storage(Config(root=str(server.root)))
     report = GcReport()
     cutoff = time.time() - 3600
     marked = mark(storage, report, cutoff)
