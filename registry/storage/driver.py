@@ -8,7 +8,8 @@ Contract, for a second backend such as S3 (which has no rename and no directorie
 - put_content and move are atomic: readers see the old content or the new, never a part.  S3 gets this from
   PutObject / server-side CopyObject; `move` may copy then delete.
 - A writer's bytes need only be readable at its path after `commit`; `close` keeps what was written so a later
-  `writer(path, append=True)` resumes it (S3: a multipart upload, resumed by its parts).
+  `writer(path, append=True)` resumes it (S3: a multipart upload, resumed by its parts), and `stat` then reports
+  the size written so far (S3: the sum of the pending upload's parts).
 - `touch` refreshes a path's modification time (GC reads it as "last used"; S3: copy the object onto itself).
 - `lock` is an advisory lock shared by every process serving the same store (GC runs while pushes go on).
 """

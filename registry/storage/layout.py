@@ -420,12 +420,13 @@ class Layout:
         with self._upload_locked(repo, upload_id) as info:
             size = self._append(info, stream) if stream is not None else info.size
             data = f"uploads/{upload_id}/data"
+            # Committed before the check, so a digest computed from the bytes reads committed content.
+            self.driver.writer(data, append=True).commit()
             try:
                 verify(digest, self._upload_digest(upload_id, data, digest.algorithm, size), "upload")
             except DigestMismatch:
                 self._remove_upload(upload_id)
                 raise
-            self.driver.writer(data, append=True).commit()
             dest = _blob_path(digest)
             with self._gc_guard():
                 try:
