@@ -43,7 +43,7 @@ _NEEDS = {"identity": IDENTITY, "catalog": CATALOG, "metrics": METRICS}
 
 
 def create_app(config: Config, strict: bool = True) -> Flask:
-    """A registry app serving `config.root`; not strict: an htpasswd file broken since startup fails closed."""
+    """A registry app on the storage `config` names; not strict: an htpasswd file broken since startup fails closed."""
     app = Flask("registry", static_folder=None)  # no /static/ route: the registry serves no files of its own
     storage = open_storage(*config.storage())
     storage.create()

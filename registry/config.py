@@ -40,6 +40,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 
 from dockyard.errors import DockyardError
+from registry.storage.driver import DRIVERS, driver_class
 
 ACTIONS = ("pull", "push", "delete")
 
@@ -143,8 +144,6 @@ class Config:
         return self
 
     def _validate_storage(self) -> None:
-        from registry.storage.driver import DRIVERS, driver_class
-
         if self.storage_driver not in DRIVERS:
             raise ConfigError(f"unknown storage driver {self.storage_driver!r}; use one of {', '.join(DRIVERS)}")
         accepted = driver_class(self.storage_driver).params
