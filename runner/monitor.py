@@ -178,6 +178,55 @@ def _create_and_start(root: str, c: Container, stdio: tuple[int, int, int], star
     return ExitStatus(code, oom and code == 137)
 
 
+def mark_stopping(root: str, cid: str) -> None:
+    """Record a user's stop or kill: the monitor then restarts nothing (start_detached clears it)."""
+    open(Containers(root).path(cid, STOP_MARK), "w").close()
+
+
+def mark_running(c: Container, pid: int) -> None:
+    """The state transition of a (re)start under this process as monitor: the last run's exit is forgotten."""
+    c.status, c.pid, c.started_at, c.error = "running", pid, now(), ""
+    c.exit_code, c.oom_killed = 0, False
+    c.monitor_pid, c.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
+
+
+def run_foreground(root: str, c: Container, interactive: bool, tty: bool) -> int:
+    """Run in this process, streaming to our stdout/stderr; the exit code. The json log is written unless --rm
+    without -t. Raises StartError when the container could not start."""
+    if tty:
+        return _run_tty(root, c, interactive)
+    stdin = 0 if interactive else None
+    store = Containers(root)
+    if c.host_config.get("AutoRemove") and c.host_config["RestartPolicy"]["Name"] == "no":
+        # The fast path: the container writes straight to our stdout/stderr; no log, pipes or threads.
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
+        try:
+            # settle=False: the CLI exits right after; the veths' vanishing is left to a forked child.
+            status = run_once(root, c, (devnull if stdin is None else stdin, 1, 2),
+                              lambda pid: store.update(c.id, lambda x: mark_running(x, pid)), settle=False)
+        finally:
+            if devnull >= 0:
+                os.close(devnull)
+        return status.code
+    code = supervise(root, c.id, tee=(1, 2), stdin=stdin)
+    err = store.load(c.id).error
+    if err:
+        raise StartError(err, code)
+    return code
+
+
+def _run_tty(root: str, c: Container, interactive: bool) -> int:
+    """-t: the container gets a pty; our terminal goes raw and is copied to and from its master side."""
+    from runner import terminal
+
+    master, slave = os.openpty()
+    os.set_inheritable(master, False)
+    with terminal.raw_stdin(interactive):
+        if interactive:
+            threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()
+        return supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master)
+
+
 def should_restart(c: Container, code: int, stopped: bool) -> bool:
     """docker's restart policy decision after an exit."""
     policy = c.host_config.get("RestartPolicy") or {"Name": "no"}
@@ -239,11 +288,7 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             health_stop = threading.Event()
 
             def started(pid: int) -> None:
-                def mark_running(x: Container) -> None:
-                    x.status, x.pid, x.started_at, x.error = "running", pid, now(), ""
-                    x.exit_code, x.oom_killed = 0, False
-                    x.monitor_pid, x.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
-                store.update(cid, mark_running)
+                store.update(cid, lambda x: mark_running(x, pid))
                 events.append(root, "container", "start", cid, c.name, {"image": c.image})
                 tell(b"ok")
                 hc = c.config.get("Healthcheck") or {}
@@ -349,10 +394,9 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
     A container created with -i keeps its stdin open and is served on attach.sock; `client` (a socket fd,
     -i only) is attached before the start, so none of the output is missed.
     """
-    from runner.containers import Containers as _C
-
-    cdir = _C(root).path(cid)
-    c = _C(root).load(cid)
+    store = Containers(root)
+    cdir = store.path(cid)
+    c = store.load(cid)
     try:
         os.unlink(os.path.join(cdir, STOP_MARK))
     except FileNotFoundError:
@@ -387,7 +431,9 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
             if hub is not None:
                 hub.close()
             if c.host_config.get("AutoRemove"):
-                remove(root, cid)
+                from runner import lifecycle
+
+                lifecycle.destroy(root, cid)
             os._exit(code & 0xFF)
         except BaseException:
             import traceback
@@ -422,123 +468,3 @@ def _become_daemon(cdir: str, keep: tuple[int, ...]) -> None:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def init_pid(cid: str) -> int:
-    """The container's pid 1 as the host sees it, from its cgroup (for runs whose pid was not recorded)."""
-    from runner.cgroups import Cgroup
-
-    for pid in Cgroup.of_container(cid).pids():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("NSpid:") and line.split()[-1] == "1":
-                        return pid
-        except FileNotFoundError:
-            continue
-    return 0
-
-
-def remove(root: str, cid: str, volumes: bool = False) -> None:
-    """Remove a stopped container: leftovers of a crash (processes, cgroup, netns), record, hold, anonymous volumes."""
-    from runner import events
-    from runner.cgroups import Cgroup
-    from runner.create import remove_files
-    from runner.volumes import Volumes
-
-    store = Containers(root)
-    c = store.load(cid)
-    cg = Cgroup.of_container(cid)
-    if cg.pids():
-        cg.kill_all()
-    cg.remove()
-    network_down(root, c)
-    remove_files(root, c)
-    anonymous = any(m["Type"] == "volume" and m.get("Anonymous") for m in c.mounts)
-    if anonymous and (volumes or c.host_config.get("AutoRemove")):  # only then: this reads every container
-        vols = Volumes(root)
-        in_use = {m["Name"] for other in store.all() for m in other.mounts if m["Type"] == "volume"}
-        for m in c.mounts:
-            if m["Type"] == "volume" and m.get("Anonymous") and m["Name"] not in in_use:
-                vols.remove(m["Name"], in_use)
-    events.append(root, "container", "destroy", cid, c.name, {"image": c.image})
-
-
-def stop(root: str, cid: str, timeout: float | None = None, sig: str | None = None) -> None:
-    """docker stop: the stop signal, then SIGKILL after `timeout` seconds; no restart follows."""
-    store = Containers(root)
-    c = store.load(cid)
-    open(store.path(cid, STOP_MARK), "w").close()
-    if not c.running:
-        return
-    if timeout is None:
-        timeout = c.config.get("StopTimeout")
-        timeout = 10 if timeout is None else timeout
-    signum = parse_signal(sig or c.config.get("StopSignal") or "SIGTERM")
-    if c.status == "paused":
-        unfreeze(cid)
-    send_signal(c, signum)
-    if wait_exit(store, cid, timeout):
-        return
-    from runner.cgroups import Cgroup
-
-    Cgroup.of_container(cid).kill_all()
-    wait_exit(store, cid, 10)
-
-
-def send_signal(c: Container, signum: int) -> None:
-    """Signal the container's pid 1 (found through the cgroup when not recorded)."""
-    pid = c.pid or init_pid(c.id)
-    if not pid:
-        return
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def wait_exit(store: Containers, cid: str, timeout: float | None) -> bool:
-    """Wait until the container is no longer running; False on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        c = store.load(cid)
-        if not c.running:
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def parse_signal(text: str | int) -> int:
-    """SIGTERM, TERM, 15 → 15."""
-    if isinstance(text, int) or str(text).isdigit():
-        return int(text)
-    name = str(text).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise DockyardError(f"invalid signal: {text}") from None
-
-
-def _freezer(cid: str) -> str:
-    from runner.cgroups import Cgroup
-
-    cg = Cgroup.of_container(cid)
-    if cg.v2:
-        return os.path.join(cg.dirs[""], "cgroup.freeze")
-    return os.path.join(cg.dirs["freezer"], "freezer.state")
-
-
-def freeze(cid: str) -> None:
-    path = _freezer(cid)
-    with open(path, "w") as f:
-        f.write("1" if path.endswith("freeze") else "FROZEN")
-
-
-def unfreeze(cid: str) -> None:
-    path = _freezer(cid)
-    with open(path, "w") as f:
-        f.write("0" if path.endswith("freeze") else "THAWED")

@@ -292,12 +292,10 @@ def _run_error(e: Exception) -> int:
 
 
 def _create(args: argparse.Namespace):
-    from runner import create, events
+    from runner import lifecycle
 
     root = _root()
-    c = create.create(root, _options(args))
-    events.append(root, "container", "create", c.id, c.name, {"image": c.image})
-    return root, c
+    return root, lifecycle.create(root, _options(args))
 
 
 # --- run / create / start ---
@@ -321,7 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         root, c = _create(args)
     except DockyardError as e:
         return _run_error(e)
-    from runner import monitor
+    from runner import lifecycle, monitor
 
     if args.detach:
         try:
@@ -331,63 +329,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(c.id)
         return 0
     try:
-        code = _run_foreground(root, c, args.interactive, args.tty)
+        code = monitor.run_foreground(root, c, args.interactive, args.tty)
     except DockyardError as e:
         code = _run_error(e)
     if args.rm:
-        monitor.remove(root, c.id)
+        lifecycle.destroy(root, c.id)
     return code
-
-
-def _run_foreground(root: str, c, interactive: bool, tty: bool) -> int:
-    """Run in this process, streaming to our terminal; the json log is written unless --rm without -t."""
-    from runner import monitor
-    from runner.runtime import StartError
-
-    if tty:
-        return _run_tty(root, c, interactive)
-    stdin = 0 if interactive else None
-    if c.host_config.get("AutoRemove") and c.host_config["RestartPolicy"]["Name"] == "no":
-        # The fast path: the container writes straight to our stdout/stderr; no log, pipes or threads.
-        from runner.containers import now, proc_start_time
-
-        store = monitor.Containers(root)
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
-
-        def started(pid: int) -> None:
-            def mark(x) -> None:
-                x.status, x.pid, x.started_at = "running", pid, now()
-                x.monitor_pid, x.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
-            store.update(c.id, mark)
-
-        try:
-            # settle=False: the CLI exits right after; the veths' vanishing is left to a forked child.
-            status = monitor.run_once(root, c, (devnull if stdin is None else stdin, 1, 2), started, settle=False)
-        except StartError as e:
-            return _run_error(e)
-        finally:
-            if devnull >= 0:
-                os.close(devnull)
-        return status.code
-    code = monitor.supervise(root, c.id, tee=(1, 2), stdin=stdin)
-    err = monitor.Containers(root).load(c.id).error
-    if err:
-        print(f"Error: {err}", file=sys.stderr)
-    return code
-
-
-def _run_tty(root: str, c, interactive: bool) -> int:
-    """-t: the container gets a pty; our terminal goes raw and is copied to and from its master side."""
-    import threading
-
-    from runner import monitor, terminal
-
-    master, slave = os.openpty()
-    os.set_inheritable(master, False)
-    with terminal.raw_stdin(interactive):
-        if interactive:
-            threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()
-        return monitor.supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -439,74 +386,45 @@ def _each(names: list[str], action, echo: bool = True) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from runner import monitor
+    from runner import lifecycle
 
     root = _root()
-    return _each(args.names, lambda c: monitor.stop(root, c.id, args.time, args.signal))
+    return _each(args.names, lambda c: lifecycle.stop(root, c.id, args.time, args.signal))
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from runner import monitor
+    from runner import lifecycle
 
     root = _root()
-
-    def restart(c) -> None:
-        monitor.stop(root, c.id, args.time)
-        monitor.start_detached(root, c.id)
-    return _each(args.names, restart)
+    return _each(args.names, lambda c: lifecycle.restart(root, c.id, args.time))
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import monitor
+    from runner import lifecycle
 
     root = _root()
-    signum = monitor.parse_signal(args.signal)
-
-    def kill(c) -> None:
-        if not c.running:
-            raise DockyardError(f"container {c.name} is not running")
-        open(monitor.Containers(root).path(c.id, monitor.STOP_MARK), "w").close()
-        monitor.send_signal(c, signum)
-    return _each(args.names, kill)
+    lifecycle.parse_signal(args.signal)  # a bad signal is one error, not one per container
+    return _each(args.names, lambda c: lifecycle.kill(root, c.id, args.signal))
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import monitor
+    from runner import lifecycle
 
     root = _root()
-
-    def rm(c) -> None:
-        if c.running:
-            if not args.force:
-                raise DockyardError(f"cannot remove container {c.name}: container is {c.status}: "
-                                    "stop the container before removing or force remove")
-            monitor.stop(root, c.id, 0, "KILL")
-        monitor.remove(root, c.id, volumes=args.volumes)
-    return _each(args.names, rm)
+    return _each(args.names, lambda c: lifecycle.remove(root, c.id, args.force, args.volumes))
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from runner import monitor
+    from runner import lifecycle
 
-    store = _store()
-
-    def wait(c) -> None:
-        monitor.wait_exit(store, c.id, None)
-        print(store.load(c.id).exit_code)
-    return _each(args.names, wait, echo=False)
+    root = _root()
+    return _each(args.names, lambda c: print(lifecycle.wait(root, c.id)), echo=False)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from runner import monitor
+    from runner import lifecycle
 
-    root, store = _root(), _store()
-    removed = []
-    for c in store.all():
-        if not c.running:
-            monitor.remove(root, c.id)
-            removed.append(c.id)
+    removed = lifecycle.prune(_root())
     if removed:
         print("Deleted Containers:", *removed, sep="\n")
     return 0
@@ -538,58 +456,19 @@ def _status_text(c) -> str:
 
 
 def _ports_text(c) -> str:
-    att = _attachment(c)
-    out = []
-    for ep in (att.endpoints.values() if att else []):
-        out += [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}" for p in ep.ports]
-    return ", ".join(out)
+    from runner import lifecycle
 
-
-def _attachment(c):
-    if c.host_config.get("NetworkMode") in ("host", "none") or not c.running:
-        return None
-    from runner.network import attach
-
-    return attach.attachment(c.id, root=_root())
-
-
-def _ps_filter(c, filters: list[str]) -> bool:
-    from dockyard.errors import DockyardError
-
-    for f in filters:
-        key, _, value = f.partition("=")
-        if key == "status" and c.status != value:
-            return False
-        if key == "name" and value.lstrip("/") not in c.name:
-            return False
-        if key == "id" and not c.id.startswith(value):
-            return False
-        if key == "exited" and (c.running or c.status == "created" or str(c.exit_code) != value):
-            return False
-        if key == "ancestor" and value not in (c.image, c.image_id, c.image_digest):
-            return False
-        if key == "label":
-            k, eq, v = value.partition("=")
-            labels = c.config.get("Labels") or {}
-            if k not in labels or (eq and labels[k] != v):
-                return False
-        if key not in ("status", "name", "id", "exited", "ancestor", "label"):
-            raise DockyardError(f"invalid filter {key!r}")
-    return True
+    return ", ".join(f"{p.host}->{p.key}" for p in lifecycle.ports(_root(), c))
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
     from dockyard.cli.output import ago, print_formatted, table
     from dockyard.image import parse_time
 
-    cs = _store().all()
-    if not (args.all or args.last >= 0 or args.latest or any(f.startswith(("status=", "exited=")) for f in args.filter)):
-        cs = [c for c in cs if c.running]
-    cs = [c for c in cs if _ps_filter(c, args.filter)]
-    if args.latest:
-        cs = cs[:1]
-    elif args.last >= 0:
-        cs = cs[:args.last]
+    from runner import lifecycle
+
+    cs = lifecycle.list_containers(_root(), args.all, lifecycle.parse_filters(args.filter),
+                                   1 if args.latest else args.last)
     if args.quiet:
         for c in cs:
             print(c.id if args.no_trunc else c.short_id)
@@ -612,52 +491,17 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_container(c) -> dict:
-    """docker's `inspect` JSON for a container."""
-    att = _attachment(c)
-    networks, ports = {}, {}
-    for ep in (att.endpoints.values() if att else []):
-        networks[ep.network] = {"NetworkID": ep.network_id, "EndpointID": ep.veth_host, "Gateway": ep.gateway,
-                                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac,
-                                "Aliases": ep.aliases}
-        for p in ep.ports:
-            ports.setdefault(f"{p.container_port}/{p.proto}", []).append(
-                {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
-    first = next(iter(networks.values()), {})
-    args = [*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]
-    return {
-        "Id": c.id, "Created": c.created, "Path": args[0] if args else "", "Args": args[1:],
-        "State": {"Status": c.status, "Running": c.running and c.status != "restarting",
-                  "Paused": c.status == "paused", "Restarting": c.status == "restarting", "OOMKilled": c.oom_killed,
-                  "Dead": False, "Pid": _pid(c), "ExitCode": c.exit_code, "Error": c.error,
-                  "StartedAt": c.started_at, "FinishedAt": c.finished_at,
-                  **({"Health": c.health} if c.health else {})},
-        "Image": c.image_id, "ResolvConfPath": os.path.join(c.bundle, "resolv.conf"),
-        "HostnamePath": os.path.join(c.bundle, "hostname"), "HostsPath": os.path.join(c.bundle, "hosts"),
-        "LogPath": os.path.join(c.bundle, f"{c.id}-json.log"), "Name": "/" + c.name,
-        "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
-        "HostConfig": c.host_config, "Mounts": c.mounts, "Config": c.config,
-        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(c.bundle, "diff"),
-                                                   "WorkDir": os.path.join(c.bundle, "work")}},
-        "NetworkSettings": {"Ports": ports, "Networks": networks, "IPAddress": first.get("IPAddress", ""),
-                            "Gateway": first.get("Gateway", ""), "MacAddress": first.get("MacAddress", "")},
-    }
+def _inspect(c) -> dict:
+    from runner import lifecycle
 
-
-def _pid(c) -> int:
-    """The container's pid 1 on the host (under runc only its cgroup knows it)."""
-    if not c.running:
-        return 0
-    from runner import monitor
-
-    return c.pid or monitor.init_pid(c.id)
+    return lifecycle.inspect(_root(), c)
 
 
 def _container_inspector(name: str) -> dict | None:
     from dockyard.errors import NotFound
 
     try:
-        return inspect_container(_store().find(name))
+        return _inspect(_store().find(name))
     except NotFound:
         return None
 
@@ -672,7 +516,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     found, status = [], 0
     for name in args.names:
         try:
-            found.append(inspect_container(store.find(name)))
+            found.append(_inspect(store.find(name)))
         except NotFound as e:
             print(f"Error: {e}", file=sys.stderr)
             status = 1
@@ -820,7 +664,7 @@ def _start_attached(root: str, c, interactive: bool) -> int:
     import socket
 
     from dockyard.errors import DockyardError
-    from runner import attach, monitor
+    from runner import attach, lifecycle, monitor
 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -832,9 +676,7 @@ def _start_attached(root: str, c, interactive: bool) -> int:
         theirs.close()
     # docker's StdinOnce for an attached start: our EOF is the container's.
     attach.relay(mine, bool(c.config.get("Tty")), stdin=interactive, stdin_once=interactive)
-    store = _store()
-    monitor.wait_exit(store, c.id, None)
-    return store.load(c.id).exit_code
+    return lifecycle.wait(root, c.id)
 
 
 # --- exec / top / port / rename / pause ---
@@ -842,20 +684,17 @@ def _start_attached(root: str, c, interactive: bool) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
-    from runner import exec as exec_
+    from runner import lifecycle
 
     c = _store().find(args.name)
-    if not c.running or c.status != "running":
-        raise DockyardError(f"container {c.name} is not running" if c.status != "paused" else f"container {c.name} is paused, unpause the container before exec")
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    if not command:
-        raise DockyardError("exec needs a command")
+    lifecycle.check_exec(c, command)
     if args.tty and args.interactive and not os.isatty(0):
         raise DockyardError("the input device is not a TTY")  # as docker: raw keys need a terminal to come from
     try:
-        return exec_.exec_in(_root(), c, command, user=args.user, workdir=args.workdir, env=args.env,
+        return lifecycle.exec_run(_root(), c, command, user=args.user, workdir=args.workdir, env=args.env,
                              detach=args.detach, interactive=args.interactive, privileged=args.privileged,
                              tty=args.tty)
     except DockyardError as e:
@@ -863,80 +702,36 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    import subprocess
+    from runner import lifecycle
 
-    from dockyard.errors import DockyardError
-    from runner.cgroups import Cgroup
-
-    c = _store().find(args.name)
-    if not c.running:
-        raise DockyardError(f"container {c.name} is not running")
-    pids = Cgroup.of_container(c.id).pids()
-    ps_args = args.ps_args or ["-f"]
-    p = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
-    lines = p.stdout.splitlines()
-    if not lines:
-        raise DockyardError(f"ps failed: {p.stderr.strip()}")
-    header = lines[0].split()
-    if "PID" not in header:
-        raise DockyardError("ps output has no PID column")
-    col = header.index("PID")
-    print(lines[0])
-    for line in lines[1:]:
-        fields = line.split()
-        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
-            print(line)
+    table = lifecycle.top(_store().find(args.name), args.ps_args)
+    print(table.header)
+    for line in table.lines:
+        print(line)
     return 0
 
 
 def cmd_port(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
+    from runner import lifecycle
 
-    c = _store().find(args.name)
-    att = _attachment(c)
-    found = False
-    for ep in (att.endpoints.values() if att else []):
-        for p in ep.ports:
-            key = f"{p.container_port}/{p.proto}"
-            if args.private and args.private not in (key, str(p.container_port)):
-                continue
-            found = True
-            addr = f"{p.host_ip or '0.0.0.0'}:{p.host_port}"
-            print(addr if args.private else f"{key} -> {addr}")
-    if args.private and not found:
-        raise DockyardError(f"no public port '{args.private}' published for {c.name}")
+    for p in lifecycle.ports(_root(), _store().find(args.name), args.private):
+        print(p.host if args.private else f"{p.key} -> {p.host}")
     return 0
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    from runner import events
+    from runner import lifecycle
 
-    store = _store()
-    c = store.find(args.name)
-    store.rename(c, args.new_name.lstrip("/"))
-    events.append(_root(), "container", "rename", c.id, args.new_name.lstrip("/"), {"oldName": "/" + c.name})
+    lifecycle.rename(_root(), _store().find(args.name).id, args.new_name)
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import events, monitor
+    from runner import lifecycle
 
-    root, store = _root(), _store()
-
-    def act(c) -> None:
-        if args.verb == "pause":
-            if c.status != "running":
-                raise DockyardError(f"container {c.name} is not running")
-            monitor.freeze(c.id)
-            store.update(c.id, lambda x: setattr(x, "status", "paused"))
-        else:
-            if c.status != "paused":
-                raise DockyardError(f"container {c.name} is not paused")
-            monitor.unfreeze(c.id)
-            store.update(c.id, lambda x: setattr(x, "status", "running"))
-        events.append(root, "container", args.verb, c.id, c.name, {"image": c.image})
-    return _each(args.names, act)
+    root = _root()
+    act = lifecycle.pause if args.verb == "pause" else lifecycle.unpause
+    return _each(args.names, lambda c: act(root, c.id))
 
 
 # --- cp / export / commit ---
