@@ -83,7 +83,7 @@ def restart(root: str, cid: str, timeout: float | None = None) -> None:
 # --- stop / kill / pause ---
 
 
-def stop(root: str, cid: str, timeout: float | None = None, sig: str | None = None) -> None:
+def stop(root: str, cid: str, timeout: float | None = None, sig: str | int | None = None) -> None:
     """docker stop: the stop signal, then SIGKILL after `timeout` seconds; no restart follows."""
     store = Containers(root)
     c = store.load(cid)
@@ -239,6 +239,7 @@ def destroy(root: str, cid: str, volumes: bool = False) -> None:
     anonymous volumes (with `volumes` or --rm)."""
     from runner.cgroups import Cgroup
     from runner.create import remove_files
+    from runner.network.container import network_down
 
     store = Containers(root)
     c = store.load(cid)
@@ -246,7 +247,7 @@ def destroy(root: str, cid: str, volumes: bool = False) -> None:
     if cg.pids():
         cg.kill_all()
     cg.remove()
-    monitor.network_down(root, c)
+    network_down(root, c)
     remove_files(root, c)
     anonymous = any(m["Type"] == "volume" and m.get("Anonymous") for m in c.mounts)
     if anonymous and (volumes or c.host_config.get("AutoRemove")):  # only then: this reads every container

@@ -11,108 +11,16 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now, proc_start_time
+from runner.network.container import attach_netns, make_netns, network_down
 from runner.runtime import ExitStatus, StartError
 
 if TYPE_CHECKING:
     from runner.attach import Hub
 
 STOP_MARK = "stopping"  # file in the container dir: a user stop, so no restart follows
-LOG_CHUNK = 16 * 1024
-
-
-def log_path(root: str, cid: str) -> str:
-    return os.path.join(Containers(root).path(cid), f"{cid}-json.log")
-
-
-class JsonLog:
-    """docker's json-file log: one {"log","stream","time"} object per line."""
-
-    def __init__(self, path: str):
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.lock = threading.Lock()
-
-    def write(self, stream: str, text: str) -> None:
-        line = json.dumps({"log": text, "stream": stream, "time": now()}) + "\n"
-        with self.lock:
-            os.write(self.fd, line.encode())
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def _pump(fd: int, stream: str, log: JsonLog | None, tee: int | None, hub: Hub | None = None) -> None:
-    """Copy a container output fd into the log (whole lines), to `tee` and to attached clients (`hub`), until EOF
-    (or EIO on a pty)."""
-    pending = b""
-    while True:
-        try:
-            chunk = os.read(fd, LOG_CHUNK)
-        except OSError:  # EIO: the pty's other side is closed
-            chunk = b""
-        if not chunk:
-            break
-        if tee is not None:
-            try:
-                os.write(tee, chunk)
-            except OSError:
-                tee = None
-        if hub is not None:
-            hub.send(stream, chunk)
-        if log is None:
-            continue
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            log.write(stream, line.decode(errors="replace") + "\n")
-        if len(pending) >= LOG_CHUNK:
-            log.write(stream, pending.decode(errors="replace"))
-            pending = b""
-    if pending and log is not None:
-        log.write(stream, pending.decode(errors="replace"))
-    os.close(fd)
 
 
 # --- networking around one run ---
-
-
-def make_netns(c: Container) -> str | None:
-    """Make the (still empty) netns of a container on a bridge or user network; None for host/none."""
-    if c.host_config["NetworkMode"] in ("host", "none"):
-        return None
-    from runner.create import NETNS_DIR
-    from runner.network import netns
-
-    path = os.path.join(NETNS_DIR, c.id)
-    netns.remove(path)  # a left-over of a crashed run
-    return netns.create(path)
-
-
-def attach_netns(root: str, c: Container, path: str) -> None:
-    """Put the container's netns (from make_netns) on its network: veth, address, ports, /etc/hosts."""
-    from runner.network import attach, hosts, ports
-
-    hc = c.host_config
-    publish = [ports.PortMapping(**p) for p in hc.get("PortBindings") or []]
-    attach.attach(path, c.id, c.name, network=hc["NetworkMode"], ip=hc.get("IP") or None, publish=publish,
-                  hostname=c.config["Hostname"], hosts_path=os.path.join(c.bundle, "hosts"),
-                  extra_hosts=[hosts.parse_add_host(h) for h in hc.get("ExtraHosts") or []],
-                  links=[hosts.parse_link(link) for link in hc.get("Links") or []], root=root)
-
-
-def network_down(root: str, c: Container, settle: bool = True) -> None:
-    """Undo make_netns and attach_netns (idempotent).
-
-    settle=False returns before the veths have vanished (it takes the kernel ~10 ms after the container's
-    exit); a forked child sees to them. For a process about to exit.
-    """
-    if c.host_config.get("NetworkMode") in ("host", "none"):
-        return
-    from runner.create import NETNS_DIR
-    from runner.network import attach, bridge
-
-    pending = attach.detach(c.id, root=root, netns_path=os.path.join(NETNS_DIR, c.id), wait=settle)
-    if pending:
-        bridge.await_gone_later(pending)
 
 
 # --- one run of the container ---
@@ -246,10 +154,10 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     after the first start; tty: the pty master when the container has a terminal (its slave is stdin);
     hub: the attach.Hub that gets the output too.
     """
-    from runner import events
+    from runner import events, health, logs
 
     store = Containers(root)
-    log = JsonLog(log_path(root, cid))
+    log = logs.JsonLog(logs.log_path(root, cid))
     mark = store.path(cid, STOP_MARK)
     first = True
     code = 0
@@ -272,13 +180,13 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             if tty is not None:
                 # A fresh slave each run, closed once the container has it: the master then sees EIO at its end.
                 out_w = err_w = stdin_fd = os.open(slave_name, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-                threads.append(threading.Thread(target=_pump, args=(os.dup(tty), "stdout", log, tee and tee[0], hub)))
+                threads.append(threading.Thread(target=logs.pump, args=(os.dup(tty), "stdout", log, tee and tee[0], hub)))
                 close = [out_w]
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                threads += [threading.Thread(target=_pump, args=(out_r, "stdout", log, tee and tee[0], hub)),
-                            threading.Thread(target=_pump, args=(err_r, "stderr", log, tee and tee[1], hub))]
+                threads += [threading.Thread(target=logs.pump, args=(out_r, "stdout", log, tee and tee[0], hub)),
+                            threading.Thread(target=logs.pump, args=(err_r, "stderr", log, tee and tee[1], hub))]
                 close = [out_w, err_w]
                 stdin_fd = stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             for t in threads:
@@ -292,8 +200,8 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                 events.append(root, "container", "start", cid, c.name, {"image": c.image})
                 tell(b"ok")
                 hc = c.config.get("Healthcheck") or {}
-                if (hc.get("Test") or ["NONE"])[0] != "NONE":
-                    threading.Thread(target=_health_loop, args=(root, cid, hc, health_stop), daemon=True).start()
+                if health.enabled(hc):
+                    threading.Thread(target=health.loop, args=(root, cid, hc, health_stop), daemon=True).start()
 
             try:
                 status = run_once(root, c, (stdin_fd, out_w, err_w), started, close, detached=ready is not None or not first)
@@ -337,49 +245,6 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                 return code
     finally:
         log.close()
-
-
-def _health_loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
-    """Run the healthcheck every Interval while the container runs; record docker's Health object."""
-    import tempfile
-
-    from runner import events
-    from runner import exec as exec_
-
-    test = hc["Test"]
-    cmd = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
-    interval = (hc.get("Interval") or 30 * 10**9) / 1e9
-    retries = hc.get("Retries") or 3
-    store = Containers(root)
-    store.update(cid, lambda x: setattr(x, "health", {"Status": "starting", "FailingStreak": 0, "Log": []}))
-    while not stop.wait(interval):
-        c = store.load(cid)
-        if c.status != "running":
-            continue
-        start = now()
-        with tempfile.TemporaryFile() as out:
-            try:
-                code = exec_.exec_in(root, c, cmd, output=out.fileno())
-            except DockyardError as e:
-                code = getattr(e, "exit_code", 1)
-                out.write(str(e).encode())
-            out.seek(0)
-            text = out.read(4096).decode(errors="replace")
-        if stop.is_set():
-            return
-
-        def record(x: Container) -> None:
-            h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
-            h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
-            if code == 0:
-                h["Status"], h["FailingStreak"] = "healthy", 0
-            else:
-                h["FailingStreak"] += 1
-                if h["FailingStreak"] >= retries:
-                    h["Status"] = "unhealthy"
-            x.health = h
-        c = store.update(cid, record)
-        events.append(root, "container", f"health_status: {c.health['Status']}", cid, c.name, {"image": c.image})
 
 
 def _record_failure(c: Container, code: int, message: str, first: bool) -> None:
