@@ -1,4 +1,7 @@
-"""The per-container monitor (like conmon): runs the container, owns its log, records exits, restarts it."""
+"""The per-container monitor (like conmon): runs the container, feeds its log, records exits, restarts it.
+
+In the foreground (`run`) this process is the monitor; detached, a daemonized child is (start_detached).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +21,6 @@ if TYPE_CHECKING:
     from runner.attach import Hub
 
 STOP_MARK = "stopping"  # file in the container dir: a user stop, so no restart follows
-
-
-# --- networking around one run ---
 
 
 # --- one run of the container ---
