@@ -23,7 +23,7 @@ def commit(root: str, c: Container, repository: str | None, changes: list[str] =
     from dockyard.layers import create_layer
     from dockyard.store import Store
     from dockyard.digest import Digest
-    from runner import events, monitor
+    from runner import events, lifecycle
 
     store = Store(root)
     base = store.image(Digest.parse(c.image_digest))
@@ -43,7 +43,7 @@ def commit(root: str, c: Container, repository: str | None, changes: list[str] =
         config["author"] = author
     frozen = pause and c.status == "running"
     if frozen:
-        monitor.freeze(c.id)
+        lifecycle.freeze(c.id)
     try:
         with store.transaction() as added, store.temp_path("commit-") as tmp:
             blob = create_layer(os.path.join(c.bundle, "diff"), tmp)
@@ -61,6 +61,6 @@ def commit(root: str, c: Container, repository: str | None, changes: list[str] =
         raise DockyardError(f"commit {c.name}: {e.strerror}: {e.filename}") from None
     finally:
         if frozen:
-            monitor.unfreeze(c.id)
+            lifecycle.unfreeze(c.id)
     events.append(root, "container", "commit", c.id, c.name, {"image": c.image})
     return image

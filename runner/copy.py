@@ -20,10 +20,10 @@ def _in_rootfs(c: Container, writable: bool, child_work, parent_work=None) -> No
     """Run child_work() in a child inside the container's root while parent_work() runs here; errors re-raised,
     the child's first: when it fails, our end of the data pipe just breaks."""
     from dockyard.layers import apply_layer  # noqa: F401  (loaded before the child leaves the host's files)
-    from runner import monitor
+    from runner import lifecycle
     from runner.forking import in_child, split_report
 
-    pid = (c.pid or monitor.init_pid(c.id)) if c.running else 0
+    pid = (c.pid or lifecycle.init_pid(c.id)) if c.running else 0
     failed: list[Exception] = []
 
     def work(_errw: int) -> int:

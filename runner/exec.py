@@ -27,11 +27,11 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     """
     import socket
 
-    from runner import monitor, seccomp, spec
+    from runner import lifecycle, seccomp, spec
     from runner.forking import in_child, split_report
     from runner.runtime import load_config
 
-    pid = c.pid or monitor.init_pid(c.id)
+    pid = c.pid or lifecycle.init_pid(c.id)
     if not pid:
         raise DockyardError(f"container {c.name} is not running")
     config = load_config(c.bundle)

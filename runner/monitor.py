@@ -1,4 +1,7 @@
-"""The per-container monitor (like conmon): runs the container, owns its log, records exits, restarts it."""
+"""The per-container monitor (like conmon): runs the container, feeds its log, records exits, restarts it.
+
+In the foreground (`run`) this process is the monitor; detached, a daemonized child is (start_detached).
+"""
 
 from __future__ import annotations
 
@@ -11,108 +14,13 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now, proc_start_time
+from runner.network.container import attach_netns, make_netns, network_down
 from runner.runtime import ExitStatus, StartError
 
 if TYPE_CHECKING:
     from runner.attach import Hub
 
 STOP_MARK = "stopping"  # file in the container dir: a user stop, so no restart follows
-LOG_CHUNK = 16 * 1024
-
-
-def log_path(root: str, cid: str) -> str:
-    return os.path.join(Containers(root).path(cid), f"{cid}-json.log")
-
-
-class JsonLog:
-    """docker's json-file log: one {"log","stream","time"} object per line."""
-
-    def __init__(self, path: str):
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.lock = threading.Lock()
-
-    def write(self, stream: str, text: str) -> None:
-        line = json.dumps({"log": text, "stream": stream, "time": now()}) + "\n"
-        with self.lock:
-            os.write(self.fd, line.encode())
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def _pump(fd: int, stream: str, log: JsonLog | None, tee: int | None, hub: Hub | None = None) -> None:
-    """Copy a container output fd into the log (whole lines), to `tee` and to attached clients (`hub`), until EOF
-    (or EIO on a pty)."""
-    pending = b""
-    while True:
-        try:
-            chunk = os.read(fd, LOG_CHUNK)
-        except OSError:  # EIO: the pty's other side is closed
-            chunk = b""
-        if not chunk:
-            break
-        if tee is not None:
-            try:
-                os.write(tee, chunk)
-            except OSError:
-                tee = None
-        if hub is not None:
-            hub.send(stream, chunk)
-        if log is None:
-            continue
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            log.write(stream, line.decode(errors="replace") + "\n")
-        if len(pending) >= LOG_CHUNK:
-            log.write(stream, pending.decode(errors="replace"))
-            pending = b""
-    if pending and log is not None:
-        log.write(stream, pending.decode(errors="replace"))
-    os.close(fd)
-
-
-# --- networking around one run ---
-
-
-def make_netns(c: Container) -> str | None:
-    """Make the (still empty) netns of a container on a bridge or user network; None for host/none."""
-    if c.host_config["NetworkMode"] in ("host", "none"):
-        return None
-    from runner.create import NETNS_DIR
-    from runner.network import netns
-
-    path = os.path.join(NETNS_DIR, c.id)
-    netns.remove(path)  # a left-over of a crashed run
-    return netns.create(path)
-
-
-def attach_netns(root: str, c: Container, path: str) -> None:
-    """Put the container's netns (from make_netns) on its network: veth, address, ports, /etc/hosts."""
-    from runner.network import attach, hosts, ports
-
-    hc = c.host_config
-    publish = [ports.PortMapping(**p) for p in hc.get("PortBindings") or []]
-    attach.attach(path, c.id, c.name, network=hc["NetworkMode"], ip=hc.get("IP") or None, publish=publish,
-                  hostname=c.config["Hostname"], hosts_path=os.path.join(c.bundle, "hosts"),
-                  extra_hosts=[hosts.parse_add_host(h) for h in hc.get("ExtraHosts") or []],
-                  links=[hosts.parse_link(link) for link in hc.get("Links") or []], root=root)
-
-
-def network_down(root: str, c: Container, settle: bool = True) -> None:
-    """Undo make_netns and attach_netns (idempotent).
-
-    settle=False returns before the veths have vanished (it takes the kernel ~10 ms after the container's
-    exit); a forked child sees to them. For a process about to exit.
-    """
-    if c.host_config.get("NetworkMode") in ("host", "none"):
-        return
-    from runner.create import NETNS_DIR
-    from runner.network import attach, bridge
-
-    pending = attach.detach(c.id, root=root, netns_path=os.path.join(NETNS_DIR, c.id), wait=settle)
-    if pending:
-        bridge.await_gone_later(pending)
 
 
 # --- one run of the container ---
@@ -178,6 +86,55 @@ def _create_and_start(root: str, c: Container, stdio: tuple[int, int, int], star
     return ExitStatus(code, oom and code == 137)
 
 
+def mark_stopping(root: str, cid: str) -> None:
+    """Record a user's stop or kill: the monitor then restarts nothing (start_detached clears it)."""
+    open(Containers(root).path(cid, STOP_MARK), "w").close()
+
+
+def mark_running(c: Container, pid: int) -> None:
+    """The state transition of a (re)start under this process as monitor: the last run's exit is forgotten."""
+    c.status, c.pid, c.started_at, c.error = "running", pid, now(), ""
+    c.exit_code, c.oom_killed = 0, False
+    c.monitor_pid, c.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
+
+
+def run_foreground(root: str, c: Container, interactive: bool, tty: bool) -> int:
+    """Run in this process, streaming to our stdout/stderr; the exit code. The json log is written unless --rm
+    without -t. Raises StartError when the container could not start."""
+    if tty:
+        return _run_tty(root, c, interactive)
+    stdin = 0 if interactive else None
+    store = Containers(root)
+    if c.host_config.get("AutoRemove") and c.host_config["RestartPolicy"]["Name"] == "no":
+        # The fast path: the container writes straight to our stdout/stderr; no log, pipes or threads.
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
+        try:
+            # settle=False: the CLI exits right after; the veths' vanishing is left to a forked child.
+            status = run_once(root, c, (devnull if stdin is None else stdin, 1, 2),
+                              lambda pid: store.update(c.id, lambda x: mark_running(x, pid)), settle=False)
+        finally:
+            if devnull >= 0:
+                os.close(devnull)
+        return status.code
+    code = supervise(root, c.id, tee=(1, 2), stdin=stdin)
+    err = store.load(c.id).error
+    if err:
+        raise StartError(err, code)
+    return code
+
+
+def _run_tty(root: str, c: Container, interactive: bool) -> int:
+    """-t: the container gets a pty; our terminal goes raw and is copied to and from its master side."""
+    from runner import terminal
+
+    master, slave = os.openpty()
+    os.set_inheritable(master, False)
+    with terminal.raw_stdin(interactive):
+        if interactive:
+            threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()
+        return supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master)
+
+
 def should_restart(c: Container, code: int, stopped: bool) -> bool:
     """docker's restart policy decision after an exit."""
     policy = c.host_config.get("RestartPolicy") or {"Name": "no"}
@@ -197,10 +154,10 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     after the first start; tty: the pty master when the container has a terminal (its slave is stdin);
     hub: the attach.Hub that gets the output too.
     """
-    from runner import events
+    from runner import events, health, logs
 
     store = Containers(root)
-    log = JsonLog(log_path(root, cid))
+    log = logs.JsonLog(logs.log_path(root, cid))
     mark = store.path(cid, STOP_MARK)
     first = True
     code = 0
@@ -223,13 +180,13 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             if tty is not None:
                 # A fresh slave each run, closed once the container has it: the master then sees EIO at its end.
                 out_w = err_w = stdin_fd = os.open(slave_name, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-                threads.append(threading.Thread(target=_pump, args=(os.dup(tty), "stdout", log, tee and tee[0], hub)))
+                threads.append(threading.Thread(target=logs.pump, args=(os.dup(tty), "stdout", log, tee and tee[0], hub)))
                 close = [out_w]
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                threads += [threading.Thread(target=_pump, args=(out_r, "stdout", log, tee and tee[0], hub)),
-                            threading.Thread(target=_pump, args=(err_r, "stderr", log, tee and tee[1], hub))]
+                threads += [threading.Thread(target=logs.pump, args=(out_r, "stdout", log, tee and tee[0], hub)),
+                            threading.Thread(target=logs.pump, args=(err_r, "stderr", log, tee and tee[1], hub))]
                 close = [out_w, err_w]
                 stdin_fd = stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             for t in threads:
@@ -239,16 +196,12 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             health_stop = threading.Event()
 
             def started(pid: int) -> None:
-                def mark_running(x: Container) -> None:
-                    x.status, x.pid, x.started_at, x.error = "running", pid, now(), ""
-                    x.exit_code, x.oom_killed = 0, False
-                    x.monitor_pid, x.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
-                store.update(cid, mark_running)
+                store.update(cid, lambda x: mark_running(x, pid))
                 events.append(root, "container", "start", cid, c.name, {"image": c.image})
                 tell(b"ok")
                 hc = c.config.get("Healthcheck") or {}
-                if (hc.get("Test") or ["NONE"])[0] != "NONE":
-                    threading.Thread(target=_health_loop, args=(root, cid, hc, health_stop), daemon=True).start()
+                if health.enabled(hc):
+                    threading.Thread(target=health.loop, args=(root, cid, hc, health_stop), daemon=True).start()
 
             try:
                 status = run_once(root, c, (stdin_fd, out_w, err_w), started, close, detached=ready is not None or not first)
@@ -294,49 +247,6 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
         log.close()
 
 
-def _health_loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
-    """Run the healthcheck every Interval while the container runs; record docker's Health object."""
-    import tempfile
-
-    from runner import events
-    from runner import exec as exec_
-
-    test = hc["Test"]
-    cmd = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
-    interval = (hc.get("Interval") or 30 * 10**9) / 1e9
-    retries = hc.get("Retries") or 3
-    store = Containers(root)
-    store.update(cid, lambda x: setattr(x, "health", {"Status": "starting", "FailingStreak": 0, "Log": []}))
-    while not stop.wait(interval):
-        c = store.load(cid)
-        if c.status != "running":
-            continue
-        start = now()
-        with tempfile.TemporaryFile() as out:
-            try:
-                code = exec_.exec_in(root, c, cmd, output=out.fileno())
-            except DockyardError as e:
-                code = getattr(e, "exit_code", 1)
-                out.write(str(e).encode())
-            out.seek(0)
-            text = out.read(4096).decode(errors="replace")
-        if stop.is_set():
-            return
-
-        def record(x: Container) -> None:
-            h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
-            h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
-            if code == 0:
-                h["Status"], h["FailingStreak"] = "healthy", 0
-            else:
-                h["FailingStreak"] += 1
-                if h["FailingStreak"] >= retries:
-                    h["Status"] = "unhealthy"
-            x.health = h
-        c = store.update(cid, record)
-        events.append(root, "container", f"health_status: {c.health['Status']}", cid, c.name, {"image": c.image})
-
-
 def _record_failure(c: Container, code: int, message: str, first: bool) -> None:
     # docker leaves a container whose first start failed in "created", with the error and exit code.
     c.status = "created" if first else "exited"
@@ -349,10 +259,9 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
     A container created with -i keeps its stdin open and is served on attach.sock; `client` (a socket fd,
     -i only) is attached before the start, so none of the output is missed.
     """
-    from runner.containers import Containers as _C
-
-    cdir = _C(root).path(cid)
-    c = _C(root).load(cid)
+    store = Containers(root)
+    cdir = store.path(cid)
+    c = store.load(cid)
     try:
         os.unlink(os.path.join(cdir, STOP_MARK))
     except FileNotFoundError:
@@ -387,7 +296,9 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
             if hub is not None:
                 hub.close()
             if c.host_config.get("AutoRemove"):
-                remove(root, cid)
+                from runner import lifecycle
+
+                lifecycle.destroy(root, cid)
             os._exit(code & 0xFF)
         except BaseException:
             import traceback
@@ -422,123 +333,3 @@ def _become_daemon(cdir: str, keep: tuple[int, ...]) -> None:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def init_pid(cid: str) -> int:
-    """The container's pid 1 as the host sees it, from its cgroup (for runs whose pid was not recorded)."""
-    from runner.cgroups import Cgroup
-
-    for pid in Cgroup.of_container(cid).pids():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("NSpid:") and line.split()[-1] == "1":
-                        return pid
-        except FileNotFoundError:
-            continue
-    return 0
-
-
-def remove(root: str, cid: str, volumes: bool = False) -> None:
-    """Remove a stopped container: leftovers of a crash (processes, cgroup, netns), record, hold, anonymous volumes."""
-    from runner import events
-    from runner.cgroups import Cgroup
-    from runner.create import remove_files
-    from runner.volumes import Volumes
-
-    store = Containers(root)
-    c = store.load(cid)
-    cg = Cgroup.of_container(cid)
-    if cg.pids():
-        cg.kill_all()
-    cg.remove()
-    network_down(root, c)
-    remove_files(root, c)
-    anonymous = any(m["Type"] == "volume" and m.get("Anonymous") for m in c.mounts)
-    if anonymous and (volumes or c.host_config.get("AutoRemove")):  # only then: this reads every container
-        vols = Volumes(root)
-        in_use = {m["Name"] for other in store.all() for m in other.mounts if m["Type"] == "volume"}
-        for m in c.mounts:
-            if m["Type"] == "volume" and m.get("Anonymous") and m["Name"] not in in_use:
-                vols.remove(m["Name"], in_use)
-    events.append(root, "container", "destroy", cid, c.name, {"image": c.image})
-
-
-def stop(root: str, cid: str, timeout: float | None = None, sig: str | None = None) -> None:
-    """docker stop: the stop signal, then SIGKILL after `timeout` seconds; no restart follows."""
-    store = Containers(root)
-    c = store.load(cid)
-    open(store.path(cid, STOP_MARK), "w").close()
-    if not c.running:
-        return
-    if timeout is None:
-        timeout = c.config.get("StopTimeout")
-        timeout = 10 if timeout is None else timeout
-    signum = parse_signal(sig or c.config.get("StopSignal") or "SIGTERM")
-    if c.status == "paused":
-        unfreeze(cid)
-    send_signal(c, signum)
-    if wait_exit(store, cid, timeout):
-        return
-    from runner.cgroups import Cgroup
-
-    Cgroup.of_container(cid).kill_all()
-    wait_exit(store, cid, 10)
-
-
-def send_signal(c: Container, signum: int) -> None:
-    """Signal the container's pid 1 (found through the cgroup when not recorded)."""
-    pid = c.pid or init_pid(c.id)
-    if not pid:
-        return
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def wait_exit(store: Containers, cid: str, timeout: float | None) -> bool:
-    """Wait until the container is no longer running; False on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        c = store.load(cid)
-        if not c.running:
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def parse_signal(text: str | int) -> int:
-    """SIGTERM, TERM, 15 → 15."""
-    if isinstance(text, int) or str(text).isdigit():
-        return int(text)
-    name = str(text).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise DockyardError(f"invalid signal: {text}") from None
-
-
-def _freezer(cid: str) -> str:
-    from runner.cgroups import Cgroup
-
-    cg = Cgroup.of_container(cid)
-    if cg.v2:
-        return os.path.join(cg.dirs[""], "cgroup.freeze")
-    return os.path.join(cg.dirs["freezer"], "freezer.state")
-
-
-def freeze(cid: str) -> None:
-    path = _freezer(cid)
-    with open(path, "w") as f:
-        f.write("1" if path.endswith("freeze") else "FROZEN")
-
-
-def unfreeze(cid: str) -> None:
-    path = _freezer(cid)
-    with open(path, "w") as f:
-        f.write("0" if path.endswith("freeze") else "THAWED")

@@ -1,4 +1,4 @@
-"""Container commands: run, create, start, stop, kill, rm, ps, logs, exec, cp, commit… and the `container` group."""
+"""Container commands besides the run path (cli.run): stop, kill, rm, ps, logs, exec, cp, commit… and `container`."""
 
 from __future__ import annotations
 
@@ -6,108 +6,24 @@ import argparse
 import os
 import sys
 
-# Statuses for our own failures around a run (docker's convention): 125 setup, 126 cannot exec, 127 not found.
-RUN_ERROR = 125
-
-
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container ID")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("--name", default="", help="assign a name to the container")
-    p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
-    p.add_argument("--env-file", action="append", default=[], help="read in a file of environment variables")
-    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
-    p.add_argument("-u", "--user", default="", help="username or UID (format: <name|uid>[:<group|gid>])")
-    p.add_argument("--entrypoint", default=None, help="overwrite the default ENTRYPOINT of the image")
-    p.add_argument("-h", "--hostname", default="", help="container host name")
-    p.add_argument("-v", "--volume", action="append", default=[], help="bind mount a volume")
-    p.add_argument("--volumes-from", action="append", default=[], help="mount volumes from the specified container(s)")
-    p.add_argument("--mount", action="append", default=[], help="attach a filesystem mount to the container")
-    p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs directory")
-    p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem as read only")
-    p.add_argument("-p", "--publish", action="append", default=[], help="publish a container's port(s) to the host")
-    p.add_argument("-P", "--publish-all", action="store_true", help="publish all exposed ports to random ports")
-    p.add_argument("--network", "--net", default="bridge", help="connect a container to a network")
-    p.add_argument("--ip", default="", help="IPv4 address")
-    p.add_argument("--add-host", action="append", default=[], help="add a custom host-to-IP mapping (host:ip)")
-    p.add_argument("--dns", action="append", default=[], help="set custom DNS servers")
-    p.add_argument("--link", action="append", default=[], help="add link to another container")
-    p.add_argument("-m", "--memory", default=None, help="memory limit")
-    p.add_argument("--cpus", type=float, default=None, help="number of CPUs")
-    p.add_argument("--pids-limit", type=int, default=None, help="tune container pids limit (-1 for unlimited)")
-    p.add_argument("--restart", default="no", help="restart policy to apply when a container exits")
-    p.add_argument("--init", action="store_true", help="run an init inside the container that forwards signals and reaps processes")
-    p.add_argument("--cap-add", action="append", default=[], help="add Linux capabilities")
-    p.add_argument("--cap-drop", action="append", default=[], help="drop Linux capabilities")
-    p.add_argument("--security-opt", action="append", default=[],
-                   help="security options: seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]")
-    p.add_argument("--privileged", action="store_true",
-                   help="give extended privileges: all capabilities and host devices, no seccomp, nothing masked")
-    p.add_argument("--stop-signal", default="", help="signal to stop the container")
-    p.add_argument("--stop-timeout", type=int, default=None, help="timeout (in seconds) to stop a container")
-    p.add_argument("-l", "--label", action="append", default=[], help="set meta data on a container")
-    p.add_argument("--runtime", default="dockyard", help="runtime to use for this container (dockyard or runc)")
-    p.add_argument("--health-cmd", default=None, help="command to run to check health")
-    p.add_argument("--health-interval", default=None, help="time between running the check (ms|s|m|h)")
-    p.add_argument("--health-retries", type=int, default=None, help="consecutive failures needed to report unhealthy")
-    p.add_argument("--health-timeout", default=None, help="maximum time to allow one check to run (ms|s|m|h)")
-    p.add_argument("--no-healthcheck", action="store_true", help="disable any container-specified HEALTHCHECK")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+from dockyard.cli.run import _run_error, _write_entry, store_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from dockyard.cli import images, system
+    """The top-level container commands, the `container` group, and the container part of `inspect` and `info`."""
+    from dockyard.cli import images, run, system
 
     images.INSPECTORS.append(("container", _container_inspector))
     system.INFO_SECTIONS.append(_info)
     _commands(sub, top=True)
     group = sub.add_parser("container", help="manage containers")
     gsub = group.add_subparsers(dest="container_command", metavar="COMMAND")
+    run.register(gsub)
     _commands(gsub, top=False)
     group.set_defaults(func=lambda a: group.print_help() or 0)
-    volume = sub.add_parser("volume", help="manage volumes")
-    vsub = volume.add_subparsers(dest="volume_command", metavar="COMMAND")
-    vc = vsub.add_parser("create", help="create a volume")
-    vc.add_argument("name", nargs="?", default="")
-    vc.add_argument("--label", action="append", default=[])
-    vc.add_argument("-d", "--driver", default="local")
-    vc.set_defaults(func=cmd_volume_create)
-    vl = vsub.add_parser("ls", aliases=["list"], help="list volumes")
-    vl.add_argument("-q", "--quiet", action="store_true")
-    vl.add_argument("--format")
-    vl.set_defaults(func=cmd_volume_ls)
-    vi = vsub.add_parser("inspect", help="display detailed information on volumes")
-    vi.add_argument("names", nargs="+")
-    vi.add_argument("-f", "--format")
-    vi.set_defaults(func=cmd_volume_inspect)
-    vr = vsub.add_parser("rm", aliases=["remove"], help="remove volumes")
-    vr.add_argument("-f", "--force", action="store_true")
-    vr.add_argument("names", nargs="+")
-    vr.set_defaults(func=cmd_volume_rm)
-    vp = vsub.add_parser("prune", help="remove unused anonymous volumes (-a: all unused)")
-    vp.add_argument("-a", "--all", action="store_true")
-    vp.add_argument("-f", "--force", action="store_true")
-    vp.set_defaults(func=cmd_volume_prune)
-    volume.set_defaults(func=lambda a: volume.print_help() or 0)
 
 
 def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
-    run = sub.add_parser("run", help="create and run a new container from an image", add_help=False)
-    run.add_argument("--help", action="help", help="show this help message and exit")
-    _add_run_args(run)
-    run.set_defaults(func=cmd_run)
-    create = sub.add_parser("create", help="create a new container", add_help=False)
-    create.add_argument("--help", action="help", help="show this help message and exit")
-    _add_run_args(create)
-    create.set_defaults(func=cmd_create)
-    start = sub.add_parser("start", help="start stopped containers")
-    start.add_argument("-a", "--attach", action="store_true", help="attach STDOUT/STDERR")
-    start.add_argument("-i", "--interactive", action="store_true", help="attach the container's STDIN")
-    start.add_argument("names", nargs="+", metavar="CONTAINER")
-    start.set_defaults(func=cmd_start)
     stop = sub.add_parser("stop", help="stop running containers")
     stop.add_argument("-t", "--time", type=int, default=None, help="seconds to wait before killing it")
     stop.add_argument("-s", "--signal", default=None, help="signal to send to the container")
@@ -181,10 +97,6 @@ def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
         p = sub.add_parser(verb, help=f"{verb} all processes within containers")
         p.add_argument("names", nargs="+", metavar="CONTAINER")
         p.set_defaults(func=cmd_pause, verb=verb)
-    attach = sub.add_parser("attach", help="attach this terminal's STDIN (containers run with -i), STDOUT and STDERR "
-                                           "to a running container")
-    attach.add_argument("name", metavar="CONTAINER")
-    attach.set_defaults(func=cmd_attach)
     cp = sub.add_parser("cp", help="copy files between a container and the local filesystem")
     cp.add_argument("-a", "--archive", action="store_true", help="keep uid/gid")
     cp.add_argument("-L", "--follow-link", action="store_true", help="follow symlinks in SRC_PATH")
@@ -230,206 +142,28 @@ def _info() -> dict:
             "ContainersStopped": sum(not c.running for c in cs)}
 
 
-def _root() -> str:
-    from dockyard.store import default_root
+def _client():
+    from dockyard.api import Client
 
-    return os.path.abspath(default_root())
+    return Client(store_root())
 
 
 def _store():
     from runner.containers import Containers
 
-    return Containers(_root())
-
-
-def _options(args: argparse.Namespace):
-    from runner import create, volumes
-
-    env = []
-    for path in args.env_file:
-        env += create.read_env_file(path)
-    env += args.env
-    labels = {}
-    for item in args.label:
-        key, _, value = item.partition("=")
-        labels[key] = value
-    mounts = [volumes.parse_volume_flag(v) for v in args.volume]
-    mounts += [volumes.parse_mount_flag(m) for m in args.mount]
-    mounts += [volumes.parse_tmpfs_flag(t) for t in args.tmpfs]
-    command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    healthcheck = None
-    if args.no_healthcheck:
-        healthcheck = {"Test": ["NONE"]}
-    elif args.health_cmd:
-        from dockyard.changes import parse_duration
-
-        healthcheck = {"Test": ["CMD-SHELL", args.health_cmd]}
-        for key, value in (("Interval", args.health_interval), ("Timeout", args.health_timeout)):
-            if value:
-                healthcheck[key] = parse_duration(value)
-        if args.health_retries is not None:
-            healthcheck["Retries"] = args.health_retries
-    return create.Options(
-        image=args.image, command=command, entrypoint=args.entrypoint, name=args.name, env=env,
-        workdir=args.workdir, user=args.user, hostname=args.hostname, tty=args.tty, interactive=args.interactive,
-        mounts=mounts, volumes_from=args.volumes_from, read_only=args.read_only, publish=args.publish,
-        publish_all=args.publish_all, network=args.network, ip=args.ip, add_hosts=args.add_host, dns=args.dns,
-        links=args.link, memory=create.parse_bytes(args.memory) if args.memory else None, cpus=args.cpus,
-        pids_limit=args.pids_limit, restart=args.restart, init=args.init, cap_add=args.cap_add,
-        cap_drop=args.cap_drop, security_opt=create.load_security_opts(args.security_opt), privileged=args.privileged,
-        stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
-        labels=labels, runtime=args.runtime, auto_remove=args.rm, healthcheck=healthcheck)
-
-
-def _run_error(e: Exception) -> int:
-    """Print a failure of create/start and return docker's status for it."""
-    from runner.runtime import StartError
-
-    print(f"Error: {e}", file=sys.stderr)
-    return e.exit_code if isinstance(e, StartError) else RUN_ERROR
-
-
-def _create(args: argparse.Namespace):
-    from runner import create, events
-
-    root = _root()
-    c = create.create(root, _options(args))
-    events.append(root, "container", "create", c.id, c.name, {"image": c.image})
-    return root, c
-
-
-# --- run / create / start ---
-
-
-def cmd_create(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-
-    try:
-        _, c = _create(args)
-    except DockyardError as e:
-        return _run_error(e)
-    print(c.id)
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-
-    try:
-        root, c = _create(args)
-    except DockyardError as e:
-        return _run_error(e)
-    from runner import monitor
-
-    if args.detach:
-        try:
-            monitor.start_detached(root, c.id)
-        except DockyardError as e:
-            return _run_error(e)
-        print(c.id)
-        return 0
-    try:
-        code = _run_foreground(root, c, args.interactive, args.tty)
-    except DockyardError as e:
-        code = _run_error(e)
-    if args.rm:
-        monitor.remove(root, c.id)
-    return code
-
-
-def _run_foreground(root: str, c, interactive: bool, tty: bool) -> int:
-    """Run in this process, streaming to our terminal; the json log is written unless --rm without -t."""
-    from runner import monitor
-    from runner.runtime import StartError
-
-    if tty:
-        return _run_tty(root, c, interactive)
-    stdin = 0 if interactive else None
-    if c.host_config.get("AutoRemove") and c.host_config["RestartPolicy"]["Name"] == "no":
-        # The fast path: the container writes straight to our stdout/stderr; no log, pipes or threads.
-        from runner.containers import now, proc_start_time
-
-        store = monitor.Containers(root)
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
-
-        def started(pid: int) -> None:
-            def mark(x) -> None:
-                x.status, x.pid, x.started_at = "running", pid, now()
-                x.monitor_pid, x.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
-            store.update(c.id, mark)
-
-        try:
-            # settle=False: the CLI exits right after; the veths' vanishing is left to a forked child.
-            status = monitor.run_once(root, c, (devnull if stdin is None else stdin, 1, 2), started, settle=False)
-        except StartError as e:
-            return _run_error(e)
-        finally:
-            if devnull >= 0:
-                os.close(devnull)
-        return status.code
-    code = monitor.supervise(root, c.id, tee=(1, 2), stdin=stdin)
-    err = monitor.Containers(root).load(c.id).error
-    if err:
-        print(f"Error: {err}", file=sys.stderr)
-    return code
-
-
-def _run_tty(root: str, c, interactive: bool) -> int:
-    """-t: the container gets a pty; our terminal goes raw and is copied to and from its master side."""
-    import threading
-
-    from runner import monitor, terminal
-
-    master, slave = os.openpty()
-    os.set_inheritable(master, False)
-    with terminal.raw_stdin(interactive):
-        if interactive:
-            threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()
-        return monitor.supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master)
-
-
-def cmd_start(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import monitor
-
-    root, store = _root(), _store()
-    status = 0
-    attached = args.attach or args.interactive
-    for name in args.names:
-        try:
-            c = store.find(name)
-            if c.running:
-                if not attached:
-                    print(name)
-                continue
-            if attached and c.config.get("OpenStdin"):
-                return _start_attached(root, c, args.interactive)
-            offset = _log_size(root, c.id)
-            monitor.start_detached(root, c.id)
-        except DockyardError as e:
-            status = _run_error(e) if attached else (print(f"Error: {e}", file=sys.stderr) or 1)
-            continue
-        if attached:
-            _follow_log(root, c.id, offset)
-            return store.load(c.id).exit_code
-        print(name)
-    return status
-
-
-# --- stop / kill / restart / rm / wait ---
+    return Containers(store_root())
 
 
 def _each(names: list[str], action, echo: bool = True) -> int:
-    """Apply `action(container)` to each name (echoing it), reporting failures like docker and going on."""
+    """Apply `action(container)` (an API Container) to each name (echoing it), reporting failures like docker and
+    going on."""
     from dockyard.errors import DockyardError
 
-    store = _store()
+    containers = _client().containers
     status = 0
     for name in names:
         try:
-            action(store.find(name))
+            action(containers.get(name))
             if echo:
                 print(name)
         except DockyardError as e:
@@ -439,74 +173,30 @@ def _each(names: list[str], action, echo: bool = True) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from runner import monitor
-
-    root = _root()
-    return _each(args.names, lambda c: monitor.stop(root, c.id, args.time, args.signal))
+    return _each(args.names, lambda c: c.stop(args.time, signal=args.signal))
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from runner import monitor
-
-    root = _root()
-
-    def restart(c) -> None:
-        monitor.stop(root, c.id, args.time)
-        monitor.start_detached(root, c.id)
-    return _each(args.names, restart)
+    return _each(args.names, lambda c: c.restart(args.time))
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import monitor
+    from runner.lifecycle import parse_signal
 
-    root = _root()
-    signum = monitor.parse_signal(args.signal)
-
-    def kill(c) -> None:
-        if not c.running:
-            raise DockyardError(f"container {c.name} is not running")
-        open(monitor.Containers(root).path(c.id, monitor.STOP_MARK), "w").close()
-        monitor.send_signal(c, signum)
-    return _each(args.names, kill)
+    parse_signal(args.signal)  # a bad signal is one error, not one per container
+    return _each(args.names, lambda c: c.kill(args.signal))
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import monitor
-
-    root = _root()
-
-    def rm(c) -> None:
-        if c.running:
-            if not args.force:
-                raise DockyardError(f"cannot remove container {c.name}: container is {c.status}: "
-                                    "stop the container before removing or force remove")
-            monitor.stop(root, c.id, 0, "KILL")
-        monitor.remove(root, c.id, volumes=args.volumes)
-    return _each(args.names, rm)
+    return _each(args.names, lambda c: c.remove(force=args.force, v=args.volumes))
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from runner import monitor
-
-    store = _store()
-
-    def wait(c) -> None:
-        monitor.wait_exit(store, c.id, None)
-        print(store.load(c.id).exit_code)
-    return _each(args.names, wait, echo=False)
+    return _each(args.names, lambda c: print(c.wait()["StatusCode"]), echo=False)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from runner import monitor
-
-    root, store = _root(), _store()
-    removed = []
-    for c in store.all():
-        if not c.running:
-            monitor.remove(root, c.id)
-            removed.append(c.id)
+    removed = _client().containers.prune()["ContainersDeleted"]
     if removed:
         print("Deleted Containers:", *removed, sep="\n")
     return 0
@@ -538,58 +228,18 @@ def _status_text(c) -> str:
 
 
 def _ports_text(c) -> str:
-    att = _attachment(c)
-    out = []
-    for ep in (att.endpoints.values() if att else []):
-        out += [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}" for p in ep.ports]
-    return ", ".join(out)
+    from runner import lifecycle
 
-
-def _attachment(c):
-    if c.host_config.get("NetworkMode") in ("host", "none") or not c.running:
-        return None
-    from runner.network import attach
-
-    return attach.attachment(c.id, root=_root())
-
-
-def _ps_filter(c, filters: list[str]) -> bool:
-    from dockyard.errors import DockyardError
-
-    for f in filters:
-        key, _, value = f.partition("=")
-        if key == "status" and c.status != value:
-            return False
-        if key == "name" and value.lstrip("/") not in c.name:
-            return False
-        if key == "id" and not c.id.startswith(value):
-            return False
-        if key == "exited" and (c.running or c.status == "created" or str(c.exit_code) != value):
-            return False
-        if key == "ancestor" and value not in (c.image, c.image_id, c.image_digest):
-            return False
-        if key == "label":
-            k, eq, v = value.partition("=")
-            labels = c.config.get("Labels") or {}
-            if k not in labels or (eq and labels[k] != v):
-                return False
-        if key not in ("status", "name", "id", "exited", "ancestor", "label"):
-            raise DockyardError(f"invalid filter {key!r}")
-    return True
+    return ", ".join(f"{p.host}->{p.key}" for p in lifecycle.ports(store_root(), c))
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
     from dockyard.cli.output import ago, print_formatted, table
     from dockyard.image import parse_time
+    from runner import lifecycle
 
-    cs = _store().all()
-    if not (args.all or args.last >= 0 or args.latest or any(f.startswith(("status=", "exited=")) for f in args.filter)):
-        cs = [c for c in cs if c.running]
-    cs = [c for c in cs if _ps_filter(c, args.filter)]
-    if args.latest:
-        cs = cs[:1]
-    elif args.last >= 0:
-        cs = cs[:args.last]
+    cs = lifecycle.list_containers(store_root(), args.all, lifecycle.parse_filters(args.filter),
+                                   1 if args.latest else args.last)
     if args.quiet:
         for c in cs:
             print(c.id if args.no_trunc else c.short_id)
@@ -612,52 +262,17 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_container(c) -> dict:
-    """docker's `inspect` JSON for a container."""
-    att = _attachment(c)
-    networks, ports = {}, {}
-    for ep in (att.endpoints.values() if att else []):
-        networks[ep.network] = {"NetworkID": ep.network_id, "EndpointID": ep.veth_host, "Gateway": ep.gateway,
-                                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac,
-                                "Aliases": ep.aliases}
-        for p in ep.ports:
-            ports.setdefault(f"{p.container_port}/{p.proto}", []).append(
-                {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
-    first = next(iter(networks.values()), {})
-    args = [*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]
-    return {
-        "Id": c.id, "Created": c.created, "Path": args[0] if args else "", "Args": args[1:],
-        "State": {"Status": c.status, "Running": c.running and c.status != "restarting",
-                  "Paused": c.status == "paused", "Restarting": c.status == "restarting", "OOMKilled": c.oom_killed,
-                  "Dead": False, "Pid": _pid(c), "ExitCode": c.exit_code, "Error": c.error,
-                  "StartedAt": c.started_at, "FinishedAt": c.finished_at,
-                  **({"Health": c.health} if c.health else {})},
-        "Image": c.image_id, "ResolvConfPath": os.path.join(c.bundle, "resolv.conf"),
-        "HostnamePath": os.path.join(c.bundle, "hostname"), "HostsPath": os.path.join(c.bundle, "hosts"),
-        "LogPath": os.path.join(c.bundle, f"{c.id}-json.log"), "Name": "/" + c.name,
-        "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
-        "HostConfig": c.host_config, "Mounts": c.mounts, "Config": c.config,
-        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(c.bundle, "diff"),
-                                                   "WorkDir": os.path.join(c.bundle, "work")}},
-        "NetworkSettings": {"Ports": ports, "Networks": networks, "IPAddress": first.get("IPAddress", ""),
-                            "Gateway": first.get("Gateway", ""), "MacAddress": first.get("MacAddress", "")},
-    }
+def _inspect(c) -> dict:
+    from runner import lifecycle
 
-
-def _pid(c) -> int:
-    """The container's pid 1 on the host (under runc only its cgroup knows it)."""
-    if not c.running:
-        return 0
-    from runner import monitor
-
-    return c.pid or monitor.init_pid(c.id)
+    return lifecycle.inspect(store_root(), c)
 
 
 def _container_inspector(name: str) -> dict | None:
     from dockyard.errors import NotFound
 
     try:
-        return inspect_container(_store().find(name))
+        return _inspect(_store().find(name))
     except NotFound:
         return None
 
@@ -672,7 +287,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     found, status = [], 0
     for name in args.names:
         try:
-            found.append(inspect_container(store.find(name)))
+            found.append(_inspect(store.find(name)))
         except NotFound as e:
             print(f"Error: {e}", file=sys.stderr)
             status = 1
@@ -684,157 +299,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return status
 
 
-# --- logs / attach ---
-
-
-def _log_size(root: str, cid: str) -> int:
-    from runner import monitor
-
-    try:
-        return os.path.getsize(monitor.log_path(root, cid))
-    except FileNotFoundError:
-        return 0
-
-
-def _parse_since(text: str | None) -> str | None:
-    """docker's --since/--until: RFC 3339, a unix time, or a duration before now; as an RFC 3339 string."""
-    if not text:
-        return None
-    from datetime import datetime, timedelta, timezone
-
-    from dockyard.changes import parse_duration
-    from dockyard.errors import DockyardError
-    from dockyard.image import parse_time
-
-    when = None
-    if text.replace(".", "", 1).isdigit():
-        when = datetime.fromtimestamp(float(text), timezone.utc)
-    else:
-        try:
-            when = datetime.now(timezone.utc) - timedelta(microseconds=parse_duration(text) / 1000)
-        except DockyardError:
-            when = parse_time(text)
-    if when is None:
-        raise DockyardError(f"invalid time {text!r}")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-
-
-def _write_entry(entry: dict, timestamps: bool) -> None:
-    out = sys.stdout.buffer if entry.get("stream") != "stderr" else sys.stderr.buffer
-    text = entry["log"]
-    if timestamps:
-        text = f"{entry['time']} {text}"
-    out.write(text.encode())
-    out.flush()
-
-
-def _follow_log(root: str, cid: str, offset: int = 0, timestamps: bool = False, until: str | None = None) -> None:
-    """Print log entries from `offset` until the container stops and its log is drained."""
-    import time
-
-    from runner import jsonl, monitor
-
-    store = monitor.Containers(root)
-
-    def running() -> bool:
-        c = store.load(cid)
-        return c.running or c.status == "created"
-
-    path = monitor.log_path(root, cid)
-    while not os.path.exists(path):
-        if not running():
-            return
-        time.sleep(0.02)
-    with open(path, "rb") as f:
-        f.seek(offset)
-        for entry in jsonl.follow(f, running):
-            if until and entry["time"] > until:
-                return
-            _write_entry(entry, timestamps)
+# --- logs ---
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    import json
-
     from dockyard.errors import DockyardError
-    from runner import monitor
+    from runner import logs
 
-    root = _root()
     c = _store().find(args.name)
-    since, until = _parse_since(args.since), _parse_since(args.until)
-    path = monitor.log_path(root, c.id)
-    offset = 0
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            lines = f.readlines()
-        keep = lines
-        if since:
-            keep = [raw for raw in keep if _entry_time(raw) >= since]
-        if args.tail != "all":
-            if not args.tail.isdigit():
-                raise DockyardError(f"invalid --tail {args.tail!r}: want a number or 'all'")
-            keep = keep[-int(args.tail):] if int(args.tail) else []
-        for raw in keep:
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if until and entry["time"] > until:
-                break
-            _write_entry(entry, args.timestamps)
-        offset = sum(len(raw) for raw in lines)
-    if args.follow:
-        _follow_log(root, c.id, offset, args.timestamps, until)
+    if args.tail != "all" and not args.tail.isdigit():
+        raise DockyardError(f"invalid --tail {args.tail!r}: want a number or 'all'")
+    tail = None if args.tail == "all" else int(args.tail)
+    for entry in logs.read(store_root(), c.id, tail, logs.timestamp(args.since), logs.timestamp(args.until),
+                           args.follow):
+        _write_entry(entry, args.timestamps)
     return 0
-
-
-def _entry_time(raw: bytes) -> str:
-    import json
-
-    try:
-        return json.loads(raw)["time"]
-    except (ValueError, KeyError):
-        return ""
-
-
-def cmd_attach(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import attach
-
-    root, store = _root(), _store()
-    c = store.find(args.name)
-    if not c.running:
-        raise DockyardError("You cannot attach to a stopped container, start it first")
-    sock = attach.connect(store.path(c.id)) if c.config.get("OpenStdin") else None
-    if sock is None:  # no stdin to give: the output is the log's
-        _follow_log(root, c.id, _log_size(root, c.id))
-    else:
-        attach.relay(sock, bool(c.config.get("Tty")), stdin=True, stdin_once=False)
-    return store.load(c.id).exit_code
-
-
-def _start_attached(root: str, c, interactive: bool) -> int:
-    """start -a/-i of a container created with -i: attached to its monitor before it starts, our stdin its own."""
-    import socket
-
-    from dockyard.errors import DockyardError
-    from runner import attach, monitor
-
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        monitor.start_detached(root, c.id, client=theirs.fileno())
-    except DockyardError as e:
-        mine.close()
-        return _run_error(e)
-    finally:
-        theirs.close()
-    # docker's StdinOnce for an attached start: our EOF is the container's.
-    attach.relay(mine, bool(c.config.get("Tty")), stdin=interactive, stdin_once=interactive)
-    store = _store()
-    monitor.wait_exit(store, c.id, None)
-    return store.load(c.id).exit_code
 
 
 # --- exec / top / port / rename / pause ---
@@ -842,20 +321,17 @@ def _start_attached(root: str, c, interactive: bool) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
-    from runner import exec as exec_
+    from runner import lifecycle
 
     c = _store().find(args.name)
-    if not c.running or c.status != "running":
-        raise DockyardError(f"container {c.name} is not running" if c.status != "paused" else f"container {c.name} is paused, unpause the container before exec")
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    if not command:
-        raise DockyardError("exec needs a command")
+    lifecycle.check_exec(c, command)
     if args.tty and args.interactive and not os.isatty(0):
         raise DockyardError("the input device is not a TTY")  # as docker: raw keys need a terminal to come from
     try:
-        return exec_.exec_in(_root(), c, command, user=args.user, workdir=args.workdir, env=args.env,
+        return lifecycle.exec_run(store_root(), c, command, user=args.user, workdir=args.workdir, env=args.env,
                              detach=args.detach, interactive=args.interactive, privileged=args.privileged,
                              tty=args.tty)
     except DockyardError as e:
@@ -863,80 +339,30 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    import subprocess
+    from runner import lifecycle
 
-    from dockyard.errors import DockyardError
-    from runner.cgroups import Cgroup
-
-    c = _store().find(args.name)
-    if not c.running:
-        raise DockyardError(f"container {c.name} is not running")
-    pids = Cgroup.of_container(c.id).pids()
-    ps_args = args.ps_args or ["-f"]
-    p = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
-    lines = p.stdout.splitlines()
-    if not lines:
-        raise DockyardError(f"ps failed: {p.stderr.strip()}")
-    header = lines[0].split()
-    if "PID" not in header:
-        raise DockyardError("ps output has no PID column")
-    col = header.index("PID")
-    print(lines[0])
-    for line in lines[1:]:
-        fields = line.split()
-        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
-            print(line)
+    table = lifecycle.top(_store().find(args.name), args.ps_args)
+    print(table.header)
+    for line in table.lines:
+        print(line)
     return 0
 
 
 def cmd_port(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
+    from runner import lifecycle
 
-    c = _store().find(args.name)
-    att = _attachment(c)
-    found = False
-    for ep in (att.endpoints.values() if att else []):
-        for p in ep.ports:
-            key = f"{p.container_port}/{p.proto}"
-            if args.private and args.private not in (key, str(p.container_port)):
-                continue
-            found = True
-            addr = f"{p.host_ip or '0.0.0.0'}:{p.host_port}"
-            print(addr if args.private else f"{key} -> {addr}")
-    if args.private and not found:
-        raise DockyardError(f"no public port '{args.private}' published for {c.name}")
+    for p in lifecycle.ports(store_root(), _store().find(args.name), args.private):
+        print(p.host if args.private else f"{p.key} -> {p.host}")
     return 0
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    from runner import events
-
-    store = _store()
-    c = store.find(args.name)
-    store.rename(c, args.new_name.lstrip("/"))
-    events.append(_root(), "container", "rename", c.id, args.new_name.lstrip("/"), {"oldName": "/" + c.name})
+    _client().containers.get(args.name).rename(args.new_name)
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner import events, monitor
-
-    root, store = _root(), _store()
-
-    def act(c) -> None:
-        if args.verb == "pause":
-            if c.status != "running":
-                raise DockyardError(f"container {c.name} is not running")
-            monitor.freeze(c.id)
-            store.update(c.id, lambda x: setattr(x, "status", "paused"))
-        else:
-            if c.status != "paused":
-                raise DockyardError(f"container {c.name} is not paused")
-            monitor.unfreeze(c.id)
-            store.update(c.id, lambda x: setattr(x, "status", "running"))
-        events.append(root, "container", args.verb, c.id, c.name, {"image": c.image})
-    return _each(args.names, act)
+    return _each(args.names, lambda c: c.pause() if args.verb == "pause" else c.unpause())
 
 
 # --- cp / export / commit ---
@@ -952,9 +378,9 @@ def cmd_cp(args: argparse.Namespace) -> int:
         raise DockyardError("cp copies between a container and the local filesystem: one of SRC and DEST must be CONTAINER:PATH")
     store = _store()
     if src_c:
-        copy.copy_out(_root(), store.find(src_c), src_path, dst_path, follow=args.follow_link)
+        copy.copy_out(store_root(), store.find(src_c), src_path, dst_path, follow=args.follow_link)
     else:
-        copy.copy_in(_root(), store.find(dst_c), src_path, dst_path, follow=args.follow_link)
+        copy.copy_in(store_root(), store.find(dst_c), src_path, dst_path, follow=args.follow_link)
     return 0
 
 
@@ -966,13 +392,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from dockyard.fsutil import atomic_file
 
         with atomic_file(args.output) as f:
-            copy.export(_root(), c, f.fileno())
+            copy.export(store_root(), c, f.fileno())
     else:
         if os.isatty(1):
             from dockyard.errors import DockyardError
 
             raise DockyardError("refusing to write a tar archive to a terminal; use -o or redirect")
-        copy.export(_root(), c, 1)
+        copy.export(store_root(), c, 1)
     return 0
 
 
@@ -980,7 +406,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     from runner import commit
 
     c = _store().find(args.name)
-    image = commit.commit(_root(), c, args.repository, changes=args.change, message=args.message, author=args.author,
+    image = commit.commit(store_root(), c, args.repository, changes=args.change, message=args.message, author=args.author,
                           pause=args.pause)
     print(str(image.id))
     return 0
@@ -1029,8 +455,10 @@ def cmd_events(args: argparse.Namespace) -> int:
     from dockyard.image import parse_time
     from runner import events
 
+    from runner.logs import timestamp
+
     def ns(text: str | None) -> int | None:
-        t = _parse_since(text)
+        t = timestamp(text)
         return None if t is None else int(parse_time(t).timestamp() * 1e9)
 
     filters: dict[str, list[str]] = {}
@@ -1040,7 +468,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     since, until = ns(args.since), ns(args.until)
     now = time.time_ns()
     follow = until is None or until > now  # like docker: stream new events unless --until is in the past
-    for ev in events.read(_root(), now if since is None else since, until, follow, filters):
+    for ev in events.read(store_root(), now if since is None else since, until, follow, filters):
         if args.format in ("json", "{{json .}}"):
             print(json.dumps(ev), flush=True)
         elif args.format:
@@ -1052,76 +480,3 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- volumes ---
-
-
-def _volumes():
-    from runner.volumes import Volumes
-
-    return Volumes(_root())
-
-
-def _volumes_in_use() -> set[str]:
-    return {m["Name"] for c in _store().all() for m in c.mounts if m["Type"] == "volume"}
-
-
-def cmd_volume_create(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-
-    if args.driver != "local":
-        raise DockyardError(f"volume driver {args.driver} is not supported (only local)")
-    labels = dict(item.partition("=")[::2] for item in args.label)
-    vol, _ = _volumes().create(args.name, labels)
-    print(vol.name)
-    return 0
-
-
-def cmd_volume_ls(args: argparse.Namespace) -> int:
-    from dockyard.cli.output import print_listing
-
-    vols = _volumes()
-    rows = [{"Driver": "local", "Name": v.name, "Mountpoint": vols.data(v.name), "Labels": v.labels} for v in vols.all()]
-    print_listing(rows, ["DRIVER", "VOLUME NAME"], ["Driver", "Name"], "Name" if args.quiet else None, args.format)
-    return 0
-
-
-def cmd_volume_inspect(args: argparse.Namespace) -> int:
-    import json
-
-    from dockyard.cli.output import render
-
-    vols = _volumes()
-    found = [vols.inspect(n) for n in args.names]
-    if args.format:
-        for v in found:
-            print(render(args.format, v))
-    else:
-        print(json.dumps(found, indent=4))
-    return 0
-
-
-def cmd_volume_rm(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-
-    vols, in_use, status = _volumes(), _volumes_in_use(), 0
-    for name in args.names:
-        try:
-            vols.remove(name, in_use)
-            print(name)
-        except DockyardError as e:
-            if not (args.force and "no such volume" in str(e)):
-                print(f"Error: {e}", file=sys.stderr)
-                status = 1
-    return status
-
-
-def cmd_volume_prune(args: argparse.Namespace) -> int:
-    vols, in_use = _volumes(), _volumes_in_use()
-    removed = []
-    for v in vols.all():
-        if v.name not in in_use and (args.all or v.anonymous):
-            vols.remove(v.name, in_use)
-            removed.append(v.name)
-    if removed:
-        print("Deleted Volumes:", *removed, sep="\n")
-    return 0

@@ -7,9 +7,29 @@ import importlib
 import os
 import sys
 
-# Each area's CLI module; they import only argparse-level things at the top so startup stays fast.
+# Each area's CLI module, in the order `--help` lists them; they import only argparse-level things at the top so
+# startup stays fast.
 AREAS = ("dockyard.cli.images", "dockyard.cli.archive", "dockyard.cli.system", "dockyard.cli.registry",
-         "dockyard.cli.transfer", "dockyard.cli.build", "dockyard.cli.containers", "dockyard.cli.network")
+         "dockyard.cli.transfer", "dockyard.cli.build", "dockyard.cli.run", "dockyard.cli.containers",
+         "dockyard.cli.volumes", "dockyard.cli.network")
+_IMAGES, _ARCHIVE, _SYSTEM, _REGISTRY, _TRANSFER, _BUILD, _RUN, _CONTAINERS, _VOLUMES, _NETWORK = AREAS
+# Which modules a command word needs registered: its own first, then those that add to it at register time
+# (container inspectors to `inspect`, sections to `info`).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("images", "image", "tag", "rmi", "history"), (_IMAGES,)),
+    "inspect": (_IMAGES, _CONTAINERS),
+    **dict.fromkeys(("import", "save", "load"), (_ARCHIVE,)),
+    "version": (_SYSTEM,),
+    **dict.fromkeys(("info", "system"), (_SYSTEM, _CONTAINERS, _TRANSFER)),
+    "registry": (_REGISTRY,),
+    **dict.fromkeys(("push", "pull", "login", "logout", "search"), (_TRANSFER,)),
+    **dict.fromkeys(("build", "builder"), (_BUILD,)),
+    **dict.fromkeys(("run", "create", "start", "attach"), (_RUN,)),
+    **dict.fromkeys(("stop", "restart", "kill", "rm", "ps", "logs", "wait", "exec", "top", "port", "rename", "pause",
+                     "unpause", "cp", "export", "commit", "stats", "events", "container"), (_CONTAINERS,)),
+    "volume": (_VOLUMES,),
+    "network": (_NETWORK,),
+}
 USAGE_ERROR = 125  # docker's status for a command it could not even start
 # Commands that leave nothing to finalize: run as the program, they end it at once instead of returning, which
 # skips the interpreter's teardown of every module (~7 ms, a tenth of a `run --rm`).
@@ -42,28 +62,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
 
 
-class _Skipped:
-    """Stands in for the parser of a command that is not being run, accepting and ignoring every call."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: self
-
-
-class _OnlyCommand:
-    """The subparsers action, making a real parser only for one command: building all ~90 costs ~12 ms a start."""
-
-    def __init__(self, sub: argparse._SubParsersAction, command: str):
-        self._sub, self._command = sub, command
-
-    def add_parser(self, name: str, **kwargs):
-        if name == self._command or self._command in kwargs.get("aliases", ()):
-            return self._sub.add_parser(name, **kwargs)
-        return _Skipped()
-
-    def __getattr__(self, name: str):
-        return getattr(self._sub, name)
-
-
 def _command_word(argv: list[str]) -> str | None:
     """The subcommand named on a command line (the first word that is not a global option or its value)."""
     words = iter(argv)
@@ -76,23 +74,15 @@ def _command_word(argv: list[str]) -> str | None:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every area's subcommands, or (when `command` exists) with just that one."""
+    """The parser with the subcommands of the modules `command` needs (COMMANDS), or of every area when it is
+    None or unknown."""
     parser = _Parser(prog="dockyard", description="Build, store, ship and run OCI images.")
     parser.add_argument("--root", help="store root (default: $DOCKYARD_ROOT or /var/lib/dockyard)")
     parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     parser.add_argument("-D", "--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in AREAS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        # Areas' register() still runs whole: some have side effects (e.g. `info` sections).
-        module.register(_OnlyCommand(sub, command) if command else sub)
-    if command and command not in sub.choices:
-        return build_parser()  # unknown: the full parser lists the commands there are
+    for name in COMMANDS.get(command, AREAS) if command else AREAS:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -1,0 +1,332 @@
+"""Containers in docker-py's shape: `client.containers.run/create/get/list/prune` and the Container model."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from dockyard.api.errors import ContainerError, ImageNotFound, NotFound
+from runner import lifecycle, logs
+from runner.containers import Containers
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from dockyard.api.client import Client
+    from runner.containers import Container as Record
+    from runner.create import Options
+
+
+class ExecResult(NamedTuple):
+    """What `exec_run` returns, as docker-py: the exit code and the command's output (stdout and stderr)."""
+
+    exit_code: int
+    output: bytes
+
+
+@dataclass
+class RunOptions:
+    """The keyword arguments of `run`/`create` the engine understands, as docker-py names them."""
+
+    name: str | None = None
+    environment: dict[str, str] | list[str] | None = None
+    ports: dict[str, Any] | None = None
+    publish_all_ports: bool = False
+    volumes: dict[str, dict] | list[str] | None = None
+    volumes_from: list[str] | None = None
+    mounts: list[str] | None = None  # --mount syntax
+    tmpfs: dict[str, str] | None = None
+    network: str | None = None
+    network_mode: str | None = None
+    entrypoint: str | list[str] | None = None
+    working_dir: str | None = None
+    user: str | None = None
+    labels: dict[str, str] | list[str] | None = None
+    hostname: str | None = None
+    tty: bool = False
+    stdin_open: bool = False
+    mem_limit: int | str | None = None
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+    cap_add: list[str] | None = None
+    cap_drop: list[str] | None = None
+    privileged: bool = False
+    security_opt: list[str] | None = None
+    read_only: bool = False
+    init: bool = False
+    restart_policy: dict | None = None
+    healthcheck: dict | None = None
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    dns: list[str] | None = None
+    extra_hosts: dict[str, str] | list[str] | None = None
+    links: dict[str, str] | list[str] | None = None
+    auto_remove: bool = False
+    runtime: str | None = None
+
+    def to_options(self, image: str, command: str | list[str] | None) -> Options:
+        """The engine's create options (runner.create.Options) for these arguments."""
+        from runner import create, volumes
+
+        entrypoint, command = self.entrypoint, _argv(command)
+        if isinstance(entrypoint, list):  # the engine takes one entrypoint word; the rest go before the command
+            entrypoint, command = (entrypoint[0], [*entrypoint[1:], *command]) if entrypoint else ("", command)
+        mounts = [volumes.parse_volume_flag(v) for v in _volume_flags(self.volumes)]
+        mounts += [volumes.parse_mount_flag(m) for m in self.mounts or []]
+        mounts += [volumes.parse_tmpfs_flag(f"{target}:{opts}" if opts else target)
+                   for target, opts in (self.tmpfs or {}).items()]
+        policy = self.restart_policy or {}
+        restart = policy.get("Name") or "no"
+        if restart == "on-failure" and policy.get("MaximumRetryCount"):
+            restart += f":{policy['MaximumRetryCount']}"
+        memory = self.mem_limit
+        return create.Options(
+            image=image, command=command, entrypoint=entrypoint, name=self.name or "",
+            env=_pairs(self.environment), workdir=self.working_dir or "", user=self.user or "",
+            hostname=self.hostname or "", tty=self.tty, interactive=self.stdin_open, mounts=mounts,
+            volumes_from=list(self.volumes_from or []), read_only=self.read_only, publish=_publish_flags(self.ports),
+            publish_all=self.publish_all_ports, network=self.network or self.network_mode or "bridge",
+            add_hosts=_pairs(self.extra_hosts, ":"), dns=list(self.dns or []),
+            links=_pairs(self.links, ":"),
+            memory=create.parse_bytes(memory) if isinstance(memory, str) else memory,
+            cpus=self.nano_cpus / 1e9 if self.nano_cpus else None, pids_limit=self.pids_limit, restart=restart,
+            init=self.init, cap_add=list(self.cap_add or []), cap_drop=list(self.cap_drop or []),
+            security_opt=create.load_security_opts(list(self.security_opt or [])), privileged=self.privileged,
+            stop_signal=self.stop_signal or "", stop_timeout=self.stop_timeout,
+            labels=dict(_pair_dict(self.labels)), runtime=self.runtime or "dockyard", auto_remove=self.auto_remove,
+            healthcheck=_healthcheck(self.healthcheck))
+
+
+def _argv(command: str | list[str] | None) -> list[str]:
+    if command is None:
+        return []
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _pairs(value: dict | list | None, sep: str = "=") -> list[str]:
+    """A dict or a list of `KEY<sep>VALUE` as the list."""
+    if isinstance(value, dict):
+        return [f"{k}{sep}{v}" for k, v in value.items()]
+    return list(value or [])
+
+
+def _pair_dict(value: dict | list | None) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return dict(item.partition("=")[::2] for item in value or [])
+
+
+def _volume_flags(value: dict | list | None) -> list[str]:
+    """docker-py's volumes ({source: {"bind": target, "mode": "ro"}} or ["src:dst:mode"]) as -v flags."""
+    if isinstance(value, dict):
+        return [f"{src}:{v['bind']}:{v.get('mode', 'rw')}" if isinstance(v, dict) else f"{src}:{v}"
+                for src, v in value.items()]
+    return list(value or [])
+
+
+def _publish_flags(ports: dict | None) -> list[str]:
+    """docker-py's ports ({"80/tcp": 8080 | ("127.0.0.1", 8080) | [8080, 8081] | None}) as -p flags."""
+    out = []
+    for ctr, hosts in (ports or {}).items():
+        ctr = str(ctr)
+        for host in hosts if isinstance(hosts, list) else [hosts]:
+            if host is None:
+                out.append(ctr)
+            elif isinstance(host, tuple):
+                out.append(f"{host[0]}:{host[1] if len(host) > 1 and host[1] is not None else ''}:{ctr}")
+            else:
+                out.append(f"{host}:{ctr}")
+    return out
+
+
+def _healthcheck(hc: dict | None) -> dict | None:
+    """docker-py's healthcheck ({"test": [...] | "cmd", "interval": ns, ...}) as the image config's Healthcheck."""
+    if not hc:
+        return None
+    test = hc.get("test", hc.get("Test"))
+    out: dict[str, Any] = {"Test": ["CMD-SHELL", test] if isinstance(test, str) else list(test or ["NONE"])}
+    for key in ("interval", "timeout", "retries", "start_period"):
+        value = hc.get(key, hc.get(key.title().replace("_", "")))
+        if value is not None:
+            out[key.title().replace("_", "")] = value
+    return out
+
+
+class Container:
+    """One container; `attrs` is docker's inspect object as of the last `reload()`."""
+
+    def __init__(self, client: Client, record: Record):
+        self.client = client
+        self._record = record
+        self.attrs: dict = lifecycle.inspect(client.root, record)
+
+    def __repr__(self) -> str:
+        return f"<Container: {self.short_id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Container) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def short_id(self) -> str:
+        return self._record.short_id
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def status(self) -> str:
+        return self._record.status
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self._record.config.get("Labels") or {}
+
+    @property
+    def ports(self) -> dict[str, list[dict]]:
+        return self.attrs["NetworkSettings"]["Ports"]
+
+    @property
+    def image(self):
+        """The container's image (from client.images)."""
+        return self.client.images.get(self._record.image_id)
+
+    def reload(self) -> None:
+        """Read the container's state again."""
+        self._record = Containers(self.client.root).load(self.id)
+        self.attrs = lifecycle.inspect(self.client.root, self._record)
+
+    def start(self) -> None:
+        lifecycle.start(self.client.root, self.id)
+        self.reload()
+
+    def stop(self, timeout: float | None = None, signal: str | int | None = None) -> None:
+        """The stop signal (default: the container's), SIGKILL after `timeout` seconds (default: its own, or 10)."""
+        lifecycle.stop(self.client.root, self.id, timeout, signal)
+        self.reload()
+
+    def kill(self, signal: str | int | None = None) -> None:
+        lifecycle.kill(self.client.root, self.id, signal or "KILL")
+        self.reload()
+
+    def restart(self, timeout: float | None = None) -> None:
+        lifecycle.restart(self.client.root, self.id, timeout)
+        self.reload()
+
+    def pause(self) -> None:
+        lifecycle.pause(self.client.root, self.id)
+        self.reload()
+
+    def unpause(self) -> None:
+        lifecycle.unpause(self.client.root, self.id)
+        self.reload()
+
+    def remove(self, force: bool = False, v: bool = False) -> None:
+        lifecycle.remove(self.client.root, self.id, force, v)
+
+    def rename(self, name: str) -> None:
+        lifecycle.rename(self.client.root, self.id, name)
+        self.reload()
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """Block until the container stops: {"StatusCode": exit code}."""
+        return {"StatusCode": lifecycle.wait(self.client.root, self.id, timeout)}
+
+    def logs(self, stdout: bool = True, stderr: bool = True, tail: str | int = "all",
+             since: datetime | int | float | str | None = None, until: datetime | int | float | str | None = None,
+             timestamps: bool = False, follow: bool = False) -> bytes:
+        """The container's output from its log (as bytes; tail: a count or "all")."""
+        streams = {"stdout"} if stdout else set()
+        streams |= {"stderr"} if stderr else set()
+        out = []
+        for entry in logs.read(self.client.root, self.id, None if tail == "all" else int(tail),
+                               logs.timestamp(since), logs.timestamp(until), follow):
+            if entry.get("stream", "stdout") in streams:
+                out.append(f"{entry['time']} {entry['log']}" if timestamps else entry["log"])
+        return "".join(out).encode()
+
+    def exec_run(self, cmd: str | list[str], user: str = "", environment: dict | list | None = None,
+                 workdir: str | None = None, privileged: bool = False, detach: bool = False) -> ExecResult:
+        """Run a command in the running container; its exit code and output (None when detached)."""
+        import tempfile
+
+        self.reload()
+        with tempfile.TemporaryFile() as out:
+            code = lifecycle.exec_run(self.client.root, self._record, _argv(cmd), user=user or "",
+                                      workdir=workdir or "", env=_pairs(environment), detach=detach,
+                                      privileged=privileged, output=out.fileno())
+            out.seek(0)
+            return ExecResult(None if detach else code, None if detach else out.read())
+
+    def top(self, ps_args: str | None = None) -> dict:
+        """The container's processes: {"Titles": [...], "Processes": [[...]]}."""
+        self.reload()
+        return lifecycle.top(self._record, shlex.split(ps_args) if ps_args else None).as_docker()
+
+
+class ContainerCollection:
+    """The containers of a client's store."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
+        """A new (created, not started) container; keyword arguments as docker-py's (see RunOptions)."""
+        from dockyard.store import Store
+
+        opts = RunOptions(**kwargs).to_options(image, command)
+        try:
+            Store(self.client.root).resolve(image)
+        except NotFound as e:
+            raise ImageNotFound(str(e)) from None
+        return Container(self.client, lifecycle.create(self.client.root, opts))
+
+    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
+            remove: bool = False, stdout: bool = True, stderr: bool = False, **kwargs: Any) -> Container | bytes:
+        """Create and start a container. detach: the Container at once; else wait for it and return its output
+        (stdout by default), raising ContainerError (with its stderr) when it exits non-zero."""
+        if detach and remove:
+            kwargs["auto_remove"] = True  # as docker-py: nobody is left to remove it
+            remove = False
+        container = self.create(image, command, **kwargs)
+        try:
+            container.start()
+        except BaseException:
+            if remove:
+                container.remove(force=True)
+            raise
+        if detach:
+            return container
+        code = container.wait()["StatusCode"]
+        out = container.logs(stdout=stdout, stderr=stderr)
+        err = container.logs(stdout=False, stderr=True) if code else b""
+        if remove:
+            container.remove(force=True)
+        if code:
+            raise ContainerError(container, code, _argv(command) or None, image, err)
+        return out
+
+    def get(self, container_id: str) -> Container:
+        """A container by name, id or unique id prefix (NotFound otherwise)."""
+        return Container(self.client, Containers(self.client.root).find(container_id))
+
+    def list(self, all: bool = False, filters: dict[str, str | list[str]] | None = None,
+             limit: int = -1) -> list[Container]:
+        """As `dockyard ps`: running containers (every one with all=True), newest first; filters as docker's."""
+        wanted = {k: v if isinstance(v, list) else [str(v)] for k, v in (filters or {}).items()}
+        return [Container(self.client, c) for c in lifecycle.list_containers(self.client.root, all, wanted, limit)]
+
+    def prune(self, filters: dict | None = None) -> dict:
+        """Remove every stopped container: {"ContainersDeleted": [ids], "SpaceReclaimed": 0}."""
+        return {"ContainersDeleted": lifecycle.prune(self.client.root) or None, "SpaceReclaimed": 0}
+
+
+__all__ = ["Container", "ContainerCollection", "ExecResult", "RunOptions"]
