@@ -54,7 +54,7 @@ class Network:
 
     def remove(self) -> None:
         """Remove the network; APIError while containers use it."""
-        _call(networks.remove, self.id, root=self.collection.client.root)
+        self.collection.remove(self.id)
 
     def connect(self, container: Any, *, ipv4_address: str | None = None, aliases: list[str] | None = None) -> None:
         """Attach a running container (an object with `.id`, or a name or ID) to this network."""
@@ -114,6 +114,10 @@ class NetworkCollection:
         chosen = [n for n in nets if (names is None and ids is None) or n.name in (names or ())
                   or n.id in (ids or ())]
         return [self.get(n.id) for n in chosen]
+
+    def remove(self, network_id: str) -> None:
+        """Remove a network by name, ID or unique ID prefix (as `dockyard network rm`); APIError while in use."""
+        _call(networks.remove, network_id, root=self.client.root)
 
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Remove every user network no container uses: {"NetworksDeleted": [names]}."""
