@@ -57,15 +57,18 @@ def remove_image(store: Store, name: str, force: bool = False) -> Removal:
     return Removal(tags, image)
 
 
+def prune_candidates(store: Store, filters: Filters = ()) -> list[tuple[Image, list[str]]]:
+    """The images a prune with these filters would remove: those no one holds that the filters select."""
+    held = store.held()
+    return [(image, names) for image, names in store.images()
+            if image.manifest_digest not in held and prunable(image, names, filters)]
+
+
 def prune_images(store: Store, filters: Filters = ()) -> Pruned:
     """Remove every image no one holds that the filters select (untagged ones by default), then collect."""
-    held = store.held()
-    removed = []
-    for image, names in store.images():
-        if image.manifest_digest in held or not prunable(image, names, filters):
-            continue
+    removed = prune_candidates(store, filters)
+    for image, names in removed:
         for t in names:
             store.untag(t)
         store.delete_image(image.manifest_digest)
-        removed.append((image, names))
     return Pruned(removed, store.gc())

@@ -212,6 +212,7 @@ class ImageCollection:
         from registry.client.transfer import push
 
         name = f"{repository}:{tag}" if tag else repository
+        _resolve(self.store, name)  # a missing local image is ImageNotFound, as docker-py raises
         return str(push(self.store, name)[-1].digest)
 
     def remove(self, image: str | Image, force: bool = False, noprune: bool = False) -> None:
