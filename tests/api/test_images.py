@@ -107,3 +107,17 @@ def test_build_from_a_context(client, busybox, tmp_path, test_networks):
     assert any("COPY greeting /greeting" in line for line in lines)
     assert any(line.endswith("naming to hello:1 done\n") for line in lines)
     assert client.images.get("hello:1") == image
+
+
+def test_build_pulls_a_missing_base_image(client, busybox, registry, tmp_path, test_networks):
+    base = f"{registry.host}/lib/base:1"
+    busybox.tag(base)
+    client.images.push(base)
+    other = dockyard.api.Client(str(tmp_path / "other"))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nENV FROM_REGISTRY=1\n")
+    image, logs = other.images.build(path=str(ctx), tag="derived", quiet=False)
+    lines = [item["stream"] for item in logs]
+    assert lines[:2] == [f"#1 pulling {base}\n", f"#1 {base}\n"], lines
+    assert other.images.get(base) == busybox and "FROM_REGISTRY=1" in image.attrs["Config"]["Env"]
