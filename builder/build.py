@@ -228,17 +228,14 @@ class Builder:
                 return self.store.resolve(ref)
             except NotFound:
                 pass
-        import argparse
-
-        from dockyard.cli.transfer import cmd_pull  # the registry client: only when an image must be pulled
+        from registry.client.transfer import pull  # the registry client: only when an image must be pulled
 
         n = self.progress.step(f"pulling {ref}")
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # stdout is for the image ID (-q)
-                cmd_pull(argparse.Namespace(name=ref, all_tags=False, platform=self.options.platform,
-                                            quiet=True, parallel=None))
+            pulled = pull(self.store, ref, platform=self.options.platform)
         except DockyardError as e:
             raise NotFound(f"No such image: {ref} (not in the store, and pulling it failed: {e})") from None
+        self.progress.line(n, str(pulled[0].reference))
         self.progress.done(n)
         return self.store.resolve(ref)
 

@@ -122,21 +122,20 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             export_archive(builder.store, image, [n.ref_name for n in builder.names], kind, dest)
     if args.push:
-        _push(builder.names, quiet)
+        _push(builder.store, builder.names, quiet)
     if args.quiet:
         print(image.id)
     return 0
 
 
-def _push(names: list, quiet: bool) -> None:
-    """Push each tag with the registry client (as `dockyard push NAME` would)."""
-    import contextlib
-
-    from dockyard.cli.transfer import cmd_push
+def _push(store, names: list, quiet: bool) -> None:
+    """Push each tag with the registry client (as `dockyard push NAME` would), reporting on stderr."""
+    from registry.client.progress import make_progress
+    from registry.client.transfer import push
 
     for name in names:
-        with contextlib.redirect_stdout(sys.stderr):
-            cmd_push(argparse.Namespace(name=name.ref_name, all_tags=False, quiet=quiet, parallel=None))
+        push(store, name.ref_name, progress=make_progress(quiet, sys.stderr),
+             on_pushed=lambda p: print(p.reference, file=sys.stderr) if quiet else None)
 
 
 def cmd_builder_prune(args: argparse.Namespace) -> int:

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune = gsub.add_parser("prune", help="remove unused images")
     prune.add_argument("-a", "--all", action="store_true", help="remove all images not used by containers")
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    prune.add_argument("--filter", action="append", default=[], help="dangling=true|false, label=KEY[=VALUE], "
+                       "label!=KEY[=VALUE]")
     prune.set_defaults(func=cmd_prune)
     group.set_defaults(func=lambda a: group.print_help() or 0)
 
@@ -81,22 +83,16 @@ def _store():
     return Store()
 
 
-def _split(name: str) -> tuple[str, str]:
-    from dockyard import reference
-
-    ref = reference.parse(name)
-    return ref.name, ref.tag or "<none>"
-
-
 def image_rows(store) -> list[dict[str, Any]]:
     """One record per (image, tag) as `images --format json` prints it, newest first."""
     from dockyard.cli.output import ago, human_size
+    from dockyard.imagefilters import repo_tag
 
     rows = []
     for image, names in store.images():
         created = image.created
         for name in names or [None]:
-            repo, tag = _split(name) if name else ("<none>", "<none>")
+            repo, tag = repo_tag(name)
             rows.append({
                 "Containers": "N/A",
                 "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S %z UTC") if created else "",
@@ -109,40 +105,22 @@ def image_rows(store) -> list[dict[str, Any]]:
                 "Size": human_size(image.size),
                 "SizeBytes": image.size,
                 "_created": created.timestamp() if created else 0,
+                "Name": name,
             })
     rows.sort(key=lambda r: (-r["_created"], r["Repository"], r["Tag"]))
     return rows
 
 
-def _matches(row: dict[str, Any], repository: str | None, filters: list[str]) -> bool:
-    from fnmatch import fnmatchcase
-
-    from dockyard.errors import DockyardError
-
-    if repository:
-        repo, _, tag = repository.partition(":") if "/" not in repository.rpartition(":")[2] else (repository, "", "")
-        if row["Repository"] != repo or (tag and row["Tag"] != tag):
-            return False
-    for f in filters:
-        key, _, value = f.partition("=")
-        if key == "dangling":
-            if (row["Repository"] == "<none>") != (value.lower() == "true"):
-                return False
-        elif key == "reference":
-            if not fnmatchcase(f"{row['Repository']}:{row['Tag']}", value) and not fnmatchcase(row["Repository"], value):
-                return False
-        else:
-            raise DockyardError(f"invalid filter {key!r} (supported: dangling, reference)")
-    return True
-
-
 def cmd_images(args: argparse.Namespace) -> int:
     from dockyard.cli.output import print_formatted, table
+    from dockyard.imagefilters import from_cli, listed
 
     store = _store()
-    rows = [r for r in image_rows(store) if _matches(r, args.repository, args.filter)]
+    filters = from_cli(args.filter)
+    rows = [r for r in image_rows(store) if listed(r["Name"], args.repository, filters)]
     for r in rows:
         r.pop("_created")
+        r.pop("Name")
         if args.no_trunc:
             r["ID"] = r["FullID"]
         r.pop("FullID")
@@ -164,37 +142,13 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def image_inspect(store, image) -> dict[str, Any]:
-    """The `docker image inspect` object for an image."""
-    from dockyard import reference
-
-    tags = store.tags_of(image.manifest_digest)
-    cfg = image.config
-    return {
-        "Id": str(image.id),
-        "RepoTags": tags,
-        "RepoDigests": sorted({f"{reference.parse(t).name}@{image.manifest_digest}" for t in tags}),
-        "Parent": "",
-        "Comment": (cfg.get("history") or [{}])[-1].get("comment", "") if cfg.get("history") else "",
-        "Created": cfg.get("created", ""),
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config") or {},
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant", ""),
-        "Os": cfg.get("os", ""),
-        "Size": image.size,
-        "RootFS": {"Type": "layers", "Layers": [str(d) for d in image.diff_ids]},
-        "Manifest": {"Digest": str(image.manifest_digest), "MediaType": image.manifest.get("mediaType", "")},
-        "Metadata": {"LastTagTime": ""},
-    }
-
-
 def _image_inspector(name: str) -> dict[str, Any] | None:
+    from dockyard.api.images import inspect
     from dockyard.errors import NotFound
 
     store = _store()
     try:
-        return image_inspect(store, store.resolve(name))
+        return inspect(store, store.resolve(name))
     except NotFound:
         return None
 
@@ -222,73 +176,45 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from dockyard import reference
-    from dockyard.errors import DockyardError
+    from dockyard.api import Client
 
-    store = _store()
-    image = store.resolve(args.source)
-    target = reference.parse(args.target)
-    if target.digest:
-        raise DockyardError(f"refusing to create a tag with a digest reference: {args.target}")
-    store.tag(image, target)
+    Client().images.get(args.source).tag(args.target)
     return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
-    from dockyard import reference
-    from dockyard.errors import DockyardError, NotFound
+    from dockyard.errors import NotFound
+    from dockyard.removal import remove_image
     from dockyard.store import Conflict
 
     store = _store()
     status = 0
     for name in args.images:
         try:
-            image = store.resolve(name)
-            tags = store.tags_of(image.manifest_digest)
-            holders = store.holders(image.manifest_digest)
-            by_tag = None
-            try:
-                ref = reference.parse(name)
-                by_tag = ref.ref_name if (not ref.digest and ref.ref_name in tags) else None
-            except DockyardError:
-                pass
-            if by_tag and len(tags) > 1:
-                store.untag(by_tag)
-                print(f"Untagged: {by_tag}")
-                continue
-            if holders and not args.force:
-                raise Conflict(f"conflict: unable to remove {name} (must force) - image is being used by "
-                               f"{holders[0]}")
-            if not by_tag and len(tags) > 1 and not args.force:
-                raise Conflict(f"conflict: unable to delete {image.id.short} (must be forced) - image is "
-                               f"referenced in multiple repositories")
-            for t in tags:
-                store.untag(t)
-                print(f"Untagged: {t}")
-            store.delete_image(image.manifest_digest)
-            print(f"Deleted: {image.id}")
+            removal = remove_image(store, name, args.force)
         except (NotFound, Conflict) as e:
             print(f"Error: {e}", file=sys.stderr)
             status = 1
+            continue
+        for t in removal.untagged:
+            print(f"Untagged: {t}")
+        if removal.deleted:
+            print(f"Deleted: {removal.deleted.id}")
     store.gc()
     return status
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from dockyard.api.images import history
     from dockyard.cli.output import ago, human_size, print_formatted, table
     from dockyard.image import parse_time
 
     store = _store()
     image = store.resolve(args.image)
-    layers = iter(image.layers)
-    rows = []
-    for h in image.config.get("history") or []:
-        size = 0 if h.get("empty_layer") else getattr(next(layers, None), "size", 0)
-        rows.append({"ID": "<missing>", "CreatedAt": h.get("created", ""),
-                     "CreatedSince": ago(parse_time(h.get("created"))) if args.human else h.get("created", ""),
-                     "CreatedBy": h.get("created_by", ""), "Size": human_size(size) if args.human else str(size),
-                     "Comment": h.get("comment", "")})
-    rows.reverse()
+    rows = [{"ID": "<missing>", "CreatedAt": h.created,
+             "CreatedSince": ago(parse_time(h.created)) if args.human else h.created,
+             "CreatedBy": h.created_by, "Size": human_size(h.size) if args.human else str(h.size),
+             "Comment": h.comment} for h in history(image)]
     if rows:
         rows[0]["ID"] = str(image.id) if args.no_trunc else image.id.short
     if args.quiet:
@@ -306,22 +232,15 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from dockyard.cli.output import human_size
+    from dockyard.imagefilters import from_cli
+    from dockyard.removal import prune_images
 
-    store = _store()
-    deleted = []
-    held = store.held()
-    for image, names in store.images():
-        if (names and not args.all) or image.manifest_digest in held:
-            continue
-        for t in names:
-            store.untag(t)
-        store.delete_image(image.manifest_digest)
-        deleted.append(image)
-    freed = store.gc()
-    if deleted:
+    filters = from_cli(args.filter) + ([("dangling", "false")] if args.all else [])
+    pruned = prune_images(_store(), filters)
+    if pruned.images:
         print("Deleted Images:")
-        for image in deleted:
+        for image, _ in pruned.images:
             print(f"deleted: {image.id}")
         print()
-    print(f"Total reclaimed space: {human_size(freed)}")
+    print(f"Total reclaimed space: {human_size(pruned.reclaimed)}")
     return 0

@@ -44,27 +44,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     network.set_defaults(func=lambda a: network.print_help() or 0)
 
 
-def cmd_create(args: argparse.Namespace) -> int:
-    from dockyard.errors import DockyardError
-    from runner.network import networks
+def _networks():
+    from dockyard.api import Client
 
-    if args.driver != "bridge":
-        raise DockyardError(f"network driver {args.driver} is not supported (only bridge)")
+    return Client().networks
+
+
+def cmd_create(args: argparse.Namespace) -> int:
     labels = {}
     for item in args.label:
         key, _, value = item.partition("=")
         labels[key] = value
-    print(networks.create(args.name, args.subnet, args.gateway, labels).id)
+    network = _networks().create(args.name, args.driver, subnet=args.subnet, gateway=args.gateway, labels=labels)
+    print(network.id)
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from dockyard.cli.output import print_listing
-    from runner.network import networks
 
-    _, nets = networks.all_networks()
-    rows = [{"ID": n.id if args.no_trunc else n.short_id, "Name": n.name, "Driver": "bridge", "Scope": "local",
-             "Subnet": n.subnet, "Gateway": n.gateway, "Bridge": n.bridge, "CreatedAt": n.created} for n in nets]
+    rows = []
+    for n in _networks().list():
+        [pool] = n.attrs["IPAM"]["Config"]
+        rows.append({"ID": n.id if args.no_trunc else n.short_id, "Name": n.name, "Driver": "bridge",
+                     "Scope": "local", "Subnet": pool["Subnet"], "Gateway": pool["Gateway"],
+                     "Bridge": n.attrs["Options"]["com.docker.network.bridge.name"], "CreatedAt": n.attrs["Created"]})
     print_listing(rows, ["NETWORK ID", "NAME", "DRIVER", "SCOPE"], ["ID", "Name", "Driver", "Scope"],
                   "ID" if args.quiet else None, args.format)
     return 0
@@ -74,9 +78,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
     from dockyard.cli.output import print_formatted
-    from runner.network import networks
 
-    found = [networks.inspect(name) for name in args.names]
+    collection = _networks()
+    found = [collection.get(name).attrs for name in args.names]
     if args.format:
         print_formatted(args.format, found)
     else:
@@ -88,12 +92,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
     import sys
 
     from dockyard.errors import DockyardError
-    from runner.network import networks
 
+    collection = _networks()
     status = 0
     for name in args.names:
         try:
-            networks.remove(name)
+            collection.remove(name)
             print(name)
         except DockyardError as e:  # like docker: report each failure, remove the rest
             print(f"Error: {e}", file=sys.stderr)
@@ -102,40 +106,18 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from runner.network import networks
-
-    removed = networks.prune()
+    removed = _networks().prune()["NetworksDeleted"]
     if removed:
         print("Deleted Networks:")
         print("\n".join(removed))
     return 0
 
 
-def _running_container(name: str):
-    from dockyard.errors import DockyardError
-    from dockyard.store import default_root
-    from runner.containers import Containers
-
-    c = Containers(default_root()).find(name)
-    if c.status not in ("running", "paused") or c.host_config.get("NetworkMode") in ("host", "none"):
-        raise DockyardError(f"container {c.name} is not running on a bridge network")
-    return c
-
-
 def cmd_connect(args: argparse.Namespace) -> int:
-    import os
-
-    from runner.create import NETNS_DIR
-    from runner.network import attach
-
-    c = _running_container(args.container)
-    attach.connect(os.path.join(NETNS_DIR, c.id), c.id, args.network, ip=args.ip, aliases=args.alias)
+    _networks().get(args.network).connect(args.container, ipv4_address=args.ip, aliases=args.alias)
     return 0
 
 
 def cmd_disconnect(args: argparse.Namespace) -> int:
-    from runner.network import attach
-
-    c = _running_container(args.container)
-    attach.disconnect(c.id, args.network)
+    _networks().get(args.network).disconnect(args.container, force=args.force)
     return 0

@@ -87,6 +87,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_df(args: argparse.Namespace) -> int:
     from dockyard.cli.output import human_size, print_formatted, table
+    from dockyard.removal import prune_candidates
     from dockyard.store import Store
 
     store = Store()
@@ -95,7 +96,7 @@ def cmd_df(args: argparse.Namespace) -> int:
     active = [i for i, _ in images if i.manifest_digest in held]
     usage = store.disk_usage()
     total = usage["blobs"] + usage["layers"]
-    dangling = sum(i.size for i, names in images if not names and i.manifest_digest not in held)
+    dangling = sum(i.size for i, _ in prune_candidates(store))
     rows = [{"Type": "Images", "TotalCount": len(images), "Active": len(active), "Size": human_size(total),
              "Reclaimable": human_size(dangling)}]
     if args.format:

@@ -52,96 +52,27 @@ def info_section() -> dict:
             "RegistryMirrors": list(cfg.registry_mirrors)}
 
 
-def _parse(text: str, default_tag: bool = True):
-    from dockyard import reference
-
-    return reference.parse(text, default_tag=default_tag)
-
-
 def cmd_push(args: argparse.Namespace) -> int:
-    from dockyard import reference
-    from dockyard.errors import DockyardError
     from dockyard.store import Store
     from registry.client.progress import make_progress
-    from registry.client.push import MountSources, push_image
-    from registry.client.remote import Transports, qualify, remote_for
+    from registry.client.transfer import push
 
-    ref = _parse(args.name, default_tag=not args.all_tags)
-    if args.all_tags and (ref.tag or ref.digest):
-        raise DockyardError(f"tag can't be used with --all-tags/-a: {args.name}")
-    store = Store()
-    if args.all_tags:
-        named = [(image, reference.parse(n)) for image, names in store.images() for n in names]
-        jobs = [(image, r.tag) for image, r in named if r.name == ref.name and r.tag]
-        if not jobs:
-            raise DockyardError(f"An image does not exist locally with the tag: {ref.name}")
-    else:
-        image = store.resolve(args.name)
-        jobs = [(image, ref.tag or str(ref.digest))]
-    target = qualify(ref)
-    remote = remote_for(target)
-    transports = Transports()
-    t = transports.get(remote.host)
-    progress = make_progress(args.quiet)
-    try:
-        sources = MountSources(store, remote)
-        parallel = args.parallel or transports.config.max_concurrent_uploads
-        progress.message(f"The push refers to repository [{target.name}]")
-        for image, tag in jobs:
-            result = push_image(store, t, remote, image, tag, progress, parallel, sources)
-            progress.close()
-            progress.message(f"{tag}: digest: {result.digest} size: {result.size}")
-            if args.quiet:
-                print(f"{target.name}{'@' if ref.digest else ':'}{tag}")
-    finally:
-        progress.close()
-        transports.close()
+    def pushed(p) -> None:
+        if args.quiet:
+            print(p.reference)
+
+    push(Store(), args.name, all_tags=args.all_tags, parallel=args.parallel, progress=make_progress(args.quiet),
+         on_pushed=pushed)
     return 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from dockyard.errors import DockyardError
     from dockyard.store import Store
     from registry.client.progress import make_progress
-    from registry.client.pull import Platform, pull_image
-    from registry.client.remote import Transports, qualify, remote_for
-    from registry.client.search import list_tags
+    from registry.client.transfer import pull
 
-    given = _parse(args.name, default_tag=False)
-    if args.all_tags and (given.tag or given.digest):
-        raise DockyardError(f"tag can't be used with --all-tags/-a: {args.name}")
-    platform = Platform.parse(args.platform)
-    target = qualify(given)
-    remote = remote_for(target)
-    transports = Transports()
-    progress = make_progress(args.quiet)
-    try:
-        candidates = transports.for_pull(remote)
-        if args.all_tags:
-            refs = [target.with_tag(tag) for tag in list_tags(candidates[-1], remote)]
-            if not refs:
-                raise DockyardError(f"{target.name} has no tags")
-        else:
-            if not given.tag and not given.digest:
-                progress.message("Using default tag: latest")
-            refs = [target if (target.tag or target.digest) else target.with_tag("latest")]
-        parallel = args.parallel or transports.config.max_concurrent_downloads
-        store = Store()
-        for ref in refs:
-            # The store keeps the name as the user wrote it (an unqualified name means the default registry).
-            local = ref if given.registry else dataclasses.replace(ref, registry="")
-            progress.message(f"{ref.tag or ref.digest}: Pulling from {remote.repository}")
-            result = pull_image(store, candidates, remote, ref, [local], platform, progress, parallel)
-            progress.close()
-            progress.message(f"Digest: {result.digest}")
-            status = "Downloaded newer image" if result.downloaded else "Image is up to date"
-            progress.message(f"Status: {status} for {local}")
-            print(str(local))
-    finally:
-        progress.close()
-        transports.close()
+    pull(Store(), args.name, platform=args.platform, all_tags=args.all_tags, parallel=args.parallel,
+         progress=make_progress(args.quiet), on_pulled=lambda p: print(str(p.reference)))
     return 0
 
 
