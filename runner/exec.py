@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container
-from runner.runtime import StartError
+from runner.forking import StartError
 
 if TYPE_CHECKING:
     import socket
@@ -28,7 +28,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     import socket
 
     from runner import monitor, seccomp, spec
-    from runner.forking import in_child, split_report
+    from runner.forking import in_child, start_error
     from runner.runtime import load_config
 
     pid = c.pid or monitor.init_pid(c.id)
@@ -67,7 +67,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
 
     code, report = in_child(work, relay_pty if ours is not None else None)
     if report:
-        raise StartError(*reversed(split_report(report)))
+        raise start_error(report)
     return 0 if detach else code
 
 
@@ -95,6 +95,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
     from runner import conceal, linux, terminal  # imported before setns: the container's root has no copy of us
     from runner.cgroups import Cgroup
+    from runner.forking import report
     from runner.init import NAMESPACE_FLAGS
 
     conceal.conceal(["dockyard-exec"])
@@ -115,11 +116,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
         socket.send_fds(pty_to, [b"m"], [master])
         os.close(master)
         pty_to.close()
-    try:
-        path, variables = _become(config, command, user, workdir, env, stdio, errw, seccomp_filter)
-    except StartError as e:
-        os.write(errw, f"{e.exit_code}:{e}".encode())
-        return e.exit_code
+    path, variables = _become(config, command, user, workdir, env, stdio, errw, seccomp_filter)
     # setns(CLONE_NEWPID) only places our children in the container's pid namespace.
     grandchild = os.fork()
     if grandchild == 0:
@@ -132,9 +129,8 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
                 os.close(slave)
             os.execve(path, command, variables)
         except OSError as e:
-            code = 127 if e.errno == 2 else 126
             what = f"exec: {command[0]}" if e.filename == path else "terminal"
-            os.write(errw, f"{code}:{what}: {e.strerror.lower()}".encode())
+            code = report(errw, 127 if e.errno == 2 else 126, f"{what}: {e.strerror.lower()}")
         os._exit(code)
     os.close(errw)
     _, status = os.waitpid(grandchild, 0)
@@ -147,7 +143,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
     from runner import conceal, linux, seccomp, spec, users
-    from runner.init import InitError, close_fds_except, look_path, switch_user
+    from runner.init import close_fds_except, look_path, switch_user
     from runner.paths import read_text  # loaded already with runner.init, before setns
 
     proc = config["process"]
@@ -178,9 +174,6 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         os.chdir(cwd)
     except OSError as e:
         raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
-    try:
-        path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
-    except InitError as e:
-        raise StartError(str(e), e.exit_code) from None
+    path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     seccomp.install(seccomp_filter, proc, after_caps=True)  # inherited by the process that execs
     return path, variables

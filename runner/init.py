@@ -15,6 +15,7 @@ from typing import Iterable, NoReturn, Sequence
 from dockyard.inroot import FD_DIR, fd_path, open_beneath
 from runner import conceal, linux, seccomp
 from runner.cgroups import Cgroup
+from runner.forking import StartError, report_failure
 from runner.paths import read_text, secure_join
 from runner.rootfs import Overlay, mount_overlay
 from runner.spec import DEFAULT_PATH, INIT_ANNOTATION, OVERLAY_ANNOTATION, capability_mask
@@ -54,14 +55,6 @@ _DEV_LINKS = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", 
               ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")]  # fmt: skip
 
 
-class InitError(Exception):
-    """A setup failure reported to the runtime as one line with the exit status it implies."""
-
-    def __init__(self, message: str, exit_code: int = 125):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
     """(flags, propagation flags, data string) for runtime-spec mount options."""
     flags, prop, data = 0, 0, []
@@ -94,27 +87,9 @@ def container_init(
     try:
         _prepare_process(stdio, [errw, go, *keep_fds])
         _setup(config, bundle, cgroup, exec_fifo, die_with_parent, errw, go, seccomp_filter)
-    except InitError as e:
-        code = _report(errw, e.exit_code, str(e))
-    except OSError as e:
-        code = _report(errw, 125, _describe(e))
-    except BaseException as e:  # anything else still must end this forked child here
-        code = _report(errw, 125, f"{type(e).__name__}: {e}")
+    except BaseException as e:  # whatever it is, this forked child must end here
+        code = report_failure(errw, e)
     os._exit(code)
-
-
-def _describe(e: OSError) -> str:
-    msg = e.strerror or str(e)
-    return f"{msg}: {e.filename}" if e.filename else msg
-
-
-def _report(errw: int, code: int, message: str) -> int:
-    line = f"{code}:{message}".replace("\n", " ").encode()
-    try:
-        os.write(errw, line)
-    except OSError:
-        pass
-    return code
 
 
 def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
@@ -148,7 +123,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     if any(n["type"] == "network" and not n.get("path") for n in namespaces):
         linux.loopback_up()
     if "mount" not in kinds:
-        raise InitError("a mount namespace is required (the rootfs is entered with pivot_root)")
+        raise StartError("a mount namespace is required (the rootfs is entered with pivot_root)")
     # Opened before pivot_root hides the state dir; reopened for writing through /proc/self/fd.
     fifo_fd = os.open(exec_fifo, os.O_PATH | os.O_CLOEXEC) if exec_fifo else -1
     _prepare_rootfs(config, bundle)
@@ -183,17 +158,17 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     try:
         os.chdir(cwd)
     except OSError as e:
-        raise InitError(f"chdir to cwd {cwd!r}: {e.strerror.lower()}", 126) from None
+        raise StartError(f"chdir to cwd {cwd!r}: {e.strerror.lower()}", 126) from None
     args = proc.get("args") or []
     if not args:
-        raise InitError("no command specified", 125)
+        raise StartError("no command specified", 125)
     path = look_path(args[0], env.get("PATH", DEFAULT_PATH))  # before `created`, so create reports it
     if fifo_fd >= 0:
         os.write(errw, b"\0")  # created: the runtime may return; wait for `start` on the fifo
         fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fd, b"0")
     if go >= 0 and not os.read(go, 1):
-        raise InitError("start called off")
+        raise StartError("start called off")
     seccomp.install(seccomp_filter, proc, after_caps=True)
     if reaper_too:
         child = os.fork()
@@ -206,7 +181,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         msg = f"exec: {args[0]}: {e.strerror.lower()}"
         if fifo_fd >= 0:  # nobody reads errw after `create` returned; the process's stderr sees it
             os.write(2, msg.encode() + b"\n")
-        raise InitError(msg, code) from None
+        raise StartError(msg, code) from None
 
 
 def _prepare_rootfs(config: dict, bundle: str) -> None:
@@ -249,9 +224,9 @@ def _enter_namespaces(namespaces: list[dict]) -> None:
         flags = 0
         for ns in namespaces:
             if ns["type"] not in NAMESPACE_FLAGS:
-                raise InitError(f"unknown namespace type {ns['type']!r}")
+                raise StartError(f"unknown namespace type {ns['type']!r}")
             if ns["type"] == "user":
-                raise InitError("user namespaces are not supported")
+                raise StartError("user namespaces are not supported")
             if not ns.get("path") and ns["type"] != "pid":
                 flags |= NAMESPACE_FLAGS[ns["type"]]
         for fd, nstype in fds:
@@ -296,7 +271,7 @@ def _mount(rootfs: str, bundle: str, m: dict) -> None:
             finally:
                 os.close(dest)
     except OSError as e:
-        raise InitError(f"mount {kind or 'bind'} on {m['destination']}: {os.strerror(e.errno) if e.errno else e}") from None
+        raise StartError(f"mount {kind or 'bind'} on {m['destination']}: {os.strerror(e.errno) if e.errno else e}") from None
 
 
 def _inherited_mount(source: str) -> int | None:
@@ -419,7 +394,7 @@ def look_path(name: str, path: str) -> str:
             continue
         if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
             return candidate
-    raise InitError(f"exec: {name}: not found", 127)
+    raise StartError(f"exec: {name}: not found", 127)
 
 
 def close_fds_except(keep: Iterable[int]) -> None:
