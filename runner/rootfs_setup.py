@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 
-from dockyard.inroot import FD_DIR, fd_path, open_beneath
+from dockyard.inroot import FD_DIR, fd_path, open_beneath, resolve_beneath
 from runner import linux
 from runner.forking import StartError
 from runner.paths import secure_join
@@ -42,6 +42,11 @@ _PROPAGATION = {
 }  # fmt: skip
 # runc's default device nodes: (name, major, minor).
 _DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+# The only files under /proc a mount may cover (those lxcfs emulates), as runc allows; /proc itself takes a procfs.
+_PROC_FILES = frozenset([
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+])  # fmt: skip
 _DEV_LINKS = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
               ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")]  # fmt: skip
 
@@ -63,7 +68,7 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 def prepare_rootfs(config: dict, bundle: str) -> None:
     """Mount the root and the configured mounts, pivot_root into it, then mask and write-protect paths."""
     lnx = config.get("linux") or {}
-    rootfs = os.path.join(bundle, config["root"]["path"])
+    rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))  # as descriptors' paths read
     prop = _PROPAGATION.get(lnx.get("rootfsPropagation", ""), linux.MS_PRIVATE | linux.MS_REC)
     linux.mount(None, "/", None, prop)  # nothing below may propagate back to the host
     overlay = (config.get("annotations") or {}).get(OVERLAY_ANNOTATION)
@@ -91,16 +96,17 @@ def prepare_rootfs(config: dict, bundle: str) -> None:
 
 
 def _mount(rootfs: str, bundle: str, m: dict) -> None:
-    """One runtime-spec mount onto its destination resolved (and made) inside the rootfs, through a descriptor:
-    neither a mount made before nor a symlink swapped in meanwhile can send it outside. A bind's source
-    /proc/self/fd/N is an inherited detached mount, attached as it is."""
+    """One runtime-spec mount onto its destination resolved (and made) inside the rootfs and checked, through a
+    descriptor: neither a mount made before nor a symlink swapped in meanwhile can send it outside or into /proc.
+    A bind's source /proc/self/fd/N is an inherited detached mount, attached as it is."""
     kind = m.get("type") or ""
     flags, prop, data = parse_mount_options(m.get("options") or [])
     bind = linux.MS_BIND | (flags & linux.MS_REC) if flags & linux.MS_BIND or kind == "bind" else 0
     source = os.path.join(bundle, m.get("source", "")) if bind else m.get("source") or kind
     tree = _inherited_mount(source) if bind else None
+    bind_source = source if bind else None
     try:
-        dest = open_beneath(rootfs, m["destination"], "file" if bind and not os.path.isdir(source) else "dir")
+        dest = _destination(rootfs, m, kind, bind_source, "file" if bind and not os.path.isdir(source) else "dir")
         try:
             if tree is not None:
                 linux.attach_mount(tree, dest)
@@ -114,7 +120,7 @@ def _mount(rootfs: str, bundle: str, m: dict) -> None:
             os.close(dest)
         remount = flags & ~bind if bind else 0  # flags like ro/nosuid only take effect on a bind remount
         if remount or prop:
-            dest = open_beneath(rootfs, m["destination"])  # the root of the new mount now
+            dest = _destination(rootfs, m, kind, bind_source)  # the root of the new mount now
             try:
                 if remount:
                     linux.mount(None, fd_path(dest), None, flags | linux.MS_BIND | linux.MS_REMOUNT)
@@ -123,7 +129,46 @@ def _mount(rootfs: str, bundle: str, m: dict) -> None:
             finally:
                 os.close(dest)
     except OSError as e:
-        raise StartError(f"mount {kind or 'bind'} on {m['destination']}: {os.strerror(e.errno) if e.errno else e}") from None
+        raise _mount_error(m, kind, os.strerror(e.errno) if e.errno else str(e)) from None
+
+
+def _destination(rootfs: str, m: dict, kind: str, bind_source: str | None, create: str = "") -> int:
+    """An O_PATH descriptor of the mount's destination resolved inside the rootfs (made if missing, see
+    open_beneath), checked where it resolved to: before anything is made for it, and where the descriptor is
+    (as runc's checks through /proc/self/fd). StartError naming the destination if it may take no such mount."""
+    if create:
+        _check_destination(m, "/" + "/".join(resolve_beneath(rootfs, m["destination"])), kind, bind_source)
+    fd = open_beneath(rootfs, m["destination"], create)
+    try:
+        real = os.readlink(fd_path(fd))
+        if real != rootfs and not real.startswith(rootfs + "/"):
+            raise _mount_error(m, kind, "refused: it resolves outside the rootfs")
+        _check_destination(m, real[len(rootfs):] or "/", kind, bind_source)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_destination(m: dict, where: str, kind: str, bind_source: str | None) -> None:
+    """Refuse mount `m` on `where` (its destination resolved, from the container's /) if inside /proc, or on /proc
+    unless a procfs: a fresh one, or a bind of a procfs root (as runc's checkProcMount)."""
+    if where == "/proc":
+        if (kind == "proc" and bind_source is None) or (bind_source is not None and _is_procfs_root(bind_source)):
+            return
+        raise _mount_error(m, kind, "refused: only a proc filesystem may be mounted on /proc")
+    if where.startswith("/proc/") and where not in _PROC_FILES:
+        raise _mount_error(m, kind, f"refused: {where} is inside /proc")
+
+
+def _mount_error(m: dict, kind: str, reason: str) -> StartError:
+    """The one line a failed or refused mount `m` reports, naming its destination."""
+    return StartError(f"mount {kind or 'bind'} on {m['destination']}: {reason}")
+
+
+def _is_procfs_root(path: str) -> bool:
+    """`path` is the root directory of a procfs (a bind of it may cover /proc)."""
+    return linux.fs_type(path) == linux.PROC_SUPER_MAGIC and os.stat(path).st_ino == linux.PROC_ROOT_INO
 
 
 def _inherited_mount(source: str) -> int | None:
