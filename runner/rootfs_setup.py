@@ -40,13 +40,13 @@ _PROPAGATION = {
     "slave": linux.MS_SLAVE, "rslave": linux.MS_SLAVE | linux.MS_REC,
     "unbindable": linux.MS_UNBINDABLE, "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
 }  # fmt: skip
-# runc's default device nodes: (name, major, minor).
-_DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
 # The only files under /proc a mount may cover (those lxcfs emulates), as runc allows; /proc itself takes a procfs.
 _PROC_FILES = frozenset([
     "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
     "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
 ])  # fmt: skip
+# runc's default device nodes: (name, major, minor).
+_DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
 _DEV_LINKS = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
               ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")]  # fmt: skip
 
