@@ -6,13 +6,16 @@ import os
 from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
+# All at the top: the child imports nothing once it is in the container's mount namespace (no copy of us there).
+from runner import conceal, linux, seccomp, spec, terminal, users
+from runner.cgroups import Cgroup
 from runner.containers import Container
-from runner.runtime import StartError
+from runner.forking import StartError, in_child, report, start_error
+from runner.paths import read_text
+from runner.process_setup import NAMESPACE_FLAGS, become, close_fds_except, environment, look_path
 
 if TYPE_CHECKING:
     import socket
-
-    from runner.seccomp import Filter
 
 # Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
 NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
@@ -27,8 +30,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     """
     import socket
 
-    from runner import lifecycle, seccomp, spec
-    from runner.forking import in_child, split_report
+    from runner import lifecycle
     from runner.runtime import load_config
 
     pid = c.pid or lifecycle.init_pid(c.id)
@@ -54,8 +56,6 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
                                seccomp_filter)
 
     def relay_pty() -> None:
-        from runner import terminal
-
         theirs.close()
         _, fds, _, _ = socket.recv_fds(ours, 1, 1)
         ours.close()
@@ -65,9 +65,9 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
             finally:
                 os.close(fds[0])
 
-    code, report = in_child(work, relay_pty if ours is not None else None)
-    if report:
-        raise StartError(*reversed(split_report(report)))
+    code, reported = in_child(work, relay_pty if ours is not None else None)
+    if reported:
+        raise start_error(reported)
     return 0 if detach else code
 
 
@@ -82,7 +82,7 @@ def _stdio(interactive: bool, detach: bool, output: int | None) -> tuple[int, in
 
 def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], user: str, workdir: str,
                     env: list[str], stdio: tuple[int, int, int], errw: int,
-                    pty_to: socket.socket | None = None, seccomp_filter: Filter | None = None) -> int:
+                    pty_to: socket.socket | None = None, seccomp_filter: seccomp.Filter | None = None) -> int:
     """(in the forked child) join cgroup and namespaces, become the container's process, fork into its pid
     namespace and exec there.
 
@@ -92,10 +92,6 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
     pty_to: a socket to send the master of a new pty (on the container's devpts) to; the slave is the command's stdio.
     """
     import socket
-
-    from runner import conceal, linux, terminal  # imported before setns: the container's root has no copy of us
-    from runner.cgroups import Cgroup
-    from runner.init import NAMESPACE_FLAGS
 
     conceal.conceal(["dockyard-exec"])
     Cgroup.of_container(c.id).join()
@@ -115,11 +111,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
         socket.send_fds(pty_to, [b"m"], [master])
         os.close(master)
         pty_to.close()
-    try:
-        path, variables = _become(config, command, user, workdir, env, stdio, errw, seccomp_filter)
-    except StartError as e:
-        os.write(errw, f"{e.exit_code}:{e}".encode())
-        return e.exit_code
+    path, variables = _become(config, command, user, workdir, env, stdio, errw, seccomp_filter)
     # setns(CLONE_NEWPID) only places our children in the container's pid namespace.
     grandchild = os.fork()
     if grandchild == 0:
@@ -132,9 +124,8 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
                 os.close(slave)
             os.execve(path, command, variables)
         except OSError as e:
-            code = 127 if e.errno == 2 else 126
             what = f"exec: {command[0]}" if e.filename == path else "terminal"
-            os.write(errw, f"{code}:{what}: {e.strerror.lower()}".encode())
+            code = report(errw, 127 if e.errno == 2 else 126, f"{what}: {e.strerror.lower()}")
         os._exit(code)
     os.close(errw)
     _, status = os.waitpid(grandchild, 0)
@@ -143,13 +134,9 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
 
 def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str],
-            stdio: tuple[int, int, int], errw: int, seccomp_filter: Filter | None = None) -> tuple[str, dict[str, str]]:
+            stdio: tuple[int, int, int], errw: int, seccomp_filter: seccomp.Filter | None = None) -> tuple[str, dict[str, str]]:
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
-    from runner import conceal, linux, seccomp, spec, users
-    from runner.init import InitError, close_fds_except, look_path, switch_user
-    from runner.paths import read_text  # loaded already with runner.init, before setns
-
     proc = config["process"]
     for target, fd in enumerate(stdio):
         if fd != target:
@@ -160,13 +147,8 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         ident = {"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids}
     else:
         ident = proc.get("user") or {}
-    caps = proc.get("capabilities") or {}
-    if proc.get("noNewPrivileges"):
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    seccomp.install(seccomp_filter, proc, after_caps=False)
-    switch_user(ident, caps)
-    conceal.non_dumpable()
-    variables = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
+    become(ident, proc, seccomp_filter)
+    variables = environment(proc)
     for e in env:
         key, eq, value = e.partition("=")
         if eq:
@@ -178,9 +160,6 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
         os.chdir(cwd)
     except OSError as e:
         raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
-    try:
-        path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
-    except InitError as e:
-        raise StartError(str(e), e.exit_code) from None
+    path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     seccomp.install(seccomp_filter, proc, after_caps=True)  # inherited by the process that execs
     return path, variables

@@ -1,13 +1,27 @@
-"""Work in a forked child whose failure comes back as `code:message` on a pipe (setns/chroot need a child)."""
+"""Work in a forked child whose failure comes back as one `code:message` line on a pipe (setns/chroot need a child).
+
+The one protocol of the container's init, exec and cp: the child reports a failure with report() or
+report_failure() and exits with the code; the parent turns what it read into a StartError with start_error().
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Callable
 
+from dockyard.errors import DockyardError
+
+
+class StartError(DockyardError):
+    """The container's process could not be started; exit_code follows Docker (125 setup, 126, 127)."""
+
+    def __init__(self, message: str, exit_code: int = 125):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def in_child(work: Callable[[int], int], meanwhile: Callable[[], None] | None = None) -> tuple[int, bytes]:
-    """Fork; the child runs work(errw) and exits with its result, or reports `125:<error>` on errw if it raises.
+    """Fork; the child runs work(errw) and exits with its result, or reports what it raises on errw.
 
     `meanwhile()` runs here while the child works (the other end of a data pipe). Returns the child's exit
     status and whatever it wrote on the error pipe.
@@ -20,7 +34,7 @@ def in_child(work: Callable[[int], int], meanwhile: Callable[[], None] | None = 
             os.close(errr)
             code = work(errw)
         except BaseException as e:  # this forked child must end here, whatever happened
-            os.write(errw, f"125:{describe(e)}".encode(errors="replace"))
+            code = report_failure(errw, e)
         os._exit(code)
     os.close(errw)
     try:
@@ -37,12 +51,34 @@ def in_child(work: Callable[[int], int], meanwhile: Callable[[], None] | None = 
 
 
 def describe(e: BaseException) -> str:
-    """One line for an exception, an OSError's file name included."""
-    msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    return msg + (f": {e.filename}" if isinstance(e, OSError) and e.filename else "")
+    """One line for an exception: an OSError's with its file name, ours as they say, others with their type."""
+    if isinstance(e, OSError):
+        msg = e.strerror or str(e)
+        return msg + (f": {e.filename}" if e.filename else "")
+    return str(e) if isinstance(e, DockyardError) else f"{type(e).__name__}: {e}"
+
+
+def report(errw: int, code: int, message: str) -> int:
+    """(in the child) Write `code:message` as one line on errw (nobody reading is fine); returns `code`."""
+    try:
+        os.write(errw, f"{code}:{message}".replace("\n", " ").encode(errors="replace"))
+    except OSError:
+        pass
+    return code
+
+
+def report_failure(errw: int, e: BaseException) -> int:
+    """(in the child) Report `e` on errw; returns the exit code it implies (a StartError's own, else 125)."""
+    return report(errw, e.exit_code if isinstance(e, StartError) else 125, describe(e))
 
 
 def split_report(data: bytes) -> tuple[int, str]:
-    """(code, message) of a `code:message` report."""
+    """(code, message) of a `code:message` report; anything else is a setup failure saying itself."""
     head, _, message = data.decode(errors="replace").partition(":")
     return (int(head), message) if head.isdigit() else (125, data.decode(errors="replace"))
+
+
+def start_error(data: bytes) -> StartError:
+    """The StartError a child's `code:message` report stands for."""
+    code, message = split_report(data)
+    return StartError(message, code)

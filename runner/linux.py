@@ -100,6 +100,17 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
     _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), f"mount {fstype or source} on {target}")
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+PROC_ROOT_INO = 1
+
+
+def fs_type(path: str) -> int:
+    """statfs(2)'s f_type: the magic number of the filesystem `path` lies on."""
+    buf = ctypes.create_string_buffer(128)  # struct statfs (120 bytes on 64-bit Linux) begins with f_type
+    _check(_libc.statfs(_b(path), buf), "statfs", path)
+    return ctypes.c_long.from_buffer(buf).value
+
+
 def clone_mount(fd: int, recursive: bool = True) -> int:
     """open_tree(2) OPEN_TREE_CLONE: a detached bind mount of what `fd` (an O_PATH descriptor) refers to.
 

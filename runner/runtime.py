@@ -14,16 +14,9 @@ from typing import Callable, Sequence
 from dockyard.errors import DockyardError, NotFound
 from runner import linux
 from runner.cgroups import Cgroup, container_path
+from runner.forking import StartError, start_error
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-class StartError(DockyardError):
-    """The container's process could not be started; exit_code follows Docker (125 setup, 126, 127)."""
-
-    def __init__(self, message: str, exit_code: int = 125):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -119,11 +112,6 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _start_error(data: bytes) -> StartError:
-    code, _, message = data.decode(errors="replace").partition(":")
-    return StartError(message, int(code) if code.isdigit() else 125)
 
 
 def _reap(pid: int) -> int:
@@ -236,7 +224,7 @@ def run(bundle: str, container_id: str, stdin: int = 0, stdout: int = 1, stderr:
             data = _read_all(errr)  # EOF (close-on-exec) means the process started
             code = _reap(pid)
             if data:
-                raise _start_error(data)
+                raise start_error(data)
         finally:
             os.close(errr)
             if go_w >= 0:
@@ -297,7 +285,7 @@ def create(bundle: str, container_id: str, state_root: str, stdin: int = 0, stdo
         if data != b"\0":
             _reap(pid)
             cgroup.remove()
-            raise _start_error(data or b"125:container init exited during setup")
+            raise start_error(data or b"125:container init exited during setup")
     except BaseException:
         import shutil
 

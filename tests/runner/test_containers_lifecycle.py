@@ -181,3 +181,22 @@ def test_stdin_caps_security_and_etc_options(ctr):
     assert info["Config"]["Labels"]["team"] == "ops" and info["Config"]["StopSignal"] == "USR1"
     assert info["HostConfig"]["Memory"] == 64 << 20 and info["HostConfig"]["NanoCpus"] == 500_000_000
     assert ctr("ps", "-a", "-q", "--filter", "label=team=ops").out.strip() == cid[:12]
+
+
+def test_mounts_into_proc_fail_the_start_and_others_work(ctr, tmp_path):
+    host = tmp_path / "x"
+    host.mkdir()
+    (host / "uptime").write_text("12345.67 0.00\n")
+    for args, line in [
+        (["-v", f"{host}:/proc"], "mount bind on /proc: refused: only a proc filesystem may be mounted on /proc"),
+        (["-v", f"{host}:/proc/self/attr"], "mount bind on /proc/self/attr: refused: /proc/1/attr is inside /proc"),
+        (["--tmpfs", "/proc/sys"], "mount tmpfs on /proc/sys: refused: /proc/sys is inside /proc"),
+        (["--mount", f"type=bind,source={host},target=/proc/sys/kernel"],
+         "mount bind on /proc/sys/kernel: refused: /proc/sys/kernel is inside /proc"),
+    ]:
+        r = ctr("run", "--rm", "--network", "none", *args, "busybox", "true", check=False)
+        assert (r.code, r.out, r.err.strip().splitlines()) == (125, "", [f"Error: {line}"]), (args, r.err)
+    r = ctr("run", "--rm", "--network", "none", "-v", f"{host}:/data", "-v", f"{host}/uptime:/proc/uptime:ro",
+            "busybox", "sh", "-c", "cat /proc/uptime; ls /data")
+    assert r.out == "12345.67 0.00\nuptime\n"
+    assert not ctr("ps", "-aq").out.strip()

@@ -443,3 +443,50 @@ def test_terminal_process_gets_a_controlling_tty(busybox_rootfs, tmp_path):
     finally:
         os.close(master)
     assert status.code == 0 and out.decode().split() == ["is-a-tty", "/dev/console"]
+
+
+@pytest.mark.parametrize("mount,where", [
+    ({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}, "only a proc filesystem may be mounted on /proc"),
+    ({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}, "/proc/sys is inside /proc"),
+    ({"destination": "/proc/self/attr/current", "type": "bind", "source": "FILE", "options": ["rbind"]},
+     "/proc/1/attr/current is inside /proc"),
+    ({"destination": "/proc/sysrq-trigger", "type": "bind", "source": "FILE", "options": ["rbind"]},
+     "/proc/sysrq-trigger is inside /proc"),
+    ({"destination": "/proc/1/../sys/kernel/core_pattern", "type": "bind", "source": "FILE", "options": ["rbind"]},
+     "/proc/sys/kernel/core_pattern is inside /proc"),
+    ({"destination": "/proc/nosuch/dir", "type": "tmpfs", "source": "tmpfs"}, "/proc/nosuch/dir is inside /proc"),
+])  # fmt: skip
+def test_bundle_mounts_into_proc_are_refused(busybox_rootfs, tmp_path, mount, where):
+    """As runc: a bundle's mount may not land inside /proc (its destination resolved in the root), nor on /proc
+    unless it is a procfs; the start fails with one line naming the destination, nothing made in the root."""
+    (tmp_path / "file").write_text("fake\n")
+    bundle = _bundle(busybox_rootfs, tmp_path, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"].append({**mount, "source": str(tmp_path / "file")} if mount["source"] == "FILE" else mount)
+    (bundle / "config.json").write_text(json.dumps(config))
+    before = sorted(p.name for p in (busybox_rootfs / "proc").iterdir())
+    with pytest.raises(StartError) as e:
+        runtime.run(str(bundle), PREFIX + "procmount")
+    kind = mount["type"]
+    assert e.value.exit_code == 125
+    assert str(e.value) == f"mount {kind} on {mount['destination']}: refused: {where}"
+    assert sorted(p.name for p in (busybox_rootfs / "proc").iterdir()) == before
+
+
+def test_mounts_through_a_symlink_into_proc_are_refused(box, tmp_path):
+    (tmp_path / "upper").mkdir()
+    os.symlink("/proc/sys/kernel", tmp_path / "upper" / "evil")
+    with pytest.raises(StartError) as e:
+        _run(box("true", mounts=[Mount("/evil", type="tmpfs")]), tmp_path)
+    assert (e.value.exit_code, str(e.value)) == (125, "mount tmpfs on /evil: refused: /proc/sys/kernel is inside /proc")
+
+
+def test_mounts_runc_allows_over_proc(box, tmp_path):
+    """The /proc files lxcfs emulates may be covered, and /proc itself by a bind of a procfs root."""
+    (tmp_path / "uptime").write_text("12345.67 0.00\n")
+    status, out, err = _run(box("cat", "/proc/uptime", mounts=[Mount("/proc/uptime", source=str(tmp_path / "uptime"))]),
+                            tmp_path)
+    assert (status.code, out) == (0, "12345.67 0.00\n"), err
+    status, out, err = _run(box("sh", "-c", "ls /proc | grep -c '^[0-9]'", mounts=[Mount("/proc", source="/proc")]),
+                            tmp_path)
+    assert status.code == 0 and int(out) > 3, err  # the host's processes: the bind took the place of /proc
