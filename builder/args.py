@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from builder.dockerfile import Dockerfile, Instruction
 from builder.expand import expand_heredoc, expand_word, expand_words

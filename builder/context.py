@@ -7,8 +7,8 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from builder.ignore import Ignore
 from builder.pathmatch import component_regex, go_clean, has_magic

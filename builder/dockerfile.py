@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Union
+from typing import Union
 
 from builder.expand import split_raw
 from builder.mounts import MountError, parse_mount
@@ -80,7 +81,7 @@ class Instruction:
     filename: str = "Dockerfile"
     heredocs: list[Heredoc] = field(default_factory=list)
     pairs: list[KeyValue] = field(default_factory=list)
-    trigger: "Instruction | None" = None
+    trigger: Instruction | None = None
 
     @property
     def exec_form(self) -> list[str] | None:

@@ -116,7 +116,7 @@ class Ignore:
             self.patterns.append(p)
 
     @classmethod
-    def parse(cls, text: str) -> "Ignore":
+    def parse(cls, text: str) -> Ignore:
         """Read .dockerignore text: `#` comments, blank lines, `!` exceptions, leading `/` dropped."""
         patterns = []
         for n, line in enumerate(text.splitlines()):

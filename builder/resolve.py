@@ -6,8 +6,9 @@ import json
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from builder.args import GlobalScope, StageVars
 from builder.dockerfile import DockerfileError, Heredoc, Instruction, Stage, heredoc_word

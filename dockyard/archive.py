@@ -10,8 +10,9 @@ import os
 import posixpath
 import shutil
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from dockyard import mediatypes as mt
 from dockyard import reference

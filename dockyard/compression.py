@@ -10,8 +10,9 @@ import os
 import struct
 import zlib
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import zstandard
 
@@ -138,7 +139,7 @@ class _GzipReader(io.RawIOBase):
 
     def __init__(self, source: BinaryIO):
         self._source = source
-        self._obj: "zlib._Decompress | None" = zlib.decompressobj(_GZIP_WBITS)
+        self._obj: zlib._Decompress | None = zlib.decompressobj(_GZIP_WBITS)
         self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
         self._pos = 0
         self._slice = _GZIP_SLICE_MIN
@@ -311,7 +312,7 @@ class _ParallelGzip:
             self._sink.write(self._result(self._pending.popleft()))
 
     @staticmethod
-    def _result(item: "Future[bytes] | bytes") -> bytes:
+    def _result(item: Future[bytes] | bytes) -> bytes:
         return item if isinstance(item, bytes) else item.result()
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from dockyard.errors import DigestMismatch, DockyardError
 
@@ -27,7 +28,7 @@ class Digest:
     hex: str
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         """Parse and validate `algo:hex`; only sha256 and sha512 are accepted."""
         m = _DIGEST_RE.match(text or "")
         if not m:
@@ -40,18 +41,18 @@ class Digest:
         return cls(algo, hexpart)
 
     @classmethod
-    def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> "Digest":
+    def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """Digest of an in-memory byte string."""
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     @classmethod
-    def of_file(cls, path: str, algorithm: str = "sha256") -> "Digest":
+    def of_file(cls, path: str, algorithm: str = "sha256") -> Digest:
         """Digest of a file's content, read in chunks."""
         with open(path, "rb") as f:
             return cls.of_stream(f, algorithm)[0]
 
     @classmethod
-    def of_stream(cls, stream: BinaryIO, algorithm: str = "sha256") -> tuple["Digest", int]:
+    def of_stream(cls, stream: BinaryIO, algorithm: str = "sha256") -> tuple[Digest, int]:
         """Digest and size of everything left in a stream."""
         h = hashlib.new(algorithm)
         size = 0
@@ -60,7 +61,7 @@ class Digest:
             size += len(chunk)
         return cls(algorithm, h.hexdigest()), size
 
-    def hasher(self) -> "hashlib._Hash":
+    def hasher(self) -> hashlib._Hash:
         """A fresh hash object of this digest's algorithm."""
         return hashlib.new(self.algorithm)
 

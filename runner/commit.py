@@ -19,10 +19,10 @@ def commit(root: str, c: Container, repository: str | None, changes: list[str] =
     from dockyard import mediatypes as mt
     from dockyard import reference
     from dockyard.changes import apply_change_line
+    from dockyard.digest import Digest
     from dockyard.image import Descriptor, canonical_json, manifest_for, now_rfc3339
     from dockyard.layers import create_layer
     from dockyard.store import Store
-    from dockyard.digest import Digest
     from runner import events, monitor
 
     store = Store(root)

@@ -9,8 +9,16 @@ import tarfile
 from typing import BinaryIO
 
 from dockyard.layers import tarheader
-from dockyard.layers.format import (BLOCK, END_OF_ARCHIVE, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
-                                    WHITEOUT_PREFIX, XATTR_PAX_PREFIX, LayerError, kept_xattr)
+from dockyard.layers.format import (
+    BLOCK,
+    END_OF_ARCHIVE,
+    OPAQUE_WHITEOUT,
+    OPAQUE_XATTRS,
+    WHITEOUT_PREFIX,
+    XATTR_PAX_PREFIX,
+    LayerError,
+    kept_xattr,
+)
 
 _COPY = 1 << 20
 _UNDIFFABLE = ("trusted.overlay.redirect", "trusted.overlay.metacopy",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from dockyard.layers import tarheader
 from dockyard.layers.format import BLOCK, XATTR_PAX_PREFIX, LayerError

@@ -33,7 +33,7 @@ class StreamUnpacker:
         self._thread = threading.Thread(target=self._run, args=(root,), name="layer-unpack", daemon=True)
         self._thread.start()
 
-    def tee(self, source: BinaryIO) -> "_Tee":
+    def tee(self, source: BinaryIO) -> _Tee:
         """`source`, whose every byte read is also handed to the unpacker."""
         return _Tee(source, self)
 

@@ -30,7 +30,7 @@ class Scope:
     actions: tuple[str, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "Scope | None":
+    def parse(cls, text: str) -> Scope | None:
         """Parse `type:name:a,b`; None when malformed."""
         kind, sep, rest = text.partition(":")
         name, sep2, actions = rest.rpartition(":")

@@ -42,7 +42,7 @@ class ClientConfig:
     path: str = ""
 
     @classmethod
-    def load(cls, path: str | None = None) -> "ClientConfig":
+    def load(cls, path: str | None = None) -> ClientConfig:
         """Read the config file; a missing file means defaults, a malformed one is an error naming it."""
         path = path or config_path()
         try:

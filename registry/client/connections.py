@@ -12,7 +12,8 @@ import select
 import socket
 import ssl
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -152,7 +153,7 @@ class Response:
     Until the body is buffered or disarm() is called, a watchdog bounds how long the answer may take.
     """
 
-    def __init__(self, pool: "Pool", origin: tuple[str, str], conn: http.client.HTTPConnection,
+    def __init__(self, pool: Pool, origin: tuple[str, str], conn: http.client.HTTPConnection,
                  resp: http.client.HTTPResponse, url: str, watchdog: Watchdog):
         self.status_code = resp.status
         self.headers = resp.headers
@@ -208,7 +209,7 @@ class Response:
             self._resp.close()
             conn.close()
 
-    def __enter__(self) -> "Response":
+    def __enter__(self) -> Response:
         return self
 
     def __exit__(self, *exc) -> None:

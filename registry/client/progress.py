@@ -62,7 +62,8 @@ class RichProgress(Progress):
         self._lock = threading.Lock()
 
     def _task(self, key: str, total: int | None = None) -> int:
-        from rich.progress import BarColumn, DownloadColumn, Progress as Bars, TextColumn, TransferSpeedColumn
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
+        from rich.progress import Progress as Bars
 
         with self._lock:
             if self.bars is None:

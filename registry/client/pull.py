@@ -7,8 +7,8 @@ import functools
 import http.client
 import json
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest, verify
@@ -84,7 +84,7 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def parse(cls, text: str | None) -> "Platform":
+    def parse(cls, text: str | None) -> Platform:
         if not text:
             return cls()
         parts = text.split("/")

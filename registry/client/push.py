@@ -121,7 +121,7 @@ class Uploader:
             session = self._resume(session, size)
             progress.rewind(key, session.offset)
 
-    def _resume(self, session: "Session", size: int) -> "Session":
+    def _resume(self, session: Session, size: int) -> Session:
         """Where to continue after a cut: the server's offset when it can resume, else a fresh upload."""
         if size > self.t.config.upload_chunk_size:
             try:
@@ -130,7 +130,7 @@ class Uploader:
                 pass  # e.g. distribution 2.8 refuses to resume after a PATCH was cut
         return Session(self._start())
 
-    def _status(self, location: str) -> "Session":
+    def _status(self, location: str) -> Session:
         """How much of an interrupted upload the server kept (GET on the upload URL)."""
         r = check(self.t.request("GET", location, self.scopes), "upload status", (204,))
         r.close()
@@ -139,7 +139,7 @@ class Uploader:
         end = int(last) + 1 if first == "0" and last.isdigit() and len(last) < 20 else 0
         return Session(r.headers.get("Location") or location, end)
 
-    def _send(self, desc: Descriptor, key: str, path: str, session: "Session", progress: Progress) -> None:
+    def _send(self, desc: Descriptor, key: str, path: str, session: Session, progress: Progress) -> None:
         """Send the blob from the session's offset and commit it; the session tracks what the server has."""
         size = desc.size
         chunk = self.t.config.upload_chunk_size

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
 from dockyard.reference import REPOSITORY_RE, TAG_RE

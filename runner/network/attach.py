@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from runner.network import bridge, hosts, ipam, netns, networks, ports, store

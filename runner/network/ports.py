@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from dockyard.errors import DockyardError
 from runner.network.ipam import parse_address
