@@ -196,7 +196,7 @@ def copy_items(copier: Copier, items: list[Item], dest: str, workdir: str, *, ad
     from dockyard.layers import apply_layer  # heavy-ish; only needed for COPY/ADD
 
     target = posixpath.normpath(posixpath.join(workdir or "/", dest))
-    as_dir = dest.endswith("/") or dest.endswith("/.") or dest == "."
+    as_dir = dest.endswith(("/", "/.")) or dest == "."
     if len(items) > 1 and not as_dir:
         if not copier.is_dir(target):
             raise CopyError(f"{instruction}: when copying more than one source the destination must be a "

@@ -10,7 +10,6 @@ import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Union
 
 from builder.expand import split_raw
 from builder.mounts import MountError, parse_mount
@@ -35,7 +34,7 @@ SECURITY_MODES = ("sandbox", "insecure")
 _DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC_RE = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_.]*$")
-FlagValue = Union[str, bool, list[str]]
+FlagValue = str | bool | list[str]
 
 
 class DockerfileError(DockyardError):

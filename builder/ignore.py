@@ -42,7 +42,7 @@ class Pattern:
             return True
         if len(self.parts) <= len(parts):
             return False
-        return all(component_regex(p).match(d) for p, d in zip(self.parts, parts))
+        return all(component_regex(p).match(d) for p, d in zip(self.parts, parts, strict=False))
 
 
 def _compile(p: Pattern) -> None:

@@ -93,7 +93,7 @@ def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.T
     entries = []
     _add_blob_dirs(tf)
     for image, names in images:
-        for d in [image.manifest_digest, image.id, *(l.digest for l in image.layers)]:
+        for d in [image.manifest_digest, image.id, *(layer.digest for layer in image.layers)]:
             if d not in written:
                 _add_file(tf, _blob_name(d), store.blob_path(d))
                 written.add(d)
@@ -261,7 +261,7 @@ def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]
             raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} diff_ids, manifest.json "
                                  f"{len(layer_names)} layers")
         descs = []
-        for name, diff_id in zip(layer_names, diff_ids):
+        for name, diff_id in zip(layer_names, diff_ids, strict=True):
             if diff_id not in layers:
                 with store.temp_path("load-") as tmp:
                     blob = compress_layer(decompressed(ar.open(name)), tmp, "gzip")
@@ -293,7 +293,8 @@ def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
         raise InvalidArchive(f"{ar.what}: index.json is invalid ({e})") from None
     for desc in descs:
         manifest_bytes = ar.read(_blob_name(desc.digest))
-        verify(desc.digest, Digest.of_bytes(manifest_bytes, desc.digest.algorithm), f"manifest {desc.digest} in {ar.what}")
+        verify(desc.digest, Digest.of_bytes(manifest_bytes, desc.digest.algorithm),
+               f"manifest {desc.digest} in {ar.what}")
         manifest = json.loads(manifest_bytes)
         if desc.media_type in mt.INDEXES or "manifests" in manifest:
             child = select_platform(manifest)

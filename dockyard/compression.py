@@ -12,7 +12,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import zstandard
 
@@ -63,16 +63,17 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     plain = io.BufferedReader(_Raw(stream, head), CHUNK)
     kind = sniff(head)
     if kind == "none":
-        return plain  # type: ignore[return-value]
+        return plain
+    inner: _Decompressor
     if kind == "gzip":
-        inner: BinaryIO = _GzipReader(plain)  # type: ignore[assignment]
+        inner = _GzipReader(plain)
     elif kind == "bzip2":
-        inner = bz2.BZ2File(plain, "rb")  # type: ignore[assignment]
+        inner = bz2.BZ2File(plain, "rb")
     elif kind == "xz":
-        inner = lzma.LZMAFile(plain, "rb")  # type: ignore[assignment]
+        inner = lzma.LZMAFile(plain, "rb")  # noqa: SIM115 (the returned reader owns it)
     else:
-        inner = _ZstdReader(plain)  # type: ignore[assignment]
-    return io.BufferedReader(_Checked(inner, kind), CHUNK)  # type: ignore[return-value]
+        inner = _ZstdReader(plain)
+    return io.BufferedReader(_Checked(inner, kind), CHUNK)
 
 
 def _read_head(stream: BinaryIO, n: int) -> bytes:
@@ -109,10 +110,16 @@ class _Raw(io.RawIOBase):
         return len(data)
 
 
+class _Decompressor(Protocol):
+    """What _Checked wraps: a reader of decompressed bytes."""
+
+    def readinto(self, buf: memoryview, /) -> int: ...
+
+
 class _Checked(io.RawIOBase):
     """Turn a decompressor's many exception types into one CompressionError naming the format."""
 
-    def __init__(self, inner: BinaryIO, kind: str):
+    def __init__(self, inner: _Decompressor, kind: str):
         self._inner = inner
         self._kind = kind
 
@@ -121,7 +128,7 @@ class _Checked(io.RawIOBase):
 
     def readinto(self, buf) -> int:
         try:
-            return self._inner.readinto(buf)  # type: ignore[attr-defined]
+            return self._inner.readinto(buf)
         except EOFError:
             raise CompressionError(f"{self._kind} data is truncated") from None
         except (zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
@@ -242,7 +249,7 @@ def compressor(sink: BinaryIO, kind: str, level: int | None = None) -> Iterator[
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL if level is None else level,
                                         write_checksum=True)
         writer = cctx.stream_writer(sink, closefd=False)
-        yield writer  # type: ignore[misc]
+        yield writer
         writer.close()
         return
     raise CompressionError(f"unsupported compression for writing: {kind!r}")

@@ -391,7 +391,7 @@ class Store:
                 continue
             cfg = Digest.parse(obj["config"]["digest"])
             blobs.add(cfg)
-            blobs.update(Digest.parse(l["digest"]) for l in obj.get("layers") or [])
+            blobs.update(Digest.parse(layer["digest"]) for layer in obj.get("layers") or [])
             if self.has_blob(cfg):
                 chains.update(c.hex for c in self.image(d).chain_ids)
         return blobs, chains
@@ -568,7 +568,7 @@ def _tree_size(path: str) -> int:
     if not os.path.isdir(path):
         return os.lstat(path).st_size if os.path.lexists(path) else 0
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         for n in filenames:
             with contextlib.suppress(FileNotFoundError):
                 total += os.lstat(os.path.join(dirpath, n)).st_size

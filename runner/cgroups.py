@@ -111,7 +111,8 @@ class Cgroup:
                     _write(os.path.join(d, "memory.swap.max"), "max" if swap < 0 else str(max(swap - mem["limit"], 0)))
             if cpu.get("quota") is not None or cpu.get("period") is not None:
                 quota = cpu.get("quota")
-                _write(os.path.join(d, "cpu.max"), f"{_max(quota if quota is not None else -1)} {cpu.get('period') or 100000}")
+                _write(os.path.join(d, "cpu.max"),
+                       f"{_max(quota if quota is not None else -1)} {cpu.get('period') or 100000}")
             if cpu.get("shares"):
                 _write(os.path.join(d, "cpu.weight"), str(1 + ((cpu["shares"] - 2) * 9999) // 262142))
             if pids.get("limit") is not None:
@@ -133,7 +134,8 @@ class Cgroup:
             _write(os.path.join(d, "pids.max"), _pids_max(pids["limit"]))
         if (d := self._dir("devices")) and res.get("devices"):
             for rule in res["devices"]:
-                line = f"{rule.get('type', 'a')} {_dev(rule.get('major'))}:{_dev(rule.get('minor'))} {rule.get('access', 'rwm')}"
+                line = (f"{rule.get('type', 'a')} {_dev(rule.get('major'))}:{_dev(rule.get('minor'))} "
+                        f"{rule.get('access', 'rwm')}")
                 _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), line)
 
     def join(self) -> None:

@@ -50,7 +50,8 @@ def commit(root: str, c: Container, repository: str | None, changes: list[str] =
             store.adopt_blob(tmp, blob.digest, added)
             config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(str(blob.diff_id))
             config.setdefault("history", []).append(
-                {"created": created, "created_by": " ".join([*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]),
+                {"created": created,
+                 "created_by": " ".join([*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]),
                  **({"comment": message} if message else {}), **({"author": author} if author else {})})
             raw = canonical_json(config)
             cfg_digest = store.write_blob_bytes(raw, added=added)

@@ -52,7 +52,7 @@ class Authorizer:
     def basic_user(self, request: Request) -> str | None:
         """The user of valid Basic credentials; None when there are none; UNAUTHORIZED when they are wrong."""
         header = request.headers.get("Authorization", "")
-        if not header[:6].lower() == "basic ":
+        if header[:6].lower() != "basic ":
             return None
         try:
             user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")

@@ -156,7 +156,7 @@ def resolve_manifest(t: Transport, remote: Remote, ref: Reference,
         raise RegistryError(f"{what} is not an image (media type {one_line(repr(media_type))})")
     with _malformed(f"manifest for {what}"):
         obj = json.loads(data)
-        blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(l) for l in obj.get("layers") or []]
+        blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(d) for d in obj.get("layers") or []]
     if blobs[0].size > CONFIG_LIMIT:
         raise RegistryError(f"config of {what} is larger than {CONFIG_LIMIT} bytes")
     return data, digest, blobs

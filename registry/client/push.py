@@ -58,7 +58,7 @@ class Uploader:
         location = None
         for source in self.mount_sources.get(desc.digest):
             r = self.t.request("POST", f"/v2/{self.remote.repository}/blobs/uploads/",
-                               self.scopes + (f"repository:{source}:pull",),
+                               (*self.scopes, f"repository:{source}:pull"),
                                params={"mount": str(desc.digest), "from": source})
             if r.status_code == 201:
                 r.close()
@@ -197,7 +197,7 @@ class MountSources:
                 source = remote_for(dataclasses.replace(ref, registry=ref.registry or default))
                 if source.host != self.target.host or source.repository == self.target.repository:
                     continue
-                for d in [image.id, *(l.digest for l in image.layers)]:
+                for d in [image.id, *(layer.digest for layer in image.layers)]:
                     if source.repository not in out.setdefault(d, []):
                         out[d].append(source.repository)
         return out
