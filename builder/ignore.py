@@ -34,7 +34,7 @@ class Pattern:
         if self.kind == "suffix":
             suffix = self.text[2:]
             return path.endswith(suffix) or (suffix[:1] == "/" and path == suffix[1:])
-        return bool(self.regex.match(path))
+        return self.regex is not None and bool(self.regex.match(path))
 
     def could_match_below(self, parts: list[str]) -> bool:
         """Whether some path strictly inside the directory `parts` might match (for walk pruning)."""
