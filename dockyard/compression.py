@@ -16,6 +16,7 @@ from typing import BinaryIO, Protocol
 
 import zstandard
 
+from dockyard.digest import Reader
 from dockyard.errors import DockyardError
 
 CHUNK = 1 << 20
@@ -56,7 +57,7 @@ def sniff(head: bytes) -> str:
     return "none"
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+def decompressed(stream: Reader) -> BinaryIO:
     """A readable stream of the plain bytes of `stream`, whose compression is sniffed, not consumed."""
     head = _read_head(stream, SNIFF_BYTES)
     # The sniffed bytes are served again first, so nothing is lost whatever the stream supports.
@@ -76,7 +77,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     return io.BufferedReader(_Checked(inner, kind), CHUNK)
 
 
-def _read_head(stream: BinaryIO, n: int) -> bytes:
+def _read_head(stream: Reader, n: int) -> bytes:
     """The first n bytes (fewer only at end of stream), however short the stream's reads are."""
     head = b""
     while len(head) < n:
@@ -90,7 +91,7 @@ def _read_head(stream: BinaryIO, n: int) -> bytes:
 class _Raw(io.RawIOBase):
     """Adapt anything with read() (a HashingReader, an HTTP body) for io.BufferedReader, after `head`."""
 
-    def __init__(self, stream: BinaryIO, head: bytes):
+    def __init__(self, stream: Reader, head: bytes):
         self._stream = stream
         self._head = head
 

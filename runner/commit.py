@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 
 from dockyard.errors import DockyardError
 from runner.containers import Container
@@ -13,7 +14,7 @@ CARRIED = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedP
            "Healthcheck")
 
 
-def commit(root: str, c: Container, repository: str | None, changes: list[str] = (), message: str = "",
+def commit(root: str, c: Container, repository: str | None, changes: Sequence[str] = (), message: str = "",
            author: str = "", pause: bool = True):
     """Write the new layer and image; tag it REPO[:TAG] when given. Returns the Image."""
     from dockyard import mediatypes as mt
