@@ -202,6 +202,7 @@ class Authenticator:
             if not force and self.header(scopes):
                 return  # a parallel transfer fetched it while this one waited for the lock
             wanted = tuple(sorted(set(scopes) | ({extra_scope} if extra_scope else set())))
+            assert self._challenge is not None, "callers refresh only after a Bearer challenge"
             self._tokens[scopes] = self._fetch(self._challenge, wanted, transport)
 
     def _fetch(self, challenge: Challenge, scopes: tuple[str, ...], transport: Transport) -> _Token:

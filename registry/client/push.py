@@ -192,9 +192,10 @@ class MountSources:
         for image, names in self.store.images():
             for name in names:
                 ref = reference.parse(name)
-                if not (ref.registry or default):
+                registry = ref.registry or default
+                if not registry:
                     continue
-                source = remote_for(dataclasses.replace(ref, registry=ref.registry or default))
+                source = remote_for(dataclasses.replace(ref, registry=registry))
                 if source.host != self.target.host or source.repository == self.target.repository:
                     continue
                 for d in [image.id, *(layer.digest for layer in image.layers)]:
