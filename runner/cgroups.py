@@ -101,6 +101,7 @@ class Cgroup:
 
     def _apply(self, res: dict) -> None:
         mem, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
+        d: str | None
         if self.v2:
             d = self.dirs[""]
             if mem.get("limit") is not None:
@@ -153,7 +154,7 @@ class Cgroup:
         if self.v2:
             return _read_counter(os.path.join(self.dirs[""], "memory.events"), "oom_kill") > 0
         d = self._dir("memory")
-        return bool(d) and _read_counter(os.path.join(d, "memory.oom_control"), "oom_kill") > 0
+        return d is not None and _read_counter(os.path.join(d, "memory.oom_control"), "oom_kill") > 0
 
     def pids(self) -> list[int]:
         """Processes currently in the cgroup."""

@@ -176,7 +176,7 @@ def default_profile() -> dict:
 def _kernel_at_least(version: str, release: str) -> bool:
     want = re.fullmatch(_KERNEL, version)
     have = re.match(_KERNEL, release)
-    return have is not None and (int(have[1]), int(have[2])) >= (int(want[1]), int(want[2]))
+    return have is not None and want is not None and (int(have[1]), int(have[2])) >= (int(want[1]), int(want[2]))
 
 
 def _applies(rule: dict, caps: list[str], arch: str, release: str) -> bool:
@@ -244,8 +244,8 @@ def prepare(config: dict) -> Filter | None:
         try:
             os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(program)
+            with open(tmp, "wb") as out:
+                out.write(program)
             os.replace(tmp, path)
         except OSError as e:
             raise DockyardError(f"seccomp cache {CACHE_DIR}: {e.strerror}") from None

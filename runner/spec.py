@@ -251,7 +251,7 @@ def default_spec(
         if seccomp_profile != "unconfined":
             from runner import seccomp
 
-            profile = seccomp.default_profile() if seccomp_profile == "default" else seccomp_profile
+            profile = seccomp_profile if isinstance(seccomp_profile, dict) else seccomp.default_profile()  # "default"
             linux["seccomp"] = seccomp.compile_profile(profile, caps)
     linux["resources"] = resources.to_oci()
     if cgroups_path:

@@ -11,6 +11,7 @@ connection come back addressed to the bridge's gateway and are translated to 127
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Protocol
 
 from dockyard.errors import DockyardError
@@ -186,4 +187,4 @@ class Iptables:
             self._restore(table, [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains], check=False)
 
 
-BACKENDS = {"nftables": Nftables, "iptables": Iptables}
+BACKENDS: dict[str, Callable[[str], Nat]] = {"nftables": Nftables, "iptables": Iptables}
