@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from builder.dockerfile import Dockerfile, Instruction
 from builder.expand import expand_heredoc, expand_word, expand_words
@@ -17,7 +17,7 @@ def platform_args(target: str, build: str) -> dict[str, str]:
     """BuildKit's automatic TARGET*/BUILD* args for `os/arch[/variant]` platforms."""
     out = {}
     for prefix, platform in (("TARGET", target), ("BUILD", build)):
-        os_, arch, variant = (platform.split("/") + ["", ""])[:3]
+        os_, arch, variant = [*platform.split("/"), "", ""][:3]
         out.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": os_, f"{prefix}ARCH": arch,
                     f"{prefix}VARIANT": variant})
     return out

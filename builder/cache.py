@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest
 from dockyard.errors import DockyardError

@@ -7,8 +7,8 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from builder.ignore import Ignore
 from builder.pathmatch import component_regex, go_clean, has_magic
@@ -34,7 +34,7 @@ class Entry:
     mode: int
     uid: int
     gid: int
-    link: str | None
+    link: str | None  # a symlink's target; None for anything else
     key: tuple[int, int, int, int, int]
 
 
@@ -188,7 +188,7 @@ class BuildContext:
             is_dir = stat.S_ISDIR(st.st_mode)
             ignored, cinfo = self.ignore.match(crel, info)
             excluded, cxinfo = exclude.match(cpath, xinfo) if exclude else (False, None)
-            if excluded and not (is_dir and exclude.may_include_below(cpath)):
+            if excluded and exclude is not None and not (is_dir and exclude.may_include_below(cpath)):
                 continue
             if ignored and not (is_dir and self.ignore.may_include_below(crel)):
                 continue
@@ -306,7 +306,7 @@ class BuildContext:
             for e in self.walk(src, exclude):
                 owner = f"{e.uid}\0{e.gid}" if owners else "-\0-"
                 h.update(f"{e.path}\0{e.kind}\0{e.mode:o}\0{owner}\0".encode())
-                if e.kind == "symlink":
+                if e.link is not None:  # a symlink
                     h.update(os.fsencode(e.link))
                 elif e.kind == "file":
                     h.update(self.content_hash(e).encode())

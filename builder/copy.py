@@ -170,7 +170,7 @@ class Copier:
 
     def entry(self, reader: BuildContext, e: Entry, real: str) -> None:
         """Copy one non-directory entry to `real`."""
-        if e.kind == "symlink":
+        if e.link is not None:  # a symlink
             self._replaceable(real, e.rel)
             os.symlink(e.link, real)
             os.lchown(real, self.uid, self.gid)
@@ -196,7 +196,7 @@ def copy_items(copier: Copier, items: list[Item], dest: str, workdir: str, *, ad
     from dockyard.layers import apply_layer  # heavy-ish; only needed for COPY/ADD
 
     target = posixpath.normpath(posixpath.join(workdir or "/", dest))
-    as_dir = dest.endswith("/") or dest.endswith("/.") or dest == "."
+    as_dir = dest.endswith(("/", "/.")) or dest == "."
     if len(items) > 1 and not as_dir:
         if not copier.is_dir(target):
             raise CopyError(f"{instruction}: when copying more than one source the destination must be a "
@@ -218,6 +218,7 @@ def copy_items(copier: Copier, items: list[Item], dest: str, workdir: str, *, ad
                 os.close(fd)
             continue
         src, reader = item.source, item.reader
+        assert src is not None and reader is not None  # neither inline nor downloaded: a source in a reader
         base = posixpath.join(target, src.rel) if parents else target
         if src.entry.kind == "dir":
             copier.tree(reader, src, base)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Union
 
 from builder.expand import split_raw
 from builder.mounts import MountError, parse_mount
@@ -34,7 +34,7 @@ SECURITY_MODES = ("sandbox", "insecure")
 _DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC_RE = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_.]*$")
-FlagValue = Union[str, bool, list[str]]
+FlagValue = str | bool | list[str]
 
 
 class DockerfileError(DockyardError):
@@ -80,7 +80,7 @@ class Instruction:
     filename: str = "Dockerfile"
     heredocs: list[Heredoc] = field(default_factory=list)
     pairs: list[KeyValue] = field(default_factory=list)
-    trigger: "Instruction | None" = None
+    trigger: Instruction | None = None
 
     @property
     def exec_form(self) -> list[str] | None:
@@ -96,10 +96,19 @@ class Instruction:
         """A DockerfileError naming this instruction's line."""
         return DockerfileError(f"{self.where}: {message}")
 
-    def flag(self, name: str) -> FlagValue | None:
-        """A flag's raw value (None when absent; [] for an absent list flag)."""
-        kind = FLAGS.get(self.name, {}).get(name)
-        return self.flags.get(name, [] if kind == "list" else None)
+    def flag(self, name: str) -> str | None:
+        """A one-value flag's raw text; None when absent."""
+        value = self.flags.get(name)
+        return value if isinstance(value, str) else None
+
+    def flag_list(self, name: str) -> list[str]:
+        """A repeatable flag's raw values; [] when absent."""
+        value = self.flags.get(name)
+        return value if isinstance(value, list) else []
+
+    def flag_on(self, name: str) -> bool:
+        """Whether a boolean flag is given and true."""
+        return self.flags.get(name) is True
 
 
 @dataclass
@@ -140,7 +149,9 @@ class Dockerfile:
 def heredoc_word(word: str) -> Heredoc | None:
     """The heredoc a `[fd]<<[-]NAME` word introduces (empty body), or None; quoting NAME disables expansion."""
     m = _HEREDOC_RE.match(word)
-    rest = m.group(3) if m else ""
+    if not m:
+        return None
+    rest = m.group(3)
     name = unquote(rest)
     if not name or len(split_raw(rest, "\\")) != 1:
         return None
@@ -191,7 +202,7 @@ class _Parser:
             return
         m = _DIRECTIVE_RE.match(line)
         key = m.group(1).lower() if m else ""
-        if key not in ("escape", "syntax", "check"):
+        if m is None or key not in ("escape", "syntax", "check"):
             self.directives_done = True
             return
         if key in self.seen_directives:
@@ -297,7 +308,8 @@ class _Parser:
             elif not eq:
                 raise self.fail(lineno, f"missing a value on flag: --{name}")
             elif kind == "list":
-                flags.setdefault(name, []).append(raw)
+                listed = flags.get(name)
+                flags[name] = [*(listed if isinstance(listed, list) else []), raw]
             elif name in flags:
                 raise self.fail(lineno, f"duplicate flag specified: --{name}")
             else:
@@ -332,7 +344,7 @@ class _Parser:
             if ins.exec_form is None and heredoc_word(sources[-1]):
                 raise ins.error(f"{name} cannot accept a heredoc as a destination")
         elif name == "RUN":
-            for spec in ins.flag("mount"):
+            for spec in ins.flag_list("mount"):
                 if "$" not in spec:
                     try:
                         parse_mount(spec)
@@ -391,7 +403,7 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
             name = words[2].lower() if len(words) == 3 else None
             if name and any(s.name == name for s in stages):
                 raise ins.error(f"duplicate stage name {name!r}")
-            stages.append(Stage(len(stages), name, words[0], ins.flags.get("platform"), ins))
+            stages.append(Stage(len(stages), name, words[0], ins.flag("platform"), ins))
         elif stages:
             stages[-1].instructions.append(ins)
         elif ins.name == "ARG":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from dockyard.errors import DockyardError
 
@@ -152,14 +152,11 @@ class _Scanner:
         self.pos += 1
         word = self.run(stop="}")[0]
         value = self.env.get(name)
-        present = value is not None and (value != "" or not colon)
-        if ch == "-":
-            return value if present else word
-        if ch == "+":
-            return word if present else ""
-        if not present:
-            raise ExpansionError(f"{name}: {word or 'is not allowed to be unset'}")
-        return value
+        if value is None or (colon and value == ""):  # unset (or, with the colon, empty)
+            if ch == "?":
+                raise ExpansionError(f"{name}: {word or 'is not allowed to be unset'}")
+            return word if ch == "-" else ""
+        return word if ch == "+" else value
 
 
 def expand_word(text: str, env: Mapping[str, str], escape: str = "\\") -> str:

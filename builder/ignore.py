@@ -34,7 +34,7 @@ class Pattern:
         if self.kind == "suffix":
             suffix = self.text[2:]
             return path.endswith(suffix) or (suffix[:1] == "/" and path == suffix[1:])
-        return bool(self.regex.match(path))
+        return self.regex is not None and bool(self.regex.match(path))
 
     def could_match_below(self, parts: list[str]) -> bool:
         """Whether some path strictly inside the directory `parts` might match (for walk pruning)."""
@@ -42,7 +42,7 @@ class Pattern:
             return True
         if len(self.parts) <= len(parts):
             return False
-        return all(component_regex(p).match(d) for p, d in zip(self.parts, parts))
+        return all(component_regex(p).match(d) for p, d in zip(self.parts, parts, strict=False))
 
 
 def _compile(p: Pattern) -> None:
@@ -116,7 +116,7 @@ class Ignore:
             self.patterns.append(p)
 
     @classmethod
-    def parse(cls, text: str) -> "Ignore":
+    def parse(cls, text: str) -> Ignore:
         """Read .dockerignore text: `#` comments, blank lines, `!` exceptions, leading `/` dropped."""
         patterns = []
         for n, line in enumerate(text.splitlines()):

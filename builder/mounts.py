@@ -89,7 +89,12 @@ def parse_mount(spec: str) -> Mount:
             raise MountError(f"unexpected key {key!r} for mount type {kind!r}")
 
     def flag(key: str) -> bool:
-        return key in opts and (opts[key] is None or _bool(key, opts[key]))
+        value = opts.get(key)
+        return key in opts and (value is None or _bool(key, value))
+
+    def number(key: str, base: int) -> int | None:
+        value = opts.get(key)
+        return _int(key, value, base) if value else None
 
     # Bind (and secret/ssh) mounts are read-only unless asked otherwise; cache and tmpfs are writable.
     readonly = kind not in ("cache", "tmpfs")
@@ -99,9 +104,7 @@ def parse_mount(spec: str) -> Mount:
         readonly = not flag("readwrite")
     target, source = opts.get("target"), opts.get("source")
     mount_id, sharing = opts.get("id"), opts.get("sharing")
-    mode = _int("mode", opts["mode"], 8) if opts.get("mode") else None
-    uid = _int("uid", opts["uid"], 10) if opts.get("uid") else None
-    gid = _int("gid", opts["gid"], 10) if opts.get("gid") else None
+    mode, uid, gid = number("mode", 8), number("uid", 10), number("gid", 10)
     if kind in ("bind", "cache", "tmpfs") and not target:
         raise MountError(f"{kind} mount requires a target: {spec!r}")
     if kind == "cache":
@@ -125,4 +128,4 @@ def parse_mount(spec: str) -> Mount:
     return Mount(type=kind, target=posixpath.normpath(target) if target else None, source=source,
                  from_=opts.get("from") or None, id=mount_id, sharing=sharing if kind == "cache" else None,
                  readonly=readonly, required=flag("required"), mode=mode, uid=uid, gid=gid, env=opts.get("env"),
-                 size=parse_size(opts["size"]) if opts.get("size") else None)
+                 size=parse_size(size) if (size := opts.get("size")) else None)

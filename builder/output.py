@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 from dockyard.errors import DockyardError
 from dockyard.image import Image

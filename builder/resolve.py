@@ -6,8 +6,9 @@ import json
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from builder.args import GlobalScope, StageVars
 from builder.dockerfile import DockerfileError, Heredoc, Instruction, Stage, heredoc_word
@@ -110,7 +111,7 @@ def run_argv(ins: Instruction, shell: list[str]) -> tuple[list[str], list[Inline
 
 def resolve_mounts(ins: Instruction, vars: StageVars) -> list[Mount]:
     """A RUN's --mount specs, expanded and parsed."""
-    return [_at(ins, lambda s: parse_mount(vars.word(s)), spec) for spec in ins.flag("mount")]
+    return [_at(ins, lambda s: parse_mount(vars.word(s)), spec) for spec in ins.flag_list("mount")]
 
 
 def resolve_run(ins: Instruction, vars: StageVars, shell: list[str]) -> RunSpec:
@@ -145,19 +146,17 @@ def resolve_copy(ins: Instruction, vars: StageVars) -> CopySpec:
     dest = _at(ins, vars.word, raw[-1])
     if not dest:
         raise ins.error(f"{ins.name}: destination is empty after expansion ({raw[-1]})")
-    flag = ins.flag
-
     def text(name: str) -> str | None:
-        value = flag(name)
-        return _at(ins, vars.word, value) if isinstance(value, str) else None
+        value = ins.flag(name)
+        return _at(ins, vars.word, value) if value is not None else None
 
     chmod = text("chmod")
     return CopySpec(sources, inline, dest, from_=text("from") if ins.name == "COPY" else None,
-                    chown=text("chown"), chmod=_chmod(ins, chmod) if chmod else None, link=bool(flag("link")),
-                    parents=bool(flag("parents")) if ins.name == "COPY" else False,
-                    exclude=[_at(ins, vars.word, e) for e in flag("exclude")],
+                    chown=text("chown"), chmod=_chmod(ins, chmod) if chmod else None, link=ins.flag_on("link"),
+                    parents=ins.flag_on("parents") if ins.name == "COPY" else False,
+                    exclude=[_at(ins, vars.word, e) for e in ins.flag_list("exclude")],
                     checksum=text("checksum") if ins.name == "ADD" else None,
-                    keep_git_dir=bool(flag("keep-git-dir")) if ins.name == "ADD" else False)
+                    keep_git_dir=ins.flag_on("keep-git-dir") if ins.name == "ADD" else False)
 
 
 def env_pairs(ins: Instruction, vars: StageVars) -> list[tuple[str, str]]:

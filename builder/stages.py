@@ -73,8 +73,8 @@ def stage_refs(df: Dockerfile, stage: Stage, scope: GlobalScope) -> StageRefs:
             vars.declare(ins)
         elif ins.name == "ENV":
             vars.set_env(env_pairs(ins, vars))
-        elif ins.name == "COPY" and ins.flag("from"):
-            froms.append(vars.word(ins.flag("from")))
+        elif ins.name == "COPY" and (source := ins.flag("from")):
+            froms.append(vars.word(source))
         elif ins.name == "RUN":
             froms.extend(m.from_ for m in resolve_mounts(ins, vars) if m.from_)
         for ref in froms:
@@ -85,6 +85,7 @@ def stage_refs(df: Dockerfile, stage: Stage, scope: GlobalScope) -> StageRefs:
 
 def plan(df: Dockerfile, build_args: BuildArgs, target: str | None = None) -> StagePlan:
     """Stages needed for `target` (default: the last), in dependency order, grouped into parallel waves."""
+    goal: Stage | None
     if target is None:
         goal = df.stages[-1]
     else:

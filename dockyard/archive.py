@@ -10,8 +10,9 @@ import os
 import posixpath
 import shutil
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO
 
 from dockyard import mediatypes as mt
 from dockyard import reference
@@ -92,13 +93,13 @@ def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.T
     entries = []
     _add_blob_dirs(tf)
     for image, names in images:
-        for d in [image.manifest_digest, image.id, *(l.digest for l in image.layers)]:
+        for d in [image.manifest_digest, image.id, *(layer.digest for layer in image.layers)]:
             if d not in written:
                 _add_file(tf, _blob_name(d), store.blob_path(d))
                 written.add(d)
         size = os.path.getsize(store.blob_path(image.manifest_digest))
         media_type = image.manifest.get("mediaType") or mt.OCI_MANIFEST
-        for name in names or [None]:
+        for name in names or [""]:
             ann = {mt.REF_NAME: name} if name else {}
             entries.append(Descriptor(media_type, image.manifest_digest, size, ann).to_json())
     _add_layout_files(tf, entries)
@@ -107,7 +108,9 @@ def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.T
 def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.TarFile) -> None:
     written: set[Digest] = set()
     sizes: dict[Digest, int] = {}
-    manifest_json, repositories, entries = [], {}, []
+    manifest_json: list[dict] = []
+    repositories: dict[str, dict] = {}
+    entries: list[dict] = []
     _add_blob_dirs(tf)
     for image, names in images:
         cfg = store.read_blob(image.id)
@@ -140,10 +143,10 @@ def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfil
             ref = reference.parse(name)
             if image.diff_ids:
                 repositories.setdefault(ref.name, {})[ref.tag] = image.diff_ids[-1].hex
-        for name in names or [None]:
+        for name in names or [""]:
             ann = {}
-            if name:
-                ann = {CONTAINERD_NAME: name, mt.REF_NAME: reference.parse(name).tag}
+            if name:  # a name:tag
+                ann = {CONTAINERD_NAME: name, mt.REF_NAME: reference.parse(name).tag or ""}
             entries.append(Descriptor(mt.OCI_MANIFEST, mdigest, len(manifest), ann).to_json())
     _add_bytes(tf, "manifest.json", json.dumps(manifest_json).encode())
     _add_bytes(tf, "repositories", json.dumps(repositories).encode())
@@ -172,11 +175,12 @@ class _Archive:
     def has(self, name: str) -> bool:
         return posixpath.normpath(name) in self.members
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> IO[bytes]:
         m = self.members.get(posixpath.normpath(name))
-        if m is None or not m.isfile():
+        f = self.tf.extractfile(m) if m is not None and m.isfile() else None
+        if f is None:
             raise InvalidArchive(f"{self.what}: missing file {name!r} in archive")
-        return self.tf.extractfile(m)
+        return f
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         with self.open(name) as f:
@@ -260,7 +264,7 @@ def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]
             raise InvalidArchive(f"{ar.what}: {cfg_name} lists {len(diff_ids)} diff_ids, manifest.json "
                                  f"{len(layer_names)} layers")
         descs = []
-        for name, diff_id in zip(layer_names, diff_ids):
+        for name, diff_id in zip(layer_names, diff_ids, strict=True):
             if diff_id not in layers:
                 with store.temp_path("load-") as tmp:
                     blob = compress_layer(decompressed(ar.open(name)), tmp, "gzip")
@@ -292,7 +296,8 @@ def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
         raise InvalidArchive(f"{ar.what}: index.json is invalid ({e})") from None
     for desc in descs:
         manifest_bytes = ar.read(_blob_name(desc.digest))
-        verify(desc.digest, Digest.of_bytes(manifest_bytes, desc.digest.algorithm), f"manifest {desc.digest} in {ar.what}")
+        verify(desc.digest, Digest.of_bytes(manifest_bytes, desc.digest.algorithm),
+               f"manifest {desc.digest} in {ar.what}")
         manifest = json.loads(manifest_bytes)
         if desc.media_type in mt.INDEXES or "manifests" in manifest:
             child = select_platform(manifest)

@@ -201,7 +201,8 @@ def apply(config: dict[str, Any], instruction: str, args: str) -> str | None:
         return _required("MAINTAINER", args)
     handler = _HANDLERS.get(ins)
     if handler is None:
-        raise InvalidInstruction(f"{instruction} is not a config instruction (allowed: {', '.join(CONFIG_INSTRUCTIONS)})")
+        raise InvalidInstruction(f"{instruction} is not a config instruction "
+                                 f"(allowed: {', '.join(CONFIG_INSTRUCTIONS)})")
     handler(config, args, config.get("Shell") or DEFAULT_SHELL)
     return None
 

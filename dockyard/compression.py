@@ -10,11 +10,13 @@ import os
 import struct
 import zlib
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Protocol
 
 import zstandard
 
+from dockyard.digest import Reader
 from dockyard.errors import DockyardError
 
 CHUNK = 1 << 20
@@ -55,26 +57,27 @@ def sniff(head: bytes) -> str:
     return "none"
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+def decompressed(stream: Reader) -> BinaryIO:
     """A readable stream of the plain bytes of `stream`, whose compression is sniffed, not consumed."""
     head = _read_head(stream, SNIFF_BYTES)
     # The sniffed bytes are served again first, so nothing is lost whatever the stream supports.
     plain = io.BufferedReader(_Raw(stream, head), CHUNK)
     kind = sniff(head)
     if kind == "none":
-        return plain  # type: ignore[return-value]
+        return plain
+    inner: _Decompressor
     if kind == "gzip":
-        inner: BinaryIO = _GzipReader(plain)  # type: ignore[assignment]
+        inner = _GzipReader(plain)
     elif kind == "bzip2":
-        inner = bz2.BZ2File(plain, "rb")  # type: ignore[assignment]
+        inner = bz2.BZ2File(plain, "rb")
     elif kind == "xz":
-        inner = lzma.LZMAFile(plain, "rb")  # type: ignore[assignment]
+        inner = lzma.LZMAFile(plain, "rb")  # noqa: SIM115 (the returned reader owns it)
     else:
-        inner = _ZstdReader(plain)  # type: ignore[assignment]
-    return io.BufferedReader(_Checked(inner, kind), CHUNK)  # type: ignore[return-value]
+        inner = _ZstdReader(plain)
+    return io.BufferedReader(_Checked(inner, kind), CHUNK)
 
 
-def _read_head(stream: BinaryIO, n: int) -> bytes:
+def _read_head(stream: Reader, n: int) -> bytes:
     """The first n bytes (fewer only at end of stream), however short the stream's reads are."""
     head = b""
     while len(head) < n:
@@ -88,7 +91,7 @@ def _read_head(stream: BinaryIO, n: int) -> bytes:
 class _Raw(io.RawIOBase):
     """Adapt anything with read() (a HashingReader, an HTTP body) for io.BufferedReader, after `head`."""
 
-    def __init__(self, stream: BinaryIO, head: bytes):
+    def __init__(self, stream: Reader, head: bytes):
         self._stream = stream
         self._head = head
 
@@ -108,10 +111,16 @@ class _Raw(io.RawIOBase):
         return len(data)
 
 
+class _Decompressor(Protocol):
+    """What _Checked wraps: a reader of decompressed bytes."""
+
+    def readinto(self, buf: memoryview, /) -> int: ...
+
+
 class _Checked(io.RawIOBase):
     """Turn a decompressor's many exception types into one CompressionError naming the format."""
 
-    def __init__(self, inner: BinaryIO, kind: str):
+    def __init__(self, inner: _Decompressor, kind: str):
         self._inner = inner
         self._kind = kind
 
@@ -120,7 +129,7 @@ class _Checked(io.RawIOBase):
 
     def readinto(self, buf) -> int:
         try:
-            return self._inner.readinto(buf)  # type: ignore[attr-defined]
+            return self._inner.readinto(buf)
         except EOFError:
             raise CompressionError(f"{self._kind} data is truncated") from None
         except (zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
@@ -138,7 +147,7 @@ class _GzipReader(io.RawIOBase):
 
     def __init__(self, source: BinaryIO):
         self._source = source
-        self._obj: "zlib._Decompress | None" = zlib.decompressobj(_GZIP_WBITS)
+        self._obj: zlib._Decompress | None = zlib.decompressobj(_GZIP_WBITS)
         self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
         self._pos = 0
         self._slice = _GZIP_SLICE_MIN
@@ -241,7 +250,7 @@ def compressor(sink: BinaryIO, kind: str, level: int | None = None) -> Iterator[
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL if level is None else level,
                                         write_checksum=True)
         writer = cctx.stream_writer(sink, closefd=False)
-        yield writer  # type: ignore[misc]
+        yield writer
         writer.close()
         return
     raise CompressionError(f"unsupported compression for writing: {kind!r}")
@@ -311,7 +320,7 @@ class _ParallelGzip:
             self._sink.write(self._result(self._pending.popleft()))
 
     @staticmethod
-    def _result(item: "Future[bytes] | bytes") -> bytes:
+    def _result(item: Future[bytes] | bytes) -> bytes:
         return item if isinstance(item, bytes) else item.result()
 
 

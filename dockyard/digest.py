@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Protocol
 
 from dockyard.errors import DigestMismatch, DockyardError
 
@@ -13,6 +14,12 @@ from dockyard.errors import DigestMismatch, DockyardError
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
 CHUNK = 1 << 20
+
+
+class Reader(Protocol):
+    """A byte stream to read: a file, or a wrapper that hashes, tees or decompresses on the way."""
+
+    def read(self, n: int, /) -> bytes: ...
 
 
 class InvalidDigest(DockyardError):
@@ -27,7 +34,7 @@ class Digest:
     hex: str
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         """Parse and validate `algo:hex`; only sha256 and sha512 are accepted."""
         m = _DIGEST_RE.match(text or "")
         if not m:
@@ -40,18 +47,18 @@ class Digest:
         return cls(algo, hexpart)
 
     @classmethod
-    def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> "Digest":
+    def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """Digest of an in-memory byte string."""
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     @classmethod
-    def of_file(cls, path: str, algorithm: str = "sha256") -> "Digest":
+    def of_file(cls, path: str, algorithm: str = "sha256") -> Digest:
         """Digest of a file's content, read in chunks."""
         with open(path, "rb") as f:
             return cls.of_stream(f, algorithm)[0]
 
     @classmethod
-    def of_stream(cls, stream: BinaryIO, algorithm: str = "sha256") -> tuple["Digest", int]:
+    def of_stream(cls, stream: Reader, algorithm: str = "sha256") -> tuple[Digest, int]:
         """Digest and size of everything left in a stream."""
         h = hashlib.new(algorithm)
         size = 0
@@ -60,7 +67,7 @@ class Digest:
             size += len(chunk)
         return cls(algorithm, h.hexdigest()), size
 
-    def hasher(self) -> "hashlib._Hash":
+    def hasher(self) -> hashlib._Hash:
         """A fresh hash object of this digest's algorithm."""
         return hashlib.new(self.algorithm)
 
@@ -76,7 +83,7 @@ class Digest:
 class HashingReader:
     """Wrap a binary stream, hashing and counting every byte read through it."""
 
-    def __init__(self, stream: BinaryIO, algorithm: str = "sha256"):
+    def __init__(self, stream: Reader, algorithm: str = "sha256"):
         self._stream = stream
         self._hash = hashlib.new(algorithm)
         self.algorithm = algorithm
@@ -89,7 +96,7 @@ class HashingReader:
         return data
 
     def readinto(self, buf) -> int:
-        n = self._stream.readinto(buf)
+        n = self._stream.readinto(buf)  # type: ignore[attr-defined]  # offered only over streams that have it
         if n:
             self._hash.update(memoryview(buf)[:n])
             self.size += n

@@ -8,10 +8,10 @@ import fcntl
 import functools
 import os
 import tempfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from dockyard.errors import DockyardError
-
 
 # Name prefix of atomic writes' temp files: a writer killed mid-write leaves one behind for cleanup to find.
 TEMP_PREFIX = ".tmp-"

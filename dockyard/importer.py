@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from dockyard import mediatypes as mt
@@ -30,7 +31,7 @@ def check_tar(stream: BinaryIO, what: str) -> None:
 
 
 def import_rootfs(store: Store, source: BinaryIO, what: str, names: list[Reference],
-                  changes: list[str] = (), message: str = "", compression: str = "gzip") -> Image:
+                  changes: Sequence[str] = (), message: str = "", compression: str = "gzip") -> Image:
     """Import a rootfs tarball as a single-layer image and tag it with `names`."""
     created = now_rfc3339()
     config = empty_config(created)

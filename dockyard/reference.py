@@ -43,7 +43,7 @@ class Reference:
             return f"{self.name}:{self.tag}"
         return f"{self.name}@{self.digest}"
 
-    def with_tag(self, tag: str) -> "Reference":
+    def with_tag(self, tag: str) -> Reference:
         """The same repository with another tag and no digest."""
         return replace(self, tag=tag, digest=None)
 

@@ -16,12 +16,13 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from dockyard import mediatypes as mt
 from dockyard import reference
-from dockyard.digest import CHUNK, Digest, HashingWriter, verify
+from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
 from dockyard.image import Descriptor, Image, InvalidImage
@@ -144,7 +145,7 @@ class Store:
         os.chmod(tmp_path, 0o644)
         os.rename(tmp_path, dest)
 
-    def write_blob(self, stream: BinaryIO, expected: Digest | None = None, size: int | None = None,
+    def write_blob(self, stream: Reader, expected: Digest | None = None, size: int | None = None,
                    what: str | None = None, added: set[Digest] | None = None,
                    check: Callable[[], None] | None = None) -> tuple[Digest, int]:
         """Stream a blob into the store, verifying digest and size when given; nothing is kept on mismatch.
@@ -269,7 +270,7 @@ class Store:
                 return next(iter(found.values()))
         raise NotFound(f"No such image: {ref if ref is not None else text}")
 
-    def add_image(self, manifest: bytes, names: list[reference.Reference] = (),
+    def add_image(self, manifest: bytes, names: Sequence[reference.Reference] = (),
                   added: set[Digest] | None = None, unpack: bool = False) -> Image:
         """Store a manifest whose config and layers are already in the store, and tag it.
 
@@ -390,7 +391,7 @@ class Store:
                 continue
             cfg = Digest.parse(obj["config"]["digest"])
             blobs.add(cfg)
-            blobs.update(Digest.parse(l["digest"]) for l in obj.get("layers") or [])
+            blobs.update(Digest.parse(layer["digest"]) for layer in obj.get("layers") or [])
             if self.has_blob(cfg):
                 chains.update(c.hex for c in self.image(d).chain_ids)
         return blobs, chains
@@ -424,7 +425,7 @@ class Store:
                         _remove(path)
         return freed
 
-    def discard(self, candidates: set[Digest], layers: set[Digest] = frozenset()) -> None:
+    def discard(self, candidates: set[Digest], layers: set[Digest] | frozenset[Digest] = frozenset()) -> None:
         """Remove blobs and unpacked layers (chain IDs) a failed operation added, unless something has come
         to reference them meanwhile."""
         if not candidates and not layers:
@@ -487,7 +488,7 @@ class Store:
                 added.layers.add(chain)
         return path
 
-    def write_layer(self, stream: BinaryIO, desc: Descriptor, layer: Callable[[], tuple[Digest, Digest]],
+    def write_layer(self, stream: Reader, desc: Descriptor, layer: Callable[[], tuple[Digest, Digest]],
                     added: set[Digest]) -> str:
         """Stream a layer blob into the store and unpack it into the layer cache as its bytes arrive.
 
@@ -533,7 +534,7 @@ class Store:
         return {"blobs": _tree_size(os.path.join(self.layout, "blobs")), "layers": _tree_size(self.layers_dir)}
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes | memoryview]:
+def _chunks(stream: Reader) -> Iterator[bytes | memoryview]:
     """A stream's content in big pieces; with readinto, one reused buffer (no allocation or copy per piece)."""
     if not hasattr(stream, "readinto"):
         while chunk := stream.read(CHUNK):
@@ -567,7 +568,7 @@ def _tree_size(path: str) -> int:
     if not os.path.isdir(path):
         return os.lstat(path).st_size if os.path.lexists(path) else 0
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         for n in filenames:
             with contextlib.suppress(FileNotFoundError):
                 total += os.lstat(os.path.join(dirpath, n)).st_size

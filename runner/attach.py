@@ -51,12 +51,12 @@ class Hub:
             self.listener.listen(8)
         finally:
             os.close(dirfd)
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn, _ = listener.accept()
             except OSError:  # closed
                 return
             self.add(conn)

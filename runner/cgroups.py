@@ -101,6 +101,7 @@ class Cgroup:
 
     def _apply(self, res: dict) -> None:
         mem, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
+        d: str | None
         if self.v2:
             d = self.dirs[""]
             if mem.get("limit") is not None:
@@ -111,7 +112,8 @@ class Cgroup:
                     _write(os.path.join(d, "memory.swap.max"), "max" if swap < 0 else str(max(swap - mem["limit"], 0)))
             if cpu.get("quota") is not None or cpu.get("period") is not None:
                 quota = cpu.get("quota")
-                _write(os.path.join(d, "cpu.max"), f"{_max(quota if quota is not None else -1)} {cpu.get('period') or 100000}")
+                _write(os.path.join(d, "cpu.max"),
+                       f"{_max(quota if quota is not None else -1)} {cpu.get('period') or 100000}")
             if cpu.get("shares"):
                 _write(os.path.join(d, "cpu.weight"), str(1 + ((cpu["shares"] - 2) * 9999) // 262142))
             if pids.get("limit") is not None:
@@ -133,7 +135,8 @@ class Cgroup:
             _write(os.path.join(d, "pids.max"), _pids_max(pids["limit"]))
         if (d := self._dir("devices")) and res.get("devices"):
             for rule in res["devices"]:
-                line = f"{rule.get('type', 'a')} {_dev(rule.get('major'))}:{_dev(rule.get('minor'))} {rule.get('access', 'rwm')}"
+                line = (f"{rule.get('type', 'a')} {_dev(rule.get('major'))}:{_dev(rule.get('minor'))} "
+                        f"{rule.get('access', 'rwm')}")
                 _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), line)
 
     def join(self) -> None:
@@ -151,7 +154,7 @@ class Cgroup:
         if self.v2:
             return _read_counter(os.path.join(self.dirs[""], "memory.events"), "oom_kill") > 0
         d = self._dir("memory")
-        return bool(d) and _read_counter(os.path.join(d, "memory.oom_control"), "oom_kill") > 0
+        return d is not None and _read_counter(os.path.join(d, "memory.oom_control"), "oom_kill") > 0
 
     def pids(self) -> list[int]:
         """Processes currently in the cgroup."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 
 from dockyard.errors import DockyardError
 from runner.containers import Container
@@ -13,16 +14,16 @@ CARRIED = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedP
            "Healthcheck")
 
 
-def commit(root: str, c: Container, repository: str | None, changes: list[str] = (), message: str = "",
+def commit(root: str, c: Container, repository: str | None, changes: Sequence[str] = (), message: str = "",
            author: str = "", pause: bool = True):
     """Write the new layer and image; tag it REPO[:TAG] when given. Returns the Image."""
     from dockyard import mediatypes as mt
     from dockyard import reference
     from dockyard.changes import apply_change_line
+    from dockyard.digest import Digest
     from dockyard.image import Descriptor, canonical_json, manifest_for, now_rfc3339
     from dockyard.layers import create_layer
     from dockyard.store import Store
-    from dockyard.digest import Digest
     from runner import events, lifecycle
 
     store = Store(root)
@@ -50,7 +51,8 @@ def commit(root: str, c: Container, repository: str | None, changes: list[str] =
             store.adopt_blob(tmp, blob.digest, added)
             config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(str(blob.diff_id))
             config.setdefault("history", []).append(
-                {"created": created, "created_by": " ".join([*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]),
+                {"created": created,
+                 "created_by": " ".join([*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]),
                  **({"comment": message} if message else {}), **({"author": author} if author else {})})
             raw = canonical_json(config)
             cfg_digest = store.write_blob_bytes(raw, added=added)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 
 def follow(f: BinaryIO, more: Callable[[], bool], poll: float = 0.05) -> Iterator[dict]:

@@ -97,7 +97,8 @@ def _b(s: str | None) -> bytes | None:
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2)."""
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), f"mount {fstype or source} on {target}")
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           f"mount {fstype or source} on {target}")
 
 
 PROC_SUPER_MAGIC = 0x9FA0
@@ -190,7 +191,8 @@ def anonymize(start: int, length: int, prot: int) -> None:
 class _MmMap(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
-        "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+        "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
+        ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
 
 
 def set_mm(exe_fd: int, args: int, args_length: int) -> None:
@@ -257,10 +259,12 @@ def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
     """seccomp(SECCOMP_SET_MODE_FILTER): confine the calling thread with a BPF program (8-byte instructions)."""
     count = len(program) // 8
     if not 0 < count <= _BPF_MAXINSNS or len(program) % 8:
-        raise OSError(22, f"seccomp: a filter of {len(program)} bytes is not a BPF program of at most {_BPF_MAXINSNS} instructions")
+        raise OSError(22, f"seccomp: a filter of {len(program)} bytes is not a BPF program of at most "
+                          f"{_BPF_MAXINSNS} instructions")
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(count, ctypes.addressof(buf))
-    _check(_libc.syscall(_syscall("seccomp"), SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog)), "seccomp")
+    _check(_libc.syscall(_syscall("seccomp"), SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog)),
+           "seccomp")
 
 
 def socket_fd(family: int, kind: int, proto: int = 0) -> int:

@@ -37,8 +37,9 @@ ARCHES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
 FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 # uname's machine -> (the name Docker's `arches` conditions use, the libseccomp architecture).
 MACHINES = {
-    "x86_64": ("amd64", "SCMP_ARCH_X86_64"), "i686": ("x86", "SCMP_ARCH_X86"), "aarch64": ("arm64", "SCMP_ARCH_AARCH64"),
-    "armv7l": ("arm", "SCMP_ARCH_ARM"), "ppc64le": ("ppc64le", "SCMP_ARCH_PPC64LE"), "s390x": ("s390x", "SCMP_ARCH_S390X"),
+    "x86_64": ("amd64", "SCMP_ARCH_X86_64"), "i686": ("x86", "SCMP_ARCH_X86"),
+    "aarch64": ("arm64", "SCMP_ARCH_AARCH64"), "armv7l": ("arm", "SCMP_ARCH_ARM"),
+    "ppc64le": ("ppc64le", "SCMP_ARCH_PPC64LE"), "s390x": ("s390x", "SCMP_ARCH_S390X"),
     "riscv64": ("riscv64", "SCMP_ARCH_RISCV64"), "loongarch64": ("loongarch64", "SCMP_ARCH_LOONGARCH64"),
     "mips64": ("mips64", "SCMP_ARCH_MIPS64"),
 }  # fmt: skip
@@ -175,7 +176,7 @@ def default_profile() -> dict:
 def _kernel_at_least(version: str, release: str) -> bool:
     want = re.fullmatch(_KERNEL, version)
     have = re.match(_KERNEL, release)
-    return have is not None and (int(have[1]), int(have[2])) >= (int(want[1]), int(want[2]))
+    return have is not None and want is not None and (int(have[1]), int(have[2])) >= (int(want[1]), int(want[2]))
 
 
 def _applies(rule: dict, caps: list[str], arch: str, release: str) -> bool:
@@ -243,8 +244,8 @@ def prepare(config: dict) -> Filter | None:
         try:
             os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(program)
+            with open(tmp, "wb") as out:
+                out.write(program)
             os.replace(tmp, path)
         except OSError as e:
             raise DockyardError(f"seccomp cache {CACHE_DIR}: {e.strerror}") from None
@@ -286,7 +287,8 @@ def _compile(seccomp: dict) -> bytes:
         act = action(rule["action"], rule.get("errnoRet"))
         if act == default:  # libseccomp refuses rules that only repeat the default
             continue
-        conds = [sc.Arg(a["index"], OPERATORS[a["op"]], a["value"], a.get("valueTwo") or 0) for a in rule.get("args") or []]
+        conds = [sc.Arg(a["index"], OPERATORS[a["op"]], a["value"], a.get("valueTwo") or 0)
+                 for a in rule.get("args") or []]
         # libseccomp compares each argument once per rule: runc adds each condition on a repeated index on its own
         repeated = len({a["index"] for a in rule.get("args") or []}) < len(conds)
         for name in rule["names"]:

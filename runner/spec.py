@@ -139,8 +139,10 @@ class Resources:
         rules = [{"allow": True, "access": "rwm"}] if self.all_devices else DEFAULT_DEVICE_RULES
         res: dict = {"devices": [dict(r) for r in rules]}
         if self.memory is not None:
-            res["memory"] = {"limit": self.memory, "swap": self.memory_swap if self.memory_swap is not None else self.memory}
-        cpu = {k: v for k, v in (("quota", self.cpu_quota), ("period", self.cpu_period), ("shares", self.cpu_shares)) if v is not None}
+            res["memory"] = {"limit": self.memory,
+                             "swap": self.memory_swap if self.memory_swap is not None else self.memory}
+        cpu = {k: v for k, v in (("quota", self.cpu_quota), ("period", self.cpu_period), ("shares", self.cpu_shares))
+               if v is not None}
         if cpu:
             res["cpu"] = cpu
         if self.pids is not None:
@@ -155,13 +157,16 @@ def default_mounts(privileged: bool = False) -> list[dict]:
     """
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
     ]  # fmt: skip
     if privileged:
         for m in mounts:
@@ -187,8 +192,9 @@ def host_devices() -> list[dict]:
                 continue
             kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else ""
             if kind and path not in ("/dev/console", "/dev/ptmx"):  # the container has its own (pts/ptmx)
-                devices.append({"path": path, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
-                                "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+                devices.append({"path": path, "type": kind, "major": os.major(st.st_rdev),
+                                "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode),
+                                "uid": st.st_uid, "gid": st.st_gid})
     return devices
 
 
@@ -245,14 +251,15 @@ def default_spec(
         if seccomp_profile != "unconfined":
             from runner import seccomp
 
-            profile = seccomp.default_profile() if seccomp_profile == "default" else seccomp_profile
+            profile = seccomp_profile if isinstance(seccomp_profile, dict) else seccomp.default_profile()  # "default"
             linux["seccomp"] = seccomp.compile_profile(profile, caps)
     linux["resources"] = resources.to_oci()
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     process: dict = {
         "terminal": terminal,
-        "user": {"uid": user.uid, "gid": user.gid, **({"additionalGids": list(user.additional_gids)} if user.additional_gids else {})},
+        "user": {"uid": user.uid, "gid": user.gid,
+                 **({"additionalGids": list(user.additional_gids)} if user.additional_gids else {})},
         "args": list(args),
         "env": env,
         "cwd": cwd,

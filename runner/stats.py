@@ -47,7 +47,7 @@ def sample(cid: str) -> Sample:
         cpu = 0
         try:
             with open(os.path.join(d, "cpu.stat")) as f:
-                cpu = next((int(l.split()[1]) * 1000 for l in f if l.startswith("usage_usec")), 0)
+                cpu = next((int(line.split()[1]) * 1000 for line in f if line.startswith("usage_usec")), 0)
         except OSError:
             pass
         pids = _read_int(os.path.join(d, "pids.current"))

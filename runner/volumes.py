@@ -95,7 +95,7 @@ class Volumes:
 
 
 def parse_volume_flag(text: str) -> MountSpec:
-    """`-v [SOURCE:]TARGET[:OPTIONS]`: SOURCE an absolute host path (bind) or a volume name; just TARGET is anonymous."""
+    """`-v [SOURCE:]TARGET[:OPTIONS]`: SOURCE an absolute host path (bind) or a volume name; TARGET alone: anonymous."""
     parts = text.split(":")
     opts: list[str] = []
     if len(parts) == 3 or (len(parts) == 2 and not parts[1].startswith("/")):
@@ -110,9 +110,8 @@ def parse_volume_flag(text: str) -> MountSpec:
     if not target.startswith("/") or bad:
         raise DockyardError(f"invalid volume specification: {text!r}")
     kind = "bind" if source.startswith("/") else "volume"
-    if kind == "bind":
-        if not os.path.exists(source):
-            os.makedirs(source)  # as docker does for -v (not for --mount)
+    if kind == "bind" and not os.path.exists(source):
+        os.makedirs(source)  # as docker does for -v (not for --mount)
     return MountSpec(kind, os.path.normpath(target), source, "ro" in opts)
 
 

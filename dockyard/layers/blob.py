@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.compression import CHUNK, compressor
-from dockyard.digest import Digest, HashingReader, HashingWriter
+from dockyard.digest import Digest, HashingReader, HashingWriter, Reader
 from dockyard.fsutil import atomic_file
 from dockyard.layers.diff import write_diff
 from dockyard.layers.format import LayerError
@@ -28,7 +28,7 @@ class LayerBlob:
     media_type: str
 
 
-def compress_layer(tar_stream: BinaryIO, dest_path: str, compression: str = "gzip") -> LayerBlob:
+def compress_layer(tar_stream: Reader, dest_path: str, compression: str = "gzip") -> LayerBlob:
     """Compress an uncompressed tar stream into `dest_path` atomically, hashing both sides as it goes."""
     media_type = OCI_LAYER_FOR.get(compression)
     if media_type is None:

@@ -9,8 +9,16 @@ import tarfile
 from typing import BinaryIO
 
 from dockyard.layers import tarheader
-from dockyard.layers.format import (BLOCK, END_OF_ARCHIVE, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
-                                    WHITEOUT_PREFIX, XATTR_PAX_PREFIX, LayerError, kept_xattr)
+from dockyard.layers.format import (
+    BLOCK,
+    END_OF_ARCHIVE,
+    OPAQUE_WHITEOUT,
+    OPAQUE_XATTRS,
+    WHITEOUT_PREFIX,
+    XATTR_PAX_PREFIX,
+    LayerError,
+    kept_xattr,
+)
 
 _COPY = 1 << 20
 _UNDIFFABLE = ("trusted.overlay.redirect", "trusted.overlay.metacopy",
@@ -73,10 +81,9 @@ class _DiffWriter:
         info = tarfile.TarInfo(name)
         info.mode = stat.S_IMODE(mode)
         info.uid, info.gid, info.mtime = st.st_uid, st.st_gid, mtime
-        for key, value in xattrs.items():
-            if kept_xattr(key):
-                # surrogateescape keeps a binary capability blob byte-exact through tarfile's PAX writer
-                info.pax_headers[XATTR_PAX_PREFIX + key] = value.decode(_ENCODING, _ERRORS)
+        # surrogateescape keeps a binary capability blob byte-exact through tarfile's PAX writer
+        info.pax_headers = {XATTR_PAX_PREFIX + key: value.decode(_ENCODING, _ERRORS)
+                            for key, value in xattrs.items() if kept_xattr(key)}
         if not stat.S_ISDIR(mode) and st.st_nlink > 1:
             first = self._inodes.setdefault((st.st_dev, st.st_ino), name)
             if first != name:
@@ -146,7 +153,7 @@ def _header(info: tarfile.TarInfo) -> bytes:
     """The entry's header: the fast ustar encoder when it fits, tarfile's PAX writer otherwise."""
     if not info.pax_headers:
         name = info.name + "/" if info.type == tarfile.DIRTYPE else info.name
-        block = tarheader.encode(name, info.mode, info.uid, info.gid, info.size, info.mtime,
+        block = tarheader.encode(name, info.mode, info.uid, info.gid, info.size, int(info.mtime),
                                  info.type, info.linkname, info.devmajor, info.devminor)
         if block is not None:
             return block

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
 
+from dockyard.digest import Reader
 from dockyard.layers import tarheader
 from dockyard.layers.format import BLOCK, XATTR_PAX_PREFIX, LayerError
 
@@ -38,7 +39,7 @@ class Member:
 class TarReader:
     """Iterate a tar stream's members; read each member's data with `read` before the next."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: Reader):
         self._f = stream
         self._left = 0  # unread data bytes of the current member
         self._pad = 0

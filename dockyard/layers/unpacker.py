@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import BinaryIO
 
-from dockyard.digest import Digest
+from dockyard.digest import Digest, Reader
 from dockyard.layers.apply import apply_layer
 
 # Chunks queued ahead of the unpacker before the source's reader waits: bounds memory when unpacking is slower.
@@ -33,7 +32,7 @@ class StreamUnpacker:
         self._thread = threading.Thread(target=self._run, args=(root,), name="layer-unpack", daemon=True)
         self._thread.start()
 
-    def tee(self, source: BinaryIO) -> "_Tee":
+    def tee(self, source: Reader) -> _Tee:
         """`source`, whose every byte read is also handed to the unpacker."""
         return _Tee(source, self)
 
@@ -107,7 +106,7 @@ class StreamUnpacker:
 class _Tee:
     """A source stream that hands a copy of whatever is read from it to a StreamUnpacker."""
 
-    def __init__(self, source: BinaryIO, unpacker: StreamUnpacker):
+    def __init__(self, source: Reader, unpacker: StreamUnpacker):
         self._source = source
         self._unpacker = unpacker
 

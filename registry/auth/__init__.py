@@ -52,7 +52,7 @@ class Authorizer:
     def basic_user(self, request: Request) -> str | None:
         """The user of valid Basic credentials; None when there are none; UNAUTHORIZED when they are wrong."""
         header = request.headers.get("Authorization", "")
-        if not header[:6].lower() == "basic ":
+        if header[:6].lower() != "basic ":
             return None
         try:
             user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
@@ -69,7 +69,7 @@ class Authorizer:
         if need == METRICS:
             return self._metrics_reader(request)
         if self.tokens is not None:
-            return self._check_token(request, need)
+            return self._check_token(self.tokens, request, need)
         user = self.basic_user(request)
         if user is None:
             if need.name is not None and need.action in self.config.rights(None):
@@ -98,11 +98,11 @@ class Authorizer:
         """Whether `user` (None: anonymous) holds `action` on `repo` by the configured rights."""
         return action in self.config.rights(user, repo)
 
-    def _check_token(self, request: Request, need: Need) -> str | None:
+    def _check_token(self, tokens: TokenService, request: Request, need: Need) -> str | None:
         header = request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
-        claims = self.tokens.verify(header[7:].strip())
+        claims = tokens.verify(header[7:].strip())
         if claims is None:
             raise self._challenge(need, error="invalid_token")
         if need.name is not None and not TokenService.grants(claims, need.kind, need.name, need.action):

@@ -30,7 +30,7 @@ class Scope:
     actions: tuple[str, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "Scope | None":
+    def parse(cls, text: str) -> Scope | None:
         """Parse `type:name:a,b`; None when malformed."""
         kind, sep, rest = text.partition(":")
         name, sep2, actions = rest.rpartition(":")
@@ -42,13 +42,13 @@ class Scope:
         return f"{self.type}:{self.name}:{','.join(self.actions)}"
 
 
-def load_or_create_key(path: str):
+def load_or_create_key(path: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     """The PEM private key at `path`, creating an EC P-256 key (0600) when there is none."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with locked(path + ".lock"):
         if not os.path.exists(path):
-            key = ec.generate_private_key(ec.SECP256R1())
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            new_key = ec.generate_private_key(ec.SECP256R1())
+            pem = new_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
             atomic_write(path, pem, mode=0o600)
     try:

@@ -179,7 +179,7 @@ class Authenticator:
         """Whether the registry asked for Bearer tokens."""
         return self._challenge is not None and self._challenge.scheme == "bearer"
 
-    def answer(self, www_authenticate: str, scopes: tuple[str, ...], transport: "Transport", sent: bool,
+    def answer(self, www_authenticate: str, scopes: tuple[str, ...], transport: Transport, sent: bool,
                fetch: bool = True) -> bool:
         """Handle a 401: remember the challenge (and fetch a token); True when a retry may now succeed."""
         challenges = parse_challenges(www_authenticate)
@@ -195,16 +195,17 @@ class Authenticator:
             self.refresh(scopes, transport, chosen.params.get("scope"))
         return fetch
 
-    def refresh(self, scopes: tuple[str, ...], transport: "Transport", extra_scope: str | None = None,
+    def refresh(self, scopes: tuple[str, ...], transport: Transport, extra_scope: str | None = None,
                 force: bool = True) -> None:
         """Fetch a fresh token for `scopes` (plus a scope the challenge named) from the Bearer realm."""
         with self._lock:
             if not force and self.header(scopes):
                 return  # a parallel transfer fetched it while this one waited for the lock
             wanted = tuple(sorted(set(scopes) | ({extra_scope} if extra_scope else set())))
+            assert self._challenge is not None, "callers refresh only after a Bearer challenge"
             self._tokens[scopes] = self._fetch(self._challenge, wanted, transport)
 
-    def _fetch(self, challenge: Challenge, scopes: tuple[str, ...], transport: "Transport") -> _Token:
+    def _fetch(self, challenge: Challenge, scopes: tuple[str, ...], transport: Transport) -> _Token:
         """Get a token from the realm, as the distribution token spec describes (GET with Basic credentials)."""
         from registry.client.connections import BodyTooLarge, TransportError
         from registry.client.transport import describe, one_line

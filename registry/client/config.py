@@ -7,6 +7,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dockyard.errors import DockyardError
 
@@ -14,6 +15,7 @@ DEFAULT_PATH = "/etc/dockyard/daemon.json"
 DEFAULT_CERTS_D = "/etc/dockyard/certs.d"
 # As in Docker: loopback registries need no TLS.
 ALWAYS_INSECURE = ("127.0.0.0/8", "::1/128")
+_Number = TypeVar("_Number", int, float)
 
 
 def config_path() -> str:
@@ -42,7 +44,7 @@ class ClientConfig:
     path: str = ""
 
     @classmethod
-    def load(cls, path: str | None = None) -> "ClientConfig":
+    def load(cls, path: str | None = None) -> ClientConfig:
         """Read the config file; a missing file means defaults, a malformed one is an error naming it."""
         path = path or config_path()
         try:
@@ -64,7 +66,7 @@ class ClientConfig:
                 max_concurrent_downloads=_positive(obj, "max-concurrent-downloads", 3),
                 max_attempts=_positive(obj, "max-download-attempts", 5),
                 upload_chunk_size=_positive(obj, "upload-chunk-size", 64 << 20),
-                read_timeout=_positive(obj, "read-timeout", 60.0, float),
+                read_timeout=_positive(obj, "read-timeout", 60.0),
                 path=path,
             )
         except (TypeError, ValueError) as e:
@@ -86,8 +88,9 @@ class ClientConfig:
         return any(ip in net for ip in _addresses(_hostname(host)) for net in networks if ip.version == net.version)
 
 
-def _positive(obj: dict, key: str, default: float, kind: type = int) -> float:
-    value = kind(obj.get(key, default))
+def _positive(obj: dict, key: str, default: _Number) -> _Number:
+    """obj[key] (default when absent) as the default's type (int or float); a ValueError unless it is positive."""
+    value = type(default)(obj.get(key, default))
     if not value > 0 or value == float("inf"):
         raise ValueError(f"{key} must be positive")
     return value
@@ -110,4 +113,4 @@ def _addresses(hostname: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Addr
         infos = socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)
     except OSError:
         return []
-    return [ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos]
+    return [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]

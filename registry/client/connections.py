@@ -12,7 +12,8 @@ import select
 import socket
 import ssl
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -42,7 +43,7 @@ def proxy_for(scheme: str, netloc: str) -> str | None:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if loopback or urllib.request.proxy_bypass_environment(netloc):
+    if loopback or urllib.request.proxy_bypass(netloc):  # on Linux: the NO_PROXY check
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
 
@@ -152,12 +153,13 @@ class Response:
     Until the body is buffered or disarm() is called, a watchdog bounds how long the answer may take.
     """
 
-    def __init__(self, pool: "Pool", origin: tuple[str, str], conn: http.client.HTTPConnection,
+    def __init__(self, pool: Pool, origin: tuple[str, str], conn: http.client.HTTPConnection,
                  resp: http.client.HTTPResponse, url: str, watchdog: Watchdog):
         self.status_code = resp.status
         self.headers = resp.headers
         self.url = url
-        self._pool, self._origin, self._conn, self._resp = pool, origin, conn, resp
+        self._pool, self._origin, self._resp = pool, origin, resp
+        self._conn: http.client.HTTPConnection | None = conn  # None once closed
         self._watchdog = watchdog
 
     def disarm(self) -> None:
@@ -208,7 +210,7 @@ class Response:
             self._resp.close()
             conn.close()
 
-    def __enter__(self) -> "Response":
+    def __enter__(self) -> Response:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -220,7 +222,8 @@ class Pool:
 
     def __init__(self, context: Callable[[], ssl.SSLContext], user_agent: str, connect_timeout: float):
         # The TLS context is made on first HTTPS use: loading CA certificates costs ~20 ms.
-        self._context_factory, self._context = context, None
+        self._context_factory = context
+        self._context: ssl.SSLContext | None = None
         self.user_agent, self.connect_timeout = user_agent, connect_timeout
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
@@ -257,7 +260,7 @@ class Pool:
         return conn, False
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
-                params: dict | Iterable[tuple[str, str]] | None = None, body: Body = None,
+                params: dict | Sequence[tuple[str, str]] | None = None, body: Body = None,
                 read_timeout: float = 300, follow: bool = False) -> Response:
         """Send one request and return its response with headers read; the body is left to the caller."""
         if params:

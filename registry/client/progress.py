@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # rich is imported when the first bar is drawn
+    from rich.progress import Progress as Bars
+    from rich.progress import TaskID
 
 
 class Progress:
@@ -57,12 +61,13 @@ class RichProgress(Progress):
         from rich.console import Console
 
         self.console = Console(file=out)
-        self.bars = None
-        self.tasks: dict[str, int] = {}
+        self.bars: Bars | None = None
+        self.tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
 
-    def _task(self, key: str, total: int | None = None) -> int:
-        from rich.progress import BarColumn, DownloadColumn, Progress as Bars, TextColumn, TransferSpeedColumn
+    def _task(self, key: str, total: int | None = None) -> tuple[Bars, TaskID]:
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
+        from rich.progress import Progress as Bars
 
         with self._lock:
             if self.bars is None:
@@ -71,34 +76,34 @@ class RichProgress(Progress):
                 self.bars.start()
             if key not in self.tasks:
                 self.tasks[key] = self.bars.add_task("Waiting", key=key, total=total)
-            return self.tasks[key]
+            return self.bars, self.tasks[key]
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def start(self, key: str, status: str, total: int | None = None) -> None:
-        task = self._task(key, total)
-        self.bars.update(task, description=status, total=total)
+        bars, task = self._task(key, total)
+        bars.update(task, description=status, total=total)
 
     def advance(self, key: str, n: int) -> None:
-        task = self._task(key)
-        self.bars.advance(task, n)
+        bars, task = self._task(key)
+        bars.advance(task, n)
 
     def rewind(self, key: str, done: int) -> None:
-        task = self._task(key)
-        self.bars.update(task, completed=done)
+        bars, task = self._task(key)
+        bars.update(task, completed=done)
 
     def finish(self, key: str, status: str) -> None:
-        task = self.tasks.get(key)
-        state = next((t for t in self.bars.tasks if t.id == task), None) if self.bars and task is not None else None
-        if state is None or not state.completed:
+        bars, task = self.bars, self.tasks.get(key)
+        state = next((t for t in bars.tasks if t.id == task), None) if bars and task is not None else None
+        if bars is None or state is None or not state.completed:
             # Nothing moved (already there, mounted): a plain line instead of an empty bar.
-            if state is not None:
-                self.bars.update(task, visible=False)
+            if bars is not None and state is not None:
+                bars.update(state.id, visible=False)
             self.message(f"{key}: {status}")
             return
-        self.bars.update(task, description=status, completed=state.total or state.completed,
-                         total=state.total or state.completed)
+        bars.update(state.id, description=status, completed=state.total or state.completed,
+                    total=state.total or state.completed)
 
     def close(self) -> None:
         with self._lock:

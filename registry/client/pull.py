@@ -7,8 +7,8 @@ import functools
 import http.client
 import json
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest, verify
@@ -16,6 +16,7 @@ from dockyard.errors import DigestMismatch, DockyardError, NotFound
 from dockyard.image import Descriptor, Image, select_platform
 from dockyard.reference import Reference
 from dockyard.store import Store
+from registry.client.connections import Response
 from registry.client.progress import Progress
 from registry.client.remote import Remote
 from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check, one_line
@@ -84,7 +85,7 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def parse(cls, text: str | None) -> "Platform":
+    def parse(cls, text: str | None) -> Platform:
         if not text:
             return cls()
         parts = text.split("/")
@@ -143,7 +144,9 @@ def resolve_manifest(t: Transport, remote: Remote, ref: Reference,
                      platform: Platform) -> tuple[bytes, Digest, list[Descriptor]]:
     """The image manifest a reference names (an index resolved to the platform), its digest and blobs."""
     what = f"{remote.host}/{remote.repository}:{ref.tag}" if not ref.digest else f"{ref.name}@{ref.digest}"
-    data, media_type, digest = fetch_manifest(t, remote, ref.digest or ref.tag, what)
+    selector = ref.digest or ref.tag
+    assert selector is not None, "a parsed reference has a tag or a digest"
+    data, media_type, digest = fetch_manifest(t, remote, selector, what)
     if media_type in mt.INDEXES:
         with _malformed(f"manifest list of {what}"):
             child = select_platform(json.loads(data), platform.os, platform.architecture, platform.variant)
@@ -156,7 +159,7 @@ def resolve_manifest(t: Transport, remote: Remote, ref: Reference,
         raise RegistryError(f"{what} is not an image (media type {one_line(repr(media_type))})")
     with _malformed(f"manifest for {what}"):
         obj = json.loads(data)
-        blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(l) for l in obj.get("layers") or []]
+        blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(d) for d in obj.get("layers") or []]
     if blobs[0].size > CONFIG_LIMIT:
         raise RegistryError(f"config of {what} is larger than {CONFIG_LIMIT} bytes")
     return data, digest, blobs
@@ -180,9 +183,9 @@ class BlobReader:
         self.progress, self.cancel = progress, cancel
         self.done = 0
         self.failures = 0
-        self.response = None
+        self.response: Response | None = None
 
-    def _open(self) -> None:
+    def _open(self) -> Response:
         headers = {"Range": f"bytes={self.done}-"} if self.done else {}
         r = self.t.request("GET", f"/v2/{self.remote.repository}/blobs/{self.desc.digest}",
                            (self.remote.scope(),), headers=headers, stream=True)
@@ -196,6 +199,7 @@ class BlobReader:
                     raise RegistryError(f"blob {self.desc.digest} ended early")
                 skip -= len(chunk)
         self.response = r
+        return r
 
     def read(self, n: int = -1) -> bytes:
         buf = bytearray(min(n if n and n > 0 else READ_CHUNK, max(self.desc.size - self.done, 1)))
@@ -215,9 +219,8 @@ class BlobReader:
         view = memoryview(buf)[:self.desc.size - self.done]
         while True:
             try:
-                if self.response is None:
-                    self._open()
-                got = self.response.readinto(view)
+                response = self.response if self.response is not None else self._open()
+                got = response.readinto(view)
                 if not got:
                     raise ConnectionError("connection closed before the end of the blob")
                 break

@@ -58,7 +58,7 @@ class Uploader:
         location = None
         for source in self.mount_sources.get(desc.digest):
             r = self.t.request("POST", f"/v2/{self.remote.repository}/blobs/uploads/",
-                               self.scopes + (f"repository:{source}:pull",),
+                               (*self.scopes, f"repository:{source}:pull"),
                                params={"mount": str(desc.digest), "from": source})
             if r.status_code == 201:
                 r.close()
@@ -121,7 +121,7 @@ class Uploader:
             session = self._resume(session, size)
             progress.rewind(key, session.offset)
 
-    def _resume(self, session: "Session", size: int) -> "Session":
+    def _resume(self, session: Session, size: int) -> Session:
         """Where to continue after a cut: the server's offset when it can resume, else a fresh upload."""
         if size > self.t.config.upload_chunk_size:
             try:
@@ -130,7 +130,7 @@ class Uploader:
                 pass  # e.g. distribution 2.8 refuses to resume after a PATCH was cut
         return Session(self._start())
 
-    def _status(self, location: str) -> "Session":
+    def _status(self, location: str) -> Session:
         """How much of an interrupted upload the server kept (GET on the upload URL)."""
         r = check(self.t.request("GET", location, self.scopes), "upload status", (204,))
         r.close()
@@ -139,7 +139,7 @@ class Uploader:
         end = int(last) + 1 if first == "0" and last.isdigit() and len(last) < 20 else 0
         return Session(r.headers.get("Location") or location, end)
 
-    def _send(self, desc: Descriptor, key: str, path: str, session: "Session", progress: Progress) -> None:
+    def _send(self, desc: Descriptor, key: str, path: str, session: Session, progress: Progress) -> None:
         """Send the blob from the session's offset and commit it; the session tracks what the server has."""
         size = desc.size
         chunk = self.t.config.upload_chunk_size
@@ -192,12 +192,13 @@ class MountSources:
         for image, names in self.store.images():
             for name in names:
                 ref = reference.parse(name)
-                if not (ref.registry or default):
+                registry = ref.registry or default
+                if not registry:
                     continue
-                source = remote_for(dataclasses.replace(ref, registry=ref.registry or default))
+                source = remote_for(dataclasses.replace(ref, registry=registry))
                 if source.host != self.target.host or source.repository == self.target.repository:
                     continue
-                for d in [image.id, *(l.digest for l in image.layers)]:
+                for d in [image.id, *(layer.digest for layer in image.layers)]:
                     if source.repository not in out.setdefault(d, []):
                         out[d].append(source.repository)
         return out

@@ -72,7 +72,7 @@ class Transports:
                 if not u.netloc:
                     raise DockyardError(f"{self.config.path}: invalid registry mirror {mirror!r}")
                 out.append(self.get(u.netloc, u.scheme))
-        return out + [self.get(remote.host)]
+        return [*out, self.get(remote.host)]
 
     def close(self) -> None:
         for t in self._by_host.values():

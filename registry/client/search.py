@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
 from dockyard.reference import REPOSITORY_RE, TAG_RE
@@ -22,7 +22,8 @@ _NEXT_RE = re.compile(r'<([^<>]*)>\s*;\s*rel="?next"?')
 
 def _pages(t: Transport, path: str, key: str, scope: str, what: str, valid: re.Pattern) -> Iterator[str]:
     """Every item of a paginated list endpoint (`repositories` or `tags`), each a valid name."""
-    url, params = path, {"n": str(PAGE)}
+    url: str | None = path
+    params: dict[str, str] | None = {"n": str(PAGE)}
     count = pages = 0
     while url:
         pages += 1

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from runner.network import bridge, hosts, ipam, netns, networks, ports, store
@@ -193,7 +193,7 @@ def _release(state: State, ep: Endpoint, delete_link: bool = True) -> None:
 def hosts_entries(state: State, att: Attachment) -> list[tuple[str, list[str]]]:
     """A container's /etc/hosts entries: peers on its user networks, its links and its --add-host lines."""
     entries: list[tuple[str, list[str]]] = []
-    for net_id, ep in att.endpoints.items():
+    for net_id in att.endpoints:
         if state.networks[net_id].name == DEFAULT_NETWORK:
             continue  # as with docker, the default bridge resolves no names (only --link)
         for peer in state.members(net_id):

@@ -20,7 +20,8 @@ def ip_batch(lines: list[str], force: bool = False) -> None:
     p = subprocess.run(["ip", *(["-force"] if force else []), "-batch", "-"], input="\n".join(lines) + "\n",
                        capture_output=True, text=True)
     if p.returncode and not force:
-        raise DockyardError(f"network setup failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+        raise DockyardError("network setup failed: "
+                            f"{p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
 
 
 def exists(link: str) -> bool:

@@ -11,6 +11,7 @@ connection come back addressed to the bridge's gateway and are translated to 127
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Protocol
 
 from dockyard.errors import DockyardError
@@ -103,7 +104,8 @@ add rule {t} postrouting oifname @bridges ip saddr @subnets ct status dnat masqu
         for m, ip in rules:
             value = f" : {ip} . {m.container_port}" if verb == "add" else ""
             if m.host_ip:
-                lines.append(f"{verb} element ip {self.table} ports_ip {{ {m.host_ip} . {m.proto} . {m.host_port}{value} }}")
+                lines.append(f"{verb} element ip {self.table} ports_ip "
+                             f"{{ {m.host_ip} . {m.proto} . {m.host_port}{value} }}")
             else:
                 lines.append(f"{verb} element ip {self.table} ports_any {{ {m.proto} . {m.host_port}{value} }}")
         return "\n".join(lines) + "\n"
@@ -168,7 +170,8 @@ class Iptables:
 
     def _port_rule(self, m: PortMapping, ip: str) -> str:
         dest = f"-d {m.host_ip}/32 " if m.host_ip else ""
-        return f"{self.dnat} {dest}-p {m.proto} -m {m.proto} --dport {m.host_port} -j DNAT --to-destination {ip}:{m.container_port}"
+        return (f"{self.dnat} {dest}-p {m.proto} -m {m.proto} --dport {m.host_port} "
+                f"-j DNAT --to-destination {ip}:{m.container_port}")
 
     def add_ports(self, rules: list[Rule]) -> None:
         if rules:
@@ -184,4 +187,4 @@ class Iptables:
             self._restore(table, [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains], check=False)
 
 
-BACKENDS = {"nftables": Nftables, "iptables": Iptables}
+BACKENDS: dict[str, Callable[[str], Nat]] = {"nftables": Nftables, "iptables": Iptables}

@@ -6,7 +6,7 @@ import contextlib
 import ipaddress
 import os
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from dockyard.errors import DockyardError
 from runner import linux

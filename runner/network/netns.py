@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from runner import linux
 

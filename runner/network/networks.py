@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError
 from runner.network import bridge, ipam, nat, store
@@ -36,7 +36,7 @@ def new_state() -> State:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def ensure_up(state: State, network: Network) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from dockyard.errors import DockyardError
 from runner.network.ipam import parse_address
@@ -46,7 +46,8 @@ def parse_publish(spec: str) -> list[PortMapping]:
         if len(ctr_ports) != 1:
             raise DockyardError(f"port ranges differ in length in {spec!r}")
         host_ports = host_ports[:1]  # docker: a host range for one container port takes the first port
-    return [PortMapping(c, h, proto, "" if host_ip == "0.0.0.0" else host_ip) for h, c in zip(host_ports, ctr_ports)]
+    return [PortMapping(c, h, proto, "" if host_ip == "0.0.0.0" else host_ip)
+            for h, c in zip(host_ports, ctr_ports, strict=True)]
 
 
 def from_exposed(exposed: Iterable[str]) -> list[PortMapping]:
@@ -59,7 +60,8 @@ def from_exposed(exposed: Iterable[str]) -> list[PortMapping]:
 
 
 def _overlap(a: PortMapping, b: PortMapping) -> bool:
-    return a.proto == b.proto and a.host_port == b.host_port and (not a.host_ip or not b.host_ip or a.host_ip == b.host_ip)
+    return (a.proto == b.proto and a.host_port == b.host_port
+            and (not a.host_ip or not b.host_ip or a.host_ip == b.host_ip))
 
 
 def _probe(m: PortMapping) -> int:
@@ -73,7 +75,8 @@ def _probe(m: PortMapping) -> int:
         try:
             s.bind((m.host_ip or "0.0.0.0", m.host_port))
         except OSError as e:
-            raise DockyardError(f"cannot publish {m.host_ip or '0.0.0.0'}:{m.host_port}/{m.proto}: {e.strerror}") from None
+            raise DockyardError(f"cannot publish {m.host_ip or '0.0.0.0'}:{m.host_port}/{m.proto}: "
+                                f"{e.strerror}") from None
         return s.getsockname()[1]
 
 

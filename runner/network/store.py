@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 
@@ -60,7 +60,7 @@ class Endpoint:
     ports: list[PortMapping] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, d: dict) -> "Endpoint":
+    def from_json(cls, d: dict) -> Endpoint:
         return cls(**{**d, "ports": [PortMapping(**p) for p in d.get("ports", [])]})
 
 
@@ -77,7 +77,7 @@ class Attachment:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by network id
 
     @classmethod
-    def from_json(cls, d: dict) -> "Attachment":
+    def from_json(cls, d: dict) -> Attachment:
         eps = {k: Endpoint.from_json(v) for k, v in d.get("endpoints", {}).items()}
         return cls(**{**d, "endpoints": eps})
 
@@ -123,7 +123,7 @@ class State:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "State":
+    def from_json(cls, d: dict) -> State:
         return cls(
             nat_backend=d["nat_backend"],
             nat_table=d["nat_table"],
