@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
+from dockyard.distribution import RegistryError
 from dockyard.image import Descriptor
-from registry.errors import RegistryError
 
 
 @dataclass

@@ -11,7 +11,8 @@ import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
-from dockyard.errors import DockyardError, NotFound
+from dockyard.distribution import CODES, RegistryError
+from dockyard.errors import NotFound
 from registry.client.auth import AuthError, Authenticator, load_credentials
 from registry.client.config import ClientConfig, certs_dir
 from registry.client.connections import (ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TooSlow,
@@ -26,10 +27,6 @@ DETAIL_CHARS = 200
 MAX_BACKOFF = 10.0
 MAX_RETRY_AFTER = 120.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-
-
-class RegistryError(DockyardError):
-    """A registry answered with an error, or could not be talked to at all."""
 
 
 class Unreachable(RegistryError):
@@ -84,10 +81,10 @@ class Transport:
                 raise self._unreachable(e) from None
             if self._speaks_http():
                 raise RegistryError(
-                    f"registry {self.host} answers only plain HTTP; if you trust it, add \"{self.host}\" to "
+                    message=f"registry {self.host} answers only plain HTTP; if you trust it, add \"{self.host}\" to "
                     f"\"insecure-registries\" in {self.config.path}") from None
             raise RegistryError(
-                f"TLS with registry {self.host} failed ({_ssl_reason(e)}); put its CA certificate in "
+                message=f"TLS with registry {self.host} failed ({_ssl_reason(e)}); put its CA certificate in "
                 f"{os.path.join(certs_dir(), self.host, 'ca.crt')} or add it to \"insecure-registries\" "
                 f"in {self.config.path}") from None
 
@@ -111,9 +108,9 @@ class Transport:
             # Basic credentials are then sent up front; Bearer tokens are fetched per scope when first needed.
             self.auth.answer(r.headers.get("WWW-Authenticate", ""), (), self, sent=True, fetch=False)
         elif r.status_code == 429:
-            raise RegistryError(f"{self.host}: too many requests (rate limited by the registry)")
+            raise RegistryError(message=f"{self.host}: too many requests (rate limited by the registry)")
         elif r.status_code != 200:
-            raise RegistryError(f"{self.host} does not look like a registry: GET /v2/ answered {r.status_code}")
+            raise RegistryError(message=f"{self.host} does not look like a registry: GET /v2/ answered {r.status_code}")
         return r
 
     def _speaks_http(self) -> bool:
@@ -126,8 +123,8 @@ class Transport:
 
     def _unreachable(self, e: TransportError) -> Unreachable:
         if _is_dns_failure(e):
-            return Unreachable(f"cannot resolve registry host {self.host}")
-        return Unreachable(describe(e, f"registry {self.host}"))
+            return Unreachable(message=f"cannot resolve registry host {self.host}")
+        return Unreachable(message=describe(e, f"registry {self.host}"))
 
     # ---- requests ------------------------------------------------------------------------------
 
@@ -177,7 +174,7 @@ class Transport:
                     r.buffer(limit if ok and limit is not None else ERROR_BODY_LIMIT,
                              truncate=not ok or limit is None)
             except BodyTooLarge as e:
-                raise RegistryError(f"{self.host} answered {method} {urlsplit(url).path} with {e}") from None
+                raise RegistryError(message=f"{self.host} answered {method} {urlsplit(url).path} with {e}") from None
             except TransportError as e:
                 if attempt >= attempts or _is_dns_failure(e):
                     raise self._unreachable(e) from None
@@ -213,7 +210,7 @@ def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
     """Return the response when its status is expected, else raise an error naming `what`."""
     if r.status_code in ok:
         return r
-    detail = error_detail(r)
+    code, detail = remote_error(r)
     r.close()
     if r.status_code == 401:
         raise AuthError(f"{what}: unauthorized: authentication required" + (f" ({detail})" if detail else ""))
@@ -222,18 +219,21 @@ def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
     if r.status_code == 404:
         raise NotFound(f"not found: {what}" + (f" ({detail})" if detail else ""))
     if r.status_code == 429:
-        raise RegistryError(f"{what}: too many requests (rate limited by the registry)")
-    raise RegistryError(f"{what}: registry answered {r.status_code}" + (f": {detail}" if detail else ""))
+        raise RegistryError(code, status=429, message=f"{what}: too many requests (rate limited by the registry)")
+    raise RegistryError(code, status=r.status_code,
+                        message=f"{what}: registry answered {r.status_code}" + (f": {detail}" if detail else ""))
 
 
-def error_detail(r: Response) -> str:
-    """The registry's own error message from a distribution error body, if any (one short line)."""
+def remote_error(r: Response) -> tuple[str, str]:
+    """(the first spec error code, the registry's own messages in one short line) from a distribution error
+    body; UNKNOWN and "" for what is not one."""
     try:
         r.buffer(ERROR_BODY_LIMIT, truncate=True)
-        errors = r.json().get("errors") or []
-        return one_line("; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)))
+        errors = [e for e in r.json().get("errors") or [] if isinstance(e, dict)]
+        code = next((e["code"] for e in errors if isinstance(e.get("code"), str) and e["code"] in CODES), "UNKNOWN")
+        return code, one_line("; ".join(str(e.get("message") or e.get("code")) for e in errors))
     except (ValueError, AttributeError, TypeError, TransportError):
-        return ""
+        return "UNKNOWN", ""
 
 
 def one_line(text: str, limit: int = DETAIL_CHARS) -> str:
