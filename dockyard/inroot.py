@@ -131,3 +131,17 @@ def open_beneath(root: str, unsafe: str, create: str = "") -> int:
     if fd is None:
         raise FileNotFoundError(errno.ENOENT, "no such file or directory", "/" + "/".join(names))
     return fd
+
+
+def layered_path(dirs: list[str], relpath: str) -> str | None:
+    """Where `relpath` lives in the overlay of `dirs` (top-most first); None if absent or whited out."""
+    for d in dirs:
+        path = secure_join(d, relpath)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlayfs whiteout
+            return None
+        return path
+    return None

@@ -146,9 +146,10 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
             stdio: tuple[int, int, int], errw: int, seccomp_filter: Filter | None = None) -> tuple[str, dict[str, str]]:
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
-    from runner import conceal, linux, seccomp, spec, users
+    from dockyard import users
+    from dockyard.fsutil import read_text  # loaded already with runner.init, before setns
+    from runner import conceal, linux, seccomp, spec
     from runner.init import InitError, close_fds_except, look_path, switch_user
-    from runner.paths import read_text  # loaded already with runner.init, before setns
 
     proc = config["process"]
     for target, fd in enumerate(stdio):

@@ -12,13 +12,13 @@ import stat
 import termios  # at the top: after pivot_root the container's root has no Python modules
 from typing import Iterable, NoReturn, Sequence
 
-from dockyard.inroot import FD_DIR, fd_path, open_beneath
+from dockyard.fsutil import read_text
+from dockyard.inroot import FD_DIR, fd_path, open_beneath, secure_join
+from dockyard.users import home_of
 from runner import conceal, linux, seccomp
 from runner.cgroups import Cgroup
-from runner.paths import read_text, secure_join
 from runner.rootfs import Overlay, mount_overlay
 from runner.spec import DEFAULT_PATH, INIT_ANNOTATION, OVERLAY_ANNOTATION, capability_mask
-from runner.users import home_of
 
 NAMESPACE_FLAGS = {
     "mount": linux.CLONE_NEWNS, "uts": linux.CLONE_NEWUTS, "ipc": linux.CLONE_NEWIPC,

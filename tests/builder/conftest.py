@@ -12,7 +12,7 @@ from dockyard.image import Image
 from dockyard.store import Store
 from runner import sandbox
 from runner.network import networks, store
-from runner.rootfs import layered_path
+from dockyard.inroot import layered_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "Dockerfiles"
 
