@@ -40,26 +40,10 @@ class Transport:
         self.host = host
         self.config = config or ClientConfig.load()
         self.insecure = self.config.is_insecure(host)
-        self.pool = Pool(self._tls_context, "dockyard", CONNECT_TIMEOUT)
+        self.pool = host_pool(host, self.config)
         self.auth = Authenticator(host, load_credentials(host))
         self.base: str | None = None
         self._connecting = threading.Lock()
-
-    def _tls_context(self) -> ssl.SSLContext:
-        """Verify against the system CAs or the host's certs.d ca.crt; insecure hosts are not verified at all."""
-        cert_dir = os.path.join(certs_dir(), self.host)
-        if self.insecure:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif os.path.isfile(os.path.join(cert_dir, "ca.crt")):
-            ctx = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.crt"))
-        else:
-            ctx = ssl.create_default_context()
-        client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
-        if all(os.path.isfile(p) for p in client_cert):
-            ctx.load_cert_chain(*client_cert)
-        return ctx
 
     # ---- connecting ----------------------------------------------------------------------------
 
@@ -204,6 +188,29 @@ class Transport:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def tls_context(host: str, config: ClientConfig) -> ssl.SSLContext:
+    """Verify against the system CAs or the host's certs.d ca.crt; insecure hosts are not verified at all."""
+    cert_dir = os.path.join(certs_dir(), host)
+    if config.is_insecure(host):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif os.path.isfile(os.path.join(cert_dir, "ca.crt")):
+        ctx = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.crt"))
+    else:
+        ctx = ssl.create_default_context()
+    client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
+    if all(os.path.isfile(p) for p in client_cert):
+        ctx.load_cert_chain(*client_cert)
+    return ctx
+
+
+def host_pool(host: str, config: ClientConfig) -> Pool:
+    """Connections to `host` (host[:port]) as the client makes them: its certs.d and insecure setting for TLS, the
+    proxy environment, the connect timeout (a registry's, or any other HTTP server's, as for ADD <url>)."""
+    return Pool(lambda: tls_context(host, config), "dockyard", CONNECT_TIMEOUT)
 
 
 def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
