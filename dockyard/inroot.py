@@ -174,8 +174,17 @@ def resolve_dir(root: str, unsafe: str, create: bool = False, made: list[str] | 
         try:
             os.close(os.open(os.path.join(root, path), _OPEN | os.O_DIRECTORY))
             return path
+        except FileNotFoundError:
+            if create:
+                try:
+                    os.mkdir(os.path.join(root, path), 0o755)
+                    if made is not None:
+                        made.append(path)
+                    return path
+                except OSError:
+                    pass  # made meanwhile, or `start` went away: the walk sorts it out
         except OSError:
-            pass  # missing, a symlink or not a directory: the walk sorts it out
+            pass  # a symlink or not a directory: the walk sorts it out
     names, fd, is_dir = _walk(root, unsafe, True, True, MAX_LINKS, "dir" if create else "", made, start)
     if fd is None:
         return None

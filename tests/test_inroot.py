@@ -77,6 +77,9 @@ def test_resolve_dir_from_a_resolved_start_creates_inside_and_names_what_is_no_d
     assert resolve_dir(str(root), "../up/new", create=True, made=made, start="d") == "host/new"
     assert made == ["host", "host/new"]
     assert resolve_dir(str(root), "..", start="d") == ""
+    made.clear()
+    assert resolve_dir(str(root), "new", create=True, made=made, start="d") == "d/new" and made == ["d/new"]
+    assert os.path.isdir(root / "d" / "new")
     with pytest.raises(NotADirectoryError) as e:
         resolve_dir(str(root), "f/x", start="d")
     assert e.value.filename == "d/f"
