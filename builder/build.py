@@ -38,8 +38,8 @@ from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
 from dockyard.errors import DockyardError, NotFound
 from dockyard.image import Descriptor, Image, canonical_json, empty_config, manifest_for, now_rfc3339
+from dockyard.inroot import layered_path
 from dockyard.store import Store
-from runner.rootfs import layered_path
 from runner.spec import DEFAULT_PATH
 
 _URL_RE = re.compile(r"^https?://", re.I)

@@ -17,9 +17,10 @@ from builder.mounts import Mount as RunMount
 from builder.resolve import PIPES_DIR, RunSpec
 from dockyard.errors import DockyardError
 from dockyard.fsutil import locked
+from dockyard import users
 from dockyard.inroot import fd_path, open_beneath
-from runner import users
-from runner.spec import Mount, User
+from dockyard.users import User
+from runner.spec import Mount
 
 
 class RunError(DockyardError):

@@ -1,4 +1,4 @@
-"""Filesystem primitives: atomic writes (temp, fsync, rename) and advisory file locks."""
+"""Filesystem primitives: atomic writes (temp, fsync, rename), advisory file locks, reading small files."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ TEMP_PREFIX = ".tmp-"
 
 class DiskFull(DockyardError):
     """The filesystem ran out of space or quota during a write."""
+
+
+def read_text(path: str) -> str:
+    """A small text file's content; "" when it is missing or unreadable (e.g. no /etc/passwd in an image)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def fsync_dir(path: str) -> None:

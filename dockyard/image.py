@@ -26,21 +26,31 @@ class Descriptor:
     size: int
     annotations: dict[str, str] = field(default_factory=dict, compare=False)
     platform: dict[str, Any] | None = field(default=None, compare=False)
+    urls: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Descriptor":
         """Parse a descriptor object, validating its digest."""
+        urls = obj.get("urls")
         return cls(obj.get("mediaType", ""), Digest.parse(obj["digest"]), int(obj["size"]),
-                   dict(obj.get("annotations") or {}), obj.get("platform"))
+                   dict(obj.get("annotations") or {}), obj.get("platform"),
+                   tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else ())
 
     def to_json(self) -> dict[str, Any]:
         """The descriptor as a JSON object."""
         obj: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+        if self.urls:
+            obj["urls"] = list(self.urls)
         if self.platform:
             obj["platform"] = self.platform
         if self.annotations:
             obj["annotations"] = self.annotations
         return obj
+
+    @property
+    def external(self) -> bool:
+        """A layer a registry need not hold: foreign (non-distributable) or fetched from its own URLs."""
+        return bool(self.urls) or self.media_type in mt.NONDISTRIBUTABLE_LAYERS
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -21,6 +21,14 @@ MANIFESTS = IMAGE_MANIFESTS + INDEXES
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
+# Layers that registries need not hold (their blobs may live elsewhere, named by the descriptor's urls).
+NONDISTRIBUTABLE_LAYERS = frozenset({
+    DOCKER_LAYER_FOREIGN,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+})
+
 # Layer media type -> compression name understood by dockyard.compression.
 LAYER_COMPRESSION = {
     OCI_LAYER: "none",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import flask
 from flask import current_app, request
 
-from registry.errors import RegistryError
+from dockyard.distribution import RegistryError
 
 if TYPE_CHECKING:
     from registry.auth import Authorizer

@@ -10,22 +10,8 @@ from dataclasses import dataclass, field
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
-from registry.errors import RegistryError
-
-_FOREIGN = {mt.DOCKER_LAYER_FOREIGN, "application/vnd.oci.image.layer.nondistributable.v1.tar",
-            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-            "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"}
-
-
-@dataclass
-class Descriptor:
-    """The parts of an OCI descriptor the registry checks."""
-
-    media_type: str
-    digest: Digest
-    size: int
-    external: bool = False  # foreign / URL layers need not be in the registry
-    platform: dict | None = None
+from dockyard.distribution import RegistryError
+from dockyard.image import Descriptor
 
 
 @dataclass
@@ -112,13 +98,14 @@ def _string_list(doc: dict, key: str, where: str) -> list[str]:
     return value
 
 
-def _annotations(doc: dict, where: str) -> None:
+def _annotations(doc: dict, where: str) -> dict[str, str]:
     value = doc.get("annotations", {})
     if not isinstance(value, dict):
         raise _invalid(f"{where}annotations", "must be an object of strings")
     for key, item in value.items():
         if not isinstance(item, str):
             raise _invalid(f"{where}annotations", f"value of {key[:100]!r} must be a string")
+    return value
 
 
 def _platform(value: object, where: str) -> dict:
@@ -155,9 +142,9 @@ def _descriptor(value: object, where: str, index_child: bool = False) -> Descrip
         except binascii.Error:
             raise _invalid(f"{prefix}data", "must be base64") from None
     _media_type(value, "artifactType", prefix)
-    _annotations(value, prefix)
+    annotations = _annotations(value, prefix)
     platform = _platform(value["platform"], f"{prefix}platform") if index_child and "platform" in value else None
-    return Descriptor(media_type, parsed, size, bool(urls) or media_type in _FOREIGN, platform)
+    return Descriptor(media_type, parsed, size, annotations, platform, tuple(urls))
 
 
 def _descriptors(doc: dict, key: str, index_child: bool = False) -> list[Descriptor]:

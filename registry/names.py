@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dockyard.digest import Digest, InvalidDigest
+from dockyard.distribution import RegistryError
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
-from registry.errors import RegistryError
 
 
 def check_repository(name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import atomic_write, locked
+from runner.procfs import proc_start_time
 
 STATE_FILE = "state.json"
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -105,16 +106,6 @@ def now() -> str:
     """RFC 3339 with nanoseconds, as docker prints times."""
     t = datetime.now(timezone.utc)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
-
-
-def proc_start_time(pid: int) -> str | None:
-    """The start time of a live (non-zombie) pid, None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields_ = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None if fields_[0] in "ZX" else fields_[19]
 
 
 class Containers:

@@ -55,12 +55,13 @@ def _enter(c: Container, pid: int, writable: bool) -> None:
         linux.setns(fd, linux.CLONE_NEWNS)  # also moves our root and cwd to that namespace's root
         os.close(fd)
         return
-    import tempfile
-
-    overlay = rootfs.Overlay.from_dict(json.loads(load_config(c.bundle)["annotations"][spec.OVERLAY_ANNOTATION]))
+    config = load_config(c.bundle)
+    overlay = rootfs.Overlay.from_dict(json.loads(config["annotations"][spec.OVERLAY_ANNOTATION]))
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_PRIVATE | linux.MS_REC)
-    target = tempfile.mkdtemp(prefix="ctr-root-")  # never unmounted: the namespace dies with this child
+    # The container's own mount point, mounted on in this private namespace only (the container is stopped):
+    # nothing is made on the host, and the mount dies with the namespace when this child exits.
+    target = os.path.join(c.bundle, config["root"]["path"])
     if writable:
         rootfs.mount_overlay(overlay, target)
     else:

@@ -11,7 +11,7 @@ from dockyard.fsutil import atomic_write
 from runner import spec
 from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
-from runner.paths import read_text
+from dockyard.fsutil import read_text
 from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
@@ -201,7 +201,8 @@ def read_env_file(path: str) -> list[str]:
 def create(root: str, opts: Options) -> Container:
     """Resolve the image, record the container and write its bundle; the image stays held until rm."""
     from dockyard.store import Store
-    from runner import rootfs, users, volumes
+    from dockyard import users
+    from runner import rootfs, volumes
 
     store = Store(root)
     image = store.resolve(opts.image)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from dockyard.errors import DockyardError
 # All at the top: the child imports nothing once it is in the container's mount namespace (no copy of us there).
-from runner import conceal, linux, seccomp, spec, terminal, users
+from dockyard import users
+from dockyard.errors import DockyardError
+from dockyard.fsutil import read_text
+from runner import conceal, linux, seccomp, spec, terminal
 from runner.cgroups import Cgroup
 from runner.containers import Container
 from runner.forking import StartError, in_child, report, start_error
-from runner.paths import read_text
 from runner.process_setup import NAMESPACE_FLAGS, become, close_fds_except, environment, look_path
 
 if TYPE_CHECKING:

@@ -14,17 +14,22 @@ import signal
 import termios  # at the top: after pivot_root the container's root has no Python modules
 from typing import NoReturn, Sequence
 
+from dockyard.fsutil import read_text
+from dockyard.users import home_of
 from runner import conceal, linux, seccomp
 from runner.cgroups import Cgroup
 from runner.forking import StartError, report_failure
-from runner.paths import read_text
 from runner.process_setup import (
-    become, close_fds_except, enter_namespaces, environment, look_path, set_names_and_limits,
+    become,
+    close_fds_except,
+    enter_namespaces,
+    environment,
+    look_path,
+    set_names_and_limits,
 )  # fmt: skip
 from runner.reaper import reaper
 from runner.rootfs_setup import prepare_rootfs
 from runner.spec import DEFAULT_PATH, INIT_ANNOTATION
-from runner.users import home_of
 
 
 def container_init(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from dataclasses import dataclass, field
 
+from dockyard.inroot import layered_path
 from runner import linux
-from runner.paths import secure_join
 
 # Mount data must fit one page; keep a margin for upperdir/workdir and options.
 _PAGE_BUDGET = 4000
@@ -85,20 +84,6 @@ def unmount(target: str) -> None:
         if e.errno != errno.EBUSY:
             raise
         linux.umount(target, linux.MNT_DETACH)
-
-
-def layered_path(dirs: list[str], relpath: str) -> str | None:
-    """Where `relpath` lives in the overlay of `dirs` (top-most first); None if absent or whited out."""
-    for d in dirs:
-        path = secure_join(d, relpath)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlayfs whiteout
-            return None
-        return path
-    return None
 
 
 def with_mount_points(overlay: Overlay, mounts: list[dict], init: str) -> Overlay:

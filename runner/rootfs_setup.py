@@ -11,10 +11,9 @@ import errno
 import os
 import stat
 
-from dockyard.inroot import FD_DIR, fd_path, open_beneath, resolve_beneath
+from dockyard.inroot import FD_DIR, fd_path, open_beneath, resolve_beneath, secure_join
 from runner import linux
 from runner.forking import StartError
-from runner.paths import secure_join
 from runner.rootfs import Overlay, mount_overlay
 from runner.spec import OVERLAY_ANNOTATION
 

@@ -15,6 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 from runner import linux
 from runner.cgroups import Cgroup, container_path
 from runner.forking import StartError, start_error
+from runner.procfs import proc_start_time
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -251,16 +252,6 @@ def _state_dir(state_root: str, container_id: str) -> str:
     return os.path.join(state_root, container_id)
 
 
-def _proc_start_time(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time) of a live pid from /proc/<pid>/stat; None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return fields[0], fields[19]
-
-
 def create(bundle: str, container_id: str, state_root: str, stdin: int = 0, stdout: int = 1,
            stderr: int = 2) -> dict:
     """Set the container up and leave its process waiting for `start`; returns the OCI state."""
@@ -291,9 +282,8 @@ def create(bundle: str, container_id: str, state_root: str, stdin: int = 0, stdo
 
         shutil.rmtree(sdir, ignore_errors=True)
         raise
-    started = _proc_start_time(pid)
     atomic_write(os.path.join(sdir, "init.json"), json.dumps(
-        {"pid": pid, "starttime": started[1] if started else "", "cgroupsPath": cgroup.path}).encode())
+        {"pid": pid, "starttime": proc_start_time(pid) or "", "cgroupsPath": cgroup.path}).encode())
     st = {"ociVersion": config.get("ociVersion", "1.0.2"), "id": container_id, "status": "created", "pid": pid,
           "bundle": bundle, "annotations": config.get("annotations") or {}}
     atomic_write(os.path.join(sdir, "state.json"), json.dumps(st).encode())
@@ -315,8 +305,7 @@ def _load(state_root: str, container_id: str) -> tuple[str, dict, dict]:
 def state(container_id: str, state_root: str) -> dict:
     """The OCI state (ociVersion, id, status, pid, bundle, annotations) with the live status."""
     sdir, st, init = _load(state_root, container_id)
-    proc = _proc_start_time(init["pid"])
-    if proc is None or proc[1] != init["starttime"] or proc[0] in "ZX":
+    if proc_start_time(init["pid"]) != init["starttime"]:  # gone, a zombie, or the pid reused
         st["status"] = "stopped"
     elif os.path.exists(os.path.join(sdir, "exec.fifo")):
         st["status"] = "created"

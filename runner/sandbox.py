@@ -12,7 +12,8 @@ from typing import Callable
 from runner import linux, rootfs, runtime, spec
 from runner.cgroups import container_path
 from runner.runtime import ExitStatus, StartError
-from runner.spec import Mount, Resources, User
+from dockyard.users import User
+from runner.spec import Mount, Resources
 
 RUNC = "runc"
 

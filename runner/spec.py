@@ -7,6 +7,7 @@ import stat
 from dataclasses import dataclass, field, replace
 
 from dockyard.inroot import fd_path
+from dockyard.users import User
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -75,15 +76,6 @@ def capability_mask(names: list[str]) -> int:
         except ValueError:
             raise ValueError(f"unknown capability {name!r}") from None
     return mask
-
-
-@dataclass
-class User:
-    """Numeric identity of the container process."""
-
-    uid: int = 0
-    gid: int = 0
-    additional_gids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -284,7 +276,7 @@ def etc_mounts(directory: str, hostname: str, network: str = "host", durable: bo
     durable=False for bundles that do not outlive a reboot (a throw-away sandbox, a --rm container).
     """
     from dockyard.fsutil import atomic_write
-    from runner.paths import read_text
+    from dockyard.fsutil import read_text
 
     host_net = network == "host"
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"

@@ -200,7 +200,7 @@ def resolve(root: str, specs: list[MountSpec], image_volumes: list[str], lowerdi
 
 def seed(data: str, lowerdirs: list[str], target: str) -> None:
     """Copy what the image has at `target` into a new volume, owner and modes kept, as docker does."""
-    from runner.rootfs import layered_path
+    from dockyard.inroot import layered_path
 
     if not lowerdirs or layered_path(lowerdirs, target) is None:
         return
@@ -223,7 +223,7 @@ def _seed_child(data: str, lowerdirs: list[str], target: str) -> int:
     import tempfile
 
     from runner import linux
-    from runner.paths import secure_join
+    from dockyard.inroot import secure_join
 
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_PRIVATE | linux.MS_REC)

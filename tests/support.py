@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import ipaddress
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -11,6 +15,59 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Test runs sharing a host reserve their ports and subnets with a lock file each, held until the run ends.
+LOCK_DIR = "/run/dockyard-tests"
+# Test networks: each run takes one /13 of 10.160.0.0-10.255.255.255 (eight /16s, see run_subnet), never
+# podman's 10.88/16 nor anything a route already uses.
+_FIRST_BLOCK, _BLOCKS, _BLOCK_SIZE = 160, 12, 8
+_held: list[int] = []  # lock descriptors, open (not inherited) as long as the run
+
+
+def _reserve(name: str) -> bool:
+    """Take /run/dockyard-tests/<name>.lock for the rest of this run; False when another run holds it."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    fd = os.open(os.path.join(LOCK_DIR, f"{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _held.append(fd)
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on, reserved for this run: another run's free_port() skips it."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if _reserve(f"port-{port}"):
+            return port
+
+
+@functools.cache
+def _subnet_block() -> int:
+    """The second octet of this run's first 10.x.0.0/16: a block of eight no route uses, locked for the run."""
+    from runner.network.ipam import routed_subnets
+
+    routed = routed_subnets()
+    for i in range(_BLOCKS):
+        first = _FIRST_BLOCK + i * _BLOCK_SIZE
+        block = ipaddress.IPv4Network(f"10.{first}.0.0/13")
+        if not any(block.overlaps(r) for r in routed if r.prefixlen >= 13) and _reserve(f"subnet-10.{first}"):
+            return first
+    raise AssertionError("no free 10.x/13 test block: other test runs hold them all, or routes cover them")
+
+
+def run_subnet(index: int, sub: str = "0.0/16") -> str:
+    """Subnet `index` (0-7) of this run's block: run_subnet(2) is 10.<b+2>.0.0/16, run_subnet(2, "7.0/24")
+    10.<b+2>.7.0/24 (an address too: run_subnet(2, "0.1") is 10.<b+2>.0.1).
+
+    0-3 are bridges' and fixed subnets, 4-7 the pools networks are allocated from (upwards, so within the block)."""
+    assert 0 <= index < _BLOCK_SIZE
+    return f"10.{_subnet_block() + index}.{sub}"
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dockyard.inroot import Escape, fd_path, open_beneath, resolve_beneath, secure_join
+from dockyard.inroot import Escape, fd_path, open_beneath, resolve_beneath, resolve_dir, secure_join
 
 
 @pytest.fixture
@@ -61,4 +61,29 @@ def test_open_beneath_pins_and_creates_only_inside(root, tmp_path):
         os.close(fd)
     assert os.path.isdir(root / str(tmp_path / "host").lstrip("/") / "new" / "dir")
     assert os.path.isfile(root / "host" / "file")
+    assert sorted(os.listdir(tmp_path / "host")) == ["secret"]
+
+
+def test_resolve_dir_from_a_resolved_start_creates_inside_and_names_what_is_no_directory(root, tmp_path):
+    host = str(tmp_path / "host").lstrip("/")
+    assert resolve_dir(str(root), "d") == "d"
+    assert resolve_dir(str(root), "missing") is None
+    made: list[str] = []
+    assert resolve_dir(str(root), "abs", create=True, made=made) == host
+    parts = host.split("/")  # the absolute link's target is made inside the root, piece by piece
+    assert made == ["/".join(parts[:i + 1]) for i in range(len(parts))]
+    assert os.path.isdir(root / host)
+    made.clear()
+    assert resolve_dir(str(root), "../up/new", create=True, made=made, start="d") == "host/new"
+    assert made == ["host", "host/new"]
+    assert resolve_dir(str(root), "..", start="d") == ""
+    made.clear()
+    assert resolve_dir(str(root), "new", create=True, made=made, start="d") == "d/new" and made == ["d/new"]
+    assert os.path.isdir(root / "d" / "new")
+    with pytest.raises(NotADirectoryError) as e:
+        resolve_dir(str(root), "f/x", start="d")
+    assert e.value.filename == "d/f"
+    with pytest.raises(NotADirectoryError) as e:
+        resolve_dir(str(root), "inside")
+    assert e.value.filename == "d/f"
     assert sorted(os.listdir(tmp_path / "host")) == ["secret"]

@@ -11,12 +11,12 @@ from typing import BinaryIO, Callable, TypeVar
 
 from dockyard.compression import CHUNK, CompressionError, decompressed
 from dockyard.digest import Digest, HashingReader
+from dockyard.inroot import resolve_dir
 from dockyard.layers.format import (CAPABILITY_XATTR, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
                                     WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, LayerError,
                                     overlay_private)
 from dockyard.layers.tarread import Member, TarReader
 
-_MAX_SYMLINKS = 255  # as many as securejoin follows before calling it a loop
 T = TypeVar("T")
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -159,38 +159,17 @@ class _Applier:
 
     def _step(self, base: str, component: str, name: str, create: bool) -> str | None:
         """Descend one component from `base`, following symlinks with targets clamped to root."""
-        cur = base.split("/") if base else []
-        todo = [component]
-        links = 0
-        while todo:
-            p = todo.pop()
-            if p in ("", "."):
-                continue
-            if p == "..":
-                if cur:
-                    cur.pop()
-                continue
-            rel = "/".join(cur + [p])
-            path = os.path.join(self.root, rel)
-            st = _lstat(path)
-            if st is None:
-                if not create:
-                    return None
-                os.mkdir(path, 0o755)  # a parent the tar did not list, as docker creates it
-                self._added.add(rel)
-            elif stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_SYMLINKS:
-                    raise LayerError(f"layer entry {name!r}: too many levels of symbolic links")
-                target = os.readlink(path)
-                if target.startswith("/"):
-                    cur = []  # absolute targets are relative to the root, as inside the container
-                todo.extend(reversed(target.split("/")))
-                continue
-            elif not stat.S_ISDIR(st.st_mode):
-                raise LayerError(f"layer entry {name!r}: {rel!r} is not a directory")
-            cur.append(p)
-        return "/".join(cur)
+        made: list[str] = []
+        try:
+            return resolve_dir(self.root, component, create, made, start=base)
+        except NotADirectoryError as e:
+            raise LayerError(f"layer entry {name!r}: {e.filename!r} is not a directory") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise LayerError(f"layer entry {name!r}: too many levels of symbolic links") from None
+            raise
+        finally:
+            self._added.update(made)  # parents the tar did not list, made as docker makes them
 
     def _whiteout(self, m: Member, parts: list[str]) -> None:
         base = parts[-1]

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from flask import Request
 
+from dockyard.distribution import RegistryError
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.token import Scope, TokenService, load_or_create_key
 from registry.config import Config
-from registry.errors import RegistryError
 
 BASIC_REALM = "dockyard-registry"
 

@@ -7,9 +7,9 @@ import time
 
 from flask import Blueprint, request
 
+from dockyard.distribution import RegistryError
 from registry.auth.token import Scope
 from registry.context import Response, state
-from registry.errors import RegistryError
 
 bp = Blueprint("token", __name__)
 

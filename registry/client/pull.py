@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest, verify
+from dockyard.distribution import RegistryError
 from dockyard.errors import DigestMismatch, DockyardError, NotFound
 from dockyard.image import Descriptor, Image, select_platform
 from dockyard.reference import Reference
@@ -19,7 +20,7 @@ from dockyard.store import Store
 from registry.client.connections import Response
 from registry.client.progress import Progress
 from registry.client.remote import Remote
-from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check, one_line
+from registry.client.transport import Transport, Unreachable, backoff, check, one_line
 
 MANIFEST_LIMIT = 4 << 20  # distribution's own limit on manifest size
 # An image config is read whole (to learn its layers' diff_ids); real ones are a few KiB.
@@ -114,14 +115,14 @@ def fetch_manifest(t: Transport, remote: Remote, ref: str | Digest, what: str) -
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError):
-        raise RegistryError(f"manifest for {what} is not valid JSON") from None
+        raise RegistryError(message=f"manifest for {what} is not valid JSON") from None
     if not isinstance(obj, dict):
-        raise RegistryError(f"manifest for {what} is not a JSON object")
+        raise RegistryError(message=f"manifest for {what} is not a JSON object")
     if obj.get("schemaVersion") == 1:
-        raise RegistryError(f"{what} has a Docker schema 1 manifest, which is not supported")
+        raise RegistryError(message=f"{what} has a Docker schema 1 manifest, which is not supported")
     media_type = obj.get("mediaType") or r.headers.get("Content-Type", "").split(";")[0].strip()
     if not isinstance(media_type, str):
-        raise RegistryError(f"manifest for {what} has a malformed mediaType")
+        raise RegistryError(message=f"manifest for {what} has a malformed mediaType")
     if not media_type:
         media_type = mt.OCI_INDEX if "manifests" in obj else mt.OCI_MANIFEST
     # By digest, the content must match what was asked for; by tag, what the registry says it served.
@@ -156,12 +157,12 @@ def resolve_manifest(t: Transport, remote: Remote, ref: Reference,
         data, media_type, digest = fetch_manifest(t, remote, desc.digest, f"{what} ({platform})")
         verify(desc.digest, digest, f"manifest of {what} for {platform}", desc.size, len(data))
     if media_type not in mt.IMAGE_MANIFESTS:
-        raise RegistryError(f"{what} is not an image (media type {one_line(repr(media_type))})")
+        raise RegistryError(message=f"{what} is not an image (media type {one_line(repr(media_type))})")
     with _malformed(f"manifest for {what}"):
         obj = json.loads(data)
         blobs = [Descriptor.from_json(obj["config"])] + [Descriptor.from_json(d) for d in obj.get("layers") or []]
     if blobs[0].size > CONFIG_LIMIT:
-        raise RegistryError(f"config of {what} is larger than {CONFIG_LIMIT} bytes")
+        raise RegistryError(message=f"config of {what} is larger than {CONFIG_LIMIT} bytes")
     return data, digest, blobs
 
 
@@ -171,7 +172,7 @@ def _malformed(what: str) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError, InvalidDigest) as e:
-        raise RegistryError(f"malformed {what}: {type(e).__name__} {one_line(str(e))}") from None
+        raise RegistryError(message=f"malformed {what}: {type(e).__name__} {one_line(str(e))}") from None
 
 
 class BlobReader:
@@ -196,7 +197,7 @@ class BlobReader:
             while skip:
                 chunk = r.read(min(skip, READ_CHUNK))
                 if not chunk:
-                    raise RegistryError(f"blob {self.desc.digest} ended early")
+                    raise RegistryError(message=f"blob {self.desc.digest} ended early")
                 skip -= len(chunk)
         self.response = r
         return r
@@ -230,7 +231,7 @@ class BlobReader:
                 self.failures += 1
                 if self.failures >= self.t.config.max_attempts:
                     raise RegistryError(
-                        f"download of {self.desc.digest} from {self.remote.host} failed after "
+                        message=f"download of {self.desc.digest} from {self.remote.host} failed after "
                         f"{self.failures} attempts: {_why(e)}") from None
                 backoff_wait = backoff(self.failures)
                 if self.cancel.wait(backoff_wait):

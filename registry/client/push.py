@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from dockyard import mediatypes as mt
 from dockyard import reference
 from dockyard.digest import Digest
+from dockyard.distribution import RegistryError
 from dockyard.errors import DigestMismatch, NotFound
 from dockyard.image import Descriptor, Image
 from dockyard.store import Store
@@ -19,7 +20,7 @@ from registry.client.connections import FileBody, TransportError
 from registry.client.progress import Progress
 from registry.client.pull import Cancelled, run_transfers
 from registry.client.remote import Remote, remote_for
-from registry.client.transport import RegistryError, Transport, Unreachable, backoff, check, one_line
+from registry.client.transport import Transport, Unreachable, backoff, check, one_line
 
 # The PUT completing an upload waits while the registry hashes the whole blob: silence that long is allowed.
 COMMIT_PATIENCE = 5
@@ -93,7 +94,7 @@ class Uploader:
         r.close()
         location = r.headers.get("Location")
         if not location:
-            raise RegistryError(f"{self.remote.host} opened an upload without a Location")
+            raise RegistryError(message=f"{self.remote.host} opened an upload without a Location")
         return location
 
     def _upload(self, desc: Descriptor, key: str, location: str | None, progress: Progress) -> None:
@@ -114,8 +115,8 @@ class Uploader:
                 failures += 1
                 if failures >= self.t.config.max_attempts:
                     why = type(e.cause if isinstance(e, TransportError) else e).__name__
-                    raise RegistryError(f"upload of {desc.digest} to {self.remote.host} failed after {failures} "
-                                        f"attempts: {why}") from None
+                    raise RegistryError(message=f"upload of {desc.digest} to {self.remote.host} failed after "
+                                                f"{failures} attempts: {why}") from None
                 if self.cancel.wait(backoff(failures)):
                     raise Cancelled("cancelled") from None
             session = self._resume(session, size)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from dockyard.distribution import RegistryError
 from dockyard.reference import REPOSITORY_RE, TAG_RE
 from registry.client.remote import Remote
-from registry.client.transport import LIST_BODY_LIMIT, RegistryError, Transport, check, one_line
+from registry.client.transport import LIST_BODY_LIMIT, Transport, check, one_line
 
 PAGE = 1000
 # However a registry pages its lists, no more than this many names (or pages) are taken from one.
@@ -28,20 +29,20 @@ def _pages(t: Transport, path: str, key: str, scope: str, what: str, valid: re.P
     while url:
         pages += 1
         if pages > MAX_PAGES:
-            raise RegistryError(f"{what}: the registry's list goes on for more than {MAX_PAGES} pages")
+            raise RegistryError(message=f"{what}: the registry's list goes on for more than {MAX_PAGES} pages")
         r = check(t.request("GET", url, (scope,), params=params, limit=LIST_BODY_LIMIT), what)
         try:
             items = r.json().get(key) or []
         except (ValueError, AttributeError):
-            raise RegistryError(f"{what}: the registry's list is not a JSON object") from None
+            raise RegistryError(message=f"{what}: the registry's list is not a JSON object") from None
         if not isinstance(items, list):
-            raise RegistryError(f"{what}: the registry's {key} are not a list")
+            raise RegistryError(message=f"{what}: the registry's {key} are not a list")
         for item in items:
             if not isinstance(item, str) or not valid.match(item):
-                raise RegistryError(f"{what}: the registry lists an invalid name {one_line(repr(item), 100)}")
+                raise RegistryError(message=f"{what}: the registry lists an invalid name {one_line(repr(item), 100)}")
             count += 1
             if count > MAX_ITEMS:
-                raise RegistryError(f"{what}: the registry lists more than {MAX_ITEMS} {key}")
+                raise RegistryError(message=f"{what}: the registry lists more than {MAX_ITEMS} {key}")
             yield item
         # An empty page ends the list, whatever its Link says.
         url, params = _next(r.headers.get("Link", ""), r.url, what) if items else None, None
@@ -54,7 +55,7 @@ def _next(link: str, current: str, what: str) -> str | None:
         return None
     url = urljoin(current, m.group(1))
     if urlsplit(url)[:2] != urlsplit(current)[:2]:
-        raise RegistryError(f"{what}: the registry's next page is on another host")
+        raise RegistryError(message=f"{what}: the registry's next page is on another host")
     return url
 
 

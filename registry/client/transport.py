@@ -11,7 +11,8 @@ import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
-from dockyard.errors import DockyardError, NotFound
+from dockyard.distribution import CODES, RegistryError
+from dockyard.errors import NotFound
 from registry.client.auth import AuthError, Authenticator, load_credentials
 from registry.client.config import ClientConfig, certs_dir
 from registry.client.connections import (ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TooSlow,
@@ -28,10 +29,6 @@ MAX_RETRY_AFTER = 120.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
-class RegistryError(DockyardError):
-    """A registry answered with an error, or could not be talked to at all."""
-
-
 class Unreachable(RegistryError):
     """The registry could not be connected to (DNS, refused, timeout, reset)."""
 
@@ -43,26 +40,10 @@ class Transport:
         self.host = host
         self.config = config or ClientConfig.load()
         self.insecure = self.config.is_insecure(host)
-        self.pool = Pool(self._tls_context, "dockyard", CONNECT_TIMEOUT)
+        self.pool = host_pool(host, self.config)
         self.auth = Authenticator(host, load_credentials(host))
         self.base: str | None = None
         self._connecting = threading.Lock()
-
-    def _tls_context(self) -> ssl.SSLContext:
-        """Verify against the system CAs or the host's certs.d ca.crt; insecure hosts are not verified at all."""
-        cert_dir = os.path.join(certs_dir(), self.host)
-        if self.insecure:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif os.path.isfile(os.path.join(cert_dir, "ca.crt")):
-            ctx = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.crt"))
-        else:
-            ctx = ssl.create_default_context()
-        client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
-        if all(os.path.isfile(p) for p in client_cert):
-            ctx.load_cert_chain(*client_cert)
-        return ctx
 
     # ---- connecting ----------------------------------------------------------------------------
 
@@ -84,10 +65,10 @@ class Transport:
                 raise self._unreachable(e) from None
             if self._speaks_http():
                 raise RegistryError(
-                    f"registry {self.host} answers only plain HTTP; if you trust it, add \"{self.host}\" to "
+                    message=f"registry {self.host} answers only plain HTTP; if you trust it, add \"{self.host}\" to "
                     f"\"insecure-registries\" in {self.config.path}") from None
             raise RegistryError(
-                f"TLS with registry {self.host} failed ({_ssl_reason(e)}); put its CA certificate in "
+                message=f"TLS with registry {self.host} failed ({_ssl_reason(e)}); put its CA certificate in "
                 f"{os.path.join(certs_dir(), self.host, 'ca.crt')} or add it to \"insecure-registries\" "
                 f"in {self.config.path}") from None
 
@@ -111,9 +92,9 @@ class Transport:
             # Basic credentials are then sent up front; Bearer tokens are fetched per scope when first needed.
             self.auth.answer(r.headers.get("WWW-Authenticate", ""), (), self, sent=True, fetch=False)
         elif r.status_code == 429:
-            raise RegistryError(f"{self.host}: too many requests (rate limited by the registry)")
+            raise RegistryError(message=f"{self.host}: too many requests (rate limited by the registry)")
         elif r.status_code != 200:
-            raise RegistryError(f"{self.host} does not look like a registry: GET /v2/ answered {r.status_code}")
+            raise RegistryError(message=f"{self.host} does not look like a registry: GET /v2/ answered {r.status_code}")
         return r
 
     def _speaks_http(self) -> bool:
@@ -126,8 +107,8 @@ class Transport:
 
     def _unreachable(self, e: TransportError) -> Unreachable:
         if _is_dns_failure(e):
-            return Unreachable(f"cannot resolve registry host {self.host}")
-        return Unreachable(describe(e, f"registry {self.host}"))
+            return Unreachable(message=f"cannot resolve registry host {self.host}")
+        return Unreachable(message=describe(e, f"registry {self.host}"))
 
     # ---- requests ------------------------------------------------------------------------------
 
@@ -177,7 +158,7 @@ class Transport:
                     r.buffer(limit if ok and limit is not None else ERROR_BODY_LIMIT,
                              truncate=not ok or limit is None)
             except BodyTooLarge as e:
-                raise RegistryError(f"{self.host} answered {method} {urlsplit(url).path} with {e}") from None
+                raise RegistryError(message=f"{self.host} answered {method} {urlsplit(url).path} with {e}") from None
             except TransportError as e:
                 if attempt >= attempts or _is_dns_failure(e):
                     raise self._unreachable(e) from None
@@ -209,11 +190,34 @@ class Transport:
         self.pool.close()
 
 
+def tls_context(host: str, config: ClientConfig) -> ssl.SSLContext:
+    """Verify against the system CAs or the host's certs.d ca.crt; insecure hosts are not verified at all."""
+    cert_dir = os.path.join(certs_dir(), host)
+    if config.is_insecure(host):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif os.path.isfile(os.path.join(cert_dir, "ca.crt")):
+        ctx = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.crt"))
+    else:
+        ctx = ssl.create_default_context()
+    client_cert = (os.path.join(cert_dir, "client.cert"), os.path.join(cert_dir, "client.key"))
+    if all(os.path.isfile(p) for p in client_cert):
+        ctx.load_cert_chain(*client_cert)
+    return ctx
+
+
+def host_pool(host: str, config: ClientConfig) -> Pool:
+    """Connections to `host` (host[:port]) as the client makes them: its certs.d and insecure setting for TLS, the
+    proxy environment, the connect timeout (a registry's, or any other HTTP server's, as for ADD <url>)."""
+    return Pool(lambda: tls_context(host, config), "dockyard", CONNECT_TIMEOUT)
+
+
 def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
     """Return the response when its status is expected, else raise an error naming `what`."""
     if r.status_code in ok:
         return r
-    detail = error_detail(r)
+    code, detail = remote_error(r)
     r.close()
     if r.status_code == 401:
         raise AuthError(f"{what}: unauthorized: authentication required" + (f" ({detail})" if detail else ""))
@@ -222,18 +226,21 @@ def check(r: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
     if r.status_code == 404:
         raise NotFound(f"not found: {what}" + (f" ({detail})" if detail else ""))
     if r.status_code == 429:
-        raise RegistryError(f"{what}: too many requests (rate limited by the registry)")
-    raise RegistryError(f"{what}: registry answered {r.status_code}" + (f": {detail}" if detail else ""))
+        raise RegistryError(code, status=429, message=f"{what}: too many requests (rate limited by the registry)")
+    raise RegistryError(code, status=r.status_code,
+                        message=f"{what}: registry answered {r.status_code}" + (f": {detail}" if detail else ""))
 
 
-def error_detail(r: Response) -> str:
-    """The registry's own error message from a distribution error body, if any (one short line)."""
+def remote_error(r: Response) -> tuple[str, str]:
+    """(the first spec error code, the registry's own messages in one short line) from a distribution error
+    body; UNKNOWN and "" for what is not one."""
     try:
         r.buffer(ERROR_BODY_LIMIT, truncate=True)
-        errors = r.json().get("errors") or []
-        return one_line("; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)))
+        errors = [e for e in r.json().get("errors") or [] if isinstance(e, dict)]
+        code = next((e["code"] for e in errors if isinstance(e.get("code"), str) and e["code"] in CODES), "UNKNOWN")
+        return code, one_line("; ".join(str(e.get("message") or e.get("code")) for e in errors))
     except (ValueError, AttributeError, TypeError, TransportError):
-        return ""
+        return "UNKNOWN", ""
 
 
 def one_line(text: str, limit: int = DETAIL_CHARS) -> str:

@@ -6,8 +6,8 @@ import re
 
 from flask import Blueprint, request
 
+from dockyard.distribution import RegistryError
 from registry.context import Response, header_number, headers_only, state
-from registry.errors import RegistryError
 from registry.names import parse_digest
 from registry.storage import BlobInfo
 

@@ -6,9 +6,9 @@ from flask import Blueprint, request
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
+from dockyard.distribution import RegistryError
 from registry import manifests
 from registry.context import Response, headers_only, read_limited, state
-from registry.errors import RegistryError
 from registry.names import is_tag, parse_digest
 
 bp = Blueprint("manifests", __name__)

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from flask import request
 
-from registry.errors import RegistryError
+from dockyard.distribution import RegistryError
 
 _N_RE = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() takes "²", which int() refuses
 

@@ -6,9 +6,9 @@ import json
 
 from flask import Blueprint
 
+from dockyard.distribution import RegistryError
 from registry.context import Response, state
 from registry.endpoints.pagination import paginate
-from registry.errors import RegistryError
 
 bp = Blueprint("tags", __name__)
 

@@ -7,8 +7,8 @@ import re
 
 from flask import Blueprint, request
 
+from dockyard.distribution import RegistryError
 from registry.context import Response, body, header_number, state
-from registry.errors import RegistryError
 from registry.names import check_repository, parse_digest
 from registry.storage import UploadInfo, UploadOffsetMismatch, UploadUnknown
 

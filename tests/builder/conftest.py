@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from dockyard.image import Image
+from dockyard.inroot import layered_path
 from dockyard.store import Store
 from runner import sandbox
 from runner.network import networks, store
-from runner.rootfs import layered_path
+from support import run_subnet
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "Dockerfiles"
 
@@ -23,8 +24,8 @@ def build_network(store_root, monkeypatch) -> str:
     after; returns the bridge's name."""
     tag = os.urandom(3).hex()
     monkeypatch.setenv("DOCKYARD_BRIDGE", f"dyb{tag}")
-    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", "10.237.0.0/16")
-    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", "10.238.0.0/16")
+    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", run_subnet(2))
+    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", run_subnet(6))
     monkeypatch.setenv("DOCKYARD_NAT_TABLE", f"dyb{tag}")
     yield f"dyb{tag}"
     state = store.read()

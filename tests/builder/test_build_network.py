@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from runner.network import store
-from support import RAW_ATTACK, LoopbackServer, raw_client
+from support import RAW_ATTACK, LoopbackServer, raw_client, run_subnet
 
-OUTSIDE_HOST, OUTSIDE_NS = "10.239.0.1", "10.239.0.2"  # the test's stand-in for the world beyond the bridge
+# The test's stand-in for the world beyond the bridge.
+OUTSIDE_HOST, OUTSIDE_NS = run_subnet(3, "39.1"), run_subnet(3, "39.2")
 
 # Answers each connection with the address it came from (so NAT shows), forever; prints "ready" when listening.
 PEER_ECHO = """
@@ -71,7 +72,7 @@ RUN (echo probe | nc 127.0.0.1 {server.port} && echo reached || echo refused) > 
         assert server.received == []
         # Reached through the host, which masqueraded the RUN's bridge address as its own on the way out.
         assert inspect.read("net:default", "outside") == f"{OUTSIDE_HOST}\n"
-        assert " inet 10.237." in inspect.read("net:default", "addr")
+        assert f" inet {run_subnet(2, '')}" in inspect.read("net:default", "addr")
 
         build(ctx, "-t", "net:host", "--network", "host", "--no-cache")
         assert inspect.read("net:host", "loopback") == "reached\n"
@@ -103,7 +104,7 @@ def test_runs_leave_no_veth_netns_or_address_behind(build, context, inspect, bui
     # The addresses were given back: the next RUN gets the first one again.
     ctx = context({"Dockerfile": "FROM busybox\nRUN ip -o -4 addr show eth0 > /addr\n"})
     build(ctx, "-t", "again")
-    assert " inet 10.237.0.2/16 " in inspect.read("again", "addr")
+    assert f" inet {run_subnet(2, '0.2/16')} " in inspect.read("again", "addr")
     assert store.read().attachments == {}
 
 
@@ -114,7 +115,7 @@ def test_run_cannot_reach_host_loopback_with_raw_packets(build, context, inspect
     with LoopbackServer() as server:
         # Only ever from the test bridge: never aim at the machine's real gateway.
         (ctx / "Dockerfile").write_text(f"""FROM busybox
-RUN --mount=type=bind,target=/x if ip route | grep -q '^default via 10.237.0.1 '; \\
+RUN --mount=type=bind,target=/x if ip route | grep -q '^default via {run_subnet(2, "0.1")} '; \\
     then sh /x/attack.sh {server.port}; else echo not on the test bridge; fi > /attack || true
 """)
         build(ctx, "-t", "attack")

@@ -138,7 +138,7 @@ class Netns:
 
 @pytest.fixture(scope="module")
 def netns():
-    """A network namespace joined to the host by a veth pair (10.213.77.1/30 <-> 10.213.77.2/30)."""
+    """A network namespace joined to the host by a veth pair (NETNS_HOST_IP/30 <-> NETNS_IP/30, this run's)."""
     name = f"dyk-client-{os.getpid()}"
     veth = f"dyk{os.getpid() % 100000}"
     ip = tool("ip")

@@ -11,16 +11,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import tool
+from support import free_port, run_subnet, tool
 
-NETNS_HOST_IP = "10.213.77.1"
-NETNS_IP = "10.213.77.2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+NETNS_HOST_IP = run_subnet(3, "77.1")
+NETNS_IP = run_subnet(3, "77.2")
 
 
 def wait_for_port(host: str, port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:

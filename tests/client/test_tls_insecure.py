@@ -10,7 +10,10 @@ import pytest
 
 from dockyard.store import Store
 from registries import start_distribution, store_snapshot
-from support import tool
+from support import run_subnet, tool
+
+# An address the test makes unreachable with a route of its own (in this run's block, so no other run's).
+UNROUTED, UNROUTED_HOST = run_subnet(3, "79.0/30"), run_subnet(3, "79.1")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def test_plain_http_refused_unless_listed(busybox_image, dockyard, store_root, o
             f'"insecure-registries" in {client_env.daemon_json}') in refused.err
     assert other_store("pull", f"{plain.host}/ns/bb:1", check=False).code == 1
 
-    client_env.write_daemon(insecure_registries=["10.213.77.0/30"])
+    client_env.write_daemon(insecure_registries=[run_subnet(3, "77.0/30")])
     dockyard("push", f"{plain.host}/ns/bb:1")
     client_env.write_daemon(insecure_registries=[plain.host])
     other_store("pull", f"{plain.host}/ns/bb:1")
@@ -66,15 +69,15 @@ def test_tls_verified_with_certs_d_ca(busybox_image, dockyard, other_store, clie
 def test_unreachable_host_is_a_clear_error(busybox_image, dockyard, store_root, client_env):
     """An address the kernel has no route to (an `unreachable` route the test adds) fails fast, store unchanged."""
     ip = tool("ip")
-    subprocess.run([ip, "route", "add", "unreachable", "10.213.79.0/30"], check=True, capture_output=True)
+    subprocess.run([ip, "route", "add", "unreachable", UNROUTED], check=True, capture_output=True)
     try:
-        client_env.write_daemon(insecure_registries=["10.213.79.0/30"])
-        pull = dockyard("pull", "10.213.79.1:5000/x/y:1", check=False)
-        assert pull.code == 1 and "cannot connect to registry 10.213.79.1:5000: host unreachable" in pull.err
-        dockyard("tag", "busybox", "10.213.79.1:5000/x/y:1")
+        client_env.write_daemon(insecure_registries=[UNROUTED])
+        pull = dockyard("pull", f"{UNROUTED_HOST}:5000/x/y:1", check=False)
+        assert pull.code == 1 and f"cannot connect to registry {UNROUTED_HOST}:5000: host unreachable" in pull.err
+        dockyard("tag", "busybox", f"{UNROUTED_HOST}:5000/x/y:1")
         before = store_snapshot(store_root)
-        push = dockyard("push", "10.213.79.1:5000/x/y:1", check=False)
+        push = dockyard("push", f"{UNROUTED_HOST}:5000/x/y:1", check=False)
         assert push.code == 1 and "host unreachable" in push.err
         assert store_snapshot(store_root) == before
     finally:
-        subprocess.run([ip, "route", "del", "unreachable", "10.213.79.0/30"], capture_output=True)
+        subprocess.run([ip, "route", "del", "unreachable", UNROUTED], capture_output=True)

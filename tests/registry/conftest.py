@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from pathlib import Path
@@ -35,6 +37,7 @@ def server(tmp_path_factory):
     yield s
     s.stop()
     s.assert_clean_log()
+    shutil.rmtree(s.root.parent)  # what the module pushed (and its log, checked): kept only while its tests run
 
 
 @pytest.fixture

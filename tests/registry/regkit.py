@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -19,17 +18,10 @@ from pathlib import Path
 import requests
 
 from dockyard import mediatypes as mt
-from support import tool
+from support import free_port, tool  # noqa: F401 (free_port re-exported for the registry tests)
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = "p" * 100  # a password over bcrypt's 72-byte input limit
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing is listening on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 
@@ -24,12 +23,6 @@ def _leftovers(cid: str) -> list[str]:
     if os.path.exists(f"/run/dockyard/netns/{cid}"):
         found.append("netns")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(predicate, timeout: float = 20) -> None:

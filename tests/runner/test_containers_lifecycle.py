@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-from ctrkit import _free_port, _leftovers, _links, _wait_for
+from ctrkit import _leftovers, _links, _wait_for
+from support import free_port, run_subnet
 
 
 def test_isolation_none_network(ctr, store_root):
@@ -67,7 +68,7 @@ def test_detached_stop_kills_after_timeout_and_rm_leaves_nothing(ctr, store_root
     info = json.loads(ctr("inspect", "stubborn").out)[0]
     assert info["State"]["Running"] and info["State"]["Pid"] > 0 and info["Name"] == "/stubborn"
     veth = next(iter(info["NetworkSettings"]["Networks"].values()))["EndpointID"]
-    assert info["NetworkSettings"]["IPAddress"].startswith("10.235.")
+    assert info["NetworkSettings"]["IPAddress"].startswith(run_subnet(0, ""))
     assert _links(veth)
     ctr("stop", "-t", "1", "stubborn")
     state = json.loads(ctr("inspect", "stubborn").out)[0]["State"]
@@ -97,7 +98,7 @@ def test_logs_follow_and_tail(ctr):
 
 
 def test_publish_reachable_on_localhost(ctr):
-    port = _free_port()
+    port = free_port()
     ctr("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
         "mkdir /www && echo hello-from-container > /www/index.html && exec httpd -f -p 80 -h /www")
     assert ctr("port", "web").out == f"80/tcp -> 127.0.0.1:{port}\n"

@@ -35,3 +35,21 @@ def test_cp_into_missing_directories_fails_as_docker(ctr, tmp_path):
         assert (out / "tmp" / "made").read_text() == "payload\n" and (out / "tolink").exists() is False
         assert (out / "tmp" / state / "inner").read_text() == "inner\n"
         ctr("stop", "-t", "0", "box")
+
+
+def test_cp_and_export_of_a_stopped_container_leave_no_temporary_directory(ctr, tmp_path):
+    # The copy child mounts the stopped container's overlay in its own mount namespace: on the container's own
+    # mount point, never on a directory it would leave behind (it once made /tmp/ctr-root-* and never removed it).
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    ctr("create", "--name", "box", "--network", "none", "busybox", "true")
+    src = tmp_path / "f"
+    src.write_text("payload\n")
+    ctr("cp", str(src), "box:/f", env=env)
+    ctr("cp", "box:/f", str(tmp_path / "back"), env=env)
+    assert (tmp_path / "back").read_text() == "payload\n"
+    assert ctr("cp", str(src), "box:/missing/dir/f", check=False, env=env).code == 1
+    assert ctr("cp", "box:/nothere", str(tmp_path), check=False, env=env).code == 1
+    ctr("export", "box", "-o", str(tmp_path / "out.tar"), env=env)
+    assert list(temp.iterdir()) == []

@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 from runner.network import attach, hosts, ipam, netns, networks, ports, store
 from runner.network.ports import parse_publish
 from runner.network.store import PortMapping
-from support import RAW_ATTACK, LoopbackServer, raw_client, tool
+from support import RAW_ATTACK, LoopbackServer, free_port, raw_client, run_subnet, tool
 
 BUSYBOX = "/bin/busybox"
 
@@ -26,11 +26,11 @@ def _rand() -> str:
 
 @pytest.fixture(params=["nftables", "iptables"])
 def net_env(request, store_root, monkeypatch):
-    """A store whose default network is a test bridge on 10.233.0.0/16 and whose NAT lives in a test table."""
+    """A store whose default network is a test bridge on this run's subnet 1 and whose NAT lives in a test table."""
     tag = _rand()
     monkeypatch.setenv("DOCKYARD_BRIDGE", f"dyt{tag}")
-    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", "10.233.0.0/16")
-    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", "10.234.0.0/16")
+    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", run_subnet(1))
+    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", run_subnet(5))
     monkeypatch.setenv("DOCKYARD_NAT_TABLE", f"dyt{tag}")
     monkeypatch.setenv("DOCKYARD_NAT_BACKEND", request.param)
     tool("nft" if request.param == "nftables" else "iptables-restore")
@@ -101,19 +101,13 @@ def _get(url: str) -> str:
         return f"failed: {e}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_default_bridge_publishes_ports_on_localhost_and_cleans_up(net_env, make_ns, tmp_path):
     kind, tag = net_env
     ns, path = make_ns()
-    fixed = _free_port()
+    fixed = free_port()
     ep = attach.attach(path, "c1" * 32, "web", publish=parse_publish(f"127.0.0.1:{fixed}:80") + parse_publish("80"))
-    assert ep.network == "bridge" and ep.ifname == "eth0" and ep.gateway == "10.233.0.1"
-    assert ipaddress.IPv4Address(ep.ip) in ipaddress.IPv4Network("10.233.0.0/16") and ep.ip != ep.gateway
+    assert ep.network == "bridge" and ep.ifname == "eth0" and ep.gateway == run_subnet(1, "0.1")
+    assert ipaddress.IPv4Address(ep.ip) in ipaddress.IPv4Network(run_subnet(1)) and ep.ip != ep.gateway
     assert ep.mac == ipam.mac_for(ep.ip) and ep.prefix_len == 16
     random_port = ep.ports[1].host_port
     assert ep.ports[0].host_port == fixed and random_port not in (0, fixed)
@@ -149,7 +143,7 @@ def test_user_network_resolves_names_and_rewrites_hosts_in_place(net_env, make_n
     net = networks.create("appnet")
     assert net.bridge == f"dy-{net.id[:12]}" and _links(net.bridge)
     subnet = ipaddress.IPv4Network(net.subnet)
-    assert subnet.prefixlen == 16 and subnet.network_address >= ipaddress.IPv4Address("10.234.0.0")
+    assert subnet.prefixlen == 16 and subnet.network_address >= ipaddress.IPv4Network(run_subnet(5)).network_address
     assert not any(subnet.overlaps(r) for r in ipam.routed_subnets() if str(r) != net.subnet)
     (ns1, p1), (ns2, p2), (ns3, p3) = make_ns(), make_ns(), make_ns()
     h1, h2, h3 = (str(tmp_path / f"hosts{i}") for i in (1, 2, 3))
@@ -190,21 +184,22 @@ def test_user_network_resolves_names_and_rewrites_hosts_in_place(net_env, make_n
 
 
 def test_static_ip_connect_and_disconnect(net_env, make_ns):
-    networks.create("static", subnet="10.235.7.0/24", gateway="10.235.7.254")
+    s = run_subnet(3, "")  # "10.x.": a /16 of this run's for fixed subnets
+    networks.create("static", subnet=f"{s}7.0/24", gateway=f"{s}7.254")
     (ns1, p1), (ns2, p2) = make_ns(), make_ns()
-    e1 = attach.attach(p1, "b1" * 32, "one", network="static", ip="10.235.7.10")
-    assert e1.ip == "10.235.7.10" and e1.gateway == "10.235.7.254" and e1.prefix_len == 24
-    for bad, msg in (("10.235.7.10", "already in use"), ("10.235.8.1", "not a usable"), ("10.235.7.254", "already in use"),
+    e1 = attach.attach(p1, "b1" * 32, "one", network="static", ip=f"{s}7.10")
+    assert e1.ip == f"{s}7.10" and e1.gateway == f"{s}7.254" and e1.prefix_len == 24
+    for bad, msg in ((f"{s}7.10", "already in use"), (f"{s}8.1", "not a usable"), (f"{s}7.254", "already in use"),
                      ("nonsense", "invalid IP address")):
         with pytest.raises(DockyardError, match=msg):
             attach.attach(p2, "b2" * 32, "two", network="static", ip=bad)
     e2 = attach.attach(p2, "b2" * 32, "two", network="static")
-    assert e2.ip == "10.235.7.1"
+    assert e2.ip == f"{s}7.1"
     assert in_ns(ns2, BUSYBOX, "ping", "-c1", "-W2", e1.ip).returncode == 0
 
     # A second network: eth1, no second default route; disconnect takes exactly that interface away.
     extra = attach.connect(p2, "b2" * 32, "bridge")
-    assert extra.ifname == "eth1" and ipaddress.IPv4Address(extra.ip) in ipaddress.IPv4Network("10.233.0.0/16")
+    assert extra.ifname == "eth1" and ipaddress.IPv4Address(extra.ip) in ipaddress.IPv4Network(run_subnet(1))
     assert in_ns(ns2, "ip", "route").stdout.count("default") == 1
     with pytest.raises(DockyardError, match="already connected"):
         attach.connect(p2, "b2" * 32, "bridge")
@@ -242,7 +237,8 @@ def test_netns_create_and_remove(tmp_path):
 
 
 def test_cli_network_commands(net_env, dockyard):
-    nid = dockyard("network", "create", "--subnet", "10.236.5.0/24", "--label", "team=web", "front").out.strip()
+    s = run_subnet(3, "")  # "10.x.": a /16 of this run's for fixed subnets
+    nid = dockyard("network", "create", "--subnet", f"{s}5.0/24", "--label", "team=web", "front").out.strip()
     assert len(nid) == 64
     ls = dockyard("network", "ls").out.splitlines()
     assert ls[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
@@ -251,10 +247,10 @@ def test_cli_network_commands(net_env, dockyard):
     import json
 
     info = json.loads(dockyard("network", "inspect", "front").out)[0]
-    assert info["IPAM"]["Config"] == [{"Subnet": "10.236.5.0/24", "Gateway": "10.236.5.1"}]
+    assert info["IPAM"]["Config"] == [{"Subnet": f"{s}5.0/24", "Gateway": f"{s}5.1"}]
     assert info["Labels"] == {"team": "web"} and info["Containers"] == {}
     assert dockyard("network", "inspect", "-f", "{{.Name}} {{.Driver}}", "front").out == "front bridge\n"
-    for args, msg in ((("create", "front"), "already exists"), (("create", "--subnet", "10.236.5.128/25", "x"), "overlaps"),
+    for args, msg in ((("create", "front"), "already exists"), (("create", "--subnet", f"{s}5.128/25", "x"), "overlaps"),
                       (("create", "--subnet", "banana", "x"), "invalid subnet banana"), (("rm", "bridge"), "pre-defined"),
                       (("inspect", "ghost"), "network ghost not found"), (("create", "bad name"), "invalid network name")):
         r = dockyard("network", *args, check=False)
@@ -384,7 +380,7 @@ def test_containers_cannot_reach_host_loopback(net_env, dockyard, busybox_image,
         assert server.received == []
 
     # Published ports on 127.0.0.1 still work from the host.
-    port = _free_port()
+    port = free_port()
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "index.html").write_text("published\n")
     cid = dockyard("run", "-d", "-p", f"127.0.0.1:{port}:80", "-v", f"{tmp_path / 'www'}:/www:ro", busybox_image,

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import NotFound
-from runner import cgroups, rootfs, runtime, sandbox, spec, users
+from dockyard import users
+from runner import cgroups, rootfs, runtime, sandbox, spec
 from runner.runtime import StartError
 from runner.sandbox import Sandbox
-from runner.spec import Mount, Resources, User
+from dockyard.users import User
+from runner.spec import Mount, Resources
 
 REPO = Path(__file__).resolve().parents[2]
 CAP_DOCKER = "00000000a80425fb"

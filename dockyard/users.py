@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from dockyard.errors import DockyardError
-from runner.rootfs import layered_path
-from runner.spec import User
+from dockyard.inroot import layered_path
+
+
+@dataclass
+class User:
+    """Numeric identity of a container's process."""
+
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
 
 
 class UnknownUser(DockyardError):
