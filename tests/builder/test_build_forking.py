@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from support import FORK_WARNINGS
+
 PARALLEL = ("FROM busybox AS a\nRUN echo a > /a\nRUN echo a2 >> /a\n"
             "FROM busybox AS b\nRUN echo b > /b\nRUN echo b2 >> /b\n"
             "FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nRUN cat /a /b > /ab\n")
@@ -31,11 +33,8 @@ def _with_root(store_root: str) -> list[int]:
 
 
 def test_parallel_stages_fork_no_threaded_process(context, build, inspect):
-    # Every DeprecationWarning is an error but the fork-with-threads one (Python >= 3.12), which os.fork()
-    # swallows when it is an error: that one is always printed.
-    warnings = "error::DeprecationWarning,always:This process:DeprecationWarning"
     ctx = context({"Dockerfile": PARALLEL})
-    res = build(ctx, "--no-cache", "-t", "forked", env={"PYTHONWARNINGS": warnings})
+    res = build(ctx, "--no-cache", "-t", "forked", env={"PYTHONWARNINGS": FORK_WARNINGS})
     assert "multi-threaded" not in res.err
     assert inspect.read("forked", "ab") == "a\na2\nb\nb2\n"
 
