@@ -120,6 +120,11 @@ def _serve(control: socket.socket) -> int:
     import runner.seccomp  # noqa: F401
 
     os.setsid()  # a terminal's signals are the client's to forward, not ours
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # nor are the client's stdio ours to hold open (a caller may wait for their EOF)
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
     keep = control.fileno()
     os.closerange(3, keep)  # what the client had open at the fork is not ours to hold
     os.closerange(keep + 1, 1 << 16)
@@ -171,7 +176,10 @@ def _shim(request: Request, fds: list[int]) -> int:
                                   request.keep_fds, lambda pid: send("started", pid), None,
                                   go if request.prepare else None)
     except Exception as e:
-        send("error", e)
+        try:
+            send("error", e)
+        except (pickle.PicklingError, TypeError, AttributeError):  # an error that does not pickle: its message
+            send("error", StartError(str(e)))
         return 1
     send("exit", status)
     return 0

@@ -39,7 +39,7 @@ def test_parallel_stages_fork_no_threaded_process(context, build, inspect):
     assert inspect.read("forked", "ab") == "a\na2\nb\nb2\n"
 
 
-def test_fork_server_is_gone_after_the_build(context, store_root, busybox_image):
+def test_fork_server_is_gone_after_the_build(context, store_root, build):
     ctx = context({"Dockerfile": "FROM busybox\nRUN sleep 1\n"})
     proc = subprocess.Popen([sys.executable, "-m", "dockyard", "build", "-q", str(ctx)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
@@ -51,4 +51,7 @@ def test_fork_server_is_gone_after_the_build(context, store_root, busybox_image)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert helpers, "no fork server seen during the RUN"
+    assert _with_root(store_root) == []
+    failed = context({"Dockerfile": "FROM busybox\nRUN exit 3\n"})
+    assert "exit code 3" in build(failed, check=False).err
     assert _with_root(store_root) == []
