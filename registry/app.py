@@ -49,7 +49,7 @@ def create_app(config: Config, strict: bool = True) -> Flask:
     storage.create()
     app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict),
                                           Metrics(os.path.join(os.path.abspath(config.root), "metrics")))
-    for bp in BLUEPRINTS + [token_bp]:
+    for bp in [*BLUEPRINTS, token_bp]:
         app.register_blueprint(bp)
     app.before_request(_gate)
     app.register_error_handler(Exception, _handle_error)

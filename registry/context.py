@@ -43,10 +43,10 @@ def headers_only(status: int, headers: dict[str, str]) -> Response:
 class Registry:
     """Configuration, storage, authorizer and metrics of one registry app."""
 
-    config: "Config"
-    storage: "Layout"
-    auth: "Authorizer"
-    metrics: "Metrics"
+    config: Config
+    storage: Layout
+    auth: Authorizer
+    metrics: Metrics
 
 
 def state() -> Registry:

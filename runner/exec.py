@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     import socket
 
 # Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
-NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
+NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"),
+              ("mnt", "mount"))
 
 
 def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: list[str] = (),
@@ -40,7 +41,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     config = load_config(c.bundle)
     if privileged:  # read here: inside, /proc/self is not ours (we are outside the container's pid namespace)
         all_caps = spec.available_capabilities()
-        config["process"]["capabilities"] = {k: all_caps for k in ("bounding", "effective", "permitted")}
+        config["process"]["capabilities"] = dict.fromkeys(("bounding", "effective", "permitted"), all_caps)
     seccomp_filter = seccomp.prepare(config)  # here: inside, the container's /run could hold a planted one
     # The child opens the pty inside the container and hands its master back over this pair.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty and not detach else (None, None)
@@ -135,7 +136,8 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
 
 def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str],
-            stdio: tuple[int, int, int], errw: int, seccomp_filter: seccomp.Filter | None = None) -> tuple[str, dict[str, str]]:
+            stdio: tuple[int, int, int], errw: int,
+            seccomp_filter: seccomp.Filter | None = None) -> tuple[str, dict[str, str]]:
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
     proc = config["process"]

@@ -12,7 +12,8 @@ import gc
 import os
 import signal
 import termios  # at the top: after pivot_root the container's root has no Python modules
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from dockyard.fsutil import read_text
 from dockyard.users import home_of
@@ -57,7 +58,8 @@ def container_init(
 
 def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
     """Default signal dispositions (ignored ones survive exec), stdio on 0-2, every other fd but `keep` closed."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     high = [os.dup(fd) for fd in stdio]  # via high fds so swapped stdout/stderr cannot clobber each other

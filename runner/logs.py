@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from collections.abc import Iterator
+from datetime import UTC
+from typing import TYPE_CHECKING, BinaryIO
 
 from runner.containers import Containers, now
 
@@ -117,7 +119,8 @@ def read(root: str, cid: str, tail: int | None = None, since: str | None = None,
     path = log_path(root, cid)
     offset = 0
     try:
-        f = open(path, "rb")
+        # Opened apart from `with f:` below so that a missing log (no output yet) is told from errors in reading.
+        f = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         f = None
     if f is not None:
@@ -175,24 +178,24 @@ def timestamp(when: str | int | float | datetime | None) -> str | None:
     """docker's --since/--until: RFC 3339, a unix time, a duration before now (42m) or a datetime; as RFC 3339."""
     if when is None or when == "":
         return None
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from dockyard.errors import DockyardError
 
     if isinstance(when, datetime):
         at = when
     elif isinstance(when, (int, float)) or when.replace(".", "", 1).isdigit():
-        at = datetime.fromtimestamp(float(when), timezone.utc)
+        at = datetime.fromtimestamp(float(when), UTC)
     else:
         from dockyard.changes import parse_duration
         from dockyard.image import parse_time
 
         try:
-            at = datetime.now(timezone.utc) - timedelta(microseconds=parse_duration(when) / 1000)
+            at = datetime.now(UTC) - timedelta(microseconds=parse_duration(when) / 1000)
         except DockyardError:
             at = parse_time(when)
     if at is None:
         raise DockyardError(f"invalid time {when!r}")
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"

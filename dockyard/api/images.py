@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard import image as core
 from dockyard import imagefilters, reference, removal
@@ -143,7 +144,8 @@ class Image:
         if path is not None:
             save(self.collection.store, images, path, None, format)
             return None
-        spool = tempfile.TemporaryFile(dir=self.collection.store.tmp_dir)
+        # The spool outlives this call: _chunks closes it once the caller has read it (or on an error below).
+        spool = tempfile.TemporaryFile(dir=self.collection.store.tmp_dir)  # noqa: SIM115
         try:
             save(self.collection.store, images, None, spool, format)
             spool.seek(0)
@@ -274,7 +276,7 @@ class ImageCollection:
         As docker-py, `dockerfile` is a path within the context and the log is `{"stream": line}` items; quiet
         keeps only the output of a step that fails (in the raised error's message).
         """
-        from builder.build import BUILD_PLATFORM, BuildOptions, Builder
+        from builder.build import BUILD_PLATFORM, Builder, BuildOptions
         from builder.output import Progress
 
         if path is None:

@@ -39,7 +39,8 @@ def _input(path: str | None, what: str):
         yield sys.stdin.buffer
         return
     try:
-        f = open(path, "rb")
+        # Opened apart from `with f:` below so that only the open's errors become these messages.
+        f = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         raise NotFound(f"open {path}: no such file or directory") from None
     except IsADirectoryError:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 _TEMPLATE = re.compile(r"{{\s*(json\s+|upper\s+|lower\s+)?(\.[\w.]*)\s*}}")
 
@@ -54,8 +55,8 @@ def ago(when: datetime | None) -> str:
     if when is None:
         return "N/A"
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return human_duration((datetime.now(timezone.utc) - when).total_seconds()) + " ago"
+        when = when.replace(tzinfo=UTC)
+    return human_duration((datetime.now(UTC) - when).total_seconds()) + " ago"
 
 
 def table(headers: list[str], rows: Iterable[list[str]], out=None) -> None:
@@ -64,7 +65,7 @@ def table(headers: list[str], rows: Iterable[list[str]], out=None) -> None:
     rows = [list(map(str, r)) for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     for r in [headers, *rows]:
-        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n")
 
 
 def _go_str(value: Any) -> str:

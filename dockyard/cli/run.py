@@ -59,7 +59,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=float, default=None, help="number of CPUs")
     p.add_argument("--pids-limit", type=int, default=None, help="tune container pids limit (-1 for unlimited)")
     p.add_argument("--restart", default="no", help="restart policy to apply when a container exits")
-    p.add_argument("--init", action="store_true", help="run an init inside the container that forwards signals and reaps processes")
+    p.add_argument("--init", action="store_true",
+                   help="run an init inside the container that forwards signals and reaps processes")
     p.add_argument("--cap-add", action="append", default=[], help="add Linux capabilities")
     p.add_argument("--cap-drop", action="append", default=[], help="drop Linux capabilities")
     p.add_argument("--security-opt", action="append", default=[],

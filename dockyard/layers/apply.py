@@ -7,14 +7,21 @@ import os
 import shutil
 import stat
 import tarfile
-from typing import BinaryIO, Callable, TypeVar
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
 from dockyard.compression import CHUNK, CompressionError, decompressed
 from dockyard.digest import Digest, HashingReader
 from dockyard.inroot import resolve_dir
-from dockyard.layers.format import (CAPABILITY_XATTR, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
-                                    WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, LayerError,
-                                    overlay_private)
+from dockyard.layers.format import (
+    CAPABILITY_XATTR,
+    OPAQUE_WHITEOUT,
+    OPAQUE_XATTRS,
+    WHITEOUT_META_PREFIX,
+    WHITEOUT_PREFIX,
+    LayerError,
+    overlay_private,
+)
 from dockyard.layers.tarread import Member, TarReader
 
 T = TypeVar("T")

@@ -19,8 +19,9 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class FileWriter(abc.ABC):
     def cancel(self) -> None:
         """Stop writing and remove the path's content."""
 
-    def __enter__(self) -> "FileWriter":
+    def __enter__(self) -> FileWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -72,7 +73,7 @@ class StorageDriver(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_params(cls, params: dict) -> "StorageDriver":
+    def from_params(cls, params: dict) -> StorageDriver:
         """A driver from its configuration parameters (names in `params`, already checked)."""
 
     @abc.abstractmethod
@@ -125,7 +126,9 @@ class StorageDriver(abc.ABC):
         """Remove what writers killed mid-write left (temp files, abandoned multipart uploads) older than
         `cutoff`; how many."""
 
-    def mkdir(self, path: str) -> None:
+    # A default that does nothing on purpose (not a forgotten @abstractmethod): only drivers with directories
+    # override it.
+    def mkdir(self, path: str) -> None:  # noqa: B027
         """Create a directory and its parents (drivers without directories have nothing to do)."""
 
     def redirect_url(self, path: str, method: str = "GET") -> str | None:

@@ -25,8 +25,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from dockyard.digest import CHUNK, Digest, InvalidDigest, verify
 from dockyard.errors import DigestMismatch, DockyardError
