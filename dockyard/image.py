@@ -70,7 +70,7 @@ def parse_time(text: str | None) -> datetime | None:
     t = text.strip().replace("Z", "+00:00")
     if "." in t:
         head, _, rest = t.partition(".")
-        frac = re.match(r"\d*", rest).group(0)
+        frac = re.split(r"\D", rest, maxsplit=1)[0]  # the leading digits
         t = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
     try:
         return datetime.fromisoformat(t)

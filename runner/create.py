@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_write, read_text
@@ -229,7 +230,7 @@ def create(root: str, opts: Options) -> Container:
     user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
                          users.read_layered(lowerdirs, "etc/group"))
     hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
-    config = {
+    config: dict[str, Any] = {
         "Hostname": hostname, "Domainname": "", "User": user_text, "AttachStdin": opts.interactive,
         "AttachStdout": True, "AttachStderr": True, "ExposedPorts": icfg.get("ExposedPorts") or {},
         "Tty": opts.tty, "OpenStdin": opts.interactive, "StdinOnce": False,

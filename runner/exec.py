@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 # All at the top: the child imports nothing once it is in the container's mount namespace (no copy of us there).
@@ -23,7 +24,7 @@ NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cg
               ("mnt", "mount"))
 
 
-def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: list[str] = (),
+def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: Sequence[str] = (),
             detach: bool = False, interactive: bool = False, privileged: bool = False,
             output: int | None = None, tty: bool = False) -> int:
     """Run `command` in the container; its exit code (0 at once with detach). `output`: fd for stdout+stderr.
@@ -58,6 +59,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
                                seccomp_filter)
 
     def relay_pty() -> None:
+        assert ours is not None and theirs is not None  # passed to in_child only with the pair
         theirs.close()
         _, fds, _, _ = socket.recv_fds(ours, 1, 1)
         ours.close()
@@ -127,7 +129,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
             os.execve(path, command, variables)
         except OSError as e:
             what = f"exec: {command[0]}" if e.filename == path else "terminal"
-            code = report(errw, 127 if e.errno == 2 else 126, f"{what}: {e.strerror.lower()}")
+            code = report(errw, 127 if e.errno == 2 else 126, f"{what}: {(e.strerror or str(e)).lower()}")
         os._exit(code)
     os.close(errw)
     _, status = os.waitpid(grandchild, 0)
@@ -162,7 +164,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     try:
         os.chdir(cwd)
     except OSError as e:
-        raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
+        raise StartError(f"chdir to {cwd!r}: {(e.strerror or str(e)).lower()}", 126) from None
     path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     seccomp.install(seccomp_filter, proc, after_caps=True)  # inherited by the process that execs
     return path, variables

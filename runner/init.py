@@ -111,7 +111,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     try:
         os.chdir(cwd)
     except OSError as e:
-        raise StartError(f"chdir to cwd {cwd!r}: {e.strerror.lower()}", 126) from None
+        raise StartError(f"chdir to cwd {cwd!r}: {(e.strerror or str(e)).lower()}", 126) from None
     args = proc.get("args") or []
     if not args:
         raise StartError("no command specified", 125)
@@ -131,7 +131,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         os.execve(path, args, env)
     except OSError as e:
         code = 127 if e.errno == errno.ENOENT else 126
-        msg = f"exec: {args[0]}: {e.strerror.lower()}"
+        msg = f"exec: {args[0]}: {(e.strerror or str(e)).lower()}"
         if fifo_fd >= 0:  # nobody reads errw after `create` returned; the process's stderr sees it
             os.write(2, msg.encode() + b"\n")
         raise StartError(msg, code) from None

@@ -80,7 +80,7 @@ def cmd_save(args: argparse.Namespace) -> int:
             ref = reference.parse(name)
             if not ref.digest and ref.ref_name in store.tags_of(image.manifest_digest):
                 names.append(ref.ref_name)
-    save(store, list(chosen.values()), args.output, sys.stdout.buffer, args.format)
+    save(store, list(chosen.values()), sys.stdout.buffer if args.output is None else args.output, args.format)
     return 0
 
 

@@ -456,13 +456,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from dockyard.cli.output import render
-    from dockyard.image import parse_time
     from runner import events
-    from runner.logs import timestamp
+    from runner.logs import moment
 
     def ns(text: str | None) -> int | None:
-        t = timestamp(text)
-        return None if t is None else int(parse_time(t).timestamp() * 1e9)
+        at = moment(text)
+        return None if at is None else int(at.timestamp() * 1e9)
 
     filters: dict[str, list[str]] = {}
     for f in args.filter:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 _TEMPLATE = re.compile(r"{{\s*(json\s+|upper\s+|lower\s+)?(\.[\w.]*)\s*}}")
 
@@ -59,12 +59,12 @@ def ago(when: datetime | None) -> str:
     return human_duration((datetime.now(UTC) - when).total_seconds()) + " ago"
 
 
-def table(headers: list[str], rows: Iterable[list[str]], out=None) -> None:
-    """Columns padded like docker's tabwriter (3 spaces between columns)."""
+def table(headers: list[str], rows: Iterable[Sequence[object]], out: TextIO | None = None) -> None:
+    """Columns padded like docker's tabwriter (3 spaces between columns); cells printed as str() prints them."""
     out = out or sys.stdout
-    rows = [list(map(str, r)) for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for r in [headers, *rows]:
+    cells = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    for r in [headers, *cells]:
         out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n")
 
 

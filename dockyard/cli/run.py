@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 # Statuses for our own failures around a run (docker's convention): 125 setup, 126 cannot exec, 127 not found.
 RUN_ERROR = 125
@@ -110,7 +111,7 @@ def _options(args: argparse.Namespace):
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    healthcheck = None
+    healthcheck: dict[str, Any] | None = None
     if args.no_healthcheck:
         healthcheck = {"Test": ["NONE"]}
     elif args.health_cmd:

@@ -17,6 +17,7 @@ Contract, for a second backend such as S3 (which has no rename and no directorie
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import importlib
 from collections.abc import Iterator
@@ -101,7 +102,8 @@ class StorageDriver(abc.ABC):
         """Names of a directory's children (files and directories), unsorted; [] when it does not exist."""
 
     @abc.abstractmethod
-    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    # builtins.list: in the class body `list` is the method above.
+    def walk(self, path: str) -> Iterator[tuple[str, builtins.list[str], builtins.list[str]]]:
         """(directory, subdirectory names, file names) from `path` down, as os.walk: prune by editing the list."""
 
     @abc.abstractmethod
@@ -144,7 +146,7 @@ class StorageDriver(abc.ABC):
 DRIVERS: dict[str, str] = {"filesystem": "registry.storage.filesystem:FilesystemDriver"}
 
 
-def driver_class(name: str) -> type:
+def driver_class(name: str) -> type[StorageDriver]:
     """The driver class registered under `name`; KeyError when there is none."""
     module, _, cls = DRIVERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import shutil
@@ -63,7 +64,8 @@ class FilesystemDriver(StorageDriver):
             return []
         return [n for n in names if not n.startswith(TEMP_PREFIX)]
 
-    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    # builtins.list: in the class body `list` is the method above.
+    def walk(self, path: str) -> Iterator[tuple[str, builtins.list[str], builtins.list[str]]]:
         for dirpath, dirnames, filenames in os.walk(self._full(path)):
             rel = os.path.relpath(dirpath, self.root)
             # dirnames is os.walk's own list, so a caller's pruning takes effect.
