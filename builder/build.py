@@ -40,6 +40,7 @@ from dockyard.errors import DockyardError, NotFound
 from dockyard.image import Descriptor, Image, canonical_json, empty_config, manifest_for, now_rfc3339
 from dockyard.inroot import layered_path
 from dockyard.store import Store
+from runner.forkserver import ForkServer
 from runner.spec import DEFAULT_PATH
 
 _URL_RE = re.compile(r"^https?://", re.I)
@@ -148,6 +149,10 @@ class Builder:
 
     def build(self) -> Image:
         """Run the build; the image is stored (and tagged) only when every step succeeded."""
+        with ForkServer.start() as self.spawner:  # first, while no thread exists: RUNs start containers through it
+            return self._build()
+
+    def _build(self) -> Image:
         o = self.options
         self.context = BuildContext(o.context, self._own_ignore())
         self.df = self._dockerfile()
@@ -427,7 +432,7 @@ class Builder:
                     code = execute(spec, lowerdirs=self._lowerdirs(state), upper=upper, env=env,
                                    user=cfg.get("User") or "", cwd=cwd,
                                    network=network, sources=sources, scratch=scratch, out_fd=out,
-                                   container_id=cid, store_root=self.store.root)
+                                   container_id=cid, store_root=self.store.root, spawner=self.spawner)
             finally:
                 self._running.discard(cid)
             if code != 0:

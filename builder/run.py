@@ -9,7 +9,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from builder.cache import BuildCache
 from builder.context import BuildContext
@@ -21,6 +21,9 @@ from dockyard import users
 from dockyard.inroot import fd_path, open_beneath
 from dockyard.users import User
 from runner.spec import Mount
+
+if TYPE_CHECKING:
+    from runner.forkserver import ForkServer
 
 
 class RunError(DockyardError):
@@ -170,11 +173,11 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
 
 def execute(spec: RunSpec, *, lowerdirs: list[str], upper: str, env: dict[str, str], user: str, cwd: str,
             network: str, sources: MountSources, scratch: str, out_fd: int, container_id: str,
-            store_root: str | None = None) -> int:
+            store_root: str | None = None, spawner: ForkServer | None = None) -> int:
     """Run the command to completion with output on `out_fd`; returns its exit code.
 
     network: "default" (as docker's build: a namespace of its own on the store's default bridge, outbound NAT,
-    nothing of the host's loopback), "host" or "none".
+    nothing of the host's loopback), "host" or "none". `spawner`: the fork server that starts the container.
     """
     from runner import sandbox  # only a step that really runs pays for importing the runtime
 
@@ -190,5 +193,6 @@ def execute(spec: RunSpec, *, lowerdirs: list[str], upper: str, env: dict[str, s
         box = sandbox.Sandbox(args=spec.argv, lowerdirs=lowerdirs, upperdir=upper,
                               env=[f"{k}={v}" for k, v in {**env, **secret_env}.items()], user=who, cwd=cwd,
                               network=network, mounts=mounts, hostname="dockyard-build")
-        status = sandbox.run(box, stdout=out_fd, stderr=out_fd, scratch=scratch, container_id=container_id)
+        status = sandbox.run(box, stdout=out_fd, stderr=out_fd, scratch=scratch, container_id=container_id,
+                             spawner=spawner)
     return status.code

@@ -176,26 +176,27 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     try:
         while True:
             c = store.load(cid)
-            threads = []
+            threads: list[threading.Thread] = []
             if tty is not None:
                 # A fresh slave each run, closed once the container has it: the master then sees EIO at its end.
                 out_w = err_w = stdin_fd = os.open(slave_name, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-                threads.append(threading.Thread(target=logs.pump, args=(os.dup(tty), "stdout", log, tee and tee[0], hub)))
+                pumps = [(os.dup(tty), "stdout", tee and tee[0])]
                 close = [out_w]
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                threads += [threading.Thread(target=logs.pump, args=(out_r, "stdout", log, tee and tee[0], hub)),
-                            threading.Thread(target=logs.pump, args=(err_r, "stderr", log, tee and tee[1], hub))]
+                pumps = [(out_r, "stdout", tee and tee[0]), (err_r, "stderr", tee and tee[1])]
                 close = [out_w, err_w]
                 stdin_fd = stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            for t in threads:
-                t.daemon = True
-                t.start()
 
             health_stop = threading.Event()
 
             def started(pid: int) -> None:
+                # The pumps start only now: the container's init is forked from this process, which then must
+                # have no thread (a fork with threads alive can deadlock the child); its output waits in the pipe.
+                for fd, stream, to in pumps:
+                    threads.append(threading.Thread(target=logs.pump, args=(fd, stream, log, to, hub), daemon=True))
+                    threads[-1].start()
                 store.update(cid, lambda x: mark_running(x, pid))
                 events.append(root, "container", "start", cid, c.name, {"image": c.image})
                 tell(b"ok")
@@ -206,7 +207,7 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             try:
                 status = run_once(root, c, (stdin_fd, out_w, err_w), started, close, detached=ready is not None or not first)
             except (StartError, DockyardError, OSError) as e:
-                for fd in close:
+                for fd in close + ([] if threads else [fd for fd, _, _ in pumps]):
                     os.close(fd)
                 code = getattr(e, "exit_code", 125) if isinstance(e, StartError) else 125
                 message = str(e) if not isinstance(e, OSError) else f"{e.strerror}: {e.filename or ''}"

@@ -9,13 +9,16 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from dockyard.errors import DockyardError, NotFound
 from runner import linux
 from runner.cgroups import Cgroup, container_path
 from runner.forking import StartError, start_error
 from runner.procfs import proc_start_time
+
+if TYPE_CHECKING:
+    from runner.forkserver import ForkServer
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -186,7 +189,8 @@ class forward_signals:
 
 def run(bundle: str, container_id: str, stdin: int = 0, stdout: int = 1, stderr: int = 2,
         stop_grace: float = 2.0, on_start: Callable[[int], None] | None = None,
-        prepare: Callable[[], None] | None = None, keep_fds: Sequence[int] = ()) -> ExitStatus:
+        prepare: Callable[[], None] | None = None, keep_fds: Sequence[int] = (),
+        spawner: ForkServer | None = None) -> ExitStatus:
     """Run the bundle's process to completion with the given stdio fds; StartError if it cannot start.
 
     SIGINT/SIGTERM/SIGHUP received meanwhile (in the main thread) are forwarded to the container's pid 1,
@@ -195,45 +199,54 @@ def run(bundle: str, container_id: str, stdin: int = 0, stdout: int = 1, stderr:
     `prepare()` runs while the forked init joins its cgroup and builds its root (e.g. to plumb its network
     namespace): the process execs only once it has returned. `keep_fds`: our descriptors that mount sources of
     the form /proc/self/fd/N name (the init inherits them; they are close-on-exec, so the process never has them).
+    `spawner`: a fork server that does the forking for a process that has threads (see runner.forkserver).
     """
     _check_id(container_id)
+    with forward_signals(None, stop_grace) as forwarder:
+        start = spawner.run if spawner is not None else run_here
+        return start(bundle, container_id, (stdin, stdout, stderr), keep_fds, forwarder.attach, on_start, prepare)
+
+
+def run_here(bundle: str, container_id: str, stdio: tuple[int, int, int], keep_fds: Sequence[int],
+             attach: Callable[[int], None], on_start: Callable[[int], None] | None,
+             prepare: Callable[[], None] | None) -> ExitStatus:
+    """run() forking from this process: `attach(pid)` as soon as the init exists, then prepare(), on_start(pid)."""
     config = load_config(bundle)
     go_r, go_w = os.pipe() if prepare else (-1, -1)
-    with forward_signals(None, stop_grace) as forwarder:
-        try:
-            pid, cgroup, errr = _spawn(config, bundle, container_id, (stdin, stdout, stderr), None, go_r, keep_fds)
-        except BaseException:
-            if go_w >= 0:
+    try:
+        pid, cgroup, errr = _spawn(config, bundle, container_id, stdio, None, go_r, keep_fds)
+    except BaseException:
+        if go_w >= 0:
+            os.close(go_w)
+        raise
+    finally:
+        if go_r >= 0:
+            os.close(go_r)
+    code = None
+    try:
+        attach(pid)
+        if prepare:
+            try:
+                prepare()
+                with contextlib.suppress(BrokenPipeError):  # the init failed already: errr tells why
+                    os.write(go_w, b"1")
+            finally:
                 os.close(go_w)
-            raise
-        finally:
-            if go_r >= 0:
-                os.close(go_r)
-        code = None
-        try:
-            forwarder.attach(pid)
-            if prepare:
-                try:
-                    prepare()
-                    with contextlib.suppress(BrokenPipeError):  # the init failed already: errr tells why
-                        os.write(go_w, b"1")
-                finally:
-                    os.close(go_w)
-                    go_w = -1
-            if on_start:
-                on_start(pid)
-            data = _read_all(errr)  # EOF (close-on-exec) means the process started
-            code = _reap(pid)
-            if data:
-                raise start_error(data)
-        finally:
-            os.close(errr)
-            if go_w >= 0:
-                os.close(go_w)
-            if code is None:  # interrupted by an exception: the container must not outlive us
-                _kill_quietly(pid)
-                _reap(pid)
-            oom = _finish(cgroup)
+                go_w = -1
+        if on_start:
+            on_start(pid)
+        data = _read_all(errr)  # EOF (close-on-exec) means the process started
+        code = _reap(pid)
+        if data:
+            raise start_error(data)
+    finally:
+        os.close(errr)
+        if go_w >= 0:
+            os.close(go_w)
+        if code is None:  # interrupted by an exception: the container must not outlive us
+            _kill_quietly(pid)
+            _reap(pid)
+        oom = _finish(cgroup)
     return ExitStatus(code, oom and code == 128 + signal.SIGKILL)
 
 

@@ -7,13 +7,16 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from runner import linux, rootfs, runtime, spec
 from runner.cgroups import container_path
 from runner.runtime import ExitStatus, StartError
 from dockyard.users import User
 from runner.spec import Mount, Resources
+
+if TYPE_CHECKING:
+    from runner.forkserver import ForkServer
 
 RUNC = "runc"
 
@@ -44,12 +47,13 @@ class Sandbox:
 
 def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2, runtime_name: str = "dockyard",
         scratch: str | None = None, container_id: str | None = None,
-        on_start: Callable[[int], None] | None = None) -> ExitStatus:
+        on_start: Callable[[int], None] | None = None, spawner: ForkServer | None = None) -> ExitStatus:
     """Run `box` to completion, streaming to the given fds (stdin: /dev/null if None); cleans up everything.
 
     runtime_name "runc" hands the same bundle to runc (the overlay then is mounted on the host for it; mounts given
     by descriptor become the paths their objects have now, which runc looks up again).
-    `on_start(pid)` receives the pid to kill to cancel the run (the container's init, or runc).
+    `on_start(pid)` receives the pid to kill to cancel the run (the container's init, or runc). `spawner`: a fork
+    server to start our runtime's container (runc is exec'd, which is safe from a process with threads).
     """
     cid = container_id or "dy-" + os.urandom(6).hex()
     bundle = tempfile.mkdtemp(prefix="bundle-", dir=scratch)
@@ -75,7 +79,7 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
             config["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
             _write_config(bundle, config)
             return runtime.run(bundle, cid, *stdio, on_start=on_start,
-                               keep_fds=[m.fd for m in mounts if m.fd is not None])
+                               keep_fds=[m.fd for m in mounts if m.fd is not None], spawner=spawner)
         _write_config(bundle, config)
         return run_runc(bundle, cid, overlay, stdio, on_start)
     finally:

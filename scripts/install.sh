@@ -20,4 +20,8 @@ runtime = "runc"
 CONF
 fi
 # compat: a plain path entry in a .pth; the default editable finder costs every `dockyard` start ~8 ms of imports.
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+# For every interpreter the suite runs under (scripts/pythons.sh).
+source scripts/pythons.sh
+for python in "${PYTHONS[@]}"; do
+    "$python" -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+done

@@ -159,3 +159,8 @@ class LoopbackServer:
         self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self._thread.join()
+
+
+# PYTHONWARNINGS for a CLI run that must not fork with threads alive: every DeprecationWarning is an error but
+# Python 3.12's fork-with-threads one, which os.fork() swallows when it is an error: that one is printed.
+FORK_WARNINGS = "error::DeprecationWarning,always:This process:DeprecationWarning"

@@ -1,0 +1,57 @@
+"""A build starts its containers from a single-threaded fork server (forking a process with threads may deadlock
+the child; Python 3.12 warns), which is gone once the build is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from support import FORK_WARNINGS
+
+PARALLEL = ("FROM busybox AS a\nRUN echo a > /a\nRUN echo a2 >> /a\n"
+            "FROM busybox AS b\nRUN echo b > /b\nRUN echo b2 >> /b\n"
+            "FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nRUN cat /a /b > /ab\n")
+
+
+def _with_root(store_root: str) -> list[int]:
+    """Pids of live processes started with DOCKYARD_ROOT=store_root in their environment."""
+    found = []
+    needle = f"DOCKYARD_ROOT={store_root}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if needle in env and not zombie:
+            found.append(int(pid))
+    return found
+
+
+def test_parallel_stages_fork_no_threaded_process(context, build, inspect):
+    ctx = context({"Dockerfile": PARALLEL})
+    res = build(ctx, "--no-cache", "-t", "forked", env={"PYTHONWARNINGS": FORK_WARNINGS})
+    assert "multi-threaded" not in res.err
+    assert inspect.read("forked", "ab") == "a\na2\nb\nb2\n"
+
+
+def test_fork_server_is_gone_after_the_build(context, store_root, build):
+    ctx = context({"Dockerfile": "FROM busybox\nRUN sleep 1\n"})
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard", "build", "-q", str(ctx)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
+    helpers: list[int] = []
+    deadline = time.monotonic() + 60
+    while not helpers and proc.poll() is None and time.monotonic() < deadline:
+        helpers = [pid for pid in _with_root(store_root) if pid != proc.pid]  # the server, a shim
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert helpers, "no fork server seen during the RUN"
+    assert _with_root(store_root) == []
+    failed = context({"Dockerfile": "FROM busybox\nRUN exit 3\n"})
+    assert "exit code 3" in build(failed, check=False).err
+    assert _with_root(store_root) == []
