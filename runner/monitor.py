@@ -331,7 +331,7 @@ def _become_daemon(cdir: str, keep: tuple[int, ...]) -> None:
     os.dup2(null, 0)
     os.dup2(logfd, 1)
     os.dup2(logfd, 2)
-    from runner.init import close_fds_except
+    from runner.process_setup import close_fds_except  # here: seccomp and the rest of it only in the daemon
 
     close_fds_except(keep)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
