@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now, proc_start_time
-from runner.network.container import attach_netns, make_netns, network_down
 from runner.forking import StartError, report, start_error
+from runner.network.container import attach_netns, make_netns, network_down
 from runner.runtime import ExitStatus
 
 if TYPE_CHECKING:
@@ -152,8 +152,8 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     """Run the container until it ends for good (restart policy applied); its last exit code.
 
     tee: fds that also get stdout/stderr (a foreground run); ready: a pipe written "ok", or the failure as
-    runner.forking's `code:message` report, after the first start; tty: the pty master when the container has a terminal (its slave is stdin);
-    hub: the attach.Hub that gets the output too.
+    runner.forking's `code:message` report, after the first start; tty: the pty master when the container has a
+    terminal (its slave is stdin); hub: the attach.Hub that gets the output too.
     """
     from runner import events, health, logs
 
@@ -164,6 +164,7 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     code = 0
     slave_name = ""
     if tty is not None:
+        assert stdin is not None  # with a tty, stdin is its slave
         slave_name = os.ttyname(stdin)
         os.close(stdin)
 
@@ -209,11 +210,12 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                     threading.Thread(target=health.loop, args=(root, cid, hc, health_stop), daemon=True).start()
 
             try:
-                status = run_once(root, c, (stdin_fd, out_w, err_w), started, close, detached=ready is not None or not first)
+                status = run_once(root, c, (stdin_fd, out_w, err_w), started, close,
+                                  detached=ready is not None or not first)
             except (StartError, DockyardError, OSError) as e:
                 for fd in close + ([] if threads else [fd for fd, _, _ in pumps]):
                     os.close(fd)
-                code = getattr(e, "exit_code", 125) if isinstance(e, StartError) else 125
+                code = e.exit_code if isinstance(e, StartError) else 125
                 message = str(e) if not isinstance(e, OSError) else f"{e.strerror}: {e.filename or ''}"
                 store.update(cid, lambda x: _record_failure(x, code, message, first))
                 tell((code, message))
@@ -230,7 +232,8 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             again = should_restart(c, code, stopped)
 
             def mark_exited(x: Container) -> None:
-                x.status, x.pid, x.exit_code, x.oom_killed = ("restarting" if again else "exited"), 0, code, status.oom_killed
+                x.status = "restarting" if again else "exited"
+                x.pid, x.exit_code, x.oom_killed = 0, code, status.oom_killed
                 x.finished_at = now()
                 if again:
                     x.restart_count += 1
