@@ -16,10 +16,11 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from builder import views
 from builder.args import PROXY_ARGS, BuildArgs, GlobalScope, StageVars, platform_args
@@ -45,6 +46,8 @@ from runner.spec import DEFAULT_PATH
 
 _URL_RE = re.compile(r"^https?://", re.I)
 BUILD_PLATFORM = "linux/amd64"
+# A cache entry waiting for its layers to be stored: (cache key, config JSON, layers).
+_Record = tuple[str, bytes, Sequence[Layer]]
 
 
 class BuildFailed(DockyardError):
@@ -77,7 +80,7 @@ class StageState:
 
     stage: Stage
     config: dict[str, Any]
-    layers: list[Layer]
+    layers: Sequence[Layer]  # replaced, never changed in place
     parent: str
     vars: StageVars
     label: str
@@ -90,7 +93,7 @@ class StageState:
 
 def rfc3339(epoch: int) -> str:
     """SOURCE_DATE_EPOCH as an image config timestamp."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _one_line(text: str, limit: int = 120) -> str:
@@ -163,7 +166,7 @@ class Builder:
             self.added = added
             self.workspace = tempfile.mkdtemp(prefix="build-", dir=self.store.tmp_dir)
             self.committer = Committer(self.store, o.compression, self.sde, added, self.workspace)
-            self._records: list[tuple[str, bytes, list[Layer]]] = []
+            self._records: list[_Record] = []
             try:
                 for ref in sorted({i for r in self.plan.refs.values() for i in r.images}):
                     self._image(ref)
@@ -249,6 +252,7 @@ class Builder:
     def _stage(self, stage: Stage) -> None:
         refs = self.plan.refs[stage.index]
         base = refs.base.base
+        layers: Sequence[Layer]
         if refs.base_stage is not None:
             src = self.results[refs.base_stage]
             config, layers, parent = copy.deepcopy(src.config), list(src.layers), src.parent
@@ -329,7 +333,8 @@ class Builder:
     def _flush(self) -> None:
         """Write the cache entries whose layers are all stored (after a failure, the rest are dropped)."""
         with self._records_lock:
-            ready, waiting = [], []
+            ready: list[_Record] = []
+            waiting: list[_Record] = []
             for record in self._records:
                 (ready if settled(record[2]) else waiting).append(record)
             self._records = waiting

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from dockyard.digest import Digest, HashingWriter, chain_ids, verify
@@ -18,12 +19,12 @@ from dockyard.store import Store
 Layer = Descriptor | Future  # a stored layer, or one still being compressed (a Future of its Descriptor)
 
 
-def resolved(layers: list[Layer]) -> list[Descriptor]:
+def resolved(layers: Sequence[Layer]) -> list[Descriptor]:
     """The descriptors, waiting for layers still being compressed (their failure is raised here)."""
     return [layer.result() if isinstance(layer, Future) else layer for layer in layers]
 
 
-def settled(layers: list[Layer]) -> bool:
+def settled(layers: Sequence[Layer]) -> bool:
     """Whether every layer is stored (none pending, none failed)."""
     return all(not isinstance(x, Future) or (x.done() and not x.cancelled() and x.exception() is None)
                for x in layers)

@@ -109,7 +109,7 @@ def export_archive(store: Store, image: Image, names: list[str], kind: str, dest
     from dockyard.archive import save
 
     fmt = {"docker": "docker-archive", "oci": "oci-archive"}[kind]
-    save(store, [(image, names)], None if dest == "-" else dest, sys.stdout.buffer, fmt)
+    save(store, [(image, names)], sys.stdout.buffer if dest == "-" else dest, fmt)
 
 
 def parse_output(text: str) -> tuple[str, str]:

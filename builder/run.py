@@ -8,16 +8,17 @@ import posixpath
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ContextManager
+from typing import TYPE_CHECKING
 
 from builder.cache import BuildCache
 from builder.context import BuildContext
 from builder.mounts import Mount as RunMount
 from builder.resolve import PIPES_DIR, RunSpec
+from dockyard import users
 from dockyard.errors import DockyardError
 from dockyard.fsutil import locked
-from dockyard import users
 from dockyard.inroot import fd_path, open_beneath
 from dockyard.users import User
 from runner.spec import Mount
@@ -38,7 +39,7 @@ class MountSources:
     cache: BuildCache
     secrets: dict[str, str] = field(default_factory=dict)  # id -> host file
     # A stage name/index or image reference -> a context manager giving its merged root directory.
-    rootfs_of: Callable[[str], ContextManager[str]] | None = None
+    rootfs_of: Callable[[str], contextlib.AbstractContextManager[str]] | None = None
 
 
 def stop(container_id: str) -> None:
@@ -150,16 +151,16 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
         elif m.type == "tmpfs":
             mounts.append(Mount(_target(m, cwd), "tmpfs", options=[f"size={m.size}"] if m.size else []))
         elif m.type == "secret":
-            path = sources.secrets.get(m.id or "")
-            if path is None:
+            secret = sources.secrets.get(m.id or "")
+            if secret is None:
                 if m.required:
                     raise RunError(f"secret {m.id} not provided (use --secret id={m.id},src=PATH)")
                 continue
             if m.env:
-                with open(path, errors="replace") as f:
+                with open(secret, errors="replace") as f:
                     env[m.env] = f.read()
             if m.target:
-                mounts.append(Mount(_target(m, cwd), "bind", _secret_file(m, path, scratch), readonly=True))
+                mounts.append(Mount(_target(m, cwd), "bind", _secret_file(m, secret, scratch), readonly=True))
         else:
             raise RunError(f"RUN --mount=type={m.type} is not supported by dockyard build")
     for script in spec.scripts:

@@ -67,19 +67,19 @@ def _blob_name(d: Digest) -> str:
 
 
 @contextlib.contextmanager
-def _output(path: str | None, stdout: BinaryIO) -> Iterator[BinaryIO]:
-    """The archive's destination: a file written atomically, or standard output."""
-    if path is None:
-        yield stdout
+def _output(dest: str | BinaryIO) -> Iterator[BinaryIO]:
+    """The archive's destination: a file (by path) written atomically, or a stream (standard output, a spool)."""
+    if not isinstance(dest, str):
+        yield dest
         return
-    with atomic_file(path) as f:
+    with atomic_file(dest) as f:
         yield f
 
 
-def save(store: Store, images: list[tuple[Image, list[str]]], path: str | None, stdout: BinaryIO,
+def save(store: Store, images: list[tuple[Image, list[str]]], dest: str | BinaryIO,
          fmt: str = "docker-archive") -> None:
-    """Write images (with the names to record) as a docker-archive or an oci-archive."""
-    with _output(path, stdout) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+    """Write images (with the names to record) as a docker-archive or an oci-archive to a path or a stream."""
+    with _output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         if fmt == "oci-archive":
             _save_oci(store, images, tf)
         elif fmt == "docker-archive":

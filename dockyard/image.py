@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard import mediatypes as mt
@@ -29,7 +29,7 @@ class Descriptor:
     urls: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Descriptor":
+    def from_json(cls, obj: dict[str, Any]) -> Descriptor:
         """Parse a descriptor object, validating its digest."""
         urls = obj.get("urls")
         return cls(obj.get("mediaType", ""), Digest.parse(obj["digest"]), int(obj["size"]),
@@ -60,7 +60,7 @@ def canonical_json(obj: Any) -> bytes:
 
 def now_rfc3339() -> str:
     """The current UTC time in the RFC 3339 form image configs use."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -70,7 +70,7 @@ def parse_time(text: str | None) -> datetime | None:
     t = text.strip().replace("Z", "+00:00")
     if "." in t:
         head, _, rest = t.partition(".")
-        frac = re.match(r"\d*", rest).group(0)
+        frac = re.split(r"\D", rest, maxsplit=1)[0]  # the leading digits
         t = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
     try:
         return datetime.fromisoformat(t)
@@ -113,7 +113,7 @@ class Image:
             # Pairing them up would silently drop the extra layers (or unpack a layer under the wrong ID).
             raise InvalidImage(f"image {self.id}: its manifest lists {len(layers)} layers but its config "
                                f"{len(diff_ids)} diff_ids")
-        return list(zip(layers, diff_ids, chain_ids(diff_ids)))
+        return list(zip(layers, diff_ids, chain_ids(diff_ids), strict=True))
 
     @property
     def size(self) -> int:
@@ -170,8 +170,8 @@ def to_oci_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     out = dict(manifest)
     out["mediaType"] = mt.OCI_MANIFEST
     out["config"] = dict(manifest["config"], mediaType=mt.OCI_CONFIG)
-    out["layers"] = [dict(l, mediaType=_TO_OCI.get(l.get("mediaType"), l.get("mediaType")))
-                     for l in manifest.get("layers") or []]
+    out["layers"] = [dict(layer, mediaType=_TO_OCI.get(layer.get("mediaType"), layer.get("mediaType")))
+                     for layer in manifest.get("layers") or []]
     out.pop("urls", None)
     return out
 

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Any, Mapping
+from typing import Any
 
 from dockyard import reference
 from dockyard.errors import DockyardError
 from dockyard.image import Image
 
 # Terms in the order given; every one must hold (as `images -f a -f b` always did).
-Filters = list[tuple[str, str]]
+Filters = Sequence[tuple[str, str]]
 
 
-def from_cli(values: list[str]) -> Filters:
+def from_cli(values: list[str]) -> list[tuple[str, str]]:
     """`-f KEY=VALUE` options as terms."""
     return [(key, value) for key, _, value in (v.partition("=") for v in values)]
 
 
-def from_mapping(filters: Mapping[str, Any] | None) -> Filters:
+def from_mapping(filters: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """docker-py's filters dict ({"dangling": True, "label": ["a=b", "c"]}) as terms."""
-    terms: Filters = []
+    terms: list[tuple[str, str]] = []
     for key, value in (filters or {}).items():
         for v in value if isinstance(value, (list, tuple)) else [value]:
             terms.append((key, str(v).lower() if isinstance(v, bool) else str(v)))

@@ -82,7 +82,8 @@ def _walk(root: str, unsafe: str, follow_final: bool, clamp: bool, max_links: in
     created is listed in `made` (paths relative to the root); a non-directory on the way raises
     NotADirectoryError naming it (relative to the root)."""
     names = _parts(start)
-    fds: list[int | None] = [_UNOPENED] * len(names) + [_open_dir(os.path.join(root, *names))]
+    fds: list[int | None] = [_UNOPENED] * len(names)
+    fds.append(_open_dir(os.path.join(root, *names)))
     todo = _parts(unsafe)[::-1]  # a stack: the next component is last
     links = 0
     is_dir = False

@@ -114,7 +114,7 @@ class Config:
             params["rootdirectory"] = self.root
         return self.storage_driver, params
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Check cross-field rules; raise ConfigError naming the bad setting."""
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
@@ -196,7 +196,7 @@ def _flatten(data: dict, prefix: tuple[str, ...], path: str) -> dict:
     names = {f.name for f in fields(Config)}
     out: dict = {}
     for key, value in data.items():
-        key_path = prefix + (str(key),)
+        key_path = (*prefix, str(key))
         if key_path == ("storage",):
             out.update(_storage(value, path))
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING
 
 import flask
 from flask import current_app, request
@@ -43,10 +43,10 @@ def headers_only(status: int, headers: dict[str, str]) -> Response:
 class Registry:
     """Configuration, storage, authorizer and metrics of one registry app."""
 
-    config: "Config"
-    storage: "Layout"
-    auth: "Authorizer"
-    metrics: "Metrics"
+    config: Config
+    storage: Layout
+    auth: Authorizer
+    metrics: Metrics
 
 
 def state() -> Registry:
@@ -61,7 +61,7 @@ class BodyError(Exception):
 class RequestBody:
     """The request body as a stream whose transfer errors become BLOB_UPLOAD_INVALID, counting bytes read."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: IO[bytes]):
         self._stream = stream
         self.size = 0
 

@@ -16,7 +16,6 @@ from registry import manifests
 from registry.config import Config
 from registry.storage import Layout, open_storage
 
-
 _CLOCK_SLACK = 2.0
 # A younger temp file may be a write in progress, whatever the age limit.
 _TEMP_MIN_AGE = 60
@@ -90,10 +89,7 @@ def sweep(storage: Layout, marked: set[Digest], report: GcReport, cutoff: float,
             report.kept_recent += 1
             continue
         info = storage.blob_info(digest)
-        if dry_run:
-            report.blobs.append(digest)
-            report.bytes += info.size if info else 0
-        elif storage.delete_blob_if_older(digest, cutoff):
+        if dry_run or storage.delete_blob_if_older(digest, cutoff):
             report.blobs.append(digest)
             report.bytes += info.size if info else 0
     if not dry_run:

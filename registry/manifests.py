@@ -7,6 +7,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
@@ -72,6 +73,10 @@ def load_json(data: bytes) -> object:
     return doc
 
 
+@overload
+def _string(doc: dict, key: str, where: str, required: Literal[True]) -> str: ...
+@overload
+def _string(doc: dict, key: str, where: str, required: bool = False) -> str | None: ...
 def _string(doc: dict, key: str, where: str, required: bool = False) -> str | None:
     value = doc.get(key)
     if value is None and key not in doc and not required:
@@ -81,6 +86,10 @@ def _string(doc: dict, key: str, where: str, required: bool = False) -> str | No
     return value
 
 
+@overload
+def _media_type(doc: dict, key: str, where: str, required: Literal[True]) -> str: ...
+@overload
+def _media_type(doc: dict, key: str, where: str, required: bool = False) -> str | None: ...
 def _media_type(doc: dict, key: str, where: str, required: bool = False) -> str | None:
     value = _string(doc, key, where, required)
     if value is not None and not _MEDIA_TYPE_RE.fullmatch(value):
@@ -202,6 +211,7 @@ def references(data: bytes) -> tuple[list[Digest], list[Digest], Digest | None]:
                 continue
         return out
 
-    blobs = digests([doc.get("config")] + (doc.get("layers") if isinstance(doc.get("layers"), list) else []))
+    layers = doc.get("layers")
+    blobs = digests([doc.get("config"), *(layers if isinstance(layers, list) else [])])
     subject = digests([doc.get("subject")])
     return blobs, digests(doc.get("manifests")), subject[0] if subject else None

@@ -7,9 +7,9 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import atomic_write, locked
@@ -18,32 +18,39 @@ from runner.procfs import proc_start_time
 STATE_FILE = "state.json"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
-_ADJECTIVES = (
-    "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming clever cool "
-    "compassionate competent condescending confident cranky crazy dazzling determined distracted dreamy eager "
-    "ecstatic elastic elated elegant eloquent epic exciting fervent festive flamboyant focused friendly frosty "
-    "funny gallant gifted goofy gracious great happy hardcore heuristic hopeful hungry infallible inspiring "
-    "intelligent interesting jolly jovial keen kind laughing loving lucid magical modest musing mystifying naughty "
-    "nervous nice nifty nostalgic objective optimistic peaceful pedantic pensive practical priceless quirky quizzical "
-    "recursing relaxed reverent romantic sad serene sharp silly sleepy stoic strange stupefied suspicious sweet "
-    "tender thirsty trusting unruffled upbeat vibrant vigilant vigorous wizardly wonderful xenodochial youthful "
-    "zealous zen"
-).split()
-_NOUNS = (
-    "agnesi albattani allen almeida archimedes ardinghelli aryabhata austin babbage banach bardeen bartik bassi "
-    "beaver bell bhabha bhaskara blackwell bohr booth borg bose boyd brahmagupta brattain brown carson chandrasekhar "
-    "clarke colden cori cray curie darwin davinci dijkstra dubinsky easley edison einstein elion engelbart euclid "
-    "euler fermat fermi feynman franklin galileo gates goldberg goldstine goldwasser golick goodall hamilton hawking "
-    "heisenberg hermann hodgkin hoover hopper hugle hypatia jackson jang jennings jepsen johnson joliot jones kalam "
-    "kapitsa keldysh keller kepler khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt lewin "
-    "lichterman liskov lovelace lumiere mahavira margulis matsumoto maxwell mayer mccarthy mcclintock mclean mcnulty "
-    "meitner mendel mestorf minsky mirzakhani montalcini moore morse moser murdock napier nash neumann newton "
-    "nightingale nobel noether northcutt noyce panini pare pascal pasteur payne perlman pike poincare poitras "
-    "ptolemy raman ramanujan ride ritchie robinson roentgen rosalind rubin saha sammet sanderson satoshi shamir "
-    "shannon shaw shirley shockley sinoussi snyder spence stonebraker sutherland swanson swartz swirles tesla "
-    "thompson torvalds turing varahamihira visvesvaraya volhard wescoff wilbur wiles williams wilson wing wozniak "
-    "wright wu yalow yonath zhukovsky"
-).split()
+_ADJECTIVES = [
+    "admiring", "adoring", "agitated", "amazing", "angry", "awesome", "blissful", "bold", "boring", "brave", "busy",
+    "charming", "clever", "cool", "compassionate", "competent", "condescending", "confident", "cranky", "crazy",
+    "dazzling", "determined", "distracted", "dreamy", "eager", "ecstatic", "elastic", "elated", "elegant",
+    "eloquent", "epic", "exciting", "fervent", "festive", "flamboyant", "focused", "friendly", "frosty", "funny",
+    "gallant", "gifted", "goofy", "gracious", "great", "happy", "hardcore", "heuristic", "hopeful", "hungry",
+    "infallible", "inspiring", "intelligent", "interesting", "jolly", "jovial", "keen", "kind", "laughing",
+    "loving", "lucid", "magical", "modest", "musing", "mystifying", "naughty", "nervous", "nice", "nifty",
+    "nostalgic", "objective", "optimistic", "peaceful", "pedantic", "pensive", "practical", "priceless", "quirky",
+    "quizzical", "recursing", "relaxed", "reverent", "romantic", "sad", "serene", "sharp", "silly", "sleepy",
+    "stoic", "strange", "stupefied", "suspicious", "sweet", "tender", "thirsty", "trusting", "unruffled", "upbeat",
+    "vibrant", "vigilant", "vigorous", "wizardly", "wonderful", "xenodochial", "youthful", "zealous", "zen",
+]
+_NOUNS = [
+    "agnesi", "albattani", "allen", "almeida", "archimedes", "ardinghelli", "aryabhata", "austin", "babbage",
+    "banach", "bardeen", "bartik", "bassi", "beaver", "bell", "bhabha", "bhaskara", "blackwell", "bohr", "booth",
+    "borg", "bose", "boyd", "brahmagupta", "brattain", "brown", "carson", "chandrasekhar", "clarke", "colden",
+    "cori", "cray", "curie", "darwin", "davinci", "dijkstra", "dubinsky", "easley", "edison", "einstein", "elion",
+    "engelbart", "euclid", "euler", "fermat", "fermi", "feynman", "franklin", "galileo", "gates", "goldberg",
+    "goldstine", "goldwasser", "golick", "goodall", "hamilton", "hawking", "heisenberg", "hermann", "hodgkin",
+    "hoover", "hopper", "hugle", "hypatia", "jackson", "jang", "jennings", "jepsen", "johnson", "joliot", "jones",
+    "kalam", "kapitsa", "keldysh", "keller", "kepler", "khorana", "kilby", "kirch", "knuth", "kowalevski",
+    "lalande", "lamarr", "lamport", "leakey", "leavitt", "lewin", "lichterman", "liskov", "lovelace", "lumiere",
+    "mahavira", "margulis", "matsumoto", "maxwell", "mayer", "mccarthy", "mcclintock", "mclean", "mcnulty",
+    "meitner", "mendel", "mestorf", "minsky", "mirzakhani", "montalcini", "moore", "morse", "moser", "murdock",
+    "napier", "nash", "neumann", "newton", "nightingale", "nobel", "noether", "northcutt", "noyce", "panini",
+    "pare", "pascal", "pasteur", "payne", "perlman", "pike", "poincare", "poitras", "ptolemy", "raman", "ramanujan",
+    "ride", "ritchie", "robinson", "roentgen", "rosalind", "rubin", "saha", "sammet", "sanderson", "satoshi",
+    "shamir", "shannon", "shaw", "shirley", "shockley", "sinoussi", "snyder", "spence", "stonebraker", "sutherland",
+    "swanson", "swartz", "swirles", "tesla", "thompson", "torvalds", "turing", "varahamihira", "visvesvaraya",
+    "volhard", "wescoff", "wilbur", "wiles", "williams", "wilson", "wing", "wozniak", "wright", "wu", "yalow",
+    "yonath", "zhukovsky",
+]
 
 
 @dataclass
@@ -104,7 +111,7 @@ class Container:
 
 def now() -> str:
     """RFC 3339 with nanoseconds, as docker prints times."""
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
 
 
@@ -174,10 +181,9 @@ class Containers:
         if ref in all_ids:
             return self.load(ref)
         for cid in all_ids:
-            with contextlib.suppress(NotFound, ValueError, FileNotFoundError):
-                with open(self.path(cid, STATE_FILE)) as f:
-                    if json.load(f).get("name") == name:
-                        return self.load(cid)
+            with contextlib.suppress(NotFound, ValueError, FileNotFoundError), open(self.path(cid, STATE_FILE)) as f:
+                if json.load(f).get("name") == name:
+                    return self.load(cid)
         matches = [cid for cid in all_ids if cid.startswith(ref.lower())] if _is_hex(ref) else []
         if len(matches) > 1:
             raise DockyardError(f"multiple containers match {ref!r}; use more of the id")
@@ -191,9 +197,8 @@ class Containers:
         with locked(os.path.join(self.dir, ".names.lock")):
             names = set()
             for cid in self.ids():
-                with contextlib.suppress(ValueError, FileNotFoundError):
-                    with open(self.path(cid, STATE_FILE)) as f:
-                        names.add(json.load(f).get("name"))
+                with contextlib.suppress(ValueError, FileNotFoundError), open(self.path(cid, STATE_FILE)) as f:
+                    names.add(json.load(f).get("name"))
             yield names
 
     def add(self, c: Container) -> None:

@@ -66,7 +66,8 @@ def _enter(c: Container, pid: int, writable: bool) -> None:
         rootfs.mount_overlay(overlay, target)
     else:
         # Read-only: the upper dir becomes the top lower (its whiteouts still apply); no workdir needed.
-        linux.mount("overlay", target, "overlay", linux.MS_RDONLY, "lowerdir=" + ":".join([overlay.upper, *overlay.lower]))
+        linux.mount("overlay", target, "overlay", linux.MS_RDONLY,
+                    "lowerdir=" + ":".join([overlay.upper, *overlay.lower]))
     os.chroot(target)
     os.chdir("/")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from dockyard.errors import DockyardError
-from dockyard.fsutil import atomic_write
+from dockyard.fsutil import atomic_write, read_text
 from runner import spec
 from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
-from dockyard.fsutil import read_text
 from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
@@ -82,7 +82,8 @@ def parse_bytes(text: str) -> int:
 def capabilities(add: list[str], drop: list[str]) -> list[str]:
     """Docker's default capability set with --cap-add/--cap-drop applied (ALL allowed in either)."""
     def norm(names: list[str]) -> list[str]:
-        return [n.upper() if n.upper() in ("ALL",) or n.upper().startswith("CAP_") else "CAP_" + n.upper() for n in names]
+        return [n.upper() if n.upper() in ("ALL",) or n.upper().startswith("CAP_") else "CAP_" + n.upper()
+                for n in names]
 
     add, drop = norm(add), norm(drop)
     for n in add + drop:
@@ -200,8 +201,8 @@ def read_env_file(path: str) -> list[str]:
 
 def create(root: str, opts: Options) -> Container:
     """Resolve the image, record the container and write its bundle; the image stays held until rm."""
-    from dockyard.store import Store
     from dockyard import users
+    from dockyard.store import Store
     from runner import rootfs, volumes
 
     store = Store(root)
@@ -229,7 +230,7 @@ def create(root: str, opts: Options) -> Container:
     user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
                          users.read_layered(lowerdirs, "etc/group"))
     hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
-    config = {
+    config: dict[str, Any] = {
         "Hostname": hostname, "Domainname": "", "User": user_text, "AttachStdin": opts.interactive,
         "AttachStdout": True, "AttachStderr": True, "ExposedPorts": icfg.get("ExposedPorts") or {},
         "Tty": opts.tty, "OpenStdin": opts.interactive, "StdinOnce": False,

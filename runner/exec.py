@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 # All at the top: the child imports nothing once it is in the container's mount namespace (no copy of us there).
@@ -19,10 +20,11 @@ if TYPE_CHECKING:
     import socket
 
 # Entered in this order; mnt last so the /proc paths of the others stay reachable until then.
-NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"), ("mnt", "mount"))
+NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("cgroup", "cgroup"), ("pid", "pid"),
+              ("mnt", "mount"))
 
 
-def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: list[str] = (),
+def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir: str = "", env: Sequence[str] = (),
             detach: bool = False, interactive: bool = False, privileged: bool = False,
             output: int | None = None, tty: bool = False) -> int:
     """Run `command` in the container; its exit code (0 at once with detach). `output`: fd for stdout+stderr.
@@ -40,7 +42,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
     config = load_config(c.bundle)
     if privileged:  # read here: inside, /proc/self is not ours (we are outside the container's pid namespace)
         all_caps = spec.available_capabilities()
-        config["process"]["capabilities"] = {k: all_caps for k in ("bounding", "effective", "permitted")}
+        config["process"]["capabilities"] = dict.fromkeys(("bounding", "effective", "permitted"), all_caps)
     seccomp_filter = seccomp.prepare(config)  # here: inside, the container's /run could hold a planted one
     # The child opens the pty inside the container and hands its master back over this pair.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty and not detach else (None, None)
@@ -57,6 +59,7 @@ def exec_in(root: str, c: Container, command: list[str], user: str = "", workdir
                                seccomp_filter)
 
     def relay_pty() -> None:
+        assert ours is not None and theirs is not None  # passed to in_child only with the pair
         theirs.close()
         _, fds, _, _ = socket.recv_fds(ours, 1, 1)
         ours.close()
@@ -126,7 +129,7 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
             os.execve(path, command, variables)
         except OSError as e:
             what = f"exec: {command[0]}" if e.filename == path else "terminal"
-            code = report(errw, 127 if e.errno == 2 else 126, f"{what}: {e.strerror.lower()}")
+            code = report(errw, 127 if e.errno == 2 else 126, f"{what}: {(e.strerror or str(e)).lower()}")
         os._exit(code)
     os.close(errw)
     _, status = os.waitpid(grandchild, 0)
@@ -135,7 +138,8 @@ def _enter_and_exec(c: Container, pid: int, config: dict, command: list[str], us
 
 
 def _become(config: dict, command: list[str], user: str, workdir: str, env: list[str],
-            stdio: tuple[int, int, int], errw: int, seccomp_filter: seccomp.Filter | None = None) -> tuple[str, dict[str, str]]:
+            stdio: tuple[int, int, int], errw: int,
+            seccomp_filter: seccomp.Filter | None = None) -> tuple[str, dict[str, str]]:
     """(in the container's namespaces) user, capabilities, cwd and stdio of the container's process, -u/-w/-e
     applied; the program's path and environment for the exec."""
     proc = config["process"]
@@ -160,7 +164,7 @@ def _become(config: dict, command: list[str], user: str, workdir: str, env: list
     try:
         os.chdir(cwd)
     except OSError as e:
-        raise StartError(f"chdir to {cwd!r}: {e.strerror.lower()}", 126) from None
+        raise StartError(f"chdir to {cwd!r}: {(e.strerror or str(e)).lower()}", 126) from None
     path = look_path(command[0], variables.get("PATH", spec.DEFAULT_PATH))
     seccomp.install(seccomp_filter, proc, after_caps=True)  # inherited by the process that execs
     return path, variables

@@ -7,7 +7,7 @@ report_failure() and exits with the code; the parent turns what it read into a S
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from dockyard.errors import DockyardError
 

@@ -21,8 +21,9 @@ import os
 import pickle
 import signal
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any
 
 from runner import runtime
 from runner.runtime import ExitStatus, StartError
@@ -107,7 +108,8 @@ class ForkServer:
         return value
 
 
-def _receive(sock: socket.socket) -> tuple[str, object]:
+def _receive(sock: socket.socket) -> tuple[str, Any]:
+    """The shim's next message: ("started", pid), ("error", the exception) or ("exit", ExitStatus)."""
     data = sock.recv(_MAX_MESSAGE)
     if not data:
         raise StartError("container start: the fork server's shim died")
@@ -116,7 +118,7 @@ def _receive(sock: socket.socket) -> tuple[str, object]:
 
 def _serve(control: socket.socket) -> int:
     """The server's loop: a shim per request, until EOF on `control`."""
-    import runner.init  # noqa: F401  (what every start needs: imported once here, not by each shim)
+    import runner.init  # what every start needs: imported once here, not by each shim
     import runner.seccomp  # noqa: F401
 
     os.setsid()  # a terminal's signals are the client's to forward, not ours
@@ -192,7 +194,7 @@ def _place(fds: list[int], targets: list[int]) -> list[int]:
     for fd in fds:
         os.close(fd)
     keep = high[4:]
-    for fd, target in zip(keep, targets):
+    for fd, target in zip(keep, targets, strict=False):
         os.dup2(fd, target, inheritable=False)
         os.close(fd)
     return high[:4] + list(targets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from dockyard.errors import DockyardError
@@ -41,16 +42,19 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
             text = out.read(4096).decode(errors="replace")
         if stop.is_set():
             return
-
-        def record(x: Container) -> None:
-            h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
-            h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
-            if code == 0:
-                h["Status"], h["FailingStreak"] = "healthy", 0
-            else:
-                h["FailingStreak"] += 1
-                if h["FailingStreak"] >= retries:
-                    h["Status"] = "unhealthy"
-            x.health = h
-        c = store.update(cid, record)
+        c = store.update(cid, functools.partial(_record, start=start, code=code, text=text, retries=retries))
+        assert c.health is not None  # _record set it
         events.append(root, "container", f"health_status: {c.health['Status']}", cid, c.name, {"image": c.image})
+
+
+def _record(x: Container, start: str, code: int, text: str, retries: int) -> None:
+    """Add one check's result to the container's Health (the last 5 kept) and update its status."""
+    h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
+    h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
+    if code == 0:
+        h["Status"], h["FailingStreak"] = "healthy", 0
+    else:
+        h["FailingStreak"] += 1
+        if h["FailingStreak"] >= retries:
+            h["Status"] = "unhealthy"
+    x.health = h

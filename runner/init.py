@@ -12,7 +12,8 @@ import gc
 import os
 import signal
 import termios  # at the top: after pivot_root the container's root has no Python modules
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from dockyard.fsutil import read_text
 from dockyard.users import home_of
@@ -57,7 +58,8 @@ def container_init(
 
 def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
     """Default signal dispositions (ignored ones survive exec), stdio on 0-2, every other fd but `keep` closed."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     high = [os.dup(fd) for fd in stdio]  # via high fds so swapped stdout/stderr cannot clobber each other
@@ -109,7 +111,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     try:
         os.chdir(cwd)
     except OSError as e:
-        raise StartError(f"chdir to cwd {cwd!r}: {e.strerror.lower()}", 126) from None
+        raise StartError(f"chdir to cwd {cwd!r}: {(e.strerror or str(e)).lower()}", 126) from None
     args = proc.get("args") or []
     if not args:
         raise StartError("no command specified", 125)
@@ -129,7 +131,7 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
         os.execve(path, args, env)
     except OSError as e:
         code = 127 if e.errno == errno.ENOENT else 126
-        msg = f"exec: {args[0]}: {e.strerror.lower()}"
+        msg = f"exec: {args[0]}: {(e.strerror or str(e)).lower()}"
         if fifo_fd >= 0:  # nobody reads errw after `create` returned; the process's stderr sees it
             os.write(2, msg.encode() + b"\n")
         raise StartError(msg, code) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dockyard.errors import DockyardError
@@ -294,7 +295,7 @@ def check_exec(c: Container, command: list[str]) -> None:
 
 
 def exec_run(root: str, c: Container, command: list[str], user: str = "", workdir: str = "",
-             env: list[str] = (), detach: bool = False, interactive: bool = False, privileged: bool = False,
+             env: Sequence[str] = (), detach: bool = False, interactive: bool = False, privileged: bool = False,
              tty: bool = False, output: int | None = None) -> int:
     """Run a command in a running container (as runner.exec.exec_in); its exit code."""
     from runner import exec as exec_
@@ -405,7 +406,8 @@ def host_pid(c: Container) -> int:
 def inspect(root: str, c: Container) -> dict:
     """docker's `inspect` JSON for a container."""
     att = _attachment(root, c)
-    networks, ports_ = {}, {}
+    networks: dict[str, dict] = {}
+    ports_: dict[str, list[dict[str, str]]] = {}
     for ep in (att.endpoints.values() if att else []):
         networks[ep.network] = {"NetworkID": ep.network_id, "EndpointID": ep.veth_host, "Gateway": ep.gateway,
                                 "IPAddress": ep.ip, "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC
+from typing import TYPE_CHECKING, BinaryIO
 
 from runner.containers import Containers, now
 
@@ -117,7 +119,8 @@ def read(root: str, cid: str, tail: int | None = None, since: str | None = None,
     path = log_path(root, cid)
     offset = 0
     try:
-        f = open(path, "rb")
+        # Opened apart from `with f:` below so that a missing log (no output yet) is told from errors in reading.
+        f = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         f = None
     if f is not None:
@@ -125,19 +128,21 @@ def read(root: str, cid: str, tail: int | None = None, since: str | None = None,
             offset = os.fstat(f.fileno()).st_size
             if tail is None:
                 f.seek(0)
-                picked = (e for e in map(_parse, iter(f.readline, b"")) if e and not (since and e["time"] < since))
+                picked: Iterable[dict] = (e for e in map(_parse, iter(f.readline, b""))
+                                          if e and not (since and e["time"] < since))
             else:
-                picked = []
+                last: list[dict] = []
                 for raw in reverse_lines(f, offset) if tail else ():
                     e = _parse(raw)
                     if e is None:
                         continue
                     if since and e["time"] < since:
                         break  # the log is in time order: nothing before this one is newer
-                    picked.append(e)
-                    if len(picked) == tail:
+                    last.append(e)
+                    if len(last) == tail:
                         break
-                picked.reverse()
+                last.reverse()
+                picked = last
             for e in picked:
                 if until and e["time"] > until:
                     return
@@ -173,26 +178,33 @@ def follow_from(root: str, cid: str, offset: int = 0, until: str | None = None) 
 
 def timestamp(when: str | int | float | datetime | None) -> str | None:
     """docker's --since/--until: RFC 3339, a unix time, a duration before now (42m) or a datetime; as RFC 3339."""
+    at = moment(when)
+    return None if at is None else at.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+def moment(when: str | int | float | datetime | None) -> datetime | None:
+    """docker's --since/--until (as `timestamp` takes them) as an aware datetime in UTC; None when not given."""
     if when is None or when == "":
         return None
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from dockyard.errors import DockyardError
 
+    at: datetime | None
     if isinstance(when, datetime):
         at = when
     elif isinstance(when, (int, float)) or when.replace(".", "", 1).isdigit():
-        at = datetime.fromtimestamp(float(when), timezone.utc)
+        at = datetime.fromtimestamp(float(when), UTC)
     else:
         from dockyard.changes import parse_duration
         from dockyard.image import parse_time
 
         try:
-            at = datetime.now(timezone.utc) - timedelta(microseconds=parse_duration(when) / 1000)
+            at = datetime.now(UTC) - timedelta(microseconds=parse_duration(when) / 1000)
         except DockyardError:
             at = parse_time(when)
     if at is None:
         raise DockyardError(f"invalid time {when!r}")
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC)

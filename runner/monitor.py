@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now, proc_start_time
+from runner.forking import StartError, report, start_error
 from runner.network.container import attach_netns, make_netns, network_down
-from runner.runtime import ExitStatus, StartError
+from runner.runtime import ExitStatus
 
 if TYPE_CHECKING:
     from runner.attach import Hub
@@ -150,9 +151,9 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
               ready: int | None = None, tty: int | None = None, hub: Hub | None = None) -> int:
     """Run the container until it ends for good (restart policy applied); its last exit code.
 
-    tee: fds that also get stdout/stderr (a foreground run); ready: a pipe written "ok" or "E<code>:<msg>"
-    after the first start; tty: the pty master when the container has a terminal (its slave is stdin);
-    hub: the attach.Hub that gets the output too.
+    tee: fds that also get stdout/stderr (a foreground run); ready: a pipe written "ok", or the failure as
+    runner.forking's `code:message` report, after the first start; tty: the pty master when the container has a
+    terminal (its slave is stdin); hub: the attach.Hub that gets the output too.
     """
     from runner import events, health, logs
 
@@ -163,14 +164,18 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     code = 0
     slave_name = ""
     if tty is not None:
+        assert stdin is not None  # with a tty, stdin is its slave
         slave_name = os.ttyname(stdin)
         os.close(stdin)
 
-    def tell(answer: bytes) -> None:
-        """Answer the starter once, closing the pipe so its read ends."""
+    def tell(failure: tuple[int, str] | None = None) -> None:
+        """Answer the starter once ("ok", or the failure's code and message), closing the pipe so its read ends."""
         nonlocal ready
         if ready is not None:
-            os.write(ready, answer)
+            if failure is None:
+                os.write(ready, b"ok")
+            else:
+                report(ready, *failure)
             os.close(ready)
             ready = None
     try:
@@ -199,20 +204,21 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                     threads[-1].start()
                 store.update(cid, lambda x: mark_running(x, pid))
                 events.append(root, "container", "start", cid, c.name, {"image": c.image})
-                tell(b"ok")
+                tell()
                 hc = c.config.get("Healthcheck") or {}
                 if health.enabled(hc):
                     threading.Thread(target=health.loop, args=(root, cid, hc, health_stop), daemon=True).start()
 
             try:
-                status = run_once(root, c, (stdin_fd, out_w, err_w), started, close, detached=ready is not None or not first)
+                status = run_once(root, c, (stdin_fd, out_w, err_w), started, close,
+                                  detached=ready is not None or not first)
             except (StartError, DockyardError, OSError) as e:
                 for fd in close + ([] if threads else [fd for fd, _, _ in pumps]):
                     os.close(fd)
-                code = getattr(e, "exit_code", 125) if isinstance(e, StartError) else 125
+                code = e.exit_code if isinstance(e, StartError) else 125
                 message = str(e) if not isinstance(e, OSError) else f"{e.strerror}: {e.filename or ''}"
                 store.update(cid, lambda x: _record_failure(x, code, message, first))
-                tell(f"E{code}:{message}".encode())
+                tell((code, message))
                 return code
             finally:
                 health_stop.set()
@@ -226,7 +232,8 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
             again = should_restart(c, code, stopped)
 
             def mark_exited(x: Container) -> None:
-                x.status, x.pid, x.exit_code, x.oom_killed = ("restarting" if again else "exited"), 0, code, status.oom_killed
+                x.status = "restarting" if again else "exited"
+                x.pid, x.exit_code, x.oom_killed = 0, code, status.oom_killed
                 x.finished_at = now()
                 if again:
                     x.restart_count += 1
@@ -312,12 +319,11 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
     while data := os.read(r, 4096):
         chunks.append(data)
     os.close(r)
-    answer = b"".join(chunks).decode(errors="replace")
-    if answer.startswith("E"):
-        code, _, message = answer[1:].partition(":")
-        raise StartError(message, int(code) if code.isdigit() else 125)
-    if answer != "ok":
+    answer = b"".join(chunks)
+    if not answer:
         raise StartError(f"container {cid[:12]}: the monitor died during start (see {cdir}/monitor.log)")
+    if answer != b"ok":
+        raise start_error(answer)
 
 
 def _become_daemon(cdir: str, keep: tuple[int, ...]) -> None:
@@ -328,7 +334,7 @@ def _become_daemon(cdir: str, keep: tuple[int, ...]) -> None:
     os.dup2(null, 0)
     os.dup2(logfd, 1)
     os.dup2(logfd, 2)
-    from runner.init import close_fds_except
+    from runner.process_setup import close_fds_except  # here: seccomp and the rest of it only in the daemon
 
     close_fds_except(keep)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from typing import Iterable
+from collections.abc import Iterable
 
 from runner import conceal, linux, seccomp
 from runner.forking import StartError

@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
+from dockyard.users import User
 from runner import linux, rootfs, runtime, spec
 from runner.cgroups import container_path
 from runner.runtime import ExitStatus, StartError
-from dockyard.users import User
 from runner.spec import Mount, Resources
 
 if TYPE_CHECKING:

@@ -275,8 +275,7 @@ def etc_mounts(directory: str, hostname: str, network: str = "host", durable: bo
 
     durable=False for bundles that do not outlive a reboot (a throw-away sandbox, a --rm container).
     """
-    from dockyard.fsutil import atomic_write
-    from dockyard.fsutil import read_text
+    from dockyard.fsutil import atomic_write, read_text
 
     host_net = network == "host"
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"

@@ -222,8 +222,8 @@ def _seed_child(data: str, lowerdirs: list[str], target: str) -> int:
     import subprocess
     import tempfile
 
-    from runner import linux
     from dockyard.inroot import secure_join
+    from runner import linux
 
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_PRIVATE | linux.MS_REC)

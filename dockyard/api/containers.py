@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 class ExecResult(NamedTuple):
     """What `exec_run` returns, as docker-py: the exit code and the command's output (stdout and stderr)."""
 
-    exit_code: int
-    output: bytes
+    exit_code: int | None  # None when detached, as docker-py
+    output: bytes | None
 
 
 @dataclass

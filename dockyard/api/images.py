@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins  # `builtins.list` where ImageCollection.list would shadow the type
 import io
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard import image as core
 from dockyard import imagefilters, reference, removal
@@ -141,11 +143,12 @@ class Image:
         names = [named] if isinstance(named, str) else self.tags if named else []
         images = [(self.image, names)]
         if path is not None:
-            save(self.collection.store, images, path, None, format)
+            save(self.collection.store, images, path, format)
             return None
-        spool = tempfile.TemporaryFile(dir=self.collection.store.tmp_dir)
+        # The spool outlives this call: _chunks closes it once the caller has read it (or on an error below).
+        spool = tempfile.TemporaryFile(dir=self.collection.store.tmp_dir)  # noqa: SIM115
         try:
-            save(self.collection.store, images, None, spool, format)
+            save(self.collection.store, images, spool, format)
             spool.seek(0)
         except BaseException:
             spool.close()
@@ -193,12 +196,13 @@ class ImageCollection:
         """
         terms = imagefilters.from_mapping(filters)
         found = [image for image, names in self.store.images()
-                 if any(imagefilters.listed(n, name, terms) for n in names or [None])]
+                 if (any(imagefilters.listed(n, name, terms) for n in names) if names
+                     else imagefilters.listed(None, name, terms))]
         found.sort(key=lambda i: -(i.created.timestamp() if i.created else 0))
         return [self._model(i) for i in found]
 
     def pull(self, repository: str, tag: str | None = None, *, platform: str | None = None,
-             all_tags: bool = False) -> Image | list[Image]:
+             all_tags: bool = False) -> Image | builtins.list[Image]:
         """Pull REPOSITORY[:TAG] (default `latest`) from its registry; with all_tags every tag, as a list."""
         from registry.client.transfer import pull
 
@@ -237,7 +241,7 @@ class ImageCollection:
             deleted += [{"Untagged": n} for n in names] + [{"Deleted": str(image.id)}]
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": pruned.reclaimed}
 
-    def load(self, data: bytes | BinaryIO | str | os.PathLike) -> list[Image]:
+    def load(self, data: bytes | BinaryIO | str | os.PathLike) -> builtins.list[Image]:
         """Load a docker-archive or oci-archive (bytes, a binary file, or a path); returns the images in it."""
         from dockyard.archive import load
 
@@ -251,7 +255,7 @@ class ImageCollection:
         return [self._model(item.image) for item in loaded]
 
     def import_(self, source: bytes | BinaryIO | str | os.PathLike, repository: str | None = None,
-                tag: str | None = None, *, changes: list[str] | None = None, message: str = "",
+                tag: str | None = None, *, changes: builtins.list[str] | None = None, message: str = "",
                 compression: str = "gzip") -> Image:
         """Import a root filesystem tarball (bytes, a binary file, or a path) as a one-layer image."""
         from dockyard.importer import import_rootfs
@@ -274,7 +278,7 @@ class ImageCollection:
         As docker-py, `dockerfile` is a path within the context and the log is `{"stream": line}` items; quiet
         keeps only the output of a step that fails (in the raised error's message).
         """
-        from builder.build import BUILD_PLATFORM, BuildOptions, Builder
+        from builder.build import BUILD_PLATFORM, Builder, BuildOptions
         from builder.output import Progress
 
         if path is None:

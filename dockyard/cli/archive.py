@@ -39,7 +39,8 @@ def _input(path: str | None, what: str):
         yield sys.stdin.buffer
         return
     try:
-        f = open(path, "rb")
+        # Opened apart from `with f:` below so that only the open's errors become these messages.
+        f = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         raise NotFound(f"open {path}: no such file or directory") from None
     except IsADirectoryError:
@@ -79,7 +80,7 @@ def cmd_save(args: argparse.Namespace) -> int:
             ref = reference.parse(name)
             if not ref.digest and ref.ref_name in store.tags_of(image.manifest_digest):
                 names.append(ref.ref_name)
-    save(store, list(chosen.values()), args.output, sys.stdout.buffer, args.format)
+    save(store, list(chosen.values()), sys.stdout.buffer if args.output is None else args.output, args.format)
     return 0
 
 

@@ -82,7 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from builder.build import BuildOptions, Builder
+    from builder.build import Builder, BuildOptions
     from builder.output import Progress, export_archive, export_local, parse_output
     from dockyard.errors import DockyardError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC
 
 from dockyard.cli.run import _run_error, _write_entry, store_root
 
@@ -219,9 +220,9 @@ def _status_text(c) -> str:
         return f"Restarting ({c.exit_code}) {ago(parse_time(c.finished_at))}"
     if c.running:
         started = parse_time(c.started_at)
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        up = human_duration((datetime.now(timezone.utc) - started).total_seconds()) if started else ""
+        up = human_duration((datetime.now(UTC) - started).total_seconds()) if started else ""
         health = f" ({c.health['Status']})" if c.health and c.health.get("Status") else ""
         return f"Up {up}" + (" (Paused)" if c.status == "paused" else health)
     return f"Exited ({c.exit_code}) {ago(parse_time(c.finished_at))}"
@@ -372,10 +373,13 @@ def cmd_cp(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
     from runner import copy
 
-    src_c, _, src_path = args.src.partition(":") if ":" in args.src and not args.src.startswith(("/", ".", "-")) else ("", "", args.src)
-    dst_c, _, dst_path = args.dest.partition(":") if ":" in args.dest and not args.dest.startswith(("/", ".", "-")) else ("", "", args.dest)
+    src_c, _, src_path = (args.src.partition(":") if ":" in args.src and not args.src.startswith(("/", ".", "-"))
+                          else ("", "", args.src))
+    dst_c, _, dst_path = (args.dest.partition(":") if ":" in args.dest and not args.dest.startswith(("/", ".", "-"))
+                          else ("", "", args.dest))
     if bool(src_c) == bool(dst_c):
-        raise DockyardError("cp copies between a container and the local filesystem: one of SRC and DEST must be CONTAINER:PATH")
+        raise DockyardError("cp copies between a container and the local filesystem: "
+                            "one of SRC and DEST must be CONTAINER:PATH")
     store = _store()
     if src_c:
         copy.copy_out(store_root(), store.find(src_c), src_path, dst_path, follow=args.follow_link)
@@ -406,8 +410,8 @@ def cmd_commit(args: argparse.Namespace) -> int:
     from runner import commit
 
     c = _store().find(args.name)
-    image = commit.commit(store_root(), c, args.repository, changes=args.change, message=args.message, author=args.author,
-                          pause=args.pause)
+    image = commit.commit(store_root(), c, args.repository, changes=args.change, message=args.message,
+                          author=args.author, pause=args.pause)
     print(str(image.id))
     return 0
 
@@ -452,14 +456,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from dockyard.cli.output import render
-    from dockyard.image import parse_time
     from runner import events
-
-    from runner.logs import timestamp
+    from runner.logs import moment
 
     def ns(text: str | None) -> int | None:
-        t = timestamp(text)
-        return None if t is None else int(parse_time(t).timestamp() * 1e9)
+        at = moment(text)
+        return None if at is None else int(at.timestamp() * 1e9)
 
     filters: dict[str, list[str]] = {}
     for f in args.filter:

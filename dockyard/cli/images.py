@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Other areas (containers) add lookups here: each returns an inspect object or None when NAME isn't theirs.
 INSPECTORS: list[tuple[str, Callable[[str], dict[str, Any] | None]]] = []
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _images_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("repository", nargs="?", help="only images of REPOSITORY[:TAG]")
-    p.add_argument("-a", "--all", action="store_true", help="show all images (default hides none: kept for docker compatibility)")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="show all images (default hides none: kept for docker compatibility)")
     p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     p.add_argument("--digests", action="store_true", help="show digests")
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")

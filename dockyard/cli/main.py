@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any, ClassVar, NoReturn
 
 # Each area's CLI module, in the order `--help` lists them; they import only argparse-level things at the top so
 # startup stays fast.
@@ -39,25 +40,27 @@ QUICK_EXIT = ("run",)
 class _Formatter(argparse.HelpFormatter):
     """argparse's help formatter, measuring the terminal once: argparse makes one for every argument it adds."""
 
-    _width: int | None = None
+    # Not `_width`: HelpFormatter's own instance attribute of that name would shadow it.
+    _terminal_width: ClassVar[int | None] = None
 
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
         if width is None:
-            if _Formatter._width is None:
+            if _Formatter._terminal_width is None:
                 import shutil
 
-                _Formatter._width = shutil.get_terminal_size().columns - 2  # as HelpFormatter computes it
-            width = _Formatter._width
+                _Formatter._terminal_width = shutil.get_terminal_size().columns - 2  # as HelpFormatter computes it
+            width = _Formatter._terminal_width
         super().__init__(prog, indent_increment, max_help_position, width)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with docker's exit status for usage errors (and one terminal measurement for all its help)."""
 
-    def __init__(self, *args, formatter_class=_Formatter, **kwargs):
-        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 _TEMPLATE = re.compile(r"{{\s*(json\s+|upper\s+|lower\s+)?(\.[\w.]*)\s*}}")
 
@@ -54,17 +55,17 @@ def ago(when: datetime | None) -> str:
     if when is None:
         return "N/A"
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return human_duration((datetime.now(timezone.utc) - when).total_seconds()) + " ago"
+        when = when.replace(tzinfo=UTC)
+    return human_duration((datetime.now(UTC) - when).total_seconds()) + " ago"
 
 
-def table(headers: list[str], rows: Iterable[list[str]], out=None) -> None:
-    """Columns padded like docker's tabwriter (3 spaces between columns)."""
+def table(headers: list[str], rows: Iterable[Sequence[object]], out: TextIO | None = None) -> None:
+    """Columns padded like docker's tabwriter (3 spaces between columns); cells printed as str() prints them."""
     out = out or sys.stdout
-    rows = [list(map(str, r)) for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for r in [headers, *rows]:
-        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+    cells = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    for r in [headers, *cells]:
+        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n")
 
 
 def _go_str(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 # Statuses for our own failures around a run (docker's convention): 125 setup, 126 cannot exec, 127 not found.
 RUN_ERROR = 125
@@ -59,7 +60,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=float, default=None, help="number of CPUs")
     p.add_argument("--pids-limit", type=int, default=None, help="tune container pids limit (-1 for unlimited)")
     p.add_argument("--restart", default="no", help="restart policy to apply when a container exits")
-    p.add_argument("--init", action="store_true", help="run an init inside the container that forwards signals and reaps processes")
+    p.add_argument("--init", action="store_true",
+                   help="run an init inside the container that forwards signals and reaps processes")
     p.add_argument("--cap-add", action="append", default=[], help="add Linux capabilities")
     p.add_argument("--cap-drop", action="append", default=[], help="drop Linux capabilities")
     p.add_argument("--security-opt", action="append", default=[],
@@ -109,7 +111,7 @@ def _options(args: argparse.Namespace):
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    healthcheck = None
+    healthcheck: dict[str, Any] | None = None
     if args.no_healthcheck:
         healthcheck = {"Test": ["NONE"]}
     elif args.health_cmd:

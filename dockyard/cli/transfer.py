@@ -83,7 +83,7 @@ def _server(text: str | None) -> str:
 
     if text:
         host = text.split("://", 1)[-1].rstrip("/")
-        if host.endswith("/v2") or host.endswith("/v1"):
+        if host.endswith(("/v2", "/v1")):
             host = host[:-3]
         if not reference.DOMAIN_RE.match(host):
             raise DockyardError(f"invalid registry address: {text!r}")

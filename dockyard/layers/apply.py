@@ -7,14 +7,21 @@ import os
 import shutil
 import stat
 import tarfile
-from typing import BinaryIO, Callable, TypeVar
+from collections.abc import Callable
+from typing import BinaryIO, Literal, TypeVar, overload
 
 from dockyard.compression import CHUNK, CompressionError, decompressed
 from dockyard.digest import Digest, HashingReader
 from dockyard.inroot import resolve_dir
-from dockyard.layers.format import (CAPABILITY_XATTR, OPAQUE_WHITEOUT, OPAQUE_XATTRS,
-                                    WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, LayerError,
-                                    overlay_private)
+from dockyard.layers.format import (
+    CAPABILITY_XATTR,
+    OPAQUE_WHITEOUT,
+    OPAQUE_XATTRS,
+    WHITEOUT_META_PREFIX,
+    WHITEOUT_PREFIX,
+    LayerError,
+    overlay_private,
+)
 from dockyard.layers.tarread import Member, TarReader
 
 T = TypeVar("T")
@@ -114,6 +121,10 @@ class _Applier:
             raise LayerError(f"layer entry {m.name!r} has unsupported tar type {m.type!r}")
         self._metadata(path, m)
 
+    @overload
+    def _create(self, path: str, make: Callable[[], T], merge_dir: Literal[False] = False) -> T: ...
+    @overload
+    def _create(self, path: str, make: Callable[[], T], merge_dir: bool) -> T | None: ...
     def _create(self, path: str, make: Callable[[], T], merge_dir: bool = False) -> T | None:
         """Create a new entry; only if the name is taken, look at what is there and replace it.
 

@@ -13,10 +13,9 @@ from urllib.parse import urljoin, urlsplit
 
 from dockyard.distribution import CODES, RegistryError
 from dockyard.errors import NotFound
-from registry.client.auth import AuthError, Authenticator, load_credentials
+from registry.client.auth import Authenticator, AuthError, load_credentials
 from registry.client.config import ClientConfig, certs_dir
-from registry.client.connections import (ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TooSlow,
-                                         TransportError)
+from registry.client.connections import ERROR_BODY_LIMIT, Body, BodyTooLarge, Pool, Response, TooSlow, TransportError
 
 CONNECT_TIMEOUT = 15
 # A tags or catalog page is read into memory up to this size (a registry may ignore the page size it is asked

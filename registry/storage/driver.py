@@ -17,10 +17,12 @@ Contract, for a second backend such as S3 (which has no rename and no directorie
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class FileWriter(abc.ABC):
     def cancel(self) -> None:
         """Stop writing and remove the path's content."""
 
-    def __enter__(self) -> "FileWriter":
+    def __enter__(self) -> FileWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -72,7 +74,7 @@ class StorageDriver(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_params(cls, params: dict) -> "StorageDriver":
+    def from_params(cls, params: dict) -> StorageDriver:
         """A driver from its configuration parameters (names in `params`, already checked)."""
 
     @abc.abstractmethod
@@ -100,7 +102,8 @@ class StorageDriver(abc.ABC):
         """Names of a directory's children (files and directories), unsorted; [] when it does not exist."""
 
     @abc.abstractmethod
-    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    # builtins.list: in the class body `list` is the method above.
+    def walk(self, path: str) -> Iterator[tuple[str, builtins.list[str], builtins.list[str]]]:
         """(directory, subdirectory names, file names) from `path` down, as os.walk: prune by editing the list."""
 
     @abc.abstractmethod
@@ -125,7 +128,9 @@ class StorageDriver(abc.ABC):
         """Remove what writers killed mid-write left (temp files, abandoned multipart uploads) older than
         `cutoff`; how many."""
 
-    def mkdir(self, path: str) -> None:
+    # A default that does nothing on purpose (not a forgotten @abstractmethod): only drivers with directories
+    # override it.
+    def mkdir(self, path: str) -> None:  # noqa: B027
         """Create a directory and its parents (drivers without directories have nothing to do)."""
 
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
@@ -141,7 +146,7 @@ class StorageDriver(abc.ABC):
 DRIVERS: dict[str, str] = {"filesystem": "registry.storage.filesystem:FilesystemDriver"}
 
 
-def driver_class(name: str) -> type:
+def driver_class(name: str) -> type[StorageDriver]:
     """The driver class registered under `name`; KeyError when there is none."""
     module, _, cls = DRIVERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import shutil
 import stat
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from dockyard.fsutil import TEMP_PREFIX, WRITEBACK_STEP, atomic_write, fsync_dir, locked, start_writeback
 from registry.storage.driver import FileInfo, FileWriter, StorageDriver, check_path
@@ -21,7 +23,7 @@ class FilesystemDriver(StorageDriver):
         self.root = os.path.abspath(root)
 
     @classmethod
-    def from_params(cls, params: dict) -> "FilesystemDriver":
+    def from_params(cls, params: dict) -> FilesystemDriver:
         return cls(params["rootdirectory"])
 
     def _full(self, path: str) -> str:
@@ -40,7 +42,8 @@ class FilesystemDriver(StorageDriver):
             atomic_write(full, data, durable=durable)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        f = open(self._full(path), "rb")
+        # The caller owns the open file (the driver's contract: it closes it).
+        f = open(self._full(path), "rb")  # noqa: SIM115
         if offset:
             f.seek(offset)
         return f
@@ -61,7 +64,8 @@ class FilesystemDriver(StorageDriver):
             return []
         return [n for n in names if not n.startswith(TEMP_PREFIX)]
 
-    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    # builtins.list: in the class body `list` is the method above.
+    def walk(self, path: str) -> Iterator[tuple[str, builtins.list[str], builtins.list[str]]]:
         for dirpath, dirnames, filenames in os.walk(self._full(path)):
             rel = os.path.relpath(dirpath, self.root)
             # dirnames is os.walk's own list, so a caller's pruning takes effect.
@@ -116,7 +120,8 @@ class _Writer(FileWriter):
 
     def __init__(self, path: str, append: bool):
         self._path = path
-        self._file = open(path, "ab" if append else "wb")
+        # Kept open across write() calls; commit()/cancel() close it.
+        self._file = open(path, "ab" if append else "wb")  # noqa: SIM115
         self._size = self._flushed = os.fstat(self._file.fileno()).st_size
 
     def write(self, data: bytes) -> int:

@@ -25,10 +25,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Protocol
 
-from dockyard.digest import CHUNK, Digest, InvalidDigest, verify
+from dockyard.digest import CHUNK, Digest, InvalidDigest, Reader, verify
 from dockyard.errors import DigestMismatch, DockyardError
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
 from registry.storage.driver import StorageDriver
@@ -36,6 +37,14 @@ from registry.storage.driver import StorageDriver
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Hash state kept in-process so a chunk sequence served by one worker is hashed once, while streaming.
 _HASHER_CACHE_MAX = 256
+
+
+class _Hasher(Protocol):
+    """A running hash (hashlib's objects)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 # Top-level directories a registry's store has from the start (for drivers that have directories).
 _TOP = ("blobs", "repositories", "uploads")
 
@@ -115,7 +124,7 @@ class Layout:
 
     def __init__(self, driver: StorageDriver):
         self.driver = driver
-        self._hashers: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._hashers: OrderedDict[str, tuple[_Hasher, int]] = OrderedDict()
         self._hashers_lock = threading.Lock()
 
     def create(self) -> None:
@@ -372,7 +381,7 @@ class Layout:
                 raise UploadUnknown(f"unknown upload {upload_id!r}") from None
             yield self._read_info(upload_id, repo)
 
-    def append_upload(self, repo: str, upload_id: str, stream: BinaryIO, offset: int | None) -> UploadInfo:
+    def append_upload(self, repo: str, upload_id: str, stream: Reader, offset: int | None) -> UploadInfo:
         """Stream a chunk onto the session; `offset` (when given) must equal its current size."""
         with self._upload_locked(repo, upload_id) as info:
             if offset is not None and offset != info.size:
@@ -380,7 +389,7 @@ class Layout:
             size = self._append(info, stream)
             return UploadInfo(upload_id, repo, size, info.started)
 
-    def _append(self, info: UploadInfo, stream: BinaryIO) -> int:
+    def _append(self, info: UploadInfo, stream: Reader) -> int:
         """Append everything in `stream`, hashing as it goes when the hash so far is known."""
         hasher = self._take_hasher(info.id, info.size)
         writer = self.driver.writer(f"uploads/{info.id}/data", append=True)
@@ -400,7 +409,7 @@ class Layout:
                                         f"{writer.size} {hasher.hexdigest()}".encode(), durable=False)
         return writer.size
 
-    def _take_hasher(self, upload_id: str, size: int):
+    def _take_hasher(self, upload_id: str, size: int) -> _Hasher | None:
         if size == 0:
             return hashlib.sha256()
         with self._hashers_lock:
@@ -409,13 +418,13 @@ class Layout:
             return entry[0]
         return None
 
-    def _keep_hasher(self, upload_id: str, hasher, size: int) -> None:
+    def _keep_hasher(self, upload_id: str, hasher: _Hasher, size: int) -> None:
         with self._hashers_lock:
             self._hashers[upload_id] = (hasher, size)
             while len(self._hashers) > _HASHER_CACHE_MAX:
                 self._hashers.popitem(last=False)
 
-    def commit_upload(self, repo: str, upload_id: str, digest: Digest, stream: BinaryIO | None = None) -> BlobInfo:
+    def commit_upload(self, repo: str, upload_id: str, digest: Digest, stream: Reader | None = None) -> BlobInfo:
         """Append a last chunk, verify against `digest` (DigestMismatch discards the session), store and link."""
         with self._upload_locked(repo, upload_id) as info:
             size = self._append(info, stream) if stream is not None else info.size
