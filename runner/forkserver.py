@@ -28,7 +28,8 @@ from typing import Any
 from runner import runtime
 from runner.runtime import ExitStatus, StartError
 
-_MAX_FDS = 64
+# The kernel's limit of descriptors in one SCM_RIGHTS message (SCM_MAX_FD): the reply socket, stdio and keep_fds.
+_MAX_FDS = 253
 _MAX_MESSAGE = 1 << 16
 
 
@@ -78,6 +79,8 @@ class ForkServer:
             attach: Callable[[int], None], on_start: Callable[[int], None] | None,
             prepare: Callable[[], None] | None) -> ExitStatus:
         """runtime.run's body, done by a shim of the server: same arguments, same results and errors."""
+        if 4 + len(keep_fds) > _MAX_FDS:  # one RUN with hundreds of mount sources: refuse, never truncate
+            raise StartError(f"too many mount sources ({len(keep_fds)}; at most {_MAX_FDS - 4})")
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with mine:
             with theirs:

@@ -55,3 +55,16 @@ def test_fork_server_is_gone_after_the_build(context, store_root, build):
     failed = context({"Dockerfile": "FROM busybox\nRUN exit 3\n"})
     assert "exit code 3" in build(failed, check=False).err
     assert _with_root(store_root) == []
+
+
+def test_a_run_with_more_mount_sources_than_one_message_carries_is_refused(context, build):
+    # Each bind source travels to the fork server as a descriptor; past the kernel's 253 per message a request
+    # would arrive truncated and mount the wrong objects: it must be refused instead.
+    binds = " ".join(f"--mount=type=bind,source=f,target=/m{i}" for i in range(260))
+    ctx = context({"f": "x", "Dockerfile": f"FROM busybox\nRUN {binds} cat /m0 /m259\n"})
+    res = build(ctx, "--no-cache", check=False)
+    assert res.code == 1 and "too many mount sources (260; at most 249)" in res.err
+    assert "Traceback" not in res.err
+    few = " ".join(f"--mount=type=bind,source=f,target=/m{i}" for i in range(100))
+    ctx = context({"f": "x", "Dockerfile": f"FROM busybox\nRUN {few} cat /m0 /m99 > /out\n"})
+    build(ctx, "--no-cache", "-t", "manybinds")
