@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dockyard.api.errors import ContainerError, ImageNotFound, NotFound
+from dockyard.api.model import Model
 from runner import lifecycle, logs
 from runner.containers import Containers
 
@@ -153,30 +154,17 @@ def _healthcheck(hc: dict | None) -> dict | None:
     return out
 
 
-class Container:
+class Container(Model):
     """One container; `attrs` is docker's inspect object as of the last `reload()`."""
 
     def __init__(self, client: Client, record: Record):
         self.client = client
         self._record = record
-        self.attrs: dict = lifecycle.inspect(client.root, record)
-
-    def __repr__(self) -> str:
-        return f"<Container: {self.short_id}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Container) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
+        super().__init__(lifecycle.inspect(client.root, record))
 
     @property
     def id(self) -> str:
         return self._record.id
-
-    @property
-    def short_id(self) -> str:
-        return self._record.short_id
 
     @property
     def name(self) -> str:

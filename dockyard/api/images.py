@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from dockyard import image as core
 from dockyard import imagefilters, reference, removal
 from dockyard.api.errors import APIError, ImageNotFound
+from dockyard.api.model import Model
 from dockyard.errors import NotFound
 from dockyard.store import Conflict, Store
 
@@ -74,27 +75,16 @@ def _resolve(store: Store, name: str) -> core.Image:
         raise ImageNotFound(str(e)) from None
 
 
-class Image:
+class Image(Model):
     """A stored image, as docker-py's `Image`: `.id`, `.short_id`, `.tags`, `.labels`, `.attrs`."""
 
     def __init__(self, collection: ImageCollection, image: core.Image):
         self.collection = collection
         self.image = image
-        self.attrs = inspect(collection.store, image)
+        super().__init__(inspect(collection.store, image))
 
     def __repr__(self) -> str:
         return f"<Image: {', '.join(repr(t) for t in self.tags) or repr(self.short_id)}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Image) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    @property
-    def id(self) -> str:
-        """The image ID: its config's digest, `sha256:…`."""
-        return self.attrs["Id"]
 
     @property
     def short_id(self) -> str:

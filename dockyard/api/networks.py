@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.api.errors import APIError, NotFound
+from dockyard.api.model import Model
 from dockyard.errors import DockyardError
 from runner.network import attach, networks
 
@@ -16,29 +17,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class Network:
+class Network(Model):
     """A network, as docker-py's `Network`: `.id`, `.short_id`, `.name`, `.attrs` (what `network inspect` prints)."""
 
     def __init__(self, collection: NetworkCollection, attrs: dict[str, Any]):
         self.collection = collection
-        self.attrs = attrs
-
-    def __repr__(self) -> str:
-        return f"<Network: {self.short_id}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Network) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    @property
-    def id(self) -> str:
-        return self.attrs["Id"]
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
+        super().__init__(attrs)
 
     @property
     def name(self) -> str:

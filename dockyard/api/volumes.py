@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dockyard.api.model import Model
 from runner import lifecycle
 from runner.volumes import Volumes
 
@@ -11,25 +12,17 @@ if TYPE_CHECKING:
     from dockyard.api.client import Client
 
 
-class Volume:
+class Volume(Model):
     """A named (or anonymous) volume; `attrs` is docker's inspect object."""
+
+    id_attribute = "Name"  # a volume's name is its id, as in docker
 
     def __init__(self, client: Client, attrs: dict):
         self.client = client
-        self.attrs = attrs
+        super().__init__(attrs)
 
     def __repr__(self) -> str:
         return f"<Volume: {self.name}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Volume) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    @property
-    def id(self) -> str:
-        return self.attrs["Name"]
 
     @property
     def name(self) -> str:
