@@ -1,11 +1,19 @@
-"""HEALTHCHECK: a running container's check command run every interval, docker's Health object recorded."""
+"""HEALTHCHECK: a running container's check command run every interval, docker's Health object recorded.
+
+Each check is a fresh process (`python -m runner.healthcheck`): the monitor that runs the loop has threads, and
+exec forks, which must not happen in a threaded process (the child may deadlock); subprocess execs at once.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 
-from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now
+
+_OUTPUT_LIMIT = 4096  # bytes of a check's output kept in the Health log (docker keeps 4 KiB too)
 
 
 def enabled(hc: dict) -> bool:
@@ -15,10 +23,7 @@ def enabled(hc: dict) -> bool:
 
 def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
     """Run the healthcheck every Interval while the container runs; record docker's Health object."""
-    import tempfile
-
     from runner import events
-    from runner import exec as exec_
 
     test = hc["Test"]
     cmd = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
@@ -31,16 +36,10 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
         if c.status != "running":
             continue
         start = now()
-        with tempfile.TemporaryFile() as out:
-            try:
-                code = exec_.exec_in(root, c, cmd, output=out.fileno())
-            except DockyardError as e:
-                code = getattr(e, "exit_code", 1)
-                out.write(str(e).encode())
-            out.seek(0)
-            text = out.read(4096).decode(errors="replace")
-        if stop.is_set():
+        result = _check(root, cid, cmd, stop)
+        if result is None:  # stopped meanwhile
             return
+        code, text = result
 
         def record(x: Container) -> None:
             h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
@@ -54,3 +53,19 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
             x.health = h
         c = store.update(cid, record)
         events.append(root, "container", f"health_status: {c.health['Status']}", cid, c.name, {"image": c.image})
+
+
+def _check(root: str, cid: str, cmd: list[str], stop: threading.Event) -> tuple[int, str] | None:
+    """One check in its own process: (exit code, its output's start); None when `stop` came first (it is killed)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen([sys.executable, "-m", "runner.healthcheck", root, cid, json.dumps(cmd)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True)
+        while proc.poll() is None:
+            if stop.wait(0.05):
+                proc.kill()
+                proc.wait()
+                return None
+        out.seek(0)
+        return proc.returncode, out.read(_OUTPUT_LIMIT).decode(errors="replace")
