@@ -28,6 +28,7 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
     test = hc["Test"]
     cmd = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
     interval = (hc.get("Interval") or 30 * 10**9) / 1e9
+    timeout = (hc.get("Timeout") or 30 * 10**9) / 1e9
     retries = hc.get("Retries") or 3
     store = Containers(root)
     store.update(cid, lambda x: setattr(x, "health", {"Status": "starting", "FailingStreak": 0, "Log": []}))
@@ -36,7 +37,7 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
         if c.status != "running":
             continue
         start = now()
-        result = _check(root, cid, cmd, stop)
+        result = _check(root, cid, cmd, timeout, stop)
         if result is None:  # stopped meanwhile
             return
         code, text = result
@@ -55,17 +56,20 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
         events.append(root, "container", f"health_status: {c.health['Status']}", cid, c.name, {"image": c.image})
 
 
-def _check(root: str, cid: str, cmd: list[str], stop: threading.Event) -> tuple[int, str] | None:
-    """One check in its own process: (exit code, its output's start); None when `stop` came first (it is killed)."""
+def _check(root: str, cid: str, cmd: list[str], timeout: float, stop: threading.Event) -> tuple[int, str] | None:
+    """One check in its own process: (exit code, its output's start), docker's -1 past `timeout`; None when `stop`
+    came first. Either way our process is killed (a command it started in the container is left, as docker does)."""
     import tempfile
+    import time
 
+    deadline = time.monotonic() + timeout
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen([sys.executable, "-m", "runner.healthcheck", root, cid, json.dumps(cmd)],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True)
         while proc.poll() is None:
-            if stop.wait(0.05):
+            if stop.wait(0.05) or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                return None
+                return None if stop.is_set() else (-1, f"Health check exceeded timeout ({timeout:g}s)")
         out.seek(0)
         return proc.returncode, out.read(_OUTPUT_LIMIT).decode(errors="replace")
