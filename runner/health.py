@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 from runner.containers import Container, Containers, now
 
@@ -29,6 +30,8 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
     cmd = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
     interval = (hc.get("Interval") or 30 * 10**9) / 1e9
     timeout = (hc.get("Timeout") or 30 * 10**9) / 1e9
+    start_period = (hc.get("StartPeriod") or 0) / 1e9
+    begun = time.monotonic()  # the loop starts with the container
     retries = hc.get("Retries") or 3
     store = Containers(root)
     store.update(cid, lambda x: setattr(x, "health", {"Status": "starting", "FailingStreak": 0, "Log": []}))
@@ -36,7 +39,7 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
         c = store.load(cid)
         if c.status != "running":
             continue
-        start = now()
+        start, since_start = now(), time.monotonic() - begun
         result = _check(root, cid, cmd, timeout, stop)
         if result is None:  # stopped meanwhile
             return
@@ -47,7 +50,7 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
             h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
             if code == 0:
                 h["Status"], h["FailingStreak"] = "healthy", 0
-            else:
+            elif h["Status"] != "starting" or since_start >= start_period:  # the start period forgives failures
                 h["FailingStreak"] += 1
                 if h["FailingStreak"] >= retries:
                     h["Status"] = "unhealthy"
@@ -60,7 +63,6 @@ def _check(root: str, cid: str, cmd: list[str], timeout: float, stop: threading.
     """One check in its own process: (exit code, its output's start), docker's -1 past `timeout`; None when `stop`
     came first. Either way our process is killed (a command it started in the container is left, as docker does)."""
     import tempfile
-    import time
 
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryFile() as out:
