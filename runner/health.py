@@ -1,12 +1,21 @@
-"""HEALTHCHECK: a running container's check command run every interval, docker's Health object recorded."""
+"""HEALTHCHECK: a running container's check command run every interval, docker's Health object recorded.
+
+Each check is a fresh process (`python -m runner.healthcheck`): the monitor that runs the loop has threads, and
+exec forks, which must not happen in a threaded process (the child may deadlock); subprocess execs at once.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+import subprocess
+import sys
 import threading
+import time
 
-from dockyard.errors import DockyardError
 from runner.containers import Container, Containers, now
+
+_OUTPUT_LIMIT = 4096  # bytes of a check's output kept in the Health log (docker keeps 4 KiB too)
 
 
 def enabled(hc: dict) -> bool:
@@ -16,14 +25,14 @@ def enabled(hc: dict) -> bool:
 
 def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
     """Run the healthcheck every Interval while the container runs; record docker's Health object."""
-    import tempfile
-
     from runner import events
-    from runner import exec as exec_
 
     test = hc["Test"]
     cmd = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
     interval = (hc.get("Interval") or 30 * 10**9) / 1e9
+    timeout = (hc.get("Timeout") or 30 * 10**9) / 1e9
+    start_period = (hc.get("StartPeriod") or 0) / 1e9
+    begun = time.monotonic()  # the loop starts with the container
     retries = hc.get("Retries") or 3
     store = Containers(root)
     store.update(cid, lambda x: setattr(x, "health", {"Status": "starting", "FailingStreak": 0, "Log": []}))
@@ -31,30 +40,44 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
         c = store.load(cid)
         if c.status != "running":
             continue
-        start = now()
-        with tempfile.TemporaryFile() as out:
-            try:
-                code = exec_.exec_in(root, c, cmd, output=out.fileno())
-            except DockyardError as e:
-                code = getattr(e, "exit_code", 1)
-                out.write(str(e).encode())
-            out.seek(0)
-            text = out.read(4096).decode(errors="replace")
-        if stop.is_set():
+        start, since_start = now(), time.monotonic() - begun
+        result = _check(root, cid, cmd, timeout, stop)
+        if result is None:  # stopped meanwhile
             return
-        c = store.update(cid, functools.partial(_record, start=start, code=code, text=text, retries=retries))
+        code, text = result
+        c = store.update(cid, functools.partial(_record, start=start, code=code, text=text, retries=retries,
+                                                forgive=since_start < start_period))
         assert c.health is not None  # _record set it
         events.append(root, "container", f"health_status: {c.health['Status']}", cid, c.name, {"image": c.image})
 
 
-def _record(x: Container, start: str, code: int, text: str, retries: int) -> None:
-    """Add one check's result to the container's Health (the last 5 kept) and update its status."""
+def _record(x: Container, start: str, code: int, text: str, retries: int, forgive: bool) -> None:
+    """Add one check's result to the container's Health (the last 5 kept) and update its status; `forgive`: a
+    failure within the start period, before any success, does not count."""
     h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
     h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
     if code == 0:
         h["Status"], h["FailingStreak"] = "healthy", 0
-    else:
+    elif h["Status"] != "starting" or not forgive:
         h["FailingStreak"] += 1
         if h["FailingStreak"] >= retries:
             h["Status"] = "unhealthy"
     x.health = h
+
+
+def _check(root: str, cid: str, cmd: list[str], timeout: float, stop: threading.Event) -> tuple[int, str] | None:
+    """One check in its own process: (exit code, its output's start), docker's -1 past `timeout`; None when `stop`
+    came first. Either way our process is killed (a command it started in the container is left, as docker does)."""
+    import tempfile
+
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen([sys.executable, "-m", "runner.healthcheck", root, cid, json.dumps(cmd)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True)
+        while proc.poll() is None:
+            if stop.wait(0.05) or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                return None if stop.is_set() else (-1, f"Health check exceeded timeout ({timeout:g}s)")
+        out.seek(0)
+        return proc.returncode, out.read(_OUTPUT_LIMIT).decode(errors="replace")

@@ -5,11 +5,13 @@ In the foreground (`run`) this process is the monitor; detached, a daemonized ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
@@ -20,6 +22,7 @@ from runner.runtime import ExitStatus
 
 if TYPE_CHECKING:
     from runner.attach import Hub
+    from runner.forkserver import ForkServer
 
 STOP_MARK = "stopping"  # file in the container dir: a user stop, so no restart follows
 
@@ -28,12 +31,14 @@ STOP_MARK = "stopping"  # file in the container dir: a user stop, so no restart 
 
 
 def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, close_after_start: list[int] | None = None,
-             stop_grace: float = 10.0, detached: bool = False, settle: bool = True) -> ExitStatus:
+             stop_grace: float = 10.0, detached: bool = False, settle: bool = True,
+             spawner: ForkServer | None = None) -> ExitStatus:
     """Run the container once to its end: network up, runtime run, network down.
 
     `on_start(pid)` gets the pid to signal (our init, or runc's process which passes signals on). In the
     foreground the container dies with us; a detached monitor's survives it (rm cleans up after a crash).
-    settle: as for network_down.
+    settle: as for network_down. spawner: the fork server that starts the container for a monitor with threads
+    (a restart with attach or stdin threads alive); the container then dies with the monitor, as in the foreground.
     """
     from runner import runtime
 
@@ -46,10 +51,11 @@ def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, clo
                 os.close(close_after_start.pop())
             on_start(pid)
 
-        if not detached and c.host_config.get("Runtime") != "runc":
+        if (not detached or spawner is not None) and c.host_config.get("Runtime") != "runc":
             # Our init (another process) builds its root while this one plumbs the network: the two overlap.
             prepare = (lambda: attach_netns(root, c, netns_path)) if netns_path else None
-            return runtime.run(c.bundle, c.id, *stdio, stop_grace=stop_grace, on_start=started, prepare=prepare)
+            return runtime.run(c.bundle, c.id, *stdio, stop_grace=stop_grace, on_start=started, prepare=prepare,
+                               spawner=spawner)
         if netns_path:
             attach_netns(root, c, netns_path)
         if c.host_config.get("Runtime") == "runc":
@@ -130,10 +136,20 @@ def _run_tty(root: str, c: Container, interactive: bool) -> int:
 
     master, slave = os.openpty()
     os.set_inheritable(master, False)
-    with terminal.raw_stdin(interactive):
-        if interactive:
-            threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()
-        return supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master)
+    feed = (lambda: threading.Thread(target=terminal.feed_stdin, args=(master,), daemon=True).start()) \
+        if interactive else None
+    # The feeding thread outlives a run: restarts then fork through a server forked while we have no thread.
+    with terminal.raw_stdin(interactive), _fork_server(c, interactive) as spawner:
+        return supervise(root, c.id, tee=(1, 1), stdin=slave, tty=master, first_started=feed, spawner=spawner)
+
+
+def _fork_server(c: Container, threads_across_runs: bool) -> contextlib.AbstractContextManager[ForkServer | None]:
+    """A fork server for the restarts of a monitor whose threads live across runs (none without restarts)."""
+    if not threads_across_runs or (c.host_config.get("RestartPolicy") or {"Name": "no"})["Name"] == "no":
+        return contextlib.nullcontext()
+    from runner.forkserver import ForkServer
+
+    return ForkServer.start()
 
 
 def should_restart(c: Container, code: int, stopped: bool) -> bool:
@@ -148,12 +164,15 @@ def should_restart(c: Container, code: int, stopped: bool) -> bool:
 
 
 def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: int | None = None,
-              ready: int | None = None, tty: int | None = None, hub: Hub | None = None) -> int:
+              ready: int | None = None, tty: int | None = None, hub: Hub | None = None,
+              first_started: Callable[[], None] | None = None, spawner: ForkServer | None = None) -> int:
     """Run the container until it ends for good (restart policy applied); its last exit code.
 
     tee: fds that also get stdout/stderr (a foreground run); ready: a pipe written "ok", or the failure as
     runner.forking's `code:message` report, after the first start; tty: the pty master when the container has a
-    terminal (its slave is stdin); hub: the attach.Hub that gets the output too.
+    terminal (its slave is stdin); hub: the attach.Hub that gets the output too. first_started(): starts the
+    caller's threads once the first init is forked (none may run at a fork of ours); spawner: the fork server
+    restarts go through when they do.
     """
     from runner import events, health, logs
 
@@ -195,10 +214,15 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                 stdin_fd = stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
             health_stop = threading.Event()
+            checker: list[threading.Thread] = []
 
             def started(pid: int) -> None:
                 # The pumps start only now: the container's init is forked from this process, which then must
                 # have no thread (a fork with threads alive can deadlock the child); its output waits in the pipe.
+                nonlocal first_started
+                if first_started is not None:
+                    first_started()
+                    first_started = None
                 for fd, stream, to in pumps:
                     threads.append(threading.Thread(target=logs.pump, args=(fd, stream, log, to, hub), daemon=True))
                     threads[-1].start()
@@ -207,11 +231,12 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                 tell()
                 hc = c.config.get("Healthcheck") or {}
                 if health.enabled(hc):
-                    threading.Thread(target=health.loop, args=(root, cid, hc, health_stop), daemon=True).start()
+                    checker.append(threading.Thread(target=health.loop, args=(root, cid, hc, health_stop), daemon=True))
+                    checker[0].start()
 
             try:
                 status = run_once(root, c, (stdin_fd, out_w, err_w), started, close,
-                                  detached=ready is not None or not first)
+                                  detached=ready is not None or not first, spawner=None if first else spawner)
             except (StartError, DockyardError, OSError) as e:
                 for fd in close + ([] if threads else [fd for fd, _, _ in pumps]):
                     os.close(fd)
@@ -224,7 +249,7 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
                 health_stop.set()
                 if stdin is None and tty is None:
                     os.close(stdin_fd)
-            for t in threads:
+            for t in threads + checker:  # a restart forks: no thread of this run may be left (a check is killed)
                 t.join(5)
             code = status.code
             stopped = os.path.exists(mark)
@@ -289,18 +314,24 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
                 tty, stdin = os.openpty()
                 os.set_inheritable(stdin, False)
             hub = None
+            serve = None
             if c.config.get("OpenStdin"):
                 from runner.attach import Hub
 
                 if tty is None:
                     stdin, feed = os.pipe()  # its write end stays here: the container never sees EOF unasked
                 hub = Hub(tty if tty is not None else feed, tty is not None)
-                hub.serve(cdir)
-                if client is not None:
-                    import socket
 
-                    hub.add(socket.socket(fileno=client))
-            code = supervise(root, cid, ready=w, tty=tty, stdin=stdin, hub=hub)
+                def serve() -> None:
+                    # Its threads start once the init is forked, before the output pumps: none is missed.
+                    hub.serve(cdir)
+                    if client is not None:
+                        import socket
+
+                        hub.add(socket.socket(fileno=client))
+            with _fork_server(c, hub is not None) as spawner:
+                code = supervise(root, cid, ready=w, tty=tty, stdin=stdin, hub=hub, first_started=serve,
+                                 spawner=spawner)
             if hub is not None:
                 hub.close()
             if c.host_config.get("AutoRemove"):

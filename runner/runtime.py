@@ -182,8 +182,9 @@ class forward_signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.timer:
+        if self.timer:  # joined: a monitor may fork again (a restart), which must find no thread alive
             self.timer.cancel()
+            self.timer.join()
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 

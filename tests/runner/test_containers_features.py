@@ -212,6 +212,27 @@ def test_healthcheck_start_attach_and_network_connect(ctr):
     assert ctr("logs", "later").out == "attached\nattached\n"
 
 
+def test_healthcheck_timeout_makes_unhealthy(ctr):
+    # docker's timeout: the check is given up on with exit code -1, here failing the container's only retry.
+    ctr("run", "-d", "--name", "slow", "--network", "none", "--health-cmd", "sleep 5", "--health-interval", "100ms",
+        "--health-timeout", "300ms", "--health-retries", "1", "busybox", "sleep", "60")
+    _wait_for(lambda: (_state(ctr, "slow").get("Health") or {}).get("Status") == "unhealthy")
+    check = _state(ctr, "slow")["Health"]["Log"][-1]
+    assert (check["ExitCode"], check["Output"]) == (-1, "Health check exceeded timeout (0.3s)")
+    ctr("rm", "-f", "slow")
+
+
+def test_healthcheck_start_period_forgives_failures(ctr):
+    ctr("run", "--name", "src", "--network", "none", "busybox", "true")
+    ctr("commit", "-c", "HEALTHCHECK --start-period=4s --interval=100ms --retries=1 CMD false", "src", "late:1")
+    ctr("run", "-d", "--name", "late", "--network", "none", "late:1", "sleep", "60")
+    _wait_for(lambda: _state(ctr, "late")["Health"]["Log"])
+    health = _state(ctr, "late")["Health"]  # failed, within its start period: not counted
+    assert (health["Status"], health["FailingStreak"], health["Log"][0]["ExitCode"]) == ("starting", 0, 1), health
+    _wait_for(lambda: _state(ctr, "late")["Health"]["Status"] == "unhealthy")
+    ctr("rm", "-f", "late", "src")
+
+
 def test_attach_feeds_stdin_of_run_d_i(ctr, store_root):
     ctr("run", "-d", "-i", "--name", "reader", "--network", "none", "busybox", "sh", "-c",
         "echo ready; read line; echo got:$line; echo err:$line >&2; read again; echo then:$again")
