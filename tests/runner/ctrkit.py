@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import time
 
@@ -30,3 +31,26 @@ def _wait_for(predicate, timeout: float = 20) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+
+
+def read_for(fd: int, seconds: float) -> bytes:
+    """What `fd` gives until it has been silent for `seconds` (or its terminal's other side closed: EIO)."""
+    seen = b""
+    try:
+        while select.select([fd], [], [], seconds)[0]:
+            seen += os.read(fd, 4096)
+    except OSError:
+        pass
+    return seen
+
+
+def type_until(master: int, line: bytes, expect: bytes, seconds: float) -> bytes:
+    """Type `line` on a pty until `expect` shows: a shell still starting may flush what was typed ahead (its line
+    editor takes the terminal with TCSAFLUSH), so type it again, up to 5 times. Returns what was seen."""
+    seen = b""
+    for _ in range(5):
+        os.write(master, line + b"\r")
+        seen += read_for(master, seconds)
+        if expect in seen:
+            break
+    return seen

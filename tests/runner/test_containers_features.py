@@ -8,7 +8,7 @@ import os
 import subprocess
 import tarfile
 
-from ctrkit import _leftovers, _wait_for
+from ctrkit import _leftovers, _wait_for, type_until
 
 
 def _state(ctr, name: str) -> dict:
@@ -268,12 +268,7 @@ def test_attach_from_a_terminal_to_run_d_i_t(ctr, store_root):
     try:
         # The container's pty echoes the line and sh runs it: "hi-3" is only the output's. A shell still starting
         # may flush what was typed ahead (its line editor takes the terminal with TCSAFLUSH): then type it again.
-        seen = b""
-        for _ in range(5):
-            os.write(master, b"echo hi-$((1+2))\r")
-            seen += _read_for(master, 3)
-            if b"hi-3\r\n" in seen:
-                break
+        seen = type_until(master, b"echo hi-$((1+2))", b"hi-3\r\n", 3)
         assert b"hi-3\r\n" in seen, seen
         os.write(master, b"exit 5\r")
         assert p.wait(10) == 5, p.stderr.read()
@@ -282,16 +277,6 @@ def test_attach_from_a_terminal_to_run_d_i_t(ctr, store_root):
             p.kill()
             p.wait()
         os.close(master)
-
-
-def _read_for(fd: int, seconds: float) -> bytes:
-    """What `fd` gives until it has been silent for `seconds`."""
-    import select
-
-    seen = b""
-    while select.select([fd], [], [], seconds)[0]:
-        seen += os.read(fd, 4096)
-    return seen
 
 
 def _read_until(fd: int, wanted: bytes) -> bytes:

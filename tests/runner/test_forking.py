@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 
-from ctrkit import _wait_for
+from ctrkit import _wait_for, type_until
 from support import FORK_WARNINGS
 
 from runner.containers import Containers
@@ -61,12 +60,7 @@ def test_run_it_forks_no_threaded_process(ctr, store_root):
     os.close(slave)
     try:
         for line in (b"a", b"b"):
-            seen = b""
-            for _ in range(5):  # a shell still starting may flush what was typed ahead: then type it again
-                os.write(master, line + b"\r")
-                seen += _read_for(master, 2)
-                if b"got:" + line in seen:
-                    break
+            seen = type_until(master, line, b"got:" + line, 2)
             assert b"got:" + line in seen, seen
         assert p.wait(20) == 1
         assert "multi-threaded" not in p.stderr.read().decode()
@@ -75,14 +69,3 @@ def test_run_it_forks_no_threaded_process(ctr, store_root):
             p.kill()
             p.wait()
         os.close(master)
-
-
-def _read_for(fd: int, seconds: float) -> bytes:
-    """What `fd` gives until it has been silent for `seconds`."""
-    seen = b""
-    try:
-        while select.select([fd], [], [], seconds)[0]:
-            seen += os.read(fd, 4096)
-    except OSError:  # EIO: the terminal's other side is closed
-        pass
-    return seen
