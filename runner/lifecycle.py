@@ -141,24 +141,24 @@ def parse_signal(text: str | int) -> int:
 
 def pause(root: str, cid: str) -> None:
     """Freeze every process of a running container."""
-    store = Containers(root)
-    c = store.load(cid)
-    if c.status != "running":
-        raise DockyardError(f"container {c.name} is not running")
-    freeze(cid)
-    store.update(cid, lambda x: setattr(x, "status", "paused"))
-    events.append(root, "container", "pause", c.id, c.name, {"image": c.image})
+    _set_paused(root, cid, True)
 
 
 def unpause(root: str, cid: str) -> None:
     """Thaw a paused container."""
+    _set_paused(root, cid, False)
+
+
+def _set_paused(root: str, cid: str, paused: bool) -> None:
+    """Freeze or thaw a container in the state that allows it, recording the new state and docker's event."""
+    before, after = ("running", "paused") if paused else ("paused", "running")
     store = Containers(root)
     c = store.load(cid)
-    if c.status != "paused":
-        raise DockyardError(f"container {c.name} is not paused")
-    unfreeze(cid)
-    store.update(cid, lambda x: setattr(x, "status", "running"))
-    events.append(root, "container", "unpause", c.id, c.name, {"image": c.image})
+    if c.status != before:
+        raise DockyardError(f"container {c.name} is not {before}")
+    (freeze if paused else unfreeze)(cid)
+    store.update(cid, lambda x: setattr(x, "status", after))
+    events.append(root, "container", "pause" if paused else "unpause", c.id, c.name, {"image": c.image})
 
 
 def _freezer(cid: str) -> str:
