@@ -3,7 +3,7 @@
 # Runs every tool even after one fails, then exits non-zero if any reported a finding.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-packages=(dockyard builder registry runner)
+packages=(dockyard builder registry runner compose)
 status=0
 python3 -m ruff check --output-format concise "${packages[@]}" || status=1
 python3 -m mypy || status=1  # `files` in [tool.mypy] names the packages

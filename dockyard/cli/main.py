@@ -12,8 +12,8 @@ from typing import Any, ClassVar, NoReturn
 # startup stays fast.
 AREAS = ("dockyard.cli.images", "dockyard.cli.archive", "dockyard.cli.system", "dockyard.cli.registry",
          "dockyard.cli.transfer", "dockyard.cli.build", "dockyard.cli.run", "dockyard.cli.containers",
-         "dockyard.cli.volumes", "dockyard.cli.network")
-_IMAGES, _ARCHIVE, _SYSTEM, _REGISTRY, _TRANSFER, _BUILD, _RUN, _CONTAINERS, _VOLUMES, _NETWORK = AREAS
+         "dockyard.cli.volumes", "dockyard.cli.network", "dockyard.cli.compose")
+_IMAGES, _ARCHIVE, _SYSTEM, _REGISTRY, _TRANSFER, _BUILD, _RUN, _CONTAINERS, _VOLUMES, _NETWORK, _COMPOSE = AREAS
 # Which modules a command word needs registered: its own first, then those that add to it at register time
 # (container inspectors to `inspect`, sections to `info`).
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                      "unpause", "cp", "export", "commit", "stats", "events", "container"), (_CONTAINERS,)),
     "volume": (_VOLUMES,),
     "network": (_NETWORK,),
+    "compose": (_COMPOSE,),
 }
 USAGE_ERROR = 125  # docker's status for a command it could not even start
 # Commands that leave nothing to finalize: run as the program, they end it at once instead of returning, which
