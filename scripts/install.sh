@@ -25,3 +25,8 @@ source scripts/pythons.sh
 for python in "${PYTHONS[@]}"; do
     "$python" -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 done
+# Bytecode now, for each interpreter: with PYTHONDONTWRITEBYTECODE=1 (CI images, this machine) nothing would ever
+# write it, and every `dockyard` run would compile its modules anew.
+for python in "${PYTHONS[@]}"; do
+    "$python" -m compileall -q -j 0 dockyard builder registry runner compose >/dev/null
+done
