@@ -13,7 +13,7 @@ from typing import Any
 
 from compose import schema
 from compose.durations import format_go, seconds
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
 from compose.units import boolean, file_mode, integer, number, ram_bytes
 from compose.yamlfile import Path, YamlFile
 
@@ -37,7 +37,7 @@ class Context:
         """A host path as the user wrote it: `~` expanded, relative ones against the base directory, normalized."""
         if text == "~" or text.startswith("~/"):
             if not self.home:
-                raise ComposeError(f"cannot expand {text!r}: HOME is not set")
+                raise ComposeError(f"cannot expand {quoted(text)}: HOME is not set")
             text = self.home + text[1:]
         return os.path.normpath(os.path.join(self.base_dir, text))
 
@@ -48,7 +48,8 @@ def check_keys(value: Any, allowed: frozenset[str], path: Path, ctx: Context) ->
         raise ctx.error(path, f"must be a mapping, got {_kind(value)}")
     for key in value:
         if key not in allowed and not key.startswith("x-"):
-            raise ComposeError(f"{ctx.file.where((*path, key), path)}: additional property {key!r} is not allowed")
+            raise ComposeError(f"{ctx.file.where((*path, key), path)}: additional property {quoted(key)} "
+                               "is not allowed")
     return value
 
 
@@ -155,7 +156,7 @@ def _key_values(value: Any, path: Path, ctx: Context, keep_none: bool = True) ->
             text = _string(item, (*path, i), ctx)
             key, sep, val = text.partition("=")
             if not key:
-                raise ctx.error((*path, i), f"invalid entry {text!r} (want KEY=value)")
+                raise ctx.error((*path, i), f"invalid entry {quoted(text)} (want KEY=value)")
             out[key] = val if sep else None
     elif isinstance(value, dict):
         for key, val in value.items():
@@ -174,7 +175,7 @@ def _shell_words(value: Any, path: Path, ctx: Context) -> list[str]:
     try:
         return shlex.split(text)
     except ValueError as e:
-        raise ctx.error(path, f"cannot split {text!r}: {e}") from None
+        raise ctx.error(path, f"cannot split {quoted(text)}: {e}") from None
 
 
 def _duration(value: Any, path: Path, ctx: Context) -> str:
@@ -224,11 +225,11 @@ def _port(item: Any, path: Path, ctx: Context) -> list[dict[str, Any]]:
         if spec.get("published") not in (None, ""):
             published = _string(spec["published"], (*path, "published"), ctx)
             if _port_range(published) is None:
-                raise ctx.error((*path, "published"), f"invalid port {published!r}")
+                raise ctx.error((*path, "published"), f"invalid port {quoted(published)}")
             entry["published"] = published
         protocol = _string(spec.get("protocol", "tcp"), (*path, "protocol"), ctx).lower()
         if protocol not in _PROTOCOLS:
-            raise ctx.error((*path, "protocol"), f"invalid protocol {protocol!r}")
+            raise ctx.error((*path, "protocol"), f"invalid protocol {quoted(protocol)}")
         entry["protocol"] = protocol
         if "app_protocol" in spec:
             entry["app_protocol"] = _string(spec["app_protocol"], (*path, "app_protocol"), ctx)
@@ -236,7 +237,7 @@ def _port(item: Any, path: Path, ctx: Context) -> list[dict[str, Any]]:
     if isinstance(item, int) and not isinstance(item, bool):
         item = str(item)
     if not isinstance(item, str):
-        raise ctx.error(path, f"invalid port {item!r}")
+        raise ctx.error(path, f"invalid port {quoted(item)}")
     parsed = _short_port(item.strip())
     if parsed is None:
         raise ctx.error(path, f'invalid port "{item}"')
@@ -297,7 +298,7 @@ def _port_range(text: str) -> tuple[int, int] | None:
 def _port_number(value: Any, path: Path, ctx: Context) -> int:
     number_ = _int(value, path, ctx)
     if not 0 < number_ <= 65535:
-        raise ctx.error(path, f"invalid port {value!r}")
+        raise ctx.error(path, f"invalid port {quoted(value)}")
     return number_
 
 
@@ -315,7 +316,7 @@ def _volume_mount(item: Any, path: Path, ctx: Context) -> dict[str, Any]:
     spec = check_keys(item, schema.VOLUME_MOUNT, path, ctx)
     kind = spec.get("type")
     if kind not in ("bind", "volume", "tmpfs", "npipe", "cluster", "image"):
-        raise ctx.error((*path, "type"), f"invalid mount type {kind!r}")
+        raise ctx.error((*path, "type"), f"invalid mount type {quoted(kind)}")
     if not spec.get("target"):
         raise ctx.error(path, "mount is missing its target")
     entry: dict[str, Any] = {"type": kind}
@@ -378,7 +379,7 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
         elif option == "nocopy":
             vol["nocopy"] = True
         else:
-            raise ctx.error(path, f'invalid volume "{text}": unknown option {option!r}')
+            raise ctx.error(path, f'invalid volume "{text}": unknown option {quoted(option)}')
     if is_bind:
         bind["create_host_path"] = True
         entry["bind"] = bind
@@ -442,7 +443,7 @@ def _depends_on(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
         spec = check_keys({} if spec is None else spec, schema.DEPENDS_ON, (*path, name), ctx)
         condition = spec.get("condition", "service_started")
         if condition not in _CONDITIONS:
-            raise ctx.error((*path, name, "condition"), f"invalid condition {condition!r} (want one of "
+            raise ctx.error((*path, name, "condition"), f"invalid condition {quoted(condition)} (want one of "
                                                         f"{', '.join(_CONDITIONS)})")
         entry: dict[str, Any] = {"condition": condition}
         if spec.get("restart") is not None:
@@ -551,7 +552,7 @@ def _extra_hosts(value: Any, path: Path, ctx: Context) -> list[str]:
     for i, entry in enumerate(entries):
         host, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
         if not sep or not host or not ip:
-            raise ctx.error((*path, i), f"invalid extra host {entry!r} (want host:ip)")
+            raise ctx.error((*path, i), f"invalid extra host {quoted(entry)} (want host:ip)")
         result.append(f"{host}:{ip}")
     return result
 

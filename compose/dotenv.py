@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
+from compose.hostfiles import read_regular
 from compose.interpolate import Interpolator, Lookup
 
-MAX_ENV_FILE_BYTES = 16 * 1024 * 1024
 _EXPORT = re.compile(r"export\s+")
 _ESCAPE = re.compile(r"\\([abfnrtv$\"\\]|0[0-7]{0,3})")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", '"': '"', "\\": "\\"}
@@ -17,13 +17,7 @@ _SPACE = " \t\v\f\r\x85\xa0"
 
 def read_file(path: str, lookup: Lookup) -> dict[str, str]:
     """The variables of one env file; `lookup` (the environment so far) serves `${VAR}` and bare `KEY` lines."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ENV_FILE_BYTES + 1)
-    except OSError as e:
-        raise ComposeError(f"env file {path}: {e.strerror}") from None
-    if len(data) > MAX_ENV_FILE_BYTES:
-        raise ComposeError(f"env file {path}: larger than {MAX_ENV_FILE_BYTES // (1024 * 1024)} MiB")
+    data = read_regular(path, "env file")
     try:
         text = data.decode().removeprefix("\ufeff")
     except UnicodeDecodeError:
@@ -64,7 +58,7 @@ def parse(text: str, lookup: Lookup) -> dict[str, str]:
             end += 1
         key = text[pos:end].strip(_SPACE)
         if not key or not re.fullmatch(r"[\w.\-\[\]]+", key):
-            raise ComposeError(f"line {line}: invalid variable name {text[pos:end].strip()!r}")
+            raise ComposeError(f"line {line}: invalid variable name {quoted(text[pos:end].strip())}")
         if end >= len(text) or text[end] == "\n":
             inherited = lookup(key)
             if inherited is not None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
 
 Lookup = Callable[[str], "str | None"]
 
@@ -41,13 +41,13 @@ class Interpolator:
             elif template.startswith("{", i):
                 end = _closing_brace(template, i)
                 if end < 0:
-                    raise ComposeError(f"invalid interpolation format {template!r}: missing closing brace")
+                    raise ComposeError(f"invalid interpolation format {quoted(template)}: missing closing brace")
                 out.append(self._braced(template[i + 1:end], template))
                 i = end + 1
             else:
                 name = _NAME.match(template, i)
                 if name is None:
-                    raise ComposeError(f"invalid interpolation format {template!r}: a lone $ (write $$ for $)")
+                    raise ComposeError(f"invalid interpolation format {quoted(template)}: a lone $ (write $$ for $)")
                 out.append(self._value(name.group()))
                 i = name.end()
         return "".join(out)
@@ -55,13 +55,13 @@ class Interpolator:
     def _braced(self, body: str, template: str) -> str:
         name = _NAME.match(body)
         if name is None:
-            raise ComposeError(f"invalid interpolation format {template!r}")
+            raise ComposeError(f"invalid interpolation format {quoted(template)}")
         var, rest = name.group(), body[name.end():]
         if not rest:
             return self._value(var)
         operator = next((op for op in _OPERATORS if rest.startswith(op)), None)
         if operator is None:
-            raise ComposeError(f"invalid interpolation format {template!r}")
+            raise ComposeError(f"invalid interpolation format {quoted(template)}")
         argument = rest[len(operator):]
         value = self.lookup(var)
         present = value is not None if operator in ("?", "-", "+") else bool(value)

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compose import canonical, dotenv, schema
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
+from compose.hostfiles import MAX_BYTES, read_regular
 from compose.interpolate import Interpolator
 from compose.merge import drop, merge_service, merge_values
 from compose.model import Project, ProjectOptions
-from compose.yamlfile import MAX_FILE_BYTES, Path, YamlFile, read
+from compose.yamlfile import Path, YamlFile, read
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
@@ -78,19 +79,9 @@ def _discover(start: str, cwd: str) -> list[str]:
 
 def _read_file(name: str) -> YamlFile:
     if name == "-":
-        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        data = sys.stdin.buffer.read(MAX_BYTES + 1)
         return read(data, "<stdin>")
-    return read(_read_bounded(name, "compose file"), name)
-
-
-def _read_bounded(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(MAX_FILE_BYTES + 1)
-    except IsADirectoryError:
-        raise ComposeError(f"{what} {path}: is a directory") from None
-    except OSError as e:
-        raise ComposeError(f"{what} {path}: {e.strerror}") from None
+    return read(read_regular(name, "compose file"), name)
 
 
 def _environment(environ: dict[str, str], env_files: list[str], directory: str) -> dict[str, str]:
@@ -117,7 +108,7 @@ def _project_name(explicit: str | None, env: dict[str, str], files: list[YamlFil
     for given in (explicit, env.get("COMPOSE_PROJECT_NAME")):
         if given:
             if not _VALID_NAME.fullmatch(given):
-                raise ComposeError(f"invalid project name {given!r}: must consist only of lowercase alphanumeric "
+                raise ComposeError(f"invalid project name {quoted(given)}: must consist only of lowercase alphanumeric "
                                    "characters, hyphens, and underscores as well as start with a letter or number")
             return given
     name = ""
@@ -202,7 +193,7 @@ class _Reader:
         for file_path in paths:
             if file_path in chain:
                 raise ctx.error(path, "include cycle: " + " -> ".join([*chain, file_path]))
-            yaml_file = read(_read_bounded(file_path, "included file"), file_path)
+            yaml_file = read(read_regular(file_path, "included file"), file_path)
             current = reader.file_model(yaml_file, project_dir, [*chain, file_path])
             model = current if model is None else _merge_models(model, current, yaml_file)
         assert model is not None
@@ -227,13 +218,13 @@ class _Reader:
             other_file, other = self._extends_file(spec["file"], ctx, ("services", name, "extends", "file"))
             if spec["service"] not in other:
                 raise ComposeError(f"{ctx.file.where(('services', name, 'extends'))}: cannot extend service "
-                                   f"{name!r}: service {spec['service']!r} not found in {spec['file']}")
+                                   f"{quoted(name)}: service {quoted(spec['service'])} not found in {spec['file']}")
             other_ctx = canonical.Context(other_file, os.path.dirname(spec["file"]), self.home)
             base = self._extend(spec["service"], other, other_ctx, spec["file"], stack)
         else:
             if spec["service"] not in services:
                 raise ComposeError(f"{ctx.file.where(('services', name, 'extends'))}: cannot extend service "
-                                   f"{name!r}: service {spec['service']!r} not found")
+                                   f"{quoted(name)}: service {quoted(spec['service'])} not found")
             base = self._extend(spec["service"], services, ctx, file_id, stack)
         base = copy.deepcopy(base)
         prefix = ("services", name)
@@ -248,7 +239,7 @@ class _Reader:
                       where: Path) -> tuple[YamlFile, dict[str, dict[str, Any]]]:
         """The services of a file named by `extends.file`, canonical, relative paths against its directory."""
         if path not in self.extends_cache:
-            yaml_file = read(_read_bounded(path, "extended file"), path)
+            yaml_file = read(read_regular(path, "extended file"), path)
             data = self.interpolator.tree(yaml_file.data, yaml_file.where)
             other_ctx = canonical.Context(yaml_file, os.path.dirname(path), self.home)
             services = data.get("services")
@@ -303,7 +294,8 @@ def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files
         _implicit_dependencies(svc)
         if "network_mode" in svc:
             if svc.get("networks"):
-                raise ComposeError(f"service {svc_name!r} declares mutually exclusive `network_mode` and `networks`")
+                raise ComposeError(f"service {quoted(svc_name)} declares mutually exclusive `network_mode` and "
+                                   "`networks`")
         elif not svc.get("networks"):
             svc["networks"] = {"default": None}
         uses_default = uses_default or "default" in svc.get("networks", {})
@@ -336,7 +328,7 @@ def _fold_environment(svc: dict[str, Any], env: dict[str, str]) -> None:
     """env_file contents under `environment`; a value-less variable taken from the project's variables."""
     from_files: dict[str, str] = {}
     for spec in svc.pop("env_file", []):
-        if not os.path.isfile(spec["path"]):
+        if not os.path.lexists(spec["path"]):
             if spec["required"]:
                 raise ComposeError(f"env file {spec['path']} not found")
             continue
@@ -376,23 +368,23 @@ def _check_references(project: Project) -> None:
             if dep in project.disabled:
                 if spec.get("required", True):
                     wanted = ", ".join(project.disabled[dep].get("profiles", []))
-                    raise ComposeError(f"service {name!r} depends on service {dep!r}, which is disabled "
+                    raise ComposeError(f"service {quoted(name)} depends on service {quoted(dep)}, which is disabled "
                                        f"(enable its profile: {wanted})")
             elif dep not in project.services:
-                raise ComposeError(f"service {name!r} depends on undefined service {dep!r}")
+                raise ComposeError(f"service {quoted(name)} depends on undefined service {quoted(dep)}")
         for network in svc.get("networks", {}):
             if network not in project.networks:
-                raise ComposeError(f"service {name!r} refers to undefined network {network}")
+                raise ComposeError(f"service {quoted(name)} refers to undefined network {network}")
         for mount in svc.get("volumes", []):
             if mount["type"] == "volume" and mount.get("source") and mount["source"] not in project.volumes:
-                raise ComposeError(f"service {name!r} refers to undefined volume {mount['source']}")
+                raise ComposeError(f"service {quoted(name)} refers to undefined volume {mount['source']}")
         for kind, defined in (("secret", project.secrets), ("config", project.configs)):
             for mount in svc.get(kind + "s", []):
                 if mount["source"] not in defined:
-                    raise ComposeError(f"service {name!r} refers to undefined {kind} {mount['source']}")
+                    raise ComposeError(f"service {quoted(name)} refers to undefined {kind} {mount['source']}")
         for mount in svc.get("build", {}).get("secrets", []):
             if mount["source"] not in project.secrets:
-                raise ComposeError(f"service {name!r} refers to undefined build secret {mount['source']}")
+                raise ComposeError(f"service {quoted(name)} refers to undefined build secret {mount['source']}")
 
 
 def _check_cycles(services: dict[str, dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
 from compose.model import Project
 
 # Mappings whose keys are the user's names (sorted in the output); every other mapping keeps the canonical order.
@@ -22,7 +22,7 @@ def config_text(project: Project, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(model, indent=2, ensure_ascii=False) + "\n"
     if fmt != "yaml":
-        raise ComposeError(f"unknown format {fmt!r} (want yaml or json)")
+        raise ComposeError(f"unknown format {quoted(fmt)} (want yaml or json)")
     import yaml
 
     class Dumper(yaml.SafeDumper):
@@ -75,7 +75,7 @@ def names(project: Project, what: str) -> list[str]:
         return sorted({p for svc in every for p in svc.get("profiles", [])})
     if what == "images":
         return [project.image_name(name) for name in sorted(project.services)]
-    raise ComposeError(f"unknown listing {what!r}")
+    raise ComposeError(f"unknown listing {quoted(what)}")
 
 
 def dependency_order(services: dict[str, dict[str, Any]]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?")
 _SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -17,7 +17,7 @@ def ram_bytes(value: Any, where: str) -> int:
         return value
     match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        raise ComposeError(f"{where}: invalid size {value!r} (want e.g. 512m, 1g, 1024)")
+        raise ComposeError(f"{where}: invalid size {quoted(value)} (want e.g. 512m, 1g, 1024)")
     return int(float(match.group(1)) * _SCALE[match.group(2).lower()])
 
 
@@ -27,7 +27,7 @@ def integer(value: Any, where: str) -> int:
         return value
     if isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value.strip()):
         return int(value)
-    raise ComposeError(f"{where}: must be an integer, got {value!r}")
+    raise ComposeError(f"{where}: must be an integer, got {quoted(value)}")
 
 
 def number(value: Any, where: str) -> float:
@@ -39,7 +39,7 @@ def number(value: Any, where: str) -> float:
             return float(value)
         except ValueError:
             pass
-    raise ComposeError(f"{where}: must be a number, got {value!r}")
+    raise ComposeError(f"{where}: must be a number, got {quoted(value)}")
 
 
 def boolean(value: Any, where: str) -> bool:
@@ -48,7 +48,7 @@ def boolean(value: Any, where: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "yes", "y", "on", "1", "false", "no", "n", "off", "0"):
         return value.lower() in ("true", "yes", "y", "on", "1")
-    raise ComposeError(f"{where}: must be a boolean, got {value!r}")
+    raise ComposeError(f"{where}: must be a boolean, got {quoted(value)}")
 
 
 def file_mode(value: Any, where: str) -> int:
@@ -57,4 +57,4 @@ def file_mode(value: Any, where: str) -> int:
         return value
     if isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,4}", value.strip()):
         return int(value, 8)
-    raise ComposeError(f"{where}: invalid file mode {value!r}")
+    raise ComposeError(f"{where}: invalid file mode {quoted(value)}")

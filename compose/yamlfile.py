@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from compose.errors import ComposeError
+from compose.errors import ComposeError, quoted
+from compose.hostfiles import MAX_BYTES
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 100
 # Without aliases a YAML node takes at least two bytes of text; a file whose aliases multiply its nodes far past that
 # is an alias bomb ("billion laughs"), refused before it eats the memory.
@@ -54,8 +54,8 @@ def dotted(path: Path) -> str:
 
 def read(text: bytes, name: str) -> YamlFile:
     """Parse one compose file's bytes; ComposeError (one line, with the file's line) unless it is a mapping."""
-    if len(text) > MAX_FILE_BYTES:
-        raise ComposeError(f"{name}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    if len(text) > MAX_BYTES:
+        raise ComposeError(f"{name}: file is larger than {MAX_BYTES // (1024 * 1024)} MiB")
     import yaml
 
     loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -93,7 +93,7 @@ class _Reader:
         if self.budget < 0:
             raise ComposeError(f"{self.out.name}: document expands to too many nodes (YAML alias bomb?)")
         if depth > MAX_DEPTH:
-            raise ComposeError(f"{self.out.where(path)}: nested more than {MAX_DEPTH} levels")
+            raise ComposeError(f"{self.out.where(path[:3])}: nested more than {MAX_DEPTH} levels (a recursive alias?)")
         self.out.lines.setdefault(path, node.start_mark.line + 1)
         tag = node.tag
         if tag == "!override":
@@ -128,7 +128,7 @@ class _Reader:
             key = _key_text(key_node)
             if key in result:
                 raise ComposeError(f"{self.out.name}:{key_node.start_mark.line + 1}: {_join(path, key)}: "
-                                   f"mapping key {key!r} already defined")
+                                   f"mapping key {quoted(key)} already defined")
             child = (*path, key)
             self.out.lines[child] = key_node.start_mark.line + 1
             value = self.value(value_node, child, depth + 1)
