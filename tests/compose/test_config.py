@@ -63,7 +63,7 @@ def test_merge_of_several_files(dockyard, tmp_path):
     })
     out = dockyard("compose", "-f", str(tmp_path / "compose.yaml"), "-f", str(tmp_path / "prod.yaml"),
                    "-p", "shop", "config").out
-    assert out == textwrap.dedent(f"""\
+    assert out == textwrap.dedent("""\
         name: shop
         services:
           db:
