@@ -70,11 +70,17 @@ def _discover(start: str, cwd: str) -> list[str]:
                 print(f"WARN: Found multiple config files with supported names: {', '.join(found)}\n"
                       f"WARN: Using {found[0]}", file=sys.stderr)
             names = [found[0], *[n for n in OVERRIDE_FILES if os.path.isfile(os.path.join(directory, n))][:1]]
-            return [os.path.relpath(os.path.join(directory, n), cwd) for n in names]
+            return [_shown(os.path.join(directory, n), cwd) for n in names]
         parent = os.path.dirname(directory)
         if parent == directory:
             raise ComposeError("no configuration file provided: not found")
         directory = parent
+
+
+def _shown(path: str, cwd: str) -> str:
+    """A found file as messages name it: relative when it is under the working directory, else absolute."""
+    relative = os.path.relpath(path, cwd)
+    return path if relative.startswith("..") else relative
 
 
 def _read_file(name: str) -> YamlFile:

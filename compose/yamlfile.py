@@ -41,7 +41,8 @@ class YamlFile:
             probe = probe[:-1]
         line = self.lines.get(probe)
         text = dotted(path if shown is None else shown)
-        return f"{self.name}:{line}: {text}" if line else f"{self.name}: {text}"
+        place = f"{self.name}:{line}" if line else self.name
+        return f"{place}: {text}" if text else place
 
 
 def dotted(path: Path) -> str:
