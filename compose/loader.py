@@ -305,11 +305,7 @@ def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files
         elif not svc.get("networks"):
             svc["networks"] = {"default": None}
         uses_default = uses_default or "default" in svc.get("networks", {})
-        replicas = svc.get("deploy", {}).get("replicas")
-        if replicas is not None:
-            if "scale" in svc and svc["scale"] != replicas:
-                raise ComposeError(f"services.{svc_name}: can't set distinct values on 'scale' and 'deploy.replicas'")
-            svc.setdefault("scale", replicas)
+        _check_resources(svc_name, svc)
     networks = model["networks"]
     if uses_default and "default" not in networks:
         networks["default"] = {}
@@ -328,6 +324,39 @@ def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files
     _check_references(project)
     _check_cycles(project.services)
     return project
+
+
+# A service-level key and the deploy key it duplicates: both may be written, but not with different values.
+_DUPLICATED = (("scale", ("replicas",)), ("cpus", ("resources", "limits", "cpus")),
+               ("mem_limit", ("resources", "limits", "memory")), ("pids_limit", ("resources", "limits", "pids")),
+               ("mem_reservation", ("resources", "reservations", "memory")))
+
+
+def _check_resources(name: str, svc: dict[str, Any]) -> None:
+    """deploy.replicas folded into scale; the duplicated limits agree; a fixed container name means one replica;
+    no two mounts share a target."""
+    for key, deploy_path in _DUPLICATED:
+        value: Any = svc.get("deploy", {})
+        for part in deploy_path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and key in svc and svc[key] != value:
+            raise ComposeError(f"services.{name}: can't set distinct values on '{key}' and "
+                               f"'deploy.{'.'.join(deploy_path)}'")
+    replicas = svc.get("deploy", {}).get("replicas")
+    if replicas is not None:
+        svc.setdefault("scale", replicas)
+    if svc.get("scale", 1) < 0:
+        raise ComposeError(f"services.{name}.scale: must be greater than or equal to 0")
+    if svc.get("scale", 1) > 1 and "container_name" in svc:
+        raise ComposeError(f"services.{name}: can't set container_name and scale > 1 (container names are unique)")
+    targets: dict[str, str] = {}
+    mounts = [(f"tmpfs[{i}]", t.split(":")[0]) for i, t in enumerate(svc.get("tmpfs", []))]
+    mounts += [(f"volumes[{i}]", v["target"]) for i, v in enumerate(svc.get("volumes", []))]
+    for where, target in mounts:
+        if target in targets:
+            raise ComposeError(f"services.{name}.{where}: target {target} already mounted as "
+                               f"services.{name}.{targets[target]}")
+        targets[target] = where
 
 
 def _fold_environment(svc: dict[str, Any], env: dict[str, str]) -> None:

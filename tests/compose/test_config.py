@@ -345,8 +345,8 @@ NORMALIZE = """
           resources:
             limits: {cpus: "0.5", memory: 512m, pids: 100}
             reservations: {memory: 1.5g}
-        mem_limit: 1g
-        cpus: 1.5
+        shm_size: 64m
+        pids_limit: 100
         extra_hosts: {db.local: 10.0.0.5}
         networks:
           back:
@@ -397,7 +397,6 @@ def test_normalization(dockyard, tmp_path):
             configs:
               - source: site
                 target: /site
-            cpus: 1.5
             depends_on:
               db:
                 condition: service_started
@@ -431,12 +430,12 @@ def test_normalization(dockyard, tmp_path):
             image: registry.local/app
             links:
               - db:database
-            mem_limit: 1073741824
             networks:
               back:
                 aliases:
                   - app.internal
                 ipv4_address: 172.28.0.10
+            pids_limit: 100
             ports:
               - mode: ingress
                 target: 3000
@@ -472,6 +471,7 @@ def test_normalization(dockyard, tmp_path):
               - source: cert
                 target: /etc/cert.pem
                 mode: 288
+            shm_size: 67108864
             stop_grace_period: 1m30s
             sysctls:
               net.core.somaxconn: "1024"

@@ -86,8 +86,6 @@ CASES = {
                         "found"),
     "extends_cycle": ("services:\n  a: {extends: b}\n  b: {extends: a}\n",
                       "compose.yaml:2: services.a.extends: extends cycle: a -> b -> a"),
-    "scale_and_replicas": ("services:\n  web: {image: x, scale: 2, deploy: {replicas: 3}}\n",
-                           "services.web: can't set distinct values on 'scale' and 'deploy.replicas'"),
     "bad_bool": ("services:\n  web: {image: x, tty: maybe}\n", 'compose.yaml:2: services.web.tty: must be a boolean, '
                                                                 'got "maybe"'),
 }
@@ -186,3 +184,28 @@ def test_project_names(tmp_path):
 def test_no_compose_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert error_of(tmp_path) == "no configuration file provided: not found"
+
+
+@pytest.mark.parametrize(("service", "message"), [
+    ("{image: x, scale: 2, deploy: {replicas: 3}}",
+     "services.web: can't set distinct values on 'scale' and 'deploy.replicas'"),
+    ("{image: x, mem_limit: 1g, deploy: {resources: {limits: {memory: 512m}}}}",
+     "services.web: can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"),
+    ("{image: x, cpus: 1, deploy: {resources: {limits: {cpus: '0.5'}}}}",
+     "services.web: can't set distinct values on 'cpus' and 'deploy.resources.limits.cpus'"),
+    ("{image: x, scale: -1}", "services.web.scale: must be greater than or equal to 0"),
+    ("{image: x, container_name: one, deploy: {replicas: 2}}",
+     "services.web: can't set container_name and scale > 1 (container names are unique)"),
+    ("{image: x, tmpfs: [/run], volumes: ['/srv:/run']}",
+     "services.web.volumes[0]: target /run already mounted as services.web.tmpfs[0]"),
+])
+def test_inconsistent_service(service, message, tmp_path):
+    write(tmp_path, {"compose.yaml": f"services:\n  web: {service}\n"})
+    assert error_of(tmp_path) == message
+
+
+def test_agreeing_duplicates_are_kept(tmp_path):
+    write(tmp_path, {"compose.yaml": "services:\n  web: {image: x, mem_limit: 512m, deploy: {replicas: 2, "
+                                     "resources: {limits: {memory: 536870912}}}}\n"})
+    web = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["web"]
+    assert (web["mem_limit"], web["deploy"]["resources"]["limits"]["memory"], web["scale"]) == (536870912,) * 2 + (2,)
