@@ -394,11 +394,11 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
 
 def _build(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
     spec = {"context": value} if isinstance(value, str) else check_keys(value, schema.BUILD, path, ctx)
-    out: dict[str, Any] = dict(spec)
+    out: dict[str, Any] = {k: v for k, v in spec.items() if v is not None}
     context = _string(spec.get("context", "."), (*path, "context"), ctx)
     is_remote = "://" in context or context.startswith(("git@", "github.com/"))
     out["context"] = context if is_remote else ctx.host_path(context)
-    if "dockerfile" in spec:
+    if spec.get("dockerfile") is not None:
         out["dockerfile"] = _string(spec["dockerfile"], (*path, "dockerfile"), ctx)
     elif "dockerfile_inline" not in spec:
         out["dockerfile"] = "Dockerfile"

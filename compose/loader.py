@@ -399,6 +399,10 @@ def _implicit_dependencies(svc: dict[str, Any]) -> None:
 
 def _check_references(project: Project) -> None:
     for name, svc in sorted(project.services.items()):
+        if not svc.get("image") and "build" not in svc and "provider" not in svc:
+            raise ComposeError(f"service {quoted(name)} has neither an image nor a build context specified")
+        if "dockerfile_inline" in svc.get("build", {}) and "dockerfile" in svc.get("build", {}):
+            raise ComposeError(f"service {quoted(name)} declares mutually exclusive dockerfile and dockerfile_inline")
         for dep, spec in svc.get("depends_on", {}).items():
             if dep in project.disabled:
                 if spec.get("required", True):

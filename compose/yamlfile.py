@@ -155,8 +155,15 @@ def _key_text(node: Any) -> str:
 def _scalar(node: Any) -> Any:
     """A scalar as YAML 1.2's core schema reads it (`yes`/`on` stay strings, as in docker compose)."""
     text = node.value
-    if node.style or (node.tag == "tag:yaml.org,2002:str" and _implicit_tag(text) != node.tag):
-        return text  # quoted, a block scalar, or an explicit !!str
+    if node.style:
+        return text  # quoted, or a block scalar
+    value = _core_value(text)
+    if not isinstance(value, str) and node.tag == "tag:yaml.org,2002:str" and _implicit_tag(text) != node.tag:
+        return text  # an explicit !!str
+    return value
+
+
+def _core_value(text: str) -> Any:
     if _NULL.fullmatch(text):
         return None
     if text in _BOOL:

@@ -663,3 +663,21 @@ def test_reset_removes_an_inherited_value(tmp_path, reset):
     project = load(ProjectOptions(project_directory=str(tmp_path), environ={}))
     assert "ports" not in project.services["child"]
     assert project.services["child"]["dns"] == ["9.9.9.9"]
+
+
+def test_yaml_scalars_read_as_docker_compose_reads_them(tmp_path):
+    """YAML 1.2 core schema (go-yaml v3): `yes`/`on` stay strings, quoted stays a string, `!!str` is honoured,
+    a leading-zero mode is octal."""
+    write(tmp_path, {"compose.yaml": """
+        services:
+          s:
+            image: s
+            environment: {A: yes, B: on, C: "1", D: !!str 2, E: 1.50, F: true, G: 0x10, H: ~, I: ""}
+            secrets: [{source: k, mode: 0440}]
+        secrets:
+          k: {file: k.txt}
+    """})
+    service = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["s"]
+    assert service["environment"] == {"A": "yes", "B": "on", "C": "1", "D": "2", "E": "1.5", "F": "true",
+                                      "G": "16", "H": None, "I": ""}
+    assert service["secrets"] == [{"source": "k", "target": "/run/secrets/k", "mode": 0o440}]

@@ -86,6 +86,10 @@ CASES = {
                         "found"),
     "extends_cycle": ("services:\n  a: {extends: b}\n  b: {extends: a}\n",
                       "compose.yaml:2: services.a.extends: extends cycle: a -> b -> a"),
+    "no_image": ("services:\n  web: {command: [sh]}\n",
+                 'service "web" has neither an image nor a build context specified'),
+    "dockerfile_twice": ("services:\n  web: {build: {dockerfile: D, dockerfile_inline: 'FROM x'}}\n",
+                         'service "web" declares mutually exclusive dockerfile and dockerfile_inline'),
     "bad_bool": ("services:\n  web: {image: x, tty: maybe}\n", 'compose.yaml:2: services.web.tty: must be a boolean, '
                                                                 'got "maybe"'),
 }
