@@ -29,7 +29,7 @@ external}}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -65,6 +65,23 @@ class Project:
     def image_name(self, service: str) -> str:
         """The service's image: its `image`, else `<project>-<service>` for one that builds (docker compose v2)."""
         return self.service(service).get("image") or f"{self.name}-{service}"
+
+    def selected(self, names: list[str]) -> Project:
+        """This project with only the named services and what they depend on (docker compose's `SERVICE...`);
+        ComposeError for a name the project does not have."""
+        every = {**self.disabled, **self.services}
+        wanted: list[str] = []
+        pending = list(names)
+        while pending:
+            name = pending.pop(0)
+            if name in wanted:
+                continue
+            self.service(name)
+            wanted.append(name)
+            pending.extend(dep for dep, spec in every[name].get("depends_on", {}).items()
+                           if dep in every or spec.get("required", True))
+        return replace(self, services={n: every[n] for n in sorted(wanted)},
+                       disabled={n: s for n, s in every.items() if n not in wanted})
 
     def service(self, name: str) -> dict[str, Any]:
         """A service by name, enabled or not; ComposeError naming it when the project has none."""

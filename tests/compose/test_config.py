@@ -681,3 +681,16 @@ def test_yaml_scalars_read_as_docker_compose_reads_them(tmp_path):
     assert service["environment"] == {"A": "yes", "B": "on", "C": "1", "D": "2", "E": "1.5", "F": "true",
                                       "G": "16", "H": None, "I": ""}
     assert service["secrets"] == [{"source": "k", "target": "/run/secrets/k", "mode": 0o440}]
+
+
+def test_config_of_named_services(dockyard, tmp_path):
+    """`config SERVICE...`: those services and what they depend on; a named service is enabled whatever its
+    profiles; an unknown name is an error."""
+    write(tmp_path, {"compose.yaml": PROFILES})
+    listing = ("compose", "--project-directory", str(tmp_path), "-p", "prof", "config")
+    assert dockyard(*listing, "--services", "api").out == "db\napi\n"
+    assert dockyard(*listing, "--services", "admin", "db").out == "admin\ndb\n"
+    out = dockyard(*listing, "admin").out
+    assert out.startswith("name: prof\nservices:\n  admin:\n    image: admin\n")
+    res = dockyard(*listing, "nope", check=False)
+    assert (res.code, res.err) == (1, "Error: no such service: nope\n")
