@@ -69,7 +69,7 @@ def service(name: str, raw: Any, ctx: Context) -> dict[str, Any]:
 def network(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level network (its default name is set once the project's name is known)."""
     path: Path = ("networks", key)
-    out = dict(check_keys({} if raw is None else raw, schema.NETWORK, path, ctx))
+    out = schema.ordered(check_keys({} if raw is None else raw, schema.NETWORK, path, ctx), schema.NETWORK_ORDER)
     _resource_common(out, path, ctx)
     for flag in ("internal", "attachable", "enable_ipv4", "enable_ipv6"):
         if flag in out:
@@ -84,7 +84,7 @@ def network(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
 def volume(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level volume."""
     path: Path = ("volumes", key)
-    out = dict(check_keys({} if raw is None else raw, schema.VOLUME, path, ctx))
+    out = schema.ordered(check_keys({} if raw is None else raw, schema.VOLUME, path, ctx), schema.VOLUME_ORDER)
     _resource_common(out, path, ctx)
     return out
 
@@ -93,7 +93,7 @@ def mounted_file(kind: str, key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level secret or config: from a file (made absolute), an environment variable, inline content or
     external."""
     path: Path = (kind, key)
-    out = dict(check_keys({} if raw is None else raw, schema.SECRET, path, ctx))
+    out = schema.ordered(check_keys({} if raw is None else raw, schema.SECRET, path, ctx), schema.SECRET_ORDER)
     _resource_common(out, path, ctx)
     sources = [s for s in ("file", "environment", "content") if s in out] + (["external"] if out.get("external")
                                                                              else [])
@@ -332,9 +332,9 @@ def _volume_mount(item: Any, path: Path, ctx: Context) -> dict[str, Any]:
         entry["consistency"] = _string(spec["consistency"], (*path, "consistency"), ctx)
     if isinstance(spec.get("bind"), dict):
         bind = dict(spec["bind"])
-        if "create_host_path" in bind:
-            bind["create_host_path"] = _bool(bind["create_host_path"], (*path, "bind", "create_host_path"), ctx)
-        entry["bind"] = bind
+        # compose-go's default for a written `bind:` mapping (a short-syntax bind gets it too)
+        bind["create_host_path"] = _bool(bind.get("create_host_path", True), (*path, "bind", "create_host_path"), ctx)
+        entry["bind"] = _bind_order(bind)
     if isinstance(spec.get("volume"), dict):
         vol = dict(spec["volume"])
         if "nocopy" in vol:
@@ -382,12 +382,16 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
             raise ctx.error(path, f'invalid volume "{text}": unknown option {quoted(option)}')
     if is_bind:
         bind["create_host_path"] = True
-        entry["bind"] = bind
+        entry["bind"] = _bind_order(bind)
     elif bind:
         raise ctx.error(path, f'invalid volume "{text}": {"/".join(bind.values())} applies to bind mounts only')
     if vol:
         entry["volume"] = vol
     return entry
+
+
+def _bind_order(bind: dict[str, Any]) -> dict[str, Any]:
+    return schema.ordered(bind, ("propagation", "create_host_path", "selinux"))
 
 
 # -- the rest of a service ------------------------------------------------------------------------------------------
@@ -409,7 +413,7 @@ def _build(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
         out["secrets"] = _mounts(spec["secrets"], (*path, "secrets"), ctx, default_dir=None)
     if "target" in spec:
         out["target"] = _string(spec["target"], (*path, "target"), ctx)
-    return out
+    return schema.ordered(out, schema.BUILD_ORDER)
 
 
 def _networks(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
@@ -497,7 +501,8 @@ def _deploy(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
                 spec["memory"] = _bytes(spec["memory"], (*where, "memory"), ctx)
             if spec.get("pids") is not None:
                 spec["pids"] = _int(spec["pids"], (*where, "pids"), ctx)
-    return out
+            resources[part] = schema.ordered(spec, ("cpus", "memory", "pids"))
+    return schema.ordered(out, schema.DEPLOY_ORDER)
 
 
 def _mounts(value: Any, path: Path, ctx: Context, default_dir: str | None) -> list[dict[str, Any]]:

@@ -40,9 +40,10 @@ def load(options: ProjectOptions) -> Project:
         named = _discover(explicit_dir or cwd, cwd)
     working_dir = explicit_dir or _first_dir(named) or cwd
     files = [_read_file(name) for name in named]
-    name = _project_name(options.project_name, env, files, working_dir)
+    warned: set[str] = set()
+    name = _project_name(options.project_name, Interpolator(env.get, warned), files, working_dir)
     env["COMPOSE_PROJECT_NAME"] = name
-    reader = _Reader(env, set(), env.get("HOME"))
+    reader = _Reader(env, warned, env.get("HOME"))
     model: dict[str, dict[str, Any]] | None = None
     for yaml_file in files:
         path = os.path.abspath(yaml_file.name) if yaml_file.name != "<stdin>" else os.path.join(working_dir, "-")
@@ -109,9 +110,9 @@ def normalize_project_name(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")
 
 
-def _project_name(explicit: str | None, env: dict[str, str], files: list[YamlFile], working_dir: str) -> str:
+def _project_name(explicit: str | None, variables: Interpolator, files: list[YamlFile], working_dir: str) -> str:
     """-p, else $COMPOSE_PROJECT_NAME (both must be valid), else the files' `name:`, else the directory's name."""
-    for given in (explicit, env.get("COMPOSE_PROJECT_NAME")):
+    for given in (explicit, variables.lookup("COMPOSE_PROJECT_NAME")):
         if given:
             if not _VALID_NAME.fullmatch(given):
                 raise ComposeError(f"invalid project name {quoted(given)}: must consist only of lowercase alphanumeric "
@@ -122,7 +123,7 @@ def _project_name(explicit: str | None, env: dict[str, str], files: list[YamlFil
         raw = f.data.get("name")
         if raw not in (None, ""):
             try:
-                name = normalize_project_name(Interpolator(env.get).text(str(raw)))
+                name = normalize_project_name(variables.text(str(raw)))
             except ComposeError as e:
                 raise ComposeError(f"{f.where(('name',))}: {e}") from None
     name = name or normalize_project_name(os.path.basename(working_dir))

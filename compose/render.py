@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from compose import schema
 from compose.errors import ComposeError, quoted
 from compose.model import Project
 
 # Mappings whose keys are the user's names (sorted in the output); every other mapping keeps the canonical order.
 _NAMED_MAPS = frozenset({"environment", "labels", "annotations", "sysctls", "depends_on", "networks", "ulimits",
                          "args", "driver_opts", "options", "storage_opt"})
-_RESOURCE_ORDER = ("name", "driver", "driver_opts", "ipam", "external", "internal", "attachable", "enable_ipv4",
-                   "enable_ipv6", "labels", "file", "environment", "content")
+_SECTION_ORDER = {"networks": schema.NETWORK_ORDER, "volumes": schema.VOLUME_ORDER, "secrets": schema.SECRET_ORDER,
+                  "configs": schema.SECRET_ORDER}
 
 
 def config_text(project: Project, fmt: str) -> str:
@@ -46,7 +47,8 @@ def document(project: Project) -> dict[str, Any]:
     for section in ("networks", "volumes", "secrets", "configs"):
         entries = getattr(project, section)
         if entries:
-            out[section] = {key: _resource(spec) for key, spec in sorted(entries.items())}
+            out[section] = {key: _ordered("", schema.ordered(spec, _SECTION_ORDER[section]))
+                            for key, spec in sorted(entries.items())}
     return out
 
 
@@ -57,11 +59,6 @@ def _ordered(key: str, value: Any) -> Any:
     if isinstance(value, list):
         return [_ordered("", v) for v in value]
     return value
-
-
-def _resource(spec: dict[str, Any]) -> dict[str, Any]:
-    keys = [k for k in _RESOURCE_ORDER if k in spec] + sorted(k for k in spec if k not in _RESOURCE_ORDER)
-    return {k: _ordered(k, spec[k]) for k in keys}
 
 
 def names(project: Project, what: str) -> list[str]:

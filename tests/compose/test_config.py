@@ -488,8 +488,8 @@ def test_normalization(dockyard, tmp_path):
                 target: /cfg
                 read_only: true
                 bind:
-                  selinux: z
                   create_host_path: true
+                  selinux: z
               - type: volume
                 target: /anonymous
               - type: tmpfs
