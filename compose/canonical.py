@@ -590,6 +590,18 @@ def _pull_policy(value: Any, path: Path, ctx: Context) -> str:
     return "missing" if policy == "if_not_present" else policy
 
 
+def _mapping(value: Any, path: Path, ctx: Context) -> Any:
+    if not isinstance(value, dict):
+        raise ctx.error(path, f"must be a mapping, got {_kind(value)}")
+    return value
+
+
+def _list(value: Any, path: Path, ctx: Context) -> Any:
+    if not isinstance(value, list):
+        raise ctx.error(path, f"must be a list, got {_kind(value)}")
+    return value
+
+
 def _strings(value: Any, path: Path, ctx: Context) -> Any:
     return _key_values(value, path, ctx, keep_none=False)
 
@@ -620,6 +632,9 @@ _HANDLERS: dict[str, Handler] = {
                      "links", "external_links", "group_add", "device_cgroup_rules", "volumes_from", "expose"),
                     _string_list),
     **dict.fromkeys(("labels", "annotations", "sysctls"), _strings),
+    **dict.fromkeys(("logging", "develop", "blkio_config", "credential_spec", "storage_opt", "provider"), _mapping),
+    **dict.fromkeys(("devices", "post_start", "pre_stop", "pre_start"), _list),
+    "label_file": _string_list,
     **dict.fromkeys(("command", "entrypoint"), _shell_words),
     "environment": _environment,
     "cpus": _float,

@@ -694,3 +694,33 @@ def test_config_of_named_services(dockyard, tmp_path):
     assert out.startswith("name: prof\nservices:\n  admin:\n    image: admin\n")
     res = dockyard(*listing, "nope", check=False)
     assert (res.code, res.err) == (1, "Error: no such service: nope\n")
+
+
+def test_reset_and_override_across_files(tmp_path):
+    write(tmp_path, {
+        "a.yaml": """
+            services:
+              keep: {image: k, environment: {A: "1", B: "2"}, labels: {x: "1"}}
+              gone: {image: g}
+        """,
+        "b.yaml": """
+            services:
+              keep:
+                environment: !override {C: "3"}
+                labels: {y: "2"}
+              gone: !reset
+        """,
+    })
+    project = load(ProjectOptions(files=[str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")], environ={},
+                                  project_name="p"))
+    assert list(project.services) == ["keep"]
+    assert project.services["keep"]["environment"] == {"C": "3"}
+    assert project.services["keep"]["labels"] == {"x": "1", "y": "2"}
+
+
+def test_compose_file_variable_with_separator(tmp_path, monkeypatch):
+    write(tmp_path, {"one.yaml": "services:\n  s: {image: one}\n", "two.yaml": "services:\n  s: {image: two}\n"})
+    monkeypatch.chdir(tmp_path)
+    project = load(ProjectOptions(environ={"COMPOSE_FILE": "one.yaml;two.yaml", "COMPOSE_PATH_SEPARATOR": ";"}))
+    assert project.services["s"]["image"] == "two"
+    assert project.files == [str(tmp_path / "one.yaml"), str(tmp_path / "two.yaml")]
