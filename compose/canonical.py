@@ -325,7 +325,7 @@ def _volume_mount(item: Any, path: Path, ctx: Context) -> dict[str, Any]:
         entry["source"] = ctx.host_path(source) if kind == "bind" else source
     elif kind == "bind":
         raise ctx.error(path, "bind mount is missing its source")
-    entry["target"] = posixpath.normpath(_string(spec["target"], (*path, "target"), ctx))
+    entry["target"] = _mount_target(_string(spec["target"], (*path, "target"), ctx), (*path, "target"), ctx)
     if "read_only" in spec and _bool(spec["read_only"], (*path, "read_only"), ctx):
         entry["read_only"] = True
     if "consistency" in spec:
@@ -364,7 +364,7 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
     entry["type"] = "bind" if is_bind else "volume"
     if source:
         entry["source"] = ctx.host_path(source) if is_bind else source
-    entry["target"] = posixpath.normpath(target)
+    entry["target"] = _mount_target(target, path, ctx)
     bind: dict[str, Any] = {}
     vol: dict[str, Any] = {}
     for option in options:
@@ -388,6 +388,13 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
     if vol:
         entry["volume"] = vol
     return entry
+
+
+def _mount_target(target: str, path: Path, ctx: Context) -> str:
+    """A container path: absolute (docker refuses others), cleaned as compose-go's path.Clean does."""
+    if not target.startswith("/"):
+        raise ctx.error(path, f"mount target {quoted(target)} must be an absolute path")
+    return "/" + posixpath.normpath(target).lstrip("/")  # normpath keeps a leading `//`; Go's Clean does not
 
 
 def _bind_order(bind: dict[str, Any]) -> dict[str, Any]:
