@@ -183,6 +183,7 @@ class _Reader:
                     model[section][key] = canonical.volume(key, raw, ctx)
                 else:
                     model[section][key] = canonical.mounted_file(section, key, raw, ctx)
+        model["extensions"] = {k: v for k, v in data.items() if k.startswith("x-")}
         return model
 
     def _include(self, item: Any, path: Path, ctx: canonical.Context, chain: list[str]) -> dict[str, dict[str, Any]]:
@@ -278,7 +279,7 @@ def _merge_models(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any
     base = copy.deepcopy(base)
     for tagged in (*over_file.resets, *over_file.overrides):
         drop(base, tagged)
-    for section in SECTIONS:
+    for section in (*SECTIONS, "extensions"):
         for key, value in over[section].items():
             mine = base[section].get(key)
             if mine is None:
@@ -321,7 +322,7 @@ def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files
     disabled = {n: s for n, s in services.items() if n not in enabled}
     project = Project(name=name, working_dir=working_dir, files=files, services=enabled, disabled=disabled,
                       networks=networks, volumes=model["volumes"], secrets=model["secrets"],
-                      configs=model["configs"], environment=env)
+                      configs=model["configs"], environment=env, extensions=model["extensions"])
     _check_references(project)
     _check_cycles(project.services)
     return project

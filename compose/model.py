@@ -61,6 +61,7 @@ class Project:
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)  # the variables interpolation used (.env + process)
+    extensions: dict[str, Any] = field(default_factory=dict)  # the top-level `x-` keys (config prints them)
 
     def image_name(self, service: str) -> str:
         """The service's image: its `image`, else `<project>-<service>` for one that builds (docker compose v2)."""

@@ -49,10 +49,22 @@ def document(project: Project) -> dict[str, Any]:
         if entries:
             out[section] = {key: _ordered("", schema.ordered(spec, _SECTION_ORDER[section]))
                             for key, spec in sorted(entries.items())}
+    out.update((key, _sorted(value)) for key, value in sorted(project.extensions.items()))
     return out
 
 
+def _sorted(value: Any) -> Any:
+    """An extension's value as Go prints a map[string]any: every mapping's keys sorted."""
+    if isinstance(value, dict):
+        return {k: _sorted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def _ordered(key: str, value: Any) -> Any:
+    if key.startswith("x-"):
+        return _sorted(value)
     if isinstance(value, dict):
         items = sorted(value.items()) if key in _NAMED_MAPS else value.items()
         return {k: _ordered(k, v) for k, v in items}

@@ -304,6 +304,15 @@ def test_anchors_merge_keys_extensions_and_version(dockyard, tmp_path):
         networks:
           default:
             name: anchors_default
+        x-defaults:
+          environment:
+            LOG: info
+            TZ: UTC
+          logging:
+            driver: json-file
+          restart: unless-stopped
+        x-ports:
+          - "7000:7000"
         """)
 
 
@@ -544,7 +553,7 @@ def test_json_format_is_the_same_model(dockyard, tmp_path):
     write(tmp_path, {"compose.yaml": ANCHORS})
     doc = json.loads(dockyard("compose", "--project-directory", str(tmp_path), "-p", "anchors", "config",
                               "--format", "json").out)
-    assert list(doc) == ["name", "services", "networks"]
+    assert list(doc) == ["name", "services", "networks", "x-defaults", "x-ports"]
     assert doc["services"]["two"]["environment"] == {"LOG": "debug", "TZ": "UTC"}
     assert doc["services"]["one"]["ports"][0] == {"mode": "ingress", "target": 7000, "published": "7000",
                                                    "protocol": "tcp"}
