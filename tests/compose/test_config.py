@@ -312,7 +312,7 @@ def test_anchors_merge_keys_extensions_and_version(dockyard, tmp_path):
             driver: json-file
           restart: unless-stopped
         x-ports:
-          - "7000:7000"
+          - 7000:7000
         """)
 
 
