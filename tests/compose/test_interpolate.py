@@ -40,6 +40,7 @@ def sub(template: str, env: dict[str, str] | None = None) -> str:
     ("${EMPTY?may be empty}", ""),
     ("${UNSET:-with spaces and : colons}", "with spaces and : colons"),
     ("no variables", "no variables"),
+    ("costs $5, a $ alone", "costs $5, a $ alone"),
 ])
 def test_substitution(template, expected):
     assert sub(template) == expected
@@ -54,7 +55,6 @@ def test_substitution(template, expected):
     ("${}", "invalid interpolation format"),
     ("${1A}", "invalid interpolation format"),
     ("${SET!x}", "invalid interpolation format"),
-    ("a $ b", "a lone $"),
 ])
 def test_substitution_errors(template, message):
     with pytest.raises(ComposeError, match=message.replace("$", r"\$").replace("{", r"\{")):
