@@ -179,6 +179,8 @@ def _shell_words(value: Any, path: Path, ctx: Context) -> list[str]:
 
 
 def _duration(value: Any, path: Path, ctx: Context) -> str:
+    if not isinstance(value, str | int | float):
+        raise ctx.error(path, f"must be a duration, got {_kind(value)}")
     return format_go(seconds(value, ctx.file.where(path)))
 
 

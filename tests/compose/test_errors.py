@@ -215,3 +215,38 @@ def test_agreeing_duplicates_are_kept(tmp_path):
                                      "resources: {limits: {memory: 536870912}}}}\n"})
     web = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["web"]
     assert (web["mem_limit"], web["deploy"]["resources"]["limits"]["memory"], web["scale"]) == (536870912,) * 2 + (2,)
+
+
+def _any_value():
+    from hypothesis import strategies as st
+
+    leaf = st.sampled_from([None, True, 0, 7, -3, 2.5, "", "x", "80", "80:80", "1-3:4-6", "/a", "./b", "a=b", "1g",
+                            "10s", "bind", "volume", "tmpfs", "CMD", "service:t", "${X:-1}"])
+    keys = st.sampled_from(["target", "published", "source", "type", "test", "interval", "condition", "aliases",
+                            "resources", "limits", "memory", "cpus", "context", "args", "mode", "bind", "size"])
+    return st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+                        max_leaves=8)
+
+
+def test_no_shape_of_service_ends_in_a_traceback(tmp_path):
+    """Any value under any service key loads or fails with one ComposeError line — never another exception."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from compose import schema
+    from compose.render import config_text
+
+    service_keys = st.sampled_from(sorted(schema.SERVICE - {"extends"}))
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.dictionaries(service_keys, _any_value(), min_size=1, max_size=4))
+    def check(service):
+        service.setdefault("image", "x")
+        (tmp_path / "compose.yaml").write_text(yaml.safe_dump({"services": {"s": service, "t": {"image": "t"}}}))
+        try:
+            config_text(load(ProjectOptions(project_directory=str(tmp_path), project_name="p", environ={})), "yaml")
+        except ComposeError as e:
+            assert "\n" not in str(e)
+
+    check()
