@@ -325,7 +325,7 @@ def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files
                       configs=model["configs"], environment=env, extensions=model["extensions"])
     _check_references(project)
     _check_cycles(project.services)
-    return project
+    return project.without_unused_resources()
 
 
 # A service-level key and the deploy key it duplicates: both may be written, but not with different values.

@@ -81,8 +81,28 @@ class Project:
             wanted.append(name)
             pending.extend(dep for dep, spec in every[name].get("depends_on", {}).items()
                            if dep in every or spec.get("required", True))
-        return replace(self, services={n: every[n] for n in sorted(wanted)},
-                       disabled={n: s for n, s in every.items() if n not in wanted})
+        services = {}
+        for name in sorted(wanted):
+            service = dict(every[name])
+            if "depends_on" in service:  # what is not selected is not waited for (compose-go drops it too)
+                service["depends_on"] = {d: s for d, s in service["depends_on"].items() if d in wanted}
+            services[name] = service
+        return replace(self, services=services,
+                       disabled={n: s for n, s in every.items() if n not in wanted}).without_unused_resources()
+
+    def without_unused_resources(self) -> Project:
+        """This project with only the networks, volumes, secrets and configs its enabled services use (docker
+        compose loads every project so)."""
+        used: dict[str, set[str]] = {"networks": set(), "volumes": set(), "secrets": set(), "configs": set()}
+        for service in self.services.values():
+            used["networks"].update(service.get("networks", {}))
+            used["volumes"].update(v["source"] for v in service.get("volumes", [])
+                                   if v["type"] == "volume" and v.get("source"))
+            used["secrets"].update(s["source"] for s in service.get("secrets", []))
+            used["secrets"].update(s["source"] for s in service.get("build", {}).get("secrets", []))
+            used["configs"].update(c["source"] for c in service.get("configs", []))
+        return replace(self, **{section: {k: v for k, v in getattr(self, section).items() if k in keys}
+                                for section, keys in used.items()})
 
     def service(self, name: str) -> dict[str, Any]:
         """A service by name, enabled or not; ComposeError naming it when the project has none."""

@@ -393,6 +393,8 @@ NORMALIZE = """
 
 
 def test_normalization(dockyard, tmp_path):
+    """Short syntaxes expanded, sizes in bytes, durations in Go form, implicit dependencies added, paths absolute,
+    resources named; the network no service uses (`outside`) is left out, as docker compose loads projects."""
     write(tmp_path, {"compose.yaml": NORMALIZE})
     home = str(tmp_path / "home")
     out = config(dockyard, tmp_path, "-p", "norm", env={"HOME": home})
@@ -528,9 +530,6 @@ def test_normalization(dockyard, tmp_path):
             ipam:
               config:
                 - subnet: 172.28.0.0/16
-          outside:
-            name: outside
-            external: true
         volumes:
           data:
             name: the-data
