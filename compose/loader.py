@@ -30,6 +30,7 @@ def load(options: ProjectOptions) -> Project:
     """The project the options name (ComposeError, one line, on any bad input)."""
     environ = dict(os.environ if options.environ is None else options.environ)
     cwd = os.getcwd()
+    environ.setdefault("PWD", cwd)  # docker compose sets it for interpolation when the shell did not
     explicit_dir = os.path.abspath(options.project_directory) if options.project_directory else None
     named = list(options.files)
     env_dir = explicit_dir or _first_dir(named) or cwd
@@ -39,6 +40,8 @@ def load(options: ProjectOptions) -> Project:
     if not named:
         named = _discover(explicit_dir or cwd, cwd)
     working_dir = explicit_dir or _first_dir(named) or cwd
+    if not options.env_files and working_dir != env_dir:
+        env = _environment(env, [], working_dir)  # found in a parent: its .env fills what is still unset
     files = [_read_file(name) for name in named]
     warned: set[str] = set()
     name = _project_name(options.project_name, Interpolator(env.get, warned), files, working_dir)

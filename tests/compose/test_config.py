@@ -732,3 +732,15 @@ def test_compose_file_variable_with_separator(tmp_path, monkeypatch):
     project = load(ProjectOptions(environ={"COMPOSE_FILE": "one.yaml;two.yaml", "COMPOSE_PATH_SEPARATOR": ";"}))
     assert project.services["s"]["image"] == "two"
     assert project.files == [str(tmp_path / "one.yaml"), str(tmp_path / "two.yaml")]
+
+
+def test_files_found_in_a_parent_directory(tmp_path, monkeypatch):
+    """Run from a subdirectory: the compose file (and its .env) is found upwards; the working directory's .env is
+    read first and wins, the project's fills the rest."""
+    write(tmp_path, {"compose.yaml": "services:\n  s: {image: '${A}-${B}', working_dir: $PWD}\n",
+                     ".env": "A=parent\nB=parent\n", "sub/.env": "A=sub\n"})
+    monkeypatch.chdir(tmp_path / "sub")
+    project = load(ProjectOptions(environ={}))
+    assert project.working_dir == str(tmp_path)
+    assert project.services["s"]["image"] == "sub-parent"
+    assert project.services["s"]["working_dir"] == str(tmp_path / "sub")
