@@ -69,7 +69,7 @@ def service(name: str, raw: Any, ctx: Context) -> dict[str, Any]:
 def network(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level network (its default name is set once the project's name is known)."""
     path: Path = ("networks", key)
-    out = schema.ordered(check_keys({} if raw is None else raw, schema.NETWORK, path, ctx), schema.NETWORK_ORDER)
+    out = _resource(raw, schema.NETWORK, schema.NETWORK_ORDER, path, ctx)
     _resource_common(out, path, ctx)
     for flag in ("internal", "attachable", "enable_ipv4", "enable_ipv6"):
         if flag in out:
@@ -84,7 +84,7 @@ def network(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
 def volume(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level volume."""
     path: Path = ("volumes", key)
-    out = schema.ordered(check_keys({} if raw is None else raw, schema.VOLUME, path, ctx), schema.VOLUME_ORDER)
+    out = _resource(raw, schema.VOLUME, schema.VOLUME_ORDER, path, ctx)
     _resource_common(out, path, ctx)
     return out
 
@@ -93,7 +93,7 @@ def mounted_file(kind: str, key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level secret or config: from a file (made absolute), an environment variable, inline content or
     external."""
     path: Path = (kind, key)
-    out = schema.ordered(check_keys({} if raw is None else raw, schema.SECRET, path, ctx), schema.SECRET_ORDER)
+    out = _resource(raw, schema.SECRET, schema.SECRET_ORDER, path, ctx)
     _resource_common(out, path, ctx)
     sources = [s for s in ("file", "environment", "content") if s in out] + (["external"] if out.get("external")
                                                                              else [])
@@ -102,6 +102,13 @@ def mounted_file(kind: str, key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     if "file" in out:
         out["file"] = ctx.host_path(_string(out["file"], (*path, "file"), ctx))
     return out
+
+
+def _resource(raw: Any, allowed: frozenset[str], order: tuple[str, ...], path: Path, ctx: Context) -> dict[str, Any]:
+    """A top-level resource's mapping (null: all defaults) with its keys checked, nulls dropped, in compose-go's
+    order."""
+    spec = check_keys({} if raw is None else raw, allowed, path, ctx)
+    return schema.ordered({k: v for k, v in spec.items() if v is not None}, order)
 
 
 def _resource_common(out: dict[str, Any], path: Path, ctx: Context) -> None:
