@@ -33,11 +33,12 @@ class Context:
     def error(self, path: Path, message: str) -> ComposeError:
         return ComposeError(f"{self.file.where(path)}: {message}")
 
-    def host_path(self, text: str) -> str:
-        """A host path as the user wrote it: `~` expanded, relative ones against the base directory, normalized."""
+    def host_path(self, text: str, path: Path) -> str:
+        """A host path as the user wrote it (at `path`): `~` expanded, relative ones against the base directory,
+        normalized."""
         if text == "~" or text.startswith("~/"):
             if not self.home:
-                raise ComposeError(f"cannot expand {quoted(text)}: HOME is not set")
+                raise self.error(path, f"cannot expand {quoted(text)}: HOME is not set")
             text = self.home + text[1:]
         return os.path.normpath(os.path.join(self.base_dir, text))
 
@@ -100,7 +101,7 @@ def mounted_file(kind: str, key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     if len(sources) != 1:
         raise ctx.error(path, "must set exactly one of file, environment, content, external")
     if "file" in out:
-        out["file"] = ctx.host_path(_string(out["file"], (*path, "file"), ctx))
+        out["file"] = ctx.host_path(_string(out["file"], (*path, "file"), ctx), (*path, "file"))
     return out
 
 
@@ -331,7 +332,7 @@ def _volume_mount(item: Any, path: Path, ctx: Context) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": kind}
     if spec.get("source"):
         source = _string(spec["source"], (*path, "source"), ctx)
-        entry["source"] = ctx.host_path(source) if kind == "bind" else source
+        entry["source"] = ctx.host_path(source, (*path, "source")) if kind == "bind" else source
     elif kind == "bind":
         raise ctx.error(path, "bind mount is missing its source")
     entry["target"] = _mount_target(_string(spec["target"], (*path, "target"), ctx), (*path, "target"), ctx)
@@ -372,7 +373,7 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
     is_bind = source.startswith(("/", ".", "~"))
     entry["type"] = "bind" if is_bind else "volume"
     if source:
-        entry["source"] = ctx.host_path(source) if is_bind else source
+        entry["source"] = ctx.host_path(source, path) if is_bind else source
     entry["target"] = _mount_target(target, path, ctx)
     bind: dict[str, Any] = {}
     vol: dict[str, Any] = {}
@@ -417,7 +418,7 @@ def _build(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {k: v for k, v in spec.items() if v is not None}
     context = _string(spec.get("context", "."), (*path, "context"), ctx)
     is_remote = "://" in context or context.startswith(("git@", "github.com/"))
-    out["context"] = context if is_remote else ctx.host_path(context)
+    out["context"] = context if is_remote else ctx.host_path(context, (*path, "context"))
     if spec.get("dockerfile") is not None:
         out["dockerfile"] = _string(spec["dockerfile"], (*path, "dockerfile"), ctx)
     elif "dockerfile_inline" not in spec:
@@ -555,7 +556,7 @@ def _env_file(value: Any, path: Path, ctx: Context) -> list[dict[str, Any]]:
                                                                          (*path, i), ctx)
         if not spec.get("path"):
             raise ctx.error((*path, i), "is missing its path")
-        out.append({"path": ctx.host_path(_string(spec["path"], (*path, i, "path"), ctx)),
+        out.append({"path": ctx.host_path(_string(spec["path"], (*path, i, "path"), ctx), (*path, i)),
                     "required": _bool(spec.get("required", True), (*path, i, "required"), ctx)})
     return out
 
@@ -597,7 +598,7 @@ def _extends(value: Any, path: Path, ctx: Context) -> dict[str, str]:
         raise ctx.error(path, "is missing the service to extend")
     out = {"service": _string(spec["service"], (*path, "service"), ctx)}
     if spec.get("file"):
-        out["file"] = ctx.host_path(_string(spec["file"], (*path, "file"), ctx))
+        out["file"] = ctx.host_path(_string(spec["file"], (*path, "file"), ctx), (*path, "file"))
     return out
 
 

@@ -192,12 +192,12 @@ class _Reader:
     def _include(self, item: Any, path: Path, ctx: canonical.Context, chain: list[str]) -> dict[str, dict[str, Any]]:
         """An included project: its files read relative to its own directory, its own .env under ours."""
         spec = {"path": item} if isinstance(item, str) else canonical.check_keys(item, schema.INCLUDE, path, ctx)
-        paths = [ctx.host_path(p) for p in _as_list(spec.get("path"), (*path, "path"), ctx, strings=True)]
+        paths = [ctx.host_path(p, path) for p in _as_list(spec.get("path"), (*path, "path"), ctx, strings=True)]
         if not paths:
             raise ctx.error(path, "is missing its path")
-        project_dir = (ctx.host_path(spec["project_directory"]) if spec.get("project_directory")
+        project_dir = (ctx.host_path(spec["project_directory"], path) if spec.get("project_directory")
                        else os.path.dirname(paths[0]))
-        env_files = [ctx.host_path(p) for p in _as_list(spec.get("env_file"), (*path, "env_file"), ctx,
+        env_files = [ctx.host_path(p, path) for p in _as_list(spec.get("env_file"), (*path, "env_file"), ctx,
                                                         strings=True)]
         reader = _Reader(_environment(self.env, env_files, project_dir), self.warned, self.home, self.extends_cache)
         model: dict[str, dict[str, Any]] | None = None

@@ -61,6 +61,8 @@ CASES = {
     "unknown_tag": ("services:\n  web: !include other.yaml\n", "compose.yaml:2: services.web: unknown tag !include"),
     "bad_volume": ("services:\n  web:\n    image: x\n    volumes: ['/a:/b:rx']\n",
                    'compose.yaml:4: services.web.volumes[0]: invalid volume "/a:/b:rx": unknown option "rx"'),
+    "home_unset": ("services:\n  web:\n    image: x\n    volumes: ['~/data:/data']\n",
+                   'compose.yaml:4: services.web.volumes[0]: cannot expand "~/data": HOME is not set'),
     "relative_target": ("services:\n  web:\n    image: x\n    volumes: ['/data:ro']\n",
                         'compose.yaml:4: services.web.volumes[0]: mount target "ro" must be an absolute path'),
     "bad_duration": ("services:\n  web:\n    image: x\n    healthcheck: {test: 'true', interval: 10 parsecs}\n",
