@@ -101,8 +101,11 @@ class Project:
             used["secrets"].update(s["source"] for s in service.get("secrets", []))
             used["secrets"].update(s["source"] for s in service.get("build", {}).get("secrets", []))
             used["configs"].update(c["source"] for c in service.get("configs", []))
-        return replace(self, **{section: {k: v for k, v in getattr(self, section).items() if k in keys}
-                                for section, keys in used.items()})
+        def keep(section: str) -> dict[str, dict[str, Any]]:
+            return {k: v for k, v in getattr(self, section).items() if k in used[section]}
+
+        return replace(self, networks=keep("networks"), volumes=keep("volumes"), secrets=keep("secrets"),
+                       configs=keep("configs"))
 
     def service(self, name: str) -> dict[str, Any]:
         """A service by name, enabled or not; ComposeError naming it when the project has none."""
