@@ -43,6 +43,8 @@ def load(options: ProjectOptions) -> Project:
     if not options.env_files and working_dir != env_dir:
         env = _environment(env, [], working_dir)  # found in a parent: its .env fills what is still unset
     files = [_read_file(name) for name in named]
+    if not any(f.data for f in files):
+        raise ComposeError(f"empty compose file: {', '.join(f.name for f in files)}")
     warned: set[str] = set()
     name = _project_name(options.project_name, Interpolator(env.get, warned), files, working_dir)
     env["COMPOSE_PROJECT_NAME"] = name

@@ -48,6 +48,7 @@ CASES = {
                                                                  "expected key"),
     "tab_yaml": ("services:\n\tweb: {}\n", "compose.yaml:2: invalid YAML: found character that cannot start any "
                                             "token"),
+    "empty_file": ("# nothing here\n", "empty compose file: compose.yaml"),
     "top_level_list": ("- services\n- web\n", "compose.yaml:1: top-level object must be a mapping"),
     "top_level_scalar": ("just text\n", "compose.yaml:1: top-level object must be a mapping"),
     "services_not_mapping": ("services: [web]\n", "compose.yaml:1: services: must be a mapping"),
