@@ -65,6 +65,9 @@ def _sorted(value: Any) -> Any:
 def _ordered(key: str, value: Any) -> Any:
     if key.startswith("x-"):
         return _sorted(value)
+    if key in ("secrets", "configs") and isinstance(value, list):
+        # compose-go prints a file mode in octal, as a string ("0440"); the model keeps the number
+        return [{k: f"0{v:o}" if k == "mode" else v for k, v in entry.items()} for entry in value]
     if isinstance(value, dict):
         items = sorted(value.items()) if key in _NAMED_MAPS else value.items()
         return {k: _ordered(k, v) for k, v in items}

@@ -481,7 +481,7 @@ def test_normalization(dockyard, tmp_path):
                 target: /run/secrets/token
               - source: cert
                 target: /etc/cert.pem
-                mode: 288
+                mode: "0440"
             shm_size: 67108864
             stop_grace_period: 1m30s
             sysctls:
