@@ -13,6 +13,7 @@ from compose.model import Project
 # Mappings whose keys are the user's names (sorted in the output); every other mapping keeps the canonical order.
 _NAMED_MAPS = frozenset({"environment", "labels", "annotations", "sysctls", "depends_on", "networks", "ulimits",
                          "args", "driver_opts", "options", "storage_opt"})
+_BYTES = frozenset({"mem_limit", "mem_reservation", "memswap_limit", "shm_size", "memory", "size"})
 _SECTION_ORDER = {"networks": schema.NETWORK_ORDER, "volumes": schema.VOLUME_ORDER, "secrets": schema.SECRET_ORDER,
                   "configs": schema.SECRET_ORDER}
 
@@ -65,6 +66,8 @@ def _sorted(value: Any) -> Any:
 def _ordered(key: str, value: Any) -> Any:
     if key.startswith("x-"):
         return _sorted(value)
+    if key in _BYTES and isinstance(value, int):
+        return str(value)  # compose-go prints byte counts as strings (UnitBytes)
     if key in ("secrets", "configs") and isinstance(value, list):
         # compose-go prints a file mode in octal, as a string ("0440"); the model keeps the number
         return [{k: f"0{v:o}" if k == "mode" else v for k, v in entry.items()} for entry in value]

@@ -418,10 +418,10 @@ def test_normalization(dockyard, tmp_path):
               resources:
                 limits:
                   cpus: 0.5
-                  memory: 536870912
+                  memory: "536870912"
                   pids: 100
                 reservations:
-                  memory: 1610612736
+                  memory: "1610612736"
             entrypoint:
               - /entry.sh
               - --flag
@@ -482,7 +482,7 @@ def test_normalization(dockyard, tmp_path):
               - source: cert
                 target: /etc/cert.pem
                 mode: "0440"
-            shm_size: 67108864
+            shm_size: "67108864"
             stop_grace_period: 1m30s
             sysctls:
               net.core.somaxconn: "1024"
@@ -506,7 +506,7 @@ def test_normalization(dockyard, tmp_path):
               - type: tmpfs
                 target: /tmp/cache
                 tmpfs:
-                  size: 67108864
+                  size: "67108864"
               - type: volume
                 source: data
                 target: /data
@@ -744,3 +744,13 @@ def test_files_found_in_a_parent_directory(tmp_path, monkeypatch):
     assert project.working_dir == str(tmp_path)
     assert project.services["s"]["image"] == "sub-parent"
     assert project.services["s"]["working_dir"] == str(tmp_path / "sub")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512m", 512 << 20), ("1g", 1 << 30), ("1.5g", 3 << 29), ("64M", 64 << 20), ("100k", 102400), ("2kb", 2048),
+    ("1024", 1024), (1024, 1024), ("-1", -1), ("10 MiB", 10 << 20), ("3b", 3),
+])
+def test_sizes_as_docker_reads_them(text, expected):
+    from compose.units import ram_bytes
+
+    assert ram_bytes(text, "mem_limit") == expected
