@@ -562,21 +562,18 @@ def _env_file(value: Any, path: Path, ctx: Context) -> list[dict[str, Any]]:
 
 
 def _extra_hosts(value: Any, path: Path, ctx: Context) -> list[str]:
-    """`host:ip`, `host=ip` or {host: ip | [ips]} as `host:ip` entries."""
+    """`host:ip`, `host=ip`, `host=ip1,ip2` or {host: ip | [ips]} as one `host:ip` entry per address."""
     if isinstance(value, dict):
-        out = []
-        for host, ips in value.items():
-            for ip in ips if isinstance(ips, list) else [ips]:
-                out.append(f"{host}:{_string(ip, (*path, host), ctx)}")
-        return out
-    entries = _string_list(value, path, ctx)
-    result = []
-    for i, entry in enumerate(entries):
-        host, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
-        if not sep or not host or not ip:
-            raise ctx.error((*path, i), f"invalid extra host {quoted(entry)} (want host:ip)")
-        result.append(f"{host}:{ip}")
-    return result
+        pairs = [(host, _string(ip, (*path, host), ctx)) for host, ips in value.items()
+                 for ip in (ips if isinstance(ips, list) else [ips])]
+    else:
+        pairs = []
+        for i, entry in enumerate(_string_list(value, path, ctx)):
+            host, sep, ips = entry.partition("=") if "=" in entry else entry.partition(":")
+            if not sep or not host or not ips:
+                raise ctx.error((*path, i), f"invalid extra host {quoted(entry)} (want host:ip)")
+            pairs.extend((host, ip) for ip in ips.split(","))
+    return [f"{host}:{ip}" for host, ip in pairs]
 
 
 def _ulimits(value: Any, path: Path, ctx: Context) -> dict[str, Any]:

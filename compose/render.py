@@ -68,6 +68,8 @@ def _ordered(key: str, value: Any) -> Any:
         return _sorted(value)
     if key in _BYTES and isinstance(value, int):
         return str(value)  # compose-go prints byte counts as strings (UnitBytes)
+    if key == "extra_hosts":
+        return sorted(h.replace(":", "=", 1) for h in value)  # compose-go prints `host=ip`, sorted
     if key in ("secrets", "configs") and isinstance(value, list):
         # compose-go prints a file mode in octal, as a string ("0440"); the model keeps the number
         return [{k: f"0{v:o}" if k == "mode" else v for k, v in entry.items()} for entry in value]

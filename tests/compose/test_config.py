@@ -430,7 +430,7 @@ def test_normalization(dockyard, tmp_path):
               - "4000"
               - 4001/udp
             extra_hosts:
-              - db.local:10.0.0.5
+              - db.local=10.0.0.5
             healthcheck:
               test:
                 - CMD-SHELL
@@ -754,3 +754,16 @@ def test_sizes_as_docker_reads_them(text, expected):
     from compose.units import ram_bytes
 
     assert ram_bytes(text, "mem_limit") == expected
+
+
+def test_extra_hosts_forms(tmp_path):
+    write(tmp_path, {"compose.yaml": """
+        services:
+          a: {image: a, extra_hosts: ["db:10.0.0.1", "v6=::1", "multi=10.0.0.2,10.0.0.3"]}
+          b: {image: b, extra_hosts: {cache: 10.0.0.4, many: [10.0.0.5, 10.0.0.6]}}
+    """})
+    project = load(ProjectOptions(project_directory=str(tmp_path), environ={}))
+    assert project.services["a"]["extra_hosts"] == ["db:10.0.0.1", "v6:::1", "multi:10.0.0.2", "multi:10.0.0.3"]
+    assert project.services["b"]["extra_hosts"] == ["cache:10.0.0.4", "many:10.0.0.5", "many:10.0.0.6"]
+    assert "    extra_hosts:\n      - db=10.0.0.1\n      - multi=10.0.0.2\n      - multi=10.0.0.3\n      - v6=::1\n" \
+        in config_text(project, "yaml")
