@@ -300,6 +300,8 @@ def _merge_models(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any
 
 def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files: list[str], env: dict[str, str],
             profiles: list[str], explicit: list[str]) -> Project:
+    """The merged model as a Project: environments folded, implicit defaults added, resources named, profiles
+    applied, references and the dependency graph checked."""
     services = model["services"]
     uses_default = False
     for svc_name, svc in services.items():
@@ -405,6 +407,7 @@ def _implicit_dependencies(svc: dict[str, Any]) -> None:
 
 
 def _check_references(project: Project) -> None:
+    """Every enabled service names an image or a build, and only services and resources that exist."""
     for name, svc in sorted(project.services.items()):
         if not svc.get("image") and "build" not in svc and "provider" not in svc:
             raise ComposeError(f"service {quoted(name)} has neither an image nor a build context specified")
