@@ -610,6 +610,15 @@ def _mapping(value: Any, path: Path, ctx: Context) -> Any:
     return value
 
 
+def _logging(value: Any, path: Path, ctx: Context) -> Any:
+    spec = dict(check_keys(value, frozenset({"driver", "options"}), path, ctx))
+    if "driver" in spec:
+        spec["driver"] = _string(spec["driver"], (*path, "driver"), ctx)
+    if spec.get("options") is not None:
+        spec["options"] = _key_values(spec["options"], (*path, "options"), ctx, keep_none=False)
+    return schema.ordered(spec, ("driver", "options"))
+
+
 def _list(value: Any, path: Path, ctx: Context) -> Any:
     if not isinstance(value, list):
         raise ctx.error(path, f"must be a list, got {_kind(value)}")
@@ -646,7 +655,8 @@ _HANDLERS: dict[str, Handler] = {
                      "links", "external_links", "group_add", "device_cgroup_rules", "volumes_from", "expose"),
                     _string_list),
     **dict.fromkeys(("labels", "annotations", "sysctls"), _strings),
-    **dict.fromkeys(("logging", "develop", "blkio_config", "credential_spec", "storage_opt", "provider"), _mapping),
+    **dict.fromkeys(("develop", "blkio_config", "credential_spec", "storage_opt", "provider"), _mapping),
+    "logging": _logging,
     **dict.fromkeys(("devices", "post_start", "pre_stop", "pre_start"), _list),
     "label_file": _string_list,
     **dict.fromkeys(("command", "entrypoint"), _shell_words),
