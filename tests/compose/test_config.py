@@ -767,3 +767,23 @@ def test_extra_hosts_forms(tmp_path):
     assert project.services["b"]["extra_hosts"] == ["cache:10.0.0.4", "many:10.0.0.5", "many:10.0.0.6"]
     assert "    extra_hosts:\n      - db=10.0.0.1\n      - multi=10.0.0.2\n      - multi=10.0.0.3\n      - v6=::1\n" \
         in config_text(project, "yaml")
+
+
+def test_include_with_several_files_and_a_project_directory(tmp_path):
+    """`include: {path: [a, b], project_directory}`: the files merge in order, their relative paths resolve against
+    the given project directory, and the including file's own definition of a service wins over the included."""
+    write(tmp_path, {
+        "compose.yaml": """
+            include:
+              - path: [inc/a.yaml, inc/b.yaml]
+                project_directory: proj
+            services:
+              s: {environment: {FROM: main}}
+        """,
+        "inc/a.yaml": "services:\n  s: {image: a, volumes: [./data:/data], environment: {FROM: a, A: '1'}}\n",
+        "inc/b.yaml": "services:\n  s: {image: b}\n",
+    })
+    service = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["s"]
+    assert service["image"] == "b"
+    assert service["environment"] == {"FROM": "main", "A": "1"}
+    assert service["volumes"][0]["source"] == str(tmp_path / "proj" / "data")
