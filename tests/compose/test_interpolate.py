@@ -108,7 +108,69 @@ def test_dotenv_syntax():
     }
 
 
+# One line each, with the key and value docker compose's dotenv parser (compose-go) gives for it.
+DOTENV_LINES = [
+    ("FOO=bar", "FOO", "bar"),
+    ("FOO =bar", "FOO", "bar"),
+    ("FOO= bar", "FOO", "bar"),
+    ('FOO="bar"', "FOO", "bar"),
+    ("FOO='bar'", "FOO", "bar"),
+    (r'FOO="escaped\"bar"', "FOO", 'escaped"bar'),
+    (r'FOO="\"quoted\""', "FOO", '"quoted"'),
+    ("FOO=\"'d'\"", "FOO", "'d'"),
+    ("OPTION_A: 1", "OPTION_A", "1"),
+    ("OPTION_A: Foo=bar", "OPTION_A", "Foo=bar"),
+    ("OPTION_A=1:B", "OPTION_A", "1:B"),
+    ("export OPTION_A=2", "OPTION_A", "2"),
+    (r"export OPTION_B='\n'", "OPTION_B", "\\n"),
+    ("export exportFoo=2", "exportFoo", "2"),
+    ("exportFOO=2", "exportFOO", "2"),
+    ("export_FOO =2", "export_FOO", "2"),
+    ("export.FOO= 2", "export.FOO", "2"),
+    ("export\tOPTION_A=2", "OPTION_A", "2"),
+    ("  export OPTION_A=2", "OPTION_A", "2"),
+    ("\texport OPTION_A=2", "OPTION_A", "2"),
+    ('export OPTION_A="export A"', "OPTION_A", "export A"),
+    (r'FOO="bar\nbaz"', "FOO", "bar\nbaz"),
+    (r"FOO=a\tb", "FOO", r"a\tb"),
+    (r'FOO="a\tb"', "FOO", "a\tb"),
+    (r'KEY="Z\aZ\bZ\fZ\nZ\rZ\tZ\vZ\\Z\0123Z"', "KEY", "Z\aZ\bZ\fZ\nZ\rZ\tZ\vZ\\ZSZ"),
+    ("FOO.BAR=foobar", "FOO.BAR", "foobar"),
+    ("FOO=foobar=", "FOO", "foobar="),
+    ("FOO=bar ", "FOO", "bar"),
+    ("FOO=bar # this is foo", "FOO", "bar"),
+    ("FOO=bar #this is foo", "FOO", "bar"),
+    ("FOO=bar #", "FOO", "bar"),
+    ("FOO=123#not-an-inline-comment", "FOO", "123#not-an-inline-comment"),
+    ('FOO="bar#baz"', "FOO", "bar#baz"),
+    ('FOO="bar#baz"#', "FOO", "bar#baz"),
+    ('FOO="bar#baz" # comment', "FOO", "bar#baz"),
+    ("FOO='bar#baz' # comment", "FOO", "bar#baz"),
+    ('FOO="bar#baz#bang" # comment', "FOO", "bar#baz#bang"),
+    ('FOO="ba#r"', "FOO", "ba#r"),
+    ("FOO='ba#r'", "FOO", "ba#r"),
+    (r'FOO="bar\n\ b\az"', "FOO", "bar\n\\ b\az"),
+    (r'FOO="bar\\\n\ b\az"', "FOO", "bar\\\n\\ b\az"),
+    (r'FOO="bar\\r\ b\az"', "FOO", "bar\\r\\ b\az"),
+    (r'FOO="bar\nbaz\\"', "FOO", "bar\nbaz\\"),
+    ('="value"', "", "value"),
+    (" KEY =value", "KEY", "value"),
+    ("   KEY=value", "KEY", "value"),
+    ("\tKEY=value", "KEY", "value"),
+    (r'KEY="\0123"', "KEY", "S"),
+    (r'KEY="\x07"', "KEY", r"\x07"),
+    (r'KEY="\u12e4"', "KEY", r"\u12e4"),
+    (r'KEY="\U00101234"', "KEY", r"\U00101234"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "value"), DOTENV_LINES)
+def test_dotenv_line(text, key, value):
+    assert parse(text, {}.get) == {key: value}
+
+
 @pytest.mark.parametrize(("text", "message"), [
+    ("lol$wut", 'line 1: invalid variable name "lol\\$wut"'),
     ('A="unterminated\n', "line 1: unterminated quoted value"),
     ("\n\nBAD KEY=1\n", "line 3: invalid variable name"),
     ("A=${B:?need B}\n", "line 1: required variable B is missing a value: need B"),
