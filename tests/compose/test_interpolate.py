@@ -41,6 +41,11 @@ def sub(template: str, env: dict[str, str] | None = None) -> str:
     ("${UNSET:-with spaces and : colons}", "with spaces and : colons"),
     ("no variables", "no variables"),
     ("costs $5, a $ alone", "costs $5, a $ alone"),
+    ("${UNSET-err?msg}", "err?msg"),  # the first operator after the name is the one
+    ("${SET?bar-baz}", "value"),
+    ("${UNSET:-/non:-alphanumeric}", "/non:-alphanumeric"),
+    ("${UNSET-${SET} ${SET}}", "value value"),
+    ("${SET+$OTHER ${SET:+second}}", "other second"),
 ])
 def test_substitution(template, expected):
     assert sub(template) == expected
@@ -68,9 +73,14 @@ def test_unset_variable_warns_once(capsys):
     assert err == 'WARN: The "NOPE" variable is not set. Defaulting to a blank string.\n'
 
 
-def test_default_does_not_warn(capsys):
+def test_defaults_are_lazy(capsys):
+    """Only the branch taken is substituted: an unused default neither warns nor fails."""
     assert Interpolator({}.get).text("${NOPE:-x}") == "x"
+    assert Interpolator({}.get).text("${A:+${A},}B") == "B"
+    assert Interpolator({"A": "v"}.get).text("${A?${B}}${A:-${C:?never}}") == "vv"
     assert capsys.readouterr().err == ""
+    assert Interpolator({}.get).text("${A:-${B}}") == ""
+    assert capsys.readouterr().err == 'WARN: The "B" variable is not set. Defaulting to a blank string.\n'
 
 
 DOTENV = r"""
