@@ -290,7 +290,8 @@ def _short_port(text: str) -> list[dict[str, Any]] | None:
         entry["target"] = container[0] + offset
         if host_range:
             # several container ports map one-to-one; one container port takes the whole host range (docker picks)
-            entry["published"] = str(host_range[0] + offset) if count > 1 else host
+            single = count > 1 or host_range[0] == host_range[1]
+            entry["published"] = str(host_range[0] + offset) if single else host
         entry["protocol"] = protocol
         entries.append(entry)
     return entries

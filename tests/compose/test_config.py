@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from compose.errors import ComposeError
 from compose.loader import load
 from compose.model import ProjectOptions
 from compose.render import config_text
@@ -787,3 +788,42 @@ def test_include_with_several_files_and_a_project_directory(tmp_path):
     assert service["image"] == "b"
     assert service["environment"] == {"FROM": "main", "A": "1"}
     assert service["volumes"][0]["source"] == str(tmp_path / "proj" / "data")
+
+
+def _port(target: int, published: str | None = None, protocol: str = "tcp", host_ip: str | None = None) -> dict:
+    entry: dict = {"mode": "ingress"}
+    if host_ip:
+        entry["host_ip"] = host_ip
+    entry["target"] = target
+    if published:
+        entry["published"] = published
+    entry["protocol"] = protocol
+    return entry
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("80", [_port(80)]),
+    ("80:8080", [_port(8080, "80")]),
+    ("80-90:8080", [_port(8080, "80-90")]),
+    ("8080:80/tcp", [_port(80, "8080")]),
+    ("80:8080/udp", [_port(8080, "80", "udp")]),
+    ("80-81:8080-8081/tcp", [_port(8080, "80"), _port(8081, "81")]),
+    ("80-82:8080/udp", [_port(8080, "80-82", "udp")]),
+    ("80-80:8080/tcp", [_port(8080, "80")]),
+    ("1.1.1.1:80:80", [_port(80, "80", host_ip="1.1.1.1")]),
+    ("127.0.0.1::80", [_port(80, host_ip="127.0.0.1")]),
+    ("[::1]:80:80/sctp", [_port(80, "80", "sctp", "::1")]),
+    ("8000-8001", [_port(8000), _port(8001)]),
+])
+def test_short_port_syntax(spec, expected, tmp_path):
+    """The short syntax as compose-go's ParsePortConfig reads it: one entry per container port."""
+    write(tmp_path, {"compose.yaml": f"services:\n  s: {{image: s, ports: ['{spec}']}}\n"})
+    assert load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["s"]["ports"] == expected
+
+
+@pytest.mark.parametrize("spec", ["9999999", "80/xyz", "tcp", "", "1:2:3:4", "80-81:90-92", "[::1]80", "0"])
+def test_invalid_short_port(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, {"compose.yaml": f"services:\n  s: {{image: s, ports: ['{spec}']}}\n"})
+    with pytest.raises(ComposeError, match=r'^compose.yaml:2: services.s.ports\[0\]: invalid port "'):
+        load(ProjectOptions(project_directory=str(tmp_path), environ={}))
