@@ -35,6 +35,11 @@ def config_text(project: Project, fmt: str) -> str:
             style = super().choose_scalar_style()
             return '"' if style == "'" else style  # Go's YAML quotes with double quotes
 
+    def text_scalar(dumper: Dumper, value: str) -> Any:
+        # Go's YAML writes a multi-line string as a literal block (`|-`)
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text_scalar)
     text: str = yaml.dump(model, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
                           width=1 << 30)
     return text

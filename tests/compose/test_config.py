@@ -827,3 +827,19 @@ def test_invalid_short_port(spec, tmp_path, monkeypatch):
     write(tmp_path, {"compose.yaml": f"services:\n  s: {{image: s, ports: ['{spec}']}}\n"})
     with pytest.raises(ComposeError, match=r'^compose.yaml:2: services.s.ports\[0\]: invalid port "'):
         load(ProjectOptions(project_directory=str(tmp_path), environ={}))
+
+
+def test_multi_line_strings_print_as_literal_blocks(tmp_path):
+    write(tmp_path, {"compose.yaml": """
+        services:
+          s:
+            build:
+              context: .
+              dockerfile_inline: |
+                FROM busybox
+                RUN echo hi
+            command: ["sh", "-c", "echo a\\necho b"]
+    """})
+    text = config_text(load(ProjectOptions(project_directory=str(tmp_path), project_name="p", environ={})), "yaml")
+    assert "      dockerfile_inline: |\n        FROM busybox\n        RUN echo hi\n" in text
+    assert "      - |-\n        echo a\n        echo b\n" in text
