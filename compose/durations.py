@@ -12,10 +12,10 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 def seconds(value: str | int | float, where: str = "duration") -> float:
     """A duration as seconds; a bare number counts as seconds. ComposeError naming `where` when it is not one."""
-    if isinstance(value, bool):
-        raise ComposeError(f"{where}: invalid duration {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if not isinstance(value, str):  # YAML may hand us anything: a bool, a list, a mapping
+        raise ComposeError(f"{where}: invalid duration {value!r}")
     text = value.strip()
     sign = -1.0 if text.startswith("-") else 1.0
     body = text.lstrip("+-")
