@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dockyard.errors import DockyardError
 from runner import events, monitor
 from runner.containers import Container, Containers
+from runner.network.container import joined_id
 
 PS_FILTERS = ("status", "name", "id", "exited", "ancestor", "label")
 
@@ -73,6 +74,38 @@ def start(root: str, cid: str, client: int | None = None) -> bool:
         return False
     monitor.start_detached(root, cid, client)
     return True
+
+
+def start_attached(root: str, cid: str, interactive: bool) -> int:
+    """docker start -a[i]: start a stopped container with its output (and with `interactive`, for a container
+    created with -i, our stdin) attached to ours, through its terminal if it has one; its exit code."""
+    from runner import logs
+
+    c = Containers(root).load(cid)
+    if c.running:
+        raise DockyardError(f"container {c.name} is already running")
+    if not c.config.get("OpenStdin"):  # no stdin to give: the output is the log's
+        offset = logs.size(root, cid)
+        start(root, cid)
+        for entry in logs.follow_from(root, cid, offset):
+            logs.write_entry(entry)
+        return Containers(root).load(cid).exit_code
+    import socket
+
+    from runner import attach
+
+    # Attached to its monitor before it starts, so no output is missed.
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        start(root, cid, client=theirs.fileno())
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
+    # docker's StdinOnce for an attached start: our EOF is the container's.
+    attach.relay(mine, bool(c.config.get("Tty")), stdin=interactive, stdin_once=interactive)
+    return wait(root, cid)
 
 
 def restart(root: str, cid: str, timeout: float | None = None) -> None:
@@ -285,13 +318,16 @@ def rename(root: str, cid: str, new_name: str) -> Container:
 # --- exec / top / ports ---
 
 
-def check_exec(c: Container, command: list[str]) -> None:
-    """Refuse an exec that cannot run: the container not running (or paused), no command."""
+def check_exec(c: Container, command: list[str], tty_from_stdin: bool = False) -> None:
+    """Refuse an exec that cannot run: the container not running (or paused), no command; tty_from_stdin (-it):
+    our stdin not a terminal."""
     if c.status != "running":
         raise DockyardError(f"container {c.name} is paused, unpause the container before exec" if c.status == "paused"
                             else f"container {c.name} is not running")
     if not command:
         raise DockyardError("exec needs a command")
+    if tty_from_stdin and not os.isatty(0):
+        raise DockyardError("the input device is not a TTY")  # as docker: raw keys need a terminal to come from
 
 
 def exec_run(root: str, c: Container, command: list[str], user: str = "", workdir: str = "",
@@ -408,14 +444,19 @@ def inspect(root: str, c: Container) -> dict:
     att = _attachment(root, c)
     networks: dict[str, dict] = {}
     ports_: dict[str, list[dict[str, str]]] = {}
+    for name, chosen in c.networks.items():  # as docker: what was asked for, with no address while stopped
+        networks[name] = {**chosen, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                          "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None}
     for ep in (att.endpoints.values() if att else []):
-        networks[ep.network] = {"NetworkID": ep.network_id, "EndpointID": ep.veth_host, "Gateway": ep.gateway,
-                                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac,
-                                "Aliases": ep.aliases}
+        networks[ep.network] = {"IPAMConfig": None, **networks.get(ep.network, {}), "NetworkID": ep.network_id,
+                                "EndpointID": ep.veth_host, "Gateway": ep.gateway, "IPAddress": ep.ip,
+                                "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac, "Aliases": ep.aliases or None,
+                                "DNSNames": [c.name, *ep.aliases, c.short_id]}
         for p in ep.ports:
             ports_.setdefault(f"{p.container_port}/{p.proto}", []).append(
                 {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     first = next(iter(networks.values()), {})
+    etc = Containers(root).path(joined_id(c)) if joined_id(c) else c.bundle  # docker points at the shared files
     args = [*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]
     return {
         "Id": c.id, "Created": c.created, "Path": args[0] if args else "", "Args": args[1:],
@@ -424,8 +465,8 @@ def inspect(root: str, c: Container) -> dict:
                   "Dead": False, "Pid": host_pid(c), "ExitCode": c.exit_code, "Error": c.error,
                   "StartedAt": c.started_at, "FinishedAt": c.finished_at,
                   **({"Health": c.health} if c.health else {})},
-        "Image": c.image_id, "ResolvConfPath": os.path.join(c.bundle, "resolv.conf"),
-        "HostnamePath": os.path.join(c.bundle, "hostname"), "HostsPath": os.path.join(c.bundle, "hosts"),
+        "Image": c.image_id, "ResolvConfPath": os.path.join(etc, "resolv.conf"),
+        "HostnamePath": os.path.join(etc, "hostname"), "HostsPath": os.path.join(etc, "hosts"),
         "LogPath": os.path.join(c.bundle, f"{c.id}-json.log"), "Name": "/" + c.name,
         "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
         "HostConfig": c.host_config, "Mounts": c.mounts, "Config": c.config,

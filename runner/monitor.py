@@ -44,7 +44,7 @@ def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, clo
 
     close_after_start = close_after_start if close_after_start is not None else []
     try:
-        netns_path = make_netns(c)
+        netns_path = make_netns(root, c)
 
         def started(pid: int) -> None:
             while close_after_start:  # our copies of the container's pipe ends: EOF must reach the pumps
@@ -103,6 +103,10 @@ def mark_running(c: Container, pid: int) -> None:
     c.status, c.pid, c.started_at, c.error = "running", pid, now(), ""
     c.exit_code, c.oom_killed = 0, False
     c.monitor_pid, c.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
+    from runner import health
+
+    if health.enabled(c.config.get("Healthcheck") or {}):  # as docker: "starting" from the start on, not a moment later
+        c.health = health.starting()
 
 
 def run_foreground(root: str, c: Container, interactive: bool, tty: bool) -> int:
