@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import Project, get, host_leftovers
+from composekit import Project, get, host_leftovers
 
 SERVICES = {"proxy", "api", "db", "cache"}
 
