@@ -13,9 +13,9 @@ from support import run_subnet, tool
 
 SERVICES = ("proxy", "api", "db", "cache")
 IMAGES = [f"compose-example/{s}:latest" for s in SERVICES]
-# Variables each tool sets in Config.Env of its own accord, not from the compose file or the image: HOSTNAME (the
-# container's own), and podman's `container=podman` and HOME (podman writes the user's home into Config.Env).
-OWN_VARIABLES = {"HOSTNAME", "container", "HOME"}
+# Variables a tool sets in Config.Env of its own accord, not from the compose file or the image: HOSTNAME (the
+# container's own), and podman's `container=podman`, HOME and TERM=xterm (podman writes them even without -t).
+OWN_VARIABLES = {"HOSTNAME", "container", "HOME", "TERM"}
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -24,10 +24,11 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def comparable(ctr: dict) -> dict:
     """What both tools must agree on for a container: environment (as a set, less each tool's own variables and
-    PATH, whose default differs), port bindings, mount destinations and writability."""
+    PATH), published ports (podman also lists the image's exposed ports, unbound: null), mount destinations and
+    writability."""
     env = {e for e in ctr["Config"]["Env"] if e.split("=", 1)[0] not in OWN_VARIABLES | {"PATH"}}
-    bindings = {port: [b["HostPort"] for b in binds or []]
-                for port, binds in (ctr["HostConfig"].get("PortBindings") or {}).items()}
+    bindings = {port: [b["HostPort"] for b in binds]
+                for port, binds in (ctr["HostConfig"].get("PortBindings") or {}).items() if binds}
     mounts = sorted((m["Destination"], m["RW"]) for m in ctr["Mounts"])
     return {"env": env, "ports": bindings, "mounts": mounts}
 
