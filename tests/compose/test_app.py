@@ -75,7 +75,7 @@ def test_app_every_tier_by_name_logs_ps_scale_and_down(app, dockyard, store_root
     cids = dockyard("ps", "-aq", "--no-trunc").out.split()
     assert len(cids) == 6
     traces = app.traces()
-    assert len(traces) == 2 + 1 + 6  # two bridges, proxy on frontend, three apis on both, db and cache on backend
+    assert len(traces) == 2 + 1 + 3 * 2 + 2  # two bridges; veths: proxy, three apis on both networks, db, cache
     app("down", "-v")
     assert dockyard("ps", "-aq").out.split() == []
     assert not [n for n in dockyard("network", "ls", "--format", "{{.Name}}").out.split() if n.startswith(app.name)]
