@@ -67,6 +67,8 @@ class Container:
     config: dict = field(default_factory=dict)  # docker's Container.Config (Cmd, Env, Labels…)
     host_config: dict = field(default_factory=dict)  # how to run it: network, ports, restart policy…
     mounts: list[dict] = field(default_factory=list)  # docker's Mounts list (volumes and binds)
+    # The networks it joins at each start, in order, as docker's NetworkSettings.Networks: name -> IPAMConfig, Aliases
+    networks: dict[str, dict] = field(default_factory=dict)
     status: str = "created"  # created, running, paused, restarting, exited, removing
     pid: int = 0
     exit_code: int = 0

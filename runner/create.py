@@ -7,14 +7,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import atomic_write, read_text
 from runner import spec
 from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
+from runner.network.store import DEFAULT_NETWORK, EndpointConfig
 from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
+NETWORK_KEYS = ("name", "alias", "ip")  # of --network's long form
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
@@ -37,8 +39,10 @@ class Options:
     read_only: bool = False
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
-    network: str = "bridge"
-    ip: str = ""
+    network: str = "bridge"  # the first network, or the mode: host, none, container:<name|id>
+    ip: str = ""  # the first network's fixed address
+    aliases: list[str] = field(default_factory=list)  # the first network's aliases
+    networks: list[EndpointConfig] = field(default_factory=list)  # the further networks, joined in order
     add_hosts: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
@@ -199,6 +203,84 @@ def read_env_file(path: str) -> list[str]:
         raise DockyardError(f"--env-file {path}: {e.strerror}") from None
 
 
+def parse_network_flag(text: str) -> EndpointConfig:
+    """`--network NAME` or its long form `name=NAME,alias=A,alias=B,ip=IP` (docker's keys; others refused)."""
+    if "=" not in text:
+        return EndpointConfig(text)
+    ep = EndpointConfig("")
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or key not in NETWORK_KEYS or not value:
+            raise DockyardError(f"invalid --network {text!r}: want NAME or name=NAME[,alias=ALIAS][,ip=IP]")
+        if key == "alias":
+            ep.aliases.append(value)
+        else:
+            setattr(ep, "network" if key == "name" else "ip", value)
+    if not ep.network:
+        raise DockyardError(f"invalid --network {text!r}: it names no network (name=NAME)")
+    return ep
+
+
+def _special_mode(network: str) -> bool:
+    """host, none and container:<x>: modes that join no network of ours."""
+    return network in ("host", "none") or network.startswith("container:")
+
+
+def _endpoints(root: str, opts: Options) -> list[EndpointConfig]:
+    """The networks the container joins, in order (names resolved, each checked); [] for the special modes.
+
+    Checked here, before anything is made, as docker's create refuses them.
+    """
+    import ipaddress
+    import re
+
+    from runner.network import store
+
+    mode = opts.network or DEFAULT_NETWORK
+    if _special_mode(mode):
+        if opts.networks:
+            raise DockyardError(f"conflicting options: --network {mode} cannot be combined with other networks "
+                                f"({', '.join(e.network for e in opts.networks)})")
+        if opts.aliases:
+            raise DockyardError(f"network-scoped aliases are only supported for user-defined networks, "
+                                f"not --network {mode}")
+        if opts.ip:
+            raise DockyardError(f"user specified IP address is supported on user-defined networks only, "
+                                f"not --network {mode}")
+        return []
+    state = store.read(root)
+    out: list[EndpointConfig] = []
+    for want in [EndpointConfig(mode, opts.ip, list(opts.aliases)), *opts.networks]:
+        if _special_mode(want.network):
+            raise DockyardError(f"conflicting options: --network {want.network} cannot be combined with other "
+                                "networks")
+        if state is not None:
+            net = state.network(want.network)
+            name, subnet = net.name, net.subnet
+        elif want.network == DEFAULT_NETWORK:
+            name, subnet = DEFAULT_NETWORK, ""
+        else:
+            raise NotFound(f"network {want.network} not found")
+        if any(e.network == name for e in out):
+            raise DockyardError(f"network {name} is given twice")
+        if name == DEFAULT_NETWORK and (want.aliases or want.ip):
+            raise DockyardError(f"network-scoped aliases and fixed addresses are only supported for user-defined "
+                                f"networks, not {DEFAULT_NETWORK}")
+        for alias in want.aliases:
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", alias) or len(alias) > 253:
+                raise DockyardError(f"invalid network alias {alias[:100]!r} for network {name}: "
+                                    "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if want.ip:
+            try:
+                address = ipaddress.IPv4Address(want.ip)
+            except ValueError:
+                raise DockyardError(f"invalid IP address {want.ip[:100]!r} for network {name}") from None
+            if address not in ipaddress.IPv4Network(subnet):
+                raise DockyardError(f"IP address {want.ip} is not in network {name}'s subnet {subnet}")
+        out.append(EndpointConfig(name, want.ip, list(dict.fromkeys(want.aliases))))
+    return out
+
+
 def create(root: str, opts: Options) -> Container:
     """Resolve the image, record the container and write its bundle; the image stays held until rm."""
     from dockyard import users
@@ -218,7 +300,10 @@ def create(root: str, opts: Options) -> Container:
         check_name(opts.name)
     security = parse_security_opts(opts.security_opt)
     caps = capabilities(opts.cap_add, opts.cap_drop)
-    network = opts.network or "bridge"
+    network = opts.network or DEFAULT_NETWORK
+    endpoints = _endpoints(root, opts)
+    if endpoints:
+        network = endpoints[0].network
     ports = _ports(opts, icfg)
     if ports and network in ("host", "none"):
         ports = []  # docker ignores published ports outside a bridge network
@@ -242,7 +327,8 @@ def create(root: str, opts: Options) -> Container:
     }
     host_config = {
         "NetworkMode": network, "PortBindings": [p.__dict__ for p in ports], "PublishAllPorts": opts.publish_all,
-        "IP": opts.ip, "ExtraHosts": list(opts.add_hosts), "Dns": list(opts.dns), "Links": list(opts.links),
+        "IP": endpoints[0].ip if endpoints else "", "ExtraHosts": list(opts.add_hosts), "Dns": list(opts.dns),
+        "Links": list(opts.links),
         "RestartPolicy": restart, "AutoRemove": opts.auto_remove, "ReadonlyRootfs": opts.read_only,
         "Memory": opts.memory or 0, "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit,
         "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "Init": opts.init, "Runtime": opts.runtime,
@@ -250,7 +336,8 @@ def create(root: str, opts: Options) -> Container:
         "VolumesFrom": list(opts.volumes_from),
     }
     c = Container(id=cid, name=opts.name.lstrip("/"), image=opts.image, image_digest=str(image.manifest_digest),
-                  image_id=str(image.id), created=now(), bundle=cdir, config=config, host_config=host_config)
+                  image_id=str(image.id), created=now(), bundle=cdir, config=config, host_config=host_config,
+                  networks={e.network: e.settings() for e in endpoints})
     store_containers.add(c)  # reserves the name; from here on failures remove the record again
     try:
         store.hold(f"container-{cid}", [image.manifest_digest], durable=not c.ephemeral)

@@ -408,10 +408,14 @@ def inspect(root: str, c: Container) -> dict:
     att = _attachment(root, c)
     networks: dict[str, dict] = {}
     ports_: dict[str, list[dict[str, str]]] = {}
+    for name, chosen in c.networks.items():  # as docker: what was asked for, with no address while stopped
+        networks[name] = {**chosen, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                          "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None}
     for ep in (att.endpoints.values() if att else []):
-        networks[ep.network] = {"NetworkID": ep.network_id, "EndpointID": ep.veth_host, "Gateway": ep.gateway,
-                                "IPAddress": ep.ip, "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac,
-                                "Aliases": ep.aliases}
+        networks[ep.network] = {"IPAMConfig": None, **networks.get(ep.network, {}), "NetworkID": ep.network_id,
+                                "EndpointID": ep.veth_host, "Gateway": ep.gateway, "IPAddress": ep.ip,
+                                "IPPrefixLen": ep.prefix_len, "MacAddress": ep.mac, "Aliases": ep.aliases or None,
+                                "DNSNames": [c.name, *ep.aliases, c.short_id]}
         for p in ep.ports:
             ports_.setdefault(f"{p.container_port}/{p.proto}", []).append(
                 {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dockyard.api.errors import ContainerError, ImageNotFound, NotFound
+from dockyard.api.errors import APIError, ContainerError, ImageNotFound, NotFound
 from dockyard.api.model import Model
 from runner import lifecycle, logs
 from runner.containers import Containers
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dockyard.api.client import Client
     from runner.containers import Container as Record
     from runner.create import Options
+    from runner.network.store import EndpointConfig
 
 
 class ExecResult(NamedTuple):
@@ -40,6 +41,8 @@ class RunOptions:
     tmpfs: dict[str, str] | None = None
     network: str | None = None
     network_mode: str | None = None
+    # {network: {"Aliases": [...], "IPAMConfig": {"IPv4Address": ip}}} (or aliases/ipv4_address): every one joins
+    networking_config: dict[str, dict] | None = None
     entrypoint: str | list[str] | None = None
     working_dir: str | None = None
     user: str | None = None
@@ -82,12 +85,14 @@ class RunOptions:
         if restart == "on-failure" and policy.get("MaximumRetryCount"):
             restart += f":{policy['MaximumRetryCount']}"
         memory = self.mem_limit
+        first, *more = _endpoints(self.network or self.network_mode, self.networking_config or {})
         return create.Options(
             image=image, command=command, entrypoint=entrypoint, name=self.name or "",
             env=_pairs(self.environment), workdir=self.working_dir or "", user=self.user or "",
             hostname=self.hostname or "", tty=self.tty, interactive=self.stdin_open, mounts=mounts,
             volumes_from=list(self.volumes_from or []), read_only=self.read_only, publish=_publish_flags(self.ports),
-            publish_all=self.publish_all_ports, network=self.network or self.network_mode or "bridge",
+            publish_all=self.publish_all_ports, network=first.network, ip=first.ip, aliases=first.aliases,
+            networks=more,
             add_hosts=_pairs(self.extra_hosts, ":"), dns=list(self.dns or []),
             links=_pairs(self.links, ":"),
             memory=create.parse_bytes(memory) if isinstance(memory, str) else memory,
@@ -97,6 +102,25 @@ class RunOptions:
             stop_signal=self.stop_signal or "", stop_timeout=self.stop_timeout,
             labels=dict(_pair_dict(self.labels)), runtime=self.runtime or "dockyard", auto_remove=self.auto_remove,
             healthcheck=_healthcheck(self.healthcheck))
+
+
+def _endpoints(network: str | None, config: dict[str, dict]) -> list[EndpointConfig]:
+    """The networks to join: `network` (else networking_config's first, else bridge), then networking_config's
+    others, each with its aliases and fixed address from networking_config (docker-py's EndpointConfig keys)."""
+    from runner.network.store import EndpointConfig
+
+    names = list(dict.fromkeys([network or next(iter(config), "bridge"), *config]))
+    out = []
+    for name in names:
+        settings = config.get(name) or {}
+        unknown = set(settings) - {"Aliases", "aliases", "IPAMConfig", "ipv4_address"}
+        if unknown:
+            raise APIError(f"networking_config[{name!r}]: unsupported key(s) {', '.join(sorted(unknown))} "
+                           "(Aliases, IPAMConfig.IPv4Address)")
+        ipam = settings.get("IPAMConfig") or {}
+        ip = settings.get("ipv4_address") or ipam.get("IPv4Address") or ipam.get("ipv4_address") or ""
+        out.append(EndpointConfig(name, ip, list(settings.get("Aliases") or settings.get("aliases") or [])))
+    return out
 
 
 def _argv(command: str | list[str] | None) -> list[str]:

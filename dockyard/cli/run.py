@@ -51,8 +51,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem as read only")
     p.add_argument("-p", "--publish", action="append", default=[], help="publish a container's port(s) to the host")
     p.add_argument("-P", "--publish-all", action="store_true", help="publish all exposed ports to random ports")
-    p.add_argument("--network", "--net", default="bridge", help="connect a container to a network")
-    p.add_argument("--ip", default="", help="IPv4 address")
+    p.add_argument("--network", "--net", action="append", default=[],
+                   help="connect a container to a network (repeatable; long form name=NET,alias=A,ip=IP); "
+                        "also host, none, container:<name|id>")
+    p.add_argument("--network-alias", action="append", default=[], help="add a network-scoped alias (first network)")
+    p.add_argument("--ip", default="", help="IPv4 address (first network)")
     p.add_argument("--add-host", action="append", default=[], help="add a custom host-to-IP mapping (host:ip)")
     p.add_argument("--dns", action="append", default=[], help="set custom DNS servers")
     p.add_argument("--link", action="append", default=[], help="add link to another container")
@@ -111,6 +114,7 @@ def _options(args: argparse.Namespace):
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
+    first, *more = [create.parse_network_flag(n) for n in args.network] or [create.EndpointConfig("bridge")]
     healthcheck: dict[str, Any] | None = None
     if args.no_healthcheck:
         healthcheck = {"Test": ["NONE"]}
@@ -127,7 +131,8 @@ def _options(args: argparse.Namespace):
         image=args.image, command=command, entrypoint=args.entrypoint, name=args.name, env=env,
         workdir=args.workdir, user=args.user, hostname=args.hostname, tty=args.tty, interactive=args.interactive,
         mounts=mounts, volumes_from=args.volumes_from, read_only=args.read_only, publish=args.publish,
-        publish_all=args.publish_all, network=args.network, ip=args.ip, add_hosts=args.add_host, dns=args.dns,
+        publish_all=args.publish_all, network=first.network, ip=args.ip or first.ip,
+        aliases=[*first.aliases, *args.network_alias], networks=more, add_hosts=args.add_host, dns=args.dns,
         links=args.link, memory=create.parse_bytes(args.memory) if args.memory else None, cpus=args.cpus,
         pids_limit=args.pids_limit, restart=args.restart, init=args.init, cap_add=args.cap_add,
         cap_drop=args.cap_drop, security_opt=create.load_security_opts(args.security_opt), privileged=args.privileged,

@@ -10,14 +10,16 @@ from collections.abc import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from runner.network import bridge, hosts, ipam, netns, networks, ports, store
-from runner.network.store import DEFAULT_NETWORK, Attachment, Endpoint, Network, PortMapping, State
+from runner.network.store import DEFAULT_NETWORK, Attachment, Endpoint, EndpointConfig, Network, PortMapping, State
 
 
 def attach(netns_path: str, container_id: str, name: str, network: str = DEFAULT_NETWORK, ip: str | None = None,
            publish: list[PortMapping] | None = None, aliases: list[str] | None = None, hostname: str = "",
            hosts_path: str = "", extra_hosts: list[tuple[str, str]] | None = None,
-           links: list[tuple[str, str]] | None = None, root: str | None = None) -> Endpoint | None:
-    """Connect a container's namespace (at `netns_path`) to its first network; None for `host` and `none`.
+           links: list[tuple[str, str]] | None = None, more: list[EndpointConfig] | None = None,
+           root: str | None = None) -> Endpoint | None:
+    """Connect a container's namespace (at `netns_path`) to its first network, then to the `more` ones (no
+    default route, no published ports on those); the first endpoint, None for `host` and `none`.
 
     `hosts_path` (optional) is the file to bind-mount at /etc/hosts: it is written now and rewritten in place
     whenever containers on the same user networks come or go. `extra_hosts` and `links` are pairs as
@@ -38,6 +40,13 @@ def attach(netns_path: str, container_id: str, name: str, network: str = DEFAULT
                 raise NotFound(f"could not link to container {link}: it is not running on a network")
         state.attachments[container_id] = att
         ep = _join(state, att, state.network(network), netns_path, ip, aliases or [], publish or [])
+        try:
+            for extra in more or []:
+                _join(state, att, state.network(extra.network), netns_path, extra.ip or None, extra.aliases, [])
+        except BaseException:  # the state is not written: undo what it would have recorded
+            for joined in att.endpoints.values():
+                _release(state, joined)
+            raise
     return ep
 
 

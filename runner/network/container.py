@@ -5,6 +5,14 @@ from __future__ import annotations
 import os
 
 from runner.containers import Container
+from runner.network.store import EndpointConfig
+
+
+def endpoint_configs(c: Container) -> list[EndpointConfig]:
+    """The networks a container joins at start, in order (a record older than several networks: its one)."""
+    if c.networks:
+        return [EndpointConfig.from_settings(name, settings) for name, settings in c.networks.items()]
+    return [EndpointConfig(c.host_config["NetworkMode"], c.host_config.get("IP") or "")]
 
 
 def make_netns(c: Container) -> str | None:
@@ -20,15 +28,16 @@ def make_netns(c: Container) -> str | None:
 
 
 def attach_netns(root: str, c: Container, path: str) -> None:
-    """Put the container's netns (from make_netns) on its network: veth, address, ports, /etc/hosts."""
+    """Put the container's netns (from make_netns) on its networks: veths, addresses, ports, /etc/hosts."""
     from runner.network import attach, hosts, ports
 
     hc = c.host_config
     publish = [ports.PortMapping(**p) for p in hc.get("PortBindings") or []]
-    attach.attach(path, c.id, c.name, network=hc["NetworkMode"], ip=hc.get("IP") or None, publish=publish,
-                  hostname=c.config["Hostname"], hosts_path=os.path.join(c.bundle, "hosts"),
+    first, *more = endpoint_configs(c)
+    attach.attach(path, c.id, c.name, network=first.network, ip=first.ip or None, aliases=first.aliases,
+                  publish=publish, hostname=c.config["Hostname"], hosts_path=os.path.join(c.bundle, "hosts"),
                   extra_hosts=[hosts.parse_add_host(h) for h in hc.get("ExtraHosts") or []],
-                  links=[hosts.parse_link(link) for link in hc.get("Links") or []], root=root)
+                  links=[hosts.parse_link(link) for link in hc.get("Links") or []], more=more, root=root)
 
 
 def network_down(root: str, c: Container, settle: bool = True) -> None:

@@ -45,6 +45,24 @@ class Network:
 
 
 @dataclass
+class EndpointConfig:
+    """What a container asks of one network at create (docker's EndpointSettings): fixed address, aliases."""
+
+    network: str  # name (or id, until create resolves it)
+    ip: str = ""
+    aliases: list[str] = field(default_factory=list)
+
+    def settings(self) -> dict:
+        """As docker records it under NetworkSettings.Networks.<name> (the part the user chose)."""
+        return {"IPAMConfig": {"IPv4Address": self.ip} if self.ip else None, "Aliases": list(self.aliases) or None}
+
+    @classmethod
+    def from_settings(cls, network: str, d: dict) -> EndpointConfig:
+        """Back from settings()."""
+        return cls(network, (d.get("IPAMConfig") or {}).get("IPv4Address", ""), list(d.get("Aliases") or []))
+
+
+@dataclass
 class Endpoint:
     """A container's interface on one network."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.api import Client, ContainerError, NotFound
+from dockyard.api import APIError, Client, ContainerError, NotFound
 
 NET = {"network": "none"}  # no bridge to set up or tear down: these tests are about the lifecycle
 
@@ -103,3 +103,26 @@ def test_volumes(client):
     vol.remove(force=True)  # already gone: no error
     with pytest.raises(NotFound):
         client.volumes.get("data")
+
+
+def test_networking_config_joins_every_network_with_aliases_and_address(client, test_networks):
+    client.networks.create("apifront", ipam={"Config": [{"Subnet": "10.244.77.0/24"}]})
+    client.networks.create("apiback")
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, name="svc", network="apifront",
+                              networking_config={"apifront": {"Aliases": ["web"],
+                                                              "IPAMConfig": {"IPv4Address": "10.244.77.40"}},
+                                                 "apiback": {"aliases": ["api"]}})
+    nets = c.attrs["NetworkSettings"]["Networks"]
+    assert list(nets) == ["apifront", "apiback"] and c.attrs["HostConfig"]["NetworkMode"] == "apifront"
+    assert nets["apifront"]["IPAddress"] == "10.244.77.40" and nets["apifront"]["Aliases"] == ["web"]
+    assert nets["apifront"]["IPAMConfig"] == {"IPv4Address": "10.244.77.40"} and nets["apiback"]["Aliases"] == ["api"]
+    ping = "ping -c1 -W2 {} | head -1"
+    assert b"(10.244.77.40)" in client.containers.run("busybox", ["sh", "-c", ping.format("web")], remove=True,
+                                                      network="apifront")
+    out = client.containers.run("busybox", ["sh", "-c", ping.format("api")], remove=True, network="apiback")
+    assert f"({nets['apiback']['IPAddress']})".encode() in out
+    with pytest.raises(NotFound, match="network nowhere not found"):
+        client.containers.create("busybox", "true", networking_config={"apifront": {}, "nowhere": {}})
+    with pytest.raises(APIError, match="unsupported key"):
+        client.containers.create("busybox", "true", network="apifront", networking_config={"apifront": {"Mac": "x"}})
+    assert [x.name for x in client.containers.list(all=True)] == ["svc"]
