@@ -35,7 +35,7 @@ class Target:
 
 
 def image_name(project: Project, service: str) -> str:
-    """The service's image: its `image`, else `<project>-<service>` for a service that builds (docker compose's rule)."""
+    """The service's image: its `image`, else `<project>-<service>` when it builds (docker compose's rule)."""
     spec = project.service(service)
     if spec.get("image"):
         return spec["image"]

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from dockyard.api.containers import Container
 
 Say = Callable[[str, str, str], None]  # (kind, name, status): "Container", "p-web-1", "Started"
+_LIVE = ("running", "paused", "restarting")
+_ACTS_ON = {"start": ("created", "exited", "dead"), "stop": _LIVE, "kill": ("running", "restarting"),
+            "pause": ("running",), "unpause": ("paused",), "restart": ("created", "exited", "dead", *_LIVE)}
 POLL = 0.2  # seconds between looks at a container waited on
 
 
@@ -166,7 +169,7 @@ class Compose:
             c = by_number.get(n)
             stale = c is not None and (c.labels.get(labels.CONFIG_HASH) != digest or c.attrs["Image"] != image_id)
             if c is not None and (opts.no_recreate or not (opts.force_recreate or stale)):
-                if opts.start and c.status in ("running", "paused", "restarting"):
+                if opts.start and c.status in _LIVE:
                     self.say("Container", c.name, "Running")
                 elif opts.start:
                     self._start(c)
@@ -175,11 +178,11 @@ class Compose:
             if c is not None:
                 self.say("Container", c.name, "Recreate")
                 self._stop_remove(c, opts.timeout, None)
-            c = self.create_container(service, n, digest, image_id)
-            self.say("Container", c.name, "Recreated" if n in by_number else "Created")
+            new = self.create_container(service, n, digest, image_id)
+            self.say("Container", new.name, "Recreated" if c is not None else "Created")
             if opts.start:
-                self._start(c)
-            out.append(c)
+                self._start(new)
+            out.append(new)
         return out
 
     def create_container(self, service: str, number: int, digest: str, image_id: str,
@@ -217,7 +220,7 @@ class Compose:
         self.say("Container", c.name, "Started")
 
     def _stop_remove(self, c: Container, timeout: float | None, status: str | None) -> None:
-        if c.status in ("running", "paused", "restarting"):
+        if c.status in _LIVE:
             self.say("Container", c.name, "Stopping")
             c.stop(timeout=timeout)
             self.say("Container", c.name, "Stopped")
@@ -326,9 +329,7 @@ class Compose:
                 "pause": "Paused", "unpause": "Unpaused"}[verb]
         for service in order:
             for c in self.containers([service]):
-                if verb in ("stop", "kill", "pause") and c.status not in ("running", "restarting") \
-                        or verb == "unpause" and c.status != "paused" \
-                        or verb == "start" and c.status in ("running", "paused"):
+                if c.status not in _ACTS_ON[verb]:
                     continue
                 if verb == "start":
                     self._await_dependencies(service)
@@ -343,7 +344,7 @@ class Compose:
         """`rm`: remove the stopped containers (with `stop`, stop running ones first); those removed."""
         removed = []
         for c in self.containers(services or None, oneoff=None):
-            if c.status in ("running", "paused", "restarting"):
+            if c.status in _LIVE:
                 if not stop:
                     continue
                 c.stop(timeout=timeout)

@@ -17,7 +17,7 @@ def start_order(services: dict[str, dict[str, Any]], wanted: Iterable[str], with
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = path[path.index(name):] + [name]
+            cycle = [*path[path.index(name):], name]
             raise ComposeError(f"dependency cycle detected: {' -> '.join(cycle)}")
         if name not in services:
             raise ComposeError(f"service {path[-1]!r} depends on undefined service {name!r}" if path

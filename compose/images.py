@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compose import labels
 from compose.convert import image_name
@@ -76,7 +76,7 @@ def _build_one(compose: Compose, service: str, b: dict, name: str, scratch: str,
         if not spec.get("file"):
             raise ComposeError(f"services.{service}.build.secrets: secret {ref['source']!r} needs a file")
         secrets[ref["source"]] = spec["file"]
-    kwargs = {"secrets": secrets} if secrets else {}
+    kwargs: dict[str, Any] = {"secrets": secrets} if secrets else {}
     args = {k: v for k, v in (b.get("args") or {}).items() if v is not None}
     compose.client.images.build(
         path=context, tag=name, dockerfile=dockerfile, buildargs=args, target=b.get("target"),

@@ -39,6 +39,6 @@ def depends_on(service: dict[str, Any]) -> str:
                     for name, dep in sorted((service.get("depends_on") or {}).items()))
 
 
-def project_filter(project: str, *more: str) -> dict[str, list[str]]:
+def project_filter(project: str, *more: str) -> dict[str, str | list[str]]:
     """A `label` filter for containers.list: this project's objects (and the extra `key=value` terms)."""
     return {"label": [f"{PROJECT}={project}", *more]}

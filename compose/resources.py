@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from compose import labels
 from compose.errors import ComposeError
-from dockyard.errors import NotFound
+from dockyard.errors import DockyardError, NotFound
 
 if TYPE_CHECKING:
     from compose.model import Project
@@ -58,9 +58,7 @@ def ensure_networks(client: Client, project: Project, keys: list[str]) -> list[s
             client.networks.create(name, spec.get("driver"), ipam={"Config": pools} if pools else None, labels={
                 **(spec.get("labels") or {}), labels.NETWORK: key, labels.PROJECT: project.name,
                 labels.VERSION: labels.COMPOSE_VERSION})
-        except ComposeError:
-            raise
-        except Exception as e:
+        except DockyardError as e:
             raise ComposeError(f"network {name}: {e}") from None
         created.append(name)
     return created
@@ -82,7 +80,7 @@ def ensure_volumes(client: Client, project: Project, keys: list[str]) -> list[st
             client.volumes.create(name, spec.get("driver"), spec.get("driver_opts"), labels={
                 **(spec.get("labels") or {}), labels.VOLUME: key, labels.PROJECT: project.name,
                 labels.VERSION: labels.COMPOSE_VERSION})
-        except Exception as e:
+        except DockyardError as e:
             raise ComposeError(f"volume {name}: {e}") from None
         created.append(name)
     return created
@@ -93,7 +91,7 @@ def remove_networks(client: Client, names: list[str], say: Any = None) -> None:
     for name in names:
         try:
             client.networks.remove(name)
-        except Exception:  # noqa: BLE001 (gone or in use: both leave nothing for us to do)
+        except DockyardError:  # gone or in use: either way nothing for us to do
             continue
         if say:
             say("Network", name, "Removed")
@@ -104,7 +102,7 @@ def remove_volumes(client: Client, names: list[str], say: Any = None) -> None:
     for name in names:
         try:
             client.volumes.get(name).remove()
-        except Exception:  # noqa: BLE001 (gone or in use: both leave nothing for us to do)
+        except DockyardError:  # gone or in use: either way nothing for us to do
             continue
         if say:
             say("Volume", name, "Removed")

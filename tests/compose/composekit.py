@@ -1,4 +1,5 @@
-"""Compose test helpers (imported as `composekit`): the project runner, GET with retries, host leftovers."""
+"""Compose test helpers (imported as `composekit`): projects in the loader's shape, the CLI over a project, GET
+with retries, host leftovers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compose.model import Project
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))  # ctrkit: host links and leftovers
 
 from ctrkit import _leftovers, _links
@@ -20,7 +23,7 @@ APP = REPO / "examples" / "compose"
 
 
 @dataclass
-class Project:
+class ComposeCli:
     """`dockyard compose -p NAME -f FILE…` on the test's store, with the variables the project reads."""
 
     name: str
@@ -75,3 +78,14 @@ def host_leftovers(cids: list[str], links: list[str], store_root: str) -> list[s
     return found
 
 
+def make_project(tmp_path, services: dict, name: str = "proj", networks: dict | None = None,
+                 volumes: dict | None = None, **more) -> Project:
+    """A Project as the loader returns it: every service on `default` unless it says otherwise."""
+    for svc in services.values():
+        if "network_mode" not in svc:
+            svc.setdefault("networks", {"default": None})
+    nets = dict(networks or {})
+    if any("default" in (s.get("networks") or {}) for s in services.values()):
+        nets.setdefault("default", {"name": f"{name}_default"})
+    return Project(name=name, working_dir=str(tmp_path), files=[str(tmp_path / "compose.yaml")],
+                   services=services, disabled={}, networks=nets, volumes=dict(volumes or {}), **more)

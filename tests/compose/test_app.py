@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import re
 
-from composekit import Project, get, host_leftovers
+from composekit import ComposeCli, get, host_leftovers
 
 SERVICES = {"proxy", "api", "db", "cache"}
 
 
-def hostname(project: Project, container: str) -> str:
+def hostname(project: ComposeCli, container: str) -> str:
     return project.inspect(container)[0]["Config"]["Hostname"]
 
 
-def ps_json(project: Project, *args: str) -> list[dict]:
+def ps_json(project: ComposeCli, *args: str) -> list[dict]:
     """`compose ps --format json`: docker compose prints one object a line (2.21+) or one array (before)."""
     out = project("ps", "--format", "json", *args).out.strip()
     return json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines()]

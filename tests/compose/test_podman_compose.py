@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from composekit import APP, Project
+from composekit import APP, ComposeCli
 from support import run_subnet, tool
 
 SERVICES = ("proxy", "api", "db", "cache")
@@ -52,7 +52,7 @@ def podman_project(app):
     podman("rmi", "-f", *IMAGES, check=False)
 
 
-def test_podman_compose_makes_the_same_containers(app: Project, dockyard, podman_project, tmp_path):
+def test_podman_compose_makes_the_same_containers(app: ComposeCli, dockyard, podman_project, tmp_path):
     # Both tools get explicit subnets (this run's, never podman's 10.88/16) from an override file.
     subnets = tmp_path / "subnets.yaml"
     subnets.write_text("networks:\n" + "".join(
