@@ -42,13 +42,14 @@ def test_app_every_tier_by_name_logs_ps_scale_and_down(app, dockyard, store_root
     # The proxy's read-only bind mount (a path relative to the project directory) serves static files.
     assert get(f"http://127.0.0.1:{port}/static/about.txt").startswith("static file served by the proxy")
 
-    # logs: every service's lines under its container's name; `logs SERVICE` only that one.
+    # logs: every service's lines under its service and number (docker compose v2's prefix); `logs SERVICE` only
+    # that one.
     logs = app("logs", "--no-color").out
     for service, line in [("proxy", "response:200"), ("api", "response:200"), ("db", "INCR visits"),
                           ("cache", "GET greeting")]:
-        assert re.search(rf"^{re.escape(app.container(service))}\s*\| .*{line}", logs, re.M), (service, logs)
+        assert re.search(rf"^{service}-1\s*\| .*{line}", logs, re.M), (service, logs)
     db_logs = app("logs", "--no-color", "db").out
-    assert db_logs.strip() and all(line.startswith(app.container("db")) for line in db_logs.splitlines()), db_logs
+    assert db_logs.strip() and all(line.startswith("db-1 ") for line in db_logs.splitlines()), db_logs
 
     # ps: the table names the four containers; the JSON has their services, states and the proxy's port.
     table = app("ps").out
@@ -59,13 +60,14 @@ def test_app_every_tier_by_name_logs_ps_scale_and_down(app, dockyard, store_root
     assert {row["State"] for row in rows.values()} == {"running"}, rows
     assert any(p["PublishedPort"] == int(port) and p["TargetPort"] == 80 for p in rows["proxy"]["Publishers"]), rows
 
-    # --scale api=3: three api containers, each answering the proxy by its container name with its own hostname.
+    # --scale api=3: three api containers, each answering the proxy (asked by exec) by its container name with
+    # its own hostname.
     app("up", "-d", "--scale", "api=3")
     apis = [app.container("api", i) for i in (1, 2, 3)]
     assert sorted(row["Name"] for row in ps_json(app, "api")) == apis
     seen = set()
     for name in apis:
-        out = app("exec", "-T", "proxy", "wget", "-q", "-O", "-", f"http://{name}:8000/").out
+        out = dockyard("exec", app.container("proxy"), "wget", "-q", "-O", "-", f"http://{name}:8000/").out
         assert out.splitlines()[0] == f"api {hostname(app, name)}", out
         seen.add(out.splitlines()[0])
     assert len(seen) == 3
@@ -96,9 +98,9 @@ def test_db_volume_outlives_down_and_goes_with_down_v(app, dockyard):
     assert dockyard("volume", "ls", "-q").out.split() == []
 
 
-def test_up_named_services_with_compose_labels(app, dockyard):
+def test_up_named_services_labels_and_exec(app, dockyard):
     """`up -d db cache` starts those two only; their containers carry docker compose's labels and the file's own,
-    publish nothing, and the db has the project's named volume."""
+    publish nothing, the db has the project's named volume; `exec` runs in a service's container."""
     app("up", "-d", "db", "cache")
     db, cache = app.inspect(app.container("db"), app.container("cache"))
     for ctr, service in ((db, "db"), (cache, "cache")):
@@ -114,3 +116,6 @@ def test_up_named_services_with_compose_labels(app, dockyard):
     assert volume_labels["com.docker.compose.project"] == app.name
     assert volume_labels["com.docker.compose.volume"] == "dbdata"
     assert {row["Service"] for row in ps_json(app)} == {"db", "cache"}  # only the services named started
+    # exec: in the service's container, here asking the cache server from inside.
+    out = app("exec", "-T", "cache", "sh", "-c", "echo PING | nc 127.0.0.1 6379").out
+    assert out == f"PONG from cache {cache['Config']['Hostname']}\n"
