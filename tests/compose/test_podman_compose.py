@@ -27,8 +27,9 @@ def comparable(ctr: dict) -> dict:
     PATH), published ports (podman also lists the image's exposed ports, unbound: null), mount destinations and
     writability."""
     env = {e for e in ctr["Config"]["Env"] if e.split("=", 1)[0] not in OWN_VARIABLES | {"PATH"}}
-    bindings = {port: [b["HostPort"] for b in binds]
-                for port, binds in (ctr["HostConfig"].get("PortBindings") or {}).items() if binds}
+    published = ctr["HostConfig"].get("PortBindings") or {}
+    assert isinstance(published, dict), f"{ctr['Name']}: HostConfig.PortBindings is not docker's map: {published}"
+    bindings = {port: [b["HostPort"] for b in binds] for port, binds in published.items() if binds}
     mounts = sorted((m["Destination"], m["RW"]) for m in ctr["Mounts"])
     return {"env": env, "ports": bindings, "mounts": mounts}
 
