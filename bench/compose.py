@@ -1,6 +1,7 @@
 """`dockyard compose up -d` then `down` of a 5-service project against podman-compose (Debian's 1.0.3), same images.
 
-The project: five busybox services on one network, two serving httpd, three sleeping. The busybox rootfs
+The project: five busybox services on one network, two serving httpd, three sleeping, each under an init (`init:
+true`; as PID 1 they would ignore SIGTERM, and both tools' `down` would time the 10 s stop timeout). The busybox rootfs
 (examples/busybox-rootfs.sh) is imported into a fresh dockyard store and moved to podman with `dockyard save` |
 `podman load`, so both tools run the very same image under the same name. Rounds alternate the tools so drift hits
 both alike; each round times `up -d` and `down` apart. dockyard's networks use a bench bridge and pool
@@ -27,11 +28,11 @@ IMAGE = f"localhost/dockyard-bench-compose-{os.getpid()}:latest"
 PROJECT = f"dybench{os.getpid()}"
 COMPOSE = f"""\
 services:
-  web1: {{image: "{IMAGE}", command: [httpd, -f, -p, "80"], networks: [net]}}
-  web2: {{image: "{IMAGE}", command: [httpd, -f, -p, "80"], networks: [net]}}
-  worker1: {{image: "{IMAGE}", command: [sleep, "3600"], networks: [net]}}
-  worker2: {{image: "{IMAGE}", command: [sleep, "3600"], networks: [net]}}
-  worker3: {{image: "{IMAGE}", command: [sleep, "3600"], networks: [net]}}
+  web1: {{image: "{IMAGE}", init: true, command: [httpd, -f, -p, "80"], networks: [net]}}
+  web2: {{image: "{IMAGE}", init: true, command: [httpd, -f, -p, "80"], networks: [net]}}
+  worker1: {{image: "{IMAGE}", init: true, command: [sleep, "3600"], networks: [net]}}
+  worker2: {{image: "{IMAGE}", init: true, command: [sleep, "3600"], networks: [net]}}
+  worker3: {{image: "{IMAGE}", init: true, command: [sleep, "3600"], networks: [net]}}
 networks:
   net: {{}}
 """
