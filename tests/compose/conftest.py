@@ -1,5 +1,5 @@
-"""Fixtures for compose: projects built in the canonical model's shape, an engine over the test's store, and
-examples/compose as a project run by the CLI."""
+"""Compose tests: the loader and `compose config` are pure Python; the engine and CLI tests run containers. Fixtures:
+projects in the canonical model's shape, an engine over the test's store, examples/compose run by the CLI."""
 
 from __future__ import annotations
 
