@@ -219,12 +219,12 @@ class Compose:
             raise ComposeError(f"service {c.labels.get(labels.SERVICE)}: container {c.name}: {e}") from None
         self.say("Container", c.name, "Started")
 
-    def _stop_remove(self, c: Container, timeout: float | None, status: str | None) -> None:
+    def _stop_remove(self, c: Container, timeout: float | None, status: str | None, volumes: bool = False) -> None:
         if c.status in _LIVE:
             self.say("Container", c.name, "Stopping")
             c.stop(timeout=timeout)
             self.say("Container", c.name, "Stopped")
-        c.remove(force=True)
+        c.remove(force=True, v=volumes)
         if status:
             self.say("Container", c.name, status)
 
@@ -286,10 +286,10 @@ class Compose:
         every = {**self.project.disabled, **self.project.services}
         for service in graph.stop_order(every, list(every)):
             for c in self.containers([service], oneoff=None):
-                self._stop_remove(c, timeout, "Removed")
+                self._stop_remove(c, timeout, "Removed", volumes)
         if orphans and remove_orphans:
             for c in orphans:
-                self._stop_remove(c, timeout, "Removed")
+                self._stop_remove(c, timeout, "Removed", volumes)
         elif orphans:
             self._handle_orphans(False)
         left = {n for c in self.containers(oneoff=None) for n in c.attrs["NetworkSettings"]["Networks"]}
