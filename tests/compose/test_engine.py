@@ -24,7 +24,8 @@ def test_up_labels_and_a_second_up_changes_nothing(engine):
     assert web.status == "running"
     lab = web.labels
     assert lab[labels.PROJECT] == "proj" and lab[labels.SERVICE] == "web" and lab[labels.NUMBER] == "1"
-    assert lab[labels.ONEOFF] == "False" and lab[labels.CONFIG_HASH] == labels.config_hash(compose.project.services["web"])
+    assert lab[labels.ONEOFF] == "False"
+    assert lab[labels.CONFIG_HASH] == labels.config_hash(compose.project.services["web"])
     assert lab[labels.IMAGE] == compose.client.images.get("busybox").id
     net = compose.client.networks.get("proj_default")
     assert net.attrs["Labels"][labels.NETWORK] == "default" and net.attrs["Labels"][labels.PROJECT] == "proj"
