@@ -1,4 +1,31 @@
-"""The loaded project: the compose model after include, extends, merge, interpolation, profiles and normalization."""
+"""The loaded project: the compose model after include, extends, merge, interpolation, profiles and normalization.
+
+Every service dict is in the canonical form `docker compose config` prints (the contract in MODEL.md; absent key =
+not set):
+- `image` str; `build` {context: absolute path or URL, dockerfile (relative to context, default "Dockerfile") or
+  dockerfile_inline, args {k: str}, target, secrets [{source}], labels {}}.
+- `command`, `entrypoint`: list[str] (strings split shell-style; `entrypoint: []` resets).
+- `environment` {k: str | None} with env_file already folded in (environment wins; None = unset variable).
+- `ports` [{mode: "ingress", host_ip?, target: int, published?: str, protocol: "tcp"|"udp"|"sctp"}], one entry per
+  container port (ranges expanded; a host range for one container port stays one entry, published "a-b").
+- `expose`, `tmpfs`, `cap_add`, `cap_drop`, `dns`, `extra_hosts` ("host:ip"), `profiles`, `links`,
+  `security_opt`, `volumes_from`: list[str].
+- `volumes` [{type: bind|volume|tmpfs, source? (bind: absolute host path; volume: the top-level key, absent when
+  anonymous), target, read_only?: true, bind?: {create_host_path: true, selinux, propagation},
+  volume?: {nocopy}, tmpfs?: {size: bytes, mode}}].
+- `networks` {key: None | {aliases, ipv4_address, priority, ...}}, {"default": None} when neither networks nor
+  `network_mode` is set; `network_mode` "host"|"none"|"bridge"|"service:<svc>"|"container:<name>".
+- `depends_on` {svc: {condition, required: bool, restart?: bool}} (links, `service:` namespaces and volumes_from add
+  service_started entries).
+- `healthcheck` {test: list[str] (a string -> ["CMD-SHELL", s]), interval, timeout, start_period, start_interval:
+  Go durations, retries: int, disable: bool}; `stop_grace_period` a Go duration.
+- `labels` {k: str}; `scale` int (deploy.replicas folded in); `deploy.resources.{limits,reservations}` {cpus: float,
+  memory: bytes, pids: int}; `mem_limit`/`memswap_limit`/`mem_reservation`/`shm_size` bytes, `cpus` float.
+- `secrets` / `configs` [{source, target (default /run/secrets/<source>, /<source>), uid, gid, mode: int}].
+Top level: `networks`/`volumes` {key: {name (default "<project>_<key>", the key when external), external, driver,
+driver_opts, labels, ...}}; `secrets`/`configs` {key: {name, file: absolute path | environment | content |
+external}}.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +43,8 @@ class ProjectOptions:
     env_files: list[str] = field(default_factory=list)  # --env-file; empty: <project dir>/.env if present
     profiles: list[str] = field(default_factory=list)  # --profile, plus COMPOSE_PROFILES
     environ: dict[str, str] | None = None  # the process environment (None: os.environ)
+    services: list[str] = field(default_factory=list)  # services named on the command line: enabled whatever
+    # their profiles (docker compose enables a named service's profiles too)
 
 
 @dataclass
@@ -32,6 +61,10 @@ class Project:
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)  # the variables interpolation used (.env + process)
+
+    def image_name(self, service: str) -> str:
+        """The service's image: its `image`, else `<project>-<service>` for one that builds (docker compose v2)."""
+        return self.service(service).get("image") or f"{self.name}-{service}"
 
     def service(self, name: str) -> dict[str, Any]:
         """A service by name, enabled or not; ComposeError naming it when the project has none."""

@@ -1,4 +1,4 @@
-"""Fixtures for compose: projects built in the canonical model's shape, an engine over the test's store."""
+"""Compose tests: the loader and `compose config` are pure Python; the engine tests run containers (fixtures here)."""
 
 from __future__ import annotations
 

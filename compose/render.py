@@ -1,0 +1,96 @@
+"""`compose config`'s output: the resolved model as YAML or JSON in docker compose's key order, and the name lists
+(`--services`, `--volumes`, `--networks`, `--profiles`, `--images`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from compose.errors import ComposeError, quoted
+from compose.model import Project
+
+# Mappings whose keys are the user's names (sorted in the output); every other mapping keeps the canonical order.
+_NAMED_MAPS = frozenset({"environment", "labels", "annotations", "sysctls", "depends_on", "networks", "ulimits",
+                         "args", "driver_opts", "options", "storage_opt"})
+_RESOURCE_ORDER = ("name", "driver", "driver_opts", "ipam", "external", "internal", "attachable", "enable_ipv4",
+                   "enable_ipv6", "labels", "file", "environment", "content")
+
+
+def config_text(project: Project, fmt: str) -> str:
+    """The whole model, as `docker compose config` prints it."""
+    model = document(project)
+    if fmt == "json":
+        return json.dumps(model, indent=2, ensure_ascii=False) + "\n"
+    if fmt != "yaml":
+        raise ComposeError(f"unknown format {quoted(fmt)} (want yaml or json)")
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
+            return super().increase_indent(flow, False)  # lists indented under their key, as docker compose
+
+        def choose_scalar_style(self) -> Any:
+            style = super().choose_scalar_style()
+            return '"' if style == "'" else style  # Go's YAML quotes with double quotes
+
+    text: str = yaml.dump(model, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=1 << 30)
+    return text
+
+
+def document(project: Project) -> dict[str, Any]:
+    """The model as one ordered mapping: name, services (sorted, keys sorted), networks, volumes, secrets, configs."""
+    out: dict[str, Any] = {"name": project.name}
+    out["services"] = {name: {key: _ordered(key, svc[key]) for key in sorted(svc)}
+                       for name, svc in sorted(project.services.items())}
+    for section in ("networks", "volumes", "secrets", "configs"):
+        entries = getattr(project, section)
+        if entries:
+            out[section] = {key: _resource(spec) for key, spec in sorted(entries.items())}
+    return out
+
+
+def _ordered(key: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        items = sorted(value.items()) if key in _NAMED_MAPS else value.items()
+        return {k: _ordered(k, v) for k, v in items}
+    if isinstance(value, list):
+        return [_ordered("", v) for v in value]
+    return value
+
+
+def _resource(spec: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for k in _RESOURCE_ORDER if k in spec] + sorted(k for k in spec if k not in _RESOURCE_ORDER)
+    return {k: _ordered(k, spec[k]) for k in keys}
+
+
+def names(project: Project, what: str) -> list[str]:
+    """One listing of `config --services/--volumes/--networks/--profiles/--images`."""
+    if what == "services":
+        return dependency_order(project.services)
+    if what in ("volumes", "networks"):
+        return sorted(getattr(project, what))
+    if what == "profiles":
+        every = {**project.services, **project.disabled}.values()
+        return sorted({p for svc in every for p in svc.get("profiles", [])})
+    if what == "images":
+        return [project.image_name(name) for name in sorted(project.services)]
+    raise ComposeError(f"unknown listing {quoted(what)}")
+
+
+def dependency_order(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Service names, each after what it depends on (names in order where the graph leaves a choice)."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in services:
+            return
+        seen.add(name)
+        for dep in sorted(services[name].get("depends_on", {})):
+            visit(dep)
+        order.append(name)
+
+    for name in sorted(services):
+        visit(name)
+    return order
