@@ -17,6 +17,7 @@ from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
 NETWORK_KEYS = ("name", "alias", "ip")  # of --network's long form
+ETC_FILES = ("hosts", "hostname", "resolv.conf")  # a container's own, bind-mounted at /etc
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
@@ -281,6 +282,21 @@ def _endpoints(root: str, opts: Options) -> list[EndpointConfig]:
     return out
 
 
+def _joined_container(root: str, opts: Options) -> Container:
+    """The container whose network namespace `--network container:<name|id>` joins; what docker refuses with it
+    is refused here (it must be running only at start: it may be started in between)."""
+    conflicts = ((opts.publish or opts.publish_all, "port publishing"), (opts.hostname, "hostname"),
+                 (opts.dns, "dns"), (opts.add_hosts, "custom host-to-IP mapping"), (opts.links, "links"))
+    for given, what in conflicts:
+        if given:
+            raise DockyardError(f"conflicting options: {what} and the container type network mode ({opts.network})")
+    ref = opts.network.removeprefix("container:")
+    try:
+        return Containers(root).find(ref)
+    except NotFound:
+        raise NotFound(f"--network {opts.network}: no such container: {ref}") from None
+
+
 def create(root: str, opts: Options) -> Container:
     """Resolve the image, record the container and write its bundle; the image stays held until rm."""
     from dockyard import users
@@ -304,6 +320,9 @@ def create(root: str, opts: Options) -> Container:
     endpoints = _endpoints(root, opts)
     if endpoints:
         network = endpoints[0].network
+    joined = _joined_container(root, opts) if network.startswith("container:") else None
+    if joined is not None:
+        network = f"container:{joined.id}"  # as docker records it: by id, so a rename changes nothing
     ports = _ports(opts, icfg)
     if ports and network in ("host", "none"):
         ports = []  # docker ignores published ports outside a bridge network
@@ -314,7 +333,8 @@ def create(root: str, opts: Options) -> Container:
     user_text = opts.user or icfg.get("User") or ""
     user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
                          users.read_layered(lowerdirs, "etc/group"))
-    hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
+    hostname = opts.hostname or (os.uname().nodename if network == "host" else
+                                 joined.config["Hostname"] if joined else cid[:12])
     config: dict[str, Any] = {
         "Hostname": hostname, "Domainname": "", "User": user_text, "AttachStdin": opts.interactive,
         "AttachStdout": True, "AttachStderr": True, "ExposedPorts": icfg.get("ExposedPorts") or {},
@@ -348,7 +368,10 @@ def create(root: str, opts: Options) -> Container:
         mounts, records = volumes.resolve(root, specs, list((icfg.get("Volumes") or {}).keys()), lowerdirs)
         c.mounts = records
         net_mode = network if network in ("host", "none") else os.path.join(NETNS_DIR, cid)
-        etc = spec.etc_mounts(cdir, hostname, "host" if network == "host" else "none", durable=not c.ephemeral)
+        if joined is not None:  # the other container's own files, as docker shares them
+            etc = [spec.Mount("/etc/" + name, source=os.path.join(joined.bundle, name)) for name in ETC_FILES]
+        else:
+            etc = spec.etc_mounts(cdir, hostname, "host" if network == "host" else "none", durable=not c.ephemeral)
         if opts.dns:
             from runner.network.hosts import resolv_conf
 

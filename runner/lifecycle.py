@@ -420,6 +420,9 @@ def inspect(root: str, c: Container) -> dict:
             ports_.setdefault(f"{p.container_port}/{p.proto}", []).append(
                 {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     first = next(iter(networks.values()), {})
+    from runner.network.container import joined_id
+
+    etc = Containers(root).path(joined_id(c)) if joined_id(c) else c.bundle  # docker points at the shared files
     args = [*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]
     return {
         "Id": c.id, "Created": c.created, "Path": args[0] if args else "", "Args": args[1:],
@@ -428,8 +431,8 @@ def inspect(root: str, c: Container) -> dict:
                   "Dead": False, "Pid": host_pid(c), "ExitCode": c.exit_code, "Error": c.error,
                   "StartedAt": c.started_at, "FinishedAt": c.finished_at,
                   **({"Health": c.health} if c.health else {})},
-        "Image": c.image_id, "ResolvConfPath": os.path.join(c.bundle, "resolv.conf"),
-        "HostnamePath": os.path.join(c.bundle, "hostname"), "HostsPath": os.path.join(c.bundle, "hosts"),
+        "Image": c.image_id, "ResolvConfPath": os.path.join(etc, "resolv.conf"),
+        "HostnamePath": os.path.join(etc, "hostname"), "HostsPath": os.path.join(etc, "hosts"),
         "LogPath": os.path.join(c.bundle, f"{c.id}-json.log"), "Name": "/" + c.name,
         "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
         "HostConfig": c.host_config, "Mounts": c.mounts, "Config": c.config,

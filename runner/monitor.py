@@ -44,7 +44,7 @@ def run_once(root: str, c: Container, stdio: tuple[int, int, int], on_start, clo
 
     close_after_start = close_after_start if close_after_start is not None else []
     try:
-        netns_path = make_netns(c)
+        netns_path = make_netns(root, c)
 
         def started(pid: int) -> None:
             while close_after_start:  # our copies of the container's pipe ends: EOF must reach the pumps

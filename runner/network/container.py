@@ -15,8 +15,15 @@ def endpoint_configs(c: Container) -> list[EndpointConfig]:
     return [EndpointConfig(c.host_config["NetworkMode"], c.host_config.get("IP") or "")]
 
 
-def make_netns(c: Container) -> str | None:
-    """Make the (still empty) netns of a container on a bridge or user network; None for host/none."""
+def joined_id(c: Container) -> str:
+    """The id of the container whose network namespace this one joins (--network container:<id>), else ""."""
+    mode = c.host_config.get("NetworkMode") or ""
+    return mode.removeprefix("container:") if mode.startswith("container:") else ""
+
+
+def make_netns(root: str, c: Container) -> str | None:
+    """Make the (still empty) netns of a container on a bridge or user network, or pin the one of the container
+    it joins; None for host/none."""
     if c.host_config["NetworkMode"] in ("host", "none"):
         return None
     from runner.create import NETNS_DIR
@@ -24,11 +31,31 @@ def make_netns(c: Container) -> str | None:
 
     path = os.path.join(NETNS_DIR, c.id)
     netns.remove(path)  # a left-over of a crashed run
+    if other_id := joined_id(c):
+        return netns.pin(f"/proc/{_running_pid(root, other_id)}/ns/net", path)
     return netns.create(path)
+
+
+def _running_pid(root: str, cid: str) -> int:
+    """The host pid of a container whose namespace another joins; refused when it is gone or not running."""
+    from dockyard.errors import DockyardError, NotFound
+    from runner.containers import Containers
+    from runner.lifecycle import host_pid
+
+    try:
+        other = Containers(root).load(cid)
+    except NotFound:
+        raise NotFound(f"cannot join the network of container {cid[:12]}: it no longer exists") from None
+    pid = host_pid(other) if other.status == "running" else 0
+    if not pid:
+        raise DockyardError(f"cannot join the network of container {other.name}: it is not running")
+    return pid
 
 
 def attach_netns(root: str, c: Container, path: str) -> None:
     """Put the container's netns (from make_netns) on its networks: veths, addresses, ports, /etc/hosts."""
+    if joined_id(c):
+        return  # another container's namespace: plumbed already, its owner's
     from runner.network import attach, hosts, ports
 
     hc = c.host_config
@@ -49,8 +76,11 @@ def network_down(root: str, c: Container, settle: bool = True) -> None:
     if c.host_config.get("NetworkMode") in ("host", "none"):
         return
     from runner.create import NETNS_DIR
-    from runner.network import attach, bridge
+    from runner.network import attach, bridge, netns
 
+    if joined_id(c):
+        netns.remove(os.path.join(NETNS_DIR, c.id))  # our pin only: the namespace is its owner's
+        return
     pending = attach.detach(c.id, root=root, netns_path=os.path.join(NETNS_DIR, c.id), wait=settle)
     if pending:
         bridge.await_gone_later(pending)

@@ -31,6 +31,20 @@ def create(path: str) -> str:
     return path
 
 
+def pin(source: str, path: str) -> str:
+    """Pin an existing network namespace (e.g. /proc/<pid>/ns/net) at `path` too, with a bind mount."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "x"):
+        pass
+    try:
+        linux.mount(source, path, None, linux.MS_BIND)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
 def run_in(path: str, fn: Callable[[], None]) -> None:
     """Call fn() inside the namespace at `path` (e.g. to open netlink sockets there); this process stays out."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -95,3 +95,53 @@ def test_bad_network_combinations_are_refused_before_anything_is_made(ctr):
         assert r.code == 125 and message in r.err and "Traceback" not in r.err, (argv, r.err)
         assert len(r.err.strip().splitlines()) == 1
     assert ctr("ps", "-aq").out == ""
+
+
+def test_network_container_mode_shares_the_other_namespace(ctr, tmp_path):
+    import os
+
+    from runner.create import NETNS_DIR
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("from srv's loopback\n")
+    ctr("network", "create", "shared")
+    srv = ctr("run", "-d", "--name", "srv", "--network", "name=shared,alias=server", "-v", f"{www}:/www:ro",
+              "busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www").out.strip()
+    script = ("for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/ && break; sleep 0.2; done; "
+              "hostname; cat /etc/hostname; ip -o -4 addr show eth0 | wc -l")
+    out = ctr("run", "--rm", "--network", "container:srv", "busybox", "sh", "-c", script).out.splitlines()
+    srv_info = _inspect(ctr, "srv")
+    hostname = srv_info["Config"]["Hostname"]
+    assert out == ["from srv's loopback", hostname, hostname, "1"]
+
+    # Recorded as docker does: the mode by id, the other's hosts/resolv.conf/hostname files, no network of its own.
+    ctr("create", "--name", "side", "--network", "container:srv", "busybox", "cat", "/etc/hosts")
+    side = _inspect(ctr, "side")
+    assert side["HostConfig"]["NetworkMode"] == f"container:{srv}" and side["NetworkSettings"]["Networks"] == {}
+    assert side["HostsPath"] == srv_info["HostsPath"] and side["Config"]["Hostname"] == hostname
+    ctr("start", "side")
+    assert ctr("wait", "side").out.strip() == "0"
+    hosts = ctr("logs", "side").out
+    assert f"{srv_info['NetworkSettings']['IPAddress']}\t{hostname}" in hosts
+    assert not os.path.exists(os.path.join(NETNS_DIR, side["Id"]))  # its pin went with it
+
+    # What docker refuses with it; a container that is not running cannot be joined.
+    for argv, message in (
+        (["-p", "80"], "conflicting options: port publishing and the container type network mode"),
+        (["-h", "other"], "conflicting options: hostname and the container type network mode"),
+        (["--dns", "192.0.2.1"], "conflicting options: dns and the container type network mode"),
+        (["--add-host", "a:192.0.2.1"], "conflicting options: custom host-to-IP mapping"),
+        (["--network-alias", "a"], "aliases are only supported for user-defined networks"),
+        (["--network", "shared"], "cannot be combined with other networks"),
+    ):
+        r = ctr("create", "--network", "container:srv", *argv, "busybox", "true", check=False)
+        assert r.code == 125 and message in r.err and len(r.err.strip().splitlines()) == 1, (argv, r.err)
+    r = ctr("create", "--network", "container:nobody", "busybox", "true", check=False)
+    assert r.code == 125 and "no such container: nobody" in r.err
+    ctr("stop", "-t", "0", "srv")
+    r = ctr("start", "side", check=False)
+    assert r.code == 1 and "cannot join the network of container srv: it is not running" in r.err, r.err
+    r = ctr("run", "--rm", "--network", "container:srv", "busybox", "true", check=False)
+    assert r.code == 125 and "cannot join the network of container srv: it is not running" in r.err, r.err
+    assert not os.path.exists(os.path.join(NETNS_DIR, side["Id"]))
