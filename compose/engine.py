@@ -159,11 +159,11 @@ class Compose:
         image_id = self.client.images.get(image_name(self.project, service)).id
         scale = self.scale_of(service, opts)
         by_number: dict[int, Container] = {}
-        for c in self.containers([service]):
-            if _number(c) > scale or _number(c) in by_number:
-                self._stop_remove(c, opts.timeout, "Removed")
+        for found in self.containers([service]):
+            if _number(found) > scale or _number(found) in by_number:
+                self._stop_remove(found, opts.timeout, "Removed")
             else:
-                by_number[_number(c)] = c
+                by_number[_number(found)] = found
         out = []
         for n in range(1, scale + 1):
             c = by_number.get(n)
