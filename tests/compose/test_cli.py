@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -69,3 +70,68 @@ def test_bad_input_is_one_line(project):
         r = project(*args, check=False)
         assert r.code != 0 and r.err.strip().startswith("Error: ") and message in r.err, r.err
         assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+
+
+def test_logs_are_prefixed_per_container(project):
+    project.write("""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo one; echo two; sleep 600"]
+  worker:
+    image: busybox
+    command: ["sh", "-c", "echo working; sleep 600"]
+""")
+    project("up", "-d", "--scale", "worker=2")
+    deadline = time.monotonic() + 20
+    while "two" not in project("logs", "web").out and time.monotonic() < deadline:
+        time.sleep(0.2)
+    out = project("logs").out.splitlines()
+    assert "web-1     | one" in out and "web-1     | two" in out
+    assert "worker-1  | working" in out and "worker-2  | working" in out
+    assert "\033[" not in "".join(out)  # no colour when stdout is not a terminal
+    assert project("logs", "--no-log-prefix", "web").out.splitlines() == ["one", "two"]
+    assert project("logs", "--tail", "1", "web").out.splitlines() == ["web-1  | two"]
+
+
+def test_build_inline_dockerfile_names_the_image_and_down_rmi_local_removes_it(project, dockyard):
+    project.write("""
+services:
+  app:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM busybox
+        ARG GREETING=unset
+        RUN echo "$$GREETING" > /greeting
+        CMD ["sleep", "600"]
+      args:
+        GREETING: built-by-compose
+  plain:
+    image: busybox
+    command: ["sleep", "600"]
+""")
+    project("up", "-d")
+    assert "app-app:latest" in dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
+    assert dockyard("exec", "app-app-1", "cat", "/greeting").out == "built-by-compose\n"
+    project("down", "--rmi", "local")
+    names = dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
+    assert "app-app:latest" not in names and "busybox:latest" in names
+
+
+def test_a_failing_build_names_the_service_and_starts_nothing(project):
+    project.write("""
+services:
+  ok:
+    image: busybox
+    command: ["sleep", "600"]
+  broken:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM busybox
+        RUN exit 7
+""")
+    r = project("up", "-d", check=False)
+    assert r.code != 0 and "service broken: build failed" in r.err
+    assert project("ps", "-a", "-q").out == ""
