@@ -54,6 +54,14 @@ class BuildFailed(DockyardError):
     """A build step failed (a RUN exited non-zero, a COPY source is missing…)."""
 
 
+def secret_files(secrets: dict[str, str]) -> dict[str, str]:
+    """Build secrets (id -> host file) with each file checked to exist and its path made absolute."""
+    for sid, src in secrets.items():
+        if not os.path.isfile(src):
+            raise BuildFailed(f"secret id={sid}: no such file: {src}")
+    return {sid: os.path.abspath(src) for sid, src in secrets.items()}
+
+
 @dataclass
 class BuildOptions:
     """Everything `dockyard build` was asked to do."""

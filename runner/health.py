@@ -23,6 +23,11 @@ def enabled(hc: dict) -> bool:
     return (hc.get("Test") or ["NONE"])[0] != "NONE"
 
 
+def starting() -> dict:
+    """docker's Health object of a container whose checks have just begun."""
+    return {"Status": "starting", "FailingStreak": 0, "Log": []}
+
+
 def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
     """Run the healthcheck every Interval while the container runs; record docker's Health object."""
     from runner import events
@@ -35,7 +40,6 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
     begun = time.monotonic()  # the loop starts with the container
     retries = hc.get("Retries") or 3
     store = Containers(root)
-    store.update(cid, lambda x: setattr(x, "health", {"Status": "starting", "FailingStreak": 0, "Log": []}))
     while not stop.wait(interval):
         c = store.load(cid)
         if c.status != "running":
@@ -54,7 +58,7 @@ def loop(root: str, cid: str, hc: dict, stop: threading.Event) -> None:
 def _record(x: Container, start: str, code: int, text: str, retries: int, forgive: bool) -> None:
     """Add one check's result to the container's Health (the last 5 kept) and update its status; `forgive`: a
     failure within the start period, before any success, does not count."""
-    h = x.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
+    h = x.health or starting()
     h["Log"] = [*h["Log"], {"Start": start, "End": now(), "ExitCode": code, "Output": text}][-5:]
     if code == 0:
         h["Status"], h["FailingStreak"] = "healthy", 0

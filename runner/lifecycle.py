@@ -75,6 +75,38 @@ def start(root: str, cid: str, client: int | None = None) -> bool:
     return True
 
 
+def start_attached(root: str, cid: str, interactive: bool) -> int:
+    """docker start -a[i]: start a stopped container with its output (and with `interactive`, for a container
+    created with -i, our stdin) attached to ours, through its terminal if it has one; its exit code."""
+    from runner import logs
+
+    c = Containers(root).load(cid)
+    if c.running:
+        raise DockyardError(f"container {c.name} is already running")
+    if not c.config.get("OpenStdin"):  # no stdin to give: the output is the log's
+        offset = logs.size(root, cid)
+        start(root, cid)
+        for entry in logs.follow_from(root, cid, offset):
+            logs.write_entry(entry)
+        return Containers(root).load(cid).exit_code
+    import socket
+
+    from runner import attach
+
+    # Attached to its monitor before it starts, so no output is missed.
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        start(root, cid, client=theirs.fileno())
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
+    # docker's StdinOnce for an attached start: our EOF is the container's.
+    attach.relay(mine, bool(c.config.get("Tty")), stdin=interactive, stdin_once=interactive)
+    return wait(root, cid)
+
+
 def restart(root: str, cid: str, timeout: float | None = None) -> None:
     """docker restart: stop (as `stop`), then start again."""
     stop(root, cid, timeout)
@@ -285,13 +317,16 @@ def rename(root: str, cid: str, new_name: str) -> Container:
 # --- exec / top / ports ---
 
 
-def check_exec(c: Container, command: list[str]) -> None:
-    """Refuse an exec that cannot run: the container not running (or paused), no command."""
+def check_exec(c: Container, command: list[str], tty_from_stdin: bool = False) -> None:
+    """Refuse an exec that cannot run: the container not running (or paused), no command; tty_from_stdin (-it):
+    our stdin not a terminal."""
     if c.status != "running":
         raise DockyardError(f"container {c.name} is paused, unpause the container before exec" if c.status == "paused"
                             else f"container {c.name} is not running")
     if not command:
         raise DockyardError("exec needs a command")
+    if tty_from_stdin and not os.isatty(0):
+        raise DockyardError("the input device is not a TTY")  # as docker: raw keys need a terminal to come from
 
 
 def exec_run(root: str, c: Container, command: list[str], user: str = "", workdir: str = "",

@@ -176,6 +176,15 @@ def follow_from(root: str, cid: str, offset: int = 0, until: str | None = None) 
             yield entry
 
 
+def write_entry(entry: dict, timestamps: bool = False) -> None:
+    """One log entry to our stdout or stderr (its stream's), as `logs` and an attached start print it."""
+    import sys
+
+    out = sys.stdout.buffer if entry.get("stream") != "stderr" else sys.stderr.buffer
+    out.write((f"{entry['time']} {entry['log']}" if timestamps else entry["log"]).encode())
+    out.flush()
+
+
 def timestamp(when: str | int | float | datetime | None) -> str | None:
     """docker's --since/--until: RFC 3339, a unix time, a duration before now (42m) or a datetime; as RFC 3339."""
     at = moment(when)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
-from dockyard.api.errors import APIError, ContainerError, ImageNotFound, NotFound
+from dockyard.api.errors import APIError, ContainerError, ImageNotFound, NotFound, engine_errors
 from dockyard.api.model import Model
 from runner import lifecycle, logs
 from runner.containers import Containers
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import TypeAlias
 
     from dockyard.api.client import Client
     from runner.containers import Container as Record
     from runner.create import Options
     from runner.network.store import EndpointConfig
+
+    Moment: TypeAlias = datetime | int | float | str | None  # a time for logs: a datetime, Unix seconds or RFC 3339
 
 
 class ExecResult(NamedTuple):
@@ -62,7 +67,7 @@ class RunOptions:
     restart_policy: dict | None = None
     healthcheck: dict | None = None
     stop_signal: str | None = None
-    stop_timeout: int | None = None
+    stop_timeout: float | None = None  # seconds; a fraction (compose's stop_grace_period) rounds up
     dns: list[str] | None = None
     extra_hosts: dict[str, str] | list[str] | None = None
     links: dict[str, str] | list[str] | None = None
@@ -99,7 +104,8 @@ class RunOptions:
             cpus=self.nano_cpus / 1e9 if self.nano_cpus else None, pids_limit=self.pids_limit, restart=restart,
             init=self.init, cap_add=list(self.cap_add or []), cap_drop=list(self.cap_drop or []),
             security_opt=create.load_security_opts(list(self.security_opt or [])), privileged=self.privileged,
-            stop_signal=self.stop_signal or "", stop_timeout=self.stop_timeout,
+            stop_signal=self.stop_signal or "",
+            stop_timeout=None if self.stop_timeout is None else math.ceil(self.stop_timeout),
             labels=dict(_pair_dict(self.labels)), runtime=self.runtime or "dockyard", auto_remove=self.auto_remove,
             healthcheck=_healthcheck(self.healthcheck))
 
@@ -207,64 +213,116 @@ class Container(Model):
         return self.attrs["NetworkSettings"]["Ports"]
 
     @property
+    def health(self) -> str:
+        """Its health check's status: "starting", "healthy" or "unhealthy"; "none" without a check."""
+        return (self.attrs["State"].get("Health") or {}).get("Status") or "none"
+
+    @property
     def image(self):
         """The container's image (from client.images)."""
         return self.client.images.get(self._record.image_id)
 
+    @engine_errors()
     def reload(self) -> None:
         """Read the container's state again."""
         self._record = Containers(self.client.root).load(self.id)
         self.attrs = lifecycle.inspect(self.client.root, self._record)
 
+    @engine_errors()
     def start(self) -> None:
         lifecycle.start(self.client.root, self.id)
         self.reload()
 
+    @engine_errors()
     def stop(self, timeout: float | None = None, signal: str | int | None = None) -> None:
         """The stop signal (default: the container's), SIGKILL after `timeout` seconds (default: its own, or 10)."""
         lifecycle.stop(self.client.root, self.id, timeout, signal)
         self.reload()
 
+    @engine_errors()
     def kill(self, signal: str | int | None = None) -> None:
         lifecycle.kill(self.client.root, self.id, signal or "KILL")
         self.reload()
 
+    @engine_errors()
     def restart(self, timeout: float | None = None) -> None:
         lifecycle.restart(self.client.root, self.id, timeout)
         self.reload()
 
+    @engine_errors()
     def pause(self) -> None:
         lifecycle.pause(self.client.root, self.id)
         self.reload()
 
+    @engine_errors()
     def unpause(self) -> None:
         lifecycle.unpause(self.client.root, self.id)
         self.reload()
 
+    @engine_errors()
     def remove(self, force: bool = False, v: bool = False) -> None:
         lifecycle.remove(self.client.root, self.id, force, v)
 
+    @engine_errors()
     def rename(self, name: str) -> None:
         lifecycle.rename(self.client.root, self.id, name)
         self.reload()
 
+    @engine_errors()
     def wait(self, timeout: float | None = None) -> dict:
         """Block until the container stops: {"StatusCode": exit code}."""
         return {"StatusCode": lifecycle.wait(self.client.root, self.id, timeout)}
 
-    def logs(self, stdout: bool = True, stderr: bool = True, tail: str | int = "all",
-             since: datetime | int | float | str | None = None, until: datetime | int | float | str | None = None,
-             timestamps: bool = False, follow: bool = False) -> bytes:
-        """The container's output from its log (as bytes; tail: a count or "all")."""
+    @overload
+    def logs(self, stdout: bool = ..., stderr: bool = ..., *, stream: Literal[False] = ..., timestamps: bool = ...,
+             tail: str | int = ..., since: Moment = ..., follow: bool | None = ..., until: Moment = ...) -> bytes: ...
+
+    @overload
+    def logs(self, stdout: bool = ..., stderr: bool = ..., *, stream: Literal[True], timestamps: bool = ...,
+             tail: str | int = ..., since: Moment = ..., follow: bool | None = ...,
+             until: Moment = ...) -> Iterator[bytes]: ...
+
+    def logs(self, stdout: bool = True, stderr: bool = True, *, stream: bool = False, timestamps: bool = False,
+             tail: str | int = "all", since: Moment = None, follow: bool | None = None,
+             until: Moment = None) -> bytes | Iterator[bytes]:
+        """The container's output from its log (tail: a count or "all"): bytes, or with `stream` a generator of
+        its lines as they come; `follow` (default: as `stream`) goes on until the container stops."""
+        chunks = self._log_lines(stdout, stderr, timestamps, tail, since, until, stream if follow is None else follow)
+        return chunks if stream else b"".join(chunks)
+
+    def _log_lines(self, stdout: bool, stderr: bool, timestamps: bool, tail: str | int, since: Moment,
+                   until: Moment, follow: bool) -> Iterator[bytes]:
         streams = {"stdout"} if stdout else set()
         streams |= {"stderr"} if stderr else set()
-        out = []
-        for entry in logs.read(self.client.root, self.id, None if tail == "all" else int(tail),
-                               logs.timestamp(since), logs.timestamp(until), follow):
-            if entry.get("stream", "stdout") in streams:
-                out.append(f"{entry['time']} {entry['log']}" if timestamps else entry["log"])
-        return "".join(out).encode()
+        with engine_errors():
+            for entry in logs.read(self.client.root, self.id, None if tail == "all" else int(tail),
+                                   logs.timestamp(since), logs.timestamp(until), follow):
+                if entry.get("stream", "stdout") in streams:
+                    yield (f"{entry['time']} {entry['log']}" if timestamps else entry["log"]).encode()
 
+    @engine_errors()
+    def start_attached(self, interactive: bool = False) -> int:
+        """Start it with this process's stdout/stderr (and with `interactive`, for a container created with
+        stdin_open, our stdin) attached, through its TTY when created with tty=True (`dockyard start -a[i]`);
+        its exit code."""
+        code = lifecycle.start_attached(self.client.root, self.id, interactive)
+        self.reload()
+        return code
+
+    @engine_errors()
+    def exec_attached(self, cmd: str | list[str], *, tty: bool = False, interactive: bool = False, user: str = "",
+                      environment: dict | list | None = None, workdir: str | None = None, privileged: bool = False,
+                      detach: bool = False) -> int:
+        """Run a command in the running container on this process's stdin/stdout/stderr, as `dockyard exec -it`
+        (a tty of its own with `tty`); its exit code (0 at once with detach)."""
+        self.reload()
+        argv = _argv(cmd)
+        lifecycle.check_exec(self._record, argv, tty and interactive)
+        return lifecycle.exec_run(self.client.root, self._record, argv, user=user, workdir=workdir or "",
+                                  env=_pairs(environment), detach=detach, interactive=interactive,
+                                  privileged=privileged, tty=tty)
+
+    @engine_errors()
     def exec_run(self, cmd: str | list[str], user: str = "", environment: dict | list | None = None,
                  workdir: str | None = None, privileged: bool = False, detach: bool = False) -> ExecResult:
         """Run a command in the running container; its exit code and output (None when detached)."""
@@ -278,6 +336,7 @@ class Container(Model):
             out.seek(0)
             return ExecResult(None if detach else code, None if detach else out.read())
 
+    @engine_errors()
     def top(self, ps_args: str | None = None) -> dict:
         """The container's processes: {"Titles": [...], "Processes": [[...]]}."""
         self.reload()
@@ -290,6 +349,7 @@ class ContainerCollection:
     def __init__(self, client: Client):
         self.client = client
 
+    @engine_errors()
     def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
         """A new (created, not started) container; keyword arguments as docker-py's (see RunOptions)."""
         from dockyard.store import Store
@@ -301,6 +361,7 @@ class ContainerCollection:
             raise ImageNotFound(str(e)) from None
         return Container(self.client, lifecycle.create(self.client.root, opts))
 
+    @engine_errors()
     def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
             remove: bool = False, stdout: bool = True, stderr: bool = False, **kwargs: Any) -> Container | bytes:
         """Create and start a container. detach: the Container at once; else wait for it and return its output
@@ -326,16 +387,19 @@ class ContainerCollection:
             raise ContainerError(container, code, _argv(command) or None, image, err)
         return out
 
+    @engine_errors()
     def get(self, container_id: str) -> Container:
         """A container by name, id or unique id prefix (NotFound otherwise)."""
         return Container(self.client, Containers(self.client.root).find(container_id))
 
+    @engine_errors()
     def list(self, all: bool = False, filters: dict[str, str | list[str]] | None = None,
              limit: int = -1) -> list[Container]:
         """As `dockyard ps`: running containers (every one with all=True), newest first; filters as docker's."""
         wanted = {k: v if isinstance(v, list) else [str(v)] for k, v in (filters or {}).items()}
         return [Container(self.client, c) for c in lifecycle.list_containers(self.client.root, all, wanted, limit)]
 
+    @engine_errors()
     def prune(self, filters: dict | None = None) -> dict:
         """Remove every stopped container: {"ContainersDeleted": [ids], "SpaceReclaimed": 0}."""
         return {"ContainersDeleted": lifecycle.prune(self.client.root) or None, "SpaceReclaimed": 0}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from dockyard.errors import DockyardError, NotFound
 
 
@@ -22,4 +25,24 @@ class ContainerError(DockyardError):
         super().__init__(f"command {command!r} in image {image!r} returned non-zero exit status {exit_status}")
 
 
-__all__ = ["APIError", "ContainerError", "ImageNotFound", "NotFound"]
+class BuildError(APIError):
+    """A build failed (docker-py's): the message names the failing step; `build_log` has the log's lines."""
+
+    def __init__(self, reason: str, build_log: list[dict[str, str]]):
+        self.msg, self.build_log = reason, build_log
+        super().__init__(reason)
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """The engine's refusals (the runner's, builder's, registry client's DockyardErrors) raised as docker-py's
+    APIError; a missing thing stays NotFound and the API's own errors pass. Also a decorator."""
+    try:
+        yield
+    except (APIError, ContainerError, NotFound):
+        raise
+    except DockyardError as e:
+        raise APIError(str(e)) from e
+
+
+__all__ = ["APIError", "BuildError", "ContainerError", "ImageNotFound", "NotFound", "engine_errors"]

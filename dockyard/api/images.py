@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard import image as core
 from dockyard import imagefilters, reference, removal
-from dockyard.api.errors import APIError, ImageNotFound
+from dockyard.api.errors import APIError, BuildError, ImageNotFound, engine_errors
 from dockyard.api.model import Model
-from dockyard.errors import NotFound
+from dockyard.errors import DockyardError, NotFound
 from dockyard.store import Conflict, Store
 
 if TYPE_CHECKING:
@@ -101,11 +101,13 @@ class Image(Model):
         """The labels of its config."""
         return dict(self.attrs["Config"].get("Labels") or {})
 
+    @engine_errors()
     def reload(self) -> None:
         """Read the image's names and config again from the store."""
         self.image = self.collection.store.image(self.image.manifest_digest)
         self.attrs = inspect(self.collection.store, self.image)
 
+    @engine_errors()
     def tag(self, repository: str, tag: str | None = None) -> bool:
         """Name the image REPOSITORY[:TAG]; True, as docker-py returns."""
         self.collection.store.tag(self.image, _name(repository, tag, forbid_digest=True))
@@ -122,6 +124,7 @@ class Image(Model):
                         "Comment": h.comment})
         return out
 
+    @engine_errors()
     def save(self, path: str | None = None, *, named: bool = False, format: str = "docker-archive",
              chunk_size: int = SAVE_CHUNK) -> Iterator[bytes] | None:
         """The image as a tar archive: chunks of bytes (docker-py's shape), or written atomically to `path`.
@@ -175,10 +178,12 @@ class ImageCollection:
     def _model(self, image: core.Image) -> Image:
         return Image(self, image)
 
+    @engine_errors()
     def get(self, name: str) -> Image:
         """An image by name, ID or digest; ImageNotFound when there is none."""
         return self._model(_resolve(self.store, name))
 
+    @engine_errors()
     def list(self, name: str | None = None, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[Image]:
         """Images, newest first: those named REPOSITORY[:TAG] when `name` is given; filters `dangling`, `reference`.
 
@@ -191,6 +196,7 @@ class ImageCollection:
         found.sort(key=lambda i: -(i.created.timestamp() if i.created else 0))
         return [self._model(i) for i in found]
 
+    @engine_errors()
     def pull(self, repository: str, tag: str | None = None, *, platform: str | None = None,
              all_tags: bool = False) -> Image | builtins.list[Image]:
         """Pull REPOSITORY[:TAG] (default `latest`) from its registry; with all_tags every tag, as a list."""
@@ -201,6 +207,7 @@ class ImageCollection:
         images = [self._model(p.image) for p in pulled]
         return images if all_tags else images[0]
 
+    @engine_errors()
     def push(self, repository: str, tag: str | None = None) -> str:
         """Push the local REPOSITORY[:TAG] (default `latest`) to its registry; returns the manifest's digest."""
         from registry.client.transfer import push
@@ -209,6 +216,7 @@ class ImageCollection:
         _resolve(self.store, name)  # a missing local image is ImageNotFound, as docker-py raises
         return str(push(self.store, name)[-1].digest)
 
+    @engine_errors()
     def remove(self, image: str | Image, force: bool = False, noprune: bool = False) -> None:
         """Remove an image as `dockyard rmi` does (an extra tag is only untagged; force for one in use).
 
@@ -223,6 +231,7 @@ class ImageCollection:
             raise APIError(str(e)) from None
         self.store.gc()
 
+    @engine_errors()
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Remove images no container uses: untagged ones, or all with `{"dangling": False}`; `label` filters too."""
         pruned = removal.prune_images(self.store, imagefilters.from_mapping(filters))
@@ -231,6 +240,7 @@ class ImageCollection:
             deleted += [{"Untagged": n} for n in names] + [{"Deleted": str(image.id)}]
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": pruned.reclaimed}
 
+    @engine_errors()
     def load(self, data: bytes | BinaryIO | str | os.PathLike) -> builtins.list[Image]:
         """Load a docker-archive or oci-archive (bytes, a binary file, or a path); returns the images in it."""
         from dockyard.archive import load
@@ -244,6 +254,7 @@ class ImageCollection:
             loaded = load(self.store, data, "archive")
         return [self._model(item.image) for item in loaded]
 
+    @engine_errors()
     def import_(self, source: bytes | BinaryIO | str | os.PathLike, repository: str | None = None,
                 tag: str | None = None, *, changes: builtins.list[str] | None = None, message: str = "",
                 compression: str = "gzip") -> Image:
@@ -259,16 +270,19 @@ class ImageCollection:
             image = import_rootfs(self.store, stream, "tarball", names, changes or [], message, compression)
         return self._model(image)
 
+    @engine_errors()
     def build(self, path: str | None = None, *, tag: str | None = None, dockerfile: str | None = None,
               buildargs: Mapping[str, str] | None = None, target: str | None = None, nocache: bool = False,
               network_mode: str | None = None, platform: str | None = None, labels: Mapping[str, str] | None = None,
-              pull: bool = False, quiet: bool = True) -> tuple[Image, Iterator[dict[str, str]]]:
+              pull: bool = False, quiet: bool = True,
+              secrets: Mapping[str, str] | None = None) -> tuple[Image, Iterator[dict[str, str]]]:
         """Build the Dockerfile in the context directory `path`; returns the image and the build's log lines.
 
-        As docker-py, `dockerfile` is a path within the context and the log is `{"stream": line}` items; quiet
-        keeps only the output of a step that fails (in the raised error's message).
+        As docker-py, `dockerfile` is a path within the context (or an absolute one anywhere) and the log is
+        `{"stream": line}` items; quiet keeps only the output of a step that fails. `secrets` (id -> host file)
+        are BuildKit's `--secret id=,src=`. A failed build raises BuildError naming the failing step.
         """
-        from builder.build import BUILD_PLATFORM, Builder, BuildOptions
+        from builder.build import BUILD_PLATFORM, Builder, BuildOptions, secret_files
         from builder.output import Progress
 
         if path is None:
@@ -277,7 +291,14 @@ class ImageCollection:
         options = BuildOptions(
             context=path, dockerfile=os.path.join(path, dockerfile) if dockerfile else None,
             tags=[tag] if tag else [], build_args=dict(buildargs or {}), target=target, no_cache=nocache, pull=pull,
-            network=network_mode or "default", labels=dict(labels or {}), platform=platform or BUILD_PLATFORM)
+            network=network_mode or "default", secrets=secret_files(dict(secrets or {})), labels=dict(labels or {}),
+            platform=platform or BUILD_PLATFORM)
         builder = Builder(options, self.store, Progress("quiet" if quiet else "plain", log))
-        image = builder.build()
-        return self._model(image), iter([{"stream": line + "\n"} for line in log.getvalue().splitlines()])
+
+        def lines() -> builtins.list[dict[str, str]]:
+            return [{"stream": line + "\n"} for line in log.getvalue().splitlines()]
+        try:
+            image = builder.build()
+        except DockyardError as e:
+            raise BuildError(str(e), lines()) from e
+        return self._model(image), iter(lines())

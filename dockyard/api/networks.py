@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from dockyard.api.errors import APIError, NotFound
+from dockyard.api.errors import APIError, engine_errors
 from dockyard.api.model import Model
-from dockyard.errors import DockyardError
 from runner.network import attach, networks
 
 if TYPE_CHECKING:
     from dockyard.api.client import Client
-
-T = TypeVar("T")
 
 
 class Network(Model):
@@ -47,25 +44,17 @@ class Network(Model):
 
         c = self.collection._running(container)
         root = self.collection.client.root
-        _call(attach.connect, os.path.join(NETNS_DIR, c.id), c.id, self.id, ip=ipv4_address, aliases=aliases or [],
-              root=root)
+        with engine_errors():
+            attach.connect(os.path.join(NETNS_DIR, c.id), c.id, self.id, ip=ipv4_address, aliases=aliases or [],
+                           root=root)
         self.reload()
 
     def disconnect(self, container: Any, force: bool = False) -> None:
         """Detach a running container from this network (`force` is accepted for docker-py's sake)."""
         c = self.collection._running(container)
-        _call(attach.disconnect, c.id, self.id, root=self.collection.client.root)
+        with engine_errors():
+            attach.disconnect(c.id, self.id, root=self.collection.client.root)
         self.reload()
-
-
-def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call the runner, its refusals raised as docker-py's APIError (a missing network stays NotFound)."""
-    try:
-        return fn(*args, **kwargs)
-    except NotFound:
-        raise
-    except DockyardError as e:
-        raise APIError(str(e)) from None
 
 
 class NetworkCollection:
@@ -86,12 +75,14 @@ class NetworkCollection:
             pool = pools[0]
             subnet = subnet or pool.get("Subnet") or pool.get("subnet")
             gateway = gateway or pool.get("Gateway") or pool.get("gateway")
-        network = _call(networks.create, name, subnet, gateway, dict(labels or {}), root=self.client.root)
+        with engine_errors():
+            network = networks.create(name, subnet, gateway, dict(labels or {}), root=self.client.root)
         return self.get(network.id)
 
     def get(self, network_id: str) -> Network:
         """A network by name, ID or unique ID prefix; NotFound when there is none."""
-        return Network(self, _call(networks.inspect, network_id, root=self.client.root))
+        with engine_errors():
+            return Network(self, networks.inspect(network_id, root=self.client.root))
 
     def list(self, names: list[str] | None = None, ids: list[str] | None = None) -> list[Network]:
         """Every network (the default bridge first, then by name), or those with the given names or IDs."""
@@ -102,13 +93,15 @@ class NetworkCollection:
 
     def remove(self, network_id: str) -> None:
         """Remove a network by name, ID or unique ID prefix (as `dockyard network rm`); APIError while in use."""
-        _call(networks.remove, network_id, root=self.client.root)
+        with engine_errors():
+            networks.remove(network_id, root=self.client.root)
 
     def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Remove every user network no container uses: {"NetworksDeleted": [names]}."""
         if filters:
             raise APIError("network prune takes no filters here")
-        return {"NetworksDeleted": _call(networks.prune, self.client.root)}
+        with engine_errors():
+            return {"NetworksDeleted": networks.prune(self.client.root)}
 
     def _running(self, container: Any):
         """A running container on a bridge network (connect and disconnect need its network namespace)."""

@@ -61,8 +61,7 @@ def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str
 
 def _secrets(values: list[str]) -> dict[str, str]:
     """--secret id=ID,src=PATH (or source=PATH): secret id -> absolute host path."""
-    import os
-
+    from builder.build import secret_files
     from dockyard.errors import DockyardError
 
     out: dict[str, str] = {}
@@ -72,10 +71,8 @@ def _secrets(values: list[str]) -> dict[str, str]:
         src = fields.get("src") or fields.get("source")
         if not sid or not src:
             raise DockyardError(f"--secret {v!r}: expected id=ID,src=PATH")
-        if not os.path.isfile(src):
-            raise DockyardError(f"--secret id={sid}: no such file: {src}")
-        out[sid] = os.path.abspath(src)
-    return out
+        out[sid] = src
+    return secret_files(out)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from dockyard.cli.run import _run_error, _write_entry, store_root
+from dockyard.cli.run import _run_error, store_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -301,7 +301,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     tail = None if args.tail == "all" else int(args.tail)
     for entry in logs.read(store_root(), c.id, tail, logs.timestamp(args.since), logs.timestamp(args.until),
                            args.follow):
-        _write_entry(entry, args.timestamps)
+        logs.write_entry(entry, args.timestamps)
     return 0
 
 
@@ -316,9 +316,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    lifecycle.check_exec(c, command)
-    if args.tty and args.interactive and not os.isatty(0):
-        raise DockyardError("the input device is not a TTY")  # as docker: raw keys need a terminal to come from
+    lifecycle.check_exec(c, command, args.tty and args.interactive)
     try:
         return lifecycle.exec_run(store_root(), c, command, user=args.user, workdir=args.workdir, env=args.env,
                              detach=args.detach, interactive=args.interactive, privileged=args.privileged,

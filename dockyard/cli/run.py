@@ -193,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
-    from runner import lifecycle, logs
+    from runner import lifecycle
 
     root, store = store_root(), _store()
     status = 0
@@ -205,28 +205,14 @@ def cmd_start(args: argparse.Namespace) -> int:
                 if not attached:
                     print(name)
                 continue
-            if attached and c.config.get("OpenStdin"):
-                return _start_attached(root, c, args.interactive)
-            offset = logs.size(root, c.id)
+            if attached:
+                return lifecycle.start_attached(root, c.id, args.interactive)
             lifecycle.start(root, c.id)
         except DockyardError as e:
             status = _run_error(e) if attached else (print(f"Error: {e}", file=sys.stderr) or 1)
             continue
-        if attached:
-            for entry in logs.follow_from(root, c.id, offset):
-                _write_entry(entry)
-            return store.load(c.id).exit_code
         print(name)
     return status
-
-
-def _write_entry(entry: dict, timestamps: bool = False) -> None:
-    out = sys.stdout.buffer if entry.get("stream") != "stderr" else sys.stderr.buffer
-    text = entry["log"]
-    if timestamps:
-        text = f"{entry['time']} {text}"
-    out.write(text.encode())
-    out.flush()
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -242,29 +228,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from runner import logs
 
         for entry in logs.follow_from(root, c.id, logs.size(root, c.id)):
-            _write_entry(entry)
+            logs.write_entry(entry)
     else:
         attach.relay(sock, bool(c.config.get("Tty")), stdin=True, stdin_once=False)
     return store.load(c.id).exit_code
-
-
-def _start_attached(root: str, c, interactive: bool) -> int:
-    """start -a/-i of a container created with -i: attached to its monitor before it starts, our stdin its own."""
-    import socket
-
-    from dockyard.errors import DockyardError
-    from runner import attach, lifecycle
-
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        lifecycle.start(root, c.id, client=theirs.fileno())
-    except DockyardError as e:
-        mine.close()
-        return _run_error(e)
-    finally:
-        theirs.close()
-    # docker's StdinOnce for an attached start: our EOF is the container's.
-    attach.relay(mine, bool(c.config.get("Tty")), stdin=interactive, stdin_once=interactive)
-    return lifecycle.wait(root, c.id)
-
-

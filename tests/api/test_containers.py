@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import select
+import subprocess
+import sys
+import time
+
 import pytest
 
-from dockyard.api import APIError, Client, ContainerError, NotFound
+from dockyard.api import APIError, Client, ContainerError, ImageNotFound, NotFound
 
 NET = {"network": "none"}  # no bridge to set up or tear down: these tests are about the lifecycle
 
@@ -126,3 +132,136 @@ def test_networking_config_joins_every_network_with_aliases_and_address(client, 
     with pytest.raises(APIError, match="unsupported key"):
         client.containers.create("busybox", "true", network="apifront", networking_config={"apifront": {"Mac": "x"}})
     assert [x.name for x in client.containers.list(all=True)] == ["svc"]
+
+
+def test_logs_stream_follows_until_the_container_stops(client):
+    c = client.containers.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo l$i; sleep 0.2; done; echo e >&2"],
+                              detach=True, **NET)
+    chunks = c.logs(stream=True, follow=True)
+    assert not isinstance(chunks, bytes)
+    assert list(chunks) == [b"l1\n", b"l2\n", b"l3\n", b"e\n"]  # ends once it stopped
+    c.reload()
+    assert c.status == "exited"
+    assert list(c.logs(stream=True, stderr=False, tail=3)) == [b"l2\n", b"l3\n"]  # no follow: at the end
+    assert c.logs(stdout=False) == b"e\n"
+
+
+def test_health_property(client):
+    plain = client.containers.run("busybox", ["sleep", "60"], detach=True, **NET)
+    assert plain.health == "none"
+    checked = client.containers.run("busybox", ["sleep", "60"], detach=True, **NET,
+                                    healthcheck={"test": ["CMD-SHELL", "test -e /ok"], "interval": 100_000_000,
+                                                 "retries": 1})
+    seen = {checked.health}
+    checked.exec_run(["touch", "/ok"])
+    for _ in range(100):
+        checked.reload()
+        seen.add(checked.health)
+        if checked.health == "healthy":
+            break
+        time.sleep(0.05)
+    assert seen <= {"starting", "healthy"} and checked.health == "healthy"
+
+
+def test_stop_timeout_takes_fractions_and_engine_refusals_are_api_errors(client):
+    c = client.containers.create("busybox", ["sleep", "60"], stop_timeout=1.2, **NET)
+    assert c.attrs["Config"]["StopTimeout"] == 2
+    with pytest.raises(APIError, match="is not running"):
+        c.kill()
+    with pytest.raises(APIError, match="invalid restart policy"):
+        client.containers.create("busybox", "true", restart_policy={"Name": "sometimes"}, **NET)
+    with pytest.raises(ImageNotFound):
+        client.containers.create("absent:1", "true", **NET)
+    with pytest.raises(ImageNotFound):
+        client.containers.run("absent:1", "true", **NET)
+    with pytest.raises(APIError, match="no command specified"):
+        client.containers.create("busybox", entrypoint="", **NET)
+
+
+CHILD = """
+import os, sys
+import dockyard.api
+c = dockyard.api.Client(sys.argv[1]).containers.get(sys.argv[2])
+what = sys.argv[3]
+if what == "start":
+    code = c.start_attached(interactive=sys.argv[4] == "i")
+else:
+    code = c.exec_attached(sys.argv[4:], tty=what == "exec-t", interactive=what != "exec")
+os.write(2, b"code=%d" % code)
+"""
+
+
+def _child(client, name: str, *argv: str, **popen) -> subprocess.Popen:
+    """This API, in a child whose stdio the test owns: start_attached/exec_attached use its stdin/stdout/stderr."""
+    return subprocess.Popen([sys.executable, "-c", CHILD, client.root, name, *argv], **popen)
+
+
+def test_start_attached_gives_our_stdio_and_the_exit_code(client):
+    client.containers.create("busybox", ["sh", "-c", "echo out; echo err >&2; exit 5"], name="plain", **NET)
+    p = _child(client, "plain", "start", "-", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=60)
+    assert (out, err) == (b"out\n", b"err\ncode=5"), (out, err)
+
+    client.containers.create("busybox", ["sh", "-c", "read x; echo got-$x; exit 2"], name="fed", stdin_open=True,
+                             **NET)
+    p = _child(client, "fed", "start", "i", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(b"hello\n", timeout=60)
+    assert (out, err) == (b"got-hello\n", b"code=2"), (out, err)
+    assert client.containers.get("fed").attrs["State"]["ExitCode"] == 2
+
+    # With a TTY: the container's terminal, raw keys in, its echo and output back.
+    client.containers.create("busybox", ["sh", "-c", "tty; read x; echo got-$x; exit 3"], name="term", tty=True,
+                             stdin_open=True, **NET)
+    master, slave = os.openpty()
+    p = _child(client, "term", "start", "i", stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        seen = read_for(master, 2)
+        os.write(master, b"typed\r")
+        seen += read_for(master, 3)
+        assert p.wait(60) == 0
+    finally:
+        os.close(master)
+    assert seen.startswith(b"/dev/") and b"got-typed" in seen and b"code=3" in seen, seen  # `tty`: a terminal
+    with pytest.raises(APIError, match="already running"):
+        running = client.containers.run("busybox", ["sleep", "60"], detach=True, **NET)
+        running.start_attached()
+
+
+def test_exec_attached_runs_in_the_container_on_our_stdio(client):
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, name="host", **NET)
+    p = _child(client, "host", "exec", "sh", "-c", "echo in-$(hostname); echo oops >&2; exit 4",
+               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=60)
+    assert (out, err) == (f"in-{c.attrs['Config']['Hostname']}\n".encode(), b"oops\ncode=4"), (out, err)
+    p = _child(client, "host", "exec-i", "sh", "-c", "read x; echo got-$x",
+               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.communicate(b"fed\n", timeout=60) == (b"got-fed\n", b"code=0")
+    master, slave = os.openpty()
+    p = _child(client, "host", "exec-t", "sh", "-c", "tty; exit 6", stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        seen = read_for(master, 3)
+        assert p.wait(60) == 0
+    finally:
+        os.close(master)
+    assert seen.startswith(b"/dev/pts/") and b"code=6" in seen, seen
+    # -it needs a terminal to take raw keys from: refused by name, as `dockyard exec -it` refuses it.
+    p = _child(client, "host", "exec-t", "true", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+               stderr=subprocess.PIPE)
+    out, err = p.communicate(b"", timeout=60)
+    assert p.returncode == 1 and b"APIError: the input device is not a TTY" in err, err
+    c.stop(timeout=0)
+    with pytest.raises(APIError, match="is not running"):
+        c.exec_attached(["true"])
+
+
+def read_for(fd: int, seconds: float) -> bytes:
+    """What `fd` gives until it has been silent for `seconds` (or the terminal's other side closed)."""
+    seen = b""
+    try:
+        while select.select([fd], [], [], seconds)[0]:
+            seen += os.read(fd, 4096)
+    except OSError:
+        pass
+    return seen

@@ -121,3 +121,29 @@ def test_build_pulls_a_missing_base_image(client, busybox, registry, tmp_path, t
     lines = [item["stream"] for item in logs]
     assert lines[:2] == [f"#1 pulling {base}\n", f"#1 {base}\n"], lines
     assert other.images.get(base) == busybox and "FROM_REGISTRY=1" in image.attrs["Config"]["Env"]
+
+
+def test_build_with_secrets_an_outside_dockerfile_and_a_failure(client, busybox, tmp_path, test_networks):
+    from dockyard.api.errors import BuildError
+
+    ctx, elsewhere = tmp_path / "ctx", tmp_path / "elsewhere"
+    ctx.mkdir()
+    elsewhere.mkdir()
+    (tmp_path / "token").write_text("s3cret")
+    inline = elsewhere / "Dockerfile.inline"  # as compose writes dockerfile_inline: a file outside the context
+    inline.write_text("FROM busybox\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen\n")
+    image, _ = client.images.build(path=str(ctx), dockerfile=str(inline), tag="sec:1", labels={"built": "api"},
+                                   secrets={"tok": str(tmp_path / "token")})
+    assert image.labels["built"] == "api"
+    assert client.containers.run("sec:1", ["cat", "/seen"], remove=True, network="none") == b"s3cret"
+    with pytest.raises(APIError, match="secret id=tok: no such file"):
+        client.images.build(path=str(ctx), dockerfile=str(inline), secrets={"tok": str(tmp_path / "absent")})
+
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo fine\nRUN echo broken-step >&2; exit 3\n")
+    with pytest.raises(BuildError) as e:
+        client.images.build(path=str(ctx), tag="broken:1", network_mode="none")
+    message = str(e.value)
+    assert isinstance(e.value, APIError) and message.startswith("step 3/3: RUN echo broken-step") and \
+        message.endswith("exit code 3"), message
+    with pytest.raises(ImageNotFound):
+        client.images.get("broken:1")
