@@ -100,14 +100,7 @@ class Compose:
         made_volumes: list[str] = []
         self._created = []
         try:
-            made_networks = resources.ensure_networks(
-                self.client, self.project, resources.used_networks(self.project, services))
-            made_volumes = resources.ensure_volumes(
-                self.client, self.project, resources.used_volumes(self.project, services))
-            for name in made_networks:
-                self.say("Network", name, "Created")
-            for name in made_volumes:
-                self.say("Volume", name, "Created")
+            made_networks, made_volumes = self.ensure_resources(services)
             self._handle_orphans(opts.remove_orphans)
             result = []
             for service in services:
@@ -126,6 +119,22 @@ class Compose:
             resources.remove_networks(self.client, made_networks)
             resources.remove_volumes(self.client, made_volumes)
             raise
+
+    def ensure_resources(self, services: list[str]) -> tuple[list[str], list[str]]:
+        """Create the networks and volumes these services use; the names of those made (for an undo)."""
+        made_networks = resources.ensure_networks(self.client, self.project,
+                                                  resources.used_networks(self.project, services))
+        for name in made_networks:
+            self.say("Network", name, "Created")
+        try:
+            made_volumes = resources.ensure_volumes(self.client, self.project,
+                                                    resources.used_volumes(self.project, services))
+        except BaseException:
+            resources.remove_networks(self.client, made_networks)
+            raise
+        for name in made_volumes:
+            self.say("Volume", name, "Created")
+        return made_networks, made_volumes
 
     def _selected(self, names: list[str], with_deps: bool) -> list[str]:
         """The services to act on in start order (named ones may be profile-disabled, as docker compose allows)."""
@@ -251,14 +260,13 @@ class Compose:
         self.say("Container", c.name, "Waiting")
         while True:
             c.reload()
-            state = c.attrs["State"]
-            health = (state.get("Health") or {}).get("Status")
+            state, health = c.attrs["State"], c.health
             if health == "healthy":
                 self.say("Container", c.name, "Healthy")
                 return
             if health == "unhealthy":
                 raise ComposeError(f"dependency failed to start: container {c.name} is unhealthy")
-            if not health and not _has_healthcheck(c):
+            if health == "none" and not _has_healthcheck(c):
                 raise ComposeError(f"dependency failed to start: container {c.name} has no healthcheck configured")
             if not state["Running"] and state["Status"] != "restarting":
                 raise ComposeError(f"dependency failed to start: container {c.name} exited ({state['ExitCode']})")

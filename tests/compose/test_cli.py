@@ -135,3 +135,56 @@ services:
     r = project("up", "-d", check=False)
     assert r.code != 0 and "service broken: build failed" in r.err
     assert project("ps", "-a", "-q").out == ""
+
+
+ABORT = """
+services:
+  quick:
+    image: busybox
+    command: ["sh", "-c", "echo quick says bye; sleep 1; exit 3"]
+  slow:
+    image: busybox
+    command: ["sleep", "600"]
+"""
+
+
+def test_foreground_up_aborts_on_container_exit_with_its_code(project, dockyard):
+    project.write(ABORT)
+    r = project("up", "--abort-on-container-exit", "-t", "1", check=False)
+    assert r.code == 3, r.err
+    assert "quick-1  | quick says bye" in r.out and "quick-1 exited with code 3" in r.out
+    assert "Aborting on container exit..." in r.out
+    assert json.loads(project("ps", "-a", "--format", "json", "slow").out)["State"] == "exited"
+
+
+def test_exit_code_from_takes_that_services_code(project):
+    project.write(ABORT)
+    r = project("up", "--exit-code-from", "slow", "-t", "1", check=False)
+    slow = json.loads(project("ps", "-a", "--format", "json", "slow").out)
+    assert slow["State"] == "exited" and r.code == slow["ExitCode"] != 3
+
+
+def test_run_rm_exec_and_their_exit_codes(project):
+    project.write(f"""
+services:
+  web:
+    image: busybox
+    command: {SLEEP}
+    environment:
+      FROM_FILE: hello
+""")
+    r = project("run", "--rm", "-T", "web", "sh", "-c", "echo $FROM_FILE $EXTRA; exit 5", "-e", "EXTRA=x",
+                check=False)
+    assert r.code == 5 and r.out == "hello\n", r.err
+    r = project("run", "--rm", "-T", "-e", "EXTRA=x", "web", "sh", "-c", "echo $FROM_FILE $EXTRA")
+    assert r.out == "hello x\n"
+    assert project("ps", "-a", "-q").out == ""  # --rm left nothing; web itself was not started
+    name = project("run", "-d", "web").out.strip()
+    assert name.startswith("app-web-run-")
+    rows = [json.loads(line) for line in project("ps", "-a", "--format", "json").out.splitlines()]
+    assert [r["Name"] for r in rows] == [name]
+    project("up", "-d")
+    r = project("exec", "-T", "-e", "V=1", "-w", "/tmp", "web", "sh", "-c", "echo $V $(pwd); exit 4", check=False)
+    assert (r.code, r.out) == (4, "1 /tmp\n")
+    project("down")
+    assert project("ps", "-a", "-q").out == ""  # down removed the one-off container too
