@@ -100,14 +100,7 @@ class Compose:
         made_volumes: list[str] = []
         self._created = []
         try:
-            made_networks = resources.ensure_networks(
-                self.client, self.project, resources.used_networks(self.project, services))
-            made_volumes = resources.ensure_volumes(
-                self.client, self.project, resources.used_volumes(self.project, services))
-            for name in made_networks:
-                self.say("Network", name, "Created")
-            for name in made_volumes:
-                self.say("Volume", name, "Created")
+            made_networks, made_volumes = self.ensure_resources(services)
             self._handle_orphans(opts.remove_orphans)
             result = []
             for service in services:
@@ -126,6 +119,22 @@ class Compose:
             resources.remove_networks(self.client, made_networks)
             resources.remove_volumes(self.client, made_volumes)
             raise
+
+    def ensure_resources(self, services: list[str]) -> tuple[list[str], list[str]]:
+        """Create the networks and volumes these services use; the names of those made (for an undo)."""
+        made_networks = resources.ensure_networks(self.client, self.project,
+                                                  resources.used_networks(self.project, services))
+        for name in made_networks:
+            self.say("Network", name, "Created")
+        try:
+            made_volumes = resources.ensure_volumes(self.client, self.project,
+                                                    resources.used_volumes(self.project, services))
+        except BaseException:
+            resources.remove_networks(self.client, made_networks)
+            raise
+        for name in made_volumes:
+            self.say("Volume", name, "Created")
+        return made_networks, made_volumes
 
     def _selected(self, names: list[str], with_deps: bool) -> list[str]:
         """The services to act on in start order (named ones may be profile-disabled, as docker compose allows)."""
@@ -159,11 +168,11 @@ class Compose:
         image_id = self.client.images.get(image_name(self.project, service)).id
         scale = self.scale_of(service, opts)
         by_number: dict[int, Container] = {}
-        for c in self.containers([service]):
-            if _number(c) > scale or _number(c) in by_number:
-                self._stop_remove(c, opts.timeout, "Removed")
+        for found in self.containers([service]):
+            if _number(found) > scale or _number(found) in by_number:
+                self._stop_remove(found, opts.timeout, "Removed")
             else:
-                by_number[_number(c)] = c
+                by_number[_number(found)] = found
         out = []
         for n in range(1, scale + 1):
             c = by_number.get(n)
@@ -219,12 +228,12 @@ class Compose:
             raise ComposeError(f"service {c.labels.get(labels.SERVICE)}: container {c.name}: {e}") from None
         self.say("Container", c.name, "Started")
 
-    def _stop_remove(self, c: Container, timeout: float | None, status: str | None) -> None:
+    def _stop_remove(self, c: Container, timeout: float | None, status: str | None, volumes: bool = False) -> None:
         if c.status in _LIVE:
             self.say("Container", c.name, "Stopping")
             c.stop(timeout=timeout)
             self.say("Container", c.name, "Stopped")
-        c.remove(force=True)
+        c.remove(force=True, v=volumes)
         if status:
             self.say("Container", c.name, status)
 
@@ -251,14 +260,13 @@ class Compose:
         self.say("Container", c.name, "Waiting")
         while True:
             c.reload()
-            state = c.attrs["State"]
-            health = (state.get("Health") or {}).get("Status")
+            state, health = c.attrs["State"], c.health
             if health == "healthy":
                 self.say("Container", c.name, "Healthy")
                 return
             if health == "unhealthy":
                 raise ComposeError(f"dependency failed to start: container {c.name} is unhealthy")
-            if not health and not _has_healthcheck(c):
+            if health == "none" and not _has_healthcheck(c):
                 raise ComposeError(f"dependency failed to start: container {c.name} has no healthcheck configured")
             if not state["Running"] and state["Status"] != "restarting":
                 raise ComposeError(f"dependency failed to start: container {c.name} exited ({state['ExitCode']})")
@@ -286,10 +294,10 @@ class Compose:
         every = {**self.project.disabled, **self.project.services}
         for service in graph.stop_order(every, list(every)):
             for c in self.containers([service], oneoff=None):
-                self._stop_remove(c, timeout, "Removed")
+                self._stop_remove(c, timeout, "Removed", volumes)
         if orphans and remove_orphans:
             for c in orphans:
-                self._stop_remove(c, timeout, "Removed")
+                self._stop_remove(c, timeout, "Removed", volumes)
         elif orphans:
             self._handle_orphans(False)
         left = {n for c in self.containers(oneoff=None) for n in c.attrs["NetworkSettings"]["Networks"]}

@@ -47,6 +47,7 @@ def create(compose: Compose, opts: RunOptions) -> Container:
     from compose import images
 
     images.ensure(compose, [opts.service], opts.build)
+    compose.ensure_resources([opts.service])
     overrides: dict[str, Any] = {"tty": opts.tty, "stdin_open": opts.interactive, "restart_policy": None}
     if opts.command:
         overrides["command"] = opts.command
