@@ -49,15 +49,17 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 def podman_cleanup() -> None:
     """Whatever podman-compose left of the project (containers, its network), and the bench image."""
     label = f"label=io.podman.compose.project={PROJECT}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    ids = subprocess.run(["podman", "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout.split()
+
+    def podman(*args: str) -> list[str]:
+        return subprocess.run(["podman", *args], capture_output=True, text=True).stdout.split()
+
+    ids = podman("ps", "-aq", "--filter", label)
     if ids:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], **quiet)
-    nets = subprocess.run(["podman", "network", "ls", "-q", "--filter", label], capture_output=True,
-                          text=True).stdout.split()
+        podman("rm", "-f", "-t", "0", *ids)
+    nets = podman("network", "ls", "-q", "--filter", label)
     if nets:
-        subprocess.run(["podman", "network", "rm", "-f", *nets], **quiet)
-    subprocess.run(["podman", "rmi", "-f", IMAGE], **quiet)
+        podman("network", "rm", "-f", *nets)
+    podman("rmi", "-f", IMAGE)
 
 
 def main() -> int:
