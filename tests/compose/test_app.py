@@ -85,6 +85,17 @@ def test_app_every_tier_by_name_logs_ps_scale_and_down(app, dockyard, store_root
     assert host_leftovers(cids, traces, store_root) == []
 
 
+def test_networks_keep_the_tiers_apart(app, dockyard):
+    """The proxy (frontend only) neither resolves the db (backend only) nor reaches its address: docker isolates
+    bridge networks from each other; the api, on both, reaches both."""
+    app("up", "-d")
+    db_ip = app.inspect(app.container("db"))[0]["NetworkSettings"]["Networks"][f"{app.name}_backend"]["IPAddress"]
+    probe = f"echo PING | nc -w 2 db 5432; echo PING | nc -w 2 {db_ip} 5432; echo done"
+    assert dockyard("exec", app.container("api"), "sh", "-c", probe).out.count("PONG from db") == 2
+    out = dockyard("exec", app.container("proxy"), "sh", "-c", probe, check=False).out
+    assert out == "done\n", out
+
+
 def test_db_volume_outlives_down_and_goes_with_down_v(app, dockyard):
     port = app.env["PROXY_PORT"]
     app("up", "-d")
