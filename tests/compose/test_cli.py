@@ -188,3 +188,68 @@ services:
     assert (r.code, r.out) == (4, "1 /tmp\n")
     project("down")
     assert project("ps", "-a", "-q").out == ""  # down removed the one-off container too
+
+
+def test_ctrl_c_stops_the_foreground_up(project, store_root):
+    """SIGINT while attached: "Gracefully stopping...", every container stopped, status 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    project.write(f"""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web is up; exec sleep 600"]
+    stop_grace_period: 1s
+  db:
+    image: busybox
+    command: {SLEEP}
+""")
+    p = subprocess.Popen([sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
+    try:
+        seen = b""
+        while b"web is up" not in seen:
+            line = p.stdout.readline()
+            assert line, p.stderr.read().decode()
+            seen += line
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert b"Gracefully stopping..." in out, (out, err)
+    states = {r["Service"]: r["State"] for r in map(json.loads, project("ps", "-a", "--format", "json").out.splitlines())}
+    assert states == {"web": "exited", "db": "exited"}
+
+
+def test_wait_returns_once_healthy_and_secrets_and_configs_are_mounted(project, tmp_path):
+    (project.dir / "token.txt").write_text("t0ken\n")
+    project.write("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 600"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 300ms
+    secrets: [token]
+    configs:
+      - source: settings
+        target: /etc/app.conf
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  settings:
+    content: "mode=fast"
+""")
+    project("up", "-d", "--wait", "--wait-timeout", "30")
+    row = json.loads(project("ps", "--format", "json").out)
+    assert row["Health"] == "healthy"
+    assert project("exec", "-T", "app", "cat", "/run/secrets/token", "/etc/app.conf").out == "t0ken\nmode=fast"
+    r = project("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/token", check=False)
+    assert r.code != 0  # read-only
