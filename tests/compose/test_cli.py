@@ -207,8 +207,9 @@ services:
     image: busybox
     command: {SLEEP}
 """)
-    p = subprocess.Popen([sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})
+    argv = [sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "DOCKYARD_ROOT": store_root})
     try:
         seen = b""
         while b"web is up" not in seen:
@@ -222,7 +223,8 @@ services:
             p.kill()
     assert p.returncode == 130, err
     assert b"Gracefully stopping..." in out, (out, err)
-    states = {r["Service"]: r["State"] for r in map(json.loads, project("ps", "-a", "--format", "json").out.splitlines())}
+    rows = map(json.loads, project("ps", "-a", "--format", "json").out.splitlines())
+    states = {r["Service"]: r["State"] for r in rows}
     assert states == {"web": "exited", "db": "exited"}
 
 
