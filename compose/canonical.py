@@ -33,11 +33,12 @@ class Context:
     def error(self, path: Path, message: str) -> ComposeError:
         return ComposeError(f"{self.file.where(path)}: {message}")
 
-    def host_path(self, text: str) -> str:
-        """A host path as the user wrote it: `~` expanded, relative ones against the base directory, normalized."""
+    def host_path(self, text: str, path: Path) -> str:
+        """A host path as the user wrote it (at `path`): `~` expanded, relative ones against the base directory,
+        normalized."""
         if text == "~" or text.startswith("~/"):
             if not self.home:
-                raise ComposeError(f"cannot expand {quoted(text)}: HOME is not set")
+                raise self.error(path, f"cannot expand {quoted(text)}: HOME is not set")
             text = self.home + text[1:]
         return os.path.normpath(os.path.join(self.base_dir, text))
 
@@ -69,7 +70,7 @@ def service(name: str, raw: Any, ctx: Context) -> dict[str, Any]:
 def network(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level network (its default name is set once the project's name is known)."""
     path: Path = ("networks", key)
-    out = dict(check_keys({} if raw is None else raw, schema.NETWORK, path, ctx))
+    out = _resource(raw, schema.NETWORK, schema.NETWORK_ORDER, path, ctx)
     _resource_common(out, path, ctx)
     for flag in ("internal", "attachable", "enable_ipv4", "enable_ipv6"):
         if flag in out:
@@ -84,7 +85,7 @@ def network(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
 def volume(key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level volume."""
     path: Path = ("volumes", key)
-    out = dict(check_keys({} if raw is None else raw, schema.VOLUME, path, ctx))
+    out = _resource(raw, schema.VOLUME, schema.VOLUME_ORDER, path, ctx)
     _resource_common(out, path, ctx)
     return out
 
@@ -93,15 +94,22 @@ def mounted_file(kind: str, key: str, raw: Any, ctx: Context) -> dict[str, Any]:
     """A top-level secret or config: from a file (made absolute), an environment variable, inline content or
     external."""
     path: Path = (kind, key)
-    out = dict(check_keys({} if raw is None else raw, schema.SECRET, path, ctx))
+    out = _resource(raw, schema.SECRET, schema.SECRET_ORDER, path, ctx)
     _resource_common(out, path, ctx)
     sources = [s for s in ("file", "environment", "content") if s in out] + (["external"] if out.get("external")
                                                                              else [])
     if len(sources) != 1:
         raise ctx.error(path, "must set exactly one of file, environment, content, external")
     if "file" in out:
-        out["file"] = ctx.host_path(_string(out["file"], (*path, "file"), ctx))
+        out["file"] = ctx.host_path(_string(out["file"], (*path, "file"), ctx), (*path, "file"))
     return out
+
+
+def _resource(raw: Any, allowed: frozenset[str], order: tuple[str, ...], path: Path, ctx: Context) -> dict[str, Any]:
+    """A top-level resource's mapping (null: all defaults) with its keys checked, nulls dropped, in compose-go's
+    order."""
+    spec = check_keys({} if raw is None else raw, allowed, path, ctx)
+    return schema.ordered({k: v for k, v in spec.items() if v is not None}, order)
 
 
 def _resource_common(out: dict[str, Any], path: Path, ctx: Context) -> None:
@@ -179,6 +187,8 @@ def _shell_words(value: Any, path: Path, ctx: Context) -> list[str]:
 
 
 def _duration(value: Any, path: Path, ctx: Context) -> str:
+    if not isinstance(value, str | int | float):
+        raise ctx.error(path, f"must be a duration, got {_kind(value)}")
     return format_go(seconds(value, ctx.file.where(path)))
 
 
@@ -280,7 +290,8 @@ def _short_port(text: str) -> list[dict[str, Any]] | None:
         entry["target"] = container[0] + offset
         if host_range:
             # several container ports map one-to-one; one container port takes the whole host range (docker picks)
-            entry["published"] = str(host_range[0] + offset) if count > 1 else host
+            single = count > 1 or host_range[0] == host_range[1]
+            entry["published"] = str(host_range[0] + offset) if single else host
         entry["protocol"] = protocol
         entries.append(entry)
     return entries
@@ -322,19 +333,19 @@ def _volume_mount(item: Any, path: Path, ctx: Context) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": kind}
     if spec.get("source"):
         source = _string(spec["source"], (*path, "source"), ctx)
-        entry["source"] = ctx.host_path(source) if kind == "bind" else source
+        entry["source"] = ctx.host_path(source, (*path, "source")) if kind == "bind" else source
     elif kind == "bind":
         raise ctx.error(path, "bind mount is missing its source")
-    entry["target"] = posixpath.normpath(_string(spec["target"], (*path, "target"), ctx))
+    entry["target"] = _mount_target(_string(spec["target"], (*path, "target"), ctx), (*path, "target"), ctx)
     if "read_only" in spec and _bool(spec["read_only"], (*path, "read_only"), ctx):
         entry["read_only"] = True
     if "consistency" in spec:
         entry["consistency"] = _string(spec["consistency"], (*path, "consistency"), ctx)
     if isinstance(spec.get("bind"), dict):
         bind = dict(spec["bind"])
-        if "create_host_path" in bind:
-            bind["create_host_path"] = _bool(bind["create_host_path"], (*path, "bind", "create_host_path"), ctx)
-        entry["bind"] = bind
+        # compose-go's default for a written `bind:` mapping (a short-syntax bind gets it too)
+        bind["create_host_path"] = _bool(bind.get("create_host_path", True), (*path, "bind", "create_host_path"), ctx)
+        entry["bind"] = _bind_order(bind)
     if isinstance(spec.get("volume"), dict):
         vol = dict(spec["volume"])
         if "nocopy" in vol:
@@ -363,8 +374,8 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
     is_bind = source.startswith(("/", ".", "~"))
     entry["type"] = "bind" if is_bind else "volume"
     if source:
-        entry["source"] = ctx.host_path(source) if is_bind else source
-    entry["target"] = posixpath.normpath(target)
+        entry["source"] = ctx.host_path(source, path) if is_bind else source
+    entry["target"] = _mount_target(target, path, ctx)
     bind: dict[str, Any] = {}
     vol: dict[str, Any] = {}
     for option in options:
@@ -382,7 +393,7 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
             raise ctx.error(path, f'invalid volume "{text}": unknown option {quoted(option)}')
     if is_bind:
         bind["create_host_path"] = True
-        entry["bind"] = bind
+        entry["bind"] = _bind_order(bind)
     elif bind:
         raise ctx.error(path, f'invalid volume "{text}": {"/".join(bind.values())} applies to bind mounts only')
     if vol:
@@ -390,15 +401,26 @@ def _short_volume(text: str, path: Path, ctx: Context) -> dict[str, Any]:
     return entry
 
 
+def _mount_target(target: str, path: Path, ctx: Context) -> str:
+    """A container path: absolute (docker refuses others), cleaned as compose-go's path.Clean does."""
+    if not target.startswith("/"):
+        raise ctx.error(path, f"mount target {quoted(target)} must be an absolute path")
+    return "/" + posixpath.normpath(target).lstrip("/")  # normpath keeps a leading `//`; Go's Clean does not
+
+
+def _bind_order(bind: dict[str, Any]) -> dict[str, Any]:
+    return schema.ordered(bind, ("propagation", "create_host_path", "selinux"))
+
+
 # -- the rest of a service ------------------------------------------------------------------------------------------
 
 def _build(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
     spec = {"context": value} if isinstance(value, str) else check_keys(value, schema.BUILD, path, ctx)
-    out: dict[str, Any] = dict(spec)
+    out: dict[str, Any] = {k: v for k, v in spec.items() if v is not None}
     context = _string(spec.get("context", "."), (*path, "context"), ctx)
     is_remote = "://" in context or context.startswith(("git@", "github.com/"))
-    out["context"] = context if is_remote else ctx.host_path(context)
-    if "dockerfile" in spec:
+    out["context"] = context if is_remote else ctx.host_path(context, (*path, "context"))
+    if spec.get("dockerfile") is not None:
         out["dockerfile"] = _string(spec["dockerfile"], (*path, "dockerfile"), ctx)
     elif "dockerfile_inline" not in spec:
         out["dockerfile"] = "Dockerfile"
@@ -409,7 +431,7 @@ def _build(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
         out["secrets"] = _mounts(spec["secrets"], (*path, "secrets"), ctx, default_dir=None)
     if "target" in spec:
         out["target"] = _string(spec["target"], (*path, "target"), ctx)
-    return out
+    return schema.ordered(out, schema.BUILD_ORDER)
 
 
 def _networks(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
@@ -497,7 +519,8 @@ def _deploy(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
                 spec["memory"] = _bytes(spec["memory"], (*where, "memory"), ctx)
             if spec.get("pids") is not None:
                 spec["pids"] = _int(spec["pids"], (*where, "pids"), ctx)
-    return out
+            resources[part] = schema.ordered(spec, ("cpus", "memory", "pids"))
+    return schema.ordered(out, schema.DEPLOY_ORDER)
 
 
 def _mounts(value: Any, path: Path, ctx: Context, default_dir: str | None) -> list[dict[str, Any]]:
@@ -534,27 +557,24 @@ def _env_file(value: Any, path: Path, ctx: Context) -> list[dict[str, Any]]:
                                                                          (*path, i), ctx)
         if not spec.get("path"):
             raise ctx.error((*path, i), "is missing its path")
-        out.append({"path": ctx.host_path(_string(spec["path"], (*path, i, "path"), ctx)),
+        out.append({"path": ctx.host_path(_string(spec["path"], (*path, i, "path"), ctx), (*path, i)),
                     "required": _bool(spec.get("required", True), (*path, i, "required"), ctx)})
     return out
 
 
 def _extra_hosts(value: Any, path: Path, ctx: Context) -> list[str]:
-    """`host:ip`, `host=ip` or {host: ip | [ips]} as `host:ip` entries."""
+    """`host:ip`, `host=ip`, `host=ip1,ip2` or {host: ip | [ips]} as one `host:ip` entry per address."""
     if isinstance(value, dict):
-        out = []
-        for host, ips in value.items():
-            for ip in ips if isinstance(ips, list) else [ips]:
-                out.append(f"{host}:{_string(ip, (*path, host), ctx)}")
-        return out
-    entries = _string_list(value, path, ctx)
-    result = []
-    for i, entry in enumerate(entries):
-        host, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
-        if not sep or not host or not ip:
-            raise ctx.error((*path, i), f"invalid extra host {quoted(entry)} (want host:ip)")
-        result.append(f"{host}:{ip}")
-    return result
+        pairs = [(host, _string(ip, (*path, host), ctx)) for host, ips in value.items()
+                 for ip in (ips if isinstance(ips, list) else [ips])]
+    else:
+        pairs = []
+        for i, entry in enumerate(_string_list(value, path, ctx)):
+            host, sep, ips = entry.partition("=") if "=" in entry else entry.partition(":")
+            if not sep or not host or not ips:
+                raise ctx.error((*path, i), f"invalid extra host {quoted(entry)} (want host:ip)")
+            pairs.extend((host, ip) for ip in ips.split(","))
+    return [f"{host}:{ip}" for host, ip in pairs]
 
 
 def _ulimits(value: Any, path: Path, ctx: Context) -> dict[str, Any]:
@@ -576,13 +596,34 @@ def _extends(value: Any, path: Path, ctx: Context) -> dict[str, str]:
         raise ctx.error(path, "is missing the service to extend")
     out = {"service": _string(spec["service"], (*path, "service"), ctx)}
     if spec.get("file"):
-        out["file"] = ctx.host_path(_string(spec["file"], (*path, "file"), ctx))
+        out["file"] = ctx.host_path(_string(spec["file"], (*path, "file"), ctx), (*path, "file"))
     return out
 
 
 def _pull_policy(value: Any, path: Path, ctx: Context) -> str:
     policy = _string(value, path, ctx)
     return "missing" if policy == "if_not_present" else policy
+
+
+def _mapping(value: Any, path: Path, ctx: Context) -> Any:
+    if not isinstance(value, dict):
+        raise ctx.error(path, f"must be a mapping, got {_kind(value)}")
+    return value
+
+
+def _logging(value: Any, path: Path, ctx: Context) -> Any:
+    spec = dict(check_keys(value, frozenset({"driver", "options"}), path, ctx))
+    if "driver" in spec:
+        spec["driver"] = _string(spec["driver"], (*path, "driver"), ctx)
+    if spec.get("options") is not None:
+        spec["options"] = _key_values(spec["options"], (*path, "options"), ctx, keep_none=False)
+    return schema.ordered(spec, ("driver", "options"))
+
+
+def _list(value: Any, path: Path, ctx: Context) -> Any:
+    if not isinstance(value, list):
+        raise ctx.error(path, f"must be a list, got {_kind(value)}")
+    return value
 
 
 def _strings(value: Any, path: Path, ctx: Context) -> Any:
@@ -615,6 +656,10 @@ _HANDLERS: dict[str, Handler] = {
                      "links", "external_links", "group_add", "device_cgroup_rules", "volumes_from", "expose"),
                     _string_list),
     **dict.fromkeys(("labels", "annotations", "sysctls"), _strings),
+    **dict.fromkeys(("develop", "blkio_config", "credential_spec", "storage_opt", "provider"), _mapping),
+    "logging": _logging,
+    **dict.fromkeys(("devices", "post_start", "pre_stop", "pre_start"), _list),
+    "label_file": _string_list,
     **dict.fromkeys(("command", "entrypoint"), _shell_words),
     "environment": _environment,
     "cpus": _float,

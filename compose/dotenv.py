@@ -57,7 +57,7 @@ def parse(text: str, lookup: Lookup) -> dict[str, str]:
         while end < len(text) and text[end] not in "=:\n":
             end += 1
         key = text[pos:end].strip(_SPACE)
-        if not key or not re.fullmatch(r"[\w.\-\[\]]+", key):
+        if not re.fullmatch(r"[\w.\-\[\]]*", key):  # empty is allowed (`="value"`), as compose-go does
             raise ComposeError(f"line {line}: invalid variable name {quoted(text[pos:end].strip())}")
         if end >= len(text) or text[end] == "\n":
             inherited = lookup(key)

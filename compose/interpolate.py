@@ -47,9 +47,10 @@ class Interpolator:
             else:
                 name = _NAME.match(template, i)
                 if name is None:
-                    raise ComposeError(f"invalid interpolation format {quoted(template)}: a lone $ (write $$ for $)")
-                out.append(self._value(name.group()))
-                i = name.end()
+                    out.append("$")  # `$5`, `a $ b`: no variable there, kept as written (compose-go's pattern)
+                else:
+                    out.append(self._value(name.group()))
+                    i = name.end()
         return "".join(out)
 
     def _braced(self, body: str, template: str) -> str:

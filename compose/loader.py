@@ -30,6 +30,7 @@ def load(options: ProjectOptions) -> Project:
     """The project the options name (ComposeError, one line, on any bad input)."""
     environ = dict(os.environ if options.environ is None else options.environ)
     cwd = os.getcwd()
+    environ.setdefault("PWD", cwd)  # docker compose sets it for interpolation when the shell did not
     explicit_dir = os.path.abspath(options.project_directory) if options.project_directory else None
     named = list(options.files)
     env_dir = explicit_dir or _first_dir(named) or cwd
@@ -39,10 +40,15 @@ def load(options: ProjectOptions) -> Project:
     if not named:
         named = _discover(explicit_dir or cwd, cwd)
     working_dir = explicit_dir or _first_dir(named) or cwd
+    if not options.env_files and working_dir != env_dir:
+        env = _environment(env, [], working_dir)  # found in a parent: its .env fills what is still unset
     files = [_read_file(name) for name in named]
-    name = _project_name(options.project_name, env, files, working_dir)
+    if not any(f.data for f in files):
+        raise ComposeError(f"empty compose file: {', '.join(f.name for f in files)}")
+    warned: set[str] = set()
+    name = _project_name(options.project_name, Interpolator(env.get, warned), files, working_dir)
     env["COMPOSE_PROJECT_NAME"] = name
-    reader = _Reader(env, set(), env.get("HOME"))
+    reader = _Reader(env, warned, env.get("HOME"))
     model: dict[str, dict[str, Any]] | None = None
     for yaml_file in files:
         path = os.path.abspath(yaml_file.name) if yaml_file.name != "<stdin>" else os.path.join(working_dir, "-")
@@ -109,9 +115,9 @@ def normalize_project_name(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")
 
 
-def _project_name(explicit: str | None, env: dict[str, str], files: list[YamlFile], working_dir: str) -> str:
+def _project_name(explicit: str | None, variables: Interpolator, files: list[YamlFile], working_dir: str) -> str:
     """-p, else $COMPOSE_PROJECT_NAME (both must be valid), else the files' `name:`, else the directory's name."""
-    for given in (explicit, env.get("COMPOSE_PROJECT_NAME")):
+    for given in (explicit, variables.lookup("COMPOSE_PROJECT_NAME")):
         if given:
             if not _VALID_NAME.fullmatch(given):
                 raise ComposeError(f"invalid project name {quoted(given)}: must consist only of lowercase alphanumeric "
@@ -122,7 +128,7 @@ def _project_name(explicit: str | None, env: dict[str, str], files: list[YamlFil
         raw = f.data.get("name")
         if raw not in (None, ""):
             try:
-                name = normalize_project_name(Interpolator(env.get).text(str(raw)))
+                name = normalize_project_name(variables.text(str(raw)))
             except ComposeError as e:
                 raise ComposeError(f"{f.where(('name',))}: {e}") from None
     name = name or normalize_project_name(os.path.basename(working_dir))
@@ -182,17 +188,18 @@ class _Reader:
                     model[section][key] = canonical.volume(key, raw, ctx)
                 else:
                     model[section][key] = canonical.mounted_file(section, key, raw, ctx)
+        model["extensions"] = {k: v for k, v in data.items() if k.startswith("x-")}
         return model
 
     def _include(self, item: Any, path: Path, ctx: canonical.Context, chain: list[str]) -> dict[str, dict[str, Any]]:
         """An included project: its files read relative to its own directory, its own .env under ours."""
         spec = {"path": item} if isinstance(item, str) else canonical.check_keys(item, schema.INCLUDE, path, ctx)
-        paths = [ctx.host_path(p) for p in _as_list(spec.get("path"), (*path, "path"), ctx, strings=True)]
+        paths = [ctx.host_path(p, path) for p in _as_list(spec.get("path"), (*path, "path"), ctx, strings=True)]
         if not paths:
             raise ctx.error(path, "is missing its path")
-        project_dir = (ctx.host_path(spec["project_directory"]) if spec.get("project_directory")
+        project_dir = (ctx.host_path(spec["project_directory"], path) if spec.get("project_directory")
                        else os.path.dirname(paths[0]))
-        env_files = [ctx.host_path(p) for p in _as_list(spec.get("env_file"), (*path, "env_file"), ctx,
+        env_files = [ctx.host_path(p, path) for p in _as_list(spec.get("env_file"), (*path, "env_file"), ctx,
                                                         strings=True)]
         reader = _Reader(_environment(self.env, env_files, project_dir), self.warned, self.home, self.extends_cache)
         model: dict[str, dict[str, Any]] | None = None
@@ -277,7 +284,7 @@ def _merge_models(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any
     base = copy.deepcopy(base)
     for tagged in (*over_file.resets, *over_file.overrides):
         drop(base, tagged)
-    for section in SECTIONS:
+    for section in (*SECTIONS, "extensions"):
         for key, value in over[section].items():
             mine = base[section].get(key)
             if mine is None:
@@ -293,6 +300,8 @@ def _merge_models(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any
 
 def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files: list[str], env: dict[str, str],
             profiles: list[str], explicit: list[str]) -> Project:
+    """The merged model as a Project: environments folded, implicit defaults added, resources named, profiles
+    applied, references and the dependency graph checked."""
     services = model["services"]
     uses_default = False
     for svc_name, svc in services.items():
@@ -320,10 +329,10 @@ def _finish(model: dict[str, dict[str, Any]], name: str, working_dir: str, files
     disabled = {n: s for n, s in services.items() if n not in enabled}
     project = Project(name=name, working_dir=working_dir, files=files, services=enabled, disabled=disabled,
                       networks=networks, volumes=model["volumes"], secrets=model["secrets"],
-                      configs=model["configs"], environment=env)
+                      configs=model["configs"], environment=env, extensions=model["extensions"])
     _check_references(project)
     _check_cycles(project.services)
-    return project
+    return project.without_unused_resources()
 
 
 # A service-level key and the deploy key it duplicates: both may be written, but not with different values.
@@ -398,7 +407,12 @@ def _implicit_dependencies(svc: dict[str, Any]) -> None:
 
 
 def _check_references(project: Project) -> None:
+    """Every enabled service names an image or a build, and only services and resources that exist."""
     for name, svc in sorted(project.services.items()):
+        if not svc.get("image") and "build" not in svc and "provider" not in svc:
+            raise ComposeError(f"service {quoted(name)} has neither an image nor a build context specified")
+        if "dockerfile_inline" in svc.get("build", {}) and "dockerfile" in svc.get("build", {}):
+            raise ComposeError(f"service {quoted(name)} declares mutually exclusive dockerfile and dockerfile_inline")
         for dep, spec in svc.get("depends_on", {}).items():
             if dep in project.disabled:
                 if spec.get("required", True):

@@ -29,7 +29,7 @@ external}}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -61,10 +61,51 @@ class Project:
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)  # the variables interpolation used (.env + process)
+    extensions: dict[str, Any] = field(default_factory=dict)  # the top-level `x-` keys (config prints them)
 
     def image_name(self, service: str) -> str:
         """The service's image: its `image`, else `<project>-<service>` for one that builds (docker compose v2)."""
         return self.service(service).get("image") or f"{self.name}-{service}"
+
+    def selected(self, names: list[str]) -> Project:
+        """This project with only the named services and what they depend on (docker compose's `SERVICE...`);
+        ComposeError for a name the project does not have."""
+        every = {**self.disabled, **self.services}
+        wanted: list[str] = []
+        pending = list(names)
+        while pending:
+            name = pending.pop(0)
+            if name in wanted:
+                continue
+            self.service(name)
+            wanted.append(name)
+            pending.extend(dep for dep, spec in every[name].get("depends_on", {}).items()
+                           if dep in every or spec.get("required", True))
+        services = {}
+        for name in sorted(wanted):
+            service = dict(every[name])
+            if "depends_on" in service:  # what is not selected is not waited for (compose-go drops it too)
+                service["depends_on"] = {d: s for d, s in service["depends_on"].items() if d in wanted}
+            services[name] = service
+        return replace(self, services=services,
+                       disabled={n: s for n, s in every.items() if n not in wanted}).without_unused_resources()
+
+    def without_unused_resources(self) -> Project:
+        """This project with only the networks, volumes, secrets and configs its enabled services use (docker
+        compose loads every project so)."""
+        used: dict[str, set[str]] = {"networks": set(), "volumes": set(), "secrets": set(), "configs": set()}
+        for service in self.services.values():
+            used["networks"].update(service.get("networks", {}))
+            used["volumes"].update(v["source"] for v in service.get("volumes", [])
+                                   if v["type"] == "volume" and v.get("source"))
+            used["secrets"].update(s["source"] for s in service.get("secrets", []))
+            used["secrets"].update(s["source"] for s in service.get("build", {}).get("secrets", []))
+            used["configs"].update(c["source"] for c in service.get("configs", []))
+        def keep(section: str) -> dict[str, dict[str, Any]]:
+            return {k: v for k, v in getattr(self, section).items() if k in used[section]}
+
+        return replace(self, networks=keep("networks"), volumes=keep("volumes"), secrets=keep("secrets"),
+                       configs=keep("configs"))
 
     def service(self, name: str) -> dict[str, Any]:
         """A service by name, enabled or not; ComposeError naming it when the project has none."""

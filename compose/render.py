@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from compose import schema
 from compose.errors import ComposeError, quoted
 from compose.model import Project
 
 # Mappings whose keys are the user's names (sorted in the output); every other mapping keeps the canonical order.
 _NAMED_MAPS = frozenset({"environment", "labels", "annotations", "sysctls", "depends_on", "networks", "ulimits",
                          "args", "driver_opts", "options", "storage_opt"})
-_RESOURCE_ORDER = ("name", "driver", "driver_opts", "ipam", "external", "internal", "attachable", "enable_ipv4",
-                   "enable_ipv6", "labels", "file", "environment", "content")
+_BYTES = frozenset({"mem_limit", "mem_reservation", "memswap_limit", "shm_size", "memory", "size"})
+_SECTION_ORDER = {"networks": schema.NETWORK_ORDER, "volumes": schema.VOLUME_ORDER, "secrets": schema.SECRET_ORDER,
+                  "configs": schema.SECRET_ORDER}
 
 
 def config_text(project: Project, fmt: str) -> str:
@@ -33,6 +35,11 @@ def config_text(project: Project, fmt: str) -> str:
             style = super().choose_scalar_style()
             return '"' if style == "'" else style  # Go's YAML quotes with double quotes
 
+    def text_scalar(dumper: Dumper, value: str) -> Any:
+        # Go's YAML writes a multi-line string as a literal block (`|-`)
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text_scalar)
     text: str = yaml.dump(model, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
                           width=1 << 30)
     return text
@@ -46,22 +53,37 @@ def document(project: Project) -> dict[str, Any]:
     for section in ("networks", "volumes", "secrets", "configs"):
         entries = getattr(project, section)
         if entries:
-            out[section] = {key: _resource(spec) for key, spec in sorted(entries.items())}
+            out[section] = {key: _ordered("", schema.ordered(spec, _SECTION_ORDER[section]))
+                            for key, spec in sorted(entries.items())}
+    out.update((key, _sorted(value)) for key, value in sorted(project.extensions.items()))
     return out
 
 
+def _sorted(value: Any) -> Any:
+    """An extension's value as Go prints a map[string]any: every mapping's keys sorted."""
+    if isinstance(value, dict):
+        return {k: _sorted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def _ordered(key: str, value: Any) -> Any:
+    if key.startswith("x-"):
+        return _sorted(value)
+    if key in _BYTES and isinstance(value, int):
+        return str(value)  # compose-go prints byte counts as strings (UnitBytes)
+    if key == "extra_hosts":
+        return sorted(h.replace(":", "=", 1) for h in value)  # compose-go prints `host=ip`, sorted
+    if key in ("secrets", "configs") and isinstance(value, list):
+        # compose-go prints a file mode in octal, as a string ("0440"); the model keeps the number
+        return [{k: f"0{v:o}" if k == "mode" else v for k, v in entry.items()} for entry in value]
     if isinstance(value, dict):
         items = sorted(value.items()) if key in _NAMED_MAPS else value.items()
         return {k: _ordered(k, v) for k, v in items}
     if isinstance(value, list):
         return [_ordered("", v) for v in value]
     return value
-
-
-def _resource(spec: dict[str, Any]) -> dict[str, Any]:
-    keys = [k for k in _RESOURCE_ORDER if k in spec] + sorted(k for k in spec if k not in _RESOURCE_ORDER)
-    return {k: _ordered(k, spec[k]) for k in keys}
 
 
 def names(project: Project, what: str) -> list[str]:

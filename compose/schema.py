@@ -3,6 +3,14 @@ rejects an `additional property`); `x-` keys are allowed everywhere."""
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def ordered(mapping: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    """`mapping` with the keys in `order` first, in that order, then the others as they came."""
+    return {**{k: mapping[k] for k in order if k in mapping}, **{k: v for k, v in mapping.items() if k not in order}}
+
+
 TOP_LEVEL = frozenset({"version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models"})
 
 SERVICE = frozenset({
@@ -19,11 +27,14 @@ SERVICE = frozenset({
     "use_api_socket", "user", "userns_mode", "uts", "volumes", "volumes_from", "working_dir",
 })
 
-BUILD = frozenset({
-    "context", "dockerfile", "dockerfile_inline", "entitlements", "args", "ssh", "labels", "cache_from", "cache_to",
-    "no_cache", "additional_contexts", "network", "provenance", "sbom", "pull", "target", "shm_size", "extra_hosts",
-    "isolation", "privileged", "secrets", "tags", "ulimits", "platforms",
-})
+# Where the order matters (`config` prints these mappings in compose-go's field order), a tuple.
+BUILD_ORDER = ("context", "dockerfile", "dockerfile_inline", "entitlements", "args", "ssh", "labels", "cache_from",
+               "cache_to", "no_cache", "additional_contexts", "network", "provenance", "sbom", "pull", "target",
+               "shm_size", "extra_hosts", "isolation", "privileged", "secrets", "tags", "ulimits", "platforms")
+BUILD = frozenset(BUILD_ORDER)
+
+DEPLOY_ORDER = ("mode", "replicas", "labels", "update_config", "rollback_config", "resources", "restart_policy",
+                "placement", "endpoint_mode")
 
 HEALTHCHECK = frozenset({"test", "interval", "timeout", "start_period", "start_interval", "retries", "disable"})
 
@@ -42,12 +53,13 @@ EXTENDS = frozenset({"service", "file"})
 
 INCLUDE = frozenset({"path", "project_directory", "env_file"})
 
-NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "external", "internal", "attachable", "labels",
-                     "enable_ipv4", "enable_ipv6"})
+NETWORK_ORDER = ("name", "driver", "driver_opts", "ipam", "external", "internal", "attachable", "labels",
+                 "enable_ipv4", "enable_ipv6")
+NETWORK = frozenset(NETWORK_ORDER)
 
-VOLUME = frozenset({"name", "driver", "driver_opts", "external", "labels"})
+VOLUME_ORDER = ("name", "driver", "driver_opts", "external", "labels")
+VOLUME = frozenset(VOLUME_ORDER)
 
-SECRET = frozenset({"name", "file", "environment", "content", "external", "labels", "driver", "driver_opts",
-                    "template_driver"})
-
-CONFIG = SECRET
+SECRET_ORDER = ("name", "file", "environment", "content", "external", "labels", "driver", "driver_opts",
+                "template_driver")
+SECRET = frozenset(SECRET_ORDER)

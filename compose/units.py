@@ -8,13 +8,17 @@ from typing import Any
 from compose.errors import ComposeError, quoted
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?")
+_PLAIN = re.compile(r"-?\d+")
 _SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def ram_bytes(value: Any, where: str) -> int:
-    """`512m`, `1.5g`, `1024` or 1024 as bytes (binary multiples, as docker's RAMInBytes)."""
+    """`512m`, `1.5g`, `1024` or 1024 as bytes (binary multiples, as docker's RAMInBytes); a plain integer may be
+    negative (`memswap_limit: -1`, unlimited)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, str) and _PLAIN.fullmatch(value.strip()):
+        return int(value)
     match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise ComposeError(f"{where}: invalid size {quoted(value)} (want e.g. 512m, 1g, 1024)")

@@ -84,12 +84,13 @@ class _Reader:
     """Turns a composed node graph into plain values, counting every node visited (aliases included)."""
 
     def __init__(self, out: YamlFile, budget: int) -> None:
-        self.out = out
-        self.budget = budget
-
-    def value(self, node: Any, path: Path, depth: int) -> Any:
         import yaml
 
+        self.out = out
+        self.budget = budget
+        self.yaml = yaml
+
+    def value(self, node: Any, path: Path, depth: int) -> Any:
         self.budget -= 1
         if self.budget < 0:
             raise ComposeError(f"{self.out.name}: document expands to too many nodes (YAML alias bomb?)")
@@ -103,15 +104,14 @@ class _Reader:
             self.out.resets.append(path)
         elif tag.startswith("!") and not tag.startswith("!!"):
             raise ComposeError(f"{self.out.where(path)}: unknown tag {tag}")
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, self.yaml.MappingNode):
             return self.mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, self.yaml.SequenceNode):
             return [self.value(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         return _scalar(node)
 
     def mapping(self, node: Any, path: Path, depth: int) -> dict[str, Any]:
-        import yaml
-
+        yaml = self.yaml
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -155,8 +155,15 @@ def _key_text(node: Any) -> str:
 def _scalar(node: Any) -> Any:
     """A scalar as YAML 1.2's core schema reads it (`yes`/`on` stay strings, as in docker compose)."""
     text = node.value
-    if node.style or (node.tag == "tag:yaml.org,2002:str" and _implicit_tag(text) != node.tag):
-        return text  # quoted, a block scalar, or an explicit !!str
+    if node.style:
+        return text  # quoted, or a block scalar
+    value = _core_value(text)
+    if not isinstance(value, str) and node.tag == "tag:yaml.org,2002:str" and _implicit_tag(text) != node.tag:
+        return text  # an explicit !!str
+    return value
+
+
+def _core_value(text: str) -> Any:
     if _NULL.fullmatch(text):
         return None
     if text in _BOOL:

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add_argument("--format", choices=("yaml", "json"), default="yaml")
     config.add_argument("-q", "--quiet", action="store_true", help="only validate the files")
     config.add_argument("-o", "--output", help="write the model to this file")
+    config.add_argument("selected", nargs="*", metavar="SERVICE", help="only these services (and their dependencies)")
     config.set_defaults(func=cmd_config)
 
     _register_lifecycle(csub)
@@ -184,20 +185,23 @@ def _register_lifecycle(csub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_version)
 
 
-def load_project(args: argparse.Namespace) -> Project:
-    """The project the global options name."""
+def load_project(args: argparse.Namespace, services: list[str] | None = None) -> Project:
+    """The project the global options name; `services` named on the command line are enabled whatever their
+    profiles."""
     from compose.loader import load
     from compose.model import ProjectOptions
 
     return load(ProjectOptions(files=args.files, project_name=args.project_name,
                                project_directory=args.project_directory, env_files=args.env_files,
-                               profiles=args.profiles))
+                               profiles=args.profiles, services=services or []))
 
 
 def cmd_config(args: argparse.Namespace) -> int:
     from compose import render
 
-    project = load_project(args)
+    project = load_project(args, args.selected)
+    if args.selected:
+        project = project.selected(args.selected)
     listing = {"services": args.services, "volumes": args.volumes, "networks": args.networks,
                "profiles": args.list_profiles, "images": args.images}
     wanted = [what for what, on in listing.items() if on]
@@ -222,7 +226,8 @@ def _compose(args: argparse.Namespace) -> Compose:
     from compose.engine import Compose
     from dockyard.api import Client
 
-    return Compose(Client(), load_project(args), say=_say)
+    named = getattr(args, "services", None) or ([args.service] if getattr(args, "service", None) else [])
+    return Compose(Client(), load_project(args, named), say=_say)
 
 
 def _say(kind: str, name: str, status: str) -> None:

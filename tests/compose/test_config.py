@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from compose.errors import ComposeError
 from compose.loader import load
 from compose.model import ProjectOptions
 from compose.render import config_text
@@ -304,6 +305,15 @@ def test_anchors_merge_keys_extensions_and_version(dockyard, tmp_path):
         networks:
           default:
             name: anchors_default
+        x-defaults:
+          environment:
+            LOG: info
+            TZ: UTC
+          logging:
+            driver: json-file
+          restart: unless-stopped
+        x-ports:
+          - 7000:7000
         """)
 
 
@@ -384,6 +394,8 @@ NORMALIZE = """
 
 
 def test_normalization(dockyard, tmp_path):
+    """Short syntaxes expanded, sizes in bytes, durations in Go form, implicit dependencies added, paths absolute,
+    resources named; the network no service uses (`outside`) is left out, as docker compose loads projects."""
     write(tmp_path, {"compose.yaml": NORMALIZE})
     home = str(tmp_path / "home")
     out = config(dockyard, tmp_path, "-p", "norm", env={"HOME": home})
@@ -407,10 +419,10 @@ def test_normalization(dockyard, tmp_path):
               resources:
                 limits:
                   cpus: 0.5
-                  memory: 536870912
+                  memory: "536870912"
                   pids: 100
                 reservations:
-                  memory: 1610612736
+                  memory: "1610612736"
             entrypoint:
               - /entry.sh
               - --flag
@@ -419,7 +431,7 @@ def test_normalization(dockyard, tmp_path):
               - "4000"
               - 4001/udp
             extra_hosts:
-              - db.local:10.0.0.5
+              - db.local=10.0.0.5
             healthcheck:
               test:
                 - CMD-SHELL
@@ -470,8 +482,8 @@ def test_normalization(dockyard, tmp_path):
                 target: /run/secrets/token
               - source: cert
                 target: /etc/cert.pem
-                mode: 288
-            shm_size: 67108864
+                mode: "0440"
+            shm_size: "67108864"
             stop_grace_period: 1m30s
             sysctls:
               net.core.somaxconn: "1024"
@@ -488,14 +500,14 @@ def test_normalization(dockyard, tmp_path):
                 target: /cfg
                 read_only: true
                 bind:
-                  selinux: z
                   create_host_path: true
+                  selinux: z
               - type: volume
                 target: /anonymous
               - type: tmpfs
                 target: /tmp/cache
                 tmpfs:
-                  size: 67108864
+                  size: "67108864"
               - type: volume
                 source: data
                 target: /data
@@ -519,9 +531,6 @@ def test_normalization(dockyard, tmp_path):
             ipam:
               config:
                 - subnet: 172.28.0.0/16
-          outside:
-            name: outside
-            external: true
         volumes:
           data:
             name: the-data
@@ -544,7 +553,7 @@ def test_json_format_is_the_same_model(dockyard, tmp_path):
     write(tmp_path, {"compose.yaml": ANCHORS})
     doc = json.loads(dockyard("compose", "--project-directory", str(tmp_path), "-p", "anchors", "config",
                               "--format", "json").out)
-    assert list(doc) == ["name", "services", "networks"]
+    assert list(doc) == ["name", "services", "networks", "x-defaults", "x-ports"]
     assert doc["services"]["two"]["environment"] == {"LOG": "debug", "TZ": "UTC"}
     assert doc["services"]["one"]["ports"][0] == {"mode": "ingress", "target": 7000, "published": "7000",
                                                    "protocol": "tcp"}
@@ -663,3 +672,174 @@ def test_reset_removes_an_inherited_value(tmp_path, reset):
     project = load(ProjectOptions(project_directory=str(tmp_path), environ={}))
     assert "ports" not in project.services["child"]
     assert project.services["child"]["dns"] == ["9.9.9.9"]
+
+
+def test_yaml_scalars_read_as_docker_compose_reads_them(tmp_path):
+    """YAML 1.2 core schema (go-yaml v3): `yes`/`on` stay strings, quoted stays a string, `!!str` is honoured,
+    a leading-zero mode is octal."""
+    write(tmp_path, {"compose.yaml": """
+        services:
+          s:
+            image: s
+            environment: {A: yes, B: on, C: "1", D: !!str 2, E: 1.50, F: true, G: 0x10, H: ~, I: ""}
+            secrets: [{source: k, mode: 0440}]
+        secrets:
+          k: {file: k.txt}
+    """})
+    service = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["s"]
+    assert service["environment"] == {"A": "yes", "B": "on", "C": "1", "D": "2", "E": "1.5", "F": "true",
+                                      "G": "16", "H": None, "I": ""}
+    assert service["secrets"] == [{"source": "k", "target": "/run/secrets/k", "mode": 0o440}]
+
+
+def test_config_of_named_services(dockyard, tmp_path):
+    """`config SERVICE...`: those services and what they depend on; a named service is enabled whatever its
+    profiles; an unknown name is an error."""
+    write(tmp_path, {"compose.yaml": PROFILES})
+    listing = ("compose", "--project-directory", str(tmp_path), "-p", "prof", "config")
+    assert dockyard(*listing, "--services", "api").out == "db\napi\n"
+    assert dockyard(*listing, "--services", "admin", "db").out == "admin\ndb\n"
+    out = dockyard(*listing, "admin").out
+    assert out.startswith("name: prof\nservices:\n  admin:\n    image: admin\n")
+    res = dockyard(*listing, "nope", check=False)
+    assert (res.code, res.err) == (1, "Error: no such service: nope\n")
+
+
+def test_reset_and_override_across_files(tmp_path):
+    write(tmp_path, {
+        "a.yaml": """
+            services:
+              keep: {image: k, environment: {A: "1", B: "2"}, labels: {x: "1"}}
+              gone: {image: g}
+        """,
+        "b.yaml": """
+            services:
+              keep:
+                environment: !override {C: "3"}
+                labels: {y: "2"}
+              gone: !reset
+        """,
+    })
+    project = load(ProjectOptions(files=[str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")], environ={},
+                                  project_name="p"))
+    assert list(project.services) == ["keep"]
+    assert project.services["keep"]["environment"] == {"C": "3"}
+    assert project.services["keep"]["labels"] == {"x": "1", "y": "2"}
+
+
+def test_compose_file_variable_with_separator(tmp_path, monkeypatch):
+    write(tmp_path, {"one.yaml": "services:\n  s: {image: one}\n", "two.yaml": "services:\n  s: {image: two}\n"})
+    monkeypatch.chdir(tmp_path)
+    project = load(ProjectOptions(environ={"COMPOSE_FILE": "one.yaml;two.yaml", "COMPOSE_PATH_SEPARATOR": ";"}))
+    assert project.services["s"]["image"] == "two"
+    assert project.files == [str(tmp_path / "one.yaml"), str(tmp_path / "two.yaml")]
+
+
+def test_files_found_in_a_parent_directory(tmp_path, monkeypatch):
+    """Run from a subdirectory: the compose file (and its .env) is found upwards; the working directory's .env is
+    read first and wins, the project's fills the rest."""
+    write(tmp_path, {"compose.yaml": "services:\n  s: {image: '${A}-${B}', working_dir: $PWD}\n",
+                     ".env": "A=parent\nB=parent\n", "sub/.env": "A=sub\n"})
+    monkeypatch.chdir(tmp_path / "sub")
+    project = load(ProjectOptions(environ={}))
+    assert project.working_dir == str(tmp_path)
+    assert project.services["s"]["image"] == "sub-parent"
+    assert project.services["s"]["working_dir"] == str(tmp_path / "sub")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512m", 512 << 20), ("1g", 1 << 30), ("1.5g", 3 << 29), ("64M", 64 << 20), ("100k", 102400), ("2kb", 2048),
+    ("1024", 1024), (1024, 1024), ("-1", -1), ("10 MiB", 10 << 20), ("3b", 3),
+])
+def test_sizes_as_docker_reads_them(text, expected):
+    from compose.units import ram_bytes
+
+    assert ram_bytes(text, "mem_limit") == expected
+
+
+def test_extra_hosts_forms(tmp_path):
+    write(tmp_path, {"compose.yaml": """
+        services:
+          a: {image: a, extra_hosts: ["db:10.0.0.1", "v6=::1", "multi=10.0.0.2,10.0.0.3"]}
+          b: {image: b, extra_hosts: {cache: 10.0.0.4, many: [10.0.0.5, 10.0.0.6]}}
+    """})
+    project = load(ProjectOptions(project_directory=str(tmp_path), environ={}))
+    assert project.services["a"]["extra_hosts"] == ["db:10.0.0.1", "v6:::1", "multi:10.0.0.2", "multi:10.0.0.3"]
+    assert project.services["b"]["extra_hosts"] == ["cache:10.0.0.4", "many:10.0.0.5", "many:10.0.0.6"]
+    assert "    extra_hosts:\n      - db=10.0.0.1\n      - multi=10.0.0.2\n      - multi=10.0.0.3\n      - v6=::1\n" \
+        in config_text(project, "yaml")
+
+
+def test_include_with_several_files_and_a_project_directory(tmp_path):
+    """`include: {path: [a, b], project_directory}`: the files merge in order, their relative paths resolve against
+    the given project directory, and the including file's own definition of a service wins over the included."""
+    write(tmp_path, {
+        "compose.yaml": """
+            include:
+              - path: [inc/a.yaml, inc/b.yaml]
+                project_directory: proj
+            services:
+              s: {environment: {FROM: main}}
+        """,
+        "inc/a.yaml": "services:\n  s: {image: a, volumes: [./data:/data], environment: {FROM: a, A: '1'}}\n",
+        "inc/b.yaml": "services:\n  s: {image: b}\n",
+    })
+    service = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["s"]
+    assert service["image"] == "b"
+    assert service["environment"] == {"FROM": "main", "A": "1"}
+    assert service["volumes"][0]["source"] == str(tmp_path / "proj" / "data")
+
+
+def _port(target: int, published: str | None = None, protocol: str = "tcp", host_ip: str | None = None) -> dict:
+    entry: dict = {"mode": "ingress"}
+    if host_ip:
+        entry["host_ip"] = host_ip
+    entry["target"] = target
+    if published:
+        entry["published"] = published
+    entry["protocol"] = protocol
+    return entry
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("80", [_port(80)]),
+    ("80:8080", [_port(8080, "80")]),
+    ("80-90:8080", [_port(8080, "80-90")]),
+    ("8080:80/tcp", [_port(80, "8080")]),
+    ("80:8080/udp", [_port(8080, "80", "udp")]),
+    ("80-81:8080-8081/tcp", [_port(8080, "80"), _port(8081, "81")]),
+    ("80-82:8080/udp", [_port(8080, "80-82", "udp")]),
+    ("80-80:8080/tcp", [_port(8080, "80")]),
+    ("1.1.1.1:80:80", [_port(80, "80", host_ip="1.1.1.1")]),
+    ("127.0.0.1::80", [_port(80, host_ip="127.0.0.1")]),
+    ("[::1]:80:80/sctp", [_port(80, "80", "sctp", "::1")]),
+    ("8000-8001", [_port(8000), _port(8001)]),
+])
+def test_short_port_syntax(spec, expected, tmp_path):
+    """The short syntax as compose-go's ParsePortConfig reads it: one entry per container port."""
+    write(tmp_path, {"compose.yaml": f"services:\n  s: {{image: s, ports: ['{spec}']}}\n"})
+    assert load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["s"]["ports"] == expected
+
+
+@pytest.mark.parametrize("spec", ["9999999", "80/xyz", "tcp", "", "1:2:3:4", "80-81:90-92", "[::1]80", "0"])
+def test_invalid_short_port(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, {"compose.yaml": f"services:\n  s: {{image: s, ports: ['{spec}']}}\n"})
+    with pytest.raises(ComposeError, match=r'^compose.yaml:2: services.s.ports\[0\]: invalid port "'):
+        load(ProjectOptions(project_directory=str(tmp_path), environ={}))
+
+
+def test_multi_line_strings_print_as_literal_blocks(tmp_path):
+    write(tmp_path, {"compose.yaml": """
+        services:
+          s:
+            build:
+              context: .
+              dockerfile_inline: |
+                FROM busybox
+                RUN echo hi
+            command: ["sh", "-c", "echo a\\necho b"]
+    """})
+    text = config_text(load(ProjectOptions(project_directory=str(tmp_path), project_name="p", environ={})), "yaml")
+    assert "      dockerfile_inline: |\n        FROM busybox\n        RUN echo hi\n" in text
+    assert "      - |-\n        echo a\n        echo b\n" in text

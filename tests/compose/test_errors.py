@@ -48,6 +48,7 @@ CASES = {
                                                                  "expected key"),
     "tab_yaml": ("services:\n\tweb: {}\n", "compose.yaml:2: invalid YAML: found character that cannot start any "
                                             "token"),
+    "empty_file": ("# nothing here\n", "empty compose file: compose.yaml"),
     "top_level_list": ("- services\n- web\n", "compose.yaml:1: top-level object must be a mapping"),
     "top_level_scalar": ("just text\n", "compose.yaml:1: top-level object must be a mapping"),
     "services_not_mapping": ("services: [web]\n", "compose.yaml:1: services: must be a mapping"),
@@ -61,6 +62,10 @@ CASES = {
     "unknown_tag": ("services:\n  web: !include other.yaml\n", "compose.yaml:2: services.web: unknown tag !include"),
     "bad_volume": ("services:\n  web:\n    image: x\n    volumes: ['/a:/b:rx']\n",
                    'compose.yaml:4: services.web.volumes[0]: invalid volume "/a:/b:rx": unknown option "rx"'),
+    "home_unset": ("services:\n  web:\n    image: x\n    volumes: ['~/data:/data']\n",
+                   'compose.yaml:4: services.web.volumes[0]: cannot expand "~/data": HOME is not set'),
+    "relative_target": ("services:\n  web:\n    image: x\n    volumes: ['/data:ro']\n",
+                        'compose.yaml:4: services.web.volumes[0]: mount target "ro" must be an absolute path'),
     "bad_duration": ("services:\n  web:\n    image: x\n    healthcheck: {test: 'true', interval: 10 parsecs}\n",
                      "compose.yaml:4: services.web.healthcheck.interval: invalid duration '10 parsecs' "
                      "(want e.g. 30s, 1m30s, 500ms)"),
@@ -86,6 +91,10 @@ CASES = {
                         "found"),
     "extends_cycle": ("services:\n  a: {extends: b}\n  b: {extends: a}\n",
                       "compose.yaml:2: services.a.extends: extends cycle: a -> b -> a"),
+    "no_image": ("services:\n  web: {command: [sh]}\n",
+                 'service "web" has neither an image nor a build context specified'),
+    "dockerfile_twice": ("services:\n  web: {build: {dockerfile: D, dockerfile_inline: 'FROM x'}}\n",
+                         'service "web" declares mutually exclusive dockerfile and dockerfile_inline'),
     "bad_bool": ("services:\n  web: {image: x, tty: maybe}\n", 'compose.yaml:2: services.web.tty: must be a boolean, '
                                                                 'got "maybe"'),
 }
@@ -209,3 +218,38 @@ def test_agreeing_duplicates_are_kept(tmp_path):
                                      "resources: {limits: {memory: 536870912}}}}\n"})
     web = load(ProjectOptions(project_directory=str(tmp_path), environ={})).services["web"]
     assert (web["mem_limit"], web["deploy"]["resources"]["limits"]["memory"], web["scale"]) == (536870912,) * 2 + (2,)
+
+
+def _any_value():
+    from hypothesis import strategies as st
+
+    leaf = st.sampled_from([None, True, 0, 7, -3, 2.5, "", "x", "80", "80:80", "1-3:4-6", "/a", "./b", "a=b", "1g",
+                            "10s", "bind", "volume", "tmpfs", "CMD", "service:t", "${X:-1}"])
+    keys = st.sampled_from(["target", "published", "source", "type", "test", "interval", "condition", "aliases",
+                            "resources", "limits", "memory", "cpus", "context", "args", "mode", "bind", "size"])
+    return st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+                        max_leaves=8)
+
+
+def test_no_shape_of_service_ends_in_a_traceback(tmp_path):
+    """Any value under any service key loads or fails with one ComposeError line — never another exception."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from compose import schema
+    from compose.render import config_text
+
+    service_keys = st.sampled_from(sorted(schema.SERVICE - {"extends"}))
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.dictionaries(service_keys, _any_value(), min_size=1, max_size=4))
+    def check(service):
+        service.setdefault("image", "x")
+        (tmp_path / "compose.yaml").write_text(yaml.safe_dump({"services": {"s": service, "t": {"image": "t"}}}))
+        try:
+            config_text(load(ProjectOptions(project_directory=str(tmp_path), project_name="p", environ={})), "yaml")
+        except ComposeError as e:
+            assert "\n" not in str(e)
+
+    check()

@@ -40,6 +40,12 @@ def sub(template: str, env: dict[str, str] | None = None) -> str:
     ("${EMPTY?may be empty}", ""),
     ("${UNSET:-with spaces and : colons}", "with spaces and : colons"),
     ("no variables", "no variables"),
+    ("costs $5, a $ alone", "costs $5, a $ alone"),
+    ("${UNSET-err?msg}", "err?msg"),  # the first operator after the name is the one
+    ("${SET?bar-baz}", "value"),
+    ("${UNSET:-/non:-alphanumeric}", "/non:-alphanumeric"),
+    ("${UNSET-${SET} ${SET}}", "value value"),
+    ("${SET+$OTHER ${SET:+second}}", "other second"),
 ])
 def test_substitution(template, expected):
     assert sub(template) == expected
@@ -54,7 +60,6 @@ def test_substitution(template, expected):
     ("${}", "invalid interpolation format"),
     ("${1A}", "invalid interpolation format"),
     ("${SET!x}", "invalid interpolation format"),
-    ("a $ b", "a lone $"),
 ])
 def test_substitution_errors(template, message):
     with pytest.raises(ComposeError, match=message.replace("$", r"\$").replace("{", r"\{")):
@@ -68,9 +73,14 @@ def test_unset_variable_warns_once(capsys):
     assert err == 'WARN: The "NOPE" variable is not set. Defaulting to a blank string.\n'
 
 
-def test_default_does_not_warn(capsys):
+def test_defaults_are_lazy(capsys):
+    """Only the branch taken is substituted: an unused default neither warns nor fails."""
     assert Interpolator({}.get).text("${NOPE:-x}") == "x"
+    assert Interpolator({}.get).text("${A:+${A},}B") == "B"
+    assert Interpolator({"A": "v"}.get).text("${A?${B}}${A:-${C:?never}}") == "vv"
     assert capsys.readouterr().err == ""
+    assert Interpolator({}.get).text("${A:-${B}}") == ""
+    assert capsys.readouterr().err == 'WARN: The "B" variable is not set. Defaulting to a blank string.\n'
 
 
 DOTENV = r"""
@@ -108,7 +118,69 @@ def test_dotenv_syntax():
     }
 
 
+# One line each, with the key and value docker compose's dotenv parser (compose-go) gives for it.
+DOTENV_LINES = [
+    ("FOO=bar", "FOO", "bar"),
+    ("FOO =bar", "FOO", "bar"),
+    ("FOO= bar", "FOO", "bar"),
+    ('FOO="bar"', "FOO", "bar"),
+    ("FOO='bar'", "FOO", "bar"),
+    (r'FOO="escaped\"bar"', "FOO", 'escaped"bar'),
+    (r'FOO="\"quoted\""', "FOO", '"quoted"'),
+    ("FOO=\"'d'\"", "FOO", "'d'"),
+    ("OPTION_A: 1", "OPTION_A", "1"),
+    ("OPTION_A: Foo=bar", "OPTION_A", "Foo=bar"),
+    ("OPTION_A=1:B", "OPTION_A", "1:B"),
+    ("export OPTION_A=2", "OPTION_A", "2"),
+    (r"export OPTION_B='\n'", "OPTION_B", "\\n"),
+    ("export exportFoo=2", "exportFoo", "2"),
+    ("exportFOO=2", "exportFOO", "2"),
+    ("export_FOO =2", "export_FOO", "2"),
+    ("export.FOO= 2", "export.FOO", "2"),
+    ("export\tOPTION_A=2", "OPTION_A", "2"),
+    ("  export OPTION_A=2", "OPTION_A", "2"),
+    ("\texport OPTION_A=2", "OPTION_A", "2"),
+    ('export OPTION_A="export A"', "OPTION_A", "export A"),
+    (r'FOO="bar\nbaz"', "FOO", "bar\nbaz"),
+    (r"FOO=a\tb", "FOO", r"a\tb"),
+    (r'FOO="a\tb"', "FOO", "a\tb"),
+    (r'KEY="Z\aZ\bZ\fZ\nZ\rZ\tZ\vZ\\Z\0123Z"', "KEY", "Z\aZ\bZ\fZ\nZ\rZ\tZ\vZ\\ZSZ"),
+    ("FOO.BAR=foobar", "FOO.BAR", "foobar"),
+    ("FOO=foobar=", "FOO", "foobar="),
+    ("FOO=bar ", "FOO", "bar"),
+    ("FOO=bar # this is foo", "FOO", "bar"),
+    ("FOO=bar #this is foo", "FOO", "bar"),
+    ("FOO=bar #", "FOO", "bar"),
+    ("FOO=123#not-an-inline-comment", "FOO", "123#not-an-inline-comment"),
+    ('FOO="bar#baz"', "FOO", "bar#baz"),
+    ('FOO="bar#baz"#', "FOO", "bar#baz"),
+    ('FOO="bar#baz" # comment', "FOO", "bar#baz"),
+    ("FOO='bar#baz' # comment", "FOO", "bar#baz"),
+    ('FOO="bar#baz#bang" # comment', "FOO", "bar#baz#bang"),
+    ('FOO="ba#r"', "FOO", "ba#r"),
+    ("FOO='ba#r'", "FOO", "ba#r"),
+    (r'FOO="bar\n\ b\az"', "FOO", "bar\n\\ b\az"),
+    (r'FOO="bar\\\n\ b\az"', "FOO", "bar\\\n\\ b\az"),
+    (r'FOO="bar\\r\ b\az"', "FOO", "bar\\r\\ b\az"),
+    (r'FOO="bar\nbaz\\"', "FOO", "bar\nbaz\\"),
+    ('="value"', "", "value"),
+    (" KEY =value", "KEY", "value"),
+    ("   KEY=value", "KEY", "value"),
+    ("\tKEY=value", "KEY", "value"),
+    (r'KEY="\0123"', "KEY", "S"),
+    (r'KEY="\x07"', "KEY", r"\x07"),
+    (r'KEY="\u12e4"', "KEY", r"\u12e4"),
+    (r'KEY="\U00101234"', "KEY", r"\U00101234"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "value"), DOTENV_LINES)
+def test_dotenv_line(text, key, value):
+    assert parse(text, {}.get) == {key: value}
+
+
 @pytest.mark.parametrize(("text", "message"), [
+    ("lol$wut", 'line 1: invalid variable name "lol\\$wut"'),
     ('A="unterminated\n', "line 1: unterminated quoted value"),
     ("\n\nBAD KEY=1\n", "line 3: invalid variable name"),
     ("A=${B:?need B}\n", "line 1: required variable B is missing a value: need B"),
