@@ -368,8 +368,11 @@ def create(root: str, opts: Options) -> Container:
         mounts, records = volumes.resolve(root, specs, list((icfg.get("Volumes") or {}).keys()), lowerdirs)
         c.mounts = records
         net_mode = network if network in ("host", "none") else os.path.join(NETNS_DIR, cid)
-        if joined is not None:  # the other container's own files, as docker shares them
-            etc = [spec.Mount("/etc/" + name, source=os.path.join(joined.bundle, name)) for name in ETC_FILES]
+        if joined is not None:  # the files of the namespace's owner, as docker shares them
+            from runner.network.container import joined_id
+
+            owner = store_containers.path(joined_id(joined) or joined.id)  # one joined in turn shares its owner's
+            etc = [spec.Mount("/etc/" + name, source=os.path.join(owner, name)) for name in ETC_FILES]
         else:
             etc = spec.etc_mounts(cdir, hostname, "host" if network == "host" else "none", durable=not c.ephemeral)
         if opts.dns:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dockyard.errors import DockyardError
 from runner import events, monitor
 from runner.containers import Container, Containers
+from runner.network.container import joined_id
 
 PS_FILTERS = ("status", "name", "id", "exited", "ancestor", "label")
 
@@ -455,8 +456,6 @@ def inspect(root: str, c: Container) -> dict:
             ports_.setdefault(f"{p.container_port}/{p.proto}", []).append(
                 {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     first = next(iter(networks.values()), {})
-    from runner.network.container import joined_id
-
     etc = Containers(root).path(joined_id(c)) if joined_id(c) else c.bundle  # docker points at the shared files
     args = [*(c.config.get("Entrypoint") or []), *(c.config.get("Cmd") or [])]
     return {

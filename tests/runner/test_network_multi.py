@@ -126,6 +126,13 @@ def test_network_container_mode_shares_the_other_namespace(ctr, tmp_path):
     assert f"{srv_info['NetworkSettings']['IPAddress']}\t{hostname}" in hosts
     assert not os.path.exists(os.path.join(NETNS_DIR, side["Id"]))  # its pin went with it
 
+    # A container joined in turn shares the same namespace and files.
+    ctr("run", "-d", "--name", "mid", "--network", "container:srv", "busybox", "sleep", "60")
+    out = ctr("run", "--rm", "--network", "container:mid", "busybox", "sh", "-c",
+              "wget -qO- http://127.0.0.1:8080/ && cat /etc/hostname").out
+    assert out == f"from srv's loopback\n{hostname}\n"
+    ctr("rm", "-f", "mid")
+
     # What docker refuses with it; a container that is not running cannot be joined.
     for argv, message in (
         (["-p", "80"], "conflicting options: port publishing and the container type network mode"),
