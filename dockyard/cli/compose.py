@@ -149,7 +149,6 @@ def _register_lifecycle(csub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_act, verb=verb)
     p = csub.add_parser("kill", help="force stop service containers")
     p.add_argument("-s", "--signal", default="SIGKILL", help="signal to send (default SIGKILL)")
-    p.add_argument("--remove-orphans", action="store_true", help="also kill orphan containers")
     _services(p)
     p.set_defaults(func=cmd_act, verb="kill")
 

@@ -10,6 +10,11 @@ import pytest
 SLEEP = '["sleep", "600"]'
 
 
+def states(project) -> dict[str, str]:
+    """Each service's container state, from `ps -a --format json`."""
+    return {r["Service"]: r["State"] for r in map(json.loads, project("ps", "-a", "--format", "json").out.splitlines())}
+
+
 @pytest.fixture
 def project(tmp_path, dockyard, busybox_image, test_networks):
     """write(yaml) puts compose.yaml in a project dir; compose(*args) runs `dockyard compose` there; down -v after."""
@@ -223,9 +228,7 @@ services:
             p.kill()
     assert p.returncode == 130, err
     assert b"Gracefully stopping..." in out, (out, err)
-    rows = map(json.loads, project("ps", "-a", "--format", "json").out.splitlines())
-    states = {r["Service"]: r["State"] for r in rows}
-    assert states == {"web": "exited", "db": "exited"}
+    assert states(project) == {"web": "exited", "db": "exited"}
 
 
 def test_wait_returns_once_healthy_and_secrets_and_configs_are_mounted(project, tmp_path):
@@ -255,3 +258,37 @@ configs:
     assert project("exec", "-T", "app", "cat", "/run/secrets/token", "/etc/app.conf").out == "t0ken\nmode=fast"
     r = project("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/token", check=False)
     assert r.code != 0  # read-only
+
+
+def test_lifecycle_verbs_top_images_and_follow(project):
+    project.write(f"""
+services:
+  web:
+    image: busybox
+    command: {SLEEP}
+  job:
+    image: busybox
+    command: ["sh", "-c", "sleep 2; echo job done"]
+""")
+    project("up", "-d")
+
+    assert project("logs", "-f", "job").out == "job-1  | job done\n"  # follow ends when the container stops
+    project("pause", "web")
+    assert states(project)["web"] == "paused"
+    project("unpause", "web")
+    assert states(project)["web"] == "running"
+    top = project("top", "web").out
+    assert top.startswith("app-web-1\n") and "sleep 600" in top
+    images = project("images").out.splitlines()
+    assert images[0].split() == ["CONTAINER", "REPOSITORY", "TAG", "IMAGE", "ID", "SIZE"]
+    assert any(line.split()[:3] == ["app-web-1", "busybox", "latest"] for line in images[1:])
+    project("stop", "-t", "1", "web")
+    assert states(project) == {"web": "exited", "job": "exited"}
+    project("start", "web")
+    assert states(project)["web"] == "running"
+    project("restart", "-t", "1", "web")
+    assert states(project)["web"] == "running"
+    project("kill", "-s", "SIGKILL", "web")
+    assert states(project)["web"] == "exited"
+    assert "Container app-job-1  Removed" in project("rm", "-f", "job").err
+    assert set(states(project)) == {"web"}
