@@ -119,6 +119,12 @@ services:
     project("up", "-d")
     assert "app-app:latest" in dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
     assert dockyard("exec", "app-app-1", "cat", "/greeting").out == "built-by-compose\n"
+    before = json.loads(project("ps", "--format", "json", "app").out)["ID"]
+    assert "Container app-app-1  Running" in project("up", "-d", "--build").err  # same steps, same image
+    project.write((project.dir / "compose.yaml").read_text().replace("built-by-compose", "rebuilt"))
+    assert "Container app-app-1  Recreate" in project("up", "-d", "--build").err  # a new image: recreated
+    assert json.loads(project("ps", "--format", "json", "app").out)["ID"] != before
+    assert dockyard("exec", "app-app-1", "cat", "/greeting").out == "rebuilt\n"
     project("down", "--rmi", "local")
     names = dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
     assert "app-app:latest" not in names and "busybox:latest" in names
