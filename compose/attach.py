@@ -21,10 +21,10 @@ def run(compose: Compose, containers: list[Container], printer: Printer, abort_o
     abort_on_exit = abort_on_exit or exit_code_from is not None  # --exit-code-from implies the abort
     ended: queue.Queue[Container] = queue.Queue()
     printer.register(containers)
-    for c in containers:
-        follow_in_thread(c, printer, on_end=ended.put)
     running, status = len(containers), 0
     try:
+        for c in containers:
+            follow_in_thread(c, printer, on_end=ended.put)
         while running:
             try:
                 c = ended.get(timeout=0.2)  # a timed get so Ctrl-C reaches this thread

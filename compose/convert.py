@@ -81,7 +81,8 @@ def create_args(project: Project, service: str, target: Target) -> dict[str, Any
     if "entrypoint" in svc:
         args["entrypoint"] = svc["entrypoint"]
     if svc.get("stop_grace_period") is not None:
-        args["stop_timeout"] = int(seconds(svc["stop_grace_period"], f"{where}.stop_grace_period"))
+        args["stop_timeout"] = seconds(svc["stop_grace_period"], f"{where}.stop_grace_period")
+    # `expose` maps to nothing: on a bridge every port of a container is reachable from its networks already.
     args.update(_networking(project, service, svc, target))
     args.update(target.overrides)
     return {k: v for k, v in args.items() if v is not None}

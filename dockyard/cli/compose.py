@@ -149,7 +149,6 @@ def _register_lifecycle(csub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_act, verb=verb)
     p = csub.add_parser("kill", help="force stop service containers")
     p.add_argument("-s", "--signal", default="SIGKILL", help="signal to send (default SIGKILL)")
-    p.add_argument("--remove-orphans", action="store_true", help="also kill orphan containers")
     _services(p)
     p.set_defaults(func=cmd_act, verb="kill")
 
@@ -226,7 +225,8 @@ def _compose(args: argparse.Namespace) -> Compose:
     from compose.engine import Compose
     from dockyard.api import Client
 
-    return Compose(Client(), load_project(args), say=_say)
+    named = getattr(args, "services", None) or ([args.service] if getattr(args, "service", None) else [])
+    return Compose(Client(), load_project(args, named), say=_say)
 
 
 def _say(kind: str, name: str, status: str) -> None:

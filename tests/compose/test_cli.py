@@ -10,6 +10,11 @@ import pytest
 SLEEP = '["sleep", "600"]'
 
 
+def states(project) -> dict[str, str]:
+    """Each service's container state, from `ps -a --format json`."""
+    return {r["Service"]: r["State"] for r in map(json.loads, project("ps", "-a", "--format", "json").out.splitlines())}
+
+
 @pytest.fixture
 def project(tmp_path, dockyard, busybox_image, test_networks):
     """write(yaml) puts compose.yaml in a project dir; compose(*args) runs `dockyard compose` there; down -v after."""
@@ -114,6 +119,12 @@ services:
     project("up", "-d")
     assert "app-app:latest" in dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
     assert dockyard("exec", "app-app-1", "cat", "/greeting").out == "built-by-compose\n"
+    before = json.loads(project("ps", "--format", "json", "app").out)["ID"]
+    assert "Container app-app-1  Running" in project("up", "-d", "--build").err  # same steps, same image
+    project.write((project.dir / "compose.yaml").read_text().replace("built-by-compose", "rebuilt"))
+    assert "Container app-app-1  Recreate" in project("up", "-d", "--build").err  # a new image: recreated
+    assert json.loads(project("ps", "--format", "json", "app").out)["ID"] != before
+    assert dockyard("exec", "app-app-1", "cat", "/greeting").out == "rebuilt\n"
     project("down", "--rmi", "local")
     names = dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
     assert "app-app:latest" not in names and "busybox:latest" in names
@@ -188,3 +199,102 @@ services:
     assert (r.code, r.out) == (4, "1 /tmp\n")
     project("down")
     assert project("ps", "-a", "-q").out == ""  # down removed the one-off container too
+
+
+def test_ctrl_c_stops_the_foreground_up(project, store_root):
+    """SIGINT while attached: "Gracefully stopping...", every container stopped, status 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    project.write(f"""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web is up; exec sleep 600"]
+    stop_grace_period: 1s
+  db:
+    image: busybox
+    command: {SLEEP}
+""")
+    argv = [sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "DOCKYARD_ROOT": store_root})
+    try:
+        seen = b""
+        while b"web is up" not in seen:
+            line = p.stdout.readline()
+            assert line, p.stderr.read().decode()
+            seen += line
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert b"Gracefully stopping..." in out, (out, err)
+    assert states(project) == {"web": "exited", "db": "exited"}
+
+
+def test_wait_returns_once_healthy_and_secrets_and_configs_are_mounted(project, tmp_path):
+    (project.dir / "token.txt").write_text("t0ken\n")
+    project.write("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 600"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 300ms
+    secrets: [token]
+    configs:
+      - source: settings
+        target: /etc/app.conf
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  settings:
+    content: "mode=fast"
+""")
+    project("up", "-d", "--wait", "--wait-timeout", "30")
+    row = json.loads(project("ps", "--format", "json").out)
+    assert row["Health"] == "healthy"
+    assert project("exec", "-T", "app", "cat", "/run/secrets/token", "/etc/app.conf").out == "t0ken\nmode=fast"
+    r = project("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/token", check=False)
+    assert r.code != 0  # read-only
+
+
+def test_lifecycle_verbs_top_images_and_follow(project):
+    project.write(f"""
+services:
+  web:
+    image: busybox
+    command: {SLEEP}
+  job:
+    image: busybox
+    command: ["sh", "-c", "sleep 2; echo job done"]
+""")
+    project("up", "-d")
+
+    assert project("logs", "-f", "job").out == "job-1  | job done\n"  # follow ends when the container stops
+    project("pause", "web")
+    assert states(project)["web"] == "paused"
+    project("unpause", "web")
+    assert states(project)["web"] == "running"
+    top = project("top", "web").out
+    assert top.startswith("app-web-1\n") and "sleep 600" in top
+    images = project("images").out.splitlines()
+    assert images[0].split() == ["CONTAINER", "REPOSITORY", "TAG", "IMAGE", "ID", "SIZE"]
+    assert any(line.split()[:3] == ["app-web-1", "busybox", "latest"] for line in images[1:])
+    project("stop", "-t", "1", "web")
+    assert states(project) == {"web": "exited", "job": "exited"}
+    project("start", "web")
+    assert states(project)["web"] == "running"
+    project("restart", "-t", "1", "web")
+    assert states(project)["web"] == "running"
+    project("kill", "-s", "SIGKILL", "web")
+    assert states(project)["web"] == "exited"
+    assert "Container app-job-1  Removed" in project("rm", "-f", "job").err
+    assert set(states(project)) == {"web"}

@@ -52,7 +52,7 @@ def test_every_key_maps(tmp_path):
                               f"type=bind,source={conf},target=/etc/app.conf,readonly"]
     assert conf.read_text() == "k=v\n"
     assert args["tmpfs"] == {"/run": "size=64k"}
-    assert args["stop_timeout"] == 90 and args["restart_policy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert args["stop_timeout"] == 90.0 and args["restart_policy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
     assert args["healthcheck"] == {"test": ["CMD", "true"], "interval": 2 * 10**9, "retries": 3}
     assert (args["mem_limit"], args["nano_cpus"], args["pids_limit"]) == (64 << 20, 5 * 10**8, 50)
     assert args["links"] == ["proj-db-1:database"] and args["extra_hosts"] == ["gw:10.0.0.1"]

@@ -150,3 +150,22 @@ def test_orphans_are_kept_with_a_warning_or_removed(engine):
     assert compose.client.containers.get("proj-old-1").status == "running"
     compose.up(UpOptions(remove_orphans=True))
     assert [c.name for c in compose.orphans()] == []
+
+
+def test_fixed_address_on_a_project_subnet_and_network_mode_service(engine):
+    """A network with its own ipam subnet and a fixed address; a sidecar in web's namespace reaches it on localhost."""
+    from support import run_subnet
+
+    subnet, address = run_subnet(1, "7.0/24"), run_subnet(1, "7.10")
+    compose = engine({
+        "web": {"image": "busybox", "command": ["sh", "-c", "echo hi > /tmp/i; exec httpd -f -p 8080 -h /tmp"],
+                "networks": {"front": {"ipv4_address": address}}},
+        "sidecar": {"image": "busybox", "command": SLEEP, "network_mode": "service:web",
+                    "depends_on": {"web": {"condition": "service_started"}}},
+    }, networks={"front": {"name": "proj_front", "ipam": {"config": [{"subnet": subnet}]}}})
+    compose.up(UpOptions())
+    web = compose.client.containers.get("proj-web-1")
+    assert web.attrs["NetworkSettings"]["Networks"]["proj_front"]["IPAddress"] == address
+    sidecar = compose.client.containers.get("proj-sidecar-1")
+    result = sidecar.exec_run(["wget", "-qO-", "http://127.0.0.1:8080/i"])
+    assert (result.exit_code, result.output) == (0, b"hi\n")
