@@ -50,3 +50,18 @@ def busybox_image(dockyard, busybox_tar) -> str:
     dockyard("import", "--change", 'CMD ["/bin/sh"]', "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin",
              str(busybox_tar), "busybox:latest")
     return "busybox:latest"
+
+
+@pytest.fixture
+def test_networks(store_root, monkeypatch):
+    """Networks (and containers run here or in a child) use a test bridge, subnet pool and NAT table; torn down."""
+    from runner.network import networks
+
+    tag = os.urandom(3).hex()
+    monkeypatch.setenv("DOCKYARD_BRIDGE", f"dya{tag}")
+    monkeypatch.setenv("DOCKYARD_BRIDGE_SUBNET", "10.243.0.0/16")
+    monkeypatch.setenv("DOCKYARD_NETWORK_POOL", "10.244.0.0/16")
+    monkeypatch.setenv("DOCKYARD_NAT_TABLE", f"dya{tag}")
+    yield f"dya{tag}"
+    networks.reset()
+    assert not os.path.exists(f"/sys/class/net/dya{tag}")

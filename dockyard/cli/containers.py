@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC
 
 from dockyard.cli.run import _run_error, store_root
 
@@ -211,21 +210,10 @@ def _command_text(c) -> str:
 
 
 def _status_text(c) -> str:
-    from dockyard.cli.output import ago, human_duration
-    from dockyard.image import parse_time
+    from dockyard.cli.output import status_text
 
-    if c.status == "created":
-        return "Created"
-    if c.status == "restarting":
-        return f"Restarting ({c.exit_code}) {ago(parse_time(c.finished_at))}"
-    if c.running:
-        started = parse_time(c.started_at)
-        from datetime import datetime
-
-        up = human_duration((datetime.now(UTC) - started).total_seconds()) if started else ""
-        health = f" ({c.health['Status']})" if c.health and c.health.get("Status") else ""
-        return f"Up {up}" + (" (Paused)" if c.status == "paused" else health)
-    return f"Exited ({c.exit_code}) {ago(parse_time(c.finished_at))}"
+    return status_text({"Status": c.status, "ExitCode": c.exit_code, "StartedAt": c.started_at,
+                        "FinishedAt": c.finished_at, "Health": c.health})
 
 
 def _ports_text(c) -> str:

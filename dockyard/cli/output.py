@@ -59,6 +59,23 @@ def ago(when: datetime | None) -> str:
     return human_duration((datetime.now(UTC) - when).total_seconds()) + " ago"
 
 
+def status_text(state: dict[str, Any]) -> str:
+    """docker ps's STATUS from docker's State object: `Up 2 minutes (healthy)`, `Exited (0) 3 seconds ago`."""
+    from dockyard.image import parse_time
+
+    status, code = state.get("Status"), state.get("ExitCode")
+    if status == "created":
+        return "Created"
+    if status == "restarting":
+        return f"Restarting ({code}) {ago(parse_time(state.get('FinishedAt') or ''))}"
+    if status in ("running", "paused"):
+        started = parse_time(state.get("StartedAt") or "")
+        up = human_duration((datetime.now(UTC) - started).total_seconds()) if started else ""
+        health = (state.get("Health") or {}).get("Status")
+        return f"Up {up}" + (" (Paused)" if status == "paused" else f" ({health})" if health else "")
+    return f"Exited ({code}) {ago(parse_time(state.get('FinishedAt') or ''))}"
+
+
 def table(headers: list[str], rows: Iterable[Sequence[object]], out: TextIO | None = None) -> None:
     """Columns padded like docker's tabwriter (3 spaces between columns); cells printed as str() prints them."""
     out = out or sys.stdout
