@@ -469,12 +469,23 @@ def inspect(root: str, c: Container) -> dict:
         "HostnamePath": os.path.join(etc, "hostname"), "HostsPath": os.path.join(etc, "hosts"),
         "LogPath": os.path.join(c.bundle, f"{c.id}-json.log"), "Name": "/" + c.name,
         "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
-        "HostConfig": c.host_config, "Mounts": c.mounts, "Config": c.config,
+        "HostConfig": {**c.host_config, "PortBindings": _port_bindings(c.host_config.get("PortBindings") or [])},
+        "Mounts": c.mounts, "Config": c.config,
         "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": os.path.join(c.bundle, "diff"),
                                                    "WorkDir": os.path.join(c.bundle, "work")}},
         "NetworkSettings": {"Ports": ports_, "Networks": networks, "IPAddress": first.get("IPAddress", ""),
                             "Gateway": first.get("Gateway", ""), "MacAddress": first.get("MacAddress", "")},
     }
+
+
+def _port_bindings(recorded: list[dict]) -> dict[str, list[dict[str, str]]]:
+    """The -p flags as recorded (PortMapping fields) in docker's HostConfig.PortBindings shape: what was asked,
+    "" for a port or address left to choose."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in recorded:
+        out.setdefault(f"{p['container_port']}/{p.get('proto', 'tcp')}", []).append(
+            {"HostIp": p.get("host_ip", ""), "HostPort": str(p["host_port"]) if p.get("host_port") else ""})
+    return out
 
 
 # --- volumes ---

@@ -6,7 +6,10 @@ the kernel then no longer drops loopback addresses arriving on them as martians.
 could address a frame to the bridge with destination 127.0.0.1 and reach services the host binds to loopback only
 (CVE-2020-8558). So packets coming in from our bridges to a loopback destination are dropped before conntrack
 and NAT (raw priority). Legitimate traffic never has one there: the replies of a DNATed 127.0.0.1
-connection come back addressed to the bridge's gateway and are translated to 127.0.0.1 only later, at dstnat."""
+connection come back addressed to the bridge's gateway and are translated to 127.0.0.1 only later, at dstnat.
+
+Isolation: as docker's DOCKER-ISOLATION chains, traffic routed from one of our bridges to another is dropped, so a
+container reaches only the networks it is on; a published port (DNATed) stays reachable from every network."""
 
 from __future__ import annotations
 
@@ -73,12 +76,16 @@ add chain {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 add chain {t} ports
 add chain {t} guard {{ type filter hook prerouting priority raw; policy accept; }}
+add map {t} isolation {{ type ifname : verdict; }}
+add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}
 flush chain {t} prerouting
 flush chain {t} output
 flush chain {t} postrouting
 flush chain {t} ports
 flush chain {t} guard
+flush chain {t} forward
 add rule {t} guard iifname @bridges ip daddr 127.0.0.0/8 drop
+add rule {t} forward iifname vmap @isolation
 add rule {t} prerouting fib daddr type local jump ports
 add rule {t} output fib daddr type local jump ports
 add rule {t} ports dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
@@ -92,12 +99,24 @@ add rule {t} postrouting oifname @bridges ip saddr @subnets ct status dnat masqu
 
     def add_network(self, subnet: str, bridge: str) -> None:
         # The flush+add of the static rules makes this idempotent, and one transaction keeps it atomic.
-        _run(["nft", "-f", "-"], self._base() + f'add element ip {self.table} subnets {{ {subnet} }}\n'
-             f'add element ip {self.table} bridges {{ "{bridge}" }}\n')
+        t, chain = f"ip {self.table}", f"iso-{bridge}"
+        # Traffic in from this bridge: to itself (bridged, seen here with br_netfilter) or DNATed passes; to
+        # another of our bridges it is dropped.
+        _run(["nft", "-f", "-"], self._base() + f"""add element {t} subnets {{ {subnet} }}
+add element {t} bridges {{ "{bridge}" }}
+add chain {t} {chain}
+flush chain {t} {chain}
+add rule {t} {chain} oifname "{bridge}" return
+add rule {t} {chain} ct status dnat return
+add rule {t} {chain} oifname @bridges drop
+add element {t} isolation {{ "{bridge}" : jump {chain} }}
+""")
 
     def remove_network(self, subnet: str, bridge: str) -> None:
-        for what in (f"subnets {{ {subnet} }}", f'bridges {{ "{bridge}" }}'):
-            _run(["nft", "-f", "-"], f"delete element ip {self.table} {what}\n", check=False)
+        t = f"ip {self.table}"
+        for what in (f"element {t} subnets {{ {subnet} }}", f'element {t} bridges {{ "{bridge}" }}',
+                     f'element {t} isolation {{ "{bridge}" }}', f"chain {t} iso-{bridge}"):
+            _run(["nft", "-f", "-"], f"delete {what}\n", check=False)
 
     def _elements(self, rules: list[Rule], verb: str) -> str:
         lines = []
@@ -125,13 +144,15 @@ add rule {t} postrouting oifname @bridges ip saddr @subnets ct status dnat masqu
 
 
 class Iptables:
-    """Chains `<TABLE>` (DNAT, jumped to for local destinations) and `<TABLE>-POSTROUTING` in the nat table, and
-    `<TABLE>-GUARD` (the loopback guard, see above) in the raw table."""
+    """Chains `<TABLE>` (DNAT, jumped to for local destinations) and `<TABLE>-POSTROUTING` in the nat table,
+    `<TABLE>-GUARD` (the loopback guard, see above) in the raw table, and `<TABLE>-ISOLATION[2]` (isolation, see
+    above) in the filter table."""
 
     def __init__(self, table: str) -> None:
         self.dnat = table.upper()
         self.post = f"{self.dnat}-POSTROUTING"
         self.guard = f"{self.dnat}-GUARD"
+        self.isolate, self.isolate2 = f"{self.dnat}-ISOLATION", f"{self.dnat}-ISOLATION2"  # docker's two stages
 
     @staticmethod
     def _restore(table: str, lines: list[str], check: bool = True) -> bool:
@@ -142,7 +163,8 @@ class Iptables:
         local = "-m addrtype --dst-type LOCAL"
         return {"nat": ([self.dnat, self.post], [f"PREROUTING {local} -j {self.dnat}", f"OUTPUT {local} -j {self.dnat}",
                                                  f"POSTROUTING -j {self.post}"]),
-                "raw": ([self.guard], [f"PREROUTING -j {self.guard}"])}
+                "raw": ([self.guard], [f"PREROUTING -j {self.guard}"]),
+                "filter": ([self.isolate, self.isolate2], [f"FORWARD -j {self.isolate}"])}
 
     def _ensure(self) -> None:
         import subprocess
@@ -155,7 +177,9 @@ class Iptables:
         return {"nat": [f"{self.post} -s {subnet} ! -o {bridge} -j MASQUERADE",
                         f"{self.post} -o {bridge} -s 127.0.0.0/8 -j MASQUERADE",
                         f"{self.post} -o {bridge} -s {subnet} -m conntrack --ctstate DNAT -j MASQUERADE"],
-                "raw": [f"{self.guard} -i {bridge} -d 127.0.0.0/8 -j DROP"]}
+                "raw": [f"{self.guard} -i {bridge} -d 127.0.0.0/8 -j DROP"],
+                "filter": [f"{self.isolate} -i {bridge} ! -o {bridge} -m conntrack ! --ctstate DNAT -j {self.isolate2}",
+                           f"{self.isolate2} -o {bridge} -j DROP"]}
 
     def add_network(self, subnet: str, bridge: str) -> None:
         self._ensure()

@@ -45,12 +45,12 @@ def _links(part: str) -> list[str]:
 
 
 def _nat_rules(kind: str, table: str) -> str:
-    """Our table's rules and elements, or the iptables lines (nat and raw tables) mentioning our chains."""
+    """Our table's rules and elements, or the iptables lines (nat, raw and filter tables) naming our chains."""
     if kind == "nftables":
         p = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True)
         return p.stdout
     out = "".join(subprocess.run(["iptables-save", "-t", t], capture_output=True, text=True, check=True).stdout
-                  for t in ("nat", "raw"))
+                  for t in ("nat", "raw", "filter"))
     return "\n".join(line for line in out.splitlines() if table.upper() in line)
 
 
@@ -213,6 +213,38 @@ def test_static_ip_connect_and_disconnect(net_env, make_ns):
     attach.detach("b1" * 32)
     attach.detach("b2" * 32)
     assert networks.prune() == ["static"]
+
+
+def test_networks_are_isolated_from_each_other_but_published_ports_are_not(net_env, make_ns, tmp_path):
+    """As docker's isolation chains: a container reaches peers on its own networks and published ports, never an
+    address on a network it is not on, even though the host routes between the bridges."""
+    networks.create("front")
+    networks.create("back")
+    (ns1, p1), (ns2, p2), (ns3, p3) = make_ns(), make_ns(), make_ns()
+    proxy = attach.attach(p1, "d1" * 32, "proxy", network="front")
+    port = free_port()
+    db = attach.attach(p2, "d2" * 32, "db", network="back", publish=parse_publish(f"{port}:80"))
+    api = attach.attach(p3, "d3" * 32, "api", network="back")
+    _httpd(ns2, tmp_path / "db", text="db\n")
+
+    def fetch(ns: str, url: str) -> str:
+        # Dropped packets leave wget waiting; busybox wget's own -T crashes, so the host's timeout ends it.
+        return in_ns(ns, "timeout", "3", BUSYBOX, "wget", "-q", "-O", "-", url, check=False, timeout=15).stdout
+
+    assert fetch(ns3, f"http://{db.ip}/") == "db\n"  # the same network: bridged, untouched
+    assert fetch(ns1, f"http://{db.ip}/") == ""  # another network: dropped
+    assert in_ns(ns1, BUSYBOX, "ping", "-c1", "-W1", api.ip, check=False).returncode != 0
+    host = proxy.gateway  # a host address the proxy reaches: its gateway; the DNAT of the published port applies
+    assert fetch(ns1, f"http://{host}:{port}/") == "db\n"
+
+    # A container on both networks reaches both; leaving one takes that back.
+    attach.connect(p1, "d1" * 32, "back")
+    assert fetch(ns1, f"http://{db.ip}/") == "db\n"
+    attach.disconnect("d1" * 32, "back")
+    assert fetch(ns1, f"http://{db.ip}/") == ""
+    for cid in ("d1", "d2", "d3"):
+        attach.detach(cid * 32)
+    assert sorted(networks.prune()) == ["back", "front"]
 
 
 def test_none_and_host_modes(make_ns, store_root):
