@@ -276,7 +276,9 @@ services:
     image: busybox
     command: ["sh", "-c", "sleep 2; echo job done"]
 """)
-    project("up", "-d")
+    assert "Container app-web-1  Created" in project("create").err
+    assert states(project) == {"web": "created", "job": "created"}
+    project("start")
 
     assert project("logs", "-f", "job").out == "job-1  | job done\n"  # follow ends when the container stops
     project("pause", "web")
