@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from compose import graph, labels, resources
+from compose import graph, images, labels, resources
 from compose.convert import Target, create_args, image_name
 from compose.errors import ComposeError
 from dockyard.errors import DockyardError, NotFound
@@ -54,7 +54,7 @@ class Compose:
     client: Client
     project: Project
     say: Say = _quiet
-    _created: list[Container] = field(default_factory=list)  # this run's new containers (removed if it fails)
+    _created: list[Container] = field(default_factory=list, init=False)  # this run's new ones (undone on failure)
 
     # --- finding the project's containers ---
 
@@ -93,8 +93,6 @@ class Compose:
     def up(self, opts: UpOptions) -> list[Container]:
         """Create (and start) the services' containers in dependency order; on failure undo what this run made."""
         services = self._selected(opts.services, with_deps=not opts.no_deps)
-        from compose import images
-
         images.ensure(self, services, opts.build)
         made_networks: list[str] = []
         made_volumes: list[str] = []

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from compose import labels
+from compose import images, labels
 from compose.convert import image_name
 from compose.engine import UpOptions
 from compose.errors import ComposeError
@@ -44,8 +44,6 @@ def create(compose: Compose, opts: RunOptions) -> Container:
     deps = [d for d in (spec.get("depends_on") or {}) if d in compose.project.services]
     if deps and not opts.no_deps:
         compose.up(UpOptions(services=deps, build=opts.build))
-    from compose import images
-
     images.ensure(compose, [opts.service], opts.build)
     compose.ensure_resources([opts.service])
     overrides: dict[str, Any] = {"tty": opts.tty, "stdin_open": opts.interactive, "restart_policy": None}

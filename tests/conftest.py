@@ -65,3 +65,20 @@ def test_networks(store_root, monkeypatch):
     yield f"dya{tag}"
     networks.reset()
     assert not os.path.exists(f"/sys/class/net/dya{tag}")
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A plain-HTTP distribution 2.8 on loopback, with the client's config dirs inside the test's tmp dir."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "client"))  # the client tests' registry launchers
+    from registries import start_distribution
+
+    monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "daemon.json"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("DOCKYARD_CERTS_D", str(tmp_path / "certs.d"))
+    monkeypatch.delenv("DOCKYARD_DEFAULT_REGISTRY", raising=False)
+    server = start_distribution(tmp_path / "distribution")
+    yield server
+    server.stop()

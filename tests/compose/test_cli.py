@@ -276,7 +276,9 @@ services:
     image: busybox
     command: ["sh", "-c", "sleep 2; echo job done"]
 """)
-    project("up", "-d")
+    assert "Container app-web-1  Created" in project("create").err
+    assert states(project) == {"web": "created", "job": "created"}
+    project("start")
 
     assert project("logs", "-f", "job").out == "job-1  | job done\n"  # follow ends when the container stops
     project("pause", "web")
@@ -298,3 +300,35 @@ services:
     assert states(project)["web"] == "exited"
     assert "Container app-job-1  Removed" in project("rm", "-f", "job").err
     assert set(states(project)) == {"web"}
+
+
+def test_up_pulls_a_missing_image_and_push_sends_built_ones(project, dockyard, registry):
+    remote = f"{registry.host}/lib/tool:1"
+    dockyard("tag", "busybox:latest", remote)
+    dockyard("push", remote)
+    dockyard("rmi", remote)
+    project.write(f"""
+services:
+  tool:
+    image: {remote}
+    command: {SLEEP}
+  made:
+    image: {registry.host}/lib/made:2
+    build:
+      context: .
+      dockerfile_inline: "FROM busybox\\nENV MADE=1\\n"
+    command: {SLEEP}
+  missing:
+    image: {registry.host}/lib/absent:1
+    profiles: [never]
+""")
+    up = project("up", "-d")
+    assert f"Image {remote}  Pulled" in up.err and states(project) == {"tool": "running", "made": "running"}
+    project("push")
+    project("down")
+    dockyard("rmi", f"{registry.host}/lib/made:2")
+    project("pull", "made")
+    assert f"{registry.host}/lib/made:2" in dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out
+    r = project("up", "-d", "missing", check=False)
+    assert r.code != 0 and r.err.strip().splitlines()[-1].startswith("Error: service missing: pull of image")
+    assert "Traceback" not in r.err

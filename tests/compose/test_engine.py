@@ -169,3 +169,17 @@ def test_fixed_address_on_a_project_subnet_and_network_mode_service(engine):
     sidecar = compose.client.containers.get("proj-sidecar-1")
     result = sidecar.exec_run(["wget", "-qO-", "http://127.0.0.1:8080/i"])
     assert (result.exit_code, result.output) == (0, b"hi\n")
+
+
+def test_links_add_their_alias_and_no_deps_starts_only_the_named_service(engine):
+    compose = engine({"db": {"image": "busybox", "command": SLEEP},
+                      "web": {"image": "busybox", "command": SLEEP, "links": ["db:database"],
+                              "depends_on": {"db": {"condition": "service_started"}}},
+                      "extra": {"image": "busybox", "command": SLEEP,
+                                "depends_on": {"web": {"condition": "service_started"}}}})
+    compose.up(UpOptions(services=["web"]))
+    assert names(compose) == ["proj-db-1", "proj-web-1"]  # web's dependency came along; extra did not
+    web = compose.client.containers.get("proj-web-1")
+    assert web.exec_run(["ping", "-c", "1", "-W", "2", "database"]).exit_code == 0
+    compose.up(UpOptions(services=["extra"], no_deps=True))
+    assert names(compose) == ["proj-db-1", "proj-web-1", "proj-extra-1"]
