@@ -6,10 +6,9 @@ import re
 from typing import Any
 
 from compose.errors import ComposeError, quoted
+from dockyard.sizes import ram_in_bytes
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?")
 _PLAIN = re.compile(r"-?\d+")
-_SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def ram_bytes(value: Any, where: str) -> int:
@@ -19,10 +18,12 @@ def ram_bytes(value: Any, where: str) -> int:
         return value
     if isinstance(value, str) and _PLAIN.fullmatch(value.strip()):
         return int(value)
-    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise ComposeError(f"{where}: invalid size {quoted(value)} (want e.g. 512m, 1g, 1024)")
-    return int(float(match.group(1)) * _SCALE[match.group(2).lower()])
+    try:
+        if isinstance(value, str):
+            return ram_in_bytes(value)
+    except ValueError:
+        pass
+    raise ComposeError(f"{where}: invalid size {quoted(value)} (want e.g. 512m, 1g, 1024)")
 
 
 def integer(value: Any, where: str) -> int:

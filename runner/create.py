@@ -74,14 +74,12 @@ def parse_restart(text: str) -> dict:
 
 def parse_bytes(text: str) -> int:
     """Docker's RAMInBytes: 512m, 1g, 100k, 1024 (bytes)."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().removesuffix("b") if text.strip().lower()[-2:-1].isalpha() else text.strip().lower()
-    unit = t[-1] if t and t[-1] in units else "b"
+    from dockyard.sizes import ram_in_bytes
+
     try:
-        value = float(t[:-1] if t and t[-1] in units else t)
+        return ram_in_bytes(text)
     except ValueError:
         raise DockyardError(f"invalid size {text!r}: want a number with an optional unit (b, k, m, g)") from None
-    return int(value * units[unit])
 
 
 def capabilities(add: list[str], drop: list[str]) -> list[str]:
