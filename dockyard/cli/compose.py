@@ -268,8 +268,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.creating and detach and (args.abort_on_container_exit or args.exit_code_from):
         raise ComposeError("--abort-on-container-exit and --exit-code-from are incompatible with --detach")
     compose = _compose(args)
-    for name in args.services:
-        compose.project.service(name)
+    _checked(compose, args.services)
     opts = UpOptions(services=args.services, build="always" if args.build else "never" if args.no_build else "auto",
                      force_recreate=args.force_recreate, no_recreate=args.no_recreate, no_deps=args.no_deps,
                      scale=_scale(args.scale), start=not args.creating, remove_orphans=args.remove_orphans,
@@ -327,8 +326,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from dockyard.cli.output import print_formatted, table
 
     compose = _compose(args)
-    for name in args.services:
-        compose.project.service(name)
+    _checked(compose, args.services)
     found = compose.containers(args.services or None, stopped=args.all, oneoff=None if args.all else False)
     if args.list_services:
         for name in dict.fromkeys(c.labels.get("com.docker.compose.service", "") for c in found):
@@ -352,18 +350,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from compose import logs
 
     compose = _compose(args)
-    for name in args.services:
-        compose.project.service(name)
+    _checked(compose, args.services)
     found = compose.containers(args.services or None, oneoff=None)
     logs.show(found, _printer(args, compose.project.name), args.follow, args.tail, args.timestamps)
     return 0
 
 
-def _chosen(compose: Compose, names: list[str]) -> list[str]:
-    """The named services (checked), else every enabled one."""
+def _checked(compose: Compose, names: list[str]) -> list[str]:
+    """The services named on the command line, each one the project's (ComposeError naming the first that is not)."""
     for name in names:
         compose.project.service(name)
-    return names or list(compose.project.services)
+    return names
+
+
+def _chosen(compose: Compose, names: list[str]) -> list[str]:
+    """The named services (checked), else every enabled one."""
+    return _checked(compose, names) or list(compose.project.services)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -440,8 +442,7 @@ def cmd_act(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     compose = _compose(args)
-    for name in args.services:
-        compose.project.service(name)
+    _checked(compose, args.services)
     if not compose.remove(args.services, args.stop, args.volumes):
         print("No stopped containers", file=sys.stderr)
     return 0
@@ -451,8 +452,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     from dockyard.cli.output import table
 
     compose = _compose(args)
-    for name in args.services:
-        compose.project.service(name)
+    _checked(compose, args.services)
     for c in compose.containers(args.services or None, stopped=False):
         top = c.top()
         print(c.name)
@@ -467,8 +467,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     from dockyard.cli.output import human_size, table
 
     compose = _compose(args)
-    for name in args.services:
-        compose.project.service(name)
+    _checked(compose, args.services)
     rows = []
     for c in compose.containers(args.services or None, oneoff=None):
         image = compose.client.images.get(c.attrs["Image"])
