@@ -6,6 +6,7 @@ import fcntl
 import functools
 import ipaddress
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -164,3 +165,14 @@ class LoopbackServer:
 # PYTHONWARNINGS for a CLI run that must not fork with threads alive: every DeprecationWarning is an error but
 # Python 3.12's fork-with-threads one, which os.fork() swallows when it is an error: that one is printed.
 FORK_WARNINGS = "error::DeprecationWarning,always:This process:DeprecationWarning"
+
+
+def read_for(fd: int, seconds: float) -> bytes:
+    """What `fd` gives until it has been silent for `seconds` (or its terminal's other side closed: EIO)."""
+    seen = b""
+    try:
+        while select.select([fd], [], [], seconds)[0]:
+            seen += os.read(fd, 4096)
+    except OSError:
+        pass
+    return seen

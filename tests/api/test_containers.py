@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import time
 
 import pytest
+from support import read_for
 
 from dockyard.api import APIError, Client, ContainerError, ImageNotFound, NotFound
 
@@ -256,12 +256,3 @@ def test_exec_attached_runs_in_the_container_on_our_stdio(client):
         c.exec_attached(["true"])
 
 
-def read_for(fd: int, seconds: float) -> bytes:
-    """What `fd` gives until it has been silent for `seconds` (or the terminal's other side closed)."""
-    seen = b""
-    try:
-        while select.select([fd], [], [], seconds)[0]:
-            seen += os.read(fd, 4096)
-    except OSError:
-        pass
-    return seen

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import time
+
+from support import read_for
 
 
 def _links(part: str) -> list[str]:
@@ -31,17 +32,6 @@ def _wait_for(predicate, timeout: float = 20) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
-
-
-def read_for(fd: int, seconds: float) -> bytes:
-    """What `fd` gives until it has been silent for `seconds` (or its terminal's other side closed: EIO)."""
-    seen = b""
-    try:
-        while select.select([fd], [], [], seconds)[0]:
-            seen += os.read(fd, 4096)
-    except OSError:
-        pass
-    return seen
 
 
 def type_until(master: int, line: bytes, expect: bytes, seconds: float) -> bytes:
