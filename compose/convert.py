@@ -178,12 +178,11 @@ def _file_of(project: Project, kind: str, key: str, secrets_dir: str, where: str
         content = project.environment.get(spec["environment"], os.environ.get(spec["environment"], ""))
     else:
         raise ComposeError(f"{kind}.{key}: needs file, content or environment")
+    from dockyard.fsutil import atomic_write
+
     path = os.path.join(secrets_dir, kind, key)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o444)
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, content.encode(), mode=0o444)
     return path
 
 
