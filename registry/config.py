@@ -112,6 +112,8 @@ class Config:
         params = dict(self.storage_params)
         if self.storage_driver == "filesystem":
             params["rootdirectory"] = self.root
+        elif self.storage_driver == "s3":  # its locks are local files (see registry.storage.s3)
+            params.setdefault("lockdirectory", os.path.join(self.root, "s3-locks"))
         return self.storage_driver, params
 
     def validate(self) -> Config:

@@ -1,4 +1,4 @@
-"""The storage driver contract, run against every driver (the filesystem one today; add S3 to DRIVERS)."""
+"""The storage driver contract, run against every driver: the filesystem one and S3 (on a Ceph RADOS Gateway)."""
 
 from __future__ import annotations
 
@@ -18,20 +18,34 @@ from registry.storage.driver import StorageDriver, open_driver
 class DriverKit:
     """How to make one driver on a fresh store, and how to fake a writer killed mid-write in it."""
 
-    make: Callable[[Path], StorageDriver]
-    leave_partial_write: Callable[[StorageDriver, str, float], None]
+    make: Callable[[pytest.FixtureRequest], StorageDriver]
+    # Leaves a write killed mid-way in a directory, `age` seconds old if the driver can backdate it; its time.
+    leave_partial_write: Callable[[StorageDriver, str, float], float]
 
 
-def _fs_partial(driver: StorageDriver, directory: str, age: float) -> None:
+def _fs_partial(driver: StorageDriver, directory: str, age: float) -> float:
     path = Path(driver.local_path(directory)) / f"{TEMP_PREFIX}killed"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"half")
     t = time.time() - age
     os.utime(path, (t, t))
+    return t
+
+
+def _s3_partial(driver: StorageDriver, directory: str, age: float) -> float:
+    """A multipart upload with one part and no tail: a writer killed before it closed (S3 cannot backdate it)."""
+    started = time.time()
+    w = driver.writer(f"{directory}/killed")
+    w.write(b"h" * driver.chunksize)  # type: ignore[attr-defined]  # one full part, uploaded as written
+    return started
 
 
 DRIVERS = {
-    "filesystem": DriverKit(lambda tmp: open_driver("filesystem", {"rootdirectory": str(tmp)}), _fs_partial),
+    "filesystem": DriverKit(lambda request: open_driver("filesystem",
+                                                        {"rootdirectory": str(request.getfixturevalue("tmp_path"))}),
+                            _fs_partial),
+    "s3": DriverKit(lambda request: open_driver("s3", {**request.getfixturevalue("s3_params"), "chunksize": 5 << 20}),
+                    _s3_partial),
 }
 
 
@@ -41,8 +55,8 @@ def kit(request) -> DriverKit:
 
 
 @pytest.fixture
-def driver(kit, tmp_path) -> StorageDriver:
-    return kit.make(tmp_path)
+def driver(kit, request) -> StorageDriver:
+    return kit.make(request)
 
 
 def test_put_and_get_content(driver):
@@ -165,8 +179,9 @@ def test_locks(driver):
 
 def test_purge_partial_writes(driver, kit):
     driver.put_content("p/kept", b"k")
-    kit.leave_partial_write(driver, "p", 2 * 86400)
-    cutoff = time.time() - 86400
+    written = kit.leave_partial_write(driver, "p", 2 * 86400)
+    assert driver.purge_partial_writes(written - 60) == 0  # younger than the cutoff: kept
+    cutoff = written + 1
     assert driver.purge_partial_writes(cutoff, dry_run=True) == 1
     assert driver.purge_partial_writes(cutoff) == 1
     assert driver.purge_partial_writes(cutoff) == 0
