@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -53,8 +54,8 @@ class S3Driver(StorageDriver):
     params = ("bucket", "region", "regionendpoint", "accesskey", "secretkey", "rootdirectory", "secure", "v4auth",
               "chunksize", "forcepathstyle", "lockdirectory")
 
-    def __init__(self, client: Any, bucket: str, root: str, chunksize: int, lockdir: str):
-        self.client = client
+    def __init__(self, client_args: dict, bucket: str, root: str, chunksize: int, lockdir: str):
+        self._client_args = client_args
         self.bucket = bucket
         self.prefix = f"{root.strip('/')}/" if root.strip("/") else ""
         self.chunksize = chunksize
@@ -62,9 +63,6 @@ class S3Driver(StorageDriver):
 
     @classmethod
     def from_params(cls, params: dict) -> S3Driver:
-        import boto3
-        from botocore.config import Config
-
         if not params.get("bucket"):
             raise StorageError("storage.s3.bucket is required")
         secure = _bool(params.get("secure", True), "secure")
@@ -77,23 +75,34 @@ class S3Driver(StorageDriver):
             raise StorageError(f"storage.s3.chunksize: not a number: {params['chunksize']!r}") from None
         if chunksize < MIN_PART:
             raise StorageError(f"storage.s3.chunksize must be at least {MIN_PART} (S3's smallest part)")
-        config = Config(
-            signature_version="s3v4" if _bool(params.get("v4auth", True), "v4auth") else "s3",
-            s3={"addressing_style": "path" if _bool(params.get("forcepathstyle", False), "forcepathstyle")
-                else "auto"},
-            retries={"mode": "standard", "max_attempts": 5},
-            # Checksums only where S3 requires them: older servers (radosgw 16) reject the newer trailers.
-            request_checksum_calculation="when_required", response_checksum_validation="when_required",
-        )
-        client = boto3.session.Session().client(
-            "s3", region_name=params.get("region") or "us-east-1", endpoint_url=endpoint, use_ssl=secure,
-            aws_access_key_id=params.get("accesskey") or None, aws_secret_access_key=params.get("secretkey") or None,
-            config=config)
+        client_args = {
+            "region_name": params.get("region") or "us-east-1", "endpoint_url": endpoint, "use_ssl": secure,
+            "aws_access_key_id": params.get("accesskey") or None,
+            "aws_secret_access_key": params.get("secretkey") or None,
+            "signature_version": "s3v4" if _bool(params.get("v4auth", True), "v4auth") else "s3",
+            "addressing_style": "path" if _bool(params.get("forcepathstyle", False), "forcepathstyle") else "auto",
+        }
         root = str(params.get("rootdirectory") or "")
         lockdir = params.get("lockdirectory") or os.path.join(
             tempfile.gettempdir(), "dockyard-s3-locks",
             hashlib.sha256(f"{endpoint} {params['bucket']} {root}".encode()).hexdigest()[:16])
-        return cls(client, str(params["bucket"]), root, chunksize, str(lockdir))
+        return cls(client_args, str(params["bucket"]), root, chunksize, str(lockdir))
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The boto3 client, made on first use: the server's master process opens the driver too, and boto3
+        imported there (before a gevent worker patches ssl) breaks every TLS context the worker makes later."""
+        import boto3
+        from botocore.config import Config
+
+        args = dict(self._client_args)
+        config = Config(
+            signature_version=args.pop("signature_version"), s3={"addressing_style": args.pop("addressing_style")},
+            retries={"mode": "standard", "max_attempts": 5},
+            # Checksums only where S3 requires them: older servers (radosgw 16) reject the newer trailers.
+            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+        )
+        return boto3.session.Session().client("s3", config=config, **args)
 
     # -- keys -----------------------------------------------------------------------------------------------
     def _key(self, path: str) -> str:

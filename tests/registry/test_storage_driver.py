@@ -102,6 +102,27 @@ def test_writer_commit_resume_and_cancel(driver):
     assert driver.get_content("up/data") == b"x"
 
 
+def test_writes_resumed_across_part_boundaries(driver):
+    """Pieces of a chunked push around S3's 5 MiB part minimum, each by a new writer, then appends to the result."""
+    pieces = [os.urandom(3 << 20), os.urandom(4 << 20), b"x", os.urandom(6 << 20)]
+    with driver.writer("up/big") as w:
+        w.write(pieces[0])
+    for piece in pieces[1:3]:
+        with driver.writer("up/big", append=True) as w:
+            w.write(piece)
+    assert driver.stat("up/big").size == (7 << 20) + 1  # an open write, before commit
+    driver.writer("up/big", append=True).commit()
+    assert driver.get_content("up/big") == b"".join(pieces[:3])
+    with driver.writer("up/big", append=True) as w:  # appending to committed content
+        w.write(pieces[3])
+        w.commit()
+    assert driver.get_content("up/big") == b"".join(pieces)
+    with driver.reader("up/big", (7 << 20) - 5) as f:
+        assert f.read(10) == b"".join(pieces)[(7 << 20) - 5:(7 << 20) + 5]
+    assert driver.list("up") == ["big"]
+    assert driver.purge_partial_writes(time.time() + 60) == 0  # a commit leaves nothing behind
+
+
 def test_stat(driver):
     before = time.time()
     driver.put_content("d/f", b"12345")
