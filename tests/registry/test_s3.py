@@ -70,3 +70,21 @@ def test_push_pull_chunked_upload_and_gc_on_s3(s3_params, tmp_path, store_root, 
     finally:
         server.stop()
     server.assert_clean_log()
+
+
+def test_a_refusing_s3_is_a_clean_500(s3_params, tmp_path):
+    """S3 refusing every request (a wrong secret key: permanent, not retried) is the spec's error body, no blob."""
+    config = _config(tmp_path / "registry.toml", {**s3_params, "secretkey": "wrong"})
+    server = Server(tmp_path / "state", free_port(), ["--config", str(config)],
+                    entry=("dockyard", "registry", "serve")).start()
+    try:
+        blob = b"never stored"
+        for r in (requests.post(f"{server.url}/v2/s3/refused/blobs/uploads/", params={"digest": sha256(blob)},
+                                data=blob),
+                  requests.get(f"{server.url}/v2/s3/refused/tags/list")):
+            assert r.status_code == 500
+            assert r.json() == {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}
+    finally:
+        server.stop()
+    assert "SignatureDoesNotMatch" in server.log.read_text()
+    assert open_driver("s3", s3_params).list("") == []
