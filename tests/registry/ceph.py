@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regkit import free_port
+from regkit import free_port, tool
 
 # The pools radosgw would otherwise create one by one at start-up, each a monitor round trip.
 RGW_POOLS = (".rgw.root", "default.rgw.log", "default.rgw.control", "default.rgw.meta",
@@ -110,6 +110,8 @@ class Ceph:
         return self
 
     def _start(self) -> None:
+        for name in ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin"):
+            tool(name)  # fails naming what scripts/install.sh should have installed
         for sub in ("run", "log", "mon", "osd", "rgw"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
