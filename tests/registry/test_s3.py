@@ -1,4 +1,4 @@
-"""The registry on S3 storage (a Ceph RADOS Gateway): dockyard push and pull, a chunked upload across parts, GC."""
+"""The registry on S3 storage (a Ceph RADOS Gateway): dockyard push/pull, skopeo, a chunked upload across parts, GC."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import requests
 from dockyard.store import Store
 from registry.gc import CLOCK_SLACK
 from registry.storage import open_driver
-from regkit import Server, chunked_push_blob, free_port, sha256
-from support import REPO, run_cli
+from regkit import Server, chunked_push_blob, free_port, layer_tar, make_image, sha256, write_layout
+from support import REPO, run_cli, tool
 
 
 def _config(path: Path, params: dict) -> Path:
@@ -35,7 +35,7 @@ def _gc(config: Path, state: Path) -> str:
     return p.stdout
 
 
-def test_push_pull_chunked_upload_and_gc_on_s3(s3_params, tmp_path, store_root, busybox_image, dockyard):
+def test_push_pull_skopeo_chunked_upload_and_gc_on_s3(s3_params, tmp_path, store_root, busybox_image, dockyard):
     config = _config(tmp_path / "registry.toml", s3_params)
     state = tmp_path / "state"
     server = Server(state, free_port(), ["--config", str(config), "--workers", "2"],
@@ -52,6 +52,17 @@ def test_push_pull_chunked_upload_and_gc_on_s3(s3_params, tmp_path, store_root, 
         driver = open_driver("s3", s3_params)
         assert driver.list("repositories/s3") == ["busybox"] and driver.list("blobs/sha256")
         assert not (state / "blobs").exists()
+
+        # skopeo there and back: a layer of more than one part, served byte for byte.
+        img = make_image([layer_tar({"big": os.urandom(6 << 20)}), layer_tar({"small": b"s"})])
+        write_layout(tmp_path / "src", img)
+        skopeo_ref = f"docker://{server.host}/s3/skopeo:v1"
+        for src, dst in ((f"oci:{tmp_path}/src:latest", skopeo_ref), (skopeo_ref, f"dir:{tmp_path}/dst")):
+            subprocess.run([tool("skopeo"), "copy", "--src-tls-verify=false", "--dest-tls-verify=false", src, dst],
+                           check=True, capture_output=True)
+        assert (tmp_path / "dst" / "manifest.json").read_bytes() == img.manifest
+        for layer in img.layers:
+            assert (tmp_path / "dst" / sha256(layer).split(":")[1]).read_bytes() == layer
 
         # PATCHes of 3 MiB against 5 MiB parts: parts and the tail below the minimum carried across requests.
         blob = os.urandom(12 << 20)
