@@ -54,6 +54,9 @@ class S3Driver(StorageDriver):
     params = ("bucket", "region", "regionendpoint", "accesskey", "secretkey", "rootdirectory", "secure", "v4auth",
               "chunksize", "forcepathstyle", "lockdirectory")
 
+    # Keys per listing page: S3's maximum (1000), smaller in tests so a few keys take several pages.
+    page_size = 1000
+
     def __init__(self, client_args: dict, bucket: str, root: str, chunksize: int, lockdir: str):
         self._client_args = client_args
         self.bucket = bucket
@@ -102,6 +105,10 @@ class S3Driver(StorageDriver):
         )
         return boto3.session.Session().client("s3", config=config, **args)
 
+    @property
+    def _pages(self) -> dict:
+        return {"PageSize": self.page_size}
+
     # -- keys -----------------------------------------------------------------------------------------------
     def _key(self, path: str) -> str:
         return self.prefix + check_path(path)
@@ -132,7 +139,7 @@ class S3Driver(StorageDriver):
         """Every page of a listing (ListObjectsV2 returns at most 1000 keys a page)."""
         kwargs = {"Bucket": self.bucket, "Prefix": prefix, **({"Delimiter": delimiter} if delimiter else {})}
         with self._errors():
-            yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs)
+            yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs, PaginationConfig=self._pages)
 
     def _keys(self, prefix: str) -> Iterator[dict]:
         for page in self._objects(prefix):
@@ -141,8 +148,8 @@ class S3Driver(StorageDriver):
     def _uploads(self, prefix: str) -> Iterator[dict]:
         """Open multipart uploads of keys starting with `prefix`."""
         with self._errors():
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
-                                                                                     Prefix=prefix):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.bucket, Prefix=prefix, PaginationConfig=self._pages):
                 yield from page.get("Uploads", [])
 
     def _upload_of(self, key: str) -> str | None:
@@ -315,8 +322,8 @@ class _Pending:
         mtime = 0.0
         if upload_id is not None:
             with driver._errors():
-                for page in driver.client.get_paginator("list_parts").paginate(Bucket=driver.bucket, Key=key,
-                                                                              UploadId=upload_id):
+                for page in driver.client.get_paginator("list_parts").paginate(
+                        Bucket=driver.bucket, Key=key, UploadId=upload_id, PaginationConfig=driver._pages):
                     parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
                               for p in page.get("Parts", [])]
                     mtime = max([mtime] + [p["LastModified"].timestamp() for p in page.get("Parts", [])])
