@@ -1,7 +1,8 @@
 """The S3 storage driver (boto3): paths are keys under an optional prefix in one bucket, as distribution's s3-aws.
 
 How the driver contract (registry.storage.driver) maps onto S3, which has no rename, no directories, no locks:
-- Directories are key prefixes: one exists while a key lies under it; its mtime is its newest key's.
+- Directories are key prefixes: one exists while a key lies under it; its mtime is the newest of its first
+  listing page's keys.
 - A writer keeps full parts of `chunksize` bytes in a multipart upload of the path's key, and what is left below
   the part minimum (S3 refuses smaller non-last parts) in a hidden tail object `<dir>/.tmp-tail.<name>`, so a
   writer closed after one PATCH is resumed by the next (in any process) from the upload's parts plus the tail, as
