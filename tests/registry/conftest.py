@@ -65,12 +65,14 @@ def ceph(tmp_path_factory):
     from ceph import Ceph
 
     cluster = Ceph(tmp_path_factory.mktemp("ceph")).start()  # fails with the daemons' log tails
-    client = boto3.client("s3", endpoint_url=cluster.endpoint, region_name="us-east-1",
-                          aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
-                          config=Config(s3={"addressing_style": "path"}))
-    client.create_bucket(Bucket="dockyard")
-    yield cluster
-    cluster.stop()
+    try:
+        client = boto3.client("s3", endpoint_url=cluster.endpoint, region_name="us-east-1",
+                              aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
+                              config=Config(s3={"addressing_style": "path"}))
+        client.create_bucket(Bucket="dockyard")
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

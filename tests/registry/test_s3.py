@@ -71,10 +71,12 @@ def test_push_pull_skopeo_chunked_upload_and_gc_on_s3(s3_params, tmp_path, store
         assert r.status_code == 200 and r.content == blob
         assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0
 
-        # Unreferenced, the chunked blob goes; busybox's image stays whole.
+        # Unreferenced, the chunked blob goes; the tagged images stay whole.
         time.sleep(CLOCK_SLACK + 0.1)  # GC's cutoff (grace 0) lies its clock slack back; S3 mtimes can't be aged
         assert f"removed 1 blobs ({len(blob)} bytes)" in _gc(config, state)
         assert requests.get(f"{server.url}/v2/s3/chunked/blobs/{sha256(blob)}").status_code == 404
+        for layer in img.layers:
+            assert requests.head(f"{server.url}/v2/s3/skopeo/blobs/{sha256(layer)}").status_code == 200
         third = str(tmp_path / "third-store")
         run_cli(third, "pull", ref)
         assert Store(third).resolve(ref).manifest_digest == digest
