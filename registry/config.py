@@ -30,6 +30,18 @@ Example (TOML; the same keys work in YAML when PyYAML is installed):
     max = 1000
     [storage.filesystem]        # the storage driver, as distribution's `storage` section; one driver
     rootdirectory = "/srv/registry"   # the same setting as `root`
+
+or, instead of [storage.filesystem], S3 (`root` then keeps only local state: the token key, the S3 driver's locks):
+
+    [storage.s3]
+    bucket = "registry"
+    region = "us-east-1"
+    regionendpoint = "http://127.0.0.1:7480"   # not AWS: an S3-compatible server (Ceph radosgw, MinIO)
+    accesskey = "..."                           # both unset: the usual AWS credential chain
+    secretkey = "..."
+    rootdirectory = "/registry"                 # a key prefix
+    forcepathstyle = true
+    chunksize = 10485760                        # bytes per multipart part, at least 5 MiB
 """
 
 from __future__ import annotations
@@ -112,6 +124,8 @@ class Config:
         params = dict(self.storage_params)
         if self.storage_driver == "filesystem":
             params["rootdirectory"] = self.root
+        elif self.storage_driver == "s3":  # its locks are local files (see registry.storage.s3)
+            params.setdefault("lockdirectory", os.path.join(self.root, "s3-locks"))
         return self.storage_driver, params
 
     def validate(self) -> Config:

@@ -16,7 +16,7 @@ from registry import manifests
 from registry.config import Config
 from registry.storage import Layout, open_storage
 
-_CLOCK_SLACK = 2.0
+CLOCK_SLACK = 2.0
 # A younger temp file may be a write in progress, whatever the age limit.
 _TEMP_MIN_AGE = 60
 
@@ -55,7 +55,7 @@ def collect(storage: Layout, dry_run: bool = False, delete_untagged: bool = Fals
     now = time.time()
     # File mtimes come from the kernel's coarse clock, a few ms behind time.time(): the slack keeps a blob touched
     # just after this point from looking older than the cutoff.
-    cutoff = now - grace - _CLOCK_SLACK
+    cutoff = now - grace - CLOCK_SLACK
     # Sessions and temp files nothing changed for upload_max_age: abandoned pushes (a 507 included) and the
     # leftovers of writers killed mid-write.  A session a request holds right now is never removed.
     stale = now - upload_max_age

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 
+class StorageError(OSError):
+    """A backend failed for good (after its retries); the server answers 500 with the spec's error body."""
+
+
 @dataclass(frozen=True)
 class FileInfo:
     """What `stat` tells about a path."""
@@ -143,7 +147,8 @@ class StorageDriver(abc.ABC):
 
 
 # name -> "module:class", imported on first use so a backend's dependencies load only when configured.
-DRIVERS: dict[str, str] = {"filesystem": "registry.storage.filesystem:FilesystemDriver"}
+DRIVERS: dict[str, str] = {"filesystem": "registry.storage.filesystem:FilesystemDriver",
+                           "s3": "registry.storage.s3:S3Driver"}
 
 
 def driver_class(name: str) -> type[StorageDriver]:

@@ -54,3 +54,35 @@ def access_config(tmp_path):
     path.write_text('[auth]\nmetrics = ["alice"]\n[auth.access]\nalice = ["pull", "push", "delete"]\n'
                     'bob = ["pull"]\nlena = ["pull"]\n[auth.access.carol]\n"team/*" = ["pull", "push"]\n')
     return path
+
+
+@pytest.fixture(scope="session")
+def ceph(tmp_path_factory):
+    """A one-node Ceph cluster with a RADOS Gateway on loopback, for the whole run; its S3 bucket "dockyard"."""
+    import boto3
+    from botocore.config import Config
+
+    from ceph import Ceph
+
+    cluster = Ceph(tmp_path_factory.mktemp("ceph")).start()  # fails with the daemons' log tails
+    try:
+        client = boto3.client("s3", endpoint_url=cluster.endpoint, region_name="us-east-1",
+                              aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
+                              config=Config(s3={"addressing_style": "path"}))
+        client.create_bucket(Bucket="dockyard")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def s3_params(ceph, tmp_path, request):
+    """distribution's storage.s3 settings for the test's own prefix in the Ceph bucket (removed after the test)."""
+    from registry.storage import open_driver
+
+    params = {"bucket": "dockyard", "region": "us-east-1", "regionendpoint": ceph.endpoint,
+              "accesskey": ceph.access_key, "secretkey": ceph.secret_key, "secure": False, "forcepathstyle": True,
+              "rootdirectory": f"/tests/{request.node.name.replace('/', '_')}-{tmp_path.name}",
+              "lockdirectory": str(tmp_path / "s3-locks")}
+    yield params
+    open_driver("s3", params).delete("")

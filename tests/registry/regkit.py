@@ -36,6 +36,7 @@ class Server:
     log: Path | None = None
     verify: str | bool = False
     env: dict = field(default_factory=dict)
+    entry: tuple[str, ...] = ("registry",)  # what `python -m` runs, e.g. ("dockyard", "registry", "serve")
 
     @property
     def url(self) -> str:
@@ -47,7 +48,7 @@ class Server:
 
     def start(self) -> "Server":
         self.log = self.root.parent / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "registry", "--addr", self.host, "--root", str(self.root), *self.args]
+        cmd = [sys.executable, "-m", *self.entry, "--addr", self.host, "--root", str(self.root), *self.args]
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, cwd=REPO, start_new_session=True,
                                          env={**os.environ, **self.env})
@@ -75,6 +76,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def chunked_push_blob(url: str, repo: str, blob: bytes, chunk: int) -> None:
+    """Push a blob as a POST, one PATCH per `chunk` bytes (with Content-Range) and the closing PUT."""
+    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    for start in range(0, len(blob), chunk):
+        part = blob[start:start + chunk]
+        r = requests.patch(url + loc, data=part,
+                           headers={"Content-Range": f"{start}-{start + len(part) - 1}"})
+        assert r.status_code == 202, r.text
+        loc = r.headers["Location"]
+    r = requests.put(url + loc, params={"digest": sha256(blob)})
+    assert r.status_code == 201, r.text
 
 
 def htpasswd_file(path: Path, users: dict[str, str], cost: int = 5) -> Path:

@@ -15,21 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dockyard import mediatypes as mt
-from regkit import layer_tar, make_image, push_image, sha256
-
-
-def _chunked_push_blob(url: str, repo: str, blob: bytes, chunk: int) -> None:
-    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/")
-    assert r.status_code == 202, r.text
-    loc = r.headers["Location"]
-    for start in range(0, len(blob), chunk):
-        part = blob[start:start + chunk]
-        r = requests.patch(url + loc, data=part,
-                           headers={"Content-Range": f"{start}-{start + len(part) - 1}"})
-        assert r.status_code == 202, r.text
-        loc = r.headers["Location"]
-    r = requests.put(url + loc, params={"digest": sha256(blob)})
-    assert r.status_code == 201, r.text
+from regkit import chunked_push_blob, layer_tar, make_image, push_image, sha256
 
 
 def test_sixteen_clients_overlapping_blobs(make_server):
@@ -42,7 +28,7 @@ def test_sixteen_clients_overlapping_blobs(make_server):
         repo = f"conc/c{n % 5}"
         for blob in [img.config, *img.layers]:
             if n % 2:
-                _chunked_push_blob(server.url, repo, blob, 64 * 1024)
+                chunked_push_blob(server.url, repo, blob, 64 * 1024)
             else:
                 r = requests.post(f"{server.url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)},
                                   data=blob)

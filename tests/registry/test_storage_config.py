@@ -34,6 +34,8 @@ def test_storage_section_names_the_driver_and_its_root(tmp_path):
 @pytest.mark.parametrize("section, message", [
     ('[storage.s4]\nbucket = "b"\n', "unknown storage driver 's4'; use one of filesystem"),
     ('[storage.filesystem]\nmaxthreads = 100\n', "unknown setting 'storage.filesystem.maxthreads'"),
+    # distribution's server-side encryption is not supported yet: refused, never silently ignored
+    ('[storage.s3]\nbucket = "b"\nencrypt = true\n', "unknown setting 'storage.s3.encrypt'"),
     ('[storage.filesystem]\n[storage.inmemory]\n', "'storage' must name one driver"),
     ('storage = "filesystem"\n', "'storage' must name one driver"),
     ('[storage]\nfilesystem = 1\n', "'storage.filesystem' must be a table of driver settings"),
@@ -43,3 +45,16 @@ def test_bad_storage_sections_are_refused(tmp_path, section, message):
     conf.write_text(section)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         build(str(conf))
+
+
+def test_distributions_s3_section_carries_over(tmp_path):
+    """A config.yml's `storage: s3:` section as distribution reads it; the S3 driver's locks go under root."""
+    conf = tmp_path / "config.yml"
+    conf.write_text("root: /srv/reg\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n"
+                    "    regionendpoint: http://127.0.0.1:9000\n    accesskey: AK\n    secretkey: SK\n"
+                    "    rootdirectory: /registry\n    secure: false\n    v4auth: true\n    chunksize: 5242880\n"
+                    "    forcepathstyle: true\n")
+    assert build(str(conf)).validate().storage() == ("s3", {
+        "bucket": "images", "region": "eu-west-1", "regionendpoint": "http://127.0.0.1:9000", "accesskey": "AK",
+        "secretkey": "SK", "rootdirectory": "/registry", "secure": False, "v4auth": True, "chunksize": 5242880,
+        "forcepathstyle": True, "lockdirectory": "/srv/reg/s3-locks"})
