@@ -10,6 +10,7 @@ echo "== static checks"
 bash scripts/lint.sh || failed=1
 for python in "${PYTHONS[@]}"; do
     echo "== $("$python" -V 2>&1)"
-    "$python" -m pytest -q -p no:cacheprovider tests "$@" || failed=1
+    # The slowest tests listed after each run: where CI's 60 minutes go.
+    "$python" -m pytest -q -p no:cacheprovider --durations=15 tests "$@" || failed=1
 done
 exit "$failed"
