@@ -56,9 +56,12 @@ def access_config(tmp_path):
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ceph(tmp_path_factory):
-    """A one-node Ceph cluster with a RADOS Gateway on loopback, for the whole run; its S3 bucket "dockyard"."""
+    """A one-node Ceph cluster with a RADOS Gateway on loopback, for one module's tests; its S3 bucket "dockyard".
+
+    Per module, not per run: its daemons are this process's children, and later tests (tests/runner's) check that
+    they leave none; a start costs about a second."""
     import boto3
     from botocore.config import Config
 
