@@ -48,7 +48,8 @@ def create_app(config: Config, strict: bool = True) -> Flask:
     storage = open_storage(*config.storage())
     storage.create()
     app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict),
-                                          Metrics(os.path.join(os.path.abspath(config.root), "metrics")))
+                                          Metrics(os.path.join(os.path.abspath(config.root), "metrics")),
+                                          _open_model(config))
     for bp in [*BLUEPRINTS, token_bp]:
         app.register_blueprint(bp)
     app.before_request(_gate)
@@ -57,6 +58,16 @@ def create_app(config: Config, strict: bool = True) -> Flask:
     # Flask's documented way to wrap its WSGI app in middleware; mypy sees only a method being replaced.
     app.wsgi_app = _Observer(app.wsgi_app, app.extensions["registry"].metrics)  # type: ignore[method-assign]
     return app
+
+
+def _open_model(config: Config):
+    """The product's metadata database, migrated, when `projects` is on."""
+    if not config.projects:
+        return None
+    from registry.model.db import Database, default_url
+    db = Database(config.database_url or default_url(config.root))
+    db.migrate()
+    return db
 
 
 def _gate() -> None:

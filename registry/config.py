@@ -101,6 +101,10 @@ class Config:
     # directory is `root`, which also holds the registry's local state (metrics, the token key) with any driver.
     storage_driver: str = "filesystem"
     storage_params: dict = field(default_factory=dict)
+    # The registry product (Harbor's model): users, projects, roles, robots, policies, webhooks, the API and UI.
+    projects: bool = False
+    database_url: str | None = None  # SQLAlchemy URL; default SQLite in `root` (registry.model.db.default_url)
+    admin_password: str | None = None  # the initial admin's; else $DOCKYARD_REGISTRY_ADMIN_PASSWORD, else generated
 
     @property
     def auth_enabled(self) -> bool:
@@ -176,6 +180,7 @@ _NESTED = {
     ("auth", "token", "ttl"): "token_ttl", ("auth", "token", "realm"): "token_realm",
     ("gc", "grace"): "gc_grace", ("gc", "upload_max_age"): "upload_max_age",
     ("uploads", "max"): "max_uploads",
+    ("database", "url"): "database_url", ("admin", "password"): "admin_password",
     ("timeouts", "header"): "header_timeout", ("timeouts", "body"): "body_timeout",
 }
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from registry.auth import Authorizer
     from registry.config import Config
     from registry.metrics import Metrics
+    from registry.model.db import Database
     from registry.storage import Layout
 
 
@@ -47,6 +48,7 @@ class Registry:
     storage: Layout
     auth: Authorizer
     metrics: Metrics
+    model: Database | None = None  # the product's metadata, when `projects` is on
 
 
 def state() -> Registry:

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--enable-delete", action="store_true", default=None,
                        help="allow DELETE of manifests and blobs")
     serve.add_argument("--access-log", help="access log file ('-' stderr, the default; '' none)")
+    serve.add_argument("--projects", action="store_true", default=None,
+                       help="Harbor's model: users, projects, roles, robots, policies, webhooks, API and web UI")
+    serve.add_argument("--database-url", help="metadata database for --projects (default SQLite in ROOT)")
     serve.set_defaults(func=cmd_serve)
 
     gc = gsub.add_parser("gc", help="remove blobs no manifest references")
@@ -75,7 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      connections=args.connections, tls_cert=args.tls_cert,
                      tls_key=args.tls_key, htpasswd=args.htpasswd, token=args.token, token_key=args.token_key,
                      anonymous=["pull"] if args.anonymous_pull else None, read_only=args.read_only,
-                     delete_enabled=args.enable_delete, access_log=args.access_log)
+                     delete_enabled=args.enable_delete, access_log=args.access_log,
+                     projects=args.projects, database_url=args.database_url)
     return serve(config)
 
 

@@ -1,0 +1,1 @@
+"""The registry product's metadata model (users, projects, artifacts, policies) over SQLAlchemy."""
