@@ -40,6 +40,7 @@ ACCESS: dict[str, str] = {
     "tags.list_tags": "pull", "referrers.referrers": "pull",
 }
 _NEEDS = {"identity": IDENTITY, "catalog": CATALOG, "metrics": METRICS}
+_SELF_GUARDED = ("api", "ui")
 
 
 def create_app(config: Config, strict: bool = True) -> Flask:
@@ -52,6 +53,9 @@ def create_app(config: Config, strict: bool = True) -> Flask:
                                           _open_model(config))
     for bp in [*BLUEPRINTS, token_bp]:
         app.register_blueprint(bp)
+    if config.projects:
+        from registry.api import blueprint
+        app.register_blueprint(blueprint())
     app.before_request(_gate)
     app.register_error_handler(Exception, _handle_error)
     _setup_access_log(config.access_log)
@@ -76,6 +80,13 @@ def _gate() -> None:
     request.environ["registry.route"] = rule.rule if rule is not None else "unmatched"
     if request.endpoint is None:  # nothing matched: the routing error (404, 405) is the answer
         return
+    if request.blueprint in _SELF_GUARDED:  # the product's API and UI: each view declares its need
+        from flask import current_app
+
+        from registry.guard import authorize
+        request.environ["registry.user"] = getattr(authorize(current_app.view_functions[request.endpoint]),
+                                                   "name", None)
+        return
     access = ACCESS.get(request.endpoint)
     name = (request.view_args or {}).get("name")
     if access is None or (access in ACTIONS and name is None):
@@ -98,6 +109,8 @@ def _handle_error(e: Exception):
     """Every failure as the spec's JSON error; never a traceback in the body."""
     if isinstance(e, RegistryError):
         return e.response()
+    if request.blueprint in _SELF_GUARDED:
+        return _product_error(e)
     if isinstance(e, (DigestMismatch, InvalidDigest)):
         return RegistryError("DIGEST_INVALID", str(e)).response()
     if isinstance(e, UploadUnknown):
@@ -114,6 +127,17 @@ def _handle_error(e: Exception):
         return resp
     log.exception("internal error handling %s %s", request.method, request.path)
     return error_response("UNKNOWN", "internal server error", None, 500)
+
+
+def _product_error(e: Exception):
+    """The API's and UI's failures in Harbor's error shape."""
+    from registry.api.common import ApiError
+    if isinstance(e, ApiError):
+        return e.response()
+    if isinstance(e, HTTPException):
+        return ApiError(e.code or 400, e.name).response()
+    log.exception("internal error handling %s %s", request.method, request.path)
+    return ApiError(500, "internal server error").response()
 
 
 def _setup_access_log(target: str) -> None:
