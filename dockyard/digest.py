@@ -13,6 +13,7 @@ from dockyard.errors import DigestMismatch, DockyardError
 # Lengths per the OCI image spec's registered algorithms.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
+_HEX_RE = re.compile(r"[a-f0-9]+")
 CHUNK = 1 << 20
 
 
@@ -42,7 +43,7 @@ class Digest:
         algo, hexpart = m.group(1), m.group(2)
         if algo not in ALGORITHMS:
             raise InvalidDigest(f"unsupported digest algorithm: {algo!r}")
-        if len(hexpart) != ALGORITHMS[algo] or not re.fullmatch(r"[a-f0-9]+", hexpart):
+        if len(hexpart) != ALGORITHMS[algo] or not _HEX_RE.fullmatch(hexpart):
             raise InvalidDigest(f"invalid digest: {text!r}")
         return cls(algo, hexpart)
 

@@ -118,7 +118,8 @@ class Image:
     @property
     def size(self) -> int:
         """Bytes of config and layer blobs."""
-        return int(self.manifest["config"]["size"]) + sum(d.size for d in self.layers)
+        # From the JSON directly: listings sum this for every image, and parsing descriptors would double their time.
+        return int(self.manifest["config"]["size"]) + sum(int(d["size"]) for d in self.manifest.get("layers") or [])
 
     @property
     def created(self) -> datetime | None:

@@ -4,6 +4,8 @@ Layout under the root (DOCKYARD_ROOT, default /var/lib/dockyard for root, ~/.loc
   images/            an OCI image layout (oci-layout, index.json, blobs/<algo>/<hex>) that skopeo and umoci read
   layers/<chain>/    each layer unpacked once, in overlay format, keyed by chain ID: ready as an overlay lowerdir
   holds/<owner>      manifest digests that something outside the store (a container, a build) still uses
+  summaries.json     what listings show of each image (ID, created, size) by manifest digest: a cache, so `images`
+                     reads one file rather than every manifest and config
   tmp/               temp files, on the same filesystem so a rename publishes them atomically
 """
 
@@ -67,6 +69,20 @@ class Entry:
     @property
     def digest(self) -> Digest:
         return self.descriptor.digest
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a listing shows of an image; content-addressed by its manifest digest, so a cached one is never stale."""
+
+    id: str  # the config digest
+    created: str | None
+    size: int
+
+    @property
+    def short_id(self) -> str:
+        """The 12-hex-digit form docker shows."""
+        return self.id.partition(":")[2][:12]
 
 
 class Store:
@@ -238,12 +254,39 @@ class Store:
 
     def images(self) -> list[tuple[Image, list[str]]]:
         """Every image with its tags (an empty list for a dangling image), in index order."""
+        return [(self.image(d), names) for d, names in self._tagged().items()]
+
+    def _tagged(self) -> dict[Digest, list[str]]:
+        """Each manifest digest in the index with its tags, in index order."""
         by_digest: dict[Digest, list[str]] = {}
         for e in self.entries():
             names = by_digest.setdefault(e.digest, [])
             if e.name:
                 names.append(e.name)
-        return [(self.image(d), names) for d, names in by_digest.items()]
+        return by_digest
+
+    def summaries(self) -> list[tuple[Digest, Summary, list[str]]]:
+        """Every image's summary with its tags, in index order: `images()` without reading each manifest and config."""
+        path = os.path.join(self.root, "summaries.json")
+        try:
+            with open(path, "rb") as f:
+                cached = json.load(f)
+        except (OSError, ValueError):
+            cached = {}
+        if not isinstance(cached, dict):
+            cached = {}
+        kept, out = {}, []
+        for digest, names in self._tagged().items():
+            row = cached.get(str(digest))
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
+                    and isinstance(row[1], (str, type(None))) and type(row[2]) is int):
+                image = self.image(digest)
+                row = [str(image.id), image.config.get("created"), image.size]
+            kept[str(digest)] = row
+            out.append((digest, Summary(*row), names))
+        if kept != cached:  # new images, or removed ones to forget; racing writers each write a correct cache
+            atomic_write(path, json.dumps(kept).encode(), durable=False)
+        return out
 
     def tags_of(self, manifest_digest: Digest) -> list[str]:
         return [e.name for e in self.entries() if e.digest == manifest_digest and e.name]

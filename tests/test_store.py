@@ -294,3 +294,28 @@ def test_store_from_an_older_layout_gains_new_directories(busybox_image, store_r
     store = Store(store_root)
     assert store.lowerdirs(store.resolve("busybox"))
     store.gc()
+
+
+def test_summaries_cache_matches_the_images_and_survives_damage(busybox_image, busybox_tar, dockyard, store_root):
+    store = Store(store_root)
+    dockyard("import", "-c", "CMD [\"/bin/true\"]", str(busybox_tar), "other:1")
+
+    def listed() -> list[tuple]:
+        return sorted((r["Repository"], r["Tag"], r["ID"], r["Size"], r["CreatedAt"])
+                      for r in map(json.loads, dockyard("images", "--format", "json").out.splitlines()))
+
+    truth = sorted((n.rpartition(":")[0], n.rpartition(":")[2], img.id.short) for img, names in store.images()
+                   for n in names)
+    assert [r[:3] for r in listed()] == truth
+    cache = os.path.join(store_root, "summaries.json")
+    assert set(json.load(open(cache))) == {str(img.manifest_digest) for img, _ in store.images()}
+    full = listed()
+    # A damaged cache (wrong types, garbage, a stale entry for an image since removed) is rebuilt, not believed.
+    for damage in (b"[1, 2]", b"{not json", json.dumps({d: ["x", None, "big"] for d in json.load(open(cache))}
+                                                     ).encode()):
+        with open(cache, "wb") as f:
+            f.write(damage)
+        assert listed() == full
+    dockyard("rmi", "other:1")
+    assert [r[:2] for r in listed()] == [("busybox", "latest")]
+    assert set(json.load(open(cache))) == {str(img.manifest_digest) for img, _ in store.images()}

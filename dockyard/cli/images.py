@@ -88,24 +88,25 @@ def _store():
 def image_rows(store) -> list[dict[str, Any]]:
     """One record per (image, tag) as `images --format json` prints it, newest first."""
     from dockyard.cli.output import ago, human_size
+    from dockyard.image import parse_time
     from dockyard.imagefilters import repo_tag
 
     rows = []
-    for image, names in store.images():
-        created = image.created
+    for digest, summary, names in store.summaries():
+        created, size = parse_time(summary.created), summary.size
         for name in names or [None]:
             repo, tag = repo_tag(name)
             rows.append({
                 "Containers": "N/A",
                 "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S %z UTC") if created else "",
                 "CreatedSince": ago(created),
-                "Digest": str(image.manifest_digest),
-                "ID": image.id.short,
-                "FullID": str(image.id),
+                "Digest": str(digest),
+                "ID": summary.short_id,
+                "FullID": summary.id,
                 "Repository": repo,
                 "Tag": tag,
-                "Size": human_size(image.size),
-                "SizeBytes": image.size,
+                "Size": human_size(size),
+                "SizeBytes": size,
                 "_created": created.timestamp() if created else 0,
                 "Name": name,
             })
