@@ -77,9 +77,19 @@ def _command_word(argv: list[str]) -> str | None:
     return None
 
 
+def _skip_untranslated_gettext() -> None:
+    """argparse passes every help and usage string through gettext, which searches the locale directories anew for
+    each (~350 searches, a third of building the parser); when there is no catalog to find, it never translates."""
+    import gettext
+
+    if not gettext.find(gettext.textdomain()):
+        argparse._ = str  # type: ignore[attr-defined]  # the identity on strings: what gettext returns here
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with the subcommands of the modules `command` needs (COMMANDS), or of every area when it is
     None or unknown."""
+    _skip_untranslated_gettext()
     parser = _Parser(prog="dockyard", description="Build, store, ship and run OCI images.")
     parser.add_argument("--root", help="store root (default: $DOCKYARD_ROOT or /var/lib/dockyard)")
     parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
