@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -52,6 +53,12 @@ _Record = tuple[str, bytes, Sequence[Layer]]
 
 class BuildFailed(DockyardError):
     """A build step failed (a RUN exited non-zero, a COPY source is missing…)."""
+
+
+class BuildCancelled(BuildFailed):
+    """The build was interrupted (SIGINT, SIGTERM); the steps it finished stay cached."""
+
+    exit_code = 130
 
 
 def secret_files(secrets: dict[str, str]) -> dict[str, str]:
@@ -124,6 +131,8 @@ class Builder:
         self._records_lock = threading.Lock()
         self._running: set[str] = set()  # container IDs of RUNs under way
         self._stopping = False
+        self._signal_pipe = -1  # the read end of the signal wakeup pipe (main thread builds only)
+        self._signals: set[int] = set()
         self.added: set[Digest] = set()
         self.workspace = ""
         self.names = [reference.parse(t) for t in options.tags]  # bad tags fail before any work
@@ -160,8 +169,37 @@ class Builder:
 
     def build(self) -> Image:
         """Run the build; the image is stored (and tagged) only when every step succeeded."""
-        with ForkServer.start() as self.spawner:  # first, while no thread exists: RUNs start containers through it
-            return self._build()
+        # The fork server first, while no thread exists: RUNs start containers through it.
+        with ForkServer.start() as self.spawner, self._watch_signals():
+            try:
+                return self._build()
+            except KeyboardInterrupt:
+                raise BuildCancelled("cancelled") from None
+
+    @contextlib.contextmanager
+    def _watch_signals(self) -> Iterator[None]:
+        """Note SIGINT/SIGTERM/SIGHUP even while a RUN's signal forwarding handles them (the RUN then ends
+        killed), so the build reports "cancelled" instead of the killed RUN's exit code."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self._signal_pipe = r
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous)
+            self._signal_pipe = -1
+            os.close(r)
+            os.close(w)
+
+    def _interrupted(self) -> bool:
+        """Whether a stopping signal has arrived since the build started."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while data := os.read(self._signal_pipe, 64):
+                self._signals.update(data)
+        return bool(self._signals & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
     def _build(self) -> Image:
         o = self.options
@@ -449,10 +487,13 @@ class Builder:
             finally:
                 self._running.discard(cid)
             if code != 0:
+                if self._interrupted():
+                    raise BuildCancelled("cancelled")
                 if self.progress.quiet:
                     print(self.progress.failed(n), file=sys.stderr)
                 where = f"stage {state.label.strip()}: " if state.label else ""
-                raise BuildFailed(f"{where}step {k}/{state.total}: RUN {_one_line(ins.args)}: exit code {code}")
+                raise BuildFailed(f"{ins.where}: {where}step {k}/{state.total}: RUN {_one_line(ins.args)}: "
+                                  f"exit code {code}")
             self._commit(state, upper, created_by)
         self._record(state, key)
         return False

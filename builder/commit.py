@@ -72,5 +72,6 @@ class Committer:
                 os.unlink(tar)
 
     def close(self) -> None:
-        """Finish the blobs under way (nothing queued is started after a failure)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Finish every queued blob, also after a failure or a cancellation: each is a finished step's layer,
+        whose cache record must survive (fixing the failing step must not re-run the one before it)."""
+        self._pool.shutdown(wait=True)

@@ -39,6 +39,9 @@ class Sandbox:
     readonly_rootfs: bool = False
     no_new_privileges: bool = False
     workdir: str | None = None
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # (host, ip) lines added to /etc/hosts
+    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # "RLIMIT_NOFILE" -> (soft, hard)
+    shm_size: int | None = None  # bytes of /dev/shm (default: the runtime's 64 MiB)
 
     def overlay(self) -> rootfs.Overlay:
         """The overlay directories of the container's root."""
@@ -66,12 +69,19 @@ def run(box: Sandbox, stdin: int | None = None, stdout: int = 1, stderr: int = 2
             mounts = [_detached(m, trees) for m in box.mounts]
         else:
             mounts = [m.by_path() for m in box.mounts]
+        etc = spec.etc_mounts(bundle, box.hostname or cid[:12], box.network, durable=False)
+        if box.extra_hosts:
+            with open(os.path.join(bundle, "hosts"), "a") as f:
+                f.writelines(f"{ip}\t{host}\n" for host, ip in box.extra_hosts)
         config = spec.default_spec(
             "rootfs", box.args, env=box.env, cwd=box.cwd, user=box.user, hostname=box.hostname or cid[:12],
-            network=box.network, readonly_rootfs=box.readonly_rootfs,
-            mounts=spec.etc_mounts(bundle, box.hostname or cid[:12], box.network, durable=False) + mounts,
+            network=box.network, readonly_rootfs=box.readonly_rootfs, mounts=etc + mounts,
             resources=box.resources, no_new_privileges=box.no_new_privileges, cgroups_path=container_path(cid),
+            rlimits=box.rlimits or None,
         )
+        if box.shm_size:
+            shm = next(m for m in config["mounts"] if m["destination"] == "/dev/shm")
+            shm["options"] = [o for o in shm["options"] if not o.startswith("size=")] + [f"size={box.shm_size}"]
         stdio = (devnull if stdin is None else stdin, stdout, stderr)
         if runtime_name not in ("dockyard", RUNC):
             raise StartError(f"unknown runtime {runtime_name!r}")
