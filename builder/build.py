@@ -30,11 +30,12 @@ from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
 from builder.copy import Copier, Item, copy_items
 from builder.dockerfile import Dockerfile, Instruction, Stage, parse
+from builder.flags import NamedContext
 from builder.ignore import Ignore
 from builder.output import Progress
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
-from builder.run import MountSources, execute, run_user, stop
-from builder.stages import StagePlan, plan
+from builder.run import MountSources, RunSettings, execute, run_user, stop
+from builder.stages import StagePlan, lookup, plan
 from dockyard import changes, reference
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
@@ -61,12 +62,16 @@ class BuildCancelled(BuildFailed):
     exit_code = 130
 
 
-def secret_files(secrets: dict[str, str]) -> dict[str, str]:
-    """Build secrets (id -> host file) with each file checked to exist and its path made absolute."""
+def secret_files(secrets: dict[str, str]) -> dict[str, bytes]:
+    """Build secrets given as files (id -> host path), read."""
+    out = {}
     for sid, src in secrets.items():
-        if not os.path.isfile(src):
-            raise BuildFailed(f"secret id={sid}: no such file: {src}")
-    return {sid: os.path.abspath(src) for sid, src in secrets.items()}
+        try:
+            with open(src, "rb") as f:
+                out[sid] = f.read()
+        except OSError as e:
+            raise BuildFailed(f"secret id={sid}: cannot read {src}: {e.strerror}") from None
+    return out
 
 
 @dataclass
@@ -82,11 +87,17 @@ class BuildOptions:
     no_cache: bool = False
     pull: bool = False
     network: str = "default"
-    secrets: dict[str, str] = field(default_factory=dict)  # id -> host path
+    secrets: dict[str, bytes] = field(default_factory=dict)  # id -> value
     labels: dict[str, str] = field(default_factory=dict)
     platform: str = BUILD_PLATFORM
     compression: str = "gzip"
     source_date_epoch: int | None = None
+    run: RunSettings = field(default_factory=RunSettings)  # --add-host, --ulimit, --shm-size
+    ssh: dict[str, list[str]] = field(default_factory=dict)  # --ssh id -> socket or key paths ([]: $SSH_AUTH_SOCK)
+    contexts: dict[str, NamedContext] = field(default_factory=dict)  # --build-context name -> source
+    annotations: list[tuple[str, str, str]] = field(default_factory=list)  # (level, key, value)
+    no_cache_filter: list[str] = field(default_factory=list)  # stages that take nothing from the cache
+    cache_from: list[str] = field(default_factory=list)  # local images whose history steps may serve ours
 
 
 @dataclass
@@ -133,6 +144,10 @@ class Builder:
         self._stopping = False
         self._signal_pipe = -1  # the read end of the signal wakeup pipe (main thread builds only)
         self._signals: set[int] = set()
+        self.triggers: dict[int, list[Instruction]] = {}  # stage index -> its base image's ONBUILD instructions
+        self.cache_images: list[Image] = []  # --cache-from images
+        self.ssh: dict[str, str] = {}  # --ssh id -> agent socket
+        self._dir_digests: dict[str, str] = {}  # --build-context directory -> content digest
         self.added: set[Digest] = set()
         self.workspace = ""
         self.names = [reference.parse(t) for t in options.tags]  # bad tags fail before any work
@@ -140,6 +155,10 @@ class Builder:
         self.os, self.arch = os_, arch.split("/")[0]
         if options.network not in ("default", "host", "none"):
             raise BuildFailed(f"--network {options.network}: expected default, host or none")
+        for level, key, _ in options.annotations:
+            if level != "manifest":  # BuildKit's words: one platform makes no index
+                raise BuildFailed(f"--annotation {level}:{key}: {level} annotations not supported for single "
+                                  "platform export")
 
     # -- entry -------------------------------------------------------------------------------------------
 
@@ -170,9 +189,12 @@ class Builder:
     def build(self) -> Image:
         """Run the build; the image is stored (and tagged) only when every step succeeded."""
         # The fork server first, while no thread exists: RUNs start containers through it.
+        from builder.ssh import agents
+
         with ForkServer.start() as self.spawner, self._watch_signals():
             try:
-                return self._build()
+                with agents(self.options.ssh) as self.ssh:
+                    return self._build()
             except KeyboardInterrupt:
                 raise BuildCancelled("cancelled") from None
 
@@ -206,7 +228,8 @@ class Builder:
         self.context = BuildContext(o.context, self._own_ignore())
         self.df = self._dockerfile()
         build_args = BuildArgs(dict(o.build_args), platform_args(o.platform, BUILD_PLATFORM))
-        self.plan: StagePlan = plan(self.df, build_args, o.target)
+        named = frozenset(o.contexts)
+        self.plan: StagePlan = plan(self.df, build_args, o.target, named)
         self.scope = GlobalScope(self.df, build_args)
         with self.store.transaction() as added:
             self.added = added
@@ -214,8 +237,11 @@ class Builder:
             self.committer = Committer(self.store, o.compression, self.sde, added, self.workspace)
             self._records: list[_Record] = []
             try:
-                for ref in sorted({i for r in self.plan.refs.values() for i in r.images}):
-                    self._image(ref)
+                self._fetch_images()
+                if self.triggers:  # ONBUILD COPY --from / --mount from= a stage: plan again with them
+                    self.plan = plan(self.df, build_args, o.target, named, self.triggers)
+                    self._fetch_images()
+                self.cache_images = [self.store.resolve(ref) for ref in o.cache_from]
                 for wave in self.plan.waves:
                     stages = [self.df.stages[i] for i in wave]
                     if len(stages) == 1:
@@ -245,6 +271,25 @@ class Builder:
             self.progress.message(f"[Warning] One or more build-args {unused} were not consumed")
         return image
 
+    def _fetch_images(self) -> None:
+        """Every external image the plan needs (not local --build-context directories), and the ONBUILD
+        triggers of the stages based on them."""
+        for ref in sorted({i for r in self.plan.refs.values() for i in r.images}):
+            if self._context(ref, "dir") is None:
+                self._image(ref)
+        for index, refs in self.plan.refs.items():
+            base = refs.base.base
+            if refs.base_stage is None and base != "scratch" and index not in self.triggers:
+                stage = self.df.stages[index]
+                self.triggers[index] = [self._trigger(stage, t) for t in
+                                        (self._image(base).config.get("config") or {}).get("OnBuild") or []]
+        self.triggers = {i: t for i, t in self.triggers.items() if t}
+
+    def _context(self, ref: str, kind: str) -> NamedContext | None:
+        """The --build-context named `ref` when it is of `kind`."""
+        found = self.options.contexts.get(ref.lower())
+        return found if found is not None and found.kind == kind else None
+
     def _stop_all(self, futures: list[Future]) -> None:
         """Ctrl-C or a failed stage: end the RUNs of the other stages' threads (only the main thread gets
         signals), again and again until they are done, as one may have been starting just now."""
@@ -259,7 +304,9 @@ class Builder:
         data = canonical_json(state.config)
         config = self.store.write_blob_bytes(data, added=self.added)
         layers = resolved(state.layers)
-        manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, config, len(data)), layers))
+        annotations = {k: v for level, k, v in self.options.annotations if level == "manifest"}
+        manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, config, len(data)), layers,
+                                               annotations or None))
         image = self.store.add_image(manifest, self.names, added=self.added)
         self.progress.line(n, f"writing image {image.id} done")
         for name in self.names:
@@ -277,6 +324,15 @@ class Builder:
             return self.images[ref]
 
     def _fetch(self, ref: str) -> Image:
+        named = self.options.contexts.get(ref.lower())
+        if named is not None:
+            if named.kind == "dir":
+                raise BuildFailed(f"--build-context {ref}: a local directory cannot be a FROM base")
+            if named.kind == "oci-layout":
+                from builder.layout import load_layout
+
+                return load_layout(self.store, named.value, named.tag)
+            ref = named.value
         if not self.options.pull:
             try:
                 return self.store.resolve(ref)
@@ -288,6 +344,8 @@ class Builder:
         try:
             pulled = pull(self.store, ref, platform=self.options.platform)
         except DockyardError as e:
+            if self.options.pull:
+                raise NotFound(f"--pull: cannot look for a newer {ref}: {e}") from None
             raise NotFound(f"No such image: {ref} (not in the store, and pulling it failed: {e})") from None
         self.progress.line(n, str(pulled[0].reference))
         self.progress.done(n)
@@ -315,7 +373,10 @@ class Builder:
         if not any(e.startswith("PATH=") for e in cfg.get("Env") or []):
             cfg["Env"] = [f"PATH={DEFAULT_PATH}", *(cfg.get("Env") or [])]  # as BuildKit does
         parent = step_key("FROM", parent, triggers)
-        instructions = [self._trigger(stage, t) for t in triggers] + stage.instructions
+        if refs.base_stage is None:
+            instructions = self.triggers.get(stage.index, []) + stage.instructions  # parsed when planning
+        else:
+            instructions = [self._trigger(stage, t) for t in triggers] + stage.instructions
         multi = len(self.plan.order) > 1
         label = f"{stage.name or f'stage-{stage.index}'} " if multi else ""
         state = StageState(stage, config, list(layers), parent, StageVars(self.scope, cfg["Env"]), label,
@@ -357,7 +418,7 @@ class Builder:
 
     def _cached(self, state: StageState, key: str, n: int | None) -> bool:
         """Take the step's result from the cache when there is one (and --no-cache is not given)."""
-        if self.options.no_cache:
+        if self._no_cache(state):
             return False
         image = self.cache.get(key)
         if image is None:
@@ -366,6 +427,39 @@ class Builder:
         if n is not None:
             self.progress.cached(n)
         return True
+
+    def _no_cache(self, state: StageState) -> bool:
+        """--no-cache, or --no-cache-filter naming the stage."""
+        stage = state.stage
+        return self.options.no_cache or any(f.lower() in (stage.name, str(stage.index))
+                                            for f in self.options.no_cache_filter)
+
+    def _from_cache_images(self, state: StageState, created_by: str, env: dict[str, str], n: int) -> bool:
+        """A RUN served by a --cache-from image: one whose history and layers so far are ours and whose next
+        step is this command. A RUN that sees build args beyond the image's ENV never matches (the history
+        does not record them)."""
+        env_list = state.config["config"].get("Env") or []
+        if self._no_cache(state) or any(f"{k}={v}" not in env_list for k, v in env.items() if k not in PROXY_ARGS):
+            return False
+        ours = [h.get("created_by", "") for h in state.config.get("history") or []]
+        diff_ids = state.config["rootfs"]["diff_ids"]
+        for image in self.cache_images:
+            theirs = image.config.get("history") or []
+            their_ids = [str(d) for d in image.diff_ids]
+            if len(theirs) <= len(ours) or [h.get("created_by", "") for h in theirs[:len(ours)]] != ours \
+                    or theirs[len(ours)].get("created_by") != created_by or their_ids[:len(diff_ids)] != diff_ids:
+                continue
+            entry = dict(theirs[len(ours)])
+            if not entry.get("empty_layer"):
+                if len(their_ids) <= len(diff_ids):
+                    continue
+                state.config["rootfs"]["diff_ids"].append(their_ids[len(diff_ids)])
+                state.layers = [*state.layers, image.layers[len(diff_ids)]]
+            state.config["created"] = entry.get("created", state.config.get("created"))
+            state.config.setdefault("history", []).append(entry)
+            self.progress.cached(n)
+            return True
+        return False
 
     def _record(self, state: StageState, key: str) -> None:
         """Note the state after a step for the cache; written once its layers are stored."""
@@ -457,7 +551,7 @@ class Builder:
         network = spec.network if spec.network != "default" else self.options.network
         env = state.vars.run_env()
         cwd = cfg.get("WorkingDir") or "/"
-        sources = MountSources(self.context, self.cache, self.options.secrets,
+        sources = MountSources(self.context, self.cache, self.options.secrets, self.ssh,
                                lambda ref: self._rootfs(state.stage, ref, ins))
         mount_inputs = []
         for m in spec.mounts:
@@ -473,6 +567,9 @@ class Builder:
         created_by = "RUN " + " ".join(spec.argv)
         if self._cached(state, key, n):
             return True
+        if self._from_cache_images(state, created_by, env, n):
+            self._record(state, key)
+            return True
         if self._stopping:
             raise BuildFailed(f"{ins.where}: build stopped")
         cid = "build-" + os.urandom(6).hex()
@@ -483,7 +580,8 @@ class Builder:
                     code = execute(spec, lowerdirs=self._lowerdirs(state), upper=upper, env=env,
                                    user=cfg.get("User") or "", cwd=cwd,
                                    network=network, sources=sources, scratch=scratch, out_fd=out,
-                                   container_id=cid, store_root=self.store.root, spawner=self.spawner)
+                                   container_id=cid, store_root=self.store.root, spawner=self.spawner,
+                                   settings=self.options.run)
             finally:
                 self._running.discard(cid)
             if code != 0:
@@ -500,11 +598,16 @@ class Builder:
 
     # -- COPY / ADD --------------------------------------------------------------------------------------------
 
-    def _source(self, stage: Stage, ref: str, ins: Instruction) -> tuple[str, StageState | Image]:
-        """A --from / from= value: (cache identity, state) of a stage or an external image."""
-        from builder.stages import _lookup
-
-        index = _lookup(self.df, stage, ref, ins)
+    def _source(self, stage: Stage, ref: str, ins: Instruction) -> tuple[str, StageState | Image | str]:
+        """A --from / from= value: (cache identity, state) of a stage, an external image or a --build-context
+        directory (its path)."""
+        directory = self._context(ref, "dir")
+        if directory is not None:
+            if directory.value not in self._dir_digests:
+                reader = BuildContext(directory.value)
+                self._dir_digests[directory.value] = str(reader.digest(reader.sources(["."]), owners=False))
+            return self._dir_digests[directory.value], directory.value
+        index = lookup(self.df, stage, ref, ins, frozenset(self.options.contexts))
         if index is not None:
             if index not in self.results:
                 raise BuildFailed(f"{ins.where}: stage {ref} has not been built")
@@ -517,6 +620,9 @@ class Builder:
     def _rootfs(self, stage: Stage, ref: str, ins: Instruction) -> Iterator[str]:
         """The merged root of a stage or image named by --from / from=."""
         src = self._source(stage, ref, ins)[1]
+        if isinstance(src, str):  # a --build-context directory, bound as it is (a read-write bind copies it)
+            yield src
+            return
         lowerdirs = self._lowerdirs(src) if isinstance(src, StageState) else self.store.lowerdirs(src)
         with views.merged(lowerdirs, self.workspace) as root:
             yield root
@@ -566,7 +672,8 @@ class Builder:
                 items: list[Item] = []
                 if spec.from_:
                     root = stack.enter_context(self._rootfs(state.stage, spec.from_, ins))
-                    reader = BuildContext(root, Ignore([]), rootfs=True)
+                    local_dir = self._context(spec.from_, "dir") is not None  # its .dockerignore applies
+                    reader = BuildContext(root, None if local_dir else Ignore([]), rootfs=not local_dir)
                     items += [Item(reader, s) for s in reader.sources(local, ins.name)]
                 else:
                     items += [Item(self.context, s) for s in context_sources]

@@ -312,3 +312,23 @@ class BuildContext:
                     h.update(self.content_hash(e).encode())
                 h.update(b"\n")
         return Digest("sha256", h.hexdigest())
+
+
+def unpack_stdin_context(data: bytes, dest: str) -> bool:
+    """`build -`: when `data` is a tar archive (plain or compressed), extract it into `dest` as the context and
+    return True; otherwise it is a Dockerfile with no context (False). Extraction refuses absolute names, `..`
+    and links leading out of `dest` (tarfile's data filter), and device nodes."""
+    import io
+    import tarfile
+
+    from dockyard.compression import decompressed, sniff
+
+    plain = decompressed(io.BytesIO(data)).read() if sniff(data[:512]) != "none" else data
+    if plain[257:262] != b"ustar" and not (sniff(data[:512]) != "none" and tarfile.is_tarfile(io.BytesIO(plain))):
+        return False
+    try:
+        with tarfile.open(fileobj=io.BytesIO(plain), mode="r:") as tf:
+            tf.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ContextError(f"build context from stdin: {e}") from None
+    return True

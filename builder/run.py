@@ -31,13 +31,23 @@ class RunError(DockyardError):
     """A RUN could not be set up (a mount source is missing, a secret was not given…)."""
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What --add-host, --ulimit and --shm-size give every RUN."""
+
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # (host, ip)
+    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # "RLIMIT_NOFILE" -> (soft, hard)
+    shm_size: int | None = None
+
+
 @dataclass
 class MountSources:
     """Where RUN --mount sources come from."""
 
     context: BuildContext
     cache: BuildCache
-    secrets: dict[str, str] = field(default_factory=dict)  # id -> host file
+    secrets: dict[str, bytes] = field(default_factory=dict)  # id -> value
+    ssh: dict[str, str] = field(default_factory=dict)  # id -> agent socket on the host
     # A stage name/index or image reference -> a context manager giving its merged root directory.
     rootfs_of: Callable[[str], contextlib.AbstractContextManager[str]] | None = None
 
@@ -61,11 +71,11 @@ def _target(mount: RunMount, cwd: str) -> str:
     return posixpath.normpath(posixpath.join(cwd, mount.target or ""))
 
 
-def _secret_file(mount: RunMount, path: str, scratch: str) -> str:
-    """A private copy of the secret with the mount's mode and owner (a bind keeps the host file's)."""
+def _secret_file(mount: RunMount, data: bytes, scratch: str) -> str:
+    """A private file holding the secret with the mount's mode and owner."""
     fd, copy = tempfile.mkstemp(prefix="secret-", dir=scratch)
-    os.close(fd)
-    shutil.copyfile(path, copy)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.chown(copy, mount.uid or 0, mount.gid or 0)
     os.chmod(copy, mount.mode if mount.mode is not None else 0o400)
     return copy
@@ -157,10 +167,18 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
                     raise RunError(f"secret {m.id} not provided (use --secret id={m.id},src=PATH)")
                 continue
             if m.env:
-                with open(secret, errors="replace") as f:
-                    env[m.env] = f.read()
+                env[m.env] = secret.decode(errors="replace")
             if m.target:
                 mounts.append(Mount(_target(m, cwd), "bind", _secret_file(m, secret, scratch), readonly=True))
+        elif m.type == "ssh":
+            socket = sources.ssh.get(m.id or "default")
+            if socket is None:
+                if m.required:
+                    raise RunError(f"ssh agent {m.id} not provided (use --ssh {m.id}[=SOCKET|KEY])")
+                continue
+            target = _target(m, cwd)
+            mounts.append(Mount(target, "bind", socket))
+            env.setdefault("SSH_AUTH_SOCK", target)
         else:
             raise RunError(f"RUN --mount=type={m.type} is not supported by dockyard build")
     for script in spec.scripts:
@@ -174,11 +192,13 @@ def prepare_mounts(spec: RunSpec, cwd: str, sources: MountSources, scratch: str,
 
 def execute(spec: RunSpec, *, lowerdirs: list[str], upper: str, env: dict[str, str], user: str, cwd: str,
             network: str, sources: MountSources, scratch: str, out_fd: int, container_id: str,
-            store_root: str | None = None, spawner: ForkServer | None = None) -> int:
+            store_root: str | None = None, spawner: ForkServer | None = None,
+            settings: RunSettings | None = None) -> int:
     """Run the command to completion with output on `out_fd`; returns its exit code.
 
     network: "default" (as docker's build: a namespace of its own on the store's default bridge, outbound NAT,
     nothing of the host's loopback), "host" or "none". `spawner`: the fork server that starts the container.
+    `settings`: extra /etc/hosts lines, rlimits and the /dev/shm size.
     """
     from runner import sandbox  # only a step that really runs pays for importing the runtime
 
@@ -193,7 +213,10 @@ def execute(spec: RunSpec, *, lowerdirs: list[str], upper: str, env: dict[str, s
         mounts, secret_env = prepare_mounts(spec, cwd, sources, scratch, stack)
         box = sandbox.Sandbox(args=spec.argv, lowerdirs=lowerdirs, upperdir=upper,
                               env=[f"{k}={v}" for k, v in {**env, **secret_env}.items()], user=who, cwd=cwd,
-                              network=network, mounts=mounts, hostname="dockyard-build")
+                              network=network, mounts=mounts, hostname="dockyard-build",
+                              extra_hosts=list(settings.extra_hosts) if settings else [],
+                              rlimits=dict(settings.rlimits) if settings else {},
+                              shm_size=settings.shm_size if settings else None)
         status = sandbox.run(box, stdout=out_fd, stderr=out_fd, scratch=scratch, container_id=container_id,
                              spawner=spawner)
     return status.code

@@ -32,8 +32,11 @@ class StagePlan:
     waves: list[list[int]]
 
 
-def _lookup(df: Dockerfile, stage: Stage, ref: str, ins: Instruction) -> int | None:
-    """A `--from`/`from=` value as a stage index, or None when it names an image."""
+def lookup(df: Dockerfile, stage: Stage, ref: str, ins: Instruction, named: frozenset[str] = frozenset()) -> int | None:
+    """A `--from`/`from=` value as a stage index, or None when it names an image or a --build-context (which
+    overrides a stage of the same name, as in BuildKit)."""
+    if ref.lower() in named:
+        return None
     if ref.isdigit():
         index = int(ref)
         if index >= stage.index:
@@ -51,12 +54,15 @@ def _lookup(df: Dockerfile, stage: Stage, ref: str, ins: Instruction) -> int | N
     return None
 
 
-def stage_refs(df: Dockerfile, stage: Stage, scope: GlobalScope) -> StageRefs:
+def stage_refs(df: Dockerfile, stage: Stage, scope: GlobalScope, named: frozenset[str] = frozenset(),
+               triggers: list[Instruction] | None = None) -> StageRefs:
     """Find a stage's dependencies, expanding ARG/ENV as far as the Dockerfile alone allows (the base
-    image's own ENV is not known yet, so a --from that needs it resolves as if it were unset)."""
+    image's own ENV is not known yet, so a --from that needs it resolves as if it were unset). `named`: the
+    --build-context names; `triggers`: the base image's ONBUILD instructions, run first."""
     base = resolve_from(stage, scope)
     refs = StageRefs(base)
-    earlier = next((s for s in df.stages[:stage.index] if s.name == base.base.lower()), None)
+    earlier = None if base.base.lower() in named else \
+        next((s for s in df.stages[:stage.index] if s.name == base.base.lower()), None)
     if earlier is not None:
         refs.base_stage = earlier.index
         refs.stages.add(earlier.index)
@@ -67,7 +73,7 @@ def stage_refs(df: Dockerfile, stage: Stage, scope: GlobalScope) -> StageRefs:
             raise stage.from_instruction.error(str(e)) from None
         refs.images.add(base.base)
     vars = StageVars(scope)
-    for ins in stage.instructions:
+    for ins in [*(triggers or []), *stage.instructions]:
         froms: list[str] = []
         if ins.name == "ARG":
             vars.declare(ins)
@@ -78,13 +84,15 @@ def stage_refs(df: Dockerfile, stage: Stage, scope: GlobalScope) -> StageRefs:
         elif ins.name == "RUN":
             froms.extend(m.from_ for m in resolve_mounts(ins, vars) if m.from_)
         for ref in froms:
-            index = _lookup(df, stage, ref, ins)
+            index = lookup(df, stage, ref, ins, named)
             (refs.stages.add(index) if index is not None else refs.images.add(ref))
     return refs
 
 
-def plan(df: Dockerfile, build_args: BuildArgs, target: str | None = None) -> StagePlan:
-    """Stages needed for `target` (default: the last), in dependency order, grouped into parallel waves."""
+def plan(df: Dockerfile, build_args: BuildArgs, target: str | None = None, named: frozenset[str] = frozenset(),
+         triggers: dict[int, list[Instruction]] | None = None) -> StagePlan:
+    """Stages needed for `target` (default: the last), in dependency order, grouped into parallel waves;
+    `named` and `triggers` (by stage index) as stage_refs takes them."""
     goal: Stage | None
     if target is None:
         goal = df.stages[-1]
@@ -105,7 +113,7 @@ def plan(df: Dockerfile, build_args: BuildArgs, target: str | None = None) -> St
         if stage.index in refs:
             return
         visiting.append(stage.index)
-        refs[stage.index] = stage_refs(df, stage, scope)
+        refs[stage.index] = stage_refs(df, stage, scope, named, (triggers or {}).get(stage.index))
         for dep in sorted(refs[stage.index].stages):
             visit(df.stages[dep])
         visiting.pop()

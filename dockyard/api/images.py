@@ -274,16 +274,21 @@ class ImageCollection:
     def build(self, path: str | None = None, *, tag: str | None = None, dockerfile: str | None = None,
               buildargs: Mapping[str, str] | None = None, target: str | None = None, nocache: bool = False,
               network_mode: str | None = None, platform: str | None = None, labels: Mapping[str, str] | None = None,
-              pull: bool = False, quiet: bool = True,
-              secrets: Mapping[str, str] | None = None) -> tuple[Image, Iterator[dict[str, str]]]:
+              pull: bool = False, quiet: bool = True, secrets: Mapping[str, str] | None = None,
+              extra_hosts: Mapping[str, str] | None = None, shmsize: int | None = None,
+              cache_from: builtins.list[str] | None = None, rm: bool = True,
+              forcerm: bool = False) -> tuple[Image, Iterator[dict[str, str]]]:
         """Build the Dockerfile in the context directory `path`; returns the image and the build's log lines.
 
         As docker-py, `dockerfile` is a path within the context (or an absolute one anywhere) and the log is
         `{"stream": line}` items; quiet keeps only the output of a step that fails. `secrets` (id -> host file)
-        are BuildKit's `--secret id=,src=`. A failed build raises BuildError naming the failing step.
+        are BuildKit's `--secret id=,src=`; `extra_hosts` (host -> IP), `shmsize` (bytes) and `cache_from`
+        (local images) as docker-py's; `rm`/`forcerm` are accepted (no intermediate container outlives its
+        step). A failed build raises BuildError naming the failing step.
         """
         from builder.build import BUILD_PLATFORM, Builder, BuildOptions, secret_files
         from builder.output import Progress
+        from builder.run import RunSettings
 
         if path is None:
             raise APIError("build needs a context directory: path=...")
@@ -292,7 +297,8 @@ class ImageCollection:
             context=path, dockerfile=os.path.join(path, dockerfile) if dockerfile else None,
             tags=[tag] if tag else [], build_args=dict(buildargs or {}), target=target, no_cache=nocache, pull=pull,
             network=network_mode or "default", secrets=secret_files(dict(secrets or {})), labels=dict(labels or {}),
-            platform=platform or BUILD_PLATFORM)
+            platform=platform or BUILD_PLATFORM, cache_from=list(cache_from or []),
+            run=RunSettings(extra_hosts=list((extra_hosts or {}).items()), shm_size=shmsize))
         builder = Builder(options, self.store, Progress("quiet" if quiet else "plain", log))
 
         def lines() -> builtins.list[dict[str, str]]:

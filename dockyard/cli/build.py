@@ -3,31 +3,62 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.build import BuildOptions
+    from dockyard.image import Image
+    from dockyard.store import Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
-    p.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    p.add_argument("context", metavar="CONTEXT",
+                   help="the build context directory (-: a tar archive or a Dockerfile on stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image (repeatable)")
     p.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile; - reads stdin)")
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]", help="set a build-time variable")
     p.add_argument("--target", metavar="STAGE", help="build this stage instead of the last one")
     p.add_argument("--no-cache", action="store_true", help="do not use cached steps")
-    p.add_argument("--pull", action="store_true", help="always pull base images")
+    p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
+                   help="do not use cached steps in this stage")
+    p.add_argument("--cache-from", action="append", default=[], metavar="IMAGE",
+                   help="a local image whose history steps may serve as cached steps")
+    p.add_argument("--pull", nargs="?", const="true", default="false", type=_bool, metavar="BOOL",
+                   help="always look for a newer base image in its registry")
     p.add_argument("--network", default="default", choices=("default", "none", "host"),
                    help="network for RUN (default: its own on the default bridge)")
-    p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
-                   help="a secret file for RUN --mount=type=secret")
+    p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP", help="add an /etc/hosts line for RUN")
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit for RUN")
+    p.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm for RUN (default 64m)")
+    p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH|env=VAR",
+                   help="a secret for RUN --mount=type=secret")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
+                   help="an SSH agent for RUN --mount=type=ssh ($SSH_AUTH_SOCK's, or one holding the keys given)")
+    p.add_argument("--build-context", action="append", default=[],
+                   metavar="NAME=DIR|docker-image://REF|oci-layout://PATH[@TAG]",
+                   help="an additional context, for FROM NAME and --from=NAME")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add an image label")
+    p.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="add a manifest annotation")
     p.add_argument("--iidfile", metavar="FILE", help="write the image ID to FILE")
+    p.add_argument("--metadata-file", metavar="FILE", help="write the build result's metadata (JSON) to FILE")
     p.add_argument("--platform", default="linux/amd64", help="target platform (only linux/amd64)")
-    p.add_argument("--progress", default="auto", choices=("auto", "plain", "quiet"), help="progress output")
+    p.add_argument("--progress", default="auto", choices=("auto", "tty", "plain", "rawjson", "quiet"),
+                   help="progress output (auto: tty on a terminal, else plain)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     p.add_argument("--compression", default="gzip", choices=("gzip", "zstd"), help="layer compression")
     p.add_argument("--output", "-o", action="append", default=[], metavar="type=local|oci|docker,dest=PATH",
                    help="also export the result")
     p.add_argument("--push", action="store_true", help="push every -t name after building")
+    for flag, what in (("--load", "the image is always loaded into the store"),
+                       ("--rm", "intermediate containers are always removed"),
+                       ("--force-rm", "intermediate containers are always removed"),
+                       ("--compress", "the context is never sent anywhere")):
+        p.add_argument(flag, nargs="?", const="true", type=_bool, metavar="BOOL",
+                       help=f"accepted for compatibility ({what})")
     p.set_defaults(func=cmd_build)
 
     b = sub.add_parser("builder", help="manage the build cache")
@@ -36,6 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt (accepted for docker compatibility)")
     prune.set_defaults(func=cmd_builder_prune)
     b.set_defaults(func=lambda args: b.print_help() or 0)
+
+
+def _bool(text: str) -> bool:
+    """A flag's boolean value as Go's strconv.ParseBool reads it (`--pull=false`)."""
+    value = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+    return value
 
 
 def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str, str]:
@@ -59,47 +98,79 @@ def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str
     return out
 
 
-def _secrets(values: list[str]) -> dict[str, str]:
-    """--secret id=ID,src=PATH (or source=PATH): secret id -> absolute host path."""
-    from builder.build import secret_files
-    from dockyard.errors import DockyardError
-
-    out: dict[str, str] = {}
-    for v in values:
-        fields = dict(f.partition("=")[::2] for f in v.split(","))
-        sid = fields.get("id")
-        src = fields.get("src") or fields.get("source")
-        if not sid or not src:
-            raise DockyardError(f"--secret {v!r}: expected id=ID,src=PATH")
-        out[sid] = src
-    return secret_files(out)
-
-
-def cmd_build(args: argparse.Namespace) -> int:
+def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildOptions:
+    """The BuildOptions the flags ask for (each flag's value checked before any work)."""
     import os
-    import signal
 
-    from builder.build import Builder, BuildOptions
-    from builder.output import Progress, export_archive, export_local, parse_output
+    from builder import flags
+    from builder.build import BuildOptions
+    from builder.run import RunSettings
     from dockyard.errors import DockyardError
+    from runner.network.hosts import parse_add_host
 
-    if args.platform != "linux/amd64":
-        raise DockyardError(f"--platform {args.platform}: only linux/amd64 can be built here")
-    outputs = [parse_output(o) for o in args.output]
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and not epoch.isdigit():
         raise DockyardError(f"SOURCE_DATE_EPOCH={epoch!r}: expected a number of seconds")
-    text = sys.stdin.read() if args.file == "-" else None
-    options = BuildOptions(
-        context=args.context, dockerfile=None if args.file in (None, "-") else args.file, dockerfile_text=text,
-        tags=args.tag, build_args=_pairs(args.build_arg, "--build-arg", env_fallback=True), target=args.target,
-        no_cache=args.no_cache, pull=args.pull, network=args.network, secrets=_secrets(args.secret),
-        labels=_pairs(args.label, "--label"), platform=args.platform, compression=args.compression,
-        source_date_epoch=int(epoch) if epoch is not None else None)
+    for ref in args.cache_from:
+        if "=" in ref:
+            raise DockyardError(f"--cache-from {ref}: only a local image name is supported")
+    run = RunSettings(extra_hosts=[parse_add_host(h) for h in args.add_host],
+                      rlimits=dict(flags.parse_ulimit(u) for u in args.ulimit),
+                      shm_size=flags.parse_shm_size(args.shm_size) if args.shm_size else None)
+    return BuildOptions(
+        context=context, dockerfile=None if args.file in (None, "-") or text is not None else args.file,
+        dockerfile_text=text, tags=args.tag, build_args=_pairs(args.build_arg, "--build-arg", env_fallback=True),
+        target=args.target, no_cache=args.no_cache, pull=args.pull, network=args.network,
+        secrets=dict(flags.parse_secret(s) for s in args.secret), labels=_pairs(args.label, "--label"),
+        platform=args.platform, compression=args.compression,
+        source_date_epoch=int(epoch) if epoch is not None else None, run=run,
+        ssh=dict(flags.parse_ssh(s) for s in args.ssh),
+        contexts=dict(flags.parse_build_context(c) for c in args.build_context),
+        annotations=[flags.parse_annotation(a) for a in args.annotation], no_cache_filter=args.no_cache_filter,
+        cache_from=args.cache_from)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from dockyard.errors import DockyardError
+    from dockyard.store import Store
+
+    if args.platform != "linux/amd64":
+        raise DockyardError(f"--platform {args.platform}: only linux/amd64 can be built here")
+    if args.context == "-" and args.file == "-":
+        raise DockyardError("build -: stdin cannot be both the context and the Dockerfile (-f -)")
     if args.push and not args.tag:
         raise DockyardError("--push needs at least one -t NAME")
-    quiet = args.quiet or args.progress == "quiet"
-    builder = Builder(options, progress=Progress("quiet" if quiet else "plain"))
+    if args.context != "-":
+        return _build(args, args.context, sys.stdin.read() if args.file == "-" else None)
+    from builder.context import BuildContext, unpack_stdin_context
+
+    data = sys.stdin.buffer.read()
+    store = Store()
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    context = tempfile.mkdtemp(prefix="stdin-context-", dir=store.tmp_dir)
+    try:
+        if not unpack_stdin_context(data, context):  # a Dockerfile alone: the context is empty
+            return _build(args, context, data.decode("utf-8", "replace"))
+        text = BuildContext(context).read_file(args.file).decode("utf-8", "replace") if args.file else None
+        return _build(args, context, text)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+
+
+def _build(args: argparse.Namespace, context: str, text: str | None) -> int:
+    """Build the context directory `context` (`text`: the Dockerfile, when not read from a file)."""
+    import signal
+
+    from builder.build import Builder
+    from builder.output import export_archive, export_local, make_progress, parse_output
+
+    outputs = [parse_output(o) for o in args.output]
+    options = _options(args, context, text)
+    progress = make_progress("quiet" if args.quiet else args.progress)
+    builder = Builder(options, progress=progress)
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through every cleanup: mounts, temp dirs, uncommitted blobs
@@ -109,20 +180,41 @@ def cmd_build(args: argparse.Namespace) -> int:
         image = builder.build()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        progress.close()
     if args.iidfile:
         from dockyard.fsutil import atomic_write
 
         atomic_write(args.iidfile, str(image.id).encode())
+    if args.metadata_file:
+        _write_metadata(args.metadata_file, builder.store, image, [n.ref_name for n in builder.names])
     for kind, dest in outputs:
         if kind == "local":
             export_local(builder.store, image, dest)
         else:
             export_archive(builder.store, image, [n.ref_name for n in builder.names], kind, dest)
     if args.push:
-        _push(builder.store, builder.names, quiet)
+        _push(builder.store, builder.names, args.quiet or args.progress == "quiet")
     if args.quiet:
         print(image.id)
     return 0
+
+
+def _write_metadata(path: str, store: Store, image: Image, names: list[str]) -> None:
+    """--metadata-file: buildx's keys for the image exported (digests of its manifest and config)."""
+    import json
+
+    from dockyard.fsutil import atomic_write
+
+    manifest = {"mediaType": image.manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json",
+                "digest": str(image.manifest_digest),
+                "size": os.path.getsize(store.blob_path(image.manifest_digest))}
+    if image.manifest.get("annotations"):
+        manifest["annotations"] = image.manifest["annotations"]
+    data = {"containerimage.config.digest": str(image.id), "containerimage.descriptor": manifest,
+            "containerimage.digest": str(image.manifest_digest)}
+    if names:
+        data["image.name"] = ",".join(names)
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _push(store, names: list, quiet: bool) -> None:
