@@ -442,19 +442,20 @@ class Builder:
         if self._no_cache(state) or any(f"{k}={v}" not in env_list for k, v in env.items() if k not in PROXY_ARGS):
             return False
         ours = [h.get("created_by", "") for h in state.config.get("history") or []]
-        diff_ids = state.config["rootfs"]["diff_ids"]
+        diff_ids = list(state.config["rootfs"]["diff_ids"])
+        d = len(diff_ids)
         for image in self.cache_images:
             theirs = image.config.get("history") or []
-            their_ids = [str(d) for d in image.diff_ids]
+            their_ids = [str(x) for x in image.diff_ids]
             if len(theirs) <= len(ours) or [h.get("created_by", "") for h in theirs[:len(ours)]] != ours \
-                    or theirs[len(ours)].get("created_by") != created_by or their_ids[:len(diff_ids)] != diff_ids:
+                    or theirs[len(ours)].get("created_by") != created_by or their_ids[:d] != diff_ids:
                 continue
             entry = dict(theirs[len(ours)])
             if not entry.get("empty_layer"):
-                if len(their_ids) <= len(diff_ids):
+                if len(their_ids) <= d:
                     continue
-                state.config["rootfs"]["diff_ids"].append(their_ids[len(diff_ids)])
-                state.layers = [*state.layers, image.layers[len(diff_ids)]]
+                state.config["rootfs"]["diff_ids"].append(their_ids[d])
+                state.layers = [*state.layers, image.layers[d]]
             state.config["created"] = entry.get("created", state.config.get("created"))
             state.config.setdefault("history", []).append(entry)
             self.progress.cached(n)

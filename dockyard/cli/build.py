@@ -26,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not use cached steps in this stage")
     p.add_argument("--cache-from", action="append", default=[], metavar="IMAGE",
                    help="a local image whose history steps may serve as cached steps")
-    p.add_argument("--pull", nargs="?", const="true", default="false", type=_bool, metavar="BOOL",
-                   help="always look for a newer base image in its registry")
+    p.add_argument("--pull", action="store_true", help="always look for a newer base image in its registry")
     p.add_argument("--network", default="default", choices=("default", "none", "host"),
                    help="network for RUN (default: its own on the default bridge)")
     p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP", help="add an /etc/hosts line for RUN")
@@ -57,8 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("--rm", "intermediate containers are always removed"),
                        ("--force-rm", "intermediate containers are always removed"),
                        ("--compress", "the context is never sent anywhere")):
-        p.add_argument(flag, nargs="?", const="true", type=_bool, metavar="BOOL",
-                       help=f"accepted for compatibility ({what})")
+        p.add_argument(flag, action="store_true", help=f"accepted for compatibility ({what})")
     p.set_defaults(func=cmd_build)
 
     b = sub.add_parser("builder", help="manage the build cache")
@@ -67,14 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt (accepted for docker compatibility)")
     prune.set_defaults(func=cmd_builder_prune)
     b.set_defaults(func=lambda args: b.print_help() or 0)
-
-
-def _bool(text: str) -> bool:
-    """A flag's boolean value as Go's strconv.ParseBool reads it (`--pull=false`)."""
-    value = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
-    return value
 
 
 def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str, str]:

@@ -195,7 +195,8 @@ def test_failing_run_leaves_no_tag_mounts_or_temp_dirs(context, build, inspect, 
     ctx = context({"f": "x", "Dockerfile": "FROM busybox\nRUN echo ok > /x\nCOPY f /f\nRUN echo failing >&2; exit 3\n"})
     res = build(ctx, "-t", "broken", check=False)
     assert res.code == 1
-    assert res.err.strip().splitlines()[-1] == "Error: Dockerfile:4: step 4/4: RUN echo failing >&2; exit 3: exit code 3"
+    assert res.err.strip().splitlines()[-1] == \
+        "Error: Dockerfile:4: step 4/4: RUN echo failing >&2; exit 3: exit code 3"
     assert "#4 failing" in res.err
     assert "broken" not in dockyard("images").out
     assert store_mounts() == []
