@@ -30,7 +30,7 @@ from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
 from builder.copy import Copier, Item, copy_items
 from builder.dockerfile import Dockerfile, Instruction, Stage, parse
-from builder.flags import NamedContext
+from builder.flags import NamedContext, read_secret
 from builder.ignore import Ignore
 from builder.output import Progress
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
@@ -64,14 +64,7 @@ class BuildCancelled(BuildFailed):
 
 def secret_files(secrets: dict[str, str]) -> dict[str, bytes]:
     """Build secrets given as files (id -> host path), read."""
-    out = {}
-    for sid, src in secrets.items():
-        try:
-            with open(src, "rb") as f:
-                out[sid] = f.read()
-        except OSError as e:
-            raise BuildFailed(f"secret id={sid}: cannot read {src}: {e.strerror}") from None
-    return out
+    return {sid: read_secret(sid, src) for sid, src in secrets.items()}
 
 
 @dataclass

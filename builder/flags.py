@@ -84,11 +84,18 @@ def parse_secret(text: str) -> tuple[str, bytes]:
             raise FlagError(f"--secret {text}: environment variable {env} is not set")
         return sid, os.environ[env].encode()
     assert src is not None
+    return sid, read_secret(sid, src)
+
+
+def read_secret(sid: str, path: str) -> bytes:
+    """A secret's value from its file."""
     try:
-        with open(src, "rb") as f:
-            return sid, f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FlagError(f"secret id={sid}: no such file: {path}") from None
     except OSError as e:
-        raise FlagError(f"secret id={sid}: cannot read {src}: {e.strerror}") from None
+        raise FlagError(f"secret id={sid}: cannot read {path}: {e.strerror}") from None
 
 
 def parse_ssh(text: str) -> tuple[str, list[str]]:
