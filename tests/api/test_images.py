@@ -143,7 +143,7 @@ def test_build_with_secrets_an_outside_dockerfile_and_a_failure(client, busybox,
     with pytest.raises(BuildError) as e:
         client.images.build(path=str(ctx), tag="broken:1", network_mode="none")
     message = str(e.value)
-    assert isinstance(e.value, APIError) and message.startswith("step 3/3: RUN echo broken-step") and \
+    assert isinstance(e.value, APIError) and message.startswith("Dockerfile:3: step 3/3: RUN echo broken-step") and \
         message.endswith("exit code 3"), message
     with pytest.raises(ImageNotFound):
         client.images.get("broken:1")
