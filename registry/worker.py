@@ -89,7 +89,7 @@ class RegistryWorker(GeventWorker):
         for server in servers:
             server.stop(timeout=1)
 
-    def timeout_ctx(self) -> "_WaitForRequest":
+    def timeout_ctx(self) -> _WaitForRequest:
         """The wait for a request's line and headers, on a new or a kept-alive connection: bounded by gunicorn's
         keep-alive timer (set to the header timeout in serve.py), and ended when the worker stops."""
         return _WaitForRequest(self, super().timeout_ctx())
