@@ -80,8 +80,7 @@ class RegistryWorker(GeventWorker):
             server.close()  # accept no more
         for greenlet in list(self.idle):
             greenlet.kill(_Stopping, block=False)
-        deadline = gevent.Timeout(self.cfg.graceful_timeout, False)
-        with deadline:
+        with gevent.Timeout(self.cfg.graceful_timeout, False):  # False: ends the block quietly when it fires
             for server in servers:
                 server.pool.join()
             return
