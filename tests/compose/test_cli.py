@@ -217,7 +217,7 @@ services:
     stop_grace_period: 1s
   db:
     image: busybox
-    command: {SLEEP}
+    command: ["sleep", "600"]
 """)
     argv = [sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
