@@ -1,5 +1,6 @@
 """The gunicorn worker: gevent greenlets, so an idle or slow client costs a greenlet and a socket, never a request
-handler, with read timeouts that close such clients, and blob bodies still sent by sendfile(2).
+handler, with read timeouts that close such clients, and blob bodies still sent by sendfile(2). On SIGTERM it stops at
+once when no request is in flight: connections idle between requests are closed, requests in flight finish.
 
 gevent makes sockets cooperative but not file locks, fsync or sendfile; this worker makes those three cooperative
 too, so no greenlet stalls the others: a second request on a locked upload session, or a slow disk, must not freeze
@@ -10,14 +11,19 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
+import signal
 import ssl
 import warnings
 from typing import BinaryIO
 
 import gevent
 from gevent import socket as gsocket
+from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.monkey import MonkeyPatchWarning
+from gevent.pool import Pool
+from gevent.server import StreamServer
+from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 # Longest pause between tries of a contended lock: short against the time locks are held (one request).
@@ -37,13 +43,55 @@ class RegistryWorker(GeventWorker):
             super().patch()
         _make_cooperative()
 
+    def init_process(self) -> None:
+        # Set on SIGTERM; wakes run()'s loop.
+        self.stopping = Event()
+        # The greenlets of connections waiting for their next request (see timeout_ctx).
+        self.idle: set[gevent.Greenlet] = set()
+        # gunicorn installs the worker's handlers only after patching (slow on a busy machine); until then the
+        # master's handler, inherited through fork, would swallow a SIGTERM and the worker would serve on until
+        # the master's graceful timeout ran out.
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        super().init_process()
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        self.stopping.set()
+
     def run(self) -> None:
+        """gunicorn's gevent worker loop, but its graceful stop waits for requests in flight only, and no longer
+        than they take (gunicorn's polls each second, and waits out every idle kept-alive connection)."""
         # The pool runs the fsyncs (see _make_cooperative); its size bounds how many go on at once.
         get_hub().threadpool.maxsize = self.app.registry_config.threads
-        super().run()
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        servers = []
+        for s in self.sockets:
+            s.setblocking(1)
+            server = StreamServer(s, handle=functools.partial(self.handle, s), spawn=Pool(self.worker_connections),
+                                  **ssl_args)
+            if self.cfg.workers > 1:
+                server.max_accept = 1  # leave the other connections waiting in the backlog to the other workers
+            server.start()
+            servers.append(server)
+        while self.alive:
+            self.notify()  # the arbiter's heartbeat
+            self.stopping.wait(1.0)
+        for server in servers:
+            server.close()  # accept no more
+        for greenlet in list(self.idle):
+            greenlet.kill(_Stopping, block=False)
+        with gevent.Timeout(self.cfg.graceful_timeout, False):  # False: ends the block quietly when it fires
+            for server in servers:
+                server.pool.join()
+            return
+        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+        for server in servers:
+            server.stop(timeout=1)
 
-    # The wait for a request's line and headers, on a new or a kept-alive connection, is bounded by gunicorn's
-    # keep-alive timer (set to the header timeout in serve.py), which closes the connection when it fires.
+    def timeout_ctx(self) -> _WaitForRequest:
+        """The wait for a request's line and headers, on a new or a kept-alive connection: bounded by gunicorn's
+        keep-alive timer (set to the header timeout in serve.py), and ended when the worker stops."""
+        return _WaitForRequest(self, super().timeout_ctx())
 
     def handle(self, listener, client, addr) -> None:
         """Serve one connection, closing it if its TLS handshake does not finish within the header timeout."""
@@ -69,6 +117,32 @@ class RegistryWorker(GeventWorker):
             raise StopIteration() from None
         finally:
             sock.settimeout(None)
+
+
+class _Stopping(Exception):
+    """Thrown into a connection's greenlet that waits for a request when the worker stops."""
+
+
+class _WaitForRequest:
+    """A connection's wait for its next request, during which the worker's stop may close it; the connection ends
+    (StopIteration, which gunicorn's keep-alive loop takes as the end of the connection) if the worker is stopping,
+    so one that finished a request in flight closes too."""
+
+    def __init__(self, worker: RegistryWorker, timer: gevent.Timeout):
+        self.worker, self.timer = worker, timer
+
+    def __enter__(self) -> None:
+        if not self.worker.alive:
+            raise StopIteration("the worker is stopping")
+        self.timer.__enter__()
+        self.worker.idle.add(gevent.getcurrent())
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        self.worker.idle.discard(gevent.getcurrent())
+        swallowed = self.timer.__exit__(kind, value, traceback)  # cancels the timer; True if it fired
+        if isinstance(value, _Stopping):
+            raise StopIteration("the worker is stopping") from None
+        return bool(swallowed)
 
 
 def deferred_handshake_context(conf, default_factory) -> ssl.SSLContext:

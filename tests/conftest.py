@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -44,11 +45,25 @@ def busybox_tar(busybox_rootfs, tmp_path_factory) -> Path:
     return path
 
 
+_BUSYBOX_IMPORT = ("import", "--change", 'CMD ["/bin/sh"]', "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+@pytest.fixture(scope="session")
+def busybox_store(busybox_tar, tmp_path_factory) -> Path:
+    """A store holding busybox:latest alone, imported once by the real CLI: busybox_image copies it."""
+    root = tmp_path_factory.mktemp("busybox-store") / "store"
+    run_cli(str(root), *_BUSYBOX_IMPORT, str(busybox_tar), "busybox:latest")
+    return root
+
+
 @pytest.fixture
-def busybox_image(dockyard, busybox_tar) -> str:
-    """busybox:latest imported into the test's store; returns its name."""
-    dockyard("import", "--change", 'CMD ["/bin/sh"]', "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-             str(busybox_tar), "busybox:latest")
+def busybox_image(dockyard, store_root, busybox_store, busybox_tar) -> str:
+    """busybox:latest imported into the test's store; returns its name. A test's store is still its own, but a
+    fresh one gets a copy of busybox_store: the same files an import makes, for a fraction of its 0.4 s."""
+    if os.path.exists(store_root):  # something is in it already: import alongside
+        dockyard(*_BUSYBOX_IMPORT, str(busybox_tar), "busybox:latest")
+    else:
+        shutil.copytree(busybox_store, store_root, symlinks=True)
     return "busybox:latest"
 
 

@@ -87,6 +87,9 @@ class Hostile:
                 sock, _ = self.sock.accept()
             except OSError:
                 return
+            # Each answer's head and body go out in separate writes: without this, Nagle's algorithm holds the body
+            # until the client's delayed ACK (40 ms), which a thousand-page catalog turns into most of a minute.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conns.append(sock)
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 

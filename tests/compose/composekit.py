@@ -21,6 +21,11 @@ from support import REPO, Result
 
 APP = REPO / "examples" / "compose"
 
+# A service that runs until stopped and stops on SIGTERM, as a real server does: a bare `sleep` as a container's
+# PID 1 ignores SIGTERM, so every stop, recreate or down without -t waited out the 10 s timeout before its SIGKILL.
+# (The kill after the timeout has its own tests: -t 1 and stop_grace_period on a bare sleep.)
+SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
+
 
 @dataclass
 class ComposeCli:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import composekit
 import pytest
 
-SLEEP = '["sleep", "600"]'
+SLEEP = json.dumps(composekit.SLEEP)  # for the YAML flow sequences below
 
 
 def states(project) -> dict[str, str]:
@@ -100,7 +101,7 @@ services:
 
 
 def test_build_inline_dockerfile_names_the_image_and_down_rmi_local_removes_it(project, dockyard):
-    project.write("""
+    project.write(f"""
 services:
   app:
     build:
@@ -109,12 +110,12 @@ services:
         FROM busybox
         ARG GREETING=unset
         RUN echo "$$GREETING" > /greeting
-        CMD ["sleep", "600"]
+        CMD {SLEEP}
       args:
         GREETING: built-by-compose
   plain:
     image: busybox
-    command: ["sleep", "600"]
+    command: {SLEEP}
 """)
     project("up", "-d")
     assert "app-app:latest" in dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
@@ -216,7 +217,7 @@ services:
     stop_grace_period: 1s
   db:
     image: busybox
-    command: {SLEEP}
+    command: ["sleep", "600"]
 """)
     argv = [sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

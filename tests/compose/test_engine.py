@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from composekit import SLEEP
 
 from compose import labels
 from compose.engine import UpOptions
 from compose.errors import ComposeError
-
-SLEEP = ["sleep", "600"]
 
 
 def names(compose, **kw) -> list[str]:

@@ -1,17 +1,22 @@
-"""The server's housekeeping: metrics that outlive a full disk, and no state shared with other registries."""
+"""The server's housekeeping: metrics that outlive a full disk, no state shared with other registries, and a
+SIGTERM that stops it at once but lets uploads in flight finish."""
 
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
+import select
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import requests
 
-from regkit import Server, free_port
+from regkit import Server, free_port, sha256
 
 PATIENCE = 60  # generous bound for "eventually"
 
@@ -82,3 +87,48 @@ def test_registries_share_no_gunicorn_control_socket(tmp_path, monkeypatch):
     for server in servers:
         assert not list(server.root.rglob("*.ctl"))
         server.assert_clean_log()
+
+
+def test_sigterm_closes_idle_connections_and_lets_uploads_finish(make_server):
+    """On SIGTERM each worker closes its kept-alive connections at once, finishes the upload in flight, and the
+    server exits as soon as it is done, not after gunicorn's graceful timeout (10 s)."""
+    server = make_server("--workers", "2")
+    idle = []
+    for _ in range(8):  # kept-alive connections, spread over both workers
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PATIENCE)
+        conn.request("GET", "/v2/")
+        assert conn.getresponse().read() == b"{}"
+        idle.append(conn.sock)
+    blob = os.urandom(1 << 20)
+    upload = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PATIENCE)
+    upload.putrequest("POST", f"/v2/slow/blobs/uploads/?digest={sha256(blob)}")
+    upload.putheader("Content-Length", str(len(blob)))
+    upload.endheaders()
+    upload.send(blob[:1000])  # the request is in flight: the server reads its body
+    time.sleep(0.5)
+    release, answered = threading.Event(), []
+
+    def finish_upload() -> None:
+        release.wait(PATIENCE)
+        upload.send(blob[1000:])
+        answered.append(upload.getresponse().status)
+
+    finisher = threading.Thread(target=finish_upload)
+    finisher.start()
+    start = time.monotonic()
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    try:
+        for sock in idle:  # each is closed by the server (EOF), while the upload still waits for its body
+            assert select.select([sock], [], [], 5)[0], "an idle connection was kept open after SIGTERM"
+            assert sock.recv(1) == b""
+        assert server.proc.poll() is None and not answered
+    finally:
+        release.set()
+        finisher.join()
+    assert answered == [201]
+    server.proc.wait(timeout=PATIENCE)
+    assert time.monotonic() - start < 5, "the server waited for idle connections"
+    server.assert_clean_log()
+    restarted = make_server(root=server.root)
+    head = requests.head(f"{restarted.url}/v2/slow/blobs/{sha256(blob)}")
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(blob))
