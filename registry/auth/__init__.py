@@ -50,6 +50,14 @@ def _model() -> Database:
     return db
 
 
+def _generation(request: Request) -> str:
+    """The model's auth generation, read once per request."""
+    from registry.model import access
+    if "registry.generation" not in request.environ:
+        request.environ["registry.generation"] = access.generation(_model())
+    return request.environ["registry.generation"]
+
+
 class Authorizer:
     """Checks a request's credentials against what it needs; raises UNAUTHORIZED or DENIED."""
 
@@ -95,7 +103,7 @@ class Authorizer:
         if creds is None:
             return None
         try:
-            principal = access.login(_model(), creds[0], creds[1], request.remote_addr or "")
+            principal = access.login(_model(), creds[0], creds[1], request.remote_addr or "", _generation(request))
         except access.LoginThrottled as e:
             raise RegistryError("TOOMANYREQUESTS", message=str(e),
                                 headers={"Retry-After": str(e.retry_after)}) from None
@@ -161,10 +169,7 @@ class Authorizer:
         name = projects.project_of(repository)
         memo = request.environ.setdefault("registry.rights", {})
         if name not in memo:
-            db = _model()
-            with db.session() as s:
-                project = projects.find(s, name, True)
-            memo[name] = None if project is None else access.project_rights(db, principal, project)
+            memo[name] = access.rights_in(_model(), principal, name, _generation(request))
         if memo[name] is None:
             if principal is None:
                 return frozenset()

@@ -6,16 +6,19 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from registry.model import roles
-from registry.model.tables import LoginFailure, Member, Robot, User
+from registry.model.tables import LoginFailure, Member, Robot, Setting, User
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from registry.model.db import Database
     from registry.model.tables import Project
 
@@ -29,6 +32,11 @@ FAILURE_WINDOW = 60.0
 # password, a disabled or expired robot or a deleted user takes effect at once, on every worker and replica.
 _VERIFIED_TTL = 300.0
 _VERIFIED_MAX = 4096
+# The settings row every write to users, robots, projects or members changes (registry.model.db creates it):
+# decisions cached in a process stay valid while it holds the value they were made under, so a request reads one
+# small row instead of users, robots, projects and members, and every worker and replica sees a change at once.
+GENERATION_KEY = "auth.generation"
+_DECISIONS_MAX = 8192
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,40 @@ class LoginThrottled(Exception):
     def __init__(self, retry_after: int):
         super().__init__(f"too many failed logins; retry in {retry_after} seconds")
         self.retry_after = retry_after
+
+
+class _Decisions:
+    """Logins and rights decided under one generation; a new generation drops them all."""
+
+    def __init__(self):
+        self.generation: str | None = None
+        self.entries: dict = {}
+        self.lock = threading.Lock()
+
+    def get(self, generation: str, key: tuple):
+        with self.lock:
+            return self.entries.get(key) if generation == self.generation else None
+
+    def put(self, generation: str, key: tuple, value) -> None:
+        with self.lock:
+            if generation != self.generation or len(self.entries) >= _DECISIONS_MAX:
+                self.generation, self.entries = generation, {}
+            self.entries[key] = value
+
+
+_decisions = _Decisions()
+
+
+def generation(db: Database) -> str:
+    """The current auth generation (one indexed read, without the ORM: it is on every request's path)."""
+    with db.engine.connect() as conn:
+        value = conn.exec_driver_sql(f"SELECT value FROM settings WHERE key = '{GENERATION_KEY}'").scalar()
+    return str(value or "")
+
+
+def changed(s: Session) -> None:
+    """Record, in the writer's transaction, that who may do what has changed (see GENERATION_KEY)."""
+    s.execute(update(Setting).where(Setting.key == GENERATION_KEY).values(value=uuid.uuid4().hex))
 
 
 # sha256(kind NUL name NUL password) -> (the stored hash it matched, when): only pairs that passed bcrypt.
@@ -114,8 +156,16 @@ def principal_by_name(db: Database, name: str) -> Principal | None:
         return Principal(user.username, user_id=user.id, sysadmin=user.sysadmin) if user else None
 
 
-def login(db: Database, username: str, password: str, remote_addr: str) -> Principal | None:
-    """authenticate() with throttling per (username, remote address); raises LoginThrottled when locked out."""
+def login(db: Database, username: str, password: str, remote_addr: str, gen: str | None = None) -> Principal | None:
+    """authenticate() with throttling per (username, remote address); raises LoginThrottled when locked out.
+
+    Credentials that succeeded under the current generation are accepted again without reading the database
+    (robots' expiry is still checked): only wrong passwords can be guesses, and each of those is counted."""
+    gen = gen if gen is not None else generation(db)
+    key = ("login", hashlib.sha256(username.encode() + b"\0" + password.encode()).digest())
+    hit = _decisions.get(gen, key)
+    if hit is not None and (hit[1] == -1 or hit[1] > time.time()):
+        return hit[0]
     addr = (remote_addr or "")[:64]
     name = username[:255]
     with db.session() as s:
@@ -129,9 +179,35 @@ def login(db: Database, username: str, password: str, remote_addr: str) -> Princ
         if row is not None:
             with db.session() as s:
                 s.execute(delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.remote_addr == addr))
+        _decisions.put(gen, key, (principal, _expiry(db, principal)))
         return principal
     _record_failure(db, name, addr)
     return None
+
+
+def _expiry(db: Database, principal: Principal) -> float:
+    if principal.robot_id is None:
+        return -1
+    with db.session() as s:
+        robot = s.get(Robot, principal.robot_id)
+        return robot.expires_at if robot is not None else 0
+
+
+def rights_in(db: Database, principal: Principal | None, project_name: str,
+              gen: str | None = None) -> frozenset[str] | None:
+    """project_rights() in the project of this name, None when there is no such project (cached per generation)."""
+    from registry.model.projects import find
+
+    gen = gen if gen is not None else generation(db)
+    key = ("rights", principal, project_name)
+    hit = _decisions.get(gen, key)
+    if hit is not None:
+        return hit[0]
+    with db.session() as s:
+        project = find(s, project_name, True)
+    rights = None if project is None else project_rights(db, principal, project)
+    _decisions.put(gen, key, (rights,))
+    return rights
 
 
 def _record_failure(db: Database, name: str, addr: str) -> None:

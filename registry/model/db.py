@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,6 +46,10 @@ class Database:
         with self.exclusive() as conn:
             config.attributes["connection"] = conn  # migrations/env.py runs on it (Alembic's shared-connection way)
             command.upgrade(config, "head")
+            from registry.model.access import GENERATION_KEY
+            from registry.model.tables import Setting
+            if conn.execute(select(Setting.key).where(Setting.key == GENERATION_KEY)).first() is None:
+                conn.execute(insert(Setting).values(key=GENERATION_KEY, value="0"))  # we hold the lock: no race
             conn.commit()
 
     @contextmanager

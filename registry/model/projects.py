@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from registry.api.common import ApiError
 from registry.model import roles
+from registry.model.access import changed
 from registry.model.tables import Member, Project, Repository, User
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ def create_project(db: Database, creator: Principal | None, name: str, values: d
         s.flush()
         if creator is not None and creator.user_id is not None:
             s.add(Member(project_id=project.id, user_id=creator.user_id, role=roles.PROJECT_ADMIN))
+        changed(s)
         return project
 
 
@@ -100,6 +102,7 @@ def update_project(db: Database, project_id: int, values: dict | None = None,
         _apply_metadata(project, values)
         if storage_limit is not None:
             project.quota_bytes = _check_quota(storage_limit)
+        changed(s)
         return project
 
 
@@ -111,6 +114,7 @@ def delete_project(db: Database, project_id: int) -> None:
         if count:
             raise ApiError(412, f"project {project.name} contains repositories and cannot be deleted")
         s.delete(project)
+        changed(s)
 
 
 def _check_role(role: object) -> int:
@@ -137,6 +141,7 @@ def add_member(db: Database, project_id: int, role: int, user_id: int | None = N
         member = Member(project_id=project.id, user_id=user.id, role=role)
         s.add(member)
         s.flush()
+        changed(s)
         return member
 
 
@@ -152,9 +157,11 @@ def update_member(db: Database, project_id: int, member_id: int, role: int) -> N
     _check_role(role)
     with db.session() as s:
         _member(s, project_id, member_id).role = role
+        changed(s)
 
 
 def remove_member(db: Database, project_id: int, member_id: int) -> None:
     """Remove a member from a project."""
     with db.session() as s:
         s.delete(_member(s, project_id, member_id))
+        changed(s)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from registry.api.common import ApiError
 from registry.model import projects
-from registry.model.access import ROBOT_PREFIX
+from registry.model.access import ROBOT_PREFIX, changed
 from registry.model.tables import Project, Robot
 from registry.model.users import check_policy, hash_password
 
@@ -132,6 +132,7 @@ def update_robot(db: Database, robot_id: int, description: str | None = None, di
         if permissions is not None:
             project = s.get(Project, robot.project_id) if robot.project_id is not None else None
             robot.permissions = _check_permissions(s, "project" if project else "system", permissions, project)
+        changed(s)
         return robot
 
 
@@ -142,6 +143,7 @@ def refresh_secret(db: Database, robot_id: int, secret: str | None = None) -> st
     value = secret or new_secret()
     with db.session() as s:
         get_robot(s, robot_id).secret_hash = hash_password(value)
+        changed(s)
     return value
 
 
@@ -149,3 +151,4 @@ def delete_robot(db: Database, robot_id: int) -> None:
     """Remove a robot account."""
     with db.session() as s:
         s.delete(get_robot(s, robot_id))
+        changed(s)

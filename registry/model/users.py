@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from registry.api.common import ApiError
 from registry.model import roles
-from registry.model.access import ROBOT_PREFIX, Principal
+from registry.model.access import ROBOT_PREFIX, Principal, changed
 from registry.model.tables import Member, Project, User
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ def change_password(db: Database, actor: Principal, user_id: int, new_password: 
         if old_password is not None and old_password == new_password:
             raise ApiError(400, "the new password is the old one")
         user.password_hash = hash_password(new_password)
+        changed(s)
 
 
 def delete_user(db: Database, actor: Principal, user_id: int) -> None:
@@ -142,6 +143,7 @@ def delete_user(db: Database, actor: Principal, user_id: int) -> None:
         if actor.user_id == user_id or user.username == ADMIN:
             raise ApiError(403, f"user {user.username} cannot be deleted")
         s.delete(user)
+        changed(s)
 
 
 def set_sysadmin(db: Database, actor: Principal, user_id: int, sysadmin: bool) -> None:
@@ -151,6 +153,7 @@ def set_sysadmin(db: Database, actor: Principal, user_id: int, sysadmin: bool) -
         if actor.user_id == user_id or user.username == ADMIN:
             raise ApiError(403, f"the system admin flag of {user.username} cannot be changed")
         user.sysadmin = sysadmin
+        changed(s)
 
 
 def bootstrap(db: Database, admin_password: str | None = None, htpasswd: dict[str, str] | None = None,
@@ -162,6 +165,8 @@ def bootstrap(db: Database, admin_password: str | None = None, htpasswd: dict[st
         _create_admin(db, os.environ.get(ADMIN_PASSWORD_ENV) or admin_password)
         _import_htpasswd(db, htpasswd or {})
         _import_access(db, access or {}, anonymous_pull)
+        with db.session() as s:
+            changed(s)
 
 
 def _create_admin(db: Database, password: str | None) -> None:
