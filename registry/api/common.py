@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -32,13 +33,19 @@ _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_F
 class ApiError(Exception):
     """A Harbor-shaped error: {"errors": [{"code": ..., "message": ...}]} with its HTTP status."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
     def response(self):
         return jsonify({"errors": [{"code": _CODES.get(self.status, "UNKNOWN"), "message": self.message}]}), \
-            self.status
+            self.status, self.headers
+
+
+def rfc3339(t: float) -> str:
+    """An epoch time as Harbor writes times: "2026-11-29T07:00:00.000Z" (UTC, milliseconds)."""
+    ms = round(t * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -138,3 +145,47 @@ def _split_terms(text: str) -> list[str]:
             start = i + 1
     terms.append(text[start:])
     return [t.strip() for t in terms if t.strip()]
+
+
+def filter_q(stmt, conditions: list[Condition], columns: dict):
+    """`stmt` narrowed by parsed `q` terms on the given columns (query key -> column); 400 on another key."""
+    from sqlalchemy import Boolean, Integer, and_
+
+    for cond in conditions:
+        column = columns.get(cond.key)
+        if column is None:
+            raise ApiError(400, f"q: unsupported key {cond.key[:50]!r}; use one of {', '.join(columns)}")
+
+        def value(text: object, column=column, key=cond.key):
+            if isinstance(column.type, Boolean):
+                if str(text).lower() not in ("true", "false", "1", "0"):
+                    raise ApiError(400, f"q: {key} is true or false")
+                return str(text).lower() in ("true", "1")
+            if isinstance(column.type, Integer):
+                if not _INT.fullmatch(str(text)):
+                    raise ApiError(400, f"q: {key} is a number")
+                return int(str(text))
+            return text
+
+        if cond.op == "=~":
+            escaped = str(cond.value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(column.ilike(f"%{escaped}%", escape="\\"))
+        elif cond.op == "range":
+            low, high = cond.value if isinstance(cond.value, tuple) else (None, None)
+            stmt = stmt.where(and_(*([column >= value(low)] if low is not None else []),
+                                   *([column <= value(high)] if high is not None else [])))
+        elif cond.op == "or":
+            stmt = stmt.where(column.in_([value(v) for v in cond.value]))  # type: ignore[attr-defined]
+        elif cond.op == "and":
+            stmt = stmt.where(and_(*(column == value(v) for v in cond.value)))  # type: ignore[attr-defined]
+        else:
+            stmt = stmt.where(column == value(cond.value))
+    return stmt
+
+
+def json_body() -> dict:
+    """The request's JSON object; 400 when the body is not one."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
