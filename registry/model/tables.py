@@ -228,3 +228,12 @@ class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ArtifactBlob(Base):
+    """What an artifact references (config, layers, its own manifest, an index's children): a blob leaves its
+    project's quota usage when no artifact of the project references it any more (h-artifacts)."""
+
+    __tablename__ = "artifact_blobs"
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
