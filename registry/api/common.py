@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, request
@@ -138,3 +139,8 @@ def _split_terms(text: str) -> list[str]:
             start = i + 1
     terms.append(text[start:])
     return [t.strip() for t in terms if t.strip()]
+
+
+def rfc3339(t: float) -> str:
+    """An epoch time as Harbor's API writes times: RFC 3339, UTC, milliseconds ("2026-11-29T07:00:00.000Z")."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

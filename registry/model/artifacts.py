@@ -358,11 +358,22 @@ def delete_repository(db: Database, storage: Storage, repository: str, actor: Ac
         if repo is None:
             return False
         digests = list(s.scalars(select(Artifact.digest).where(Artifact.repository_id == repo.id)))
+        project = _project(s, repository)
+        for name in s.scalars(select(Tag.name).where(Tag.repository_id == repo.id)):
+            if immutable.is_immutable(s, project, repository, name):
+                raise immutable.refuse(repository, name)
     for digest in digests:
         delete_artifact(db, storage, repository, digest, actor, host)
     with db.session() as s:
         s.execute(delete(Repository).where(Repository.name == repository))
     return True
+
+
+def describe_repository(db: Database, repository: str, description: str) -> None:
+    """Set a repository's description."""
+    with db.session() as s:
+        s.execute(update(Repository).where(Repository.name == repository)
+                  .values(description=description, updated_at=now()))
 
 
 # -- pull ----------------------------------------------------------------------------------------------------------

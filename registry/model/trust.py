@@ -19,7 +19,7 @@ NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
 SIGNATURE_TYPES = (COSIGN_SIGNATURE, NOTATION_SIGNATURE)
 
 
-def _is_signed(s: Session, repo_id: int, digest: str) -> bool:
+def is_signed(s: Session, repo_id: int, digest: str) -> bool:
     """Whether a signature refers to `digest`: a referrer of a signature type or cosign's `sha256-<hex>.sig` tag."""
     if s.scalar(select(Artifact.id).where(Artifact.repository_id == repo_id, Artifact.subject == digest,
                                           Artifact.artifact_type.in_(SIGNATURE_TYPES)).limit(1)) is not None:
@@ -39,12 +39,12 @@ def check_pull(db: Database, repository: str, digest: str) -> None:
         art = s.scalar(select(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest))
         if art is not None and art.subject is not None:
             return
-        if repo_id is not None and _is_signed(s, repo_id, digest):
+        if repo_id is not None and is_signed(s, repo_id, digest):
             return
         parents = s.scalars(select(Artifact.digest).join(ArtifactBlob, ArtifactBlob.artifact_id == Artifact.id)
                             .where(Artifact.repository_id == repo_id, ArtifactBlob.digest == digest,
                                    Artifact.digest != digest))
-        if repo_id is not None and any(_is_signed(s, repo_id, parent) for parent in parents):
+        if repo_id is not None and any(is_signed(s, repo_id, parent) for parent in parents):
             return
     raise Refused(412, "DENIED", f"The image {repository}@{digest} is not signed: project {project_name} only "
                                  "allows pulling signed images (content trust).")
