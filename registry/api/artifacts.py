@@ -7,8 +7,8 @@ from flask import jsonify, request
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from registry.api.common import ApiError, bp, needs, page_response, paging, parse_q
 from registry.api import repositories as repos
+from registry.api.common import ApiError, bp, needs, page_response, paging, parse_q
 from registry.api.repositories import REPOSITORY, actor, condition, like, order, registry, when
 from registry.model.tables import Artifact, Project, Repository, Tag
 
