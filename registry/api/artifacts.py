@@ -106,7 +106,7 @@ class _View:
         if not children:
             return []
         ids = dict(self.s.execute(select(Artifact.digest, Artifact.id).where(
-            Artifact.repository_id == self.repo.id, Artifact.digest.in_([c["digest"] for c in children]))).tuples())
+            Artifact.repository_id == self.repo.id, Artifact.digest.in_([c["digest"] for c in children]))).tuples().all())
         return [{"parent_id": art.id, "child_id": ids.get(c["digest"]), "child_digest": c["digest"],
                  "platform": c.get("platform"), "annotations": c.get("annotations"), "urls": []}
                 for c in children]

@@ -62,12 +62,13 @@ def get_quota(quota_id: int):
 @needs("sysadmin")
 def update_quota(quota_id: int):
     """Set the hard storage limit: {"hard": {"storage": <bytes> or -1}}."""
-    from registry.model import quota
+    from registry.model import projects
     body = request.get_json(silent=True)
     hard = body.get("hard") if isinstance(body, dict) else None
     storage = hard.get("storage") if isinstance(hard, dict) else None
-    if not isinstance(storage, int) or isinstance(storage, bool) or not -1 <= storage < 2 ** 63:
+    if not isinstance(storage, int) or isinstance(storage, bool) or not -1 <= storage < 2 ** 63 or storage == 0:
         raise ApiError(400, "body must be {\"hard\": {\"storage\": <bytes, or -1 for unlimited>}}")
     with registry().model.session() as s:
-        quota.set_limit(s, _project_or_404(s, quota_id), storage)
+        _project_or_404(s, quota_id)
+    projects.update_project(registry().model, quota_id, storage_limit=storage)
     return "", 200

@@ -33,13 +33,10 @@ def when(t: float) -> str:
 
 
 def project_or_404(s: Session, name_or_id: str) -> Project:
-    """The project the URL names: by name when X-Is-Resource-Name is true or it is not a number, else by id."""
-    by_name = request.headers.get("X-Is-Resource-Name", "").lower() == "true" or not name_or_id.isdigit()
-    project = s.scalar(select(Project).where(Project.name == name_or_id)) if by_name \
-        else s.get(Project, int(name_or_id[:18]))
-    if project is None:
-        raise ApiError(404, f"project {name_or_id[:100]} not found")
-    return project
+    """The project the URL names (by name or id, as Harbor's X-Is-Resource-Name header says); 404 without it."""
+    from registry.model import projects
+    is_name = request.headers.get("X-Is-Resource-Name", "").lower() == "true" or None
+    return projects.get(s, name_or_id, is_name)
 
 
 def repository_or_404(s: Session, project: Project, repository_name: str) -> Repository:
@@ -91,7 +88,7 @@ def _artifact_counts(s: Session, repo_ids: list[int]) -> dict[int, int]:
     rows = s.execute(select(Artifact.repository_id, func.count(Artifact.id))
                      .where(Artifact.repository_id.in_(repo_ids), Artifact.subject.is_(None))
                      .group_by(Artifact.repository_id))
-    return dict(rows.tuples())
+    return dict(rows.tuples().all())
 
 
 @bp.get(PROJECT + "/repositories")

@@ -31,7 +31,8 @@ def is_signed(s: Session, repo_id: int, digest: str) -> bool:
 def check_pull(db: Database, repository: str, digest: str) -> None:
     """With the project's content trust on, refuse (412) a pull of an artifact no signature refers to. Signatures and
     other referrers themselves may be pulled, and an index's child is as trusted as a signed index holding it."""
-    project_name = repository.partition("/")[0]
+    from registry.model.projects import project_of
+    project_name = project_of(repository)
     with db.session() as s:
         if not s.scalar(select(Project.content_trust).where(Project.name == project_name)):
             return

@@ -11,6 +11,8 @@ from dockyard import mediatypes as mt
 from registry.model.db import Database, default_url
 from registry.model.tables import Project
 
+ADMIN = ("admin", "Harbor12345")
+
 COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
@@ -19,14 +21,11 @@ def database(server: Server) -> Database:
     return Database(default_url(str(server.root)))
 
 
-def make_project(server: Server, name: str, **settings) -> int:
-    """Create a project directly in the server's database; its id."""
+def make_project(server: Server, name: str, storage_limit: int = -1, **metadata: str) -> int:
+    """Create a project through the model (as the API does) in the server's database; its id."""
+    from registry.model import projects
     db = database(server)
-    with db.session() as s:
-        project = Project(name=name, **settings)
-        s.add(project)
-        s.flush()
-        project_id = project.id
+    project_id = projects.create_project(db, None, name, metadata, storage_limit).id
     db.engine.dispose()
     return project_id
 
@@ -58,25 +57,32 @@ def image(seed: str, size: int = 1000, history: list[str] | None = None) -> Imag
 
 
 def push(server: Server, repo: str, img: Image, tag: str | None = "latest") -> requests.Response:
-    return push_image(server.url, repo, img, tag)
+    return push_image(server.url, repo, img, tag, auth=ADMIN)
 
 
 def referrer(server: Server, repo: str, subject: Image, artifact_type: str = COSIGN_SIG,
              tag: str | None = None) -> requests.Response:
     """Push an OCI artifact whose subject is `subject` (a signature by default)."""
     empty = b"{}"
-    requests.post(f"{server.url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(empty)}, data=empty)
     payload = f"signature of {subject.digest}".encode()
-    requests.post(f"{server.url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(payload)}, data=payload)
+    for blob in (empty, payload):
+        r = requests.post(f"{server.url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, data=blob,
+                          auth=ADMIN)
+        assert r.status_code == 201, r.text
     doc = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "artifactType": artifact_type,
            "config": {"mediaType": mt.OCI_EMPTY, "digest": sha256(empty), "size": 2},
            "layers": [{"mediaType": "application/octet-stream", "digest": sha256(payload), "size": len(payload)}],
            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.manifest)}}
     data = json.dumps(doc).encode()
     return requests.put(f"{server.url}/v2/{repo}/manifests/{tag or sha256(data)}", data=data,
-                        headers={"Content-Type": mt.OCI_MANIFEST})
+                        headers={"Content-Type": mt.OCI_MANIFEST}, auth=ADMIN)
 
 
 def pull(server: Server, repo: str, reference: str) -> requests.Response:
     return requests.get(f"{server.url}/v2/{repo}/manifests/{reference}",
-                        headers={"Accept": f"{mt.OCI_MANIFEST}, {mt.OCI_INDEX}"})
+                        headers={"Accept": f"{mt.OCI_MANIFEST}, {mt.OCI_INDEX}"}, auth=ADMIN)
+
+
+def api(server: Server, method: str, path: str, **kwargs) -> requests.Response:
+    """A call to the server's Harbor API as admin."""
+    return requests.request(method, f"{server.url}/api/v2.0{path}", auth=ADMIN, **kwargs)
