@@ -34,7 +34,8 @@ def when(t: float) -> str:
 
 def project_or_404(s: Session, name_or_id: str) -> Project:
     """The project the URL names (by name or id, as Harbor's X-Is-Resource-Name header says); 404 without it."""
-    from registry.model import projects
+    from registry.model import artifacts, projects
+    artifacts.ensure_indexed(registry().model, registry().storage)
     is_name = request.headers.get("X-Is-Resource-Name", "").lower() == "true" or None
     return projects.get(s, name_or_id, is_name)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -405,14 +405,17 @@ def record_pull(db: Database, repository: str, digest: str, tag: str | None, act
 
 
 # -- what storage already holds ------------------------------------------------------------------------------------
-_indexed: set[str] = set()
+_indexed: dict[str, int] = {}  # database URL -> the newest project when this process last indexed storage
 
 
 def ensure_indexed(db: Database, storage: Storage) -> None:
-    """Index, once per process, the repositories storage held before the registry ran with projects."""
-    if db.url in _indexed:
+    """Index the repositories storage held before the registry ran with projects: once per process, and again
+    when a project was created since (its repositories may be in storage already)."""
+    with db.session() as s:
+        newest = s.scalar(select(func.max(Project.id))) or 0
+    if _indexed.get(db.url) == newest:
         return
-    _indexed.add(db.url)
+    _indexed[db.url] = newest
     reindex(db, storage)
 
 
