@@ -105,8 +105,9 @@ class _View:
         children = (art.extra or {}).get("children") or []
         if not children:
             return []
+        digests = [c["digest"] for c in children]
         ids = dict(self.s.execute(select(Artifact.digest, Artifact.id).where(
-            Artifact.repository_id == self.repo.id, Artifact.digest.in_([c["digest"] for c in children]))).tuples().all())
+            Artifact.repository_id == self.repo.id, Artifact.digest.in_(digests))).tuples().all())
         return [{"parent_id": art.id, "child_id": ids.get(c["digest"]), "child_digest": c["digest"],
                  "platform": c.get("platform"), "annotations": c.get("annotations"), "urls": []}
                 for c in children]

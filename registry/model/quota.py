@@ -69,17 +69,23 @@ def refuse(db: Database, project: str, repository: str, message: str, actor: Act
 
 def charge_blob(db: Database, repository: str, digest: str, size: int, actor: Actor) -> None:
     """Count an uploaded or mounted blob in its project's usage; Refused (403) when that exceeds the quota."""
+    from registry.model.artifacts import retried
     from registry.model.projects import project_of
     name = project_of(repository)
-    with db.session() as s:
-        project = s.scalar(select(Project).where(Project.name == name))
-        if project is None:
-            raise Refused(404, "NAME_UNKNOWN", f"project {name} not found")
-        message = exceeded(s, project, {digest: size})
-        if message is None:
-            count(s, project.id, {digest: size})
-            return
-    raise refuse(db, name, repository, message, actor)
+
+    def write() -> str | None:
+        with db.session() as s:
+            project = s.scalar(select(Project).where(Project.name == name))
+            if project is None:
+                raise Refused(404, "NAME_UNKNOWN", f"project {name} not found")
+            message = exceeded(s, project, {digest: size})
+            if message is None:
+                count(s, project.id, {digest: size})
+            return message
+
+    message = retried(write)
+    if message is not None:
+        raise refuse(db, name, repository, message, actor)
 
 
 def release(s: Session, project_id: int, digests: list[str]) -> None:
