@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
@@ -61,8 +62,6 @@ def count(s: Session, project_id: int, blobs: dict[str, int]) -> None:
 
 def refuse(db: Database, project: str, repository: str, message: str, actor: Actor) -> Refused:
     """The 403 refusal of a push over quota, after emitting QUOTA_EXCEED."""
-    import time
-
     from registry.events import Event, emit
     emit(db, Event("QUOTA_EXCEED", project, repository, operator=actor.name, remote_addr=actor.remote_addr,
                    extra={"message": message}, time=time.time()))
