@@ -255,10 +255,12 @@ class _Sender:
         self.db = db
         self.pid = os.getpid()
         self.event = threading.Event()
-        threading.Thread(target=self._run, name="webhook-sender", daemon=True).start()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
+        self.thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 busy = deliver_due(self.db)
             except Exception:  # a database hiccup must not end deliveries for the life of the worker
@@ -280,6 +282,16 @@ def wake(db: Database) -> None:
         if sender is None or sender.pid != os.getpid():
             sender = _senders[id(db)] = _Sender(db)
     sender.event.set()
+
+
+def stop(db: Database) -> None:
+    """End this process's sender for `db` after its current batch (a closing database, a test's end)."""
+    with _senders_lock:
+        sender = _senders.pop(id(db), None)
+    if sender is not None and sender.pid == os.getpid():
+        sender.stopping = True
+        sender.event.set()
+        sender.thread.join()
 
 
 def test_policy(body: dict, project) -> list[str]:
