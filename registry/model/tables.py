@@ -238,3 +238,12 @@ class LoginFailure(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     last_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ArtifactBlob(Base):
+    """What an artifact references (config, layers, its own manifest, an index's children): a blob leaves its
+    project's quota usage when no artifact of the project references it any more (h-artifacts)."""
+
+    __tablename__ = "artifact_blobs"
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
