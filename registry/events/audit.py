@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -79,6 +78,7 @@ def query(db: Database, q: AuditQuery, offset: int = 0, limit: int = 10) -> tupl
 
 def entry(row: AuditLog) -> dict:
     """An entry as Harbor's AuditLog (plus our remote_addr and project_id)."""
+    from registry.api.common import rfc3339
     return {"id": row.id, "username": row.username, "resource": row.resource, "resource_type": row.resource_type,
             "operation": row.operation, "op_time": rfc3339(row.op_time), "remote_addr": row.remote_addr,
             "project_id": row.project_id}
@@ -97,7 +97,3 @@ def export_jsonl(db: Database, q: AuditQuery) -> Iterator[str]:
         last = rows[-1].id
         yield from lines
 
-
-def rfc3339(t: float) -> str:
-    """Harbor's time format: UTC with milliseconds."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
