@@ -29,7 +29,7 @@ class AuditQuery:
     username_fuzzy: bool = False
     since: float | None = None
     until: float | None = None
-    project_id: int | None = None
+    project_ids: tuple[int, ...] | None = None  # None: every project (and entries of none)
 
 
 def record(s: Session, operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
@@ -58,8 +58,8 @@ def _select(q: AuditQuery) -> Select:
         stmt = stmt.where(AuditLog.op_time >= q.since)
     if q.until is not None:
         stmt = stmt.where(AuditLog.op_time <= q.until)
-    if q.project_id is not None:
-        stmt = stmt.where(AuditLog.project_id == q.project_id)
+    if q.project_ids is not None:
+        stmt = stmt.where(AuditLog.project_id.in_(q.project_ids))
     return stmt
 
 

@@ -115,13 +115,19 @@ def create_policy(db: Database, project_id: int, body: dict, creator: str) -> in
 
 
 def update_policy(db: Database, project_id: int, policy_id: int, body: dict) -> bool:
-    """Change the fields `body` gives; False when the project has no such policy."""
+    """Change the fields `body` gives; False when the project has no such policy. A target given without a
+    `secret` keeps the one its address had (the API never shows secrets, so a read-modify-write keeps them)."""
     from registry.model.tables import WebhookPolicy
-    fields = validate(body, partial=True)
     with db.session() as s:
         policy = s.query(WebhookPolicy).filter_by(id=policy_id, project_id=project_id).one_or_none()
         if policy is None:
             return False
+        if isinstance(body.get("targets"), list):
+            secrets = {t.get("address"): t.get("secret", "") for t in policy.targets or []}
+            body = {**body, "targets": [{**t, "secret": secrets.get(t.get("address"), "")}
+                                        if isinstance(t, dict) and "secret" not in t else t
+                                        for t in body["targets"]]}
+        fields = validate(body, partial=True)
         if "name" in fields and fields["name"] != policy.name and s.query(WebhookPolicy).filter_by(
                 project_id=project_id, name=fields["name"]).first() is not None:
             raise WebhookError(f"name: a policy named {fields['name']!r} exists")
@@ -275,13 +281,18 @@ _senders: dict[int, _Sender] = {}
 _senders_lock = threading.Lock()
 
 
-def wake(db: Database) -> None:
-    """Start this process's sender for `db` if it has none (a forked worker never inherits one), and wake it."""
+def start(db: Database) -> _Sender:
+    """This process's sender for `db`, started if it has none (a forked worker never inherits its parent's)."""
     with _senders_lock:
         sender = _senders.get(id(db))
         if sender is None or sender.pid != os.getpid():
             sender = _senders[id(db)] = _Sender(db)
-    sender.event.set()
+    return sender
+
+
+def wake(db: Database) -> None:
+    """Have this process's sender look for due deliveries now."""
+    start(db).event.set()
 
 
 def stop(db: Database) -> None:

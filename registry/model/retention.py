@@ -299,6 +299,18 @@ def update_policy(db: Database, policy_id: int, body: dict) -> bool:
         return True
 
 
+def delete_policy(db: Database, policy_id: int) -> bool:
+    """Remove a policy and its runs; False when there is no such policy."""
+    from registry.model.tables import RetentionExecution, RetentionPolicy
+    with db.session() as s:
+        policy = s.get(RetentionPolicy, policy_id)
+        if policy is None:
+            return False
+        s.query(RetentionExecution).filter_by(policy_id=policy_id).delete()
+        s.delete(policy)
+        return True
+
+
 def policy_json(policy: RetentionPolicy) -> dict:
     """A policy in Harbor's RetentionPolicy shape."""
     return {"id": policy.id, "algorithm": "or", "rules": policy.rules,
