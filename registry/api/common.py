@@ -145,3 +145,4 @@ def _split_terms(text: str) -> list[str]:
             start = i + 1
     terms.append(text[start:])
     return [t.strip() for t in terms if t.strip()]
+
