@@ -26,7 +26,7 @@ TEMPLATES = {"latestPushedK": int, "latestPulledN": int, "nDaysSinceLastPush": i
              "always": None}
 DAY = 86400.0
 MAX_RULES = 15  # as Harbor's UI
-SCHEDULER_POLL = 20.0  # seconds between looks for due scheduled runs
+SCHEDULER_POLL = 5.0  # seconds between looks for due scheduled runs
 
 
 class RetentionError(ValueError):

@@ -41,7 +41,7 @@ def resources(db, **kw) -> list[str]:
 
 
 def test_events_are_recorded_with_user_address_and_project(logged):
-    db, test_id, other_id, t0 = logged
+    db, test_id, _, t0 = logged
     rows, total = audit.query(db, audit.AuditQuery(), 0, 10)
     assert total == 5
     first = rows[-1]  # newest first
@@ -87,3 +87,53 @@ def test_unknown_project_still_audited_without_project(tmp_path):
                    resources=({"digest": DIGEST},), time=time.time()))
     rows, total = audit.query(db, audit.AuditQuery(username="eve"), 0, 10)
     assert total == 1 and rows[0].project_id is None and rows[0].resource == f"nope/x@{DIGEST}"
+
+
+# -- through the registry ------------------------------------------------------------------------------------------
+def test_push_pull_delete_through_the_registry_are_audited(product_server):
+    import requests
+    from eventkit import ADMIN, server_project, server_user, wait_for
+    from regkit import layer_tar, make_image, push_image
+
+    server = product_server()
+    server_project(server)
+    server_user(server, "dave", "Passw0rd!x")
+    image = make_image([layer_tar({"a": b"audit"})])
+    assert push_image(server.url, "test/app", image, "1", auth=ADMIN).status_code == 201
+    assert requests.get(f"{server.url}/v2/test/app/manifests/1", auth=ADMIN,
+                        headers={"Accept": image.media_type}).status_code == 200
+    assert requests.delete(f"{server.url}/v2/test/app/manifests/{image.digest}", auth=ADMIN).status_code == 202
+    api = f"{server.url}/api/v2.0"
+
+    def entries(**params):
+        r = requests.get(f"{api}/audit-logs", auth=ADMIN, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    wait_for(lambda: len(entries()) >= 3, what="three audit entries")
+    ops = {e["operation"]: e for e in entries()}
+    assert ops["push"]["resource"] == "test/app:1" and ops["pull"]["resource"] == "test/app:1"
+    assert ops["delete"]["resource"] == "test/app:1"
+    assert {e["username"] for e in ops.values()} == {"admin"}
+    assert {e["remote_addr"] for e in ops.values()} == {"127.0.0.1"}
+    assert [e["operation"] for e in entries(q="operation=push")] == ["push"]
+    assert len(entries(q="resource=~app,operation={pull delete}")) == 2
+    assert entries(q="username=nobody") == []
+    assert len(entries(q="op_time=[2000-01-01 00:00:00~2100-01-01 00:00:00]")) == 3
+    assert entries(q="op_time=[2100-01-01 00:00:00~]") == []
+    paged = requests.get(f"{api}/audit-logs", auth=ADMIN, params={"page": 1, "page_size": 2})
+    assert paged.headers["X-Total-Count"] == "3" and 'rel="next"' in paged.headers["Link"]
+    bad = requests.get(f"{api}/audit-logs", auth=ADMIN, params={"q": "password=x"})
+    assert bad.status_code == 400 and "unsupported key" in bad.json()["errors"][0]["message"]
+
+    export = requests.get(f"{api}/audit-logs", auth=ADMIN, params={"format": "jsonl"})
+    assert export.headers["Content-Type"].startswith("application/jsonl")
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert [e["operation"] for e in lines] == ["push", "pull", "delete"]  # oldest first
+    project_logs = requests.get(f"{api}/projects/test/logs", auth=ADMIN, params={"q": "operation=pull"})
+    assert [e["operation"] for e in project_logs.json()] == ["pull"]
+
+    # A user in no project sees no entries and no project's log.
+    dave = ("dave", "Passw0rd!x")
+    assert requests.get(f"{api}/audit-logs", auth=dave).json() == []
+    assert requests.get(f"{api}/projects/test/logs", auth=dave).status_code == 404

@@ -3,6 +3,7 @@ schedule claimed by one process, and the patterns and cron syntax the rules use.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -148,7 +149,7 @@ def test_rules_are_ored_with_tag_and_repository_selectors(registry):
 
 
 def test_untagged_flag_keeps_untagged_artifacts(registry):
-    db, project_id, storage, push, pushed = registry
+    db, project_id, storage, push, _ = registry
     push("test/app", "a", age_days=2)
     untagged = push("test/app", None, age_days=1)
     policy_id = retention.create_policy(db, project_id, body(rule("latestPushedK", 1, pattern="nothing*",
@@ -163,7 +164,7 @@ def test_schedule_fires_once_across_schedulers(registry, tmp_path):
     db, project_id, storage, push, _ = registry
     for i in range(3):
         push("test/app", str(i), age_days=3 - i)
-    policy_id = retention.create_policy(db, project_id, body(rule("latestPushedK", 1), cron="0 * * * * *"))
+    retention.create_policy(db, project_id, body(rule("latestPushedK", 1), cron="0 * * * * *"))
     assert retention.run_due(db, storage, 0, now=time.time()) == []  # its first minute has not come
     later = time.time() + 61
     # A second scheduler on its own engine (another worker) races for the same due run: one of them runs it.
@@ -252,3 +253,81 @@ def test_cron_next_time(expr, after, expected):
 ])
 def test_doublestar(pattern, name, hit):
     assert bool(doublestar(pattern).match(name)) == hit
+
+
+# -- through the registry ------------------------------------------------------------------------------------------
+def test_retention_api_dry_run_run_gc_and_schedule(product_server, tmp_path):
+    import requests
+    from eventkit import ADMIN, Receiver, server_project, wait_for
+    from regkit import layer_tar, make_image, push_image
+
+    config = tmp_path / "registry.toml"
+    config.write_text("[gc]\ngrace = 0\n")
+    server = product_server("--config", str(config))
+    project_id = server_project(server)
+    receiver = Receiver().start()
+    try:
+        api = f"{server.url}/api/v2.0"
+        assert requests.post(f"{api}/projects/test/webhook/policies", auth=ADMIN, json={
+            "name": "retention", "event_types": ["TAG_RETENTION"],
+            "targets": [{"address": receiver.url}]}).status_code == 201
+        images = {}
+        for i in range(1, 6):
+            images[i] = make_image([layer_tar({"n": str(i).encode()})])
+            assert push_image(server.url, "test/app", images[i], str(i), auth=ADMIN).status_code == 201
+            time.sleep(0.02)
+        policy = {"algorithm": "or", "rules": [rule("latestPushedK", 2)],
+                  "trigger": {"kind": "Schedule", "settings": {"cron": ""}},
+                  "scope": {"level": "project", "ref": project_id}}
+        r = requests.post(f"{api}/retentions", auth=ADMIN, json=policy)
+        assert r.status_code == 201, r.text
+        policy_url = f"{server.url}{r.headers['Location']}"
+        got = requests.get(policy_url, auth=ADMIN).json()
+        assert got["rules"][0]["params"] == {"latestPushedK": 2} and got["scope"] == policy["scope"]
+
+        def finished(location: str) -> dict:
+            return wait_for(lambda: next((e for e in requests.get(f"{policy_url}/executions", auth=ADMIN).json()
+                                          if f"/{e['id']}" == location[-len(f"/{e['id']}"):]
+                                          and e["status"] != "Running"), None), what="the execution")
+
+        def tag_list() -> list[str]:
+            return requests.get(f"{server.url}/v2/test/app/tags/list", auth=ADMIN).json()["tags"]
+
+        dry = requests.post(f"{policy_url}/executions", auth=ADMIN, json={"dry_run": True})
+        assert dry.status_code == 201
+        execution = finished(dry.headers["Location"])
+        assert execution["status"] == "Succeed" and execution["dry_run"] is True
+        assert tag_list() == ["1", "2", "3", "4", "5"]
+        tasks = requests.get(f"{server.url}{dry.headers['Location']}/tasks", auth=ADMIN).json()
+        assert [(t["repository"], t["total"], t["retained"]) for t in tasks] == [("test/app", 5, 2)]
+        log = requests.get(f"{server.url}{dry.headers['Location']}/tasks/1", auth=ADMIN).text
+        assert log.count("would remove") == 3 and log.count("kept") == 2
+
+        time.sleep(2.5)  # past GC's clock slack: the layers of removed tags are then garbage
+        real = requests.post(f"{policy_url}/executions", auth=ADMIN, json={"dry_run": False})
+        assert finished(real.headers["Location"])["status"] == "Succeed"
+        assert tag_list() == ["4", "5"]
+        for i, image in images.items():
+            blob = requests.get(f"{server.url}/v2/test/app/blobs/{artifacts_sha(image.layers[0])}", auth=ADMIN)
+            assert blob.status_code == (200 if i >= 4 else 404), i
+        summary = [json.loads(g.body) for g in receiver.wait(2)]
+        assert [s["event_data"]["retention"]["retained"] for s in summary] == [2, 2]
+        assert len(summary[1]["event_data"]["retention"]["deleted_artifact"]) == 3
+
+        # On a schedule: every 5 seconds, until switched off.
+        policy["trigger"]["settings"]["cron"] = "*/5 * * * * *"
+        assert requests.put(policy_url, auth=ADMIN, json=policy).status_code == 200
+        scheduled = wait_for(lambda: [e for e in requests.get(f"{policy_url}/executions", auth=ADMIN).json()
+                                      if e["trigger"] == "SCHEDULE" and e["status"] == "Succeed"], timeout=30,
+                             what="a scheduled run")
+        policy["trigger"]["settings"]["cron"] = ""
+        assert requests.put(policy_url, auth=ADMIN, json=policy).status_code == 200
+        starts = [e["start_time"] for e in requests.get(f"{policy_url}/executions", auth=ADMIN,
+                                                         params={"page_size": 100}).json()
+                  if e["trigger"] == "SCHEDULE"]
+        assert scheduled and len(starts) == len(set(starts))  # both workers schedule; each fire ran once
+
+        assert requests.post(f"{api}/retentions", auth=ADMIN, json=policy).status_code == 409
+        assert requests.post(f"{api}/retentions", auth=("nobody", "x"), json=policy).status_code == 401
+    finally:
+        receiver.stop()
