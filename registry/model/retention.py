@@ -357,7 +357,7 @@ def _retained(rule: dict, candidates: list[Candidate], now: float) -> list[Candi
     if template == "latestPushedK":
         return sorted(chosen, key=lambda c: (c.push_time, c.id), reverse=True)[:n]
     if template == "latestPulledN":
-        return sorted((c for c in chosen if c.pull_time), key=lambda c: (c.pull_time, c.id), reverse=True)[:n]
+        return sorted(chosen, key=lambda c: (c.pull_time, c.id), reverse=True)[:n]
     if template == "nDaysSinceLastPush":
         return [c for c in chosen if c.push_time >= now - n * DAY]
     if template == "nDaysSinceLastPull":
