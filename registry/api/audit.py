@@ -100,7 +100,7 @@ def list_audit_logs():
 
 @bp.route("/projects/<project_name_or_id>/logs", methods=["GET"])
 @needs("project:read")
-def list_project_logs():
+def list_project_logs(project_name_or_id: str):
     """One project's entries; q, paging, format=jsonl."""
     return _answer(_query((project().id,)))
 

@@ -59,7 +59,7 @@ def _write(call, *args):
 
 @bp.route("/projects/<project_name_or_id>/webhook/policies", methods=["GET"])
 @needs("project:policies")
-def list_webhook_policies():
+def list_webhook_policies(project_name_or_id: str):
     """The project's policies (paging; sort by name or creation_time)."""
     page = paging()
     stmt = select(WebhookPolicy).where(WebhookPolicy.project_id == project().id)
@@ -73,7 +73,7 @@ def list_webhook_policies():
 
 @bp.route("/projects/<project_name_or_id>/webhook/policies", methods=["POST"])
 @needs("project:policies")
-def create_webhook_policy():
+def create_webhook_policy(project_name_or_id: str):
     """Create a policy; 201 with its Location."""
     caller = principal()
     policy_id = _write(webhooks.create_policy, model(), project().id, json_body(), caller.name if caller else "")
@@ -84,7 +84,7 @@ def create_webhook_policy():
 
 @bp.route("/projects/<project_name_or_id>/webhook/policies/test", methods=["POST"])
 @needs("project:policies")
-def test_webhook_policy():
+def test_webhook_policy(project_name_or_id: str):
     """Send a sample PUSH_ARTIFACT to the body's targets now: 200, or 400 naming each failed target."""
     try:
         errors = webhooks.test_policy(json_body(), project())
@@ -97,13 +97,13 @@ def test_webhook_policy():
 
 @bp.route(_POLICY, methods=["GET"])
 @needs("project:policies")
-def get_webhook_policy(webhook_policy_id: int):
+def get_webhook_policy(project_name_or_id: str, webhook_policy_id: int):
     return jsonify(policy_json(_policy(webhook_policy_id)))
 
 
 @bp.route(_POLICY, methods=["PUT"])
 @needs("project:policies")
-def update_webhook_policy(webhook_policy_id: int):
+def update_webhook_policy(project_name_or_id: str, webhook_policy_id: int):
     """Change a policy (the fields given; a target without `secret` keeps its secret)."""
     if not _write(webhooks.update_policy, model(), project().id, webhook_policy_id, json_body()):
         raise ApiError(404, f"webhook policy {webhook_policy_id} not found")
@@ -112,7 +112,7 @@ def update_webhook_policy(webhook_policy_id: int):
 
 @bp.route(_POLICY, methods=["DELETE"])
 @needs("project:policies")
-def delete_webhook_policy(webhook_policy_id: int):
+def delete_webhook_policy(project_name_or_id: str, webhook_policy_id: int):
     if not webhooks.delete_policy(model(), project().id, webhook_policy_id):
         raise ApiError(404, f"webhook policy {webhook_policy_id} not found")
     return Response(status=200)
@@ -176,7 +176,7 @@ def _delivery(policy_id: int, delivery_id: int) -> WebhookDelivery:
 
 @bp.route(f"{_POLICY}/executions", methods=["GET"])
 @needs("project:policies")
-def list_webhook_executions(webhook_policy_id: int):
+def list_webhook_executions(project_name_or_id: str, webhook_policy_id: int):
     """The policy's deliveries, newest first (status filter; paging)."""
     _policy(webhook_policy_id)
     return _page_of(_deliveries([webhook_policy_id]), execution_json)
@@ -184,7 +184,7 @@ def list_webhook_executions(webhook_policy_id: int):
 
 @bp.route(f"{_POLICY}/executions/<int:execution_id>/tasks", methods=["GET"])
 @needs("project:policies")
-def list_webhook_tasks(webhook_policy_id: int, execution_id: int):
+def list_webhook_tasks(project_name_or_id: str, webhook_policy_id: int, execution_id: int):
     d = _delivery(webhook_policy_id, execution_id)
     resp = jsonify([task_json(d)])
     resp.headers["X-Total-Count"] = "1"
@@ -193,7 +193,7 @@ def list_webhook_tasks(webhook_policy_id: int, execution_id: int):
 
 @bp.route(f"{_POLICY}/executions/<int:execution_id>/tasks/<int:task_id>/log", methods=["GET"])
 @needs("project:policies")
-def webhook_task_log(webhook_policy_id: int, execution_id: int, task_id: int):
+def webhook_task_log(project_name_or_id: str, webhook_policy_id: int, execution_id: int, task_id: int):
     """A delivery's log as text: its target, attempts, outcome and the exact body sent."""
     d = _delivery(webhook_policy_id, execution_id)
     if task_id != d.id:
@@ -205,7 +205,7 @@ def webhook_task_log(webhook_policy_id: int, execution_id: int, task_id: int):
 
 @bp.route("/projects/<project_name_or_id>/webhook/jobs", methods=["GET"])
 @needs("project:policies")
-def list_webhook_jobs():
+def list_webhook_jobs(project_name_or_id: str):
     """Harbor's deprecated job list: `policy_id` (required), `status` filter, paging."""
     text = request.args.get("policy_id", "")
     if not text.isdigit():
@@ -216,7 +216,7 @@ def list_webhook_jobs():
 
 @bp.route("/projects/<project_name_or_id>/webhook/events", methods=["GET"])
 @needs("project:read")
-def webhook_event_types():
+def webhook_event_types(project_name_or_id: str):
     """The event types, notify types and payload formats policies may use."""
     return jsonify({"event_type": list(EVENT_TYPES), "notify_type": ["http"],
                     "payload_formats": [{"notify_type": "http", "formats": list(PAYLOAD_FORMATS)}]})
@@ -224,7 +224,7 @@ def webhook_event_types():
 
 @bp.route("/projects/<project_name_or_id>/webhook/lasttrigger", methods=["GET"])
 @needs("project:policies")
-def webhook_last_trigger():
+def webhook_last_trigger(project_name_or_id: str):
     """Per policy and event type, when it last queued a delivery."""
     with model().session() as s:
         policies = s.scalars(select(WebhookPolicy).where(WebhookPolicy.project_id == project().id)).all()
