@@ -263,7 +263,6 @@ class _Sender:
         self.event = threading.Event()
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
-        self.thread.start()
 
     def _run(self) -> None:
         while not self.stopping:
@@ -284,9 +283,13 @@ _senders_lock = threading.Lock()
 def start(db: Database) -> _Sender:
     """This process's sender for `db`, started if it has none (a forked worker never inherits its parent's)."""
     with _senders_lock:
-        sender = _senders.get(id(db))
-        if sender is None or sender.pid != os.getpid():
-            sender = _senders[id(db)] = _Sender(db)
+        found = _senders.get(id(db))
+        fresh = found is None or found.pid != os.getpid()
+        sender = _senders[id(db)] = _Sender(db) if fresh or found is None else found
+    # Started outside the lock: under gevent, starting a thread yields, and the lock (made before the worker's
+    # monkey-patching) would then block the whole worker for a greenlet that wants it too.
+    if fresh:
+        sender.thread.start()
     return sender
 
 
