@@ -301,7 +301,7 @@ def test_retention_api_dry_run_run_gc_and_schedule(product_server, tmp_path):
         tasks = requests.get(f"{server.url}{dry.headers['Location']}/tasks", auth=ADMIN).json()
         assert [(t["repository"], t["total"], t["retained"]) for t in tasks] == [("test/app", 5, 2)]
         log = requests.get(f"{server.url}{dry.headers['Location']}/tasks/1", auth=ADMIN).text
-        assert log.count("would remove") == 3 and log.count("kept") == 2
+        assert log.count("\nwould remove\t") == 3 and log.count("\nkept\t") == 2
 
         time.sleep(2.5)  # past GC's clock slack: the layers of removed tags are then garbage
         real = requests.post(f"{policy_url}/executions", auth=ADMIN, json={"dry_run": False})
