@@ -189,12 +189,12 @@ def backoff(attempts: int) -> float:
     return min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_MAX)
 
 
-def deliver_due(db: Database, now: float | None = None) -> int:
+def deliver_due(db: Database) -> int:
     """Claim and send up to BATCH due deliveries (in parallel); how many were claimed."""
     from sqlalchemy import select, update
 
     from registry.model.tables import WebhookDelivery
-    now = time.time() if now is None else now
+    now = time.time()
     due = (WebhookDelivery.status.in_(("Pending", "Running")), WebhookDelivery.next_attempt <= now)
     with db.session() as s:
         ids = s.scalars(select(WebhookDelivery.id).where(*due).order_by(WebhookDelivery.next_attempt)
@@ -240,7 +240,9 @@ def _send(db: Database, delivery_id: int) -> None:
             delivery.status = "Pending"
             delivery.next_attempt = time.time() + backoff(delivery.attempts)
     if error is not None:
-        log.warning("webhook delivery %d to %s failed: %s", delivery_id, target and target["address"], error)
+        # The host only: an address may carry credentials (https://user:token@host/...), which are never logged.
+        log.warning("webhook delivery %d to %s failed: %s", delivery_id,
+                    urlsplit(target["address"]).hostname if target else "a removed target", error)
 
 
 def _target_of(policy, delivery: WebhookDelivery) -> dict | None:
