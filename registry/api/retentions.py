@@ -6,8 +6,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import func, select
 
-from registry.api.common import ApiError, bp, needs, page_response, paging
-from registry.api.webhooks import json_body
+from registry.api.common import ApiError, bp, json_body, needs, page_response, paging
 from registry.guard import model, principal
 from registry.model import access, retention
 from registry.model.tables import Project, RetentionExecution, RetentionPolicy

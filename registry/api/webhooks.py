@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import func, select
 
-from registry.api.common import ApiError, bp, needs, page_response, paging, rfc3339
+from registry.api.common import ApiError, bp, json_body, needs, page_response, paging, rfc3339
 from registry.events import EVENT_TYPES, PAYLOAD_FORMATS, webhooks
 from registry.guard import model, principal, project
 from registry.model.tables import WebhookDelivery, WebhookPolicy
@@ -22,14 +22,6 @@ def _start_background() -> None:
     if reg.model is not None:
         webhooks.start(reg.model)
         retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
-
-
-def json_body() -> dict:
-    """The request's JSON object; 400 when the body is not one (h-identity's common.json_body once merged)."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return body
 
 
 def policy_json(p: WebhookPolicy) -> dict:
