@@ -14,7 +14,7 @@ from regkit import layer_tar, make_image
 from dockyard.digest import Digest
 from registry.model import artifacts, retention
 from registry.model.retention import Cron, RetentionError, doublestar
-from registry.model.tables import Artifact, AuditLog, RetentionExecution, Tag
+from registry.model.tables import Artifact, AuditLog, RetentionExecution, RetentionPolicy, Tag
 from registry.storage import open_storage
 
 ALL_REPOS = {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}
@@ -160,23 +160,25 @@ def test_untagged_flag_keeps_untagged_artifacts(registry):
         assert [a.digest for a in s.query(Artifact)] == [untagged.digest]
 
 
-def test_schedule_fires_once_across_schedulers(registry, tmp_path):
+def test_schedule_fires_once_across_schedulers(registry):
     db, project_id, storage, push, _ = registry
     for i in range(3):
         push("test/app", str(i), age_days=3 - i)
-    retention.create_policy(db, project_id, body(rule("latestPushedK", 1), cron="0 * * * * *"))
-    assert retention.run_due(db, storage, 0, now=time.time()) == []  # its first minute has not come
-    later = time.time() + 61
+    policy_id = retention.create_policy(db, project_id, body(rule("latestPushedK", 1), cron="0 0 0 * * *"))
+    with db.session() as s:
+        due = Cron.parse("0 0 0 * * *").next_after(s.get(RetentionPolicy, policy_id).last_run)
+    assert retention.run_due(db, storage, 0, now=due - 1) == []  # its first midnight has not come
     # A second scheduler on its own engine (another worker) races for the same due run: one of them runs it.
     from registry.model.db import Database
     other = Database(db.url)
-    ran = retention.run_due(db, storage, 0, now=later) + retention.run_due(other, storage, 0, now=later)
+    ran = retention.run_due(db, storage, 0, now=due) + retention.run_due(other, storage, 0, now=due)
     assert len(ran) == 1
     with db.session() as s:
         execution = s.get(RetentionExecution, ran[0])
         assert execution.trigger == "SCHEDULE" and execution.status == "Succeed"
     assert tags(storage) == ["2"]
-    assert retention.run_due(db, storage, 0, now=later + 1) == []  # next fires a minute later
+    assert retention.run_due(db, storage, 0, now=due + 3600) == []  # the next fires a day later
+    assert len(retention.run_due(db, storage, 0, now=due + 86400)) == 1
 
 
 def test_referrers_and_index_children_go_with_their_subject(registry):
