@@ -109,7 +109,7 @@ class Config:
     @property
     def auth_enabled(self) -> bool:
         """Whether requests need credentials (beyond the anonymous rights)."""
-        return bool(self.htpasswd) or self.token
+        return bool(self.htpasswd) or self.token or self.projects
 
     def rights(self, user: str | None, repo: str | None = None) -> frozenset[str]:
         """What `user` (None: anonymous) may do on `repo` (None: on some repository)."""
@@ -140,7 +140,7 @@ class Config:
             value = getattr(self, path_field)
             if value and not os.path.isfile(value):
                 raise ConfigError(f"{path_field.replace('_', '-')} file not found: {value}")
-        if self.token and not self.htpasswd and not self.anonymous:
+        if self.token and not self.htpasswd and not self.anonymous and not self.projects:
             raise ConfigError("token auth needs --htpasswd (users) or anonymous rights")
         entries = [("anonymous", self.anonymous)]
         for user, entry in self.access.items():

@@ -58,7 +58,13 @@ def serve(config: Config) -> int:
     _raise_file_limit(config.connections + _FILES_BESIDES_CONNECTIONS)
     # Build the app once in the master so config errors (bad htpasswd, unreadable key) stop startup with a message,
     # and the token key is created before workers race for it.
-    create_app(config)
+    app = create_app(config)
+    if config.projects:  # the initial admin (its password printed here once when generated) and the imports
+        from registry.auth.htpasswd import read_entries
+        from registry.model.users import bootstrap
+        bootstrap(app.extensions["registry"].model, config.admin_password,
+                  read_entries(config.htpasswd) if config.htpasswd else None, config.access,
+                  "pull" in config.anonymous)
     _Gunicorn(config).run()
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -32,13 +33,19 @@ _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_F
 class ApiError(Exception):
     """A Harbor-shaped error: {"errors": [{"code": ..., "message": ...}]} with its HTTP status."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
     def response(self):
         return jsonify({"errors": [{"code": _CODES.get(self.status, "UNKNOWN"), "message": self.message}]}), \
-            self.status
+            self.status, self.headers
+
+
+def rfc3339(t: float) -> str:
+    """An epoch time as Harbor writes times: "2026-11-29T07:00:00.000Z" (UTC, milliseconds)."""
+    ms = round(t * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Request
 
@@ -13,6 +14,11 @@ from dockyard.distribution import RegistryError
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.token import Scope, TokenService, load_or_create_key
 from registry.config import Config
+from registry.context import state
+
+if TYPE_CHECKING:  # the model (SQLAlchemy) is imported only by --projects servers, when first used
+    from registry.model.access import Principal
+    from registry.model.db import Database
 
 BASIC_REALM = "dockyard-registry"
 
@@ -37,6 +43,13 @@ METRICS = Need("metrics", "*", kind="registry")
 IDENTITY = Need(None, "pull")
 
 
+def _model() -> Database:
+    """The app's metadata database (--projects only)."""
+    db = state().model
+    assert db is not None, "the model's rights are asked without --projects"
+    return db
+
+
 class Authorizer:
     """Checks a request's credentials against what it needs; raises UNAUTHORIZED or DENIED."""
 
@@ -49,8 +62,8 @@ class Authorizer:
             self.tokens = TokenService(load_or_create_key(key_path), config.token_issuer,
                                        config.token_service, config.token_ttl)
 
-    def basic_user(self, request: Request) -> str | None:
-        """The user of valid Basic credentials; None when there are none; UNAUTHORIZED when they are wrong."""
+    def _credentials(self, request: Request) -> tuple[str, str] | None:
+        """The Basic credentials of the request; None when there are none; UNAUTHORIZED when malformed."""
         header = request.headers.get("Authorization", "")
         if header[:6].lower() != "basic ":
             return None
@@ -58,9 +71,38 @@ class Authorizer:
             user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise self._challenge(None) from None
-        if not sep or self.htpasswd is None or not self.htpasswd.check(user, password):
+        if not sep:
             raise self._challenge(None)
-        return user
+        return user, password
+
+    def basic_user(self, request: Request) -> str | None:
+        """The user of valid Basic credentials; None when there are none; UNAUTHORIZED when they are wrong."""
+        if self.config.projects:
+            principal = self.basic_principal(request)
+            return principal.name if principal else None
+        creds = self._credentials(request)
+        if creds is None:
+            return None
+        if self.htpasswd is None or not self.htpasswd.check(*creds):
+            raise self._challenge(None)
+        return creds[0]
+
+    def basic_principal(self, request: Request) -> Principal | None:
+        """(--projects) The user or robot of valid Basic credentials, None without any; UNAUTHORIZED when wrong,
+        TOOMANYREQUESTS after too many failures of that name from that address."""
+        from registry.model import access
+        creds = self._credentials(request)
+        if creds is None:
+            return None
+        try:
+            principal = access.login(_model(), creds[0], creds[1], request.remote_addr or "")
+        except access.LoginThrottled as e:
+            raise RegistryError("TOOMANYREQUESTS", message=str(e),
+                                headers={"Retry-After": str(e.retry_after)}) from None
+        if principal is None:
+            raise self._challenge(None)
+        request.environ["registry.principal"] = principal
+        return principal
 
     def check(self, request: Request, need: Need) -> str | None:
         """The authenticated user (None: anonymous) if the request may proceed."""
@@ -70,6 +112,8 @@ class Authorizer:
             return self._metrics_reader(request)
         if self.tokens is not None:
             return self._check_token(self.tokens, request, need)
+        if self.config.projects:
+            return self._check_projects(request, need)
         user = self.basic_user(request)
         if user is None:
             if need.name is not None and need.action in self.config.rights(None):
@@ -83,6 +127,50 @@ class Authorizer:
             return user
         raise RegistryError("DENIED", {"action": need.action, "name": need.name})
 
+    def _check_projects(self, request: Request, need: Need) -> str | None:
+        """Basic auth decided by the model: projects' members, robots, public projects."""
+        principal = self.basic_principal(request)
+        if need.name is None or need.kind == "registry":  # /v2/ and the catalog (filtered by `may`)
+            if principal is None:
+                raise self._challenge(need)
+            return principal.name
+        if need.action in self._project_rights(principal, need.name):
+            return principal.name if principal else None
+        if principal is None:
+            raise self._challenge(need)
+        raise RegistryError("DENIED", {"action": need.action, "name": need.name})
+
+    def _principal(self, user: str | None) -> Principal | None:
+        """(--projects) The Principal of this request's caller named `user` (a token's subject, or Basic's)."""
+        if not user:
+            return None
+        from flask import request
+        known = request.environ.get("registry.principal")
+        if known is None or known.name != user:
+            from registry.model import access
+            known = access.principal_by_name(_model(), user)
+            request.environ["registry.principal"] = known
+        return known
+
+    def _project_rights(self, principal: Principal | None, repository: str) -> frozenset[str]:
+        """What `principal` may do on `repository`'s project (memoized per request); 404 DENIED when an
+        authenticated caller names a project that does not exist (anonymous callers get no rights, so a challenge)."""
+        from flask import request
+
+        from registry.model import access, projects
+        name = projects.project_of(repository)
+        memo = request.environ.setdefault("registry.rights", {})
+        if name not in memo:
+            db = _model()
+            with db.session() as s:
+                project = projects.find(s, name, True)
+            memo[name] = None if project is None else access.project_rights(db, principal, project)
+        if memo[name] is None:
+            if principal is None:
+                return frozenset()
+            raise RegistryError("DENIED", {"name": repository}, status=404, message=f"project {name} not found")
+        return memo[name]
+
     def _metrics_reader(self, request: Request) -> str:
         try:
             user = self.basic_user(request)
@@ -95,7 +183,12 @@ class Authorizer:
         return user
 
     def may(self, user: str | None, repo: str, action: str) -> bool:
-        """Whether `user` (None: anonymous) holds `action` on `repo` by the configured rights."""
+        """Whether `user` (None: anonymous) holds `action` on `repo` by the configured rights (or the model's)."""
+        if self.config.projects:
+            try:
+                return action in self._project_rights(self._principal(user), repo)
+            except RegistryError:
+                return False
         return action in self.config.rights(user, repo)
 
     def _check_token(self, tokens: TokenService, request: Request, need: Need) -> str | None:
@@ -136,10 +229,9 @@ class Authorizer:
         granted = []
         for scope in requested:
             if scope.type == "repository":
-                rights = self.config.rights(user, scope.name)
-                actions = tuple(a for a in scope.actions if a in rights)
+                actions = tuple(a for a in scope.actions if self.may(user, scope.name, a))
             elif scope.type == "registry" and scope.name == "catalog" and user is not None \
-                    and "pull" in self.config.rights(user):
+                    and (self.config.projects or "pull" in self.config.rights(user)):
                 actions = ("*",)
             else:
                 actions = ()

@@ -17,6 +17,26 @@ _BCRYPT_RE = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
 PASSWORD_MAX = 72
 
 
+def read_entries(path: str) -> dict[str, str]:
+    """user -> bcrypt hash of an htpasswd file; ConfigError naming the line of an entry that is not bcrypt."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"cannot read htpasswd file {path}: {e.strerror}") from None
+    users: dict[str, str] = {}
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, hashed = line.partition(":")
+        m = _BCRYPT_RE.fullmatch(hashed)
+        if not sep or not m or not 4 <= int(m.group(1)) <= 31:
+            raise ConfigError(f"{path}:{lineno}: entry is not bcrypt (create it with htpasswd -B)")
+        users[user] = hashed
+    return users
+
+
 class Htpasswd:
     """Checks user/password pairs against an htpasswd file of bcrypt hashes."""
 
@@ -38,24 +58,12 @@ class Htpasswd:
     def _reload(self) -> None:
         try:
             mtime = os.stat(self.path).st_mtime
-            if mtime == self._mtime:
-                return
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
         except OSError as e:
             raise ConfigError(f"cannot read htpasswd file {self.path}: {e.strerror}") from None
-        users: dict[str, bytes] = {}
-        costs = set()
-        for lineno, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            user, sep, hashed = line.partition(":")
-            m = _BCRYPT_RE.fullmatch(hashed)
-            if not sep or not m or not 4 <= int(m.group(1)) <= 31:
-                raise ConfigError(f"{self.path}:{lineno}: entry is not bcrypt (create it with htpasswd -B)")
-            users[user] = hashed.encode()
-            costs.add(int(m.group(1)))
+        if mtime == self._mtime:
+            return
+        users = {user: hashed.encode() for user, hashed in read_entries(self.path).items()}
+        costs = {int(h[4:6]) for h in users.values()}
         # Unknown users are checked against a hash as slow as the slowest real one, so timing tells nothing.
         dummy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(max(costs, default=5)))
         with self._lock:

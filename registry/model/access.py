@@ -3,12 +3,32 @@ the token endpoint, the REST API and the UI all use."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from registry.model import roles
+from registry.model.tables import LoginFailure, Member, Robot, User
 
 if TYPE_CHECKING:
     from registry.model.db import Database
     from registry.model.tables import Project
+
+ROBOT_PREFIX = "robot$"
+ALL_RIGHTS = frozenset().union(*roles.RIGHTS.values())
+# Login throttling: this many failed logins of one (username, address) lock it out until FAILURE_WINDOW seconds
+# have passed since the last failure.
+FAILURE_LIMIT = 10
+FAILURE_WINDOW = 60.0
+# How long a verified (name, password) pair skips bcrypt: the row is still read on every request, so a changed
+# password, a disabled or expired robot or a deleted user takes effect at once, on every worker and replica.
+_VERIFIED_TTL = 300.0
+_VERIFIED_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -19,14 +39,135 @@ class Principal:
     user_id: int | None = None
     sysadmin: bool = False
     robot_id: int | None = None
-    permissions: tuple = ()
+    permissions: tuple = ()  # robots: ((namespace, frozenset of rights), ...); namespace "*" is every project
+
+
+class LoginThrottled(Exception):
+    """Too many failed logins for this name from this address; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed logins; retry in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+# sha256(kind NUL name NUL password) -> (the stored hash it matched, when): only pairs that passed bcrypt.
+_verified: dict[bytes, tuple[str, float]] = {}
+_verified_lock = threading.Lock()
+
+
+def _check_secret(name: str, password: str, stored: str | None) -> bool:
+    """Whether `password` matches the stored hash; a recent success for the same hash skips bcrypt."""
+    from registry.model.users import check_password, dummy_check
+
+    if stored is None:
+        dummy_check(password)  # as slow as a real check, so timing does not tell which names exist
+        return False
+    key = hashlib.sha256(name.encode() + b"\0" + password.encode() + b"\0" + stored.encode()).digest()
+    now = time.monotonic()
+    with _verified_lock:
+        hit = _verified.get(key)
+    if hit is not None and hit[0] == stored and now - hit[1] < _VERIFIED_TTL:
+        return True
+    if not check_password(password, stored):
+        return False
+    with _verified_lock:
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[key] = (stored, now)
+    return True
 
 
 def authenticate(db: Database, username: str, password: str) -> Principal | None:
     """The user or robot these credentials name, or None when they are wrong, expired or disabled."""
-    raise NotImplementedError  # h-identity
+    if not username or not password:
+        return None
+    with db.session() as s:
+        if username.startswith(ROBOT_PREFIX):
+            robot = s.scalars(select(Robot).where(Robot.name == username)).first()
+            if not _check_secret(username, password, robot.secret_hash if robot else None) or robot is None:
+                return None
+            if robot.disabled or (robot.expires_at != -1 and robot.expires_at <= time.time()):
+                return None
+            return robot_principal(s, robot)
+        user = s.scalars(select(User).where(User.username == username)).first()
+        if not _check_secret(username, password, user.password_hash if user else None) or user is None:
+            return None
+        return Principal(user.username, user_id=user.id, sysadmin=user.sysadmin)
+
+
+def robot_principal(s, robot: Robot) -> Principal:
+    """A robot's Principal: its Harbor permission list reduced to rights per project name."""
+    from registry.model.robots import rights_of
+
+    return Principal(robot.name, robot_id=robot.id, permissions=rights_of(s, robot))
+
+
+def principal_by_name(db: Database, name: str) -> Principal | None:
+    """The current Principal of a user or robot by name (a token's subject), None if gone, disabled or expired."""
+    with db.session() as s:
+        if name.startswith(ROBOT_PREFIX):
+            robot = s.scalars(select(Robot).where(Robot.name == name)).first()
+            if robot is None or robot.disabled or (robot.expires_at != -1 and robot.expires_at <= time.time()):
+                return None
+            return robot_principal(s, robot)
+        user = s.scalars(select(User).where(User.username == name)).first()
+        return Principal(user.username, user_id=user.id, sysadmin=user.sysadmin) if user else None
+
+
+def login(db: Database, username: str, password: str, remote_addr: str) -> Principal | None:
+    """authenticate() with throttling per (username, remote address); raises LoginThrottled when locked out."""
+    addr = (remote_addr or "")[:64]
+    name = username[:255]
+    with db.session() as s:
+        row = s.get(LoginFailure, (name, addr))
+        if row is not None and row.count >= FAILURE_LIMIT:
+            left = row.last_at + FAILURE_WINDOW - time.time()
+            if left > 0:
+                raise LoginThrottled(int(left) + 1)
+    principal = authenticate(db, username, password)
+    if principal is not None:
+        if row is not None:
+            with db.session() as s:
+                s.execute(delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.remote_addr == addr))
+        return principal
+    _record_failure(db, name, addr)
+    return None
+
+
+def _record_failure(db: Database, name: str, addr: str) -> None:
+    now = time.time()
+    try:
+        with db.session() as s:
+            row = s.get(LoginFailure, (name, addr), with_for_update=True)
+            if row is None:
+                s.add(LoginFailure(username=name, remote_addr=addr, count=1, last_at=now))
+            else:
+                row.count = 1 if now - row.last_at > FAILURE_WINDOW else row.count + 1
+                row.last_at = now
+    except IntegrityError:  # another worker inserted the first failure at the same moment: count one more
+        with db.session() as s:
+            row = s.get(LoginFailure, (name, addr), with_for_update=True)
+            if row is not None:
+                row.count += 1
+                row.last_at = now
 
 
 def project_rights(db: Database, principal: Principal | None, project: Project) -> frozenset[str]:
     """The rights (registry.model.roles.RIGHTS' names) `principal` (None: anonymous) holds in `project`."""
-    raise NotImplementedError  # h-identity
+    public = frozenset({"pull"}) if project.public else frozenset()
+    if principal is None:
+        return public
+    if principal.sysadmin:
+        return ALL_RIGHTS
+    if principal.robot_id is not None:
+        granted: frozenset[str] = frozenset()
+        for namespace, rights in principal.permissions:
+            if namespace in (project.name, "*"):
+                granted |= rights
+        return granted | public
+    if principal.user_id is None:
+        return public
+    with db.session() as s:
+        role = s.scalars(select(Member.role).where(Member.project_id == project.id,
+                                                   Member.user_id == principal.user_id)).first()
+    return roles.RIGHTS.get(role, frozenset()) | public if role is not None else public

@@ -1,15 +1,20 @@
-"""The metadata database: an engine for `database.url` (SQLite in the registry root by default) and sessions."""
+"""The metadata database: an engine for `database.url` (SQLite in the registry root by default), sessions and
+schema migrations (Alembic, registry.model.migrations)."""
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.model.tables import Base
+# pg_advisory_lock's key for schema migrations and first-start setup: any constant shared by every replica.
+_PG_LOCK_KEY = 0x646F636B  # "dock"
+_MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
 
 def default_url(root: str) -> str:
@@ -22,15 +27,71 @@ class Database:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # gunicorn's master builds the app (and this engine) once, then forks its workers: a pooled connection
+        # used by two processes corrupts both, so a child drops the parent's pool without closing its sockets.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
 
     def migrate(self) -> None:
-        """Bring the schema to the newest version."""
-        Base.metadata.create_all(self.engine)
+        """Bring the schema to the newest version, one process at a time (replicas and workers may start at once)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", _MIGRATIONS)
+        with self.exclusive() as conn:
+            config.attributes["connection"] = conn  # migrations/env.py runs on it (Alembic's shared-connection way)
+            command.upgrade(config, "head")
+            conn.commit()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[Connection]:
+        """A connection held while no other process (worker or replica) is inside its own `exclusive()` block."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+                conn.commit()
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                    conn.commit()
+            return
+        from dockyard.fsutil import locked
+
+        path = self.engine.url.database
+        lock = (path + ".lock") if path and path != ":memory:" else None
+        if lock is None:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        with locked(lock), self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed when the block ends normally, rolled back when it raises."""
         with self._sessions() as s, s.begin():
             yield s
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    """WAL so readers never wait for a writer, a busy timeout so writers queue rather than fail, and foreign keys
+    (SQLite ignores them unless told, and the tables' cascades depend on them)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _dispose_in_child(ref: weakref.ref) -> None:
+    db = ref()
+    if db is not None:
+        engine: Engine = db.engine
+        engine.dispose(close=False)

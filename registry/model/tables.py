@@ -230,6 +230,16 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class LoginFailure(Base):
+    """Failed Basic logins per (username, remote address), in the database so every worker and replica sees them."""
+
+    __tablename__ = "login_failures"
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class WebSession(Base):
     """A signed-in browser session: the cookie's token is never stored, only its SHA-256 (the primary key)."""
 
