@@ -9,6 +9,7 @@ from dockyard.digest import Digest, InvalidDigest
 from dockyard.distribution import RegistryError
 from registry import manifests
 from registry.context import Response, headers_only, read_limited, state
+from registry.endpoints import product
 from registry.names import is_tag, parse_digest
 
 bp = Blueprint("manifests", __name__)
@@ -39,6 +40,7 @@ def get_manifest(name: str, reference: str) -> Response:
     if found is None:
         raise _unknown(name, reference)
     data, media_type = found
+    product.check_pull(name, digest)
     if media_type in mt.INDEXES and ":" not in reference:
         child = _platform_child(name, data, media_type)
         if child is not None:
@@ -47,6 +49,7 @@ def get_manifest(name: str, reference: str) -> Response:
                "Content-Length": str(len(data)), "ETag": f'"{digest}"'}
     if request.method == "HEAD":
         return headers_only(200, headers)
+    product.record_pull(name, digest, None if ":" in reference else reference)
     return Response(data, status=200, headers=headers)
 
 
@@ -109,14 +112,17 @@ def put_manifest(name: str, reference: str) -> Response:
     for desc in parsed.manifests:
         if storage.manifest_media_type(name, desc.digest) is None or not storage.link_blob(name, desc.digest):
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
+    tag = None if by_digest else reference
+    indexed = product.admit_push(name, digest, data, parsed.media_type, tag)
     storage.put_manifest(name, digest, data, parsed.media_type)
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest),
                "Content-Length": "0"}
     if parsed.subject is not None:
         storage.add_referrer(name, parsed.subject.digest, parsed.referrer_descriptor(digest, len(data)))
         headers["OCI-Subject"] = str(parsed.subject.digest)
-    if not by_digest:
-        storage.set_tag(name, reference, digest)
+    if tag is not None:
+        storage.set_tag(name, tag, digest)
+    product.record_push(name, indexed, tag)
     return Response(status=201, headers=headers)
 
 
@@ -125,10 +131,18 @@ def delete_manifest(name: str, reference: str) -> Response:
     """By digest: unlink the manifest and its tags.  By tag: remove just the tag."""
     storage = state().storage
     if ":" not in reference:
-        if not is_tag(reference) or not storage.delete_tag(name, reference):
+        if not is_tag(reference):
+            raise _unknown(name, reference)
+        deleted = product.delete_tag(name, reference)
+        if not (storage.delete_tag(name, reference) if deleted is None else deleted):
             raise _unknown(name, reference)
         return Response(status=202, headers={"Content-Length": "0"})
     digest = parse_digest(reference)
+    deleted = product.delete_artifact(name, digest)
+    if deleted is not None:
+        if not deleted:
+            raise _unknown(name, reference)
+        return Response(status=202, headers={"Content-Length": "0"})
     found = storage.get_manifest(name, digest)
     if found is None or not storage.delete_manifest(name, digest):
         raise _unknown(name, reference)

@@ -9,6 +9,7 @@ from flask import Blueprint, request
 
 from dockyard.distribution import RegistryError
 from registry.context import Response, body, header_number, state
+from registry.endpoints.product import charge_blob
 from registry.names import check_repository, parse_digest
 from registry.storage import UploadInfo, UploadOffsetMismatch, UploadUnknown
 
@@ -39,7 +40,9 @@ def start_upload(name: str) -> Response:
     mount, source = request.args.get("mount"), request.args.get("from")
     if mount is not None:
         d = parse_digest(mount)
-        if source and _may_mount(source) and reg.storage.blob_linked(source, d) and reg.storage.link_blob(name, d):
+        mounted = reg.storage.blob_linked(source, d) if source and _may_mount(source) else None
+        if mounted is not None and reg.storage.link_blob(name, d):
+            charge_blob(name, d, mounted.size)
             return _created(name, str(d))
     limit = reg.config.max_uploads
     if limit and reg.storage.upload_count() >= limit:
@@ -49,12 +52,13 @@ def start_upload(name: str) -> Response:
         d = parse_digest(digest)
         info = reg.storage.create_upload(name)
         try:
-            reg.storage.commit_upload(name, info.id, d, body())
+            blob = reg.storage.commit_upload(name, info.id, d, body())
         except Exception:
             # The client never learnt this session's id: do not leave it behind.
             with contextlib.suppress(UploadUnknown):
                 reg.storage.cancel_upload(name, info.id)
             raise
+        charge_blob(name, d, blob.size)
         return _created(name, str(d))
     info = reg.storage.create_upload(name)
     headers = _session_headers(name, info)
@@ -126,9 +130,10 @@ def finish_upload(name: str, upload_id: str) -> Response:
             info = storage.upload_info(name, upload_id)
             if info.size != start:
                 raise _out_of_order(name, upload_id, info.size)
-        storage.commit_upload(name, upload_id, d, body())
+        blob = storage.commit_upload(name, upload_id, d, body())
     except UploadUnknown:
         raise _unknown(upload_id) from None
+    charge_blob(name, d, blob.size)
     return _created(name, str(d))
 
 

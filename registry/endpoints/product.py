@@ -1,0 +1,120 @@
+"""The v2 API's hooks into the product's model (`--projects`): each is a no-op without it, so the plain
+registry's path stays as it was. The model is imported only when it is on (SQLAlchemy is heavy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from flask import request
+
+from dockyard.digest import Digest
+from dockyard.distribution import RegistryError
+from registry.context import state
+
+if TYPE_CHECKING:
+    from registry.model.artifacts import Manifest
+    from registry.model.policy import Actor, Refused
+
+
+def actor() -> Actor:
+    """Who makes this request, for the model's events."""
+    from registry.model.policy import Actor
+    return Actor(request.environ.get("registry.user") or "", request.remote_addr or "")
+
+
+def as_registry_error(e: Refused) -> RegistryError:
+    """A policy's refusal as the distribution API's error."""
+    return RegistryError(e.code, None, e.status, e.message)
+
+
+def charge_blob(name: str, digest: Digest, size: int) -> None:
+    """Count a blob that just arrived in `name` in its project's quota; over the quota, unlink it and refuse."""
+    reg = state()
+    if reg.model is None:
+        return
+    from registry.model import artifacts, quota
+    from registry.model.policy import Refused
+    artifacts.ensure_indexed(reg.model, reg.storage)
+    try:
+        quota.charge_blob(reg.model, name, str(digest), size, actor())
+    except Refused as e:
+        reg.storage.unlink_blob(name, digest)
+        raise as_registry_error(e) from None
+
+
+@contextmanager
+def _policies() -> Iterator[None]:
+    """Answer a policy's refusal as the distribution API's error."""
+    from registry.model.policy import Refused
+    try:
+        yield
+    except Refused as e:
+        raise as_registry_error(e) from None
+
+
+def admit_push(name: str, digest: Digest, data: bytes, media_type: str, tag: str | None) -> Manifest | None:
+    """Before a manifest is stored: refuse what the project's policies forbid; the manifest as the index reads it
+    (None without the model)."""
+    reg = state()
+    if reg.model is None:
+        return None
+    from registry.model import artifacts
+    artifacts.ensure_indexed(reg.model, reg.storage)
+    manifest = artifacts.read_manifest(str(digest), data, media_type)
+    with _policies():
+        artifacts.admit_push(reg.model, reg.storage, name, manifest, tag, actor())
+    return manifest
+
+
+def record_push(name: str, manifest: Manifest | None, tag: str | None) -> None:
+    """After a manifest (and its tag) is stored: index it."""
+    reg = state()
+    if reg.model is None or manifest is None:
+        return
+    from registry.model import artifacts
+    with _policies():
+        artifacts.record_push(reg.model, reg.storage, name, manifest, tag, actor(), request.host)
+
+
+def check_pull(name: str, digest: Digest) -> None:
+    """Before a manifest is served: refuse it when the project's content trust wants a signature it lacks."""
+    reg = state()
+    if reg.model is None:
+        return
+    from registry.model import trust
+    with _policies():
+        trust.check_pull(reg.model, name, str(digest))
+
+
+def record_pull(name: str, digest: Digest, tag: str | None) -> None:
+    """After a manifest is served (GET): the pull event, time and count."""
+    reg = state()
+    if reg.model is None or request.method != "GET":
+        return
+    from registry.model import artifacts
+    artifacts.record_pull(reg.model, name, str(digest), tag, actor(), request.host)
+
+
+def delete_tag(name: str, tag: str) -> bool | None:
+    """Delete a tag through the model (policies, index, events): whether it existed; None without the model."""
+    reg = state()
+    if reg.model is None:
+        return None
+    from registry.model import artifacts
+    artifacts.ensure_indexed(reg.model, reg.storage)
+    with _policies():
+        return artifacts.delete_tag(reg.model, reg.storage, name, tag, actor(), request.host)
+
+
+def delete_artifact(name: str, digest: Digest) -> bool | None:
+    """Delete a manifest through the model (policies, index, quota, events): whether the repository held it; None
+    without the model."""
+    reg = state()
+    if reg.model is None:
+        return None
+    from registry.model import artifacts
+    artifacts.ensure_indexed(reg.model, reg.storage)
+    with _policies():
+        return artifacts.delete_artifact(reg.model, reg.storage, name, str(digest), actor(), request.host)
