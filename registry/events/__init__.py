@@ -3,11 +3,31 @@ and to the projects' webhooks."""
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from registry.model.db import Database
+    from registry.model.tables import Project, Repository, WebhookPolicy
+
+# Harbor's event types a webhook policy may name; the SCANNING_* ones are accepted but never emitted (no scanner).
+EVENT_TYPES: tuple[str, ...] = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_EXCEED",
+                                "QUOTA_WARNING", "TAG_RETENTION", "SCANNING_COMPLETED", "SCANNING_FAILED",
+                                "SCANNING_STOPPED")
+# The audit log's operation for each event type that acts on artifacts.
+OPERATIONS = {"PUSH_ARTIFACT": "push", "PULL_ARTIFACT": "pull", "DELETE_ARTIFACT": "delete",
+              "TAG_RETENTION": "delete", "QUOTA_EXCEED": "quota_exceed", "QUOTA_WARNING": "quota_warning"}
+# Harbor's CloudEvents `type` for each event type.
+CLOUDEVENT_TYPES = {"PUSH_ARTIFACT": "harbor.artifact.pushed", "PULL_ARTIFACT": "harbor.artifact.pulled",
+                    "DELETE_ARTIFACT": "harbor.artifact.deleted", "QUOTA_EXCEED": "harbor.quota.exceeded",
+                    "QUOTA_WARNING": "harbor.quota.warned", "TAG_RETENTION": "harbor.tag_retention.finished",
+                    "SCANNING_COMPLETED": "harbor.scan.completed", "SCANNING_FAILED": "harbor.scan.failed",
+                    "SCANNING_STOPPED": "harbor.scan.stopped"}
+PAYLOAD_FORMATS = ("Default", "CloudEvents")
 
 
 @dataclass(frozen=True)
@@ -26,4 +46,91 @@ class Event:
 
 
 def emit(db: Database, event: Event) -> None:
-    """Record `event` in the audit log and queue it for the project's webhooks."""
+    """Record `event` in the audit log and queue it for the project's webhooks (no network here: a background
+    sender delivers)."""
+    from registry.events import audit, webhooks
+    from registry.model.tables import Project, Repository, WebhookPolicy
+    occurred = event.time or time.time()
+    queued = False
+    with db.session() as s:
+        project = s.query(Project).filter_by(name=event.project).one_or_none()
+        project_id = project.id if project is not None else None
+        if event.type in OPERATIONS:
+            for resource in _audit_resources(event):
+                audit.record(s, OPERATIONS[event.type], "artifact" if event.repository else "project", resource,
+                             event.operator, event.remote_addr, project_id, occurred)
+        if project is None:
+            return
+        repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
+        policies = s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True).all()
+        for policy in policies:
+            if event.type not in (policy.event_types or []):
+                continue
+            for target in policy.targets or []:
+                if target.get("enabled", True) is False:
+                    continue
+                body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
+                webhooks.queue(s, policy.id, event.type, target["address"], body)
+                queued = True
+    if queued:
+        webhooks.wake(db)
+
+
+def _audit_resources(event: Event) -> list[str]:
+    """"repo:tag" or "repo@digest" per resource; else the repository or project itself."""
+    out = []
+    for r in event.resources:
+        repo = r.get("repository") or event.repository
+        if r.get("tag"):
+            out.append(f"{repo}:{r['tag']}")
+        elif r.get("digest"):
+            out.append(f"{repo}@{r['digest']}")
+    if out or event.type == "TAG_RETENTION":  # a retention run is audited by what it deleted
+        return out
+    return [event.repository or event.project]
+
+
+def event_data(event: Event, project: Project, repo: Repository | None) -> dict:
+    """Harbor's `event_data`: resources and repository, retention results, custom attributes."""
+    data: dict = {}
+    if event.resources and "retention" not in event.extra:
+        host = event.extra.get("host", "")
+        resources = []
+        for r in event.resources:
+            ref = f":{r['tag']}" if r.get("tag") else f"@{r.get('digest', '')}"
+            url = r.get("resource_url") or f"{host + '/' if host else ''}{event.repository}{ref}"
+            resources.append({"digest": r.get("digest", ""), "tag": r.get("tag", ""), "resource_url": url})
+        data["resources"] = resources
+    if event.repository:
+        namespace, _, name = event.repository.partition("/")
+        data["repository"] = {"date_created": int(repo.created_at) if repo is not None else 0, "name": name,
+                              "namespace": namespace, "repo_full_name": event.repository,
+                              "repo_type": "public" if project.public else "private"}
+    if "retention" in event.extra:
+        data["retention"] = event.extra["retention"]
+    if "message" in event.extra:
+        data["custom_attributes"] = {"Details": str(event.extra["message"])}
+    return data
+
+
+def payload(event: Event, project: Project, repo: Repository | None, policy: WebhookPolicy, payload_format: str,
+            occurred: float) -> str:
+    """The exact body one target gets: Harbor's Default shape or CloudEvents 1.0 (structured JSON)."""
+    data = event_data(event, project, repo)
+    if payload_format == "CloudEvents":
+        body: dict[str, object] = {"specversion": "1.0", "id": str(uuid.uuid4()), "requestid": str(uuid.uuid4()),
+                "source": f"/projects/{project.id}/webhook/policies/{policy.id}",
+                "type": CLOUDEVENT_TYPES.get(event.type, event.type), "datacontenttype": "application/json",
+                "time": datetime.fromtimestamp(int(occurred), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "data": data, "operator": event.operator}
+    else:
+        body = {"type": event.type, "occur_at": int(occurred), "operator": event.operator, "event_data": data}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def sample_bodies(policy: WebhookPolicy, project: Project) -> list[tuple[dict, str]]:
+    """Each target of `policy` with the sample PUSH_ARTIFACT body a "test" of the policy sends."""
+    sample = Event("PUSH_ARTIFACT", project.name, f"{project.name}/test", operator="test",
+                   resources=({"digest": "sha256:" + "0" * 64, "tag": "test"},))
+    return [(t, payload(sample, project, None, policy, t.get("payload_format") or "Default", time.time()))
+            for t in policy.targets or []]

@@ -1,0 +1,103 @@
+"""The audit log: who did what to which resource, from which address; recorded, queried and exported."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from sqlalchemy.orm import Session
+
+    from registry.model.db import Database
+    from registry.model.tables import AuditLog
+
+EXPORT_BATCH = 500  # rows read per query while exporting, so an export never holds the whole log
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which entries: each set field narrows the query (resource and username are exact, or fuzzy: contained)."""
+
+    operation: tuple[str, ...] = ()
+    resource: str | None = None
+    resource_fuzzy: bool = False
+    resource_type: str | None = None
+    username: str | None = None
+    username_fuzzy: bool = False
+    since: float | None = None
+    until: float | None = None
+    project_id: int | None = None
+
+
+def record(s: Session, operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
+           project_id: int | None, when: float) -> None:
+    """Add one entry in the caller's transaction."""
+    from registry.model.tables import AuditLog
+    s.add(AuditLog(op_time=when, username=username[:255], operation=operation[:32],
+                   resource_type=resource_type[:32], resource=resource[:1024], project_id=project_id,
+                   remote_addr=remote_addr[:64]))
+
+
+def _select(q: AuditQuery) -> Select:
+    from sqlalchemy import select
+
+    from registry.model.tables import AuditLog
+    stmt = select(AuditLog)
+    if q.operation:
+        stmt = stmt.where(AuditLog.operation.in_(q.operation))
+    for column, value, fuzzy in ((AuditLog.resource, q.resource, q.resource_fuzzy),
+                                 (AuditLog.username, q.username, q.username_fuzzy)):
+        if value is not None:
+            stmt = stmt.where(column.contains(value, autoescape=True) if fuzzy else column == value)
+    if q.resource_type is not None:
+        stmt = stmt.where(AuditLog.resource_type == q.resource_type)
+    if q.since is not None:
+        stmt = stmt.where(AuditLog.op_time >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(AuditLog.op_time <= q.until)
+    if q.project_id is not None:
+        stmt = stmt.where(AuditLog.project_id == q.project_id)
+    return stmt
+
+
+def query(db: Database, q: AuditQuery, offset: int = 0, limit: int = 10) -> tuple[list[AuditLog], int]:
+    """One page of matching entries, newest first, and how many match in all."""
+    from sqlalchemy import func, select
+
+    from registry.model.tables import AuditLog
+    stmt = _select(q)
+    with db.session() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = s.scalars(stmt.order_by(AuditLog.op_time.desc(), AuditLog.id.desc()).offset(offset)
+                         .limit(limit)).all()
+    return list(rows), total
+
+
+def entry(row: AuditLog) -> dict:
+    """An entry as Harbor's AuditLog (plus our remote_addr and project_id)."""
+    return {"id": row.id, "username": row.username, "resource": row.resource, "resource_type": row.resource_type,
+            "operation": row.operation, "op_time": rfc3339(row.op_time), "remote_addr": row.remote_addr,
+            "project_id": row.project_id}
+
+
+def export_jsonl(db: Database, q: AuditQuery) -> Iterator[str]:
+    """Every matching entry, oldest first, as JSON lines; read in batches (keyset on id), each its own session."""
+    from registry.model.tables import AuditLog
+    last = 0
+    while True:
+        with db.session() as s:
+            rows = s.scalars(_select(q).where(AuditLog.id > last).order_by(AuditLog.id).limit(EXPORT_BATCH)).all()
+            lines = [json.dumps(entry(r), separators=(",", ":")) + "\n" for r in rows]
+        if not rows:
+            return
+        last = rows[-1].id
+        yield from lines
+
+
+def rfc3339(t: float) -> str:
+    """Harbor's time format: UTC with milliseconds."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"

@@ -1,0 +1,558 @@
+"""Tag retention (Harbor's): a project's rules, OR-ed, say which artifacts to keep; the rest of the repositories the
+rules reach is deleted (or only reported, in a dry run), then GC frees the blobs nothing references any more.
+Runs on demand or on a cron schedule, claimed through the database so one process runs each scheduled run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from registry.model.db import Database
+    from registry.model.tables import Project, RetentionExecution, RetentionPolicy
+    from registry.storage import Layout
+
+log = logging.getLogger("registry.retention")
+
+# Harbor's rule templates: the parameter each takes is named as the template (none for "always").
+TEMPLATES = {"latestPushedK": int, "latestPulledN": int, "nDaysSinceLastPush": int, "nDaysSinceLastPull": int,
+             "always": None}
+DAY = 86400.0
+MAX_RULES = 15  # as Harbor's UI
+SCHEDULER_POLL = 20.0  # seconds between looks for due scheduled runs
+
+
+class RetentionError(ValueError):
+    """A retention policy that cannot be stored: the message names the field."""
+
+
+# -- patterns -----------------------------------------------------------------------------------------------------
+def doublestar(pattern: str) -> re.Pattern:
+    """A doublestar glob as a regex: `*` and `?` stop at "/", `**` crosses it, `{a,b}` alternatives, `[...]`."""
+    return re.compile(_glob(pattern) + r"\Z", re.S)
+
+
+def _glob(p: str) -> str:
+    out, i = [], 0
+    while i < len(p):
+        c = p[i]
+        if p.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if p.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < len(p):
+            i += 1
+            out.append(re.escape(p[i]))
+        elif c == "{" and (end := _closing(p, i)) > 0:
+            out.append("(?:" + "|".join(_glob(a) for a in _split_alternatives(p[i + 1:end])) + ")")
+            i = end
+        elif c == "[" and (end := p.find("]", i + 2)) > 0:
+            body = p[i + 1:end]
+            negate = body[:1] in ("!", "^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _closing(p: str, start: int) -> int:
+    """The index of the brace closing the one at `start`, or -1."""
+    depth = 0
+    for j in range(start, len(p)):
+        if p[j] == "{":
+            depth += 1
+        elif p[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def _split_alternatives(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for j, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:j])
+            start = j + 1
+    parts.append(text[start:])
+    return parts
+
+
+# -- cron ---------------------------------------------------------------------------------------------------------
+_CRON_ALIASES = {"@yearly": "0 0 0 1 1 *", "@annually": "0 0 0 1 1 *", "@monthly": "0 0 0 1 * *",
+                 "@weekly": "0 0 0 * * 0", "@daily": "0 0 0 * * *", "@midnight": "0 0 0 * * *",
+                 "@hourly": "0 0 * * * *"}
+_CRON_RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = ("second", "minute", "hour", "day of month", "month", "day of week")
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A cron expression: 5 fields (minute hour dom month dow) or 6 (seconds first, as Harbor's); UTC."""
+
+    seconds: frozenset[int]
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+    any_day: bool  # day of month is "*"
+    any_weekday: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Cron:
+        """Parse `text`; RetentionError names the bad field."""
+        fields = _CRON_ALIASES.get(text.strip(), text).split()
+        if len(fields) == 5:
+            fields = ["0", *fields]
+        if len(fields) != 6:
+            raise RetentionError(f"cron {text[:100]!r}: 5 or 6 fields")
+        sets = [_cron_field(f, lo, hi, name)
+                for f, (lo, hi), name in zip(fields, _CRON_RANGES, _CRON_NAMES, strict=True)]
+        weekdays = frozenset(d % 7 for d in sets[5])
+        cron = cls(sets[0], sets[1], sets[2], sets[3], sets[4], weekdays, fields[3] in ("*", "?"),
+                   fields[5] in ("*", "?"))
+        if cron.next_after(time.time()) is None:
+            raise RetentionError(f"cron {text[:100]!r}: never fires")
+        return cron
+
+    def _day_ok(self, dt: datetime) -> bool:
+        dom, dow = dt.day in self.days, (dt.weekday() + 1) % 7 in self.weekdays
+        if self.any_day and self.any_weekday:
+            return True
+        if self.any_day:
+            return dow
+        if self.any_weekday:
+            return dom
+        return dom or dow  # both restricted: either matches, as cron does
+
+    def next_after(self, t: float) -> float | None:
+        """The first time after `t` the expression fires (None if not within 5 years)."""
+        dt = datetime.fromtimestamp(int(t) + 1, UTC)
+        limit = dt + timedelta(days=5 * 366)
+        while dt < limit:
+            if dt.month not in self.months:
+                dt = (dt.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0)
+            elif not self._day_ok(dt):
+                dt = (dt + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+            elif dt.hour not in self.hours:
+                dt = (dt + timedelta(hours=1)).replace(minute=0, second=0)
+            elif dt.minute not in self.minutes:
+                dt = (dt + timedelta(minutes=1)).replace(second=0)
+            elif dt.second not in self.seconds:
+                dt += timedelta(seconds=1)
+            else:
+                return dt.timestamp()
+        return None
+
+
+def _cron_field(text: str, lo: int, hi: int, name: str) -> frozenset[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"(\*|\?|\d+)(?:-(\d+))?(?:/(\d+))?", part)
+        if not m:
+            raise RetentionError(f"cron {name} {part[:20]!r}: a number, a range a-b, * or a step /n")
+        start, end, step = m.groups()
+        first = lo if start in ("*", "?") else int(start)
+        last = hi if start in ("*", "?") or (end is None and step) else int(end or start)
+        if not lo <= first <= last <= hi or (step is not None and int(step) < 1):
+            raise RetentionError(f"cron {name} {part[:20]!r}: out of {lo}-{hi}")
+        out.update(range(first, last + 1, int(step or 1)))
+    return frozenset(out)
+
+
+# -- policies -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Selector:
+    """A tag or repository selector: a doublestar pattern that selects (matches) or rejects (excludes)."""
+
+    pattern: re.Pattern
+    include: bool
+    untagged: bool = False
+
+
+def _selectors(where: str, items: object, decorations: tuple[str, str], tags: bool) -> list[dict]:
+    if not isinstance(items, list):
+        raise RetentionError(f"{where}: a list of selectors")
+    out = []
+    for i, sel in enumerate(items):
+        if not isinstance(sel, dict) or sel.get("kind", "doublestar") != "doublestar":
+            raise RetentionError(f"{where}[{i}]: a selector of kind \"doublestar\"")
+        if sel.get("decoration") not in decorations:
+            raise RetentionError(f"{where}[{i}].decoration: {decorations[0]} or {decorations[1]}")
+        pattern = sel.get("pattern")
+        if not isinstance(pattern, str) or not pattern or len(pattern) > 255:
+            raise RetentionError(f"{where}[{i}].pattern: a non-empty pattern")
+        extras = sel.get("extras") or ""
+        if tags and extras:
+            try:
+                parsed = json.loads(extras) if isinstance(extras, str) else extras
+            except ValueError:
+                raise RetentionError(f"{where}[{i}].extras: JSON such as {{\"untagged\":true}}") from None
+            if not isinstance(parsed, dict):
+                raise RetentionError(f"{where}[{i}].extras: JSON such as {{\"untagged\":true}}")
+            extras = json.dumps({"untagged": bool(parsed.get("untagged"))})
+        out.append({"kind": "doublestar", "decoration": sel["decoration"], "pattern": pattern,
+                    "extras": extras if tags else ""})
+    return out
+
+
+def validate(body: dict) -> tuple[list[dict], str]:
+    """Harbor's RetentionPolicy body checked: its normalized rules and cron ("" for on demand only)."""
+    if body.get("algorithm", "or") != "or":
+        raise RetentionError("algorithm: only \"or\"")
+    rules = body.get("rules")
+    if not isinstance(rules, list) or len(rules) > MAX_RULES:
+        raise RetentionError(f"rules: a list of at most {MAX_RULES} rules")
+    out = []
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            raise RetentionError(f"{where}: an object")
+        if rule.get("action", "retain") != "retain":
+            raise RetentionError(f"{where}.action: only \"retain\"")
+        template = rule.get("template")
+        if template not in TEMPLATES:
+            raise RetentionError(f"{where}.template: one of {', '.join(TEMPLATES)}")
+        params = rule.get("params") or {}
+        if not isinstance(params, dict):
+            raise RetentionError(f"{where}.params: an object")
+        clean = {}
+        if TEMPLATES[template] is not None:
+            value = params.get(template)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100000:
+                raise RetentionError(f"{where}.params.{template}: a number from 0 to 100000")
+            clean[template] = value
+        scope = rule.get("scope_selectors") or {"repository": [{"kind": "doublestar", "decoration": "repoMatches",
+                                                                "pattern": "**"}]}
+        if not isinstance(scope, dict) or set(scope) - {"repository"}:
+            raise RetentionError(f"{where}.scope_selectors: only \"repository\"")
+        out.append({"id": i + 1, "priority": int(rule.get("priority") or 0), "disabled": bool(rule.get("disabled")),
+                    "action": "retain", "template": template, "params": clean,
+                    "tag_selectors": _selectors(f"{where}.tag_selectors", rule.get("tag_selectors") or [
+                        {"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+                        ("matches", "excludes"), True),
+                    "scope_selectors": {"repository": _selectors(f"{where}.scope_selectors.repository",
+                                                                 scope.get("repository", []),
+                                                                 ("repoMatches", "repoExcludes"), False)}})
+    trigger = body.get("trigger") or {}
+    if not isinstance(trigger, dict) or trigger.get("kind", "Schedule") != "Schedule":
+        raise RetentionError("trigger.kind: only \"Schedule\"")
+    settings = trigger.get("settings") or {}
+    cron = settings.get("cron", "") if isinstance(settings, dict) else None
+    if not isinstance(cron, str):
+        raise RetentionError("trigger.settings.cron: a cron expression or \"\"")
+    if cron.strip():
+        Cron.parse(cron)
+    return out, cron.strip()
+
+
+def create_policy(db: Database, project_id: int, body: dict) -> int:
+    """Store the project's policy (one per project, as Harbor); its id."""
+    from registry.model.tables import RetentionPolicy
+    rules, cron = validate(body)
+    with db.session() as s:
+        if s.query(RetentionPolicy).filter_by(project_id=project_id).first() is not None:
+            raise RetentionError("scope.ref: the project has a retention policy: update it")
+        # last_run is the schedule's starting point: a new schedule first fires at its next time from now.
+        policy = RetentionPolicy(project_id=project_id, rules=rules, schedule=cron, last_run=time.time())
+        s.add(policy)
+        s.flush()
+        return policy.id
+
+
+def update_policy(db: Database, policy_id: int, body: dict) -> bool:
+    """Replace a policy's rules and schedule; False when there is no such policy."""
+    from registry.model.tables import RetentionPolicy
+    rules, cron = validate(body)
+    with db.session() as s:
+        policy = s.get(RetentionPolicy, policy_id)
+        if policy is None:
+            return False
+        if cron != policy.schedule:
+            policy.last_run = time.time()
+        policy.rules, policy.schedule = rules, cron
+        return True
+
+
+def policy_json(policy: RetentionPolicy) -> dict:
+    """A policy in Harbor's RetentionPolicy shape."""
+    return {"id": policy.id, "algorithm": "or", "rules": policy.rules,
+            "trigger": {"kind": "Schedule", "settings": {"cron": policy.schedule}, "references": {}},
+            "scope": {"level": "project", "ref": policy.project_id}}
+
+
+# -- running ------------------------------------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """An artifact a run considers: its tags and times (a re-tag counts as a push)."""
+
+    id: int
+    repository: str
+    digest: str
+    tags: list[str]
+    push_time: float
+    pull_time: float
+    children: set[str] = field(default_factory=set)  # digests an index references (kept with it)
+
+
+def _tag_selected(sel: dict, tags: list[str]) -> bool:
+    untagged = json.loads(sel["extras"]).get("untagged", False) if sel.get("extras") else False
+    if not tags:
+        return untagged
+    matched = [bool(doublestar(sel["pattern"]).match(t)) for t in tags]
+    return any(matched) if sel["decoration"] == "matches" else not all(matched)
+
+
+def _repo_selected(rule: dict, repo: str) -> bool:
+    """Whether the rule's repository selectors (matched against the name without its project) take `repo`."""
+    name = repo.partition("/")[2]
+    for sel in rule["scope_selectors"].get("repository", []):
+        hit = bool(doublestar(sel["pattern"]).match(name))
+        if hit != (sel["decoration"] == "repoMatches"):
+            return False
+    return True
+
+
+def _retained(rule: dict, candidates: list[Candidate], now: float) -> list[Candidate]:
+    """What one rule keeps of the candidates its selectors pass."""
+    chosen = [c for c in candidates if all(_tag_selected(sel, c.tags) for sel in rule["tag_selectors"])]
+    template, n = rule["template"], rule["params"].get(rule["template"], 0)
+    if template == "latestPushedK":
+        return sorted(chosen, key=lambda c: (c.push_time, c.id), reverse=True)[:n]
+    if template == "latestPulledN":
+        return sorted((c for c in chosen if c.pull_time), key=lambda c: (c.pull_time, c.id), reverse=True)[:n]
+    if template == "nDaysSinceLastPush":
+        return [c for c in chosen if c.push_time >= now - n * DAY]
+    if template == "nDaysSinceLastPull":
+        return [c for c in chosen if c.pull_time and c.pull_time >= now - n * DAY]
+    return chosen  # always
+
+
+def decide(rules: list[dict], candidates: list[Candidate], now: float) -> tuple[list[Candidate], set[int]]:
+    """The candidates in the rules' repositories and the ids of those some rule keeps (indexes keep children)."""
+    active = [r for r in rules if not r.get("disabled")]
+    by_repo: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        by_repo.setdefault(c.repository, []).append(c)
+    considered, kept = [], set[int]()
+    for repo, cands in sorted(by_repo.items()):
+        rules_here = [r for r in active if _repo_selected(r, repo)]
+        if not rules_here:
+            continue
+        considered.extend(cands)
+        for rule in rules_here:
+            kept.update(c.id for c in _retained(rule, cands, now))
+        children = {d for c in cands if c.id in kept for d in c.children}
+        kept.update(c.id for c in cands if c.digest in children)
+    return considered, kept
+
+
+def start_execution(db: Database, policy_id: int, dry_run: bool, trigger: str = "MANUAL") -> int | None:
+    """Record a new run (status Running); its id, or None when there is no such policy."""
+    from registry.model.tables import RetentionExecution, RetentionPolicy
+    with db.session() as s:
+        if s.get(RetentionPolicy, policy_id) is None:
+            return None
+        execution = RetentionExecution(policy_id=policy_id, dry_run=dry_run, trigger=trigger, status="Running")
+        s.add(execution)
+        s.flush()
+        return execution.id
+
+
+def run_execution(db: Database, storage: Layout, execution_id: int, operator: str, gc_grace: int,
+                  host: str = "") -> None:
+    """Carry out a recorded run: decide, delete (unless dry run), collect garbage, record, emit TAG_RETENTION."""
+    from registry.events import Event, emit
+    from registry.model.tables import Project, RetentionExecution, RetentionPolicy
+    with db.session() as s:
+        execution = s.get_one(RetentionExecution, execution_id)
+        policy = s.get_one(RetentionPolicy, execution.policy_id)
+        project = s.get_one(Project, policy.project_id)
+        rules, dry_run, project_name, policy_id = policy.rules, execution.dry_run, project.name, policy.id
+    status = "Succeed"
+    deleted: list[Candidate] = []
+    results: list[dict[str, Any]] = []
+    try:
+        candidates = _candidates(db, storage, project)
+        considered, kept = decide(rules, candidates, time.time())
+        doomed = [c for c in considered if c.id not in kept]
+        if not dry_run:
+            for c in doomed:
+                with db.session() as s:
+                    _remove_artifact(s, storage, c)
+                deleted.append(c)
+            if doomed:
+                from registry.gc import collect
+                collect(storage, grace=gc_grace)
+        results = [{"repository": c.repository, "digest": c.digest, "tags": c.tags, "retained": c.id in kept,
+                    "push_time": c.push_time, "pull_time": c.pull_time} for c in considered]
+    except Exception as e:  # the run's record says it failed; the worker goes on
+        log.exception("retention execution %d", execution_id)
+        status = "Failed"
+        results.append({"error": str(e)[:500]})
+    with db.session() as s:
+        execution = s.get_one(RetentionExecution, execution_id)
+        execution.status, execution.results, execution.end_time = status, results, time.time()
+    retention = {"total": len([r for r in results if "digest" in r]),
+                 "retained": len([r for r in results if r.get("retained")]), "harbor_hostname": host,
+                 "project_name": project_name, "retention_policy_id": policy_id,
+                 "result": "SUCCESS" if status == "Succeed" else "FAILURE",
+                 "deleted_artifact": [{"type": "image", "status": "SUCCESS" if not dry_run else "DRY_RUN",
+                                       "name_tag": f"{r['repository']}:{','.join(r['tags']) or r['digest']}",
+                                       "references": r["tags"]} for r in results
+                                      if "digest" in r and not r["retained"]]}
+    emit(db, Event("TAG_RETENTION", project_name, operator=operator,
+                   resources=tuple({"repository": c.repository, "digest": c.digest} for c in deleted),
+                   extra={"retention": retention}))
+
+
+def _candidates(db: Database, storage: Layout, project: Project) -> list[Candidate]:
+    """The project's artifacts, referrers left out (they go with their subject)."""
+    from dockyard.digest import Digest
+    from registry import manifests
+    from registry.model.tables import Artifact, Repository, Tag
+    out = []
+    with db.session() as s:
+        rows = s.query(Artifact, Repository.name).join(Repository, Artifact.repository_id == Repository.id) \
+            .filter(Repository.project_id == project.id, Artifact.subject.is_(None)).all()
+        tags: dict[int, list[Tag]] = {}
+        for tag in s.query(Tag).join(Repository, Tag.repository_id == Repository.id) \
+                .filter(Repository.project_id == project.id):
+            tags.setdefault(tag.artifact_id, []).append(tag)
+        for artifact, repo in rows:
+            mine = tags.get(artifact.id, [])
+            pushed = max([artifact.push_time, *(t.push_time for t in mine)])
+            pulled = max([artifact.pull_time, *(t.pull_time for t in mine)])
+            out.append(Candidate(artifact.id, repo, artifact.digest, sorted(t.name for t in mine), pushed, pulled))
+    for c in out:
+        found = storage.get_manifest(c.repository, Digest.parse(c.digest))
+        if found is not None:
+            c.children = {str(d) for d in manifests.references(found[0])[1]}
+    return out
+
+
+def _remove_artifact(s: Session, storage: Layout, c: Candidate) -> None:
+    """Delete an artifact, its tags and its referrers from the tables and the storage (until h-artifacts' own)."""
+    from dockyard.digest import Digest
+    from registry.model.tables import Artifact, Tag
+    artifact = s.get(Artifact, c.id)
+    if artifact is None:
+        return
+    for referrer in s.query(Artifact).filter_by(repository_id=artifact.repository_id, subject=c.digest).all():
+        storage.delete_manifest(c.repository, Digest.parse(referrer.digest))
+        storage.remove_referrer(c.repository, Digest.parse(c.digest), Digest.parse(referrer.digest))
+        s.query(Tag).filter_by(artifact_id=referrer.id).delete()
+        s.delete(referrer)
+    storage.delete_manifest(c.repository, Digest.parse(c.digest))
+    s.query(Tag).filter_by(artifact_id=artifact.id).delete()
+    s.delete(artifact)
+
+
+def run_due(db: Database, storage: Layout, gc_grace: int, now: float | None = None, host: str = "") -> list[int]:
+    """Run every scheduled policy whose next time has come, each claimed by one process; the executions' ids."""
+    from sqlalchemy import update
+
+    from registry.model.tables import RetentionPolicy
+    now = time.time() if now is None else now
+    with db.session() as s:
+        scheduled = [(p.id, p.schedule, p.last_run) for p in s.query(RetentionPolicy).filter(
+            RetentionPolicy.schedule != "")]
+    ran = []
+    for policy_id, schedule, last_run in scheduled:
+        try:
+            upcoming = Cron.parse(schedule).next_after(last_run)
+        except RetentionError:
+            continue
+        if upcoming is None or upcoming > now:
+            continue
+        with db.session() as s:
+            # The claim: of several schedulers (workers, replicas) only one moves last_run from what it read.
+            claimed = s.execute(update(RetentionPolicy).where(RetentionPolicy.id == policy_id,
+                                                              RetentionPolicy.last_run == last_run)
+                                .values(last_run=now)).rowcount  # type: ignore[attr-defined]
+        if claimed != 1:
+            continue
+        execution_id = start_execution(db, policy_id, dry_run=False, trigger="SCHEDULE")
+        if execution_id is not None:
+            run_execution(db, storage, execution_id, "scheduler", gc_grace, host)
+            ran.append(execution_id)
+    return ran
+
+
+def run_in_background(db: Database, storage: Layout, execution_id: int, operator: str, gc_grace: int,
+                      host: str = "") -> None:
+    """Carry out a recorded run without holding the request that asked for it."""
+    threading.Thread(target=run_execution, args=(db, storage, execution_id, operator, gc_grace, host),
+                     name=f"retention-{execution_id}", daemon=True).start()
+
+
+_schedulers: dict[int, int] = {}  # id(db) -> the pid whose scheduler runs for it
+_schedulers_lock = threading.Lock()
+
+
+def ensure_scheduler(db: Database, storage: Layout, gc_grace: int) -> None:
+    """Start this process's scheduler loop for `db` unless it runs (a forked worker starts its own)."""
+    with _schedulers_lock:
+        if _schedulers.get(id(db)) == os.getpid():
+            return
+        _schedulers[id(db)] = os.getpid()
+
+    def loop() -> None:
+        while True:
+            try:
+                run_due(db, storage, gc_grace)
+            except Exception:  # a database hiccup must not end the schedule for the life of the worker
+                log.exception("retention scheduler")
+            time.sleep(SCHEDULER_POLL)
+
+    threading.Thread(target=loop, name="retention-scheduler", daemon=True).start()
+
+
+def execution_json(e: RetentionExecution) -> dict:
+    """A run in Harbor's RetentionExecution shape."""
+    from registry.events.audit import rfc3339
+    return {"id": e.id, "policy_id": e.policy_id, "start_time": rfc3339(e.start_time),
+            "end_time": rfc3339(e.end_time) if e.end_time else "", "status": e.status, "trigger": e.trigger,
+            "dry_run": e.dry_run}
+
+
+def tasks(e: RetentionExecution) -> list[dict]:
+    """A run's per-repository tasks in Harbor's RetentionExecutionTask shape, with their results."""
+    from registry.events.audit import rfc3339
+    by_repo: dict[str, list[dict]] = {}
+    for r in e.results or []:
+        if "repository" in r:
+            by_repo.setdefault(r["repository"], []).append(r)
+    status = {"Running": "Running", "Succeed": "Succeed"}.get(e.status, "Error")
+    return [{"id": i, "execution_id": e.id, "repository": repo, "job_id": "", "status": status,
+             "status_code": 3 if status == "Succeed" else 2, "status_revision": 0,
+             "start_time": rfc3339(e.start_time), "end_time": rfc3339(e.end_time) if e.end_time else "",
+             "total": len(rows), "retained": len([r for r in rows if r["retained"]]), "results": rows}
+            for i, (repo, rows) in enumerate(sorted(by_repo.items()), start=1)]
