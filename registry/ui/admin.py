@@ -6,9 +6,8 @@ from flask import request
 from sqlalchemy import func, select
 
 from registry.api.common import ApiError, needs
-from registry.context import state
 from registry.model.tables import Artifact, AuditLog, Project, ProjectBlob, Repository, User
-from registry.ui.common import bp, db, done, form, page_of, principal, render
+from registry.ui.common import bp, db, done, form, page_of, principal, registry, render
 
 
 @bp.get("/users")
@@ -74,7 +73,7 @@ def _statistics() -> dict:
 @bp.get("/system")
 @needs("sysadmin")
 def system():
-    return render("system.html", stats=_statistics(), report=None, config=state().config)
+    return render("system.html", stats=_statistics(), report=None, config=registry().config)
 
 
 @bp.post("/system/gc")
@@ -82,9 +81,9 @@ def system():
 def run_gc():
     """Collect unreferenced blobs now (or list them in a dry run); the page shows what went."""
     from registry.gc import collect
-    config = state().config
+    config = registry().config
     if config.read_only:
         raise ApiError(409, "the registry is read-only: garbage collection would delete")
     dry_run = request.form.get("dry_run") == "on"
-    report = collect(state().storage, dry_run=dry_run, grace=config.gc_grace, upload_max_age=config.upload_max_age)
+    report = collect(registry().storage, dry_run=dry_run, grace=config.gc_grace, upload_max_age=config.upload_max_age)
     return render("system.html", stats=_statistics(), report=report.summary(dry_run), config=config)

@@ -8,9 +8,8 @@ from flask import request
 from sqlalchemy import func, select
 
 from registry.api.common import ApiError, needs
-from registry.context import state
 from registry.model.tables import Artifact, Repository, Tag
-from registry.ui.common import bp, db, done, model_errors, page_of, principal, render
+from registry.ui.common import bp, db, done, model_errors, page_of, principal, registry, render
 from registry.ui.projects import project_context
 
 TAGS_SHOWN = 5  # tags listed beside each artifact of the repository page; the artifact's own page pages them all
@@ -42,7 +41,7 @@ def pull_command(repo: str, reference: str) -> str:
 def artifacts(project_name_or_id: str, repo: str):
     """A repository's artifacts, newest push first, each with its first tags (referrers show under their subject)."""
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         rep = repository(s, ctx["project"], repo)
         where = [Artifact.repository_id == rep.id, Artifact.subject.is_(None)]
         page = page_of(s, select(Artifact).where(*where).order_by(Artifact.push_time.desc(), Artifact.id.desc()),
@@ -70,7 +69,7 @@ def artifacts(project_name_or_id: str, repo: str):
 def manifest_detail(repo: str, digest: str) -> dict:
     """Layers, index entries, build history, labels and platform from the stored manifest and its config."""
     from dockyard.digest import Digest, InvalidDigest
-    storage = state().storage
+    storage = registry().storage
     try:
         found = storage.get_manifest(repo, Digest.parse(digest))
     except InvalidDigest:
@@ -106,7 +105,7 @@ def manifest_detail(repo: str, digest: str) -> dict:
 def artifact_page(project_name_or_id: str, repo: str, digest: str):
     """One artifact: its tags (paged), pull command, layers with sizes, build history, labels and referrers."""
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         rep = repository(s, ctx["project"], repo)
         art = artifact(s, rep, digest)
         where = Tag.artifact_id == art.id
@@ -136,10 +135,10 @@ def delete_tag(project_name_or_id: str, repo: str, tag: str):
     """Remove one tag (an immutable one is refused by the model), back to the repository."""
     from registry.model.artifacts import delete_tag as delete
     with db().session() as s:
-        proj = project_context(s, project_name_or_id)["project"]
+        proj = project_context()["project"]
         rep = repository(s, proj, repo)
     with model_errors():
-        found = delete(db(), state().storage, rep.name, tag, _actor(), host=request.host)
+        found = delete(db(), registry().storage, rep.name, tag, _actor(), host=request.host)
     if not found:
         raise ApiError(404, f"tag {tag[:128]} not found in {rep.name}")
     return done("ui.artifacts", "tag-deleted", project_name_or_id=proj.id, repo=repo)
@@ -151,9 +150,9 @@ def delete_artifact(project_name_or_id: str, repo: str, digest: str):
     """Remove an artifact with all its tags, back to the repository."""
     from registry.model.artifacts import delete_artifact as delete
     with db().session() as s:
-        proj = project_context(s, project_name_or_id)["project"]
+        proj = project_context()["project"]
         rep = repository(s, proj, repo)
         artifact(s, rep, digest)
     with model_errors():
-        delete(db(), state().storage, rep.name, digest, _actor(), host=request.host)
+        delete(db(), registry().storage, rep.name, digest, _actor(), host=request.host)
     return done("ui.artifacts", "artifact-deleted", project_name_or_id=proj.id, repo=repo)

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from flask import Blueprint, render_template, request, send_from_directory, url_for
+from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 from sqlalchemy import or_, select
 
+from registry import guard
 from registry.api.common import ApiError, Paging, needs, paging
-from registry.context import state
+from registry.model import projects
 from registry.model.access import Principal, project_rights
-from registry.model.db import Database
 from registry.model.tables import Member, Project
 from registry.session import current
 
@@ -60,16 +60,13 @@ def static(filename: str):
     return send_from_directory(os.path.join(HERE, "static"), filename, max_age=3600)
 
 
-def db() -> Database:
-    model = state().model
-    assert model is not None  # the blueprint is registered only with `projects` on
-    return model
+db = guard.model  # the app's metadata database
+principal = guard.principal  # who the guard let in (the session's user; None: anonymous)
 
 
-def principal() -> Principal | None:
-    """The signed-in user of this request (the UI's pages use the session cookie only)."""
-    login = current(db())
-    return login.principal if login else None
+def registry():
+    """The app's registry state (config, storage), as guard.model reaches the database."""
+    return current_app.extensions["registry"]
 
 
 def render(template: str, status: int = 200, **context):
@@ -121,12 +118,7 @@ def page_of(session, query, count_query) -> Page:
 
 def project(session, name_or_id: str) -> Project:
     """The project a URL names by id (digits) or name; 404 when there is none."""
-    stmt = select(Project).where(Project.id == int(name_or_id) if name_or_id.isdigit() and len(name_or_id) < 10
-                                 else Project.name == name_or_id)
-    found = session.scalar(stmt)
-    if found is None:
-        raise ApiError(404, f"project {name_or_id[:100]!r} not found")
-    return found
+    return projects.get(session, name_or_id)
 
 
 def rights(proj: Project) -> frozenset[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import request
 from sqlalchemy import func, select
 
+from registry import guard
 from registry.api.common import ApiError, needs
-from registry.context import state
 from registry.model.tables import ImmutableRule, RetentionExecution, RetentionPolicy, WebhookDelivery, WebhookPolicy
-from registry.ui.common import bp, db, done, form, gib, model_errors, page_of, principal, project, render
+from registry.ui.common import bp, db, done, form, gib, model_errors, page_of, principal, project, registry, render
 from registry.ui.projects import project_context, usage
 
 RETENTION_TEMPLATES = {"latestPushedK": "keep the most recently pushed N artifacts",
@@ -21,7 +21,7 @@ WEBHOOK_EVENTS = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_EX
 @needs("project:read")
 def policies(project_name_or_id: str):
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         proj = ctx["project"]
         rules = list(s.scalars(select(ImmutableRule).where(ImmutableRule.project_id == proj.id)
                                .order_by(ImmutableRule.priority, ImmutableRule.id)))
@@ -33,17 +33,12 @@ def policies(project_name_or_id: str):
                   templates=RETENTION_TEMPLATES, tab="policies", **ctx)
 
 
-def _project_id(name_or_id: str) -> int:
-    with db().session() as s:
-        return project(s, name_or_id).id
-
-
 @bp.post("/projects/<project_name_or_id>/settings")
 @needs("project:policies")
 def update_settings(project_name_or_id: str):
     """Visibility, content trust and auto-deletion of untagged artifacts (Harbor's project metadata)."""
     from registry.model.projects import update_project
-    pid = _project_id(project_name_or_id)
+    pid = guard.project().id
     update_project(db(), pid, {key: "true" if request.form.get(key) == "on" else "false"
                                for key in ("public", "enable_content_trust", "auto_delete_untagged")})
     return done("ui.policies", "project-updated", project_name_or_id=pid)
@@ -64,8 +59,8 @@ def set_quota(project_name_or_id: str):
 @needs("project:policies")
 def add_immutable_rule(project_name_or_id: str):
     from registry.model.immutable import save_rule
+    proj = guard.project()
     with db().session() as s, model_errors():
-        proj = project(s, project_name_or_id)
         save_rule(s, proj.id, None, disabled=False, priority=0, repo_pattern=form("repo_pattern", 255) or "**",
                   repo_decoration=form("repo_decoration", 32) or "repoMatches",
                   tag_pattern=form("tag_pattern", 255) or "**", tag_decoration=form("tag_decoration", 32) or "matches")
@@ -76,8 +71,8 @@ def add_immutable_rule(project_name_or_id: str):
 @needs("project:policies")
 def delete_immutable_rule(project_name_or_id: str, rule_id: int):
     from registry.model.immutable import delete_rule
+    proj = guard.project()
     with db().session() as s, model_errors():
-        proj = project(s, project_name_or_id)
         delete_rule(s, proj.id, rule_id)
     return done("ui.policies", "rule-deleted", project_name_or_id=proj.id)
 
@@ -87,8 +82,8 @@ def delete_immutable_rule(project_name_or_id: str, rule_id: int):
 def save_retention(project_name_or_id: str):
     """Add one rule to the project's retention policy (or remove rule `remove`), and set its schedule."""
     from registry.model import retention as model
+    proj = guard.project()
     with db().session() as s:
-        proj = project(s, project_name_or_id)
         existing = s.scalar(select(RetentionPolicy).where(RetentionPolicy.project_id == proj.id))
         rules = list(existing.rules) if existing else []
         policy_id = existing.id if existing else None
@@ -118,8 +113,8 @@ def save_retention(project_name_or_id: str):
 def run_retention(project_name_or_id: str):
     """Run the retention policy now (or as a dry run), waiting for it: the page then shows what it removed."""
     from registry.model import retention as model
+    proj = guard.project()
     with db().session() as s:
-        proj = project(s, project_name_or_id)
         policy_id = s.scalar(select(RetentionPolicy.id).where(RetentionPolicy.project_id == proj.id))
     if policy_id is None:
         raise ApiError(404, f"project {proj.name} has no retention policy")
@@ -127,7 +122,7 @@ def run_retention(project_name_or_id: str):
     if execution is None:
         raise ApiError(404, f"project {proj.name} has no retention policy")
     who = principal()
-    model.run_execution(db(), state().storage, execution, who.name if who else "", state().config.gc_grace,
+    model.run_execution(db(), registry().storage, execution, who.name if who else "", registry().config.gc_grace,
                         host=request.host)
     return done("ui.policies", "retention-run", project_name_or_id=proj.id)
 
@@ -137,7 +132,7 @@ def run_retention(project_name_or_id: str):
 def webhooks(project_name_or_id: str):
     """The project's webhooks (secrets and auth headers are never shown) and their delivery log."""
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         hooks = list(s.scalars(select(WebhookPolicy).where(WebhookPolicy.project_id == ctx["project"].id)
                                .order_by(WebhookPolicy.name)))
         ids = [h.id for h in hooks]
@@ -152,7 +147,7 @@ def webhooks(project_name_or_id: str):
 @needs("project:policies")
 def create_webhook(project_name_or_id: str):
     from registry.events.webhooks import create_policy
-    pid = _project_id(project_name_or_id)
+    pid = guard.project().id
     target = {"type": "http", "address": form("address", 2048), "payload_format": form("payload_format", 32)
               or "Default", "skip_cert_verify": False}
     if form("auth_header"):
@@ -171,7 +166,7 @@ def create_webhook(project_name_or_id: str):
 @needs("project:policies")
 def delete_webhook(project_name_or_id: str, policy_id: int):
     from registry.events.webhooks import delete_policy
-    pid = _project_id(project_name_or_id)
+    pid = guard.project().id
     if not delete_policy(db(), pid, policy_id):
         raise ApiError(404, f"webhook {policy_id} not found")
     return done("ui.webhooks", "webhook-deleted", project_name_or_id=pid)

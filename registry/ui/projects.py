@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import request
 from sqlalchemy import func, select
 
+from registry import guard
 from registry.api.common import ApiError, needs
 from registry.model.tables import Artifact, AuditLog, Member, Project, ProjectBlob, Repository, Robot, User
-from registry.ui.common import bp, db, done, form, gib, page_of, principal, project, render, rights, visible_projects
+from registry.ui.common import bp, db, done, form, gib, page_of, principal, render, rights, visible_projects
 
 
 def usage(session, project_ids: list[int]) -> dict[int, int]:
@@ -36,9 +37,10 @@ def projects():
     return render("projects.html", page=page, used=used, q=q)
 
 
-def project_context(s, name_or_id: str) -> dict:
-    """What every page of one project shows: the project, the user's rights there, the tabs."""
-    proj = project(s, name_or_id)
+def project_context() -> dict:
+    """What every page of one project shows: the project (the guard found it for the view's need) and the user's
+    rights there (for the tabs and buttons)."""
+    proj = guard.project()
     return {"project": proj, "rights": rights(proj)}
 
 
@@ -48,7 +50,7 @@ def repositories(project_name_or_id: str):
     """A project's repositories with their artifact counts and last push, searchable."""
     q = request.args.get("q", "")[:255]
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         proj = ctx["project"]
         where = [Repository.project_id == proj.id]
         if q:
@@ -68,7 +70,7 @@ def repositories(project_name_or_id: str):
 def members(project_name_or_id: str):
     from registry.model.roles import NAMES
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         where = Member.project_id == ctx["project"].id
         page = page_of(s, select(Member, User.username).join(User, User.id == Member.user_id).where(where)
                        .order_by(User.username), select(func.count(Member.id)).where(where))
@@ -79,7 +81,7 @@ def members(project_name_or_id: str):
 @needs("project:members")
 def robots(project_name_or_id: str):
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         where = Robot.project_id == ctx["project"].id
         page = page_of(s, select(Robot).where(where).order_by(Robot.name), select(func.count(Robot.id)).where(where))
     return render("robots.html", page=page, tab="robots", secret=None, **ctx)
@@ -90,7 +92,7 @@ def robots(project_name_or_id: str):
 def logs(project_name_or_id: str):
     """The project's audit log, newest first."""
     with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+        ctx = project_context()
         where = AuditLog.project_id == ctx["project"].id
         page = page_of(s, select(AuditLog).where(where).order_by(AuditLog.op_time.desc(), AuditLog.id.desc()),
                        select(func.count(AuditLog.id)).where(where))
@@ -114,8 +116,7 @@ def create_project():
 @needs("project:members")
 def add_member(project_name_or_id: str):
     from registry.model.projects import add_member as add
-    with db().session() as s:
-        proj = project(s, project_name_or_id)
+    proj = guard.project()
     add(db(), proj.id, _role(), username=form("username", 255))
     return done("ui.members", "member-added", project_name_or_id=proj.id)
 
@@ -124,8 +125,7 @@ def add_member(project_name_or_id: str):
 @needs("project:members")
 def update_member(project_name_or_id: str, member_id: int):
     from registry.model.projects import update_member as update
-    with db().session() as s:
-        proj = project(s, project_name_or_id)
+    proj = guard.project()
     update(db(), proj.id, member_id, _role())
     return done("ui.members", "member-updated", project_name_or_id=proj.id)
 
@@ -134,8 +134,7 @@ def update_member(project_name_or_id: str, member_id: int):
 @needs("project:members")
 def remove_member(project_name_or_id: str, member_id: int):
     from registry.model.projects import remove_member as remove
-    with db().session() as s:
-        proj = project(s, project_name_or_id)
+    proj = guard.project()
     remove(db(), proj.id, member_id)
     return done("ui.members", "member-removed", project_name_or_id=proj.id)
 
@@ -153,8 +152,7 @@ ROBOT_ACTIONS = ("pull", "push", "delete")
 def create_robot(project_name_or_id: str):
     """A project robot account with the chosen repository actions; its secret is shown on this one page only."""
     from registry.model.robots import create_robot as create
-    with db().session() as s:
-        ctx = project_context(s, project_name_or_id)
+    ctx = project_context()
     proj = ctx["project"]
     actions = [a for a in ROBOT_ACTIONS if request.form.get(f"action_{a}") == "on"] or ["pull"]
     days = form("days", 9) or "-1"
@@ -175,8 +173,8 @@ def create_robot(project_name_or_id: str):
 @needs("project:members")
 def delete_robot(project_name_or_id: str, robot_id: int):
     from registry.model.robots import delete_robot as delete
+    proj = guard.project()
     with db().session() as s:
-        proj = project(s, project_name_or_id)
         robot = s.get(Robot, robot_id)
         if robot is None or robot.project_id != proj.id:  # only this project's robots are managed from its page
             raise ApiError(404, f"robot account {robot_id} not found in {proj.name}")
