@@ -10,10 +10,10 @@ import time
 import pytest
 import requests
 from sqlalchemy import insert, select
+from uikit import ADMIN, Browserless, image, push, start_server
 
 from registry.model.db import Database, default_url
 from registry.model.tables import Artifact, Repository, Tag, WebSession
-from uikit import ADMIN, Browserless, image, push, start_server
 
 XSS = '<script>window.pwned=1</script><img src=x onerror="alert(1)">'
 
@@ -76,7 +76,6 @@ def test_ten_thousand_tags_render_one_page(server, admin, db):
         s.execute(insert(Artifact), [{"repository_id": arts_repo.id, "digest": f"sha256:{i:064x}",
                                       "media_type": "application/json", "artifact_type": "", "size": i, "extra": {},
                                       "push_time": now + i, "pull_time": 0} for i in range(10000)])
-        art_id = art.id
     started = time.perf_counter()
     body = admin.get(f"/projects/{pid}/repositories/tags").text
     assert time.perf_counter() - started < 2

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import requests
-
 from regkit import Image, Server, free_port, layer_tar, sha256
 
 ADMIN = ("admin", "Harbor12345")
