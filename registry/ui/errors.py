@@ -7,8 +7,8 @@ from flask import redirect, request, url_for
 from registry.ui.common import render
 
 TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Too large", 429: "Too many requests",
-          500: "Something went wrong"}
+          405: "Method not allowed", 409: "Conflict", 412: "Refused by a policy", 413: "Too large",
+          429: "Too many requests", 500: "Something went wrong"}
 
 
 def error_page(status: int, message: str):
