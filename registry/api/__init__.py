@@ -7,7 +7,7 @@ import importlib
 from flask import Blueprint
 
 # The modules whose views register themselves on registry.api.common.bp when imported.
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("projects", "members", "users", "robots", "system")
 
 
 def blueprint() -> Blueprint:

@@ -145,3 +145,47 @@ def _split_terms(text: str) -> list[str]:
             start = i + 1
     terms.append(text[start:])
     return [t.strip() for t in terms if t.strip()]
+
+
+def filter_q(stmt, conditions: list[Condition], columns: dict):
+    """`stmt` narrowed by parsed `q` terms on the given columns (query key -> column); 400 on another key."""
+    from sqlalchemy import Boolean, Integer, and_
+
+    for cond in conditions:
+        column = columns.get(cond.key)
+        if column is None:
+            raise ApiError(400, f"q: unsupported key {cond.key[:50]!r}; use one of {', '.join(columns)}")
+
+        def value(text: object, column=column, key=cond.key):
+            if isinstance(column.type, Boolean):
+                if str(text).lower() not in ("true", "false", "1", "0"):
+                    raise ApiError(400, f"q: {key} is true or false")
+                return str(text).lower() in ("true", "1")
+            if isinstance(column.type, Integer):
+                if not _INT.fullmatch(str(text)):
+                    raise ApiError(400, f"q: {key} is a number")
+                return int(str(text))
+            return text
+
+        if cond.op == "=~":
+            escaped = str(cond.value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(column.ilike(f"%{escaped}%", escape="\\"))
+        elif cond.op == "range":
+            low, high = cond.value if isinstance(cond.value, tuple) else (None, None)
+            stmt = stmt.where(and_(*([column >= value(low)] if low is not None else []),
+                                   *([column <= value(high)] if high is not None else [])))
+        elif cond.op == "or":
+            stmt = stmt.where(column.in_([value(v) for v in cond.value]))  # type: ignore[attr-defined]
+        elif cond.op == "and":
+            stmt = stmt.where(and_(*(column == value(v) for v in cond.value)))  # type: ignore[attr-defined]
+        else:
+            stmt = stmt.where(column == value(cond.value))
+    return stmt
+
+
+def json_body() -> dict:
+    """The request's JSON object; 400 when the body is not one."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
