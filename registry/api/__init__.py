@@ -7,7 +7,8 @@ import importlib
 from flask import Blueprint
 
 # The modules whose views register themselves on registry.api.common.bp when imported.
-MODULES: tuple[str, ...] = ("projects", "members", "users", "robots", "system")
+MODULES: tuple[str, ...] = ("projects", "members", "users", "robots", "system", "repositories", "artifacts", "quotas",
+                            "immutable")
 
 
 def blueprint() -> Blueprint:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from registry.events import Event, emit
 from registry.model import immutable, quota, trust
 from registry.model.db import Database
 from registry.model.policy import Actor, Refused
+from registry.model.projects import project_of
 from registry.model.tables import Artifact, ArtifactBlob, Project, Repository, Tag, now
 
 CONFIG_MAX = 8 << 20  # an image config larger than this is not read for the index (its fields stay empty)
@@ -98,12 +99,6 @@ def read_manifest(digest: str, data: bytes, media_type: str) -> Manifest:
     return m
 
 
-def project_of(repository: str) -> str:
-    """The project a repository belongs to: its first path component ("" for a name without one)."""
-    name, slash, _ = repository.partition("/")
-    return name if slash else ""
-
-
 def harbor_type(media_type: str, config_media_type: str) -> str:
     """Harbor's artifact `type`: IMAGE, CHART or UNKNOWN."""
     if media_type in mt.INDEXES or config_media_type in (mt.OCI_CONFIG, mt.DOCKER_CONFIG):
@@ -113,9 +108,9 @@ def harbor_type(media_type: str, config_media_type: str) -> str:
 
 def _project(s: Session, repository: str) -> Project:
     name = project_of(repository)
-    project = s.scalar(select(Project).where(Project.name == name)) if name else None
+    project = s.scalar(select(Project).where(Project.name == name))
     if project is None:
-        raise Refused(404, "NAME_UNKNOWN", f"project {name or repository} not found")
+        raise Refused(404, "NAME_UNKNOWN", f"project {name} not found")
     return project
 
 
@@ -358,11 +353,22 @@ def delete_repository(db: Database, storage: Storage, repository: str, actor: Ac
         if repo is None:
             return False
         digests = list(s.scalars(select(Artifact.digest).where(Artifact.repository_id == repo.id)))
+        project = _project(s, repository)
+        for name in s.scalars(select(Tag.name).where(Tag.repository_id == repo.id)):
+            if immutable.is_immutable(s, project, repository, name):
+                raise immutable.refuse(repository, name)
     for digest in digests:
         delete_artifact(db, storage, repository, digest, actor, host)
     with db.session() as s:
         s.execute(delete(Repository).where(Repository.name == repository))
     return True
+
+
+def describe_repository(db: Database, repository: str, description: str) -> None:
+    """Set a repository's description."""
+    with db.session() as s:
+        s.execute(update(Repository).where(Repository.name == repository)
+                  .values(description=description, updated_at=now()))
 
 
 # -- pull ----------------------------------------------------------------------------------------------------------
@@ -399,14 +405,17 @@ def record_pull(db: Database, repository: str, digest: str, tag: str | None, act
 
 
 # -- what storage already holds ------------------------------------------------------------------------------------
-_indexed: set[str] = set()
+_indexed: dict[str, int] = {}  # database URL -> the newest project when this process last indexed storage
 
 
 def ensure_indexed(db: Database, storage: Storage) -> None:
-    """Index, once per process, the repositories storage held before the registry ran with projects."""
-    if db.url in _indexed:
+    """Index the repositories storage held before the registry ran with projects: once per process, and again
+    when a project was created since (its repositories may be in storage already)."""
+    with db.session() as s:
+        newest = s.scalar(select(func.max(Project.id))) or 0
+    if _indexed.get(db.url) == newest:
         return
-    _indexed.add(db.url)
+    _indexed[db.url] = newest
     reindex(db, storage)
 
 
@@ -421,8 +430,7 @@ def index_repository(db: Database, storage: Storage, repository: str) -> bool:
     with db.session() as s:
         if s.scalar(select(Repository.id).where(Repository.name == repository)) is not None:
             return False
-        name = project_of(repository)
-        if not name or s.scalar(select(Project.id).where(Project.name == name)) is None:
+        if s.scalar(select(Project.id).where(Project.name == project_of(repository))) is None:
             return False
     found = []
     for digest in storage.iter_manifests(repository):

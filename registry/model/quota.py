@@ -13,8 +13,6 @@ from registry.model.tables import Artifact, ArtifactBlob, Project, ProjectBlob, 
 if TYPE_CHECKING:
     from registry.model.db import Database
 
-UNLIMITED = -1
-
 
 def usage(s: Session, project_id: int) -> int:
     """Bytes the project's distinct blobs take."""
@@ -71,7 +69,7 @@ def refuse(db: Database, project: str, repository: str, message: str, actor: Act
 
 def charge_blob(db: Database, repository: str, digest: str, size: int, actor: Actor) -> None:
     """Count an uploaded or mounted blob in its project's usage; Refused (403) when that exceeds the quota."""
-    from registry.model.artifacts import project_of
+    from registry.model.projects import project_of
     name = project_of(repository)
     with db.session() as s:
         project = s.scalar(select(Project).where(Project.name == name))
@@ -96,9 +94,3 @@ def release(s: Session, project_id: int, digests: list[str]) -> None:
     if gone:
         s.execute(delete(ProjectBlob).where(ProjectBlob.project_id == project_id, ProjectBlob.digest.in_(gone)))
 
-
-def set_limit(s: Session, project: Project, hard: int) -> None:
-    """Set a project's storage limit in bytes (-1: unlimited); ValueError below -1."""
-    if hard < UNLIMITED:
-        raise ValueError("storage quota must be -1 (unlimited) or a number of bytes")
-    project.quota_bytes = hard

@@ -240,6 +240,15 @@ class LoginFailure(Base):
     last_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class ArtifactBlob(Base):
+    """What an artifact references (config, layers, its own manifest, an index's children): a blob leaves its
+    project's quota usage when no artifact of the project references it any more (h-artifacts)."""
+
+    __tablename__ = "artifact_blobs"
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
 class WebSession(Base):
     """A signed-in browser session: the cookie's token is never stored, only its SHA-256 (the primary key)."""
 
@@ -251,12 +260,3 @@ class WebSession(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     last_seen: Mapped[float] = mapped_column(Float, default=now)  # idle expiry counts from here
     expires_at: Mapped[float] = mapped_column(Float)  # absolute expiry
-
-
-class ArtifactBlob(Base):
-    """What an artifact references (config, layers, its own manifest, an index's children): a blob leaves its
-    project's quota usage when no artifact of the project references it any more (h-artifacts)."""
-
-    __tablename__ = "artifact_blobs"
-    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
-    digest: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)

@@ -19,7 +19,7 @@ NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
 SIGNATURE_TYPES = (COSIGN_SIGNATURE, NOTATION_SIGNATURE)
 
 
-def _is_signed(s: Session, repo_id: int, digest: str) -> bool:
+def is_signed(s: Session, repo_id: int, digest: str) -> bool:
     """Whether a signature refers to `digest`: a referrer of a signature type or cosign's `sha256-<hex>.sig` tag."""
     if s.scalar(select(Artifact.id).where(Artifact.repository_id == repo_id, Artifact.subject == digest,
                                           Artifact.artifact_type.in_(SIGNATURE_TYPES)).limit(1)) is not None:
@@ -31,7 +31,8 @@ def _is_signed(s: Session, repo_id: int, digest: str) -> bool:
 def check_pull(db: Database, repository: str, digest: str) -> None:
     """With the project's content trust on, refuse (412) a pull of an artifact no signature refers to. Signatures and
     other referrers themselves may be pulled, and an index's child is as trusted as a signed index holding it."""
-    project_name = repository.partition("/")[0]
+    from registry.model.projects import project_of
+    project_name = project_of(repository)
     with db.session() as s:
         if not s.scalar(select(Project.content_trust).where(Project.name == project_name)):
             return
@@ -39,12 +40,12 @@ def check_pull(db: Database, repository: str, digest: str) -> None:
         art = s.scalar(select(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest))
         if art is not None and art.subject is not None:
             return
-        if repo_id is not None and _is_signed(s, repo_id, digest):
+        if repo_id is not None and is_signed(s, repo_id, digest):
             return
         parents = s.scalars(select(Artifact.digest).join(ArtifactBlob, ArtifactBlob.artifact_id == Artifact.id)
                             .where(Artifact.repository_id == repo_id, ArtifactBlob.digest == digest,
                                    Artifact.digest != digest))
-        if repo_id is not None and any(_is_signed(s, repo_id, parent) for parent in parents):
+        if repo_id is not None and any(is_signed(s, repo_id, parent) for parent in parents):
             return
     raise Refused(412, "DENIED", f"The image {repository}@{digest} is not signed: project {project_name} only "
                                  "allows pulling signed images (content trust).")

@@ -1,14 +1,14 @@
-"""The UI's sessions (web_sessions) and the artifact index's references (artifact_blobs), added after 0001.
+"""The UI's signed-in browser sessions (web_sessions).
 
-Interim (h-ui): the lead's final migration at merge replaces this file."""
+Interim (h-ui): the lead's final migration at merge may fold this into its own."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -25,16 +25,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('token_hash'))
     op.create_index(op.f('ix_web_sessions_user_id'), 'web_sessions', ['user_id'], unique=False)
-    op.create_table('artifact_blobs',
-        sa.Column('artifact_id', sa.Integer(), nullable=False),
-        sa.Column('digest', sa.String(length=255), nullable=False),
-        sa.ForeignKeyConstraint(['artifact_id'], ['artifacts.id'], ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('artifact_id', 'digest'))
-    op.create_index(op.f('ix_artifact_blobs_digest'), 'artifact_blobs', ['digest'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_artifact_blobs_digest'), table_name='artifact_blobs')
-    op.drop_table('artifact_blobs')
     op.drop_index(op.f('ix_web_sessions_user_id'), table_name='web_sessions')
     op.drop_table('web_sessions')
