@@ -20,7 +20,7 @@ EVENT_TYPES: tuple[str, ...] = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFA
                                 "SCANNING_STOPPED")
 # The audit log's operation for each event type that acts on artifacts.
 OPERATIONS = {"PUSH_ARTIFACT": "push", "PULL_ARTIFACT": "pull", "DELETE_ARTIFACT": "delete",
-              "TAG_RETENTION": "delete", "QUOTA_EXCEED": "quota_exceed", "QUOTA_WARNING": "quota_warning"}
+              "DELETE_TAG": "delete", "QUOTA_EXCEED": "quota_exceed", "QUOTA_WARNING": "quota_warning"}
 # Harbor's CloudEvents `type` for each event type.
 CLOUDEVENT_TYPES = {"PUSH_ARTIFACT": "harbor.artifact.pushed", "PULL_ARTIFACT": "harbor.artifact.pulled",
                     "DELETE_ARTIFACT": "harbor.artifact.deleted", "QUOTA_EXCEED": "harbor.quota.exceeded",
@@ -61,11 +61,11 @@ def emit(db: Database, event: Event) -> None:
                              event.operator, event.remote_addr, project_id, occurred)
         if project is None:
             return
-        repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
-        policies = s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True).all()
+        policies = [p for p in s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True)
+                    if event.type in (p.event_types or [])]
+        repo = s.query(Repository).filter_by(name=event.repository).one_or_none() \
+            if policies and event.repository else None
         for policy in policies:
-            if event.type not in (policy.event_types or []):
-                continue
             for target in policy.targets or []:
                 if target.get("enabled", True) is False:
                     continue
@@ -80,14 +80,11 @@ def _audit_resources(event: Event) -> list[str]:
     """"repo:tag" or "repo@digest" per resource; else the repository or project itself."""
     out = []
     for r in event.resources:
-        repo = r.get("repository") or event.repository
         if r.get("tag"):
-            out.append(f"{repo}:{r['tag']}")
+            out.append(f"{event.repository}:{r['tag']}")
         elif r.get("digest"):
-            out.append(f"{repo}@{r['digest']}")
-    if out or event.type == "TAG_RETENTION":  # a retention run is audited by what it deleted
-        return out
-    return [event.repository or event.project]
+            out.append(f"{event.repository}@{r['digest']}")
+    return out or [event.repository or event.project]
 
 
 def event_data(event: Event, project: Project, repo: Repository | None) -> dict:

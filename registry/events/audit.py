@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ class AuditQuery:
     username_fuzzy: bool = False
     since: float | None = None
     until: float | None = None
-    project_id: int | None = None
+    project_ids: tuple[int, ...] | None = None  # None: every project (and entries of none)
 
 
 def record(s: Session, operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
@@ -59,8 +58,8 @@ def _select(q: AuditQuery) -> Select:
         stmt = stmt.where(AuditLog.op_time >= q.since)
     if q.until is not None:
         stmt = stmt.where(AuditLog.op_time <= q.until)
-    if q.project_id is not None:
-        stmt = stmt.where(AuditLog.project_id == q.project_id)
+    if q.project_ids is not None:
+        stmt = stmt.where(AuditLog.project_id.in_(q.project_ids))
     return stmt
 
 
@@ -79,6 +78,7 @@ def query(db: Database, q: AuditQuery, offset: int = 0, limit: int = 10) -> tupl
 
 def entry(row: AuditLog) -> dict:
     """An entry as Harbor's AuditLog (plus our remote_addr and project_id)."""
+    from registry.api.common import rfc3339
     return {"id": row.id, "username": row.username, "resource": row.resource, "resource_type": row.resource_type,
             "operation": row.operation, "op_time": rfc3339(row.op_time), "remote_addr": row.remote_addr,
             "project_id": row.project_id}
@@ -97,7 +97,3 @@ def export_jsonl(db: Database, q: AuditQuery) -> Iterator[str]:
         last = rows[-1].id
         yield from lines
 
-
-def rfc3339(t: float) -> str:
-    """Harbor's time format: UTC with milliseconds."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"

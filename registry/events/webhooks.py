@@ -115,13 +115,19 @@ def create_policy(db: Database, project_id: int, body: dict, creator: str) -> in
 
 
 def update_policy(db: Database, project_id: int, policy_id: int, body: dict) -> bool:
-    """Change the fields `body` gives; False when the project has no such policy."""
+    """Change the fields `body` gives; False when the project has no such policy. A target given without a
+    `secret` keeps the one its address had (the API never shows secrets, so a read-modify-write keeps them)."""
     from registry.model.tables import WebhookPolicy
-    fields = validate(body, partial=True)
     with db.session() as s:
         policy = s.query(WebhookPolicy).filter_by(id=policy_id, project_id=project_id).one_or_none()
         if policy is None:
             return False
+        if isinstance(body.get("targets"), list):
+            secrets = {t.get("address"): t.get("secret", "") for t in policy.targets or []}
+            body = {**body, "targets": [{**t, "secret": secrets.get(t.get("address"), "")}
+                                        if isinstance(t, dict) and "secret" not in t else t
+                                        for t in body["targets"]]}
+        fields = validate(body, partial=True)
         if "name" in fields and fields["name"] != policy.name and s.query(WebhookPolicy).filter_by(
                 project_id=project_id, name=fields["name"]).first() is not None:
             raise WebhookError(f"name: a policy named {fields['name']!r} exists")
@@ -183,12 +189,12 @@ def backoff(attempts: int) -> float:
     return min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_MAX)
 
 
-def deliver_due(db: Database, now: float | None = None) -> int:
+def deliver_due(db: Database) -> int:
     """Claim and send up to BATCH due deliveries (in parallel); how many were claimed."""
     from sqlalchemy import select, update
 
     from registry.model.tables import WebhookDelivery
-    now = time.time() if now is None else now
+    now = time.time()
     due = (WebhookDelivery.status.in_(("Pending", "Running")), WebhookDelivery.next_attempt <= now)
     with db.session() as s:
         ids = s.scalars(select(WebhookDelivery.id).where(*due).order_by(WebhookDelivery.next_attempt)
@@ -234,7 +240,9 @@ def _send(db: Database, delivery_id: int) -> None:
             delivery.status = "Pending"
             delivery.next_attempt = time.time() + backoff(delivery.attempts)
     if error is not None:
-        log.warning("webhook delivery %d to %s failed: %s", delivery_id, target and target["address"], error)
+        # The host only: an address may carry credentials (https://user:token@host/...), which are never logged.
+        log.warning("webhook delivery %d to %s failed: %s", delivery_id,
+                    urlsplit(target["address"]).hostname if target else "a removed target", error)
 
 
 def _target_of(policy, delivery: WebhookDelivery) -> dict | None:
@@ -257,7 +265,6 @@ class _Sender:
         self.event = threading.Event()
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
-        self.thread.start()
 
     def _run(self) -> None:
         while not self.stopping:
@@ -275,13 +282,22 @@ _senders: dict[int, _Sender] = {}
 _senders_lock = threading.Lock()
 
 
-def wake(db: Database) -> None:
-    """Start this process's sender for `db` if it has none (a forked worker never inherits one), and wake it."""
+def start(db: Database) -> _Sender:
+    """This process's sender for `db`, started if it has none (a forked worker never inherits its parent's)."""
     with _senders_lock:
-        sender = _senders.get(id(db))
-        if sender is None or sender.pid != os.getpid():
-            sender = _senders[id(db)] = _Sender(db)
-    sender.event.set()
+        found = _senders.get(id(db))
+        fresh = found is None or found.pid != os.getpid()
+        sender = _senders[id(db)] = _Sender(db) if fresh or found is None else found
+    # Started outside the lock: under gevent, starting a thread yields, and the lock (made before the worker's
+    # monkey-patching) would then block the whole worker for a greenlet that wants it too.
+    if fresh:
+        sender.thread.start()
+    return sender
+
+
+def wake(db: Database) -> None:
+    """Have this process's sender look for due deliveries now."""
+    start(db).event.set()
 
 
 def stop(db: Database) -> None:

@@ -15,11 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
+    from registry.model.artifacts import Storage
     from registry.model.db import Database
     from registry.model.tables import Project, RetentionExecution, RetentionPolicy
-    from registry.storage import Layout
 
 log = logging.getLogger("registry.retention")
 
@@ -28,7 +26,7 @@ TEMPLATES = {"latestPushedK": int, "latestPulledN": int, "nDaysSinceLastPush": i
              "always": None}
 DAY = 86400.0
 MAX_RULES = 15  # as Harbor's UI
-SCHEDULER_POLL = 20.0  # seconds between looks for due scheduled runs
+SCHEDULER_POLL = 5.0  # seconds between looks for due scheduled runs
 
 
 class RetentionError(ValueError):
@@ -301,6 +299,18 @@ def update_policy(db: Database, policy_id: int, body: dict) -> bool:
         return True
 
 
+def delete_policy(db: Database, policy_id: int) -> bool:
+    """Remove a policy and its runs; False when there is no such policy."""
+    from registry.model.tables import RetentionExecution, RetentionPolicy
+    with db.session() as s:
+        policy = s.get(RetentionPolicy, policy_id)
+        if policy is None:
+            return False
+        s.query(RetentionExecution).filter_by(policy_id=policy_id).delete()
+        s.delete(policy)
+        return True
+
+
 def policy_json(policy: RetentionPolicy) -> dict:
     """A policy in Harbor's RetentionPolicy shape."""
     return {"id": policy.id, "algorithm": "or", "rules": policy.rules,
@@ -347,7 +357,7 @@ def _retained(rule: dict, candidates: list[Candidate], now: float) -> list[Candi
     if template == "latestPushedK":
         return sorted(chosen, key=lambda c: (c.push_time, c.id), reverse=True)[:n]
     if template == "latestPulledN":
-        return sorted((c for c in chosen if c.pull_time), key=lambda c: (c.pull_time, c.id), reverse=True)[:n]
+        return sorted(chosen, key=lambda c: (c.pull_time, c.id), reverse=True)[:n]
     if template == "nDaysSinceLastPush":
         return [c for c in chosen if c.push_time >= now - n * DAY]
     if template == "nDaysSinceLastPull":
@@ -386,10 +396,12 @@ def start_execution(db: Database, policy_id: int, dry_run: bool, trigger: str = 
         return execution.id
 
 
-def run_execution(db: Database, storage: Layout, execution_id: int, operator: str, gc_grace: int,
+def run_execution(db: Database, storage: Storage, execution_id: int, operator: str, gc_grace: int,
                   host: str = "") -> None:
     """Carry out a recorded run: decide, delete (unless dry run), collect garbage, record, emit TAG_RETENTION."""
     from registry.events import Event, emit
+    from registry.model import artifacts
+    from registry.model.policy import Actor, Refused
     from registry.model.tables import Project, RetentionExecution, RetentionPolicy
     with db.session() as s:
         execution = s.get_one(RetentionExecution, execution_id)
@@ -397,7 +409,7 @@ def run_execution(db: Database, storage: Layout, execution_id: int, operator: st
         project = s.get_one(Project, policy.project_id)
         rules, dry_run, project_name, policy_id = policy.rules, execution.dry_run, project.name, policy.id
     status = "Succeed"
-    deleted: list[Candidate] = []
+    notes: dict[int, str] = {}
     results: list[dict[str, Any]] = []
     try:
         candidates = _candidates(db, storage, project)
@@ -405,14 +417,17 @@ def run_execution(db: Database, storage: Layout, execution_id: int, operator: st
         doomed = [c for c in considered if c.id not in kept]
         if not dry_run:
             for c in doomed:
-                with db.session() as s:
-                    _remove_artifact(s, storage, c)
-                deleted.append(c)
-            if doomed:
+                try:
+                    artifacts.delete_artifact(db, storage, c.repository, c.digest, Actor(operator), host)
+                except Refused as e:  # an immutable tag: Harbor's retention keeps it too
+                    kept.add(c.id)
+                    notes[c.id] = e.message
+            if len(kept) < len(considered):
                 from registry.gc import collect
-                collect(storage, grace=gc_grace)
+                collect(storage, grace=gc_grace)  # type: ignore[arg-type]  # the app's Layout
         results = [{"repository": c.repository, "digest": c.digest, "tags": c.tags, "retained": c.id in kept,
-                    "push_time": c.push_time, "pull_time": c.pull_time} for c in considered]
+                    "push_time": c.push_time, "pull_time": c.pull_time, **({"note": notes[c.id]} if c.id in notes
+                                                                          else {})} for c in considered]
     except Exception as e:  # the run's record says it failed; the worker goes on
         log.exception("retention execution %d", execution_id)
         status = "Failed"
@@ -428,15 +443,14 @@ def run_execution(db: Database, storage: Layout, execution_id: int, operator: st
                                        "name_tag": f"{r['repository']}:{','.join(r['tags']) or r['digest']}",
                                        "references": r["tags"]} for r in results
                                       if "digest" in r and not r["retained"]]}
-    emit(db, Event("TAG_RETENTION", project_name, operator=operator,
-                   resources=tuple({"repository": c.repository, "digest": c.digest} for c in deleted),
-                   extra={"retention": retention}))
+    # Each deletion emitted its own DELETE_ARTIFACT (the audit log's rows); this is the run's summary.
+    emit(db, Event("TAG_RETENTION", project_name, operator=operator, extra={"retention": retention}))
 
 
-def _candidates(db: Database, storage: Layout, project: Project) -> list[Candidate]:
+def _candidates(db: Database, storage: Storage, project: Project) -> list[Candidate]:
     """The project's artifacts, referrers left out (they go with their subject)."""
     from dockyard.digest import Digest
-    from registry import manifests
+    from registry.model.artifacts import read_manifest
     from registry.model.tables import Artifact, Repository, Tag
     out = []
     with db.session() as s:
@@ -454,28 +468,11 @@ def _candidates(db: Database, storage: Layout, project: Project) -> list[Candida
     for c in out:
         found = storage.get_manifest(c.repository, Digest.parse(c.digest))
         if found is not None:
-            c.children = {str(d) for d in manifests.references(found[0])[1]}
+            c.children = {str(d.get("digest")) for d in read_manifest(c.digest, *found).children}
     return out
 
 
-def _remove_artifact(s: Session, storage: Layout, c: Candidate) -> None:
-    """Delete an artifact, its tags and its referrers from the tables and the storage (until h-artifacts' own)."""
-    from dockyard.digest import Digest
-    from registry.model.tables import Artifact, Tag
-    artifact = s.get(Artifact, c.id)
-    if artifact is None:
-        return
-    for referrer in s.query(Artifact).filter_by(repository_id=artifact.repository_id, subject=c.digest).all():
-        storage.delete_manifest(c.repository, Digest.parse(referrer.digest))
-        storage.remove_referrer(c.repository, Digest.parse(c.digest), Digest.parse(referrer.digest))
-        s.query(Tag).filter_by(artifact_id=referrer.id).delete()
-        s.delete(referrer)
-    storage.delete_manifest(c.repository, Digest.parse(c.digest))
-    s.query(Tag).filter_by(artifact_id=artifact.id).delete()
-    s.delete(artifact)
-
-
-def run_due(db: Database, storage: Layout, gc_grace: int, now: float | None = None, host: str = "") -> list[int]:
+def run_due(db: Database, storage: Storage, gc_grace: int, now: float | None = None, host: str = "") -> list[int]:
     """Run every scheduled policy whose next time has come, each claimed by one process; the executions' ids."""
     from sqlalchemy import update
 
@@ -506,7 +503,7 @@ def run_due(db: Database, storage: Layout, gc_grace: int, now: float | None = No
     return ran
 
 
-def run_in_background(db: Database, storage: Layout, execution_id: int, operator: str, gc_grace: int,
+def run_in_background(db: Database, storage: Storage, execution_id: int, operator: str, gc_grace: int,
                       host: str = "") -> None:
     """Carry out a recorded run without holding the request that asked for it."""
     threading.Thread(target=run_execution, args=(db, storage, execution_id, operator, gc_grace, host),
@@ -517,7 +514,7 @@ _schedulers: dict[int, int] = {}  # id(db) -> the pid whose scheduler runs for i
 _schedulers_lock = threading.Lock()
 
 
-def ensure_scheduler(db: Database, storage: Layout, gc_grace: int) -> None:
+def ensure_scheduler(db: Database, storage: Storage, gc_grace: int) -> None:
     """Start this process's scheduler loop for `db` unless it runs (a forked worker starts its own)."""
     with _schedulers_lock:
         if _schedulers.get(id(db)) == os.getpid():
@@ -537,7 +534,7 @@ def ensure_scheduler(db: Database, storage: Layout, gc_grace: int) -> None:
 
 def execution_json(e: RetentionExecution) -> dict:
     """A run in Harbor's RetentionExecution shape."""
-    from registry.events.audit import rfc3339
+    from registry.api.common import rfc3339
     return {"id": e.id, "policy_id": e.policy_id, "start_time": rfc3339(e.start_time),
             "end_time": rfc3339(e.end_time) if e.end_time else "", "status": e.status, "trigger": e.trigger,
             "dry_run": e.dry_run}
@@ -545,7 +542,7 @@ def execution_json(e: RetentionExecution) -> dict:
 
 def tasks(e: RetentionExecution) -> list[dict]:
     """A run's per-repository tasks in Harbor's RetentionExecutionTask shape, with their results."""
-    from registry.events.audit import rfc3339
+    from registry.api.common import rfc3339
     by_repo: dict[str, list[dict]] = {}
     for r in e.results or []:
         if "repository" in r:

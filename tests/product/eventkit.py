@@ -93,3 +93,40 @@ def model_db(tmp_path, project: str = "test", public: bool = False):
         s.add(p)
         s.flush()
         return db, p.id
+
+
+ADMIN = ("admin", "Harbor12345")
+
+
+def server_project(server, name: str = "test", public: bool = False) -> int:
+    """Create a project in a running product server's database through the model's own function; its id.
+    (The projects API is h-identity's: this keeps these tests independent of it.)"""
+    from registry.model.db import Database, default_url
+    from registry.model.projects import create_project
+    db = Database(default_url(str(server.root)))
+    try:
+        return create_project(db, None, name, {"public": "true" if public else "false"}).id
+    finally:
+        db.engine.dispose()
+
+
+def server_user(server, username: str, password: str) -> None:
+    """Create a local user in a running product server's database (the model's own function)."""
+    from registry.model.db import Database, default_url
+    from registry.model.users import create_user
+    db = Database(default_url(str(server.root)))
+    try:
+        create_user(db, username, password)
+    finally:
+        db.engine.dispose()
+
+
+def wait_for(check, timeout: float = 20, what: str = "condition"):
+    """Poll `check()` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

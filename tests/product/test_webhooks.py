@@ -230,3 +230,70 @@ def test_test_sends_a_sample_now(model, receivers):
     assert got.headers["x-dockyard-signature"] == "sha256=" + webhooks.signature("k", got.body)
     errors = webhooks.test_policy({"targets": [{"address": bad.url}]}, project)
     assert errors == [f"{bad.url}: HTTP 404: ok"]
+
+
+# -- through the registry: a push over the v2 API, policies over the REST API ------------------------------------
+def test_push_through_the_registry_reaches_signed_receivers(product_server, receivers):
+    import requests
+    from eventkit import ADMIN, server_project, wait_for
+    from regkit import layer_tar, make_image, push_image
+
+    server = product_server()
+    project_id = server_project(server)
+    api = f"{server.url}/api/v2.0/projects/test/webhook"
+    harbor, cloud, hanging = receivers(), receivers(), receivers(hang=True)
+    r = requests.post(f"{api}/policies", auth=ADMIN, json={
+        "name": "ci", "event_types": ["PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT"],
+        "targets": [{"type": "http", "address": harbor.url, "auth_header": "Basic Y2k6Y2k=", "secret": "k3y"},
+                    {"type": "http", "address": cloud.url, "payload_format": "CloudEvents"}]})
+    assert r.status_code == 201, r.text
+    policy_url = f"{server.url}{r.headers['Location']}"
+    assert requests.post(f"{api}/policies", auth=ADMIN, json={
+        "name": "slow", "event_types": ["PUSH_ARTIFACT"],
+        "targets": [{"address": hanging.url}]}).status_code == 201
+
+    started = time.monotonic()
+    image = make_image([layer_tar({"a": b"webhook"})])
+    assert push_image(server.url, "test/app", image, "1", auth=ADMIN).status_code == 201
+    assert time.monotonic() - started < 5  # the hanging receiver holds no push
+    (got,) = harbor.wait(1)
+    body = json.loads(got.body)
+    assert body["type"] == "PUSH_ARTIFACT" and body["operator"] == "admin"
+    assert body["event_data"]["resources"] == [{"digest": image.digest, "tag": "1",
+                                                "resource_url": f"{server.host}/test/app:1"}]
+    assert body["event_data"]["repository"]["repo_full_name"] == "test/app"
+    assert got.headers["authorization"] == "Basic Y2k6Y2k="
+    assert got.headers["x-dockyard-signature"] == "sha256=" + hmac.new(b"k3y", got.body, hashlib.sha256).hexdigest()
+    event = json.loads(cloud.wait(1)[0].body)
+    assert event["type"] == "harbor.artifact.pushed"
+    assert event["source"] == f"/projects/{project_id}/webhook/policies/1"
+
+    # The delivery log, in Harbor 2.x's executions and its older jobs.
+    executions = wait_for(lambda: [e for e in requests.get(f"{policy_url}/executions", auth=ADMIN).json()
+                                   if e["status"] == "Success"], what="a successful execution")
+    assert len(executions) == 2 and executions[0]["extra_attrs"]["event_type"] == "PUSH_ARTIFACT"
+    jobs = requests.get(f"{api}/jobs", params={"policy_id": 1}, auth=ADMIN)
+    assert jobs.headers["X-Total-Count"] == "2" and json.loads(jobs.json()[-1]["job_detail"]) == body
+    log = requests.get(f"{policy_url}/executions/{executions[0]['id']}/tasks/{executions[0]['id']}/log",
+                       auth=ADMIN)
+    assert "status: Success" in log.text and "attempts: 1" in log.text
+
+    # Secrets are never shown; a read-modify-write keeps them.
+    policy = requests.get(policy_url, auth=ADMIN).json()
+    assert "secret" not in policy["targets"][0] and policy["targets"][0]["has_secret"] is True
+    policy["event_types"] = ["PUSH_ARTIFACT"]
+    assert requests.put(policy_url, auth=ADMIN, json=policy).status_code == 200
+    assert push_image(server.url, "test/app", image, "2", auth=ADMIN).status_code == 201
+    second = harbor.wait(2)[1]
+    assert second.headers["x-dockyard-signature"] == \
+        "sha256=" + hmac.new(b"k3y", second.body, hashlib.sha256).hexdigest()
+
+    events = requests.get(f"{api}/events", auth=ADMIN).json()
+    assert "TAG_RETENTION" in events["event_type"] and events["payload_formats"][0]["formats"] == [
+        "Default", "CloudEvents"]
+    test = requests.post(f"{api}/policies/test", auth=ADMIN, json={"targets": [{"address": harbor.url}]})
+    assert test.status_code == 200 and len(harbor.wait(3)) == 3
+    bad = requests.post(f"{api}/policies", auth=ADMIN, json={"name": "x", "event_types": ["PUSH_ARTIFACT"],
+                                                              "targets": [{"address": "gopher://x"}]})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["message"].startswith("targets[0].address")
+    assert requests.get(f"{api}/policies", auth=("nobody", "x")).status_code == 401
