@@ -7,9 +7,10 @@ from sqlalchemy import func, select
 
 from registry import guard
 from registry.api.common import ApiError, needs
+from registry.model import quota
 from registry.model.tables import ImmutableRule, RetentionExecution, RetentionPolicy, WebhookDelivery, WebhookPolicy
 from registry.ui.common import bp, db, done, form, gib, model_errors, page_of, principal, project, registry, render
-from registry.ui.projects import project_context, usage
+from registry.ui.projects import project_context
 
 RETENTION_TEMPLATES = {"latestPushedK": "keep the most recently pushed N artifacts",
                        "nDaysSinceLastPush": "keep artifacts pushed within the last N days",
@@ -28,7 +29,7 @@ def policies(project_name_or_id: str):
         retention = s.scalar(select(RetentionPolicy).where(RetentionPolicy.project_id == proj.id))
         runs = list(s.scalars(select(RetentionExecution).where(RetentionExecution.policy_id == retention.id)
                               .order_by(RetentionExecution.id.desc()).limit(10))) if retention else []
-        used = usage(s, [proj.id]).get(proj.id, 0)
+        used = quota.usage(s, proj.id)
     return render("policies.html", rules=rules, retention=retention, runs=runs, used=used,
                   templates=RETENTION_TEMPLATES, tab="policies", **ctx)
 
@@ -48,11 +49,11 @@ def update_settings(project_name_or_id: str):
 @needs("sysadmin")
 def set_quota(project_name_or_id: str):
     """A project's storage limit, which only a system admin sets (as in Harbor)."""
-    from registry.model.quota import set_limit
-    with db().session() as s, model_errors():
-        proj = project(s, project_name_or_id)
-        set_limit(s, proj, gib(form("storage_limit"), "quota"))
-    return done("ui.policies", "quota-set", project_name_or_id=proj.id)
+    from registry.model.projects import update_project
+    with db().session() as s:
+        pid = project(s, project_name_or_id).id
+    update_project(db(), pid, storage_limit=gib(form("storage_limit"), "quota"))
+    return done("ui.policies", "quota-set", project_name_or_id=pid)
 
 
 @bp.post("/projects/<project_name_or_id>/immutable")

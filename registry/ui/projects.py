@@ -7,12 +7,13 @@ from sqlalchemy import func, select
 
 from registry import guard
 from registry.api.common import ApiError, needs
+from registry.model import quota
 from registry.model.tables import Artifact, AuditLog, Member, Project, ProjectBlob, Repository, Robot, User
 from registry.ui.common import bp, db, done, form, gib, page_of, principal, render, rights, visible_projects
 
 
 def usage(session, project_ids: list[int]) -> dict[int, int]:
-    """Storage used per project: each blob counted once per project, as Harbor does."""
+    """Storage used by each project of a page of the list, in one query (quota.usage counts one project)."""
     if not project_ids:
         return {}
     rows = session.execute(select(ProjectBlob.project_id, func.sum(ProjectBlob.size))
@@ -61,7 +62,7 @@ def repositories(project_name_or_id: str):
         page = page_of(s, select(Repository, counts.c.artifacts, counts.c.last_push).where(*where)
                        .outerjoin(counts, counts.c.repository_id == Repository.id).order_by(Repository.name),
                        select(func.count(Repository.id)).where(*where))
-        used = usage(s, [proj.id]).get(proj.id, 0)
+        used = quota.usage(s, proj.id)
     return render("repositories.html", page=page, q=q, used=used, tab="repositories", **ctx)
 
 
