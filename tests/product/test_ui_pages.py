@@ -4,6 +4,8 @@ session cookies, CSRF, sign-in throttling and redirects."""
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import re
 import time
 
@@ -193,3 +195,72 @@ def test_guest_gets_no_delete_and_the_server_refuses_it(server, admin, db):
     assert guest.get(f"/projects/{pid}/robots").status_code == 403
     assert guest.get("/users").status_code == 403
     assert requests.get(f"{server.url}/v2/guarded/app/manifests/1", auth=ADMIN).status_code == 200
+
+
+def test_webhook_made_in_the_ui_delivers_signed_events(server, admin):
+    """A webhook created from its page gets a signed push event; the page lists it and its delivery, never the
+    secret or the auth header."""
+    from eventkit import Receiver
+    pid = new_project(admin, "hooked")
+    receiver = Receiver().start()
+    try:
+        r = admin.post(f"/projects/{pid}/webhooks", {"name": "ci", "address": receiver.url, "event_PUSH_ARTIFACT": "on",
+                                                     "payload_format": "Default", "secret": "s3cr3t-value",
+                                                     "auth_header": "Bearer hidden-token"})
+        assert r.status_code == 303, r.text
+        img = image(payload=b"hooked")
+        assert push(server.url, "hooked/app", img, "1").status_code == 201
+        got = receiver.wait(1)[0]
+        expected = "sha256=" + hmac.new(b"s3cr3t-value", got.body, hashlib.sha256).hexdigest()
+        assert got.headers["x-dockyard-signature"] == expected
+        assert got.headers["authorization"] == "Bearer hidden-token"
+        assert json.loads(got.body)["type"] == "PUSH_ARTIFACT"
+        deadline = time.monotonic() + 10
+        while "Success" not in (body := admin.get(f"/projects/{pid}/webhooks").text) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert receiver.url in body and "PUSH_ARTIFACT" in body and "Success" in body and "signed" in body
+        assert "s3cr3t-value" not in body and "hidden-token" not in body
+    finally:
+        receiver.stop()
+    assert "s3cr3t-value" not in server.log.read_text()
+
+
+def test_referrers_show_under_their_subject(server, admin):
+    """A signature pushed as a referrer is listed on its subject's page, not among the repository's images."""
+    pid = new_project(admin, "signed")
+    img = image(payload=b"signed")
+    assert push(server.url, "signed/app", img, "1").status_code == 201
+    empty = b"{}"
+    sig = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                                 "digest": "sha256:" + hashlib.sha256(empty).hexdigest(), "size": 2},
+                      "layers": [{"mediaType": "application/vnd.oci.empty.v1+json",
+                                  "digest": "sha256:" + hashlib.sha256(empty).hexdigest(), "size": 2}],
+                      "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.digest,
+                                  "size": len(img.manifest)}}).encode()
+    r = requests.post(f"{server.url}/v2/signed/app/blobs/uploads/", auth=ADMIN,
+                      params={"digest": "sha256:" + hashlib.sha256(empty).hexdigest()}, data=empty)
+    assert r.status_code == 201, r.text
+    sig_digest = "sha256:" + hashlib.sha256(sig).hexdigest()
+    r = requests.put(f"{server.url}/v2/signed/app/manifests/{sig_digest}", data=sig, auth=ADMIN,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    listing = admin.get(f"/projects/{pid}/repositories/app").text
+    assert "<span>1 artifact</span>" in listing and "1 referrer<" in listing and sig_digest[:19] not in listing
+    detail = admin.get(f"/projects/{pid}/repositories/app/-/artifacts/{img.digest}").text
+    assert "application/vnd.dev.cosign.artifact.sig.v1+json" in detail and sig_digest[:19] in detail
+    back = admin.get(f"/projects/{pid}/repositories/app/-/artifacts/{sig_digest}").text
+    assert "Refers to" in back and img.digest[:19] in back
+
+
+def test_idle_session_ends(server, db):
+    """A session unused for longer than the idle timeout is refused and its row removed."""
+    session = Browserless(server.url, *ADMIN)
+    token_hash = hashlib.sha256(session.sid.encode()).hexdigest()
+    with db.session() as s:
+        s.get(WebSession, token_hash).last_seen = time.time() - 3601
+    r = session.get("/projects")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    with db.session() as s:
+        assert s.get(WebSession, token_hash) is None
