@@ -56,14 +56,14 @@ def repositories(project_name_or_id: str):
         where = [Repository.project_id == proj.id]
         if q:
             where.append(Repository.name.contains(q, autoescape=True))
-        counts = (select(Artifact.repository_id, func.count(Artifact.id).label("artifacts"),
-                         func.max(Artifact.push_time).label("last_push"))
-                  .group_by(Artifact.repository_id).subquery())
-        page = page_of(s, select(Repository, counts.c.artifacts, counts.c.last_push).where(*where)
-                       .outerjoin(counts, counts.c.repository_id == Repository.id).order_by(Repository.name),
+        page = page_of(s, select(Repository).where(*where).order_by(Repository.name),
                        select(func.count(Repository.id)).where(*where))
+        # Counts for this page's repositories only: never a pass over every artifact of the registry.
+        stats = {rid: (n, last) for rid, n, last in s.execute(
+            select(Artifact.repository_id, func.count(Artifact.id), func.max(Artifact.push_time))
+            .where(Artifact.repository_id.in_([r.id for (r,) in page.items])).group_by(Artifact.repository_id))}
         used = quota.usage(s, proj.id)
-    return render("repositories.html", page=page, q=q, used=used, tab="repositories", **ctx)
+    return render("repositories.html", page=page, stats=stats, q=q, used=used, tab="repositories", **ctx)
 
 
 @bp.get("/projects/<project_name_or_id>/members")

@@ -23,6 +23,8 @@ def server(tmp_path_factory):
     yield server
     server.stop()
     server.assert_clean_log()
+    log = server.log.read_text()
+    assert not [p for p in (ADMIN[1], "Developer1", "Guest12345") if p in log]  # passwords are never logged
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +222,7 @@ def test_robot_account_pushes(ui, server, dockyard, busybox_image):
     dockyard("push", f"{server.host}/bots/app:ci")
     admin.go(f"{project}/repositories/app")
     assert admin.page.locator(".tag", has_text="ci").is_visible()
+    assert secret not in server.log.read_text()
 
 
 def test_quota_exceeded_is_shown(ui, server):

@@ -26,6 +26,8 @@ def server(tmp_path_factory):
     yield server
     server.stop()
     server.assert_clean_log()
+    log = server.log.read_text()
+    assert not [p for p in (ADMIN[1], "Guest1234", "Wrong1234") if p in log]  # passwords are never logged
 
 
 @pytest.fixture(scope="module")
