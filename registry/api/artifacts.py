@@ -8,8 +8,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from registry.api import repositories as repos
-from registry.api.common import ApiError, bp, needs, page_response, paging, parse_q
-from registry.api.repositories import REPOSITORY, actor, condition, like, order, registry, when
+from registry.api.common import ApiError, Condition, bp, filter_q, needs, page_response, paging, parse_q
+from registry.api.repositories import REPOSITORY, actor, order, registry, when
 from registry.model.tables import Artifact, Project, Repository, Tag
 
 ARTIFACTS = REPOSITORY + "/artifacts"
@@ -105,30 +105,30 @@ class _View:
         children = (art.extra or {}).get("children") or []
         if not children:
             return []
+        digests = [c["digest"] for c in children]
         ids = dict(self.s.execute(select(Artifact.digest, Artifact.id).where(
-            Artifact.repository_id == self.repo.id, Artifact.digest.in_([c["digest"] for c in children]))).tuples().all())
+            Artifact.repository_id == self.repo.id, Artifact.digest.in_(digests))).tuples().all())
         return [{"parent_id": art.id, "child_id": ids.get(c["digest"]), "child_digest": c["digest"],
                  "platform": c.get("platform"), "annotations": c.get("annotations"), "urls": []}
                 for c in children]
 
 
-def _filtered(query, conditions):
+def _filtered(query, conditions: list[Condition]):
+    """Artifacts narrowed by q: tags (=name, =~part, nil: untagged, *: tagged) and the columns' terms."""
     for c in conditions:
-        if c.key == "digest":
-            query = query.where(condition(Artifact.digest, c))
-        elif c.key in ("media_type", "manifest_media_type"):
-            query = query.where(condition(Artifact.media_type, c))
-        elif c.key == "artifact_type":
-            query = query.where(condition(Artifact.artifact_type, c))
-        elif c.key == "tags" and c.op == "=" and c.value in ("nil", "*"):
+        if c.key != "tags":
+            continue
+        if c.op == "=" and c.value in ("nil", "*"):
             tagged = exists().where(Tag.artifact_id == Artifact.id)
             query = query.where(~tagged if c.value == "nil" else tagged)
-        elif c.key == "tags" and c.op in ("=", "=~"):
-            match = Tag.name == c.value if c.op == "=" else like(Tag.name, str(c.value))
-            query = query.where(exists().where(Tag.artifact_id == Artifact.id, match))
+        elif c.op in ("=", "=~"):
+            match = filter_q(select(Tag.id).where(Tag.artifact_id == Artifact.id), [c], {"tags": Tag.name})
+            query = query.where(match.exists())
         else:
-            raise ApiError(400, f"cannot query artifacts by {c.key[:50]!r}: digest, tags, media_type, artifact_type")
-    return query
+            raise ApiError(400, "q: tags supports =name, =~part, =nil and =*")
+    columns = {"digest": Artifact.digest, "media_type": Artifact.media_type,
+               "manifest_media_type": Artifact.media_type, "artifact_type": Artifact.artifact_type}
+    return filter_q(query, [c for c in conditions if c.key != "tags"], columns)
 
 
 @bp.get(ARTIFACTS)
@@ -188,11 +188,7 @@ def list_tags(project_name_or_id: str, repository_name: str, reference: str):
         project, repo = _located(s, project_name_or_id, repository_name)
         art = _artifact_or_404(s, repo, reference)
         view = _View(s, project, repo)
-        query = select(Tag).where(Tag.artifact_id == art.id)
-        for c in conditions:
-            if c.key != "name":
-                raise ApiError(400, f"cannot query tags by {c.key[:50]!r}: only name")
-            query = query.where(condition(Tag.name, c))
+        query = filter_q(select(Tag).where(Tag.artifact_id == art.id), conditions, {"name": Tag.name})
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         columns = {"name": Tag.name, "push_time": Tag.push_time, "pull_time": Tag.pull_time, "id": Tag.id}
         tags = s.scalars(query.order_by(*order(request.args.get("sort"), columns, "-push_time"), Tag.id.desc())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from flask import current_app, jsonify, request
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from registry.api.common import ApiError, Condition, bp, needs, page_response, paging, parse_q, rfc3339
+from registry.api.common import ApiError, bp, filter_q, needs, page_response, paging, parse_q, rfc3339
 from registry.model.tables import Artifact, Project, Repository
 
 PROJECT = "/projects/<project_name_or_id>"
@@ -49,23 +49,6 @@ def repository_or_404(s: Session, project: Project, repository_name: str) -> Rep
     return repo
 
 
-def like(column, text: str):
-    """A case-sensitive "contains" for q's `=~` (LIKE's wildcards in `text` taken literally)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(f"%{escaped}%", escape="\\")
-
-
-def condition(column, c: Condition):
-    """One q term on a text column: exact, fuzzy, or a set of exact values."""
-    if c.op == "=":
-        return column == c.value
-    if c.op == "=~":
-        return like(column, str(c.value))
-    if c.op == "or" and isinstance(c.value, list):
-        return or_(*(column == v for v in c.value))
-    raise ApiError(400, f"query on {c.key} supports =, =~ and {{a b}}")
-
-
 def order(sort: str | None, columns: dict, default: str):
     """Harbor's `sort` (`name`, `-creation_time`, comma-separated) as ORDER BY terms; 400 on an unknown key."""
     terms = []
@@ -101,12 +84,9 @@ def list_repositories(project_name_or_id: str):
     conditions = parse_q(request.args.get("q"))
     with registry().model.session() as s:
         project = project_or_404(s, project_name_or_id)
-        query = select(Repository).where(Repository.project_id == project.id)
-        for c in conditions:
-            if c.key != "name":
-                raise ApiError(400, f"cannot query repositories by {c.key[:50]!r}: only name")
-            # Harbor's names in q are full ("project/repo"); a bare part matches as well for =~.
-            query = query.where(condition(Repository.name, c))
+        # Harbor's names in q are full ("project/repo"); with =~ a part of one matches.
+        query = filter_q(select(Repository).where(Repository.project_id == project.id), conditions,
+                         {"name": Repository.name})
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         columns = {"name": Repository.name, "creation_time": Repository.created_at,
                    "update_time": Repository.updated_at, "pull_count": Repository.pull_count, "id": Repository.id}

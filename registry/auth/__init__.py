@@ -199,6 +199,8 @@ class Authorizer:
         if claims is None:
             raise self._challenge(need, error="invalid_token")
         if need.name is not None and not TokenService.grants(claims, need.kind, need.name, need.action):
+            if self.config.projects and need.kind == "repository" and claims.get("sub"):
+                self._project_rights(self._principal(claims["sub"]), need.name)  # a missing project: 404, named
             raise self._challenge(need, error="insufficient_scope")
         return claims.get("sub") or None
 

@@ -10,9 +10,9 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +30,7 @@ from registry.model.tables import Artifact, ArtifactBlob, Project, Repository, T
 CONFIG_MAX = 8 << 20  # an image config larger than this is not read for the index (its fields stay empty)
 PULL_EVERY = 5.0  # seconds: an artifact's pull time and its repository's count are written at most this often
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+T = TypeVar("T")
 
 
 class Storage(Protocol):
@@ -106,6 +107,15 @@ def harbor_type(media_type: str, config_media_type: str) -> str:
     return "CHART" if config_media_type == HELM_CONFIG else "UNKNOWN"
 
 
+def retried(write: Callable[[], T]) -> T:
+    """Run a write transaction again once when a concurrent one inserted the same row first (two pushes sharing a
+    repository, an artifact or a blob): the second run finds the row and updates it instead."""
+    try:
+        return write()
+    except IntegrityError:
+        return write()
+
+
 def _project(s: Session, repository: str) -> Project:
     name = project_of(repository)
     project = s.scalar(select(Project).where(Project.name == name))
@@ -154,18 +164,21 @@ def record_push(db: Database, storage: Storage, repository: str, manifest: Manif
                 actor: Actor, host: str = "") -> None:
     """Index a stored manifest (and its tag), count it in the quota, emit PUSH_ARTIFACT, and auto-delete the
     artifact a moved tag left untagged when the project asks for that."""
-    orphan = None
-    with db.session() as s:
-        project = _project(s, repository)
-        repo = _repository(s, project, repository)
-        art = _upsert(s, storage, repo, manifest, tag)
-        quota.count(s, project.id, manifest.counted)
-        if tag is not None:
-            previous = _move_tag(s, repo, art, tag)
-            if previous is not None and trust.auto_deletable(s, project, previous):
-                orphan = previous.digest
-        repo.updated_at = now()
-        project_name = project.name
+    def write() -> tuple[str, str | None]:
+        with db.session() as s:
+            project = _project(s, repository)
+            repo = _repository(s, project, repository)
+            art = _upsert(s, storage, repo, manifest, tag)
+            quota.count(s, project.id, manifest.counted)
+            orphan = None
+            if tag is not None:
+                previous = _move_tag(s, repo, art, tag)
+                if previous is not None and trust.auto_deletable(s, project, previous):
+                    orphan = previous.digest
+            repo.updated_at = now()
+            return project.name, orphan
+
+    project_name, orphan = retried(write)
     resource = {"digest": manifest.digest, "tag": tag or "",
                 "resource_url": f"{host}/{repository}:{tag}" if tag else f"{host}/{repository}@{manifest.digest}"}
     emit(db, Event("PUSH_ARTIFACT", project_name, repository, operator=actor.name, remote_addr=actor.remote_addr,
@@ -267,14 +280,18 @@ def _move_tag(s: Session, repo: Repository, art: Artifact, name: str) -> Artifac
 def add_tag(db: Database, storage: Storage, repository: str, digest: str, name: str, actor: Actor) -> None:
     """Tag an artifact (the REST API's create tag): LookupError when the artifact is unknown, FileExistsError when
     the repository has the tag already."""
-    with db.session() as s:
-        art = _artifact(s, repository, digest)
-        if art is None:
-            raise LookupError(f"artifact {digest} not found")
-        if _tag(s, repository, name) is not None:
-            raise FileExistsError(f"tag {name} already exists")
-        s.add(Tag(repository_id=art.repository_id, artifact_id=art.id, name=name, push_time=now()))
-        storage.set_tag(repository, name, Digest.parse(digest))
+    def write() -> None:
+        with db.session() as s:
+            art = _artifact(s, repository, digest)
+            if art is None:
+                raise LookupError(f"artifact {digest} not found")
+            if _tag(s, repository, name) is not None:
+                raise FileExistsError(f"tag {name} already exists")
+            s.add(Tag(repository_id=art.repository_id, artifact_id=art.id, name=name, push_time=now()))
+            s.flush()
+            storage.set_tag(repository, name, Digest.parse(digest))
+
+    retried(write)
 
 
 def delete_tag(db: Database, storage: Storage, repository: str, name: str, actor: Actor, host: str = "") -> bool:

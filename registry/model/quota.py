@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
@@ -63,23 +64,29 @@ def refuse(db: Database, project: str, repository: str, message: str, actor: Act
     """The 403 refusal of a push over quota, after emitting QUOTA_EXCEED."""
     from registry.events import Event, emit
     emit(db, Event("QUOTA_EXCEED", project, repository, operator=actor.name, remote_addr=actor.remote_addr,
-                   extra={"message": message}))
+                   extra={"message": message}, time=time.time()))
     return Refused(403, "DENIED", f"quota exceeded when processing the request of {message}")
 
 
 def charge_blob(db: Database, repository: str, digest: str, size: int, actor: Actor) -> None:
     """Count an uploaded or mounted blob in its project's usage; Refused (403) when that exceeds the quota."""
+    from registry.model.artifacts import retried
     from registry.model.projects import project_of
     name = project_of(repository)
-    with db.session() as s:
-        project = s.scalar(select(Project).where(Project.name == name))
-        if project is None:
-            raise Refused(404, "NAME_UNKNOWN", f"project {name} not found")
-        message = exceeded(s, project, {digest: size})
-        if message is None:
-            count(s, project.id, {digest: size})
-            return
-    raise refuse(db, name, repository, message, actor)
+
+    def write() -> str | None:
+        with db.session() as s:
+            project = s.scalar(select(Project).where(Project.name == name))
+            if project is None:
+                raise Refused(404, "NAME_UNKNOWN", f"project {name} not found")
+            message = exceeded(s, project, {digest: size})
+            if message is None:
+                count(s, project.id, {digest: size})
+            return message
+
+    message = retried(write)
+    if message is not None:
+        raise refuse(db, name, repository, message, actor)
 
 
 def release(s: Session, project_id: int, digests: list[str]) -> None:

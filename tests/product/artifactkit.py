@@ -86,3 +86,14 @@ def pull(server: Server, repo: str, reference: str) -> requests.Response:
 def api(server: Server, method: str, path: str, **kwargs) -> requests.Response:
     """A call to the server's Harbor API as admin."""
     return requests.request(method, f"{server.url}/api/v2.0{path}", auth=ADMIN, **kwargs)
+
+
+def make_member(server: Server, project: str, username: str, password: str, role: int) -> None:
+    """A local user with a role in a project, made through the model."""
+    from registry.model import projects, users
+    db = database(server)
+    user = users.create_user(db, username, password)
+    with db.session() as s:
+        project_id = projects.get(s, project, True).id
+    projects.add_member(db, project_id, role, user_id=user.id)
+    db.engine.dispose()

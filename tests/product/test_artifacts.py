@@ -4,10 +4,11 @@ storage that predates the switch."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from artifactkit import ADMIN, api, image, make_project, pull, push, referrer
-from regkit import Server, free_port, push_image, sha256
+from regkit import Server, free_port, layer_tar, make_image, push_image, sha256
 
 from dockyard import mediatypes as mt
 from registry.model.db import Database, default_url
@@ -141,3 +142,19 @@ def test_storage_from_before_projects_is_indexed(tmp_path):
     finally:
         server.stop()
         server.assert_clean_log()
+
+
+def test_concurrent_pushes_into_a_new_repository(product_server):
+    """Parallel pushes (as buildx pushes platforms) sharing a new repository and a layer all land, counted once."""
+    server = product_server()
+    project_id = make_project(server, "test")
+    common = layer_tar({"common": b"shared by all" * 100})
+    imgs = [make_image([common, layer_tar({f"own{i}": str(i).encode() * 50})]) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: push(server, "test/par", imgs[i], f"t{i}").status_code, range(8)))
+    assert codes == [201] * 8
+    arts = _artifacts(server, "par", page_size=20)
+    assert sorted(a["digest"] for a in arts) == sorted(img.digest for img in imgs)
+    assert sorted(t["name"] for a in arts for t in a["tags"]) == sorted(f"t{i}" for i in range(8))
+    blobs = {sha256(b): len(b) for img in imgs for b in (img.config, *img.layers, img.manifest)}
+    assert api(server, "GET", f"/quotas/{project_id}").json()["used"]["storage"] == sum(blobs.values())

@@ -1,0 +1,220 @@
+"""Identity in the registry product: the initial admin, htpasswd users and `auth.access` mapped onto the model,
+the Harbor flow with `dockyard login`/`push`/`pull` (developer, guest, anonymous, robots), and login throttling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import requests
+from sqlalchemy import create_engine, update
+
+from conftest import ADMIN_PASSWORD
+from support import tool
+
+ADMIN = ("admin", ADMIN_PASSWORD)
+NAME = {"X-Is-Resource-Name": "true"}
+PUSH = [{"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"}]
+
+
+@pytest.fixture(autouse=True)
+def client_env(tmp_path, monkeypatch):
+    """The client's daemon.json, credentials and certs.d in the test's tmp dir (never the host's)."""
+    (tmp_path / "certs.d").mkdir()
+    monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "daemon.json"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("DOCKYARD_CERTS_D", str(tmp_path / "certs.d"))
+    monkeypatch.delenv("DOCKYARD_DEFAULT_REGISTRY", raising=False)
+
+
+@pytest.fixture
+def other_store(tmp_path, dockyard):
+    """The CLI on a second, empty store with its own credentials: another person's machine."""
+    def run(*args: str, **kw):
+        env = {"DOCKYARD_ROOT": str(tmp_path / "store2"), "DOCKER_CONFIG": str(tmp_path / "docker2"),
+               **kw.pop("env", {})}
+        return dockyard(*args, env=env, **kw)
+    return run
+
+
+def _ok(resp: requests.Response, status: int = 200) -> requests.Response:
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    return resp
+
+
+def _printed(server) -> list[str]:
+    return [line for line in server.log.read_text().splitlines() if "initial admin password" in line]
+
+
+def test_admin_password_from_env_config_or_generated_once(product_server, tmp_path):
+    from_env = product_server()
+    _ok(requests.get(f"{from_env.url}/v2/", auth=ADMIN))
+    assert _printed(from_env) == [] and ADMIN_PASSWORD not in from_env.log.read_text()
+
+    config = tmp_path / "registry.toml"
+    config.write_text('[admin]\npassword = "Config12345"\n')
+    from_config = product_server("--config", str(config), env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ""})
+    _ok(requests.get(f"{from_config.url}/v2/", auth=("admin", "Config12345")))
+    assert _printed(from_config) == []
+
+    generated = product_server(env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ""})
+    (line,) = _printed(generated)
+    password = line.rsplit(" ", 1)[1]
+    assert len(password) >= 16
+    _ok(requests.get(f"{generated.url}/v2/", auth=("admin", password)))
+    me = _ok(requests.get(f"{generated.url}/api/v2.0/users/current", auth=("admin", password))).json()
+    assert me["sysadmin_flag"] is True
+    generated.stop()
+    generated.start()  # a second start keeps the admin: nothing printed again, the same password works
+    assert len(_printed(generated)) == 1
+    _ok(requests.get(f"{generated.url}/v2/", auth=("admin", password)))
+    # The password is stored only as a hash.
+    db = (generated.root / "registry.db").read_bytes()
+    assert password.encode() not in db and b"sha256$$2b$" in db
+
+
+def test_htpasswd_users_and_access_rules_map_onto_the_model(product_server, tmp_path):
+    htpasswd = tmp_path / "htpasswd"
+    lines = [subprocess.run([tool("htpasswd"), "-Bbn", user, pw], check=True, capture_output=True, text=True)
+             .stdout.strip() for user, pw in (("alice", "s3cret"), ("bob", "b0bpass"))]
+    htpasswd.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "registry.toml"
+    config.write_text('[auth.access.alice]\n"team/*" = ["pull", "push"]\n"ops/tools" = ["pull", "push", "delete"]\n'
+                      '"*/x" = ["pull"]\n[auth.access.bob]\n"team/*" = ["pull"]\n')
+    server = product_server("--htpasswd", str(htpasswd), "--config", str(config))
+    api = f"{server.url}/api/v2.0"
+    _ok(requests.get(f"{server.url}/v2/", auth=("alice", "s3cret")))  # the same password as in the file
+    assert requests.get(f"{server.url}/v2/", auth=("alice", "wrong")).status_code == 401
+    me = _ok(requests.get(f"{api}/users/current", auth=("bob", "b0bpass"))).json()
+    assert me["username"] == "bob" and me["sysadmin_flag"] is False
+    users = _ok(requests.get(f"{api}/users", auth=ADMIN)).json()
+    assert {u["username"] for u in users} == {"admin", "alice", "bob"}
+    team = _ok(requests.get(f"{api}/projects/team/members", auth=ADMIN, headers=NAME)).json()
+    assert {(m["entity_name"], m["role_name"]) for m in team} == {("alice", "developer"), ("bob", "guest")}
+    ops = _ok(requests.get(f"{api}/projects/ops/members", auth=ADMIN, headers=NAME)).json()
+    assert {(m["entity_name"], m["role_name"]) for m in ops} == {("alice", "maintainer")}
+    assert "not mapped" in server.log.read_text()  # "*/x" names no single project
+    # The mapped rights hold on the v2 API: alice may start an upload in team, bob (guest) may not.
+    _ok(requests.post(f"{server.url}/v2/team/app/blobs/uploads/", auth=("alice", "s3cret")), 202)
+    assert requests.post(f"{server.url}/v2/team/app/blobs/uploads/", auth=("bob", "b0bpass")).status_code == 403
+
+
+def _setup_project(api: str) -> None:
+    """Harbor's flow: the admin creates project `test`, a developer `dev` and a guest `viewer`."""
+    _ok(requests.post(f"{api}/projects", auth=ADMIN, json={"project_name": "test"}), 201)
+    for user, role in (("dev", 2), ("viewer", 3)):
+        _ok(requests.post(f"{api}/users", auth=ADMIN, json={"username": user, "password": "Pass12345word"}), 201)
+        _ok(requests.post(f"{api}/projects/test/members", auth=ADMIN, headers=NAME,
+                          json={"role_id": role, "member_user": {"username": user}}), 201)
+
+
+def _login(dockyard, host: str, user: str, password: str, check: bool = True):
+    return dockyard("login", host, "-u", user, "--password-stdin", input=password.encode(), check=check)
+
+
+@pytest.mark.parametrize("mode", ["basic", "token"])
+def test_harbor_flow(product_server, dockyard, busybox_image, other_store, mode):
+    server = product_server(*(["--token"] if mode == "token" else []))
+    host, api = server.host, f"{server.url}/api/v2.0"
+    _setup_project(api)
+    dockyard("tag", "busybox", f"{host}/test/app:1")
+    assert "unauthorized" in dockyard("push", f"{host}/test/app:1", check=False).err
+    assert _login(dockyard, host, "dev", "wrong", check=False).code == 1
+    _login(dockyard, host, "dev", "Pass12345word")
+    out = dockyard("push", f"{host}/test/app:1")
+    assert "Pushed" in out.out and "Pass12345word" not in out.out + out.err
+    assert "Pass12345word" not in server.log.read_text()
+    # A push to a project that does not exist is refused, naming it.
+    dockyard("tag", "busybox", f"{host}/nope/app:1")
+    missing = dockyard("push", f"{host}/nope/app:1", check=False)
+    assert missing.code == 1 and "project nope not found" in missing.err, missing.err
+
+    # The guest pulls but can neither push nor delete.
+    _login(other_store, host, "viewer", "Pass12345word")
+    other_store("pull", f"{host}/test/app:1")
+    other_store("tag", f"{host}/test/app:1", f"{host}/test/app:guest")
+    refused = other_store("push", f"{host}/test/app:guest", check=False)
+    assert refused.code == 1 and ("denied" in refused.err or "unauthorized" in refused.err), refused.err
+    if mode == "basic":
+        digest = requests.head(f"{server.url}/v2/test/app/manifests/1", auth=("viewer", "Pass12345word"),
+                               headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                                  "application/vnd.docker.distribution.manifest.v2+json"})
+        gone = requests.delete(f"{server.url}/v2/test/app/manifests/{digest.headers['Docker-Content-Digest']}",
+                               auth=("viewer", "Pass12345word"))
+        assert gone.status_code == 403
+
+    # Anonymous: a private project refuses the pull, a public one allows it (and still no push).
+    other_store("logout", host)
+    assert other_store("pull", f"{host}/test/app:1", check=False).code == 1
+    _ok(requests.put(f"{api}/projects/test", auth=ADMIN, headers=NAME, json={"metadata": {"public": "true"}}))
+    other_store("rmi", f"{host}/test/app:1")
+    other_store("pull", f"{host}/test/app:1")
+    assert other_store("push", f"{host}/test/app:guest", check=False).code == 1
+
+
+def test_robot_accounts_push_and_are_refused_when_expired_or_disabled(product_server, dockyard, busybox_image):
+    server = product_server()
+    host, api = server.host, f"{server.url}/api/v2.0"
+    _setup_project(api)
+    robot = _ok(requests.post(f"{api}/robots", auth=ADMIN, json={
+        "name": "ci", "level": "project", "duration": 30,
+        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH}]}), 201).json()
+    assert robot["name"] == "robot$test+ci"
+    _login(dockyard, host, robot["name"], robot["secret"])
+    dockyard("tag", "busybox", f"{host}/test/robot:1")
+    assert "Pushed" in dockyard("push", f"{host}/test/robot:1").out
+    assert robot["secret"] not in server.log.read_text()
+    # Only its project: another project refuses it.
+    _ok(requests.post(f"{api}/projects", auth=ADMIN, json={"project_name": "other"}), 201)
+    dockyard("tag", "busybox", f"{host}/other/robot:1")
+    assert dockyard("push", f"{host}/other/robot:1", check=False).code == 1
+    # Disabled: refused at once; enabled again: accepted.
+    _ok(requests.put(f"{api}/robots/{robot['id']}", auth=ADMIN, json={"disable": True}))
+    assert requests.get(f"{server.url}/v2/", auth=(robot["name"], robot["secret"])).status_code == 401
+    assert dockyard("push", f"{host}/test/robot:1", check=False).code == 1
+    _ok(requests.put(f"{api}/robots/{robot['id']}", auth=ADMIN, json={"disable": False}))
+    _ok(requests.get(f"{server.url}/v2/", auth=(robot["name"], robot["secret"])))
+    # Expired (its expiry moved into the past, as time would): refused.
+    engine = create_engine(f"sqlite:///{server.root}/registry.db")
+    from registry.model.tables import Robot
+    with engine.begin() as conn:
+        conn.execute(update(Robot).where(Robot.id == robot["id"]).values(expires_at=time.time() - 1))
+    engine.dispose()
+    assert requests.get(f"{server.url}/v2/", auth=(robot["name"], robot["secret"])).status_code == 401
+    assert _login(dockyard, host, robot["name"], robot["secret"], check=False).code == 1
+
+
+def test_robot_through_the_token_endpoint(product_server):
+    server = product_server("--token")
+    api = f"{server.url}/api/v2.0"
+    _setup_project(api)
+    robot = _ok(requests.post(f"{api}/robots", auth=ADMIN, json={
+        "name": "reader", "level": "project", "duration": -1,
+        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH[:1]}]}), 201).json()
+    body = _ok(requests.get(f"{server.url}/token", auth=(robot["name"], robot["secret"]),
+                            params={"service": "dockyard-registry",
+                                    "scope": ["repository:test/app:pull,push", "repository:other/x:pull"]})).json()
+    import jwt
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert claims["sub"] == robot["name"] == "robot$test+reader"
+    assert claims["access"] == [{"type": "repository", "name": "test/app", "actions": ["pull"]}]
+    tags = requests.get(f"{server.url}/v2/test/app/tags/list", headers={"Authorization": f"Bearer {body['token']}"})
+    assert tags.status_code == 404  # authorized; the repository is simply empty
+    anon = _ok(requests.get(f"{server.url}/token", params={"scope": "repository:test/app:pull"})).json()
+    assert jwt.decode(anon["token"], options={"verify_signature": False})["access"] == []
+
+
+def test_login_throttling(product_server):
+    server = product_server()
+    api = f"{server.url}/api/v2.0"
+    _ok(requests.post(f"{api}/users", auth=ADMIN, json={"username": "dev", "password": "Pass12345word"}), 201)
+    for _ in range(10):
+        assert requests.get(f"{server.url}/v2/", auth=("dev", "wrong")).status_code == 401
+    locked = requests.get(f"{server.url}/v2/", auth=("dev", "Pass12345word"))
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) <= 60
+    assert json.loads(locked.text)["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert requests.get(f"{api}/users/current", auth=("dev", "Pass12345word")).status_code == 429
+    # Another name from the same address is not locked out.
+    _ok(requests.get(f"{server.url}/v2/", auth=ADMIN))
