@@ -137,7 +137,12 @@ def test_harbor_flow(product_server, dockyard, busybox_image, other_store, mode)
     other_store("tag", f"{host}/test/app:1", f"{host}/test/app:guest")
     refused = other_store("push", f"{host}/test/app:guest", check=False)
     assert refused.code == 1 and ("denied" in refused.err or "unauthorized" in refused.err), refused.err
-    if mode == "basic":
+    if mode == "basic":  # the catalog lists what the caller may pull
+        catalog = f"{server.url}/v2/_catalog"
+        assert _ok(requests.get(catalog, auth=("viewer", "Pass12345word"))).json()["repositories"] == ["test/app"]
+        _ok(requests.post(f"{api}/users", auth=ADMIN, json={"username": "stranger", "password": "Pass12345word"}),
+            201)
+        assert _ok(requests.get(catalog, auth=("stranger", "Pass12345word"))).json()["repositories"] == []
         digest = requests.head(f"{server.url}/v2/test/app/manifests/1", auth=("viewer", "Pass12345word"),
                                headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
                                                   "application/vnd.docker.distribution.manifest.v2+json"})

@@ -221,3 +221,28 @@ def test_robots_api(api):
     _error(requests.get(f"{base}/projects", auth=auth), 401)
     _ok(requests.delete(f"{base}/robots/{robot['id']}", auth=ADMIN))
     _error(requests.get(f"{base}/robots/{robot['id']}", auth=ADMIN), 404)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_replicas_migrate_and_bootstrap_at_once(backend, request, tmp_path):
+    """Several processes starting on one empty database: each migrates and creates the admin; one admin results."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = request.getfixturevalue("postgres")() if backend == "postgresql" else f"sqlite:///{tmp_path}/r.db"
+    script = ("import sys\nfrom registry.model.db import Database\nfrom registry.model.users import bootstrap\n"
+              "db = Database(sys.argv[1])\ndb.migrate()\nbootstrap(db, 'Start12345')\n")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "DOCKYARD_REGISTRY_ADMIN_PASSWORD": ""}
+    procs = [subprocess.Popen([sys.executable, "-c", script, url], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        from sqlalchemy import text
+        assert conn.execute(text("SELECT count(*) FROM users WHERE username = 'admin'")).scalar() == 1
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    engine.dispose()
