@@ -8,7 +8,14 @@ from sqlalchemy import func, select
 from registry import guard
 from registry.api.common import ApiError, needs
 from registry.model import quota
-from registry.model.tables import ImmutableRule, RetentionExecution, RetentionPolicy, WebhookDelivery, WebhookPolicy
+from registry.model.tables import (
+    AuditLog,
+    ImmutableRule,
+    RetentionExecution,
+    RetentionPolicy,
+    WebhookDelivery,
+    WebhookPolicy,
+)
 from registry.ui.common import bp, db, done, form, gib, model_errors, page_of, principal, project, registry, render
 from registry.ui.projects import project_context
 
@@ -30,7 +37,9 @@ def policies(project_name_or_id: str):
         runs = list(s.scalars(select(RetentionExecution).where(RetentionExecution.policy_id == retention.id)
                               .order_by(RetentionExecution.id.desc()).limit(10))) if retention else []
         used = quota.usage(s, proj.id)
-    return render("policies.html", rules=rules, retention=retention, runs=runs, used=used,
+        refused = s.scalar(select(AuditLog).where(AuditLog.project_id == proj.id, AuditLog.operation == "quota_exceed")
+                           .order_by(AuditLog.op_time.desc()).limit(1))
+    return render("policies.html", rules=rules, retention=retention, runs=runs, used=used, refused=refused,
                   templates=RETENTION_TEMPLATES, tab="policies", **ctx)
 
 

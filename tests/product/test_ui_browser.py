@@ -239,6 +239,7 @@ def test_quota_exceeded_is_shown(ui, server):
     admin.go(f"{project}/policies")
     assert admin.page.locator("meter").count() == 1
     assert admin.page.get_by_text(re.compile(r"of 2\.\d KiB")).first.is_visible()
+    assert admin.page.get_by_text("A push was refused for exceeding the quota").is_visible()
     admin.shot("policies")
     admin.go(f"{project}/logs")
     assert admin.page.get_by_role("cell", name="quota_exceed").count() >= 1
