@@ -55,7 +55,9 @@ def create_app(config: Config, strict: bool = True) -> Flask:
         app.register_blueprint(bp)
     if config.projects:
         from registry.api import blueprint
+        from registry.ui import blueprint as ui_blueprint
         app.register_blueprint(blueprint())
+        app.register_blueprint(ui_blueprint())
     app.before_request(_gate)
     app.register_error_handler(Exception, _handle_error)
     _setup_access_log(config.access_log)
@@ -130,14 +132,17 @@ def _handle_error(e: Exception):
 
 
 def _product_error(e: Exception):
-    """The API's and UI's failures in Harbor's error shape."""
+    """The API's failures in Harbor's error shape; the UI's as pages, a missing sign-in as a redirect to it."""
     from registry.api.common import ApiError
-    if isinstance(e, ApiError):
-        return e.response()
     if isinstance(e, HTTPException):
-        return ApiError(e.code or 400, e.name).response()
-    log.exception("internal error handling %s %s", request.method, request.path)
-    return ApiError(500, "internal server error").response()
+        e = ApiError(e.code or 400, e.name)
+    elif not isinstance(e, ApiError):
+        log.exception("internal error handling %s %s", request.method, request.path)
+        e = ApiError(500, "internal server error")
+    if request.blueprint == "ui":
+        from registry.ui.errors import error_page
+        return error_page(e.status, e.message)
+    return e.response()
 
 
 def _setup_access_log(target: str) -> None:

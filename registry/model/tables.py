@@ -247,3 +247,16 @@ class ArtifactBlob(Base):
     __tablename__ = "artifact_blobs"
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class WebSession(Base):
+    """A signed-in browser session: the cookie's token is never stored, only its SHA-256 (the primary key)."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    last_seen: Mapped[float] = mapped_column(Float, default=now)  # idle expiry counts from here
+    expires_at: Mapped[float] = mapped_column(Float)  # absolute expiry
