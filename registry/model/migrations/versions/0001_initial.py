@@ -1,4 +1,4 @@
-"""The first schema: the tables of registry.model.tables as they were at the product's start."""
+"""The first schema: every table of registry.model.tables."""
 
 from __future__ import annotations
 
@@ -194,9 +194,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('repository_id', 'name'))
     op.create_index(op.f('ix_tags_artifact_id'), 'tags', ['artifact_id'], unique=False)
+    op.create_table(
+        'artifact_blobs',
+        sa.Column('artifact_id', sa.Integer(), nullable=False),
+        sa.Column('digest', sa.String(length=255), nullable=False),
+        sa.ForeignKeyConstraint(['artifact_id'], ['artifacts.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('artifact_id', 'digest'))
+    op.create_index(op.f('ix_artifact_blobs_digest'), 'artifact_blobs', ['digest'], unique=False)
+    op.create_table('web_sessions',
+        sa.Column('token_hash', sa.String(length=64), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('csrf_token', sa.String(length=64), nullable=False),
+        sa.Column('remote_addr', sa.String(length=64), nullable=False),
+        sa.Column('created_at', sa.Float(), nullable=False),
+        sa.Column('last_seen', sa.Float(), nullable=False),
+        sa.Column('expires_at', sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('token_hash'))
+    op.create_index(op.f('ix_web_sessions_user_id'), 'web_sessions', ['user_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_web_sessions_user_id'), table_name='web_sessions')
+    op.drop_table('web_sessions')
+    op.drop_index(op.f('ix_artifact_blobs_digest'), table_name='artifact_blobs')
+    op.drop_table('artifact_blobs')
     op.drop_table('tags')
     op.drop_table('webhook_deliveries')
     op.drop_table('retention_executions')
