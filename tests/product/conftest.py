@@ -9,9 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
 
+from productkit import ADMIN_PASSWORD  # noqa: E402
 from regkit import Server, free_port  # noqa: E402
-
-ADMIN_PASSWORD = "Harbor12345"  # Harbor's documented default, so Harbor scripts' examples read the same
 
 
 @pytest.fixture

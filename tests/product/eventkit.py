@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from support import free_port
+from productkit import ADMIN  # noqa: F401 (re-exported for the tests)
 
 
 @dataclass
@@ -95,7 +96,6 @@ def model_db(tmp_path, project: str = "test", public: bool = False):
         return db, p.id
 
 
-ADMIN = ("admin", "Harbor12345")
 
 
 def server_project(server, name: str = "test", public: bool = False) -> int:

@@ -11,10 +11,9 @@ import pytest
 import requests
 from sqlalchemy import create_engine, update
 
-from conftest import ADMIN_PASSWORD
+from productkit import ADMIN, ADMIN_PASSWORD
 from support import tool
 
-ADMIN = ("admin", ADMIN_PASSWORD)
 NAME = {"X-Is-Resource-Name": "true"}
 PUSH = [{"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"}]
 

@@ -6,10 +6,9 @@ import pytest
 import requests
 from sqlalchemy import create_engine, insert
 
-from conftest import ADMIN_PASSWORD
+from productkit import ADMIN
 from postgres import postgres  # noqa: F401 (the module-scoped cluster fixture)
 
-ADMIN = ("admin", ADMIN_PASSWORD)
 DEV = ("dev", "Dev12345pass")
 NAME = {"X-Is-Resource-Name": "true"}
 

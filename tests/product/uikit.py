@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 from regkit import Image, Server, free_port, layer_tar, sha256
+from productkit import ADMIN
 
-ADMIN = ("admin", "Harbor12345")
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
