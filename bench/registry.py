@@ -8,7 +8,12 @@ With --slow-clients instead: each server holds 500 idle connections (half sent n
 and 50 uploads trickling a byte every 5 s, while one client makes 1,000 manifest GETs, each on a new connection
 with a 5 s timeout; prints the share answered and the p50/p99 latency.
 
+With --product instead: manifest and 1 MiB blob GETs (wrk) on a plain registry and on a --projects one where the
+image sits in a private project read with a robot account's token (goal: within 10%), then UI page render times
+(p50/p95) for a project of 1,000 repositories and a repository of 10,000 tags (goal: p95 <= 50 ms).
+
 Run: python bench/registry.py [--workers N] [--threads N] [--duration S] [--slow-clients [--idle N] ...]
+     python bench/registry.py --product [--rounds N] [--duration S]
 """
 
 from __future__ import annotations
@@ -84,13 +89,14 @@ http:
     return url, proc
 
 
-def start_dockyard(work: Path, workers: int, threads: int) -> tuple[str, subprocess.Popen]:
+def start_dockyard(work: Path, workers: int, threads: int, *extra: str, root: str = "dockyard-root",
+                   env: dict | None = None) -> tuple[str, subprocess.Popen]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "registry", "--addr", f"127.0.0.1:{port}",
-                             "--root", str(work / "dockyard-root"), "--workers", str(workers),
-                             "--threads", str(threads), "--access-log", ""],
+                             "--root", str(work / root), "--workers", str(workers),
+                             "--threads", str(threads), "--access-log", "", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     wait_up(url, proc)
     return url, proc
@@ -100,15 +106,16 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def push_blob(url: str, repo: str, data: bytes) -> str:
+def push_blob(url: str, repo: str, data: bytes, auth: tuple[str, str] | None = None) -> str:
     d = sha256(data)
-    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/")
+    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", auth=auth)
     r.raise_for_status()
     loc = r.headers["Location"]
     if loc.startswith("/"):
         loc = url + loc
     sep = "&" if "?" in loc else "?"
-    r = requests.put(f"{loc}{sep}digest={d}", data=data, headers={"Content-Type": "application/octet-stream"})
+    r = requests.put(f"{loc}{sep}digest={d}", data=data, headers={"Content-Type": "application/octet-stream"},
+                     auth=auth)
     r.raise_for_status()
     return d
 
@@ -122,9 +129,12 @@ def bench_blob(url: str, digest: str, runs: int) -> float:
     return max(speeds)
 
 
-def bench_manifest(url: str, duration: int) -> float:
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{duration}s", "-H", f"Accept: {OCI_MANIFEST}",
-                          f"{url}/v2/bench/manifest/manifests/latest"], capture_output=True, text=True, check=True)
+def bench_manifest(url: str, duration: int, headers: tuple[str, ...] = (),
+                   path: str = "/v2/bench/manifest/manifests/latest") -> float:
+    """Requests/s of `wrk -t2 -c32` GETs of `path` (a manifest unless told otherwise)."""
+    extra = [arg for h in headers for arg in ("-H", h)]
+    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{duration}s", "-H", f"Accept: {OCI_MANIFEST}", *extra,
+                          f"{url}{path}"], capture_output=True, text=True, check=True)
     m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
     if non2xx:
@@ -132,15 +142,15 @@ def bench_manifest(url: str, duration: int) -> float:
     return float(m.group(1))
 
 
-def small_image(url: str) -> None:
+def small_image(url: str, auth: tuple[str, str] | None = None) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     layer = os.urandom(1000)
     manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                           "config": {"mediaType": OCI_CONFIG, "digest": push_blob(url, "bench/manifest", config),
+                           "config": {"mediaType": OCI_CONFIG, "digest": push_blob(url, "bench/manifest", config, auth),
                                       "size": len(config)},
-                           "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(url, "bench/manifest", layer),
+                           "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(url, "bench/manifest", layer, auth),
                                        "size": len(layer)}]}).encode()
-    requests.put(f"{url}/v2/bench/manifest/manifests/latest", data=manifest,
+    requests.put(f"{url}/v2/bench/manifest/manifests/latest", data=manifest, auth=auth,
                  headers={"Content-Type": OCI_MANIFEST}).raise_for_status()
 
 
@@ -301,6 +311,118 @@ def bench_skopeo(url: str, layout: Path, work: Path, repo: str) -> tuple[float, 
     return pushed - started, pulled - pushed
 
 
+ADMIN = ("admin", "Bench-admin-1")
+ONE_MIB = 1 << 20
+
+
+def product_setup(url: str) -> str:
+    """A private project `bench`, a robot with pull and push on it; returns the robot's bearer token for reads."""
+    api = f"{url}/api/v2.0"
+    requests.post(f"{api}/projects", auth=ADMIN, json={"project_name": "bench", "metadata": {"public": "false"}}
+                  ).raise_for_status()
+    r = requests.post(f"{api}/robots", auth=ADMIN, json={
+        "name": "bench", "level": "project", "duration": -1, "permissions": [{
+            "kind": "project", "namespace": "bench",
+            "access": [{"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"}]}]})
+    r.raise_for_status()
+    robot = (r.json()["name"], r.json()["secret"])
+    r = requests.get(f"{url}/token", auth=robot, params=[
+        ("service", "dockyard-registry"), ("scope", "repository:bench/manifest:pull"),
+        ("scope", "repository:bench/blobs:pull")])
+    r.raise_for_status()
+    return r.json()["token"]
+
+
+def fill_for_ui(root: Path) -> tuple[int, str]:
+    """1,000 repositories in project `bench` and one artifact with 10,000 tags, written through the model's tables."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from sqlalchemy import insert, select
+
+    from registry.model.db import Database, default_url
+    from registry.model.tables import Artifact, Project, Repository, Tag
+
+    db = Database(default_url(str(root)))
+    now = time.time()
+    digest = "sha256:" + "b" * 64
+    with db.session() as s:
+        project = s.scalar(select(Project).where(Project.name == "bench"))
+        s.execute(insert(Repository), [{"project_id": project.id, "name": f"bench/r{i:04d}", "pull_count": 0,
+                                        "created_at": now, "updated_at": now} for i in range(1000)])
+        repo = Repository(project_id=project.id, name="bench/tags")
+        s.add(repo)
+        s.flush()
+        art = Artifact(repository_id=repo.id, digest=digest, media_type=OCI_MANIFEST, size=1, extra={})
+        s.add(art)
+        s.flush()
+        s.execute(insert(Tag), [{"repository_id": repo.id, "artifact_id": art.id, "name": f"t{i:05d}",
+                                 "push_time": now + i, "pull_time": 0} for i in range(10000)])
+        project_id = project.id
+    db.engine.dispose()
+    return project_id, digest
+
+
+def ui_session(url: str) -> requests.Session:
+    """A session signed in through the UI's login form (the Secure cookie sent by hand over http://)."""
+    page = requests.get(f"{url}/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = requests.post(f"{url}/login", data={"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token},
+                      headers={"Cookie": f"login_csrf={page.cookies['login_csrf']}"}, allow_redirects=False)
+    sid = re.search(r"\bsid=([^;]+)", r.headers["Set-Cookie"]).group(1)
+    session = requests.Session()
+    session.headers["Cookie"] = f"sid={sid}"
+    return session
+
+
+def run_product(work: Path, args: argparse.Namespace) -> None:
+    """The model's cost on reads (plain registry vs a private project read with a robot's token) and UI render times."""
+    procs = []
+    try:
+        plain, p = start_dockyard(work, args.workers, args.threads, root="plain-root")
+        procs.append(p)
+        product, p = start_dockyard(work, args.workers, args.threads, "--projects", "--token", root="product-root",
+                                    env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ADMIN[1]})
+        procs.append(p)
+        token = product_setup(product)
+        blob = os.urandom(ONE_MIB)
+        digests = {}
+        for url, auth in ((plain, None), (product, ADMIN)):
+            small_image(url, auth)
+            digests[url] = push_blob(url, "bench/blobs", blob, auth)
+        servers = {"plain": (plain, ()), "projects": (product, (f"Authorization: Bearer {token}",))}
+        rates: dict[str, dict[str, list[float]]] = {name: {"manifest": [], "blob": []} for name in servers}
+        for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
+            for name, (url, headers) in servers.items():
+                rates[name]["manifest"].append(bench_manifest(url, args.duration, headers))
+                rates[name]["blob"].append(bench_manifest(url, args.duration, headers,
+                                                          f"/v2/bench/blobs/blobs/{digests[url]}"))
+        print(f"{'wrk -t2 -c32 (req/s, best)':<34}{'plain':>12}{'projects':>12}{'ratio':>8}")
+        for key, label in (("manifest", "manifest GET"), ("blob", "1 MiB blob GET")):
+            a, b = max(rates["plain"][key]), max(rates["projects"][key])
+            print(f"{label:<34}{a:>12.0f}{b:>12.0f}{b / a:>7.2f}x")
+        print("(goal: projects within 10% of plain, ratio >= 0.90)")
+        project_id, digest = fill_for_ui(work / "product-root")
+        session = ui_session(product)
+        pages = {"projects list": "/projects",
+                 "project of 1,000 repositories": f"/projects/{project_id}",
+                 "repository with 10,000 tags": f"/projects/{project_id}/repositories/tags",
+                 "artifact with 10,000 tags": f"/projects/{project_id}/repositories/tags/-/artifacts/{digest}"}
+        print(f"{'UI page (ms over loopback)':<34}{'p50':>8}{'p95':>8}")
+        for label, path in pages.items():
+            times = []
+            for _ in range(args.ui_requests):
+                started = time.perf_counter()
+                r = session.get(product + path, allow_redirects=False)
+                times.append((time.perf_counter() - started) * 1000)
+                if r.status_code != 200:
+                    sys.exit(f"{path}: {r.status_code}")
+            print(f"{label:<34}{percentile(times, 0.50):>8.1f}{percentile(times, 0.95):>8.1f}")
+        print("(goal: p95 <= 50 ms)")
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
@@ -314,9 +436,18 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between trickled bytes (--slow-clients)")
     ap.add_argument("--requests", type=int, default=1000, help="manifest GETs (--slow-clients)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds each GET may take (--slow-clients)")
+    ap.add_argument("--product", action="store_true",
+                    help="the --projects model's cost on reads, and UI page render times, instead")
+    ap.add_argument("--ui-requests", type=int, default=40, help="GETs per UI page (--product)")
     args = ap.parse_args()
     raise_file_limit(args.idle + args.trickling + 256)
     work = Path(tempfile.mkdtemp(prefix="registry-bench-"))
+    if args.product:
+        try:
+            run_product(work, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     procs = []
     try:
         dist_url, p = start_distribution(work)

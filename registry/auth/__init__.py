@@ -50,7 +50,7 @@ def _model() -> Database:
     return db
 
 
-def _generation(request: Request) -> str:
+def generation_of(request: Request) -> str:
     """The model's auth generation, read once per request."""
     from registry.model import access
     if "registry.generation" not in request.environ:
@@ -103,7 +103,7 @@ class Authorizer:
         if creds is None:
             return None
         try:
-            principal = access.login(_model(), creds[0], creds[1], request.remote_addr or "", _generation(request))
+            principal = access.login(_model(), creds[0], creds[1], request.remote_addr or "", generation_of(request))
         except access.LoginThrottled as e:
             raise RegistryError("TOOMANYREQUESTS", message=str(e),
                                 headers={"Retry-After": str(e.retry_after)}) from None
@@ -169,7 +169,7 @@ class Authorizer:
         name = projects.project_of(repository)
         memo = request.environ.setdefault("registry.rights", {})
         if name not in memo:
-            memo[name] = access.rights_in(_model(), principal, name, _generation(request))
+            memo[name] = access.rights_in(_model(), principal, name, generation_of(request))
         if memo[name] is None:
             if principal is None:
                 return frozenset()

@@ -83,9 +83,10 @@ def check_pull(name: str, digest: Digest) -> None:
     reg = state()
     if reg.model is None:
         return
+    from registry.auth import generation_of
     from registry.model import trust
     with _policies():
-        trust.check_pull(reg.model, name, str(digest))
+        trust.check_pull(reg.model, name, str(digest), generation_of(request))
 
 
 def record_pull(name: str, digest: Digest, tag: str | None) -> None:

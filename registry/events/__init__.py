@@ -3,10 +3,14 @@ and to the projects' webhooks."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import os
+import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -28,6 +32,7 @@ CLOUDEVENT_TYPES = {"PUSH_ARTIFACT": "harbor.artifact.pushed", "PULL_ARTIFACT": 
                     "SCANNING_COMPLETED": "harbor.scan.completed", "SCANNING_FAILED": "harbor.scan.failed",
                     "SCANNING_STOPPED": "harbor.scan.stopped"}
 PAYLOAD_FORMATS = ("Default", "CloudEvents")
+log = logging.getLogger("registry")
 
 
 @dataclass(frozen=True)
@@ -45,35 +50,104 @@ class Event:
     time: float = 0.0
 
 
+# Pulls are most of a registry's requests: their events are written in batches (one transaction per FLUSH_EVERY
+# seconds or FLUSH_MAX events) by a flusher in each process, so a pull costs no database write of its own. A killed
+# process loses at most the last FLUSH_EVERY seconds of pull records; every other event is written in its request.
+DEFERRED = frozenset({"PULL_ARTIFACT"})
+FLUSH_EVERY = 0.5
+FLUSH_MAX = 256
+
+
 def emit(db: Database, event: Event) -> None:
     """Record `event` in the audit log and queue it for the project's webhooks (no network here: a background
     sender delivers)."""
+    if event.type in DEFERRED:
+        _batches.add(db, event)
+    else:
+        record(db, [event])
+
+
+def record(db: Database, events: list[Event]) -> None:
+    """Write events' audit entries and webhook deliveries in one transaction."""
+    from registry.events import webhooks
+    queued = False
+    with db.session() as s:
+        for event in events:
+            queued = _record(s, event) or queued
+    if queued:
+        webhooks.wake(db)
+
+
+def _record(s, event: Event) -> bool:
+    """One event's audit entries and deliveries in session `s`; whether a delivery was queued."""
     from registry.events import audit, webhooks
     from registry.model.tables import Project, Repository, WebhookPolicy
     occurred = event.time or time.time()
     queued = False
-    with db.session() as s:
-        project = s.query(Project).filter_by(name=event.project).one_or_none()
-        project_id = project.id if project is not None else None
-        if event.type in OPERATIONS:
-            for resource in _audit_resources(event):
-                audit.record(s, OPERATIONS[event.type], "artifact" if event.repository else "project", resource,
-                             event.operator, event.remote_addr, project_id, occurred)
-        if project is None:
-            return
-        policies = [p for p in s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True)
-                    if event.type in (p.event_types or [])]
-        repo = s.query(Repository).filter_by(name=event.repository).one_or_none() \
-            if policies and event.repository else None
-        for policy in policies:
-            for target in policy.targets or []:
-                if target.get("enabled", True) is False:
-                    continue
-                body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
-                webhooks.queue(s, policy.id, event.type, target["address"], body)
-                queued = True
-    if queued:
-        webhooks.wake(db)
+    project = s.query(Project).filter_by(name=event.project).one_or_none()
+    project_id = project.id if project is not None else None
+    if event.type in OPERATIONS:
+        for resource in _audit_resources(event):
+            audit.record(s, OPERATIONS[event.type], "artifact" if event.repository else "project", resource,
+                         event.operator, event.remote_addr, project_id, occurred)
+    if project is None:
+        return False
+    policies = [p for p in s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True)
+                if event.type in (p.event_types or [])]
+    repo = s.query(Repository).filter_by(name=event.repository).one_or_none() \
+        if policies and event.repository else None
+    for policy in policies:
+        for target in policy.targets or []:
+            if target.get("enabled", True) is False:
+                continue
+            body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
+            webhooks.queue(s, policy.id, event.type, target["address"], body)
+            queued = True
+    return queued
+
+
+class _Batches:
+    """Deferred events per database, written by a flusher thread of this process (started after fork, on first use)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[str, tuple[Database, list[Event]]] = {}
+        self.pid = 0
+        self.due = threading.Event()
+
+    def add(self, db: Database, event: Event) -> None:
+        if event.time == 0.0:  # the time it happened, not the time it is written
+            event = replace(event, time=time.time())
+        with self.lock:
+            if self.pid != os.getpid():  # a forked worker: its parent's batches and flusher are not its own
+                self.pid, self.pending = os.getpid(), {}
+                threading.Thread(target=self._run, name="event-flusher", daemon=True).start()
+                atexit.register(self.flush)
+            events = self.pending.setdefault(db.url, (db, []))[1]
+            events.append(event)
+            full = len(events) >= FLUSH_MAX
+        if full:
+            self.due.set()
+
+    def _run(self) -> None:
+        while True:
+            self.due.wait(FLUSH_EVERY)
+            self.due.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every deferred event now (a failure is logged: the next events still get their turn)."""
+        with self.lock:
+            pending, self.pending = self.pending, {}
+        for db, events in pending.values():
+            try:
+                record(db, events)
+            except Exception:
+                log.exception("writing %d deferred events failed", len(events))
+
+
+_batches = _Batches()
+flush = _batches.flush
 
 
 def _audit_resources(event: Event) -> list[str]:

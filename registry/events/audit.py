@@ -85,15 +85,22 @@ def entry(row: AuditLog) -> dict:
 
 
 def export_jsonl(db: Database, q: AuditQuery) -> Iterator[str]:
-    """Every matching entry, oldest first, as JSON lines; read in batches (keyset on id), each its own session."""
+    """Every matching entry, oldest first, as JSON lines; read in batches (keyset on time then id: pulls are written
+    in batches after the fact, so ids alone are not in time order), each batch its own session."""
+    from sqlalchemy import and_, or_
+
     from registry.model.tables import AuditLog
-    last = 0
+    after: tuple[float, int] | None = None
     while True:
+        stmt = _select(q)
+        if after is not None:
+            stmt = stmt.where(or_(AuditLog.op_time > after[0], and_(AuditLog.op_time == after[0],
+                                                                    AuditLog.id > after[1])))
         with db.session() as s:
-            rows = s.scalars(_select(q).where(AuditLog.id > last).order_by(AuditLog.id).limit(EXPORT_BATCH)).all()
+            rows = s.scalars(stmt.order_by(AuditLog.op_time, AuditLog.id).limit(EXPORT_BATCH)).all()
             lines = [json.dumps(entry(r), separators=(",", ":")) + "\n" for r in rows]
         if not rows:
             return
-        last = rows[-1].id
+        after = (rows[-1].op_time, rows[-1].id)
         yield from lines
 

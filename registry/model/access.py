@@ -14,13 +14,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from registry.model import roles
-from registry.model.tables import LoginFailure, Member, Robot, Setting, User
+from registry.model.tables import LoginFailure, Member, Project, Robot, Setting, User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from registry.model.db import Database
-    from registry.model.tables import Project
 
 ROBOT_PREFIX = "robot$"
 ALL_RIGHTS = frozenset().union(*roles.RIGHTS.values())
@@ -208,6 +207,18 @@ def rights_in(db: Database, principal: Principal | None, project_name: str,
     rights = None if project is None else project_rights(db, principal, project)
     _decisions.put(gen, key, (rights,))
     return rights
+
+
+def content_trust(db: Database, project_name: str, gen: str | None = None) -> bool:
+    """Whether the project wants a signature on every pull (cached per generation: metadata writes change it)."""
+    gen = gen if gen is not None else generation(db)
+    key = ("trust", project_name)
+    hit = _decisions.get(gen, key)
+    if hit is None:
+        with db.session() as s:
+            hit = (bool(s.scalar(select(Project.content_trust).where(Project.name == project_name))),)
+        _decisions.put(gen, key, hit)
+    return hit[0]
 
 
 def _record_failure(db: Database, name: str, addr: str) -> None:

@@ -28,14 +28,16 @@ def is_signed(s: Session, repo_id: int, digest: str) -> bool:
     return s.scalar(select(Tag.id).where(Tag.repository_id == repo_id, Tag.name == cosign_tag)) is not None
 
 
-def check_pull(db: Database, repository: str, digest: str) -> None:
+def check_pull(db: Database, repository: str, digest: str, gen: str | None = None) -> None:
     """With the project's content trust on, refuse (412) a pull of an artifact no signature refers to. Signatures and
-    other referrers themselves may be pulled, and an index's child is as trusted as a signed index holding it."""
+    other referrers themselves may be pulled, and an index's child is as trusted as a signed index holding it.
+    `gen`: the request's auth generation, when it has read it (the switch is cached per generation)."""
+    from registry.model.access import content_trust
     from registry.model.projects import project_of
     project_name = project_of(repository)
+    if not content_trust(db, project_name, gen):
+        return
     with db.session() as s:
-        if not s.scalar(select(Project.content_trust).where(Project.name == project_name)):
-            return
         repo_id = s.scalar(select(Repository.id).where(Repository.name == repository))
         art = s.scalar(select(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest))
         if art is not None and art.subject is not None:

@@ -31,12 +31,15 @@ def make_project(server: Server, name: str, storage_limit: int = -1, **metadata:
 
 
 def set_project(server: Server, name: str, **settings) -> None:
-    """Change a project's settings directly in the server's database."""
+    """Change a project's settings directly in the server's database, announcing the change as the model's writers do
+    (the server caches project settings per auth generation)."""
+    from registry.model.access import changed
     db = database(server)
     with db.session() as s:
         project = s.query(Project).filter_by(name=name).one()
         for key, value in settings.items():
             setattr(project, key, value)
+        changed(s)
     db.engine.dispose()
 
 

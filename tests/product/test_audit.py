@@ -8,7 +8,7 @@ import time
 import pytest
 from eventkit import model_db
 
-from registry.events import Event, audit, emit
+from registry.events import Event, audit, emit, flush
 
 DIGEST = "sha256:" + "cd" * 32
 
@@ -32,6 +32,7 @@ def logged(tmp_path):
         ("PUSH_ARTIFACT", "test", "test/application", "bob", "10.1.1.2", {"digest": DIGEST, "tag": "x"}),
     ]):
         emit(db, Event(kind, project, repo, operator=user, remote_addr=addr, resources=(res,), time=t0 + i * 60))
+    flush()  # pulls are written in batches
     return db, test_id, other_id, t0
 
 
@@ -85,6 +86,7 @@ def test_unknown_project_still_audited_without_project(tmp_path):
     db, _ = model_db(tmp_path)
     emit(db, Event("PULL_ARTIFACT", "nope", "nope/x", operator="eve", remote_addr="10.9.9.9",
                    resources=({"digest": DIGEST},), time=time.time()))
+    flush()
     rows, total = audit.query(db, audit.AuditQuery(username="eve"), 0, 10)
     assert total == 1 and rows[0].project_id is None and rows[0].resource == f"nope/x@{DIGEST}"
 
