@@ -17,8 +17,8 @@ COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
 def database(server: Server) -> Database:
-    """The server's own metadata database (SQLite in its root)."""
-    return Database(default_url(str(server.root)))
+    """The server's own metadata database (SQLite in its root unless the server was given another)."""
+    return Database(getattr(server, "database_url", None) or default_url(str(server.root)))
 
 
 def make_project(server: Server, name: str, storage_limit: int = -1, **metadata: str) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from support import free_port
+from artifactkit import database
 from productkit import ADMIN  # noqa: F401 (re-exported for the tests)
 
 
@@ -101,9 +102,8 @@ def model_db(tmp_path, project: str = "test", public: bool = False):
 def server_project(server, name: str = "test", public: bool = False) -> int:
     """Create a project in a running product server's database through the model's own function; its id.
     (The projects API is h-identity's: this keeps these tests independent of it.)"""
-    from registry.model.db import Database, default_url
     from registry.model.projects import create_project
-    db = Database(default_url(str(server.root)))
+    db = database(server)
     try:
         return create_project(db, None, name, {"public": "true" if public else "false"}).id
     finally:
@@ -112,9 +112,8 @@ def server_project(server, name: str = "test", public: bool = False) -> int:
 
 def server_user(server, username: str, password: str) -> None:
     """Create a local user in a running product server's database (the model's own function)."""
-    from registry.model.db import Database, default_url
     from registry.model.users import create_user
-    db = Database(default_url(str(server.root)))
+    db = database(server)
     try:
         create_user(db, username, password)
     finally:

@@ -60,3 +60,16 @@ def postgres() -> Iterator[Callable[[], str]]:
         if (data / "postmaster.pid").exists():
             _as_user(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_server(request, product_server):
+    """conftest's `product_server` factory, once on SQLite and once on a fresh PostgreSQL database (the server's
+    `database_url` says which)."""
+    url = request.getfixturevalue("postgres")() if request.param == "postgresql" else None
+
+    def _make(*args: str, **kw):
+        server = product_server(*args, "--database-url", url, **kw) if url else product_server(*args, **kw)
+        server.database_url = url or f"sqlite:///{server.root}/registry.db"
+        return server
+    return _make

@@ -8,14 +8,15 @@ from urllib.parse import quote
 
 import requests
 from artifactkit import ADMIN, api, image, make_member, make_project, pull, push
+from postgres import any_database_server, postgres  # noqa: F401 (fixtures: each test on SQLite and PostgreSQL)
 
 from registry.model.roles import DEVELOPER, GUEST
 
 GUEST_USER = ("visitor", "Visitor123")
 
 
-def test_repositories_paging_q_sort_and_double_encoded_names(product_server):
-    server = product_server()
+def test_repositories_paging_q_sort_and_double_encoded_names(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     img = image("r")
     names = ["app", "team/api", "team/web", "tools/app-cli"]
@@ -47,8 +48,8 @@ def test_repositories_paging_q_sort_and_double_encoded_names(product_server):
     assert api(server, "GET", "/projects/test/repositories/missing").status_code == 404
 
 
-def test_repository_description_and_delete(product_server):
-    server = product_server()
+def test_repository_description_and_delete(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     img = image("d")
     push(server, "test/app", img, "1")
@@ -60,8 +61,8 @@ def test_repository_description_and_delete(product_server):
     assert pull(server, "test/app", "1").status_code == 404
 
 
-def test_artifacts_list_filters_sort_and_tags(product_server):
-    server = product_server()
+def test_artifacts_list_filters_sort_and_tags(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     imgs = [image(f"i{i}", size=500 + 400 * i) for i in range(3)]
     push(server, "test/app", imgs[0], "v1")
@@ -100,8 +101,8 @@ def test_artifacts_list_filters_sort_and_tags(product_server):
     assert pull(server, "test/app", imgs[2].digest).status_code == 404
 
 
-def test_hostile_tag_names_come_back_as_data(product_server):
-    server = product_server()
+def test_hostile_tag_names_come_back_as_data(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     img = image("x")
     push(server, "test/app", img, "1")
@@ -118,8 +119,8 @@ def test_hostile_tag_names_come_back_as_data(product_server):
     assert api(server, "GET", "/projects/test/repositories", params={"q": f"name=~{evil}"}).json() == []
 
 
-def test_quotas_api(product_server):
-    server = product_server()
+def test_quotas_api(any_database_server):
+    server = any_database_server()
     first = make_project(server, "one", storage_limit=1 << 20)
     make_project(server, "two")
     img = image("q")
@@ -137,8 +138,8 @@ def test_quotas_api(product_server):
     assert api(server, "GET", "/quotas/999").status_code == 404
 
 
-def test_immutable_rules_api(product_server):
-    server = product_server()
+def test_immutable_rules_api(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     base = "/projects/test/immutabletagrules"
     rule = {"disabled": False, "action": "immutable", "template": "immutable_template",
@@ -166,8 +167,8 @@ def test_immutable_rules_api(product_server):
     assert api(server, "DELETE", f"{base}/9999").status_code == 404
 
 
-def test_rights_guest_reads_developer_pushes_nobody_else(product_server):
-    server = product_server()
+def test_rights_guest_reads_developer_pushes_nobody_else(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     make_member(server, "test", *GUEST_USER, GUEST)
     make_member(server, "test", "dev", "Developer1", DEVELOPER)

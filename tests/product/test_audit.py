@@ -7,6 +7,7 @@ import time
 
 import pytest
 from eventkit import model_db
+from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
 
 from registry.events import Event, audit, emit, flush
 
@@ -92,12 +93,12 @@ def test_unknown_project_still_audited_without_project(tmp_path):
 
 
 # -- through the registry ------------------------------------------------------------------------------------------
-def test_push_pull_delete_through_the_registry_are_audited(product_server):
+def test_push_pull_delete_through_the_registry_are_audited(any_database_server):
     import requests
     from eventkit import ADMIN, server_project, server_user, wait_for
     from regkit import layer_tar, make_image, push_image
 
-    server = product_server()
+    server = any_database_server()
     server_project(server)
     server_user(server, "dave", "Passw0rd!x")
     image = make_image([layer_tar({"a": b"audit"})])

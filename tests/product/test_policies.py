@@ -8,6 +8,7 @@ import json
 import requests
 from artifactkit import ADMIN, api, image, make_project, pull, push, referrer, set_project
 from regkit import sha256
+from postgres import any_database_server, postgres  # noqa: F401 (fixtures: each test on SQLite and PostgreSQL)
 
 from dockyard import mediatypes as mt
 
@@ -22,8 +23,8 @@ def _size(img) -> int:
     return len(img.manifest) + len(img.config) + sum(len(layer) for layer in img.layers)
 
 
-def test_quota_refuses_upload_over_the_limit_with_harbors_message(product_server):
-    server = product_server()
+def test_quota_refuses_upload_over_the_limit_with_harbors_message(any_database_server):
+    server = any_database_server()
     small = image("small", size=500)
     project_id = make_project(server, "test", storage_limit=_size(small) + 1000)
     assert push(server, "test/app", small, "1").status_code == 201
@@ -43,8 +44,8 @@ def test_quota_refuses_upload_over_the_limit_with_harbors_message(product_server
     assert push(server, "test/app", big, "2").status_code == 201
 
 
-def test_quota_counts_the_manifest_at_push(product_server):
-    server = product_server()
+def test_quota_counts_the_manifest_at_push(any_database_server):
+    server = any_database_server()
     img = image("exact")
     project_id = make_project(server, "test", storage_limit=len(img.config) + len(img.layers[0]))
     r = push(server, "test/app", img, "1")  # the blobs fit exactly; the manifest does not
@@ -53,8 +54,8 @@ def test_quota_counts_the_manifest_at_push(product_server):
     assert _usage(server, project_id) == len(img.config) + len(img.layers[0])
 
 
-def test_shared_blobs_count_once_and_usage_drops_after_deletes(product_server):
-    server = product_server()
+def test_shared_blobs_count_once_and_usage_drops_after_deletes(any_database_server):
+    server = any_database_server()
     project_id = make_project(server, "test")
     other = make_project(server, "other")
     img = image("shared")
@@ -79,8 +80,8 @@ def _rule(server, tag_pattern: str, decoration: str = "matches", repo_pattern: s
     assert r.status_code == 201, r.text
 
 
-def test_immutable_tag_refuses_overwrite_and_delete(product_server):
-    server = product_server()
+def test_immutable_tag_refuses_overwrite_and_delete(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     _rule(server, "v{1,2}.*", repo_pattern="app")
     first, second = image("one"), image("two")
@@ -102,8 +103,8 @@ def test_immutable_tag_refuses_overwrite_and_delete(product_server):
     assert push(server, "test/other", second, "v1.0").status_code == 201
 
 
-def test_immutable_excludes_decoration(product_server):
-    server = product_server()
+def test_immutable_excludes_decoration(any_database_server):
+    server = any_database_server()
     make_project(server, "test")
     _rule(server, "dev-*", decoration="excludes")  # every tag but dev-* is immutable
     first, second = image("one"), image("two")
@@ -113,8 +114,8 @@ def test_immutable_excludes_decoration(product_server):
     assert push(server, "test/app", second, "release").status_code == 412
 
 
-def test_content_trust_refuses_unsigned_until_a_signature_arrives(product_server):
-    server = product_server()
+def test_content_trust_refuses_unsigned_until_a_signature_arrives(any_database_server):
+    server = any_database_server()
     make_project(server, "test", enable_content_trust="true")
     img = image("trust")
     assert push(server, "test/app", img, "1").status_code == 201
@@ -142,8 +143,8 @@ def test_content_trust_refuses_unsigned_until_a_signature_arrives(product_server
     assert pull(server, "test/app", "3").status_code == 200
 
 
-def test_auto_delete_untagged(product_server):
-    server = product_server()
+def test_auto_delete_untagged(any_database_server):
+    server = any_database_server()
     make_project(server, "test", auto_delete_untagged="true")
     first, second, third = image("one"), image("two"), image("three")
     push(server, "test/app", first, "1")
@@ -167,11 +168,11 @@ def test_auto_delete_untagged(product_server):
     assert pull(server, "test/app", second.digest).status_code == 404
 
 
-def test_dockyard_push_meets_quota_and_immutability(product_server, busybox_image, busybox_tar, dockyard, tmp_path,
+def test_dockyard_push_meets_quota_and_immutability(any_database_server, busybox_image, busybox_tar, dockyard, tmp_path,
                                                     monkeypatch):
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
     monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "daemon.json"))
-    server = product_server()
+    server = any_database_server()
     make_project(server, "tiny", storage_limit=10_000)
     make_project(server, "test")
     _rule(server, "stable")

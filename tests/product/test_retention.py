@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from eventkit import model_db
 from regkit import layer_tar, make_image
+from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
 
 from dockyard.digest import Digest
 from registry.model import artifacts, retention
@@ -258,14 +259,14 @@ def test_doublestar(pattern, name, hit):
 
 
 # -- through the registry ------------------------------------------------------------------------------------------
-def test_retention_api_dry_run_run_gc_and_schedule(product_server, tmp_path):
+def test_retention_api_dry_run_run_gc_and_schedule(any_database_server, tmp_path):
     import requests
     from eventkit import ADMIN, Receiver, server_project, wait_for
     from regkit import layer_tar, make_image, push_image
 
     config = tmp_path / "registry.toml"
     config.write_text("[gc]\ngrace = 0\n")
-    server = product_server("--config", str(config))
+    server = any_database_server("--config", str(config))
     project_id = server_project(server)
     receiver = Receiver().start()
     try:

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from eventkit import Receiver, model_db
+from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
 
 from registry.events import Event, emit, webhooks
 from registry.model.db import Database
@@ -233,12 +234,12 @@ def test_test_sends_a_sample_now(model, receivers):
 
 
 # -- through the registry: a push over the v2 API, policies over the REST API ------------------------------------
-def test_push_through_the_registry_reaches_signed_receivers(product_server, receivers):
+def test_push_through_the_registry_reaches_signed_receivers(any_database_server, receivers):
     import requests
     from eventkit import ADMIN, server_project, wait_for
     from regkit import layer_tar, make_image, push_image
 
-    server = product_server()
+    server = any_database_server()
     project_id = server_project(server)
     api = f"{server.url}/api/v2.0/projects/test/webhook"
     harbor, cloud, hanging = receivers(), receivers(), receivers(hang=True)
