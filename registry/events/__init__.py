@@ -68,42 +68,44 @@ def emit(db: Database, event: Event) -> None:
 
 
 def record(db: Database, events: list[Event]) -> None:
-    """Write events' audit entries and webhook deliveries in one transaction."""
-    from registry.events import webhooks
+    """Write events' audit entries and webhook deliveries in one transaction: each project and its policies are
+    read once per batch and the entries inserted in bulk, so a batch of pulls costs about one write."""
+    from sqlalchemy import insert
+
+    from registry.events import audit, webhooks
+    from registry.model.tables import AuditLog, Project, Repository, WebhookPolicy
     queued = False
     with db.session() as s:
+        projects: dict[str, tuple[Project | None, list[WebhookPolicy]]] = {}
+        entries = []
         for event in events:
-            queued = _record(s, event) or queued
+            if event.project not in projects:
+                project = s.query(Project).filter_by(name=event.project).one_or_none()
+                policies = [] if project is None else \
+                    list(s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True))
+                projects[event.project] = (project, policies)
+            project, policies = projects[event.project]
+            occurred = event.time or time.time()
+            if event.type in OPERATIONS:
+                entries += [audit.row(OPERATIONS[event.type], "artifact" if event.repository else "project",
+                                      resource, event.operator, event.remote_addr,
+                                      project.id if project is not None else None, occurred)
+                            for resource in _audit_resources(event)]
+            wanted = [p for p in policies if event.type in (p.event_types or [])]
+            if project is None or not wanted:
+                continue
+            repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
+            for policy in wanted:
+                for target in policy.targets or []:
+                    if target.get("enabled", True) is False:
+                        continue
+                    body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
+                    webhooks.queue(s, policy.id, event.type, target["address"], body)
+                    queued = True
+        if entries:
+            s.execute(insert(AuditLog), entries)
     if queued:
         webhooks.wake(db)
-
-
-def _record(s, event: Event) -> bool:
-    """One event's audit entries and deliveries in session `s`; whether a delivery was queued."""
-    from registry.events import audit, webhooks
-    from registry.model.tables import Project, Repository, WebhookPolicy
-    occurred = event.time or time.time()
-    queued = False
-    project = s.query(Project).filter_by(name=event.project).one_or_none()
-    project_id = project.id if project is not None else None
-    if event.type in OPERATIONS:
-        for resource in _audit_resources(event):
-            audit.record(s, OPERATIONS[event.type], "artifact" if event.repository else "project", resource,
-                         event.operator, event.remote_addr, project_id, occurred)
-    if project is None:
-        return False
-    policies = [p for p in s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True)
-                if event.type in (p.event_types or [])]
-    repo = s.query(Repository).filter_by(name=event.repository).one_or_none() \
-        if policies and event.repository else None
-    for policy in policies:
-        for target in policy.targets or []:
-            if target.get("enabled", True) is False:
-                continue
-            body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
-            webhooks.queue(s, policy.id, event.type, target["address"], body)
-            queued = True
-    return queued
 
 
 class _Batches:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
-    from sqlalchemy.orm import Session
 
     from registry.model.db import Database
     from registry.model.tables import AuditLog
@@ -32,13 +31,12 @@ class AuditQuery:
     project_ids: tuple[int, ...] | None = None  # None: every project (and entries of none)
 
 
-def record(s: Session, operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
-           project_id: int | None, when: float) -> None:
-    """Add one entry in the caller's transaction."""
-    from registry.model.tables import AuditLog
-    s.add(AuditLog(op_time=when, username=username[:255], operation=operation[:32],
-                   resource_type=resource_type[:32], resource=resource[:1024], project_id=project_id,
-                   remote_addr=remote_addr[:64]))
+def row(operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
+        project_id: int | None, when: float) -> dict:
+    """One entry's column values, cut to the columns' sizes (written in bulk by registry.events.record)."""
+    return {"op_time": when, "username": username[:255], "operation": operation[:32],
+            "resource_type": resource_type[:32], "resource": resource[:1024], "project_id": project_id,
+            "remote_addr": remote_addr[:64]}
 
 
 def _select(q: AuditQuery) -> Select:

