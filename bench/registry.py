@@ -106,7 +106,7 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def push_blob(url: str, repo: str, data: bytes, auth: tuple[str, str] | None = None) -> str:
+def push_blob(url: str, repo: str, data: bytes, auth=None) -> str:
     d = sha256(data)
     r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", auth=auth)
     r.raise_for_status()
@@ -142,7 +142,7 @@ def bench_manifest(url: str, duration: int, headers: tuple[str, ...] = (),
     return float(m.group(1))
 
 
-def small_image(url: str, auth: tuple[str, str] | None = None) -> None:
+def small_image(url: str, auth=None) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     layer = os.urandom(1000)
     manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -316,7 +316,7 @@ ONE_MIB = 1 << 20
 
 
 def product_setup(url: str) -> str:
-    """A private project `bench`, a robot with pull and push on it; returns the robot's bearer token for reads."""
+    """A private project `bench`, a robot with pull and push on it; returns the robot's bearer token."""
     api = f"{url}/api/v2.0"
     requests.post(f"{api}/projects", auth=ADMIN, json={"project_name": "bench", "metadata": {"public": "false"}}
                   ).raise_for_status()
@@ -327,8 +327,8 @@ def product_setup(url: str) -> str:
     r.raise_for_status()
     robot = (r.json()["name"], r.json()["secret"])
     r = requests.get(f"{url}/token", auth=robot, params=[
-        ("service", "dockyard-registry"), ("scope", "repository:bench/manifest:pull"),
-        ("scope", "repository:bench/blobs:pull")])
+        ("service", "dockyard-registry"), ("scope", "repository:bench/manifest:pull,push"),
+        ("scope", "repository:bench/blobs:pull,push")])
     r.raise_for_status()
     return r.json()["token"]
 
@@ -385,7 +385,11 @@ def run_product(work: Path, args: argparse.Namespace) -> None:
         token = product_setup(product)
         blob = os.urandom(ONE_MIB)
         digests = {}
-        for url, auth in ((plain, None), (product, ADMIN)):
+        def bearer(r):
+            r.headers["Authorization"] = f"Bearer {token}"
+            return r
+
+        for url, auth in ((plain, None), (product, bearer)):
             small_image(url, auth)
             digests[url] = push_blob(url, "bench/blobs", blob, auth)
         servers = {"plain": (plain, ()), "projects": (product, (f"Authorization: Bearer {token}",))}

@@ -3,6 +3,8 @@ a test send; and each worker's background sender and retention scheduler, starte
 
 from __future__ import annotations
 
+import os
+
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import func, select
 
@@ -16,12 +18,18 @@ _POLICY = "/projects/<project_name_or_id>/webhook/policies/<int:webhook_policy_i
 
 @bp.before_app_request
 def _start_background() -> None:
-    """This worker's webhook sender and retention scheduler (after fork: never in gunicorn's master)."""
-    from registry.model import retention
+    """This worker's webhook sender and retention scheduler (after fork: never in gunicorn's master); once per
+    process and app, then one comparison per request."""
     reg = current_app.extensions["registry"]
-    if reg.model is not None:
-        webhooks.start(reg.model)
-        retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
+    if reg.model is None or _started.get(id(reg)) == os.getpid():
+        return
+    from registry.model import retention
+    webhooks.start(reg.model)
+    retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
+    _started[id(reg)] = os.getpid()
+
+
+_started: dict[int, int] = {}  # id of an app's Registry -> the pid that started its background loops
 
 
 def policy_json(p: WebhookPolicy) -> dict:

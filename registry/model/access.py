@@ -4,6 +4,8 @@ the token endpoint, the REST API and the UI all use."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
 import time
 import uuid
@@ -11,9 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 
 from registry.model import roles
+from registry.model.db import sentinel_of
 from registry.model.tables import LoginFailure, Member, Project, Robot, Setting, User
 
 if TYPE_CHECKING:
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
 
     from registry.model.db import Database
 
+log = logging.getLogger("registry")
 ROBOT_PREFIX = "robot$"
 ALL_RIGHTS = frozenset().union(*roles.RIGHTS.values())
 # Login throttling: this many failed logins of one (username, address) lock it out until FAILURE_WINDOW seconds
@@ -81,8 +86,26 @@ _decisions = _Decisions()
 
 
 def generation(db: Database) -> str:
-    """The current auth generation: one indexed read on a pooled driver connection, below SQLAlchemy's result
-    machinery (a quarter of its cost), as it is on every request's path."""
+    """The current auth generation. On SQLite, unchanged while the sentinel file is (a `stat`, no query); else one
+    indexed read on a pooled driver connection, below SQLAlchemy's result machinery, as it is on every request."""
+    sentinel = db.sentinel
+    seen = None
+    if sentinel is not None:
+        try:
+            st = os.stat(sentinel)
+            seen = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            pass
+        cached = _generations.get(db.url)
+        if seen is not None and cached is not None and cached[0] == seen:
+            return cached[1]
+    value = _read_generation(db)
+    if seen is not None:  # read after the stat: a change between them is seen again at the next stat
+        _generations[db.url] = (seen, value)
+    return value
+
+
+def _read_generation(db: Database) -> str:
     conn = db.engine.raw_connection()
     try:
         cursor = conn.cursor()
@@ -95,8 +118,34 @@ def generation(db: Database) -> str:
 
 
 def changed(s: Session) -> None:
-    """Record, in the writer's transaction, that who may do what has changed (see GENERATION_KEY)."""
+    """Record, in the writer's transaction, that who may do what has changed (see GENERATION_KEY); once it commits,
+    replace the sentinel so every process looks again."""
     s.execute(update(Setting).where(Setting.key == GENERATION_KEY).values(value=uuid.uuid4().hex))
+    sentinel = sentinel_of(s.get_bind())
+    if sentinel is not None and not sa_event.contains(s, "after_commit", _replace_sentinel):
+        sa_event.listen(s, "after_commit", _replace_sentinel, once=True)
+
+
+def _replace_sentinel(s: Session) -> None:
+    """After the commit (a reader that saw the new sentinel before it would cache the old generation)."""
+    replace_sentinel(sentinel_of(s.get_bind()))
+
+
+def replace_sentinel(path: str | None) -> None:
+    """Put a new file (a new inode) at the sentinel's path."""
+    if path is None:
+        return
+    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb"):
+            pass
+        os.replace(tmp, path)
+    except OSError as e:  # readers then keep querying the database, as they do without a sentinel
+        log.warning("cannot replace %s: %s", path, e.strerror)
+
+
+# database URL -> (the sentinel's (inode, mtime) when last read, the generation read then)
+_generations: dict[str, tuple[tuple[int, int], str]] = {}
 
 
 # sha256(kind NUL name NUL password) -> (the stored hash it matched, when): only pairs that passed bcrypt.

@@ -46,11 +46,13 @@ class Database:
         with self.exclusive() as conn:
             config.attributes["connection"] = conn  # migrations/env.py runs on it (Alembic's shared-connection way)
             command.upgrade(config, "head")
-            from registry.model.access import GENERATION_KEY
+            from registry.model.access import GENERATION_KEY, replace_sentinel
             from registry.model.tables import Setting
             if conn.execute(select(Setting.key).where(Setting.key == GENERATION_KEY)).first() is None:
                 conn.execute(insert(Setting).values(key=GENERATION_KEY, value="0"))  # we hold the lock: no race
             conn.commit()
+            if self.sentinel is not None and not os.path.exists(self.sentinel):
+                replace_sentinel(self.sentinel)
 
     @contextmanager
     def exclusive(self) -> Iterator[Connection]:
@@ -77,11 +79,25 @@ class Database:
         with locked(lock), self.engine.connect() as conn:
             yield conn
 
+    @property
+    def sentinel(self) -> str | None:
+        """For a SQLite file: a file replaced (new inode) after every committed change of the auth generation, so
+        readers in every process on this host can `stat` it instead of querying; None for other databases."""
+        return sentinel_of(self.engine)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed when the block ends normally, rolled back when it raises."""
         with self._sessions() as s, s.begin():
             yield s
+
+
+def sentinel_of(bind: Engine | Connection) -> str | None:
+    """The generation sentinel's path for this engine's (or connection's) database (see Database.sentinel)."""
+    path = bind.engine.url.database
+    if bind.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None
+    return path + ".generation"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -4,12 +4,13 @@ the Harbor flow with `dockyard login`/`push`/`pull` (developer, guest, anonymous
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
 import pytest
 import requests
-from sqlalchemy import create_engine, update
+from sqlalchemy import update
 
 from productkit import ADMIN, ADMIN_PASSWORD
 from support import tool
@@ -182,13 +183,14 @@ def test_robot_accounts_push_and_are_refused_when_expired_or_disabled(product_se
     _ok(requests.get(f"{server.url}/v2/", auth=(robot["name"], robot["secret"])))
     # Expired (its expiry moved into the past, as time would; the auth generation changed as any write through
     # the model changes it, so no worker keeps the robot's earlier login): refused.
-    engine = create_engine(f"sqlite:///{server.root}/registry.db")
-    from registry.model.access import GENERATION_KEY
-    from registry.model.tables import Robot, Setting
-    with engine.begin() as conn:
-        conn.execute(update(Robot).where(Robot.id == robot["id"]).values(expires_at=time.time() - 1))
-        conn.execute(update(Setting).where(Setting.key == GENERATION_KEY).values(value="expired"))
-    engine.dispose()
+    from registry.model.access import changed
+    from registry.model.db import Database
+    from registry.model.tables import Robot
+    db = Database(f"sqlite:///{server.root}/registry.db")
+    with db.session() as s:
+        s.execute(update(Robot).where(Robot.id == robot["id"]).values(expires_at=time.time() - 1))
+        changed(s)
+    db.engine.dispose()
     assert requests.get(f"{server.url}/v2/", auth=(robot["name"], robot["secret"])).status_code == 401
     assert _login(dockyard, host, robot["name"], robot["secret"], check=False).code == 1
 
@@ -225,3 +227,28 @@ def test_login_throttling(product_server):
     assert requests.get(f"{api}/users/current", auth=("dev", "Pass12345word")).status_code == 429
     # Another name from the same address is not locked out.
     _ok(requests.get(f"{server.url}/v2/", auth=ADMIN))
+
+
+def test_generation_is_read_once_per_change_on_sqlite(tmp_path):
+    """Readers stat the sentinel and query only after a committed change replaced it: a write that bypasses the
+    model's writers (no sentinel) goes unseen, one through them is seen at once by another process's Database."""
+    from sqlalchemy import text
+
+    from registry.model.access import changed, generation
+    from registry.model.db import Database
+
+    url = f"sqlite:///{tmp_path}/registry.db"
+    reader, writer = Database(url), Database(url)
+    reader.migrate()
+    first = generation(reader)
+    with writer.engine.begin() as conn:  # behind the model's back: the sentinel stays
+        conn.execute(text("UPDATE settings SET value = 'sneaky' WHERE key = 'auth.generation'"))
+    assert generation(reader) == first
+    with writer.session() as s:
+        changed(s)
+    after = generation(reader)
+    assert after not in (first, "sneaky")
+    os.unlink(reader.sentinel)  # no sentinel: every read queries
+    with writer.engine.begin() as conn:
+        conn.execute(text("UPDATE settings SET value = 'direct' WHERE key = 'auth.generation'"))
+    assert generation(reader) == "direct"
