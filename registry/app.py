@@ -70,10 +70,8 @@ def _open_model(config: Config):
     """The product's metadata database, migrated, when `projects` is on."""
     if not config.projects:
         return None
-    from registry.model.db import Database, default_url
-    db = Database(config.database_url or default_url(config.root))
-    db.migrate()
-    return db
+    from registry.model.db import default_url, open_database
+    return open_database(config.database_url or default_url(config.root))
 
 
 def _gate() -> None:
@@ -134,8 +132,11 @@ def _handle_error(e: Exception):
 def _product_error(e: Exception):
     """The API's failures in Harbor's error shape; the UI's as pages, a missing sign-in as a redirect to it."""
     from registry.api.common import ApiError
+    from registry.model.errors import ModelError
     if isinstance(e, HTTPException):
         e = ApiError(e.code or 400, e.name)
+    elif isinstance(e, ModelError) and not isinstance(e, ApiError):
+        e = ApiError(e.status, e.message)
     elif not isinstance(e, ApiError):
         log.exception("internal error handling %s %s", request.method, request.path)
         e = ApiError(500, "internal server error")

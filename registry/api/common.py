@@ -10,6 +10,8 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, request
 
+from registry.model.errors import ModelError
+
 bp = Blueprint("api", __name__, url_prefix="/api/v2.0")
 
 # What a view needs, checked before it runs (registry.app's gate refuses an API view that declares none):
@@ -30,12 +32,12 @@ _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_F
           409: "CONFLICT", 412: "PRECONDITION", 413: "PAYLOAD_TOO_LARGE", 429: "TOO_MANY_REQUESTS", 500: "UNKNOWN"}
 
 
-class ApiError(Exception):
+class ApiError(ModelError):
     """A Harbor-shaped error: {"errors": [{"code": ..., "message": ...}]} with its HTTP status."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+        super().__init__(status, message)
+        self.headers = headers or {}
 
     def response(self):
         return jsonify({"errors": [{"code": _CODES.get(self.status, "UNKNOWN"), "message": self.message}]}), \

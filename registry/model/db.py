@@ -12,6 +12,8 @@ from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from dockyard.errors import DockyardError
+
 # pg_advisory_lock's key for schema migrations and first-start setup: any constant shared by every replica.
 _PG_LOCK_KEY = 0x646F636B  # "dock"
 _MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -115,3 +117,29 @@ def _dispose_in_child(ref: weakref.ref) -> None:
     if db is not None:
         engine: Engine = db.engine
         engine.dispose(close=False)
+
+
+class DatabaseError(DockyardError):
+    """The metadata database cannot be used: its URL names no supported database, or its server refuses."""
+
+
+def open_database(url: str) -> Database:
+    """The database at `url`, migrated; DatabaseError in one line (password hidden) when that fails."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise DatabaseError("database.url: not a URL such as postgresql+psycopg://user@host/db") from None
+    if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"database.url {shown}: only sqlite and postgresql are supported")
+    try:
+        db = Database(url)
+        db.migrate()
+    except (NoSuchModuleError, ImportError) as e:
+        raise DatabaseError(f"database.url {shown}: no driver for it ({e})") from None
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise DatabaseError(f"database {shown}: {reason}") from None
+    return db

@@ -2,65 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import re
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.model import doublestar
 from registry.model.policy import Refused
 from registry.model.tables import ImmutableRule, Project
 
 DECORATIONS = {"repo": ("repoMatches", "repoExcludes"), "tag": ("matches", "excludes")}
-PATTERN_MAX = 255
-
-
-@functools.lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    """A doublestar pattern as a regex: `**` any text, `*` any text without `/`, `?` one character but `/`,
-    `{a,b}` alternatives (which may hold wildcards); everything else literal."""
-    out, i, depth = [], 0, 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "{":
-            depth += 1
-            out.append("(?:")
-        elif ch == "}" and depth:
-            depth -= 1
-            out.append(")")
-        elif ch == "," and depth:
-            out.append("|")
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    if depth:
-        raise ValueError(f"unbalanced braces in pattern {pattern[:100]!r}")
-    return re.compile("".join(out), re.S)
-
-
-def check_pattern(pattern: str) -> str:
-    """`pattern` if it is a usable doublestar pattern; ValueError naming it otherwise."""
-    if not pattern or len(pattern) > PATTERN_MAX:
-        raise ValueError(f"pattern must be 1 to {PATTERN_MAX} characters")
-    _regex(pattern)
-    return pattern
-
-
-def matches(pattern: str, text: str) -> bool:
-    """Whether `text` matches the doublestar `pattern` as a whole."""
-    return _regex(pattern).fullmatch(text) is not None
 
 
 def _selects(pattern: str, decoration: str, text: str) -> bool:
-    hit = matches(pattern, text)
+    hit = doublestar.match(pattern, text)
     return not hit if decoration.endswith("xcludes") else hit
 
 
@@ -91,8 +44,8 @@ def save_rule(s: Session, project_id: int, rule_id: int | None, *, disabled: boo
               repo_decoration: str, tag_pattern: str, tag_decoration: str) -> ImmutableRule:
     """Create (rule_id None) or replace a project's rule; ValueError on a bad pattern or decoration, LookupError
     when the rule is not the project's."""
-    check_pattern(repo_pattern)
-    check_pattern(tag_pattern)
+    doublestar.check(repo_pattern)
+    doublestar.check(tag_pattern)
     if repo_decoration not in DECORATIONS["repo"] or tag_decoration not in DECORATIONS["tag"]:
         raise ValueError("decorations: repoMatches or repoExcludes, matches or excludes")
     if rule_id is None:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from registry.api.common import ApiError
 from registry.model import roles
 from registry.model.access import changed
+from registry.model.errors import ModelError
 from registry.model.tables import Member, Project, Repository, User
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ METADATA = {"public": "public", "enable_content_trust": "content_trust", "auto_d
 def check_name(name: str) -> None:
     """Harbor's rule: 1-255 characters, lowercase letters and digits separated by single '.', '_' or '-'."""
     if not 1 <= len(name) <= 255 or not _NAME.fullmatch(name):
-        raise ApiError(400, f"invalid project name {name[:100]!r}: lowercase letters, digits and single "
+        raise ModelError(400, f"invalid project name {name[:100]!r}: lowercase letters, digits and single "
                             "'.', '_' or '-' between them, at most 255 characters")
 
 
@@ -47,7 +47,7 @@ def get(s: Session, name_or_id: str | int, is_name: bool | None = None) -> Proje
     """find(), or 404 as Harbor answers."""
     project = find(s, name_or_id, is_name)
     if project is None:
-        raise ApiError(404, f"project {str(name_or_id)[:255]} not found")
+        raise ModelError(404, f"project {str(name_or_id)[:255]} not found")
     return project
 
 
@@ -66,13 +66,13 @@ def _apply_metadata(project: Project, values: dict | None) -> None:
         elif isinstance(value, str) and value.lower() in ("true", "false"):
             flag = value.lower() == "true"
         else:
-            raise ApiError(400, f"metadata.{key}: use \"true\" or \"false\"")
+            raise ModelError(400, f"metadata.{key}: use \"true\" or \"false\"")
         setattr(project, column, flag)
 
 
 def _check_quota(quota: object) -> int:
     if not isinstance(quota, int) or isinstance(quota, bool) or (quota < 0 and quota != -1):
-        raise ApiError(400, "storage_limit: bytes, or -1 for no limit")
+        raise ModelError(400, "storage_limit: bytes, or -1 for no limit")
     return quota
 
 
@@ -82,7 +82,7 @@ def create_project(db: Database, creator: Principal | None, name: str, values: d
     check_name(name)
     with db.session() as s:
         if find(s, name, True) is not None:
-            raise ApiError(409, f"project {name} already exists")
+            raise ModelError(409, f"project {name} already exists")
         project = Project(name=name, owner_id=creator.user_id if creator else None,
                           quota_bytes=_check_quota(storage_limit))
         _apply_metadata(project, values)
@@ -112,14 +112,14 @@ def delete_project(db: Database, project_id: int) -> None:
         project = get(s, project_id)
         count = s.scalar(select(func.count()).select_from(Repository).where(Repository.project_id == project.id))
         if count:
-            raise ApiError(412, f"project {project.name} contains repositories and cannot be deleted")
+            raise ModelError(412, f"project {project.name} contains repositories and cannot be deleted")
         s.delete(project)
         changed(s)
 
 
 def _check_role(role: object) -> int:
     if role not in roles.RIGHTS:
-        raise ApiError(400, f"role_id: one of {', '.join(f'{k} ({v})' for k, v in roles.NAMES.items())}")
+        raise ModelError(400, f"role_id: one of {', '.join(f'{k} ({v})' for k, v in roles.NAMES.items())}")
     return role
 
 
@@ -134,10 +134,10 @@ def add_member(db: Database, project_id: int, role: int, user_id: int | None = N
         else:
             user = s.scalars(select(User).where(User.username == (username or ""))).first()
         if user is None:
-            raise ApiError(404, f"user {user_id if user_id is not None else username} not found")
+            raise ModelError(404, f"user {user_id if user_id is not None else username} not found")
         if s.scalars(select(Member.id).where(Member.project_id == project.id,
                                              Member.user_id == user.id)).first() is not None:
-            raise ApiError(409, f"user {user.username} is already a member of {project.name}")
+            raise ModelError(409, f"user {user.username} is already a member of {project.name}")
         member = Member(project_id=project.id, user_id=user.id, role=role)
         s.add(member)
         s.flush()
@@ -148,7 +148,7 @@ def add_member(db: Database, project_id: int, role: int, user_id: int | None = N
 def _member(s: Session, project_id: int, member_id: int) -> Member:
     member = s.get(Member, member_id)
     if member is None or member.project_id != project_id:
-        raise ApiError(404, f"member {member_id} not found")
+        raise ModelError(404, f"member {member_id} not found")
     return member
 
 

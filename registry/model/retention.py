@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from registry.model import doublestar
+from registry.model.cron import Cron, CronError
 
 if TYPE_CHECKING:
     from registry.model.artifacts import Storage
@@ -33,166 +34,7 @@ class RetentionError(ValueError):
     """A retention policy that cannot be stored: the message names the field."""
 
 
-# -- patterns -----------------------------------------------------------------------------------------------------
-def doublestar(pattern: str) -> re.Pattern:
-    """A doublestar glob as a regex: `*` and `?` stop at "/", `**` crosses it, `{a,b}` alternatives, `[...]`."""
-    return re.compile(_glob(pattern) + r"\Z", re.S)
-
-
-def _glob(p: str) -> str:
-    out, i = [], 0
-    while i < len(p):
-        c = p[i]
-        if p.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if p.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(p):
-            i += 1
-            out.append(re.escape(p[i]))
-        elif c == "{" and (end := _closing(p, i)) > 0:
-            out.append("(?:" + "|".join(_glob(a) for a in _split_alternatives(p[i + 1:end])) + ")")
-            i = end
-        elif c == "[" and (end := p.find("]", i + 2)) > 0:
-            body = p[i + 1:end]
-            negate = body[:1] in ("!", "^")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def _closing(p: str, start: int) -> int:
-    """The index of the brace closing the one at `start`, or -1."""
-    depth = 0
-    for j in range(start, len(p)):
-        if p[j] == "{":
-            depth += 1
-        elif p[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return j
-    return -1
-
-
-def _split_alternatives(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for j, ch in enumerate(text):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:j])
-            start = j + 1
-    parts.append(text[start:])
-    return parts
-
-
-# -- cron ---------------------------------------------------------------------------------------------------------
-_CRON_ALIASES = {"@yearly": "0 0 0 1 1 *", "@annually": "0 0 0 1 1 *", "@monthly": "0 0 0 1 * *",
-                 "@weekly": "0 0 0 * * 0", "@daily": "0 0 0 * * *", "@midnight": "0 0 0 * * *",
-                 "@hourly": "0 0 * * * *"}
-_CRON_RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_CRON_NAMES = ("second", "minute", "hour", "day of month", "month", "day of week")
-
-
-@dataclass(frozen=True)
-class Cron:
-    """A cron expression: 5 fields (minute hour dom month dow) or 6 (seconds first, as Harbor's); UTC."""
-
-    seconds: frozenset[int]
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool  # day of month is "*"
-    any_weekday: bool
-
-    @classmethod
-    def parse(cls, text: str) -> Cron:
-        """Parse `text`; RetentionError names the bad field."""
-        fields = _CRON_ALIASES.get(text.strip(), text).split()
-        if len(fields) == 5:
-            fields = ["0", *fields]
-        if len(fields) != 6:
-            raise RetentionError(f"cron {text[:100]!r}: 5 or 6 fields")
-        sets = [_cron_field(f, lo, hi, name)
-                for f, (lo, hi), name in zip(fields, _CRON_RANGES, _CRON_NAMES, strict=True)]
-        weekdays = frozenset(d % 7 for d in sets[5])
-        cron = cls(sets[0], sets[1], sets[2], sets[3], sets[4], weekdays, fields[3] in ("*", "?"),
-                   fields[5] in ("*", "?"))
-        if cron.next_after(time.time()) is None:
-            raise RetentionError(f"cron {text[:100]!r}: never fires")
-        return cron
-
-    def _day_ok(self, dt: datetime) -> bool:
-        dom, dow = dt.day in self.days, (dt.weekday() + 1) % 7 in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return dow
-        if self.any_weekday:
-            return dom
-        return dom or dow  # both restricted: either matches, as cron does
-
-    def next_after(self, t: float) -> float | None:
-        """The first time after `t` the expression fires (None if not within 5 years)."""
-        dt = datetime.fromtimestamp(int(t) + 1, UTC)
-        limit = dt + timedelta(days=5 * 366)
-        while dt < limit:
-            if dt.month not in self.months:
-                dt = (dt.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0)
-            elif not self._day_ok(dt):
-                dt = (dt + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-            elif dt.hour not in self.hours:
-                dt = (dt + timedelta(hours=1)).replace(minute=0, second=0)
-            elif dt.minute not in self.minutes:
-                dt = (dt + timedelta(minutes=1)).replace(second=0)
-            elif dt.second not in self.seconds:
-                dt += timedelta(seconds=1)
-            else:
-                return dt.timestamp()
-        return None
-
-
-def _cron_field(text: str, lo: int, hi: int, name: str) -> frozenset[int]:
-    out: set[int] = set()
-    for part in text.split(","):
-        m = re.fullmatch(r"(\*|\?|\d+)(?:-(\d+))?(?:/(\d+))?", part)
-        if not m:
-            raise RetentionError(f"cron {name} {part[:20]!r}: a number, a range a-b, * or a step /n")
-        start, end, step = m.groups()
-        first = lo if start in ("*", "?") else int(start)
-        last = hi if start in ("*", "?") or (end is None and step) else int(end or start)
-        if not lo <= first <= last <= hi or (step is not None and int(step) < 1):
-            raise RetentionError(f"cron {name} {part[:20]!r}: out of {lo}-{hi}")
-        out.update(range(first, last + 1, int(step or 1)))
-    return frozenset(out)
-
-
 # -- policies -----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Selector:
-    """A tag or repository selector: a doublestar pattern that selects (matches) or rejects (excludes)."""
-
-    pattern: re.Pattern
-    include: bool
-    untagged: bool = False
-
-
 def _selectors(where: str, items: object, decorations: tuple[str, str], tags: bool) -> list[dict]:
     if not isinstance(items, list):
         raise RetentionError(f"{where}: a list of selectors")
@@ -203,8 +45,12 @@ def _selectors(where: str, items: object, decorations: tuple[str, str], tags: bo
         if sel.get("decoration") not in decorations:
             raise RetentionError(f"{where}[{i}].decoration: {decorations[0]} or {decorations[1]}")
         pattern = sel.get("pattern")
-        if not isinstance(pattern, str) or not pattern or len(pattern) > 255:
-            raise RetentionError(f"{where}[{i}].pattern: a non-empty pattern")
+        if not isinstance(pattern, str):
+            raise RetentionError(f"{where}[{i}].pattern: a doublestar pattern")
+        try:
+            doublestar.check(pattern)
+        except ValueError as e:
+            raise RetentionError(f"{where}[{i}].pattern: {e}") from None
         extras = sel.get("extras") or ""
         if tags and extras:
             try:
@@ -267,7 +113,10 @@ def validate(body: dict) -> tuple[list[dict], str]:
     if not isinstance(cron, str):
         raise RetentionError("trigger.settings.cron: a cron expression or \"\"")
     if cron.strip():
-        Cron.parse(cron)
+        try:
+            Cron.parse(cron)
+        except CronError as e:
+            raise RetentionError(str(e)) from None
     return out, cron.strip()
 
 
@@ -336,7 +185,7 @@ def _tag_selected(sel: dict, tags: list[str]) -> bool:
     untagged = json.loads(sel["extras"]).get("untagged", False) if sel.get("extras") else False
     if not tags:
         return untagged
-    matched = [bool(doublestar(sel["pattern"]).match(t)) for t in tags]
+    matched = [doublestar.match(sel["pattern"], t) for t in tags]
     return any(matched) if sel["decoration"] == "matches" else not all(matched)
 
 
@@ -344,7 +193,7 @@ def _repo_selected(rule: dict, repo: str) -> bool:
     """Whether the rule's repository selectors (matched against the name without its project) take `repo`."""
     name = repo.partition("/")[2]
     for sel in rule["scope_selectors"].get("repository", []):
-        hit = bool(doublestar(sel["pattern"]).match(name))
+        hit = doublestar.match(sel["pattern"], name)
         if hit != (sel["decoration"] == "repoMatches"):
             return False
     return True
@@ -485,7 +334,7 @@ def run_due(db: Database, storage: Storage, gc_grace: int, now: float | None = N
     for policy_id, schedule, last_run in scheduled:
         try:
             upcoming = Cron.parse(schedule).next_after(last_run)
-        except RetentionError:
+        except CronError:
             continue
         if upcoming is None or upcoming > now:
             continue

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from registry.api.common import ApiError
 from registry.model import projects
 from registry.model.access import ROBOT_PREFIX, changed
+from registry.model.errors import ModelError
 from registry.model.tables import Project, Robot
 from registry.model.users import check_policy, hash_password
 
@@ -46,22 +46,22 @@ def rights_of(s: Session, robot: Robot) -> tuple:
 def _check_permissions(s: Session, level: str, permissions: object, project: Project | None) -> list:
     """Harbor's permission list, validated: [{"kind": "project", "namespace": ..., "access": [{resource, action}]}]."""
     if not isinstance(permissions, list) or not permissions:
-        raise ApiError(400, "permissions: a list of {kind, namespace, access}")
+        raise ModelError(400, "permissions: a list of {kind, namespace, access}")
     out = []
     for i, perm in enumerate(permissions):
         if not isinstance(perm, dict) or perm.get("kind") != "project" or not isinstance(perm.get("access"), list):
-            raise ApiError(400, f"permissions[{i}]: kind \"project\", a namespace and an access list")
+            raise ModelError(400, f"permissions[{i}]: kind \"project\", a namespace and an access list")
         namespace = perm.get("namespace")
         if level == "project":
             if project is None or namespace != project.name:
-                raise ApiError(400, f"permissions[{i}].namespace: a project robot's permissions name its project")
+                raise ModelError(400, f"permissions[{i}].namespace: a project robot's permissions name its project")
         elif namespace != "*" and projects.find(s, str(namespace), True) is None:
-            raise ApiError(404, f"permissions[{i}].namespace: project {str(namespace)[:255]} not found")
+            raise ModelError(404, f"permissions[{i}].namespace: project {str(namespace)[:255]} not found")
         access = []
         for j, a in enumerate(perm["access"]):
             if not isinstance(a, dict) or not isinstance(a.get("resource"), str) or \
                     not isinstance(a.get("action"), str):
-                raise ApiError(400, f"permissions[{i}].access[{j}]: {{\"resource\": ..., \"action\": ...}}")
+                raise ModelError(400, f"permissions[{i}].access[{j}]: {{\"resource\": ..., \"action\": ...}}")
             access.append({"resource": a["resource"][:64], "action": a["action"][:64],
                            **({"effect": a["effect"]} if isinstance(a.get("effect"), str) else {})})
         out.append({"kind": "project", "namespace": namespace, "access": access})
@@ -70,7 +70,7 @@ def _check_permissions(s: Session, level: str, permissions: object, project: Pro
 
 def _expiry(duration: object) -> float:
     if not isinstance(duration, int) or isinstance(duration, bool) or (duration < 1 and duration != -1):
-        raise ApiError(400, "duration: days, or -1 for never")
+        raise ModelError(400, "duration: days, or -1 for never")
     return -1 if duration == -1 else time.time() + duration * 86400
 
 
@@ -88,9 +88,9 @@ def create_robot(db: Database, name: str, level: str, permissions: object, durat
                  description: str = "", creator: str = "", disable: bool = False) -> tuple[Robot, str]:
     """A new robot and its secret (returned once, stored hashed); 409 when the full name is taken."""
     if level not in ("project", "system"):
-        raise ApiError(400, "level: \"project\" or \"system\"")
+        raise ModelError(400, "level: \"project\" or \"system\"")
     if not isinstance(name, str) or not 1 <= len(name) <= 128 or not _NAME.fullmatch(name):
-        raise ApiError(400, f"invalid robot name {str(name)[:100]!r}: lowercase letters, digits, '.', '_', '-'")
+        raise ModelError(400, f"invalid robot name {str(name)[:100]!r}: lowercase letters, digits, '.', '_', '-'")
     secret = new_secret()
     with db.session() as s:
         project = None
@@ -101,7 +101,7 @@ def create_robot(db: Database, name: str, level: str, permissions: object, durat
         perms = _check_permissions(s, level, permissions, project)
         full = f"{ROBOT_PREFIX}{project.name}+{name}" if project else f"{ROBOT_PREFIX}{name}"
         if s.scalars(select(Robot.id).where(Robot.name == full)).first() is not None:
-            raise ApiError(409, f"robot account {full} already exists")
+            raise ModelError(409, f"robot account {full} already exists")
         robot = Robot(name=full, description=str(description)[:1024], secret_hash=hash_password(secret),
                       project_id=project.id if project else None, permissions=perms, expires_at=_expiry(duration),
                       disabled=bool(disable), creator=creator[:255])
@@ -114,7 +114,7 @@ def get_robot(s: Session, robot_id: int) -> Robot:
     """The robot with this id; 404 when there is none."""
     robot = s.get(Robot, robot_id)
     if robot is None:
-        raise ApiError(404, f"robot {robot_id} not found")
+        raise ModelError(404, f"robot {robot_id} not found")
     return robot
 
 

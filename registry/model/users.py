@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import bcrypt
 from sqlalchemy import select
 
-from registry.api.common import ApiError
 from registry.model import roles
 from registry.model.access import ROBOT_PREFIX, Principal, changed
+from registry.model.errors import ModelError
 from registry.model.tables import Member, Project, User
 
 if TYPE_CHECKING:
@@ -66,21 +66,21 @@ def check_policy(password: str) -> None:
     """Harbor's password rule: 8 to 128 characters with an uppercase and a lowercase letter and a digit."""
     if not (8 <= len(password) <= 128 and re.search("[A-Z]", password) and re.search("[a-z]", password)
             and re.search("[0-9]", password)):
-        raise ApiError(400, "the password must be 8 to 128 characters with at least one uppercase letter, "
+        raise ModelError(400, "the password must be 8 to 128 characters with at least one uppercase letter, "
                             "one lowercase letter and one number")
 
 
 def check_username(username: str) -> None:
     """Harbor's user name rule (1-255 characters, none of , " ~ # % $ : / \\ or spaces), robots' prefix excluded."""
     if not 1 <= len(username) <= 255 or _USERNAME_BAD.search(username) or username.startswith(ROBOT_PREFIX):
-        raise ApiError(400, f"invalid user name {username[:100]!r}")
+        raise ModelError(400, f"invalid user name {username[:100]!r}")
 
 
 def get_user(s: Session, user_id: int) -> User:
     """The user with this id; 404 when there is none."""
     user = s.get(User, user_id)
     if user is None:
-        raise ApiError(404, f"user {user_id} not found")
+        raise ModelError(404, f"user {user_id} not found")
     return user
 
 
@@ -96,9 +96,9 @@ def create_user(db: Database, username: str, password: str, email: str = "", rea
 def _add(db: Database, user: User) -> User:
     with db.session() as s:
         if s.scalars(select(User.id).where(User.username == user.username)).first() is not None:
-            raise ApiError(409, f"user {user.username} already exists")
+            raise ModelError(409, f"user {user.username} already exists")
         if user.email and s.scalars(select(User.id).where(User.email == user.email)).first() is not None:
-            raise ApiError(409, f"e-mail {user.email} is already used")
+            raise ModelError(409, f"e-mail {user.email} is already used")
         s.add(user)
         s.flush()
         return user
@@ -111,7 +111,7 @@ def update_user(db: Database, user_id: int, email: str | None = None, realname: 
         user = get_user(s, user_id)
         if email is not None and email != user.email:
             if email and s.scalars(select(User.id).where(User.email == email)).first() is not None:
-                raise ApiError(409, f"e-mail {email} is already used")
+                raise ModelError(409, f"e-mail {email} is already used")
             user.email = email[:255]
         if realname is not None:
             user.realname = realname[:255]
@@ -124,14 +124,14 @@ def change_password(db: Database, actor: Principal, user_id: int, new_password: 
                     old_password: str | None = None) -> None:
     """Set a user's password: the old one is required unless a sysadmin resets someone else's (as Harbor)."""
     if actor.user_id != user_id and not actor.sysadmin:
-        raise ApiError(403, "only a system admin may change another user's password")
+        raise ModelError(403, "only a system admin may change another user's password")
     check_policy(new_password)
     with db.session() as s:
         user = get_user(s, user_id)
         if actor.user_id == user_id and not check_password(old_password or "", user.password_hash):
-            raise ApiError(403, "the old password is wrong")
+            raise ModelError(403, "the old password is wrong")
         if old_password is not None and old_password == new_password:
-            raise ApiError(400, "the new password is the old one")
+            raise ModelError(400, "the new password is the old one")
         user.password_hash = hash_password(new_password)
         changed(s)
 
@@ -141,7 +141,7 @@ def delete_user(db: Database, actor: Principal, user_id: int) -> None:
     with db.session() as s:
         user = get_user(s, user_id)
         if actor.user_id == user_id or user.username == ADMIN:
-            raise ApiError(403, f"user {user.username} cannot be deleted")
+            raise ModelError(403, f"user {user.username} cannot be deleted")
         s.delete(user)
         changed(s)
 
@@ -151,7 +151,7 @@ def set_sysadmin(db: Database, actor: Principal, user_id: int, sysadmin: bool) -
     with db.session() as s:
         user = get_user(s, user_id)
         if actor.user_id == user_id or user.username == ADMIN:
-            raise ApiError(403, f"the system admin flag of {user.username} cannot be changed")
+            raise ModelError(403, f"the system admin flag of {user.username} cannot be changed")
         user.sysadmin = sysadmin
         changed(s)
 
@@ -229,7 +229,7 @@ def _grant(db: Database, username: str, project_name: str, role: int, public: bo
 
     try:
         check_name(project_name)
-    except ApiError:
+    except ModelError:
         log.warning("auth.access project %r not mapped: not a valid project name", project_name[:100])
         return
     with db.session() as s:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import requests
+from productkit import ADMIN
 from regkit import Image, Server, layer_tar, make_image, push_image, sha256
 
 from dockyard import mediatypes as mt
 from registry.model.db import Database, default_url
 from registry.model.tables import Project
-from productkit import ADMIN
-
 
 COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
 

@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
 
-from productkit import ADMIN_PASSWORD  # noqa: E402
-from regkit import Server, free_port  # noqa: E402
+from productkit import ADMIN_PASSWORD
+from regkit import Server, free_port
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from support import free_port
 from artifactkit import database
 from productkit import ADMIN  # noqa: F401 (re-exported for the tests)
+from support import free_port
 
 
 @dataclass

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from regkit import free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
 import requests
-from sqlalchemy import update
-
 from productkit import ADMIN, ADMIN_PASSWORD
-from support import tool
+from sqlalchemy import update
+from support import REPO, tool
 
 NAME = {"X-Is-Resource-Name": "true"}
 PUSH = [{"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"}]
@@ -252,3 +252,17 @@ def test_generation_is_read_once_per_change_on_sqlite(tmp_path):
     with writer.engine.begin() as conn:
         conn.execute(text("UPDATE settings SET value = 'direct' WHERE key = 'auth.generation'"))
     assert generation(reader) == "direct"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("mysql://x/y", "Error: database.url mysql://x/y: only sqlite and postgresql are supported"),
+    ("not a url", "Error: database.url: not a URL such as postgresql+psycopg://user@host/db"),
+    ("postgresql+nodriver://h/x", "Error: database.url postgresql+nodriver://h/x: no driver for it"),
+    # Nothing listens on port 1: the server's refusal, the password hidden.
+    ("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "Error: database postgresql+psycopg://u:***@127.0.0.1:1/x: "),
+])
+def test_bad_database_urls_are_one_line(tmp_path, url, message):
+    p = subprocess.run([sys.executable, "-m", "dockyard", "registry", "serve", "--projects", "--root", str(tmp_path / "r"),
+                        "--database-url", url], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert p.returncode != 0 and p.stderr.startswith(message), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "hunter2" not in p.stderr

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sqlalchemy import create_engine, insert
-
-from productkit import ADMIN
 from postgres import postgres  # noqa: F401 (the module-scoped cluster fixture)
+from productkit import ADMIN
+from sqlalchemy import create_engine, insert
 
 DEV = ("dev", "Dev12345pass")
 NAME = {"X-Is-Resource-Name": "true"}

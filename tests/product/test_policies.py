@@ -7,8 +7,8 @@ import json
 
 import requests
 from artifactkit import ADMIN, api, image, make_project, pull, push, referrer, set_project
-from regkit import sha256
 from postgres import any_database_server, postgres  # noqa: F401 (fixtures: each test on SQLite and PostgreSQL)
+from regkit import sha256
 
 from dockyard import mediatypes as mt
 

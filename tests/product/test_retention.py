@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 from eventkit import model_db
-from regkit import layer_tar, make_image
 from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
+from regkit import layer_tar, make_image
 
 from dockyard.digest import Digest
-from registry.model import artifacts, retention
-from registry.model.retention import Cron, RetentionError, doublestar
+from registry.model import artifacts, doublestar, retention
+from registry.model.cron import Cron
+from registry.model.retention import RetentionError
 from registry.model.tables import Artifact, AuditLog, RetentionExecution, RetentionPolicy, Tag
 from registry.storage import open_storage
 
@@ -214,6 +215,8 @@ def test_referrers_and_index_children_go_with_their_subject(registry):
     (body(rule("always"), cron="* * *"), "cron '* * *': 5 or 6 fields"),
     (body(rule("always"), cron="0 0 30 2 *"), "cron '0 0 30 2 *': never fires"),
     ({**body(rule("always")), "algorithm": "and"}, "algorithm: only \"or\""),
+    (body(rule("always", pattern="{v1,v2")), "rules[0].tag_selectors[0].pattern: unbalanced braces"),
+    (body(rule("always", pattern="[0-9")), "rules[0].tag_selectors[0].pattern: unclosed ["),
 ])
 def test_bad_policies_are_refused(registry, bad, message):
     db, project_id, *_ = registry
@@ -252,10 +255,11 @@ def test_cron_next_time(expr, after, expected):
     ("**", "a/b/c", True), ("*", "a/b", False), ("*", "app", True), ("a/**", "a/b/c", True),
     ("**/c", "c", True), ("v?.*", "v1.0", True), ("v?.*", "v10.0", False), ("{dev,test}-*", "test-3", True),
     ("{dev,test}-*", "prod-3", False), ("[0-9]*", "7up", True), ("[!0-9]*", "7up", False),
-    ("release-{1.*,2.0}", "release-1.5", True), ("a.b", "aXb", False),
+    ("release-{1.*,2.0}", "release-1.5", True), ("a.b", "aXb", False), ("{a,{b,c}}x", "cx", True),
+    ("\\*", "*", True), ("\\*", "a", False),
 ])
 def test_doublestar(pattern, name, hit):
-    assert bool(doublestar(pattern).match(name)) == hit
+    assert doublestar.match(pattern, name) == hit
 
 
 # -- through the registry ------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import requests
-from regkit import Image, Server, free_port, layer_tar, sha256
 from productkit import ADMIN
+from regkit import Image, Server, free_port, layer_tar, sha256
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
