@@ -222,6 +222,9 @@ services:
     argv = [sys.executable, "-m", "dockyard", "compose", "-f", str(project.dir / "compose.yaml"), "up"]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={**os.environ, "DOCKYARD_ROOT": store_root})
+    import threading
+    watchdog = threading.Timer(90, p.kill)  # a start that never prints fails the test instead of hanging it
+    watchdog.start()
     try:
         seen = b""
         while b"web is up" not in seen:
@@ -231,6 +234,7 @@ services:
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
+        watchdog.cancel()
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130, err
