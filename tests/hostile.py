@@ -3,6 +3,7 @@ floods. For tests of clients (registry client, ADD <url>) against servers that m
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -124,6 +125,9 @@ class Hostile:
 
     def close(self) -> None:
         self.stopped.set()
+        # close() alone leaves the accept thread blocked (Linux): shutdown wakes it, so it ends.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         for s in self.conns:
             try:

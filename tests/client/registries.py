@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -193,6 +194,9 @@ class Proxy:
 
     def close(self) -> None:
         self.closed = True
+        # close() alone leaves the accept thread blocked (Linux): shutdown wakes it, so it ends.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
