@@ -322,10 +322,11 @@ def test_upstream_with_token_auth(dockyard, tmp_path, client_env):
 
 GOOD = make_image([layer_tar({"data": os.urandom(300_000)})])
 LAYER = GOOD.layers[0]
+BIG = make_image([layer_tar({"data": os.urandom(3 << 20)})])
 
 
 def _scenario(conn: Conn, req: Request) -> None:
-    """One upstream, a misdeed per repository: `huge` manifest, `long` / `wrong` / `cut` blob, `stall`."""
+    """One upstream, a misdeed per repository: `huge` manifest, `long` / `wrong` / `cut` / `slow` blob, `stall`."""
     if req.path == "/v2/":
         conn.answer(200, b"{}", {"Content-Type": "application/json"})
         return
@@ -340,11 +341,12 @@ def _scenario(conn: Conn, req: Request) -> None:
             else:
                 conn.endless(200, {"Content-Type": mt.OCI_MANIFEST}, prefix=b'{"schemaVersion": 2, "x": "')
         else:
-            headers = {"Content-Type": GOOD.media_type, "Docker-Content-Digest": GOOD.digest}
+            served = BIG if repo == "slow" else GOOD
+            headers = {"Content-Type": served.media_type, "Docker-Content-Digest": served.digest}
             if req.method == "HEAD":
-                conn.head(200, headers, len(GOOD.manifest))
+                conn.head(200, headers, len(served.manifest))
             else:
-                conn.answer(200, GOOD.manifest, headers)
+                conn.answer(200, served.manifest, headers)
         return
     headers = {"Content-Type": "application/octet-stream"}
     if repo == "long":
@@ -355,8 +357,26 @@ def _scenario(conn: Conn, req: Request) -> None:
         conn.head(200, headers, len(LAYER))
         conn.send(LAYER[:100_000])
         conn.stall()
+    elif repo == "slow" and req.path.endswith(sha256(BIG.layers[0])):
+        conn.head(200, headers, len(BIG.layers[0]))
+        conn.send(BIG.layers[0][:(5 << 20) // 2])
+        conn.stall()
     else:
         conn.answer(200, LAYER if req.path.endswith(sha256(LAYER)) else GOOD.config, headers)
+
+
+def test_blob_streams_to_the_client_while_it_downloads(hostile_cache):
+    """The upstream sends 2.5 of 3 MiB and stalls: the client has had the first MiB meanwhile, then is cut off."""
+    assert requests.get(f"{hostile_cache.url}/v2/slow/app/manifests/1", timeout=30).content == BIG.manifest
+    layer = BIG.layers[0]
+    received = b""
+    with pytest.raises(requests.exceptions.RequestException):
+        with requests.get(f"{hostile_cache.url}/v2/slow/app/blobs/{sha256(layer)}", stream=True, timeout=30) as r:
+            assert r.headers["Content-Length"] == str(len(layer))
+            for piece in r.iter_content(1 << 16):
+                received += piece
+    assert len(received) >= 1 << 20 and layer.startswith(received) and len(received) < len(layer)
+    assert not stored(hostile_cache, sha256(layer)) and not open_uploads(hostile_cache)
 
 
 @pytest.fixture(scope="module")
