@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from dockyard import mediatypes as mt
 from hostile import Conn, Hostile, Request
-from regkit import Image, Server, free_port, htpasswd_file, layer_tar, make_image, sha256
+from regkit import Image, Server, free_port, htpasswd_file, layer_tar, make_image, sha256, write_layout
 from support import tool
 
+from dockyard import mediatypes as mt
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))  # the client tests' registry launchers
-from registries import start_distribution, start_dockyard_registry  # noqa: E402
+from registries import start_distribution, start_dockyard_registry
 
 DAY = "168h"
 
@@ -301,9 +301,8 @@ def test_upstream_with_token_auth(dockyard, tmp_path, client_env):
     cache = None
     try:
         dockyard("login", origin.host, "-u", "alice", "--password-stdin", input=b"alice-pw\n")
-        img = make_image([layer_tar({"data": os.urandom(1000)})])
+        img = image()
         (tmp_path / "layout").mkdir()
-        from regkit import write_layout
         write_layout(tmp_path / "layout" / "img", img)
         _run(tool("skopeo"), "copy", "--dest-tls-verify=false", "--dest-creds", "alice:alice-pw",
              f"oci:{tmp_path / 'layout' / 'img'}:latest", f"docker://{origin.host}/team/app:1")
@@ -370,11 +369,11 @@ def test_blob_streams_to_the_client_while_it_downloads(hostile_cache):
     assert requests.get(f"{hostile_cache.url}/v2/slow/app/manifests/1", timeout=30).content == BIG.manifest
     layer = BIG.layers[0]
     received = b""
-    with pytest.raises(requests.exceptions.RequestException):
-        with requests.get(f"{hostile_cache.url}/v2/slow/app/blobs/{sha256(layer)}", stream=True, timeout=30) as r:
-            assert r.headers["Content-Length"] == str(len(layer))
-            for piece in r.iter_content(1 << 16):
-                received += piece
+    url = f"{hostile_cache.url}/v2/slow/app/blobs/{sha256(layer)}"
+    with pytest.raises(requests.exceptions.RequestException), requests.get(url, stream=True, timeout=30) as r:
+        assert r.headers["Content-Length"] == str(len(layer))
+        for piece in r.iter_content(1 << 16):
+            received += piece
     assert len(received) >= 1 << 20 and layer.startswith(received) and len(received) < len(layer)
     assert not stored(hostile_cache, sha256(layer)) and not open_uploads(hostile_cache)
 
