@@ -50,7 +50,7 @@ def create_app(config: Config, strict: bool = True) -> Flask:
     storage.create()
     app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict),
                                           Metrics(os.path.join(os.path.abspath(config.root), "metrics")),
-                                          _open_model(config))
+                                          _open_model(config), _open_proxy(config, storage))
     for bp in [*BLUEPRINTS, token_bp]:
         app.register_blueprint(bp)
     if config.projects:
@@ -72,6 +72,14 @@ def _open_model(config: Config):
         return None
     from registry.model.db import default_url, open_database
     return open_database(config.database_url or default_url(config.root))
+
+
+def _open_proxy(config: Config, storage):
+    """The upstream of a pull-through cache, when `proxy.remoteurl` is set."""
+    if not config.proxy_remote_url:
+        return None
+    from registry.proxy import Proxy
+    return Proxy(config, storage)
 
 
 def _gate() -> None:
@@ -99,6 +107,9 @@ def _gate() -> None:
         check_repository(name)
     if access in ("push", "delete") and reg.config.read_only:
         raise RegistryError("UNSUPPORTED", "the registry is read-only")
+    if access in ("push", "delete") and reg.proxy is not None:  # as distribution's proxy mode
+        raise RegistryError("UNSUPPORTED", {"upstream": reg.proxy.host},
+                            message="the registry is a pull-through cache: pushes and deletes are refused")
     if access == "delete" and not reg.config.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled")
     need = _NEEDS.get(access) or Need(name, access)

@@ -42,12 +42,22 @@ or, instead of [storage.filesystem], S3 (`root` then keeps only local state: the
     rootdirectory = "/registry"                 # a key prefix
     forcepathstyle = true
     chunksize = 10485760                        # bytes per multipart part, at least 5 MiB
+
+A pull-through cache of one upstream registry (distribution's `proxy` section; pushes and deletes are refused):
+
+    [proxy]
+    remoteurl = "https://registry-1.docker.io"
+    username = "..."            # upstream credentials (Basic, or a Bearer token fetched with them); config only
+    password = "..."
+    ttl = "168h"                # revalidate a cached tag with the upstream after this long ("0": on every pull)
+    timeout = 60                # seconds the upstream may stay silent (Dockyard's own key)
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 
@@ -105,6 +115,17 @@ class Config:
     projects: bool = False
     database_url: str | None = None  # SQLAlchemy URL; default SQLite in `root` (registry.model.db.default_url)
     admin_password: str | None = None  # the initial admin's; else $DOCKYARD_REGISTRY_ADMIN_PASSWORD, else generated
+    # Pull-through cache (distribution's `proxy` section): the one upstream this registry mirrors.
+    proxy_remote_url: str | None = None
+    proxy_username: str | None = None
+    proxy_password: str | None = None
+    proxy_ttl: str = "168h"  # a duration ("24h", "15m", "90s", "0"), as distribution's
+    proxy_timeout: int = 60
+
+    @property
+    def proxy_ttl_seconds(self) -> float:
+        """How long a cached tag is believed without asking the upstream."""
+        return parse_duration(self.proxy_ttl)
 
     @property
     def auth_enabled(self) -> bool:
@@ -159,7 +180,38 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         self._validate_storage()
+        self._validate_proxy()
         return self
+
+    def _validate_proxy(self) -> None:
+        from urllib.parse import urlsplit
+
+        url = self.proxy_remote_url
+        if url is None:
+            if self.proxy_username or self.proxy_password:
+                raise ConfigError("proxy.username and proxy.password need proxy.remoteurl")
+            return
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok \
+                or parts.path.strip("/") or parts.query or parts.fragment or parts.username is not None:
+            if parts is not None and parts.username is not None:  # never echo a password
+                raise ConfigError("proxy.remoteurl: credentials go in proxy.username and proxy.password, "
+                                  "not in the URL")
+            raise ConfigError(f"proxy.remoteurl: not an http(s) URL {_quoted(url)}")
+        if bool(self.proxy_username) != bool(self.proxy_password):
+            raise ConfigError("proxy.username and proxy.password go together")
+        try:
+            parse_duration(self.proxy_ttl)
+        except ValueError:
+            raise ConfigError(f"proxy.ttl: not a duration {_quoted(self.proxy_ttl)}; use e.g. 168h, 15m or 0") from None
+        if self.proxy_timeout < 1:
+            raise ConfigError("proxy.timeout must be at least 1")
+        if self.projects:
+            raise ConfigError("proxy.remoteurl (a pull-through cache) cannot be combined with projects")
 
     def _validate_storage(self) -> None:
         if self.storage_driver not in DRIVERS:
@@ -182,7 +234,27 @@ _NESTED = {
     ("uploads", "max"): "max_uploads",
     ("database", "url"): "database_url", ("admin", "password"): "admin_password",
     ("timeouts", "header"): "header_timeout", ("timeouts", "body"): "body_timeout",
+    ("proxy", "remoteurl"): "proxy_remote_url", ("proxy", "username"): "proxy_username",
+    ("proxy", "password"): "proxy_password", ("proxy", "ttl"): "proxy_ttl", ("proxy", "timeout"): "proxy_timeout",
 }
+
+_DURATION_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:h|m|s|ms))+|0")
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?)(h|ms|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration ("168h", "1h30m", "15m", "0"); ValueError when it is not one."""
+    if not isinstance(text, str) or not _DURATION_RE.fullmatch(text):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART_RE.findall(text))
+
+
+def _quoted(text: str) -> str:
+    """A config value for a one-line error: quoted, cut short, no control characters."""
+    shown = "".join(c if c.isprintable() else "?" for c in str(text)[:200])
+    return '"' + shown.replace('"', '\\"') + '"'
+
 
 
 def read_file(path: str) -> dict:

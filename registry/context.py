@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from registry.config import Config
     from registry.metrics import Metrics
     from registry.model.db import Database
+    from registry.proxy import Proxy
     from registry.storage import Layout
 
 
@@ -49,11 +50,17 @@ class Registry:
     auth: Authorizer
     metrics: Metrics
     model: Database | None = None  # the product's metadata, when `projects` is on
+    proxy: Proxy | None = None  # the upstream, when this registry is a pull-through cache
 
 
 def state() -> Registry:
     """The Registry of the app handling this request."""
     return current_app.extensions["registry"]
+
+
+class ResponseAborted(OSError):
+    """A streamed answer cannot be finished (its source failed): the worker drops the connection, so the client
+    sees a body shorter than its Content-Length rather than a whole wrong one."""
 
 
 class BodyError(Exception):

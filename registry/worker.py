@@ -26,6 +26,8 @@ from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
+from registry.context import ResponseAborted
+
 # Longest pause between tries of a contended lock: short against the time locks are held (one request).
 _LOCK_POLL_MAX = 0.05
 # Bytes one response may send before other connections get a turn (a few ms on loopback).
@@ -114,6 +116,10 @@ class RegistryWorker(GeventWorker):
             # The client stopped reading the response: drop the connection (a body read that timed out became an
             # error answer in the app instead, and gunicorn closes the connection after it).
             self.log.debug("closing %s: response write timed out", addr)
+            raise StopIteration() from None
+        except ResponseAborted as e:
+            # A streamed answer's source failed (the app logged why): the client must see it cut short.
+            self.log.debug("closing %s: %s", addr, e)
             raise StopIteration() from None
         finally:
             sock.settimeout(None)

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--projects", action="store_true", default=None,
                        help="Harbor's model: users, projects, roles, robots, policies, webhooks, API and web UI")
     serve.add_argument("--database-url", help="metadata database for --projects (default SQLite in ROOT)")
+    serve.add_argument("--proxy-remote-url", metavar="URL",
+                       help="be a pull-through cache of this registry (credentials: [proxy] in --config only)")
     serve.set_defaults(func=cmd_serve)
 
     gc = gsub.add_parser("gc", help="remove blobs no manifest references")
@@ -79,7 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      tls_key=args.tls_key, htpasswd=args.htpasswd, token=args.token, token_key=args.token_key,
                      anonymous=["pull"] if args.anonymous_pull else None, read_only=args.read_only,
                      delete_enabled=args.enable_delete, access_log=args.access_log,
-                     projects=args.projects, database_url=args.database_url)
+                     projects=args.projects, database_url=args.database_url,
+                     proxy_remote_url=args.proxy_remote_url)
     return serve(config)
 
 

@@ -33,7 +33,9 @@ class ClientConfig:
     """The settings the distribution client honours."""
 
     insecure_registries: list[str] = field(default_factory=list)
-    registry_mirrors: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)  # Docker Hub's, as Docker's daemon.json
+    # registry host[:port] -> mirrors tried before it (as podman's [[registry.mirror]]); "docker.io" for Docker Hub
+    mirrors: dict[str, list[str]] = field(default_factory=dict)
     max_concurrent_uploads: int = 3
     max_concurrent_downloads: int = 3
     max_attempts: int = 5
@@ -62,6 +64,7 @@ class ClientConfig:
                 insecure_registries=[str(x).split("://", 1)[-1].rstrip("/")
                                      for x in obj.get("insecure-registries") or []],
                 registry_mirrors=[str(x).rstrip("/") for x in obj.get("registry-mirrors") or []],
+                mirrors=_mirrors(obj.get("mirrors") or {}),
                 max_concurrent_uploads=_positive(obj, "max-concurrent-uploads", 3),
                 max_concurrent_downloads=_positive(obj, "max-concurrent-downloads", 3),
                 max_attempts=_positive(obj, "max-download-attempts", 5),
@@ -86,6 +89,14 @@ class ClientConfig:
         networks = [ipaddress.ip_network(n, strict=False) for n in (*ALWAYS_INSECURE, *self.insecure_registries)
                     if "/" in n]
         return any(ip in net for ip in _addresses(_hostname(host)) for net in networks if ip.version == net.version)
+
+
+def _mirrors(value: object) -> dict[str, list[str]]:
+    """The `mirrors` object: registry host -> list of mirror URLs; a ValueError naming what is wrong."""
+    if not isinstance(value, dict) or not all(isinstance(urls, list) and all(isinstance(u, str) for u in urls)
+                                              for urls in value.values()):
+        raise ValueError("mirrors must map a registry host to a list of mirror URLs")
+    return {str(host): [u.rstrip("/") for u in urls] for host, urls in value.items()}
 
 
 def _positive(obj: dict, key: str, default: _Number) -> _Number:

@@ -64,14 +64,19 @@ class Transports:
         return self._by_host[key]
 
     def for_pull(self, remote: Remote) -> list[Transport]:
-        """Mirrors first (Docker Hub only, as in Docker), then the registry itself."""
-        out = []
+        """Mirrors first (Docker Hub's `registry-mirrors`, as in Docker, and any registry's `mirrors`), then the
+        registry itself."""
+        mirrors = self.config.mirrors
         if remote.host == DOCKER_HUB_API:
-            for mirror in self.config.registry_mirrors:
-                u = urlsplit(mirror if "://" in mirror else f"https://{mirror}")
-                if not u.netloc:
-                    raise DockyardError(f"{self.config.path}: invalid registry mirror {mirror!r}")
-                out.append(self.get(u.netloc, u.scheme))
+            urls = [*self.config.registry_mirrors, *(m for host in DOCKER_HUB for m in mirrors.get(host, []))]
+        else:
+            urls = mirrors.get(remote.host, [])
+        out = []
+        for mirror in urls:
+            u = urlsplit(mirror if "://" in mirror else f"https://{mirror}")
+            if not u.netloc or u.scheme not in ("http", "https"):
+                raise DockyardError(f"{self.config.path}: invalid registry mirror {mirror!r}")
+            out.append(self.get(u.netloc, u.scheme))
         return [*out, self.get(remote.host)]
 
     def close(self) -> None:

@@ -35,12 +35,13 @@ class Unreachable(RegistryError):
 class Transport:
     """Pooled HTTP connections to one registry host, with its auth state."""
 
-    def __init__(self, host: str, config: ClientConfig | None = None):
+    def __init__(self, host: str, config: ClientConfig | None = None, auth: Authenticator | None = None):
         self.host = host
         self.config = config or ClientConfig.load()
         self.insecure = self.config.is_insecure(host)
         self.pool = host_pool(host, self.config)
-        self.auth = Authenticator(host, load_credentials(host))
+        # By default the credentials `dockyard login` saved; a registry's pull-through cache brings its own.
+        self.auth = auth or Authenticator(host, load_credentials(host))
         self.base: str | None = None
         self._connecting = threading.Lock()
 

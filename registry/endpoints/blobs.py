@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from flask import Blueprint, request
 
@@ -19,12 +20,17 @@ _SECTION = 1 << 20
 
 @bp.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
 def get_blob(name: str, digest: str) -> Response:
-    """Serve a blob linked into the repository."""
+    """Serve a blob linked into the repository (a pull-through cache fetches a missing one)."""
     d = parse_digest(digest)
-    info = state().storage.blob_linked(name, d)
+    reg = state()
+    info = reg.storage.blob_linked(name, d)
+    body = None
+    if info is None and reg.proxy is not None:
+        # Streamed as it is stored, unless a HEAD or a range needs it stored first.
+        info, body = reg.proxy.blob(name, d, stream=request.method == "GET" and "Range" not in request.headers)
     if info is None:
         raise RegistryError("BLOB_UNKNOWN", {"digest": digest})
-    return blob_response(info)
+    return blob_response(info, body)
 
 
 @bp.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
@@ -36,8 +42,9 @@ def delete_blob(name: str, digest: str) -> Response:
     return Response(status=202, headers={"Docker-Content-Digest": str(d), "Content-Length": "0"})
 
 
-def blob_response(info: BlobInfo) -> Response:
-    """200 or 206 with the blob (or a byte range of it); HEAD gets the headers only."""
+def blob_response(info: BlobInfo, body: Iterable[bytes] | None = None) -> Response:
+    """200 or 206 with the blob (or a byte range of it); HEAD gets the headers only; a `body` given is sent whole
+    instead of the stored bytes."""
     size = info.size
     start, end, status = 0, size - 1, 200
     headers = {"Docker-Content-Digest": str(info.digest), "Content-Type": "application/octet-stream",
@@ -52,6 +59,8 @@ def blob_response(info: BlobInfo) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD" or length == 0:
         return headers_only(status, headers)
+    if body is not None:
+        return Response(body, status=status, headers=headers, direct_passthrough=True)
     storage = state().storage
     url = storage.blob_redirect_url(info.digest)
     if url is not None:  # a driver that serves the bytes itself (a presigned URL)

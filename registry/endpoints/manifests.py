@@ -35,6 +35,9 @@ def _unknown(name: str, reference: str) -> RegistryError:
 @bp.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
 def get_manifest(name: str, reference: str) -> Response:
     """The stored bytes, exactly, with their media type (or a platform child for a client that needs one)."""
+    proxy = state().proxy
+    if proxy is not None:
+        proxy.refresh_manifest(name, reference)
     digest = _resolve(name, reference)
     found = state().storage.get_manifest(name, digest)
     if found is None:

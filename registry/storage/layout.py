@@ -294,6 +294,13 @@ class Layout:
         except (FileNotFoundError, InvalidDigest):
             return None
 
+    def tag_time(self, repo: str, tag: str) -> float | None:
+        """When a tag was last written (a pull-through cache's last check with its upstream), or None."""
+        try:
+            return self.driver.stat(_tag_path(repo, tag)).mtime
+        except FileNotFoundError:
+            return None
+
     def delete_tag(self, repo: str, tag: str) -> bool:
         """Remove a tag; False if it did not exist."""
         return self.driver.delete(_tag_path(repo, tag))
