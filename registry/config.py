@@ -42,6 +42,15 @@ or, instead of [storage.filesystem], S3 (`root` then keeps only local state: the
     rootdirectory = "/registry"                 # a key prefix
     forcepathstyle = true
     chunksize = 10485760                        # bytes per multipart part, at least 5 MiB
+
+Several replicas on one storage (behind a load balancer; examples/deploy/) share their locks in Redis, with
+distribution's keys, and must share the token signing key (`auth.token.key`, required then):
+
+    [redis]
+    addr = "10.0.0.7:6379"
+    password = "..."
+    db = 0
+    lease = 15                                  # seconds a dead replica's locks outlive it
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from dataclasses import dataclass, field, fields
 
 from dockyard.errors import DockyardError
 from registry.storage.driver import DRIVERS, driver_class
+from registry.storage.locks import RedisSettings
 
 ACTIONS = ("pull", "push", "delete")
 
@@ -105,6 +115,11 @@ class Config:
     projects: bool = False
     database_url: str | None = None  # SQLAlchemy URL; default SQLite in `root` (registry.model.db.default_url)
     admin_password: str | None = None  # the initial admin's; else $DOCKYARD_REGISTRY_ADMIN_PASSWORD, else generated
+    # Redis (HOST:PORT) for the storage's locks, shared by every replica; none: flocks on this host.
+    redis_addr: str | None = None
+    redis_password: str | None = None
+    redis_db: int = 0
+    redis_lease: int = 15  # seconds a lock outlives a holder that stopped renewing it (killed, cut off)
 
     @property
     def auth_enabled(self) -> bool:
@@ -128,8 +143,10 @@ class Config:
         params = dict(self.storage_params)
         if self.storage_driver == "filesystem":
             params["rootdirectory"] = self.root
-        elif self.storage_driver == "s3":  # its locks are local files (see registry.storage.s3)
+        elif self.storage_driver == "s3":  # its locks are local files without Redis (see registry.storage.s3)
             params.setdefault("lockdirectory", os.path.join(self.root, "s3-locks"))
+        if self.redis_addr:
+            params["redis"] = RedisSettings(self.redis_addr, self.redis_password, self.redis_db, self.redis_lease)
         return self.storage_driver, params
 
     def validate(self) -> Config:
@@ -159,7 +176,22 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         self._validate_storage()
+        self._validate_redis()
         return self
+
+    def _validate_redis(self) -> None:
+        if self.redis_addr is None:
+            return
+        host, sep, port = self.redis_addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f'redis.addr: not HOST:PORT "{self.redis_addr}"')
+        if self.redis_db < 0:
+            raise ConfigError(f"redis.db: not a database number: {self.redis_db}")
+        if self.redis_lease < 1:
+            raise ConfigError(f"redis.lease: at least 1 second, got {self.redis_lease}")
+        if self.token and not self.token_key:
+            # Each replica would make its own key in its own root, and refuse the tokens the others issue.
+            raise ConfigError("auth.token.key must be set with [redis]: every replica signs tokens with that key")
 
     def _validate_storage(self) -> None:
         if self.storage_driver not in DRIVERS:
@@ -182,6 +214,8 @@ _NESTED = {
     ("uploads", "max"): "max_uploads",
     ("database", "url"): "database_url", ("admin", "password"): "admin_password",
     ("timeouts", "header"): "header_timeout", ("timeouts", "body"): "body_timeout",
+    ("redis", "addr"): "redis_addr", ("redis", "password"): "redis_password", ("redis", "db"): "redis_db",
+    ("redis", "lease"): "redis_lease",
 }
 
 
