@@ -251,7 +251,12 @@ class _RedisHold(contextlib.AbstractContextManager, Hold):
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.locks._track(self, False)
-        held = self.locks.call("release", self._keys[:2], [self.token, self.mode])
+        try:
+            held = self.locks.call("release", self._keys[:2], [self.token, self.mode])
+        except StorageError:
+            if exc_type is not None:  # the block's own failure is the one to report; the lease frees the lock
+                return
+            raise
         if not held and exc_type is None:  # an exception already on its way says the block did not finish
             raise LockLost(f"lock {self.path} lost its lease ({self.locks.settings.lease:g} s) while held")
 

@@ -193,39 +193,44 @@ def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
     base_layer = layer_tar({"base": os.urandom(3000)})  # in every image: its blob is touched by every push
     pushed: list[tuple[str, str, bytes]] = []
     errors: list[BaseException] = []
-    gc_runs: list[str] = []
-    stop = threading.Event()
+    gc_runs: list[tuple[float, float, str]] = []  # started, ended, what it said
+    pushing = threading.Event()
 
     def pusher(n: int) -> None:
         repo = f"gc/app{n}"
         try:
             s = cluster.session(repo)
-            i = 0
-            while not stop.is_set() or i < 3:
-                tag = f"v{i}"
-                manifest = _push_image(s, url, repo, tag, [base_layer, layer_tar({f"f{n}-{i}": os.urandom(2000)})])
-                pushed.append((repo, tag, manifest))
-                i += 1
+            for i in range(4):
+                layers = [base_layer, layer_tar({f"f{n}-{i}": os.urandom(2000)})]
+                pushed.append((repo, f"v{i}", _push_image(s, url, repo, f"v{i}", layers)))
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
-    threads = [threading.Thread(target=pusher, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    try:
-        while len(gc_runs) < 3 and not errors:
+    def collector() -> None:
+        while pushing.is_set() or not gc_runs:
+            started = time.monotonic()
             p = subprocess.run([sys.executable, "-m", "dockyard", "registry", "gc", "--config", str(cluster.config),
                                 "--root", str(cluster.dir / "gc-state"), "--grace", str(GRACE)],
                                capture_output=True, text=True, cwd=REPO, timeout=120)
-            assert p.returncode == 0, p.stderr
-            gc_runs.append(p.stdout)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+            gc_runs.append((started, time.monotonic(), p.stdout if p.returncode == 0 else f"failed: {p.stderr}"))
+
+    pushing.set()
+    gc = threading.Thread(target=collector)
+    gc.start()
+    threads = [threading.Thread(target=pusher, args=(n,)) for n in range(8)]
+    pushes_started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pushes_ended = time.monotonic()
+    pushing.clear()
+    gc.join()
     assert not errors, errors[0]
-    assert len(pushed) >= 24
-    removed = sum(int(out.split("removed ")[1].split(" blobs")[0]) for out in gc_runs)
+    assert len(pushed) == 32
+    assert all(not out.startswith("failed") for _, _, out in gc_runs), gc_runs
+    assert any(started < pushes_ended and ended > pushes_started for started, ended, _ in gc_runs), gc_runs
+    removed = sum(int(out.split("removed ")[1].split(" blobs")[0]) for _, _, out in gc_runs)
     assert removed >= len(cluster.garbage), gc_runs
     s = cluster.session("gc/garbage")
     for digest in cluster.garbage:
@@ -355,6 +360,37 @@ def test_the_deploy_files_check(tmp_path):
         assert f"\n  {service}:\n" in out, out
 
 
+def test_chunked_upload_alternating_replicas_on_a_shared_filesystem(redis_server, tmp_path):
+    """The filesystem driver too keeps an upload's state in the store: two replicas on one root (as over NFS),
+    Redis locks, the PATCHes alternating between them and the PUT on the other."""
+    config = tmp_path / "registry.toml"
+    config.write_text(f'[redis]\naddr = "{redis_server.addr}"\n')
+    replicas = [Server(tmp_path / "root", free_port(), ["--config", str(config), "--workers", "1"],
+                       entry=("dockyard", "registry", "serve")) for _ in range(2)]
+    try:
+        for server in replicas:
+            server.start()
+        blob = os.urandom(5 << 20)
+        r = requests.post(f"{replicas[0].url}/v2/fs/blob/blobs/uploads/")
+        assert r.status_code == 202, r.text
+        location, chunk = r.headers["Location"], 1 << 20
+        for n, start in enumerate(range(0, len(blob), chunk)):
+            r = requests.patch(replicas[n % 2].url + location, data=blob[start:start + chunk],
+                               headers={"Content-Range": f"{start}-{start + chunk - 1}"})
+            assert r.status_code == 202, r.text
+            location = r.headers["Location"]
+        r = requests.put(replicas[1].url + location, params={"digest": sha256(blob)})
+        assert r.status_code == 201, r.text
+        for server in replicas:
+            assert requests.get(f"{server.url}/v2/fs/blob/blobs/{sha256(blob)}").content == blob
+        assert not list((tmp_path / "root" / "uploads").iterdir())  # no lock files either: the locks are in Redis
+    finally:
+        for server in replicas:
+            server.stop()
+    for server in replicas:
+        server.assert_clean_log()
+
+
 # -- the Redis lock, directly -----------------------------------------------------------------------------------
 _HOLDER = """
 import sys
@@ -461,3 +497,21 @@ def test_filesystem_driver_with_redis_locks(redis_server, tmp_path):
     assert driver.list("uploads/abc") == []
     with pytest.raises(FileNotFoundError), driver.lock("uploads/gone/lock"):
         pass
+
+
+def test_redis_config(tmp_path):
+    """distribution's `redis` section in YAML and TOML; bad values are one line naming the setting."""
+    from registry.config import ConfigError, build
+
+    yml = tmp_path / "config.yml"
+    yml.write_text("redis:\n  addr: 10.0.0.7:6379\n  password: pw\n  db: 2\n")
+    _, params = build(str(yml), root=str(tmp_path)).storage()
+    assert params["redis"] == RedisSettings("10.0.0.7:6379", "pw", 2, 15)
+    for text, message in (('[redis]\naddr = "redis"\n', 'redis.addr: not HOST:PORT "redis"'),
+                          ('[redis]\naddr = "r:1"\nlease = 0\n', "redis.lease: at least 1 second, got 0"),
+                          ('[redis]\naddr = "r:1"\ndialtimeout = "1s"\n', "unknown setting 'redis.dialtimeout'"),
+                          ('[redis]\naddr = "r:1"\n[auth.token]\nenabled = true\n[auth]\nanonymous = ["pull"]\n',
+                           "auth.token.key must be set with [redis]")):
+        (tmp_path / "c.toml").write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            build(str(tmp_path / "c.toml"), root=str(tmp_path))
