@@ -167,8 +167,7 @@ class Config:
                 raise ConfigError(f"bad rights {rights!r} for {who}; use a list of pull, push, delete")
         if not all(isinstance(user, str) for user in self.metrics_users):
             raise ConfigError(f"bad auth.metrics {self.metrics_users!r}; use a list of user names")
-        host, sep, port = self.addr.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not _is_host_port(self.addr):
             raise ConfigError(f"invalid listen address {self.addr!r}; use HOST:PORT, e.g. 127.0.0.1:5000")
         if self.max_uploads < 0:
             raise ConfigError("max_uploads must be 0 (no limit) or more")
@@ -182,8 +181,7 @@ class Config:
     def _validate_redis(self) -> None:
         if self.redis_addr is None:
             return
-        host, sep, port = self.redis_addr.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not _is_host_port(self.redis_addr):
             raise ConfigError(f'redis.addr: not HOST:PORT "{self.redis_addr}"')
         if self.redis_db < 0:
             raise ConfigError(f"redis.db: not a database number: {self.redis_db}")
@@ -200,6 +198,12 @@ class Config:
         for key in self.storage_params:
             if key not in accepted:
                 raise ConfigError(f"unknown setting 'storage.{self.storage_driver}.{key}'")
+
+
+def _is_host_port(value: str) -> bool:
+    """Whether `value` is HOST:PORT with a port number that can be."""
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 # Nested config-file keys -> Config fields.

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def test_a_token_from_one_replica_is_accepted_by_all(cluster):
 
 
 def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
-    """`registry gc --config` runs again and again while eight clients push through the LB: what was garbage
+    """`registry gc --config` runs (again and again) while eight clients push through the LB: what was garbage
     before goes, every acknowledged image stays whole."""
     url = cluster.lb.url
     time.sleep(max(0.0, cluster.garbage_made + GRACE + CLOCK_SLACK + 1.5 - time.time()))
@@ -200,7 +201,7 @@ def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
         repo = f"gc/app{n}"
         try:
             s = cluster.session(repo)
-            for i in range(4):
+            for i in range(2):
                 layers = [base_layer, layer_tar({f"f{n}-{i}": os.urandom(2000)})]
                 pushed.append((repo, f"v{i}", _push_image(s, url, repo, f"v{i}", layers)))
         except BaseException as e:  # reported by the main thread
@@ -227,7 +228,7 @@ def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
     pushing.clear()
     gc.join()
     assert not errors, errors[0]
-    assert len(pushed) == 32
+    assert len(pushed) == 16
     assert all(not out.startswith("failed") for _, _, out in gc_runs), gc_runs
     assert any(started < pushes_ended and ended > pushes_started for started, ended, _ in gc_runs), gc_runs
     removed = sum(int(out.split("removed ")[1].split(" blobs")[0]) for _, _, out in gc_runs)
@@ -235,9 +236,15 @@ def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
     s = cluster.session("gc/garbage")
     for digest in cluster.garbage:
         assert s.head(f"{url}/v2/gc/garbage/blobs/{digest}").status_code == 404
-    sessions: dict[str, requests.Session] = {}
-    for repo, tag, manifest in pushed:
-        _assert_pullable(sessions.setdefault(repo, cluster.session(repo)), url, repo, tag, manifest)
+
+    def check_repo(repo: str) -> None:
+        s = cluster.session(repo)
+        for name, tag, manifest in pushed:
+            if name == repo:
+                _assert_pullable(s, url, repo, tag, manifest)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check_repo, {repo for repo, _, _ in pushed}))
 
 
 def _busy_replica(cluster: Cluster) -> int:
@@ -270,11 +277,12 @@ def test_kill_9_of_a_replica_mid_push(cluster):
     s = cluster.session("kill/app")
     acknowledged = [("kill/app", f"v{i}", _push_image(s, url, "kill/app", f"v{i}",
                                                      [layer_tar({"x": os.urandom(5000)})])) for i in range(3)]
-    blob = os.urandom(40 << 20)
+    blob = os.urandom(24 << 20)
     r = s.post(f"{url}/v2/kill/app/blobs/uploads/")
     assert r.status_code == 202
     location = r.headers["Location"]
-    chunk = 8 << 20
+    # With 5 MiB parts: after two chunks, two parts and a 2 MiB tail; halfway through the third, a third part.
+    chunk = 6 << 20
     for start in (0, chunk):  # two chunks acknowledged
         r = s.patch(url + location, data=blob[start:start + chunk],
                     headers={"Content-Range": f"{start}-{start + chunk - 1}"})
@@ -304,6 +312,13 @@ def test_kill_9_of_a_replica_mid_push(cluster):
     try:
         assert halfway.wait(30)
         victim = cluster.replicas[_busy_replica(cluster)]
+        # Killed once the third part is in: the tail object it began with is stale, and must not count again.
+        data = f"uploads/{location.split('?')[0].rstrip('/').rsplit('/', 1)[1]}/data"
+        driver = open_driver("s3", cluster.s3_params)
+        deadline = time.monotonic() + 10
+        while driver.stat(data).size != 2 * chunk + chunk // 2:
+            assert time.monotonic() < deadline, driver.stat(data)
+            time.sleep(0.05)
         victim.stop(signal.SIGKILL)
     finally:
         resume.set()
@@ -320,7 +335,7 @@ def test_kill_9_of_a_replica_mid_push(cluster):
     r = s.get(url + location)
     assert r.status_code == 204, r.text
     size = int(r.headers["Range"].split("-")[1]) + 1
-    assert 2 * chunk <= size <= 3 * chunk
+    assert size == 2 * chunk + chunk // 2
     started = time.monotonic()
     r = s.patch(url + r.headers["Location"], data=blob[size:],
                 headers={"Content-Range": f"{size}-{len(blob) - 1}"})
