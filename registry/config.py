@@ -51,6 +51,14 @@ A pull-through cache of one upstream registry (distribution's `proxy` section; p
     password = "..."
     ttl = "168h"                # revalidate a cached tag with the upstream after this long ("0": on every pull)
     timeout = 60                # seconds the upstream may stay silent (Dockyard's own key)
+Several replicas on one storage (behind a load balancer; examples/deploy/) share their locks in Redis, with
+distribution's keys, and must share the token signing key (`auth.token.key`, required then):
+
+    [redis]
+    addr = "10.0.0.7:6379"
+    password = "..."
+    db = 0
+    lease = 15                                  # seconds a dead replica's locks outlive it
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from dataclasses import dataclass, field, fields
 
 from dockyard.errors import DockyardError
 from registry.storage.driver import DRIVERS, driver_class
+from registry.storage.locks import RedisSettings
 
 ACTIONS = ("pull", "push", "delete")
 
@@ -126,6 +135,11 @@ class Config:
     def proxy_ttl_seconds(self) -> float:
         """How long a cached tag is believed without asking the upstream."""
         return parse_duration(self.proxy_ttl)
+    # Redis (HOST:PORT) for the storage's locks, shared by every replica; none: flocks on this host.
+    redis_addr: str | None = None
+    redis_password: str | None = None
+    redis_db: int = 0
+    redis_lease: int = 15  # seconds a lock outlives a holder that stopped renewing it (killed, cut off)
 
     @property
     def auth_enabled(self) -> bool:
@@ -149,8 +163,10 @@ class Config:
         params = dict(self.storage_params)
         if self.storage_driver == "filesystem":
             params["rootdirectory"] = self.root
-        elif self.storage_driver == "s3":  # its locks are local files (see registry.storage.s3)
+        elif self.storage_driver == "s3":  # its locks are local files without Redis (see registry.storage.s3)
             params.setdefault("lockdirectory", os.path.join(self.root, "s3-locks"))
+        if self.redis_addr:
+            params["redis"] = RedisSettings(self.redis_addr, self.redis_password, self.redis_db, self.redis_lease)
         return self.storage_driver, params
 
     def validate(self) -> Config:
@@ -171,8 +187,7 @@ class Config:
                 raise ConfigError(f"bad rights {rights!r} for {who}; use a list of pull, push, delete")
         if not all(isinstance(user, str) for user in self.metrics_users):
             raise ConfigError(f"bad auth.metrics {self.metrics_users!r}; use a list of user names")
-        host, sep, port = self.addr.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not _is_host_port(self.addr):
             raise ConfigError(f"invalid listen address {self.addr!r}; use HOST:PORT, e.g. 127.0.0.1:5000")
         if self.max_uploads < 0:
             raise ConfigError("max_uploads must be 0 (no limit) or more")
@@ -181,6 +196,7 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         self._validate_storage()
         self._validate_proxy()
+        self._validate_redis()
         return self
 
     def _validate_proxy(self) -> None:
@@ -213,6 +229,19 @@ class Config:
         if self.projects:
             raise ConfigError("proxy.remoteurl (a pull-through cache) cannot be combined with projects")
 
+    def _validate_redis(self) -> None:
+        if self.redis_addr is None:
+            return
+        if not _is_host_port(self.redis_addr):
+            raise ConfigError(f'redis.addr: not HOST:PORT "{self.redis_addr}"')
+        if self.redis_db < 0:
+            raise ConfigError(f"redis.db: not a database number: {self.redis_db}")
+        if self.redis_lease < 1:
+            raise ConfigError(f"redis.lease: at least 1 second, got {self.redis_lease}")
+        if self.token and not self.token_key:
+            # Each replica would make its own key in its own root, and refuse the tokens the others issue.
+            raise ConfigError("auth.token.key must be set with [redis]: every replica signs tokens with that key")
+
     def _validate_storage(self) -> None:
         if self.storage_driver not in DRIVERS:
             raise ConfigError(f"unknown storage driver {self.storage_driver!r}; use one of {', '.join(DRIVERS)}")
@@ -220,6 +249,12 @@ class Config:
         for key in self.storage_params:
             if key not in accepted:
                 raise ConfigError(f"unknown setting 'storage.{self.storage_driver}.{key}'")
+
+
+def _is_host_port(value: str) -> bool:
+    """Whether `value` is HOST:PORT with a port number that can be."""
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 # Nested config-file keys -> Config fields.
@@ -236,6 +271,8 @@ _NESTED = {
     ("timeouts", "header"): "header_timeout", ("timeouts", "body"): "body_timeout",
     ("proxy", "remoteurl"): "proxy_remote_url", ("proxy", "username"): "proxy_username",
     ("proxy", "password"): "proxy_password", ("proxy", "ttl"): "proxy_ttl", ("proxy", "timeout"): "proxy_timeout",
+    ("redis", "addr"): "redis_addr", ("redis", "password"): "redis_password", ("redis", "db"): "redis_db",
+    ("redis", "lease"): "redis_lease",
 }
 
 _DURATION_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:h|m|s|ms))+|0")

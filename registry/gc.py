@@ -3,11 +3,16 @@
 Safety against a concurrent push (distribution#3045): every write that makes a blob live refreshes its mtime under
 a shared lock, and a blob is deleted only under the exclusive lock after re-checking that its mtime is older than
 the grace period.  Open upload sessions live outside the blob store, so they are never swept; sessions and
-temp files go only when unchanged for the upload age limit."""
+temp files go only when unchanged for the upload age limit.
+
+Across replicas on several hosts, both halves are shared state: the lock is the storage driver's, a Redis lock
+when the config has `[redis]` (registry.storage.locks), and "recently written" is a blob's mtime in the storage.
+Ages are measured on the storage's own clock: GC writes a file and reads its mtime as "now" (Layout.clock), since
+an S3 object's LastModified is the S3 server's time, not this host's; with this host's clock, one running ahead of
+the server's by more than the grace period would see a blob written a moment ago as old enough to delete."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from dockyard.digest import Digest, InvalidDigest
@@ -52,9 +57,9 @@ def collect(storage: Layout, dry_run: bool = False, delete_untagged: bool = Fals
             upload_max_age: int = 86400) -> GcReport:
     """Collect garbage in a registry's storage."""
     report = GcReport()
-    now = time.time()
-    # File mtimes come from the kernel's coarse clock, a few ms behind time.time(): the slack keeps a blob touched
-    # just after this point from looking older than the cutoff.
+    now = storage.clock()
+    # A margin on top of the grace period: mtimes read through different calls (an S3 listing, a HEAD) are
+    # rounded differently, to the millisecond or down to the whole second.
     cutoff = now - grace - CLOCK_SLACK
     # Sessions and temp files nothing changed for upload_max_age: abandoned pushes (a 507 included) and the
     # leftovers of writers killed mid-write.  A session a request holds right now is never removed.

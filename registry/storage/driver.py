@@ -11,7 +11,8 @@ Contract, for a second backend such as S3 (which has no rename and no directorie
   `writer(path, append=True)` resumes it (S3: a multipart upload, resumed by its parts), and `stat` then reports
   the size written so far (S3: the sum of the pending upload's parts).
 - `touch` refreshes a path's modification time (GC reads it as "last used"; S3: copy the object onto itself).
-- `lock` is an advisory lock shared by every process serving the same store (GC runs while pushes go on).
+- `lock` is an advisory lock shared by every process serving the same store (GC runs while pushes go on): the
+  driver's `locks` (registry.storage.locks), flocks on one host or Redis locks shared by every replica.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import contextlib
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # locks.py imports StorageError from here
+    from registry.storage.locks import Hold, Locks
 
 
 class StorageError(OSError):
@@ -75,11 +79,14 @@ class StorageDriver(abc.ABC):
 
     # Parameter names its configuration section (`storage.<name>`) accepts.
     params: tuple[str, ...] = ()
+    # Where `lock` takes its locks (set by the driver's constructor).
+    locks: Locks
 
     @classmethod
     @abc.abstractmethod
     def from_params(cls, params: dict) -> StorageDriver:
-        """A driver from its configuration parameters (names in `params`, already checked)."""
+        """A driver from its configuration parameters (names in `params`, already checked, and "redis": the
+        config's [redis] section as RedisSettings, when there is one)."""
 
     @abc.abstractmethod
     def get_content(self, path: str) -> bytes:
@@ -122,10 +129,13 @@ class StorageDriver(abc.ABC):
     def touch(self, path: str) -> None:
         """Set a file's modification time to now."""
 
-    @abc.abstractmethod
-    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[None]:
-        """Hold the advisory lock named `path` (its directory must exist) for a block; wait=False raises
-        BlockingIOError when it is taken."""
+    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[Hold]:
+        """Hold the advisory lock named `path` for a block; wait=False raises BlockingIOError when it is taken.
+        Its directory must exist (FileNotFoundError): a lock does not bring a removed directory back."""
+        parent = check_path(path).rpartition("/")[0]
+        if parent and not self.stat(parent).is_dir:
+            raise NotADirectoryError(parent)
+        return self.locks.hold(path, shared, wait)
 
     @abc.abstractmethod
     def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:

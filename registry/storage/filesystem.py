@@ -10,21 +10,25 @@ import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from dockyard.fsutil import TEMP_PREFIX, WRITEBACK_STEP, atomic_write, fsync_dir, locked, start_writeback
+from dockyard.fsutil import TEMP_PREFIX, WRITEBACK_STEP, atomic_write, fsync_dir, start_writeback
 from registry.storage.driver import FileInfo, FileWriter, StorageDriver, check_path
+from registry.storage.locks import RedisSettings, open_locks
 
 
 class FilesystemDriver(StorageDriver):
-    """Files under `root`; writes are atomic (temp file, fsync, rename) and readers get real files (sendfile)."""
+    """Files under `root`; writes are atomic (temp file, fsync, rename) and readers get real files (sendfile).
+    Locks are flocks on files in the store, or Redis locks (a root shared by several hosts, e.g. over NFS)."""
 
     params = ("rootdirectory",)
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, redis: RedisSettings | None = None):
         self.root = os.path.abspath(root)
+        # Replicas sharing Redis locks must mount the shared root at the same path: it names their locks.
+        self.locks = open_locks(redis, f"filesystem:{self.root}", self.root, make_parents=False)
 
     @classmethod
     def from_params(cls, params: dict) -> FilesystemDriver:
-        return cls(params["rootdirectory"])
+        return cls(params["rootdirectory"], params.get("redis"))
 
     def _full(self, path: str) -> str:
         return os.path.join(self.root, check_path(path)) if path else self.root
@@ -89,10 +93,6 @@ class FilesystemDriver(StorageDriver):
 
     def touch(self, path: str) -> None:
         os.utime(self._full(path))
-
-    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[None]:
-        # The lock file's directory is not created: locking inside a removed directory fails (FileNotFoundError).
-        return locked(self._full(path), shared=shared, wait=wait)
 
     def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:
         removed = 0

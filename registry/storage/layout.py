@@ -10,6 +10,7 @@ hash state) and the cleanup of stale ones.  The paths are those the registry has
     repositories/<name>/_referrers/<algo>/<hex>/<algo>-<hex>  a referrer of a subject (its descriptor, JSON)
     uploads/<id>/{info,data,sha256,lock}                   an upload session
     gc.lock                                                shared by writers that make a blob live, exclusive for GC
+    gc.clock                                               written by GC to read the storage's clock (its mtime)
 
 Safety against a concurrent GC: every write that makes a blob live refreshes its mtime under the shared gc.lock,
 and GC deletes a blob only under the exclusive lock after re-checking its mtime (see registry.gc).
@@ -33,6 +34,7 @@ from dockyard.digest import CHUNK, Digest, InvalidDigest, Reader, verify
 from dockyard.errors import DigestMismatch, DockyardError
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
 from registry.storage.driver import StorageDriver
+from registry.storage.locks import Hold
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Hash state kept in-process so a chunk sequence served by one worker is hashed once, while streaming.
@@ -143,11 +145,14 @@ class Layout:
         except FileNotFoundError:
             return False
 
-    @contextlib.contextmanager
-    def _gc_guard(self, exclusive: bool = False) -> Iterator[None]:
+    def _gc_guard(self, exclusive: bool = False) -> contextlib.AbstractContextManager[Hold]:
         """Writers that make a blob live hold this shared; GC holds it exclusive to delete."""
-        with self.driver.lock("gc.lock", shared=not exclusive):
-            yield
+        return self.driver.lock("gc.lock", shared=not exclusive)
+
+    def clock(self) -> float:
+        """Now, on the clock the storage's mtimes come from (S3's: the S3 server's, not this host's)."""
+        self.driver.put_content("gc.clock", b"", durable=False)
+        return self.driver.stat("gc.clock").mtime
 
     # -- blobs ----------------------------------------------------------------------------------------------
     def blob_info(self, digest: Digest) -> BlobInfo | None:
@@ -192,12 +197,13 @@ class Layout:
     def delete_blob_if_older(self, digest: Digest, cutoff: float) -> bool:
         """Remove a blob unless it was used after `cutoff`; atomic against concurrent links."""
         path = _blob_path(digest)
-        with self._gc_guard(exclusive=True):
+        with self._gc_guard(exclusive=True) as hold:
             try:
                 if self.driver.stat(path).mtime >= cutoff:
                     return False
             except FileNotFoundError:
                 return False
+            hold.check()  # a lease that ended (a Redis lock) lets a writer in: no delete then
             # Its directory with it: under the exclusive lock no writer has a file in progress there.
             self.driver.delete(path.rsplit("/", 1)[0])
         return True

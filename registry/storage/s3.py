@@ -6,12 +6,14 @@ How the driver contract (registry.storage.driver) maps onto S3, which has no ren
 - A writer keeps full parts of `chunksize` bytes in a multipart upload of the path's key, and what is left below
   the part minimum (S3 refuses smaller non-last parts) in a hidden tail object `<dir>/.tmp-tail.<name>`, so a
   writer closed after one PATCH is resumed by the next (in any process) from the upload's parts plus the tail, as
-  distribution buffers below the minimum.  `stat` of such an open write is the parts' sizes plus the tail's.
+  distribution buffers below the minimum.  `stat` of such an open write is the parts' sizes plus the tail's (a
+  tail older than the last part, left by a writer killed mid-write, is inside that part and does not count).
   `commit` uploads the tail as the last part and completes the upload (or, for a write smaller than one part,
   puts the object once): the key appears whole or not at all.
 - `move` is a server-side copy then a delete of the source; `touch` copies an object onto itself (new mtime).
-- `lock` is an flock on a file mirroring the path under a local `lockdirectory`: it serialises the processes
-  of one host only.  Several registry hosts on one bucket need a shared lock (Redis), which this driver lacks.
+- `lock` is a Redis lock when the config has a `[redis]` section: every replica on every host, and `registry gc`,
+  share it.  Without one, an flock on a file mirroring the path under a local `lockdirectory`, which serialises
+  the processes of one host only (see registry.storage.locks).
 - Transient failures (throttling, 5xx, connection errors) are retried by botocore with backoff; anything else
   becomes a StorageError, which the server answers with a 500 and the spec's error body.
 """
@@ -24,18 +26,19 @@ import functools
 import hashlib
 import io
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from dockyard.fsutil import TEMP_PREFIX, locked
+from dockyard.fsutil import TEMP_PREFIX
 from registry.storage.driver import FileInfo, FileWriter, StorageDriver, StorageError, check_path
+from registry.storage.locks import RedisSettings, open_locks
 
 MIN_PART = 5 << 20  # S3's smallest part but the last
 DEFAULT_CHUNK = 10 << 20  # distribution's default chunksize
 MAX_COPY = 5 << 30  # the largest object CopyObject (and one UploadPartCopy) takes
 _TAIL = f"{TEMP_PREFIX}tail."
+_TAIL_PARTS = "parts"  # the tail object's metadata: how many parts the upload had when it was written
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 
 
@@ -50,7 +53,8 @@ def _bool(value: object, name: str) -> bool:
 
 
 class S3Driver(StorageDriver):
-    """Keys under `root` in `bucket` of the S3 service `client` talks to; locks under the local `lockdir`."""
+    """Keys under `root` in `bucket` of the S3 service `client` talks to; locks in Redis, or under the local
+    `lockdir`."""
 
     params = ("bucket", "region", "regionendpoint", "accesskey", "secretkey", "rootdirectory", "secure", "v4auth",
               "chunksize", "forcepathstyle", "lockdirectory")
@@ -58,12 +62,14 @@ class S3Driver(StorageDriver):
     # Keys per listing page: S3's maximum (1000), smaller in tests so a few keys take several pages.
     page_size = 1000
 
-    def __init__(self, client_args: dict, bucket: str, root: str, chunksize: int, lockdir: str):
+    def __init__(self, client_args: dict, bucket: str, root: str, chunksize: int, lockdir: str,
+                 redis: RedisSettings | None = None):
         self._client_args = client_args
         self.bucket = bucket
         self.prefix = f"{root.strip('/')}/" if root.strip("/") else ""
         self.chunksize = chunksize
-        self.lockdir = lockdir
+        # Not the endpoint: replicas may reach one S3 service by different names.
+        self.locks = open_locks(redis, f"s3:{bucket}/{self.prefix}", lockdir, make_parents=True)
 
     @classmethod
     def from_params(cls, params: dict) -> S3Driver:
@@ -90,7 +96,7 @@ class S3Driver(StorageDriver):
         lockdir = params.get("lockdirectory") or os.path.join(
             tempfile.gettempdir(), "dockyard-s3-locks",
             hashlib.sha256(f"{endpoint} {params['bucket']} {root}".encode()).hexdigest()[:16])
-        return cls(client_args, str(params["bucket"]), root, chunksize, str(lockdir))
+        return cls(client_args, str(params["bucket"]), root, chunksize, str(lockdir), params.get("redis"))
 
     @functools.cached_property
     def client(self) -> Any:
@@ -267,7 +273,7 @@ class S3Driver(StorageDriver):
         for upload in uploads:
             self._abort(upload["Key"], upload["UploadId"])
         self._delete_keys(keys)
-        shutil.rmtree(os.path.join(self.lockdir, path), ignore_errors=True)  # the tree's locks go with it
+        self.locks.forget(path)  # the tree's lock files go with it
         return bool(keys or uploads)
 
     def touch(self, path: str) -> None:
@@ -275,14 +281,6 @@ class S3Driver(StorageDriver):
         with self._errors():
             self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
                                     MetadataDirective="REPLACE")
-
-    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[None]:
-        parent = path.rpartition("/")[0]
-        if parent and not self.stat(parent).is_dir:  # FileNotFoundError: a lock does not bring a directory back
-            raise NotADirectoryError(parent)
-        local = os.path.join(self.lockdir, check_path(path))
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        return locked(local, shared=shared, wait=wait)
 
     def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:
         removed: set[str] = set()
@@ -333,6 +331,10 @@ class _Pending:
             got = driver.client.get_object(Bucket=driver.bucket, Key=driver._tail_key(key))
             tail = got["Body"].read()
             mtime = max(mtime, got["LastModified"].timestamp())
+            # A writer's first new part begins with the tail's bytes: parts beyond those the tail was written
+            # after mean a writer was killed before it wrote its own tail, and these bytes are in that part.
+            if len(parts) > int(got.get("Metadata", {}).get(_TAIL_PARTS, len(parts))):
+                tail = b""
         if upload_id is None and tail is None:
             return None
         return cls(upload_id, parts, tail, mtime)
@@ -430,7 +432,8 @@ class _Writer(FileWriter):
         self._closed = True
         # Written even when empty: the tail is what makes a just-created write exist (stat) before any part.
         with self._d._errors():
-            self._d.client.put_object(Bucket=self._d.bucket, Key=self._d._tail_key(self._key), Body=bytes(self._buf))
+            self._d.client.put_object(Bucket=self._d.bucket, Key=self._d._tail_key(self._key), Body=bytes(self._buf),
+                                      Metadata={_TAIL_PARTS: str(len(self._parts))})
 
     def cancel(self) -> None:
         self._closed = True
