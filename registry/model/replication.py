@@ -3,6 +3,7 @@ from one of them, and their executions, claimed through the database so one proc
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def check_url(url: object, where: str = "url") -> str:
     if not text or len(text) > 2048 or parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
             or parts.username or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment \
             or any(c.isspace() for c in text):
-        raise ModelError(400, f"{where}: not an http(s) registry URL {str(url)[:100]!r}")
+        raise ModelError(400, f"{where}: not an http(s) registry URL {json.dumps(str(url)[:100])}")
     return f"{parts.scheme}://{parts.netloc}"
 
 

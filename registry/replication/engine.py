@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("registry.replication")
 
 ATTEMPTS = 3  # per task; then it fails and so does its execution
-BACKOFF = 1.0  # seconds before the second attempt, doubled after
+BACKOFF = 0.5  # seconds before the second attempt, doubled after
 MAX_ARTIFACTS = 10_000  # a run copies at most this many tags (the remote's lists are bounded by the client too)
 POLL = 2.0  # seconds between looks for runs other processes queued, and for due schedules
 LOG_MAX = 64 << 10  # characters of a task's log kept
