@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest
+from dockyard.image import Descriptor
 from registry.replication.sides import LocalSide, RemoteSide, Side, children
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ BACKOFF = 0.5  # seconds before the second attempt, doubled after
 MAX_ARTIFACTS = 10_000  # a run copies at most this many tags (the remote's lists are bounded by the client too)
 POLL = 2.0  # seconds between looks for runs other processes queued, and for due schedules
 LOG_MAX = 64 << 10  # characters of a task's log kept
+MAX_DEPTH = 4  # indexes nested deeper than this (real ones nest once) are a hostile source's, refused
 
 
 @dataclass
@@ -98,8 +100,10 @@ class Copier:
         self.dst.put_manifest(item.dst_repo, tag or str(digest), data, media_type)
         say(f"manifest {digest} ({media_type}) put as {item.dst_repo}:{tag or digest}")
 
-    def _tree(self, item: Item, data: bytes, media_type: str) -> None:
+    def _tree(self, item: Item, data: bytes, media_type: str, depth: int = 0) -> None:
         """What a manifest references, into the destination: blobs, or an index's child manifests (recursively)."""
+        if depth > MAX_DEPTH:
+            raise ValueError(f"indexes nested more than {MAX_DEPTH} deep in {item.src_repo}:{item.ref}")
         blobs, manifests = children(data, media_type)
         for desc in blobs:
             self._blob(item, desc)
@@ -109,10 +113,10 @@ class Copier:
             child, child_type, _ = self.src.manifest(item.src_repo, str(desc.digest))
             if child_type not in mt.MANIFESTS:
                 child_type = desc.media_type
-            self._tree(item, child, child_type)
+            self._tree(item, child, child_type, depth + 1)
             self.dst.put_manifest(item.dst_repo, str(desc.digest), child, child_type)
 
-    def _blob(self, item: Item, desc) -> None:
+    def _blob(self, item: Item, desc: Descriptor) -> None:
         if self.dst.has_blob(item.dst_repo, desc.digest):
             return
         source = self.placed.get(desc.digest)
