@@ -332,7 +332,8 @@ def validate_policy(db: Database, body: dict, partial: bool = False, current: Re
             if not isinstance(body[key], bool):
                 raise ModelError(400, f"{key}: true or false")
             out[key] = body[key]
-    if out.get("trigger", {}).get("type") == "event_based" and src is not None:
+    trigger = out.get("trigger", current.trigger if current is not None else {})
+    if trigger.get("type") == "event_based" and src is not None:
         raise ModelError(400, "trigger.type: event_based needs this registry as the source (a push-based policy)")
     return out
 
@@ -399,9 +400,9 @@ def matches(filters: list[dict], repository: str, tag: str | None) -> bool:
         if f["type"] == "name":
             hit = doublestar.match(f["value"], repository)
         elif f["type"] == "tag":
-            hit = tag is not None and doublestar.match(f["value"], tag)
             if tag is None:
                 return False
+            hit = doublestar.match(f["value"], tag)
         else:
             continue
         if hit != (f.get("decoration", "matches") == "matches"):
@@ -568,7 +569,7 @@ def on_event(db: Database, event: Event) -> bool:
         policies = [p for p in s.scalars(select(ReplicationPolicy).where(
             ReplicationPolicy.enabled.is_(True), ReplicationPolicy.src_registry_id.is_(None)))
             if (p.trigger or {}).get("type") == "event_based"]
-        wanted = [(p.id, p.name) for p in policies if event.type == "PUSH_ARTIFACT" or p.deletion]
+        wanted = [p.id for p in policies if event.type == "PUSH_ARTIFACT" or p.deletion]
         filters = {p.id: p.filters for p in policies}
     # A delete's resources are its tags (one digest): one run per digest, taken when a filter takes any of them.
     by_digest: dict[str, list[str | None]] = {}
@@ -576,7 +577,7 @@ def on_event(db: Database, event: Event) -> bool:
         by_digest.setdefault(resource.get("digest") or "", []).append(resource.get("tag") or None)
     started = False
     for digest, tags in by_digest.items():
-        for policy_id, _name in wanted:
+        for policy_id in wanted:
             taken = [t for t in tags if matches(filters[policy_id], event.repository, t)]
             if not taken:
                 continue

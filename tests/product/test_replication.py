@@ -202,6 +202,11 @@ def test_replication_push_pull_and_events(any_database_server, product_server, d
     assert (e["status"], e["failed"]) == ("Failed", 2), e
     text = task_log(a, e["id"], tasks(a, e["id"])[0]["id"])
     assert "attempt 3 of 3 failed" in text and "127.0.0.1" in text and "task failed" in text
+    assert api(a, "PUT", f"/replication/executions/{e['id']}").status_code == 200  # stopping an ended run: no-op
+    assert api(a, "GET", f"/replication/executions/{e['id']}").json()["status"] == "Failed"
+    assert api(a, "PUT", f"/replication/policies/{to_dead}", json={"enabled": False}).status_code == 200
+    refused = api(a, "POST", "/replication/executions", json={"policy_id": to_dead})
+    assert refused.status_code == 412 and "disabled" in refused.json()["errors"][0]["message"]
 
     # -- the secret: in no answer, log or database file -----------------------------------------------------------
     answers = [api(a, "GET", p).text for p in ("/registries", f"/registries/{b_id}", "/replication/policies",
