@@ -18,6 +18,7 @@ from eventkit import wait_for
 from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
 from productkit import ADMIN
 from regkit import free_port, layer_tar, make_image, push_image, sha256
+from uikit import Browserless
 
 from registry.model import replication
 from registry.model.errors import ModelError
@@ -208,9 +209,22 @@ def test_replication_push_pull_and_events(any_database_server, product_server, d
     refused = api(a, "POST", "/replication/executions", json={"policy_id": to_dead})
     assert refused.status_code == 412 and "disabled" in refused.json()["errors"][0]["message"]
 
-    # -- the secret: in no answer, log or database file -----------------------------------------------------------
+    # -- the UI page: endpoints, policies, runs, a "Replicate" button; escaped; admins only -----------------------
+    assert api(a, "PUT", f"/registries/{dist_id}", json={"description": "<script>alert(1)</script>"}).status_code == 200
+    admin = Browserless(a.url, *ADMIN)
+    page = admin.get("/replication").text
+    assert "to-dist" in page and "push to dist" in page and "Replicate" in page and "Failed" in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert admin.post(f"/replication/policies/{only_v1}/run").status_code == 303
+    assert admin.post(f"/replication/policies/{only_v1}/run", csrf=False).status_code == 403
+    wait_for(lambda: [x for x in api(a, "GET", "/replication/executions", params={"policy_id": only_v1}).json()
+                      if x["status"] == "Succeed"][2:], 30, "the run the UI started")
+    assert Browserless(a.url, "bob", "Bob-passw0rd").get("/replication").status_code == 403
+
+    # -- the secret: in no answer, page, log or database file -----------------------------------------------------
     answers = [api(a, "GET", p).text for p in ("/registries", f"/registries/{b_id}", "/replication/policies",
                                                 "/replication/executions")]
+    answers.append(admin.get("/replication").text)
     answers += [task_log(a, x["id"], t["id"]) for x in api(a, "GET", "/replication/executions").json()
                 for t in tasks(a, x["id"])]
     assert not [t for t in answers if SECRET in t]
