@@ -6,13 +6,19 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
 from dockyard.distribution import RegistryError
 from dockyard.image import Descriptor
+
+if TYPE_CHECKING:
+    from registry.storage.layout import Layout
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -215,3 +221,49 @@ def references(data: bytes) -> tuple[list[Digest], list[Digest], Digest | None]:
     blobs = digests([doc.get("config"), *(layers if isinstance(layers, list) else [])])
     subject = digests([doc.get("subject")])
     return blobs, digests(doc.get("manifests")), subject[0] if subject else None
+
+
+@dataclass
+class Stored:
+    """A manifest stored by `store`: its digest and the subject it refers to (if any)."""
+
+    digest: Digest
+    subject: Digest | None
+
+
+def store(storage: Layout, name: str, reference: str, data: bytes, content_type: str | None,
+          admit: Callable[[Digest, str, str | None], T], record: Callable[[T, str | None], None]) -> Stored:
+    """Validate and store a pushed manifest (by tag or digest), tag it, index it as a referrer if it has a subject:
+    the v2 API's PUT and replication's writes share this. `admit` may refuse the push before anything is stored
+    (the product's policies) and returns what `record` gets once it is."""
+    from registry.names import is_tag, parse_digest
+    by_digest = ":" in reference
+    expected = parse_digest(reference) if by_digest else None
+    if not by_digest and not is_tag(reference):
+        raise RegistryError("MANIFEST_INVALID", {"tag": reference[:200]}, message="invalid tag")
+    parsed = parse(data, content_type)
+    digest = Digest.of_bytes(data, expected.algorithm if expected else "sha256")
+    if expected is not None and expected != digest:
+        raise RegistryError("DIGEST_INVALID", {"expected": str(expected), "actual": str(digest)})
+    for desc in parsed.blobs:
+        if desc.external:
+            continue
+        info = storage.blob_linked(name, desc.digest)
+        # link_blob refreshes the blob's use time, so GC cannot take it while this manifest is being stored.
+        if info is None or not storage.link_blob(name, desc.digest):
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
+        if info.size != desc.size:
+            raise RegistryError("MANIFEST_INVALID", {"digest": str(desc.digest), "size": desc.size,
+                                                     "stored": info.size}, message="blob size mismatch")
+    for desc in parsed.manifests:
+        if storage.manifest_media_type(name, desc.digest) is None or not storage.link_blob(name, desc.digest):
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
+    tag = None if by_digest else reference
+    admitted = admit(digest, parsed.media_type, tag)
+    storage.put_manifest(name, digest, data, parsed.media_type)
+    if parsed.subject is not None:
+        storage.add_referrer(name, parsed.subject.digest, parsed.referrer_descriptor(digest, len(data)))
+    if tag is not None:
+        storage.set_tag(name, tag, digest)
+    record(admitted, tag)
+    return Stored(digest, parsed.subject.digest if parsed.subject is not None else None)

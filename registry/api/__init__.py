@@ -8,7 +8,7 @@ from flask import Blueprint
 
 # The modules whose views register themselves on registry.api.common.bp when imported.
 MODULES: tuple[str, ...] = ("projects", "members", "users", "robots", "system", "repositories", "artifacts", "quotas",
-                            "immutable", "webhooks", "audit", "retentions")
+                            "immutable", "webhooks", "audit", "retentions", "registries", "replication")
 
 
 def blueprint() -> Blueprint:

@@ -4,9 +4,10 @@ tasks and logs. The project is the policy's `scope.ref`, so rights are checked h
 from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from registry.api.common import ApiError, bp, json_body, needs, page_response, paging
+from registry.api.common import ApiError, bp, json_body, needs, paging
+from registry.api.executions import log_response, page_of, page_of_list
 from registry.guard import model, principal
 from registry.model import access, retention
 from registry.model.tables import Project, RetentionExecution, RetentionPolicy
@@ -139,22 +140,17 @@ def trigger_retention(policy_id: int):
 def list_retention_executions(policy_id: int):
     """The policy's runs, newest first; paging."""
     _policy(policy_id, "read")
-    page = paging()
-    stmt = select(RetentionExecution).where(RetentionExecution.policy_id == policy_id)
-    with model().session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = s.scalars(stmt.order_by(RetentionExecution.id.desc()).offset(page.offset).limit(page.size)).all()
-    return page_response([retention.execution_json(e) for e in rows], total, page)
+    return page_of(select(RetentionExecution).where(RetentionExecution.policy_id == policy_id),
+                   RetentionExecution.id, lambda rows: [retention.execution_json(e) for e in rows])
 
 
 @bp.route("/retentions/<int:policy_id>/executions/<int:execution_id>/tasks", methods=["GET"])
 @needs("identity")
 def list_retention_tasks(policy_id: int, execution_id: int):
     """A run's tasks, one per repository it considered; paging."""
-    page = paging()
-    tasks = [{k: v for k, v in t.items() if k != "results"}
-             for t in retention.tasks(_execution(policy_id, execution_id))]
-    return page_response(tasks[page.offset:page.offset + page.size], len(tasks), page)
+    paging()  # a bad page is refused before the execution is read
+    return page_of_list([{k: v for k, v in t.items() if k != "results"}
+                         for t in retention.tasks(_execution(policy_id, execution_id))])
 
 
 @bp.route("/retentions/<int:policy_id>/executions/<int:execution_id>/tasks/<int:task_id>", methods=["GET"])
@@ -168,5 +164,5 @@ def retention_task_log(policy_id: int, execution_id: int, task_id: int):
     verb = "would remove" if execution.dry_run else "removed"
     lines = [f"{'kept' if r['retained'] else verb}\t{r['digest']}\t{','.join(r['tags']) or '<untagged>'}"
              + (f"\t{r['note']}" if r.get("note") else "") for r in task["results"]]
-    return Response("\n".join([f"repository {task['repository']}: {task['retained']} of {task['total']} kept",
-                               *lines]) + "\n", mimetype="text/plain")
+    return log_response("\n".join([f"repository {task['repository']}: {task['retained']} of {task['total']} kept",
+                                   *lines]) + "\n")

@@ -9,6 +9,7 @@ from flask import Response, current_app, jsonify, request
 from sqlalchemy import func, select
 
 from registry.api.common import ApiError, bp, json_body, needs, page_response, paging, rfc3339
+from registry.api.executions import log_response, page_of
 from registry.events import EVENT_TYPES, PAYLOAD_FORMATS, webhooks
 from registry.guard import model, principal, project
 from registry.model.tables import WebhookDelivery, WebhookPolicy
@@ -18,14 +19,16 @@ _POLICY = "/projects/<project_name_or_id>/webhook/policies/<int:webhook_policy_i
 
 @bp.before_app_request
 def _start_background() -> None:
-    """This worker's webhook sender and retention scheduler (after fork: never in gunicorn's master); once per
-    process and app, then one comparison per request."""
+    """This worker's webhook sender, retention scheduler and replication worker (after fork: never in gunicorn's
+    master); once per process and app, then one comparison per request."""
     reg = current_app.extensions["registry"]
     if reg.model is None or _started.get(id(reg)) == os.getpid():
         return
     from registry.model import retention
+    from registry.replication import engine
     webhooks.start(reg.model)
     retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
+    engine.start(reg.model, reg.storage, reg.config.root)
     _started[id(reg)] = os.getpid()
 
 
@@ -126,14 +129,6 @@ def _deliveries(policy_ids: list[int]):
     return stmt
 
 
-def _page_of(stmt, render):
-    page = paging()
-    with model().session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = s.scalars(stmt.order_by(WebhookDelivery.id.desc()).offset(page.offset).limit(page.size)).all()
-    return page_response([render(d) for d in rows], total, page)
-
-
 def execution_json(d: WebhookDelivery) -> dict:
     """A delivery as Harbor 2.x's Execution (one per event and target)."""
     done = d.status in ("Success", "Error")
@@ -179,7 +174,8 @@ def _delivery(policy_id: int, delivery_id: int) -> WebhookDelivery:
 def list_webhook_executions(project_name_or_id: str, webhook_policy_id: int):
     """The policy's deliveries, newest first (status filter; paging)."""
     _policy(webhook_policy_id)
-    return _page_of(_deliveries([webhook_policy_id]), execution_json)
+    return page_of(_deliveries([webhook_policy_id]), WebhookDelivery.id,
+                   lambda rows: [execution_json(d) for d in rows])
 
 
 @bp.route(f"{_POLICY}/executions/<int:execution_id>/tasks", methods=["GET"])
@@ -200,7 +196,7 @@ def webhook_task_log(project_name_or_id: str, webhook_policy_id: int, execution_
         raise ApiError(404, f"task {task_id} not found")
     text = (f"event: {d.event_type}\naddress: {d.address}\nstatus: {d.status}\nattempts: {d.attempts}\n"
             f"last error: {d.last_error or '-'}\npayload: {d.payload}\n")
-    return Response(text, mimetype="text/plain")
+    return log_response(text)
 
 
 @bp.route("/projects/<project_name_or_id>/webhook/jobs", methods=["GET"])
@@ -211,7 +207,7 @@ def list_webhook_jobs(project_name_or_id: str):
     if not text.isdigit():
         raise ApiError(400, "policy_id: a webhook policy id is required")
     _policy(int(text))
-    return _page_of(_deliveries([int(text)]), job_json)
+    return page_of(_deliveries([int(text)]), WebhookDelivery.id, lambda rows: [job_json(d) for d in rows])
 
 
 @bp.route("/projects/<project_name_or_id>/webhook/events", methods=["GET"])

@@ -84,3 +84,8 @@ def search(t: Transport, term: str, limit: int) -> list[SearchHit]:
             if len(hits) >= limit:
                 break
     return hits
+
+
+def catalog(t: Transport) -> Iterator[str]:
+    """Every repository of the registry's catalog (paginated and bounded)."""
+    return _pages(t, "/v2/_catalog", "repositories", "registry:catalog:*", f"catalog of {t.host}", REPOSITORY_RE)

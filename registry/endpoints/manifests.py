@@ -92,40 +92,14 @@ def _platform_child(name: str, data: bytes, media_type: str) -> tuple[Digest, by
 def put_manifest(name: str, reference: str) -> Response:
     """Validate and store a manifest, tag it if pushed by tag, index it as a referrer if it has a subject."""
     reg = state()
-    by_digest = ":" in reference
-    expected = parse_digest(reference) if by_digest else None
-    if not by_digest and not is_tag(reference):
-        raise RegistryError("MANIFEST_INVALID", {"tag": reference[:200]}, message="invalid tag")
     data = read_limited(reg.config.manifest_max)
-    parsed = manifests.parse(data, request.mimetype or None)
-    digest = Digest.of_bytes(data, expected.algorithm if expected else "sha256")
-    if expected is not None and expected != digest:
-        raise RegistryError("DIGEST_INVALID", {"expected": str(expected), "actual": str(digest)})
-    storage = reg.storage
-    for desc in parsed.blobs:
-        if desc.external:
-            continue
-        info = storage.blob_linked(name, desc.digest)
-        # link_blob refreshes the blob's use time, so GC cannot take it while this manifest is being stored.
-        if info is None or not storage.link_blob(name, desc.digest):
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
-        if info.size != desc.size:
-            raise RegistryError("MANIFEST_INVALID", {"digest": str(desc.digest), "size": desc.size,
-                                                     "stored": info.size}, message="blob size mismatch")
-    for desc in parsed.manifests:
-        if storage.manifest_media_type(name, desc.digest) is None or not storage.link_blob(name, desc.digest):
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
-    tag = None if by_digest else reference
-    indexed = product.admit_push(name, digest, data, parsed.media_type, tag)
-    storage.put_manifest(name, digest, data, parsed.media_type)
-    headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest),
+    stored = manifests.store(reg.storage, name, reference, data, request.mimetype or None,
+                             lambda digest, media_type, tag: product.admit_push(name, digest, data, media_type, tag),
+                             lambda indexed, tag: product.record_push(name, indexed, tag))
+    headers = {"Location": f"/v2/{name}/manifests/{stored.digest}", "Docker-Content-Digest": str(stored.digest),
                "Content-Length": "0"}
-    if parsed.subject is not None:
-        storage.add_referrer(name, parsed.subject.digest, parsed.referrer_descriptor(digest, len(data)))
-        headers["OCI-Subject"] = str(parsed.subject.digest)
-    if tag is not None:
-        storage.set_tag(name, tag, digest)
-    product.record_push(name, indexed, tag)
+    if stored.subject is not None:
+        headers["OCI-Subject"] = str(stored.subject)
     return Response(status=201, headers=headers)
 
 

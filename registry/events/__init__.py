@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -58,6 +59,11 @@ FLUSH_EVERY = 0.5
 FLUSH_MAX = 256
 
 
+# Called with each event written in its request (not the deferred pulls) once it is recorded: replication's
+# event-based trigger listens here (registry.replication.engine.start adds it).
+listeners: list[Callable[[Database, Event], None]] = []
+
+
 def emit(db: Database, event: Event) -> None:
     """Record `event` in the audit log and queue it for the project's webhooks (no network here: a background
     sender delivers)."""
@@ -65,6 +71,8 @@ def emit(db: Database, event: Event) -> None:
         _batches.add(db, event)
     else:
         record(db, [event])
+        for listener in listeners:
+            listener(db, event)
 
 
 def record(db: Database, events: list[Event]) -> None:

@@ -260,3 +260,78 @@ class WebSession(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     last_seen: Mapped[float] = mapped_column(Float, default=now)  # idle expiry counts from here
     expires_at: Mapped[float] = mapped_column(Float)  # absolute expiry
+
+
+class ReplicationRegistry(Base):
+    """A remote registry replication copies to or from (Harbor's registry endpoint); the secret is encrypted."""
+
+    __tablename__ = "replication_registries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(32), default="docker-registry")  # or "harbor", "dockyard"
+    url: Mapped[str] = mapped_column(String(2048))
+    insecure: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    access_key: Mapped[str] = mapped_column(String(255), default="")
+    access_secret: Mapped[str] = mapped_column(Text, default="")  # Fernet token under the root's key file
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
+
+
+class ReplicationPolicy(Base):
+    """A replication rule: exactly one of src/dest is a remote registry (None: this registry), its filters,
+    trigger ({"type": manual|scheduled|event_based, "trigger_settings": {"cron": ...}}) and options."""
+
+    __tablename__ = "replication_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    src_registry_id: Mapped[int | None] = mapped_column(ForeignKey("replication_registries.id"), nullable=True)
+    dest_registry_id: Mapped[int | None] = mapped_column(ForeignKey("replication_registries.id"), nullable=True)
+    dest_namespace: Mapped[str] = mapped_column(String(255), default="")
+    dest_namespace_replace_count: Mapped[int] = mapped_column(Integer, default=-1)
+    filters: Mapped[list] = mapped_column(JSON, default=list)
+    trigger: Mapped[dict] = mapped_column(JSON, default=dict)
+    deletion: Mapped[bool] = mapped_column(Boolean, default=False)
+    override: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_run: Mapped[float] = mapped_column(Float, default=now)  # the schedule's claim (as retention's)
+    creator: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
+
+
+class ReplicationExecution(Base):
+    """One run of a policy: Pending until a worker claims it, then InProgress, Succeed, Failed or Stopped.
+    `scope` narrows an event-based run to the pushed or deleted artifact."""
+
+    __tablename__ = "replication_executions"
+    __table_args__ = (Index("ix_replication_executions_status", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("replication_policies.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(32), default="manual")  # scheduled, event_based
+    status: Mapped[str] = mapped_column(String(32), default="Pending")
+    status_text: Mapped[str] = mapped_column(String(1024), default="")
+    scope: Mapped[dict] = mapped_column(JSON, default=dict)
+    operator: Mapped[str] = mapped_column(String(255), default="")
+    lease: Mapped[float] = mapped_column(Float, default=0)  # a worker that died holding it frees it after this
+    start_time: Mapped[float] = mapped_column(Float, default=now)
+    end_time: Mapped[float] = mapped_column(Float, default=0)
+
+
+class ReplicationTask(Base):
+    """One artifact of a run: copied (or deleted) from src to dst, with its attempts and log."""
+
+    __tablename__ = "replication_tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    execution_id: Mapped[int] = mapped_column(ForeignKey("replication_executions.id", ondelete="CASCADE"),
+                                              index=True)
+    resource_type: Mapped[str] = mapped_column(String(32), default="image")
+    operation: Mapped[str] = mapped_column(String(32), default="copy")  # or deletion
+    src_resource: Mapped[str] = mapped_column(String(1024))
+    dst_resource: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(32), default="Pending")  # InProgress, Succeed, Failed, Stopped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    log: Mapped[str] = mapped_column(Text, default="")
+    start_time: Mapped[float] = mapped_column(Float, default=now)
+    end_time: Mapped[float] = mapped_column(Float, default=0)

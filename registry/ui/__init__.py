@@ -7,7 +7,7 @@ import importlib
 from flask import Blueprint
 
 # The modules whose views register themselves on registry.ui.common.bp when imported.
-MODULES: tuple[str, ...] = ("auth", "projects", "artifacts", "policies", "admin")
+MODULES: tuple[str, ...] = ("auth", "projects", "artifacts", "policies", "admin", "replication")
 
 
 def blueprint() -> Blueprint:

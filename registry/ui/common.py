@@ -42,6 +42,7 @@ DONE = {
     "retention-run": "Retention run finished.", "webhook-created": "Webhook created.",
     "webhook-deleted": "Webhook deleted.", "user-created": "User created.", "user-updated": "User updated.",
     "user-deleted": "User deleted.", "gc-run": "Garbage collection finished.",
+    "replication-started": "Replication started.",
 }
 
 
