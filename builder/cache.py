@@ -1,7 +1,8 @@
 """The build cache: step key -> the image state after that step, kept in the store.
 
 Each entry is `<root>/buildcache/entries/<key>.json` naming a manifest (config + layers after the step). That
-manifest is held (holds/buildcache-<key>) so gc keeps its config, layer blobs and unpacked layer dirs; it carries
+manifest is held (holds/buildcache-<key>) so gc keeps its config and layer blobs (not its unpacked layers: the
+prunes remove those, and a build unpacks them again when the entry is used); it carries
 an annotation so its digest never equals a real image's (a hold on a tagged image would block `rmi`)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dockyard.digest import Digest
 from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_write
 from dockyard.image import Descriptor, Image, canonical_json, manifest_for
+from dockyard.sizes import disk_usage
 from dockyard.store import Store
 
 HOLD_PREFIX = "buildcache-"
@@ -58,7 +60,7 @@ class BuildCache:
         data = canonical_json(manifest)
         digest = self.store.write_blob_bytes(data, added=added)
         # The hold goes first: an entry must never point at something gc may already have swept.
-        self.store.hold(HOLD_PREFIX + key, [digest])
+        self.store.hold(HOLD_PREFIX + key, [digest], mounts=False)
         os.makedirs(self.entries_dir, exist_ok=True)
         atomic_write(self._entry_path(key), json.dumps({"manifest": str(digest)}).encode())
 
@@ -68,8 +70,9 @@ class BuildCache:
         os.makedirs(path, mode=0o755, exist_ok=True)
         return path
 
-    def prune(self) -> tuple[int, int]:
-        """Drop every entry and cache mount, then gc the store; returns (entries removed, bytes freed)."""
+    def prune(self, drop_unpacked: bool = True) -> tuple[int, int]:
+        """Drop every entry and cache mount, then gc the store (unpacked layers no container mounts too, unless
+        `drop_unpacked` is False); returns (entries removed, bytes freed)."""
         count = 0
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(self.entries_dir):
@@ -78,5 +81,6 @@ class BuildCache:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.entries_dir, name))
                 count += 1
+        freed = disk_usage([self.mounts_dir])
         shutil.rmtree(self.mounts_dir, ignore_errors=True)
-        return count, self.store.gc()
+        return count, freed + self.store.gc(drop_unpacked)

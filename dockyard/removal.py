@@ -64,11 +64,12 @@ def prune_candidates(store: Store, filters: Filters = ()) -> list[tuple[Image, l
             if image.manifest_digest not in held and prunable(image, names, filters)]
 
 
-def prune_images(store: Store, filters: Filters = ()) -> Pruned:
-    """Remove every image no one holds that the filters select (untagged ones by default), then collect."""
+def prune_images(store: Store, filters: Filters = (), drop_unpacked: bool = True) -> Pruned:
+    """Remove every image no one holds that the filters select (untagged ones by default), then collect, with
+    the unpacked layers no container mounts unless `drop_unpacked` is False (docker keeps its snapshots)."""
     removed = prune_candidates(store, filters)
     for image, names in removed:
         for t in names:
             store.untag(t)
         store.delete_image(image.manifest_digest)
-    return Pruned(removed, store.gc())
+    return Pruned(removed, store.gc(drop_unpacked))

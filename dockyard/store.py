@@ -2,10 +2,14 @@
 
 Layout under the root (DOCKYARD_ROOT, default /var/lib/dockyard for root, ~/.local/share/dockyard otherwise):
   images/            an OCI image layout (oci-layout, index.json, blobs/<algo>/<hex>) that skopeo and umoci read
-  layers/<chain>/    each layer unpacked once, in overlay format, keyed by chain ID: ready as an overlay lowerdir
-  holds/<owner>      manifest digests that something outside the store (a container, a build) still uses
-  summaries.json     what listings show of each image (ID, created, size) by manifest digest: a cache, so `images`
-                     reads one file rather than every manifest and config
+  layers/<chain>/    each layer unpacked once, in overlay format, keyed by chain ID: ready as an overlay lowerdir.
+                     A cache: only holders that mount them (containers) need them; the rest is unpacked again from
+                     the blob when used, so `gc(drop_unpacked=True)` (the prunes) may remove it
+  holds/<owner>      manifest digests that something outside the store (a container, a build) still uses; a first
+                     line `blobs-only` marks an owner that needs the blobs but not the unpacked layers
+  sizes/<diff_id>    each layer's unpacked size as docker counts it, recorded once (the unpacked copy may go)
+  summaries.json     what listings show of each image (ID, created, unpacked and compressed size) by manifest
+                     digest: a cache, so `images` reads one file rather than every manifest and config
   tmp/               temp files, on the same filesystem so a rename publishes them atomically
 """
 
@@ -28,10 +32,15 @@ from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
 from dockyard.image import Descriptor, Image, InvalidImage
+from dockyard.sizes import content_size, disk_usage
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 # Temp files older than this are left-overs of a crashed process and may be swept.
 STALE_TEMP_SECONDS = 3600
+# The first line of a hold whose owner needs the images' blobs but not their unpacked layers.
+BLOBS_ONLY = "blobs-only"
+# Unpacked layers being removed are first renamed into tmp/ under this prefix (see Store.gc).
+_GONE = "gone-"
 _HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
 
 
@@ -77,7 +86,8 @@ class Summary:
 
     id: str  # the config digest
     created: str | None
-    size: int
+    size: int  # the layers' unpacked size, as docker's SIZE
+    compressed: int  # the config and layer blobs' size
 
     @property
     def short_id(self) -> str:
@@ -95,13 +105,14 @@ class Store:
         self.holds_dir = os.path.join(self.root, "holds")
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.locks_dir = os.path.join(self.root, "locks")
+        self.sizes_dir = os.path.join(self.root, "sizes")
         self._index_path = os.path.join(self.layout, "index.json")
         self._init()
 
     def _init(self) -> None:
         # Every start: cheap, and a store made by an older version gains the directories added since.
         for d in (self.layout, os.path.join(self.layout, "blobs", "sha256"), self.layers_dir,
-                  self.holds_dir, self.tmp_dir, self.locks_dir):
+                  self.holds_dir, self.tmp_dir, self.locks_dir, self.sizes_dir):
             os.makedirs(d, exist_ok=True)
         if os.path.exists(self._index_path):
             return
@@ -117,7 +128,8 @@ class Store:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold while adding content that is not indexed yet, so a concurrent gc cannot sweep it."""
+        """Hold while adding content that is not indexed yet, or from taking unpacked layers until they are held
+        (see `gc`), so a concurrent gc cannot sweep them."""
         with locked(self._lock_path("gc"), shared=True):
             yield
 
@@ -278,10 +290,10 @@ class Store:
         kept, out = {}, []
         for digest, names in self._tagged().items():
             row = cached.get(str(digest))
-            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
-                    and isinstance(row[1], (str, type(None))) and type(row[2]) is int):
+            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str)
+                    and isinstance(row[1], (str, type(None))) and type(row[2]) is int and type(row[3]) is int):
                 image = self.image(digest)
-                row = [str(image.id), image.config.get("created"), image.size]
+                row = [str(image.id), image.config.get("created"), self.unpacked_size(image), image.size]
             kept[str(digest)] = row
             out.append((digest, Summary(*row), names))
         if kept != cached:  # new images, or removed ones to forget; racing writers each write a correct cache
@@ -387,41 +399,47 @@ class Store:
 
     # ---- holds -----------------------------------------------------------------------------------
 
-    def hold(self, owner: str, manifest_digests: list[Digest], durable: bool = True) -> None:
+    def hold(self, owner: str, manifest_digests: list[Digest], durable: bool = True, mounts: bool = True) -> None:
         """Record that `owner` (a container, a build) uses these images, so gc and rmi keep them.
 
         durable=False for an owner that does not outlive a reboot (no fsync; see fsutil.atomic_file).
+        mounts=False for an owner that needs the blobs only (a build-cache entry): the prunes may then remove
+        the images' unpacked layers, which are unpacked again when used.
         """
-        atomic_write(os.path.join(self.holds_dir, owner), "".join(f"{d}\n" for d in manifest_digests).encode(),
+        lines = ([BLOBS_ONLY] if not mounts else []) + [str(d) for d in manifest_digests]
+        atomic_write(os.path.join(self.holds_dir, owner), "".join(f"{x}\n" for x in lines).encode(),
                      durable=durable)
 
     def release(self, owner: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.holds_dir, owner))
 
-    def holders(self, manifest_digest: Digest) -> list[str]:
-        """Owners that hold an image."""
-        out = []
+    def holds(self) -> dict[str, tuple[list[Digest], bool]]:
+        """Each owner's held manifests and whether it mounts their unpacked layers, by owner."""
+        out = {}
         for owner in sorted(os.listdir(self.holds_dir)):
             with contextlib.suppress(FileNotFoundError), open(os.path.join(self.holds_dir, owner)) as f:
-                if str(manifest_digest) in f.read().split():
-                    out.append(owner)
+                words = f.read().split()
+                mounts = words[:1] != [BLOBS_ONLY]
+                out[owner] = ([Digest.parse(x) for x in words[0 if mounts else 1:]], mounts)
         return out
 
-    def held(self) -> set[Digest]:
-        """Every manifest some holder uses (read once, for checks over many images)."""
-        held: set[Digest] = set()
-        for owner in os.listdir(self.holds_dir):
-            with contextlib.suppress(FileNotFoundError), open(os.path.join(self.holds_dir, owner)) as f:
-                held.update(Digest.parse(x) for x in f.read().split())
-        return held
+    def holders(self, manifest_digest: Digest) -> list[str]:
+        """Owners that hold an image."""
+        return [owner for owner, (digests, _) in self.holds().items() if manifest_digest in digests]
+
+    def held(self, mounted: bool = False) -> set[Digest]:
+        """Every manifest some holder uses (read once, for checks over many images); with `mounted`, only those
+        whose unpacked layers a holder mounts."""
+        return {d for digests, mounts in self.holds().values() if mounts or not mounted for d in digests}
 
     # ---- garbage collection ---------------------------------------------------------------------
 
-    def _reachable(self, roots: set[Digest]) -> tuple[set[Digest], set[str]]:
-        """Blobs and layer-cache chain IDs reachable from root manifests (indexes reach children)."""
+    def _reachable(self, roots: set[Digest]) -> tuple[set[Digest], set[str], set[str]]:
+        """Blobs, layer-cache chain IDs and diff_ids (hex) reachable from root manifests (indexes reach children)."""
         blobs: set[Digest] = set()
         chains: set[str] = set()
+        diff_ids: set[str] = set()
         todo = list(roots)
         while todo:
             d = todo.pop()
@@ -436,37 +454,67 @@ class Store:
             blobs.add(cfg)
             blobs.update(Digest.parse(layer["digest"]) for layer in obj.get("layers") or [])
             if self.has_blob(cfg):
-                chains.update(c.hex for c in self.image(d).chain_ids)
-        return blobs, chains
+                image = self.image(d)
+                chains.update(c.hex for c in image.chain_ids)
+                diff_ids.update(c.hex for c in image.diff_ids)
+        return blobs, chains, diff_ids
 
-    def gc(self) -> int:
-        """Remove blobs and unpacked layers no image or holder needs; returns bytes freed."""
+    def gc(self, drop_unpacked: bool = False) -> int:
+        """Remove blobs and unpacked layers no image or holder needs; returns bytes freed (as du counts them).
+
+        With drop_unpacked (the prunes), unpacked layers are kept only for holders that mount them (containers):
+        an image or a build-cache entry unpacks its layers again from their blobs when next used.
+        """
+        # The protocol with the users of unpacked layers in other processes: whoever takes a layer dir from
+        # layers/ to mount it (`lowerdirs`, `unpack_layer`) is inside `writing()`, the shared side of the gc lock,
+        # from that lookup until its mounting hold is written (a container) or until it is done with the dir (a
+        # build, whose whole run is one transaction). gc holds the exclusive side, so it runs wholly before the
+        # lookup (which then unpacks the layer again) or wholly after the hold (and keeps the layer). A layer dir
+        # goes by a rename out of layers/ first, so a lookup finds the whole dir or none, even if gc is killed
+        # half-way through deleting it (the renamed remains are swept on the next gc).
         freed = 0
+        seen: set[tuple[int, int]] = set()
         with locked(self._lock_path("gc")):
-            roots = {e.digest for e in self.entries()} | self.held()
-            blobs, chains = self._reachable(roots)
+            holds = self.holds()
+            roots = {e.digest for e in self.entries()} | {d for ds, _ in holds.values() for d in ds}
+            blobs, chains, diff_ids = self._reachable(roots)
+            if drop_unpacked:
+                chains = self._reachable({d for ds, mounts in holds.values() if mounts for d in ds})[1]
             blob_root = os.path.join(self.layout, "blobs")
             for algo in os.listdir(blob_root):
                 for name in os.listdir(os.path.join(blob_root, algo)):
                     path = os.path.join(blob_root, algo, name)
                     if Digest(algo, name) not in blobs:
-                        freed += os.path.getsize(path)
+                        freed += disk_usage([path], seen)
                         os.unlink(path)
             for name in os.listdir(self.layers_dir):
                 if name not in chains:
-                    path = os.path.join(self.layers_dir, name)
-                    freed += _tree_size(path)
-                    _remove(path)
+                    freed += self._drop_layer(name, seen)
             for name in os.listdir(self.locks_dir):
                 if name.startswith("layer-") and name[6:] not in chains:
                     _remove(os.path.join(self.locks_dir, name))
+            for name in os.listdir(self.sizes_dir):
+                if name not in diff_ids:
+                    _remove(os.path.join(self.sizes_dir, name))
             now = time.time()
             for name in os.listdir(self.tmp_dir):
                 path = os.path.join(self.tmp_dir, name)
                 with contextlib.suppress(FileNotFoundError):
-                    if now - os.lstat(path).st_mtime > STALE_TEMP_SECONDS:
+                    if name.startswith(_GONE) or now - os.lstat(path).st_mtime > STALE_TEMP_SECONDS:
                         _remove(path)
         return freed
+
+    def _drop_layer(self, chain_hex: str, seen: set[tuple[int, int]] | None = None) -> int:
+        """Remove an unpacked layer (under the exclusive gc lock): renamed out of layers/ first, then deleted;
+        returns the bytes it used."""
+        gone = tempfile.mkdtemp(prefix=_GONE, dir=self.tmp_dir)
+        try:
+            os.rename(os.path.join(self.layers_dir, chain_hex), os.path.join(gone, chain_hex))
+        except FileNotFoundError:
+            pass
+        size = disk_usage([os.path.join(gone, chain_hex)], seen)
+        _remove(gone)
+        return size
 
     def discard(self, candidates: set[Digest], layers: set[Digest] | frozenset[Digest] = frozenset()) -> None:
         """Remove blobs and unpacked layers (chain IDs) a failed operation added, unless something has come
@@ -474,13 +522,13 @@ class Store:
         if not candidates and not layers:
             return
         with locked(self._lock_path("gc")):
-            blobs, chains = self._reachable({e.digest for e in self.entries()} | self.held())
+            blobs, chains, _ = self._reachable({e.digest for e in self.entries()} | self.held())
             for d in candidates - blobs:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.blob_path(d))
             for chain in layers:
                 if chain.hex not in chains:
-                    _remove(self.layer_dir(chain))
+                    self._drop_layer(chain.hex)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[set[Digest]]:
@@ -572,9 +620,72 @@ class Store:
                     added.layers.add(chain_id)
         return path
 
-    def disk_usage(self) -> dict[str, int]:
-        """Bytes used by blobs and by unpacked layers."""
-        return {"blobs": _tree_size(os.path.join(self.layout, "blobs")), "layers": _tree_size(self.layers_dir)}
+    def layer_size(self, desc: Descriptor, diff_id: Digest, chain: Digest) -> int:
+        """A layer's unpacked size as docker counts it (its files' sizes, hard links once): recorded the first
+        time it is asked for, from the unpacked copy when there is one, else from the blob's tar stream."""
+        record = os.path.join(self.sizes_dir, diff_id.hex)
+        with contextlib.suppress(FileNotFoundError, ValueError), open(record, "rb") as f:
+            return int(f.read())
+        path = self.layer_dir(chain)
+        if os.path.isdir(path):
+            size = content_size(path)
+        else:
+            import tarfile
+
+            from dockyard.compression import decompressed  # costly imports, needed only when nothing is recorded
+            from dockyard.layers.tarread import TarReader
+
+            size = 0
+            with _layer_errors(desc), self.open_blob(desc.digest) as f:
+                for m in TarReader(decompressed(f)):
+                    if m.type in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+                        size += m.size
+                    elif m.type == tarfile.SYMTYPE:
+                        size += len(os.fsencode(m.linkname))
+        atomic_write(record, str(size).encode(), durable=False)  # a cache: a lost record is computed again
+        return size
+
+    def unpacked_size(self, image: Image) -> int:
+        """The image's SIZE as docker shows it: the sum of its layers' unpacked sizes."""
+        return sum(self.layer_size(*layer) for layer in image.layer_stack())
+
+    def usage(self) -> Usage:
+        """What the store's content uses on disk (as du counts it, each file once), for `system df`."""
+        with locked(self._lock_path("gc"), shared=True):  # a consistent view: no gc removes things meanwhile
+            holds = self.holds()
+            mounted = {d for ds, mounts in holds.values() if mounts for d in ds}
+            images = {e.digest for e in self.entries()} | mounted
+            blobs, chains, _ = self._reachable(images)
+            used_blobs, used_chains, _ = self._reachable(mounted)
+            seen: set[tuple[int, int]] = set()
+            owned: dict[str, int] = {}
+            held_blobs: set[Digest] = set()
+            counted_chains = set(chains)
+            for owner, (digests, mounts) in holds.items():
+                if mounts:
+                    continue
+                b, c, _ = self._reachable(set(digests))
+                owned[owner] = self._bytes(b - blobs - held_blobs, c - counted_chains, seen)
+                held_blobs |= b
+                counted_chains |= c
+            # Blobs a holder shares stay after a prune; unpacked layers go unless a container mounts them.
+            reclaimable = self._bytes(blobs - used_blobs - held_blobs, chains - used_chains, seen)
+            size = reclaimable + self._bytes(blobs, chains, seen)  # the rest: `seen` skips what is counted
+        return Usage(size, reclaimable, owned)
+
+    def _bytes(self, blobs: set[Digest], chains: set[str], seen: set[tuple[int, int]]) -> int:
+        """du's bytes of these blobs and unpacked layers, each inode once across calls sharing `seen`."""
+        return disk_usage([*(self.blob_path(d) for d in blobs),
+                           *(os.path.join(self.layers_dir, c) for c in chains)], seen)
+
+
+@dataclass
+class Usage:
+    """Bytes the store's content uses on disk, each file counted once."""
+
+    images: int  # the blobs and unpacked layers of images (and of the images containers use)
+    reclaimable: int  # of those, what no container and no blobs-only holder needs
+    holders: dict[str, int]  # what each blobs-only holder (a build-cache entry) adds beyond images and earlier ones
 
 
 def _chunks(stream: Reader) -> Iterator[bytes | memoryview]:
@@ -605,14 +716,3 @@ def _remove(path: str) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-
-
-def _tree_size(path: str) -> int:
-    if not os.path.isdir(path):
-        return os.lstat(path).st_size if os.path.lexists(path) else 0
-    total = 0
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for n in filenames:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.lstat(os.path.join(dirpath, n)).st_size
-    return total

@@ -327,10 +327,7 @@ def create(root: str, opts: Options) -> Container:
     store_containers = Containers(root)
     cid = new_id()
     cdir = store_containers.path(cid)
-    lowerdirs = store.lowerdirs(image)
     user_text = opts.user or icfg.get("User") or ""
-    user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
-                         users.read_layered(lowerdirs, "etc/group"))
     hostname = opts.hostname or (os.uname().nodename if network == "host" else
                                  joined.config["Hostname"] if joined else cid[:12])
     config: dict[str, Any] = {
@@ -358,7 +355,14 @@ def create(root: str, opts: Options) -> Container:
                   networks={e.network: e.settings() for e in endpoints})
     store_containers.add(c)  # reserves the name; from here on failures remove the record again
     try:
-        store.hold(f"container-{cid}", [image.manifest_digest], durable=not c.ephemeral)
+        # The image's unpacked layers are looked up (or unpacked again) and held in one `writing()` section: a
+        # prune in another process then runs wholly before (the layers are unpacked again) or after (it sees the
+        # hold and keeps them), never between (see Store.gc).
+        with store.writing():
+            store.hold(f"container-{cid}", [image.manifest_digest], durable=not c.ephemeral)
+            lowerdirs = store.lowerdirs(image)
+        user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
+                             users.read_layered(lowerdirs, "etc/group"))
         specs = list(opts.mounts)
         for ref in opts.volumes_from:
             name, _, mode = ref.partition(":")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dockyard.store import default_root
 
@@ -48,6 +48,13 @@ class Client:
         from dockyard.api.volumes import VolumeCollection
 
         return VolumeCollection(self)
+
+
+    def df(self) -> dict[str, Any]:
+        """Disk usage of images, containers, volumes and the build cache, as docker-py's `client.df()`."""
+        from dockyard.api.diskusage import df
+
+        return df(self.root)
 
 
 def from_env() -> Client:

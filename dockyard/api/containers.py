@@ -401,8 +401,12 @@ class ContainerCollection:
 
     @engine_errors()
     def prune(self, filters: dict | None = None) -> dict:
-        """Remove every stopped container: {"ContainersDeleted": [ids], "SpaceReclaimed": 0}."""
-        return {"ContainersDeleted": lifecycle.prune(self.client.root) or None, "SpaceReclaimed": 0}
+        """Remove every stopped container: {"ContainersDeleted": [ids], "SpaceReclaimed": their layers' bytes}."""
+        from dockyard.sizes import disk_usage
+
+        sizes = {c.id: disk_usage([c.bundle + "/diff"]) for c in Containers(self.client.root).all() if not c.running}
+        removed = lifecycle.prune(self.client.root)
+        return {"ContainersDeleted": removed or None, "SpaceReclaimed": sum(sizes.get(cid, 0) for cid in removed)}
 
 
 __all__ = ["Container", "ContainerCollection", "ExecResult", "RunOptions"]

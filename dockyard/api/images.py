@@ -50,7 +50,7 @@ def inspect(store: Store, image: core.Image) -> dict[str, Any]:
         "Architecture": cfg.get("architecture", ""),
         "Variant": cfg.get("variant", ""),
         "Os": cfg.get("os", ""),
-        "Size": image.size,
+        "Size": store.unpacked_size(image),  # docker's: the layers unpacked
         "RootFS": {"Type": "layers", "Layers": [str(d) for d in image.diff_ids]},
         "Manifest": {"Digest": str(image.manifest_digest), "MediaType": image.manifest.get("mediaType", "")},
         "Metadata": {"LastTagTime": ""},
@@ -232,13 +232,26 @@ class ImageCollection:
         self.store.gc()
 
     @engine_errors()
-    def prune(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Remove images no container uses: untagged ones, or all with `{"dangling": False}`; `label` filters too."""
-        pruned = removal.prune_images(self.store, imagefilters.from_mapping(filters))
+    def prune(self, filters: Mapping[str, Any] | None = None, *, keep_unpacked: bool = False) -> dict[str, Any]:
+        """Remove images no container uses: untagged ones, or all with `{"dangling": False}`; `label` filters too.
+
+        Then the unpacked layers no container mounts go too (they are unpacked again when used), unless
+        `keep_unpacked`. SpaceReclaimed counts the bytes as du would.
+        """
+        pruned = removal.prune_images(self.store, imagefilters.from_mapping(filters), not keep_unpacked)
         deleted: list[dict[str, str]] = []
         for image, names in pruned.images:
             deleted += [{"Untagged": n} for n in names] + [{"Deleted": str(image.id)}]
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": pruned.reclaimed}
+
+    @engine_errors()
+    def prune_builds(self, *, keep_unpacked: bool = False) -> dict[str, Any]:
+        """Remove the build cache (every step's entry and cache mount) as `dockyard builder prune` does, and the
+        unpacked layers no container mounts unless `keep_unpacked`: {"CachesDeleted": count, "SpaceReclaimed"}."""
+        from builder.cache import BuildCache
+
+        count, freed = BuildCache(self.store).prune(not keep_unpacked)
+        return {"CachesDeleted": count, "SpaceReclaimed": freed}
 
     @engine_errors()
     def load(self, data: bytes | BinaryIO | str | os.PathLike) -> builtins.list[Image]:

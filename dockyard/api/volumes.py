@@ -71,8 +71,14 @@ class VolumeCollection:
 
     def prune(self, filters: dict | None = None) -> dict:
         """Remove unused anonymous volumes (filters {"all": True}: every unused one)."""
+        from dockyard.sizes import disk_usage
+        from runner.volumes import Volumes
+
+        vols = Volumes(self.client.root)
+        in_use = lifecycle.volumes_in_use(self.client.root)
+        sizes = {v.name: disk_usage([vols.data(v.name)]) for v in vols.all() if v.name not in in_use}
         removed = lifecycle.prune_volumes(self.client.root, bool((filters or {}).get("all")))
-        return {"VolumesDeleted": removed or None, "SpaceReclaimed": 0}
+        return {"VolumesDeleted": removed or None, "SpaceReclaimed": sum(sizes.get(n, 0) for n in removed)}
 
 
 __all__ = ["Volume", "VolumeCollection"]

@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsub = b.add_subparsers(dest="builder_command", metavar="COMMAND")
     prune = bsub.add_parser("prune", help="remove the build cache")
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt (accepted for docker compatibility)")
+    prune.add_argument("--keep-unpacked", action="store_true",
+                       help="keep the unpacked copies of image layers no container mounts (docker keeps them)")
     prune.set_defaults(func=cmd_builder_prune)
     b.set_defaults(func=lambda args: b.print_help() or 0)
 
@@ -222,7 +224,7 @@ def cmd_builder_prune(args: argparse.Namespace) -> int:
     from dockyard.cli.output import human_size
     from dockyard.store import Store
 
-    count, freed = BuildCache(Store()).prune()
+    count, freed = BuildCache(Store()).prune(not args.keep_unpacked)
     print(f"Deleted {count} build cache entries")
     print(f"Total reclaimed space: {human_size(freed)}")
     return 0

@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     prune.add_argument("--filter", action="append", default=[], help="dangling=true|false, label=KEY[=VALUE], "
                        "label!=KEY[=VALUE]")
+    prune.add_argument("--keep-unpacked", action="store_true",
+                       help="keep the unpacked copies of the remaining images' layers (docker keeps them)")
     prune.set_defaults(func=cmd_prune)
     group.set_defaults(func=lambda a: group.print_help() or 0)
 
@@ -93,7 +95,7 @@ def image_rows(store) -> list[dict[str, Any]]:
 
     rows = []
     for digest, summary, names in store.summaries():
-        created, size = parse_time(summary.created), summary.size
+        created, size = parse_time(summary.created), summary.size  # docker's SIZE: the layers unpacked
         for name in names or [None]:
             repo, tag = repo_tag(name)
             rows.append({
@@ -107,6 +109,7 @@ def image_rows(store) -> list[dict[str, Any]]:
                 "Tag": tag,
                 "Size": human_size(size),
                 "SizeBytes": size,
+                "CompressedSize": human_size(summary.compressed),  # dockyard's: what a push or save moves
                 "_created": created.timestamp() if created else 0,
                 "Name": name,
             })
@@ -239,7 +242,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from dockyard.removal import prune_images
 
     filters = from_cli(args.filter) + ([("dangling", "false")] if args.all else [])
-    pruned = prune_images(_store(), filters)
+    pruned = prune_images(_store(), filters, not args.keep_unpacked)
     if pruned.images:
         print("Deleted Images:")
         for image, _ in pruned.images:
