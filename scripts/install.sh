@@ -8,7 +8,7 @@ apt-get update -q
 apt-get install -y -q \
     busybox-static skopeo podman podman-compose buildah runc umoci docker-registry apache2-utils wrk openssh-client \
     nftables iptables iproute2 uidmap fuse-overlayfs catatonit libseccomp2 gcc libc6-dev tar gzip zstd xz-utils bzip2 ca-certificates \
-    ceph-mon ceph-osd radosgw ceph-common postgresql chromium fonts-dejavu-core >/dev/null
+    ceph-mon ceph-osd radosgw ceph-common haproxy postgresql chromium fonts-dejavu-core >/dev/null
 # podman/buildah on these machines: crun fails on hybrid cgroups and on raising RLIMIT_NOFILE.
 mkdir -p /etc/containers
 if ! grep -qs 'runtime = "runc"' /etc/containers/containers.conf; then
