@@ -2,7 +2,11 @@
 
 A module marked `pytestmark = pytest.mark.drivers("fs", "s3")` runs each of its tests that start servers through
 `server` or `make_server` once per storage driver (ids `fs`, `s3`); S3 is a Ceph cluster per module (see `ceph`).
-Every test on Ceph carries the `s3` marker, so `-m "not s3"` leaves them out (scripts/test.sh runs them once)."""
+Every test on Ceph carries the `s3` marker, so `-m "not s3"` leaves them out (scripts/test.sh runs them once).
+On both: test_api, test_clients, test_gc, test_robustness (their subject is what is stored). On the filesystem only:
+test_server_ops (a full disk, the local control socket), test_slow_clients (connection handling; reads a session's
+file), test_security, test_hardening and test_fuzz_api (auth, TLS, config and request parsing, not storage);
+test_storage_driver and test_s3 choose their drivers themselves."""
 
 from __future__ import annotations
 
