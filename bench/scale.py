@@ -176,6 +176,9 @@ frontend registry
     default_backend replicas
 backend replicas
     balance roundrobin
+    # Idle server connections serve any client's next request (the default, "safe", keeps a client's first request
+    # off them): without it most requests to 2 or 3 replicas open a new connection.
+    http-reuse always
 {servers}
 """)
         log = self.work / f"{self.storage}-haproxy{n}.log"
@@ -215,7 +218,9 @@ http:
   addr: 127.0.0.1:{port}
 """)
     log = work / "distribution.log"
-    proc = spawn(["docker-registry", "serve", str(config)], log)
+    # aws-sdk-go panics on AWS_CA_BUNDLE with distribution's own HTTP transport; radosgw here is plain HTTP.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    proc = spawn(["docker-registry", "serve", str(config)], log, env=env)
     url = f"http://127.0.0.1:{port}"
     wait_up(url, proc, log)
     return Setup("distribution s3", url, {proc.pid}), proc
