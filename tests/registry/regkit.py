@@ -14,11 +14,16 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from dockyard import mediatypes as mt
 from support import free_port, tool  # noqa: F401 (free_port re-exported for the registry tests)
+
+if TYPE_CHECKING:
+    from registry.config import Config
+    from registry.storage import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = "p" * 100  # a password over bcrypt's 72-byte input limit
@@ -37,6 +42,9 @@ class Server:
     verify: str | bool = False
     env: dict = field(default_factory=dict)
     entry: tuple[str, ...] = ("registry",)  # what `python -m` runs, e.g. ("dockyard", "registry", "serve")
+    # distribution's storage.s3 settings when the content lives in S3 (`root` then keeps the local state alone);
+    # None: the filesystem driver under `root`.
+    s3: dict | None = None
 
     @property
     def url(self) -> str:
@@ -48,7 +56,7 @@ class Server:
 
     def start(self) -> "Server":
         self.log = self.root.parent / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", *self.entry, "--addr", self.host, "--root", str(self.root), *self.args]
+        cmd = [sys.executable, "-m", *self.entry, "--addr", self.host, "--root", str(self.root), *self._args()]
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, cwd=REPO, start_new_session=True,
                                          env={**os.environ, **self.env})
@@ -63,6 +71,42 @@ class Server:
                 time.sleep(0.1)
         raise AssertionError(f"registry did not come up: {self.log.read_text()[-2000:]}")
 
+    def _args(self) -> list[str]:
+        """The flags, a `--config` file given among them extended with the [storage.s3] section if on S3."""
+        if self.s3 is None:
+            return self.args
+        args = list(self.args)
+        given = Path(args.pop(args.index("--config") + 1)) if "--config" in args else None
+        if given is not None:
+            args.remove("--config")
+            assert given.suffix == ".toml", f"only a TOML config takes the S3 section: {given}"
+        path = self.root.parent / f"server-{self.port}.toml"
+        path.write_text((given.read_text() if given else "") + "\n" + s3_section(self.s3))
+        return ["--config", str(path), *args]
+
+    @property
+    def driver(self) -> str:
+        return "filesystem" if self.s3 is None else "s3"
+
+    def config(self) -> Config:
+        """The registry configuration of this server's storage, for GC and storage checks run in the test."""
+        from registry.config import Config
+
+        if self.s3 is None:
+            return Config(root=str(self.root))
+        return Config(root=str(self.root), storage_driver="s3", storage_params=dict(self.s3))
+
+    def storage(self) -> Layout:
+        """This server's storage, opened in the test's process."""
+        from registry.storage import open_storage
+
+        return open_storage(*self.config().storage())
+
+    def gc_flags(self) -> list[str]:
+        """`dockyard registry gc` flags naming this server's storage (the config file it was started with)."""
+        return ["--root", str(self.root), *(["--config", str(self.root.parent / f"server-{self.port}.toml")]
+                                            if self.s3 is not None else [])]
+
     def assert_clean_log(self) -> None:
         """No request ended in an internal error (500s are logged with their traceback, never sent)."""
         text = self.log.read_text()
@@ -76,6 +120,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def s3_section(params: dict) -> str:
+    """distribution's `storage.s3` settings as a TOML section."""
+    lines = ["[storage.s3]"]
+    for key, value in params.items():
+        lines.append(f"{key} = {str(value).lower() if isinstance(value, bool) else json.dumps(value)}")
+    return "\n".join(lines) + "\n"
 
 
 def chunked_push_blob(url: str, repo: str, blob: bytes, chunk: int) -> None:

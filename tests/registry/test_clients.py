@@ -16,6 +16,8 @@ import requests
 from support import tool
 from regkit import layer_tar, make_image, sha256, write_layout
 
+pytestmark = pytest.mark.drivers("fs", "s3")
+
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:
     p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=300)

@@ -8,23 +8,22 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from dockyard.store import Store
 from registry.gc import CLOCK_SLACK
 from registry.storage import open_driver
-from regkit import Server, chunked_push_blob, free_port, layer_tar, make_image, sha256, write_layout
+from regkit import Server, chunked_push_blob, free_port, layer_tar, make_image, s3_section, sha256, write_layout
 from support import REPO, run_cli, tool
+
+pytestmark = pytest.mark.s3
 
 
 def _config(path: Path, params: dict) -> Path:
     """A config file with distribution's `storage.s3` section (the lock directory left to its default)."""
-    lines = ["[storage.s3]"]
-    for key, value in params.items():
-        if key != "lockdirectory":
-            lines.append(f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}")
-    lines.append(f"chunksize = {5 << 20}")  # S3's minimum part: a 12 MiB blob spans three
-    path.write_text("\n".join(lines) + "\n")
+    settings = {key: value for key, value in params.items() if key != "lockdirectory"}
+    path.write_text(s3_section({**settings, "chunksize": 5 << 20}))  # S3's minimum part: a 12 MiB blob spans three
     return path
 
 

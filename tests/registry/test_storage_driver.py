@@ -49,7 +49,7 @@ DRIVERS = {
 }
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=[pytest.param(name, marks=[pytest.mark.s3] if name == "s3" else []) for name in sorted(DRIVERS)])
 def kit(request) -> DriverKit:
     return DRIVERS[request.param]
 
@@ -232,6 +232,7 @@ def test_filesystem_driver_serves_real_files(tmp_path):
         assert os.fstat(f.fileno()).st_size == 4
 
 
+@pytest.mark.s3
 def test_s3_listings_span_pages(request):
     """Listings, walks, deletes, open uploads and their parts all follow S3's continuation pages."""
     driver = DRIVERS["s3"].make(request)

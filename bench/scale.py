@@ -1,0 +1,439 @@
+"""Benchmark: the registry scaled out. 1, 2 and 3 replicas of `dockyard registry serve` behind HAProxy (round robin,
+no sticky sessions) over one storage: a filesystem root the replicas share, and S3 on a Ceph RADOS Gateway (the test
+suite's one-node cluster, tests/registry/ceph.py). Then one replica on S3 against distribution 2.8 on the same
+radosgw (its own prefix in the bucket), side by side, both answered directly.
+
+Per setup: manifest GETs (`wrk -t2 -c32`), 64 MiB blob GETs (`wrk -t2 -c4`), and pushes by 16 concurrent clients
+(threads here, each pushing images of a fresh 1 MiB layer and a config the way docker does: POST, PATCH, PUT; then
+the manifest PUT). Throughput per busy core: the throughput over the cores the registry's processes and HAProxy kept
+busy meanwhile (their CPU time from /proc/<pid>/stat over the wall time; Ceph's and the clients' are not counted).
+The setups alternate within a round; the best of the rounds is kept.
+
+Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
+
+Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# The registry tests' Ceph cluster and kit (and the `support` helpers they use).
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "registry")]
+
+from ceph import Ceph  # noqa: E402
+from regkit import s3_section  # noqa: E402
+from support import free_port  # noqa: E402
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+BLOB_SIZE = 64 << 20
+PUSH_LAYER = 1 << 20
+PUSHERS = 16
+REPLICAS = (1, 2, 3)
+BUCKET = "bench"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(sessions: set[int]) -> float:
+    """User + system CPU time of every live process in `sessions` (each server starts its own session)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions:  # fields after the name: state ppid pgrp session ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{url} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            status, _, _ = request(url, "GET", "/v2/")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"{url} did not start: {log.read_text()[-2000:]}")
+
+
+def spawn(argv: list[str], log: Path, **kw) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    """A keep-alive connection to the server at `url`."""
+    return http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=300)
+
+
+def request(url: str, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """One request on a fresh connection: (status, headers, body)."""
+    conn = connect(url)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Setup:
+    """Servers answering at `url`; `sessions` are the processes whose CPU time counts."""
+
+    name: str
+    url: str
+    sessions: set[int]
+
+
+@dataclass
+class Fleet:
+    """Three replicas on one storage and an HAProxy in front of the first 1, 2 and 3 of them."""
+
+    storage: str
+    work: Path
+    workers: int
+    config: Path | None = None
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    replicas: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    proxies: dict[int, Setup] = field(default_factory=dict)
+
+    def start(self) -> Fleet:
+        root = self.work / f"{self.storage}-root"  # on S3 the local state alone: the token key and the locks
+        for i in range(max(REPLICAS)):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            argv = [sys.executable, "-m", "dockyard", "registry", "serve", "--addr", f"127.0.0.1:{port}",
+                    "--root", str(root), "--workers", str(self.workers), "--access-log", "",
+                    *(["--config", str(self.config)] if self.config else [])]
+            log = self.work / f"{self.storage}-replica{i}.log"
+            proc = spawn(argv, log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+            self.procs.append(proc)
+            self.replicas.append((url, proc))
+            if i == 0:  # the first makes the shared root (and the token key in it) before the others start
+                wait_up(url, proc, log)
+        for i, (url, proc) in enumerate(self.replicas[1:], 1):
+            wait_up(url, proc, self.work / f"{self.storage}-replica{i}.log")
+        for n in REPLICAS:
+            self.proxies[n] = self._haproxy(n)
+        return self
+
+    def _haproxy(self, n: int) -> Setup:
+        port = free_port()
+        servers = "\n".join(f"    server r{i} {urllib.parse.urlsplit(url).netloc}"
+                            for i, (url, _) in enumerate(self.replicas[:n]))
+        config = self.work / f"{self.storage}-haproxy{n}.cfg"
+        config.write_text(f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend registry
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    # Idle server connections serve any client's next request (the default, "safe", keeps a client's first request
+    # off them): without it most requests to 2 or 3 replicas open a new connection.
+    http-reuse always
+{servers}
+""")
+        log = self.work / f"{self.storage}-haproxy{n}.log"
+        proc = spawn(["haproxy", "-db", "-f", str(config)], log)
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_up(url, proc, log)
+        return Setup(f"{self.storage} x{n}", url, {proc.pid} | {p.pid for _, p in self.replicas[:n]})
+
+
+def start_distribution(work: Path, ceph: Ceph) -> tuple[Setup, subprocess.Popen]:
+    """distribution 2.8 on S3 (the same radosgw, its own prefix), blob GETs proxied as ours are."""
+    port = free_port()
+    config = work / "distribution.yml"
+    config.write_text(f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  s3:
+    accesskey: {ceph.access_key}
+    secretkey: {ceph.secret_key}
+    region: us-east-1
+    regionendpoint: {ceph.endpoint}
+    bucket: {BUCKET}
+    rootdirectory: /distribution
+    secure: false
+    v4auth: true
+  redirect:
+    disable: true
+  cache:
+    blobdescriptor: inmemory
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+""")
+    log = work / "distribution.log"
+    # aws-sdk-go panics on AWS_CA_BUNDLE with distribution's own HTTP transport; radosgw here is plain HTTP.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    proc = spawn(["docker-registry", "serve", str(config)], log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url, proc, log)
+    return Setup("distribution s3", url, {proc.pid}), proc
+
+
+# -- clients ------------------------------------------------------------------------------------------------------
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _target(location: str) -> str:
+    """A Location header (absolute from distribution, a path from ours) as the path and query to send."""
+    parts = urllib.parse.urlsplit(location)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def push_blob(conn: http.client.HTTPConnection, repo: str, data: bytes) -> str:
+    """POST, PATCH, PUT on one keep-alive connection, as docker pushes a layer; the digest."""
+    digest = sha256(data)
+    steps = [("POST", f"/v2/{repo}/blobs/uploads/", None, {"Content-Length": "0"}, 202),
+             ("PATCH", None, data, {"Content-Type": "application/octet-stream"}, 202),
+             ("PUT", None, b"", {"Content-Length": "0"}, 201)]
+    location = ""
+    for method, path, body, headers, expected in steps:
+        if path is None:
+            path = _target(location)
+            if method == "PUT":
+                path += ("&" if "?" in path else "?") + f"digest={digest}"
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != expected:
+            raise RuntimeError(f"{method} {path}: {r.status}")
+        location = r.getheader("Location", "")
+    return digest
+
+
+def push_image(conn: http.client.HTTPConnection, repo: str, tag: str, layer: bytes) -> None:
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": push_blob(conn, repo, config),
+                                      "size": len(config)},
+                           "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(conn, repo, layer),
+                                       "size": len(layer)}]}).encode()
+    conn.request("PUT", f"/v2/{repo}/manifests/{tag}", body=manifest, headers={"Content-Type": OCI_MANIFEST})
+    r = conn.getresponse()
+    r.read()
+    if r.status != 201:
+        raise RuntimeError(f"PUT manifest {repo}:{tag}: {r.status}")
+
+
+def seed(url: str) -> str:
+    """The small image the manifest GETs fetch and the 64 MiB blob the blob GETs fetch; the blob's digest."""
+    conn = connect(url)
+    try:
+        push_image(conn, "bench/manifest", "latest", os.urandom(1000))
+        return push_blob(conn, "bench/blobs", os.urandom(BLOB_SIZE))
+    finally:
+        conn.close()
+
+
+def wrk(url: str, path: str, connections: int, duration: float, accept: str | None = None) -> float:
+    """Requests per second of `wrk -t2 -c<connections>` GETs of `path`; exits if any answer was an error."""
+    headers = ["-H", f"Accept: {accept}"] if accept else []
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "60s", *headers,
+                          f"{url}{path}"], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if errors:
+        sys.exit(f"wrk against {url}{path}: {errors.group(0)}")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None:
+        sys.exit(f"wrk against {url}{path} printed no rate: {out}")
+    return float(rate.group(1))
+
+
+_push_rounds = itertools.count()  # each measurement's tags and layers are its own
+
+
+def pushes(url: str, duration: float) -> float:
+    """Images per second pushed by PUSHERS clients at once, each a fresh 1 MiB layer."""
+    base = os.urandom(PUSH_LAYER)
+    run = next(_push_rounds)
+    done = [0] * PUSHERS
+    failures: list[str] = []
+    deadline = time.monotonic() + duration
+
+    def client(n: int) -> None:
+        conn = connect(url)
+        try:
+            i = 0
+            while time.monotonic() < deadline:
+                layer = f"{run}-{n}-{i}".encode().ljust(32) + base[32:]
+                push_image(conn, f"bench/push{n}", f"r{run}-{i}", layer)
+                i += 1
+                done[n] = i
+        except (OSError, RuntimeError, http.client.HTTPException) as e:
+            failures.append(f"client {n}: {e}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(PUSHERS)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        sys.exit(f"pushes to {url} failed: {failures[0]}")
+    return sum(done) / (time.monotonic() - start)
+
+
+# -- measuring ----------------------------------------------------------------------------------------------------
+
+METRICS = {"manifest": "manifest GET (req/s)", "blob": "blob GET 64 MiB (MiB/s)", "push": "push, 16 clients (img/s)"}
+
+
+@dataclass
+class Result:
+    """The best throughput and the best throughput per busy core seen for one setup and metric."""
+
+    rate: float = 0.0
+    per_core: float = 0.0
+    cores: float = 0.0
+
+    def add(self, rate: float, cores: float) -> None:
+        self.rate = max(self.rate, rate)
+        if rate / cores > self.per_core:
+            self.per_core, self.cores = rate / cores, cores
+
+
+def measure(setup: Setup, digest: str, duration: float, results: dict[tuple[str, str], Result]) -> None:
+    """Every metric once against `setup`, each with the CPU its servers spent."""
+    runs = {
+        "manifest": lambda: wrk(setup.url, "/v2/bench/manifest/manifests/latest", 32, duration, OCI_MANIFEST),
+        "blob": lambda: wrk(setup.url, f"/v2/bench/blobs/blobs/{digest}", 4, duration) * BLOB_SIZE / (1 << 20),
+        "push": lambda: pushes(setup.url, duration),
+    }
+    for metric, run in runs.items():
+        cpu, wall = cpu_seconds(setup.sessions), time.monotonic()
+        rate = run()
+        cores = (cpu_seconds(setup.sessions) - cpu) / (time.monotonic() - wall)
+        results.setdefault((setup.name, metric), Result()).add(rate, max(cores, 0.01))
+
+
+def report(results: dict[tuple[str, str], Result], storages: list[str]) -> None:
+    print(f"\n{'setup':<18}" + "".join(f"{METRICS[m]:>26}{'per core':>10}{'cores':>7}" for m in METRICS))
+    names = [f"{s} x{n}" for s in storages for n in REPLICAS] + ["dockyard s3", "distribution s3"]
+    for name in names:
+        row = [results[(name, m)] for m in METRICS]
+        print(f"{name:<18}" + "".join(f"{r.rate:>26.1f}{r.per_core:>10.1f}{r.cores:>7.2f}" for r in row))
+    print("\nper core, 3 replicas / 1 replica (goal >= 0.90):")
+    for s in storages:
+        ratios = [results[(f"{s} x3", m)].per_core / results[(f"{s} x1", m)].per_core for m in METRICS]
+        print(f"  {s:<6}" + "".join(f"{m:>10} {r:5.2f}x" for m, r in zip(METRICS, ratios, strict=True)))
+    print("\ndockyard (1 replica, direct) / distribution 2.8, both on S3 (goal >= 1.0):")
+    print("  " + "".join(f"{m:>10} {results[('dockyard s3', m)].rate / results[('distribution s3', m)].rate:5.2f}x"
+                         for m in METRICS)
+          + "   (per core:" + "".join(f" {m} {results[('dockyard s3', m)].per_core:.1f} vs "
+                                    f"{results[('distribution s3', m)].per_core:.1f};" for m in METRICS) + ")")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one round of 2 s per measurement (about 2 minutes)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; each runs every setup once (best is kept)")
+    ap.add_argument("--duration", type=float, default=5, help="seconds per measurement")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes per replica")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 1, 2
+    for tool in ("haproxy", "wrk", "docker-registry"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: run scripts/install.sh")
+    work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    ceph = Ceph(work / "ceph")
+    procs: list[subprocess.Popen] = []
+    try:
+        ceph.start()
+        import boto3
+        from botocore.config import Config
+
+        boto3.client("s3", endpoint_url=ceph.endpoint, region_name="us-east-1", aws_access_key_id=ceph.access_key,
+                     aws_secret_access_key=ceph.secret_key,
+                     config=Config(s3={"addressing_style": "path"})).create_bucket(Bucket=BUCKET)
+        s3_config = work / "s3.toml"
+        s3_config.write_text(s3_section({"bucket": BUCKET, "region": "us-east-1", "regionendpoint": ceph.endpoint,
+                                         "accesskey": ceph.access_key, "secretkey": ceph.secret_key,
+                                         "secure": False, "forcepathstyle": True, "rootdirectory": "/dockyard"}))
+        fleets = [Fleet("fs", work, args.workers), Fleet("s3", work, args.workers, s3_config)]
+        for fleet in fleets:
+            procs += fleet.start().procs
+        distribution, proc = start_distribution(work, ceph)
+        procs.append(proc)
+        direct = fleets[1].replicas[0]
+        ours = Setup("dockyard s3", direct[0], {direct[1].pid})
+        digests = {fleet.storage: seed(fleet.proxies[1].url) for fleet in fleets}
+        digests["distribution"] = seed(distribution.url)
+        setups = [(setup, digests[fleet.storage]) for fleet in fleets for setup in fleet.proxies.values()]
+        setups += [(ours, digests["s3"]), (distribution, digests["distribution"])]
+        results: dict[tuple[str, str], Result] = {}
+        for i in range(args.rounds):
+            for setup, digest in setups if i % 2 == 0 else reversed(setups):
+                print(f"round {i + 1}/{args.rounds}: {setup.name}", file=sys.stderr)
+                measure(setup, digest, args.duration, results)
+        report(results, [fleet.storage for fleet in fleets])
+    finally:
+        stop(procs)
+        ceph.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
