@@ -95,8 +95,7 @@ class BuildOptions:
     contexts: dict[str, NamedContext] = field(default_factory=dict)  # --build-context name -> source
     annotations: list[tuple[str, str, str]] = field(default_factory=list)  # (level, key, value)
     no_cache_filter: list[str] = field(default_factory=list)  # stages that take nothing from the cache
-    cache_from: list[str] = field(default_factory=list)  # images (local, else in a registry) whose steps serve ours
-    cache_sources: list[CacheSpec] = field(default_factory=list)  # --cache-from type=registry|local
+    cache_from: list[CacheSpec] = field(default_factory=list)  # --cache-from: images, registry caches, layouts
     cache_to: list[CacheSpec] = field(default_factory=list)  # --cache-to
 
 
@@ -520,8 +519,9 @@ class Builder:
     def _cache_records(self, mode: str) -> list[Record]:
         """The steps a cache exports: every stage's (mode=max) or the final image's (min), once per key."""
         stages = set(self.results)
+        index: int | None = self.plan.target.index
         if mode == "min":
-            stages, index = set(), self.plan.target.index
+            stages = set()
             while index is not None:
                 stages.add(index)
                 index = self.plan.refs[index].base_stage
@@ -533,18 +533,19 @@ class Builder:
 
     def _import_caches(self) -> None:
         """Read the records of every --cache-from (only the records: layers come when a hit needs them)."""
-        for ref in self.options.cache_from:
-            try:
-                image = self.store.resolve(ref)
+        for spec in self.options.cache_from:
+            if spec.kind != "image":
+                self.imported.add(spec, self.options.platform)
+                continue
+            try:  # a local image serves by its history (and inline records); else, as buildx, a registry's
+                image = self.store.resolve(spec.ref)
             except NotFound:
-                if not reference.parse(ref).registry and not reference.default_registry():
+                if not reference.parse(spec.ref).registry and not reference.default_registry():
                     raise
-                self.imported.add(CacheSpec("registry", ref), self.options.platform)
+                self.imported.add(spec, self.options.platform)
                 continue
             self.cache_images.append(image)
             self.imported.add_image(image)
-        for spec in self.options.cache_sources:
-            self.imported.add(spec, self.options.platform)
 
     def _export_caches(self) -> None:
         """--cache-to type=registry|local: the records, with every layer they name (imported ones fetched)."""

@@ -275,13 +275,18 @@ class CacheImport:
                     else:
                         with self.where[layer.digest].open(layer) as f:
                             if self.store.unpacks:
-                                self.store.write_layer(f, layer, lambda d=diff_id, c=chain: (d, c), added)
+                                self.store.write_layer(f, layer, _pair(diff_id, chain), added)
                             else:
                                 self.store.write_blob(f, layer.digest, layer.size, f"blob {layer.digest}", added)
                 except DockyardError as e:
                     self.bad.add(layer.digest)
                     raise Poisoned(f"cache layer {layer.digest.short}: {e}") from None
                 self._checked.add((layer.digest, diff_id))
+
+
+def _pair(diff_id: Digest, chain: Digest) -> Callable[[], tuple[Digest, Digest]]:
+    """What write_layer asks of a layer: its diff_id and chain ID."""
+    return lambda: (diff_id, chain)
 
 
 def _plain_digest(f: BinaryIO) -> Digest:
@@ -318,7 +323,7 @@ def _record(obj: Any, layers: list[Descriptor]) -> tuple[str, dict[str, Any], li
             return None
         for d in diff_ids:
             Digest.parse(d)
-        named = [layers[i] for i in indices if isinstance(i, int) and not isinstance(i, bool) and 0 <= i]
+        named = [layers[i] for i in indices if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
         if len(named) != len(indices) or any(d.media_type not in mt.LAYER_COMPRESSION for d in named):
             return None
         return key, config, named

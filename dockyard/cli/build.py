@@ -106,7 +106,6 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and not epoch.isdigit():
         raise DockyardError(f"SOURCE_DATE_EPOCH={epoch!r}: expected a number of seconds")
-    cache_from = [flags.parse_cache(c, "--cache-from") for c in args.cache_from]
     run = RunSettings(extra_hosts=[parse_add_host(h) for h in args.add_host],
                       rlimits=dict(flags.parse_ulimit(u) for u in args.ulimit),
                       shm_size=flags.parse_shm_size(args.shm_size) if args.shm_size else None)
@@ -120,8 +119,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
         ssh=dict(flags.parse_ssh(s) for s in args.ssh),
         contexts=dict(flags.parse_build_context(c) for c in args.build_context),
         annotations=[flags.parse_annotation(a) for a in args.annotation], no_cache_filter=args.no_cache_filter,
-        cache_from=[c.ref for c in cache_from if c.kind == "image"],
-        cache_sources=[c for c in cache_from if c.kind != "image"],
+        cache_from=[flags.parse_cache(c, "--cache-from") for c in args.cache_from],
         cache_to=[flags.parse_cache(c, "--cache-to") for c in args.cache_to])
 
 

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from dockyard.digest import Digest
-from dockyard.store import Store
 from support import run_cli
 from test_build_cache import steps
 
+from dockyard.digest import Digest
+from dockyard.store import Store
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
-from registries import start_distribution, start_dockyard_registry  # noqa: E402
+from registries import start_distribution, start_dockyard_registry
 
 DOCKERFILE = """\
 FROM {reg}/base/busybox AS builder
@@ -121,7 +121,7 @@ def test_runner_b_reuses_every_step_and_fetches_only_the_final_layers(registries
     built = a.build(ctx, "--cache-to", f"type=registry,ref={ref},mode=max")
     assert set(built.steps.values()) == {"DONE"}, built.err
     b_first = b.build(ctx, "--cache-from", f"type=registry,ref={ref}")
-    assert b_first.steps == {name: "CACHED" for name in (*BUILDER_RUNS, *FINAL_STEPS)}, b_first.err
+    assert b_first.steps == dict.fromkeys((*BUILDER_RUNS, *FINAL_STEPS), "CACHED"), b_first.err
     assert b_first.digest == built.digest
     # B fetched the final image's layers and nothing of the builder stage (the cache holds its layers).
     final = b.image_layers(b_first.digest)
@@ -239,6 +239,14 @@ def test_hostile_caches_are_ignored_cleanly(registries, runners, tmp_path):
     d = Runner(tmp_path / "d")
     got = d.build(ctx, "--cache-from", f"type=local,src={cache}")
     assert "building again" in got.err and "Traceback" not in got.err, got.err
+
+    # The same blob with other bytes (a cache served by a hostile peer): refused by its digest, not used.
+    layer.unlink()
+    layer.write_bytes(bytes(outside.stat().st_size))
+    e = Runner(tmp_path / "e")
+    got = e.build(ctx, "--cache-from", f"type=local,src={cache}")
+    assert "building again" in got.err and "Traceback" not in got.err, got.err
+    assert manifest["layers"][-1]["digest"] not in e.blobs()
 
 
 @pytest.mark.parametrize("flag,value,part", [
