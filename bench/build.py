@@ -4,6 +4,11 @@ The Dockerfile: a RUN writing 64 MiB of random data, a RUN writing 5 million lin
 ENV/WORKDIR/CMD tail, on the busybox base (made by examples/busybox-rootfs.sh, loaded into both tools).
 Usage: python bench/build.py [--runs 1]   (root; needs buildah and podman with containers.conf set up)
 Goal: dockyard at most buildah's time in both modes. Prints the times and the ratios dockyard/buildah.
+
+--registry-cache: the CI case instead. Runner A builds and exports its cache to a local distribution registry
+(`--cache-to type=registry,mode=max`; buildah: `--cache-to REPO`), then a fresh runner B (an empty store; buildah:
+an empty --root) builds the same context cold and with `--cache-from`. Goal: B's cached build at most 0.5x
+buildah's cached one.
 """
 
 from __future__ import annotations
@@ -72,14 +77,64 @@ def setup(work: Path) -> tuple[str, Path]:
     return root, ctx
 
 
+def registry_cache(work: Path, root: str, ctx: Path, runs: int) -> None:
+    """Runner B, cold and with the registry cache runner A exported, against buildah doing the same."""
+    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "client"))
+    from registries import start_distribution
+
+    server = start_distribution(work / "registry")
+    try:
+        reg = server.host
+        base = f"{reg}/bench/base:latest"
+        dockyard(root, "tag", BASE, base)
+        dockyard(root, "push", "-q", base)
+        (ctx / "Dockerfile").write_text(DOCKERFILE.replace(BASE, base))
+        cache, buildah_cache = f"{reg}/bench/cache:dockyard", f"{reg}/bench/cache-buildah"
+        ours = [sys.executable, "-m", "dockyard", "build", "-q", "--network", "none"]
+
+        def buildah(store: str, *args: str) -> list[str]:
+            return ["buildah", "--root", f"{work}/{store}", "--runroot", f"{work}/{store}-run", "build", "--layers",
+                    "--network", "none", "--tls-verify=false", "--format", "oci", "-q", *args, str(ctx)]
+
+        fresh = lambda name: {**NET_ENV, "DOCKYARD_ROOT": str(work / name)}  # noqa: E731 (a runner's own store)
+        timed([*ours, "--cache-to", f"type=registry,ref={cache},mode=max", str(ctx)],
+              {**NET_ENV, "DOCKYARD_ROOT": root})
+        timed(buildah("buildah-a", "--cache-to", buildah_cache))
+        times: dict[str, list[float]] = {k: [] for k in ("ours-cold", "ours-cached", "theirs-cold", "theirs-cached")}
+        for i in range(runs):
+            times["ours-cold"].append(timed([*ours, str(ctx)], fresh(f"b-cold-{i}")))
+            times["ours-cached"].append(timed([*ours, "--cache-from", f"type=registry,ref={cache}", str(ctx)],
+                                              fresh(f"b-cached-{i}")))
+            times["theirs-cold"].append(timed(buildah(f"buildah-b-cold-{i}")))
+            times["theirs-cached"].append(timed(buildah(f"buildah-b-cached-{i}", "--cache-from", buildah_cache)))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"runner B cold:   dockyard {med['ours-cold']:6.2f}s  buildah {med['theirs-cold']:6.2f}s  "
+              f"ratio {med['ours-cold'] / med['theirs-cold']:.2f}")
+        print(f"runner B cached: dockyard {med['ours-cached']:6.2f}s  buildah {med['theirs-cached']:6.2f}s  "
+              f"ratio {med['ours-cached'] / med['theirs-cached']:.2f}  (goal <= 0.5)")
+        print(f"dockyard cached / cold: {med['ours-cached'] / med['ours-cold']:.2f}")
+    finally:
+        server.stop()
+        for store in work.glob("buildah-*"):
+            if not store.name.endswith("-run"):
+                subprocess.run(["buildah", "--root", str(store), "--runroot", f"{store}-run", "rmi", "-af"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(["umount", "-R", str(store / "overlay")], stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1, help="alternating runs per mode (median reported)")
+    ap.add_argument("--registry-cache", action="store_true", help="the registry cache case (see above)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
     before = set(_podman_images())
     try:
         root, ctx = setup(work)
+        if args.registry_cache:
+            registry_cache(work, root, ctx, args.runs)
+            return
         ours_cmd = [sys.executable, "-m", "dockyard", "build", "-q", "-t", "bench-built"]
         theirs_cmd = ["buildah", "build", "--layers", "--pull=never", "--format", "docker", "-q",
                       "-t", "localhost/bench-built-buildah"]

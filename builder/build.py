@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import re
 import shlex
@@ -30,9 +31,10 @@ from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
 from builder.copy import Copier, Item, copy_items
 from builder.dockerfile import Dockerfile, Instruction, Stage, parse
-from builder.flags import NamedContext, read_secret
+from builder.flags import CacheSpec, NamedContext, read_secret
 from builder.ignore import Ignore
 from builder.output import Progress
+from builder.remotecache import INLINE_ANNOTATION, CacheImport, Poisoned, Record, export, inline_annotation
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
 from builder.run import MountSources, RunSettings, execute, run_user, stop
 from builder.stages import StagePlan, lookup, plan
@@ -50,6 +52,9 @@ _URL_RE = re.compile(r"^https?://", re.I)
 BUILD_PLATFORM = "linux/amd64"
 # A cache entry waiting for its layers to be stored: (cache key, config JSON, layers).
 _Record = tuple[str, bytes, Sequence[Layer]]
+# A step this build ran or took from a cache, for --cache-to: (stage index, cache key, config JSON, layers).
+_Step = tuple[int, str, bytes, Sequence[Layer]]
+POISONED_LIMIT = 3  # layers of imported records failing their checks before the whole import is dropped
 
 
 class BuildFailed(DockyardError):
@@ -90,7 +95,8 @@ class BuildOptions:
     contexts: dict[str, NamedContext] = field(default_factory=dict)  # --build-context name -> source
     annotations: list[tuple[str, str, str]] = field(default_factory=list)  # (level, key, value)
     no_cache_filter: list[str] = field(default_factory=list)  # stages that take nothing from the cache
-    cache_from: list[str] = field(default_factory=list)  # local images whose history steps may serve ours
+    cache_from: list[CacheSpec] = field(default_factory=list)  # --cache-from: images, registry caches, layouts
+    cache_to: list[CacheSpec] = field(default_factory=list)  # --cache-to
 
 
 @dataclass
@@ -139,6 +145,8 @@ class Builder:
         self._signals: set[int] = set()
         self.triggers: dict[int, list[Instruction]] = {}  # stage index -> its base image's ONBUILD instructions
         self.cache_images: list[Image] = []  # --cache-from images
+        self.imported = CacheImport(self.store, self.progress.message)  # records of --cache-from caches
+        self._steps: list[_Step] = []
         self.ssh: dict[str, str] = {}  # --ssh id -> agent socket
         self._dir_digests: dict[str, str] = {}  # --build-context directory -> content digest
         self.added: set[Digest] = set()
@@ -187,9 +195,27 @@ class Builder:
         with ForkServer.start() as self.spawner, self._watch_signals():
             try:
                 with agents(self.options.ssh) as self.ssh:
-                    return self._build()
+                    self._import_caches()
+                    image = self._build_trusting()
+                    self._export_caches()
+                    return image
             except KeyboardInterrupt:
                 raise BuildCancelled("cancelled") from None
+            finally:
+                self.imported.close()
+
+    def _build_trusting(self) -> Image:
+        """Build; a layer of an imported record failing its checks means building again without the records
+        naming it (the steps finished meanwhile are in the local cache), or without any after POISONED_LIMIT."""
+        while True:
+            try:
+                return self._build()
+            except Poisoned as e:
+                drop = len(self.imported.bad) >= POISONED_LIMIT
+                if drop:
+                    self.imported.records.clear()
+                self.progress.message(f"[Warning] {e}: building again without "
+                                      f"{'the imported cache' if drop else 'the cache records naming it'}")
 
     @contextlib.contextmanager
     def _watch_signals(self) -> Iterator[None]:
@@ -229,12 +255,12 @@ class Builder:
             self.workspace = tempfile.mkdtemp(prefix="build-", dir=self.store.tmp_dir)
             self.committer = Committer(self.store, o.compression, self.sde, added, self.workspace)
             self._records: list[_Record] = []
+            self._steps = []
             try:
                 self._fetch_images()
                 if self.triggers:  # ONBUILD COPY --from / --mount from= a stage: plan again with them
                     self.plan = plan(self.df, build_args, o.target, named, self.triggers)
                     self._fetch_images()
-                self.cache_images = [self.store.resolve(ref) for ref in o.cache_from]
                 for wave in self.plan.waves:
                     stages = [self.df.stages[i] for i in wave]
                     if len(stages) == 1:
@@ -297,7 +323,10 @@ class Builder:
         data = canonical_json(state.config)
         config = self.store.write_blob_bytes(data, added=self.added)
         layers = resolved(state.layers)
+        self.imported.fetch(state.config, layers, self.added)
         annotations = {k: v for level, k, v in self.options.annotations if level == "manifest"}
+        if any(spec.kind == "inline" for spec in self.options.cache_to):
+            annotations[INLINE_ANNOTATION] = inline_annotation(self._cache_records("min"), layers)
         manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, config, len(data)), layers,
                                                annotations or None))
         image = self.store.add_image(manifest, self.names, added=self.added)
@@ -399,7 +428,7 @@ class Builder:
                 if ins.name == "ENV":
                     state.vars.set_env(env_pairs(ins, state.vars))
                 cached = self._config_step(state, ins.name, args, n)
-        except BuildFailed:
+        except (BuildFailed, Poisoned):
             raise
         except DockyardError as e:
             msg = str(e)
@@ -414,9 +443,15 @@ class Builder:
         if self._no_cache(state):
             return False
         image = self.cache.get(key)
-        if image is None:
-            return False
-        state.config, state.layers, state.parent = image.config, image.layers, image.id.hex
+        if image is not None:
+            state.config, state.layers, state.parent = image.config, image.layers, image.id.hex
+        else:
+            hit = self.imported.get(key)  # its layers are fetched only when needed (_lowerdirs, _write_image)
+            if hit is None:
+                return False
+            state.config, state.layers = hit
+            state.parent = Digest.of_bytes(canonical_json(state.config)).hex
+        self._note(state, key, canonical_json(state.config))
         if n is not None:
             self.progress.cached(n)
         return True
@@ -461,6 +496,7 @@ class Builder:
         state.parent = Digest.of_bytes(data).hex  # the config digest, as the cache entry's image ID
         with self._records_lock:
             self._records.append((key, data, list(state.layers)))
+        self._note(state, key, data)
         if settled(state.layers):
             self._flush()
 
@@ -475,11 +511,66 @@ class Builder:
         for key, data, layers in ready:
             self.cache.put(key, data, resolved(layers), self.added)
 
+    def _note(self, state: StageState, key: str, data: bytes) -> None:
+        """Remember a step's result for --cache-to."""
+        with self._records_lock:
+            self._steps.append((state.stage.index, key, data, list(state.layers)))
+
+    def _cache_records(self, mode: str) -> list[Record]:
+        """The steps a cache exports: every stage's (mode=max) or the final image's (min), once per key."""
+        stages = set(self.results)
+        index: int | None = self.plan.target.index
+        if mode == "min":
+            stages = set()
+            while index is not None:
+                stages.add(index)
+                index = self.plan.refs[index].base_stage
+        out: dict[str, Record] = {}
+        for stage, key, data, layers in self._steps:
+            if stage in stages and key not in out:
+                out[key] = Record(key, data, resolved(layers))
+        return list(out.values())
+
+    def _import_caches(self) -> None:
+        """Read the records of every --cache-from (only the records: layers come when a hit needs them)."""
+        for spec in self.options.cache_from:
+            if spec.kind != "image":
+                self.imported.add(spec, self.options.platform)
+                continue
+            try:  # a local image serves by its history (and inline records); else, as buildx, a registry's
+                image = self.store.resolve(spec.ref)
+            except NotFound:
+                if not reference.parse(spec.ref).registry and not reference.default_registry():
+                    raise
+                self.imported.add(spec, self.options.platform)
+                continue
+            self.cache_images.append(image)
+            self.imported.add_image(image)
+
+    def _export_caches(self) -> None:
+        """--cache-to type=registry|local: the records, with every layer they name (imported ones fetched)."""
+        for spec in self.options.cache_to:
+            if spec.kind == "inline":
+                continue
+            n = self.progress.step(f"exporting cache to {spec.kind} {spec} (mode={spec.mode})")
+            try:
+                records = self._cache_records(spec.mode)
+                with self.store.transaction() as added:
+                    for r in records:
+                        self.imported.fetch(json.loads(r.config), r.layers, added)
+                export(self.store, spec, records)
+            except DockyardError as e:
+                if not spec.ignore_error:
+                    raise BuildFailed(f"--cache-to {spec}: {e}") from None
+                self.progress.message(f"[Warning] --cache-to {spec}: {e}")
+            self.progress.done(n)
+
     def _lowerdirs(self, state: StageState) -> list[str]:
         """The stage's layers as overlay lowerdirs (top-most first), without waiting for blobs being compressed."""
         dirs = [self.store.layer_dir(c) for c in chain_ids(state.diff_ids)]
         if all(os.path.isdir(d) for d in dirs):
             return dirs[::-1]
+        self.imported.fetch(state.config, state.layers, self.added)  # imported layers, now they are needed
         manifest = {"layers": [d.to_json() for d in resolved(state.layers)]}
         return self.store.lowerdirs(Image(None, manifest, state.config))  # type: ignore[arg-type]
 

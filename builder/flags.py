@@ -1,5 +1,5 @@
 """The values of `docker buildx build` flags, parsed as buildx does: --ulimit, --shm-size, --secret, --ssh,
---build-context and --annotation."""
+--build-context, --annotation, --cache-to and --cache-from."""
 
 from __future__ import annotations
 
@@ -154,3 +154,82 @@ def parse_annotation(text: str) -> tuple[str, str, str]:
     if not key:
         raise FlagError(f"--annotation {text}: the key is empty")
     return level, key, value
+
+
+# Keys buildx accepts per cache type and direction; values we need not act on (oci-mediatypes, image-manifest: the
+# cache is always an OCI image manifest) are accepted as buildx documents them.
+_CACHE_KEYS = {
+    ("--cache-to", "registry"): {"ref", "mode", "compression", "ignore-error", "oci-mediatypes", "image-manifest"},
+    ("--cache-to", "local"): {"dest", "mode", "compression", "ignore-error", "oci-mediatypes", "image-manifest"},
+    ("--cache-to", "inline"): set(),
+    ("--cache-from", "registry"): {"ref"},
+    ("--cache-from", "local"): {"src"},
+}
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """A --cache-to / --cache-from value: where a build cache goes or comes from."""
+
+    kind: str  # "registry", "local", "inline"; or "image" (--cache-from NAME: a local image, else a registry ref)
+    ref: str = ""  # registry and image
+    path: str = ""  # local: dest or src
+    mode: str = "min"  # min: the final image's steps; max: every stage's
+    compression: str = ""  # the layers' compression in the cache ("": as built)
+    ignore_error: bool = False  # an export that fails is a warning
+
+    def __str__(self) -> str:
+        return self.ref or self.path or self.kind
+
+
+def parse_cache(text: str, flag: str) -> CacheSpec:
+    """`--cache-to`/`--cache-from` as buildx parses them: `type=registry,ref=REF[,mode=min|max][,compression=…]`,
+    `type=local,dest=DIR|src=DIR`, `type=inline`; a bare value is a registry reference (--cache-from: a local
+    image first)."""
+    if "=" not in text:
+        if not text:
+            raise FlagError(f"{flag}: expected type=registry,ref=REF, type=local,... or an image reference")
+        _check_ref(text, text, flag)
+        return CacheSpec("image" if flag == "--cache-from" else "registry", ref=text)
+    fields = _fields(text, flag)
+    kind = fields.pop("type", "")
+    if not kind:  # as buildx: the type follows from the keys given
+        kind = "registry" if "ref" in fields else "local" if {"src", "dest"} & set(fields) else ""
+    allowed = _CACHE_KEYS.get((flag, kind))
+    if allowed is None:
+        kinds = sorted(k for f, k in _CACHE_KEYS if f == flag)
+        raise FlagError(f"{flag} {text}: type={kind or '(none)'} is not supported (use {', '.join(kinds)})")
+    extra = sorted(set(fields) - allowed)
+    if extra:
+        raise FlagError(f"{flag} {text}: {extra[0]}={fields[extra[0]]} is not a type={kind} field")
+    mode = fields.get("mode", "min")
+    if mode not in ("min", "max"):
+        raise FlagError(f"{flag} {text}: mode={mode}: expected min or max")
+    compression = fields.get("compression", "")
+    if compression not in ("", "gzip", "zstd"):
+        raise FlagError(f"{flag} {text}: compression={compression}: expected gzip or zstd")
+    ignore = fields.get("ignore-error", "false").lower()
+    if ignore not in ("true", "false"):
+        raise FlagError(f"{flag} {text}: ignore-error={ignore}: expected true or false")
+    ref = fields.get("ref", "")
+    path = fields.get("dest", "") or fields.get("src", "")
+    if kind == "registry":
+        _check_ref(text, ref, flag)
+    if kind == "local":
+        if not path:
+            raise FlagError(f"{flag} {text}: type=local needs {'dest' if flag == '--cache-to' else 'src'}=DIR")
+        if flag == "--cache-from" and not os.path.isdir(path):
+            raise FlagError(f"{flag} {text}: src={path} is not a directory")
+        path = os.path.abspath(path)
+    return CacheSpec(kind, ref, path, mode, compression, ignore == "true")
+
+
+def _check_ref(text: str, ref: str, flag: str) -> None:
+    from dockyard import reference
+
+    if not ref:
+        raise FlagError(f"{flag} {text}: type=registry needs ref=REF")
+    try:
+        reference.parse(ref)
+    except DockyardError:
+        raise FlagError(f"{flag} {text}: ref={ref} is not a valid image reference") from None

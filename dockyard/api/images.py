@@ -289,17 +289,19 @@ class ImageCollection:
               network_mode: str | None = None, platform: str | None = None, labels: Mapping[str, str] | None = None,
               pull: bool = False, quiet: bool = True, secrets: Mapping[str, str] | None = None,
               extra_hosts: Mapping[str, str] | None = None, shmsize: int | None = None,
-              cache_from: builtins.list[str] | None = None, rm: bool = True,
-              forcerm: bool = False) -> tuple[Image, Iterator[dict[str, str]]]:
+              cache_from: builtins.list[str] | None = None, cache_to: builtins.list[str] | None = None,
+              rm: bool = True, forcerm: bool = False) -> tuple[Image, Iterator[dict[str, str]]]:
         """Build the Dockerfile in the context directory `path`; returns the image and the build's log lines.
 
         As docker-py, `dockerfile` is a path within the context (or an absolute one anywhere) and the log is
         `{"stream": line}` items; quiet keeps only the output of a step that fails. `secrets` (id -> host file)
         are BuildKit's `--secret id=,src=`; `extra_hosts` (host -> IP), `shmsize` (bytes) and `cache_from`
-        (local images) as docker-py's; `rm`/`forcerm` are accepted (no intermediate container outlives its
-        step). A failed build raises BuildError naming the failing step.
+        (images) as docker-py's, `cache_from` and `cache_to` also as buildx's `--cache-from`/`--cache-to`
+        (`type=registry,ref=…`); `rm`/`forcerm` are accepted (no intermediate container outlives its step).
+        A failed build raises BuildError naming the failing step.
         """
         from builder.build import BUILD_PLATFORM, Builder, BuildOptions, secret_files
+        from builder.flags import parse_cache
         from builder.output import Progress
         from builder.run import RunSettings
 
@@ -310,7 +312,9 @@ class ImageCollection:
             context=path, dockerfile=os.path.join(path, dockerfile) if dockerfile else None,
             tags=[tag] if tag else [], build_args=dict(buildargs or {}), target=target, no_cache=nocache, pull=pull,
             network=network_mode or "default", secrets=secret_files(dict(secrets or {})), labels=dict(labels or {}),
-            platform=platform or BUILD_PLATFORM, cache_from=list(cache_from or []),
+            platform=platform or BUILD_PLATFORM,
+            cache_from=[parse_cache(c, "--cache-from") for c in cache_from or []],
+            cache_to=[parse_cache(c, "--cache-to") for c in cache_to or []],
             run=RunSettings(extra_hosts=list((extra_hosts or {}).items()), shm_size=shmsize))
         builder = Builder(options, self.store, Progress("quiet" if quiet else "plain", log))
 

@@ -24,8 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use cached steps")
     p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
                    help="do not use cached steps in this stage")
-    p.add_argument("--cache-from", action="append", default=[], metavar="IMAGE",
-                   help="a local image whose history steps may serve as cached steps")
+    p.add_argument("--cache-from", action="append", default=[],
+                   metavar="IMAGE|type=registry,ref=REF|type=local,src=DIR",
+                   help="a cache to take steps from: an image (local, else its registry's, with inline records), a "
+                        "cache in a registry or an OCI layout directory (repeatable)")
+    p.add_argument("--cache-to", action="append", default=[],
+                   metavar="type=registry,ref=REF|type=local,dest=DIR|type=inline[,mode=min|max][,compression=…]",
+                   help="export the build cache (mode=min: the final image's steps; max: every stage's)")
     p.add_argument("--pull", action="store_true", help="always look for a newer base image in its registry")
     p.add_argument("--network", default="default", choices=("default", "none", "host"),
                    help="network for RUN (default: its own on the default bridge)")
@@ -103,9 +108,6 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and not epoch.isdigit():
         raise DockyardError(f"SOURCE_DATE_EPOCH={epoch!r}: expected a number of seconds")
-    for ref in args.cache_from:
-        if "=" in ref:
-            raise DockyardError(f"--cache-from {ref}: only a local image name is supported")
     run = RunSettings(extra_hosts=[parse_add_host(h) for h in args.add_host],
                       rlimits=dict(flags.parse_ulimit(u) for u in args.ulimit),
                       shm_size=flags.parse_shm_size(args.shm_size) if args.shm_size else None)
@@ -119,7 +121,8 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
         ssh=dict(flags.parse_ssh(s) for s in args.ssh),
         contexts=dict(flags.parse_build_context(c) for c in args.build_context),
         annotations=[flags.parse_annotation(a) for a in args.annotation], no_cache_filter=args.no_cache_filter,
-        cache_from=args.cache_from)
+        cache_from=[flags.parse_cache(c, "--cache-from") for c in args.cache_from],
+        cache_to=[flags.parse_cache(c, "--cache-to") for c in args.cache_to])
 
 
 def cmd_build(args: argparse.Namespace) -> int:
