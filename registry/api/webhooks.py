@@ -3,8 +3,6 @@ a test send; and each worker's background sender and retention scheduler, starte
 
 from __future__ import annotations
 
-import os
-
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import func, select
 
@@ -18,18 +16,17 @@ _POLICY = "/projects/<project_name_or_id>/webhook/policies/<int:webhook_policy_i
 
 @bp.before_app_request
 def _start_background() -> None:
-    """This worker's webhook sender and retention scheduler (after fork: never in gunicorn's master); once per
-    process and app, then one comparison per request."""
-    reg = current_app.extensions["registry"]
-    if reg.model is None or _started.get(id(reg)) == os.getpid():
-        return
-    from registry.model import retention
-    webhooks.start(reg.model)
-    retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
-    _started[id(reg)] = os.getpid()
-
-
-_started: dict[int, int] = {}  # id of an app's Registry -> the pid that started its background loops
+    """This worker's webhook sender and retention scheduler, started by its first request (gunicorn's workers load
+    their own app after the fork); then the hook leaves the app's list, so later requests do not pay for it."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    reg = app.extensions["registry"]
+    if reg.model is not None:
+        from registry.model import retention
+        webhooks.start(reg.model)
+        retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
+    # A new list, never an edit of the one Flask is iterating for this request: removing the current entry in place
+    # would make the loop skip the next hook, the authorization gate.
+    app.before_request_funcs[None] = [f for f in app.before_request_funcs.get(None, []) if f is not _start_background]
 
 
 def policy_json(p: WebhookPolicy) -> dict:

@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import update
 
 from productkit import ADMIN, ADMIN_PASSWORD
+from regkit import Server, free_port
 from support import tool
 
 NAME = {"X-Is-Resource-Name": "true"}
@@ -252,3 +253,21 @@ def test_generation_is_read_once_per_change_on_sqlite(tmp_path):
     with writer.engine.begin() as conn:
         conn.execute(text("UPDATE settings SET value = 'direct' WHERE key = 'auth.generation'"))
     assert generation(reader) == "direct"
+
+
+
+@pytest.mark.parametrize("path", ["/v2/_catalog", "/api/v2.0/users"])
+def test_first_request_of_a_worker_is_authorized(tmp_path, path):
+    """A worker's first request starts its background loops, whose hook then leaves the app's list of hooks: it must
+    not take the authorization gate with it. An anonymous first request for what needs credentials is refused."""
+    root = tmp_path / "registry"
+    root.mkdir()
+    server = Server(root, free_port(), ["--projects", "--workers", "1"],
+                    env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ADMIN_PASSWORD}, entry=("dockyard", "registry", "serve"))
+    try:
+        server.start(probe=False)  # no /healthz first: ours is the worker's first request
+        for _ in range(2):
+            assert requests.get(server.url + path, timeout=30).status_code == 401
+    finally:
+        server.stop()
+    server.assert_clean_log()
