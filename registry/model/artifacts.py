@@ -407,8 +407,9 @@ def count_pulls(conn: Connection, pulls: list[Event]) -> None:
     for event in pulls:
         counts[event.repository] = counts.get(event.repository, 0) + 1
         for r in event.resources:
-            key = (event.repository, r["digest"], r["tag"])
-            latest[key] = max(latest.get(key, 0.0), event.time)
+            if r.get("digest"):
+                key = (event.repository, r["digest"], r.get("tag") or "")
+                latest[key] = max(latest.get(key, 0.0), event.time)
     for repository, n in counts.items():
         conn.execute(update(Repository).where(Repository.name == repository)
                      .values(pull_count=Repository.pull_count + n))
