@@ -50,12 +50,14 @@ def _model() -> Database:
     return db
 
 
-def generation_of(request: Request) -> str:
+def generation_of(request: Request, db: Database) -> str:
     """The model's auth generation, read once per request."""
-    from registry.model import access
-    if "registry.generation" not in request.environ:
-        request.environ["registry.generation"] = access.generation(_model())
-    return request.environ["registry.generation"]
+    environ = request.environ  # once: each use of Flask's request proxy costs a context lookup
+    gen = environ.get("registry.generation")
+    if gen is None:
+        from registry.model import access
+        gen = environ["registry.generation"] = access.generation(db)
+    return gen
 
 
 class Authorizer:
@@ -103,7 +105,8 @@ class Authorizer:
         if creds is None:
             return None
         try:
-            principal = access.login(_model(), creds[0], creds[1], request.remote_addr or "", generation_of(request))
+            db = _model()
+            principal = access.login(db, creds[0], creds[1], request.remote_addr or "", generation_of(request, db))
         except access.LoginThrottled as e:
             raise RegistryError("TOOMANYREQUESTS", message=str(e),
                                 headers={"Retry-After": str(e.retry_after)}) from None
@@ -169,7 +172,8 @@ class Authorizer:
         name = projects.project_of(repository)
         memo = request.environ.setdefault("registry.rights", {})
         if name not in memo:
-            memo[name] = access.rights_in(_model(), principal, name, generation_of(request))
+            db = _model()
+            memo[name] = access.rights_in(db, principal, name, generation_of(request, db))
         if memo[name] is None:
             if principal is None:
                 return frozenset()

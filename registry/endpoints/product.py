@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def actor() -> Actor:
     """Who makes this request, for the model's events."""
     from registry.model.policy import Actor
-    return Actor(request.environ.get("registry.user") or "", request.remote_addr or "")
+    environ = request.environ  # once: each use of Flask's request proxy costs a context lookup
+    return Actor(environ.get("registry.user") or "", environ.get("REMOTE_ADDR") or "")
 
 
 def as_registry_error(e: Refused) -> RegistryError:
@@ -85,14 +86,17 @@ def check_pull(name: str, digest: Digest) -> None:
         return
     from registry.auth import generation_of
     from registry.model import trust
-    with _policies():
-        trust.check_pull(reg.model, name, str(digest), generation_of(request))
+    from registry.model.policy import Refused
+    try:  # not _policies(): a generator's context costs more than the check when content trust is off
+        trust.check_pull(reg.model, name, str(digest), generation_of(request, reg.model))
+    except Refused as e:
+        raise as_registry_error(e) from None
 
 
 def record_pull(name: str, digest: Digest, tag: str | None) -> None:
-    """After a manifest is served (GET): the pull event, time and count."""
+    """After a manifest is served to a GET (not a HEAD): queue the pull's event, time and count (written in batches)."""
     reg = state()
-    if reg.model is None or request.method != "GET":
+    if reg.model is None:
         return
     from registry.model import artifacts
     artifacts.record_pull(reg.model, name, str(digest), tag, actor(), request.host)

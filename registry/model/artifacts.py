@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,6 @@ from registry.model.projects import project_of
 from registry.model.tables import Artifact, ArtifactBlob, Project, Repository, Tag, now
 
 CONFIG_MAX = 8 << 20  # an image config larger than this is not read for the index (its fields stay empty)
-PULL_EVERY = 5.0  # seconds: an artifact's pull time and its repository's count are written at most this often
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 T = TypeVar("T")
 
@@ -389,36 +389,36 @@ def describe_repository(db: Database, repository: str, description: str) -> None
 
 
 # -- pull ----------------------------------------------------------------------------------------------------------
-_last_pull: dict[tuple[str, str], float] = {}
-_pending_pulls: dict[str, int] = {}
-
-
 def record_pull(db: Database, repository: str, digest: str, tag: str | None, actor: Actor, host: str = "") -> None:
-    """Emit PULL_ARTIFACT; write pull times and the repository's pull count at most every PULL_EVERY seconds per
-    artifact (counts in between are kept and written then), so pulls stay cheap."""
+    """Emit PULL_ARTIFACT. Its audit entry, and the pull time and count it adds (count_pulls), are written with the
+    other pulls of its batch by the process's flusher (registry.events), not by the request."""
     reference = f"{repository}:{tag}" if tag else f"{repository}@{digest}"
     emit(db, Event("PULL_ARTIFACT", project_of(repository), repository, operator=actor.name,
                    remote_addr=actor.remote_addr, time=time.time(),
                    resources=({"digest": digest, "tag": tag or "", "resource_url": f"{host}/{reference}"},)))
-    _pending_pulls[repository] = _pending_pulls.get(repository, 0) + 1
-    t = time.time()
-    key = (repository, digest)
-    if t - _last_pull.get(key, 0.0) < PULL_EVERY:
-        return
-    if len(_last_pull) > 10000:
-        _last_pull.clear()
-    _last_pull[key] = t
-    pulls = _pending_pulls.pop(repository, 0)
-    with db.session() as s:
-        repo_id = s.scalar(select(Repository.id).where(Repository.name == repository))
-        if repo_id is None:
-            return
-        s.execute(update(Repository).where(Repository.id == repo_id)
-                  .values(pull_count=Repository.pull_count + pulls))
-        s.execute(update(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest)
-                  .values(pull_time=t))
+
+
+def count_pulls(conn: Connection, pulls: list[Event]) -> None:
+    """A batch of PULL_ARTIFACT events' effect on the index: each repository's pull count rises by its pulls, and
+    each pulled artifact and tag takes the time of its latest pull (one update each, not one per pull). On the
+    session's connection: the ORM's updates would look for copies of the rows in the session, a cost per statement."""
+    counts: dict[str, int] = {}
+    latest: dict[tuple[str, str, str], float] = {}
+    for event in pulls:
+        counts[event.repository] = counts.get(event.repository, 0) + 1
+        for r in event.resources:
+            if r.get("digest"):
+                key = (event.repository, r["digest"], r.get("tag") or "")
+                latest[key] = max(latest.get(key, 0.0), event.time)
+    for repository, n in counts.items():
+        conn.execute(update(Repository).where(Repository.name == repository)
+                     .values(pull_count=Repository.pull_count + n))
+    for (repository, digest, tag), t in latest.items():
+        repo_id = select(Repository.id).where(Repository.name == repository).scalar_subquery()
+        conn.execute(update(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest)
+                     .values(pull_time=t))
         if tag:
-            s.execute(update(Tag).where(Tag.repository_id == repo_id, Tag.name == tag).values(pull_time=t))
+            conn.execute(update(Tag).where(Tag.repository_id == repo_id, Tag.name == tag).values(pull_time=t))
 
 
 # -- what storage already holds ------------------------------------------------------------------------------------

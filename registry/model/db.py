@@ -33,6 +33,10 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # For a SQLite file: a file replaced (new inode) after every committed change of the auth generation, so
+        # readers in every process on this host can `stat` it instead of querying; None for other databases. Kept,
+        # not derived on each read: every request reads it.
+        self.sentinel: str | None = sentinel_of(self.engine)
         # gunicorn's master builds the app (and this engine) once, then forks its workers: a pooled connection
         # used by two processes corrupts both, so a child drops the parent's pool without closing its sockets.
         ref = weakref.ref(self)
@@ -80,12 +84,6 @@ class Database:
             return
         with locked(lock), self.engine.connect() as conn:
             yield conn
-
-    @property
-    def sentinel(self) -> str | None:
-        """For a SQLite file: a file replaced (new inode) after every committed change of the auth generation, so
-        readers in every process on this host can `stat` it instead of querying; None for other databases."""
-        return sentinel_of(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.model.access import content_trust
 from registry.model.policy import Refused
+from registry.model.projects import project_of
 from registry.model.tables import Artifact, ArtifactBlob, Project, Repository, Tag
 
 if TYPE_CHECKING:
@@ -32,8 +34,6 @@ def check_pull(db: Database, repository: str, digest: str, gen: str | None = Non
     """With the project's content trust on, refuse (412) a pull of an artifact no signature refers to. Signatures and
     other referrers themselves may be pulled, and an index's child is as trusted as a signed index holding it.
     `gen`: the request's auth generation, when it has read it (the switch is cached per generation)."""
-    from registry.model.access import content_trust
-    from registry.model.projects import project_of
     project_name = project_of(repository)
     if not content_trust(db, project_name, gen):
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import request
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 
 from registry.api.common import ApiError, needs
 from registry.model.tables import Artifact, Repository, Tag
@@ -47,13 +47,7 @@ def artifacts(project_name_or_id: str, repo: str):
         page = page_of(s, select(Artifact).where(*where).order_by(Artifact.push_time.desc(), Artifact.id.desc()),
                        select(func.count(Artifact.id)).where(*where))
         ids = [a.id for (a,) in page.items]
-        ranked = (select(Tag.artifact_id, Tag.name, func.row_number().over(
-            partition_by=Tag.artifact_id, order_by=(Tag.push_time.desc(), Tag.name)).label("n"))
-            .where(Tag.artifact_id.in_(ids)).subquery())
-        tags: dict[int, list[str]] = {i: [] for i in ids}
-        for aid, name in s.execute(select(ranked.c.artifact_id, ranked.c.name).where(ranked.c.n <= TAGS_SHOWN)
-                                   .order_by(ranked.c.artifact_id, ranked.c.n)):
-            tags[aid].append(name)
+        tags = _first_tags(s, ids)
         tag_counts = dict(s.execute(select(Tag.artifact_id, func.count(Tag.id)).where(Tag.artifact_id.in_(ids))
                                     .group_by(Tag.artifact_id)).all())
         digests = [a.digest for (a,) in page.items]
@@ -64,6 +58,20 @@ def artifacts(project_name_or_id: str, repo: str):
              for (a,) in page.items}
     return render("artifacts.html", repo=rep, short=repo, page=page, tags=tags, tag_counts=tag_counts,
                   referrers=referrers, pulls=pulls, tab="repositories", **ctx)
+
+
+def _first_tags(s, ids: list[int]) -> dict[int, list[str]]:
+    """The TAGS_SHOWN newest tags of each artifact, in one statement: per artifact, the first rows of the tags'
+    (artifact, push time) index, however many tags it has (a ranking over all of them sorts them all)."""
+    tags: dict[int, list[str]] = {i: [] for i in ids}
+    if not ids:
+        return tags
+    firsts = [select(Tag.artifact_id, Tag.push_time, Tag.name).where(Tag.artifact_id == i)
+              .order_by(Tag.push_time.desc(), Tag.name).limit(TAGS_SHOWN).subquery() for i in ids]
+    rows = s.execute(union_all(*(select(f.c.artifact_id, f.c.push_time, f.c.name) for f in firsts))).all()
+    for aid, _, name in sorted(rows, key=lambda r: (-r[1], r[2])):
+        tags[aid].append(name)
+    return tags
 
 
 def manifest_detail(repo: str, digest: str) -> dict:

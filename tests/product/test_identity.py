@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 from productkit import ADMIN, ADMIN_PASSWORD
+from regkit import Server, free_port
 from sqlalchemy import update
 from support import REPO, tool
 
@@ -266,3 +267,20 @@ def test_bad_database_urls_are_one_line(tmp_path, url, message):
                         "--database-url", url], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert p.returncode != 0 and p.stderr.startswith(message), p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "hunter2" not in p.stderr
+
+
+@pytest.mark.parametrize("path", ["/v2/_catalog", "/api/v2.0/users"])
+def test_first_request_of_a_worker_is_authorized(tmp_path, path):
+    """A worker's first request starts its background loops, whose hook then leaves the app's list of hooks: it must
+    not take the authorization gate with it. An anonymous first request for what needs credentials is refused."""
+    root = tmp_path / "registry"
+    root.mkdir()
+    server = Server(root, free_port(), ["--projects", "--workers", "1"],
+                    env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ADMIN_PASSWORD}, entry=("dockyard", "registry", "serve"))
+    try:
+        server.start(probe=False)  # no /healthz first: ours is the worker's first request
+        for _ in range(2):
+            assert requests.get(server.url + path, timeout=30).status_code == 401
+    finally:
+        server.stop()
+    server.assert_clean_log()

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -54,7 +55,9 @@ class Server:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self, probe: bool = True) -> "Server":
+        """Start it and wait until /healthz answers; probe=False: only until the port accepts connections, so the
+        test's own request is the first any worker serves."""
         self.log = self.root.parent / f"server-{self.port}.log"
         cmd = [sys.executable, "-m", *self.entry, "--addr", self.host, "--root", str(self.root), *self._args()]
         with open(self.log, "ab") as logf:
@@ -65,9 +68,12 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"registry exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
+                if not probe:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return self
                 if requests.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                     return self
-            except requests.RequestException:
+            except (OSError, requests.RequestException):
                 time.sleep(0.1)
         raise AssertionError(f"registry did not come up: {self.log.read_text()[-2000:]}")
 
