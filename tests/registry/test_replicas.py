@@ -140,6 +140,7 @@ def _assert_pullable(s: requests.Session, url: str, repo: str, tag: str, manifes
         assert r.status_code == 200 and sha256(r.content) == desc["digest"], (repo, tag, desc["digest"])
 
 
+@pytest.mark.s3
 def test_chunked_upload_across_replicas(cluster):
     """One client on one kept-alive connection: HAProxy spreads its PATCHes over the replicas, and the upload
     (S3 parts and the tail below the part minimum carried from replica to replica) completes and verifies."""
@@ -166,6 +167,7 @@ def test_chunked_upload_across_replicas(cluster):
     assert r.status_code == 200 and r.content == blob
 
 
+@pytest.mark.s3
 def test_a_token_from_one_replica_is_accepted_by_all(cluster):
     first, others = cluster.replicas[0], cluster.replicas[1:]
     headers = cluster.token("tok/app", base=first.url)
@@ -186,6 +188,7 @@ def test_a_token_from_one_replica_is_accepted_by_all(cluster):
         assert r.status_code == 401
 
 
+@pytest.mark.s3
 def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
     """`registry gc --config` runs (again and again) while eight clients push through the LB: what was garbage
     before goes, every acknowledged image stays whole."""
@@ -269,6 +272,7 @@ def _busy_replica(cluster: Cluster) -> int:
     raise AssertionError("no replica is serving the upload")
 
 
+@pytest.mark.s3
 def test_kill_9_of_a_replica_mid_push(cluster):
     """A replica dies (SIGKILL) while it streams a PATCH of a big chunked upload: the client's PATCH fails, HAProxy's
     health checks take the replica out, and the client resumes the same upload through the others (the dead
