@@ -36,9 +36,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # The registry tests' Ceph cluster and kit (and the `support` helpers they use).
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "registry")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "registry"), str(REPO / "tests" / "client")]
 
 from ceph import Ceph  # noqa: E402
+from registries import start_distribution as launch_distribution  # noqa: E402
 from regkit import s3_section  # noqa: E402
 from support import free_port  # noqa: E402
 
@@ -191,39 +192,14 @@ backend replicas
 
 def start_distribution(work: Path, ceph: Ceph) -> tuple[Setup, subprocess.Popen]:
     """distribution 2.8 on S3 (the same radosgw, its own prefix), blob GETs proxied as ours are."""
-    port = free_port()
-    config = work / "distribution.yml"
-    config.write_text(f"""version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  s3:
-    accesskey: {ceph.access_key}
-    secretkey: {ceph.secret_key}
-    region: us-east-1
-    regionendpoint: {ceph.endpoint}
-    bucket: {BUCKET}
-    rootdirectory: /distribution
-    secure: false
-    v4auth: true
-  redirect:
-    disable: true
-  cache:
-    blobdescriptor: inmemory
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-""")
-    log = work / "distribution.log"
+    storage = ["  s3:", f"    accesskey: {ceph.access_key}", f"    secretkey: {ceph.secret_key}",
+               "    region: us-east-1", f"    regionendpoint: {ceph.endpoint}", f"    bucket: {BUCKET}", "    rootdirectory: /distribution",
+               "    secure: false", "    v4auth: true", "  redirect:", "    disable: true", "  cache:",
+               "    blobdescriptor: inmemory"]
     # aws-sdk-go panics on AWS_CA_BUNDLE with distribution's own HTTP transport; radosgw here is plain HTTP.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    proc = spawn(["docker-registry", "serve", str(config)], log, env=env)
-    url = f"http://127.0.0.1:{port}"
-    wait_up(url, proc, log)
-    return Setup("distribution s3", url, {proc.pid}), proc
+    server = launch_distribution(work / "distribution", access_log=False, storage=storage, env=env)
+    return Setup("distribution s3", f"http://{server.host}", {server.proc.pid}), server.proc
 
 
 # -- clients ------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from registry.model import doublestar
 from registry.model.cron import Cron, CronError
 from registry.model.errors import ModelError
+from registry.model.schedules import claim_due
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -541,21 +542,8 @@ def start_due(db: Database, now: float | None = None) -> list[int]:
         scheduled = [(p.id, p.trigger.get("trigger_settings", {}).get("cron", ""), p.last_run)
                      for p in s.scalars(select(ReplicationPolicy).where(ReplicationPolicy.enabled.is_(True)))
                      if (p.trigger or {}).get("type") == "scheduled"]
-    started = []
-    for policy_id, schedule, last_run in scheduled:
-        try:
-            upcoming = Cron.parse(schedule).next_after(last_run)
-        except CronError:
-            continue
-        if upcoming is None or upcoming > now:
-            continue
-        with db.session() as s:
-            claimed = s.execute(update(ReplicationPolicy).where(ReplicationPolicy.id == policy_id,
-                                                                ReplicationPolicy.last_run == last_run)
-                                .values(last_run=now)).rowcount  # type: ignore[attr-defined]
-        if claimed == 1:
-            started.append(start_execution(db, policy_id, "scheduled", "scheduler"))
-    return started
+    return [start_execution(db, policy_id, "scheduled", "scheduler")
+            for policy_id in claim_due(db, ReplicationPolicy, scheduled, now)]
 
 
 def on_event(db: Database, event: Event) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry.model import doublestar
 from registry.model.cron import Cron, CronError
+from registry.model.schedules import claim_due
 
 if TYPE_CHECKING:
     from registry.model.artifacts import Storage
@@ -323,28 +324,13 @@ def _candidates(db: Database, storage: Storage, project: Project) -> list[Candid
 
 def run_due(db: Database, storage: Storage, gc_grace: int, now: float | None = None, host: str = "") -> list[int]:
     """Run every scheduled policy whose next time has come, each claimed by one process; the executions' ids."""
-    from sqlalchemy import update
-
     from registry.model.tables import RetentionPolicy
     now = time.time() if now is None else now
     with db.session() as s:
         scheduled = [(p.id, p.schedule, p.last_run) for p in s.query(RetentionPolicy).filter(
             RetentionPolicy.schedule != "")]
     ran = []
-    for policy_id, schedule, last_run in scheduled:
-        try:
-            upcoming = Cron.parse(schedule).next_after(last_run)
-        except CronError:
-            continue
-        if upcoming is None or upcoming > now:
-            continue
-        with db.session() as s:
-            # The claim: of several schedulers (workers, replicas) only one moves last_run from what it read.
-            claimed = s.execute(update(RetentionPolicy).where(RetentionPolicy.id == policy_id,
-                                                              RetentionPolicy.last_run == last_run)
-                                .values(last_run=now)).rowcount  # type: ignore[attr-defined]
-        if claimed != 1:
-            continue
+    for policy_id in claim_due(db, RetentionPolicy, scheduled, now):
         execution_id = start_execution(db, policy_id, dry_run=False, trigger="SCHEDULE")
         if execution_id is not None:
             run_execution(db, storage, execution_id, "scheduler", gc_grace, host)

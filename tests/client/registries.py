@@ -52,13 +52,21 @@ class Server:
 
 
 def start_distribution(workdir: Path, ip: str = "127.0.0.1", port: int | None = None, htpasswd: Path | None = None,
-                       tls: tuple[Path, Path] | None = None, netns: str | None = None) -> Server:
-    """Debian's `docker-registry` (CNCF distribution 2.8) with a YAML config written for the test."""
+                       tls: tuple[Path, Path] | None = None, netns: str | None = None, log_level: str = "error",
+                       access_log: bool = True, storage: list[str] | None = None,
+                       env: dict[str, str] | None = None) -> Server:
+    """Debian's `docker-registry` (CNCF distribution 2.8) with a YAML config written for the test (or a bench).
+
+    `log_level` "info" logs every request once (with the access log off); `storage`: YAML lines of a driver
+    section under `storage:` (default: the filesystem under `workdir`)."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "data"
-    lines = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:", f"    rootdirectory: {root}",
-             "  delete:", "    enabled: true", "http:", f"  addr: {ip}:{port}", "  secret: test"]
+    lines = ["version: 0.1", "log:", f"  level: {log_level}"]
+    if not access_log:
+        lines += ["  accesslog:", "    disabled: true"]
+    lines += ["storage:", *(storage or ["  filesystem:", f"    rootdirectory: {root}"]),
+              "  delete:", "    enabled: true", "http:", f"  addr: {ip}:{port}", "  secret: test"]
     if tls:
         lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd:
@@ -69,7 +77,7 @@ def start_distribution(workdir: Path, ip: str = "127.0.0.1", port: int | None = 
     cmd = [tool("docker-registry"), "serve", str(config)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     wait_for_port(ip, port, proc, log)
     return Server(f"{ip}:{port}", root, proc, log)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from artifactkit import database, make_project
 from eventkit import wait_for
 from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
 from productkit import ADMIN
+from registries import start_distribution
 from regkit import free_port, layer_tar, make_image, push_image, sha256
 from uikit import Browserless
 
@@ -29,29 +29,9 @@ SECRET = "Repl1cator-s3cret-" + os.urandom(6).hex()  # B's replication user's pa
 @pytest.fixture
 def distribution(tmp_path):
     """Debian's docker-registry (CNCF distribution 2.8) logging every request (its log counts blob PUTs)."""
-    port = free_port()
-    work = tmp_path / "distribution"
-    work.mkdir()
-    config = work / "config.yml"
-    config.write_text("\n".join([
-        "version: 0.1", "log:", "  level: info", "  accesslog:", "    disabled: true", "storage:", "  filesystem:",
-        f"    rootdirectory: {work / 'data'}", "  delete:", "    enabled: true", "http:",
-        f"  addr: 127.0.0.1:{port}", "  secret: test"]) + "\n")
-    log = work / "registry.log"
-    proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(url), 20, "distribution")
-    yield url, log
-    proc.terminate()
-    proc.wait(10)
-
-
-def _up(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/v2/", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+    server = start_distribution(tmp_path / "distribution", log_level="info", access_log=False)
+    yield f"http://{server.host}", server.log
+    server.stop()
 
 
 def api(server, method: str, path: str, auth=ADMIN, **kw) -> requests.Response:
