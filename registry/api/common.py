@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from registry.model.errors import ModelError
 
@@ -42,6 +42,13 @@ class ApiError(ModelError):
     def response(self):
         return jsonify({"errors": [{"code": _CODES.get(self.status, "UNKNOWN"), "message": self.message}]}), \
             self.status, self.headers
+
+
+def created(location: str) -> Response:
+    """201 Created naming the new resource, as Harbor answers a POST."""
+    resp = Response(status=201)
+    resp.headers["Location"] = location
+    return resp
 
 
 def rfc3339(t: float) -> str:

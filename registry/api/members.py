@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from sqlalchemy import func, select
 
-from registry.api.common import ApiError, bp, json_body, needs, page_response, paging
+from registry.api.common import ApiError, bp, created, json_body, needs, page_response, paging
 from registry.guard import model, project
 from registry.model import projects, roles
 from registry.model.tables import Member, User
@@ -44,9 +44,7 @@ def add_member(project_name_or_id: str):
     p = project()
     member = projects.add_member(model(), p.id, body.get("role_id"),  # type: ignore[arg-type]
                                  user_id=user.get("user_id"), username=user.get("username"))
-    resp = Response(status=201)
-    resp.headers["Location"] = f"/api/v2.0/projects/{p.id}/members/{member.id}"
-    return resp
+    return created(f"/api/v2.0/projects/{p.id}/members/{member.id}")
 
 
 @bp.route("/projects/<project_name_or_id>/members/<int:mid>", methods=["GET"])

@@ -6,7 +6,18 @@ from flask import Response, jsonify, request
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from registry.api.common import ApiError, bp, filter_q, json_body, needs, page_response, paging, parse_q, rfc3339
+from registry.api.common import (
+    ApiError,
+    bp,
+    created,
+    filter_q,
+    json_body,
+    needs,
+    page_response,
+    paging,
+    parse_q,
+    rfc3339,
+)
 from registry.guard import model, principal, project
 from registry.model import projects, roles
 from registry.model.access import Principal
@@ -97,12 +108,10 @@ def create_project():
     if body.get("public") is not None:
         values["public"] = body["public"]
     limit = body.get("storage_limit")
-    created = projects.create_project(model(), caller, str(body.get("project_name") or ""), values,
-                                      -1 if limit is None else limit)
-    resp = Response(status=201)
+    new = projects.create_project(model(), caller, str(body.get("project_name") or ""), values,
+                                  -1 if limit is None else limit)
     in_name = request.headers.get("X-Resource-Name-In-Location", "").lower() == "true"
-    resp.headers["Location"] = f"/api/v2.0/projects/{created.name if in_name else created.id}"
-    return resp
+    return created(f"/api/v2.0/projects/{new.name if in_name else new.id}")
 
 
 @bp.route("/projects/<project_name_or_id>", methods=["GET"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from registry.api.common import ApiError, bp, filter_q, json_body, needs, parse_q
+from registry.api.common import ApiError, bp, created, filter_q, json_body, needs, parse_q
 from registry.api.executions import page_of
 from registry.guard import model
 from registry.model import replication
@@ -49,9 +49,7 @@ def list_registries():
 def create_registry():
     """Create an endpoint; 201 with its Location."""
     registry_id = replication.create_registry(model(), secrets(), json_body())
-    resp = Response(status=201)
-    resp.headers["Location"] = f"{request.path}/{registry_id}"
-    return resp
+    return created(f"{request.path}/{registry_id}")
 
 
 @bp.route("/registries/ping", methods=["POST"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from sqlalchemy import select
 
-from registry.api.common import ApiError, bp, filter_q, json_body, needs, paging, parse_q
+from registry.api.common import ApiError, bp, created, filter_q, json_body, needs, paging, parse_q
 from registry.api.executions import log_response, page_of
 from registry.guard import model, principal
 from registry.model import replication
@@ -61,9 +61,7 @@ def create_replication_policy():
     """Create a policy; 201 with its Location."""
     caller = principal()
     policy_id = replication.create_policy(model(), json_body(), caller.name if caller else "")
-    resp = Response(status=201)
-    resp.headers["Location"] = f"{request.path}/{policy_id}"
-    return resp
+    return created(f"{request.path}/{policy_id}")
 
 
 @bp.route("/replication/policies/<int:policy_id>", methods=["GET"])
@@ -102,9 +100,7 @@ def start_replication():
     caller = principal()
     execution_id = replication.start_execution(model(), policy_id, "manual", caller.name if caller else "")
     engine.wake()
-    resp = Response(status=201)
-    resp.headers["Location"] = f"{request.path}/{execution_id}"
-    return resp
+    return created(f"{request.path}/{execution_id}")
 
 
 @bp.route("/replication/executions", methods=["GET"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from registry.api.common import ApiError, bp, json_body, needs, paging
+from registry.api.common import ApiError, bp, created, json_body, needs, paging
 from registry.api.executions import log_response, page_of, page_of_list
 from registry.guard import model, principal
 from registry.model import access, retention
@@ -86,9 +86,7 @@ def create_retention():
         raise ApiError(400, "scope: {\"level\": \"project\", \"ref\": <project id>}")
     project = _project(scope.get("ref"), "policies")
     policy_id = _write(retention.create_policy, model(), project.id, body)
-    resp = Response(status=201)
-    resp.headers["Location"] = f"{request.path}/{policy_id}"
-    return resp
+    return created(f"{request.path}/{policy_id}")
 
 
 @bp.route("/retentions/<int:policy_id>", methods=["GET"])
@@ -130,9 +128,7 @@ def trigger_retention(policy_id: int):
     caller = principal()
     retention.run_in_background(model(), reg.storage, execution_id, caller.name if caller else "",
                                 reg.config.gc_grace, request.host)
-    resp = Response(status=201)
-    resp.headers["Location"] = f"{request.path}/{execution_id}"
-    return resp
+    return created(f"{request.path}/{execution_id}")
 
 
 @bp.route("/retentions/<int:policy_id>/executions", methods=["GET"])

@@ -5,7 +5,18 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from sqlalchemy import func, select
 
-from registry.api.common import ApiError, bp, filter_q, json_body, needs, page_response, paging, parse_q, rfc3339
+from registry.api.common import (
+    ApiError,
+    bp,
+    created,
+    filter_q,
+    json_body,
+    needs,
+    page_response,
+    paging,
+    parse_q,
+    rfc3339,
+)
 from registry.guard import model, principal
 from registry.model import users
 from registry.model.access import Principal
@@ -62,9 +73,7 @@ def create_user():
     text = {k: str(v or "") for k, v in fields.items()}
     user = users.create_user(model(), text["username"], text["password"], text["email"], text["realname"],
                              text["comment"])
-    resp = Response(status=201)
-    resp.headers["Location"] = f"/api/v2.0/users/{user.id}"
-    return resp
+    return created(f"/api/v2.0/users/{user.id}")
 
 
 @bp.route("/users/current", methods=["GET"])

@@ -8,7 +8,7 @@ import os
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import func, select
 
-from registry.api.common import ApiError, bp, json_body, needs, page_response, paging, rfc3339
+from registry.api.common import ApiError, bp, created, json_body, needs, page_response, paging, rfc3339
 from registry.api.executions import log_response, page_of
 from registry.events import EVENT_TYPES, PAYLOAD_FORMATS, webhooks
 from registry.guard import model, principal, project
@@ -80,9 +80,7 @@ def create_webhook_policy(project_name_or_id: str):
     """Create a policy; 201 with its Location."""
     caller = principal()
     policy_id = _write(webhooks.create_policy, model(), project().id, json_body(), caller.name if caller else "")
-    resp = Response(status=201)
-    resp.headers["Location"] = f"{request.path}/{policy_id}"
-    return resp
+    return created(f"{request.path}/{policy_id}")
 
 
 @bp.route("/projects/<project_name_or_id>/webhook/policies/test", methods=["POST"])

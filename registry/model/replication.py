@@ -7,7 +7,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
@@ -19,6 +19,7 @@ from registry.model.schedules import claim_due
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
+    from sqlalchemy.orm import Session
 
     from registry.events import Event
     from registry.model.db import Database
@@ -152,14 +153,22 @@ def validate_registry(body: dict, partial: bool = False) -> dict:
     return out
 
 
+def _refuse_taken_name(s: Session, table: Any, what: str, name: str, own_id: int | None = None) -> None:
+    """409 when another row of `table` (an endpoint or a policy; not `own_id`) is already named `name`."""
+    query = select(table.id).where(table.name == name)
+    if own_id is not None:
+        query = query.where(table.id != own_id)
+    if s.scalar(query) is not None:
+        raise ModelError(409, f"name: {what} named {name!r} exists")
+
+
 def create_registry(db: Database, secrets: Secrets, body: dict) -> int:
     """Store an endpoint; its id (409 when the name is taken)."""
     from registry.model.tables import ReplicationRegistry
     fields = validate_registry(body)
     fields["access_secret"] = secrets.seal(fields.get("access_secret", ""))
     with db.session() as s:
-        if s.scalar(select(ReplicationRegistry.id).where(ReplicationRegistry.name == fields["name"])) is not None:
-            raise ModelError(409, f"name: a registry named {fields['name']!r} exists")
+        _refuse_taken_name(s, ReplicationRegistry, "a registry", fields["name"])
         row = ReplicationRegistry(**fields)
         s.add(row)
         s.flush()
@@ -176,9 +185,8 @@ def update_registry(db: Database, secrets: Secrets, registry_id: int, body: dict
         row = s.get(ReplicationRegistry, registry_id)
         if row is None:
             raise ModelError(404, f"registry {registry_id} not found")
-        if "name" in fields and s.scalar(select(ReplicationRegistry.id).where(
-                ReplicationRegistry.name == fields["name"], ReplicationRegistry.id != registry_id)) is not None:
-            raise ModelError(409, f"name: a registry named {fields['name']!r} exists")
+        if "name" in fields:
+            _refuse_taken_name(s, ReplicationRegistry, "a registry", fields["name"], registry_id)
         for key, value in fields.items():
             setattr(row, key, value)
 
@@ -344,8 +352,7 @@ def create_policy(db: Database, body: dict, creator: str) -> int:
     from registry.model.tables import ReplicationPolicy
     fields = validate_policy(db, body)
     with db.session() as s:
-        if s.scalar(select(ReplicationPolicy.id).where(ReplicationPolicy.name == fields["name"])) is not None:
-            raise ModelError(409, f"name: a replication policy named {fields['name']!r} exists")
+        _refuse_taken_name(s, ReplicationPolicy, "a replication policy", fields["name"])
         row = ReplicationPolicy(creator=creator, last_run=time.time(), **fields)
         s.add(row)
         s.flush()
@@ -360,9 +367,8 @@ def update_policy(db: Database, policy_id: int, body: dict) -> None:
         if row is None:
             raise ModelError(404, f"replication policy {policy_id} not found")
         fields = validate_policy(db, body, partial=True, current=row)
-        if "name" in fields and s.scalar(select(ReplicationPolicy.id).where(
-                ReplicationPolicy.name == fields["name"], ReplicationPolicy.id != policy_id)) is not None:
-            raise ModelError(409, f"name: a replication policy named {fields['name']!r} exists")
+        if "name" in fields:
+            _refuse_taken_name(s, ReplicationPolicy, "a replication policy", fields["name"], policy_id)
         if "trigger" in fields and fields["trigger"] != row.trigger:
             row.last_run = time.time()
         for key, value in fields.items():
