@@ -133,9 +133,14 @@ class StorageDriver(abc.ABC):
         """Hold the advisory lock named `path` for a block; wait=False raises BlockingIOError when it is taken.
         Its directory must exist (FileNotFoundError): a lock does not bring a removed directory back."""
         parent = check_path(path).rpartition("/")[0]
-        if parent and not self.stat(parent).is_dir:
-            raise NotADirectoryError(parent)
+        if parent:
+            self.require_dir(parent)
         return self.locks.hold(path, shared, wait)
+
+    def require_dir(self, path: str) -> None:
+        """Raise FileNotFoundError unless `path` is a directory (NotADirectoryError when it is a file)."""
+        if not self.stat(path).is_dir:
+            raise NotADirectoryError(path)
 
     @abc.abstractmethod
     def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import re
 import threading
@@ -33,7 +34,7 @@ from typing import BinaryIO, Protocol
 from dockyard.digest import CHUNK, Digest, InvalidDigest, Reader, verify
 from dockyard.errors import DigestMismatch, DockyardError
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
-from registry.storage.driver import StorageDriver
+from registry.storage.driver import FileWriter, StorageDriver
 from registry.storage.locks import Hold
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -226,8 +227,9 @@ class Layout:
         return True
 
     def _write_link(self, link: str, digest: Digest) -> None:
-        if not self._exists(link):
-            self.driver.put_content(link, str(digest).encode())
+        # Written without looking first, as distribution does: a lookup of an absent path costs more than the write
+        # on S3, and the content is the same either way.
+        self.driver.put_content(link, str(digest).encode())
 
     def unlink_blob(self, repo: str, digest: Digest) -> bool:
         """Remove a repository's link to a blob; False if there was none."""
@@ -362,22 +364,29 @@ class Layout:
         """Open a new upload session."""
         _repo_dir(repo)
         upload_id = uuid.uuid4().hex
-        directory = f"uploads/{upload_id}"
         started = time.time()
-        self.driver.writer(f"{directory}/data").close()
-        # The info file is written last and atomically: a session without it does not exist yet.
-        self.driver.put_content(f"{directory}/info", json.dumps({"repository": repo, "started": started}).encode())
+        # The info file alone makes the session (written once, atomically); its data appears with the first
+        # chunk, and a session without data has 0 bytes.
+        self.driver.put_content(f"uploads/{upload_id}/info",
+                                json.dumps({"repository": repo, "started": started}).encode())
         return UploadInfo(upload_id, repo, 0, started)
 
-    def _read_info(self, upload_id: str, repo: str | None) -> UploadInfo:
-        directory = _upload_dir(upload_id)
+    def _read_meta(self, upload_id: str, repo: str | None) -> dict:
+        """A session's info file; raises UploadUnknown when it is missing, unreadable or of another repository."""
         try:
-            meta = json.loads(self.driver.get_content(f"{directory}/info"))
-            size = self.driver.stat(f"{directory}/data").size
+            meta = json.loads(self.driver.get_content(f"{_upload_dir(upload_id)}/info"))
         except (FileNotFoundError, ValueError):
             raise UploadUnknown(f"unknown upload {upload_id!r}") from None
-        if repo is not None and meta.get("repository") != repo:
+        if not isinstance(meta, dict) or (repo is not None and meta.get("repository") != repo):
             raise UploadUnknown(f"unknown upload {upload_id!r}")
+        return meta
+
+    def _read_info(self, upload_id: str, repo: str | None) -> UploadInfo:
+        meta = self._read_meta(upload_id, repo)
+        try:
+            size = self.driver.stat(f"uploads/{upload_id}/data").size
+        except FileNotFoundError:  # no chunk yet
+            size = 0
         return UploadInfo(upload_id, meta.get("repository", ""), size, float(meta.get("started", 0)))
 
     def upload_info(self, repo: str, upload_id: str) -> UploadInfo:
@@ -385,42 +394,50 @@ class Layout:
         return self._read_info(upload_id, repo)
 
     @contextlib.contextmanager
-    def _upload_locked(self, repo: str, upload_id: str) -> Iterator[UploadInfo]:
-        directory = _upload_dir(upload_id)
+    def _upload_locked(self, repo: str, upload_id: str) -> Iterator[dict]:
+        """Hold the session's lock; its info file."""
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(self.driver.lock(f"{directory}/lock"))
+                stack.enter_context(self.driver.lock(f"{_upload_dir(upload_id)}/lock"))
             except FileNotFoundError:  # no such session, or it was just removed
                 raise UploadUnknown(f"unknown upload {upload_id!r}") from None
-            yield self._read_info(upload_id, repo)
+            yield self._read_meta(upload_id, repo)
+
+    @contextlib.contextmanager
+    def _session(self, repo: str, upload_id: str) -> Iterator[tuple[UploadInfo, FileWriter]]:
+        """Under the session's lock: its state and a writer appending to its data (closed after, keeping what it
+        wrote for the next chunk). The writer tells the size, so the data is looked up once per request."""
+        with self._upload_locked(repo, upload_id) as meta, \
+                self.driver.writer(f"uploads/{upload_id}/data", append=True) as writer:
+            yield UploadInfo(upload_id, repo, writer.size, float(meta.get("started", 0))), writer
 
     def append_upload(self, repo: str, upload_id: str, stream: Reader, offset: int | None) -> UploadInfo:
         """Stream a chunk onto the session; `offset` (when given) must equal its current size."""
-        with self._upload_locked(repo, upload_id) as info:
+        with self._session(repo, upload_id) as (info, writer):
             if offset is not None and offset != info.size:
                 raise UploadOffsetMismatch(info.size)
-            size = self._append(info, stream)
-            return UploadInfo(upload_id, repo, size, info.started)
+            self._append(info, writer, stream, last=False)
+            return UploadInfo(upload_id, repo, writer.size, info.started)
 
-    def _append(self, info: UploadInfo, stream: Reader) -> int:
-        """Append everything in `stream`, hashing as it goes when the hash so far is known."""
+    def _append(self, info: UploadInfo, writer: FileWriter, stream: Reader, last: bool) -> _Hasher | None:
+        """Append everything in `stream`, hashing as it goes when the hash so far is known; that hash."""
         hasher = self._take_hasher(info.id, info.size)
-        writer = self.driver.writer(f"uploads/{info.id}/data", append=True)
+        complete = False
         try:
-            with writer:
-                while chunk := stream.read(CHUNK):
-                    writer.write(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
+            while chunk := stream.read(CHUNK):
+                writer.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+            complete = True
         finally:
             # Even a broken-off chunk leaves a consistent (data, hash) pair for the client to resume from.
-            if hasher is not None:
+            if hasher is not None and not (last and complete):
                 self._keep_hasher(info.id, hasher, writer.size)
                 # Another worker may get the closing PUT: leave it the digest so far, so it need not rehash.
                 # Not durable: losing it in a crash only costs a rehash.
                 self.driver.put_content(f"uploads/{info.id}/sha256",
                                         f"{writer.size} {hasher.hexdigest()}".encode(), durable=False)
-        return writer.size
+        return hasher
 
     def _take_hasher(self, upload_id: str, size: int) -> _Hasher | None:
         if size == 0:
@@ -439,13 +456,14 @@ class Layout:
 
     def commit_upload(self, repo: str, upload_id: str, digest: Digest, stream: Reader | None = None) -> BlobInfo:
         """Append a last chunk, verify against `digest` (DigestMismatch discards the session), store and link."""
-        with self._upload_locked(repo, upload_id) as info:
-            size = self._append(info, stream) if stream is not None else info.size
-            data = f"uploads/{upload_id}/data"
+        data = f"uploads/{upload_id}/data"
+        with self._session(repo, upload_id) as (info, writer):
+            hasher = self._append(info, writer, stream or io.BytesIO(), last=True)
+            size = writer.size
             # Committed before the check, so a digest computed from the bytes reads committed content.
-            self.driver.writer(data, append=True).commit()
+            writer.commit()
             try:
-                verify(digest, self._upload_digest(upload_id, data, digest.algorithm, size), "upload")
+                verify(digest, self._upload_digest(upload_id, data, digest.algorithm, size, hasher), "upload")
             except DigestMismatch:
                 self._remove_upload(upload_id)
                 raise
@@ -459,12 +477,12 @@ class Layout:
             self._remove_upload(upload_id)
             return BlobInfo(digest, size)
 
-    def _upload_digest(self, upload_id: str, data: str, algorithm: str, size: int) -> Digest:
-        with self._hashers_lock:
-            entry = self._hashers.pop(upload_id, None)
+    def _upload_digest(self, upload_id: str, data: str, algorithm: str, size: int, hasher: _Hasher | None) -> Digest:
+        """The digest of the committed data: from this request's running hash, another worker's recorded one, or
+        read back."""
         if algorithm == "sha256":
-            if entry is not None and entry[1] == size:
-                return Digest("sha256", entry[0].hexdigest())
+            if hasher is not None:
+                return Digest("sha256", hasher.hexdigest())
             try:
                 recorded_size, hexdigest = self.driver.get_content(f"uploads/{upload_id}/sha256").decode().split()
                 if int(recorded_size) == size:
@@ -482,10 +500,9 @@ class Layout:
     def _remove_upload(self, upload_id: str) -> None:
         with self._hashers_lock:
             self._hashers.pop(upload_id, None)
-        directory = _upload_dir(upload_id)
-        # Drop the info file first so the session stops existing before its data goes.
-        self.driver.delete(f"{directory}/info")
-        self.driver.delete(directory)
+        # One delete of the whole directory: cut short, a session without its info or data is unknown to requests
+        # either way, and GC's stale-upload purge removes what is left.
+        self.driver.delete(_upload_dir(upload_id))
 
     def iter_uploads(self) -> Iterator[UploadInfo]:
         """Every open session (for GC and metrics)."""

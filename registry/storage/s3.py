@@ -220,6 +220,13 @@ class S3Driver(StorageDriver):
             raise FileNotFoundError(path)
         return FileInfo(path, pending.size, pending.mtime, False)
 
+    def require_dir(self, path: str) -> None:
+        # One listing of a key under it: a directory on S3 is any key with its prefix.
+        with self._errors():
+            found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._dir_prefix(path), MaxKeys=1)
+        if not found.get("KeyCount"):
+            raise FileNotFoundError(path)
+
     def list(self, path: str) -> builtins.list[str]:
         prefix = self._dir_prefix(path)
         names = []
@@ -265,7 +272,8 @@ class S3Driver(StorageDriver):
                 o["Key"].startswith(prefix)]
         uploads = [u for u in self._uploads(key if path else prefix) if u["Key"] == key or
                    u["Key"].startswith(prefix)]
-        tail = self._tail_key(key) if path else None
+        # A file's pending write keeps a tail object beside it; a directory has none.
+        tail = self._tail_key(key) if path and not any(k.startswith(prefix) for k in keys) else None
         if tail is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._head(tail)
@@ -356,6 +364,7 @@ class _Writer(FileWriter):
         self._upload_id = pending.upload_id if pending else None
         self._parts = pending.parts if pending else []
         self._buf = bytearray(pending.tail or b"") if pending else bytearray()
+        self._tail = pending is not None and pending.tail is not None  # a tail object to remove at commit
         if append and pending is None:
             self._resume_committed()
 
@@ -424,7 +433,8 @@ class _Writer(FileWriter):
                     Bucket=self._d.bucket, Key=self._key, UploadId=self._upload_id,
                     MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
                                                for p in self._parts]})
-        self._d._delete_keys([self._d._tail_key(self._key)])
+        if self._tail:
+            self._d._delete_keys([self._d._tail_key(self._key)])
 
     def close(self) -> None:
         if self._closed:
