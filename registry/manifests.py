@@ -250,7 +250,7 @@ def store(storage: Layout, name: str, reference: str, data: bytes, content_type:
             continue
         info = storage.blob_linked(name, desc.digest)
         # link_blob refreshes the blob's use time, so GC cannot take it while this manifest is being stored.
-        if info is None or not storage.link_blob(name, desc.digest):
+        if info is None or not storage.link_blob(name, desc.digest, linked=True):
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", {"digest": str(desc.digest)})
         if info.size != desc.size:
             raise RegistryError("MANIFEST_INVALID", {"digest": str(desc.digest), "size": desc.size,

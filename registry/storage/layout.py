@@ -40,6 +40,9 @@ from registry.storage.locks import Hold
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Hash state kept in-process so a chunk sequence served by one worker is hashed once, while streaming.
 _HASHER_CACHE_MAX = 256
+# Manifest bytes by digest never change: each process keeps the latest it read or wrote, up to this many bytes, so
+# a manifest GET reads only its links (distribution caches blob descriptors in memory for the same reason).
+_MANIFEST_CACHE_BYTES = 8 << 20
 
 
 class _Hasher(Protocol):
@@ -129,6 +132,9 @@ class Layout:
         self.driver = driver
         self._hashers: OrderedDict[str, tuple[_Hasher, int]] = OrderedDict()
         self._hashers_lock = threading.Lock()
+        self._manifests: OrderedDict[Digest, bytes] = OrderedDict()
+        self._manifest_bytes = 0
+        self._manifests_lock = threading.Lock()
 
     def create(self) -> None:
         """Make the store's top-level directories (a server does on start; GC only works on an existing store)."""
@@ -216,14 +222,16 @@ class Layout:
             return None
         return self.blob_info(digest)
 
-    def link_blob(self, repo: str, digest: Digest) -> bool:
-        """Link an existing blob into `repo` and mark it as just used; False if the blob is absent."""
+    def link_blob(self, repo: str, digest: Digest, linked: bool = False) -> bool:
+        """Link an existing blob into `repo` and mark it as just used; False if the blob is absent. `linked`: the
+        caller saw the link (blob_linked), so only the use time is refreshed."""
         with self._gc_guard():
             try:
                 self.driver.touch(_blob_path(digest))
             except FileNotFoundError:
                 return False
-            self._write_link(_layer_link(repo, digest), digest)
+            if not linked:
+                self._write_link(_layer_link(repo, digest), digest)
         return True
 
     def _write_link(self, link: str, digest: Digest) -> None:
@@ -259,6 +267,16 @@ class Layout:
         with self._gc_guard():
             self._put_blob_bytes_locked(data, digest)
             self.driver.put_content(_revision_link(repo, digest), media_type.encode())
+        self._remember_manifest(digest, data)
+
+    def _remember_manifest(self, digest: Digest, data: bytes) -> None:
+        with self._manifests_lock:
+            if digest in self._manifests or len(data) > _MANIFEST_CACHE_BYTES // 16:
+                return
+            self._manifests[digest] = data
+            self._manifest_bytes += len(data)
+            while self._manifest_bytes > _MANIFEST_CACHE_BYTES:
+                self._manifest_bytes -= len(self._manifests.popitem(last=False)[1])
 
     def manifest_media_type(self, repo: str, digest: Digest) -> str | None:
         """The media type of a manifest linked into `repo`, or None."""
@@ -269,13 +287,21 @@ class Layout:
 
     def get_manifest(self, repo: str, digest: Digest) -> tuple[bytes, str] | None:
         """A manifest's exact bytes and media type, or None when it is not in `repo`."""
-        media_type = self.manifest_media_type(repo, digest)
+        media_type = self.manifest_media_type(repo, digest)  # the link says whether it is in `repo`, always read
         if media_type is None:
             return None
+        with self._manifests_lock:
+            data = self._manifests.get(digest)
+            if data is not None:
+                self._manifests.move_to_end(digest)
+                return data, media_type
         try:
-            return self.driver.get_content(_blob_path(digest)), media_type
+            data = self.driver.get_content(_blob_path(digest))
         except FileNotFoundError:
             return None
+        if Digest.of_bytes(data, digest.algorithm) == digest:  # only content that matches its name is kept
+            self._remember_manifest(digest, data)
+        return data, media_type
 
     def delete_manifest(self, repo: str, digest: Digest) -> bool:
         """Unlink a manifest revision (and tags pointing at it) from `repo`."""

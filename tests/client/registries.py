@@ -77,7 +77,8 @@ def start_distribution(workdir: Path, ip: str = "127.0.0.1", port: int | None = 
     cmd = [tool("docker-registry"), "serve", str(config)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    # Its own session: benches count the CPU time of a server's session and stop it with killpg.
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     wait_for_port(ip, port, proc, log)
     return Server(f"{ip}:{port}", root, proc, log)
 
