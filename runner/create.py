@@ -444,9 +444,9 @@ def _ports(opts: Options, icfg: dict) -> list:
 
 
 
-def remove_files(root: str, c: Container) -> None:
-    """Drop a container's record, bundle, upper dir, image hold and anonymous volumes."""
+def remove_files(root: str, c: Container, later: bool = False) -> None:
+    """Drop a container's record, bundle, upper dir and image hold (later: as Containers.remove_record)."""
     from dockyard.store import Store
 
     Store(root).release(f"container-{c.id}")
-    Containers(root).remove_record(c.id)
+    Containers(root).remove_record(c.id, later)

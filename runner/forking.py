@@ -50,6 +50,22 @@ def in_child(work: Callable[[int], int], meanwhile: Callable[[], None] | None = 
     return (128 - code if code < 0 else code), data
 
 
+def detached(work: Callable[[], None]) -> None:
+    """Run work() in a forked child cut off from our terminal and pipes, so nobody waits for it: the cleanup a process
+    about to exit leaves behind (the child is not reaped here; once we are gone, init reaps it)."""
+    if os.fork():
+        return
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, 1 << 16)
+        work()
+    finally:
+        os._exit(0)
+
+
 def describe(e: BaseException) -> str:
     """One line for an exception: an OSError's with its file name, ours as they say, others with their type."""
     if isinstance(e, OSError):

@@ -186,8 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = monitor.run_foreground(root, c, args.interactive, args.tty)
     except DockyardError as e:
         code = _run_error(e)
-    if args.rm:
-        lifecycle.destroy(root, c.id)
+    if args.rm:  # the exit code is ours to report now: the container's files go after we have exited
+        lifecycle.destroy(root, c.id, later=True)
     return code
 
 
