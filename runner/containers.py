@@ -8,7 +8,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError, NotFound
@@ -105,7 +105,8 @@ class Container:
 
     def to_json(self) -> dict:
         """state.json: the OCI state (its `status` the runtime-spec's) followed by our fields (docker's as `state`)."""
-        ours = {k: v for k, v in asdict(self).items() if k not in ("id", "pid", "bundle", "status")}
+        # The fields as they are (asdict's deep copy would only be thrown away: they are serialized at once).
+        ours = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "pid", "bundle", "status")}
         return {**self.oci_state(), "pid": self.pid, "state": self.status, **ours}
 
     @classmethod
@@ -158,7 +159,7 @@ class Containers:
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def save(self, c: Container) -> None:
-        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json(), indent=1).encode(), durable=not c.ephemeral)
+        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json()).encode(), durable=not c.ephemeral)
 
     @contextlib.contextmanager
     def lock(self, cid: str) -> Iterator[None]:
