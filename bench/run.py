@@ -80,7 +80,7 @@ def main() -> int:
         med = {k: statistics.median(v) for k, v in times.items()}
         for name, t in med.items():
             q1, _, q3 = statistics.quantiles(times[name], n=4) if len(times[name]) > 1 else [t] * 3
-            print(f"{name:26s} median {t * 1000:7.1f} ms  (quartiles {q1 * 1000:.1f}–{q3 * 1000:.1f}, "
+            print(f"{name:26s} median {t * 1000:7.1f} ms  (quartiles {q1 * 1000:.1f} to {q3 * 1000:.1f}, "
                   f"min {min(times[name]) * 1000:.1f})")
         print(f"ratio dockyard/podman (bridge):       {med['dockyard'] / med['podman']:.2f}  (goal ≤ 0.2)")
         print(f"ratio dockyard/podman (network none): "
