@@ -8,14 +8,17 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import atomic_write, locked
+from runner.forking import detached
 from runner.procfs import proc_start_time
 
 STATE_FILE = "state.json"
+# A removed container's directory is renamed to this prefix + its id when its files go later: no lookup sees it.
+REMOVED_PREFIX = ".removed-"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 _ADJECTIVES = [
@@ -102,7 +105,8 @@ class Container:
 
     def to_json(self) -> dict:
         """state.json: the OCI state (its `status` the runtime-spec's) followed by our fields (docker's as `state`)."""
-        ours = {k: v for k, v in asdict(self).items() if k not in ("id", "pid", "bundle", "status")}
+        # The fields as they are (asdict's deep copy would only be thrown away: they are serialized at once).
+        ours = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "pid", "bundle", "status")}
         return {**self.oci_state(), "pid": self.pid, "state": self.status, **ours}
 
     @classmethod
@@ -155,7 +159,7 @@ class Containers:
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def save(self, c: Container) -> None:
-        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json(), indent=1).encode(), durable=not c.ephemeral)
+        atomic_write(self.path(c.id, STATE_FILE), json.dumps(c.to_json()).encode(), durable=not c.ephemeral)
 
     @contextlib.contextmanager
     def lock(self, cid: str) -> Iterator[None]:
@@ -220,8 +224,26 @@ class Containers:
                 raise DockyardError(f'Conflict. The container name "/{new}" is already in use')
             return self.update(c.id, lambda x: setattr(x, "name", new))
 
-    def remove_record(self, cid: str) -> None:
-        shutil.rmtree(self.path(cid), ignore_errors=True)
+    def remove_record(self, cid: str, later: bool = False) -> None:
+        """Remove a container's directory; `later`: it is gone for every lookup at once (one rename) and its files
+        are deleted by a detached child (for a process about to exit, which then need not wait for them)."""
+        path = self.path(cid)
+        if later:
+            gone = os.path.join(self.dir, REMOVED_PREFIX + cid)
+            try:
+                os.rename(path, gone)
+            except OSError:
+                pass  # (e.g. gone already): whatever is left goes below, here and now
+            else:
+                detached(lambda: shutil.rmtree(gone, ignore_errors=True))
+                return
+        shutil.rmtree(path, ignore_errors=True)
+
+    def sweep_removed(self) -> None:
+        """Delete what a detached removal left (its child killed before it finished)."""
+        for name in os.listdir(self.dir):
+            if name.startswith(REMOVED_PREFIX):
+                shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
 
 
 def _mark_dead(c: Container) -> None:

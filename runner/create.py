@@ -230,11 +230,6 @@ def _endpoints(root: str, opts: Options) -> list[EndpointConfig]:
 
     Checked here, before anything is made, as docker's create refuses them.
     """
-    import ipaddress
-    import re
-
-    from runner.network import store
-
     mode = opts.network or DEFAULT_NETWORK
     if _special_mode(mode):
         if opts.networks:
@@ -247,6 +242,11 @@ def _endpoints(root: str, opts: Options) -> list[EndpointConfig]:
             raise DockyardError(f"user specified IP address is supported on user-defined networks only, "
                                 f"not --network {mode}")
         return []
+    import ipaddress
+    import re
+
+    from runner.network import store
+
     state = store.read(root)
     out: list[EndpointConfig] = []
     for want in [EndpointConfig(mode, opts.ip, list(opts.aliases)), *opts.networks]:
@@ -402,7 +402,7 @@ def create(root: str, opts: Options) -> Container:
         oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
         if opts.init and opts.runtime == "dockyard":
             oci["annotations"][spec.INIT_ANNOTATION] = "true"
-        atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci, indent=1).encode(), durable=not c.ephemeral)
+        atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci).encode(), durable=not c.ephemeral)
         store_containers.save(c)
     except BaseException:
         remove_files(root, c)
@@ -444,9 +444,9 @@ def _ports(opts: Options, icfg: dict) -> list:
 
 
 
-def remove_files(root: str, c: Container) -> None:
-    """Drop a container's record, bundle, upper dir, image hold and anonymous volumes."""
+def remove_files(root: str, c: Container, later: bool = False) -> None:
+    """Drop a container's record, bundle, upper dir and image hold (later: as Containers.remove_record)."""
     from dockyard.store import Store
 
     Store(root).release(f"container-{c.id}")
-    Containers(root).remove_record(c.id)
+    Containers(root).remove_record(c.id, later)

@@ -268,9 +268,10 @@ def remove(root: str, cid: str, force: bool = False, volumes: bool = False) -> N
     destroy(root, cid, volumes)
 
 
-def destroy(root: str, cid: str, volumes: bool = False) -> None:
+def destroy(root: str, cid: str, volumes: bool = False, later: bool = False) -> None:
     """Remove a container that no longer runs: leftovers of a crash (processes, cgroup, netns), record, hold,
-    anonymous volumes (with `volumes` or --rm)."""
+    anonymous volumes (with `volumes` or --rm). later: its files go in a detached child, for a process about to
+    exit (the container is gone for every command at once all the same)."""
     from runner.cgroups import Cgroup
     from runner.create import remove_files
     from runner.network.container import network_down
@@ -282,7 +283,7 @@ def destroy(root: str, cid: str, volumes: bool = False) -> None:
         cg.kill_all()
     cg.remove()
     network_down(root, c)
-    remove_files(root, c)
+    remove_files(root, c, later)
     anonymous = any(m["Type"] == "volume" and m.get("Anonymous") for m in c.mounts)
     if anonymous and (volumes or c.host_config.get("AutoRemove")):  # only then: this reads every container
         from runner.volumes import Volumes
@@ -298,7 +299,9 @@ def destroy(root: str, cid: str, volumes: bool = False) -> None:
 def prune(root: str) -> list[str]:
     """Remove every stopped container; their ids."""
     removed = []
-    for c in Containers(root).all():
+    store = Containers(root)
+    store.sweep_removed()
+    for c in store.all():
         if not c.running:
             destroy(root, c.id)
             removed.append(c.id)

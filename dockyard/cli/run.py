@@ -182,12 +182,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _run_error(e)
         print(c.id)
         return 0
-    try:
-        code = monitor.run_foreground(root, c, args.interactive, args.tty)
-    except DockyardError as e:
-        code = _run_error(e)
-    if args.rm:
-        lifecycle.destroy(root, c.id)
+    from runner.forking import batched_detached
+
+    with batched_detached():  # what is left to clean up after the exit (veths, files) goes in one child
+        try:
+            code = monitor.run_foreground(root, c, args.interactive, args.tty)
+        except DockyardError as e:
+            code = _run_error(e)
+        if args.rm:  # the exit code is ours to report now: the container's files go after we have exited
+            lifecycle.destroy(root, c.id, later=True)
     return code
 
 

@@ -129,6 +129,8 @@ def detach(container_id: str, root: str | None = None, netns_path: str | None = 
     """
     if netns_path:
         netns.remove(netns_path)
+    if attachment(container_id, root) is None:
+        return []  # (read unlocked: a container that is not starting is attached by nobody meanwhile)
     with store.transaction(root, networks.new_state) as state:
         att = state.attachments.pop(container_id, None)
         if att is None:

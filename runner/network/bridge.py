@@ -7,6 +7,7 @@ import time
 
 from dockyard.errors import DockyardError
 from runner import linux
+from runner.forking import detached
 from runner.network import netlink, netns
 
 
@@ -57,20 +58,14 @@ def await_gone(name: str, timeout: float = 0.5) -> None:
 
 
 def await_gone_later(names: list[str]) -> None:
-    """await_gone in a forked child, so the caller need not wait; for a process about to exit (it reaps nothing)."""
-    names = [name for name in names if exists(name)]
-    if not names or os.fork():
-        return
-    try:  # the child: detached from our caller's terminal and pipes, so nobody waits for it
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.closerange(3, 1 << 16)
+    """await_gone in a detached child, so the caller need not wait; for a process about to exit."""
+    def wait() -> None:
         for name in names:
             await_gone(name)
-    finally:
-        os._exit(0)
+
+    names = [name for name in names if exists(name)]
+    if names:
+        detached(wait)
 
 
 def add_veth(netns_path: str, bridge: str, veth_host: str, ifname: str, mac: str, ip: str, prefix_len: int,

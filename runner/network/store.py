@@ -195,4 +195,4 @@ def transaction(root: str | None = None, new_state=None) -> Iterator[State]:
             return  # nothing changed (e.g. detaching a container that is attached nowhere)
         # Attachments are runtime state that a reboot voids; only the rest (network definitions) must be durable.
         durable = raw is None or any(data[k] != raw.get(k) for k in data if k not in ("attachments", "lingering"))
-        atomic_write(os.path.join(directory, "networks.json"), json.dumps(data, indent=1).encode(), durable=durable)
+        atomic_write(os.path.join(directory, "networks.json"), json.dumps(data).encode(), durable=durable)

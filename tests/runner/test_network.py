@@ -258,14 +258,23 @@ def test_none_and_host_modes(make_ns, store_root):
 
 
 def test_netns_create_and_remove(tmp_path):
+    own = os.stat("/proc/thread-self/ns/net").st_ino
     path = netns.create(str(tmp_path / "ns"))
     try:
-        assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
+        assert os.stat(path).st_ino != own
         out = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link"], capture_output=True, text=True, check=True)
         assert out.stdout.count("\n") == 1 and "lo" in out.stdout
+        # Code runs in the namespace in this very thread, which is back in its own afterwards, also after a failure.
+        seen: list[int] = []
+        netns.run_in(path, lambda: seen.append(os.stat("/proc/thread-self/ns/net").st_ino))
+        assert seen == [os.stat(path).st_ino]
+        with pytest.raises(ZeroDivisionError):
+            netns.run_in(path, lambda: seen.append(1 // 0))
+        assert os.stat("/proc/thread-self/ns/net").st_ino == own
     finally:
         netns.remove(path)
     assert not os.path.exists(path)
+    assert os.stat("/proc/thread-self/ns/net").st_ino == own
 
 
 def test_cli_network_commands(net_env, dockyard):

@@ -256,3 +256,69 @@ def test_runtime_refuses_a_hostile_linux_seccomp(tmp_path):
         with pytest.raises(runtime.StartError) as e:
             runtime.run(str(tmp_path), "dy-test-hostile-seccomp")
         assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _bpf_run(program: bytes, data: bytes) -> int:
+    """A classic-BPF interpreter for seccomp programs (the instructions libseccomp emits): the return value for
+    one struct seccomp_data."""
+    import struct
+
+    insns = list(struct.iter_unpack("<HBBI", program))
+    a = x = pc = 0
+    mem = [0] * 16
+    while True:
+        code, jt, jf, k = insns[pc]
+        pc += 1
+        cls, op = code & 0x07, code & 0xF0
+        if cls == 0x00:  # LD
+            a = struct.unpack_from("<I", data, k)[0] if code & 0xE0 == 0x20 else mem[k] if code & 0xE0 == 0x60 else k
+        elif cls == 0x01:  # LDX
+            x = mem[k] if code & 0xE0 == 0x60 else k
+        elif cls in (0x02, 0x03):  # ST, STX
+            mem[k] = a if cls == 0x02 else x
+        elif cls == 0x04:  # ALU
+            v = x if code & 0x08 else k
+            a = {0x00: a + v, 0x10: a - v, 0x40: a | v, 0x50: a & v, 0x60: a << v, 0x70: a >> v}[op] & 0xFFFFFFFF
+        elif cls == 0x05:  # JMP
+            v = x if code & 0x08 else k
+            if op == 0x00:
+                pc += k
+            else:
+                taken = {0x10: a == v, 0x20: a > v, 0x30: a >= v, 0x40: bool(a & v)}[op]
+                pc += jt if taken else jf
+        elif cls == 0x06:  # RET
+            return a if code & 0x18 == 0x10 else k
+        else:  # MISC: TAX / TXA
+            x, a = (a, a) if op == 0x00 else (x, x)
+
+
+def test_optimized_program_decides_as_the_linear_one(monkeypatch):
+    # The filter is compiled as libseccomp's binary tree (quicker for the kernel to install); it must decide every
+    # call exactly as the plain linear program of the same rules would.
+    import struct
+
+    import pyseccomp
+
+    rules = seccomp._check(seccomp.compile_profile(seccomp.read_profile(seccomp.DEFAULT_PROFILE),
+                                                   spec.DOCKER_CAPABILITIES), "linux.seccomp", conditional=False)
+    tree = seccomp._compile(rules)
+    real = pyseccomp.SyscallFilter.set_attr
+    monkeypatch.setattr(pyseccomp.SyscallFilter, "set_attr", lambda self, attr, value: None
+                        if attr == pyseccomp.Attr.CTL_OPTIMIZE else real(self, attr, value))
+    linear = seccomp._compile(rules)
+    assert tree != linear
+    x86_64, i386, aarch64 = 0xC000003E, 0x40000003, 0xC00000B7  # aarch64: an architecture not in the filter
+    numbers = {x86_64: [*range(460), *range(0x40000000, 0x40000000 + 550, 5)], i386: range(460), aarch64: range(9)}
+    # Every call with zero arguments; those with argument conditions with some that match and some that do not.
+    conditional = {pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+                   for rule in rules["syscalls"] if rule.get("args") for name in rule["names"]}
+    args = ([0x7E020000, 1, 8, 0, 0, 0], [0x10000000, 0xFFFFFFFF, 38, 2, 0, 0], [0xFFFFFFFF] + [1] * 5)
+    seen = set()
+    for arch, nrs in numbers.items():
+        for nr in nrs:
+            for a in ([0] * 6, *(args if nr in conditional else ())):
+                data = struct.pack("<IIQ6Q", nr, arch, 0, *a)
+                decision = _bpf_run(tree, data)
+                assert decision == _bpf_run(linear, data), (hex(arch), nr, a)
+                seen.add(decision)
+    assert len(seen) >= 3  # allow, errno(EPERM), errno(ENOSYS), kill: the comparison covered several outcomes
