@@ -1,6 +1,8 @@
-"""Push and pull a 3-layer ~100 MB image with dockyard and with skopeo against the same kind of fresh registry.
+"""Push and pull an image with dockyard and with skopeo against the same kind of fresh registry.
 
-Usage: python bench/transfer.py [--registry distribution|dockyard] [--mb 100] [--runs 5]
+Shapes (issue 15): `mixed`, three incompressible layers of ~100 MB in all; `big`, one 64 MiB incompressible layer
+plus a 10 MB text layer plus a 1 MB layer (per-stream throughput); `many`, 40 layers of 100 KB-2 MB (round trips).
+Usage: python bench/transfer.py [--shape mixed|big|many] [--registry distribution|dockyard] [--mb 100] [--runs 5]
 Goal: dockyard's time at most 0.8x skopeo's, for push and for pull. Prints each run's times (the tools alternate)
 and the ratio of the medians.
 """
@@ -13,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -34,14 +37,34 @@ from dockyard.store import Store  # noqa: E402
 from registries import start_distribution, start_dockyard_registry  # noqa: E402
 
 
-def make_image(store: Store, total_mb: int) -> None:
-    """bench:latest with three gzip layers of incompressible data (50%, 30%, 20% of the total)."""
+def _text(size: int, seed: int) -> bytes:
+    """Compressible text (log-like lines), `size` bytes."""
+    rng = random.Random(seed)
+    words = [f"word{i}" for i in range(500)]
+    out = bytearray()
+    while len(out) < size:
+        out += (" ".join(rng.choices(words, k=12)) + "\n").encode()
+    return bytes(out[:size])
+
+
+def shape_files(shape: str, total_mb: int) -> list[bytes]:
+    """One file's content per layer, for the issue's image shapes."""
+    rng = random.Random(15)
+    if shape == "mixed":  # bench/transfer.py's image: three incompressible layers, 50%, 30% and 20% of the total
+        return [os.urandom(int(total_mb * share * (1 << 20))) for share in (0.5, 0.3, 0.2)]
+    if shape == "big":  # one 64 MiB incompressible layer dominates, a 10 MB text layer, a 1 MB layer
+        return [os.urandom(64 << 20), _text(10_000_000, 1), os.urandom(1 << 20)]
+    # "many": 40 small layers of 100 KB-2 MB, half of them text (round trips dominate)
+    return [(os.urandom if i % 2 else lambda n, i=i: _text(n, i))(rng.randint(100_000, 2_000_000)) for i in range(40)]
+
+
+def make_image(store: Store, shape: str, total_mb: int) -> None:
+    """bench:latest with one gzip layer per file of the shape."""
     layers, diff_ids = [], []
     with store.transaction() as added:
-        for i, share in enumerate((0.5, 0.3, 0.2)):
+        for i, data in enumerate(shape_files(shape, total_mb)):
             raw = io.BytesIO()
             with tarfile.open(fileobj=raw, mode="w") as tf:
-                data = os.urandom(int(total_mb * share * (1 << 20)))
                 info = tarfile.TarInfo(f"layer{i}.bin")
                 info.size = len(data)
                 tf.addfile(info, io.BytesIO(data))
@@ -96,7 +119,8 @@ def one_run(kind: str, tool: str, src: Store, work: Path, env: dict) -> tuple[fl
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--registry", choices=["distribution", "dockyard"], default="distribution")
-    ap.add_argument("--mb", type=int, default=100, help="total image size in MB")
+    ap.add_argument("--shape", choices=["mixed", "big", "many"], default="mixed")
+    ap.add_argument("--mb", type=int, default=100, help="total image size in MB (shape mixed)")
     ap.add_argument("--runs", type=int, default=5, help="alternate runs and compare medians (this box is noisy)")
     args = ap.parse_args()
     # Installed packages run from bytecode; with PYTHONDONTWRITEBYTECODE set every run would compile ~10 ms anew.
@@ -105,9 +129,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="dyk-bench-transfer-"))
     try:
         src = Store(str(work / "src"))
-        make_image(src, args.mb)
-        size = sum(d.size for d in src.resolve("bench:latest").layers)
-        print(f"image: 3 layers, {size / 1e6:.1f} MB compressed; registry: {args.registry}; runs: {args.runs}")
+        make_image(src, args.shape, args.mb)
+        layers = src.resolve("bench:latest").layers
+        size = sum(d.size for d in layers)
+        print(f"image {args.shape}: {len(layers)} layers, {size / 1e6:.1f} MB compressed; registry: {args.registry}; "
+              f"runs: {args.runs}")
         env = {"DOCKYARD_CONFIG": str(work / "daemon.json"), "DOCKER_CONFIG": str(work / "docker")}
         times: dict[str, list[tuple[float, float]]] = {"dockyard": [], "skopeo": []}
         for i in range(args.runs):
@@ -121,7 +147,8 @@ def main() -> int:
             print(f"{tool:>8}: push {push:6.2f} s   pull {pull:6.2f} s")
         (dpush, dpull), (spush, spull) = med["dockyard"], med["skopeo"]
         print(f"ratio dockyard/skopeo: push {dpush / spush:.2f}x   pull {dpull / spull:.2f}x   (goal <= 0.80x)")
-        print(json.dumps({"push_ratio": round(dpush / spush, 3), "pull_ratio": round(dpull / spull, 3)}))
+        print(json.dumps({"shape": args.shape, "registry": args.registry, "push_ratio": round(dpush / spush, 3),
+                          "pull_ratio": round(dpull / spull, 3)}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
