@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -57,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", action="append", default=[], metavar="type=local|oci|docker,dest=PATH",
                    help="also export the result")
     p.add_argument("--push", action="store_true", help="push every -t name after building")
+    p.add_argument("--sbom", nargs="?", const="true", type=_attest_value("--sbom"), metavar="true|false",
+                   help="attach an SPDX SBOM of the image (its dpkg/apk packages and files) as a referrer")
+    p.add_argument("--provenance", nargs="?", const="true", type=_attest_value("--provenance"),
+                   metavar="true|false|mode=min|max", help="attach SLSA provenance v1 as a referrer (true: mode=min)")
+    p.add_argument("--attest", action="append", default=[], metavar="type=sbom|provenance[,mode=min|max]",
+                   help="an attestation to attach, as docker buildx takes it (repeatable)")
     for flag, what in (("--load", "the image is always loaded into the store"),
                        ("--rm", "intermediate containers are always removed"),
                        ("--force-rm", "intermediate containers are always removed"),
@@ -72,6 +79,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="keep the unpacked copies of image layers no container mounts (docker keeps them)")
     prune.set_defaults(func=cmd_builder_prune)
     b.set_defaults(func=lambda args: b.print_help() or 0)
+
+
+def _attest_value(flag: str) -> Callable[[str], str]:
+    """--sbom/--provenance take an optional value: a word that is neither a boolean nor KEY=VALUE is the CONTEXT
+    argparse took for it, which the error says."""
+
+    def check(value: str) -> str:
+        if "=" in value or value.lower() in ("1", "0", "t", "f", "true", "false"):
+            return value
+        raise argparse.ArgumentTypeError(f"{value!r}: expected true, false or KEY=VALUE (write {flag}=VALUE, or "
+                                         "put the flag after CONTEXT)")
+
+    return check
 
 
 def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str, str]:
@@ -100,6 +120,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
     import os
 
     from builder import flags
+    from builder.attest import parse_flags
     from builder.build import BuildOptions
     from builder.run import RunSettings
     from dockyard.errors import DockyardError
@@ -122,7 +143,8 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
         contexts=dict(flags.parse_build_context(c) for c in args.build_context),
         annotations=[flags.parse_annotation(a) for a in args.annotation], no_cache_filter=args.no_cache_filter,
         cache_from=[flags.parse_cache(c, "--cache-from") for c in args.cache_from],
-        cache_to=[flags.parse_cache(c, "--cache-to") for c in args.cache_to])
+        cache_to=[flags.parse_cache(c, "--cache-to") for c in args.cache_to],
+        attest=parse_flags(args.sbom, args.provenance, args.attest))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
