@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
-    p.add_argument("context", metavar="CONTEXT",
+    p.add_argument("context", metavar="CONTEXT", nargs="?",  # "?": an optional-valued flag may take it (below)
                    help="the build context directory (-: a tar archive or a Dockerfile on stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image (repeatable)")
     p.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile; - reads stdin)")
@@ -58,10 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", action="append", default=[], metavar="type=local|oci|docker,dest=PATH",
                    help="also export the result")
     p.add_argument("--push", action="store_true", help="push every -t name after building")
-    p.add_argument("--sbom", nargs="?", const="true", type=_attest_value("--sbom"), metavar="true|false",
+    p.add_argument("--sbom", nargs="?", action=_OptionalValue, metavar="true|false",
                    help="attach an SPDX SBOM of the image (its dpkg/apk packages and files) as a referrer")
-    p.add_argument("--provenance", nargs="?", const="true", type=_attest_value("--provenance"),
-                   metavar="true|false|mode=min|max", help="attach SLSA provenance v1 as a referrer (true: mode=min)")
+    p.add_argument("--provenance", nargs="?", action=_OptionalValue, metavar="true|false|mode=min|max",
+                   help="attach SLSA provenance v1 as a referrer (true: mode=min)")
     p.add_argument("--attest", action="append", default=[], metavar="type=sbom|provenance[,mode=min|max]",
                    help="an attestation to attach, as docker buildx takes it (repeatable)")
     for flag, what in (("--load", "the image is always loaded into the store"),
@@ -81,17 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=lambda args: b.print_help() or 0)
 
 
-def _attest_value(flag: str) -> Callable[[str], str]:
-    """--sbom/--provenance take an optional value: a word that is neither a boolean nor KEY=VALUE is the CONTEXT
-    argparse took for it, which the error says."""
+class _OptionalValue(argparse.Action):
+    """--sbom/--provenance [VALUE] as buildx reads them (pflag's NoOptDefVal): alone they mean `true`; the next word
+    is their value only when it is a boolean or KEY=VALUE, else it is the CONTEXT."""
 
-    def check(value: str) -> str:
-        if "=" in value or value.lower() in ("1", "0", "t", "f", "true", "false"):
-            return value
-        raise argparse.ArgumentTypeError(f"{value!r}: expected true, false or KEY=VALUE (write {flag}=VALUE, or "
-                                         "put the flag after CONTEXT)")
-
-    return check
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if isinstance(values, str) and "=" not in values and values not in ("1", "0", "t", "f", "T", "F", "TRUE",
+                                                                           "FALSE", "true", "false", "True", "False"):
+            namespace.context_after_flag = values
+            values = None
+        setattr(namespace, self.dest, "true" if values is None else values)
 
 
 def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str, str]:
@@ -154,6 +153,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
     from dockyard.store import Store
 
+    taken = getattr(args, "context_after_flag", None)
+    if taken is not None:
+        if args.context is not None:
+            raise DockyardError(f"build: one CONTEXT expected, got {taken!r} and {args.context!r}")
+        args.context = taken
+    if args.context is None:
+        raise DockyardError("build: CONTEXT is required (a directory, or - for stdin)")
     if args.platform != "linux/amd64":
         raise DockyardError(f"--platform {args.platform}: only linux/amd64 can be built here")
     if args.context == "-" and args.file == "-":
