@@ -40,6 +40,11 @@ class Attestations:
         return self.sbom or self.provenance is not None
 
 
+def is_value(word: str) -> bool:
+    """Whether a word after `--sbom`/`--provenance` is their value (a boolean or KEY=VALUE), not the next argument."""
+    return "=" in word or word in _TRUE + _FALSE
+
+
 def canonical(kind: str, value: str) -> str:
     """buildx's CanonicalizeAttest: `--sbom VALUE` / `--provenance VALUE` as an `--attest` value."""
     if value in _TRUE or value in _FALSE:

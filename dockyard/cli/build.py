@@ -86,8 +86,9 @@ class _OptionalValue(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
-        if isinstance(values, str) and "=" not in values and values not in ("1", "0", "t", "f", "T", "F", "TRUE",
-                                                                           "FALSE", "true", "false", "True", "False"):
+        from builder.attest import is_value
+
+        if isinstance(values, str) and not is_value(values):
             namespace.context_after_flag = values
             values = None
         setattr(namespace, self.dest, "true" if values is None else values)
