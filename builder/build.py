@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 from builder import views
 from builder.args import PROXY_ARGS, BuildArgs, GlobalScope, StageVars, platform_args
+from builder.attest import Attestations
 from builder.cache import BuildCache, step_key
 from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
@@ -38,7 +40,7 @@ from builder.remotecache import INLINE_ANNOTATION, CacheImport, Poisoned, Record
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
 from builder.run import MountSources, RunSettings, execute, run_user, stop
 from builder.stages import StagePlan, lookup, plan
-from dockyard import changes, reference
+from dockyard import __version__, changes, reference
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
 from dockyard.errors import DockyardError, NotFound
@@ -97,6 +99,7 @@ class BuildOptions:
     no_cache_filter: list[str] = field(default_factory=list)  # stages that take nothing from the cache
     cache_from: list[CacheSpec] = field(default_factory=list)  # --cache-from: images, registry caches, layouts
     cache_to: list[CacheSpec] = field(default_factory=list)  # --cache-to
+    attest: Attestations = field(default_factory=Attestations)  # --sbom, --provenance, --attest
 
 
 @dataclass
@@ -151,6 +154,8 @@ class Builder:
         self._dir_digests: dict[str, str] = {}  # --build-context directory -> content digest
         self.added: set[Digest] = set()
         self.workspace = ""
+        self.dockerfile_data = b""  # the Dockerfile's bytes, for the provenance's digest of it
+        self.started = rfc3339(int(time.time()))  # whole seconds: SPDX's `created` allows no fraction
         self.names = [reference.parse(t) for t in options.tags]  # bad tags fail before any work
         os_, _, arch = options.platform.partition("/")
         self.os, self.arch = os_, arch.split("/")[0]
@@ -176,16 +181,17 @@ class Builder:
     def _dockerfile(self) -> Dockerfile:
         o = self.options
         if o.dockerfile_text is not None:
+            self.dockerfile_data = o.dockerfile_text.encode()
             return parse(o.dockerfile_text, "Dockerfile")
         if o.dockerfile is None:
-            data = self.context.read_file("Dockerfile")
-            return parse(data.decode("utf-8", "replace"), "Dockerfile")
+            self.dockerfile_data = self.context.read_file("Dockerfile")
+            return parse(self.dockerfile_data.decode("utf-8", "replace"), "Dockerfile")
         try:
             with open(o.dockerfile, "rb") as f:
-                data = f.read()
+                self.dockerfile_data = f.read()
         except FileNotFoundError:
             raise NotFound(f"Dockerfile not found: {o.dockerfile}") from None
-        return parse(data.decode("utf-8", "replace"), os.path.basename(o.dockerfile))
+        return parse(self.dockerfile_data.decode("utf-8", "replace"), os.path.basename(o.dockerfile))
 
     def build(self) -> Image:
         """Run the build; the image is stored (and tagged) only when every step succeeded."""
@@ -279,6 +285,8 @@ class Builder:
                     args = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(o.labels.items()))
                     self._config_step(final, "LABEL", args)
                 image = self._write_image(final)
+                if o.attest.wanted:
+                    self._attest(final, image)
             finally:
                 try:
                     self.committer.close()
@@ -335,6 +343,36 @@ class Builder:
             self.progress.line(n, f"naming to {name.ref_name} done")
         self.progress.done(n)
         return image
+
+    def _attest(self, state: StageState, image: Image) -> None:
+        """--sbom, --provenance: documents about the image, stored as its referrers."""
+        import uuid
+
+        from builder.attest import Subject, attach
+        from builder.provenance import BuildFacts, docker_purl
+
+        o = self.options
+        n = self.progress.step("exporting attestations")
+        now = rfc3339(int(time.time()) if self.sde is None else self.sde)
+        name = self.names[0].ref_name if self.names else str(image.id)
+        path = "Dockerfile"
+        if o.dockerfile is not None and o.dockerfile_text is None:
+            rel = os.path.relpath(o.dockerfile, o.context)
+            path = os.path.basename(o.dockerfile) if rel.startswith("..") else rel
+        facts = BuildFacts(
+            subject_name=docker_purl(name, o.platform) if self.names else name,
+            manifest_digest=image.manifest_digest, dockerfile_path=path,
+            dockerfile_digest=Digest.of_bytes(self.dockerfile_data), build_args=o.build_args, target=o.target,
+            platform=o.platform, bases={ref: img.manifest_digest for ref, img in self.images.items()},
+            # With SOURCE_DATE_EPOCH the same build gives the same document.
+            invocation_id=str(uuid.uuid4() if self.sde is None else uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                               str(image.manifest_digest))),
+            started=self.started if self.sde is None else now, finished=now, version=__version__)
+        attached = attach(self.store, o.attest, Subject(image, name, now, facts), self._lowerdirs(state),
+                          self.workspace, self.added, self.progress.message)
+        for r in attached:
+            self.progress.line(n, f"{r.artifact_type} {r.digest} done")
+        self.progress.done(n)
 
     # -- images --------------------------------------------------------------------------------------------
 

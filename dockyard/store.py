@@ -8,6 +8,8 @@ Layout under the root (DOCKYARD_ROOT, default /var/lib/dockyard for root, ~/.loc
   holds/<owner>      manifest digests that something outside the store (a container, a build) still uses; a first
                      line `blobs-only` marks an owner that needs the blobs but not the unpacked layers
   sizes/<diff_id>    each layer's unpacked size as docker counts it, recorded once (the unpacked copy may go)
+  referrers/<subject>/<referrer>
+                     artifacts (SBOMs, provenance) whose subject is an image: untagged, kept while the subject is
   summaries.json     what listings show of each image (ID, created, unpacked and compressed size) by manifest
                      digest: a cache, so `images` reads one file rather than every manifest and config
   tmp/               temp files, on the same filesystem so a rename publishes them atomically
@@ -32,6 +34,7 @@ from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
 from dockyard.image import Descriptor, Image, InvalidImage
+from dockyard.referrers import Records, Referrer, referrer_of
 from dockyard.sizes import content_size, disk_usage
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -106,6 +109,7 @@ class Store:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.locks_dir = os.path.join(self.root, "locks")
         self.sizes_dir = os.path.join(self.root, "sizes")
+        self.referrer_records = Records(os.path.join(self.root, "referrers"))
         self._index_path = os.path.join(self.layout, "index.json")
         self._init()
 
@@ -397,6 +401,30 @@ class Store:
         with self._editing() as entries:
             entries[:] = [e for e in entries if e.digest != manifest_digest]
 
+    # ---- referrers (artifacts whose subject is an image) -------------------------------------------
+
+    def add_referrer(self, manifest: bytes, added: set[Digest] | None = None, replace: bool = False) -> Referrer:
+        """Store an artifact manifest whose blobs are in the store, as a referrer of its subject (untagged, kept
+        while the subject is); with `replace`, the subject's other referrers of the same artifactType go."""
+        digest = Digest.of_bytes(manifest)
+        subject, referrer = referrer_of(digest, manifest)
+        obj = json.loads(manifest)
+        for d in [obj["config"], *(obj.get("layers") or [])]:
+            if not self.has_blob(Digest.parse(d["digest"])):
+                raise NotFound(f"blob not found in store: {d['digest']}")
+        self.write_blob_bytes(manifest, added=added)
+        if replace:
+            for old in self.referrers(subject, referrer.artifact_type):
+                if old.digest != digest:
+                    self.referrer_records.remove(subject, old.digest)
+        self.referrer_records.add(subject, referrer)
+        return referrer
+
+    def referrers(self, subject: Digest, artifact_type: str | None = None) -> list[Referrer]:
+        """The referrers of a manifest in the store (only of `artifact_type` when given)."""
+        return [r for r in self.referrer_records.of(subject)
+                if (artifact_type is None or r.artifact_type == artifact_type) and self.has_blob(r.digest)]
+
     # ---- holds -----------------------------------------------------------------------------------
 
     def hold(self, owner: str, manifest_digests: list[Digest], durable: bool = True, mounts: bool = True) -> None:
@@ -446,6 +474,7 @@ class Store:
             if d in blobs or not self.has_blob(d):
                 continue
             blobs.add(d)
+            todo.extend(r.digest for r in self.referrers(d))  # kept alive by their subject
             obj = json.loads(self.read_blob(d))
             if "manifests" in obj:
                 todo.extend(Digest.parse(c["digest"]) for c in obj["manifests"])
@@ -496,6 +525,10 @@ class Store:
             for name in os.listdir(self.sizes_dir):
                 if name not in diff_ids:
                     _remove(os.path.join(self.sizes_dir, name))
+            live = {d.hex for d in blobs}
+            for subject in self.referrer_records.subjects():
+                if subject not in live:
+                    self.referrer_records.forget(subject)  # dropped with their subject
             now = time.time()
             for name in os.listdir(self.tmp_dir):
                 path = os.path.join(self.tmp_dir, name)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
-    p.add_argument("context", metavar="CONTEXT",
+    p.add_argument("context", metavar="CONTEXT", nargs="?",  # "?": an optional-valued flag may take it (below)
                    help="the build context directory (-: a tar archive or a Dockerfile on stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image (repeatable)")
     p.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile; - reads stdin)")
@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", action="append", default=[], metavar="type=local|oci|docker,dest=PATH",
                    help="also export the result")
     p.add_argument("--push", action="store_true", help="push every -t name after building")
+    p.add_argument("--sbom", nargs="?", action=_OptionalValue, metavar="true|false",
+                   help="attach an SPDX SBOM of the image (its dpkg/apk packages and files) as a referrer")
+    p.add_argument("--provenance", nargs="?", action=_OptionalValue, metavar="true|false|mode=min|max",
+                   help="attach SLSA provenance v1 as a referrer (true: mode=min)")
+    p.add_argument("--attest", action="append", default=[], metavar="type=sbom|provenance[,mode=min|max]",
+                   help="an attestation to attach, as docker buildx takes it (repeatable)")
     for flag, what in (("--load", "the image is always loaded into the store"),
                        ("--rm", "intermediate containers are always removed"),
                        ("--force-rm", "intermediate containers are always removed"),
@@ -72,6 +78,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="keep the unpacked copies of image layers no container mounts (docker keeps them)")
     prune.set_defaults(func=cmd_builder_prune)
     b.set_defaults(func=lambda args: b.print_help() or 0)
+
+
+class _OptionalValue(argparse.Action):
+    """--sbom/--provenance [VALUE] as buildx reads them (pflag's NoOptDefVal): alone they mean `true`; the next word
+    is their value only when it is a boolean or KEY=VALUE, else it is the CONTEXT."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from builder.attest import is_value
+
+        if isinstance(values, str) and not is_value(values):
+            namespace.context_after_flag = values
+            values = None
+        setattr(namespace, self.dest, "true" if values is None else values)
 
 
 def _pairs(values: list[str], what: str, env_fallback: bool = False) -> dict[str, str]:
@@ -100,6 +120,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
     import os
 
     from builder import flags
+    from builder.attest import parse_flags
     from builder.build import BuildOptions
     from builder.run import RunSettings
     from dockyard.errors import DockyardError
@@ -122,7 +143,8 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
         contexts=dict(flags.parse_build_context(c) for c in args.build_context),
         annotations=[flags.parse_annotation(a) for a in args.annotation], no_cache_filter=args.no_cache_filter,
         cache_from=[flags.parse_cache(c, "--cache-from") for c in args.cache_from],
-        cache_to=[flags.parse_cache(c, "--cache-to") for c in args.cache_to])
+        cache_to=[flags.parse_cache(c, "--cache-to") for c in args.cache_to],
+        attest=parse_flags(args.sbom, args.provenance, args.attest))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -132,6 +154,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from dockyard.errors import DockyardError
     from dockyard.store import Store
 
+    taken = getattr(args, "context_after_flag", None)
+    if taken is not None:
+        if args.context is not None:
+            raise DockyardError(f"build: one CONTEXT expected, got {taken!r} and {args.context!r}")
+        args.context = taken
+    if args.context is None:
+        raise DockyardError("build: CONTEXT is required (a directory, or - for stdin)")
     if args.platform != "linux/amd64":
         raise DockyardError(f"--platform {args.platform}: only linux/amd64 can be built here")
     if args.context == "-" and args.file == "-":

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("names", nargs="+", metavar="NAME")
     inspect.add_argument("-f", "--format", help="Go-template subset, e.g. '{{.Config.Cmd}}'")
     inspect.add_argument("--type", choices=["image", "container"], help="only look for this kind of object")
+    _referrers_arg(inspect)
     inspect.set_defaults(func=cmd_inspect)
     tag = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
     _tag_args(tag)
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gi = gsub.add_parser("inspect", help="show low-level information on images")
     gi.add_argument("names", nargs="+", metavar="IMAGE")
     gi.add_argument("-f", "--format")
+    _referrers_arg(gi)
     gi.set_defaults(func=cmd_inspect, type="image")
     _tag_args(gsub.add_parser("tag", help="create a tag"))
     _rmi_args(gsub.add_parser("rm", aliases=["remove"], help="remove images"))
@@ -46,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="keep the unpacked copies of the remaining images' layers (docker keeps them)")
     prune.set_defaults(func=cmd_prune)
     group.set_defaults(func=lambda a: group.print_help() or 0)
+
+
+def _referrers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--referrers", action="store_true",
+                   help="list the image's referrers (SBOM, provenance): of the local image, else of "
+                        "REGISTRY/REPO:TAG through its registry's referrers API")
 
 
 def _images_args(p: argparse.ArgumentParser) -> None:
@@ -159,9 +167,36 @@ def _image_inspector(name: str) -> dict[str, Any] | None:
         return None
 
 
+def _referrers(name: str) -> dict[str, Any]:
+    """The referrers of a local image, else of a remote one named with its registry: the manifest digest they
+    refer to and their descriptors (as the referrers API lists them)."""
+    from dockyard import reference
+    from dockyard.errors import NotFound
+
+    store = _store()
+    try:
+        image = store.resolve(name)
+        subject, found = image.manifest_digest, [r.to_json() for r in store.referrers(image.manifest_digest)]
+    except NotFound:
+        if not reference.parse(name).registry:
+            raise
+        from registry.client.referrers import list_referrers
+
+        subject, found = list_referrers(name)
+    return {"Name": name, "Subject": str(subject), "Referrers": found}
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from dockyard.cli.output import render
 
+    if getattr(args, "referrers", False):
+        indexes = [_referrers(name) for name in args.names]
+        if args.format:
+            for index in indexes:
+                print(render(args.format, index))
+        else:
+            print(json.dumps(indexes, indent=4))
+        return 0
     inspectors = [("image", _image_inspector), *INSPECTORS]
     found, missing = [], []
     for name in args.names:

@@ -116,6 +116,11 @@ def push(store: Store, source: str, destination: str | None = None, *, all_tags:
             result = push_image(store, t, remote, image, tag, progress, parallel, sources)
             progress.close()
             progress.message(f"{tag}: digest: {result.digest} size: {result.size}")
+            # Its referrers (SBOM, provenance) after it: a registry may refuse a subject it does not hold.
+            for referrer in store.referrers(image.manifest_digest):
+                push_image(store, t, remote, store.image(referrer.digest), str(referrer.digest), Progress(),
+                           parallel, sources)
+                progress.message(f"{referrer.artifact_type}: digest: {referrer.digest} size: {referrer.size}")
             pushed.append(Pushed(f"{target.name}{'@' if ref.digest else ':'}{tag}", result.digest, result.size))
             if on_pushed:
                 on_pushed(pushed[-1])
