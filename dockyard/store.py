@@ -439,6 +439,11 @@ class Store:
         except (KeyError, TypeError, ValueError, AttributeError, DockyardError) as e:
             raise InvalidImage(f"index {digest}: a child descriptor is malformed ({e})") from None
 
+    def platforms(self) -> dict[Digest, list[str]]:
+        """The platforms of each tagged or dangling image index in the index (what `images` shows)."""
+        tops = {e.digest for e in self.entries() if e.descriptor.media_type in mt.INDEXES}
+        return {d: [str(p) for p, _ in self.index_children(d) if p is not None] for d in tops}
+
     def add_index(self, data: bytes, names: Sequence[reference.Reference] = (),
                   added: set[Digest] | None = None) -> Digest:
         """Store an image index whose child manifests are already in the store, and tag it; the children's
