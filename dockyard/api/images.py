@@ -36,12 +36,12 @@ class HistoryEntry:
 
 def inspect(store: Store, image: core.Image) -> dict[str, Any]:
     """The `docker image inspect` object for an image (what `dockyard inspect` prints, and `Image.attrs`)."""
-    tags = store.tags_of(image.manifest_digest)
+    tags = store.tags_of(image.top)  # a multi-platform image's tags name its index
     cfg = image.config
     return {
         "Id": str(image.id),
         "RepoTags": tags,
-        "RepoDigests": sorted({f"{reference.parse(t).name}@{image.manifest_digest}" for t in tags}),
+        "RepoDigests": sorted({f"{reference.parse(t).name}@{image.top}" for t in tags}),
         "Parent": "",
         "Comment": (cfg.get("history") or [{}])[-1].get("comment", "") if cfg.get("history") else "",
         "Created": cfg.get("created", ""),

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from support import REPO, run_cli, tool
 
+import dockyard.api
 from dockyard.digest import Digest
 from dockyard.image import Platform
 from dockyard.inroot import layered_path
@@ -131,6 +132,11 @@ def test_run_picks_the_platform(built):
     res = run_cli(root, "run", "--rm", "--network", "none", "--platform", "linux/amd64", "base-arm64", "true",
                   check=False)
     assert res.code != 0 and "is linux/arm64, not linux/amd64" in res.err
+    client = dockyard.api.Client(root)  # docker-py's platform= too
+    assert client.containers.run("multi:1", ["uname", "-m"], platform="linux/arm64", network_mode="none",
+                                 remove=True) == b"aarch64\n"
+    attrs = client.images.get("multi:1").attrs
+    assert attrs["RepoTags"] == ["multi:1"] and attrs["Architecture"] == "amd64"
 
 
 def test_images_shows_the_platforms(built):
@@ -185,6 +191,10 @@ def test_save_load_keeps_every_platform(built, tmp_path):
     assert _index(other, "multi:1") == _index(built["root"], "multi:1")
     for platform, arch in (("linux/arm64", "aarch64\n"), ("linux/amd64", "x86_64\n")):
         assert _file(other, "multi:1", platform, "/arch")[0] == arch
+    run_cli(other, "rmi", "multi:1")  # the index and, at gc, every platform's blobs go
+    assert run_cli(other, "images", "-q").out == ""
+    Store(other).gc()
+    assert os.listdir(os.path.join(other, "images", "blobs", "sha256")) == []
 
 
 def _archive_with_index(path: Path, index: dict, blobs: dict[str, bytes]) -> None:
