@@ -159,6 +159,7 @@ class Builder:
         self.cache_images: list[Image] = []  # --cache-from images
         self.imported = CacheImport(self.store, self.progress.message)  # records of --cache-from caches
         self._steps: list[_Step] = []
+        self.gathered: dict[str, list[Record]] | None = None  # a platform's --cache-to records (multi-platform)
         self.ssh: dict[str, str] = {}  # --ssh id -> agent socket
         self._dir_digests: dict[str, str] = {}  # --build-context directory -> content digest
         self.added: set[Digest] = set()
@@ -226,12 +227,15 @@ class Builder:
         """One build per platform (every step cached as in a single-platform build), then an image index of
         their images, tagged."""
         children: list[tuple[Descriptor, Platform]] = []
+        builders: list[Builder] = []
         manifest_annotations = [a for a in self.options.annotations if a[0] == "manifest"]
         for platform in self.platforms:
             self.progress.message(f"building for {platform}")
             options = dataclasses.replace(self.options, platform=str(platform), tags=[],
                                           annotations=manifest_annotations)
-            image = Builder(options, self.store, self.progress).build()
+            builders.append(Builder(options, self.store, self.progress))
+            builders[-1].gathered = {}
+            image = builders[-1].build()
             size = os.path.getsize(self.store.blob_path(image.manifest_digest))
             children.append((Descriptor(mt.OCI_MANIFEST, image.manifest_digest, size), platform))
         annotations = {k: v for level, k, v in self.options.annotations if level == "index"}
@@ -240,6 +244,7 @@ class Builder:
             self.index = self.store.add_index(data, self.names, added)
         for name in self.names:
             self.progress.message(f"naming to {name.ref_name} (index {self.index}, {len(children)} platforms) done")
+        self._export_caches(builders)
         return self.store.image(self.index)
 
     def _build_trusting(self) -> Image:
@@ -601,23 +606,34 @@ class Builder:
             self.cache_images.append(image)
             self.imported.add_image(image)
 
-    def _export_caches(self) -> None:
-        """--cache-to type=registry|local: the records, with every layer they name (imported ones fetched)."""
+    def _export_caches(self, platforms: list[Builder] | None = None) -> None:
+        """--cache-to type=registry|local: the records, with every layer they name (imported ones fetched); of a
+        multi-platform build, every platform's records in one cache (as BuildKit's), from `platforms`."""
+        if self.gathered is not None:  # one platform of several: its layers fetched, its records kept for one export
+            for spec in self.options.cache_to:
+                self.gathered[str(spec)] = self._fetched_records(spec.mode) if spec.kind != "inline" else []
+            return
         for spec in self.options.cache_to:
             if spec.kind == "inline":
                 continue
             n = self.progress.step(f"exporting cache to {spec.kind} {spec} (mode={spec.mode})")
             try:
-                records = self._cache_records(spec.mode)
-                with self.store.transaction() as added:
-                    for r in records:
-                        self.imported.fetch(json.loads(r.config), r.layers, added)
+                records = self._fetched_records(spec.mode) if platforms is None else list(
+                    {r.key: r for b in platforms for r in (b.gathered or {}).get(str(spec), [])}.values())
                 export(self.store, spec, records)
             except DockyardError as e:
                 if not spec.ignore_error:
                     raise BuildFailed(f"--cache-to {spec}: {e}") from None
                 self.progress.message(f"[Warning] --cache-to {spec}: {e}")
             self.progress.done(n)
+
+    def _fetched_records(self, mode: str) -> list[Record]:
+        """The records a cache exports, with the imported layers they name brought into the store."""
+        records = self._cache_records(mode)
+        with self.store.transaction() as added:
+            for r in records:
+                self.imported.fetch(json.loads(r.config), r.layers, added)
+        return records
 
     def _lowerdirs(self, state: StageState) -> list[str]:
         """The stage's layers as overlay lowerdirs (top-most first), without waiting for blobs being compressed."""

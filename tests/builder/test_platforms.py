@@ -10,6 +10,7 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -244,3 +245,19 @@ def test_hostile_platforms_and_indexes(built, tmp_path):
     res = run_cli(root, "load", "-i", str(tmp_path / "huge.tar"), check=False)
     assert res.code != 0 and res.err.count("\n") == 1 and "too large" in res.err
     assert "evil" not in run_cli(root, "images").out
+
+
+def test_one_cache_for_every_platform(built, tmp_path):
+    """--cache-to of a multi-platform build holds every platform's steps; a build with an empty local cache
+    takes them all from it and makes the same index."""
+    root, cache = built["root"], tmp_path / "cache"
+    multi = ("build", "--progress", "plain", "--network", "none", "--platform", "linux/amd64,linux/arm64")
+    run_cli(root, *multi, "-t", "multi:1", "--cache-to", f"type=local,dest={cache},mode=max", str(built["ctx"]))
+    run_cli(root, "builder", "prune")
+    res = run_cli(root, *multi, "-t", "multi:1", "--cache-from", f"type=local,src={cache}",
+                  "--iidfile", str(tmp_path / "iid"), str(built["ctx"]))
+    ran = {m.group(1): m.group(2) for m in re.finditer(r"^#(\d+) \[[^\]]*\] ((?:RUN|COPY) .*)$", res.err, re.M)}
+    assert len(ran) == 8, res.err  # the cross stage's RUN and the final stage's RUN and two COPYs, per platform
+    statuses = {n: re.search(rf"^#{n} (CACHED|DONE)", res.err, re.M).group(1) for n in ran}
+    assert set(statuses.values()) == {"CACHED"}, res.err
+    assert (tmp_path / "iid").read_text() == built["iid"]
