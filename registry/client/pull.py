@@ -77,8 +77,6 @@ def run_transfers(config: Callable[[], None] | None, layers: list[Callable[[], N
         raise real[0]
 
 
-
-
 @dataclass
 class PullResult:
     """What a pull stored: the image, the manifest digest it keeps, and whether anything new arrived."""
