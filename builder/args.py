@@ -55,6 +55,8 @@ class GlobalScope:
                 value = build_args.take(kv.key)
                 if value is None and kv.value is not None:
                     value = expand_word(kv.value, self.env(), self.escape)
+                elif value is None:  # `ARG TARGETARCH` before FROM: the automatic value, as BuildKit
+                    value = build_args.automatic.get(kv.key)
                 self.values[kv.key] = value
 
     def env(self) -> dict[str, str]:

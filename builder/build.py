@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -39,19 +40,29 @@ from builder.output import Progress
 from builder.remotecache import INLINE_ANNOTATION, CacheImport, Poisoned, Record, export, inline_annotation
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
 from builder.run import MountSources, RunSettings, execute, run_user, stop
-from builder.stages import StagePlan, lookup, plan
+from builder.stages import StagePlan, StageRefs, lookup, plan
 from dockyard import __version__, changes, reference
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
 from dockyard.errors import DockyardError, NotFound
-from dockyard.image import Descriptor, Image, canonical_json, empty_config, manifest_for, now_rfc3339
+from dockyard.image import (
+    Descriptor,
+    Image,
+    Platform,
+    canonical_json,
+    empty_config,
+    index_for,
+    manifest_for,
+    now_rfc3339,
+)
 from dockyard.inroot import layered_path
 from dockyard.store import Store
+from runner import binfmt
 from runner.forkserver import ForkServer
 from runner.spec import DEFAULT_PATH
 
 _URL_RE = re.compile(r"^https?://", re.I)
-BUILD_PLATFORM = "linux/amd64"
+BUILD_PLATFORM = str(Platform.host())
 # A cache entry waiting for its layers to be stored: (cache key, config JSON, layers).
 _Record = tuple[str, bytes, Sequence[Layer]]
 # A step this build ran or took from a cache, for --cache-to: (stage index, cache key, config JSON, layers).
@@ -89,7 +100,7 @@ class BuildOptions:
     network: str = "default"
     secrets: dict[str, bytes] = field(default_factory=dict)  # id -> value
     labels: dict[str, str] = field(default_factory=dict)
-    platform: str = BUILD_PLATFORM
+    platform: str = BUILD_PLATFORM  # one os/arch[/variant], or several, comma-separated: an image index
     compression: str = "gzip"
     source_date_epoch: int | None = None
     run: RunSettings = field(default_factory=RunSettings)  # --add-host, --ulimit, --shm-size
@@ -113,6 +124,7 @@ class StageState:
     vars: StageVars
     label: str
     total: int
+    platform: Platform
 
     @property
     def diff_ids(self) -> list[Digest]:
@@ -139,7 +151,7 @@ class Builder:
         self.progress = progress or Progress()
         self.sde = options.source_date_epoch
         self.results: dict[int, StageState] = {}
-        self.images: dict[str, Image] = {}
+        self.images: dict[tuple[str, Platform], Image] = {}
         self._images_lock = threading.Lock()
         self._records_lock = threading.Lock()
         self._running: set[str] = set()  # container IDs of RUNs under way
@@ -150,6 +162,7 @@ class Builder:
         self.cache_images: list[Image] = []  # --cache-from images
         self.imported = CacheImport(self.store, self.progress.message)  # records of --cache-from caches
         self._steps: list[_Step] = []
+        self.gathered: dict[str, list[Record]] | None = None  # a platform's --cache-to records (multi-platform)
         self.ssh: dict[str, str] = {}  # --ssh id -> agent socket
         self._dir_digests: dict[str, str] = {}  # --build-context directory -> content digest
         self.added: set[Digest] = set()
@@ -157,14 +170,17 @@ class Builder:
         self.dockerfile_data = b""  # the Dockerfile's bytes, for the provenance's digest of it
         self.started = rfc3339(int(time.time()))  # whole seconds: SPDX's `created` allows no fraction
         self.names = [reference.parse(t) for t in options.tags]  # bad tags fail before any work
-        os_, _, arch = options.platform.partition("/")
-        self.os, self.arch = os_, arch.split("/")[0]
+        self.platforms = Platform.parse_list(options.platform)
+        self.platform = self.platforms[0]
+        self.index: Digest | None = None  # the image index a multi-platform build made
         if options.network not in ("default", "host", "none"):
             raise BuildFailed(f"--network {options.network}: expected default, host or none")
         for level, key, _ in options.annotations:
-            if level != "manifest":  # BuildKit's words: one platform makes no index
+            if level != "manifest" and (level != "index" or len(self.platforms) == 1):
+                # BuildKit's words: one platform makes no index
                 raise BuildFailed(f"--annotation {level}:{key}: {level} annotations not supported for single "
-                                  "platform export")
+                                  "platform export" if level == "index" else
+                                  f"--annotation {level}:{key}: expected manifest or index annotations")
 
     # -- entry -------------------------------------------------------------------------------------------
 
@@ -194,7 +210,10 @@ class Builder:
         return parse(self.dockerfile_data.decode("utf-8", "replace"), os.path.basename(o.dockerfile))
 
     def build(self) -> Image:
-        """Run the build; the image is stored (and tagged) only when every step succeeded."""
+        """Run the build; the image is stored (and tagged) only when every step succeeded. Of a multi-platform
+        build, the image for the host (or the first platform); `index` is then the tagged image index."""
+        if len(self.platforms) > 1:
+            return self._build_platforms()
         # The fork server first, while no thread exists: RUNs start containers through it.
         from builder.ssh import agents
 
@@ -209,6 +228,30 @@ class Builder:
                 raise BuildCancelled("cancelled") from None
             finally:
                 self.imported.close()
+
+    def _build_platforms(self) -> Image:
+        """One build per platform (every step cached as in a single-platform build), then an image index of
+        their images, tagged."""
+        children: list[tuple[Descriptor, Platform]] = []
+        builders: list[Builder] = []
+        manifest_annotations = [a for a in self.options.annotations if a[0] == "manifest"]
+        for platform in self.platforms:
+            self.progress.message(f"building for {platform}")
+            options = dataclasses.replace(self.options, platform=str(platform), tags=[],
+                                          annotations=manifest_annotations)
+            builders.append(Builder(options, self.store, self.progress))
+            builders[-1].gathered = {}
+            image = builders[-1].build()
+            size = os.path.getsize(self.store.blob_path(image.manifest_digest))
+            children.append((Descriptor(mt.OCI_MANIFEST, image.manifest_digest, size), platform))
+        annotations = {k: v for level, k, v in self.options.annotations if level == "index"}
+        data = canonical_json(index_for(children, annotations))
+        with self.store.transaction() as added:
+            self.index = self.store.add_index(data, self.names, added)
+        for name in self.names:
+            self.progress.message(f"naming to {name.ref_name} (index {self.index}, {len(children)} platforms) done")
+        self._export_caches(builders)
+        return self.store.image(self.index)
 
     def _build_trusting(self) -> Image:
         """Build; a layer of an imported record failing its checks means building again without the records
@@ -252,7 +295,7 @@ class Builder:
         o = self.options
         self.context = BuildContext(o.context, self._own_ignore())
         self.df = self._dockerfile()
-        build_args = BuildArgs(dict(o.build_args), platform_args(o.platform, BUILD_PLATFORM))
+        build_args = BuildArgs(dict(o.build_args), platform_args(str(self.platform), BUILD_PLATFORM))
         named = frozenset(o.contexts)
         self.plan: StagePlan = plan(self.df, build_args, o.target, named)
         self.scope = GlobalScope(self.df, build_args)
@@ -301,16 +344,25 @@ class Builder:
     def _fetch_images(self) -> None:
         """Every external image the plan needs (not local --build-context directories), and the ONBUILD
         triggers of the stages based on them."""
-        for ref in sorted({i for r in self.plan.refs.values() for i in r.images}):
+        wanted = {(i, self._base_platform(refs) if i == refs.base.base and refs.base_stage is None else
+                   self.platform) for refs in self.plan.refs.values() for i in refs.images}
+        for ref, platform in sorted(wanted, key=str):
             if self._context(ref, "dir") is None:
-                self._image(ref)
+                self._image(ref, platform)
         for index, refs in self.plan.refs.items():
             base = refs.base.base
             if refs.base_stage is None and base != "scratch" and index not in self.triggers:
                 stage = self.df.stages[index]
-                self.triggers[index] = [self._trigger(stage, t) for t in
-                                        (self._image(base).config.get("config") or {}).get("OnBuild") or []]
+                config = self._image(base, self._base_platform(refs)).config.get("config") or {}
+                self.triggers[index] = [self._trigger(stage, t) for t in config.get("OnBuild") or []]
         self.triggers = {i: t for i, t in self.triggers.items() if t}
+
+    def _base_platform(self, refs: StageRefs) -> Platform:
+        """A stage's platform: its FROM --platform (e.g. $BUILDPLATFORM, for a cross-compiling stage), else its
+        base stage's, else the build's."""
+        if refs.base.platform:
+            return Platform.parse(refs.base.platform)
+        return self.results[refs.base_stage].platform if refs.base_stage is not None else self.platform
 
     def _context(self, ref: str, kind: str) -> NamedContext | None:
         """The --build-context named `ref` when it is of `kind`."""
@@ -360,10 +412,10 @@ class Builder:
             rel = os.path.relpath(o.dockerfile, o.context)
             path = os.path.basename(o.dockerfile) if rel.startswith("..") else rel
         facts = BuildFacts(
-            subject_name=docker_purl(name, o.platform) if self.names else name,
+            subject_name=docker_purl(name, str(self.platform)) if self.names else name,
             manifest_digest=image.manifest_digest, dockerfile_path=path,
             dockerfile_digest=Digest.of_bytes(self.dockerfile_data), build_args=o.build_args, target=o.target,
-            platform=o.platform, bases={ref: img.manifest_digest for ref, img in self.images.items()},
+            platform=str(self.platform), bases={ref: img.manifest_digest for (ref, _), img in self.images.items()},
             # With SOURCE_DATE_EPOCH the same build gives the same document.
             invocation_id=str(uuid.uuid4() if self.sde is None else uuid.uuid5(uuid.NAMESPACE_URL,
                                                                                str(image.manifest_digest))),
@@ -376,14 +428,16 @@ class Builder:
 
     # -- images --------------------------------------------------------------------------------------------
 
-    def _image(self, ref: str) -> Image:
-        """An external image by reference: from the store, pulled when missing or when --pull asks."""
+    def _image(self, ref: str, platform: Platform | None = None) -> Image:
+        """An external image by reference, for the stage's platform (default: the build's): from the store,
+        pulled when missing or when --pull asks."""
+        platform = platform or self.platform
         with self._images_lock:
-            if ref not in self.images:
-                self.images[ref] = self._fetch(ref)
-            return self.images[ref]
+            if (ref, platform) not in self.images:
+                self.images[ref, platform] = self._fetch(ref, platform)
+            return self.images[ref, platform]
 
-    def _fetch(self, ref: str) -> Image:
+    def _fetch(self, ref: str, platform: Platform) -> Image:
         named = self.options.contexts.get(ref.lower())
         if named is not None:
             if named.kind == "dir":
@@ -393,23 +447,26 @@ class Builder:
 
                 return load_layout(self.store, named.value, named.tag)
             ref = named.value
+        local: NotFound | None = None
         if not self.options.pull:
             try:
-                return self.store.resolve(ref)
-            except NotFound:
-                pass
+                return self.store.resolve(ref, platform)
+            except NotFound as e:
+                local = e
         from registry.client.transfer import pull  # the registry client: only when an image must be pulled
 
         n = self.progress.step(f"pulling {ref}")
         try:
-            pulled = pull(self.store, ref, platform=self.options.platform)
+            pulled = pull(self.store, ref, platform=str(platform))
         except DockyardError as e:
             if self.options.pull:
                 raise NotFound(f"--pull: cannot look for a newer {ref}: {e}") from None
+            if local is not None and str(local) != f"No such image: {reference.parse(ref)}":
+                raise NotFound(f"{local} (and pulling it failed: {e})") from None  # there, but not for this platform
             raise NotFound(f"No such image: {ref} (not in the store, and pulling it failed: {e})") from None
         self.progress.line(n, str(pulled[0].reference))
         self.progress.done(n)
-        return self.store.resolve(ref)
+        return self.store.resolve(ref, platform)
 
     # -- stages ---------------------------------------------------------------------------------------------
 
@@ -417,22 +474,24 @@ class Builder:
         refs = self.plan.refs[stage.index]
         base = refs.base.base
         layers: Sequence[Layer]
+        platform = self._base_platform(refs)
         if refs.base_stage is not None:
             src = self.results[refs.base_stage]
             config, layers, parent = copy.deepcopy(src.config), list(src.layers), src.parent
         elif base == "scratch":
             config, layers = empty_config(now_rfc3339() if self.sde is None else rfc3339(self.sde)), []
-            config.update(os=self.os, architecture=self.arch)
-            parent = step_key("FROM scratch", self.options.platform)
+            config.pop("variant", None)
+            config.update(platform.to_json())
+            parent = step_key("FROM scratch", str(platform))
         else:
-            image = self._image(base)
+            image = self._image(base, platform)
             config, layers, parent = copy.deepcopy(image.config), image.layers, image.id.hex
         cfg = config.setdefault("config", {})
         config.setdefault("rootfs", {"type": "layers", "diff_ids": []}).setdefault("diff_ids", [])
         triggers = cfg.pop("OnBuild", None) or []
         if not any(e.startswith("PATH=") for e in cfg.get("Env") or []):
             cfg["Env"] = [f"PATH={DEFAULT_PATH}", *(cfg.get("Env") or [])]  # as BuildKit does
-        parent = step_key("FROM", parent, triggers)
+        parent = step_key("FROM", parent, triggers, str(platform))
         if refs.base_stage is None:
             instructions = self.triggers.get(stage.index, []) + stage.instructions  # parsed when planning
         else:
@@ -440,7 +499,7 @@ class Builder:
         multi = len(self.plan.order) > 1
         label = f"{stage.name or f'stage-{stage.index}'} " if multi else ""
         state = StageState(stage, config, list(layers), parent, StageVars(self.scope, cfg["Env"]), label,
-                           1 + len(instructions))
+                           1 + len(instructions), platform)
         n = self.progress.step(f"[{label}1/{state.total}] FROM {base}")
         self.progress.done(n)
         for k, ins in enumerate(instructions, start=2):
@@ -573,35 +632,46 @@ class Builder:
         """Read the records of every --cache-from (only the records: layers come when a hit needs them)."""
         for spec in self.options.cache_from:
             if spec.kind != "image":
-                self.imported.add(spec, self.options.platform)
+                self.imported.add(spec, str(self.platform))
                 continue
             try:  # a local image serves by its history (and inline records); else, as buildx, a registry's
                 image = self.store.resolve(spec.ref)
             except NotFound:
                 if not reference.parse(spec.ref).registry and not reference.default_registry():
                     raise
-                self.imported.add(spec, self.options.platform)
+                self.imported.add(spec, str(self.platform))
                 continue
             self.cache_images.append(image)
             self.imported.add_image(image)
 
-    def _export_caches(self) -> None:
-        """--cache-to type=registry|local: the records, with every layer they name (imported ones fetched)."""
+    def _export_caches(self, platforms: list[Builder] | None = None) -> None:
+        """--cache-to type=registry|local: the records, with every layer they name (imported ones fetched); of a
+        multi-platform build, every platform's records in one cache (as BuildKit's), from `platforms`."""
+        if self.gathered is not None:  # one platform of several: its layers fetched, its records kept for one export
+            for spec in self.options.cache_to:
+                self.gathered[str(spec)] = self._fetched_records(spec.mode) if spec.kind != "inline" else []
+            return
         for spec in self.options.cache_to:
             if spec.kind == "inline":
                 continue
             n = self.progress.step(f"exporting cache to {spec.kind} {spec} (mode={spec.mode})")
             try:
-                records = self._cache_records(spec.mode)
-                with self.store.transaction() as added:
-                    for r in records:
-                        self.imported.fetch(json.loads(r.config), r.layers, added)
+                records = self._fetched_records(spec.mode) if platforms is None else list(
+                    {r.key: r for b in platforms for r in (b.gathered or {}).get(str(spec), [])}.values())
                 export(self.store, spec, records)
             except DockyardError as e:
                 if not spec.ignore_error:
                     raise BuildFailed(f"--cache-to {spec}: {e}") from None
                 self.progress.message(f"[Warning] --cache-to {spec}: {e}")
             self.progress.done(n)
+
+    def _fetched_records(self, mode: str) -> list[Record]:
+        """The records a cache exports, with the imported layers they name brought into the store."""
+        records = self._cache_records(mode)
+        with self.store.transaction() as added:
+            for r in records:
+                self.imported.fetch(json.loads(r.config), r.layers, added)
+        return records
 
     def _lowerdirs(self, state: StageState) -> list[str]:
         """The stage's layers as overlay lowerdirs (top-most first), without waiting for blobs being compressed."""
@@ -695,6 +765,7 @@ class Builder:
             return True
         if self._stopping:
             raise BuildFailed(f"{ins.where}: build stopped")
+        binfmt.ensure(state.platform)  # a foreign platform's RUN: its binaries run under qemu
         cid = "build-" + os.urandom(6).hex()
         with self._step_dir() as (scratch, upper):
             self._running.add(cid)

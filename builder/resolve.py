@@ -15,6 +15,7 @@ from builder.dockerfile import DockerfileError, Heredoc, Instruction, Stage, her
 from builder.expand import split_raw
 from builder.mounts import Mount, parse_mount
 from dockyard.errors import DockyardError
+from dockyard.image import Platform
 
 # Where a RUN heredoc starting with `#!` is mounted and executed from (as BuildKit does).
 PIPES_DIR = "/dev/pipes"
@@ -84,6 +85,8 @@ def resolve_from(stage: Stage, scope: GlobalScope) -> FromSpec:
     if not base:
         raise ins.error(f"base name ({stage.base}) should not be blank")
     platform = _at(ins, scope.word, stage.platform) if stage.platform else None
+    if platform:
+        platform = _at(ins, lambda text: str(Platform.parse(text)), platform)
     return FromSpec(base, platform or None)
 
 

@@ -20,13 +20,14 @@ from dockyard.compression import decompressed, sniff
 from dockyard.digest import CHUNK, Digest, HashingWriter, InvalidDigest, verify
 from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_file
-from dockyard.image import Descriptor, Image, canonical_json, manifest_for, select_platform, to_oci_manifest
+from dockyard.image import Descriptor, Image, canonical_json, manifest_for, to_oci_manifest
 from dockyard.importer import InvalidArchive
 from dockyard.layers import LayerBlob, compress_layer
 from dockyard.store import OCI_LAYOUT, Store
 
 CONTAINERD_NAME = "io.containerd.image.name"
 _FIXED_MTIME = 0  # archives we write are reproducible: same images, same bytes
+MANIFEST_LIMIT = 4 << 20  # distribution's own limit on a manifest's size
 
 
 # ---- save ----------------------------------------------------------------------------------------
@@ -93,15 +94,22 @@ def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.T
     entries = []
     _add_blob_dirs(tf)
     for image, names in images:
-        for d in [image.manifest_digest, image.id, *(layer.digest for layer in image.layers)]:
-            if d not in written:
-                _add_file(tf, _blob_name(d), store.blob_path(d))
-                written.add(d)
-        size = os.path.getsize(store.blob_path(image.manifest_digest))
-        media_type = image.manifest.get("mediaType") or mt.OCI_MANIFEST
+        # A multi-platform image goes whole: its index, and every platform's image.
+        children = [store.image(d.digest) for _, d in store.index_children(image.index)] if image.index else [image]
+        for child in children:
+            for d in [child.manifest_digest, child.id, *(layer.digest for layer in child.layers)]:
+                if d not in written:
+                    _add_file(tf, _blob_name(d), store.blob_path(d))
+                    written.add(d)
+        top = image.top
+        if top not in written:
+            _add_file(tf, _blob_name(top), store.blob_path(top))
+            written.add(top)
+        size = os.path.getsize(store.blob_path(top))
+        media_type = mt.OCI_INDEX if image.index else image.manifest.get("mediaType") or mt.OCI_MANIFEST
         for name in names or [""]:
             ann = {mt.REF_NAME: name} if name else {}
-            entries.append(Descriptor(media_type, image.manifest_digest, size, ann).to_json())
+            entries.append(Descriptor(media_type, top, size, ann).to_json())
     _add_layout_files(tf, entries)
 
 
@@ -295,28 +303,45 @@ def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
     except (KeyError, ValueError, TypeError, AttributeError, InvalidDigest) as e:
         raise InvalidArchive(f"{ar.what}: index.json is invalid ({e})") from None
     for desc in descs:
-        manifest_bytes = ar.read(_blob_name(desc.digest))
-        verify(desc.digest, Digest.of_bytes(manifest_bytes, desc.digest.algorithm),
-               f"manifest {desc.digest} in {ar.what}")
+        manifest_bytes = _read_manifest(ar, desc.digest)
         manifest = json.loads(manifest_bytes)
-        if desc.media_type in mt.INDEXES or "manifests" in manifest:
-            child = select_platform(manifest)
-            if child is None:
-                raise InvalidArchive(f"{ar.what}: no linux/amd64 image in index {desc.digest}")
-            desc = Descriptor.from_json(child) if not desc.annotations else Descriptor(
-                child.get("mediaType", ""), Digest.parse(child["digest"]), int(child["size"]), desc.annotations)
-            manifest_bytes = ar.read(_blob_name(desc.digest))
-            verify(desc.digest, Digest.of_bytes(manifest_bytes), f"manifest {desc.digest} in {ar.what}")
-            manifest = json.loads(manifest_bytes)
-        for blob in [manifest["config"], *(manifest.get("layers") or [])]:
-            _copy_blob(store, ar, Descriptor.from_json(blob), added)
-        oci = to_oci_manifest(manifest)
-        if oci is not manifest:
-            manifest_bytes = canonical_json(oci)
         names = [n for n in [_oci_name(desc.annotations)] if n]
-        image = store.add_image(manifest_bytes, _parse_names(names, ar.what), added, unpack=True)
+        refs = _parse_names(names, ar.what)
+        if desc.media_type in mt.INDEXES or "manifests" in manifest:
+            # A multi-platform image stays one: every platform's image, then its index (tagged).
+            try:
+                children = [Descriptor.from_json(d) for d in manifest.get("manifests") or []]
+            except (KeyError, ValueError, TypeError, AttributeError, InvalidDigest) as e:
+                raise InvalidArchive(f"{ar.what}: index {desc.digest} is invalid ({e})") from None
+            if not children:
+                raise InvalidArchive(f"{ar.what}: index {desc.digest} lists no images")
+            for child in children:
+                _load_oci_manifest(store, ar, child.digest, _read_manifest(ar, child.digest), [], added)
+            store.add_index(manifest_bytes, refs, added)
+            image = store.image(desc.digest)
+        else:
+            image = _load_oci_manifest(store, ar, desc.digest, manifest_bytes, refs, added)
         out.append(Loaded(image, names))
     return out
+
+
+def _read_manifest(ar: _Archive, digest: Digest) -> bytes:
+    """A manifest or index blob of the archive, bounded (distribution's 4 MiB) and verified."""
+    data = ar.read(_blob_name(digest), MANIFEST_LIMIT)
+    verify(digest, Digest.of_bytes(data, digest.algorithm), f"manifest {digest} in {ar.what}")
+    return data
+
+
+def _load_oci_manifest(store: Store, ar: _Archive, digest: Digest, data: bytes, names: list[reference.Reference],
+                       added: set[Digest]) -> Image:
+    """One image manifest of the archive and its blobs into the store."""
+    manifest = json.loads(data)
+    if not isinstance(manifest, dict) or "config" not in manifest:
+        raise InvalidArchive(f"{ar.what}: {digest} is not an image manifest")
+    for blob in [manifest["config"], *(manifest.get("layers") or [])]:
+        _copy_blob(store, ar, Descriptor.from_json(blob), added)
+    oci = to_oci_manifest(manifest)
+    return store.add_image(canonical_json(oci) if oci is not manifest else data, names, added, unpack=True)
 
 
 def _oci_name(annotations: dict[str, str]) -> str | None:

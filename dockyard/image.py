@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +86,12 @@ class Image:
     manifest_digest: Digest
     manifest: dict[str, Any]
     config: dict[str, Any]
+    index: Digest | None = None  # the image index it was picked from, for a multi-platform image
+
+    @property
+    def top(self) -> Digest:
+        """What a tag of this image points at: its index, or its manifest."""
+        return self.index or self.manifest_digest
 
     @property
     def id(self) -> Digest:
@@ -180,8 +187,96 @@ def to_oci_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 def select_platform(index: dict[str, Any], os_: str = "linux", arch: str = "amd64",
                     variant: str | None = None) -> dict[str, Any] | None:
     """The descriptor in an index or manifest list that matches the platform, or None."""
+    wanted = Platform(os_, arch, variant)
     for d in index.get("manifests") or []:
-        p = d.get("platform") or {}
-        if p.get("os") == os_ and p.get("architecture") == arch and (variant is None or p.get("variant") == variant):
+        if wanted.matches(d.get("platform") or {}):
             return d
     return None
+
+
+class InvalidPlatform(DockyardError):
+    """A platform string is not os/arch[/variant]."""
+
+
+_PLATFORM_PART = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
+# containerd's normalization: architecture aliases, and the variant a bare name means.
+_ARCH_ALIASES = {"x86_64": ("amd64", None), "x86-64": ("amd64", None), "aarch64": ("arm64", None),
+                 "armhf": ("arm", "v7"), "armel": ("arm", "v6"), "i386": ("386", None), "i686": ("386", None)}
+_DEFAULT_VARIANT = {"arm": "v7"}
+_DROPPED_VARIANT = {("arm64", "v8"), ("amd64", "v1")}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An os/arch[/variant], normalized as containerd does (aarch64 is arm64, arm means arm/v7)."""
+
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str | None = None
+
+    def __post_init__(self) -> None:
+        arch, variant = _ARCH_ALIASES.get(self.architecture, (self.architecture, None))
+        variant = self.variant or variant or _DEFAULT_VARIANT.get(arch)
+        object.__setattr__(self, "architecture", arch)
+        object.__setattr__(self, "variant", None if (arch, variant) in _DROPPED_VARIANT else variant)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Platform:
+        """`os/arch[/variant]`; None means the host's platform."""
+        if text is None:
+            return cls.host()
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(_PLATFORM_PART.fullmatch(p) for p in parts):
+            shown = text if len(text) <= 80 else text[:79] + "…"
+            raise InvalidPlatform(f"invalid platform {shown!r}: expected os/arch[/variant], e.g. linux/arm64")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Platform]:
+        """A comma-separated `--platform` list, each once, in the order given."""
+        out: list[Platform] = []
+        for item in text.split(","):
+            p = cls.parse(item)
+            if p not in out:
+                out.append(p)
+        return out
+
+    @classmethod
+    def host(cls) -> Platform:
+        """The platform this machine runs natively."""
+        return cls("linux", os.uname().machine)
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> Platform | None:
+        """The platform a descriptor's `platform` or an image config names, None when it names none."""
+        os_, arch, variant = obj.get("os"), obj.get("architecture"), obj.get("variant")
+        if not isinstance(os_, str) or not isinstance(arch, str) or not os_ or not arch:
+            return None
+        return cls(os_, arch, variant if isinstance(variant, str) and variant else None)
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        """Whether a descriptor's platform (or a config) is this one; a variant left out here matches any."""
+        other = Platform.of(obj)
+        return other is not None and (other.os, other.architecture) == (self.os, self.architecture) and \
+            (self.variant is None or other.variant == self.variant)
+
+    def to_json(self) -> dict[str, str]:
+        """The platform object of an OCI descriptor."""
+        out = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def index_for(children: list[tuple[Descriptor, Platform]],
+              annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """An OCI image index of platform-specific manifests."""
+    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                             "manifests": [Descriptor(d.media_type, d.digest, d.size, platform=p.to_json()).to_json()
+                                           for d, p in children]}
+    if annotations:
+        index["annotations"] = annotations
+    return index

@@ -10,7 +10,7 @@ from dockyard import mediatypes as mt
 from dockyard.changes import apply_change_line
 from dockyard.compression import decompressed
 from dockyard.errors import DockyardError
-from dockyard.image import Descriptor, Image, canonical_json, empty_config, manifest_for, now_rfc3339
+from dockyard.image import Descriptor, Image, Platform, canonical_json, empty_config, manifest_for, now_rfc3339
 from dockyard.layers import compress_layer
 from dockyard.reference import Reference
 from dockyard.store import Store
@@ -31,10 +31,13 @@ def check_tar(stream: BinaryIO, what: str) -> None:
 
 
 def import_rootfs(store: Store, source: BinaryIO, what: str, names: list[Reference],
-                  changes: Sequence[str] = (), message: str = "", compression: str = "gzip") -> Image:
-    """Import a rootfs tarball as a single-layer image and tag it with `names`."""
+                  changes: Sequence[str] = (), message: str = "", compression: str = "gzip",
+                  platform: Platform | None = None) -> Image:
+    """Import a rootfs tarball as a single-layer image of `platform` (default linux/amd64) and tag it."""
     created = now_rfc3339()
     config = empty_config(created)
+    if platform is not None:
+        config.update(platform.to_json())
     for line in changes:
         apply_change_line(config, line)
     with store.transaction() as added:

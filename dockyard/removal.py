@@ -35,7 +35,7 @@ def remove_image(store: Store, name: str, force: bool = False) -> Removal:
     """Remove NAME as `rmi` does: one of several tags is only untagged; an image in use or named by several
     repositories (when given by ID) is refused unless forced. Unreferenced content stays until `store.gc()`."""
     image = store.resolve(name)
-    tags = store.tags_of(image.manifest_digest)
+    tags = store.tags_of(image.top)  # a multi-platform image's tags name its index
     by_tag = None
     try:
         ref = reference.parse(name)
@@ -45,7 +45,7 @@ def remove_image(store: Store, name: str, force: bool = False) -> Removal:
     if by_tag and len(tags) > 1:
         store.untag(by_tag)
         return Removal([by_tag])
-    holders = store.holders(image.manifest_digest)
+    holders = store.holders(image.manifest_digest) or store.holders(image.top)
     if holders and not force:
         raise Conflict(f"conflict: unable to remove {name} (must force) - image is being used by {holders[0]}")
     if not by_tag and len(tags) > 1 and not force:
@@ -53,7 +53,7 @@ def remove_image(store: Store, name: str, force: bool = False) -> Removal:
                        f"referenced in multiple repositories")
     for t in tags:
         store.untag(t)
-    store.delete_image(image.manifest_digest)
+    store.delete_image(image.top)
     return Removal(tags, image)
 
 
@@ -71,5 +71,5 @@ def prune_images(store: Store, filters: Filters = (), drop_unpacked: bool = True
     for image, names in removed:
         for t in names:
             store.untag(t)
-        store.delete_image(image.manifest_digest)
+        store.delete_image(image.top)
     return Pruned(removed, store.gc(drop_unpacked))

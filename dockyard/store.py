@@ -33,7 +33,7 @@ from dockyard import reference
 from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
-from dockyard.image import Descriptor, Image, InvalidImage
+from dockyard.image import Descriptor, Image, InvalidImage, Platform, select_platform
 from dockyard.referrers import Records, Referrer, referrer_of
 from dockyard.sizes import content_size, disk_usage
 
@@ -262,10 +262,16 @@ class Store:
 
     # ---- images ----------------------------------------------------------------------------------
 
-    def image(self, manifest_digest: Digest) -> Image:
-        """Load an image's manifest and config from the store."""
+    def image(self, manifest_digest: Digest, platform: Platform | None = None, strict: bool = False) -> Image:
+        """Load an image's manifest and config from the store; an index gives its child for `platform` (see
+        `_child`)."""
         manifest = json.loads(self.read_blob(manifest_digest))
+        if "manifests" in manifest:
+            return self._child(manifest_digest, manifest, platform, strict)
         config = json.loads(self.read_blob(Digest.parse(manifest["config"]["digest"])))
+        have = Platform.of(config) if strict and platform is not None else None
+        if have is not None and platform is not None and not platform.matches(config):
+            raise NotFound(f"image {manifest_digest.short} is {have}, not {platform}")
         return Image(manifest_digest, manifest, config)
 
     def images(self) -> list[tuple[Image, list[str]]]:
@@ -307,8 +313,9 @@ class Store:
     def tags_of(self, manifest_digest: Digest) -> list[str]:
         return [e.name for e in self.entries() if e.digest == manifest_digest and e.name]
 
-    def resolve(self, text: str) -> Image:
-        """Find an image by name[:tag], name@digest, image ID or a unique ID prefix."""
+    def resolve(self, text: str, platform: Platform | None = None) -> Image:
+        """Find an image by name[:tag], name@digest, image ID or a unique ID prefix; of a multi-platform image,
+        the one for `platform` (default: the host's); a given `platform` must be the image's."""
         entries = self.entries()
         try:
             ref = reference.parse(text)
@@ -317,7 +324,10 @@ class Store:
         if ref is not None:
             for e in entries:
                 if (ref.digest and e.digest == ref.digest) or (not ref.digest and e.name == ref.ref_name):
-                    return self.image(e.digest)
+                    try:
+                        return self.image(e.digest, platform, strict=True)
+                    except NotFound as err:
+                        raise NotFound(f"{text}: {err}") from None
         m = _HEX_PREFIX.match(text)
         if m:
             prefix = m.group(1)
@@ -380,8 +390,8 @@ class Store:
             entries[:] = [e for e in entries if e.digest != desc.digest or e.name]
 
     def tag(self, image: Image, ref: reference.Reference) -> None:
-        """Point a name at an image."""
-        entry = next(e for e in self.entries() if e.digest == image.manifest_digest)
+        """Point a name at an image (at its index, for one of a multi-platform image)."""
+        entry = next(e for e in self.entries() if e.digest == image.top)
         with self._editing() as entries:
             self._place(entries, entry.descriptor, [ref.ref_name])
 
@@ -424,6 +434,59 @@ class Store:
         """The referrers of a manifest in the store (only of `artifact_type` when given)."""
         return [r for r in self.referrer_records.of(subject)
                 if (artifact_type is None or r.artifact_type == artifact_type) and self.has_blob(r.digest)]
+
+    # ---- multi-platform images (image indexes) ---------------------------------------------------
+
+    def _child(self, digest: Digest, index: dict, platform: Platform | None, strict: bool) -> Image:
+        """An index's image for `platform` (default: the host's); unless `strict`, its first one when it has
+        none for the host (what listings show), else NotFound listing the platforms it has."""
+        wanted = platform or Platform.host()
+        manifests = index.get("manifests")
+        if not isinstance(manifests, list):
+            raise InvalidImage(f"index {digest}: its manifests are not a list")
+        found = select_platform(index, wanted.os, wanted.architecture, wanted.variant)
+        if found is None and not strict and platform is None and manifests:
+            found = manifests[0]
+        if found is None:
+            have = ", ".join(str(p) for p, _ in self.index_children(digest)) or "no platforms"
+            raise NotFound(f"no {wanted} image in index {digest.short} (it has {have})")
+        child = Descriptor.from_json(found)
+        image = self.image(child.digest)
+        if image.index is not None:
+            raise InvalidImage(f"index {digest}: child {child.digest} is an index itself")
+        image.index = digest
+        return image
+
+    def index_children(self, digest: Digest) -> list[tuple[Platform | None, Descriptor]]:
+        """The platforms and manifests of an image index (empty for a plain manifest)."""
+        obj = json.loads(self.read_blob(digest))
+        if not isinstance(obj.get("manifests"), list):
+            return []
+        try:
+            return [(Platform.of(d.get("platform") or {}), Descriptor.from_json(d)) for d in obj["manifests"]]
+        except (KeyError, TypeError, ValueError, AttributeError, DockyardError) as e:
+            raise InvalidImage(f"index {digest}: a child descriptor is malformed ({e})") from None
+
+    def platforms(self) -> dict[Digest, list[str]]:
+        """The platforms of each tagged or dangling image index in the index (what `images` shows)."""
+        tops = {e.digest for e in self.entries() if e.descriptor.media_type in mt.INDEXES}
+        return {d: [str(p) for p, _ in self.index_children(d) if p is not None] for d in tops}
+
+    def add_index(self, data: bytes, names: Sequence[reference.Reference] = (),
+                  added: set[Digest] | None = None) -> Digest:
+        """Store an image index whose child manifests are already in the store, and tag it; the children's
+        own untagged entries go (the index keeps them)."""
+        digest = self.write_blob_bytes(data, added=added)
+        children = {d.digest for _, d in self.index_children(digest)}
+        for child in children:
+            if not self.has_blob(child):
+                raise NotFound(f"index {digest}: child manifest not in store: {child}")
+            if self.image(child).index is not None:
+                raise InvalidImage(f"index {digest}: child {child} is an index itself")
+        with self._editing() as entries:
+            self._place(entries, Descriptor(mt.OCI_INDEX, digest, len(data)), [n.ref_name for n in names])
+            entries[:] = [e for e in entries if e.name or e.digest not in children]
+        return digest
 
     # ---- holds -----------------------------------------------------------------------------------
 

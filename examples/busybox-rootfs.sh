@@ -2,7 +2,7 @@
 # Makes a minimal root filesystem in DIR from Debian's busybox-static: /bin/busybox, its applets, /etc basics.
 set -euo pipefail
 dir=${1:?usage: busybox-rootfs.sh DIR}
-bb=/bin/busybox  # Debian's busybox-static: one statically linked binary, so the rootfs needs no libc
+bb=${BUSYBOX:-/bin/busybox}  # Debian's busybox-static (of any architecture): one static binary, no libc needed
 [ -x "$bb" ] || { echo "busybox-rootfs.sh: $bb not found (apt-get install busybox-static)" >&2; exit 1; }
 mkdir -p "$dir"/{bin,sbin,etc,root,tmp,home,proc,sys,dev,var/tmp,usr/bin,usr/sbin}
 chmod 1777 "$dir/tmp" "$dir/var/tmp"

@@ -62,6 +62,7 @@ class Options:
     runtime: str = "dockyard"
     auto_remove: bool = False
     healthcheck: dict | None = None
+    platform: str | None = None  # os/arch[/variant] of a multi-platform image (default: the host's)
 
 
 def parse_restart(text: str) -> dict:
@@ -298,11 +299,13 @@ def _joined_container(root: str, opts: Options) -> Container:
 def create(root: str, opts: Options) -> Container:
     """Resolve the image, record the container and write its bundle; the image stays held until rm."""
     from dockyard import users
+    from dockyard.image import Platform
     from dockyard.store import Store
-    from runner import rootfs, volumes
+    from runner import binfmt, rootfs, volumes
 
     store = Store(root)
-    image = store.resolve(opts.image)
+    image = store.resolve(opts.image, Platform.parse(opts.platform) if opts.platform else None)
+    binfmt.ensure(Platform.of(image.config) or Platform.host())  # a foreign image's binaries run under qemu
     icfg = image.config.get("config") or {}
     entrypoint, cmd = command_of(icfg, opts)
     restart = parse_restart(opts.restart)

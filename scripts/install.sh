@@ -8,7 +8,13 @@ apt-get update -q
 apt-get install -y -q \
     busybox-static skopeo podman podman-compose buildah runc umoci docker-registry apache2-utils wrk openssh-client \
     nftables iptables iproute2 uidmap fuse-overlayfs catatonit libseccomp2 gcc libc6-dev tar gzip zstd xz-utils bzip2 ca-certificates \
-    ceph-mon ceph-osd radosgw ceph-common postgresql chromium fonts-dejavu-core redis-server haproxy >/dev/null
+    ceph-mon ceph-osd radosgw ceph-common postgresql chromium fonts-dejavu-core redis-server haproxy qemu-user-static >/dev/null
+# Multi-platform tests: Debian's arm64 busybox-static, fetched now so the suite needs no internet
+# (tests/build/test_platforms.py finds it in /var/cache/dockyard-tests).
+dpkg --add-architecture arm64
+apt-get update -q
+mkdir -p /var/cache/dockyard-tests
+(cd /var/cache/dockyard-tests && rm -f busybox-static_*_arm64.deb && apt-get download -q busybox-static:arm64 2>/dev/null)
 # podman/buildah on these machines: crun fails on hybrid cgroups and on raising RLIMIT_NOFILE.
 mkdir -p /etc/containers
 if ! grep -qs 'runtime = "runc"' /etc/containers/containers.conf; then

@@ -73,6 +73,7 @@ class RunOptions:
     links: dict[str, str] | list[str] | None = None
     auto_remove: bool = False
     runtime: str | None = None
+    platform: str | None = None  # of a multi-platform image; a foreign one runs under qemu
 
     def to_options(self, image: str, command: str | list[str] | None) -> Options:
         """The engine's create options (runner.create.Options) for these arguments."""
@@ -107,7 +108,7 @@ class RunOptions:
             stop_signal=self.stop_signal or "",
             stop_timeout=None if self.stop_timeout is None else math.ceil(self.stop_timeout),
             labels=dict(_pair_dict(self.labels)), runtime=self.runtime or "dockyard", auto_remove=self.auto_remove,
-            healthcheck=_healthcheck(self.healthcheck))
+            healthcheck=_healthcheck(self.healthcheck), platform=self.platform)
 
 
 def _endpoints(network: str | None, config: dict[str, dict]) -> list[EndpointConfig]:
@@ -352,11 +353,12 @@ class ContainerCollection:
     @engine_errors()
     def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
         """A new (created, not started) container; keyword arguments as docker-py's (see RunOptions)."""
+        from dockyard.image import Platform
         from dockyard.store import Store
 
         opts = RunOptions(**kwargs).to_options(image, command)
         try:
-            Store(self.client.root).resolve(image)
+            Store(self.client.root).resolve(image, Platform.parse(opts.platform) if opts.platform else None)
         except NotFound as e:
             raise ImageNotFound(str(e)) from None
         return Container(self.client, lifecycle.create(self.client.root, opts))

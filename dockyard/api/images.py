@@ -36,12 +36,12 @@ class HistoryEntry:
 
 def inspect(store: Store, image: core.Image) -> dict[str, Any]:
     """The `docker image inspect` object for an image (what `dockyard inspect` prints, and `Image.attrs`)."""
-    tags = store.tags_of(image.manifest_digest)
+    tags = store.tags_of(image.top)  # a multi-platform image's tags name its index
     cfg = image.config
     return {
         "Id": str(image.id),
         "RepoTags": tags,
-        "RepoDigests": sorted({f"{reference.parse(t).name}@{image.manifest_digest}" for t in tags}),
+        "RepoDigests": sorted({f"{reference.parse(t).name}@{image.top}" for t in tags}),
         "Parent": "",
         "Comment": (cfg.get("history") or [{}])[-1].get("comment", "") if cfg.get("history") else "",
         "Created": cfg.get("created", ""),
@@ -270,17 +270,20 @@ class ImageCollection:
     @engine_errors()
     def import_(self, source: bytes | BinaryIO | str | os.PathLike, repository: str | None = None,
                 tag: str | None = None, *, changes: builtins.list[str] | None = None, message: str = "",
-                compression: str = "gzip") -> Image:
-        """Import a root filesystem tarball (bytes, a binary file, or a path) as a one-layer image."""
+                compression: str = "gzip", platform: str | None = None) -> Image:
+        """Import a root filesystem tarball (bytes, a binary file, or a path) as a one-layer image of `platform`
+        (os/arch[/variant], default linux/amd64)."""
+        from dockyard.image import Platform
         from dockyard.importer import import_rootfs
 
         names = [_name(repository, tag)] if repository else []
+        args = (names, changes or [], message, compression, Platform.parse(platform) if platform else None)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f:
-                image = import_rootfs(self.store, f, os.fspath(source), names, changes or [], message, compression)
+                image = import_rootfs(self.store, f, os.fspath(source), *args)
         else:
             stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-            image = import_rootfs(self.store, stream, "tarball", names, changes or [], message, compression)
+            image = import_rootfs(self.store, stream, "tarball", *args)
         return self._model(image)
 
     @engine_errors()

@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction")
     imp.add_argument("-m", "--message", default="", help="commit message for the imported image")
     imp.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
+    imp.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the image's platform (default linux/amd64)")
     imp.set_defaults(func=cmd_import)
     save = sub.add_parser("save", help="save images to a tar archive")
     save.add_argument("images", nargs="+", metavar="IMAGE")
@@ -51,14 +52,16 @@ def _input(path: str | None, what: str):
 
 def cmd_import(args: argparse.Namespace) -> int:
     from dockyard import reference
+    from dockyard.image import Platform
     from dockyard.importer import import_rootfs
     from dockyard.store import Store
 
     names = [reference.parse(args.name)] if args.name else []
+    platform = Platform.parse(args.platform) if args.platform else None
     store = Store()
     with _input(args.file, "import") as f:
         image = import_rootfs(store, f, args.file if args.file != "-" else "standard input", names,
-                              args.change, args.message, args.compression)
+                              args.change, args.message, args.compression, platform)
     print(image.id)
     return 0
 
@@ -75,10 +78,10 @@ def cmd_save(args: argparse.Namespace) -> int:
     chosen: dict = {}
     for name in args.images:
         image = store.resolve(name)
-        names = chosen.setdefault(image.manifest_digest, (image, []))[1]
+        names = chosen.setdefault(image.top, (image, []))[1]
         with contextlib.suppress(DockyardError):
             ref = reference.parse(name)
-            if not ref.digest and ref.ref_name in store.tags_of(image.manifest_digest):
+            if not ref.digest and ref.ref_name in store.tags_of(image.top):
                 names.append(ref.ref_name)
     save(store, list(chosen.values()), sys.stdout.buffer if args.output is None else args.output, args.format)
     return 0

@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add a manifest annotation")
     p.add_argument("--iidfile", metavar="FILE", help="write the image ID to FILE")
     p.add_argument("--metadata-file", metavar="FILE", help="write the build result's metadata (JSON) to FILE")
-    p.add_argument("--platform", default="linux/amd64", help="target platform (only linux/amd64)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT][,…]",
+                   help="target platform(s); several make an image index (default: the host's)")
     p.add_argument("--progress", default="auto", choices=("auto", "tty", "plain", "rawjson", "quiet"),
                    help="progress output (auto: tty on a terminal, else plain)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
@@ -121,7 +122,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
 
     from builder import flags
     from builder.attest import parse_flags
-    from builder.build import BuildOptions
+    from builder.build import BUILD_PLATFORM, BuildOptions
     from builder.run import RunSettings
     from dockyard.errors import DockyardError
     from runner.network.hosts import parse_add_host
@@ -137,7 +138,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
         dockerfile_text=text, tags=args.tag, build_args=_pairs(args.build_arg, "--build-arg", env_fallback=True),
         target=args.target, no_cache=args.no_cache, pull=args.pull, network=args.network,
         secrets=dict(flags.parse_secret(s) for s in args.secret), labels=_pairs(args.label, "--label"),
-        platform=args.platform, compression=args.compression,
+        platform=args.platform or BUILD_PLATFORM, compression=args.compression,
         source_date_epoch=int(epoch) if epoch is not None else None, run=run,
         ssh=dict(flags.parse_ssh(s) for s in args.ssh),
         contexts=dict(flags.parse_build_context(c) for c in args.build_context),
@@ -161,8 +162,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         args.context = taken
     if args.context is None:
         raise DockyardError("build: CONTEXT is required (a directory, or - for stdin)")
-    if args.platform != "linux/amd64":
-        raise DockyardError(f"--platform {args.platform}: only linux/amd64 can be built here")
     if args.context == "-" and args.file == "-":
         raise DockyardError("build -: stdin cannot be both the context and the Dockerfile (-f -)")
     if args.push and not args.tag:
@@ -208,7 +207,7 @@ def _build(args: argparse.Namespace, context: str, text: str | None) -> int:
     if args.iidfile:
         from dockyard.fsutil import atomic_write
 
-        atomic_write(args.iidfile, str(image.id).encode())
+        atomic_write(args.iidfile, str(builder.index or image.id).encode())
     if args.metadata_file:
         _write_metadata(args.metadata_file, builder.store, image, [n.ref_name for n in builder.names])
     for kind, dest in outputs:
@@ -219,7 +218,7 @@ def _build(args: argparse.Namespace, context: str, text: str | None) -> int:
     if args.push:
         _push(builder.store, builder.names, args.quiet or args.progress == "quiet")
     if args.quiet:
-        print(image.id)
+        print(builder.index or image.id)  # as buildx: a multi-platform image is known by its index
     return 0
 
 
@@ -229,13 +228,13 @@ def _write_metadata(path: str, store: Store, image: Image, names: list[str]) -> 
 
     from dockyard.fsutil import atomic_write
 
-    manifest = {"mediaType": image.manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json",
-                "digest": str(image.manifest_digest),
-                "size": os.path.getsize(store.blob_path(image.manifest_digest))}
-    if image.manifest.get("annotations"):
-        manifest["annotations"] = image.manifest["annotations"]
+    top = json.loads(store.read_blob(image.top))  # an index, for a multi-platform image
+    manifest = {"mediaType": top.get("mediaType") or "application/vnd.oci.image.manifest.v1+json",
+                "digest": str(image.top), "size": os.path.getsize(store.blob_path(image.top))}
+    if top.get("annotations"):
+        manifest["annotations"] = top["annotations"]
     data = {"containerimage.config.digest": str(image.id), "containerimage.descriptor": manifest,
-            "containerimage.digest": str(image.manifest_digest)}
+            "containerimage.digest": str(image.top)}
     if names:
         data["image.name"] = ",".join(names)
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

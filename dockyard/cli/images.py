@@ -102,6 +102,7 @@ def image_rows(store) -> list[dict[str, Any]]:
     from dockyard.imagefilters import repo_tag
 
     rows = []
+    platforms = store.platforms()  # of multi-platform images (one row each, as docker's containerd store)
     for digest, summary, names in store.summaries():
         created, size = parse_time(summary.created), summary.size  # docker's SIZE: the layers unpacked
         for name in names or [None]:
@@ -118,6 +119,7 @@ def image_rows(store) -> list[dict[str, Any]]:
                 "Size": human_size(size),
                 "SizeBytes": size,
                 "CompressedSize": human_size(summary.compressed),  # dockyard's: what a push or save moves
+                "Platforms": ",".join(platforms.get(digest, [])),
                 "_created": created.timestamp() if created else 0,
                 "Name": name,
             })

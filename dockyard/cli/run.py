@@ -75,6 +75,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-timeout", type=int, default=None, help="timeout (in seconds) to stop a container")
     p.add_argument("-l", "--label", action="append", default=[], help="set meta data on a container")
     p.add_argument("--runtime", default="dockyard", help="runtime to use for this container (dockyard or runc)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the platform to pick from a multi-platform image (foreign ones run under qemu)")
     p.add_argument("--health-cmd", default=None, help="command to run to check health")
     p.add_argument("--health-interval", default=None, help="time between running the check (ms|s|m|h)")
     p.add_argument("--health-retries", type=int, default=None, help="consecutive failures needed to report unhealthy")
@@ -137,7 +139,7 @@ def _options(args: argparse.Namespace):
         pids_limit=args.pids_limit, restart=args.restart, init=args.init, cap_add=args.cap_add,
         cap_drop=args.cap_drop, security_opt=create.load_security_opts(args.security_opt), privileged=args.privileged,
         stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
-        labels=labels, runtime=args.runtime, auto_remove=args.rm, healthcheck=healthcheck)
+        labels=labels, runtime=args.runtime, auto_remove=args.rm, platform=args.platform, healthcheck=healthcheck)
 
 
 def _run_error(e: Exception) -> int:

@@ -14,7 +14,7 @@ from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest, verify
 from dockyard.distribution import RegistryError
 from dockyard.errors import DigestMismatch, DockyardError, NotFound
-from dockyard.image import Descriptor, Image, select_platform
+from dockyard.image import Descriptor, Image, Platform, select_platform
 from dockyard.reference import Reference
 from dockyard.store import Store
 from registry.client.connections import Response
@@ -75,27 +75,6 @@ def run_transfers(config: Callable[[], None] | None, layers: list[Callable[[], N
     real = [errors[i] for i in sorted(errors) if not isinstance(errors[i], Cancelled)]
     if real:
         raise real[0]
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An os/arch[/variant] to pick from an index."""
-
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str | None) -> Platform:
-        if not text:
-            return cls()
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise DockyardError(f"invalid platform {text!r}: expected os/arch[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
 @dataclass

@@ -220,12 +220,27 @@ def push_image(store: Store, t: Transport, remote: Remote, image: Image, tag_or_
     # The config goes silently, like docker's.
     run_transfers(functools.partial(up.blob, config, config.digest.short, Progress()),
                   [functools.partial(up.blob, desc, key, progress) for key, desc in blobs], parallel, cancel)
+    put_manifest(t, remote, tag_or_digest, data, media_type, image.manifest_digest)
+    return PushResult(image.manifest_digest, len(data))
+
+
+def put_manifest(t: Transport, remote: Remote, tag_or_digest: str, data: bytes, media_type: str,
+                 digest: Digest) -> None:
+    """PUT a manifest or index's stored bytes exactly, checking the registry kept its digest."""
     what = f"{remote.host}/{remote.repository}:{tag_or_digest}"
-    r = check(t.request("PUT", f"/v2/{remote.repository}/manifests/{tag_or_digest}", up.scopes,
+    r = check(t.request("PUT", f"/v2/{remote.repository}/manifests/{tag_or_digest}", (remote.scope("pull,push"),),
                         headers={"Content-Type": media_type}, body=data), f"manifest {what}", (201, 200))
     r.close()
     got = r.headers.get("Docker-Content-Digest")
-    if got and got != str(image.manifest_digest):
-        raise DigestMismatch(f"registry stored the manifest of {what} as {one_line(got, 150)}, "
-                             f"not {image.manifest_digest}")
-    return PushResult(image.manifest_digest, len(data))
+    if got and got != str(digest):
+        raise DigestMismatch(f"registry stored the manifest of {what} as {one_line(got, 150)}, not {digest}")
+
+
+def push_index(store: Store, t: Transport, remote: Remote, index: Digest, tag_or_digest: str, progress: Progress,
+               parallel: int, sources: MountSources) -> PushResult:
+    """Push a multi-platform image: each platform's image by digest (children first), then the index."""
+    for _, desc in store.index_children(index):
+        push_image(store, t, remote, store.image(desc.digest), str(desc.digest), progress, parallel, sources)
+    data = store.read_blob(index)
+    put_manifest(t, remote, tag_or_digest, data, json.loads(data).get("mediaType") or mt.OCI_INDEX, index)
+    return PushResult(index, len(data))

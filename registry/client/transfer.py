@@ -14,7 +14,7 @@ from dockyard.reference import Reference
 from dockyard.store import Store
 from registry.client.progress import Progress
 from registry.client.pull import Platform, pull_image
-from registry.client.push import MountSources, push_image
+from registry.client.push import MountSources, push_image, push_index
 from registry.client.remote import Transports, qualify, remote_for
 from registry.client.search import list_tags
 
@@ -113,7 +113,10 @@ def push(store: Store, source: str, destination: str | None = None, *, all_tags:
         parallel = parallel or transports.config.max_concurrent_uploads
         progress.message(f"The push refers to repository [{target.name}]")
         for image, tag in jobs:
-            result = push_image(store, t, remote, image, tag, progress, parallel, sources)
+            if image.index is not None:
+                result = push_index(store, t, remote, image.index, tag, progress, parallel, sources)
+            else:
+                result = push_image(store, t, remote, image, tag, progress, parallel, sources)
             progress.close()
             progress.message(f"{tag}: digest: {result.digest} size: {result.size}")
             # Its referrers (SBOM, provenance) after it: a registry may refuse a subject it does not hold.

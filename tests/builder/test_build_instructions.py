@@ -376,7 +376,7 @@ def test_cli_usage_errors_are_one_line(context, build, tmp_path):
     ctx = context({"Dockerfile": "FROM busybox\n"})
     for args, message in ((["-t", "Bad:Name:x"], "invalid reference"),
                           (["-f", str(tmp_path / "nope")], "Dockerfile not found"),
-                          (["--platform", "linux/arm64"], "only linux/amd64"),
+                          (["--platform", "linux/amd64/x/y"], "invalid platform"),
                           (["--output", "type=zip,dest=x"], "unsupported type"),
                           (["--push"], "--push needs at least one -t"),
                           (["--target", "nosuch"], "target stage 'nosuch' could not be found")):

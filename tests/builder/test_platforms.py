@@ -1,0 +1,263 @@
+"""Multi-platform images: an arm64 base from Debian's arm64 busybox-static, a `--platform linux/amd64,linux/arm64`
+build whose arm64 RUN runs under qemu-user-static, the index it makes (run, images, push to our registry and
+podman pulling each platform, save/load, gc) and hostile platform strings and archives.
+
+scripts/install.sh downloads busybox-static:arm64 into /var/cache/dockyard-tests, so no test needs the internet."""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from support import REPO, run_cli, tool
+
+import dockyard.api
+from dockyard.digest import Digest
+from dockyard.image import Platform
+from dockyard.inroot import layered_path
+from dockyard.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
+from registries import start_dockyard_registry
+
+DEB_CACHE = "/var/cache/dockyard-tests"
+DOCKERFILE = """\
+FROM --platform=$BUILDPLATFORM base-amd64 AS cross
+RUN uname -m > /built-on
+ARG TARGETARCH
+FROM base-${TARGETARCH}
+ARG TARGETPLATFORM
+ARG TARGETARCH
+ARG TARGETVARIANT
+ARG BUILDPLATFORM
+ARG BUILDARCH
+RUN uname -m > /arch && echo "$TARGETPLATFORM $TARGETARCH [$TARGETVARIANT] $BUILDPLATFORM $BUILDARCH" > /args \\
+    && cp /bin/busybox /bb-copy
+COPY --from=cross /built-on /built-on
+COPY hello.txt /hello.txt
+"""
+
+
+def _rootfs_tar(tmp: Path, name: str, busybox: str) -> Path:
+    """A busybox rootfs (examples/busybox-rootfs.sh) around the given busybox binary, as a tarball."""
+    root = tmp / name
+    subprocess.run(["bash", str(REPO / "examples" / "busybox-rootfs.sh"), str(root)], check=True,
+                   env={**os.environ, "BUSYBOX": busybox})
+    tar = tmp / f"{name}.tar"
+    with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT) as tf:
+        for entry in sorted(os.listdir(root)):
+            tf.add(root / entry, arcname=entry)
+    return tar
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A store with base-amd64 and base-arm64 (imported with --platform) and multi:1 built for both."""
+    debs = glob.glob(f"{DEB_CACHE}/busybox-static_*_arm64.deb")
+    assert debs, f"no busybox-static arm64 .deb in {DEB_CACHE} (scripts/install.sh downloads it)"
+    tmp = tmp_path_factory.mktemp("platforms")
+    subprocess.run(["dpkg-deb", "-x", debs[0], str(tmp / "deb")], check=True)
+    root = str(tmp / "store")
+    run_cli(root, "import", "--platform", "linux/arm64",
+            str(_rootfs_tar(tmp, "arm64", str(tmp / "deb" / "bin" / "busybox"))), "base-arm64")
+    run_cli(root, "import", str(_rootfs_tar(tmp, "amd64", "/bin/busybox")), "base-amd64")
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "hello.txt").write_text("hello\n")
+    res = run_cli(root, "build", "--progress", "plain", "--network", "none", "--platform",
+                  "linux/amd64,linux/arm64", "-t", "multi:1", "--iidfile", str(tmp / "iid"), str(ctx))
+    yield {"root": root, "tmp": tmp, "ctx": ctx, "log": res.err, "iid": (tmp / "iid").read_text()}
+
+
+def _index(root: str, name: str) -> dict:
+    store = Store(root)
+    digest = next(e.digest for e in store.entries() if e.name == f"docker.io/library/{name}" or e.name == name)
+    return json.loads(store.read_blob(digest))
+
+
+def _file(root: str, image: str, platform: str, path: str) -> tuple[str, str]:
+    """A file of one platform's image: its content and what `file` says of it."""
+    store = Store(root)
+    found = layered_path(store.lowerdirs(store.resolve(image, Platform.parse(platform))), path)
+    assert found is not None, f"{path} not in {image} for {platform}"
+    what = subprocess.run([tool("file"), "-b", found], capture_output=True, text=True, check=True).stdout
+    return Path(found).read_bytes().decode(errors="replace"), what
+
+
+def test_import_platform_sets_the_config(built):
+    image = Store(built["root"]).resolve("base-arm64")
+    assert (image.config["os"], image.config["architecture"]) == ("linux", "arm64")
+    assert "ARM aarch64" in _file(built["root"], "base-arm64", "linux/arm64", "/bin/busybox")[1]
+
+
+def test_build_makes_an_index_of_both_platforms(built):
+    index = _index(built["root"], "multi:1")
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"] for m in index["manifests"]] == [{"os": "linux", "architecture": "amd64"},
+                                                            {"os": "linux", "architecture": "arm64"}]
+    assert built["iid"] == next(str(e.digest) for e in Store(built["root"]).entries() if e.name and "multi" in e.name)
+    arm = _file(built["root"], "multi:1", "linux/arm64", "/bb-copy")[1]
+    amd = _file(built["root"], "multi:1", "linux/amd64", "/bb-copy")[1]
+    assert "ARM aarch64" in arm and "x86-64" in amd  # the RUN copied each platform's own binary
+    assert _file(built["root"], "multi:1", "linux/arm64", "/arch")[0] == "aarch64\n"  # RUN ran under qemu
+    assert _file(built["root"], "multi:1", "linux/arm64", "/args")[0] == "linux/arm64 arm64 [] linux/amd64 amd64\n"
+    assert _file(built["root"], "multi:1", "linux/amd64", "/args")[0] == "linux/amd64 amd64 [] linux/amd64 amd64\n"
+    # FROM --platform=$BUILDPLATFORM: the cross stage ran natively, once (the second platform's is cached).
+    assert _file(built["root"], "multi:1", "linux/arm64", "/built-on")[0] == "x86_64\n"
+    assert built["log"].count("RUN uname -m > /built-on\n#") == 2 and "CACHED" in built["log"]
+    configs = {p: Store(built["root"]).resolve("multi:1", Platform.parse(p)).config["architecture"]
+               for p in ("linux/amd64", "linux/arm64")}
+    assert configs == {"linux/amd64": "amd64", "linux/arm64": "arm64"}
+
+
+def test_run_picks_the_platform(built):
+    root = built["root"]
+    assert run_cli(root, "run", "--rm", "--network", "none", "--platform", "linux/arm64", "multi:1",
+                   "uname", "-m").out == "aarch64\n"
+    assert run_cli(root, "run", "--rm", "--network", "none", "multi:1", "uname", "-m").out == "x86_64\n"
+    res = run_cli(root, "run", "--rm", "--network", "none", "--platform", "linux/arm/v7", "multi:1", "true",
+                  check=False)
+    assert res.code != 0 and res.err.count("\n") == 1 and "Traceback" not in res.err
+    assert "no linux/arm/v7 image" in res.err and "(it has linux/amd64, linux/arm64)" in res.err
+    res = run_cli(root, "run", "--rm", "--network", "none", "--platform", "linux/amd64", "base-arm64", "true",
+                  check=False)
+    assert res.code != 0 and "is linux/arm64, not linux/amd64" in res.err
+    client = dockyard.api.Client(root)  # docker-py's platform= too
+    assert client.containers.run("multi:1", ["uname", "-m"], platform="linux/arm64", network_mode="none",
+                                 remove=True) == b"aarch64\n"
+    attrs = client.images.get("multi:1").attrs
+    assert attrs["RepoTags"] == ["multi:1"] and attrs["Architecture"] == "amd64"
+
+
+def test_images_shows_the_platforms(built):
+    out = run_cli(built["root"], "images", "--format", "{{.Repository}}:{{.Tag}} {{.Platforms}}").out
+    assert "multi:1 linux/amd64,linux/arm64\n" in out
+    rows = [r for r in out.splitlines() if r.startswith("multi")]
+    assert len(rows) == 1  # one row per tag, as docker's containerd image store
+
+
+def test_gc_keeps_the_children_of_a_tagged_index(built):
+    Store(built["root"]).gc(drop_unpacked=True)
+    for platform in ("linux/amd64", "linux/arm64"):
+        assert _file(built["root"], "multi:1", platform, "/hello.txt")[0] == "hello\n"
+
+
+def test_push_and_podman_pulls_each_platform(built, tmp_path):
+    server = start_dockyard_registry(tmp_path / "reg")
+    short = tempfile.mkdtemp(prefix="pd", dir="/tmp")  # podman limits the runroot path to 50 characters
+    podman = [tool("podman"), "--root", f"{short}/s", "--runroot", f"{short}/r", "--storage-driver", "vfs"]
+    try:
+        name = f"{server.host}/multi/app:1"
+        run_cli(built["root"], "tag", "multi:1", name)
+        run_cli(built["root"], "push", "-q", name)
+        index = _index(built["root"], name)
+        store = Store(built["root"])
+        configs = {m["platform"]["architecture"]: store.image(Digest.parse(m["digest"])).id.hex
+                   for m in index["manifests"]}
+        for arch in ("arm64", "amd64"):
+            subprocess.run([*podman, "pull", "-q", "--tls-verify=false", "--arch", arch, name], check=True,
+                           capture_output=True)
+            got = subprocess.run([*podman, "image", "inspect", "--format", "{{.Architecture}} {{.ID}}", name],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            assert got == [arch, configs[arch]]  # podman chose that platform's image from the index
+        # The build's --push: the index again (nothing new), from a fresh tag.
+        res = run_cli(built["root"], "build", "-q", "--network", "none", "--platform", "linux/amd64,linux/arm64",
+                      "-t", f"{server.host}/multi/app:2", "--push", str(built["ctx"]))
+        assert res.out.strip() == built["iid"]
+        raw = subprocess.run([tool("skopeo"), "inspect", "--raw", "--tls-verify=false",
+                              f"docker://{server.host}/multi/app:2"], check=True, capture_output=True).stdout
+        assert json.loads(raw) == index
+    finally:
+        subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True)
+        shutil.rmtree(short, ignore_errors=True)
+        server.stop()
+
+
+def test_save_load_keeps_every_platform(built, tmp_path):
+    archive = tmp_path / "multi.tar"
+    run_cli(built["root"], "save", "--format", "oci-archive", "-o", str(archive), "multi:1")
+    other = str(tmp_path / "other")
+    assert run_cli(other, "load", "-i", str(archive)).out == "Loaded image: multi:1\n"
+    assert _index(other, "multi:1") == _index(built["root"], "multi:1")
+    for platform, arch in (("linux/arm64", "aarch64\n"), ("linux/amd64", "x86_64\n")):
+        assert _file(other, "multi:1", platform, "/arch")[0] == arch
+    run_cli(other, "rmi", "multi:1")  # the index and, at gc, every platform's blobs go
+    assert run_cli(other, "images", "-q").out == ""
+    Store(other).gc()
+    assert os.listdir(os.path.join(other, "images", "blobs", "sha256")) == []
+
+
+def _archive_with_index(path: Path, index: dict, blobs: dict[str, bytes]) -> None:
+    """An oci-archive whose index.json names one image index (and the given blobs)."""
+    data = json.dumps(index).encode()
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with tarfile.open(path, "w") as tf:
+        for name, content in {**blobs, f"blobs/sha256/{digest[7:]}": data,
+                              "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+                              "index.json": json.dumps({"schemaVersion": 2, "manifests": [
+                                  {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+                                   "size": len(data), "annotations": {
+                                       "io.containerd.image.name": "docker.io/library/evil:1"}}]}).encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tf.addfile(info, io.BytesIO(content))
+
+
+def test_hostile_platforms_and_indexes(built, tmp_path):
+    root = built["root"]
+    for bad in ("garbage", "linux/../../etc", "linux/amd64,", "linux/amd64/v1/x", "../x/y", "linux/" + "a" * 200):
+        res = run_cli(root, "build", "--platform", bad, str(built["ctx"]), check=False)
+        assert res.code != 0 and res.err.count("\n") == 1 and "Traceback" not in res.err, res.err
+        assert res.err.startswith("Error: invalid platform"), res.err
+        res = run_cli(root, "import", "--platform", bad, "/dev/null", check=False)
+        assert res.code != 0 and res.err.startswith("Error: invalid platform"), res.err
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM --platform=linux/../x base-amd64\n")
+    res = run_cli(root, "build", str(ctx), check=False)
+    assert res.code != 0 and "Dockerfile:1" in res.err and "invalid platform" in res.err
+    missing = "sha256:" + "ab" * 32
+    _archive_with_index(tmp_path / "missing.tar", {"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": missing, "size": 300,
+         "platform": {"os": "linux", "architecture": "arm64"}}]}, {})
+    res = run_cli(root, "load", "-i", str(tmp_path / "missing.tar"), check=False)
+    assert res.code != 0 and res.err.count("\n") == 1 and f"missing file 'blobs/sha256/{missing[7:]}'" in res.err
+    huge = b"{" + b" " * (5 << 20) + b"}"
+    import hashlib
+
+    huge_digest = "sha256:" + hashlib.sha256(huge).hexdigest()
+    _archive_with_index(tmp_path / "huge.tar", {"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": huge_digest, "size": len(huge),
+         "platform": {"os": "linux", "architecture": "arm64"}}]}, {f"blobs/sha256/{huge_digest[7:]}": huge})
+    res = run_cli(root, "load", "-i", str(tmp_path / "huge.tar"), check=False)
+    assert res.code != 0 and res.err.count("\n") == 1 and "too large" in res.err
+    assert "evil" not in run_cli(root, "images").out
+
+
+def test_one_cache_for_every_platform(built, tmp_path):
+    """--cache-to of a multi-platform build holds every platform's steps; a build with an empty local cache
+    takes them all from it and makes the same index."""
+    root, cache = built["root"], tmp_path / "cache"
+    multi = ("build", "--progress", "plain", "--network", "none", "--platform", "linux/amd64,linux/arm64")
+    run_cli(root, *multi, "-t", "multi:1", "--cache-to", f"type=local,dest={cache},mode=max", str(built["ctx"]))
+    run_cli(root, "builder", "prune")
+    res = run_cli(root, *multi, "-t", "multi:1", "--cache-from", f"type=local,src={cache}",
+                  "--iidfile", str(tmp_path / "iid"), str(built["ctx"]))
+    ran = {m.group(1): m.group(2) for m in re.finditer(r"^#(\d+) \[[^\]]*\] ((?:RUN|COPY) .*)$", res.err, re.M)}
+    assert len(ran) == 8, res.err  # the cross stage's RUN and the final stage's RUN and two COPYs, per platform
+    statuses = {n: re.search(rf"^#{n} (CACHED|DONE)", res.err, re.M).group(1) for n in ran}
+    assert set(statuses.values()) == {"CACHED"}, res.err
+    assert (tmp_path / "iid").read_text() == built["iid"]
