@@ -156,11 +156,13 @@ class Authorizer:
         if not user:
             return None
         from flask import request
-        known = request.environ.get("registry.principal")
+        environ = request.environ
+        known = environ.get("registry.principal")
         if known is None or known.name != user:
             from registry.model import access
-            known = access.principal_by_name(_model(), user)
-            request.environ["registry.principal"] = known
+            db = _model()
+            known = access.principal_by_name(db, user, generation_of(request, db))
+            environ["registry.principal"] = known
         return known
 
     def _project_rights(self, principal: Principal | None, repository: str) -> frozenset[str]:
@@ -201,7 +203,7 @@ class Authorizer:
         return action in self.config.rights(user, repo)
 
     def _check_token(self, tokens: TokenService, request: Request, need: Need) -> str | None:
-        header = request.headers.get("Authorization", "")
+        header = request.environ.get("HTTP_AUTHORIZATION", "")  # the environ: request.headers costs more
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
         claims = tokens.verify(header[7:].strip())
@@ -211,7 +213,20 @@ class Authorizer:
             if self.config.projects and need.kind == "repository" and claims.get("sub"):
                 self._project_rights(self._principal(claims["sub"]), need.name)  # a missing project: 404, named
             raise self._challenge(need, error="insufficient_scope")
-        return claims.get("sub") or None
+        user = claims.get("sub") or None
+        if self.config.projects:
+            self._still_granted(user, need)
+        return user
+
+    def _still_granted(self, user: str | None, need: Need) -> None:
+        """(--projects) A token's grant decided again by the model's current rights (cached per generation), so a
+        robot disabled or expired, a user deleted or rights taken away since the token was issued count at once."""
+        principal = self._principal(user)
+        if user is not None and principal is None:
+            raise self._challenge(need, error="invalid_token")
+        if need.kind == "repository" and need.name is not None \
+                and need.action not in self._project_rights(principal, need.name):
+            raise self._challenge(need, error="insufficient_scope")
 
     def allowed(self, request: Request, name: str, action: str) -> bool:
         """Whether the request may do `action` on `name` (for mount sources), without raising."""

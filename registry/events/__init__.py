@@ -36,7 +36,7 @@ PAYLOAD_FORMATS = ("Default", "CloudEvents")
 log = logging.getLogger("registry")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost a pull as much as the rest of recording it
 class Event:
     """One thing that happened: `type` is Harbor's event type (PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT,
     QUOTA_EXCEED, TAG_RETENTION, ...); `resources` are Harbor's event_data.resources entries."""
@@ -133,16 +133,24 @@ class _Batches:
     def add(self, db: Database, event: Event) -> None:
         if event.time == 0.0:  # the time it happened, not the time it is written
             event = replace(event, time=time.time())
+        if self.pid != os.getpid():  # a forked worker: its parent's batches and flusher are not its own
+            self._start()
         with self.lock:
-            if self.pid != os.getpid():  # a forked worker: its parent's batches and flusher are not its own
-                self.pid, self.pending = os.getpid(), {}
-                threading.Thread(target=self._run, name="event-flusher", daemon=True).start()
-                atexit.register(self.flush)
             events = self.pending.setdefault(db.url, (db, []))[1]
             events.append(event)
             full = len(events) >= FLUSH_MAX
         if full:
             self.due.set()
+
+    def _start(self) -> None:
+        """This process's flusher. Started outside the lock: in a gevent worker, starting it switches to other
+        greenlets, and one recording a pull meanwhile would block the whole worker on the (OS) lock held."""
+        with self.lock:
+            if self.pid == os.getpid():
+                return
+            self.pid, self.pending = os.getpid(), {}
+        threading.Thread(target=self._run, name="event-flusher", daemon=True).start()
+        atexit.register(self.flush)
 
     def _run(self) -> None:
         while True:

@@ -67,19 +67,22 @@ class _Decisions:
     """Logins and rights decided under one generation; a new generation drops them all."""
 
     def __init__(self):
-        self.generation: str | None = None
-        self.entries: dict = {}
+        # (generation, its entries), replaced as one: a lookup without the lock never pairs a generation with
+        # another's entries.
+        self.current: tuple[str | None, dict] = (None, {})
         self.lock = threading.Lock()
 
     def get(self, generation: str, key: tuple):
-        with self.lock:
-            return self.entries.get(key) if generation == self.generation else None
+        held, entries = self.current
+        return entries.get(key) if generation == held else None
 
     def put(self, generation: str, key: tuple, value) -> None:
         with self.lock:
-            if generation != self.generation or len(self.entries) >= _DECISIONS_MAX:
-                self.generation, self.entries = generation, {}
-            self.entries[key] = value
+            held, entries = self.current
+            if generation != held or len(entries) >= _DECISIONS_MAX:
+                entries = {}
+                self.current = (generation, entries)
+            entries[key] = value
 
 
 _decisions = _Decisions()
@@ -200,16 +203,23 @@ def robot_principal(s, robot: Robot) -> Principal:
     return Principal(robot.name, robot_id=robot.id, permissions=rights_of(s, robot))
 
 
-def principal_by_name(db: Database, name: str) -> Principal | None:
-    """The current Principal of a user or robot by name (a token's subject), None if gone, disabled or expired."""
-    with db.session() as s:
-        if name.startswith(ROBOT_PREFIX):
-            robot = s.scalars(select(Robot).where(Robot.name == name)).first()
-            if robot is None or robot.disabled or (robot.expires_at != -1 and robot.expires_at <= time.time()):
-                return None
-            return robot_principal(s, robot)
-        user = s.scalars(select(User).where(User.username == name)).first()
-        return Principal(user.username, user_id=user.id, sysadmin=user.sysadmin) if user else None
+def principal_by_name(db: Database, name: str, gen: str | None = None) -> Principal | None:
+    """The current Principal of a user or robot by name (a token's subject), None if gone, disabled or expired
+    (cached per generation, a robot's expiry checked at each call)."""
+    gen = gen if gen is not None else generation(db)
+    key = ("principal", name)
+    hit = _decisions.get(gen, key)
+    if hit is None:
+        with db.session() as s:
+            if name.startswith(ROBOT_PREFIX):
+                robot = s.scalars(select(Robot).where(Robot.name == name)).first()
+                hit = (None, -1) if robot is None or robot.disabled else \
+                    (robot_principal(s, robot), robot.expires_at)
+            else:
+                user = s.scalars(select(User).where(User.username == name)).first()
+                hit = (Principal(user.username, user_id=user.id, sysadmin=user.sysadmin) if user else None, -1)
+        _decisions.put(gen, key, hit)
+    return hit[0] if hit[1] == -1 or hit[1] > time.time() else None
 
 
 def login(db: Database, username: str, password: str, remote_addr: str, gen: str | None = None) -> Principal | None:
