@@ -88,7 +88,7 @@ def check_pull(name: str, digest: Digest) -> None:
     from registry.model import trust
     from registry.model.policy import Refused
     try:  # not _policies(): a generator's context costs more than the check when content trust is off
-        trust.check_pull(reg.model, name, str(digest), generation_of(request, reg.model))
+        trust.check_pull(reg.model, name, str(digest), generation_of(request.environ, reg.model))
     except Refused as e:
         raise as_registry_error(e) from None
 

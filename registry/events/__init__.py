@@ -79,11 +79,9 @@ def record(db: Database, events: list[Event]) -> None:
     """Write events' audit entries and webhook deliveries, and pulls' times and counts, in one transaction: each
     project and its policies are read once per batch and the entries inserted in bulk, so a batch of pulls costs
     about one write."""
-    from sqlalchemy import insert
-
     from registry.events import audit, webhooks
     from registry.model.artifacts import count_pulls
-    from registry.model.tables import AuditLog, Project, Repository, WebhookPolicy
+    from registry.model.tables import Project, Repository, WebhookPolicy
     queued = False
     with db.session() as s:
         projects: dict[str, tuple[Project | None, list[WebhookPolicy]]] = {}
@@ -112,8 +110,8 @@ def record(db: Database, events: list[Event]) -> None:
                     body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
                     webhooks.queue(s, policy.id, event.type, target["address"], body)
                     queued = True
-        if entries:  # Core's executemany: the ORM's bulk insert costs more per row
-            s.connection().execute(insert(AuditLog), entries)
+        if entries:
+            audit.write(s.connection(), entries)
         pulls = [event for event in events if event.type == "PULL_ARTIFACT"]
         if pulls:
             count_pulls(s.connection(), pulls)
