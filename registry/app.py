@@ -88,8 +88,8 @@ def _gate() -> None:
     switches, and authorize the request."""
     reg = state()
     if reg.model is not None and reg.background_pid != os.getpid():  # here: one more hook would cost every request
-        from registry import background
-        background.start(reg)
+        from registry.api.webhooks import start_background
+        start_background(reg)
     rule = request.url_rule
     request.environ["registry.route"] = rule.rule if rule is not None else "unmatched"
     if request.endpoint is None:  # nothing matched: the routing error (404, 405) is the answer

@@ -1,18 +1,33 @@
 """`/projects/{p}/webhook/...`: webhook policies, their delivery log (executions, tasks, jobs), the event types,
-a test send."""
+a test send; and each worker's background sender, retention scheduler and replication worker."""
 
 from __future__ import annotations
+
+import os
 
 from flask import Response, jsonify, request
 from sqlalchemy import func, select
 
 from registry.api.common import ApiError, bp, created, json_body, needs, page_response, paging, rfc3339
 from registry.api.executions import log_response, page_of
+from registry.context import Registry
 from registry.events import EVENT_TYPES, PAYLOAD_FORMATS, webhooks
 from registry.guard import model, principal, project
 from registry.model.tables import WebhookDelivery, WebhookPolicy
 
 _POLICY = "/projects/<project_name_or_id>/webhook/policies/<int:webhook_policy_id>"
+
+
+def start_background(reg: Registry) -> None:
+    """This worker's webhook sender, retention scheduler and replication worker, for the app of `reg`: started by
+    the gate on a worker's first request (after fork: never in gunicorn's master), once per process and app."""
+    assert reg.model is not None, "background loops without --projects"
+    from registry.model import retention
+    from registry.replication import engine
+    webhooks.start(reg.model)
+    retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
+    engine.start(reg.model, reg.storage, reg.config.root)
+    reg.background_pid = os.getpid()
 
 
 def policy_json(p: WebhookPolicy) -> dict:
