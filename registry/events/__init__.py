@@ -84,23 +84,28 @@ def record(db: Database, events: list[Event]) -> None:
     from registry.model.tables import Project, Repository, WebhookPolicy
     queued = False
     with db.session() as s:
-        projects: dict[str, tuple[Project | None, list[WebhookPolicy]]] = {}
+        # project name -> (the project, its id, its enabled policies): read once per batch, as the id (an ORM
+        # attribute costs a descriptor call, and a batch of pulls asks for it per pull)
+        projects: dict[str, tuple[Project | None, int | None, list[WebhookPolicy]]] = {}
         entries = []
         for event in events:
-            if event.project not in projects:
+            known = projects.get(event.project)
+            if known is None:
                 project = s.query(Project).filter_by(name=event.project).one_or_none()
                 policies = [] if project is None else \
                     list(s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True))
-                projects[event.project] = (project, policies)
-            project, policies = projects[event.project]
+                known = projects[event.project] = (project, project.id if project is not None else None, policies)
+            project, project_id, policies = known
             occurred = event.time or time.time()
             if event.type in OPERATIONS:
-                entries += [audit.row(OPERATIONS[event.type], "artifact" if event.repository else "project",
-                                      resource, event.operator, event.remote_addr,
-                                      project.id if project is not None else None, occurred)
-                            for resource in _audit_resources(event)]
+                operation, kind = OPERATIONS[event.type], "artifact" if event.repository else "project"
+                for resource in _audit_resources(event):
+                    entries.append(audit.row(operation, kind, resource, event.operator, event.remote_addr,
+                                             project_id, occurred))
+            if project is None or not policies:
+                continue
             wanted = [p for p in policies if event.type in (p.event_types or [])]
-            if project is None or not wanted:
+            if not wanted:
                 continue
             repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
             for policy in wanted:
