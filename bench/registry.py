@@ -443,8 +443,8 @@ def run_product(work: Path, args: argparse.Namespace) -> None:
             digests[url] = push_blob(url, "bench/blobs", blob, auth)
         servers = {"plain": (plain, ()), "projects": (product, (f"Authorization: Bearer {token}",))}
         rates: dict[str, dict[str, list[float]]] = {name: {"manifest": [], "blob": []} for name in servers}
-        for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
-            for name, (url, headers) in servers.items():
+        for i in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
+            for name, (url, headers) in list(servers.items())[::1 if i % 2 == 0 else -1]:
                 rates[name]["manifest"].append(wrk(url, MANIFEST_PATH, args.duration, 32, headers)[0])
                 rates[name]["blob"].append(wrk(url, f"/v2/bench/blobs/blobs/{digests[url]}", args.duration, 32,
                                                headers)[0])
