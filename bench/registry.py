@@ -8,11 +8,17 @@ With --slow-clients instead: each server holds 500 idle connections (half sent n
 and 50 uploads trickling a byte every 5 s, while one client makes 1,000 manifest GETs, each on a new connection
 with a 5 s timeout; prints the share answered and the p50/p99 latency.
 
+With --connections N instead: manifest GET, blob HEAD and 1 MiB blob GET with N connections (wrk; ab for HEADs) on
+both servers, alternating, with the medians of requests/s and p99 latency (goal at N=64: >= 2x distribution's rate,
+at a lower p99).
+
 With --product instead: manifest and 1 MiB blob GETs (wrk) on a plain registry and on a --projects one where the
-image sits in a private project read with a robot account's token (goal: within 10%), then UI page render times
-(p50/p95) for a project of 1,000 repositories and a repository of 10,000 tags (goal: p95 <= 50 ms).
+image sits in a private project read with a robot account's token (goal: within 10%; medians of alternating rounds),
+then UI page render times (p50/p95) for a project of 1,000 repositories and a repository of 10,000 tags (goal: p95 <=
+50 ms).
 
 Run: python bench/registry.py [--workers N] [--threads N] [--duration S] [--slow-clients [--idle N] ...]
+     python bench/registry.py --connections 64 [--rounds N] [--duration S]
      python bench/registry.py --product [--rounds N] [--duration S]
 """
 
@@ -45,6 +51,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 BLOB_SIZE = 64 << 20
+ONE_MIB = 1 << 20
+MANIFEST_PATH = "/v2/bench/manifest/manifests/latest"
 
 
 def free_port() -> int:
@@ -88,6 +96,15 @@ def start_dockyard(work: Path, workers: int, threads: int, *extra: str, root: st
     return url, proc
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to a server: to its whole session when it leads one (ours: gunicorn's master and workers)."""
+    if os.getpgid(proc.pid) == proc.pid:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:  # distribution, started in our own process group
+        proc.terminate()
+    proc.wait()
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -115,17 +132,36 @@ def bench_blob(url: str, digest: str, runs: int) -> float:
     return max(speeds)
 
 
-def bench_manifest(url: str, duration: int, headers: tuple[str, ...] = (),
-                   path: str = "/v2/bench/manifest/manifests/latest") -> float:
-    """Requests/s of `wrk -t2 -c32` GETs of `path` (a manifest unless told otherwise)."""
+def wrk(url: str, path: str, duration: int, connections: int = 32,
+        headers: tuple[str, ...] = ()) -> tuple[float, float]:
+    """Requests/s and p99 latency (ms) of `wrk -t2 -c<connections>` GETs of `path`."""
     extra = [arg for h in headers for arg in ("-H", h)]
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{duration}s", "-H", f"Accept: {OCI_MANIFEST}", *extra,
-                          f"{url}{path}"], capture_output=True, text=True, check=True)
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H",
+                          f"Accept: {OCI_MANIFEST}", *extra, f"{url}{path}"],
+                         capture_output=True, text=True, check=True)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
     if non2xx:
-        sys.exit(f"wrk saw {non2xx.group(1)} errors against {url}")
-    return float(m.group(1))
+        sys.exit(f"wrk saw {non2xx.group(1)} errors against {url}{path}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout).group(1))
+    value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out.stdout, re.M).groups()
+    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def ab_head(url: str, path: str, duration: int, connections: int) -> tuple[float, float]:
+    """Requests/s and p99 latency (ms) of keep-alive HEADs by `ab` (wrk waits for a HEAD answer's body and hangs)."""
+    out = subprocess.run(["ab", "-q", "-k", "-i", f"-c{connections}", f"-t{duration}", "-n10000000",
+                          f"{url}{path}"], capture_output=True, text=True, check=True)
+    failed = re.search(r"^(?:Failed requests|Non-2xx responses):\s+([1-9]\d*)", out.stdout, re.M)
+    if failed:
+        sys.exit(f"ab saw {failed.group(1)} failures against {url}{path}")
+    rate = float(re.search(r"Requests per second:\s+([\d.]+)", out.stdout).group(1))
+    return rate, float(re.search(r"^\s+99%\s+(\d+)", out.stdout, re.M).group(1))
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def small_image(url: str, auth=None) -> None:
@@ -136,7 +172,7 @@ def small_image(url: str, auth=None) -> None:
                                       "size": len(config)},
                            "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(url, "bench/manifest", layer, auth),
                                        "size": len(layer)}]}).encode()
-    requests.put(f"{url}/v2/bench/manifest/manifests/latest", data=manifest, auth=auth,
+    requests.put(f"{url}{MANIFEST_PATH}", data=manifest, auth=auth,
                  headers={"Content-Type": OCI_MANIFEST}).raise_for_status()
 
 
@@ -210,7 +246,7 @@ def bench_under_slow_clients(url: str, requests_n: int, timeout: float) -> tuple
         started = time.perf_counter()
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         try:
-            conn.request("GET", "/v2/bench/manifest/manifests/latest", headers={"Accept": OCI_MANIFEST})
+            conn.request("GET", MANIFEST_PATH, headers={"Accept": OCI_MANIFEST})
             resp = conn.getresponse()
             resp.read()
             if resp.status == 200:
@@ -251,6 +287,34 @@ def run_slow_clients(servers: dict[str, str], args: argparse.Namespace) -> None:
         print(f"{name:<16}{share:>16}{percentile(latencies, 0.5):>10.1f}{percentile(latencies, 0.99):>10.1f}"
               f"{closed:>8}")
     print("(closed = held connections the server closed meanwhile; idle ones are reopened)")
+
+
+def run_concurrency(servers: dict[str, str], args: argparse.Namespace) -> None:
+    """Manifest GET, blob HEAD and 1 MiB blob GET with `args.connections` connections on each server, alternating
+    rounds; medians of requests/s and of p99 latency."""
+    blob = os.urandom(ONE_MIB)
+    paths = {}
+    for name, url in servers.items():
+        small_image(url)
+        paths[name] = f"/v2/bench/blobs/blobs/{push_blob(url, 'bench/blobs', blob)}"
+    cases = {"manifest GET": lambda url, name: wrk(url, MANIFEST_PATH, args.duration, args.connections),
+             "blob HEAD": lambda url, name: ab_head(url, paths[name], args.duration, args.connections),
+             "1 MiB blob GET": lambda url, name: wrk(url, paths[name], args.duration, args.connections)}
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for i in range(args.rounds):
+        order = list(servers.items()) if i % 2 == 0 else list(reversed(servers.items()))
+        for label, measure in cases.items():
+            for name, url in order:
+                runs.setdefault((label, name), []).append(measure(url, name))
+    print(f"{args.connections} connections (GETs: wrk -t2, HEADs: ab -k), {args.rounds} rounds of {args.duration} s, "
+          "medians")
+    print(f"{'case':<16}{'distribution req/s':>20}{'dockyard req/s':>16}{'ratio':>8}"
+          f"{'p99 ms dist':>13}{'p99 ms ours':>13}")
+    for label in cases:
+        d_rate, d_p99 = (median([r[k] for r in runs[label, "distribution"]]) for k in (0, 1))
+        o_rate, o_p99 = (median([r[k] for r in runs[label, "dockyard"]]) for k in (0, 1))
+        print(f"{label:<16}{d_rate:>20.0f}{o_rate:>16.0f}{o_rate / d_rate:>7.2f}x{d_p99:>13.1f}{o_p99:>13.1f}")
+    print("(goal: ratio >= 2.0 at a lower p99)")
 
 
 def make_layout(path: Path) -> None:
@@ -298,7 +362,6 @@ def bench_skopeo(url: str, layout: Path, work: Path, repo: str) -> tuple[float, 
 
 
 ADMIN = ("admin", "Bench-admin-1")
-ONE_MIB = 1 << 20
 
 
 def product_setup(url: str) -> str:
@@ -380,14 +443,14 @@ def run_product(work: Path, args: argparse.Namespace) -> None:
             digests[url] = push_blob(url, "bench/blobs", blob, auth)
         servers = {"plain": (plain, ()), "projects": (product, (f"Authorization: Bearer {token}",))}
         rates: dict[str, dict[str, list[float]]] = {name: {"manifest": [], "blob": []} for name in servers}
-        for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
-            for name, (url, headers) in servers.items():
-                rates[name]["manifest"].append(bench_manifest(url, args.duration, headers))
-                rates[name]["blob"].append(bench_manifest(url, args.duration, headers,
-                                                          f"/v2/bench/blobs/blobs/{digests[url]}"))
-        print(f"{'wrk -t2 -c32 (req/s, best)':<34}{'plain':>12}{'projects':>12}{'ratio':>8}")
+        for i in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
+            for name, (url, headers) in list(servers.items())[::1 if i % 2 == 0 else -1]:
+                rates[name]["manifest"].append(wrk(url, MANIFEST_PATH, args.duration, 32, headers)[0])
+                rates[name]["blob"].append(wrk(url, f"/v2/bench/blobs/blobs/{digests[url]}", args.duration, 32,
+                                               headers)[0])
+        print(f"{'wrk -t2 -c32 (req/s, median)':<34}{'plain':>12}{'projects':>12}{'ratio':>8}")
         for key, label in (("manifest", "manifest GET"), ("blob", "1 MiB blob GET")):
-            a, b = max(rates["plain"][key]), max(rates["projects"][key])
+            a, b = median(rates["plain"][key]), median(rates["projects"][key])
             print(f"{label:<34}{a:>12.0f}{b:>12.0f}{b / a:>7.2f}x")
         print("(goal: projects within 10% of plain, ratio >= 0.90)")
         project_id, digest = fill_for_ui(work / "product-root")
@@ -409,8 +472,7 @@ def run_product(work: Path, args: argparse.Namespace) -> None:
         print("(goal: p95 <= 50 ms)")
     finally:
         for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait()
+            stop(p)
 
 
 def main() -> int:
@@ -419,13 +481,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--duration", type=int, default=5, help="wrk seconds per server")
     ap.add_argument("--runs", type=int, default=8, help="blob GETs per server (best is kept)")
-    ap.add_argument("--rounds", type=int, default=3, help="skopeo push+pull rounds per server (best is kept)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per server: skopeo push+pull (best is kept), wrk (--product, --connections: median)")
     ap.add_argument("--slow-clients", action="store_true", help="run the slow-clients benchmark instead")
     ap.add_argument("--idle", type=int, default=500, help="idle connections held (--slow-clients)")
     ap.add_argument("--trickling", type=int, default=50, help="trickling uploads held (--slow-clients)")
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between trickled bytes (--slow-clients)")
     ap.add_argument("--requests", type=int, default=1000, help="manifest GETs (--slow-clients)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds each GET may take (--slow-clients)")
+    ap.add_argument("--connections", type=int, default=0,
+                    help="instead: manifest GET, blob HEAD and 1 MiB blob GET with this many connections (e.g. 64)")
     ap.add_argument("--product", action="store_true",
                     help="the --projects model's cost on reads, and UI page render times, instead")
     ap.add_argument("--ui-requests", type=int, default=40, help="GETs per UI page (--product)")
@@ -450,6 +515,9 @@ def main() -> int:
                 small_image(url)
             run_slow_clients(servers, args)
             return 0
+        if args.connections:
+            run_concurrency(servers, args)
+            return 0
         blob = os.urandom(BLOB_SIZE)
         results: dict[str, dict[str, float]] = {name: {} for name in servers}
         digests = {}
@@ -465,7 +533,7 @@ def main() -> int:
         for name in servers:
             results[name]["blob"] = max(speeds[name])
         for name, url in servers.items():
-            results[name]["manifest"] = bench_manifest(url, args.duration)
+            results[name]["manifest"] = wrk(url, MANIFEST_PATH, args.duration)[0]
         timings: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         for i in range(args.rounds):
             # Fresh content each round, so no push finds its blobs already stored.
@@ -490,8 +558,7 @@ def main() -> int:
         print("(ratio = dockyard relative to distribution; >= 1.0 means as fast or faster)")
     finally:
         for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait()
+            stop(p)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

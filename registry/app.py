@@ -48,9 +48,10 @@ def create_app(config: Config, strict: bool = True) -> Flask:
     app = Flask("registry", static_folder=None)  # no /static/ route: the registry serves no files of its own
     storage = open_storage(*config.storage())
     storage.create()
-    app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict),
+    model = _open_model(config)
+    app.extensions["registry"] = Registry(config, storage, Authorizer(config, strict, model),
                                           Metrics(os.path.join(os.path.abspath(config.root), "metrics")),
-                                          _open_model(config), _open_proxy(config, storage))
+                                          model, _open_proxy(config, storage))
     for bp in [*BLUEPRINTS, token_bp]:
         app.register_blueprint(bp)
     if config.projects:
@@ -83,7 +84,12 @@ def _open_proxy(config: Config, storage):
 
 
 def _gate() -> None:
-    """Validate the repository name, apply read-only/delete switches, and authorize the request."""
+    """Start the model's background loops in a new worker; validate the repository name, apply read-only/delete
+    switches, and authorize the request."""
+    reg = state()
+    if reg.model is not None and reg.background_pid != os.getpid():  # here: one more hook would cost every request
+        from registry.api.webhooks import start_background
+        start_background(reg)
     rule = request.url_rule
     request.environ["registry.route"] = rule.rule if rule is not None else "unmatched"
     if request.endpoint is None:  # nothing matched: the routing error (404, 405) is the answer
@@ -102,7 +108,6 @@ def _gate() -> None:
         raise RegistryError("DENIED", message="no access rule for this endpoint")
     if access == "public":
         return
-    reg = state()
     if name is not None:
         check_repository(name)
     if access in ("push", "delete") and reg.config.read_only:

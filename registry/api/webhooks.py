@@ -1,15 +1,16 @@
 """`/projects/{p}/webhook/...`: webhook policies, their delivery log (executions, tasks, jobs), the event types,
-a test send; and each worker's background sender and retention scheduler, started on its first request."""
+a test send; and each worker's background sender, retention scheduler and replication worker."""
 
 from __future__ import annotations
 
 import os
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 from sqlalchemy import func, select
 
 from registry.api.common import ApiError, bp, created, json_body, needs, page_response, paging, rfc3339
 from registry.api.executions import log_response, page_of
+from registry.context import Registry
 from registry.events import EVENT_TYPES, PAYLOAD_FORMATS, webhooks
 from registry.guard import model, principal, project
 from registry.model.tables import WebhookDelivery, WebhookPolicy
@@ -17,22 +18,16 @@ from registry.model.tables import WebhookDelivery, WebhookPolicy
 _POLICY = "/projects/<project_name_or_id>/webhook/policies/<int:webhook_policy_id>"
 
 
-@bp.before_app_request
-def _start_background() -> None:
-    """This worker's webhook sender, retention scheduler and replication worker (after fork: never in gunicorn's
-    master); once per process and app, then one comparison per request."""
-    reg = current_app.extensions["registry"]
-    if reg.model is None or _started.get(id(reg)) == os.getpid():
-        return
+def start_background(reg: Registry) -> None:
+    """This worker's webhook sender, retention scheduler and replication worker, for the app of `reg`: started by
+    the gate on a worker's first request (after fork: never in gunicorn's master), once per process and app."""
+    assert reg.model is not None, "background loops without --projects"
     from registry.model import retention
     from registry.replication import engine
     webhooks.start(reg.model)
     retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
     engine.start(reg.model, reg.storage, reg.config.root)
-    _started[id(reg)] = os.getpid()
-
-
-_started: dict[int, int] = {}  # id of an app's Registry -> the pid that started its background loops
+    reg.background_pid = os.getpid()
 
 
 def policy_json(p: WebhookPolicy) -> dict:

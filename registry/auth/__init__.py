@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,6 @@ from dockyard.distribution import RegistryError
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.token import Scope, TokenService, load_or_create_key
 from registry.config import Config
-from registry.context import state
 
 if TYPE_CHECKING:  # the model (SQLAlchemy) is imported only by --projects servers, when first used
     from registry.model.access import Principal
@@ -43,16 +43,9 @@ METRICS = Need("metrics", "*", kind="registry")
 IDENTITY = Need(None, "pull")
 
 
-def _model() -> Database:
-    """The app's metadata database (--projects only)."""
-    db = state().model
-    assert db is not None, "the model's rights are asked without --projects"
-    return db
-
-
-def generation_of(request: Request, db: Database) -> str:
-    """The model's auth generation, read once per request."""
-    environ = request.environ  # once: each use of Flask's request proxy costs a context lookup
+def generation_of(environ: dict, db: Database) -> str:
+    """The model's auth generation, read once per request (`environ`: its WSGI environ; each use of Flask's request
+    proxy costs a context lookup)."""
     gen = environ.get("registry.generation")
     if gen is None:
         from registry.model import access
@@ -63,14 +56,20 @@ def generation_of(request: Request, db: Database) -> str:
 class Authorizer:
     """Checks a request's credentials against what it needs; raises UNAUTHORIZED or DENIED."""
 
-    def __init__(self, config: Config, strict: bool = True):
+    def __init__(self, config: Config, strict: bool = True, model: Database | None = None):
         self.config = config
+        self.model = model  # the product's metadata database (--projects)
         self.htpasswd = Htpasswd(config.htpasswd, strict) if config.htpasswd else None
         self.tokens: TokenService | None = None
         if config.token:
             key_path = config.token_key or os.path.join(config.root, "token", "key.pem")
             self.tokens = TokenService(load_or_create_key(key_path), config.token_issuer,
                                        config.token_service, config.token_ttl)
+
+    def _db(self) -> Database:
+        """The model's database (--projects only)."""
+        assert self.model is not None, "the model's rights are asked without --projects"
+        return self.model
 
     def _credentials(self, request: Request) -> tuple[str, str] | None:
         """The Basic credentials of the request; None when there are none; UNAUTHORIZED when malformed."""
@@ -105,8 +104,9 @@ class Authorizer:
         if creds is None:
             return None
         try:
-            db = _model()
-            principal = access.login(db, creds[0], creds[1], request.remote_addr or "", generation_of(request, db))
+            db = self._db()
+            principal = access.login(db, creds[0], creds[1], request.remote_addr or "",
+                                     generation_of(request.environ, db))
         except access.LoginThrottled as e:
             raise RegistryError("TOOMANYREQUESTS", message=str(e),
                                 headers={"Retry-After": str(e.retry_after)}) from None
@@ -156,11 +156,13 @@ class Authorizer:
         if not user:
             return None
         from flask import request
-        known = request.environ.get("registry.principal")
+        environ = request.environ
+        known = environ.get("registry.principal")
         if known is None or known.name != user:
             from registry.model import access
-            known = access.principal_by_name(_model(), user)
-            request.environ["registry.principal"] = known
+            db = self._db()
+            known = access.principal_by_name(db, user, generation_of(environ, db))
+            environ["registry.principal"] = known
         return known
 
     def _project_rights(self, principal: Principal | None, repository: str) -> frozenset[str]:
@@ -170,10 +172,11 @@ class Authorizer:
 
         from registry.model import access, projects
         name = projects.project_of(repository)
-        memo = request.environ.setdefault("registry.rights", {})
+        environ = request.environ
+        memo = environ.setdefault("registry.rights", {})
         if name not in memo:
-            db = _model()
-            memo[name] = access.rights_in(db, principal, name, generation_of(request, db))
+            db = self._db()
+            memo[name] = access.rights_in(db, principal, name, generation_of(environ, db))
         if memo[name] is None:
             if principal is None:
                 return frozenset()
@@ -201,17 +204,40 @@ class Authorizer:
         return action in self.config.rights(user, repo)
 
     def _check_token(self, tokens: TokenService, request: Request, need: Need) -> str | None:
-        header = request.headers.get("Authorization", "")
+        environ = request.environ
+        header = environ.get("HTTP_AUTHORIZATION", "")  # not request.headers: the environ costs less
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
-        claims = tokens.verify(header[7:].strip())
+        token = header[7:].strip()
+        claims = tokens.verify(token)
         if claims is None:
             raise self._challenge(need, error="invalid_token")
         if need.name is not None and not TokenService.grants(claims, need.kind, need.name, need.action):
             if self.config.projects and need.kind == "repository" and claims.get("sub"):
                 self._project_rights(self._principal(claims["sub"]), need.name)  # a missing project: 404, named
             raise self._challenge(need, error="insufficient_scope")
-        return claims.get("sub") or None
+        user = claims.get("sub") or None
+        if self.config.projects:
+            self._still_granted(environ, token, user, need)
+        return user
+
+    def _still_granted(self, environ: dict, token: str, user: str | None, need: Need) -> None:
+        """(--projects) A token's grant decided again by the model's current rights, so a robot disabled, a user
+        deleted or rights taken away since the token was issued count at once. The verdict is kept per token and
+        need for the auth generation (a change drops it), and no longer than the caller's expiry."""
+        from registry.model import access
+        gen = generation_of(environ, self._db())
+        key = ("bearer", token, need.kind, need.name, need.action)
+        until = access.decided(gen, key)
+        if until is not None and (until == -1 or until > time.time()):
+            return
+        principal = self._principal(user)
+        if user is not None and principal is None:
+            raise self._challenge(need, error="invalid_token")
+        if need.kind == "repository" and need.name is not None \
+                and need.action not in self._project_rights(principal, need.name):
+            raise self._challenge(need, error="insufficient_scope")
+        access.remember(gen, key, principal.expires_at if principal is not None else -1)
 
     def allowed(self, request: Request, name: str, action: str) -> bool:
         """Whether the request may do `action` on `name` (for mount sources), without raising."""

@@ -86,8 +86,7 @@ class TokenService:
 
     def verify(self, token: str) -> dict | None:
         """The claims of a valid, unexpired token for this service, else None (verified once, then cached)."""
-        with self._lock:
-            claims = self._cache.get(token)
+        claims = self._cache.get(token)  # one call, atomic under the GIL: only the writers below need the lock
         if claims is None:
             try:
                 claims = jwt.decode(token, self._public, algorithms=[self.algorithm], audience=self.service,

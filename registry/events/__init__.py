@@ -36,7 +36,7 @@ PAYLOAD_FORMATS = ("Default", "CloudEvents")
 log = logging.getLogger("registry")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost a pull as much as the rest of recording it
 class Event:
     """One thing that happened: `type` is Harbor's event type (PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT,
     QUOTA_EXCEED, TAG_RETENTION, ...); `resources` are Harbor's event_data.resources entries."""
@@ -79,30 +79,33 @@ def record(db: Database, events: list[Event]) -> None:
     """Write events' audit entries and webhook deliveries, and pulls' times and counts, in one transaction: each
     project and its policies are read once per batch and the entries inserted in bulk, so a batch of pulls costs
     about one write."""
-    from sqlalchemy import insert
-
     from registry.events import audit, webhooks
     from registry.model.artifacts import count_pulls
-    from registry.model.tables import AuditLog, Project, Repository, WebhookPolicy
+    from registry.model.tables import Project, Repository, WebhookPolicy
     queued = False
     with db.session() as s:
-        projects: dict[str, tuple[Project | None, list[WebhookPolicy]]] = {}
+        # project name -> (the project, its id, its enabled policies): read once per batch, as the id (an ORM
+        # attribute costs a descriptor call, and a batch of pulls asks for it per pull)
+        projects: dict[str, tuple[Project | None, int | None, list[WebhookPolicy]]] = {}
         entries = []
         for event in events:
-            if event.project not in projects:
+            known = projects.get(event.project)
+            if known is None:
                 project = s.query(Project).filter_by(name=event.project).one_or_none()
                 policies = [] if project is None else \
                     list(s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True))
-                projects[event.project] = (project, policies)
-            project, policies = projects[event.project]
+                known = projects[event.project] = (project, project.id if project is not None else None, policies)
+            project, project_id, policies = known
             occurred = event.time or time.time()
             if event.type in OPERATIONS:
-                entries += [audit.row(OPERATIONS[event.type], "artifact" if event.repository else "project",
-                                      resource, event.operator, event.remote_addr,
-                                      project.id if project is not None else None, occurred)
-                            for resource in _audit_resources(event)]
+                operation, kind = OPERATIONS[event.type], "artifact" if event.repository else "project"
+                for resource in _audit_resources(event):
+                    entries.append(audit.row(operation, kind, resource, event.operator, event.remote_addr,
+                                             project_id, occurred))
+            if project is None or not policies:
+                continue
             wanted = [p for p in policies if event.type in (p.event_types or [])]
-            if project is None or not wanted:
+            if not wanted:
                 continue
             repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
             for policy in wanted:
@@ -112,8 +115,8 @@ def record(db: Database, events: list[Event]) -> None:
                     body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
                     webhooks.queue(s, policy.id, event.type, target["address"], body)
                     queued = True
-        if entries:  # Core's executemany: the ORM's bulk insert costs more per row
-            s.connection().execute(insert(AuditLog), entries)
+        if entries:
+            audit.write(s.connection(), entries)
         pulls = [event for event in events if event.type == "PULL_ARTIFACT"]
         if pulls:
             count_pulls(s.connection(), pulls)
@@ -133,16 +136,24 @@ class _Batches:
     def add(self, db: Database, event: Event) -> None:
         if event.time == 0.0:  # the time it happened, not the time it is written
             event = replace(event, time=time.time())
+        if self.pid != os.getpid():  # a forked worker: its parent's batches and flusher are not its own
+            self._start()
         with self.lock:
-            if self.pid != os.getpid():  # a forked worker: its parent's batches and flusher are not its own
-                self.pid, self.pending = os.getpid(), {}
-                threading.Thread(target=self._run, name="event-flusher", daemon=True).start()
-                atexit.register(self.flush)
             events = self.pending.setdefault(db.url, (db, []))[1]
             events.append(event)
             full = len(events) >= FLUSH_MAX
         if full:
             self.due.set()
+
+    def _start(self) -> None:
+        """This process's flusher. Started outside the lock: in a gevent worker, starting it switches to other
+        greenlets, and one recording a pull meanwhile would block the whole worker on the (OS) lock held."""
+        with self.lock:
+            if self.pid == os.getpid():
+                return
+            self.pid, self.pending = os.getpid(), {}
+        threading.Thread(target=self._run, name="event-flusher", daemon=True).start()
+        atexit.register(self.flush)
 
     def _run(self) -> None:
         while True:

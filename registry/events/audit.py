@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlalchemy import Select
+    from sqlalchemy import Connection, Select
 
     from registry.model.db import Database
     from registry.model.tables import AuditLog
@@ -31,12 +31,28 @@ class AuditQuery:
     project_ids: tuple[int, ...] | None = None  # None: every project (and entries of none)
 
 
+# row()'s order: the columns every entry is written with.
+COLUMNS = ("op_time", "username", "operation", "resource_type", "resource", "project_id", "remote_addr")
+_QMARK_INSERT = f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
 def row(operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
-        project_id: int | None, when: float) -> dict:
-    """One entry's column values, cut to the columns' sizes (written in bulk by registry.events.record)."""
-    return {"op_time": when, "username": username[:255], "operation": operation[:32],
-            "resource_type": resource_type[:32], "resource": resource[:1024], "project_id": project_id,
-            "remote_addr": remote_addr[:64]}
+        project_id: int | None, when: float) -> tuple:
+    """One entry's column values in COLUMNS' order, cut to the columns' sizes (written in bulk by write())."""
+    return (when, username[:255], operation[:32], resource_type[:32], resource[:1024], project_id, remote_addr[:64])
+
+
+def write(conn: Connection, rows: list[tuple]) -> None:
+    """Insert entries (row()'s tuples) on the session's connection. A pull is an entry, so on SQLite they go to the
+    driver's executemany directly: SQLAlchemy's parameter processing per row costs more than the insert. Other
+    drivers get SQLAlchemy's insert, batched into multi-row statements (one round trip for many rows)."""
+    if conn.dialect.paramstyle == "qmark":
+        conn.exec_driver_sql(_QMARK_INSERT, rows)
+    else:
+        from sqlalchemy import insert
+
+        from registry.model.tables import AuditLog
+        conn.execute(insert(AuditLog), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
 
 
 def _select(q: AuditQuery) -> Select:

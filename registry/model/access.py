@@ -53,6 +53,10 @@ class Principal:
     sysadmin: bool = False
     robot_id: int | None = None
     permissions: tuple = ()  # robots: ((namespace, frozenset of rights), ...); namespace "*" is every project
+    expires_at: float = -1  # robots: when they expire (-1: never)
+
+    def expired(self) -> bool:
+        return self.expires_at != -1 and self.expires_at <= time.time()
 
 
 class LoginThrottled(Exception):
@@ -67,19 +71,22 @@ class _Decisions:
     """Logins and rights decided under one generation; a new generation drops them all."""
 
     def __init__(self):
-        self.generation: str | None = None
-        self.entries: dict = {}
+        # (generation, its entries), replaced as one: a lookup without the lock never pairs a generation with
+        # another's entries.
+        self.current: tuple[str | None, dict] = (None, {})
         self.lock = threading.Lock()
 
     def get(self, generation: str, key: tuple):
-        with self.lock:
-            return self.entries.get(key) if generation == self.generation else None
+        held, entries = self.current
+        return entries.get(key) if generation == held else None
 
     def put(self, generation: str, key: tuple, value) -> None:
         with self.lock:
-            if generation != self.generation or len(self.entries) >= _DECISIONS_MAX:
-                self.generation, self.entries = generation, {}
-            self.entries[key] = value
+            held, entries = self.current
+            if generation != held or len(entries) >= _DECISIONS_MAX:
+                entries = {}
+                self.current = (generation, entries)
+            entries[key] = value
 
 
 _decisions = _Decisions()
@@ -197,19 +204,37 @@ def robot_principal(s, robot: Robot) -> Principal:
     """A robot's Principal: its Harbor permission list reduced to rights per project name."""
     from registry.model.robots import rights_of
 
-    return Principal(robot.name, robot_id=robot.id, permissions=rights_of(s, robot))
+    return Principal(robot.name, robot_id=robot.id, permissions=rights_of(s, robot),
+                     expires_at=robot.expires_at)
 
 
-def principal_by_name(db: Database, name: str) -> Principal | None:
-    """The current Principal of a user or robot by name (a token's subject), None if gone, disabled or expired."""
-    with db.session() as s:
-        if name.startswith(ROBOT_PREFIX):
-            robot = s.scalars(select(Robot).where(Robot.name == name)).first()
-            if robot is None or robot.disabled or (robot.expires_at != -1 and robot.expires_at <= time.time()):
-                return None
-            return robot_principal(s, robot)
-        user = s.scalars(select(User).where(User.username == name)).first()
-        return Principal(user.username, user_id=user.id, sysadmin=user.sysadmin) if user else None
+def principal_by_name(db: Database, name: str, gen: str | None = None) -> Principal | None:
+    """The current Principal of a user or robot by name (a token's subject), None if gone, disabled or expired
+    (cached per generation; a robot's expiry checked at each call)."""
+    gen = gen if gen is not None else generation(db)
+    key = ("principal", name)
+    hit = _decisions.get(gen, key)
+    if hit is None:
+        with db.session() as s:
+            if name.startswith(ROBOT_PREFIX):
+                robot = s.scalars(select(Robot).where(Robot.name == name)).first()
+                found = None if robot is None or robot.disabled else robot_principal(s, robot)
+            else:
+                user = s.scalars(select(User).where(User.username == name)).first()
+                found = Principal(user.username, user_id=user.id, sysadmin=user.sysadmin) if user else None
+        hit = (found,)
+        _decisions.put(gen, key, hit)
+    return None if hit[0] is None or hit[0].expired() else hit[0]
+
+
+def decided(gen: str, key: tuple):
+    """What remember() kept for `key` under this generation, None when nothing."""
+    return _decisions.get(gen, key)
+
+
+def remember(gen: str, key: tuple, value) -> None:
+    """Keep a decision made under this generation (dropped with it)."""
+    _decisions.put(gen, key, value)
 
 
 def login(db: Database, username: str, password: str, remote_addr: str, gen: str | None = None) -> Principal | None:
@@ -220,7 +245,7 @@ def login(db: Database, username: str, password: str, remote_addr: str, gen: str
     gen = gen if gen is not None else generation(db)
     key = ("login", hashlib.sha256(username.encode() + b"\0" + password.encode()).digest())
     hit = _decisions.get(gen, key)
-    if hit is not None and (hit[1] == -1 or hit[1] > time.time()):
+    if hit is not None and not hit[0].expired():
         return hit[0]
     addr = (remote_addr or "")[:64]
     name = username[:255]
@@ -235,18 +260,10 @@ def login(db: Database, username: str, password: str, remote_addr: str, gen: str
         if row is not None:
             with db.session() as s:
                 s.execute(delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.remote_addr == addr))
-        _decisions.put(gen, key, (principal, _expiry(db, principal)))
+        _decisions.put(gen, key, (principal,))
         return principal
     _record_failure(db, name, addr)
     return None
-
-
-def _expiry(db: Database, principal: Principal) -> float:
-    if principal.robot_id is None:
-        return -1
-    with db.session() as s:
-        robot = s.get(Robot, principal.robot_id)
-        return robot.expires_at if robot is not None else 0
 
 
 def rights_in(db: Database, principal: Principal | None, project_name: str,

@@ -389,13 +389,13 @@ def describe_repository(db: Database, repository: str, description: str) -> None
 
 
 # -- pull ----------------------------------------------------------------------------------------------------------
-def record_pull(db: Database, repository: str, digest: str, tag: str | None, actor: Actor, host: str = "") -> None:
+def record_pull(db: Database, repository: str, digest: str, tag: str | None, operator: str, remote_addr: str,
+                host: str = "") -> None:
     """Emit PULL_ARTIFACT. Its audit entry, and the pull time and count it adds (count_pulls), are written with the
     other pulls of its batch by the process's flusher (registry.events), not by the request."""
     reference = f"{repository}:{tag}" if tag else f"{repository}@{digest}"
-    emit(db, Event("PULL_ARTIFACT", project_of(repository), repository, operator=actor.name,
-                   remote_addr=actor.remote_addr, time=time.time(),
-                   resources=({"digest": digest, "tag": tag or "", "resource_url": f"{host}/{reference}"},)))
+    emit(db, Event("PULL_ARTIFACT", project_of(repository), repository, operator, remote_addr,
+                   ({"digest": digest, "tag": tag or "", "resource_url": f"{host}/{reference}"},), time=time.time()))
 
 
 def count_pulls(conn: Connection, pulls: list[Event]) -> None:

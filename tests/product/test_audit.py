@@ -140,3 +140,38 @@ def test_push_pull_delete_through_the_registry_are_audited(any_database_server):
     dave = ("dave", "Passw0rd!x")
     assert requests.get(f"{api}/audit-logs", auth=dave).json() == []
     assert requests.get(f"{api}/projects/test/logs", auth=dave).status_code == 404
+
+
+def test_first_pulls_of_a_worker_arriving_together_are_answered_and_audited(product_server):
+    """The pulls that start a worker's event flusher, all sent before it answers one: starting the flusher switches
+    greenlets, and no other pull may then find the worker blocked on the flusher's lock. Each pull is audited."""
+    import base64
+    import socket
+
+    import requests
+    from eventkit import ADMIN, server_project, wait_for
+    from regkit import layer_tar, make_image, push_image
+
+    server = product_server("--workers", "1")
+    server_project(server)
+    image = make_image([layer_tar({"a": b"together"})])
+    assert push_image(server.url, "test/app", image, "1", auth=ADMIN).status_code == 201
+    basic = base64.b64encode(":".join(ADMIN).encode()).decode()
+    request = (f"GET /v2/test/app/manifests/1 HTTP/1.1\r\nHost: {server.host}\r\nAuthorization: Basic {basic}\r\n"
+               f"Accept: {image.media_type}\r\n\r\n").encode()
+    conns = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
+    try:
+        for conn in conns:
+            conn.sendall(request)
+        for conn in conns:
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for conn in conns:
+            conn.close()
+
+    def eight_pulls() -> bool:
+        r = requests.get(f"{server.url}/api/v2.0/audit-logs", auth=ADMIN, params={"q": "operation=pull"})
+        assert r.status_code == 200, r.text
+        return len(r.json()) == 8
+
+    wait_for(eight_pulls, what="eight pull entries")

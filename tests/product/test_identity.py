@@ -216,6 +216,38 @@ def test_robot_through_the_token_endpoint(product_server):
     assert jwt.decode(anon["token"], options={"verify_signature": False})["access"] == []
 
 
+def test_a_token_outlives_no_revocation(product_server):
+    """A token's grant is decided again by the model's current rights at each request (the verdict kept only for the
+    auth generation): a robot disabled, or a user whose membership was removed, is refused with the token it holds,
+    at once on every worker, and a robot enabled again is served again."""
+    server = product_server("--token")
+    api = f"{server.url}/api/v2.0"
+    _setup_project(api)
+    robot = _ok(requests.post(f"{api}/robots", auth=ADMIN, json={
+        "name": "reader", "level": "project", "duration": -1,
+        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH[:1]}]}), 201).json()
+
+    def bearer(credentials: tuple[str, str]) -> dict:
+        body = _ok(requests.get(f"{server.url}/token", auth=credentials,
+                                params={"service": "dockyard-registry", "scope": "repository:test/app:pull"})).json()
+        return {"Authorization": f"Bearer {body['token']}"}
+
+    def status(headers: dict) -> set:  # several requests, so both workers answer
+        answers = [requests.get(f"{server.url}/v2/test/app/tags/list", headers=headers) for _ in range(6)]
+        return {(r.status_code, r.headers.get("WWW-Authenticate", "").rpartition(",")[2]) for r in answers}
+
+    robot_token, viewer_token = bearer((robot["name"], robot["secret"])), bearer(("viewer", "Pass12345word"))
+    assert status(robot_token) == status(viewer_token) == {(404, "")}  # authorized; the repository is empty
+    _ok(requests.put(f"{api}/robots/{robot['id']}", auth=ADMIN, json={"disable": True}))
+    assert status(robot_token) == {(401, 'error="invalid_token"')}
+    _ok(requests.put(f"{api}/robots/{robot['id']}", auth=ADMIN, json={"disable": False}))
+    assert status(robot_token) == {(404, "")}
+    members = _ok(requests.get(f"{api}/projects/test/members", auth=ADMIN, headers=NAME)).json()
+    viewer = next(m for m in members if m["entity_name"] == "viewer")
+    _ok(requests.delete(f"{api}/projects/test/members/{viewer['id']}", auth=ADMIN, headers=NAME))
+    assert status(viewer_token) == {(401, 'error="insufficient_scope"')}
+
+
 def test_login_throttling(product_server):
     server = product_server()
     api = f"{server.url}/api/v2.0"
