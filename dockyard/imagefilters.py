@@ -37,11 +37,16 @@ def _true(key: str, value: str) -> bool:
 
 
 def repo_tag(name: str | None) -> tuple[str, str]:
-    """The REPOSITORY and TAG columns for one of an image's names (None: an untagged image)."""
+    """The REPOSITORY and TAG columns for one of an image's names (None: an untagged image): the store's index holds
+    names as `Reference.ref_name` wrote them, so they are split as `reference.parse` would, without its checks (a
+    listing splits hundreds)."""
     if not name:
         return "<none>", "<none>"
-    ref = reference.parse(name)
-    return ref.name, ref.tag or "<none>"
+    remainder, digest, _ = name.partition("@")
+    slash, colon = remainder.rfind("/"), remainder.rfind(":")
+    if colon > slash:
+        return remainder[:colon], remainder[colon + 1:]
+    return remainder, "<none>" if digest else reference.DEFAULT_TAG
 
 
 def listed(name: str | None, repository: str | None, filters: Filters) -> bool:

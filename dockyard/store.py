@@ -270,11 +270,24 @@ class Store:
 
     def _tagged(self) -> dict[Digest, list[str]]:
         """Each manifest digest in the index with its tags, in index order."""
-        by_digest: dict[Digest, list[str]] = {}
-        for e in self.entries():
-            names = by_digest.setdefault(e.digest, [])
-            if e.name:
-                names.append(e.name)
+        return {Digest.parse(d): names for d, names in self._index_names().items()}
+
+    def _index_names(self) -> dict[str, list[str]]:
+        """Each manifest digest in index.json, as written there, with its tags in index order: `entries()` without a
+        Descriptor per entry (listings and lookups read every one)."""
+        with locked(self._lock_path("index"), shared=True), open(self._index_path, "rb") as f:
+            index = json.load(f)
+        manifests = index.get("manifests") if isinstance(index, dict) else None
+        by_digest: dict[str, list[str]] = {}
+        for d in manifests if isinstance(manifests, list) else []:
+            digest = d.get("digest") if isinstance(d, dict) else None
+            if not isinstance(digest, str):
+                raise InvalidImage(f"{self._index_path}: an entry without a digest: {json.dumps(d)[:100]}")
+            names = by_digest.setdefault(digest, [])
+            annotations = d.get("annotations")
+            name = annotations.get(mt.REF_NAME) if isinstance(annotations, dict) else None
+            if name and isinstance(name, str):
+                names.append(name)
         return by_digest
 
     def summaries(self) -> list[tuple[Digest, Summary, list[str]]]:
@@ -305,20 +318,19 @@ class Store:
 
     def resolve(self, text: str) -> Image:
         """Find an image by name[:tag], name@digest, image ID or a unique ID prefix."""
-        entries = self.entries()
+        tagged = self._tagged()
         try:
             ref = reference.parse(text)
         except DockyardError:
             ref = None
         if ref is not None:
-            for e in entries:
-                if (ref.digest and e.digest == ref.digest) or (not ref.digest and e.name == ref.ref_name):
-                    return self.image(e.digest)
+            for d, names in tagged.items():
+                if (ref.digest and d == ref.digest) or (not ref.digest and ref.ref_name in names):
+                    return self.image(d)
         m = _HEX_PREFIX.match(text)
         if m:
             prefix = m.group(1)
-            found = {img.manifest_digest: img for img in (self.image(d) for d in {e.digest for e in entries})
-                     if img.id.hex.startswith(prefix)}
+            found = {img.manifest_digest: img for img in map(self.image, tagged) if img.id.hex.startswith(prefix)}
             if len(found) == 1:
                 return next(iter(found.values()))
             if len(found) > 1 and len({i.id for i in found.values()}) == 1:

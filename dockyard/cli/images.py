@@ -149,14 +149,16 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def _image_inspector(name: str) -> dict[str, Any] | None:
-    from dockyard.api.images import inspect
     from dockyard.errors import NotFound
 
     store = _store()
     try:
-        return inspect(store, store.resolve(name))
+        image = store.resolve(name)
     except NotFound:
         return None
+    from dockyard.api.images import inspect  # the API's imports only when NAME is an image
+
+    return inspect(store, image)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
