@@ -32,6 +32,7 @@ from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
 from dockyard.image import Descriptor, Image, InvalidImage
+from dockyard.roots import default_root
 from dockyard.sizes import content_size, disk_usage
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -42,15 +43,6 @@ BLOBS_ONLY = "blobs-only"
 # Unpacked layers being removed are first renamed into tmp/ under this prefix (see Store.gc).
 _GONE = "gone-"
 _HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
-
-
-def default_root() -> str:
-    """The store root: $DOCKYARD_ROOT, else the system or per-user default."""
-    if os.environ.get("DOCKYARD_ROOT"):
-        return os.environ["DOCKYARD_ROOT"]
-    if os.geteuid() == 0:
-        return "/var/lib/dockyard"
-    return os.path.join(os.path.expanduser("~"), ".local", "share", "dockyard")
 
 
 class Conflict(DockyardError):

@@ -169,13 +169,14 @@ class Containers:
         try:
             with open(cache_path, "rb") as f:
                 cached = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep for the parser
             cached = {}
         if not isinstance(cached, dict):
             cached = {}
         settled = time.time_ns() - SETTLE_NS
         states: dict[str, dict] = {}
         kept: dict[str, list] = {}
+        read = False  # whether a file read is to be cached
         for cid in os.listdir(self.dir):
             if len(cid) != 64:  # not a container directory: the cache itself, locks, temp files
                 continue
@@ -187,13 +188,14 @@ class Containers:
             row = cached.get(cid)
             if (isinstance(row, list) and len(row) == 2 and row[0] == key and isinstance(row[1], dict)
                     and row[1].get("id") == cid):
-                state = row[1]
+                state, hit = row[1], True
             else:
+                hit = False
                 try:
                     with open(self.path(cid, STATE_FILE), "rb") as f:
                         st = os.fstat(f.fileno())  # the key of what is read: state.json is replaced, never changed
                         state = json.load(f)
-                except (FileNotFoundError, ValueError):
+                except (OSError, ValueError, RecursionError):
                     continue
                 if not (isinstance(state, dict) and state.get("id") == cid):
                     continue
@@ -201,7 +203,8 @@ class Containers:
             states[cid] = state
             if st.st_ctime_ns < settled:
                 kept[cid] = [key, state]
-        if kept.keys() != cached.keys() or any(kept[cid][0] != cached[cid][0] for cid in kept):
+                read = read or not hit
+        if read or len(kept) != len(cached):  # else `kept` is `cached`, or what of it is still right
             with contextlib.suppress(OSError, DockyardError):  # e.g. a reader without write access: reads stay right
                 atomic_write(cache_path, json.dumps(kept, separators=(",", ":")).encode(), durable=False)
         return states
@@ -256,7 +259,7 @@ class Containers:
     def naming(self) -> Iterator[set[str]]:
         """Hold the names lock; yields the names in use (to check and reserve one)."""
         with locked(os.path.join(self.dir, ".names.lock")):
-            yield {state.get("name") for state in self.states().values()}
+            yield {state["name"] for state in self.states().values() if isinstance(state.get("name"), str)}
 
     def add(self, c: Container) -> None:
         """Record a new container, its name checked unique (or picked) under the names lock."""

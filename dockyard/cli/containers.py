@@ -16,11 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     images.INSPECTORS.append(("container", _container_inspector))
     system.INFO_SECTIONS.append(_info)
     _commands(sub, top=True)
-    group = sub.add_parser("container", help="manage containers")
-    gsub = group.add_subparsers(dest="container_command", metavar="COMMAND")
-    run.register(gsub)
-    _commands(gsub, top=False)
-    group.set_defaults(func=lambda a: group.print_help() or 0)
+
+    def group_commands(group: argparse.ArgumentParser) -> None:
+        gsub = group.add_subparsers(dest="container_command", metavar="COMMAND")
+        run.register(gsub)
+        _commands(gsub, top=False)
+
+        def usage(_: argparse.Namespace) -> int:
+            group.print_help()
+            return 0
+
+        group.set_defaults(func=usage)
+
+    sub.add_parser("container", help="manage containers", populate=group_commands)  # built when named
 
 
 def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
@@ -224,7 +232,7 @@ def _ports_text(root: str, c) -> str:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     from dockyard.cli.output import ago, print_formatted, table
-    from dockyard.image import parse_time
+    from dockyard.times import parse_time
     from runner import listing
 
     root = store_root()

@@ -90,8 +90,8 @@ def _store():
 def image_rows(store) -> list[dict[str, Any]]:
     """One record per (image, tag) as `images --format json` prints it, newest first."""
     from dockyard.cli.output import ago, human_size
-    from dockyard.image import parse_time
     from dockyard.imagefilters import repo_tag
+    from dockyard.times import parse_time
 
     rows = []
     for digest, summary, names in store.summaries():

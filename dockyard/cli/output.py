@@ -61,7 +61,7 @@ def ago(when: datetime | None) -> str:
 
 def status_text(state: dict[str, Any]) -> str:
     """docker ps's STATUS from docker's State object: `Up 2 minutes (healthy)`, `Exited (0) 3 seconds ago`."""
-    from dockyard.image import parse_time
+    from dockyard.times import parse_time
 
     status, code = state.get("Status"), state.get("ExitCode")
     if status == "created":
