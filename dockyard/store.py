@@ -310,19 +310,20 @@ class Store:
 
     def resolve(self, text: str) -> Image:
         """Find an image by name[:tag], name@digest, image ID or a unique ID prefix."""
-        tagged = self._tagged()
+        by_digest = self._index_names()  # a digest is parsed (checked) when it is used
         try:
             ref = reference.parse(text)
         except DockyardError:
             ref = None
         if ref is not None:
-            for d, names in tagged.items():
-                if (ref.digest and d == ref.digest) or (not ref.digest and ref.ref_name in names):
-                    return self.image(d)
+            for d, names in by_digest.items():
+                if (ref.digest and d == str(ref.digest)) or (not ref.digest and ref.ref_name in names):
+                    return self.image(Digest.parse(d))
         m = _HEX_PREFIX.match(text)
         if m:
             prefix = m.group(1)
-            found = {img.manifest_digest: img for img in map(self.image, tagged) if img.id.hex.startswith(prefix)}
+            found = {img.manifest_digest: img for img in (self.image(Digest.parse(d)) for d in by_digest)
+                     if img.id.hex.startswith(prefix)}
             if len(found) == 1:
                 return next(iter(found.values()))
             if len(found) > 1 and len({i.id for i in found.values()}) == 1:
