@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dockyard import reference
 from dockyard.errors import DockyardError
-from dockyard.image import Image
+
+if TYPE_CHECKING:  # listings import this module: not the image records
+    from dockyard.image import Image
 
 # Terms in the order given; every one must hold (as `images -f a -f b` always did).
 Filters = Sequence[tuple[str, str]]
@@ -46,7 +47,7 @@ def repo_tag(name: str | None) -> tuple[str, str]:
     slash, colon = remainder.rfind("/"), remainder.rfind(":")
     if colon > slash:
         return remainder[:colon], remainder[colon + 1:]
-    return remainder, "<none>" if digest else reference.DEFAULT_TAG
+    return remainder, "<none>" if digest else "latest"  # reference.parse's default tag
 
 
 def listed(name: str | None, repository: str | None, filters: Filters) -> bool:

@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 from dockyard import mediatypes as mt
 from dockyard import reference
+from dockyard import summaries as image_summaries
 from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
@@ -81,11 +82,6 @@ class Summary:
     size: int  # the layers' unpacked size, as docker's SIZE
     compressed: int  # the config and layer blobs' size
 
-    @property
-    def short_id(self) -> str:
-        """The 12-hex-digit form docker shows."""
-        return self.id.partition(":")[2][:12]
-
 
 class Store:
     """The local image store rooted at one directory."""
@@ -98,7 +94,7 @@ class Store:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.locks_dir = os.path.join(self.root, "locks")
         self.sizes_dir = os.path.join(self.root, "sizes")
-        self._index_path = os.path.join(self.layout, "index.json")
+        self._index_path = image_summaries.index_path(self.root)
         self._init()
 
     def _init(self) -> None:
@@ -114,7 +110,7 @@ class Store:
                 self._write_index([])
 
     def _lock_path(self, name: str) -> str:
-        return os.path.join(self.root, f".{name}.lock")
+        return os.path.join(self.root, f".{name}.lock")  # `index`: image_summaries.index_lock
 
     # ---- content guard -------------------------------------------------------------------------
 
@@ -262,55 +258,23 @@ class Store:
 
     def _tagged(self) -> dict[Digest, list[str]]:
         """Each manifest digest in the index with its tags, in index order."""
-        return {Digest.parse(d): names for d, names in self._index_names().items()}
-
-    def _index_names(self) -> dict[str, list[str]]:
-        """Each manifest digest in index.json, as written there, with its tags in index order: `entries()` without a
-        Descriptor per entry (listings and lookups read every one)."""
-        with locked(self._lock_path("index"), shared=True), open(self._index_path, "rb") as f:
-            index = json.load(f)
-        manifests = index.get("manifests") if isinstance(index, dict) else None
-        by_digest: dict[str, list[str]] = {}
-        for d in manifests if isinstance(manifests, list) else []:
-            digest = d.get("digest") if isinstance(d, dict) else None
-            if not isinstance(digest, str):
-                raise InvalidImage(f"{self._index_path}: an entry without a digest: {json.dumps(d)[:100]}")
-            names = by_digest.setdefault(digest, [])
-            annotations = d.get("annotations")
-            name = annotations.get(mt.REF_NAME) if isinstance(annotations, dict) else None
-            if name and isinstance(name, str):
-                names.append(name)
-        return by_digest
+        return {Digest.parse(d): names for d, names in image_summaries.index_names(self.root).items()}
 
     def summaries(self) -> list[tuple[Digest, Summary, list[str]]]:
         """Every image's summary with its tags, in index order: `images()` without reading each manifest and config."""
-        path = os.path.join(self.root, "summaries.json")
-        try:
-            with open(path, "rb") as f:
-                cached = json.load(f)
-        except (OSError, ValueError):
-            cached = {}
-        if not isinstance(cached, dict):
-            cached = {}
-        kept, out = {}, []
-        for digest, names in self._tagged().items():
-            row = cached.get(str(digest))
-            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str)
-                    and isinstance(row[1], (str, type(None))) and type(row[2]) is int and type(row[3]) is int):
-                image = self.image(digest)
-                row = [str(image.id), image.config.get("created"), self.unpacked_size(image), image.size]
-            kept[str(digest)] = row
-            out.append((digest, Summary(*row), names))
-        if kept != cached:  # new images, or removed ones to forget; racing writers each write a correct cache
-            atomic_write(path, json.dumps(kept).encode(), durable=False)
-        return out
+        return [(Digest.parse(d), Summary(*row), names) for d, row, names in image_summaries.read(self.root)]
+
+    def summary_row(self, manifest_digest: str) -> image_summaries.Row:
+        """An image's row in the summaries cache (see dockyard.summaries)."""
+        image = self.image(Digest.parse(manifest_digest))
+        return [str(image.id), image.config.get("created"), self.unpacked_size(image), image.size]
 
     def tags_of(self, manifest_digest: Digest) -> list[str]:
         return [e.name for e in self.entries() if e.digest == manifest_digest and e.name]
 
     def resolve(self, text: str) -> Image:
         """Find an image by name[:tag], name@digest, image ID or a unique ID prefix."""
-        by_digest = self._index_names()  # a digest is parsed (checked) when it is used
+        by_digest = image_summaries.index_names(self.root)  # a digest is parsed (checked) when it is used
         try:
             ref = reference.parse(text)
         except DockyardError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -87,29 +88,30 @@ def _store():
     return Store()
 
 
-def image_rows(store) -> list[dict[str, Any]]:
+def image_rows(root: str) -> list[dict[str, Any]]:
     """One record per (image, tag) as `images --format json` prints it, newest first."""
+    from dockyard import summaries
     from dockyard.cli.output import ago, human_size
     from dockyard.imagefilters import repo_tag
     from dockyard.times import parse_time
 
-    rows = []
-    for digest, summary, names in store.summaries():
-        created, size = parse_time(summary.created), summary.size  # docker's SIZE: the layers unpacked
+    rows: list[dict[str, Any]] = []
+    for digest, (image_id, created_text, size, compressed), names in summaries.read(root):
+        created = parse_time(created_text)  # size: docker's SIZE, the layers unpacked
         for name in names or [None]:
             repo, tag = repo_tag(name)
             rows.append({
                 "Containers": "N/A",
                 "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S %z UTC") if created else "",
                 "CreatedSince": ago(created),
-                "Digest": str(digest),
-                "ID": summary.short_id,
-                "FullID": summary.id,
+                "Digest": digest,
+                "ID": image_id.partition(":")[2][:12],
+                "FullID": image_id,
                 "Repository": repo,
                 "Tag": tag,
                 "Size": human_size(size),
                 "SizeBytes": size,
-                "CompressedSize": human_size(summary.compressed),  # dockyard's: what a push or save moves
+                "CompressedSize": human_size(compressed),  # dockyard's: what a push or save moves
                 "_created": created.timestamp() if created else 0,
                 "Name": name,
             })
@@ -120,10 +122,10 @@ def image_rows(store) -> list[dict[str, Any]]:
 def cmd_images(args: argparse.Namespace) -> int:
     from dockyard.cli.output import print_formatted, table
     from dockyard.imagefilters import from_cli, listed
+    from dockyard.roots import default_root
 
-    store = _store()
     filters = from_cli(args.filter)
-    rows = [r for r in image_rows(store) if listed(r["Name"], args.repository, filters)]
+    rows = [r for r in image_rows(os.path.abspath(default_root())) if listed(r["Name"], args.repository, filters)]
     for r in rows:
         r.pop("_created")
         r.pop("Name")
