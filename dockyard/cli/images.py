@@ -98,7 +98,8 @@ def image_rows(root: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for digest, (image_id, created_text, size, compressed), names in summaries.read(root):
         created = parse_time(created_text)  # size: docker's SIZE, the layers unpacked
-        for name in names or [None]:
+        untagged: list[str | None] = [None]
+        for name in names or untagged:
             repo, tag = repo_tag(name)
             rows.append({
                 "Containers": "N/A",
