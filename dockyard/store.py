@@ -270,7 +270,7 @@ class Store:
         return [str(image.id), image.config.get("created"), self.unpacked_size(image), image.size]
 
     def tags_of(self, manifest_digest: Digest) -> list[str]:
-        return [e.name for e in self.entries() if e.digest == manifest_digest and e.name]
+        return image_summaries.index_names(self.root).get(str(manifest_digest), [])
 
     def resolve(self, text: str) -> Image:
         """Find an image by name[:tag], name@digest, image ID or a unique ID prefix."""

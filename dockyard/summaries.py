@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from typing import TypeGuard
 
 from dockyard import mediatypes as mt
@@ -15,6 +16,7 @@ from dockyard.errors import DockyardError
 from dockyard.fsutil import atomic_write, locked
 
 Row = list  # [config digest, created (RFC 3339) or None, unpacked size, compressed size]
+_ID_PREFIX = re.compile(r"^(?:sha256:)?[a-f0-9]{1,64}$")  # what Store.resolve takes for an image ID (prefix)
 
 
 class InvalidIndex(DockyardError):
@@ -84,3 +86,13 @@ def read(root: str) -> list[tuple[str, Row, list[str]]]:
         with contextlib.suppress(OSError, DockyardError):  # a reader without write access still lists
             atomic_write(path, json.dumps(kept).encode(), durable=False)
     return out
+
+
+def may_name_image(root: str, text: str) -> bool:
+    """False when `Store.resolve(text)` must fail: a name without a digest that no index entry is tagged with (as
+    given, or with the default tag) and that is no image ID prefix. Lets `inspect` pass a container's name on
+    without the store's imports."""
+    if "@" in text or _ID_PREFIX.match(text):
+        return True
+    tagged = {name for names in index_names(root).values() for name in names}
+    return text in tagged or f"{text}:latest" in tagged

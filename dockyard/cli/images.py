@@ -152,8 +152,12 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def _image_inspector(name: str) -> dict[str, Any] | None:
+    from dockyard import summaries
     from dockyard.errors import NotFound
+    from dockyard.roots import default_root
 
+    if not summaries.may_name_image(os.path.abspath(default_root()), name):
+        return None  # surely not an image: on to the containers without the store's imports
     store = _store()
     try:
         image = store.resolve(name)
