@@ -6,12 +6,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
 from dockyard.errors import DockyardError
+from dockyard.times import now_rfc3339, parse_time
 
 
 class InvalidImage(DockyardError):
@@ -57,26 +58,6 @@ class Descriptor:
 def canonical_json(obj: Any) -> bytes:
     """Deterministic JSON bytes (sorted keys, no spaces), so equal content gives equal digests."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def now_rfc3339() -> str:
-    """The current UTC time in the RFC 3339 form image configs use."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """Parse an RFC 3339 timestamp with optional nanoseconds; None when absent or malformed."""
-    if not text:
-        return None
-    t = text.strip().replace("Z", "+00:00")
-    if "." in t:
-        head, _, rest = t.partition(".")
-        frac = re.split(r"\D", rest, maxsplit=1)[0]  # the leading digits
-        t = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
-    try:
-        return datetime.fromisoformat(t)
-    except ValueError:
-        return None
 
 
 @dataclass

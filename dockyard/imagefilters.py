@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dockyard import reference
 from dockyard.errors import DockyardError
-from dockyard.image import Image
+
+if TYPE_CHECKING:  # listings import this module: not the image records
+    from dockyard.image import Image
 
 # Terms in the order given; every one must hold (as `images -f a -f b` always did).
 Filters = Sequence[tuple[str, str]]
@@ -37,11 +38,16 @@ def _true(key: str, value: str) -> bool:
 
 
 def repo_tag(name: str | None) -> tuple[str, str]:
-    """The REPOSITORY and TAG columns for one of an image's names (None: an untagged image)."""
+    """The REPOSITORY and TAG columns for one of an image's names (None: an untagged image): the store's index holds
+    names as `Reference.ref_name` wrote them, so they are split as `reference.parse` would, without its checks (a
+    listing splits hundreds)."""
     if not name:
         return "<none>", "<none>"
-    ref = reference.parse(name)
-    return ref.name, ref.tag or "<none>"
+    remainder, digest, _ = name.partition("@")
+    slash, colon = remainder.rfind("/"), remainder.rfind(":")
+    if colon > slash:
+        return remainder[:colon], remainder[colon + 1:]
+    return remainder, "<none>" if digest else "latest"  # reference.parse's default tag
 
 
 def listed(name: str | None, repository: str | None, filters: Filters) -> bool:

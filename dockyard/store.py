@@ -30,11 +30,13 @@ from typing import BinaryIO
 
 from dockyard import mediatypes as mt
 from dockyard import reference
+from dockyard import summaries as image_summaries
 from dockyard.digest import CHUNK, Digest, HashingWriter, Reader, verify
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
 from dockyard.image import Descriptor, Image, InvalidImage, Platform, select_platform
 from dockyard.referrers import Records, Referrer, referrer_of
+from dockyard.roots import default_root
 from dockyard.sizes import content_size, disk_usage
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -45,15 +47,6 @@ BLOBS_ONLY = "blobs-only"
 # Unpacked layers being removed are first renamed into tmp/ under this prefix (see Store.gc).
 _GONE = "gone-"
 _HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
-
-
-def default_root() -> str:
-    """The store root: $DOCKYARD_ROOT, else the system or per-user default."""
-    if os.environ.get("DOCKYARD_ROOT"):
-        return os.environ["DOCKYARD_ROOT"]
-    if os.geteuid() == 0:
-        return "/var/lib/dockyard"
-    return os.path.join(os.path.expanduser("~"), ".local", "share", "dockyard")
 
 
 class Conflict(DockyardError):
@@ -92,11 +85,6 @@ class Summary:
     size: int  # the layers' unpacked size, as docker's SIZE
     compressed: int  # the config and layer blobs' size
 
-    @property
-    def short_id(self) -> str:
-        """The 12-hex-digit form docker shows."""
-        return self.id.partition(":")[2][:12]
-
 
 class Store:
     """The local image store rooted at one directory."""
@@ -110,7 +98,7 @@ class Store:
         self.locks_dir = os.path.join(self.root, "locks")
         self.sizes_dir = os.path.join(self.root, "sizes")
         self.referrer_records = Records(os.path.join(self.root, "referrers"))
-        self._index_path = os.path.join(self.layout, "index.json")
+        self._index_path = image_summaries.index_path(self.root)
         self._init()
 
     def _init(self) -> None:
@@ -126,7 +114,7 @@ class Store:
                 self._write_index([])
 
     def _lock_path(self, name: str) -> str:
-        return os.path.join(self.root, f".{name}.lock")
+        return os.path.join(self.root, f".{name}.lock")  # `index`: image_summaries.index_lock
 
     # ---- content guard -------------------------------------------------------------------------
 
@@ -280,58 +268,41 @@ class Store:
 
     def _tagged(self) -> dict[Digest, list[str]]:
         """Each manifest digest in the index with its tags, in index order."""
-        by_digest: dict[Digest, list[str]] = {}
-        for e in self.entries():
-            names = by_digest.setdefault(e.digest, [])
-            if e.name:
-                names.append(e.name)
-        return by_digest
+        return {Digest.parse(d): names for d, names in image_summaries.index_names(self.root).items()}
 
     def summaries(self) -> list[tuple[Digest, Summary, list[str]]]:
         """Every image's summary with its tags, in index order: `images()` without reading each manifest and config."""
-        path = os.path.join(self.root, "summaries.json")
-        try:
-            with open(path, "rb") as f:
-                cached = json.load(f)
-        except (OSError, ValueError):
-            cached = {}
-        if not isinstance(cached, dict):
-            cached = {}
-        kept, out = {}, []
-        for digest, names in self._tagged().items():
-            row = cached.get(str(digest))
-            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str)
-                    and isinstance(row[1], (str, type(None))) and type(row[2]) is int and type(row[3]) is int):
-                image = self.image(digest)
-                row = [str(image.id), image.config.get("created"), self.unpacked_size(image), image.size]
-            kept[str(digest)] = row
-            out.append((digest, Summary(*row), names))
-        if kept != cached:  # new images, or removed ones to forget; racing writers each write a correct cache
-            atomic_write(path, json.dumps(kept).encode(), durable=False)
-        return out
+        return [(Digest.parse(d), Summary(*row), names) for d, row, names in image_summaries.read(self.root)]
+
+    def summary_row(self, manifest_digest: str) -> image_summaries.Row:
+        """An image's row in the summaries cache (see dockyard.summaries)."""
+        digest = Digest.parse(manifest_digest)
+        image = self.image(digest)
+        platforms = [str(p) for p, _ in self.index_children(digest) if p is not None] if image.index else []
+        return [str(image.id), image.config.get("created"), self.unpacked_size(image), image.size, ",".join(platforms)]
 
     def tags_of(self, manifest_digest: Digest) -> list[str]:
-        return [e.name for e in self.entries() if e.digest == manifest_digest and e.name]
+        return image_summaries.index_names(self.root).get(str(manifest_digest), [])
 
     def resolve(self, text: str, platform: Platform | None = None) -> Image:
         """Find an image by name[:tag], name@digest, image ID or a unique ID prefix; of a multi-platform image,
         the one for `platform` (default: the host's); a given `platform` must be the image's."""
-        entries = self.entries()
+        by_digest = image_summaries.index_names(self.root)  # a digest is parsed (checked) when it is used
         try:
             ref = reference.parse(text)
         except DockyardError:
             ref = None
         if ref is not None:
-            for e in entries:
-                if (ref.digest and e.digest == ref.digest) or (not ref.digest and e.name == ref.ref_name):
+            for d, names in by_digest.items():
+                if (ref.digest and d == str(ref.digest)) or (not ref.digest and ref.ref_name in names):
                     try:
-                        return self.image(e.digest, platform, strict=True)
+                        return self.image(Digest.parse(d), platform, strict=True)
                     except NotFound as err:
                         raise NotFound(f"{text}: {err}") from None
         m = _HEX_PREFIX.match(text)
         if m:
             prefix = m.group(1)
-            found = {img.manifest_digest: img for img in (self.image(d) for d in {e.digest for e in entries})
+            found = {img.manifest_digest: img for img in (self.image(Digest.parse(d)) for d in by_digest)
                      if img.id.hex.startswith(prefix)}
             if len(found) == 1:
                 return next(iter(found.values()))
@@ -466,11 +437,6 @@ class Store:
             return [(Platform.of(d.get("platform") or {}), Descriptor.from_json(d)) for d in obj["manifests"]]
         except (KeyError, TypeError, ValueError, AttributeError, DockyardError) as e:
             raise InvalidImage(f"index {digest}: a child descriptor is malformed ({e})") from None
-
-    def platforms(self) -> dict[Digest, list[str]]:
-        """The platforms of each tagged or dangling image index in the index (what `images` shows)."""
-        tops = {e.digest for e in self.entries() if e.descriptor.media_type in mt.INDEXES}
-        return {d: [str(p) for p, _ in self.index_children(d) if p is not None] for d in tops}
 
     def add_index(self, data: bytes, names: Sequence[reference.Reference] = (),
                   added: set[Digest] | None = None) -> Digest:

@@ -1,4 +1,8 @@
-"""Container records on disk: `<store root>/containers/<id>/state.json`, names, ids and lookups."""
+"""Container records on disk: `<store root>/containers/<id>/state.json`, names, ids and lookups.
+
+`containers/states.json` caches every state.json by container id, each under its file's inode, ctime and size:
+listings and name lookups read it and stat each state.json rather than reading them all (see `Containers.states`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -19,6 +24,10 @@ from runner.procfs import proc_start_time
 STATE_FILE = "state.json"
 # A removed container's directory is renamed to this prefix + its id when its files go later: no lookup sees it.
 REMOVED_PREFIX = ".removed-"
+STATES_CACHE = "states.json"
+# A state.json changed this recently is not cached: its inode number, freed by a replacement within the same clock
+# tick, could come back in a later replacement with the same ctime and size (git's "racily clean" entries).
+SETTLE_NS = 1_000_000_000
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 _ADJECTIVES = [
@@ -111,8 +120,10 @@ class Container:
 
     @classmethod
     def from_json(cls, d: dict) -> Container:
-        names = {f.name for f in fields(cls)} - {"status"}
-        return cls(**{k: v for k, v in d.items() if k in names}, status=d.get("state", "created"))
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS}, status=d.get("state", "created"))
+
+
+_FIELDS = frozenset(f.name for f in fields(Container)) - {"status"}  # the keys from_json takes from state.json
 
 
 def now() -> str:
@@ -142,20 +153,72 @@ class Containers:
                 c = Container.from_json(json.load(f))
         except FileNotFoundError:
             raise NotFound(f"No such container: {cid}") from None
+        return self._checked(c)
+
+    def _checked(self, c: Container) -> Container:
+        """The container, marked exited (and saved so) if it is recorded running but its monitor is gone."""
         if c.running and not self._monitor_alive(c):
-            c = self.update(cid, _mark_dead)
+            c = self.update(c.id, _mark_dead)
         return c
 
     @staticmethod
     def _monitor_alive(c: Container) -> bool:
         return bool(c.monitor_pid) and proc_start_time(c.monitor_pid) == c.monitor_start
 
+    def states(self) -> dict[str, dict]:
+        """Every container's state.json content by id: from the states cache for each file whose inode, ctime and
+        size are the cached ones, else read (a container another process made or changed shows at once); the cache
+        is rewritten when it gained or lost entries. A missing, corrupt or foreign cache only costs the reads."""
+        cache_path = os.path.join(self.dir, STATES_CACHE)
+        try:
+            with open(cache_path, "rb") as f:
+                cached = json.load(f)
+        except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep for the parser
+            cached = {}
+        if not isinstance(cached, dict):
+            cached = {}
+        settled = time.time_ns() - SETTLE_NS
+        states: dict[str, dict] = {}
+        kept: dict[str, list] = {}
+        read = False  # whether a file read is to be cached
+        for cid in os.listdir(self.dir):
+            if len(cid) != 64:  # not a container directory: the cache itself, locks, temp files
+                continue
+            try:
+                st = os.stat(self.path(cid, STATE_FILE))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not a container (yet, or any more)
+            key = [st.st_ino, st.st_ctime_ns, st.st_size]
+            row = cached.get(cid)
+            if (isinstance(row, list) and len(row) == 2 and row[0] == key and isinstance(row[1], dict)
+                    and row[1].get("id") == cid):
+                state, hit = row[1], True
+            else:
+                hit = False
+                try:
+                    with open(self.path(cid, STATE_FILE), "rb") as f:
+                        st = os.fstat(f.fileno())  # the key of what is read: state.json is replaced, never changed
+                        state = json.load(f)
+                except (OSError, ValueError, RecursionError):
+                    continue
+                if not (isinstance(state, dict) and state.get("id") == cid):
+                    continue
+                key = [st.st_ino, st.st_ctime_ns, st.st_size]
+            states[cid] = state
+            if st.st_ctime_ns < settled:
+                kept[cid] = [key, state]
+                read = read or not hit
+        if read or len(kept) != len(cached):  # else `kept` is `cached`, or what of it is still right
+            with contextlib.suppress(OSError, DockyardError):  # e.g. a reader without write access: reads stay right
+                atomic_write(cache_path, json.dumps(kept, separators=(",", ":")).encode(), durable=False)
+        return states
+
     def all(self) -> list[Container]:
         """Every container, newest first."""
         out = []
-        for cid in self.ids():
-            with contextlib.suppress(NotFound, ValueError):
-                out.append(self.load(cid))
+        for state in self.states().values():
+            with contextlib.suppress(NotFound, TypeError):  # TypeError: a state.json without the required fields
+                out.append(self._checked(Container.from_json(state)))
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def save(self, c: Container) -> None:
@@ -183,14 +246,13 @@ class Containers:
         if not ref:
             raise NotFound("No such container: (empty)")
         name = ref.lstrip("/")
-        all_ids = self.ids()
-        if ref in all_ids:
+        states = self.states()
+        if ref in states:
             return self.load(ref)
-        for cid in all_ids:
-            with contextlib.suppress(NotFound, ValueError, FileNotFoundError), open(self.path(cid, STATE_FILE)) as f:
-                if json.load(f).get("name") == name:
-                    return self.load(cid)
-        matches = [cid for cid in all_ids if cid.startswith(ref.lower())] if _is_hex(ref) else []
+        for cid, state in states.items():
+            if state.get("name") == name:
+                return self.load(cid)
+        matches = [cid for cid in states if cid.startswith(ref.lower())] if _is_hex(ref) else []
         if len(matches) > 1:
             raise DockyardError(f"multiple containers match {ref!r}; use more of the id")
         if not matches:
@@ -201,11 +263,7 @@ class Containers:
     def naming(self) -> Iterator[set[str]]:
         """Hold the names lock; yields the names in use (to check and reserve one)."""
         with locked(os.path.join(self.dir, ".names.lock")):
-            names = set()
-            for cid in self.ids():
-                with contextlib.suppress(ValueError, FileNotFoundError), open(self.path(cid, STATE_FILE)) as f:
-                    names.add(json.load(f).get("name"))
-            yield names
+            yield {state["name"] for state in self.states().values() if isinstance(state.get("name"), str)}
 
     def add(self, c: Container) -> None:
         """Record a new container, its name checked unique (or picked) under the names lock."""

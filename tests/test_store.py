@@ -319,3 +319,32 @@ def test_summaries_cache_matches_the_images_and_survives_damage(busybox_image, b
     dockyard("rmi", "other:1")
     assert [r[:2] for r in listed()] == [("busybox", "latest")]
     assert set(json.load(open(cache))) == {str(img.manifest_digest) for img, _ in store.images()}
+
+
+def test_hostile_index_entries_list_or_end_in_one_line(busybox_image, dockyard, store_root):
+    """Listings read index.json's entries without a Descriptor each: odd ones are shown untagged or refused in one
+    line naming the file, never a traceback."""
+    path = os.path.join(store_root, "images", "index.json")
+    good = json.load(open(path))
+    entry = good["manifests"][0]
+
+    def with_entries(*entries) -> None:
+        with open(path, "w") as f:
+            json.dump({**good, "manifests": list(entries)}, f)
+
+    try:
+        for odd in ({**entry, "annotations": ["x"]}, {**entry, "annotations": {"org.opencontainers.image.ref.name": 5}}):
+            with_entries(odd)
+            assert dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out == "<none>:<none>\n"
+        for bad in ({"mediaType": entry["mediaType"], "size": 1}, "x", {**entry, "digest": ["sha256:0"]}):
+            with_entries(entry, bad)
+            r = dockyard("images", check=False)
+            assert r.code == 1 and r.err.startswith(f"Error: {path}: an entry without a digest") and r.out == ""
+            assert "Traceback" not in r.err and len(r.err.splitlines()) == 1
+        with_entries({**entry, "digest": "sha256:../../../../etc/passwd"})
+        r = dockyard("image", "inspect", "busybox", check=False)
+        assert r.code == 1 and r.err.splitlines() == ["Error: invalid digest: 'sha256:../../../../etc/passwd'"]
+    finally:
+        with open(path, "w") as f:
+            json.dump(good, f)
+    assert dockyard("images", "--format", "{{.Repository}}:{{.Tag}}").out == "busybox:latest\n"

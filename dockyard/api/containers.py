@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from dockyard.api.errors import APIError, ContainerError, ImageNotFound, NotFound, engine_errors
 from dockyard.api.model import Model
-from runner import lifecycle, logs
+from runner import lifecycle, listing, logs
 from runner.containers import Containers
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class Container(Model):
     def __init__(self, client: Client, record: Record):
         self.client = client
         self._record = record
-        super().__init__(lifecycle.inspect(client.root, record))
+        super().__init__(listing.inspect(client.root, record))
 
     @property
     def id(self) -> str:
@@ -227,7 +227,7 @@ class Container(Model):
     def reload(self) -> None:
         """Read the container's state again."""
         self._record = Containers(self.client.root).load(self.id)
-        self.attrs = lifecycle.inspect(self.client.root, self._record)
+        self.attrs = listing.inspect(self.client.root, self._record)
 
     @engine_errors()
     def start(self) -> None:
@@ -399,7 +399,7 @@ class ContainerCollection:
              limit: int = -1) -> list[Container]:
         """As `dockyard ps`: running containers (every one with all=True), newest first; filters as docker's."""
         wanted = {k: v if isinstance(v, list) else [str(v)] for k, v in (filters or {}).items()}
-        return [Container(self.client, c) for c in lifecycle.list_containers(self.client.root, all, wanted, limit)]
+        return [Container(self.client, c) for c in listing.list_containers(self.client.root, all, wanted, limit)]
 
     @engine_errors()
     def prune(self, filters: dict | None = None) -> dict:

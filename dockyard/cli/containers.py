@@ -16,11 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     images.INSPECTORS.append(("container", _container_inspector))
     system.INFO_SECTIONS.append(_info)
     _commands(sub, top=True)
-    group = sub.add_parser("container", help="manage containers")
-    gsub = group.add_subparsers(dest="container_command", metavar="COMMAND")
-    run.register(gsub)
-    _commands(gsub, top=False)
-    group.set_defaults(func=lambda a: group.print_help() or 0)
+
+    def group_commands(group: argparse.ArgumentParser) -> None:
+        gsub = group.add_subparsers(dest="container_command", metavar="COMMAND")
+        run.register(gsub)
+        _commands(gsub, top=False)
+
+        def usage(_: argparse.Namespace) -> int:
+            group.print_help()
+            return 0
+
+        group.set_defaults(func=usage)
+
+    sub.add_parser("container", help="manage containers", populate=group_commands)  # built when named
 
 
 def _commands(sub: argparse._SubParsersAction, top: bool) -> None:
@@ -216,19 +224,19 @@ def _status_text(c) -> str:
                         "FinishedAt": c.finished_at, "Health": c.health})
 
 
-def _ports_text(c) -> str:
-    from runner import lifecycle
+def _ports_text(root: str, c) -> str:
+    from runner import listing
 
-    return ", ".join(f"{p.host}->{p.key}" for p in lifecycle.ports(store_root(), c))
+    return ", ".join(f"{p.host}->{p.key}" for p in listing.ports(root, c))
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
     from dockyard.cli.output import ago, print_formatted, table
-    from dockyard.image import parse_time
-    from runner import lifecycle
+    from dockyard.times import parse_time
+    from runner import listing
 
-    cs = lifecycle.list_containers(store_root(), args.all, lifecycle.parse_filters(args.filter),
-                                   1 if args.latest else args.last)
+    root = store_root()
+    cs = listing.list_containers(root, args.all, listing.parse_filters(args.filter), 1 if args.latest else args.last)
     if args.quiet:
         for c in cs:
             print(c.id if args.no_trunc else c.short_id)
@@ -240,7 +248,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             cmd = cmd[:19] + "…"
         rows.append({"ID": c.id if args.no_trunc else c.short_id, "Image": c.image, "Command": f'"{cmd}"',
                      "CreatedAt": c.created, "RunningFor": ago(parse_time(c.created)), "Status": _status_text(c),
-                     "State": c.status, "Ports": _ports_text(c), "Names": c.name,
+                     "State": c.status, "Ports": _ports_text(root, c), "Names": c.name,
                      "Labels": ",".join(f"{k}={v}" for k, v in (c.config.get("Labels") or {}).items()),
                      "Mounts": ",".join(m.get("Name") or m["Source"] for m in c.mounts)})
     if args.format:
@@ -252,9 +260,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def _inspect(c) -> dict:
-    from runner import lifecycle
+    from runner import listing
 
-    return lifecycle.inspect(store_root(), c)
+    return listing.inspect(store_root(), c)
 
 
 def _container_inspector(name: str) -> dict | None:
@@ -336,9 +344,9 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_port(args: argparse.Namespace) -> int:
-    from runner import lifecycle
+    from runner import listing
 
-    for p in lifecycle.ports(store_root(), _store().find(args.name), args.private):
+    for p in listing.ports(store_root(), _store().find(args.name), args.private):
         print(p.host if args.private else f"{p.key} -> {p.host}")
     return 0
 

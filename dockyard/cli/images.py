@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -95,31 +96,32 @@ def _store():
     return Store()
 
 
-def image_rows(store) -> list[dict[str, Any]]:
+def image_rows(root: str) -> list[dict[str, Any]]:
     """One record per (image, tag) as `images --format json` prints it, newest first."""
+    from dockyard import summaries
     from dockyard.cli.output import ago, human_size
-    from dockyard.image import parse_time
     from dockyard.imagefilters import repo_tag
+    from dockyard.times import parse_time
 
-    rows = []
-    platforms = store.platforms()  # of multi-platform images (one row each, as docker's containerd store)
-    for digest, summary, names in store.summaries():
-        created, size = parse_time(summary.created), summary.size  # docker's SIZE: the layers unpacked
-        for name in names or [None]:
+    rows: list[dict[str, Any]] = []
+    for digest, (image_id, created_text, size, compressed, platforms), names in summaries.read(root):
+        created = parse_time(created_text)  # size: docker's SIZE, the layers unpacked
+        untagged: list[str | None] = [None]
+        for name in names or untagged:
             repo, tag = repo_tag(name)
             rows.append({
                 "Containers": "N/A",
                 "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S %z UTC") if created else "",
                 "CreatedSince": ago(created),
-                "Digest": str(digest),
-                "ID": summary.short_id,
-                "FullID": summary.id,
+                "Digest": digest,
+                "ID": image_id.partition(":")[2][:12],
+                "FullID": image_id,
                 "Repository": repo,
                 "Tag": tag,
                 "Size": human_size(size),
                 "SizeBytes": size,
-                "CompressedSize": human_size(summary.compressed),  # dockyard's: what a push or save moves
-                "Platforms": ",".join(platforms.get(digest, [])),
+                "CompressedSize": human_size(compressed),  # dockyard's: what a push or save moves
+                "Platforms": platforms,  # of a multi-platform image (one row, as docker's containerd store)
                 "_created": created.timestamp() if created else 0,
                 "Name": name,
             })
@@ -130,10 +132,10 @@ def image_rows(store) -> list[dict[str, Any]]:
 def cmd_images(args: argparse.Namespace) -> int:
     from dockyard.cli.output import print_formatted, table
     from dockyard.imagefilters import from_cli, listed
+    from dockyard.roots import default_root
 
-    store = _store()
     filters = from_cli(args.filter)
-    rows = [r for r in image_rows(store) if listed(r["Name"], args.repository, filters)]
+    rows = [r for r in image_rows(os.path.abspath(default_root())) if listed(r["Name"], args.repository, filters)]
     for r in rows:
         r.pop("_created")
         r.pop("Name")
@@ -159,14 +161,20 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def _image_inspector(name: str) -> dict[str, Any] | None:
-    from dockyard.api.images import inspect
+    from dockyard import summaries
     from dockyard.errors import NotFound
+    from dockyard.roots import default_root
 
+    if not summaries.may_name_image(os.path.abspath(default_root()), name):
+        return None  # surely not an image: on to the containers without the store's imports
     store = _store()
     try:
-        return inspect(store, store.resolve(name))
+        image = store.resolve(name)
     except NotFound:
         return None
+    from dockyard.api.images import inspect  # the API's imports only when NAME is an image
+
+    return inspect(store, image)
 
 
 def _referrers(name: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn
 
 # Each area's CLI module, in the order `--help` lists them; they import only argparse-level things at the top so
@@ -55,11 +56,22 @@ class _Formatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with docker's exit status for usage errors (and one terminal measurement for all its help)."""
+    """argparse with docker's exit status for usage errors (and one terminal measurement for all its help).
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    `populate` (a function adding the parser's arguments and subcommands) defers that work to when the parser is
+    used: a command group (`container …`) costs nothing on the command lines that do not name it.
+    """
+
+    def __init__(self, *args: Any, populate: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs: Any):
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
+        self._populate = populate
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        if self._populate:
+            populate, self._populate = self._populate, None
+            populate(self)
+        return super().parse_known_args(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)

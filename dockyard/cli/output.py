@@ -61,7 +61,7 @@ def ago(when: datetime | None) -> str:
 
 def status_text(state: dict[str, Any]) -> str:
     """docker ps's STATUS from docker's State object: `Up 2 minutes (healthy)`, `Exited (0) 3 seconds ago`."""
-    from dockyard.image import parse_time
+    from dockyard.times import parse_time
 
     status, code = state.get("Status"), state.get("ExitCode")
     if status == "created":
@@ -81,8 +81,8 @@ def table(headers: list[str], rows: Iterable[Sequence[object]], out: TextIO | No
     out = out or sys.stdout
     cells = [list(map(str, r)) for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    for r in [headers, *cells]:
-        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n")
+    out.write("".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n"
+                      for r in [headers, *cells]))  # one write: a listing has hundreds of lines
 
 
 def _go_str(value: Any) -> str:

@@ -88,7 +88,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def store_root() -> str:
     """The store root the commands work on ($DOCKYARD_ROOT or --root, else the default)."""
-    from dockyard.store import default_root
+    from dockyard.roots import default_root
 
     return os.path.abspath(default_root())
 

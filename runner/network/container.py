@@ -40,7 +40,7 @@ def _running_pid(root: str, cid: str) -> int:
     """The host pid of a container whose namespace another joins; refused when it is gone or not running."""
     from dockyard.errors import DockyardError, NotFound
     from runner.containers import Containers
-    from runner.lifecycle import host_pid
+    from runner.listing import host_pid
 
     try:
         other = Containers(root).load(cid)
