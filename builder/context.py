@@ -7,7 +7,8 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from builder.ignore import Ignore
@@ -17,6 +18,10 @@ from dockyard.errors import DockyardError, NotFound
 from dockyard.inroot import Escape, resolve_beneath
 
 _MAX_LINKS = 40
+# Small files' contents are kept from hashing (the cache key) to copying, so a COPY opens each file once;
+# bounded, as a context may be gigabytes: beyond the budget a file is opened again to be copied.
+_KEEP_FILE = 1 << 20
+_KEEP_TOTAL = 128 << 20
 
 
 class ContextError(DockyardError):
@@ -66,6 +71,7 @@ class BuildContext:
         resolve against that root, as the image itself sees them, instead of being refused."""
         self.root = os.path.realpath(root)
         self.rootfs = rootfs
+        self._dirs = threading.local()  # each stage thread keeps its own directory fd
         if not os.path.isdir(self.root):
             raise NotFound(f"build context is not a directory: {root}")
         if ignore is None:
@@ -76,6 +82,10 @@ class BuildContext:
         self.ignore = ignore
         # Content hashes by (dev, ino, size, mtime_ns, ctime_ns): each file is read once per build.
         self._hashes: dict[tuple[int, int, int, int, int], str] = {}
+        # What the last digest() read, for the copy that follows it: small files' bytes by key, and walks.
+        self._contents: dict[tuple[int, int, int, int, int], bytes] = {}
+        self._kept = 0
+        self._walks: dict[str, tuple[Ignore | None, list[Entry]]] = {}
 
     # -- resolving paths -------------------------------------------------------------------------------
 
@@ -110,26 +120,40 @@ class BuildContext:
 
     def open(self, rel: str) -> int:
         """Open a resolved (symlink-free) regular file under the root, refusing symlinks anywhere on the way."""
-        parts = [p for p in rel.split("/") if p]
-        dirfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        parent, _, name = rel.rpartition("/")
         try:
-            for p in parts[:-1]:
-                nxt = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
-                os.close(dirfd)
-                dirfd = nxt
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=self._dir_fd(parent))
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise ContextError(f"{rel}: changed into a symlink while being read") from None
             if e.errno == errno.ENOENT:
                 raise NotFound(f"{rel}: no such file in the build context") from None
             raise
-        finally:
-            os.close(dirfd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ContextError(f"{rel}: not a regular file")
         return fd
+
+    def _dir_fd(self, rel: str) -> int:
+        """An fd of a directory under the root: the last one opened by this thread stays open for the next file."""
+        kept = getattr(self._dirs, "kept", None)
+        if kept is None:
+            kept = self._dirs.kept = _DirFd()
+        return kept.get(rel, self._open_dir)
+
+    def _open_dir(self, rel: str) -> int:
+        """Open a directory under the root one component at a time, refusing symlinks on the way."""
+        dirfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for p in (p for p in rel.split("/") if p):
+                nxt = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+                os.close(dirfd)
+                dirfd = nxt
+        except BaseException:
+            os.close(dirfd)
+            raise
+        return dirfd
 
     def read_file(self, given: str) -> bytes:
         """Read a file of the context (the Dockerfile, .dockerignore): .dockerignore does not hide it."""
@@ -161,9 +185,14 @@ class BuildContext:
         if top.kind != "dir":
             yield top
             return
+        walked = self._walks.get(source.rel)
+        if walked is not None and walked[0] is exclude and walked[1][:1] == [top]:
+            yield from walked[1]  # the walk digest() just made for this COPY
+            return
         info = self.ignore.match_path(source.rel)[1] if source.rel else None
         entries: list[Entry] = []
         self._walk_dir(source.rel, ".", info, None, exclude, False, entries)
+        self._walks[source.rel] = (exclude, entries)
         yield from entries
 
     def _walk_dir(self, rel: str, path: str, info: list[bool] | None, xinfo: list[bool] | None,
@@ -288,18 +317,38 @@ class BuildContext:
     # -- cache digests ---------------------------------------------------------------------------------
 
     def content_hash(self, entry: Entry) -> str:
-        """sha256 hex of a regular file's content, cached per build by inode, size and times."""
+        """sha256 hex of a regular file's content, cached per build by inode, size and times; a small file's
+        bytes are kept for content() (within a budget)."""
         cached = self._hashes.get(entry.key)
         if cached is None:
-            with os.fdopen(self.open(entry.rel), "rb") as f:
-                cached = hashlib.file_digest(f, "sha256").hexdigest()
+            fd = self.open(entry.rel)
+            try:
+                size = entry.key[2]
+                if size <= _KEEP_FILE and self._kept + size <= _KEEP_TOTAL:
+                    data = _read_exactly(fd, size, entry.rel)
+                    cached = hashlib.sha256(data).hexdigest()
+                    self._contents[entry.key] = data
+                    self._kept += size
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        cached = hashlib.file_digest(f, "sha256").hexdigest()
+            finally:
+                os.close(fd)
             self._hashes[entry.key] = cached
         return cached
+
+    def content(self, entry: Entry) -> bytes | None:
+        """The bytes content_hash() kept of a file unchanged since (same inode, size and times), else None."""
+        return self._contents.get(entry.key)
 
     def digest(self, sources: list[Source], exclude: Ignore | None = None, owners: bool = True) -> Digest:
         """Cache key of what COPY would copy: paths, types, modes, owners (unless --chown makes them
         irrelevant: owners=False), link targets and contents — not timestamps, so touching files does
         not invalidate the cache."""
+        # A new step: what the previous one kept for its copy is no longer needed.
+        self._contents.clear()
+        self._kept = 0
+        self._walks.clear()
         h = hashlib.sha256()
         for src in sources:
             h.update(f"source\0{src.rel}\n".encode())
@@ -312,6 +361,44 @@ class BuildContext:
                     h.update(self.content_hash(e).encode())
                 h.update(b"\n")
         return Digest("sha256", h.hexdigest())
+
+
+class _DirFd:
+    """The one directory fd kept open between opens: a walk opens files directory by directory."""
+
+    def __init__(self) -> None:
+        self._rel: str | None = None
+        self._fd = -1
+
+    def get(self, rel: str, opener: Callable[[str], int]) -> int:
+        """The fd of directory `rel`, opened with `opener` unless it is the one kept."""
+        if rel != self._rel:
+            fd = opener(rel)
+            self.close()
+            self._rel, self._fd = rel, fd
+        return self._fd
+
+    def close(self) -> None:
+        """Close the kept fd."""
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._rel, self._fd = None, -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _read_exactly(fd: int, size: int, rel: str) -> bytes:
+    """A file's `size` bytes; a file that changed size since it was listed fails (its key would be stale)."""
+    data = b""
+    while len(data) <= size:
+        more = os.read(fd, size + 1 - len(data))
+        if not more:
+            break
+        data += more
+    if len(data) != size:
+        raise ContextError(f"{rel}: changed while being read")
+    return data
 
 
 def unpack_stdin_context(data: bytes, dest: str) -> bool:

@@ -9,6 +9,7 @@ import errno
 import os
 import posixpath
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder.context import BuildContext, Entry, Source
@@ -64,6 +65,13 @@ def _copy_data(src: int, dst: int) -> None:
             pass
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` (a write to a regular file may still be short, e.g. on a signal)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Copier:
     """Writes items into `root` with one owner (--chown, else root) and optional --chmod."""
 
@@ -73,6 +81,8 @@ class Copier:
         self.chmod = chmod
         self.exclude = exclude
         self._dir_times: list[tuple[str, int]] = []
+        # New files already belong to this process's user and group (new directories are given them too).
+        self._own = owner == (os.geteuid(), os.getegid())
 
     # -- paths in the root ---------------------------------------------------------------------------
 
@@ -118,67 +128,82 @@ class Copier:
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def file_from_fd(self, src: int, real: str, mode: int, mtime_ns: int, what: str) -> None:
+    def file_from_fd(self, src: int, real: str, mode: int, mtime_ns: int, what: str, fresh: bool = False) -> None:
         """Write one regular file from an open fd."""
-        self._replaceable(real, what)
-        fd = os.open(real, _NEW, 0o600)
-        try:
-            _copy_data(src, fd)
-            os.fchown(fd, self.uid, self.gid)
-            os.fchmod(fd, self.chmod if self.chmod is not None else mode)
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
-        finally:
-            os.close(fd)
+        self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _copy_data(src, fd))
 
-    def data(self, data: bytes, real: str, mode: int, what: str) -> None:
-        """Write one regular file from bytes (a heredoc)."""
-        self._replaceable(real, what)
+    def data(self, data: bytes, real: str, mode: int, what: str, mtime_ns: int | None = None,
+             fresh: bool = False) -> None:
+        """Write one regular file from bytes (a heredoc, or a context file read when it was hashed)."""
+        self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _write_all(fd, data))
+
+    def _new_file(self, real: str, mode: int, mtime_ns: int | None, what: str, fresh: bool,
+                  fill: Callable[[int], None]) -> None:
+        """Create `real`, fill it, set owner, mode and mtime. `fresh`: its directory is one this copy made,
+        so nothing is there to replace, and a file made by the copy's owner already has its owner."""
+        if not fresh:
+            self._replaceable(real, what)
         fd = os.open(real, _NEW, 0o600)
         try:
-            os.write(fd, data)
-            os.fchown(fd, self.uid, self.gid)
+            fill(fd)
+            if not (fresh and self._own):
+                os.fchown(fd, self.uid, self.gid)
             os.fchmod(fd, self.chmod if self.chmod is not None else mode)
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
             os.close(fd)
 
     def tree(self, reader: BuildContext, source: Source, dest: str) -> None:
         """Copy a context directory's contents (not the directory itself) into `dest`."""
         reals: dict[str, str] = {}
+        fresh: set[str] = set()  # directories this copy made: empty when made, and only it writes there
         for e in reader.walk(source, self.exclude):
             if e.path == ".":
                 existed = self.is_dir(dest)
                 reals["."] = self.ensure_dir(dest, self.chmod if self.chmod is not None else e.mode)
                 if not existed:
                     self._dir_times.append((reals["."], e.key[3]))
+                    fresh.add(".")
                 continue
             parent, _, name = e.path.rpartition("/")
-            base = reals[parent or "."]
-            real = os.path.join(base, name)
+            parent = parent or "."
+            real = os.path.join(reals[parent], name)
             if e.kind == "dir":
-                if os.path.islink(real):  # a symlink to a directory in the image is followed, as docker does
-                    real = self.real(posixpath.join(dest, e.path))
-                if not os.path.lexists(real):
+                if parent in fresh:
                     os.mkdir(real)
-                elif not os.path.isdir(real):
-                    raise CopyError(f"cannot copy directory {e.rel}: a file exists at the destination")
+                    fresh.add(e.path)
+                else:
+                    if os.path.islink(real):  # a symlink to a directory in the image is followed, as docker does
+                        real = self.real(posixpath.join(dest, e.path))
+                    if not os.path.lexists(real):
+                        os.mkdir(real)
+                        fresh.add(e.path)
+                    elif not os.path.isdir(real):
+                        raise CopyError(f"cannot copy directory {e.rel}: a file exists at the destination")
                 os.chown(real, self.uid, self.gid)
                 os.chmod(real, self.chmod if self.chmod is not None else e.mode)
                 self._dir_times.append((real, e.key[3]))
                 reals[e.path] = real
             else:
-                self.entry(reader, e, real)
+                self.entry(reader, e, real, parent in fresh)
 
-    def entry(self, reader: BuildContext, e: Entry, real: str) -> None:
-        """Copy one non-directory entry to `real`."""
+    def entry(self, reader: BuildContext, e: Entry, real: str, fresh: bool = False) -> None:
+        """Copy one non-directory entry to `real` (`fresh`: into a directory this copy made)."""
         if e.link is not None:  # a symlink
-            self._replaceable(real, e.rel)
+            if not fresh:
+                self._replaceable(real, e.rel)
             os.symlink(e.link, real)
             os.lchown(real, self.uid, self.gid)
             os.utime(real, ns=(e.key[3], e.key[3]), follow_symlinks=False)
             return
+        data = reader.content(e)
+        if data is not None:  # read when the cache key was computed: no second open
+            self.data(data, real, e.mode, e.rel, e.key[3], fresh)
+            return
         src = reader.open(e.rel)
         try:
-            self.file_from_fd(src, real, e.mode, e.key[3], e.rel)
+            self.file_from_fd(src, real, e.mode, e.key[3], e.rel, fresh)
         finally:
             os.close(src)
 

@@ -264,16 +264,38 @@ def export_archive(store: Store, image: Image, names: list[str], kind: str, dest
     save(store, [(image, names)], sys.stdout.buffer if dest == "-" else dest, fmt)
 
 
-def parse_output(text: str) -> tuple[str, str]:
-    """`type=local|oci|docker,dest=PATH` (or a bare path: local) -> (type, dest)."""
+@dataclass(frozen=True)
+class Output:
+    """An --output: where the result goes, and the layer compression an oci/docker archive asks for."""
+
+    kind: str
+    dest: str
+    compression: str | None = None
+
+
+def parse_output(text: str) -> Output:
+    """`type=local|oci|docker,dest=PATH[,compression=gzip|zstd]` (or a bare path: local) -> Output."""
     if "=" not in text:
-        return "local", text
+        return Output("local", text)
     fields = dict(f.partition("=")[::2] for f in text.split(","))
     kind, dest = fields.pop("type", "local"), fields.pop("dest", None)
+    compression = fields.pop("compression", None)
     if kind not in ("local", "oci", "docker"):
         raise DockyardError(f"--output: unsupported type {kind!r} (use local, oci or docker)")
     if not dest:
         raise DockyardError(f"--output {text}: dest=PATH is required")
     if fields:
         raise DockyardError(f"--output: unknown field(s) {', '.join(sorted(fields))}")
-    return kind, dest
+    if compression is not None and compression not in ("gzip", "zstd"):
+        raise DockyardError(f"--output compression: unsupported {compression!r} (use gzip or zstd)")
+    if compression is not None and kind == "local":
+        raise DockyardError(f"--output {text}: compression applies to oci and docker outputs only")
+    return Output(kind, dest, compression)
+
+
+def layer_compression(outputs: list[Output], default: str) -> str:
+    """The compression the build's layers get: what the outputs ask for (they must agree), else `default`."""
+    asked = {o.compression for o in outputs if o.compression is not None}
+    if len(asked) > 1:
+        raise DockyardError(f"--output: conflicting compression={' and compression='.join(sorted(asked))}")
+    return asked.pop() if asked else default

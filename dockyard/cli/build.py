@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="progress output (auto: tty on a terminal, else plain)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     p.add_argument("--compression", default="gzip", choices=("gzip", "zstd"), help="layer compression")
-    p.add_argument("--output", "-o", action="append", default=[], metavar="type=local|oci|docker,dest=PATH",
-                   help="also export the result")
+    p.add_argument("--output", "-o", action="append", default=[],
+                   metavar="type=local|oci|docker,dest=PATH[,compression=gzip|zstd]", help="also export the result")
     p.add_argument("--push", action="store_true", help="push every -t name after building")
     p.add_argument("--sbom", nargs="?", action=_OptionalValue, metavar="true|false",
                    help="attach an SPDX SBOM of the image (its dpkg/apk packages and files) as a referrer")
@@ -188,10 +188,12 @@ def _build(args: argparse.Namespace, context: str, text: str | None) -> int:
     import signal
 
     from builder.build import Builder
-    from builder.output import export_archive, export_local, make_progress, parse_output
+    from builder.output import export_archive, export_local, layer_compression, make_progress, parse_output
 
     outputs = [parse_output(o) for o in args.output]
     options = _options(args, context, text)
+    # An archive's layers are the store's blobs: `compression=` on an --output makes the build's layers so.
+    options.compression = layer_compression(outputs, options.compression)
     progress = make_progress("quiet" if args.quiet else args.progress)
     builder = Builder(options, progress=progress)
 
@@ -210,11 +212,11 @@ def _build(args: argparse.Namespace, context: str, text: str | None) -> int:
         atomic_write(args.iidfile, str(builder.index or image.id).encode())
     if args.metadata_file:
         _write_metadata(args.metadata_file, builder.store, image, [n.ref_name for n in builder.names])
-    for kind, dest in outputs:
-        if kind == "local":
-            export_local(builder.store, image, dest)
+    for out in outputs:
+        if out.kind == "local":
+            export_local(builder.store, image, out.dest)
         else:
-            export_archive(builder.store, image, [n.ref_name for n in builder.names], kind, dest)
+            export_archive(builder.store, image, [n.ref_name for n in builder.names], out.kind, out.dest)
     if args.push:
         _push(builder.store, builder.names, args.quiet or args.progress == "quiet")
     if args.quiet:
