@@ -275,9 +275,7 @@ def _container_inspector(name: str) -> dict | None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    import json
-
-    from dockyard.cli.output import render
+    from dockyard.cli.output import print_inspected
     from dockyard.errors import NotFound
 
     store = _store()
@@ -288,11 +286,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except NotFound as e:
             print(f"Error: {e}", file=sys.stderr)
             status = 1
-    if args.format:
-        for obj in found:
-            print(render(args.format, obj))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(args.format, found)
     return status
 
 

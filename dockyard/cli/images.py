@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -197,15 +196,10 @@ def _referrers(name: str) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from dockyard.cli.output import render
+    from dockyard.cli.output import print_inspected
 
     if getattr(args, "referrers", False):
-        indexes = [_referrers(name) for name in args.names]
-        if args.format:
-            for index in indexes:
-                print(render(args.format, index))
-        else:
-            print(json.dumps(indexes, indent=4))
+        print_inspected(args.format, [_referrers(name) for name in args.names])
         return 0
     inspectors = [("image", _image_inspector), *INSPECTORS]
     found, missing = [], []
@@ -216,11 +210,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 break
         else:
             missing.append(name)
-    if args.format:
-        for obj in found:
-            print(render(args.format, obj))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(args.format, found)
     for name in missing:
         print(f"Error: No such object: {name}", file=sys.stderr)
     return 1 if missing else 0

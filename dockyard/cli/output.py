@@ -131,6 +131,15 @@ def print_formatted(fmt: str, objs: list[dict[str, Any]], headers: list[str] | N
         print(render(fmt, o))
 
 
+def print_inspected(fmt: str | None, objs: list[dict[str, Any]]) -> None:
+    """inspect's output: each object by the --format template, else one JSON array as docker prints it."""
+    if fmt:
+        for o in objs:
+            print(render(fmt, o))
+    else:
+        print(json.dumps(objs, indent=4))
+
+
 def print_listing(rows: list[dict[str, Any]], headers: list[str], keys: list[str], quiet_key: str | None = None,
                   fmt: str | None = None) -> None:
     """An `ls` command's output: one `quiet_key` value per line (-q), `--format`, or a table of `keys`."""

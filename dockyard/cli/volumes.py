@@ -57,17 +57,11 @@ def cmd_volume_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_volume_inspect(args: argparse.Namespace) -> int:
-    import json
-
-    from dockyard.cli.output import render
+    from dockyard.cli.output import print_inspected
 
     vols = _volumes()
     found = [vols.get(n).attrs for n in args.names]
-    if args.format:
-        for v in found:
-            print(render(args.format, v))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(args.format, found)
     return 0
 
 
