@@ -84,6 +84,7 @@ class Summary:
     created: str | None
     size: int  # the layers' unpacked size, as docker's SIZE
     compressed: int  # the config and layer blobs' size
+    platforms: str  # an image index's platforms, comma-separated ("" for a plain manifest)
 
 
 class Store:

@@ -38,8 +38,14 @@ def index_names(root: str) -> dict[str, list[str]]:
     """Each manifest digest in index.json, as written there, with its tags in index order (a Descriptor of each
     entry would cost listings more than the rest of their work)."""
     path = index_path(root)
-    with locked(index_lock(root), shared=True), open(path, "rb") as f:
-        index = json.load(f)
+    try:
+        with locked(index_lock(root), shared=True), open(path, "rb") as f:
+            index = json.load(f)
+    except FileNotFoundError:  # no store yet: made here, as any other command's first use makes it
+        from dockyard.store import Store
+
+        Store(root)
+        return {}
     manifests = index.get("manifests") if isinstance(index, dict) else None
     by_digest: dict[str, list[str]] = {}
     for d in manifests if isinstance(manifests, list) else []:
