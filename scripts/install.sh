@@ -10,7 +10,7 @@ apt-get install -y -q \
     nftables iptables iproute2 uidmap fuse-overlayfs catatonit libseccomp2 gcc libc6-dev tar gzip zstd xz-utils bzip2 ca-certificates \
     ceph-mon ceph-osd radosgw ceph-common postgresql chromium fonts-dejavu-core redis-server haproxy qemu-user-static >/dev/null
 # Multi-platform tests: Debian's arm64 busybox-static, fetched now so the suite needs no internet
-# (tests/build/test_platforms.py finds it in /var/cache/dockyard-tests).
+# (tests/builder/test_platforms.py finds it in /var/cache/dockyard-tests).
 dpkg --add-architecture arm64
 apt-get update -q
 mkdir -p /var/cache/dockyard-tests
