@@ -111,6 +111,14 @@ def _setup_project(api: str) -> None:
                           json={"role_id": role, "member_user": {"username": user}}), 201)
 
 
+def _reader_robot(api: str) -> dict:
+    """`_setup_project`, then a project robot `reader` that may pull from `test` (its secret shown once)."""
+    _setup_project(api)
+    return _ok(requests.post(f"{api}/robots", auth=ADMIN, json={
+        "name": "reader", "level": "project", "duration": -1,
+        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH[:1]}]}), 201).json()
+
+
 def _login(dockyard, host: str, user: str, password: str, check: bool = True):
     return dockyard("login", host, "-u", user, "--password-stdin", input=password.encode(), check=check)
 
@@ -199,10 +207,7 @@ def test_robot_accounts_push_and_are_refused_when_expired_or_disabled(product_se
 def test_robot_through_the_token_endpoint(product_server):
     server = product_server("--token")
     api = f"{server.url}/api/v2.0"
-    _setup_project(api)
-    robot = _ok(requests.post(f"{api}/robots", auth=ADMIN, json={
-        "name": "reader", "level": "project", "duration": -1,
-        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH[:1]}]}), 201).json()
+    robot = _reader_robot(api)
     body = _ok(requests.get(f"{server.url}/token", auth=(robot["name"], robot["secret"]),
                             params={"service": "dockyard-registry",
                                     "scope": ["repository:test/app:pull,push", "repository:other/x:pull"]})).json()
@@ -222,10 +227,7 @@ def test_a_token_outlives_no_revocation(product_server):
     at once on every worker, and a robot enabled again is served again."""
     server = product_server("--token")
     api = f"{server.url}/api/v2.0"
-    _setup_project(api)
-    robot = _ok(requests.post(f"{api}/robots", auth=ADMIN, json={
-        "name": "reader", "level": "project", "duration": -1,
-        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH[:1]}]}), 201).json()
+    robot = _reader_robot(api)
 
     def bearer(credentials: tuple[str, str]) -> dict:
         body = _ok(requests.get(f"{server.url}/token", auth=credentials,
