@@ -71,7 +71,9 @@ def test_push_pull_skopeo_chunked_upload_and_gc_on_s3(s3_params, tmp_path, store
         assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0
 
         # Unreferenced, the chunked blob goes; the tagged images stay whole.
-        time.sleep(CLOCK_SLACK + 0.1)  # GC's cutoff (grace 0) lies its clock slack back; S3 mtimes can't be aged
+        # S3 mtimes can't be aged, so wait: GC's clock is a HEAD's Last-Modified (whole seconds, rounded down)
+        # and its cutoff (grace 0) lies the clock slack back from that, while listings carry milliseconds.
+        time.sleep(CLOCK_SLACK + 1.1)
         assert f"removed 1 blobs ({len(blob)} bytes)" in _gc(config, state)
         assert requests.get(f"{server.url}/v2/s3/chunked/blobs/{sha256(blob)}").status_code == 404
         for layer in img.layers:
