@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from dockyard.digest import InvalidDigest
 from dockyard.errors import DigestMismatch
 from dockyard.fsutil import DiskFull
+from registry import background
 from registry.auth import CATALOG, IDENTITY, METRICS, Authorizer, Need
 from registry.auth.endpoint import bp as token_bp
 from registry.config import ACTIONS, Config
@@ -87,7 +88,7 @@ def _gate() -> None:
     """Start the model's background loops in a new worker; validate the repository name, apply read-only/delete
     switches, and authorize the request."""
     reg = state()
-    if reg.model is not None and reg.background_pid != os.getpid():  # here: one more hook would cost every request
+    if reg.model is not None and reg.background_epoch != background.epoch:  # here: a hook more costs every request
         from registry.api.webhooks import start_background
         start_background(reg)
     rule = request.url_rule

@@ -51,8 +51,8 @@ class Registry:
     metrics: Metrics
     model: Database | None = None  # the product's metadata, when `projects` is on
     proxy: Proxy | None = None  # the upstream, when this registry is a pull-through cache
-    # The process that started the model's background loops (registry.api.webhooks.start_background).
-    background_pid: int = 0
+    # registry.background's epoch when the model's loops were started (registry.api.webhooks.start_background).
+    background_epoch: int = 0
 
 
 def state() -> Registry:

@@ -8,11 +8,15 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from dockyard.fsutil import DiskFull, atomic_write
+from registry import background
+
+if TYPE_CHECKING:
+    from registry.background import Loop
 
 log = logging.getLogger("registry")
 
@@ -26,8 +30,9 @@ class Metrics:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
+        self._failing = False  # the last flush failed (warned once until one succeeds)
         self._reset()
-        self._flusher: threading.Thread | None = None
+        self._flusher: Loop | None = None
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -40,7 +45,6 @@ class Metrics:
         """In a newly forked worker, start counts and a file of its own (call with the lock held)."""
         if os.getpid() != self._pid:
             self._reset()
-            self._flusher = None
 
     def observe(self, route: str, method: str, status: str, bytes_in: int, bytes_out: int) -> None:
         """Count one finished request."""
@@ -50,23 +54,22 @@ class Metrics:
             self._bytes["in"] += bytes_in
             self._bytes["out"] += bytes_out
             self._dirty = True
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="metrics-flush")
-                self._flusher.start()
+        flusher = self._flusher
+        if flusher is None or flusher.stopped:  # none yet, stopped, or its parent's before a fork
+            # Started outside the lock: under gevent, starting a thread switches greenlets (see background.ensure).
+            self._flusher = background.ensure(("metrics-flush", id(self)), "metrics-flush", self._flush_step,
+                                              _FLUSH_INTERVAL, final=self._flush_step)
 
-    def _flush_loop(self) -> None:
-        failing = False
-        while True:
-            time.sleep(_FLUSH_INTERVAL)
-            try:
-                self.flush()
-            except (OSError, DiskFull) as e:
-                # Disk full, or the directory gone or read-only: the counts wait in memory for the next round.
-                if not failing:
-                    log.warning("cannot write metrics to %s (will retry): %s", self.directory, e)
-                failing = True
-            else:
-                failing = False
+    def _flush_step(self) -> None:
+        try:
+            self.flush()
+        except (OSError, DiskFull) as e:
+            # Disk full, or the directory gone or read-only: the counts wait in memory for the next round.
+            if not self._failing:
+                log.warning("cannot write metrics to %s (will retry): %s", self.directory, e)
+            self._failing = True
+        else:
+            self._failing = False
 
     def flush(self) -> None:
         """Write this process's counters to its file if they changed."""

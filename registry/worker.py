@@ -26,6 +26,7 @@ from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
+from registry import background
 from registry.context import ResponseAborted
 
 # Longest pause between tries of a contended lock: short against the time locks are held (one request).
@@ -82,13 +83,16 @@ class RegistryWorker(GeventWorker):
             server.close()  # accept no more
         for greenlet in list(self.idle):
             greenlet.kill(_Stopping, block=False)
-        with gevent.Timeout(self.cfg.graceful_timeout, False):  # False: ends the block quietly when it fires
+        try:
+            with gevent.Timeout(self.cfg.graceful_timeout, False):  # False: ends the block quietly when it fires
+                for server in servers:
+                    server.pool.join()
+                return
+            self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
             for server in servers:
-                server.pool.join()
-            return
-        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
-        for server in servers:
-            server.stop(timeout=1)
+                server.stop(timeout=1)
+        finally:
+            background.stop_all()  # the last pulls' events and metrics written, while the hub still runs
 
     def timeout_ctx(self) -> _WaitForRequest:
         """The wait for a request's line and headers, on a new or a kept-alive connection: bounded by gunicorn's

@@ -99,7 +99,7 @@ def start_replication():
         raise ApiError(400, "policy_id: a replication policy id")
     caller = principal()
     execution_id = replication.start_execution(model(), policy_id, "manual", caller.name if caller else "")
-    engine.wake()
+    engine.wake(model())
     return created(f"{request.path}/{execution_id}")
 
 

@@ -3,8 +3,6 @@ a test send; and each worker's background sender, retention scheduler and replic
 
 from __future__ import annotations
 
-import os
-
 from flask import Response, jsonify, request
 from sqlalchemy import func, select
 
@@ -20,14 +18,15 @@ _POLICY = "/projects/<project_name_or_id>/webhook/policies/<int:webhook_policy_i
 
 def start_background(reg: Registry) -> None:
     """This worker's webhook sender, retention scheduler and replication worker, for the app of `reg`: started by
-    the gate on a worker's first request (after fork: never in gunicorn's master), once per process and app."""
+    the gate on a worker's first request (after fork: never in gunicorn's master), and again after they stopped."""
     assert reg.model is not None, "background loops without --projects"
+    from registry import background
     from registry.model import retention
     from registry.replication import engine
     webhooks.start(reg.model)
     retention.ensure_scheduler(reg.model, reg.storage, reg.config.gc_grace)
     engine.start(reg.model, reg.storage, reg.config.root)
-    reg.background_pid = os.getpid()
+    reg.background_epoch = background.epoch
 
 
 def policy_json(p: WebhookPolicy) -> dict:

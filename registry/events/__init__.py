@@ -3,7 +3,6 @@ and to the projects' webhooks."""
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -15,7 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from registry import background
+
 if TYPE_CHECKING:
+    from registry.background import Loop
     from registry.model.db import Database
     from registry.model.tables import Project, Repository, WebhookPolicy
 
@@ -125,41 +127,36 @@ def record(db: Database, events: list[Event]) -> None:
 
 
 class _Batches:
-    """Deferred events per database, written by a flusher thread of this process (started after fork, on first use)."""
+    """Deferred events per database, written by this process's flusher loop (started on first use, after fork)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending: dict[str, tuple[Database, list[Event]]] = {}
         self.pid = 0
-        self.due = threading.Event()
+        self.loop: Loop | None = None
 
     def add(self, db: Database, event: Event) -> None:
         if event.time == 0.0:  # the time it happened, not the time it is written
             event = replace(event, time=time.time())
-        if self.pid != os.getpid():  # a forked worker: its parent's batches and flusher are not its own
-            self._start()
+        loop = self.loop
+        if loop is None or loop.stopped:  # none yet, stopped, or its parent's before a fork
+            loop = self._start()
         with self.lock:
             events = self.pending.setdefault(db.url, (db, []))[1]
             events.append(event)
             full = len(events) >= FLUSH_MAX
         if full:
-            self.due.set()
+            loop.wake()
 
-    def _start(self) -> None:
-        """This process's flusher. Started outside the lock: in a gevent worker, starting it switches to other
-        greenlets, and one recording a pull meanwhile would block the whole worker on the (OS) lock held."""
+    def _start(self) -> Loop:
+        """This process's flusher, which writes what is pending once more when stopped. Started outside the lock:
+        in a gevent worker, starting it switches to other greenlets, and one recording a pull meanwhile would block
+        the whole worker on the (OS) lock held."""
         with self.lock:
-            if self.pid == os.getpid():
-                return
-            self.pid, self.pending = os.getpid(), {}
-        threading.Thread(target=self._run, name="event-flusher", daemon=True).start()
-        atexit.register(self.flush)
-
-    def _run(self) -> None:
-        while True:
-            self.due.wait(FLUSH_EVERY)
-            self.due.clear()
-            self.flush()
+            if self.pid != os.getpid():  # a forked worker: its parent's batches are not its own
+                self.pid, self.pending = os.getpid(), {}
+        self.loop = background.ensure("event-flusher", "event-flusher", self.flush, FLUSH_EVERY, final=self.flush)
+        return self.loop
 
     def flush(self) -> None:
         """Write every deferred event now (a failure is logged: the next events still get their turn)."""

@@ -6,17 +6,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import threading
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from registry import background
 from registry.events import EVENT_TYPES, PAYLOAD_FORMATS
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from registry.background import Loop
     from registry.model.db import Database
     from registry.model.tables import WebhookDelivery
 
@@ -256,58 +257,15 @@ def _target_of(policy, delivery: WebhookDelivery) -> dict | None:
     return None
 
 
-class _Sender:
-    """The background loop of one process: wakes on a new delivery, else looks every POLL seconds."""
-
-    def __init__(self, db: Database):
-        self.db = db
-        self.pid = os.getpid()
-        self.event = threading.Event()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
-
-    def _run(self) -> None:
-        while not self.stopping:
-            try:
-                busy = deliver_due(self.db)
-            except Exception:  # a database hiccup must not end deliveries for the life of the worker
-                log.exception("webhook sender")
-                busy = 0
-            if not busy:
-                self.event.wait(POLL)
-                self.event.clear()
-
-
-_senders: dict[int, _Sender] = {}
-_senders_lock = threading.Lock()
-
-
-def start(db: Database) -> _Sender:
-    """This process's sender for `db`, started if it has none (a forked worker never inherits its parent's)."""
-    with _senders_lock:
-        found = _senders.get(id(db))
-        fresh = found is None or found.pid != os.getpid()
-        sender = _senders[id(db)] = _Sender(db) if fresh or found is None else found
-    # Started outside the lock: under gevent, starting a thread yields, and the lock (made before the worker's
-    # monkey-patching) would then block the whole worker for a greenlet that wants it too.
-    if fresh:
-        sender.thread.start()
-    return sender
+def start(db: Database) -> Loop:
+    """This process's sender for `db`: wakes on a new delivery, else looks every POLL seconds (a forked worker
+    starts its own)."""
+    return background.ensure(("webhook-sender", id(db)), "webhook-sender", lambda: deliver_due(db), POLL)
 
 
 def wake(db: Database) -> None:
     """Have this process's sender look for due deliveries now."""
-    start(db).event.set()
-
-
-def stop(db: Database) -> None:
-    """End this process's sender for `db` after its current batch (a closing database, a test's end)."""
-    with _senders_lock:
-        sender = _senders.pop(id(db), None)
-    if sender is not None and sender.pid == os.getpid():
-        sender.stopping = True
-        sender.event.set()
-        sender.thread.join()
+    start(db).wake()
 
 
 def test_policy(body: dict, project) -> list[str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from registry import background
 from registry.model import doublestar
 from registry.model.cron import Cron, CronError
 from registry.model.schedules import claim_due
@@ -345,26 +345,10 @@ def run_in_background(db: Database, storage: Storage, execution_id: int, operato
                      name=f"retention-{execution_id}", daemon=True).start()
 
 
-_schedulers: dict[int, int] = {}  # id(db) -> the pid whose scheduler runs for it
-_schedulers_lock = threading.Lock()
-
-
 def ensure_scheduler(db: Database, storage: Storage, gc_grace: int) -> None:
     """Start this process's scheduler loop for `db` unless it runs (a forked worker starts its own)."""
-    with _schedulers_lock:
-        if _schedulers.get(id(db)) == os.getpid():
-            return
-        _schedulers[id(db)] = os.getpid()
-
-    def loop() -> None:
-        while True:
-            try:
-                run_due(db, storage, gc_grace)
-            except Exception:  # a database hiccup must not end the schedule for the life of the worker
-                log.exception("retention scheduler")
-            time.sleep(SCHEDULER_POLL)
-
-    threading.Thread(target=loop, name="retention-scheduler", daemon=True).start()
+    background.ensure(("retention-scheduler", id(db)), "retention-scheduler",
+                      lambda: run_due(db, storage, gc_grace), SCHEDULER_POLL)
 
 
 def execution_json(e: RetentionExecution) -> dict:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest
 from dockyard.image import Descriptor
+from registry import background
 from registry.replication.sides import LocalSide, RemoteSide, Side, children
 
 if TYPE_CHECKING:
@@ -221,8 +222,6 @@ def _run_task(db: Database, copier: Copier, task_id: int, item: Item, permanent:
 
 
 # -- the worker ---------------------------------------------------------------------------------------------------
-_wake = threading.Event()
-_workers: dict[int, int] = {}  # id(db) -> the pid whose worker runs for it
 _lock = threading.Lock()
 
 
@@ -245,31 +244,18 @@ def on_event(db: Database, event: Event) -> None:
     """The events' listener: start event-based runs and wake this process's worker."""
     from registry.model import replication as model
     if model.on_event(db, event):
-        _wake.set()
+        wake(db)
 
 
-def wake() -> None:
-    """Have this process's worker look for Pending executions now."""
-    _wake.set()
+def wake(db: Database) -> None:
+    """Have this process's worker for `db` look for Pending executions now."""
+    background.wake(("replication-worker", id(db)))
 
 
 def start(db: Database, storage: Layout, root: str) -> None:
     """Start this process's worker for `db` unless it runs (a forked worker starts its own), and listen to events."""
     from registry import events
     with _lock:
-        if _workers.get(id(db)) == os.getpid():
-            return
-        _workers[id(db)] = os.getpid()
         if on_event not in events.listeners:
             events.listeners.append(on_event)
-
-    def loop() -> None:
-        while True:
-            try:
-                work(db, storage, root)
-            except Exception:  # a database hiccup must not end replication for the life of the worker
-                log.exception("replication worker")
-            _wake.wait(POLL)
-            _wake.clear()
-
-    threading.Thread(target=loop, name="replication-worker", daemon=True).start()
+    background.ensure(("replication-worker", id(db)), "replication-worker", lambda: work(db, storage, root), POLL)

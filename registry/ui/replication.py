@@ -32,5 +32,5 @@ def run_replication(policy_id: int):
     from registry.replication import engine
     who = principal()
     replication.start_execution(db(), policy_id, "manual", who.name if who else "")
-    engine.wake()
+    engine.wake(db())
     return done("ui.replication_page", "replication-started")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))  # the client tests' registry launchers
 
 from productkit import ADMIN_PASSWORD
-from regkit import Server, free_port
+from regkit import Server, background_loops, free_port  # noqa: F401 (an autouse fixture)
 
 
 @pytest.fixture

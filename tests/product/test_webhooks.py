@@ -35,9 +35,7 @@ def receivers():
 
 @pytest.fixture
 def model(tmp_path):
-    db, project_id = model_db(tmp_path)
-    yield db, project_id
-    webhooks.stop(db)
+    return model_db(tmp_path)  # the sender it starts is stopped by conftest's background_loops
 
 
 def policy(db, project_id, *targets, events=("PUSH_ARTIFACT",), name="hook") -> int:

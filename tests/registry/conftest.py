@@ -16,7 +16,7 @@ import pytest
 
 from pathlib import Path
 
-from regkit import LONG, Server, free_port, htpasswd_file
+from regkit import LONG, Server, background_loops, free_port, htpasswd_file  # noqa: F401 (an autouse fixture)
 
 BUCKET = "dockyard"
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import requests
+from support import free_port, tool  # noqa: F401 (free_port re-exported for the registry tests)
 
 from dockyard import mediatypes as mt
-from support import free_port, tool  # noqa: F401 (free_port re-exported for the registry tests)
 
 if TYPE_CHECKING:
     from registry.config import Config
@@ -226,3 +227,12 @@ def push_image(url: str, repo: str, image: Image, tag: str | None = "latest", au
         assert r.status_code == 201, r.text
     return requests.put(f"{url}/v2/{repo}/manifests/{tag or image.digest}", data=image.manifest,
                         headers={"Content-Type": image.media_type}, auth=auth, verify=False)
+
+
+@pytest.fixture(autouse=True)  # imported by the conftest of tests/registry and of tests/product
+def background_loops():
+    """Stop the registry's background loops (webhook sender, event and metrics flushers, ...) an in-process test
+    started: a later test that forks must find no thread of ours in pytest's process."""
+    yield
+    from registry import background
+    assert background.stop_all() == []
