@@ -7,14 +7,27 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 log = logging.getLogger("registry")
+T = TypeVar("T")
 
 # How long stop_all waits for each loop's current step (a webhook being sent, a batch being written).
 STOP_TIMEOUT = 10.0
+
+
+def off_event_loop(call: Callable[[], T]) -> T:
+    """`call()` where its blocking calls (SQLite's writes and fsyncs) stall no request: in a gevent worker, whose
+    loops are greenlets of the one event loop serving every connection, on a thread of that loop's pool."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return call()
+    from gevent import get_hub
+    return get_hub().threadpool.apply(call)
 
 
 @dataclass(eq=False)
@@ -80,24 +93,26 @@ def wake(key: Hashable) -> None:
 
 
 def stop_all(timeout: float = STOP_TIMEOUT) -> list[str]:
-    """Stop every loop of this process and wait for each to end (its `final` run); a later `ensure` starts anew.
-    The names of loops still running after `timeout` (a step that hangs)."""
+    """Stop every loop of this process and wait for each to end (its `final` run), then any loop such a run
+    started; a later `ensure` starts anew. The names of loops still running after `timeout` (a step that hangs)."""
     global epoch
-    with _lock:
-        loops = list(_loops.values())
-        _loops.clear()
-        epoch += 1
-    for loop in loops:
-        loop.stopped = True
-        loop.wake()
-    hung = []
-    for loop in loops:
-        if loop.thread is not None and loop.thread is not threading.current_thread():
-            loop.thread.join(timeout)
-            if loop.thread.is_alive():
-                log.warning("background loop %s did not stop within %g s", loop.name, timeout)
-                hung.append(loop.name)
-    return hung
+    hung: list[str] = []
+    while True:
+        with _lock:
+            loops = list(_loops.values())
+            _loops.clear()
+            epoch += 1
+        if not loops:
+            return hung
+        for loop in loops:
+            loop.stopped = True
+            loop.wake()
+        for loop in loops:
+            if loop.thread is not None and loop.thread is not threading.current_thread():
+                loop.thread.join(timeout)
+                if loop.thread.is_alive():
+                    log.warning("background loop %s did not stop within %g s", loop.name, timeout)
+                    hung.append(loop.name)
 
 
 def _forget_after_fork() -> None:

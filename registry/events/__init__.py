@@ -72,15 +72,17 @@ def emit(db: Database, event: Event) -> None:
     if event.type in DEFERRED:
         _batches.add(db, event)
     else:
-        record(db, [event])
+        if record(db, [event]):
+            from registry.events import webhooks
+            webhooks.wake(db)
         for listener in listeners:
             listener(db, event)
 
 
-def record(db: Database, events: list[Event]) -> None:
+def record(db: Database, events: list[Event]) -> bool:
     """Write events' audit entries and webhook deliveries, and pulls' times and counts, in one transaction: each
     project and its policies are read once per batch and the entries inserted in bulk, so a batch of pulls costs
-    about one write."""
+    about one write. Whether it queued deliveries (the caller wakes the sender)."""
     from registry.events import audit, webhooks
     from registry.model.artifacts import count_pulls
     from registry.model.tables import Project, Repository, WebhookPolicy
@@ -122,8 +124,7 @@ def record(db: Database, events: list[Event]) -> None:
         pulls = [event for event in events if event.type == "PULL_ARTIFACT"]
         if pulls:
             count_pulls(s.connection(), pulls)
-    if queued:
-        webhooks.wake(db)
+    return queued
 
 
 class _Batches:
@@ -159,14 +160,25 @@ class _Batches:
         return self.loop
 
     def flush(self) -> None:
-        """Write every deferred event now (a failure is logged: the next events still get their turn)."""
+        """Write every deferred event now (a failure is logged: the next events still get their turn). In a gevent
+        worker the writes go to a thread (see background.off_event_loop), the senders are woken from here: a loop
+        started on that thread would never run."""
+        from registry.events import webhooks
+        for db in background.off_event_loop(self._write):
+            webhooks.wake(db)
+
+    def _write(self) -> list[Database]:
+        """Write every deferred event; the databases where that queued webhook deliveries."""
         with self.lock:
             pending, self.pending = self.pending, {}
+        queued = []
         for db, events in pending.values():
             try:
-                record(db, events)
+                if record(db, events):
+                    queued.append(db)
             except Exception:
                 log.exception("writing %d deferred events failed", len(events))
+        return queued
 
 
 _batches = _Batches()
