@@ -186,8 +186,7 @@ class S3Driver(StorageDriver):
     def _listing(self, query: dict[str, str], marks: dict[str, str]) -> Iterator[Any]:
         """Every page of a bucket listing, as XML; `marks`: the next request's parameter for each field of a
         truncated page that continues it."""
-        query = {**query, **({"max-uploads" if "uploads" in query else "max-keys": str(self.page_size)}
-                             if self.page_size != 1000 else {})}
+        query = {**query, "max-uploads" if "uploads" in query else "max-keys": str(self.page_size)}
         while True:
             page = xml(self.http.request("GET", "", query).data)
             yield page
@@ -280,6 +279,14 @@ class S3Driver(StorageDriver):
             raise FileNotFoundError(path)
         return FileInfo(path, pending.size, pending.mtime, False)
 
+    def is_file(self, path: str) -> bool:
+        # One HEAD: stat of a missing key goes on to look for a directory and an open write.
+        try:
+            self._head(self._key(path))
+            return True
+        except FileNotFoundError:
+            return False
+
     def require_dir(self, path: str) -> None:
         # One listing of a key under it: a directory on S3 is any key with its prefix.
         found = xml(self.http.request("GET", "", {"list-type": "2", "prefix": self._dir_prefix(path),
@@ -329,6 +336,12 @@ class S3Driver(StorageDriver):
                                  Config=TransferConfig(multipart_threshold=MAX_COPY,
                                                        multipart_chunksize=MAX_COPY // 5))
         self.http.request("DELETE", source)
+    def commit_to(self, writer: FileWriter, path: str, dst: str) -> None:
+        if isinstance(writer, _Writer) and writer.single_put:  # written once, where it belongs: no copy
+            writer.commit(self._key(dst))
+        else:
+            super().commit_to(writer, path, dst)
+
     def delete(self, path: str) -> bool:
         key, prefix = self._key(path), self._dir_prefix(path)
         keys = [o["Key"] for o in self._keys(key if path else prefix) if o["Key"] == key or
@@ -488,12 +501,18 @@ class _Writer(FileWriter):
     def size(self) -> int:
         return sum(p["Size"] for p in self._parts) + len(self._buf)
 
-    def commit(self) -> None:
+    @property
+    def single_put(self) -> bool:
+        """Whether commit writes the object in one PUT (it has no multipart upload)."""
+        return self._upload_id is None
+
+    def commit(self, key: str | None = None) -> None:
+        """Commit (a single PUT, to `key` instead of the writer's own when given)."""
         if self._closed:
             raise ValueError(f"writer of {self._key} is closed")
         self._closed = True
         if self._upload_id is None:  # smaller than one part: the object is written once
-            self._d.http.request("PUT", self._key, body=bytes(self._buf))
+            self._d.http.request("PUT", key or self._key, body=bytes(self._buf))
         else:
             if self._buf:
                 self._upload_part(bytes(self._buf))
