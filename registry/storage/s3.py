@@ -530,8 +530,10 @@ class _Writer(FileWriter):
             return
         self._closed = True
         # Written even when empty: the tail is what makes a just-created write exist (stat) before any part.
-        self._d.http.request("PUT", self._d._tail_key(self._key), body=bytes(self._buf), headers={
-            f"x-amz-meta-{_TAIL_UPLOAD}": self._upload_id or "", f"x-amz-meta-{_TAIL_PARTS}": str(len(self._parts))})
+        meta = {f"x-amz-meta-{_TAIL_PARTS}": str(len(self._parts))}
+        if self._upload_id is not None:
+            meta[f"x-amz-meta-{_TAIL_UPLOAD}"] = self._upload_id
+        self._d.http.request("PUT", self._d._tail_key(self._key), body=bytes(self._buf), headers=meta)
 
     def cancel(self) -> None:
         self._closed = True
