@@ -28,6 +28,7 @@ _RETRY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout
                 "ServiceUnavailable"}
 # The query parameters signature version 2 signs (those the driver sends).
 _V2_SUBRESOURCES = {"delete", "partNumber", "uploadId", "uploads"}
+_ERROR_MAX = 64 << 10  # the most of an error answer read
 _NOT_FOUND = {"NoSuchKey", "NotFound", "NoSuchUpload"}
 
 
@@ -62,6 +63,14 @@ def xml(body: bytes) -> ET.Element:
     return root
 
 
+def _finish(response: Any) -> None:
+    """Done with an answer: its connection back to the pool when it was read to the end, else dropped."""
+    if response.length_remaining == 0:
+        response.release_conn()
+    else:
+        response.close()
+
+
 class _Body(io.RawIOBase):
     """An object's streamed content: read and close only (no fileno: a server must not sendfile the socket)."""
 
@@ -81,8 +90,7 @@ class _Body(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            # Read to the end the connection goes back to the pool; cut short it is dropped.
-            self._r.release_conn() if self._r.length_remaining == 0 else self._r.close()
+            _finish(self._r)
         super().close()
 
 
@@ -165,16 +173,19 @@ class S3Http:
             self._sign(method, key, path, query or {}, qs, sent, body)
             try:
                 r = self._pool.urlopen(method, f"{path}?{qs}" if qs else path, body=body or None, headers=sent,
-                                       preload_content=not stream, decode_content=False, redirect=False)
+                                       preload_content=False, decode_content=False, redirect=False)
             except urllib3.exceptions.HTTPError as e:
                 if attempt + 1 == _ATTEMPTS:
                     raise S3Error(f"S3 bucket {self._bucket}: {method} {key}: {e}", "") from None
                 self._backoff(attempt)
                 continue
             if r.status < 300 and "x-amz-copy-source" not in sent:
+                if not stream:
+                    r.read(cache_content=True)  # kept as r.data
+                    _finish(r)
                 return r
-            data = r.read() if stream else r.data
-            r.release_conn()
+            data = r.read(_ERROR_MAX)  # an answer that is not the content, bounded
+            _finish(r)
             code, message = _xml_code(data)
             if r.status < 300 and not code:  # a copy's error can come in a 200 (S3 answers before it is done)
                 return r
@@ -183,8 +194,8 @@ class S3Http:
             if (r.status in _RETRY_STATUS or code in _RETRY_CODES) and attempt + 1 < _ATTEMPTS:
                 self._backoff(attempt)
                 continue
-            raise S3Error(f"S3 bucket {self._bucket}: {method} {key}: {r.status} {code or r.reason}: {message}",
-                          code)
+            raise S3Error(f"S3 bucket {self._bucket}: {method} {key}: {r.status} {code or r.reason}: "
+                          f"{message[:200]}", code)
         raise AssertionError("unreachable")
 
     @staticmethod
