@@ -121,6 +121,11 @@ class StorageDriver(abc.ABC):
     def move(self, src: str, dst: str) -> None:
         """Move a file onto `dst` (replacing it) atomically and durably, creating dst's parents."""
 
+    def commit_to(self, writer: FileWriter, path: str, dst: str) -> None:
+        """Commit `writer` (of `path`) and move what it wrote onto `dst`: a finished upload becoming its blob."""
+        writer.commit()
+        self.move(path, dst)
+
     @abc.abstractmethod
     def delete(self, path: str) -> bool:
         """Remove a file or a whole directory tree; False when nothing was there."""
@@ -136,6 +141,13 @@ class StorageDriver(abc.ABC):
         if parent:
             self.require_dir(parent)
         return self.locks.hold(path, shared, wait)
+
+    def is_file(self, path: str) -> bool:
+        """Whether a (committed) file is at `path`."""
+        try:
+            return not self.stat(path).is_dir
+        except FileNotFoundError:
+            return False
 
     def require_dir(self, path: str) -> None:
         """Raise FileNotFoundError unless `path` is a directory (NotADirectoryError when it is a file)."""

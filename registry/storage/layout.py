@@ -218,7 +218,7 @@ class Layout:
     # -- per-repository blob links --------------------------------------------------------------------------
     def blob_linked(self, repo: str, digest: Digest) -> BlobInfo | None:
         """The blob if it is stored and linked into `repo`."""
-        if not self._exists(_layer_link(repo, digest)):
+        if not self.driver.is_file(_layer_link(repo, digest)):
             return None
         return self.blob_info(digest)
 
@@ -246,7 +246,7 @@ class Layout:
     def unlink_blob_if_absent(self, repo: str, digest: Digest) -> bool:
         """Remove a link whose blob is gone (GC); atomic against a concurrent re-upload."""
         with self._gc_guard(exclusive=True):
-            if self._exists(_blob_path(digest)):
+            if self.driver.is_file(_blob_path(digest)):
                 return False
             return self.unlink_blob(repo, digest)
 
@@ -486,37 +486,46 @@ class Layout:
         with self._session(repo, upload_id) as (info, writer):
             hasher = self._append(info, writer, stream or io.BytesIO(), last=True)
             size = writer.size
-            # Committed before the check, so a digest computed from the bytes reads committed content.
-            writer.commit()
+            found = self._known_digest(upload_id, digest.algorithm, size, hasher)
+            committed = found is None
+            if found is None:  # read back, so committed first
+                writer.commit()
+                with self.driver.reader(data) as f:
+                    found = Digest.of_stream(f, digest.algorithm)[0]
             try:
-                verify(digest, self._upload_digest(upload_id, data, digest.algorithm, size, hasher), "upload")
+                verify(digest, found, "upload")
             except DigestMismatch:
+                writer.cancel()  # the whole session goes, and an open writer would keep its bytes on close
                 self._remove_upload(upload_id)
                 raise
             dest = _blob_path(digest)
             with self._gc_guard():
                 try:
                     self.driver.touch(dest)
+                    writer.cancel()  # stored already: the session's bytes go with it
                 except FileNotFoundError:
-                    self.driver.move(data, dest)
+                    if committed:
+                        self.driver.move(data, dest)
+                    else:  # straight to its place when the driver can (one PUT on S3), else committed then moved
+                        self.driver.commit_to(writer, data, dest)
                 self._write_link(_layer_link(repo, digest), digest)
             self._remove_upload(upload_id)
             return BlobInfo(digest, size)
 
-    def _upload_digest(self, upload_id: str, data: str, algorithm: str, size: int, hasher: _Hasher | None) -> Digest:
-        """The digest of the committed data: from this request's running hash, another worker's recorded one, or
-        read back."""
-        if algorithm == "sha256":
-            if hasher is not None:
-                return Digest("sha256", hasher.hexdigest())
-            try:
-                recorded_size, hexdigest = self.driver.get_content(f"uploads/{upload_id}/sha256").decode().split()
-                if int(recorded_size) == size:
-                    return Digest("sha256", hexdigest)
-            except (FileNotFoundError, ValueError):
-                pass
-        with self.driver.reader(data) as f:
-            return Digest.of_stream(f, algorithm)[0]
+    def _known_digest(self, upload_id: str, algorithm: str, size: int, hasher: _Hasher | None) -> Digest | None:
+        """The digest of the session's `size` bytes without reading them: from this request's running hash or the
+        one another worker recorded; None when neither is there."""
+        if algorithm != "sha256":
+            return None
+        if hasher is not None:
+            return Digest("sha256", hasher.hexdigest())
+        try:
+            recorded_size, hexdigest = self.driver.get_content(f"uploads/{upload_id}/sha256").decode().split()
+            if int(recorded_size) == size:
+                return Digest("sha256", hexdigest)
+        except (FileNotFoundError, ValueError):
+            pass
+        return None
 
     def cancel_upload(self, repo: str, upload_id: str) -> None:
         """Discard a session; raises UploadUnknown."""

@@ -6,39 +6,52 @@ How the driver contract (registry.storage.driver) maps onto S3, which has no ren
 - A writer keeps full parts of `chunksize` bytes in a multipart upload of the path's key, and what is left below
   the part minimum (S3 refuses smaller non-last parts) in a hidden tail object `<dir>/.tmp-tail.<name>`, so a
   writer closed after one PATCH is resumed by the next (in any process) from the upload's parts plus the tail, as
-  distribution buffers below the minimum.  `stat` of such an open write is the parts' sizes plus the tail's (a
-  tail older than the last part, left by a writer killed mid-write, is inside that part and does not count).
+  distribution buffers below the minimum.  The tail names the upload and its part count, so the open write is
+  found without a listing: `stat` of it is the parts' sizes plus the tail's (a tail older than the last part, left
+  by a writer killed mid-write, is inside that part and does not count).  A writer killed before its first close
+  left no tail: its upload is no part of the file, and GC's purge of partial writes removes it.
   `commit` uploads the tail as the last part and completes the upload (or, for a write smaller than one part,
   puts the object once): the key appears whole or not at all.
 - `move` is a server-side copy then a delete of the source; `touch` copies an object onto itself (new mtime).
 - `lock` is a Redis lock when the config has a `[redis]` section: every replica on every host, and `registry gc`,
   share it.  Without one, an flock on a file mirroring the path under a local `lockdirectory`, which serialises
   the processes of one host only (see registry.storage.locks).
-- Transient failures (throttling, 5xx, connection errors) are retried by botocore with backoff; anything else
-  becomes a StorageError, which the server answers with a 500 and the spec's error body.
+- The calls a registry request makes (one object's GET/HEAD/PUT/DELETE/copy, listings, batch deletes) go out as
+  signed HTTP requests on one connection pool (registry.storage.s3http): botocore costs ten times their CPU.
+  Multipart uploads (blobs above `chunksize`) and copies above 5 GiB stay on botocore.
+- Transient failures (throttling, 5xx, connection errors) are retried with backoff; anything else becomes a
+  StorageError, which the server answers with a 500 and the spec's error body.
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
 import contextlib
+import email.utils
 import functools
 import hashlib
 import io
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, BinaryIO
+from xml.sax.saxutils import escape
 
 from dockyard.fsutil import TEMP_PREFIX
 from registry.storage.driver import FileInfo, FileWriter, StorageDriver, StorageError, check_path
 from registry.storage.locks import RedisSettings, open_locks
+from registry.storage.s3http import S3Error, S3Http, xml
 
 MIN_PART = 5 << 20  # S3's smallest part but the last
 DEFAULT_CHUNK = 10 << 20  # distribution's default chunksize
 MAX_COPY = 5 << 30  # the largest object CopyObject (and one UploadPartCopy) takes
 _TAIL = f"{TEMP_PREFIX}tail."
-_TAIL_PARTS = "parts"  # the tail object's metadata: how many parts the upload had when it was written
+# The tail object's metadata: the upload it continues (if any) and how many parts it had when the tail was written.
+_TAIL_UPLOAD = "upload"
+_TAIL_PARTS = "parts"
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 
 
@@ -99,18 +112,46 @@ class S3Driver(StorageDriver):
         return cls(client_args, str(params["bucket"]), root, chunksize, str(lockdir), params.get("redis"))
 
     @functools.cached_property
+    def _session(self) -> Any:
+        """The botocore session with the configured keys (else the usual credential chain), made on first use: the
+        server's master process opens the driver too, and botocore imported there (before a gevent worker patches
+        ssl) breaks every TLS context the worker makes later."""
+        import botocore.session
+
+        session = botocore.session.get_session()
+        if self._client_args["aws_access_key_id"]:
+            session.set_credentials(self._client_args["aws_access_key_id"], self._client_args["aws_secret_access_key"])
+        return session
+
+    @functools.cached_property
     def client(self) -> Any:
-        """The boto3 client, made on first use: the server's master process opens the driver too, and boto3
-        imported there (before a gevent worker patches ssl) breaks every TLS context the worker makes later."""
+        """The boto3 client, for the calls that stay on botocore (multipart uploads, copies above 5 GiB)."""
         import boto3
         from botocore.config import Config
 
-        args = dict(self._client_args)
+        args = {k: v for k, v in self._client_args.items() if not k.startswith("aws_")}
         config = Config(
             signature_version=args.pop("signature_version"), s3={"addressing_style": args.pop("addressing_style")},
             retries={"mode": "standard", "max_attempts": 5},
+            # distribution sends no checksums either: CRCs of every part cost CPU that S3's own checks make moot.
+            request_checksum_calculation="when_required", response_checksum_validation="when_required",
         )
-        return boto3.session.Session().client("s3", config=config, **args)
+        return boto3.session.Session(botocore_session=self._session).client("s3", config=config, **args)
+
+    @functools.cached_property
+    def http(self) -> S3Http:
+        """Signed requests on botocore's URL of the bucket, with its credentials and CA bundle."""
+        from botocore.httpsession import get_cert_path
+
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise StorageError(f"S3 bucket {self.bucket}: no credentials (storage.s3.accesskey and secretkey, or "
+                               "the AWS environment)")
+        url = self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": "k"})
+        bucket_url = url.partition("?")[0].removesuffix("k")
+        ca_bundle = self._session.get_config_variable("ca_bundle") or get_cert_path(True)
+        return S3Http(bucket_url, self.bucket, self.client.meta.region_name, credentials, ca_bundle,
+                      v4=self._client_args["signature_version"] == "s3v4")
 
     @property
     def _pages(self) -> dict:
@@ -142,62 +183,80 @@ class S3Driver(StorageDriver):
         except BotoCoreError as e:
             raise StorageError(f"S3 bucket {self.bucket}: {e}") from None
 
-    def _objects(self, prefix: str, delimiter: str = "") -> Iterator[dict]:
-        """Every page of a listing (ListObjectsV2 returns at most 1000 keys a page)."""
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix, **({"Delimiter": delimiter} if delimiter else {})}
-        with self._errors():
-            yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs, PaginationConfig=self._pages)
+    def _listing(self, query: dict[str, str], marks: dict[str, str]) -> Iterator[Any]:
+        """Every page of a bucket listing, as XML; `marks`: the next request's parameter for each field of a
+        truncated page that continues it."""
+        query = {**query, "max-uploads" if "uploads" in query else "max-keys": str(self.page_size)}
+        while True:
+            page = xml(self.http.request("GET", "", query).data)
+            yield page
+            if page.findtext("IsTruncated") != "true":
+                return
+            query.update({param: page.findtext(field) or "" for field, param in marks.items()})
+
+    def _objects(self, prefix: str, delimiter: str = "") -> Iterator[tuple[builtins.list[dict], builtins.list[str]]]:
+        """Every page of a listing (ListObjectsV2 returns at most 1000 keys a page): its keys (Key, LastModified
+        as a timestamp) and, with a delimiter, its common prefixes."""
+        query = {"list-type": "2", "prefix": prefix, **({"delimiter": delimiter} if delimiter else {})}
+        for page in self._listing(query, {"NextContinuationToken": "continuation-token"}):
+            yield ([{"Key": c.findtext("Key") or "", "LastModified": _time(c.findtext("LastModified"))}
+                    for c in page.iterfind("Contents")],
+                   [c.findtext("Prefix") or "" for c in page.iterfind("CommonPrefixes")])
 
     def _keys(self, prefix: str) -> Iterator[dict]:
-        for page in self._objects(prefix):
-            yield from page.get("Contents", [])
+        for keys, _ in self._objects(prefix):
+            yield from keys
 
     def _uploads(self, prefix: str) -> Iterator[dict]:
-        """Open multipart uploads of keys starting with `prefix`."""
-        with self._errors():
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(
-                    Bucket=self.bucket, Prefix=prefix, PaginationConfig=self._pages):
-                yield from page.get("Uploads", [])
+        """Open multipart uploads of keys starting with `prefix` (Key, UploadId, Initiated as a timestamp)."""
+        for page in self._listing({"uploads": "", "prefix": prefix},
+                                  {"NextKeyMarker": "key-marker", "NextUploadIdMarker": "upload-id-marker"}):
+            for u in page.iterfind("Upload"):
+                yield {"Key": u.findtext("Key") or "", "UploadId": u.findtext("UploadId") or "",
+                       "Initiated": _time(u.findtext("Initiated"))}
 
-    def _upload_of(self, key: str) -> str | None:
-        """The open multipart upload of exactly `key` (the newest, should a crash have left two)."""
-        uploads = sorted((u for u in self._uploads(key) if u["Key"] == key), key=lambda u: u["Initiated"])
-        return uploads[-1]["UploadId"] if uploads else None
-
-    def _head(self, key: str) -> dict:
-        with self._errors():
-            return self.client.head_object(Bucket=self.bucket, Key=key)
+    def _head(self, key: str) -> tuple[int, float]:
+        """An object's size and modification time."""
+        r = self.http.request("HEAD", key)
+        return int(r.headers["Content-Length"]), _http_time(r.headers["Last-Modified"])
 
     def _delete_keys(self, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), 1000):
-            with self._errors():
-                out = self.client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
-            if out.get("Errors"):
-                raise StorageError(f"S3 bucket {self.bucket}: cannot delete {out['Errors'][0].get('Key')}: "
-                                   f"{out['Errors'][0].get('Message')}")
+            body = ("<Delete><Quiet>true</Quiet>" + "".join(f"<Object><Key>{escape(k)}</Key></Object>"
+                                                            for k in keys[i:i + 1000]) + "</Delete>").encode()
+            # DeleteObjects requires a body checksum.
+            md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+            out = xml(self.http.request("POST", "", {"delete": ""}, {"Content-MD5": md5}, body).data)
+            error = out.find("Error")
+            if error is not None:
+                raise StorageError(f"S3 bucket {self.bucket}: cannot delete {error.findtext('Key')}: "
+                                   f"{error.findtext('Message')}")
+
+    def _copy(self, source: str, target: str, headers: dict[str, str] | None = None) -> None:
+        """A server-side CopyObject (up to 5 GiB)."""
+        self.http.request("PUT", target, headers={"x-amz-copy-source": _quote(f"/{self.bucket}/{source}"),
+                                                  **(headers or {})})
 
     def _abort(self, key: str, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError), self._errors():
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        with contextlib.suppress(FileNotFoundError):
+            self.http.request("DELETE", key, {"uploadId": upload_id})
 
     # -- the driver interface -------------------------------------------------------------------------------
     def get_content(self, path: str) -> bytes:
-        with self.reader(path) as f:
-            return f.read()
+        return self.http.request("GET", self._key(path)).data
 
     def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
-        key = self._key(path)
-        with self._errors():
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        self.http.request("PUT", self._key(path), body=data)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        key = self._key(path)
-        if offset and offset >= self._head(key)["ContentLength"]:
-            return io.BytesIO(b"")  # S3 refuses a range that starts past the end (InvalidRange)
-        with self._errors():
-            return self.client.get_object(Bucket=self.bucket, Key=key,
-                                          **({"Range": f"bytes={offset}-"} if offset else {}))["Body"]
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            return self.http.body(self.http.request("GET", self._key(path), headers=headers, stream=True))
+        except S3Error as e:
+            if e.code != "InvalidRange":
+                raise
+        self._head(self._key(path))  # S3 refuses a range that starts past the end: empty, if the file is there
+        return io.BytesIO(b"")
 
     def writer(self, path: str, append: bool = False) -> FileWriter:
         return _Writer(self, self._key(path), append)
@@ -207,32 +266,40 @@ class S3Driver(StorageDriver):
         if not path:
             return FileInfo(path, 0, 0.0, True)
         try:
-            head = self._head(key)
-            return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp(), False)
+            size, mtime = self._head(key)
+            return FileInfo(path, size, mtime, False)
         except FileNotFoundError:
             pass
-        for page in self._objects(f"{key}/"):
-            if page.get("Contents"):
-                return FileInfo(path, 0, max(o["LastModified"].timestamp() for o in page["Contents"]), True)
+        for keys, _ in self._objects(f"{key}/"):
+            if keys:
+                return FileInfo(path, 0, max(o["LastModified"] for o in keys), True)
             break
         pending = _Pending.find(self, key)
         if pending is None:
             raise FileNotFoundError(path)
         return FileInfo(path, pending.size, pending.mtime, False)
 
+    def is_file(self, path: str) -> bool:
+        # One HEAD: stat of a missing key goes on to look for a directory and an open write.
+        try:
+            self._head(self._key(path))
+            return True
+        except FileNotFoundError:
+            return False
+
     def require_dir(self, path: str) -> None:
         # One listing of a key under it: a directory on S3 is any key with its prefix.
-        with self._errors():
-            found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._dir_prefix(path), MaxKeys=1)
-        if not found.get("KeyCount"):
+        found = xml(self.http.request("GET", "", {"list-type": "2", "prefix": self._dir_prefix(path),
+                                                  "max-keys": "1"}).data)
+        if found.find("Contents") is None:
             raise FileNotFoundError(path)
 
     def list(self, path: str) -> builtins.list[str]:
         prefix = self._dir_prefix(path)
         names = []
-        for page in self._objects(prefix, "/"):
-            names += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-            names += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+        for keys, prefixes in self._objects(prefix, "/"):
+            names += [p[len(prefix):].rstrip("/") for p in prefixes]
+            names += [o["Key"][len(prefix):] for o in keys]
         return [n for n in names if n and not n.startswith(TEMP_PREFIX)]
 
     def walk(self, path: str) -> Iterator[tuple[str, builtins.list[str], builtins.list[str]]]:
@@ -257,14 +324,23 @@ class S3Driver(StorageDriver):
             yield from visit(path)
 
     def move(self, src: str, dst: str) -> None:
-        from boto3.s3.transfer import TransferConfig
-
         source, target = self._key(src), self._key(dst)
-        with self._errors():
-            # One CopyObject up to 5 GiB, a multipart copy beyond: the target appears whole either way.
-            self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target,
-                             Config=TransferConfig(multipart_threshold=MAX_COPY, multipart_chunksize=MAX_COPY // 5))
-            self.client.delete_object(Bucket=self.bucket, Key=source)
+        size = self._head(source)[0]
+        if size <= MAX_COPY:
+            self._copy(source, target)
+        else:  # a multipart copy: the target appears whole all the same
+            from boto3.s3.transfer import TransferConfig
+
+            with self._errors():
+                self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target,
+                                 Config=TransferConfig(multipart_threshold=MAX_COPY,
+                                                       multipart_chunksize=MAX_COPY // 5))
+        self.http.request("DELETE", source)
+    def commit_to(self, writer: FileWriter, path: str, dst: str) -> None:
+        if isinstance(writer, _Writer) and writer.single_put:  # written once, where it belongs: no copy
+            writer.commit(self._key(dst))
+        else:
+            super().commit_to(writer, path, dst)
 
     def delete(self, path: str) -> bool:
         key, prefix = self._key(path), self._dir_prefix(path)
@@ -286,21 +362,19 @@ class S3Driver(StorageDriver):
 
     def touch(self, path: str) -> None:
         key = self._key(path)
-        with self._errors():
-            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
-                                    MetadataDirective="REPLACE")
+        self._copy(key, key, {"x-amz-metadata-directive": "REPLACE"})
 
     def purge_partial_writes(self, cutoff: float, dry_run: bool = False) -> int:
         removed: set[str] = set()
         for upload in self._uploads(self.prefix):
-            if upload["Initiated"].timestamp() < cutoff:
+            if upload["Initiated"] < cutoff:
                 if not dry_run:
                     self._abort(upload["Key"], upload["UploadId"])
                 removed.add(upload["Key"])
         tails = []
         for obj in self._keys(self.prefix):
             parent, _, name = obj["Key"].rpartition("/")
-            if name.startswith(_TAIL) and obj["LastModified"].timestamp() < cutoff:
+            if name.startswith(_TAIL) and obj["LastModified"] < cutoff:
                 tails.append(obj["Key"])
                 removed.add(f"{parent}/{name[len(_TAIL):]}" if parent else name[len(_TAIL):])
         if not dry_run:
@@ -308,10 +382,25 @@ class S3Driver(StorageDriver):
         return len(removed)
 
 
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="/~")
+
+
+def _time(iso: str | None) -> float:
+    """A listing's time (ISO 8601) as a timestamp."""
+    return datetime.fromisoformat(iso or "1970-01-01T00:00:00Z").timestamp()
+
+
+def _http_time(value: str) -> float:
+    """An HTTP date header as a timestamp."""
+    return email.utils.parsedate_to_datetime(value).timestamp()
+
+
 class _Pending:
     """An open (closed, uncommitted) write of one key: its multipart upload's parts and its tail object."""
 
-    def __init__(self, upload_id: str | None, parts: list[dict], tail: bytes | None, mtime: float):
+    def __init__(self, upload_id: str | None, parts: list[dict], tail: bytes, mtime: float):
         self.upload_id = upload_id
         self.parts = parts
         self.tail = tail
@@ -319,14 +408,18 @@ class _Pending:
 
     @property
     def size(self) -> int:
-        return sum(p["Size"] for p in self.parts) + len(self.tail or b"")
+        return sum(p["Size"] for p in self.parts) + len(self.tail)
 
     @classmethod
     def find(cls, driver: S3Driver, key: str) -> _Pending | None:
-        """The pending write of `key`, or None when there is none."""
-        upload_id = driver._upload_of(key)
+        """The pending write of `key` (its tail names its upload), or None when there is none."""
+        try:
+            got = driver.http.request("GET", driver._tail_key(key))
+        except FileNotFoundError:
+            return None
+        tail, mtime = got.data, _http_time(got.headers["Last-Modified"])
+        upload_id = got.headers.get(f"x-amz-meta-{_TAIL_UPLOAD}") or None
         parts: list[dict] = []
-        mtime = 0.0
         if upload_id is not None:
             with driver._errors():
                 for page in driver.client.get_paginator("list_parts").paginate(
@@ -334,17 +427,10 @@ class _Pending:
                     parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
                               for p in page.get("Parts", [])]
                     mtime = max([mtime] + [p["LastModified"].timestamp() for p in page.get("Parts", [])])
-        tail = None
-        with contextlib.suppress(FileNotFoundError), driver._errors():
-            got = driver.client.get_object(Bucket=driver.bucket, Key=driver._tail_key(key))
-            tail = got["Body"].read()
-            mtime = max(mtime, got["LastModified"].timestamp())
             # A writer's first new part begins with the tail's bytes: parts beyond those the tail was written
             # after mean a writer was killed before it wrote its own tail, and these bytes are in that part.
-            if len(parts) > int(got.get("Metadata", {}).get(_TAIL_PARTS, len(parts))):
+            if len(parts) > int(got.headers.get(f"x-amz-meta-{_TAIL_PARTS}") or len(parts)):
                 tail = b""
-        if upload_id is None and tail is None:
-            return None
         return cls(upload_id, parts, tail, mtime)
 
 
@@ -363,20 +449,19 @@ class _Writer(FileWriter):
             pending = None
         self._upload_id = pending.upload_id if pending else None
         self._parts = pending.parts if pending else []
-        self._buf = bytearray(pending.tail or b"") if pending else bytearray()
-        self._tail = pending is not None and pending.tail is not None  # a tail object to remove at commit
+        self._buf = bytearray(pending.tail) if pending else bytearray()
+        self._tail = pending is not None  # a tail object to remove at commit
         if append and pending is None:
             self._resume_committed()
 
     def _resume_committed(self) -> None:
         """Append to a committed object: its bytes become the first parts (server-side copies) or the buffer."""
         try:
-            size = self._d._head(self._key)["ContentLength"]
+            size = self._d._head(self._key)[0]
         except FileNotFoundError:
             return
         if size < self._d.chunksize:
-            with self._d._errors():
-                self._buf += self._d.client.get_object(Bucket=self._d.bucket, Key=self._key)["Body"].read()
+            self._buf += self._d.http.request("GET", self._key).data
             return
         count = -(-size // MAX_COPY)  # equal ranges, so none is below the part minimum
         step = -(-size // count)
@@ -399,10 +484,9 @@ class _Writer(FileWriter):
 
     def _upload_part(self, data: bytes) -> None:
         number = len(self._parts) + 1
-        with self._d._errors():
-            out = self._d.client.upload_part(Bucket=self._d.bucket, Key=self._key, UploadId=self._open_upload(),
-                                             PartNumber=number, Body=data)
-        self._parts.append({"PartNumber": number, "ETag": out["ETag"], "Size": len(data)})
+        out = self._d.http.request("PUT", self._key, {"partNumber": str(number), "uploadId": self._open_upload()},
+                                   body=data)
+        self._parts.append({"PartNumber": number, "ETag": out.headers["ETag"], "Size": len(data)})
 
     def write(self, data: bytes) -> int:
         if self._closed:
@@ -417,13 +501,18 @@ class _Writer(FileWriter):
     def size(self) -> int:
         return sum(p["Size"] for p in self._parts) + len(self._buf)
 
-    def commit(self) -> None:
+    @property
+    def single_put(self) -> bool:
+        """Whether commit writes the object in one PUT (it has no multipart upload)."""
+        return self._upload_id is None
+
+    def commit(self, key: str | None = None) -> None:
+        """Commit (a single PUT, to `key` instead of the writer's own when given)."""
         if self._closed:
             raise ValueError(f"writer of {self._key} is closed")
         self._closed = True
         if self._upload_id is None:  # smaller than one part: the object is written once
-            with self._d._errors():
-                self._d.client.put_object(Bucket=self._d.bucket, Key=self._key, Body=bytes(self._buf))
+            self._d.http.request("PUT", key or self._key, body=bytes(self._buf))
         else:
             if self._buf:
                 self._upload_part(bytes(self._buf))
@@ -434,16 +523,17 @@ class _Writer(FileWriter):
                     MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
                                                for p in self._parts]})
         if self._tail:
-            self._d._delete_keys([self._d._tail_key(self._key)])
+            self._d.http.request("DELETE", self._d._tail_key(self._key))
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         # Written even when empty: the tail is what makes a just-created write exist (stat) before any part.
-        with self._d._errors():
-            self._d.client.put_object(Bucket=self._d.bucket, Key=self._d._tail_key(self._key), Body=bytes(self._buf),
-                                      Metadata={_TAIL_PARTS: str(len(self._parts))})
+        meta = {f"x-amz-meta-{_TAIL_PARTS}": str(len(self._parts))}
+        if self._upload_id is not None:
+            meta[f"x-amz-meta-{_TAIL_UPLOAD}"] = self._upload_id
+        self._d.http.request("PUT", self._d._tail_key(self._key), body=bytes(self._buf), headers=meta)
 
     def cancel(self) -> None:
         self._closed = True
