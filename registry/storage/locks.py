@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.fsutil import locked
+from registry import background
 from registry.storage.driver import StorageError
 
 DEFAULT_LEASE = 15.0  # seconds; a killed replica's locks block others at most this long
@@ -159,7 +160,6 @@ class RedisLocks(Locks):
         self.lease_ms = int(settings.lease * 1000)
         self._held: dict[str, _RedisHold] = {}
         self._held_lock = threading.Lock()
-        self._renewer_pid = 0
 
     @functools.cached_property
     def client(self) -> Any:
@@ -187,26 +187,25 @@ class RedisLocks(Locks):
         return _RedisHold(self, self.prefix + "{" + path + "}", path, "s" if shared else "x", wait)
 
     def _track(self, hold: _RedisHold, on: bool) -> None:
-        """Start or stop renewing `hold`'s lease (starting the renewer in this process when needed)."""
+        """Start or stop renewing `hold`'s lease (starting this process's renewer loop when needed)."""
         with self._held_lock:
             if on:
                 self._held[hold.token] = hold
-                if self._renewer_pid != os.getpid():  # none yet, or it stayed in the parent of a fork
-                    self._renewer_pid = os.getpid()
-                    threading.Thread(target=self._renew_loop, name="redis-lock-renewer", daemon=True).start()
             else:
                 self._held.pop(hold.token, None)
+        if on:
+            background.ensure(("redis-lock-renewer", id(self)), "redis-lock-renewer", self._renew_held,
+                              self.settings.lease / 3)
 
-    def _renew_loop(self) -> None:
-        while True:
-            time.sleep(self.settings.lease / 3)
-            with self._held_lock:
-                holds = list(self._held.values())
-            for hold in holds:
-                try:
-                    hold.renew()
-                except StorageError:
-                    pass  # Redis unreachable: try again next round; past the lease, the release reports the loss
+    def _renew_held(self) -> None:
+        """One round of the renewer: every lease this process holds starts again."""
+        with self._held_lock:
+            holds = list(self._held.values())
+        for hold in holds:
+            try:
+                hold.renew()
+            except StorageError:
+                pass  # Redis unreachable: try again next round; past the lease, the release reports the loss
 
 
 @dataclass
