@@ -12,6 +12,11 @@ its OCI layout *and* unpacks every layer into its layer cache as docker does (gu
 diff_id, every file written): twice the bytes written and more CPU for the same download. Push is the same work
 on both sides (blobs from an OCI layout to the registry). The ingest floor printed first is the registry's own:
 one `curl -T` PUT of the largest layer blob (a monolithic upload), the time no client's push of that blob can beat.
+
+Measured 2026-11-29 on the 2-core CI-like box, 3 runs, medians: `big` to distribution, the floor is 0.45 s for the
+67 MB blob, dockyard's whole push 0.61 s, skopeo's 0.69 s (0.88x): three quarters of our push is distribution
+taking the blob in, so 0.8x would leave ~0.1 s for interpreter start and the other two layers. To our registry the
+floor is 0.23 s, dockyard 0.53 s, skopeo 0.99 s (0.54x).
 """
 
 from __future__ import annotations
