@@ -11,13 +11,15 @@ import struct
 import zlib
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-import zstandard
+from zlib_ng import zlib_ng
 
 from dockyard.digest import Reader
 from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 CHUNK = 1 << 20
 # zlib level 1-3 use deflate's fast matcher: on layer-like data level 3 runs about twice as fast
@@ -43,6 +45,8 @@ _MAGIC = (
     (b"\xfd7zXZ\x00", "xz"),
 )
 SNIFF_BYTES = 6
+# zlib-ng's stub declares `error` as an instance; it is the exception class its decompressors raise.
+_ZLIB_ERROR: type[Exception] = zlib_ng.error  # type: ignore[assignment]
 
 
 class CompressionError(DockyardError):
@@ -132,7 +136,7 @@ class _Checked(io.RawIOBase):
             return self._inner.readinto(buf)
         except EOFError:
             raise CompressionError(f"{self._kind} data is truncated") from None
-        except (zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
+        except (_ZLIB_ERROR, lzma.LZMAError) as e:
             raise CompressionError(f"corrupt {self._kind} data: {e}") from None
         except OSError as e:
             # Decompressors (BadGzipFile, bz2) raise OSError without errno; real I/O errors have one.
@@ -147,7 +151,7 @@ class _GzipReader(io.RawIOBase):
 
     def __init__(self, source: BinaryIO):
         self._source = source
-        self._obj: zlib._Decompress | None = zlib.decompressobj(_GZIP_WBITS)
+        self._obj: zlib_ng._Decompress | None = zlib_ng.decompressobj(_GZIP_WBITS)
         self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
         self._pos = 0
         self._slice = _GZIP_SLICE_MIN
@@ -171,7 +175,7 @@ class _GzipReader(io.RawIOBase):
                 self._pos += zeros
                 if zeros == len(head):
                     continue
-                self._obj, self._slice = zlib.decompressobj(_GZIP_WBITS), _GZIP_SLICE_MIN
+                self._obj, self._slice = zlib_ng.decompressobj(_GZIP_WBITS), _GZIP_SLICE_MIN
             data = self._in[self._pos:self._pos + self._slice]
             out = self._obj.decompress(data, len(buf))
             # At a member's end what follows it is in unused_data (unconsumed_tail may repeat it).
@@ -190,8 +194,11 @@ class _ZstdReader(io.RawIOBase):
     """Multi-frame zstd decoder that, unlike zstandard's stream_reader, notices truncation."""
 
     def __init__(self, source: BinaryIO):
+        import zstandard  # ~5 ms to import: only for zstd layers
+
         self._source = source
         self._dctx = zstandard.ZstdDecompressor()
+        self._error = zstandard.ZstdError
         self._obj = self._dctx.decompressobj()
         self._pending = b""
         self._out = b""
@@ -223,7 +230,10 @@ class _ZstdReader(io.RawIOBase):
             self._obj = self._dctx.decompressobj()
         piece, self._pending = self._pending[:_ZSTD_SLICE], self._pending[_ZSTD_SLICE:]
         self._started = True
-        self._out = self._obj.decompress(piece)
+        try:
+            self._out = self._obj.decompress(piece)
+        except self._error as e:
+            raise CompressionError(f"corrupt zstd data: {e}") from None
         if self._obj.eof and self._obj.unused_data:
             self._pending = self._obj.unused_data + self._pending
         self._pos = 0
@@ -246,6 +256,8 @@ def compressor(sink: BinaryIO, kind: str, level: int | None = None) -> Iterator[
         gz.close()
         return
     if kind == "zstd":
+        import zstandard
+
         # A frame checksum, so corruption is caught on read as it is with gzip's CRC.
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL if level is None else level,
                                         write_checksum=True)
@@ -272,6 +284,8 @@ class _ParallelGzip:
         self._crc = 0
         self._size = 0
         self._dict = b""
+        from concurrent.futures import ThreadPoolExecutor  # with the logging it imports, ~8 ms: only to write
+
         workers = os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gzip") if workers > 1 else None
         self._window = 2 * workers  # blocks in flight: enough to keep every CPU busy, bounded memory

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dockyard import mediatypes as mt
@@ -217,9 +218,12 @@ def push_image(store: Store, t: Transport, remote: Remote, image: Image, tag_or_
 
     for key, _ in blobs:
         progress.start(key, "Preparing")
+    def layer(desc: Descriptor, key: str, _release: Callable[[], None]) -> None:
+        up.blob(desc, key, progress)  # an upload has no tail to overlap with the next: it keeps its slot
+
     # The config goes silently, like docker's.
     run_transfers(functools.partial(up.blob, config, config.digest.short, Progress()),
-                  [functools.partial(up.blob, desc, key, progress) for key, desc in blobs], parallel, cancel)
+                  [functools.partial(layer, desc, key) for key, desc in blobs], parallel, cancel)
     put_manifest(t, remote, tag_or_digest, data, media_type, image.manifest_digest)
     return PushResult(image.manifest_digest, len(data))
 

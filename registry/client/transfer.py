@@ -14,7 +14,6 @@ from dockyard.reference import Reference
 from dockyard.store import Store
 from registry.client.progress import Progress
 from registry.client.pull import Platform, pull_image
-from registry.client.push import MountSources, push_image, push_index
 from registry.client.remote import Transports, qualify, remote_for
 from registry.client.search import list_tags
 
@@ -91,6 +90,8 @@ def push(store: Store, source: str, destination: str | None = None, *, all_tags:
     With all_tags SOURCE is a repository and each of its local tags goes; `progress` receives docker's status
     lines and per-layer events, `on_pushed` hears of each image as its manifest lands.
     """
+    from registry.client.push import MountSources, push_image, push_index  # ~5 ms to import: not on a pull
+
     progress = progress or Progress()
     src = reference.parse(source, default_tag=not all_tags)
     ref = reference.parse(destination, default_tag=not all_tags) if destination else src

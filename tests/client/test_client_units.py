@@ -1,12 +1,17 @@
-"""The client's pure parts: challenge parsing, Retry-After, insecure-registry matching, credentials file."""
+"""The client's pure parts: challenge parsing, Retry-After, insecure-registry matching, credentials file, the
+scheduling of parallel transfers."""
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
+
+import pytest
 
 from registry.client.auth import Credentials, load_credentials, parse_challenges, remove_credentials, save_credentials
 from registry.client.config import ClientConfig
+from registry.client.pull import Cancelled, run_transfers
 from registry.client.transport import retry_after
 
 
@@ -69,3 +74,45 @@ def test_cli_builds_one_command_but_lists_all_on_a_typo(dockyard):
     assert r.code == 125 and "'pull'" in r.err and "'images'" in r.err
     r = dockyard("--root", "/nonexistent-root", "push", "--help")
     assert "usage: dockyard push" in r.out and "--all-tags" in r.out
+
+
+def test_a_released_slot_starts_the_next_transfer_while_the_first_finishes():
+    """One slot: the second layer starts once the first releases it (its bytes in), not when the first returns."""
+    second_ran = threading.Event()
+    order: list[str] = []
+
+    def first(release) -> None:
+        release()
+        release()  # idempotent: a second call must not free a second slot
+        # The first job's tail (its unpack) waits for the second to have run: without the early slot it never does.
+        assert second_ran.wait(10), "the second transfer did not start while the first held no slot"
+        order.append("first done")
+
+    def second(release) -> None:
+        order.append("second")
+        second_ran.set()
+
+    def third(release) -> None:
+        order.append("third")  # starts only once `second` returns: the double release freed one slot, not two
+
+    run_transfers(None, [first, second, third], 1, threading.Event())
+    assert order[0] == "second" and set(order) == {"second", "first done", "third"}
+
+
+def test_a_failure_after_release_still_fails_the_whole_and_stops_the_rest():
+    cancel = threading.Event()
+    started: list[int] = []
+
+    def failing(release) -> None:
+        release()
+        raise ValueError("unpack failed")
+
+    def later(i: int, release) -> None:
+        started.append(i)
+        if cancel.wait(10):
+            raise Cancelled("cancelled")
+
+    jobs = [failing, *(lambda release, i=i: later(i, release) for i in range(5))]
+    with pytest.raises(ValueError, match="unpack failed"):
+        run_transfers(None, jobs, 1, cancel)
+    assert cancel.is_set() and len(started) <= 1  # no new transfer starts once one has failed
