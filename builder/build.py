@@ -313,7 +313,7 @@ class Builder:
 
     def _build(self) -> Image:
         o = self.options
-        self.context = BuildContext(o.context, self._own_ignore())
+        self.context = BuildContext(o.context, self._own_ignore(), hashes=self.cache.context_hashes(o.context))
         self.df = self._dockerfile()
         build_args = BuildArgs(dict(o.build_args), platform_args(str(self.platform), BUILD_PLATFORM))
         named = frozenset(o.contexts)
@@ -357,6 +357,7 @@ class Builder:
                 try:
                     self.committer.close()
                     self._flush()  # steps that succeeded stay cached, even when a later one failed
+                    self.context.save_hashes()
                 finally:
                     shutil.rmtree(self.workspace, ignore_errors=True)
         unused = build_args.unused()
@@ -836,8 +837,9 @@ class Builder:
         directory = self._context(ref, "dir")
         if directory is not None:
             if directory.value not in self._dir_digests:
-                reader = BuildContext(directory.value)
+                reader = BuildContext(directory.value, hashes=self.cache.context_hashes(directory.value))
                 self._dir_digests[directory.value] = str(reader.digest(reader.sources(["."]), owners=False))
+                reader.save_hashes()
             return self._dir_digests[directory.value], directory.value
         index = lookup(self.df, stage, ref, ins, frozenset(self.options.contexts))
         if index is not None:
