@@ -31,12 +31,11 @@ from builder.cache import BuildCache, step_key
 from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
 from builder.dockerfile import Dockerfile, Instruction, Stage, parse
-from builder.flags import CacheSpec, NamedContext, read_secret
+from builder.flags import CacheSpec, NamedContext, RunSettings, read_secret
 from builder.ignore import Ignore
 from builder.output import Progress
 from builder.remotecache import INLINE_ANNOTATION, CacheImport, Poisoned, Record, export, inline_annotation
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
-from builder.run import RunSettings
 from builder.stages import StagePlan, StageRefs, lookup, plan
 from dockyard import __version__, changes, reference
 from dockyard import mediatypes as mt
