@@ -8,7 +8,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from builder import sbom, views
 from builder.provenance import BUILDER_ID, SLSA_V1, BuildFacts, statement
 from dockyard import __version__
 from dockyard import mediatypes as mt
@@ -117,6 +116,8 @@ def attach(store: Store, spec: Attestations, subject: Subject, lowerdirs: list[s
     store.write_blob_bytes(EMPTY_JSON, added=added)
     out = []
     if spec.sbom:
+        from builder import sbom, views  # the scanners and overlay views: only for a build attaching an SBOM
+
         with views.merged(lowerdirs, scratch) as root:
             found = sbom.scan(root, warn)
         doc = sbom.spdx_document(found, subject.name, str(image.id), subject.created, f"dockyard-{__version__}")

@@ -21,25 +21,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from builder import views
 from builder.args import PROXY_ARGS, BuildArgs, GlobalScope, StageVars, platform_args
 from builder.attest import Attestations
 from builder.cache import BuildCache, step_key
 from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
-from builder.copy import Copier, Item, copy_items
 from builder.dockerfile import Dockerfile, Instruction, Stage, parse
-from builder.flags import CacheSpec, NamedContext, read_secret
+from builder.flags import CacheSpec, NamedContext, RunSettings, read_secret
 from builder.ignore import Ignore
 from builder.output import Progress
 from builder.remotecache import INLINE_ANNOTATION, CacheImport, Poisoned, Record, export, inline_annotation
 from builder.resolve import config_args, env_pairs, resolve_copy, resolve_run
-from builder.run import MountSources, RunSettings, execute, run_user, stop
 from builder.stages import StagePlan, StageRefs, lookup, plan
 from dockyard import __version__, changes, reference
 from dockyard import mediatypes as mt
@@ -57,9 +53,15 @@ from dockyard.image import (
 )
 from dockyard.inroot import layered_path
 from dockyard.store import Store
-from runner import binfmt
-from runner.forkserver import ForkServer
 from runner.spec import DEFAULT_PATH
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from runner.forkserver import ForkServer
+
+# What only a step that misses the cache needs (the sandbox, overlay views, the copier, the fork server) is imported
+# where it runs: a fully cached rebuild loads none of it.
 
 _URL_RE = re.compile(r"^https?://", re.I)
 BUILD_PLATFORM = str(Platform.host())
@@ -158,6 +160,8 @@ class Builder:
         self._stopping = False
         self._signal_pipe = -1  # the read end of the signal wakeup pipe (main thread builds only)
         self._signals: set[int] = set()
+        self.spawner: ForkServer | None = None  # see _fork_server
+        self._closing = contextlib.ExitStack()  # what build() ends: the fork server
         self.triggers: dict[int, list[Instruction]] = {}  # stage index -> its base image's ONBUILD instructions
         self.cache_images: list[Image] = []  # --cache-from images
         self.imported = CacheImport(self.store, self.progress.message)  # records of --cache-from caches
@@ -214,10 +218,9 @@ class Builder:
         build, the image for the host (or the first platform); `index` is then the tagged image index."""
         if len(self.platforms) > 1:
             return self._build_platforms()
-        # The fork server first, while no thread exists: RUNs start containers through it.
         from builder.ssh import agents
 
-        with ForkServer.start() as self.spawner, self._watch_signals():
+        with contextlib.ExitStack() as self._closing, self._watch_signals():
             try:
                 with agents(self.options.ssh) as self.ssh:
                     self._import_caches()
@@ -284,6 +287,22 @@ class Builder:
             os.close(r)
             os.close(w)
 
+    def _fork_server(self) -> ForkServer:
+        """The fork server RUNs start containers through, forked at its first need (a fully cached build never
+        forks it). The fork must happen while no other thread runs: callers are the main thread before it starts
+        any (a RUN, a layer commit, whose compression thread lives on, a wave of parallel stages)."""
+        if self.spawner is None:
+            from runner.forkserver import ForkServer
+
+            # Nor may the server note its signals in our wakeup pipe (_watch_signals).
+            previous = signal.set_wakeup_fd(-1) if self._signal_pipe >= 0 else None
+            try:
+                self.spawner = self._closing.enter_context(ForkServer.start())
+            finally:
+                if previous is not None:
+                    signal.set_wakeup_fd(previous, warn_on_full_buffer=False)
+        return self.spawner
+
     def _interrupted(self) -> bool:
         """Whether a stopping signal has arrived since the build started."""
         with contextlib.suppress(BlockingIOError, OSError):
@@ -293,7 +312,7 @@ class Builder:
 
     def _build(self) -> Image:
         o = self.options
-        self.context = BuildContext(o.context, self._own_ignore())
+        self.context = BuildContext(o.context, self._own_ignore(), hashes=self.cache.context_hashes(o.context))
         self.df = self._dockerfile()
         build_args = BuildArgs(dict(o.build_args), platform_args(str(self.platform), BUILD_PLATFORM))
         named = frozenset(o.contexts)
@@ -315,6 +334,9 @@ class Builder:
                     if len(stages) == 1:
                         self._stage(stages[0])
                     else:
+                        from concurrent.futures import ThreadPoolExecutor
+
+                        self._fork_server()  # before the stages' threads
                         with ThreadPoolExecutor(len(stages), thread_name_prefix="stage") as pool:
                             futures = [pool.submit(self._stage, s) for s in stages]
                             try:
@@ -334,6 +356,7 @@ class Builder:
                 try:
                     self.committer.close()
                     self._flush()  # steps that succeeded stay cached, even when a later one failed
+                    self.context.save_hashes()
                 finally:
                     shutil.rmtree(self.workspace, ignore_errors=True)
         unused = build_args.unused()
@@ -372,6 +395,10 @@ class Builder:
     def _stop_all(self, futures: list[Future]) -> None:
         """Ctrl-C or a failed stage: end the RUNs of the other stages' threads (only the main thread gets
         signals), again and again until they are done, as one may have been starting just now."""
+        from concurrent.futures import wait
+
+        from builder.run import stop
+
         self._stopping = True
         while not all(f.done() for f in futures):
             for cid in list(self._running):
@@ -695,6 +722,8 @@ class Builder:
     @contextlib.contextmanager
     def _step_dir(self) -> Iterator[tuple[str, str]]:
         """A scratch directory for one step with a fresh upperdir in it; removed afterwards."""
+        from builder import views
+
         path = tempfile.mkdtemp(prefix="step-", dir=self.workspace)
         try:
             yield path, views.new_upper(path)
@@ -706,6 +735,7 @@ class Builder:
         if not os.listdir(upper):
             self._history(state, created_by, True)
             return
+        self._fork_server()  # before the committer's thread
         diff_id, blob = self.committer.commit(upper, state.diff_ids)
         state.config["rootfs"]["diff_ids"].append(str(diff_id))
         state.layers = [*state.layers, blob]
@@ -723,6 +753,10 @@ class Builder:
         created_by = f"{name} {args}"
         workdir = cfg.get("WorkingDir")
         if name == "WORKDIR" and layered_path(self._lowerdirs(state), workdir) is None:
+            from builder import views
+            from builder.copy import Copier
+            from builder.run import run_user
+
             lowerdirs = self._lowerdirs(state)
             # As BuildKit: the directories WORKDIR creates belong to the current USER.
             who = run_user(cfg.get("User") or "", lowerdirs)
@@ -744,8 +778,6 @@ class Builder:
         network = spec.network if spec.network != "default" else self.options.network
         env = state.vars.run_env()
         cwd = cfg.get("WorkingDir") or "/"
-        sources = MountSources(self.context, self.cache, self.options.secrets, self.ssh,
-                               lambda ref: self._rootfs(state.stage, ref, ins))
         mount_inputs = []
         for m in spec.mounts:
             if m.type == "bind" and not m.from_:
@@ -765,7 +797,13 @@ class Builder:
             return True
         if self._stopping:
             raise BuildFailed(f"{ins.where}: build stopped")
+        from builder.run import MountSources, execute
+        from runner import binfmt
+
+        spawner = self._fork_server()
         binfmt.ensure(state.platform)  # a foreign platform's RUN: its binaries run under qemu
+        sources = MountSources(self.context, self.cache, self.options.secrets, self.ssh,
+                               lambda ref: self._rootfs(state.stage, ref, ins))
         cid = "build-" + os.urandom(6).hex()
         with self._step_dir() as (scratch, upper):
             self._running.add(cid)
@@ -774,7 +812,7 @@ class Builder:
                     code = execute(spec, lowerdirs=self._lowerdirs(state), upper=upper, env=env,
                                    user=cfg.get("User") or "", cwd=cwd,
                                    network=network, sources=sources, scratch=scratch, out_fd=out,
-                                   container_id=cid, store_root=self.store.root, spawner=self.spawner,
+                                   container_id=cid, store_root=self.store.root, spawner=spawner,
                                    settings=self.options.run)
             finally:
                 self._running.discard(cid)
@@ -798,8 +836,9 @@ class Builder:
         directory = self._context(ref, "dir")
         if directory is not None:
             if directory.value not in self._dir_digests:
-                reader = BuildContext(directory.value)
+                reader = BuildContext(directory.value, hashes=self.cache.context_hashes(directory.value))
                 self._dir_digests[directory.value] = str(reader.digest(reader.sources(["."]), owners=False))
+                reader.save_hashes()
             return self._dir_digests[directory.value], directory.value
         index = lookup(self.df, stage, ref, ins, frozenset(self.options.contexts))
         if index is not None:
@@ -817,6 +856,8 @@ class Builder:
         if isinstance(src, str):  # a --build-context directory, bound as it is (a read-write bind copies it)
             yield src
             return
+        from builder import views
+
         lowerdirs = self._lowerdirs(src) if isinstance(src, StageState) else self.store.lowerdirs(src)
         with views.merged(lowerdirs, self.workspace) as root:
             yield root
@@ -825,6 +866,8 @@ class Builder:
         """--chown: names resolved in the stage's /etc/passwd and /etc/group; a lone user means gid = uid."""
         if not chown:
             return 0, 0
+        from builder.run import run_user
+
         user = run_user(chown, lowerdirs)
         return user.uid, (user.gid if ":" in chown else user.uid)
 
@@ -845,10 +888,10 @@ class Builder:
         else:
             context_sources = self.context.sources(local, ins.name) if local else []
             source_id = str(self.context.digest(context_sources, exclude, owners=False))
-        from builder.fetch import download  # urllib: only for ADD <url>
-
         fetched = {}
         if urls and not spec.checksum:
+            from builder.fetch import download  # urllib: only for ADD <url>
+
             fetched = {u: download(u, None, self.workspace) for u in urls}
         url_ids = [spec.checksum] if spec.checksum else [str(f.digest) for f in fetched.values()]
         cfg = state.config["config"]
@@ -859,7 +902,12 @@ class Builder:
             if self._cached(state, key, n):
                 return True
             if urls and spec.checksum:
+                from builder.fetch import download
+
                 fetched = {urls[0]: download(urls[0], spec.checksum, self.workspace)}
+            from builder import views
+            from builder.copy import Copier, Item, copy_items
+
             lowerdirs = self._lowerdirs(state)
             owner = self._owner(spec.chown, lowerdirs)
             with self._step_dir() as (_, upper), contextlib.ExitStack() as stack:

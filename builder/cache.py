@@ -38,6 +38,7 @@ class BuildCache:
         self.root = os.path.join(store.root, "buildcache")
         self.entries_dir = os.path.join(self.root, "entries")
         self.mounts_dir = os.path.join(self.root, "mounts")
+        self.contexts_dir = os.path.join(self.root, "contexts")
 
     def _entry_path(self, key: str) -> str:
         return os.path.join(self.entries_dir, key + ".json")
@@ -64,6 +65,11 @@ class BuildCache:
         os.makedirs(self.entries_dir, exist_ok=True)
         atomic_write(self._entry_path(key), json.dumps({"manifest": str(digest)}).encode())
 
+    def context_hashes(self, context: str) -> str:
+        """The file keeping a context directory's content hashes between builds (BuildContext's `hashes`)."""
+        name = hashlib.sha256(os.fsencode(os.path.realpath(context))).hexdigest()[:32]
+        return os.path.join(self.contexts_dir, name + ".json")
+
     def mount_dir(self, mount_id: str) -> str:
         """The persistent directory behind `RUN --mount=type=cache,id=…` (created on first use)."""
         path = os.path.join(self.mounts_dir, hashlib.sha256(mount_id.encode()).hexdigest()[:32])
@@ -81,6 +87,7 @@ class BuildCache:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.entries_dir, name))
                 count += 1
-        freed = disk_usage([self.mounts_dir])
+        freed = disk_usage([self.mounts_dir, self.contexts_dir])
         shutil.rmtree(self.mounts_dir, ignore_errors=True)
+        shutil.rmtree(self.contexts_dir, ignore_errors=True)
         return count, freed + self.store.gc(drop_unpacked)

@@ -3,11 +3,14 @@ and content digests of sources for the build cache."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +25,9 @@ _MAX_LINKS = 40
 # bounded, as a context may be gigabytes: beyond the budget a file is opened again to be copied.
 _KEEP_FILE = 1 << 20
 _KEEP_TOTAL = 128 << 20
+# A file changed this close to the start of the build may change again within the same clock tick, unseen by its
+# stat: its content hash is not kept for the next build. Generous, as a network filesystem's clock may lag ours.
+_RECENT_NS = 2_000_000_000
 
 
 class ContextError(DockyardError):
@@ -66,9 +72,11 @@ def _kind(mode: int) -> str | None:
 class BuildContext:
     """A context directory; every read goes through here so nothing outside the root is ever opened."""
 
-    def __init__(self, root: str, ignore: Ignore | None = None, rootfs: bool = False):
+    def __init__(self, root: str, ignore: Ignore | None = None, rootfs: bool = False, hashes: str | None = None):
         """rootfs=True: `root` is an image's root filesystem (COPY --from), where absolute symlinks and `..`
-        resolve against that root, as the image itself sees them, instead of being refused."""
+        resolve against that root, as the image itself sees them, instead of being refused. `hashes`: a file
+        keeping content hashes from one build of this context to the next (see save_hashes)."""
+        self._started_ns = time.time_ns()
         self.root = os.path.realpath(root)
         self.rootfs = rootfs
         self._dirs = threading.local()  # each stage thread keeps its own directory fd
@@ -80,8 +88,11 @@ class BuildContext:
             except NotFound:
                 ignore = Ignore([])
         self.ignore = ignore
-        # Content hashes by (dev, ino, size, mtime_ns, ctime_ns): each file is read once per build.
+        # Content hashes by (dev, ino, size, mtime_ns, ctime_ns): each file is read once per build, and not at all
+        # when the previous build's `hashes` file has its key (a write changes ctime, which no one can set back).
         self._hashes: dict[tuple[int, int, int, int, int], str] = {}
+        self._hashes_file = hashes
+        self._known: dict[tuple[int, ...], str] | None = None  # what the hashes file held; loaded at first need
         # What the last digest() read, for the copy that follows it: small files' bytes by key, and walks.
         self._contents: dict[tuple[int, int, int, int, int], bytes] = {}
         self._kept = 0
@@ -319,7 +330,7 @@ class BuildContext:
     def content_hash(self, entry: Entry) -> str:
         """sha256 hex of a regular file's content, cached per build by inode, size and times; a small file's
         bytes are kept for content() (within a budget)."""
-        cached = self._hashes.get(entry.key)
+        cached = self._hashes.get(entry.key) or self._known_hashes().get(entry.key)
         if cached is None:
             fd = self.open(entry.rel)
             try:
@@ -334,8 +345,37 @@ class BuildContext:
                         cached = hashlib.file_digest(f, "sha256").hexdigest()
             finally:
                 os.close(fd)
-            self._hashes[entry.key] = cached
+        self._hashes[entry.key] = cached
         return cached
+
+    def _known_hashes(self) -> dict[tuple[int, ...], str]:
+        """The content hashes the previous build kept (none when there is no file or it is unreadable)."""
+        if self._known is None:
+            self._known = {}
+            if self._hashes_file is not None:
+                try:
+                    with open(self._hashes_file, "rb") as f:
+                        self._known = {tuple(row[:5]): row[5] for row in json.load(f)
+                                       if len(row) == 6 and isinstance(row[5], str)}
+                except (OSError, ValueError, TypeError, IndexError, KeyError):
+                    pass  # a cache: hash the files again
+        return self._known
+
+    def save_hashes(self) -> None:
+        """Keep this build's content hashes for the next build (but of files changed just before it started);
+        nothing is written when they are the ones kept already."""
+        if self._hashes_file is None:
+            return
+        from dockyard.fsutil import atomic_write
+
+        limit = self._started_ns - _RECENT_NS
+        keep = {key: h for key, h in self._hashes.items() if key[4] < limit}
+        if keep == self._known_hashes():
+            return
+        data = json.dumps([[*key, h] for key, h in keep.items()]).encode()
+        with contextlib.suppress(OSError):  # a cache: without it the next build hashes the files again (so no fsync)
+            os.makedirs(os.path.dirname(self._hashes_file), exist_ok=True)
+            atomic_write(self._hashes_file, data, durable=False)
 
     def content(self, entry: Entry) -> bytes | None:
         """The bytes content_hash() kept of a file unchanged since (same inode, size and times), else None."""

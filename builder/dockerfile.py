@@ -6,7 +6,6 @@ variables depend on ARG/ENV state at build time (see builder.resolve)."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -274,6 +273,8 @@ class _Parser:
         keyword, *rest = re.split(r"\s+", text.strip(), maxsplit=1)
         keyword, value = keyword.upper(), (rest[0] if rest else "")
         if keyword not in INSTRUCTIONS:
+            import difflib  # only for the error's suggestion
+
             close = difflib.get_close_matches(keyword, INSTRUCTIONS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise self.fail(start, f"unknown instruction: {text.split()[0]}{hint}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from builder.mounts import MountError, parse_size
 from dockyard.errors import DockyardError
@@ -17,6 +17,15 @@ ANNOTATION_LEVELS = ("manifest", "manifest-descriptor", "index", "index-descript
 
 class FlagError(DockyardError):
     """A build flag's value is malformed."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What --add-host, --ulimit and --shm-size give every RUN."""
+
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # (host, ip)
+    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # "RLIMIT_NOFILE" -> (soft, hard)
+    shm_size: int | None = None
 
 
 def parse_ulimit(text: str) -> tuple[str, tuple[int, int]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import posixpath
 import re
 from dataclasses import dataclass
@@ -64,6 +63,8 @@ def parse_size(text: str) -> int:
 
 def parse_mount(spec: str) -> Mount:
     """Parse one `--mount` value (CSV of key=value fields; the type defaults to bind)."""
+    import csv  # only for Dockerfiles with RUN --mount: not on every build's path
+
     try:
         fields = next(csv.reader([spec]))
     except (csv.Error, StopIteration):

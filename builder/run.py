@@ -24,20 +24,12 @@ from dockyard.users import User
 from runner.spec import Mount
 
 if TYPE_CHECKING:
+    from builder.flags import RunSettings
     from runner.forkserver import ForkServer
 
 
 class RunError(DockyardError):
     """A RUN could not be set up (a mount source is missing, a secret was not given…)."""
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What --add-host, --ulimit and --shm-size give every RUN."""
-
-    extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # (host, ip)
-    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # "RLIMIT_NOFILE" -> (soft, hard)
-    shm_size: int | None = None
 
 
 @dataclass

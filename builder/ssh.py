@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,6 +47,8 @@ def agents(ssh: dict[str, list[str]]) -> Iterator[dict[str, str]]:
 @contextlib.contextmanager
 def _agent(sid: str, keys: list[str]) -> Iterator[str]:
     """An ssh-agent on a socket of its own (a short path: sockets take 107 bytes at most) holding `keys`."""
+    import subprocess  # only for --ssh with key files: not on every build's path
+
     agent, add = shutil.which("ssh-agent"), shutil.which("ssh-add")
     if not agent or not add:
         raise SSHError(f"--ssh {sid}: ssh-agent and ssh-add are needed to serve key files (install openssh-client)")

@@ -304,9 +304,8 @@ class ImageCollection:
         A failed build raises BuildError naming the failing step.
         """
         from builder.build import BUILD_PLATFORM, Builder, BuildOptions, secret_files
-        from builder.flags import parse_cache
+        from builder.flags import RunSettings, parse_cache
         from builder.output import Progress
-        from builder.run import RunSettings
 
         if path is None:
             raise APIError("build needs a context directory: path=...")

@@ -123,14 +123,13 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
     from builder import flags
     from builder.attest import parse_flags
     from builder.build import BUILD_PLATFORM, BuildOptions
-    from builder.run import RunSettings
     from dockyard.errors import DockyardError
     from runner.network.hosts import parse_add_host
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and not epoch.isdigit():
         raise DockyardError(f"SOURCE_DATE_EPOCH={epoch!r}: expected a number of seconds")
-    run = RunSettings(extra_hosts=[parse_add_host(h) for h in args.add_host],
+    run = flags.RunSettings(extra_hosts=[parse_add_host(h) for h in args.add_host],
                       rlimits=dict(flags.parse_ulimit(u) for u in args.ulimit),
                       shm_size=flags.parse_shm_size(args.shm_size) if args.shm_size else None)
     return BuildOptions(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import time
 
 import pytest
 
@@ -70,6 +73,35 @@ def test_touch_hits_content_change_misses(build, ctx, inspect):
     assert cached(build(ctx, "-t", "c").err) == [RUN_FIRST]
 
 
+def test_kept_content_hashes_stand_for_unchanged_files_only(build, ctx, inspect, store_root):
+    # A build keeps its context's content hashes by stat data (device, inode, size, mtime, ctime) for the next one,
+    # but not of files changed in the two seconds before it started: a change within the same clock tick as the
+    # kept state would leave the stat as it was.
+    contexts = os.path.join(store_root, "buildcache", "contexts")
+    build(ctx, "-t", "c")
+    assert not os.path.exists(contexts)  # every file was just written: nothing kept
+    time.sleep(2.1)
+    assert cached(build(ctx, "-t", "c").err) == [RUN_FIRST, COPY, "ENV LEVEL=1", RUN_LAST, 'CMD ["cat", "/level"]']
+    [name] = os.listdir(contexts)
+    with open(os.path.join(contexts, name)) as f:
+        rows = json.load(f)
+    main = ctx / "app" / "main.txt"
+    st = os.stat(main)
+    row = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, hashlib.sha256(b"v1\n").hexdigest()]
+    assert row in rows and len(rows) == 1
+    # The kept hash is what the next build goes by, without reading the file: another one makes the COPY miss.
+    with open(os.path.join(contexts, name), "w") as f:
+        json.dump([[*row[:5], hashlib.sha256(b"v9\n").hexdigest()]], f)
+    assert cached(build(ctx, "-t", "c").err) == [RUN_FIRST]
+    # The attack on a stat cache: the same size, in place (the same inode), the old mtime put back.
+    with open(main, "r+") as f:
+        f.write("v2\n")
+    os.utime(main, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(main).st_mtime_ns == st.st_mtime_ns and os.stat(main).st_ino == st.st_ino
+    assert cached(build(ctx, "-t", "c").err) == [RUN_FIRST]
+    assert inspect.read("c", "copied") == "v2\n"
+
+
 def test_dockerignored_files_do_not_matter(build, ctx):
     (ctx / ".dockerignore").write_text("app/*.log\n")
     build(ctx, "-t", "c")
@@ -108,5 +140,6 @@ def test_cache_survives_rmi_and_gc_until_pruned(build, ctx, dockyard, store_root
     out = dockyard("builder", "prune", "-f").out
     assert re.search(r"Deleted [1-9]\d* build cache entries", out)
     assert os.listdir(os.path.join(store_root, "buildcache", "entries")) == []
+    assert not os.path.exists(os.path.join(store_root, "buildcache", "contexts"))
     res = build(ctx, "-t", "c2")
     assert cached(res.err) == []

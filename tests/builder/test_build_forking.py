@@ -68,3 +68,26 @@ def test_a_run_with_more_mount_sources_than_one_message_carries_is_refused(conte
     few = " ".join(f"--mount=type=bind,source=f,target=/m{i}" for i in range(100))
     ctx = context({"f": "x", "Dockerfile": f"FROM busybox\nRUN {few} cat /m0 /m99 > /out\n"})
     build(ctx, "--no-cache", "-t", "manybinds")
+
+
+# What only a step that misses the cache needs: a fully cached rebuild loads none of it, so forks no server.
+MISS_ONLY = {"runner.forkserver", "runner.rootfs", "builder.copy", "builder.views", "builder.fetch", "builder.sbom",
+             "http.client", "ctypes"}
+
+
+def test_a_fully_cached_rebuild_loads_no_sandbox_and_forks_no_server(context, build):
+    ctx = context({"f": "x", "Dockerfile": "FROM busybox\nRUN echo a > /a\nCOPY f /f\nWORKDIR /w\nENV A=1\n"})
+    first = build(ctx, "-q")
+    again = build(ctx, "-q", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert again.out == first.out
+    loaded = {line.rsplit("|", 1)[1].strip() for line in again.err.splitlines() if line.startswith("import time:")}
+    assert "builder.build" in loaded
+    assert not loaded & MISS_ONLY
+
+
+def test_a_server_forked_after_other_steps_forks_no_threaded_process(context, build, inspect):
+    # The fork server is forked at its first need: here the COPY's layer commit, before the WORKDIR's and the RUN.
+    ctx = context({"f": "x\n", "Dockerfile": "FROM busybox\nCOPY f /f\nWORKDIR /new\nRUN cat /f > out\n"})
+    res = build(ctx, "--no-cache", "-t", "late", env={"PYTHONWARNINGS": FORK_WARNINGS})
+    assert "multi-threaded" not in res.err
+    assert inspect.read("late", "new/out") == "x\n"
