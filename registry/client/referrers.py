@@ -157,12 +157,13 @@ def _pull_one(store: Store, t: Transport, remote: Remote, subject: Digest, diges
         raise RegistryError(message=f"{what}: not an artifact manifest ({one_line(str(e))})") from None
     if refers_to != subject:
         raise RegistryError(message=f"{what}: its subject is {refers_to}, not {subject}")
+    for blob in blobs:
+        if not 0 <= blob.size <= REFERRER_BLOB_LIMIT:
+            raise RegistryError(message=f"{what}: blob {blob.digest} is {blob.size} bytes, more than the "
+                                        f"{REFERRER_BLOB_LIMIT} a referrer's blob may have")
     cancel = threading.Event()
     with store.transaction() as added:
         for blob in blobs:
-            if blob.size > REFERRER_BLOB_LIMIT or blob.size < 0:
-                raise RegistryError(message=f"{what}: blob {blob.digest} is {blob.size} bytes, more than the "
-                                            f"{REFERRER_BLOB_LIMIT} a referrer's blob may have")
             if not store.has_blob(blob.digest):
                 reader = BlobReader(t, remote, blob, blob.digest.short, Progress(), cancel)
                 try:
