@@ -356,9 +356,17 @@ def _load_oci_entry(store: Store, ar: _Archive, desc: Descriptor, added: set[Dig
             raise InvalidArchive(f"{ar.what}: index {desc.digest} is invalid ({e})") from None
         if not children:
             raise InvalidArchive(f"{ar.what}: index {desc.digest} lists no images")
-        for child in children:
-            _load_oci_manifest(store, ar, child.digest, _read_manifest(ar, child.digest), [], added)
-        store.add_index(manifest_bytes, refs, added)
+        before = {e.digest for e in store.entries()}
+        try:
+            for child in children:
+                _load_oci_manifest(store, ar, child.digest, _read_manifest(ar, child.digest), [], added)
+            store.add_index(manifest_bytes, refs, added)
+        except BaseException:
+            # None of a broken index's platforms stays behind (the caller's transaction then drops their blobs).
+            for child in children:
+                if child.digest not in before:
+                    store.delete_image(child.digest)
+            raise
         return Loaded(store.image(desc.digest), names)
     return Loaded(_load_oci_manifest(store, ar, desc.digest, manifest_bytes, refs, added), names)
 

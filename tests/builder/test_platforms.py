@@ -311,8 +311,11 @@ def test_build_outputs_every_platform(built, tmp_path):
     archives carry the whole index."""
     root, out = built["root"], tmp_path / "out"
     run_cli(root, "build", "-q", "--network", "none", "--platform", "linux/amd64,linux/arm64",
-            "--output", f"type=local,dest={out / 'rootfs'}", "--output", f"type=oci,dest={out / 'oci.tar'}",
-            "--output", f"type=docker,dest={out / 'docker.tar'}", str(built["ctx"]))
+            "--iidfile", str(tmp_path / "iid"), "--output", f"type=local,dest={out / 'rootfs'}",
+            "--output", f"type=oci,dest={out / 'oci.tar'}", "--output", f"type=docker,dest={out / 'docker.tar'}",
+            str(built["ctx"]))
+    iid = (tmp_path / "iid").read_text()
+    assert len(json.loads(Store(root).read_blob(Digest.parse(iid)))["manifests"]) == 2
     assert sorted(os.listdir(out / "rootfs")) == ["linux_amd64", "linux_arm64"]
     assert (out / "rootfs" / "linux_arm64" / "arch").read_text() == "aarch64\n"
     assert (out / "rootfs" / "linux_amd64" / "arch").read_text() == "x86_64\n"
@@ -320,7 +323,7 @@ def test_build_outputs_every_platform(built, tmp_path):
     for kind in ("oci", "docker"):
         files = _members(out / f"{kind}.tar")
         [top] = json.loads(files["index.json"])["manifests"]
-        assert top["digest"] == built["iid"], kind
+        assert top["digest"] == iid, kind
         other = str(tmp_path / kind)
         run_cli(other, "load", "-i", str(out / f"{kind}.tar"))
-        assert [str(e.digest) for e in Store(other).entries()] == [built["iid"]], kind
+        assert [str(e.digest) for e in Store(other).entries()] == [iid], kind
