@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from crafted import OCI_MANIFEST, image, sha, tar_of
 from hostile import Conn, Hostile, Request
 from support import tool
