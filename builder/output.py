@@ -247,9 +247,20 @@ def make_progress(mode: str, out: TextIO | None = None) -> Progress:
 
 
 def export_local(store: Store, image: Image, dest: str) -> None:
-    """Write the image's root filesystem into the directory `dest` (layers applied in order)."""
+    """Write the image's root filesystem into the directory `dest` (layers applied in order); of a multi-platform
+    image, each platform's into its own subdirectory, named as BuildKit does (dest/linux_arm64/)."""
+    from dockyard.image import Platform
     from dockyard.layers import apply_layer
 
+    if image.index:
+        for platform, desc in store.index_children(image.index):
+            child = store.image(desc.digest)
+            named = platform or Platform.of(child.config)
+            if named is None:
+                raise DockyardError(f"index {image.index}: image {desc.digest} names no platform")
+            # Parsed again: a platform is a directory name here, so only its checked form may become one.
+            export_local(store, child, os.path.join(dest, str(Platform.parse(str(named))).replace("/", "_")))
+        return
     os.makedirs(dest, exist_ok=True)
     for desc in image.layers:
         with store.open_blob(desc.digest) as f:
@@ -257,7 +268,8 @@ def export_local(store: Store, image: Image, dest: str) -> None:
 
 
 def export_archive(store: Store, image: Image, names: list[str], kind: str, dest: str) -> None:
-    """Write the image as a docker-archive or oci-archive tar to `dest` ("-": standard output)."""
+    """Write the image as a docker-archive or oci-archive tar to `dest` ("-": standard output); a multi-platform
+    image goes whole (see dockyard.archive.save)."""
     from dockyard.archive import save
 
     fmt = {"docker": "docker-archive", "oci": "oci-archive"}[kind]

@@ -94,23 +94,28 @@ def _save_oci(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.T
     entries = []
     _add_blob_dirs(tf)
     for image, names in images:
-        # A multi-platform image goes whole: its index, and every platform's image.
-        children = [store.image(d.digest) for _, d in store.index_children(image.index)] if image.index else [image]
-        for child in children:
-            for d in [child.manifest_digest, child.id, *(layer.digest for layer in child.layers)]:
-                if d not in written:
-                    _add_file(tf, _blob_name(d), store.blob_path(d))
-                    written.add(d)
-        top = image.top
-        if top not in written:
-            _add_file(tf, _blob_name(top), store.blob_path(top))
-            written.add(top)
-        size = os.path.getsize(store.blob_path(top))
-        media_type = mt.OCI_INDEX if image.index else image.manifest.get("mediaType") or mt.OCI_MANIFEST
+        top = _add_whole(store, image, tf, written)
         for name in names or [""]:
             ann = {mt.REF_NAME: name} if name else {}
-            entries.append(Descriptor(media_type, top, size, ann).to_json())
+            entries.append(Descriptor(top.media_type, top.digest, top.size, ann).to_json())
     _add_layout_files(tf, entries)
+
+
+def _add_whole(store: Store, image: Image, tf: tarfile.TarFile, written: set[Digest]) -> Descriptor:
+    """Add an image's blobs as the store keeps them (of a multi-platform image: its index and every platform's
+    image); returns the descriptor of its top (index or manifest)."""
+    children = [store.image(d.digest) for _, d in store.index_children(image.index)] if image.index else [image]
+    for child in children:
+        for d in [child.manifest_digest, child.id, *(layer.digest for layer in child.layers)]:
+            if d not in written:
+                _add_file(tf, _blob_name(d), store.blob_path(d))
+                written.add(d)
+    top = image.top
+    if top not in written:
+        _add_file(tf, _blob_name(top), store.blob_path(top))
+        written.add(top)
+    media_type = mt.OCI_INDEX if image.index else image.manifest.get("mediaType") or mt.OCI_MANIFEST
+    return Descriptor(media_type, top, os.path.getsize(store.blob_path(top)))
 
 
 def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfile.TarFile) -> None:
@@ -121,32 +126,15 @@ def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfil
     entries: list[dict] = []
     _add_blob_dirs(tf)
     for image, names in images:
-        cfg = store.read_blob(image.id)
-        if image.id not in written:
-            _add_bytes(tf, _blob_name(image.id), cfg)
-            written.add(image.id)
-        layer_descs = []
-        for desc, diff_id, _ in image.layer_stack():
-            # docker-archive layers are uncompressed tars named by their diffID.
-            if diff_id not in written:
-                with store.temp_path("save-") as tmp:
-                    with store.open_blob(desc.digest) as src, open(tmp, "wb") as dst:
-                        w = HashingWriter(dst)
-                        plain = decompressed(src)
-                        while chunk := plain.read(CHUNK):
-                            w.write(chunk)
-                    verify(diff_id, w.digest(), f"layer {desc.digest}")
-                    _add_file(tf, _blob_name(diff_id), tmp)
-                written.add(diff_id)
-                sizes[diff_id] = w.size
-            layer_descs.append(Descriptor(mt.OCI_LAYER, diff_id, sizes[diff_id]))
-        manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, image.id, len(cfg)), layer_descs))
-        mdigest = Digest.of_bytes(manifest)
-        if mdigest not in written:
-            _add_bytes(tf, _blob_name(mdigest), manifest)
-            written.add(mdigest)
-        manifest_json.append({"Config": _blob_name(image.id), "RepoTags": list(names),
-                              "Layers": [_blob_name(d) for d in image.diff_ids]})
+        if image.index:
+            # As docker with the containerd store: the whole index in the OCI layout (what `load` restores), and
+            # manifest.json naming the host's image with its layers as stored (compressed; docker load reads them).
+            top = _add_whole(store, image, tf, written)
+            layers = [_blob_name(d.digest) for d in image.layers]
+        else:
+            top = _add_uncompressed(store, image, tf, written, sizes)
+            layers = [_blob_name(d) for d in image.diff_ids]
+        manifest_json.append({"Config": _blob_name(image.id), "RepoTags": list(names), "Layers": layers})
         for name in names:
             ref = reference.parse(name)
             if image.diff_ids:
@@ -155,10 +143,40 @@ def _save_docker(store: Store, images: list[tuple[Image, list[str]]], tf: tarfil
             ann = {}
             if name:  # a name:tag
                 ann = {CONTAINERD_NAME: name, mt.REF_NAME: reference.parse(name).tag or ""}
-            entries.append(Descriptor(mt.OCI_MANIFEST, mdigest, len(manifest), ann).to_json())
+            entries.append(Descriptor(top.media_type, top.digest, top.size, ann).to_json())
     _add_bytes(tf, "manifest.json", json.dumps(manifest_json).encode())
     _add_bytes(tf, "repositories", json.dumps(repositories).encode())
     _add_layout_files(tf, entries)
+
+
+def _add_uncompressed(store: Store, image: Image, tf: tarfile.TarFile, written: set[Digest],
+                      sizes: dict[Digest, int]) -> Descriptor:
+    """Add an image as Docker 25+ saves one: layers uncompressed, named by diffID, under a manifest of its own;
+    returns that manifest's descriptor."""
+    cfg = store.read_blob(image.id)
+    if image.id not in written:
+        _add_bytes(tf, _blob_name(image.id), cfg)
+        written.add(image.id)
+    layer_descs = []
+    for desc, diff_id, _ in image.layer_stack():
+        if diff_id not in written:
+            with store.temp_path("save-") as tmp:
+                with store.open_blob(desc.digest) as src, open(tmp, "wb") as dst:
+                    w = HashingWriter(dst)
+                    plain = decompressed(src)
+                    while chunk := plain.read(CHUNK):
+                        w.write(chunk)
+                verify(diff_id, w.digest(), f"layer {desc.digest}")
+                _add_file(tf, _blob_name(diff_id), tmp)
+            written.add(diff_id)
+            sizes[diff_id] = w.size
+        layer_descs.append(Descriptor(mt.OCI_LAYER, diff_id, sizes[diff_id]))
+    manifest = canonical_json(manifest_for(Descriptor(mt.OCI_CONFIG, image.id, len(cfg)), layer_descs))
+    mdigest = Digest.of_bytes(manifest)
+    if mdigest not in written:
+        _add_bytes(tf, _blob_name(mdigest), manifest)
+        written.add(mdigest)
+    return Descriptor(mt.OCI_MANIFEST, mdigest, len(manifest))
 
 
 # ---- load ----------------------------------------------------------------------------------------
@@ -250,6 +268,15 @@ def _parse_names(names: list[str], what: str) -> list[reference.Reference]:
 
 def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
     out = []
+    # A multi-platform image (docker's containerd store saves its index in the OCI layout) is restored whole;
+    # manifest.json's entry for its host image then adds nothing.
+    restored: set[tuple[Digest, str]] = set()
+    if ar.has("index.json"):
+        for desc in _index_entries(ar):
+            if desc.media_type in mt.INDEXES:
+                out.append(_load_oci_entry(store, ar, desc, added))
+                restored |= {(store.image(d.digest).id, name) for _, d in store.index_children(desc.digest)
+                             for name in out[-1].names or [""]}
     layers: dict[Digest, LayerBlob] = {}
     items = ar.json("manifest.json")
     if not isinstance(items, list):
@@ -261,6 +288,8 @@ def _load_docker(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]
             raise InvalidArchive(f"{ar.what}: malformed manifest.json entry") from None
         cfg = ar.read(cfg_name)
         cfg_digest = Digest.of_bytes(cfg)
+        if all((cfg_digest, name) in restored for name in item.get("RepoTags") or [""]):
+            continue
         named = posixpath.basename(cfg_name).removesuffix(".json")
         if len(named) == 64 and named != cfg_digest.hex:
             raise InvalidArchive(f"{ar.what}: digest mismatch for config {cfg_name}: got {cfg_digest}")
@@ -295,34 +324,51 @@ def _copy_blob(store: Store, ar: _Archive, desc: Descriptor, added: set[Digest])
         store.write_blob(f, desc.digest, desc.size, f"blob {desc.digest} in {ar.what}", added)
 
 
-def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
-    out = []
+def _index_entries(ar: _Archive) -> list[Descriptor]:
+    """The descriptors index.json lists."""
     index = ar.json("index.json")
     try:
-        descs = [Descriptor.from_json(d) for d in index.get("manifests") or []]
+        return [Descriptor.from_json(d) for d in index.get("manifests") or []]
     except (KeyError, ValueError, TypeError, AttributeError, InvalidDigest) as e:
         raise InvalidArchive(f"{ar.what}: index.json is invalid ({e})") from None
-    for desc in descs:
-        manifest_bytes = _read_manifest(ar, desc.digest)
+
+
+def _load_oci(store: Store, ar: _Archive, added: set[Digest]) -> list[Loaded]:
+    return [_load_oci_entry(store, ar, desc, added) for desc in _index_entries(ar)]
+
+
+def _load_oci_entry(store: Store, ar: _Archive, desc: Descriptor, added: set[Digest]) -> Loaded:
+    """One image index.json names (a manifest, or an index with every platform's image) into the store."""
+    manifest_bytes = _read_manifest(ar, desc.digest)
+    try:
         manifest = json.loads(manifest_bytes)
-        names = [n for n in [_oci_name(desc.annotations)] if n]
-        refs = _parse_names(names, ar.what)
-        if desc.media_type in mt.INDEXES or "manifests" in manifest:
-            # A multi-platform image stays one: every platform's image, then its index (tagged).
-            try:
-                children = [Descriptor.from_json(d) for d in manifest.get("manifests") or []]
-            except (KeyError, ValueError, TypeError, AttributeError, InvalidDigest) as e:
-                raise InvalidArchive(f"{ar.what}: index {desc.digest} is invalid ({e})") from None
-            if not children:
-                raise InvalidArchive(f"{ar.what}: index {desc.digest} lists no images")
+    except (ValueError, RecursionError) as e:
+        raise InvalidArchive(f"{ar.what}: manifest {desc.digest} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise InvalidArchive(f"{ar.what}: manifest {desc.digest} is not a JSON object")
+    names = [n for n in [_oci_name(desc.annotations)] if n]
+    refs = _parse_names(names, ar.what)
+    if desc.media_type in mt.INDEXES or "manifests" in manifest:
+        # A multi-platform image stays one: every platform's image, then its index (tagged).
+        try:
+            children = [Descriptor.from_json(d) for d in manifest.get("manifests") or []]
+        except (KeyError, ValueError, TypeError, AttributeError, InvalidDigest) as e:
+            raise InvalidArchive(f"{ar.what}: index {desc.digest} is invalid ({e})") from None
+        if not children:
+            raise InvalidArchive(f"{ar.what}: index {desc.digest} lists no images")
+        before = {e.digest for e in store.entries()}
+        try:
             for child in children:
                 _load_oci_manifest(store, ar, child.digest, _read_manifest(ar, child.digest), [], added)
             store.add_index(manifest_bytes, refs, added)
-            image = store.image(desc.digest)
-        else:
-            image = _load_oci_manifest(store, ar, desc.digest, manifest_bytes, refs, added)
-        out.append(Loaded(image, names))
-    return out
+        except BaseException:
+            # None of a broken index's platforms stays behind (the caller's transaction then drops their blobs).
+            for child in children:
+                if child.digest not in before:
+                    store.delete_image(child.digest)
+            raise
+        return Loaded(store.image(desc.digest), names)
+    return Loaded(_load_oci_manifest(store, ar, desc.digest, manifest_bytes, refs, added), names)
 
 
 def _read_manifest(ar: _Archive, digest: Digest) -> bytes:
@@ -335,11 +381,13 @@ def _read_manifest(ar: _Archive, digest: Digest) -> bytes:
 def _load_oci_manifest(store: Store, ar: _Archive, digest: Digest, data: bytes, names: list[reference.Reference],
                        added: set[Digest]) -> Image:
     """One image manifest of the archive and its blobs into the store."""
-    manifest = json.loads(data)
-    if not isinstance(manifest, dict) or "config" not in manifest:
-        raise InvalidArchive(f"{ar.what}: {digest} is not an image manifest")
-    for blob in [manifest["config"], *(manifest.get("layers") or [])]:
-        _copy_blob(store, ar, Descriptor.from_json(blob), added)
+    try:
+        manifest = json.loads(data)
+        blobs = [Descriptor.from_json(d) for d in [manifest["config"], *(manifest.get("layers") or [])]]
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, InvalidDigest):
+        raise InvalidArchive(f"{ar.what}: {digest} is not an image manifest") from None
+    for blob in blobs:
+        _copy_blob(store, ar, blob, added)
     oci = to_oci_manifest(manifest)
     return store.add_image(canonical_json(oci) if oci is not manifest else data, names, added, unpack=True)
 

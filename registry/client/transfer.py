@@ -14,6 +14,7 @@ from dockyard.reference import Reference
 from dockyard.store import Store
 from registry.client.progress import Progress
 from registry.client.pull import Platform, pull_image
+from registry.client.referrers import pull_referrers, update_tag_schema
 from registry.client.remote import Transports, qualify, remote_for
 from registry.client.search import list_tags
 
@@ -69,6 +70,7 @@ def pull(store: Store, name: str, *, platform: str | None = None, all_tags: bool
             local = ref if given.registry else dataclasses.replace(ref, registry="")
             progress.message(f"{ref.tag or ref.digest}: Pulling from {remote.repository}")
             result = pull_image(store, candidates, remote, ref, [local], wanted, progress, parallel)
+            pull_referrers(store, candidates, remote, result.digest, progress)
             progress.close()
             progress.message(f"Digest: {result.digest}")
             status = "Downloaded newer image" if result.downloaded else "Image is up to date"
@@ -121,10 +123,12 @@ def push(store: Store, source: str, destination: str | None = None, *, all_tags:
             progress.close()
             progress.message(f"{tag}: digest: {result.digest} size: {result.size}")
             # Its referrers (SBOM, provenance) after it: a registry may refuse a subject it does not hold.
-            for referrer in store.referrers(image.manifest_digest):
+            referrers = store.referrers(image.manifest_digest)
+            for referrer in referrers:
                 push_image(store, t, remote, store.image(referrer.digest), str(referrer.digest), Progress(),
                            parallel, sources)
                 progress.message(f"{referrer.artifact_type}: digest: {referrer.digest} size: {referrer.size}")
+            update_tag_schema(t, remote, image.manifest_digest, referrers)
             pushed.append(Pushed(f"{target.name}{'@' if ref.digest else ':'}{tag}", result.digest, result.size))
             if on_pushed:
                 on_pushed(pushed[-1])

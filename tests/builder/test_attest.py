@@ -1,6 +1,7 @@
 """Build attestations: `--sbom` (SPDX 2.3 from the image's dpkg/apk databases and files) and `--provenance` (SLSA v1)
 stored as OCI referrers of the image, kept and dropped with it, pushed after it to our registry, found there through
-the referrers API and pulled with oras; reproducible with SOURCE_DATE_EPOCH; hostile package databases."""
+the referrers API and pulled with oras and with the image; on distribution 2.8 (no referrers API) through the
+spec's tag schema; reproducible with SOURCE_DATE_EPOCH; hostile package databases."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dockyard.digest import Digest
 from dockyard.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
-from registries import start_dockyard_registry
+from registries import start_distribution, start_dockyard_registry
 
 SPDX_JSON = "application/spdx+json"
 IN_TOTO_JSON = "application/vnd.in-toto+json"
@@ -205,6 +206,50 @@ def test_pushed_as_referrers_and_pulled_with_oras(build, dockyard, store_root, a
     remote = json.loads(run_cli(str(tmp_path / "empty"), "inspect", "--referrers", name).out)
     assert remote[0]["Subject"] == str(subject)
     assert {x["digest"] for x in remote[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
+
+    # Pulled with the image: kept as the store's referrers, listed locally.
+    pulled = str(tmp_path / "pulled-store")
+    run_cli(pulled, "pull", name)
+    assert documents(pulled, name) == local
+
+
+def test_tag_schema_fallback_on_distribution(build, dockyard, store_root, app, server, tmp_path):
+    """distribution 2.8 has no referrers API: push keeps the spec's `sha256-<hex>` tag index of the referrers
+    (once: a second push of the same leaves it as it is), `inspect --referrers` reads it, pull keeps the referrers
+    it lists."""
+    dist = start_distribution(tmp_path / "distribution")
+    try:
+        name = f"{dist.host}/attest/app:1"
+        build(app, "--network", "none", "-t", name, "--sbom", "--provenance=true")
+        local = documents(store_root, name)
+        subject = Store(store_root).resolve(name).manifest_digest
+        dockyard("push", name)
+        base = f"http://{dist.host}/v2/attest/app"
+        assert requests.get(f"{base}/referrers/{subject}", timeout=10).status_code == 404
+        tag = requests.get(f"{base}/manifests/sha256-{subject.hex}", timeout=10,
+                           headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+        listed = tag.json()["manifests"]
+        assert {(m["artifactType"], m["digest"]) for m in listed} == {(t, str(d)) for t, (d, _, _) in local.items()}
+        sizes = {str(d): len(Store(store_root).read_blob(d)) for d, _, _ in local.values()}
+        assert {m["digest"]: m["size"] for m in listed} == sizes
+
+        remote = json.loads(run_cli(str(tmp_path / "empty"), "inspect", "--referrers", name).out)
+        assert remote[0]["Subject"] == str(subject)
+        assert {x["digest"] for x in remote[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
+
+        pulled = str(tmp_path / "pulled")
+        run_cli(pulled, "pull", name)
+        assert documents(pulled, name) == local
+        listed_local = json.loads(run_cli(pulled, "inspect", "--referrers", name).out)
+        assert {x["digest"] for x in listed_local[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
+
+        # Pushed again from the other store (nothing new): the tag index stays as it was.
+        run_cli(pulled, "push", name)
+        again = requests.get(f"{base}/manifests/sha256-{subject.hex}", timeout=10,
+                             headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+        assert again.headers["Docker-Content-Digest"] == tag.headers["Docker-Content-Digest"]
+    finally:
+        dist.stop()
 
 
 def test_hostile_package_databases(build, store_root, context):

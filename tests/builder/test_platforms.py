@@ -261,3 +261,69 @@ def test_one_cache_for_every_platform(built, tmp_path):
     statuses = {n: re.search(rf"^#{n} (CACHED|DONE)", res.err, re.M).group(1) for n in ran}
     assert set(statuses.values()) == {"CACHED"}, res.err
     assert (tmp_path / "iid").read_text() == built["iid"]
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+
+
+def test_docker_archive_keeps_every_platform(built, tmp_path):
+    """The default `save` (docker-archive) of a multi-platform image, as docker's containerd store writes it: the
+    index and every platform's blobs in the OCI layout, manifest.json naming the host's image; `load` restores
+    the index, skopeo reads the host's image; an index missing a platform's manifest fails in one line."""
+    root, archive = built["root"], tmp_path / "multi.tar"
+    run_cli(root, "save", "-o", str(archive), "multi:1")
+    files = _members(archive)
+    top = json.loads(files["index.json"])["manifests"]
+    assert [(m["mediaType"], m["digest"]) for m in top] == [("application/vnd.oci.image.index.v1+json", built["iid"])]
+    index = json.loads(files[f"blobs/sha256/{built['iid'][7:]}"])
+    assert index == _index(root, "multi:1")
+    host = Store(root).resolve("multi:1")
+    [entry] = json.loads(files["manifest.json"])
+    assert entry["Config"] == f"blobs/sha256/{host.id.hex}" and entry["RepoTags"] == ["multi:1"]
+    assert all(layer in files for layer in entry["Layers"])
+    config = json.loads(subprocess.run([tool("skopeo"), "inspect", "--config", f"docker-archive:{archive}"],
+                                       check=True, capture_output=True).stdout)
+    assert config["architecture"] == "amd64" and config["rootfs"]["diff_ids"] == [str(d) for d in host.diff_ids]
+
+    other = str(tmp_path / "other")
+    assert run_cli(other, "load", "-i", str(archive)).out == "Loaded image: multi:1\n"
+    assert _index(other, "multi:1") == index
+    assert _file(other, "multi:1", "linux/arm64", "/arch")[0] == "aarch64\n"
+
+    arm = next(m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == "arm64")
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w") as tf:
+        for name, data in files.items():
+            if name != f"blobs/sha256/{arm[7:]}":
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    res = run_cli(str(tmp_path / "third"), "load", "-i", str(broken), check=False)
+    assert res.code != 0 and res.err.count("\n") == 1 and "Traceback" not in res.err, res.err
+    assert f"missing file 'blobs/sha256/{arm[7:]}'" in res.err
+    assert run_cli(str(tmp_path / "third"), "images", "-q").out == ""
+
+
+def test_build_outputs_every_platform(built, tmp_path):
+    """--output of a multi-platform build: local writes a directory per platform (as BuildKit), oci and docker
+    archives carry the whole index."""
+    root, out = built["root"], tmp_path / "out"
+    run_cli(root, "build", "-q", "--network", "none", "--platform", "linux/amd64,linux/arm64",
+            "--iidfile", str(tmp_path / "iid"), "--output", f"type=local,dest={out / 'rootfs'}",
+            "--output", f"type=oci,dest={out / 'oci.tar'}", "--output", f"type=docker,dest={out / 'docker.tar'}",
+            str(built["ctx"]))
+    iid = (tmp_path / "iid").read_text()
+    assert len(json.loads(Store(root).read_blob(Digest.parse(iid)))["manifests"]) == 2
+    assert sorted(os.listdir(out / "rootfs")) == ["linux_amd64", "linux_arm64"]
+    assert (out / "rootfs" / "linux_arm64" / "arch").read_text() == "aarch64\n"
+    assert (out / "rootfs" / "linux_amd64" / "arch").read_text() == "x86_64\n"
+    assert (out / "rootfs" / "linux_arm64" / "hello.txt").read_text() == "hello\n"
+    for kind in ("oci", "docker"):
+        files = _members(out / f"{kind}.tar")
+        [top] = json.loads(files["index.json"])["manifests"]
+        assert top["digest"] == iid, kind
+        other = str(tmp_path / kind)
+        run_cli(other, "load", "-i", str(out / f"{kind}.tar"))
+        assert [str(e.digest) for e in Store(other).entries()] == [iid], kind
