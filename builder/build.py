@@ -32,7 +32,7 @@ from builder.attest import Attestations
 from builder.cache import BuildCache, step_key
 from builder.commit import Committer, Layer, resolved, settled
 from builder.context import BuildContext
-from builder.copy import Copier, Item, copy_items
+from builder.copy import Copier, Item, copy_items, staging_size
 from builder.dockerfile import Dockerfile, Instruction, Stage, parse
 from builder.flags import CacheSpec, NamedContext, read_secret
 from builder.ignore import Ignore
@@ -693,20 +693,24 @@ class Builder:
     # -- steps ---------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _step_dir(self) -> Iterator[tuple[str, str]]:
-        """A scratch directory for one step with a fresh upperdir in it; removed afterwards."""
+    def _step_dir(self, memory: int = 0) -> Iterator[tuple[str, str, bool]]:
+        """A scratch directory for one step with a fresh upperdir in it; removed afterwards. `memory`: the upper is
+        on a tmpfs of that size where one can be mounted (the third value says so; see Committer.commit's `staged`)."""
         path = tempfile.mkdtemp(prefix="step-", dir=self.workspace)
         try:
-            yield path, views.new_upper(path)
+            with views.in_memory(path, memory) if memory else contextlib.nullcontext(False) as staged:
+                yield path, views.new_upper(path), staged
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _commit(self, state: StageState, upper: str, created_by: str) -> None:
-        """Turn an upperdir into the stage's next layer (nothing when it is empty)."""
+    def _commit(self, state: StageState, upper: str, created_by: str, contents: dict[str, bytes] | None = None,
+                staged: bool = False) -> None:
+        """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `staged`: see
+        Committer.commit."""
         if not os.listdir(upper):
             self._history(state, created_by, True)
             return
-        diff_id, blob = self.committer.commit(upper, state.diff_ids)
+        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, staged)
         state.config["rootfs"]["diff_ids"].append(str(diff_id))
         state.layers = [*state.layers, blob]
         self._history(state, created_by, False)
@@ -726,7 +730,7 @@ class Builder:
             lowerdirs = self._lowerdirs(state)
             # As BuildKit: the directories WORKDIR creates belong to the current USER.
             who = run_user(cfg.get("User") or "", lowerdirs)
-            with self._step_dir() as (_, upper):
+            with self._step_dir() as (_, upper, _):
                 with views.writable(lowerdirs, upper) as root:
                     Copier(root, (who.uid, who.gid), None, None).ensure_dir(workdir)
                 self._commit(state, upper, created_by)
@@ -767,7 +771,7 @@ class Builder:
             raise BuildFailed(f"{ins.where}: build stopped")
         binfmt.ensure(state.platform)  # a foreign platform's RUN: its binaries run under qemu
         cid = "build-" + os.urandom(6).hex()
-        with self._step_dir() as (scratch, upper):
+        with self._step_dir() as (scratch, upper, _):
             self._running.add(cid)
             try:
                 with self.progress.stream(n) as out:
@@ -862,7 +866,8 @@ class Builder:
                 fetched = {urls[0]: download(urls[0], spec.checksum, self.workspace)}
             lowerdirs = self._lowerdirs(state)
             owner = self._owner(spec.chown, lowerdirs)
-            with self._step_dir() as (_, upper), contextlib.ExitStack() as stack:
+            memory = 0 if add or spec.from_ else staging_size(self.context, context_sources, exclude, spec.inline)
+            with self._step_dir(memory) as (_, upper, staged), contextlib.ExitStack() as stack:
                 items: list[Item] = []
                 if spec.from_:
                     root = stack.enter_context(self._rootfs(state.stage, spec.from_, ins))
@@ -875,9 +880,10 @@ class Builder:
                 items += [Item(path=f.path, name=f.name, mode=0o600, mtime_ns=f.mtime_ns) for f in fetched.values()]
                 with contextlib.ExitStack() as view:
                     target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
-                    copy_items(Copier(target, owner, spec.chmod, exclude), items, spec.dest,
-                               cfg.get("WorkingDir") or "/", add=add, parents=spec.parents, instruction=ins.name)
-                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}")
+                    copier = Copier(target, owner, spec.chmod, exclude)
+                    copy_items(copier, items, spec.dest, cfg.get("WorkingDir") or "/", add=add,
+                               parents=spec.parents, instruction=ins.name)
+                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", copier.written, staged)
             self._record(state, key)
             return False
         finally:

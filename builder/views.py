@@ -13,6 +13,23 @@ from collections.abc import Iterator
 from runner import rootfs
 
 
+@contextlib.contextmanager
+def in_memory(path: str, size: int) -> Iterator[bool]:
+    """Mount a private tmpfs of `size` bytes on the empty directory `path` for the block; False (nothing mounted)
+    where this process may not mount one."""
+    from runner import linux
+
+    try:
+        linux.mount("tmpfs", path, "tmpfs", 0, f"size={size},mode=0700")
+    except PermissionError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        rootfs.unmount(path)
+
+
 def new_upper(parent: str) -> str:
     """A fresh, empty upper directory; its mode is the mode of `/` in the container, hence 0755."""
     path = tempfile.mkdtemp(prefix="upper-", dir=parent)

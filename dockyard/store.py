@@ -621,6 +621,21 @@ class Store:
 
     def unpack_layer(self, desc: Descriptor, diff_id: Digest, chain: Digest, added: set[Digest] | None = None) -> str:
         """The layer's directory in the cache, unpacked from its blob first if need be (its diff_id checked)."""
+
+        @contextlib.contextmanager
+        def blob() -> Iterator[BinaryIO]:
+            with _layer_errors(desc), self.open_blob(desc.digest) as f:
+                yield f
+
+        return self._unpack(blob, diff_id, chain, f"layer {desc.digest}", added)
+
+    def unpack_layer_tar(self, tar: Callable[[], contextlib.AbstractContextManager[BinaryIO]], diff_id: Digest,
+                         chain: Digest, added: set[Digest] | None = None) -> str:
+        """Like unpack_layer, from the layer's plain tar (opened by `tar` only when the directory is missing)."""
+        return self._unpack(tar, diff_id, chain, f"layer {diff_id}", added)
+
+    def _unpack(self, opener: Callable[[], contextlib.AbstractContextManager[BinaryIO]], diff_id: Digest,
+                chain: Digest, what: str, added: set[Digest] | None) -> str:
         path = self.layer_dir(chain)
         if os.path.isdir(path):
             return path
@@ -631,9 +646,9 @@ class Store:
 
             tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
             try:
-                with _layer_errors(desc), self.open_blob(desc.digest) as f:
+                with opener() as f:
                     got = apply_layer(f, tmp, overlay=True)
-                verify(diff_id, got, f"layer {desc.digest}")
+                verify(diff_id, got, what)
                 os.rename(tmp, path)
             except BaseException:
                 _remove(tmp)
@@ -670,13 +685,15 @@ class Store:
             unpacker.abort()
             _remove(tmp)
 
-    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest, added: set[Digest] | None = None) -> str:
+    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest, added: set[Digest] | None = None,
+                        discard: Callable[[str], None] | None = None) -> str:
         """Publish a directory already in overlay format (a build step's upperdir) as the unpacked layer of
-        `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is removed."""
+        `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is given to `discard`
+        (which by default removes it at once)."""
         path = self.layer_dir(chain_id)
         with locked(os.path.join(self.locks_dir, f"layer-{chain_id.hex}")):
             if os.path.isdir(path):
-                _remove(tmp_dir)
+                (discard or _remove)(tmp_dir)
             else:
                 os.rename(tmp_dir, path)
                 if isinstance(added, Added):
