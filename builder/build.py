@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -704,13 +704,13 @@ class Builder:
             shutil.rmtree(path, ignore_errors=True)
 
     def _commit(self, state: StageState, upper: str, created_by: str, contents: dict[str, bytes] | None = None,
-                staged: bool = False) -> None:
-        """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `staged`: see
+                rewrite: Callable[[], str] | None = None) -> None:
+        """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `rewrite`: see
         Committer.commit."""
         if not os.listdir(upper):
             self._history(state, created_by, True)
             return
-        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, staged)
+        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, rewrite)
         state.config["rootfs"]["diff_ids"].append(str(diff_id))
         state.layers = [*state.layers, blob]
         self._history(state, created_by, False)
@@ -878,12 +878,23 @@ class Builder:
                     items += [Item(self.context, s) for s in context_sources]
                 items += [Item(inline=f) for f in spec.inline]
                 items += [Item(path=f.path, name=f.name, mode=0o600, mtime_ns=f.mtime_ns) for f in fetched.values()]
-                with contextlib.ExitStack() as view:
-                    target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
-                    copier = Copier(target, owner, spec.chmod, exclude)
-                    copy_items(copier, items, spec.dest, cfg.get("WorkingDir") or "/", add=add,
-                               parents=spec.parents, instruction=ins.name)
-                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", copier.written, staged)
+
+                def write(upper: str) -> Copier:
+                    with contextlib.ExitStack() as view:
+                        target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
+                        copier = Copier(target, owner, spec.chmod, exclude)
+                        copy_items(copier, items, spec.dest, cfg.get("WorkingDir") or "/", add=add,
+                                   parents=spec.parents, instruction=ins.name)
+                    return copier
+
+                def rewrite() -> str:
+                    """The same COPY on disk, for the store (a step directory removed with this one's)."""
+                    disk = stack.enter_context(self._step_dir())[1]
+                    write(disk)
+                    return disk
+
+                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", write(upper).written,
+                             rewrite if staged else None)
             self._record(state, key)
             return False
         finally:

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from dockyard.digest import Digest, HashingWriter, chain_ids, verify
@@ -47,34 +47,29 @@ class Committer:
         self._trash = ThreadPoolExecutor(1, thread_name_prefix="layer-trash")
 
     def commit(self, upper: str, lower_diff_ids: list[Digest], contents: Mapping[str, bytes] | None = None,
-               staged: bool = False) -> tuple[Digest, Future]:
+               rewrite: Callable[[], str] | None = None) -> tuple[Digest, Future]:
         """Diff `upper` (which the store takes over as an unpacked layer); returns its diff_id and the blob to be.
-        `contents`: files' bytes known already, by their path in `upper` (see write_diff). `staged`: `upper` is
-        a throw-away copy in memory; the store's layer directory is unpacked from the diff if it has none yet."""
+        `contents`: files' bytes known already, by their path in `upper` (see write_diff). `rewrite`: `upper` is
+        a throw-away copy in memory; the store gets the upper `rewrite` writes on disk, if it lacks the layer."""
         from dockyard.layers import write_diff
 
         spool = _Spool(self.scratch)
-        tar = spool.open_copy() if staged else -1  # the compressor removes the spool when it is done
+        blob = self._pool.submit(self._compress, spool)
         try:
-            blob = self._pool.submit(self._compress, spool)
-            try:
-                w = HashingWriter(io.BufferedWriter(spool, _BUFFER))
-                write_diff(upper, w, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
-                w.flush()
-                diff_id = w.digest()
-                spool.finish(diff_id)
-            except BaseException:
-                spool.finish(None)  # the compressor gives up; the blob's failure is never asked for
-                raise
-            chain = chain_ids([*lower_diff_ids, diff_id])[-1]
-            if staged:
-                self.store.unpack_layer_tar(lambda: os.fdopen(tar, "rb", closefd=False), diff_id, chain)
-            else:
-                self.store.adopt_layer_dir(upper, chain, discard=self._discard)
-            return diff_id, blob
-        finally:
-            if staged:
-                os.close(tar)
+            w = HashingWriter(io.BufferedWriter(spool, _BUFFER))
+            write_diff(upper, w, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
+            w.flush()
+            diff_id = w.digest()
+            spool.finish(diff_id)
+        except BaseException:
+            spool.finish(None)  # the compressor gives up; the blob's failure is never asked for
+            raise
+        chain = chain_ids([*lower_diff_ids, diff_id])[-1]
+        if rewrite is None:
+            self.store.adopt_layer_dir(upper, chain, discard=self._discard)
+        elif not os.path.isdir(self.store.layer_dir(chain)):
+            self.store.adopt_layer_dir(rewrite(), chain, discard=self._discard)
+        return diff_id, blob
 
     def _compress(self, spool: _Spool) -> Descriptor:
         from dockyard.layers import compress_layer
@@ -150,10 +145,6 @@ class _Spool(io.RawIOBase):
         data = os.pread(self._reader, n, self._read) if n else b""
         self._read += len(data)
         return data
-
-    def open_copy(self) -> int:
-        """A file descriptor of the whole tar (once written) that outlives remove()."""
-        return os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
 
     def remove(self) -> None:
         """Remove the file (the reader's side, once it is done with it)."""

@@ -621,21 +621,6 @@ class Store:
 
     def unpack_layer(self, desc: Descriptor, diff_id: Digest, chain: Digest, added: set[Digest] | None = None) -> str:
         """The layer's directory in the cache, unpacked from its blob first if need be (its diff_id checked)."""
-
-        @contextlib.contextmanager
-        def blob() -> Iterator[BinaryIO]:
-            with _layer_errors(desc), self.open_blob(desc.digest) as f:
-                yield f
-
-        return self._unpack(blob, diff_id, chain, f"layer {desc.digest}", added)
-
-    def unpack_layer_tar(self, tar: Callable[[], contextlib.AbstractContextManager[BinaryIO]], diff_id: Digest,
-                         chain: Digest, added: set[Digest] | None = None) -> str:
-        """Like unpack_layer, from the layer's plain tar (opened by `tar` only when the directory is missing)."""
-        return self._unpack(tar, diff_id, chain, f"layer {diff_id}", added)
-
-    def _unpack(self, opener: Callable[[], contextlib.AbstractContextManager[BinaryIO]], diff_id: Digest,
-                chain: Digest, what: str, added: set[Digest] | None) -> str:
         path = self.layer_dir(chain)
         if os.path.isdir(path):
             return path
@@ -646,9 +631,9 @@ class Store:
 
             tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
             try:
-                with opener() as f:
+                with _layer_errors(desc), self.open_blob(desc.digest) as f:
                     got = apply_layer(f, tmp, overlay=True)
-                verify(diff_id, got, what)
+                verify(diff_id, got, f"layer {desc.digest}")
                 os.rename(tmp, path)
             except BaseException:
                 _remove(tmp)
