@@ -695,7 +695,7 @@ class Builder:
     @contextlib.contextmanager
     def _step_dir(self, memory: int = 0) -> Iterator[tuple[str, str, bool]]:
         """A scratch directory for one step with a fresh upperdir in it; removed afterwards. `memory`: the upper is
-        on a tmpfs of that size where one can be mounted (the third value says so; see Committer.commit's `staged`)."""
+        on a tmpfs of that size where one can be mounted (the third value says so; see Committer.commit's `rewrite`)."""
         path = tempfile.mkdtemp(prefix="step-", dir=self.workspace)
         try:
             with views.in_memory(path, memory) if memory else contextlib.nullcontext(False) as staged:
