@@ -50,7 +50,8 @@ class Committer:
                rewrite: Callable[[], str] | None = None) -> tuple[Digest, Future]:
         """Diff `upper` (which the store takes over as an unpacked layer); returns its diff_id and the blob to be.
         `contents`: files' bytes known already, by their path in `upper` (see write_diff). `rewrite`: `upper` is
-        a throw-away copy in memory; the store gets the upper `rewrite` writes on disk, if it lacks the layer."""
+        a throw-away copy in memory; if the store lacks the layer it gets the upper `rewrite` writes on disk
+        (checked to give the same diff)."""
         from dockyard.layers import write_diff
 
         spool = _Spool(self.scratch)
@@ -68,7 +69,13 @@ class Committer:
         if rewrite is None:
             self.store.adopt_layer_dir(upper, chain, discard=self._discard)
         elif not os.path.isdir(self.store.layer_dir(chain)):
-            self.store.adopt_layer_dir(rewrite(), chain, discard=self._discard)
+            disk = rewrite()
+            # Big files are read from the context again: the copy on disk must still be the layer diffed.
+            with open(os.devnull, "wb", buffering=_BUFFER) as null:
+                again = HashingWriter(null)
+                write_diff(disk, again, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
+            verify(diff_id, again.digest(), "the layer written again on disk (did its files change meanwhile?)")
+            self.store.adopt_layer_dir(disk, chain, discard=self._discard)
         return diff_id, blob
 
     def _compress(self, spool: _Spool) -> Descriptor:
