@@ -78,13 +78,13 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def staging_size(reader: BuildContext, sources: list[Source], exclude: Ignore | None,
                  inline: list[InlineFile]) -> int:
-    """The size of a tmpfs that holds what a COPY of these writes (with room for what it copies up, and a page
-    per entry for long symlink targets), or 0 when that is too much to hold in memory: a COPY is written in
-    memory first so the store gets files only for a layer it does not already have, as its diff shows."""
-    pages = sum(-(-len(f.data.encode()) // _PAGE) + 1 for f in inline)
+    """The size of a tmpfs that holds what a COPY of these writes (files in whole pages, a page per symlink, room
+    for the directories it copies up), or 0 when that is too much to hold in memory: a COPY is written in memory
+    first so the store gets files only for a layer it does not already have, as its diff shows."""
+    pages = sum(-(-len(f.data.encode()) // _PAGE) for f in inline)
     for src in sources:
         for e in reader.walk(src, exclude):
-            pages += -(-e.key[2] // _PAGE) + 1 if e.kind == "file" else 1
+            pages += -(-e.key[2] // _PAGE) if e.kind == "file" else e.kind == "symlink"
             if pages * _PAGE > _STAGE_LIMIT:
                 return 0
     return pages * _PAGE + _STAGE_SLACK
