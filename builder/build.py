@@ -891,6 +891,7 @@ class Builder:
                     """The same COPY on disk, for the store (a step directory removed with this one's)."""
                     disk = stack.enter_context(self._step_dir())[1]
                     write(disk)
+                    views.copy_dir_times(upper, disk)
                     return disk
 
                 self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", write(upper).written,

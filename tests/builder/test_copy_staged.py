@@ -39,7 +39,8 @@ def test_staged_copy_gives_the_disk_path_layer(context, build, inspect, store_mo
 
 
 def test_rebuilt_copy_keeps_the_stored_layer(context, build, inspect):
-    ctx = context({"Dockerfile": "FROM busybox\nCOPY src/ /app/\nRUN cat /app/a/b/deep.txt > /seen\n"})
+    # /etc is copied up and /etc/new made: directories whose times the second writing must take from the first.
+    ctx = context({"Dockerfile": "FROM busybox\nCOPY src/ /etc/new/app/\nRUN cat /etc/new/app/a/b/deep.txt > /seen\n"})
     _tree(ctx)
     build(ctx, "-q", "-t", "first")
     diff_ids = inspect.image("first").config["rootfs"]["diff_ids"]
@@ -54,4 +55,4 @@ def test_rebuilt_copy_keeps_the_stored_layer(context, build, inspect):
     (ctx / "src" / "a" / "b" / "deep.txt").write_text("changed\n")
     build(ctx, "-q", "-t", "changed")
     assert inspect.read("changed", "seen") == "changed\n"
-    assert inspect.read("changed", "app/a/b/deep.txt") == "changed\n"
+    assert inspect.read("changed", "etc/new/app/a/b/deep.txt") == "changed\n"
