@@ -704,13 +704,15 @@ class Builder:
             shutil.rmtree(path, ignore_errors=True)
 
     def _commit(self, state: StageState, upper: str, created_by: str, contents: dict[str, bytes] | None = None,
-                rewrite: Callable[[], str] | None = None) -> None:
+                rewrite: Callable[[], str] | None = None, key: str | None = None) -> None:
         """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `rewrite`: see
-        Committer.commit."""
+        Committer.commit; `key`: the step's cache key, whose entry (not used, as --no-cache said) may hold the blob."""
         if not os.listdir(upper):
             self._history(state, created_by, True)
             return
-        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, rewrite)
+        before = self.cache.get(key) if key is not None else None
+        previous = (before.diff_ids[-1], before.layers[-1]) if before is not None and before.layers else None
+        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, rewrite, previous)
         state.config["rootfs"]["diff_ids"].append(str(diff_id))
         state.layers = [*state.layers, blob]
         self._history(state, created_by, False)
@@ -895,7 +897,7 @@ class Builder:
                     return disk
 
                 self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", write(upper).written,
-                             rewrite if staged else None)
+                             rewrite if staged else None, key)
             self._record(state, key)
             return False
         finally:

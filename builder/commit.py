@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from dockyard.digest import Digest, HashingWriter, chain_ids, verify
 from dockyard.image import Descriptor
+from dockyard.mediatypes import OCI_LAYER_FOR
 from dockyard.store import Store
 
 Layer = Descriptor | Future  # a stored layer, or one still being compressed (a Future of its Descriptor)
@@ -47,11 +48,13 @@ class Committer:
         self._trash = ThreadPoolExecutor(1, thread_name_prefix="layer-trash")
 
     def commit(self, upper: str, lower_diff_ids: list[Digest], contents: Mapping[str, bytes] | None = None,
-               rewrite: Callable[[], str] | None = None) -> tuple[Digest, Future]:
+               rewrite: Callable[[], str] | None = None,
+               previous: tuple[Digest, Descriptor] | None = None) -> tuple[Digest, Future]:
         """Diff `upper` (which the store takes over as an unpacked layer); returns its diff_id and the blob to be.
         `contents`: files' bytes known already, by their path in `upper` (see write_diff). `rewrite`: `upper` is
         a throw-away copy in memory; if the store lacks the layer it gets the upper `rewrite` writes on disk
-        (checked to give the same diff)."""
+        (checked to give the same diff). `previous`: a stored layer (diff_id, blob) the step made before, whose
+        blob is taken when the diff_id is the same: compression depends on nothing else, so it would be the same."""
         from dockyard.layers import write_diff
 
         spool = _Spool(self.scratch)
@@ -65,6 +68,12 @@ class Committer:
         except BaseException:
             spool.finish(None)  # the compressor gives up; the blob's failure is never asked for
             raise
+        if previous is not None and previous[0] == diff_id \
+                and previous[1].media_type == OCI_LAYER_FOR.get(self.compression):
+            blob.cancel()
+            spool.finish(None)  # the compressor stops (if it started)
+            blob = Future()
+            blob.set_result(previous[1])
         chain = chain_ids([*lower_diff_ids, diff_id])[-1]
         if rewrite is None:
             self.store.adopt_layer_dir(upper, chain, discard=self._discard)

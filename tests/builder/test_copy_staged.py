@@ -45,11 +45,14 @@ def test_rebuilt_copy_keeps_the_stored_layer(context, build, inspect):
     build(ctx, "-q", "-t", "first")
     diff_ids = inspect.image("first").config["rootfs"]["diff_ids"]
     layer = inspect.store.layer_dir(chain_ids(diff_ids)[-2])  # the COPY's
-    before = os.stat(layer).st_ino
+    blob = inspect.store.blob_path(inspect.image("first").layers[-2].digest)
+    before = os.stat(layer).st_ino, os.stat(blob).st_ino
     assert inspect.read("first", "seen") == "deep\n"  # the RUN ran on the layer the COPY stored
     build(ctx, "-q", "--no-cache", "-t", "again")
     assert inspect.image("again").config["rootfs"]["diff_ids"][:-1] == diff_ids[:-1]
-    assert os.stat(layer).st_ino == before  # the stored layer stayed; nothing was written on disk for it
+    assert inspect.image("again").layers[:-1] == inspect.image("first").layers[:-1]
+    # The stored layer stayed (nothing was written on disk for it), and so did its blob (not compressed again).
+    assert (os.stat(layer).st_ino, os.stat(blob).st_ino) == before
     assert os.listdir(inspect.store.tmp_dir) == []  # nor left there
     # A changed file makes a new layer, written on disk.
     (ctx / "src" / "a" / "b" / "deep.txt").write_text("changed\n")
