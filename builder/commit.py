@@ -58,7 +58,8 @@ class Committer:
         from dockyard.layers import write_diff
 
         spool = _Spool(self.scratch)
-        blob = self._pool.submit(self._compress, spool)
+        # With a previous blob, likely the one (a --no-cache rebuild), compression waits for the diff to tell.
+        blob = self._pool.submit(self._compress, spool) if previous is None else None
         try:
             w = HashingWriter(io.BufferedWriter(spool, _BUFFER))
             write_diff(upper, w, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
@@ -67,13 +68,17 @@ class Committer:
             spool.finish(diff_id)
         except BaseException:
             spool.finish(None)  # the compressor gives up; the blob's failure is never asked for
+            if blob is None:
+                spool.remove()
             raise
-        if previous is not None and previous[0] == diff_id \
-                and previous[1].media_type == OCI_LAYER_FOR.get(self.compression):
-            blob.cancel()
-            spool.finish(None)  # the compressor stops (if it started)
-            blob = Future()
-            blob.set_result(previous[1])
+        if blob is None:
+            assert previous is not None
+            if previous[0] == diff_id and previous[1].media_type == OCI_LAYER_FOR.get(self.compression):
+                spool.remove()
+                blob = Future()
+                blob.set_result(previous[1])
+            else:
+                blob = self._pool.submit(self._compress, spool)
         chain = chain_ids([*lower_diff_ids, diff_id])[-1]
         if rewrite is None:
             self.store.adopt_layer_dir(upper, chain, discard=self._discard)
