@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -720,23 +720,29 @@ class Builder:
     # -- steps ---------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _step_dir(self) -> Iterator[tuple[str, str]]:
-        """A scratch directory for one step with a fresh upperdir in it; removed afterwards."""
+    def _step_dir(self, memory: int = 0) -> Iterator[tuple[str, str, bool]]:
+        """A scratch directory for one step with a fresh upperdir in it; removed afterwards. `memory`: the upper is
+        on a tmpfs of that size where one can be mounted (the third value says so; see Committer.commit's `rewrite`)."""
         from builder import views
 
         path = tempfile.mkdtemp(prefix="step-", dir=self.workspace)
         try:
-            yield path, views.new_upper(path)
+            with views.in_memory(path, memory) if memory else contextlib.nullcontext(False) as staged:
+                yield path, views.new_upper(path), staged
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _commit(self, state: StageState, upper: str, created_by: str) -> None:
-        """Turn an upperdir into the stage's next layer (nothing when it is empty)."""
+    def _commit(self, state: StageState, upper: str, created_by: str, contents: dict[str, bytes] | None = None,
+                rewrite: Callable[[], str] | None = None, key: str | None = None) -> None:
+        """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `rewrite`: see
+        Committer.commit; `key`: the step's cache key, whose entry (not used, as --no-cache said) may hold the blob."""
         if not os.listdir(upper):
             self._history(state, created_by, True)
             return
         self._fork_server()  # before the committer's thread
-        diff_id, blob = self.committer.commit(upper, state.diff_ids)
+        before = self.cache.get(key) if key is not None else None
+        previous = (before.diff_ids[-1], before.layers[-1]) if before is not None and before.layers else None
+        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, rewrite, previous)
         state.config["rootfs"]["diff_ids"].append(str(diff_id))
         state.layers = [*state.layers, blob]
         self._history(state, created_by, False)
@@ -760,7 +766,7 @@ class Builder:
             lowerdirs = self._lowerdirs(state)
             # As BuildKit: the directories WORKDIR creates belong to the current USER.
             who = run_user(cfg.get("User") or "", lowerdirs)
-            with self._step_dir() as (_, upper):
+            with self._step_dir() as (_, upper, _):
                 with views.writable(lowerdirs, upper) as root:
                     Copier(root, (who.uid, who.gid), None, None).ensure_dir(workdir)
                 self._commit(state, upper, created_by)
@@ -805,7 +811,7 @@ class Builder:
         sources = MountSources(self.context, self.cache, self.options.secrets, self.ssh,
                                lambda ref: self._rootfs(state.stage, ref, ins))
         cid = "build-" + os.urandom(6).hex()
-        with self._step_dir() as (scratch, upper):
+        with self._step_dir() as (scratch, upper, _):
             self._running.add(cid)
             try:
                 with self.progress.stream(n) as out:
@@ -906,11 +912,12 @@ class Builder:
 
                 fetched = {urls[0]: download(urls[0], spec.checksum, self.workspace)}
             from builder import views
-            from builder.copy import Copier, Item, copy_items
+            from builder.copy import Copier, Item, copy_items, staging_size
 
             lowerdirs = self._lowerdirs(state)
             owner = self._owner(spec.chown, lowerdirs)
-            with self._step_dir() as (_, upper), contextlib.ExitStack() as stack:
+            memory = 0 if add or spec.from_ else staging_size(self.context, context_sources, exclude, spec.inline)
+            with self._step_dir(memory) as (_, upper, staged), contextlib.ExitStack() as stack:
                 items: list[Item] = []
                 if spec.from_:
                     root = stack.enter_context(self._rootfs(state.stage, spec.from_, ins))
@@ -921,11 +928,24 @@ class Builder:
                     items += [Item(self.context, s) for s in context_sources]
                 items += [Item(inline=f) for f in spec.inline]
                 items += [Item(path=f.path, name=f.name, mode=0o600, mtime_ns=f.mtime_ns) for f in fetched.values()]
-                with contextlib.ExitStack() as view:
-                    target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
-                    copy_items(Copier(target, owner, spec.chmod, exclude), items, spec.dest,
-                               cfg.get("WorkingDir") or "/", add=add, parents=spec.parents, instruction=ins.name)
-                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}")
+
+                def write(upper: str) -> Copier:
+                    with contextlib.ExitStack() as view:
+                        target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
+                        copier = Copier(target, owner, spec.chmod, exclude)
+                        copy_items(copier, items, spec.dest, cfg.get("WorkingDir") or "/", add=add,
+                                   parents=spec.parents, instruction=ins.name)
+                    return copier
+
+                def rewrite() -> str:
+                    """The same COPY on disk, for the store (a step directory removed with this one's)."""
+                    disk = stack.enter_context(self._step_dir())[1]
+                    write(disk)
+                    views.copy_dir_times(upper, disk)
+                    return disk
+
+                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", write(upper).written,
+                             rewrite if staged else None, key)
             self._record(state, key)
             return False
         finally:

@@ -1,22 +1,26 @@
 """Turning a step's upperdir into a layer without making the next step wait for compression.
 
 The upperdir is written once as a plain tar (hashing it gives the diff_id the next step's config needs) and
-moved into the store's layer cache, ready as the next lowerdir; the tar is compressed into a blob in the
-background, so the next RUN overlaps with it."""
+moved into the store's layer cache, ready as the next lowerdir; a background thread compresses the tar into a
+blob, following it while it is still being written, so compression overlaps both the diff and the next step."""
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from dockyard.digest import Digest, HashingWriter, chain_ids, verify
 from dockyard.image import Descriptor
+from dockyard.mediatypes import OCI_LAYER_FOR
 from dockyard.store import Store
 
 Layer = Descriptor | Future  # a stored layer, or one still being compressed (a Future of its Descriptor)
+_BUFFER = 1 << 20  # the diff reaches the spool (and wakes the compressor) in pieces this big
 
 
 def resolved(layers: Sequence[Layer]) -> list[Descriptor]:
@@ -41,37 +45,130 @@ class Committer:
         self.epoch = source_date_epoch
         self.added = added
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-blob")
+        self._trash = ThreadPoolExecutor(1, thread_name_prefix="layer-trash")
 
-    def commit(self, upper: str, lower_diff_ids: list[Digest]) -> tuple[Digest, Future]:
-        """Diff `upper` (which the store takes over as an unpacked layer); returns its diff_id and the blob to be."""
+    def commit(self, upper: str, lower_diff_ids: list[Digest], contents: Mapping[str, bytes] | None = None,
+               rewrite: Callable[[], str] | None = None,
+               previous: tuple[Digest, Descriptor] | None = None) -> tuple[Digest, Future]:
+        """Diff `upper` (which the store takes over as an unpacked layer); returns its diff_id and the blob to be.
+        `contents`: files' bytes known already, by their path in `upper` (see write_diff). `rewrite`: `upper` is
+        a throw-away copy in memory; if the store lacks the layer it gets the upper `rewrite` writes on disk
+        (checked to give the same diff). `previous`: a stored layer (diff_id, blob) the step made before, whose
+        blob is taken when the diff_id is the same: compression depends on nothing else, so it would be the same."""
         from dockyard.layers import write_diff
 
-        fd, tar = tempfile.mkstemp(prefix="diff-", dir=self.scratch)
+        spool = _Spool(self.scratch)
+        # With a previous blob, likely the one (a --no-cache rebuild), compression waits for the diff to tell.
+        blob = self._pool.submit(self._compress, spool) if previous is None else None
         try:
-            with os.fdopen(fd, "wb") as f:
-                w = HashingWriter(f)
-                write_diff(upper, w, source_date_epoch=self.epoch)  # type: ignore[arg-type]
+            w = HashingWriter(io.BufferedWriter(spool, _BUFFER))
+            write_diff(upper, w, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
+            w.flush()
             diff_id = w.digest()
-            self.store.adopt_layer_dir(upper, chain_ids([*lower_diff_ids, diff_id])[-1])
-            return diff_id, self._pool.submit(self._compress, tar, diff_id)
+            spool.finish(diff_id)
         except BaseException:
-            os.unlink(tar)
+            spool.finish(None)  # the compressor gives up; the blob's failure is never asked for
+            if blob is None:
+                spool.remove()
             raise
+        if blob is None:
+            assert previous is not None
+            if previous[0] == diff_id and previous[1].media_type == OCI_LAYER_FOR.get(self.compression):
+                spool.remove()
+                blob = Future()
+                blob.set_result(previous[1])
+            else:
+                blob = self._pool.submit(self._compress, spool)
+        chain = chain_ids([*lower_diff_ids, diff_id])[-1]
+        if rewrite is None:
+            self.store.adopt_layer_dir(upper, chain, discard=self._discard)
+        elif not os.path.isdir(self.store.layer_dir(chain)):
+            disk = rewrite()
+            # Big files are read from the context again: the copy on disk must still be the layer diffed.
+            with open(os.devnull, "wb", buffering=_BUFFER) as null:
+                again = HashingWriter(null)
+                write_diff(disk, again, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
+            verify(diff_id, again.digest(), "the layer written again on disk (did its files change meanwhile?)")
+            self.store.adopt_layer_dir(disk, chain, discard=self._discard)
+        return diff_id, blob
 
-    def _compress(self, tar: str, diff_id: Digest) -> Descriptor:
+    def _compress(self, spool: _Spool) -> Descriptor:
         from dockyard.layers import compress_layer
 
         try:
-            with open(tar, "rb") as src, self.store.temp_path("layer-") as tmp:
-                blob = compress_layer(src, tmp, self.compression)
-                verify(diff_id, blob.diff_id, f"layer {diff_id}")
+            with self.store.temp_path("layer-") as tmp:
+                blob = compress_layer(spool, tmp, self.compression)
+                assert spool.diff_id is not None  # the spool ended cleanly (a failed diff raises in read)
+                verify(spool.diff_id, blob.diff_id, f"layer {spool.diff_id}")
                 self.store.adopt_blob(tmp, blob.digest, self.added)
             return Descriptor(blob.media_type, blob.digest, blob.size)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tar)
+            spool.remove()
+
+    def _discard(self, path: str) -> None:
+        """Remove a duplicate of a stored layer directory off the build's path: moved aside at once (the step's
+        directory is removed right after), deleted on a background thread."""
+        aside = tempfile.mkdtemp(prefix="trash-", dir=self.scratch)
+        os.rename(path, os.path.join(aside, "layer"))
+        self._trash.submit(shutil.rmtree, aside, True)
 
     def close(self) -> None:
         """Finish every queued blob, also after a failure or a cancellation: each is a finished step's layer,
         whose cache record must survive (fixing the failing step must not re-run the one before it)."""
         self._pool.shutdown(wait=True)
+        self._trash.shutdown(wait=True)
+
+
+class _Spool(io.RawIOBase):
+    """A plain layer tar in a scratch file, which the compressor reads while the diff is still writing it: the
+    writer never waits for the reader (the file holds what is not compressed yet), the reader waits at the end
+    of what is written until more comes or the writer finishes."""
+
+    def __init__(self, scratch: str):
+        self.fd, self._path = tempfile.mkstemp(prefix="diff-", dir=scratch)
+        self._reader = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        self._cond = threading.Condition()
+        self._written = 0
+        self._read = 0
+        self._ended = False
+        self.diff_id: Digest | None = None  # set when the diff ended cleanly
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        """The writer's side (under a buffer, so a wake-up per megabyte at most)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        with self._cond:
+            self._written += len(data)
+            self._cond.notify()
+        return len(data)
+
+    def finish(self, diff_id: Digest | None) -> None:
+        """The writer is done: cleanly with the tar's digest, or after a failure (None)."""
+        with self._cond:
+            self.diff_id, self._ended = diff_id, True
+            self._cond.notify()
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` written bytes, waiting for the writer at the end of what it wrote; b"" when it finished."""
+        from dockyard.layers import LayerError
+
+        with self._cond:
+            while self._read == self._written and not self._ended:
+                self._cond.wait()
+            if self._ended and self.diff_id is None:
+                raise LayerError("the layer diff failed")
+            left = self._written - self._read
+            n = left if n < 0 else min(n, left)
+        data = os.pread(self._reader, n, self._read) if n else b""
+        self._read += len(data)
+        return data
+
+    def remove(self) -> None:
+        """Remove the file (the reader's side, once it is done with it)."""
+        os.close(self.fd)
+        os.close(self._reader)
+        os.unlink(self._path)

@@ -19,6 +19,10 @@ from dockyard.compression import decompressed
 from dockyard.errors import DockyardError
 from dockyard.inroot import resolve_beneath, secure_join
 
+# A COPY of at most this much content is staged in memory (see staging_size); a tmpfs also takes whole pages.
+_STAGE_LIMIT = 256 << 20
+_PAGE = 4096
+_STAGE_SLACK = 16 << 20
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAR_MAGIC_AT = 257
 
@@ -72,6 +76,20 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def staging_size(reader: BuildContext, sources: list[Source], exclude: Ignore | None,
+                 inline: list[InlineFile]) -> int:
+    """The size of a tmpfs that holds what a COPY of these writes (files in whole pages, a page per symlink, room
+    for the directories it copies up), or 0 when that is too much to hold in memory: a COPY is written in memory
+    first so the store gets files only for a layer it does not already have, as its diff shows."""
+    pages = sum(-(-len(f.data.encode()) // _PAGE) for f in inline)
+    for src in sources:
+        for e in reader.walk(src, exclude):
+            pages += -(-e.key[2] // _PAGE) if e.kind == "file" else e.kind == "symlink"
+            if pages * _PAGE > _STAGE_LIMIT:
+                return 0
+    return pages * _PAGE + _STAGE_SLACK
+
+
 class Copier:
     """Writes items into `root` with one owner (--chown, else root) and optional --chmod."""
 
@@ -81,6 +99,8 @@ class Copier:
         self.chmod = chmod
         self.exclude = exclude
         self._dir_times: list[tuple[str, int]] = []
+        # The bytes of files written from memory, by path in the root: the layer diff need not read them back.
+        self.written: dict[str, bytes] = {}
         # New files already belong to this process's user and group (new directories are given them too).
         self._own = owner == (os.geteuid(), os.getegid())
 
@@ -131,11 +151,17 @@ class Copier:
     def file_from_fd(self, src: int, real: str, mode: int, mtime_ns: int, what: str, fresh: bool = False) -> None:
         """Write one regular file from an open fd."""
         self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _copy_data(src, fd))
+        self.written.pop(self._in_root(real), None)
 
     def data(self, data: bytes, real: str, mode: int, what: str, mtime_ns: int | None = None,
              fresh: bool = False) -> None:
         """Write one regular file from bytes (a heredoc, or a context file read when it was hashed)."""
         self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _write_all(fd, data))
+        self.written[self._in_root(real)] = data
+
+    def _in_root(self, real: str) -> str:
+        """The path of `real` (a path under the root) relative to the root."""
+        return real[len(self.root) + 1:]
 
     def _new_file(self, real: str, mode: int, mtime_ns: int | None, what: str, fresh: bool,
                   fill: Callable[[int], None]) -> None:
@@ -255,6 +281,7 @@ def copy_items(copier: Copier, items: list[Item], dest: str, workdir: str, *, ad
                     root = copier.ensure_dir(base)
                     with os.fdopen(os.dup(fd), "rb") as f:
                         apply_layer(f, root)
+                    copier.written.clear()  # the archive may have replaced any of them
                     continue
             finally:
                 os.close(fd)

@@ -13,6 +13,33 @@ from collections.abc import Iterator
 from runner import rootfs
 
 
+@contextlib.contextmanager
+def in_memory(path: str, size: int) -> Iterator[bool]:
+    """Mount a private tmpfs of `size` bytes on the empty directory `path` for the block; False (nothing mounted)
+    where none can be mounted (not root, say): the caller then works on disk, as it would without it."""
+    from runner import linux
+
+    try:
+        linux.mount("tmpfs", path, "tmpfs", 0, f"size={size},mode=0700")
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        rootfs.unmount(path)
+
+
+def copy_dir_times(src: str, dest: str) -> None:
+    """Give each directory under `dest` the times of its namesake under `src`: an upper written again differs from
+    the first only there (the parents its copy made or copied up took the time of the writing)."""
+    for dirpath, dirnames, _ in os.walk(src):
+        for name in dirnames:
+            st = os.lstat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), src)
+            os.utime(os.path.join(dest, rel), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
 def new_upper(parent: str) -> str:
     """A fresh, empty upper directory; its mode is the mode of `/` in the container, hence 0755."""
     path = tempfile.mkdtemp(prefix="upper-", dir=parent)

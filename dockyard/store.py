@@ -670,13 +670,15 @@ class Store:
             unpacker.abort()
             _remove(tmp)
 
-    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest, added: set[Digest] | None = None) -> str:
+    def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest, added: set[Digest] | None = None,
+                        discard: Callable[[str], None] | None = None) -> str:
         """Publish a directory already in overlay format (a build step's upperdir) as the unpacked layer of
-        `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is removed."""
+        `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is given to `discard`
+        (which by default removes it at once)."""
         path = self.layer_dir(chain_id)
         with locked(os.path.join(self.locks_dir, f"layer-{chain_id.hex}")):
             if os.path.isdir(path):
-                _remove(tmp_dir)
+                (discard or _remove)(tmp_dir)
             else:
                 os.rename(tmp_dir, path)
                 if isinstance(added, Added):

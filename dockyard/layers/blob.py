@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from dockyard.compression import CHUNK, compressor
 from dockyard.digest import Digest, HashingReader, HashingWriter, Reader
-from dockyard.fsutil import atomic_file
+from dockyard.fsutil import WRITEBACK_STEP, atomic_file, start_writeback
 from dockyard.layers.diff import write_diff
 from dockyard.layers.format import LayerError
 from dockyard.mediatypes import OCI_LAYER_FOR
@@ -36,9 +36,14 @@ def compress_layer(tar_stream: Reader, dest_path: str, compression: str = "gzip"
     tar = HashingReader(tar_stream)
     with atomic_file(dest_path) as f:
         blob = HashingWriter(f)
+        flushed = 0
         with compressor(blob, compression) as out:  # type: ignore[arg-type]
             while chunk := tar.read(CHUNK):
                 out.write(chunk)
+                if blob.size - flushed >= WRITEBACK_STEP:  # so the fsync at the end has little left to wait for
+                    f.flush()
+                    start_writeback(f.fileno(), flushed, blob.size - flushed)
+                    flushed = blob.size
     return LayerBlob(blob.digest(), tar.digest(), blob.size, media_type)
 
 

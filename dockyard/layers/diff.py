@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 import tarfile
+from collections.abc import Mapping
 from typing import BinaryIO
 
 from dockyard.layers import tarheader
@@ -27,18 +28,21 @@ _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
 
 
-def write_diff(src: str, out: BinaryIO, *, source_date_epoch: int | None = None) -> None:
-    """Write the tree under `src` (not `src` itself) to `out` as an uncompressed PAX layer tar."""
-    _DiffWriter(out, source_date_epoch).tree(src)
+def write_diff(src: str, out: BinaryIO, *, source_date_epoch: int | None = None,
+               contents: Mapping[str, bytes] | None = None) -> None:
+    """Write the tree under `src` (not `src` itself) to `out` as an uncompressed PAX layer tar. `contents`: the
+    bytes of files the caller has just written there, by tar name (read from there only when their size differs)."""
+    _DiffWriter(out, source_date_epoch, contents or {}).tree(src)
     out.write(END_OF_ARCHIVE)
 
 
 class _DiffWriter:
     """Walks a tree in sorted order, emitting one tar entry per file, whiteouts converted."""
 
-    def __init__(self, out: BinaryIO, epoch: int | None):
+    def __init__(self, out: BinaryIO, epoch: int | None, contents: Mapping[str, bytes]):
         self._out = out
         self._epoch = epoch
+        self._contents = contents
         self._inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> first name, for hard links
         self._buf = bytearray(_COPY)
 
@@ -93,7 +97,12 @@ class _DiffWriter:
         if stat.S_ISREG(mode):
             info.size = st.st_size
             self._out.write(_header(info))
-            self._copy(path, name, st.st_size)
+            data = self._contents.get(name)
+            if data is not None and len(data) == st.st_size:  # no need to open and read it again
+                self._out.write(data)
+                self._pad(st.st_size)
+            else:
+                self._copy(path, name, st.st_size)
         elif stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
             self._out.write(_header(info))
@@ -134,6 +143,10 @@ class _DiffWriter:
                 raise LayerError(f"{name} grew while being archived")
         finally:
             os.close(fd)
+        self._pad(size)
+
+    def _pad(self, size: int) -> None:
+        """Zeros up to the next block after `size` bytes of content."""
         pad = -size % BLOCK
         if pad:
             self._out.write(bytes(pad))
