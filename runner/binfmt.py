@@ -7,7 +7,6 @@ container's mount namespace (where no /usr/bin/qemu-* exists) can still run the 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 
 from dockyard.errors import DockyardError
@@ -56,6 +55,8 @@ def ensure(platform: Platform) -> None:
 def _mount() -> None:
     if os.path.exists(os.path.join(BINFMT_DIR, "register")):
         return
+    import subprocess  # (here: every `run` imports this module, and runs natively)
+
     r = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT_DIR], capture_output=True, text=True)
     if r.returncode != 0 or not os.path.exists(os.path.join(BINFMT_DIR, "register")):
         raise EmulationUnavailable(f"cannot run foreign binaries: binfmt_misc is not mounted on {BINFMT_DIR} "

@@ -39,6 +39,21 @@ USAGE_ERROR = 125  # docker's status for a command it could not even start
 QUICK_EXIT = ("run",)
 
 
+def _terminal_columns() -> int:
+    """The width shutil.get_terminal_size() reports ($COLUMNS, else stdout's terminal, else 80), without importing
+    shutil: it loads the compressors, a cost on every command."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 class _Formatter(argparse.HelpFormatter):
     """argparse's help formatter, measuring the terminal once: argparse makes one for every argument it adds."""
 
@@ -48,9 +63,7 @@ class _Formatter(argparse.HelpFormatter):
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
         if width is None:
             if _Formatter._terminal_width is None:
-                import shutil
-
-                _Formatter._terminal_width = shutil.get_terminal_size().columns - 2  # as HelpFormatter computes it
+                _Formatter._terminal_width = _terminal_columns() - 2  # as HelpFormatter computes it
             width = _Formatter._terminal_width
         super().__init__(prog, indent_increment, max_help_position, width)
 
