@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError
 from runner.network import bridge, ipam, nat, store
@@ -36,6 +35,8 @@ def new_state() -> State:
 
 
 def _now() -> str:
+    from datetime import UTC, datetime  # (here: a bridged start imports this module, and makes no network)
+
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
