@@ -12,7 +12,7 @@ from dockyard.fsutil import atomic_write, read_text
 from runner import spec
 from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
-from runner.network.store import DEFAULT_NETWORK, EndpointConfig
+from runner.network.endpoint import DEFAULT_NETWORK, EndpointConfig
 from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"

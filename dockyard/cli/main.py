@@ -105,10 +105,13 @@ def _command_word(argv: list[str]) -> str | None:
 def _skip_untranslated_gettext() -> None:
     """argparse passes every help and usage string through gettext, which searches the locale directories anew for
     each (~350 searches, a third of building the parser); when there is no catalog to find, it never translates."""
-    import gettext
+    languages = next((v for v in map(os.environ.get, ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")) if v), "C")
+    if not all(lang in ("C", "POSIX") or lang.startswith("C.") for lang in languages.split(":")):
+        import gettext  # (only then: the C locale has no catalogs, and gettext.find would import locale)
 
-    if not gettext.find(gettext.textdomain()):
-        argparse._ = str  # type: ignore[attr-defined]  # the identity on strings: what gettext returns here
+        if gettext.find(gettext.textdomain()):
+            return
+    argparse._ = str  # type: ignore[attr-defined]  # the identity on strings: what gettext returns here
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@ import re
 
 from dockyard.errors import DockyardError
 from runner.network import bridge, ipam, nat, store
-from runner.network.store import DEFAULT_NETWORK, PREDEFINED, Network, State
+from runner.network.endpoint import DEFAULT_NETWORK
+from runner.network.store import PREDEFINED, Network, State
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DEFAULT_SUBNET = ipaddress.IPv4Network("172.17.0.0/16")
