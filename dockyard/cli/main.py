@@ -48,9 +48,10 @@ def _terminal_columns() -> int:
         columns = 0
     if columns > 0:
         return columns
+    out = sys.__stdout__
     try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
-    except (AttributeError, ValueError, OSError):
+        return (os.get_terminal_size(out.fileno()).columns if out else 0) or 80
+    except (ValueError, OSError):  # not a terminal, or closed
         return 80
 
 
