@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 from collections.abc import Iterator
@@ -175,7 +176,7 @@ def _join(state: State, att: Attachment, net: Network, netns_path: str, ip: str 
     address = ipam.allocate(subnet, net.gateway, used, ip)
     ifnames = {ep.ifname for ep in att.endpoints.values()}
     ifname = next(f"eth{i}" for i in range(len(ifnames) + 1) if f"eth{i}" not in ifnames)
-    veth = _veth_name(att.container_id, net.id)
+    veth = "vd" + hashlib.sha256(f"{att.container_id}/{net.id}".encode()).hexdigest()[:11]
     published = [p for a in state.attachments.values() for e in a.endpoints.values() for p in e.ports]
     ep = Endpoint(net.name, net.id, address, ipam.mac_for(address), net.gateway, subnet.prefixlen, veth, ifname,
                   list(aliases), ports.assign(publish, published))
@@ -192,12 +193,6 @@ def _join(state: State, att: Attachment, net: Network, netns_path: str, ip: str 
         _release(state, ep)
         raise
     return ep
-
-
-def _veth_name(container_id: str, network_id: str) -> str:
-    """The host side's name for one (container, network): 44 bits of their two random hex ids, as distinct as a
-    digest's 44 would be (hashlib's import, which loads OpenSSL, is not paid on every start for it)."""
-    return "vd" + format(int(container_id[:11], 16) ^ int(network_id[:11], 16), "011x")
 
 
 def _release(state: State, ep: Endpoint, delete_link: bool = True) -> None:
