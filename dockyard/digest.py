@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from dockyard.errors import DigestMismatch, DockyardError
+
+if TYPE_CHECKING:
+    import hashlib
 
 # Lengths per the OCI image spec's registered algorithms.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
 _HEX_RE = re.compile(r"[a-f0-9]+")
 CHUNK = 1 << 20
+
+
+def new_hash(algorithm: str, data: bytes = b"") -> hashlib._Hash:
+    """A hash object of `algorithm` (hashlib, which loads OpenSSL, is imported on first use: `run` needs none)."""
+    import hashlib
+
+    return hashlib.new(algorithm, data)
 
 
 class Reader(Protocol):
@@ -50,7 +59,7 @@ class Digest:
     @classmethod
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """Digest of an in-memory byte string."""
-        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+        return cls(algorithm, new_hash(algorithm, data).hexdigest())
 
     @classmethod
     def of_file(cls, path: str, algorithm: str = "sha256") -> Digest:
@@ -61,7 +70,7 @@ class Digest:
     @classmethod
     def of_stream(cls, stream: Reader, algorithm: str = "sha256") -> tuple[Digest, int]:
         """Digest and size of everything left in a stream."""
-        h = hashlib.new(algorithm)
+        h = new_hash(algorithm)
         size = 0
         while chunk := stream.read(CHUNK):
             h.update(chunk)
@@ -70,7 +79,7 @@ class Digest:
 
     def hasher(self) -> hashlib._Hash:
         """A fresh hash object of this digest's algorithm."""
-        return hashlib.new(self.algorithm)
+        return new_hash(self.algorithm)
 
     @property
     def short(self) -> str:
@@ -86,7 +95,7 @@ class HashingReader:
 
     def __init__(self, stream: Reader, algorithm: str = "sha256"):
         self._stream = stream
-        self._hash = hashlib.new(algorithm)
+        self._hash = new_hash(algorithm)
         self.algorithm = algorithm
         self.size = 0
 
@@ -113,7 +122,7 @@ class HashingWriter:
 
     def __init__(self, sink: BinaryIO, algorithm: str = "sha256"):
         self._sink = sink
-        self._hash = hashlib.new(algorithm)
+        self._hash = new_hash(algorithm)
         self.algorithm = algorithm
         self.size = 0
 

@@ -6,13 +6,15 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
 from dockyard.errors import DockyardError
 from dockyard.times import now_rfc3339, parse_time
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class InvalidImage(DockyardError):

@@ -21,8 +21,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -149,6 +147,8 @@ class Store:
     @contextlib.contextmanager
     def temp_path(self, prefix: str = "blob-") -> Iterator[str]:
         """A fresh temp file on the store's filesystem, removed at the end unless adopted meanwhile."""
+        import tempfile
+
         fd, path = tempfile.mkstemp(prefix=prefix, dir=self.tmp_dir)
         os.close(fd)
         try:
@@ -173,6 +173,8 @@ class Store:
 
         `check` runs once the blob is read and verified, before it is kept; if it raises, the blob is not kept.
         """
+        import tempfile
+
         algo = expected.algorithm if expected else "sha256"
         if expected and self.has_blob(expected):
             # Content addressing: nothing to write, but what was offered must still be what it claims to be.
@@ -570,6 +572,8 @@ class Store:
     def _drop_layer(self, chain_hex: str, seen: set[tuple[int, int]] | None = None) -> int:
         """Remove an unpacked layer (under the exclusive gc lock): renamed out of layers/ first, then deleted;
         returns the bytes it used."""
+        import tempfile
+
         gone = tempfile.mkdtemp(prefix=_GONE, dir=self.tmp_dir)
         try:
             os.rename(os.path.join(self.layers_dir, chain_hex), os.path.join(gone, chain_hex))
@@ -627,6 +631,8 @@ class Store:
         with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
             if os.path.isdir(path):
                 return path
+            import tempfile
+
             from dockyard.layers import apply_layer  # costly import, needed only to unpack
 
             tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
@@ -650,6 +656,8 @@ class Store:
         unpacked layer are kept only when the blob is its digest and its content its diff_id; otherwise
         neither the temp file nor the partly unpacked tree stays.
         """
+        import tempfile
+
         from dockyard.layers.unpacker import StreamUnpacker  # costly import, needed only to unpack
 
         tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
@@ -776,6 +784,8 @@ def _layer_errors(desc: Descriptor) -> Iterator[None]:
 
 
 def _remove(path: str) -> None:
+    import shutil
+
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -4,11 +4,16 @@ listings parse them without importing the image records)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 def now_rfc3339() -> str:
     """The current UTC time in the RFC 3339 form image configs use."""
+    from datetime import UTC, datetime  # (here: `run` reads image records, and times of none)
+
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -21,6 +26,8 @@ def parse_time(text: str | None) -> datetime | None:
         head, _, rest = t.partition(".")
         frac = re.split(r"\D", rest, maxsplit=1)[0]  # the leading digits
         t = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
+    from datetime import datetime
+
     try:
         return datetime.fromisoformat(t)
     except ValueError:

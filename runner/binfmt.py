@@ -7,8 +7,7 @@ container's mount namespace (where no /usr/bin/qemu-* exists) can still run the 
 from __future__ import annotations
 
 import os
-import subprocess
-import threading
+from _thread import allocate_lock
 
 from dockyard.errors import DockyardError
 from dockyard.image import Platform
@@ -18,7 +17,7 @@ CONF_DIRS = ("/usr/lib/binfmt.d", "/etc/binfmt.d")
 # Our platform names as qemu's (and its handler's) architecture names.
 _QEMU_ARCH = {"arm64": "aarch64", "arm": "arm", "386": "i386", "amd64": "x86_64", "ppc64le": "ppc64le",
               "s390x": "s390x", "riscv64": "riscv64", "mips64le": "mips64el", "loong64": "loongarch64"}
-_lock = threading.Lock()
+_lock = allocate_lock()  # (threading's Lock, without importing threading on every `run`)
 _ready: set[str] = set()
 
 
@@ -56,6 +55,8 @@ def ensure(platform: Platform) -> None:
 def _mount() -> None:
     if os.path.exists(os.path.join(BINFMT_DIR, "register")):
         return
+    import subprocess  # (here: every `run` imports this module, and runs natively)
+
     r = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT_DIR], capture_output=True, text=True)
     if r.returncode != 0 or not os.path.exists(os.path.join(BINFMT_DIR, "register")):
         raise EmulationUnavailable(f"cannot run foreign binaries: binfmt_misc is not mounted on {BINFMT_DIR} "

@@ -9,12 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import atomic_write, locked
@@ -128,8 +125,8 @@ _FIELDS = frozenset(f.name for f in fields(Container)) - {"status"}  # the keys 
 
 def now() -> str:
     """RFC 3339 with nanoseconds, as docker prints times."""
-    t = datetime.now(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+    ns = time.time_ns()  # (not datetime: its import is a cost on every `run`)
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ns // 10**9)) + f"{ns // 1000 % 10**6:06d}000Z"
 
 
 class Containers:
@@ -293,15 +290,22 @@ class Containers:
             except OSError:
                 pass  # (e.g. gone already): whatever is left goes below, here and now
             else:
-                detached(lambda: shutil.rmtree(gone, ignore_errors=True))
+                detached(lambda: _rmtree(gone))
                 return
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
 
     def sweep_removed(self) -> None:
         """Delete what a detached removal left (its child killed before it finished)."""
         for name in os.listdir(self.dir):
             if name.startswith(REMOVED_PREFIX):
-                shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
+                _rmtree(os.path.join(self.dir, name))
+
+
+def _rmtree(path: str) -> None:
+    """Remove a tree, whatever fails; shutil is imported here, so a `run --rm` imports it in its detached child."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _mark_dead(c: Container) -> None:
@@ -322,12 +326,16 @@ def new_id() -> str:
 
 def random_name(taken: set[str]) -> str:
     """docker-style adjective_noun, with a digit appended if it happens to be taken."""
-    rng = random.SystemRandom()
     for i in range(100):
-        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}" + (str(rng.randint(0, 9)) if i > 5 else "")
+        name = f"{_pick(_ADJECTIVES)}_{_pick(_NOUNS)}" + (_pick("0123456789") if i > 5 else "")
         if name not in taken:
             return name
     raise DockyardError("could not pick a free container name")
+
+
+def _pick(choices: Sequence[str]) -> str:
+    """A random item, from os.urandom (the `random` module's import would cost every `run` more)."""
+    return choices[int.from_bytes(os.urandom(4), "big") % len(choices)]
 
 
 def check_name(name: str) -> None:

@@ -19,7 +19,11 @@ from runner.containers import Container
 def _in_rootfs(c: Container, writable: bool, child_work, parent_work=None) -> None:
     """Run child_work() in a child inside the container's root while parent_work() runs here; errors re-raised,
     the child's first: when it fails, our end of the data pipe just breaks."""
-    from dockyard.layers import apply_layer  # noqa: F401  (loaded before the child leaves the host's files)
+    # Loaded before the child leaves the host's files: the layer code, and hashlib for the digests it takes (which
+    # dockyard.digest imports only when it hashes).
+    import hashlib  # noqa: F401
+
+    from dockyard.layers import apply_layer  # noqa: F401
     from runner import lifecycle
     from runner.forking import in_child, split_report
 

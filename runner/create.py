@@ -12,7 +12,7 @@ from dockyard.fsutil import atomic_write, read_text
 from runner import spec
 from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
-from runner.network.store import DEFAULT_NETWORK, EndpointConfig
+from runner.network.endpoint import DEFAULT_NETWORK, EndpointConfig
 from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
@@ -401,7 +401,8 @@ def create(root: str, opts: Options) -> Container:
             oci["linux"]["namespaces"] = [n for n in oci["linux"]["namespaces"] if n["type"] != "uts"]
             oci.pop("hostname", None)
         os.makedirs(os.path.join(cdir, "rootfs"), exist_ok=True)
-        overlay = rootfs.with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"))
+        overlay = rootfs.with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"),
+                                           shared=os.path.join(root, MOUNT_POINTS_DIR))
         oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
         if opts.init and opts.runtime == "dockyard":
             oci["annotations"][spec.INIT_ANNOTATION] = "true"
@@ -413,6 +414,7 @@ def create(root: str, opts: Options) -> Container:
     return c
 
 
+MOUNT_POINTS_DIR = "mountpoints"  # under the store root: the containers' shared "-init" lowerdirs (runner.rootfs)
 INIT_PATH = "/dev/init"  # where --init's reaper is bind-mounted (docker uses /sbin/docker-init)
 
 

@@ -256,11 +256,20 @@ def destroy(root: str, cid: str, volumes: bool = False, later: bool = False) -> 
 
     store = Containers(root)
     c = store.load(cid)
-    cg = Cgroup.of_container(cid)
-    if cg.pids():
-        cg.kill_all()
-    cg.remove()
-    network_down(root, c)
+
+    def leftovers() -> None:
+        cg = Cgroup.of_container(cid)
+        if cg.pids():
+            cg.kill_all()
+        cg.remove()
+        network_down(root, c)
+
+    if later:  # (a run's own cleanup left none: this is for a crash's)
+        from runner.forking import detached
+
+        detached(leftovers)
+    else:
+        leftovers()
     remove_files(root, c, later)
     anonymous = any(m["Type"] == "volume" and m.get("Anonymous") for m in c.mounts)
     if anonymous and (volumes or c.host_config.get("AutoRemove")):  # only then: this reads every container

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -138,6 +137,8 @@ def run_foreground(root: str, c: Container, interactive: bool, tty: bool) -> int
 
 def _run_tty(root: str, c: Container, interactive: bool) -> int:
     """-t: the container gets a pty; our terminal goes raw and is copied to and from its master side."""
+    import threading
+
     from runner import terminal
 
     master, slave = os.openpty()
@@ -180,6 +181,8 @@ def supervise(root: str, cid: str, tee: tuple[int, int] | None = None, stdin: in
     caller's threads once the first init is forked (none may run at a fork of ours); spawner: the fork server
     restarts go through when they do.
     """
+    import threading
+
     from runner import events, health, logs
 
     store = Containers(root)

@@ -86,14 +86,16 @@ def unmount(target: str) -> None:
         linux.umount(target, linux.MNT_DETACH)
 
 
-def with_mount_points(overlay: Overlay, mounts: list[dict], init: str) -> Overlay:
+def with_mount_points(overlay: Overlay, mounts: list[dict], init: str, shared: str = "") -> Overlay:
     """Add a lowerdir holding the mount points the layers lack (Docker's "-init" layer).
 
     Otherwise the runtime would create them in the upperdir and a RUN's layer would carry empty
-    /etc/hostname, /proc… stubs and copied-up parent directories.
+    /etc/hostname, /proc… stubs and copied-up parent directories. The lowerdir is `init`, or with `shared` the
+    directory there that holds just these mount points (made by the first container that needs it, then read-only
+    for all: a start spares the ~10 mkdirs).
     """
     dirs = [overlay.upper, *overlay.lower]
-    made = False
+    points: list[tuple[str, bool]] = []
     for m in mounts:
         dest = "/" + os.path.normpath(m["destination"]).lstrip("/")
         if layered_path(dirs, dest) is not None:
@@ -103,12 +105,63 @@ def with_mount_points(overlay: Overlay, mounts: list[dict], init: str) -> Overla
             parent = os.path.dirname(parent)
         if parent != "/" and not os.path.isdir(layered_path(dirs, parent) or ""):
             continue  # a parent that is a file: the runtime reports the failed mount
-        path = os.path.join(init, dest.lstrip("/"))
-        is_file = m.get("type") == "bind" and not os.path.isdir(m.get("source", ""))
+        points.append((dest.lstrip("/"), m.get("type") == "bind" and not os.path.isdir(m.get("source", ""))))
+    if not points:
+        return overlay
+    lower = (shared and _shared_mount_points(shared, points)) or _make_mount_points(init, points)
+    return Overlay(upper=overlay.upper, work=overlay.work, lower=[lower, *overlay.lower])
+
+
+def _make_mount_points(directory: str, points: list[tuple[str, bool]]) -> str:
+    """Make each (relative path, is a file) under `directory`, parents included; `directory`."""
+    for rel, is_file in points:
+        path = os.path.join(directory, rel)
         os.makedirs(os.path.dirname(path) if is_file else path, exist_ok=True)
         if is_file:
             open(path, "ab").close()
-        made = True
-    if not made:
-        return overlay
-    return Overlay(upper=overlay.upper, work=overlay.work, lower=[init, *overlay.lower])
+    return directory
+
+
+def _shared_mount_points(shared: str, points: list[tuple[str, bool]]) -> str | None:
+    """The directory under `shared` that holds exactly `points`, made if need be; None if another set of mount points
+    has its name.
+
+    Named by a crc32 of the list (hashlib's import costs a start more than the mkdirs it saves), whose text is kept
+    beside it in NAME.key, claimed (linked in place) before the directory is made: a name is one list's for good, and
+    a directory is taken only under its own list. The directory itself appears whole (a rename) or not at all.
+    """
+    import zlib
+
+    from dockyard.fsutil import atomic_write
+
+    key = "".join(f"{'file' if is_file else 'dir'} {rel}\n" for rel, is_file in sorted(set(points))).encode()
+    path = os.path.join(shared, f"{zlib.crc32(key):08x}-{len(key)}")
+    try:
+        with open(path + ".key", "rb") as f:
+            claimed = f.read()
+    except FileNotFoundError:
+        os.makedirs(shared, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        atomic_write(tmp, key, durable=False)
+        try:
+            os.link(tmp, path + ".key")  # fails if another claimed the name first: then its claim counts
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        with open(path + ".key", "rb") as f:
+            claimed = f.read()
+    if claimed != key:
+        return None
+    if not os.path.isdir(path):
+        import shutil
+
+        tmp = _make_mount_points(f"{path}.{os.getpid()}.tmp", points)
+        try:
+            os.rename(tmp, path)
+        except OSError as e:  # made meanwhile by another container's create: the same content
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path

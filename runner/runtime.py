@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from runner.forking import StartError, start_error
 from runner.procfs import proc_start_time
 
 if TYPE_CHECKING:
+    import threading
+
     from runner.forkserver import ForkServer
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -171,14 +172,18 @@ class forward_signals:
         except ProcessLookupError:
             return
         if not self.signalled:
+            import threading
+
             self.signalled = True
             self.timer = threading.Timer(self.grace, _kill_quietly, (self.pid,))
             self.timer.start()
 
     def __enter__(self) -> forward_signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
+        for sig in self.SIGNALS:
+            try:
                 self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (which spares `run` the threading import to ask)
+                break
         return self
 
     def __exit__(self, *exc: object) -> None:

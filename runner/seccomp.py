@@ -3,14 +3,13 @@
 A Docker profile's rules carry conditions (`includes`/`excludes` by capability, architecture and kernel version);
 `compile_profile` settles them for one container into plain runtime-spec rules that go into config.json, so runc
 enforces the same filter. Our runtime has libseccomp (through the pyseccomp binding) turn that `linux.seccomp` into
-its BPF program, kept by digest under CACHE_DIR (importing the binding alone costs ~20 ms, more than a start), and
+its BPF program, cached under CACHE_DIR (importing the binding alone costs ~20 ms, more than a start), and
 the container's init installs it right before execve.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -238,19 +237,27 @@ def prepare(config: dict) -> Filter | None:
     seccomp = (config.get("linux") or {}).get("seccomp")
     if seccomp is None:
         return None
-    text = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))
-    key = f"{os.uname().machine}\n{_PROGRAM_SHAPE}\n{text}"
-    path = os.path.join(CACHE_DIR, hashlib.sha256(key.encode()).hexdigest() + ".bpf")
-    try:  # a cached program was compiled from exactly this (validated) text
+    import zlib
+
+    text = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))  # (one line: JSON escapes newlines)
+    key = f"{os.uname().machine}\n{_PROGRAM_SHAPE}\n{text}\n".encode()
+    # Named by a checksum, not a digest (hashlib loads OpenSSL, ~3 ms of every `run`); the file starts with the whole
+    # key, so a program is taken only when it was compiled from exactly this (validated) text.
+    path = os.path.join(CACHE_DIR, f"{zlib.crc32(key):08x}-{len(key)}.bpf")
+    try:
         with open(path, "rb") as f:
-            program = f.read()
+            cached = f.read()
     except FileNotFoundError:
+        cached = b""
+    if len(cached) > len(key) and cached.startswith(key):
+        program = cached[len(key):]
+    else:
         program = _compile(_check(seccomp, "linux.seccomp", conditional=False))
         try:
             os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as out:
-                out.write(program)
+                out.write(key + program)
             os.replace(tmp, path)
         except OSError as e:
             raise DockyardError(f"seccomp cache {CACHE_DIR}: {e.strerror}") from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 
 from dockyard.errors import DockyardError, NotFound
@@ -86,6 +85,8 @@ class Volumes:
         self.get(name)
         if name in in_use:
             raise DockyardError(f"remove {name}: volume is in use")
+        import shutil
+
         shutil.rmtree(self.path(name))
 
     def inspect(self, name: str) -> dict:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dockyard.api.client import Client
     from runner.containers import Container as Record
     from runner.create import Options
-    from runner.network.store import EndpointConfig
+    from runner.network.endpoint import EndpointConfig
 
     Moment: TypeAlias = datetime | int | float | str | None  # a time for logs: a datetime, Unix seconds or RFC 3339
 
@@ -114,7 +114,7 @@ class RunOptions:
 def _endpoints(network: str | None, config: dict[str, dict]) -> list[EndpointConfig]:
     """The networks to join: `network` (else networking_config's first, else bridge), then networking_config's
     others, each with its aliases and fixed address from networking_config (docker-py's EndpointConfig keys)."""
-    from runner.network.store import EndpointConfig
+    from runner.network.endpoint import EndpointConfig
 
     names = list(dict.fromkeys([network or next(iter(config), "bridge"), *config]))
     out = []

@@ -40,6 +40,22 @@ USAGE_ERROR = 125  # docker's status for a command it could not even start
 QUICK_EXIT = ("run", "build")
 
 
+def _terminal_columns() -> int:
+    """The width shutil.get_terminal_size() reports ($COLUMNS, else stdout's terminal, else 80), without importing
+    shutil: it loads the compressors, a cost on every command."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    out = sys.__stdout__
+    try:
+        return (os.get_terminal_size(out.fileno()).columns if out else 0) or 80
+    except (ValueError, OSError):  # not a terminal, or closed
+        return 80
+
+
 class _Formatter(argparse.HelpFormatter):
     """argparse's help formatter, measuring the terminal once: argparse makes one for every argument it adds."""
 
@@ -49,9 +65,7 @@ class _Formatter(argparse.HelpFormatter):
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
         if width is None:
             if _Formatter._terminal_width is None:
-                import shutil
-
-                _Formatter._terminal_width = shutil.get_terminal_size().columns - 2  # as HelpFormatter computes it
+                _Formatter._terminal_width = _terminal_columns() - 2  # as HelpFormatter computes it
             width = _Formatter._terminal_width
         super().__init__(prog, indent_increment, max_help_position, width)
 
@@ -93,10 +107,13 @@ def _command_word(argv: list[str]) -> str | None:
 def _skip_untranslated_gettext() -> None:
     """argparse passes every help and usage string through gettext, which searches the locale directories anew for
     each (~350 searches, a third of building the parser); when there is no catalog to find, it never translates."""
-    import gettext
+    languages = next((v for v in map(os.environ.get, ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")) if v), "C")
+    if not all(lang in ("C", "POSIX") or lang.startswith("C.") for lang in languages.split(":")):
+        import gettext  # (only then: the C locale has no catalogs, and gettext.find would import locale)
 
-    if not gettext.find(gettext.textdomain()):
-        argparse._ = str  # type: ignore[attr-defined]  # the identity on strings: what gettext returns here
+        if gettext.find(gettext.textdomain()):
+            return
+    argparse._ = str  # type: ignore[attr-defined]  # the identity on strings: what gettext returns here
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 # Statuses for our own failures around a run (docker's convention): 125 setup, 126 cannot exec, 127 not found.
@@ -13,14 +14,11 @@ RUN_ERROR = 125
 
 def register(sub: argparse._SubParsersAction) -> None:
     """run, create, start and attach (also under `container`)."""
-    run = sub.add_parser("run", help="create and run a new container from an image", add_help=False)
-    run.add_argument("--help", action="help", help="show this help message and exit")
-    _add_run_args(run)
-    run.set_defaults(func=cmd_run)
-    create = sub.add_parser("create", help="create a new container", add_help=False)
-    create.add_argument("--help", action="help", help="show this help message and exit")
-    _add_run_args(create)
-    create.set_defaults(func=cmd_create)
+    # Their ~60 options each are added only to the one parsed (see main._Parser's populate).
+    sub.add_parser("run", help="create and run a new container from an image", add_help=False,
+                   populate=lambda p: _add_run_args(p, cmd_run))
+    sub.add_parser("create", help="create a new container", add_help=False,
+                   populate=lambda p: _add_run_args(p, cmd_create))
     start = sub.add_parser("start", help="start stopped containers")
     start.add_argument("-a", "--attach", action="store_true", help="attach STDOUT/STDERR")
     start.add_argument("-i", "--interactive", action="store_true", help="attach the container's STDIN")
@@ -32,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     attach.set_defaults(func=cmd_attach)
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
+def _add_run_args(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int]) -> None:
+    """The options of run and create, and the command to call."""
+    p.set_defaults(func=func)
+    p.add_argument("--help", action="help", help="show this help message and exit")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container ID")
     p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 from dockyard.errors import DockyardError, NotFound
 from runner.network import bridge, hosts, ipam, netns, networks, ports, store
-from runner.network.store import DEFAULT_NETWORK, Attachment, Endpoint, EndpointConfig, Network, PortMapping, State
+from runner.network.endpoint import DEFAULT_NETWORK, EndpointConfig
+from runner.network.store import Attachment, Endpoint, Network, PortMapping, State
 
 
 def attach(netns_path: str, container_id: str, name: str, network: str = DEFAULT_NETWORK, ip: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from runner.containers import Container
-from runner.network.store import EndpointConfig
+from runner.network.endpoint import EndpointConfig
 
 
 def endpoint_configs(c: Container) -> list[EndpointConfig]:

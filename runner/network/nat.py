@@ -13,7 +13,6 @@ container reaches only the networks it is on; a published port (DNATed) stays re
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Protocol
 
@@ -35,6 +34,8 @@ class Nat(Protocol):
 
 def detect() -> str:
     """nftables when `nft` is installed, iptables otherwise."""
+    import shutil  # (here: every bridged start imports this module)
+
     for kind, tool in (("nftables", "nft"), ("iptables", "iptables")):
         if shutil.which(tool):
             return kind

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import UTC, datetime
 
 from dockyard.errors import DockyardError
 from runner.network import bridge, ipam, nat, store
-from runner.network.store import DEFAULT_NETWORK, PREDEFINED, Network, State
+from runner.network.endpoint import DEFAULT_NETWORK
+from runner.network.store import PREDEFINED, Network, State
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DEFAULT_SUBNET = ipaddress.IPv4Network("172.17.0.0/16")
@@ -36,6 +36,8 @@ def new_state() -> State:
 
 
 def _now() -> str:
+    from datetime import UTC, datetime  # (here: a bridged start imports this module, and makes no network)
+
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 
 from dockyard.errors import DockyardError, NotFound
 
-DEFAULT_NETWORK = "bridge"
 PREDEFINED = ("bridge", "host", "none")  # names a user network may not take
 
 
@@ -42,24 +41,6 @@ class Network:
     @property
     def short_id(self) -> str:
         return self.id[:12]
-
-
-@dataclass
-class EndpointConfig:
-    """What a container asks of one network at create (docker's EndpointSettings): fixed address, aliases."""
-
-    network: str  # name (or id, until create resolves it)
-    ip: str = ""
-    aliases: list[str] = field(default_factory=list)
-
-    def settings(self) -> dict:
-        """As docker records it under NetworkSettings.Networks.<name> (the part the user chose)."""
-        return {"IPAMConfig": {"IPv4Address": self.ip} if self.ip else None, "Aliases": list(self.aliases) or None}
-
-    @classmethod
-    def from_settings(cls, network: str, d: dict) -> EndpointConfig:
-        """Back from settings()."""
-        return cls(network, (d.get("IPAMConfig") or {}).get("IPv4Address", ""), list(d.get("Aliases") or []))
 
 
 @dataclass

@@ -492,3 +492,31 @@ def test_mounts_runc_allows_over_proc(box, tmp_path):
     status, out, err = _run(box("sh", "-c", "ls /proc | grep -c '^[0-9]'", mounts=[Mount("/proc", source="/proc")]),
                             tmp_path)
     assert status.code == 0 and int(out) > 3, err  # the host's processes: the bind took the place of /proc
+
+
+def test_containers_share_the_lowerdir_of_their_mount_points_but_never_a_foreign_one(tmp_path):
+    # create's "-init" lowerdir: one per set of mount points in the store, made once; its name (a crc32 of the set,
+    # which anyone can make collide) counts only as long as the claim beside it names the same set.
+    layer = tmp_path / "layer"
+    (layer / "etc").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    shared = str(tmp_path / "mountpoints")
+    mounts = [{"destination": "/proc", "type": "proc"}, {"destination": "/etc/hostname", "type": "bind",
+              "source": str(tmp_path / "hostname")}, {"destination": "/data/../srv/x", "type": "bind",
+              "source": str(tmp_path / "src")}]  # fmt: skip
+
+    def overlay(n: int) -> rootfs.Overlay:
+        base = rootfs.Overlay(upper=str(tmp_path / f"c{n}/diff"), work=str(tmp_path / f"c{n}/work"), lower=[str(layer)])
+        return rootfs.with_mount_points(base, mounts, str(tmp_path / f"c{n}/init"), shared=shared)
+
+    first, second = overlay(1), overlay(2)
+    assert first.lower == second.lower and first.lower[1:] == [str(layer)]
+    made = Path(first.lower[0])
+    assert made.parent == tmp_path / "mountpoints" and not (tmp_path / "c1/init").exists()
+    assert sorted(str(p.relative_to(made)) for p in made.rglob("*")) == ["etc", "etc/hostname", "proc", "srv", "srv/x"]
+    assert (made / "etc/hostname").is_file() and (made / "srv/x").is_dir()
+    # Another set of mount points claimed the name first: this container gets its own, as without sharing.
+    Path(f"{made}.key").write_bytes(b"dir elsewhere\n")
+    third = overlay(3)
+    assert third.lower[0] == str(tmp_path / "c3/init") and (tmp_path / "c3/init/etc/hostname").is_file()
+    assert sorted(os.listdir(shared)) == [made.name, f"{made.name}.key"]  # and no temp file left behind

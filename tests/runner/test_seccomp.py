@@ -322,3 +322,26 @@ def test_optimized_program_decides_as_the_linear_one(monkeypatch):
                 assert decision == _bpf_run(linear, data), (hex(arch), nr, a)
                 seen.add(decision)
     assert len(seen) >= 3  # allow, errno(EPERM), errno(ENOSYS), kill: the comparison covered several outcomes
+
+
+def test_a_cached_program_serves_only_the_profile_it_was_compiled_from(tmp_path, monkeypatch):
+    # The cache files are named by a crc32 of the profile text, which anyone can make collide: a program found under
+    # a profile's name is taken only when the file holds that very text, else compiled anew (and the file replaced).
+    monkeypatch.setattr(seccomp, "CACHE_DIR", str(tmp_path))
+
+    def config(syscall: str) -> dict:
+        return {"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                                      "syscalls": [{"names": [syscall], "action": "SCMP_ACT_ERRNO"}]}}}
+
+    mine, other = config("mkdir"), config("rmdir")
+    program = seccomp.prepare(mine).program
+    [name] = os.listdir(tmp_path)
+    assert seccomp.prepare(mine).program == program  # from the cache now
+    stranger = seccomp.prepare(other).program
+    assert stranger != program
+    [other_name] = set(os.listdir(tmp_path)) - {name}
+    # What a colliding profile leaves under our name: its own text and program; then files of no profile at all.
+    for planted in ((tmp_path / other_name).read_bytes(), b"", b"garbage"):
+        (tmp_path / name).write_bytes(planted)
+        assert seccomp.prepare(mine).program == program
+        assert (tmp_path / name).read_bytes().endswith(program)
