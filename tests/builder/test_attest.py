@@ -179,6 +179,18 @@ def test_reproducible_with_source_date_epoch(build, store_root, app, busybox_sto
     assert json.loads(first[SPDX_JSON][2])["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
 
 
+def listed_and_pulled(tmp_path: Path, name: str, subject: Digest, local: dict) -> str:
+    """`name`'s referrers as a store without the image lists them from the registry, then as a store that pulled the
+    image keeps them (the same documents); returns that store's root."""
+    remote = json.loads(run_cli(str(tmp_path / "empty"), "inspect", "--referrers", name).out)
+    assert remote[0]["Subject"] == str(subject)
+    assert {x["digest"] for x in remote[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
+    pulled = str(tmp_path / "pulled-store")
+    run_cli(pulled, "pull", name)
+    assert documents(pulled, name) == local
+    return pulled
+
+
 def test_pushed_as_referrers_and_pulled_with_oras(build, dockyard, store_root, app, server, tmp_path):
     import oras.client
 
@@ -202,15 +214,7 @@ def test_pushed_as_referrers_and_pulled_with_oras(build, dockyard, store_root, a
     assert [Path(g).name for g in got] == ["sbom.spdx.json"]
     assert (out / "sbom.spdx.json").read_bytes() == local[SPDX_JSON][2]
 
-    # Listed from the registry by a store that does not hold the image.
-    remote = json.loads(run_cli(str(tmp_path / "empty"), "inspect", "--referrers", name).out)
-    assert remote[0]["Subject"] == str(subject)
-    assert {x["digest"] for x in remote[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
-
-    # Pulled with the image: kept as the store's referrers, listed locally.
-    pulled = str(tmp_path / "pulled-store")
-    run_cli(pulled, "pull", name)
-    assert documents(pulled, name) == local
+    listed_and_pulled(tmp_path, name, subject, local)
 
 
 def test_tag_schema_fallback_on_distribution(build, dockyard, store_root, app, server, tmp_path):
@@ -233,13 +237,7 @@ def test_tag_schema_fallback_on_distribution(build, dockyard, store_root, app, s
         sizes = {str(d): len(Store(store_root).read_blob(d)) for d, _, _ in local.values()}
         assert {m["digest"]: m["size"] for m in listed} == sizes
 
-        remote = json.loads(run_cli(str(tmp_path / "empty"), "inspect", "--referrers", name).out)
-        assert remote[0]["Subject"] == str(subject)
-        assert {x["digest"] for x in remote[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
-
-        pulled = str(tmp_path / "pulled")
-        run_cli(pulled, "pull", name)
-        assert documents(pulled, name) == local
+        pulled = listed_and_pulled(tmp_path, name, subject, local)
         listed_local = json.loads(run_cli(pulled, "inspect", "--referrers", name).out)
         assert {x["digest"] for x in listed_local[0]["Referrers"]} == {str(d) for d, _, _ in local.values()}
 
