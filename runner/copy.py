@@ -69,7 +69,9 @@ def _enter(c: Container, pid: int, writable: bool) -> None:
     if writable:
         rootfs.mount_overlay(overlay, target)
     else:
-        # Read-only: the upper dir becomes the top lower (its whiteouts still apply); no workdir needed.
+        # Read-only: the upper dir becomes the top lower (its whiteouts still apply); no workdir needed. A container
+        # never started has no upper dir yet: an empty one is what its start would make.
+        os.makedirs(overlay.upper, exist_ok=True)
         linux.mount("overlay", target, "overlay", linux.MS_RDONLY,
                     "lowerdir=" + ":".join([overlay.upper, *overlay.lower]))
     os.chroot(target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tarfile
+
 from ctrkit import _wait_for
 
 
@@ -53,3 +55,13 @@ def test_cp_and_export_of_a_stopped_container_leave_no_temporary_directory(ctr, 
     assert ctr("cp", "box:/nothere", str(tmp_path), check=False, env=env).code == 1
     ctr("export", "box", "-o", str(tmp_path / "out.tar"), env=env)
     assert list(temp.iterdir()) == []
+
+
+def test_export_and_cp_out_of_a_container_never_started(ctr, tmp_path):
+    # Nothing has written to it yet, so it has no upper dir: the image's files alone are its filesystem.
+    ctr("create", "--name", "fresh", "--network", "none", "busybox", "true")
+    ctr("export", "fresh", "-o", str(tmp_path / "out.tar"))
+    with tarfile.open(tmp_path / "out.tar") as tf:
+        assert "bin/busybox" in tf.getnames()
+    ctr("cp", "fresh:/bin/busybox", str(tmp_path / "busybox"))
+    assert (tmp_path / "busybox").stat().st_size > 0
