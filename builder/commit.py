@@ -12,25 +12,28 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeAlias
 
 from dockyard.digest import Digest, HashingWriter, chain_ids, verify
 from dockyard.image import Descriptor
 from dockyard.mediatypes import OCI_LAYER_FOR
 from dockyard.store import Store
 
-Layer = Descriptor | Future  # a stored layer, or one still being compressed (a Future of its Descriptor)
+if TYPE_CHECKING:  # concurrent.futures (and its logging) loads with the first commit, never on a cached build
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+Layer: TypeAlias = "Descriptor | Future"  # a stored layer, or one still being compressed (a Future of its Descriptor)
 _BUFFER = 1 << 20  # the diff reaches the spool (and wakes the compressor) in pieces this big
 
 
 def resolved(layers: Sequence[Layer]) -> list[Descriptor]:
     """The descriptors, waiting for layers still being compressed (their failure is raised here)."""
-    return [layer.result() if isinstance(layer, Future) else layer for layer in layers]
+    return [layer if isinstance(layer, Descriptor) else layer.result() for layer in layers]
 
 
 def settled(layers: Sequence[Layer]) -> bool:
     """Whether every layer is stored (none pending, none failed)."""
-    return all(not isinstance(x, Future) or (x.done() and not x.cancelled() and x.exception() is None)
+    return all(isinstance(x, Descriptor) or (x.done() and not x.cancelled() and x.exception() is None)
                for x in layers)
 
 
@@ -44,8 +47,7 @@ class Committer:
         self.compression = compression
         self.epoch = source_date_epoch
         self.added = added
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-blob")
-        self._trash = ThreadPoolExecutor(1, thread_name_prefix="layer-trash")
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # made by the first commit
 
     def commit(self, upper: str, lower_diff_ids: list[Digest], contents: Mapping[str, bytes] | None = None,
                rewrite: Callable[[], str] | None = None,
@@ -59,7 +61,7 @@ class Committer:
 
         spool = _Spool(self.scratch)
         # With a previous blob, likely the one (a --no-cache rebuild), compression waits for the diff to tell.
-        blob = self._pool.submit(self._compress, spool) if previous is None else None
+        blob = self._pool("layer-blob").submit(self._compress, spool) if previous is None else None
         try:
             w = HashingWriter(io.BufferedWriter(spool, _BUFFER))
             write_diff(upper, w, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
@@ -75,10 +77,12 @@ class Committer:
             assert previous is not None
             if previous[0] == diff_id and previous[1].media_type == OCI_LAYER_FOR.get(self.compression):
                 spool.remove()
+                from concurrent.futures import Future
+
                 blob = Future()
                 blob.set_result(previous[1])
             else:
-                blob = self._pool.submit(self._compress, spool)
+                blob = self._pool("layer-blob").submit(self._compress, spool)
         chain = chain_ids([*lower_diff_ids, diff_id])[-1]
         if rewrite is None:
             self.store.adopt_layer_dir(upper, chain, discard=self._discard)
@@ -110,13 +114,22 @@ class Committer:
         directory is removed right after), deleted on a background thread."""
         aside = tempfile.mkdtemp(prefix="trash-", dir=self.scratch)
         os.rename(path, os.path.join(aside, "layer"))
-        self._trash.submit(shutil.rmtree, aside, True)
+        self._pool("layer-trash").submit(shutil.rmtree, aside, True)
 
     def close(self) -> None:
         """Finish every queued blob, also after a failure or a cancellation: each is a finished step's layer,
         whose cache record must survive (fixing the failing step must not re-run the one before it)."""
-        self._pool.shutdown(wait=True)
-        self._trash.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+
+    def _pool(self, name: str) -> ThreadPoolExecutor:
+        """The one-thread pool `name` (blob compression, or removal of duplicate layers), made on first use."""
+        pool = self._pools.get(name)
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = self._pools[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
+        return pool
 
 
 class _Spool(io.RawIOBase):
