@@ -101,6 +101,14 @@ def _temp_file(directory: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
 
 
+def key_name(key: bytes) -> str:
+    """A file name for `key` by its crc32 and length: cheap (hashlib loads OpenSSL, ~3 ms of a start), so not
+    unique: the file must keep the whole key and be taken only under it."""
+    import zlib
+
+    return f"{zlib.crc32(key):08x}-{len(key)}"
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write bytes to `path` atomically (durable=False: without the fsyncs, see atomic_file)."""
     with atomic_file(path, mode, durable=durable) as f:

@@ -130,12 +130,10 @@ def _shared_mount_points(shared: str, points: list[tuple[str, bool]]) -> str | N
     beside it in NAME.key, claimed (linked in place) before the directory is made: a name is one list's for good, and
     a directory is taken only under its own list. The directory itself appears whole (a rename) or not at all.
     """
-    import zlib
-
-    from dockyard.fsutil import atomic_write
+    from dockyard.fsutil import atomic_write, key_name
 
     key = "".join(f"{'file' if is_file else 'dir'} {rel}\n" for rel, is_file in sorted(set(points))).encode()
-    path = os.path.join(shared, f"{zlib.crc32(key):08x}-{len(key)}")
+    path = os.path.join(shared, key_name(key))
     try:
         with open(path + ".key", "rb") as f:
             claimed = f.read()

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import NoReturn
 
 from dockyard.errors import DockyardError
+from dockyard.fsutil import key_name
 
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 CACHE_DIR = "/run/dockyard/seccomp"
@@ -237,13 +238,11 @@ def prepare(config: dict) -> Filter | None:
     seccomp = (config.get("linux") or {}).get("seccomp")
     if seccomp is None:
         return None
-    import zlib
-
     text = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))  # (one line: JSON escapes newlines)
     key = f"{os.uname().machine}\n{_PROGRAM_SHAPE}\n{text}\n".encode()
-    # Named by a checksum, not a digest (hashlib loads OpenSSL, ~3 ms of every `run`); the file starts with the whole
-    # key, so a program is taken only when it was compiled from exactly this (validated) text.
-    path = os.path.join(CACHE_DIR, f"{zlib.crc32(key):08x}-{len(key)}.bpf")
+    # Named by key_name; the file starts with the whole key, so a program is taken only when it was compiled from
+    # exactly this (validated) text.
+    path = os.path.join(CACHE_DIR, key_name(key) + ".bpf")
     try:
         with open(path, "rb") as f:
             cached = f.read()
