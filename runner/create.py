@@ -401,13 +401,15 @@ def create(root: str, opts: Options) -> Container:
             oci["linux"]["namespaces"] = [n for n in oci["linux"]["namespaces"] if n["type"] != "uts"]
             oci.pop("hostname", None)
         os.makedirs(os.path.join(cdir, "rootfs"), exist_ok=True)
-        overlay = rootfs.with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"], os.path.join(cdir, "init"),
-                                           shared=os.path.join(root, MOUNT_POINTS_DIR))
-        oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
-        if opts.init and opts.runtime == "dockyard":
-            oci["annotations"][spec.INIT_ANNOTATION] = "true"
-        atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci).encode(), durable=not c.ephemeral)
-        store_containers.save(c)
+        shared = os.path.join(root, MOUNT_POINTS_DIR)
+        with rootfs.mount_points_held(shared):  # until the record names the directory: a prune keeps it
+            overlay = rootfs.with_mount_points(spec_overlay(cdir, lowerdirs), oci["mounts"],
+                                               os.path.join(cdir, "init"), shared=shared)
+            oci["annotations"] = {spec.OVERLAY_ANNOTATION: json.dumps(overlay.to_dict())}
+            if opts.init and opts.runtime == "dockyard":
+                oci["annotations"][spec.INIT_ANNOTATION] = "true"
+            atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci).encode(), durable=not c.ephemeral)
+            store_containers.save(c)
     except BaseException:
         remove_files(root, c)
         raise

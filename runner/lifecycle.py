@@ -292,7 +292,31 @@ def prune(root: str) -> list[str]:
         if not c.running:
             destroy(root, c.id)
             removed.append(c.id)
+    _prune_mount_points(root)
     return removed
+
+
+def _prune_mount_points(root: str) -> None:
+    """Drop the shared mount-point lowerdirs (runner.create) that no container directory's bundle names."""
+    import json
+
+    from runner import rootfs, spec
+    from runner.create import MOUNT_POINTS_DIR
+
+    shared = os.path.join(root, MOUNT_POINTS_DIR)
+    if not os.path.isdir(shared):
+        return
+    with rootfs.mount_points_held(shared, exclusive=True):
+        in_use: set[str] = set()
+        containers = Containers(root).dir
+        for name in os.listdir(containers):  # every directory, a record or not yet swept: its bundle may be mounted
+            try:
+                with open(os.path.join(containers, name, "config.json"), "rb") as f:
+                    overlay = json.loads(json.load(f)["annotations"][spec.OVERLAY_ANNOTATION])
+                in_use.update(os.path.normpath(p) for p in overlay["lower"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # no bundle (a lock file, the states cache) or none of ours
+        rootfs.prune_mount_points(shared, in_use)
 
 
 def rename(root: str, cid: str, new_name: str) -> Container:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dockyard.inroot import layered_path
@@ -110,6 +112,47 @@ def with_mount_points(overlay: Overlay, mounts: list[dict], init: str, shared: s
         return overlay
     lower = (shared and _shared_mount_points(shared, points)) or _make_mount_points(init, points)
     return Overlay(upper=overlay.upper, work=overlay.work, lower=[lower, *overlay.lower])
+
+
+@contextmanager
+def mount_points_held(shared: str, exclusive: bool = False) -> Iterator[None]:
+    """Hold `shared` (its lock file): shared from a create's choice of a directory there until its record is
+    saved, exclusive while prune_mount_points looks for the directories no container names."""
+    import fcntl
+
+    os.makedirs(shared, exist_ok=True)
+    fd = os.open(os.path.join(shared, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def prune_mount_points(shared: str, in_use: set[str]) -> int:
+    """Remove the directories under `shared` that no lowerdir in `in_use` names, with their claims and any temp
+    left by a crash; how many directories.
+
+    The caller holds mount_points_held(shared, exclusive=True) and gathered `in_use` under it, so no create can
+    take a directory between the gathering and the removal. A directory goes by a rename first (never seen
+    half-deleted), and before its claim (sorted: NAME before NAME.key), so a name is never reclaimed while its old
+    directory is still there.
+    """
+    import shutil
+
+    removed = 0
+    for name in sorted(os.listdir(shared)) if os.path.isdir(shared) else ():
+        path = os.path.normpath(os.path.join(shared, name))
+        if name == ".lock" or path in in_use or path.removesuffix(".key") in in_use:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            doomed = f"{path}.{os.getpid()}.prune"
+            os.rename(path, doomed)
+            shutil.rmtree(doomed)
+            removed += not name.endswith(".tmp")
+        else:
+            os.unlink(path)
+    return removed
 
 
 def _make_mount_points(directory: str, points: list[tuple[str, bool]]) -> str:
