@@ -7,11 +7,21 @@ Per setup: manifest GETs (`wrk -t2 -c32`), 64 MiB blob GETs (`wrk -t2 -c4`), and
 (threads here, each pushing images of a fresh 1 MiB layer and a config the way docker does: POST, PATCH, PUT; then
 the manifest PUT). Throughput per busy core: the throughput over the cores the registry's processes and HAProxy kept
 busy meanwhile (their CPU time from /proc/<pid>/stat over the wall time; Ceph's and the clients' are not counted).
-The setups alternate within a round; the best of the rounds is kept.
+The setups alternate within a round; the best of the rounds is kept. A second table says where the CPU went:
+HAProxy's share, and the registry processes' context switches per request (voluntary: a process idle, waiting for
+work; involuntary: preempted by another process).
+
+Workers per replica: the cores the replica would own (--workers N sets a fixed count instead). The replicas stand
+for hosts of their own, simulated on one machine, so on this 2-core machine 1 replica gets 2 workers and each of 2
+or 3 replicas 1 (at least one). With a fixed 2 each, 3 replicas run 6 worker processes on 2 cores, and what that
+costs is not coordination: --control adds one replica with as many workers as the 3 replicas together, which shares
+nothing with anyone yet loses as much per core (measured: manifest GET 0.55x of 1 replica with 2 workers, blob
+0.69x, push 0.84x; 3 replicas of 2 workers 0.55x, 0.74x, 0.82x). The read path takes no lock and looks up only the
+tag and the manifest's link (a blob GET: its link and its size) per request, the same with any number of replicas.
 
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
-Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N]
+Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]
 """
 
 from __future__ import annotations
