@@ -13,11 +13,14 @@ work; involuntary: preempted by another process).
 
 Workers per replica: the cores the replica would own (--workers N sets a fixed count instead). The replicas stand
 for hosts of their own, simulated on one machine, so on this 2-core machine 1 replica gets 2 workers and each of 2
-or 3 replicas 1 (at least one). With a fixed 2 each, 3 replicas run 6 worker processes on 2 cores, and what that
-costs is not coordination: --control adds one replica with as many workers as the 3 replicas together, which shares
-nothing with anyone yet loses as much per core (measured: manifest GET 0.55x of 1 replica with 2 workers, blob
-0.69x, push 0.84x; 3 replicas of 2 workers 0.55x, 0.74x, 0.82x). The read path takes no lock and looks up only the
-tag and the manifest's link (a blob GET: its link and its size) per request, the same with any number of replicas.
+or 3 replicas 1 (at least one). With a fixed 2 each, 3 replicas run 6 worker processes on 2 cores (with HAProxy, wrk
+and the pushing clients), and what that costs is not coordination: --control adds one replica with as many workers
+as the 3 replicas together, which shares nothing with anyone yet loses as much per core. In five measurements
+(2026-11-29, a busy machine; fs and S3, 2 workers each or the cores' worth) the control's ratio to 1 replica spanned
+what the 3 replicas' did: manifest GET 0.55-1.05x against 0.55-0.97x, blob 0.69-1.11x against 0.74-1.06x, push
+0.78-0.85x against 0.69-0.94x; the same setup rerun moved a ratio by up to 0.3. The read path takes no lock and
+reads only the tag and the manifest's link (a blob GET: the link and the blob's size) per request, the same with any
+number of replicas.
 
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
