@@ -7,11 +7,24 @@ Per setup: manifest GETs (`wrk -t2 -c32`), 64 MiB blob GETs (`wrk -t2 -c4`), and
 (threads here, each pushing images of a fresh 1 MiB layer and a config the way docker does: POST, PATCH, PUT; then
 the manifest PUT). Throughput per busy core: the throughput over the cores the registry's processes and HAProxy kept
 busy meanwhile (their CPU time from /proc/<pid>/stat over the wall time; Ceph's and the clients' are not counted).
-The setups alternate within a round; the best of the rounds is kept.
+The setups alternate within a round; the best of the rounds is kept. A second table says where the CPU went:
+HAProxy's share, and the registry processes' context switches per request (voluntary: a process idle, waiting for
+work; involuntary: preempted by another process).
+
+Workers per replica: the cores the replica would own (--workers N sets a fixed count instead). The replicas stand
+for hosts of their own, simulated on one machine, so on this 2-core machine 1 replica gets 2 workers and each of 2
+or 3 replicas 1 (at least one). With a fixed 2 each, 3 replicas run 6 worker processes on 2 cores (with HAProxy, wrk
+and the pushing clients), and what that costs is not coordination: --control adds one replica with as many workers
+as the 3 replicas together, which shares nothing with anyone yet loses as much per core. In five measurements
+(2026-11-29, a busy machine; fs and S3, 2 workers each or the cores' worth) the control's ratio to 1 replica spanned
+what the 3 replicas' did: manifest GET 0.55-1.05x against 0.55-0.97x, blob 0.69-1.11x against 0.74-1.06x, push
+0.78-0.85x against 0.69-0.94x; the same setup rerun moved a ratio by up to 0.3. The read path takes no lock and
+reads only the tag and the manifest's link (a blob GET: the link and the blob's size) per request, the same with any
+number of replicas.
 
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
-Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N]
+Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]
 """
 
 from __future__ import annotations
@@ -52,22 +65,43 @@ PUSHERS = 16
 REPLICAS = (1, 2, 3)
 BUCKET = "bench"
 TICK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
 
 
-def cpu_seconds(sessions: set[int]) -> float:
-    """User + system CPU time of every live process in `sessions` (each server starts its own session)."""
-    total = 0
+@dataclass
+class Usage:
+    """What processes spent: CPU seconds and context switches (voluntary: waited; involuntary: preempted)."""
+
+    cpu: float = 0.0
+    waits: int = 0
+    preempted: int = 0
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.cpu - other.cpu, self.waits - other.waits, self.preempted - other.preempted)
+
+
+def usage(sessions: dict[int, str]) -> dict[str, Usage]:
+    """Per role ("lb", "registry"), what the live processes of `sessions` (session id -> role) spent so far; each
+    server starts its own session."""
+    out = {role: Usage() for role in set(sessions.values())}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat") as f:
                 fields = f.read().rpartition(")")[2].split()
+            role = sessions.get(int(fields[3]))  # fields after the name: state ppid pgrp session ... utime stime
+            if role is None:
+                continue
+            with open(f"/proc/{entry.name}/status") as f:
+                status = dict(line.split(":", 1) for line in f if "ctxt_switches" in line)
         except OSError:
             continue
-        if int(fields[3]) in sessions:  # fields after the name: state ppid pgrp session ... utime(11) stime(12)
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
+        u = out[role]
+        u.cpu += (int(fields[11]) + int(fields[12])) / TICK
+        u.waits += int(status["voluntary_ctxt_switches"])
+        u.preempted += int(status["nonvoluntary_ctxt_switches"])
+    return out
 
 
 def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -121,50 +155,74 @@ def request(url: str, method: str, path: str, body: bytes | None = None,
 
 @dataclass
 class Setup:
-    """Servers answering at `url`; `sessions` are the processes whose CPU time counts."""
+    """Servers answering at `url`; `sessions` (session id -> role) are the processes whose CPU time counts."""
 
     name: str
     url: str
-    sessions: set[int]
+    sessions: dict[int, str]
+
+
+def replica_workers(replicas: int, workers: int | None) -> int:
+    """Worker processes per replica: `workers`, or (None) the cores each replica would own on hosts of this size
+    sharing the machine's cores, at least one."""
+    return workers or max(1, CORES // replicas)
 
 
 @dataclass
 class Fleet:
-    """Three replicas on one storage and an HAProxy in front of the first 1, 2 and 3 of them."""
+    """Replicas on one storage and an HAProxy in front of 1, 2 and 3 of them (`workers` each, see replica_workers);
+    `control`: also one replica with as many workers as the 3 replicas have together."""
 
     storage: str
     work: Path
-    workers: int
+    workers: int | None
+    control: bool = False
     config: Path | None = None
     procs: list[subprocess.Popen] = field(default_factory=list)
-    replicas: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
-    proxies: dict[int, Setup] = field(default_factory=dict)
+    replicas: dict[int, list[tuple[str, subprocess.Popen]]] = field(default_factory=dict)  # by workers each
+    proxies: dict[str, Setup] = field(default_factory=dict)
 
     def start(self) -> Fleet:
+        wanted = {n: replica_workers(n, self.workers) for n in REPLICAS}
+        for n, workers in wanted.items():
+            self._replicas(workers, n)
+        for n, workers in wanted.items():
+            self._haproxy(f"{self.storage} x{n}", self._replicas(workers, n))
+        if self.control:
+            together = max(REPLICAS) * wanted[max(REPLICAS)]
+            self._haproxy(f"{self.storage} x1 w{together}", self._replicas(together, 1, started=False))
+        return self
+
+    def _replicas(self, workers: int, count: int, started: bool = True) -> list[tuple[str, subprocess.Popen]]:
+        """`count` replicas of `workers` workers, starting those missing; started=False: new ones too (a replica
+        with as many workers as several others together)."""
+        key = workers if started else -workers
+        group = self.replicas.setdefault(key, [])
         root = self.work / f"{self.storage}-root"  # on S3 the local state alone: the token key and the locks
-        for i in range(max(REPLICAS)):
+        while len(group) < count:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             argv = [sys.executable, "-m", "dockyard", "registry", "serve", "--addr", f"127.0.0.1:{port}",
-                    "--root", str(root), "--workers", str(self.workers), "--access-log", "",
+                    "--root", str(root), "--workers", str(workers), "--access-log", "",
                     *(["--config", str(self.config)] if self.config else [])]
-            log = self.work / f"{self.storage}-replica{i}.log"
+            log = self.work / f"{self.storage}-replica{len(self.procs)}.log"
             proc = spawn(argv, log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
             self.procs.append(proc)
-            self.replicas.append((url, proc))
-            if i == 0:  # the first makes the shared root (and the token key in it) before the others start
-                wait_up(url, proc, log)
-        for i, (url, proc) in enumerate(self.replicas[1:], 1):
-            wait_up(url, proc, self.work / f"{self.storage}-replica{i}.log")
-        for n in REPLICAS:
-            self.proxies[n] = self._haproxy(n)
-        return self
+            group.append((url, proc))
+            # One at a time: the first makes the shared root (and the token key in it) before the others start.
+            wait_up(url, proc, log)
+        return group[:count]
 
-    def _haproxy(self, n: int) -> Setup:
+    def direct(self) -> tuple[str, subprocess.Popen]:
+        """The replica the 1-replica setup balances to."""
+        return self.replicas[replica_workers(1, self.workers)][0]
+
+    def _haproxy(self, name: str, replicas: list[tuple[str, subprocess.Popen]]) -> None:
         port = free_port()
         servers = "\n".join(f"    server r{i} {urllib.parse.urlsplit(url).netloc}"
-                            for i, (url, _) in enumerate(self.replicas[:n]))
-        config = self.work / f"{self.storage}-haproxy{n}.cfg"
+                            for i, (url, _) in enumerate(replicas))
+        label = name.replace(" ", "-")
+        config = self.work / f"haproxy-{label}.cfg"
         config.write_text(f"""global
     maxconn 4096
 defaults
@@ -182,24 +240,25 @@ backend replicas
     http-reuse always
 {servers}
 """)
-        log = self.work / f"{self.storage}-haproxy{n}.log"
+        log = self.work / f"haproxy-{label}.log"
         proc = spawn(["haproxy", "-db", "-f", str(config)], log)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_up(url, proc, log)
-        return Setup(f"{self.storage} x{n}", url, {proc.pid} | {p.pid for _, p in self.replicas[:n]})
+        self.proxies[name] = Setup(name, url, {proc.pid: "lb"} | {p.pid: "registry" for _, p in replicas})
 
 
 def start_distribution(work: Path, ceph: Ceph) -> tuple[Setup, subprocess.Popen]:
     """distribution 2.8 on S3 (the same radosgw, its own prefix), blob GETs proxied as ours are."""
     storage = ["  s3:", f"    accesskey: {ceph.access_key}", f"    secretkey: {ceph.secret_key}",
-               "    region: us-east-1", f"    regionendpoint: {ceph.endpoint}", f"    bucket: {BUCKET}", "    rootdirectory: /distribution",
+               "    region: us-east-1", f"    regionendpoint: {ceph.endpoint}", f"    bucket: {BUCKET}",
+               "    rootdirectory: /distribution",
                "    secure: false", "    v4auth: true", "  redirect:", "    disable: true", "  cache:",
                "    blobdescriptor: inmemory"]
     # aws-sdk-go panics on AWS_CA_BUNDLE with distribution's own HTTP transport; radosgw here is plain HTTP.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     server = launch_distribution(work / "distribution", access_log=False, storage=storage, env=env)
-    return Setup("distribution s3", f"http://{server.host}", {server.proc.pid}), server.proc
+    return Setup("distribution s3", f"http://{server.host}", {server.proc.pid: "registry"}), server.proc
 
 
 # -- clients ------------------------------------------------------------------------------------------------------
@@ -263,7 +322,7 @@ def seed(url: str) -> str:
 def wrk(url: str, path: str, connections: int, duration: float, accept: str | None = None) -> float:
     """Requests per second of `wrk -t2 -c<connections>` GETs of `path`; exits if any answer was an error."""
     headers = ["-H", f"Accept: {accept}"] if accept else []
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "60s", *headers,
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration:g}s", "--timeout", "60s", *headers,
                           f"{url}{path}"], capture_output=True, text=True, check=True).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
     if errors:
@@ -317,16 +376,27 @@ METRICS = {"manifest": "manifest GET (req/s)", "blob": "blob GET 64 MiB (MiB/s)"
 
 @dataclass
 class Result:
-    """The best throughput and the best throughput per busy core seen for one setup and metric."""
+    """The best throughput and the best throughput per busy core seen for one setup and metric, with where that
+    measurement's CPU went: HAProxy's share of it, and the registry's context switches per unit (request, MiB,
+    image) waiting and preempted."""
 
     rate: float = 0.0
     per_core: float = 0.0
     cores: float = 0.0
+    lb_share: float = 0.0
+    waits: float = 0.0
+    preempted: float = 0.0
 
-    def add(self, rate: float, cores: float) -> None:
+    def add(self, rate: float, spent: dict[str, Usage], wall: float) -> None:
         self.rate = max(self.rate, rate)
+        cpu = sum(u.cpu for u in spent.values())
+        cores = max(cpu / wall, 0.01)
         if rate / cores > self.per_core:
+            units = max(rate * wall, 1)
+            registry = spent["registry"]
             self.per_core, self.cores = rate / cores, cores
+            self.lb_share = spent["lb"].cpu / cpu if "lb" in spent and cpu else 0.0
+            self.waits, self.preempted = registry.waits / units, registry.preempted / units
 
 
 def measure(setup: Setup, digest: str, duration: float, results: dict[tuple[str, str], Result]) -> None:
@@ -337,22 +407,35 @@ def measure(setup: Setup, digest: str, duration: float, results: dict[tuple[str,
         "push": lambda: pushes(setup.url, duration),
     }
     for metric, run in runs.items():
-        cpu, wall = cpu_seconds(setup.sessions), time.monotonic()
+        before, wall = usage(setup.sessions), time.monotonic()
         rate = run()
-        cores = (cpu_seconds(setup.sessions) - cpu) / (time.monotonic() - wall)
-        results.setdefault((setup.name, metric), Result()).add(rate, max(cores, 0.01))
+        after, wall = usage(setup.sessions), time.monotonic() - wall
+        spent = {role: after[role] - before[role] for role in after}
+        results.setdefault((setup.name, metric), Result()).add(rate, spent, wall)
 
 
-def report(results: dict[tuple[str, str], Result], storages: list[str]) -> None:
+def report(results: dict[tuple[str, str], Result], names: list[str], storages: list[str]) -> None:
     print(f"\n{'setup':<18}" + "".join(f"{METRICS[m]:>26}{'per core':>10}{'cores':>7}" for m in METRICS))
-    names = [f"{s} x{n}" for s in storages for n in REPLICAS] + ["dockyard s3", "distribution s3"]
     for name in names:
         row = [results[(name, m)] for m in METRICS]
         print(f"{name:<18}" + "".join(f"{r.rate:>26.1f}{r.per_core:>10.1f}{r.cores:>7.2f}" for r in row))
-    print("\nper core, 3 replicas / 1 replica (goal >= 0.90):")
+    print("\nwhere the CPU went: HAProxy's share; the registry's context switches per request/MiB/image, "
+          "waiting / preempted:")
+    for name in names:
+        row = [results[(name, m)] for m in METRICS]
+        print(f"{name:<18}" + "".join(f"{m:>10} lb {r.lb_share:4.0%} cs {r.waits:6.2f} / {r.preempted:5.2f}"
+                                      for m, r in zip(METRICS, row, strict=True)))
+    print("\nper core, 3 replicas / 1 replica (goal >= 0.90); 1 replica with the 3's workers / 1 replica (control):")
     for s in storages:
-        ratios = [results[(f"{s} x3", m)].per_core / results[(f"{s} x1", m)].per_core for m in METRICS]
-        print(f"  {s:<6}" + "".join(f"{m:>10} {r:5.2f}x" for m, r in zip(METRICS, ratios, strict=True)))
+        for label, other in (("x3", f"{s} x3"), ("control", next((n for n in names if n.startswith(f"{s} x1 w")),
+                                                                 None))):
+            if other is None:
+                continue
+            ratios = [results[(other, m)].per_core / results[(f"{s} x1", m)].per_core for m in METRICS]
+            print(f"  {s:<3}{label:<8}" + "".join(f"{m:>10} {r:5.2f}x"
+                                                  for m, r in zip(METRICS, ratios, strict=True)))
+    if "s3" not in storages:
+        return
     print("\ndockyard (1 replica, direct) / distribution 2.8, both on S3 (goal >= 1.0):")
     print("  " + "".join(f"{m:>10} {results[('dockyard s3', m)].rate / results[('distribution s3', m)].rate:5.2f}x"
                          for m in METRICS)
@@ -365,45 +448,54 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one round of 2 s per measurement (about 2 minutes)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; each runs every setup once (best is kept)")
     ap.add_argument("--duration", type=float, default=5, help="seconds per measurement")
-    ap.add_argument("--workers", type=int, default=2, help="worker processes per replica")
+    ap.add_argument("--workers", type=int, help="worker processes per replica (default: the cores it would own)")
+    ap.add_argument("--control", action="store_true",
+                    help="also one replica with as many workers as the 3 replicas together")
+    ap.add_argument("--storage", choices=("fs", "s3", "both"), default="both",
+                    help="which storages (distribution runs with s3)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2
-    for tool in ("haproxy", "wrk", "docker-registry"):
+    storages = ["fs", "s3"] if args.storage == "both" else [args.storage]
+    for tool in ("haproxy", "wrk", *(["docker-registry"] if "s3" in storages else [])):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: run scripts/install.sh")
     work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     ceph = Ceph(work / "ceph")
     procs: list[subprocess.Popen] = []
     try:
-        ceph.start()
-        import boto3
-        from botocore.config import Config
+        fleets = [Fleet("fs", work, args.workers, args.control)] if "fs" in storages else []
+        if "s3" in storages:
+            ceph.start()
+            import boto3
+            from botocore.config import Config
 
-        boto3.client("s3", endpoint_url=ceph.endpoint, region_name="us-east-1", aws_access_key_id=ceph.access_key,
-                     aws_secret_access_key=ceph.secret_key,
-                     config=Config(s3={"addressing_style": "path"})).create_bucket(Bucket=BUCKET)
-        s3_config = work / "s3.toml"
-        s3_config.write_text(s3_section({"bucket": BUCKET, "region": "us-east-1", "regionendpoint": ceph.endpoint,
-                                         "accesskey": ceph.access_key, "secretkey": ceph.secret_key,
-                                         "secure": False, "forcepathstyle": True, "rootdirectory": "/dockyard"}))
-        fleets = [Fleet("fs", work, args.workers), Fleet("s3", work, args.workers, s3_config)]
+            boto3.client("s3", endpoint_url=ceph.endpoint, region_name="us-east-1",
+                         aws_access_key_id=ceph.access_key, aws_secret_access_key=ceph.secret_key,
+                         config=Config(s3={"addressing_style": "path"})).create_bucket(Bucket=BUCKET)
+            s3_config = work / "s3.toml"
+            s3_config.write_text(s3_section({"bucket": BUCKET, "region": "us-east-1",
+                                             "regionendpoint": ceph.endpoint, "accesskey": ceph.access_key,
+                                             "secretkey": ceph.secret_key, "secure": False, "forcepathstyle": True,
+                                             "rootdirectory": "/dockyard"}))
+            fleets.append(Fleet("s3", work, args.workers, args.control, s3_config))
         for fleet in fleets:
             procs += fleet.start().procs
-        distribution, proc = start_distribution(work, ceph)
-        procs.append(proc)
-        direct = fleets[1].replicas[0]
-        ours = Setup("dockyard s3", direct[0], {direct[1].pid})
-        digests = {fleet.storage: seed(fleet.proxies[1].url) for fleet in fleets}
-        digests["distribution"] = seed(distribution.url)
+        digests = {fleet.storage: seed(fleet.proxies[f"{fleet.storage} x1"].url) for fleet in fleets}
         setups = [(setup, digests[fleet.storage]) for fleet in fleets for setup in fleet.proxies.values()]
-        setups += [(ours, digests["s3"]), (distribution, digests["distribution"])]
+        if "s3" in storages:
+            distribution, proc = start_distribution(work, ceph)
+            procs.append(proc)
+            url, replica = fleets[-1].direct()
+            digests["distribution"] = seed(distribution.url)
+            setups += [(Setup("dockyard s3", url, {replica.pid: "registry"}), digests["s3"]),
+                       (distribution, digests["distribution"])]
         results: dict[tuple[str, str], Result] = {}
         for i in range(args.rounds):
             for setup, digest in setups if i % 2 == 0 else reversed(setups):
                 print(f"round {i + 1}/{args.rounds}: {setup.name}", file=sys.stderr)
                 measure(setup, digest, args.duration, results)
-        report(results, [fleet.storage for fleet in fleets])
+        report(results, [setup.name for setup, _ in setups], storages)
     finally:
         stop(procs)
         ceph.stop()

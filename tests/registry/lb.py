@@ -104,6 +104,11 @@ class HAProxy:
 
     def states(self) -> dict[str, str]:
         """Each replica's state in HAProxy's eyes (UP, DOWN, ...), from its admin socket."""
+        return {name: row["status"].split()[0] for name, row in self.stats().items()}
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        """Each replica's row of HAProxy's statistics (status; scur: requests in flight there), from its admin
+        socket; none when it does not answer."""
         try:
             with socket.socket(socket.AF_UNIX) as s:
                 s.connect(self.socket_path)
@@ -116,7 +121,7 @@ class HAProxy:
         lines = data.decode().splitlines()
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {r["svname"]: r["status"].split()[0] for r in rows
+        return {r["svname"]: r for r in rows
                 if r["pxname"] == "replicas" and r["svname"] not in ("BACKEND", "FRONTEND")}
 
     def stop(self) -> None:

@@ -251,25 +251,16 @@ def test_gc_during_pushes_through_the_lb_loses_nothing(cluster):
 
 
 def _busy_replica(cluster: Cluster) -> int:
-    """The replica with a connection open (from HAProxy) across two looks 0.3 s apart: the one streaming a PATCH
-    (health checks come and go within milliseconds)."""
-    def connections() -> dict[int, set[str]]:
-        out = {}
-        for i, server in enumerate(cluster.replicas):
-            p = subprocess.run([tool("ss"), "-Htn", "state", "established", f"( sport = :{server.port} )"],
-                               capture_output=True, text=True, check=True)
-            out[i] = {line.split()[-1] for line in p.stdout.splitlines() if line.strip()}
-        return out
-
+    """The replica HAProxy has a request in flight at: the one streaming a PATCH (HAProxy's idle kept-alive
+    connections to the others, and its health checks, are no requests)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        before = connections()
-        time.sleep(0.3)
-        after = connections()
-        busy = [i for i in before if before[i] & after[i]]
+        stats = cluster.lb.stats()
+        busy = [i for i in range(len(cluster.replicas)) if stats.get(f"replica{i + 1}", {}).get("scur", "0") != "0"]
         if len(busy) == 1:
             return busy[0]
-    raise AssertionError("no replica is serving the upload")
+        time.sleep(0.05)
+    raise AssertionError(f"no replica is serving the upload: {cluster.lb.stats()}")
 
 
 @pytest.mark.s3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,19 @@ def test_filesystem_driver_serves_real_files(tmp_path):
     assert driver.redirect_url("blobs/x") is None
     with driver.reader("blobs/x") as f:
         assert os.fstat(f.fileno()).st_size == 4
+
+
+def test_filesystem_content_is_read_to_its_end(tmp_path):
+    """get_content reads what a file holds beyond the size stat gave (one that grew meanwhile): a FIFO's is 0."""
+    driver = open_driver("filesystem", {"rootdirectory": str(tmp_path)})
+    os.mkfifo(tmp_path / "grows")
+    data = os.urandom(3 << 20)
+    writer = threading.Thread(target=(tmp_path / "grows").write_bytes, args=(data,))
+    writer.start()
+    try:
+        assert driver.get_content("grows") == data
+    finally:
+        writer.join()
 
 
 @pytest.mark.s3
