@@ -152,6 +152,7 @@ class _GzipReader(io.RawIOBase):
     def __init__(self, source: BinaryIO):
         self._source = source
         self._obj: zlib_ng._Decompress | None = zlib_ng.decompressobj(_GZIP_WBITS)
+        self._buf = bytearray(CHUNK)  # reused for every read: a fresh megabyte per read costs page faults
         self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
         self._pos = 0
         self._slice = _GZIP_SLICE_MIN
@@ -164,7 +165,7 @@ class _GzipReader(io.RawIOBase):
             return 0  # a max_length of 0 would mean no limit to zlib
         while True:
             if self._pos == len(self._in):
-                self._in, self._pos = memoryview(self._source.read(CHUNK)), 0
+                self._in, self._pos = memoryview(self._buf)[:self._source.readinto(self._buf)], 0
                 if not self._in:
                     if self._obj is None:
                         return 0
