@@ -10,7 +10,7 @@ import tarfile
 from collections.abc import Callable
 from typing import BinaryIO, Literal, TypeVar, overload
 
-from dockyard.compression import CHUNK, CompressionError, decompressed
+from dockyard.compression import CHUNK, CompressionError, decompressed, scratch
 from dockyard.digest import Digest, HashingReader
 from dockyard.inroot import resolve_dir
 from dockyard.layers.format import (
@@ -84,8 +84,7 @@ class _Applier:
         self._added: set[str] = set()  # real relative paths this layer created or replaced
         self._opaque: list[str] = []
         self._dir_meta: list[tuple[str, Member]] = []
-        # File data passes through one buffer: a fresh megabyte per read costs page faults on every read.
-        self._buf = memoryview(bytearray(CHUNK))
+        self._buf = scratch("file data")
 
     def apply(self, m: Member, reader: TarReader) -> None:
         parts = _clean(m.name, m.name)
