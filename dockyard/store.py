@@ -822,8 +822,8 @@ class _Teed:
             self._blob.write(memoryview(buf)[:n])
         return n
 
-    def read(self, n: int = -1) -> bytes:
-        buf = bytearray(n if n > 0 else CHUNK)
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
         return bytes(buf[:self.readinto(buf)])
 
 
