@@ -1,0 +1,123 @@
+"""Unpack a layer while its blob is still arriving: the bytes read from the source are handed to a thread."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from dockyard.digest import Digest, Reader
+from dockyard.layers.apply import apply_layer
+
+# Chunks queued ahead of the unpacker before the source's reader waits: bounds memory when unpacking is slower.
+_DEPTH = 8
+
+
+class _Stopped(Exception):
+    """Raised inside the unpacking thread when its input is abandoned (the download failed)."""
+
+
+class StreamUnpacker:
+    """Applies a layer, in overlay form, into an empty `root` on its own thread from the bytes that `tee`
+    passes on; `finish` gives its diff_id or raises why it would not unpack."""
+
+    def __init__(self, root: str):
+        self._chunks: deque[bytes] = deque()
+        self._head = memoryview(b"")  # the unread rest of the chunk being consumed
+        self._cond = threading.Condition()
+        self._ended = False  # no more input: the reader sees end of stream
+        self._stopped = False  # input abandoned: the reader raises
+        self._done = False  # the thread has returned
+        self._diff_id: Digest | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(root,), name="layer-unpack", daemon=True)
+        self._thread.start()
+
+    def tee(self, source: Reader) -> _Tee:
+        """`source`, whose every byte read is also handed to the unpacker."""
+        return _Tee(source, self)
+
+    def feed(self, data: bytes) -> None:
+        """Hand over the next bytes, waiting while the unpacker is far behind.
+
+        Once the unpack has failed, input is dropped: the blob is still read whole, so a blob that is not its
+        digest is reported as such (the more exact fault) before the unpack's error.
+        """
+        with self._cond:
+            while len(self._chunks) >= _DEPTH and not self._done:
+                self._cond.wait()
+            if not self._done:
+                self._chunks.append(data)
+                self._cond.notify_all()
+
+    def finish(self) -> Digest:
+        """End the input, wait for the unpack; the layer's diff_id, or its failure raised."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._diff_id is not None
+        return self._diff_id
+
+    def abort(self) -> None:
+        """Abandon the input and wait for the thread to stop (its partial tree is the caller's to remove)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self, root: str) -> None:
+        try:
+            self._diff_id = apply_layer(self, root, overlay=True)  # type: ignore[arg-type]
+        except _Stopped:
+            pass
+        except BaseException as e:  # handed to finish(), in the thread that owns the pull
+            self._error = e
+        finally:
+            with self._cond:
+                self._done = True
+                self._chunks.clear()
+                self._cond.notify_all()
+
+    def readinto(self, buf) -> int:
+        """The reading side, for the unpacking thread: the next bytes fed, 0 at the end of the input."""
+        if not self._head:
+            with self._cond:
+                while not self._chunks and not self._ended and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    raise _Stopped()
+                if not self._chunks:
+                    return 0
+                self._head = memoryview(self._chunks.popleft())
+                self._cond.notify_all()
+        n = min(len(buf), len(self._head))
+        buf[:n] = self._head[:n]
+        self._head = self._head[n:]
+        return n
+
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        got = self.readinto(buf)
+        return bytes(buf[:got])
+
+
+class _Tee:
+    """A source stream that hands a copy of whatever is read from it to a StreamUnpacker."""
+
+    def __init__(self, source: Reader, unpacker: StreamUnpacker):
+        self._source = source
+        self._unpacker = unpacker
+
+    def readinto(self, buf) -> int:
+        n = self._source.readinto(buf)  # type: ignore[attr-defined]
+        if n:
+            self._unpacker.feed(bytes(memoryview(buf)[:n]))
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        if data:
+            self._unpacker.feed(bytes(data))
+        return data
