@@ -8,7 +8,6 @@ import io
 import lzma
 import os
 import struct
-import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -48,19 +47,6 @@ _MAGIC = (
 SNIFF_BYTES = 6
 # zlib-ng's stub declares `error` as an instance; it is the exception class its decompressors raise.
 _ZLIB_ERROR: type[Exception] = zlib_ng.error  # type: ignore[assignment]
-
-
-_scratch = threading.local()
-
-
-def scratch(purpose: str) -> memoryview:
-    """This thread's own CHUNK-sized buffer for `purpose`, the same on every call, for a user that never has two
-    turns open at once in a thread: a fresh megabyte per use is zero-filled page by page, which on a pull of many
-    small layers adds up."""
-    buffers = _scratch.__dict__
-    if purpose not in buffers:
-        buffers[purpose] = memoryview(bytearray(CHUNK))
-    return buffers[purpose]
 
 
 class CompressionError(DockyardError):
@@ -163,11 +149,9 @@ class _GzipReader(io.RawIOBase):
     """Multi-member gzip decoder in big steps (gzip.GzipFile decodes 8 KiB at a time, taking the GIL back each
     time, which costs dearly beside other threads); zero padding after a member is skipped, as gzip(1) does."""
 
-    def __init__(self, source: io.BufferedReader[_Raw]):
+    def __init__(self, source: BinaryIO):
         self._source = source
         self._obj: zlib_ng._Decompress | None = zlib_ng.decompressobj(_GZIP_WBITS)
-        # Its own (two readers may take turns in one thread): a fresh megabyte per read cost page faults each.
-        self._buf = memoryview(bytearray(CHUNK))
         self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
         self._pos = 0
         self._slice = _GZIP_SLICE_MIN
@@ -180,7 +164,7 @@ class _GzipReader(io.RawIOBase):
             return 0  # a max_length of 0 would mean no limit to zlib
         while True:
             if self._pos == len(self._in):
-                self._in, self._pos = self._buf[:self._source.readinto(self._buf)], 0
+                self._in, self._pos = memoryview(self._source.read(CHUNK)), 0
                 if not self._in:
                     if self._obj is None:
                         return 0

@@ -10,7 +10,7 @@ import tarfile
 from collections.abc import Callable
 from typing import BinaryIO, Literal, TypeVar, overload
 
-from dockyard.compression import CHUNK, CompressionError, decompressed, scratch
+from dockyard.compression import CHUNK, CompressionError, decompressed
 from dockyard.digest import Digest, HashingReader
 from dockyard.inroot import resolve_dir
 from dockyard.layers.format import (
@@ -84,7 +84,6 @@ class _Applier:
         self._added: set[str] = set()  # real relative paths this layer created or replaced
         self._opaque: list[str] = []
         self._dir_meta: list[tuple[str, Member]] = []
-        self._buf = scratch("file data")
 
     def apply(self, m: Member, reader: TarReader) -> None:
         parts = _clean(m.name, m.name)
@@ -226,8 +225,8 @@ class _Applier:
     def _file(self, fd: int, m: Member, reader: TarReader) -> None:
         """Write a new regular file's data and metadata through its descriptor, then close it."""
         try:
-            while n := reader.readinto(self._buf):
-                view = self._buf[:n]
+            while data := reader.read(CHUNK):
+                view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
             if self.chown:

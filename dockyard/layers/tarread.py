@@ -94,17 +94,6 @@ class TarReader:
         self._left -= len(data)
         return data
 
-    def readinto(self, buf: memoryview) -> int:
-        """Fill `buf` with the current member's next data bytes (fewer only at its end, 0 there)."""
-        n = min(len(buf), self._left)
-        if n <= 0:
-            return 0
-        got = self._f.readinto(buf[:n])  # type: ignore[attr-defined]  # a buffered stream's: full unless at EOF
-        if not got:
-            raise LayerError(f"tar is truncated inside {self.current!r}")
-        self._left -= got
-        return got
-
     def _skip_rest(self) -> None:
         """Discard the unread data and padding of the current member."""
         while self._left:
