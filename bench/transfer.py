@@ -9,7 +9,9 @@ and the ratio of the medians.
 What the two sides do differs on pull: skopeo copies into an `oci:` layout (not `dir:`, not containers-storage:),
 so it writes each blob once and fsyncs it, but never decompresses or unpacks. Dockyard keeps the blob (fsynced) in
 its OCI layout *and* unpacks every layer into its layer cache as docker does (gunzip, a second sha256 for the
-diff_id, every file written): twice the bytes written and more CPU for the same download. Push is the same work
+diff_id, every file written): twice the bytes written and more CPU for the same download. The unpack reads the
+bytes as they arrive: a layer under 8 MiB in the downloading thread itself (each read also hashed into the blob),
+a bigger one on a thread of its own fed the same reads, so blob and unpack each take a core. Push is the same work
 on both sides (blobs from an OCI layout to the registry). The ingest floor printed first is the registry's own:
 one `curl -T` PUT of the largest layer blob (a monolithic upload), the time no client's push of that blob can beat.
 
@@ -17,6 +19,11 @@ Measured 2026-11-29 on the 2-core CI-like box, 3 runs, medians: `big` to distrib
 67 MB blob, dockyard's whole push 0.61 s, skopeo's 0.69 s (0.88x): three quarters of our push is distribution
 taking the blob in, so 0.8x would leave ~0.1 s for interpreter start and the other two layers. To our registry the
 floor is 0.23 s, dockyard 0.53 s, skopeo 0.99 s (0.54x).
+
+2026-11-29 evening, a busy box (other benches running), 3 runs: `many` pull to distribution 1.54x -> 1.34x, to our
+registry 1.72x -> 1.45x (alternating 8-10 pulls of one image: 1.49x -> 1.16x). What is left: skopeo's whole pull
+of `many` takes ~0.4 s of CPU, ours ~0.5 s, of which ~0.1 s is the interpreter and its imports and ~0.2 s the unpack
+skopeo does not do (gunzip, the diff_id's sha256, 40 directories and files written); on two cores that is the gap.
 """
 
 from __future__ import annotations

@@ -156,8 +156,18 @@ def _nothing_kept(store: Store, digest: Digest) -> None:
     assert os.listdir(store.layers_dir) == [] and os.listdir(store.tmp_dir) == []
 
 
-def test_write_layer_unpacks_as_it_stores(store_root):
+# write_layer unpacks in the reading thread, or (a big layer) on a thread of its own: both ways are tested.
+unpack_ways = pytest.mark.parametrize("apart", [False, True], ids=["in-thread", "apart"])
+
+
+def _unpack_apart(monkeypatch, apart: bool) -> None:
+    monkeypatch.setattr("dockyard.store.UNPACK_THREAD_SIZE", 0 if apart else 1 << 62)
+
+
+@unpack_ways
+def test_write_layer_unpacks_as_it_stores(store_root, monkeypatch, apart):
     """A layer blob streamed in is unpacked on the way: blob and layer directory arrive together."""
+    _unpack_apart(monkeypatch, apart)
     store = Store(store_root)
     blob, desc = _layer(GOOD)
     diff_id = Digest.of_bytes(GOOD)
@@ -170,8 +180,10 @@ def test_write_layer_unpacks_as_it_stores(store_root):
     assert store.write_layer(io.BytesIO(blob), desc, lambda: (diff_id, diff_id), added) == path
 
 
-def test_write_layer_keeps_nothing_of_a_bad_layer(store_root):
+@unpack_ways
+def test_write_layer_keeps_nothing_of_a_bad_layer(store_root, monkeypatch, apart):
     """Not its diff_id, not unpackable, or not its digest: neither the blob nor any unpacked file stays."""
+    _unpack_apart(monkeypatch, apart)
     store = Store(store_root)
     blob, desc = _layer(GOOD)
     other = Digest.of_bytes(OTHER)

@@ -39,11 +39,15 @@ def run_transfers(config: Callable[[], None] | None, layers: list[Callable[[Call
 
     Each layer job is called with `release`, which frees its slot before the job returns: a pulled layer whose
     bytes are all in lets the next one download while it finishes unpacking and syncing. A failing transfer
-    sets `cancel`, so its siblings stop and no new one starts; so does Ctrl-C, before it propagates. Plain
-    threads: concurrent.futures (and the logging it imports) costs ~3 ms to import.
+    sets `cancel`, so its siblings stop and no new one starts; so does Ctrl-C, before it propagates. Twice
+    `parallel` worker threads take the layers in order (so that many can be downloading or finishing): a
+    thread per layer cost a start each, which on a busy machine waits to be scheduled. Plain threads:
+    concurrent.futures (and the logging it imports) costs ~3 ms to import.
     """
     errors: dict[int, BaseException] = {}
     slots = threading.Semaphore(max(1, parallel))
+    pending = iter(enumerate(layers, start=1))
+    taking = threading.Lock()
 
     def run(i: int, job: Callable[[], None]) -> None:
         try:
@@ -52,34 +56,32 @@ def run_transfers(config: Callable[[], None] | None, layers: list[Callable[[Call
             errors[i] = e
             cancel.set()
 
-    def run_layer(i: int, job: Callable[[Callable[[], None]], None]) -> None:
-        held = True
-
-        def release() -> None:
-            nonlocal held
-            if held:  # only this job's own thread calls it
-                held = False
-                slots.release()
-
-        try:
-            run(i, functools.partial(job, release))
-        finally:
-            release()
-
-    threads: list[threading.Thread] = []
-
-    def start(target: Callable[..., None], *args: object) -> None:
-        threads.append(threading.Thread(target=target, args=args))
-        threads[-1].start()
-
-    try:
-        if config:  # the config is tiny: on its own thread it does not hold back a layer, nor wait behind one
-            start(run, 0, config)
-        for i, job in enumerate(layers, start=1):
+    def worker() -> None:
+        while True:
             slots.acquire()
-            if cancel.is_set():
-                break
-            start(run_layer, i, job)
+            held = True
+
+            def release() -> None:
+                nonlocal held
+                if held:  # only this worker's own thread calls it
+                    held = False
+                    slots.release()
+
+            try:
+                with taking:
+                    i, job = next(pending, (0, None))
+                if job is None or cancel.is_set():
+                    return
+                run(i, functools.partial(job, release))
+            finally:
+                release()
+
+    threads = [threading.Thread(target=run, args=(0, config))] if config else []
+    # The config is tiny: on its own thread it does not hold back a layer, nor wait behind one.
+    threads += [threading.Thread(target=worker) for _ in range(min(len(layers), 2 * max(1, parallel)))]
+    try:
+        for t in threads:
+            t.start()
         for t in threads:
             t.join()
     except BaseException:
