@@ -13,8 +13,9 @@ both servers, alternating, with the medians of requests/s and p99 latency (goal 
 at a lower p99).
 
 With --product instead: manifest and 1 MiB blob GETs (wrk) on a plain registry and on a --projects one where the
-image sits in a private project read with a robot account's token (goal: within 10%; medians of alternating rounds),
-then UI page render times (p50/p95) for a project of 1,000 repositories and a repository of 10,000 tags (goal: p95 <=
+image sits in a private project read with a robot account's token (goal: within 10%; medians of alternating rounds;
+also each server's CPU time per request, less exposed than requests/s to load from elsewhere on the machine), then
+UI page render times (p50/p95) for a project of 1,000 repositories and a repository of 10,000 tags (goal: p95 <=
 50 ms).
 
 Run: python bench/registry.py [--workers N] [--threads N] [--duration S] [--slow-clients [--idle N] ...]
@@ -384,6 +385,24 @@ def product_setup(url: str) -> str:
     return r.json()["token"]
 
 
+def server_cpu(proc: subprocess.Popen) -> float:
+    """CPU seconds used so far by a server's processes: gunicorn's master and its workers."""
+    pids = [proc.pid, *Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_with_cpu(url: str, path: str, duration: int, headers: tuple[str, ...],
+                 proc: subprocess.Popen) -> tuple[float, int, float]:
+    """wrk()'s requests/s and timeouts, and the server's CPU microseconds per request meanwhile."""
+    cpu, started = server_cpu(proc), time.monotonic()
+    rate, _, timeouts = wrk(url, path, duration, 32, headers)
+    return rate, timeouts, (server_cpu(proc) - cpu) / (rate * (time.monotonic() - started)) * 1e6
+
+
 def fill_for_ui(root: Path) -> tuple[int, str]:
     """1,000 repositories in project `bench` and one artifact with 10,000 tags, written through the model's tables."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -443,19 +462,23 @@ def run_product(work: Path, args: argparse.Namespace) -> None:
         for url, auth in ((plain, None), (product, bearer)):
             small_image(url, auth)
             digests[url] = push_blob(url, "bench/blobs", blob, auth)
-        servers = {"plain": (plain, ()), "projects": (product, (f"Authorization: Bearer {token}",))}
-        runs: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+        servers = {"plain": (plain, (), procs[0]), "projects": (product, (f"Authorization: Bearer {token}",), procs[1])}
+        # (req/s, timeouts, the server's CPU microseconds per request) of each run
+        runs: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
         for i in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
-            for name, (url, headers) in list(servers.items())[::1 if i % 2 == 0 else -1]:
-                runs.setdefault((name, "manifest"), []).append(wrk(url, MANIFEST_PATH, args.duration, 32, headers))
-                runs.setdefault((name, "blob"), []).append(
-                    wrk(url, f"/v2/bench/blobs/blobs/{digests[url]}", args.duration, 32, headers))
-        print(f"{'wrk -t2 -c32 (req/s, median)':<34}{'plain':>12}{'projects':>12}{'ratio':>8}{'timeouts':>12}")
+            for name, (url, headers, proc) in list(servers.items())[::1 if i % 2 == 0 else -1]:
+                for key, path in (("manifest", MANIFEST_PATH), ("blob", f"/v2/bench/blobs/blobs/{digests[url]}")):
+                    runs.setdefault((name, key), []).append(wrk_with_cpu(url, path, args.duration, headers, proc))
+        print(f"{'wrk -t2 -c32 (medians)':<22}{'req/s plain':>12}{'projects':>10}{'ratio':>7}"
+              f"{'CPU us/req plain':>18}{'projects':>10}{'ratio':>7}{'timeouts':>10}")
         for key, label in (("manifest", "manifest GET"), ("blob", "1 MiB blob GET")):
             a, b = (median([r[0] for r in runs[name, key]]) for name in servers)
-            timeouts = "/".join(str(sum(r[2] for r in runs[name, key])) for name in servers)
-            print(f"{label:<34}{a:>12.0f}{b:>12.0f}{b / a:>7.2f}x{timeouts:>12}")
-        print("(goal: projects within 10% of plain, ratio >= 0.90; timeouts: plain/projects, all rounds)")
+            ca, cb = (median([r[2] for r in runs[name, key]]) for name in servers)
+            timeouts = "/".join(str(sum(r[1] for r in runs[name, key])) for name in servers)
+            print(f"{label:<22}{a:>12.0f}{b:>10.0f}{b / a:>6.2f}x{ca:>18.0f}{cb:>10.0f}{ca / cb:>6.2f}x{timeouts:>10}")
+        print("(goal: projects within 10% of plain, ratio >= 0.90; the CPU ratio (plain's CPU per request over the\n"
+              " projects') is the same comparison less exposed to load from elsewhere; timeouts: plain/projects, all "
+              "rounds)")
         project_id, digest = fill_for_ui(work / "product-root")
         session = ui_session(product)
         pages = {"projects list": "/projects",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import time
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from flask import Request
@@ -43,13 +45,20 @@ METRICS = Need("metrics", "*", kind="registry")
 IDENTITY = Need(None, "pull")
 
 
+@functools.cache
+def _access() -> ModuleType:
+    """registry.model.access, imported at its first use (by --projects servers only: it loads SQLAlchemy); called,
+    not imported, on each request: an import statement costs a request more than the call."""
+    from registry.model import access
+    return access
+
+
 def generation_of(environ: dict, db: Database) -> str:
     """The model's auth generation, read once per request (`environ`: its WSGI environ; each use of Flask's request
     proxy costs a context lookup)."""
     gen = environ.get("registry.generation")
     if gen is None:
-        from registry.model import access
-        gen = environ["registry.generation"] = access.generation(db)
+        gen = environ["registry.generation"] = _access().generation(db)
     return gen
 
 
@@ -99,7 +108,7 @@ class Authorizer:
     def basic_principal(self, request: Request) -> Principal | None:
         """(--projects) The user or robot of valid Basic credentials, None without any; UNAUTHORIZED when wrong,
         TOOMANYREQUESTS after too many failures of that name from that address."""
-        from registry.model import access
+        access = _access()
         creds = self._credentials(request)
         if creds is None:
             return None
@@ -159,9 +168,8 @@ class Authorizer:
         environ = request.environ
         known = environ.get("registry.principal")
         if known is None or known.name != user:
-            from registry.model import access
             db = self._db()
-            known = access.principal_by_name(db, user, generation_of(environ, db))
+            known = _access().principal_by_name(db, user, generation_of(environ, db))
             environ["registry.principal"] = known
         return known
 
@@ -170,13 +178,13 @@ class Authorizer:
         authenticated caller names a project that does not exist (anonymous callers get no rights, so a challenge)."""
         from flask import request
 
-        from registry.model import access, projects
+        from registry.model import projects
         name = projects.project_of(repository)
         environ = request.environ
         memo = environ.setdefault("registry.rights", {})
         if name not in memo:
             db = self._db()
-            memo[name] = access.rights_in(db, principal, name, generation_of(environ, db))
+            memo[name] = _access().rights_in(db, principal, name, generation_of(environ, db))
         if memo[name] is None:
             if principal is None:
                 return frozenset()
@@ -209,6 +217,10 @@ class Authorizer:
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
         token = header[7:].strip()
+        if self.model is not None:  # a verdict kept for this token and need: no decoding, no grant lookup
+            kept = _access().decided(generation_of(environ, self.model), ("bearer", token, need))
+            if kept is not None and kept[0] > time.time():
+                return kept[1]
         claims = tokens.verify(token)
         if claims is None:
             raise self._challenge(need, error="invalid_token")
@@ -218,26 +230,21 @@ class Authorizer:
             raise self._challenge(need, error="insufficient_scope")
         user = claims.get("sub") or None
         if self.config.projects:
-            self._still_granted(environ, token, user, need)
+            self._still_granted(environ, token, claims["exp"], user, need)
         return user
 
-    def _still_granted(self, environ: dict, token: str, user: str | None, need: Need) -> None:
+    def _still_granted(self, environ: dict, token: str, expires: float, user: str | None, need: Need) -> None:
         """(--projects) A token's grant decided again by the model's current rights, so a robot disabled, a user
         deleted or rights taken away since the token was issued count at once. The verdict is kept per token and
-        need for the auth generation (a change drops it), and no longer than the caller's expiry."""
-        from registry.model import access
-        gen = generation_of(environ, self._db())
-        key = ("bearer", token, need.kind, need.name, need.action)
-        until = access.decided(gen, key)
-        if until is not None and (until == -1 or until > time.time()):
-            return
+        need for the auth generation (a change drops it), until the token or the caller expires."""
         principal = self._principal(user)
         if user is not None and principal is None:
             raise self._challenge(need, error="invalid_token")
         if need.kind == "repository" and need.name is not None \
                 and need.action not in self._project_rights(principal, need.name):
             raise self._challenge(need, error="insufficient_scope")
-        access.remember(gen, key, principal.expires_at if principal is not None else -1)
+        until = expires if principal is None or principal.expires_at == -1 else min(expires, principal.expires_at)
+        _access().remember(generation_of(environ, self._db()), ("bearer", token, need), (until, user))
 
     def allowed(self, request: Request, name: str, action: str) -> bool:
         """Whether the request may do `action` on `name` (for mount sources), without raising."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import threading
 import time
@@ -42,6 +43,10 @@ _VERIFIED_MAX = 4096
 GENERATION_KEY = "auth.generation"
 _GENERATION_QUERY = f"SELECT value FROM settings WHERE key = '{GENERATION_KEY}'"
 _DECISIONS_MAX = 8192
+# The SQLite sentinel: this many random bytes, rewritten after each committed change of the generation; each
+# process also checks every SENTINEL_RECHECK seconds that the file it maps is still the one at the path.
+SENTINEL_SIZE = 8
+SENTINEL_RECHECK = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,23 +98,71 @@ _decisions = _Decisions()
 
 
 def generation(db: Database) -> str:
-    """The current auth generation. On SQLite, unchanged while the sentinel file is (a `stat`, no query); else one
-    indexed read on a pooled driver connection, below SQLAlchemy's result machinery, as it is on every request."""
+    """The current auth generation. On SQLite, unchanged while the sentinel's bytes are (a read of this process's
+    mapping of it: no system call, no query); else one indexed read on a pooled driver connection, below
+    SQLAlchemy's result machinery, as it is on every request."""
     sentinel = db.sentinel
-    seen = None
-    if sentinel is not None:
-        try:
-            st = os.stat(sentinel)
-            seen = (st.st_ino, st.st_mtime_ns)
-        except OSError:
-            pass
-        cached = _generations.get(db.url)
-        if seen is not None and cached is not None and cached[0] == seen:
-            return cached[1]
+    if sentinel is None:
+        return _read_generation(db)
+    view = _views.get(sentinel)
+    if view is None:
+        view = _views.setdefault(sentinel, _SentinelView(sentinel))
+    mapped = view.mapping()
+    if mapped is None:
+        return _read_generation(db)
+    seen = mapped[:SENTINEL_SIZE]
+    cached = view.cached
+    if cached is not None and cached[0] == seen:
+        return cached[1]
     value = _read_generation(db)
-    if seen is not None:  # read after the stat: a change between them is seen again at the next stat
-        _generations[db.url] = (seen, value)
+    view.cached = (seen, value)  # read after the bytes: a change between them is seen again at the next read
     return value
+
+
+class _SentinelView:
+    """This process's shared, read-only mapping of a sentinel file, and the generation read under its bytes. A
+    writer rewrites the bytes in place, which every mapping of the file shows at once; a file replaced or removed
+    behind the writers' back (a restore) is found by a `stat` every SENTINEL_RECHECK seconds, and mapped again."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.ident: tuple[int, int] | None = None  # (device, inode) of the file mapped
+        self.map: mmap.mmap | None = None
+        self.checked = float("-inf")  # monotonic time of the last stat
+        self.cached: tuple[bytes, str] | None = None  # (the bytes, the generation read under them), set as one
+
+    def mapping(self) -> mmap.mmap | None:
+        """The current mapping, None when there is no usable file (then every read queries)."""
+        now = time.monotonic()
+        if now - self.checked >= SENTINEL_RECHECK:
+            self.checked = now
+            self._remap()
+        return self.map
+
+    def _remap(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self.map, self.ident, self.cached = None, None, None
+            return
+        if (st.st_dev, st.st_ino) == self.ident and self.map is not None:
+            return
+        self.map, self.ident, self.cached = None, None, None
+        if st.st_size < SENTINEL_SIZE:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            # An old mapping is left to the collector, not closed: another thread may be reading it.
+            self.map = mmap.mmap(fd, SENTINEL_SIZE, prot=mmap.PROT_READ)
+            self.ident = (st.st_dev, st.st_ino)
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
 
 
 def _read_generation(db: Database) -> str:
@@ -126,33 +179,34 @@ def _read_generation(db: Database) -> str:
 
 def changed(s: Session) -> None:
     """Record, in the writer's transaction, that who may do what has changed (see GENERATION_KEY); once it commits,
-    replace the sentinel so every process looks again."""
+    rewrite the sentinel so every process looks again."""
     s.execute(update(Setting).where(Setting.key == GENERATION_KEY).values(value=uuid.uuid4().hex))
     sentinel = sentinel_of(s.get_bind())
-    if sentinel is not None and not sa_event.contains(s, "after_commit", _replace_sentinel):
-        sa_event.listen(s, "after_commit", _replace_sentinel, once=True)
+    if sentinel is not None and not sa_event.contains(s, "after_commit", _bump_sentinel):
+        sa_event.listen(s, "after_commit", _bump_sentinel, once=True)
 
 
-def _replace_sentinel(s: Session) -> None:
-    """After the commit (a reader that saw the new sentinel before it would cache the old generation)."""
-    replace_sentinel(sentinel_of(s.get_bind()))
+def _bump_sentinel(s: Session) -> None:
+    """After the commit (a reader that saw the new bytes before it would cache the old generation)."""
+    bump_sentinel(sentinel_of(s.get_bind()))
 
 
-def replace_sentinel(path: str | None) -> None:
-    """Put a new file (a new inode) at the sentinel's path."""
+def bump_sentinel(path: str | None) -> None:
+    """Write new bytes over the sentinel (made when missing), in place: every process's mapping shows them."""
     if path is None:
         return
-    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
-        with open(tmp, "wb"):
-            pass
-        os.replace(tmp, path)
-    except OSError as e:  # readers then keep querying the database, as they do without a sentinel
-        log.warning("cannot replace %s: %s", path, e.strerror)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, os.urandom(SENTINEL_SIZE), 0)
+        finally:
+            os.close(fd)
+    except OSError as e:  # readers then keep the generation they hold: say so loudly
+        log.error("cannot write %s: %s; changes of rights are not seen by other processes", path, e.strerror)
 
 
-# database URL -> (the sentinel's (inode, mtime) when last read, the generation read then)
-_generations: dict[str, tuple[tuple[int, int], str]] = {}
+# sentinel path -> this process's view of it
+_views: dict[str, _SentinelView] = {}
 
 
 # sha256(kind NUL name NUL password) -> (the stored hash it matched, when): only pairs that passed bcrypt.

@@ -33,9 +33,10 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # For a SQLite file: a file replaced (new inode) after every committed change of the auth generation, so
-        # readers in every process on this host can `stat` it instead of querying; None for other databases. Kept,
-        # not derived on each read: every request reads it.
+        # For a SQLite file: a file whose bytes are rewritten after every committed change of the auth generation,
+        # so readers in every process on this host compare their mapping of it instead of querying (see
+        # registry.model.access.generation); None for other databases. Kept, not derived on each read: every request
+        # reads it.
         self.sentinel: str | None = sentinel_of(self.engine)
         # gunicorn's master builds the app (and this engine) once, then forks its workers: a pooled connection
         # used by two processes corrupts both, so a child drops the parent's pool without closing its sockets.
@@ -52,13 +53,13 @@ class Database:
         with self.exclusive() as conn:
             config.attributes["connection"] = conn  # migrations/env.py runs on it (Alembic's shared-connection way)
             command.upgrade(config, "head")
-            from registry.model.access import GENERATION_KEY, replace_sentinel
+            from registry.model.access import GENERATION_KEY, SENTINEL_SIZE, bump_sentinel
             from registry.model.tables import Setting
             if conn.execute(select(Setting.key).where(Setting.key == GENERATION_KEY)).first() is None:
                 conn.execute(insert(Setting).values(key=GENERATION_KEY, value="0"))  # we hold the lock: no race
             conn.commit()
-            if self.sentinel is not None and not os.path.exists(self.sentinel):
-                replace_sentinel(self.sentinel)
+            if self.sentinel is not None and _size(self.sentinel) < SENTINEL_SIZE:  # none yet, or an older kind
+                bump_sentinel(self.sentinel)
 
     @contextmanager
     def exclusive(self) -> Iterator[Connection]:
@@ -98,6 +99,14 @@ def sentinel_of(bind: Engine | Connection) -> str | None:
     if bind.dialect.name != "sqlite" or not path or path == ":memory:":
         return None
     return path + ".generation"
+
+
+def _size(path: str) -> int:
+    """The file's size, -1 when there is none."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

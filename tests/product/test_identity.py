@@ -250,6 +250,46 @@ def test_a_token_outlives_no_revocation(product_server):
     assert status(viewer_token) == {(401, 'error="insufficient_scope"')}
 
 
+def test_a_kept_token_verdict_ends_with_the_token_and_the_rights(tmp_path):
+    """A token's verdict is kept per token and need (later requests neither decode it nor look up its grant): it
+    still ends when the token expires, at once when the robot is disabled, and a kept verdict answers only the need
+    it was made for."""
+    import base64
+
+    from registry.app import create_app
+    from registry.config import Config
+    from registry.model.users import bootstrap
+
+    app = create_app(Config(root=str(tmp_path / "root"), projects=True, token=True, token_ttl=2, access_log=""))
+    bootstrap(app.extensions["registry"].model, ADMIN_PASSWORD)
+    client = app.test_client()
+    admin = {"Authorization": "Basic " + base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()}
+    assert client.post("/api/v2.0/projects", headers=admin, json={"project_name": "test"}).status_code == 201
+    robot = client.post("/api/v2.0/robots", headers=admin, json={
+        "name": "reader", "level": "project", "duration": -1,
+        "permissions": [{"kind": "project", "namespace": "test", "access": PUSH[:1]}]}).json
+    basic = base64.b64encode(f"{robot['name']}:{robot['secret']}".encode()).decode()
+
+    def token() -> dict:
+        body = client.get("/token?service=dockyard-registry&scope=repository:test/app:pull",
+                          headers={"Authorization": f"Basic {basic}"}).json
+        return {"Authorization": f"Bearer {body['token']}"}
+
+    def status(headers: dict, path: str = "/v2/test/app/tags/list") -> int:
+        return client.get(path, headers=headers).status_code
+
+    first = token()
+    assert [status(first) for _ in range(3)] == [404] * 3  # authorized (an empty repository); then kept
+    assert client.post("/v2/test/app/blobs/uploads/", headers=first).status_code == 401  # pull only
+    time.sleep(2.1)
+    assert status(first) == 401  # expired, though its verdict was kept
+    second = token()
+    assert status(second) == 404
+    assert client.put(f"/api/v2.0/robots/{robot['id']}", headers=admin, json={"disable": True}).status_code == 200
+    assert status(second) == 401
+    app.extensions["registry"].model.engine.dispose()
+
+
 def test_login_throttling(product_server):
     server = product_server()
     api = f"{server.url}/api/v2.0"
@@ -264,11 +304,13 @@ def test_login_throttling(product_server):
     _ok(requests.get(f"{server.url}/v2/", auth=ADMIN))
 
 
-def test_generation_is_read_once_per_change_on_sqlite(tmp_path):
-    """Readers stat the sentinel and query only after a committed change replaced it: a write that bypasses the
-    model's writers (no sentinel) goes unseen, one through them is seen at once by another process's Database."""
+def test_generation_is_read_once_per_change_on_sqlite(tmp_path, monkeypatch):
+    """Readers compare their mapping of the sentinel and query only after a committed change rewrote it: a write that
+    bypasses the model's writers (no sentinel) goes unseen, one through them is seen at once by another process's
+    Database. A sentinel replaced or removed behind the writers' back is found at the next recheck."""
     from sqlalchemy import text
 
+    from registry.model import access
     from registry.model.access import changed, generation
     from registry.model.db import Database
 
@@ -283,10 +325,33 @@ def test_generation_is_read_once_per_change_on_sqlite(tmp_path):
         changed(s)
     after = generation(reader)
     assert after not in (first, "sneaky")
+    # In a process forked after its first read (a worker of gunicorn's master): the shared mapping shows a later
+    # change at once.
+    go_r, go_w = os.pipe()
+    out_r, out_w = os.pipe()
+    if (pid := os.fork()) == 0:
+        os.read(go_r, 1)
+        os.write(out_w, generation(reader).encode())
+        os._exit(0)
+    with writer.session() as s:
+        changed(s)
+    os.write(go_w, b"x")
+    seen_by_child = os.read(out_r, 100).decode()
+    os.waitpid(pid, 0)
+    for fd in (go_r, go_w, out_r, out_w):
+        os.close(fd)
+    assert seen_by_child not in (after, first) and seen_by_child == generation(reader)
+    monkeypatch.setattr(access, "SENTINEL_RECHECK", 0.0)  # the next read rechecks the file
     os.unlink(reader.sentinel)  # no sentinel: every read queries
     with writer.engine.begin() as conn:
         conn.execute(text("UPDATE settings SET value = 'direct' WHERE key = 'auth.generation'"))
     assert generation(reader) == "direct"
+    with writer.session() as s:  # the writer makes a new sentinel: mapped, and read under
+        changed(s)
+    renewed = generation(reader)
+    assert renewed != "direct" and generation(reader) == renewed
+    writer.engine.dispose()
+    reader.engine.dispose()
 
 
 @pytest.mark.parametrize("url, message", [
