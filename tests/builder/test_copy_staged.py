@@ -79,7 +79,7 @@ def test_staged_copy_gives_the_disk_path_layer(context, build, inspect, store_mo
         # Into /app on the tmpfs, then copied to disk; into /etc/app on disk only (its parent layer is new now).
         assert len(creates) == 3, creates
         on_disk = [p for p in creates if "/step-" not in p]  # the staged tree's copy (not in a step directory)
-        assert len(on_disk) == 1 and on_disk[0].endswith(f"/app/{name}"), creates
+        assert len(on_disk) == 1 and "/app/" in on_disk[0], creates
         # From the context once per COPY (a file too big to keep is read for the cache key, then to be copied).
         assert len([p for p in reads if "/" not in p]) == 2 + (name == "big.bin"), reads
     build(ctx, "-q", "--no-cache", "-t", "added", dockerfile=ctx / "added.Dockerfile", env=EPOCH)
