@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -722,7 +722,7 @@ class Builder:
     @contextlib.contextmanager
     def _step_dir(self, memory: int = 0) -> Iterator[tuple[str, str, bool]]:
         """A scratch directory for one step with a fresh upperdir in it; removed afterwards. `memory`: the upper is
-        on a tmpfs of that size where one can be mounted (the third value says so; see Committer.commit's `rewrite`)."""
+        on a tmpfs of that size where one can be mounted (the third value says so: Committer.commit's `in_memory`)."""
         from builder import views
 
         path = tempfile.mkdtemp(prefix="step-", dir=self.workspace)
@@ -733,16 +733,15 @@ class Builder:
             shutil.rmtree(path, ignore_errors=True)
 
     def _commit(self, state: StageState, upper: str, created_by: str, contents: dict[str, bytes] | None = None,
-                rewrite: Callable[[], str] | None = None, key: str | None = None) -> None:
-        """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `rewrite`: see
-        Committer.commit; `key`: the step's cache key, whose entry (not used, as --no-cache said) may hold the blob."""
+                in_memory: bool = False, before: Image | None = None) -> None:
+        """Turn an upperdir into the stage's next layer (nothing when it is empty); `contents`, `in_memory`: see
+        Committer.commit; `before`: the step's cache entry (not used, as --no-cache said), which may hold the blob."""
         if not os.listdir(upper):
             self._history(state, created_by, True)
             return
         self._fork_server()  # before the committer's thread
-        before = self.cache.get(key) if key is not None else None
         previous = (before.diff_ids[-1], before.layers[-1]) if before is not None and before.layers else None
-        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, rewrite, previous)
+        diff_id, blob = self.committer.commit(upper, state.diff_ids, contents, in_memory, previous)
         state.config["rootfs"]["diff_ids"].append(str(diff_id))
         state.layers = [*state.layers, blob]
         self._history(state, created_by, False)
@@ -916,7 +915,13 @@ class Builder:
 
             lowerdirs = self._lowerdirs(state)
             owner = self._owner(spec.chown, lowerdirs)
-            memory = 0 if add or spec.from_ else staging_size(self.context, context_sources, exclude, spec.inline)
+            before = self.cache.get(key)  # a miss, or --no-cache: what the step made last time
+            # Written in memory first only when the layer is likely stored already (as last time, unpacked): then
+            # the store gets no files at all. A new layer is written on disk straight away, each file once.
+            likely_stored = before is not None and bool(before.diff_ids) \
+                and os.path.isdir(self.store.layer_dir(chain_ids(before.diff_ids)[-1]))
+            memory = staging_size(self.context, context_sources, exclude, spec.inline) \
+                if likely_stored and not add and not spec.from_ else 0
             with self._step_dir(memory) as (_, upper, staged), contextlib.ExitStack() as stack:
                 items: list[Item] = []
                 if spec.from_:
@@ -928,24 +933,13 @@ class Builder:
                     items += [Item(self.context, s) for s in context_sources]
                 items += [Item(inline=f) for f in spec.inline]
                 items += [Item(path=f.path, name=f.name, mode=0o600, mtime_ns=f.mtime_ns) for f in fetched.values()]
-
-                def write(upper: str) -> Copier:
-                    with contextlib.ExitStack() as view:
-                        target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
-                        copier = Copier(target, owner, spec.chmod, exclude)
-                        copy_items(copier, items, spec.dest, cfg.get("WorkingDir") or "/", add=add,
-                                   parents=spec.parents, instruction=ins.name)
-                    return copier
-
-                def rewrite() -> str:
-                    """The same COPY on disk, for the store (a step directory removed with this one's)."""
-                    disk = stack.enter_context(self._step_dir())[1]
-                    write(disk)
-                    views.copy_dir_times(upper, disk)
-                    return disk
-
-                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", write(upper).written,
-                             rewrite if staged else None, key)
+                with contextlib.ExitStack() as view:
+                    target = upper if spec.link else view.enter_context(views.writable(lowerdirs, upper))
+                    copier = Copier(target, owner, spec.chmod, exclude)
+                    copy_items(copier, items, spec.dest, cfg.get("WorkingDir") or "/", add=add,
+                               parents=spec.parents, instruction=ins.name)
+                self._commit(state, upper, f"{ins.name} {_one_line(ins.value, 1000)}", copier.written, staged,
+                             before)
             self._record(state, key)
             return False
         finally:

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from dockyard.digest import Digest, HashingWriter, chain_ids, verify
@@ -50,13 +50,12 @@ class Committer:
         self._pools: dict[str, ThreadPoolExecutor] = {}  # made by the first commit
 
     def commit(self, upper: str, lower_diff_ids: list[Digest], contents: Mapping[str, bytes] | None = None,
-               rewrite: Callable[[], str] | None = None,
-               previous: tuple[Digest, Descriptor] | None = None) -> tuple[Digest, Future]:
+               in_memory: bool = False, previous: tuple[Digest, Descriptor] | None = None) -> tuple[Digest, Future]:
         """Diff `upper` (which the store takes over as an unpacked layer); returns its diff_id and the blob to be.
-        `contents`: files' bytes known already, by their path in `upper` (see write_diff). `rewrite`: `upper` is
-        a throw-away copy in memory; if the store lacks the layer it gets the upper `rewrite` writes on disk
-        (checked to give the same diff). `previous`: a stored layer (diff_id, blob) the step made before, whose
-        blob is taken when the diff_id is the same: compression depends on nothing else, so it would be the same."""
+        `contents`: files' bytes known already, by their path in `upper` (see write_diff). `in_memory`: `upper` is
+        on a tmpfs; the store gets a copy of it on disk, and only if it lacks the layer. `previous`: a stored layer
+        (diff_id, blob) the step made before, whose blob is taken when the diff_id is the same: compression depends
+        on nothing else, so it would be the same."""
         from dockyard.layers import write_diff
 
         spool = _Spool(self.scratch)
@@ -84,16 +83,19 @@ class Committer:
             else:
                 blob = self._pool("layer-blob").submit(self._compress, spool)
         chain = chain_ids([*lower_diff_ids, diff_id])[-1]
-        if rewrite is None:
+        if not in_memory:
             self.store.adopt_layer_dir(upper, chain, discard=self._discard)
         elif not os.path.isdir(self.store.layer_dir(chain)):
-            disk = rewrite()
-            # Big files are read from the context again: the copy on disk must still be the layer diffed.
-            with open(os.devnull, "wb", buffering=_BUFFER) as null:
-                again = HashingWriter(null)
-                write_diff(disk, again, source_date_epoch=self.epoch, contents=contents)  # type: ignore[arg-type]
-            verify(diff_id, again.digest(), "the layer written again on disk (did its files change meanwhile?)")
-            self.store.adopt_layer_dir(disk, chain, discard=self._discard)
+            from builder.views import copy_upper
+
+            # The diffed tree itself, from memory: its sources (the context) are not read again.
+            disk = tempfile.mkdtemp(prefix="upper-", dir=self.scratch)
+            try:
+                copy_upper(upper, disk)
+                self.store.adopt_layer_dir(disk, chain, discard=self._discard)
+            except BaseException:
+                shutil.rmtree(disk, ignore_errors=True)
+                raise
         return diff_id, blob
 
     def _compress(self, spool: _Spool) -> Descriptor:

@@ -336,7 +336,7 @@ class BuildContext:
             try:
                 size = entry.key[2]
                 if size <= _KEEP_FILE and self._kept + size <= _KEEP_TOTAL:
-                    data = _read_exactly(fd, size, entry.rel)
+                    data = read_exactly(fd, size, entry.rel)
                     cached = hashlib.sha256(data).hexdigest()
                     self._contents[entry.key] = data
                     self._kept += size
@@ -428,7 +428,7 @@ class _DirFd:
         self.close()
 
 
-def _read_exactly(fd: int, size: int, rel: str) -> bytes:
+def read_exactly(fd: int, size: int, rel: str) -> bytes:
     """A file's `size` bytes; a file that changed size since it was listed fails (its key would be stale)."""
     data = b""
     while len(data) <= size:

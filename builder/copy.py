@@ -12,7 +12,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from builder.context import BuildContext, Entry, Source
+from builder.context import BuildContext, Entry, Source, read_exactly
 from builder.ignore import Ignore
 from builder.resolve import InlineFile
 from dockyard.compression import decompressed
@@ -23,6 +23,10 @@ from dockyard.inroot import resolve_beneath, secure_join
 _STAGE_LIMIT = 256 << 20
 _PAGE = 4096
 _STAGE_SLACK = 16 << 20
+# A context file this small is read whole to be copied, so the layer diff after the copy need not open it again;
+# bounded, as a context may be gigabytes (the bytes the context kept from hashing count too).
+_HOLD_FILE = 1 << 20
+_HOLD_TOTAL = 128 << 20
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAR_MAGIC_AT = 257
 
@@ -57,7 +61,7 @@ def is_archive(fd: int) -> bool:
     return head[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == b"ustar"
 
 
-def _copy_data(src: int, dst: int) -> None:
+def copy_data(src: int, dst: int) -> None:
     """Copy a whole file in the kernel (reflink or in-kernel copy where the filesystem can)."""
     try:
         while os.copy_file_range(src, dst, 1 << 30):
@@ -79,8 +83,8 @@ def _write_all(fd: int, data: bytes) -> None:
 def staging_size(reader: BuildContext, sources: list[Source], exclude: Ignore | None,
                  inline: list[InlineFile]) -> int:
     """The size of a tmpfs that holds what a COPY of these writes (files in whole pages, a page per symlink, room
-    for the directories it copies up), or 0 when that is too much to hold in memory: a COPY is written in memory
-    first so the store gets files only for a layer it does not already have, as its diff shows."""
+    for the directories it copies up), or 0 when that is too much to hold in memory: a COPY whose layer is likely
+    stored already is written in memory first, so the store gets files only if its diff shows a new layer."""
     pages = sum(-(-len(f.data.encode()) // _PAGE) for f in inline)
     for src in sources:
         for e in reader.walk(src, exclude):
@@ -101,6 +105,7 @@ class Copier:
         self._dir_times: list[tuple[str, int]] = []
         # The bytes of files written from memory, by path in the root: the layer diff need not read them back.
         self.written: dict[str, bytes] = {}
+        self._held = 0  # bytes put in `written` (an upper bound: replaced files are not taken off)
         # New files already belong to this process's user and group (new directories are given them too).
         self._own = owner == (os.geteuid(), os.getegid())
 
@@ -150,7 +155,7 @@ class Copier:
 
     def file_from_fd(self, src: int, real: str, mode: int, mtime_ns: int, what: str, fresh: bool = False) -> None:
         """Write one regular file from an open fd."""
-        self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _copy_data(src, fd))
+        self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: copy_data(src, fd))
         self.written.pop(self._in_root(real), None)
 
     def data(self, data: bytes, real: str, mode: int, what: str, mtime_ns: int | None = None,
@@ -158,6 +163,7 @@ class Copier:
         """Write one regular file from bytes (a heredoc, or a context file read when it was hashed)."""
         self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _write_all(fd, data))
         self.written[self._in_root(real)] = data
+        self._held += len(data)
 
     def _in_root(self, real: str) -> str:
         """The path of `real` (a path under the root) relative to the root."""
@@ -223,8 +229,15 @@ class Copier:
             os.lchown(real, self.uid, self.gid)
             os.utime(real, ns=(e.key[3], e.key[3]), follow_symlinks=False)
             return
-        data = reader.content(e)
-        if data is not None:  # read when the cache key was computed: no second open
+        data = reader.content(e)  # read when the cache key was computed: no second open
+        size = e.key[2]
+        if data is None and size <= _HOLD_FILE and self._held + size <= _HOLD_TOTAL:
+            src = reader.open(e.rel)
+            try:
+                data = read_exactly(src, size, e.rel)
+            finally:
+                os.close(src)
+        if data is not None:
             self.data(data, real, e.mode, e.rel, e.key[3], fresh)
             return
         src = reader.open(e.rel)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 
@@ -30,14 +31,64 @@ def in_memory(path: str, size: int) -> Iterator[bool]:
         rootfs.unmount(path)
 
 
-def copy_dir_times(src: str, dest: str) -> None:
-    """Give each directory under `dest` the times of its namesake under `src`: an upper written again differs from
-    the first only there (the parents its copy made or copied up took the time of the writing)."""
-    for dirpath, dirnames, _ in os.walk(src):
-        for name in dirnames:
-            st = os.lstat(os.path.join(dirpath, name))
-            rel = os.path.relpath(os.path.join(dirpath, name), src)
-            os.utime(os.path.join(dest, rel), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+def copy_upper(src: str, dest: str) -> None:
+    """Copy an upper dir written in memory into the empty directory `dest` with everything its diff reads (types,
+    owners, modes, times, xattrs, hard links): a new layer diffed on a tmpfs is kept on disk without reading its
+    sources again."""
+    from builder.copy import copy_data
+
+    links: dict[tuple[int, int], str] = {}  # (dev, ino) -> the first copy of a hard-linked file
+    dirs: list[tuple[str, os.stat_result]] = []
+    stack = [(src, dest)]
+    while stack:
+        sdir, ddir = stack.pop()
+        with os.scandir(sdir) as it:
+            entries = [(e.path, os.path.join(ddir, e.name), e.stat(follow_symlinks=False)) for e in it]
+        for spath, dpath, st in entries:
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                os.mkdir(dpath, 0o700)
+                _metadata(spath, dpath, st, times=False)
+                dirs.append((dpath, st))  # its times are set once its children are in
+                stack.append((spath, dpath))
+            elif stat.S_ISREG(mode):
+                first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+                if first is not None:
+                    os.link(first, dpath)
+                    continue
+                links[(st.st_dev, st.st_ino)] = dpath
+                fin = os.open(spath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    fout = os.open(dpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                    try:
+                        copy_data(fin, fout)
+                    finally:
+                        os.close(fout)
+                finally:
+                    os.close(fin)
+                _metadata(spath, dpath, st)
+            elif stat.S_ISLNK(mode):
+                os.symlink(os.readlink(spath), dpath)
+                _metadata(spath, dpath, st)
+            elif not stat.S_ISSOCK(mode):  # devices (whiteouts among them) and fifos; a diff skips sockets
+                os.mknod(dpath, mode, st.st_rdev)
+                _metadata(spath, dpath, st)
+    for dpath, st in reversed(dirs):  # listed after their parents: reversed, a parent's times are set last
+        os.utime(dpath, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    top = os.stat(src)
+    os.chmod(dest, stat.S_IMODE(top.st_mode))
+
+
+def _metadata(spath: str, dpath: str, st: os.stat_result, times: bool = True) -> None:
+    """Give `dpath` the owner, mode, xattrs and (unless not yet) times `spath` has; a symlink's own."""
+    os.chown(dpath, st.st_uid, st.st_gid, follow_symlinks=False)
+    link = stat.S_ISLNK(st.st_mode)
+    if not link:
+        os.chmod(dpath, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
+    for key in os.listxattr(spath, follow_symlinks=False):
+        os.setxattr(dpath, key, os.getxattr(spath, key, follow_symlinks=False), follow_symlinks=False)
+    if times:
+        os.utime(dpath, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def new_upper(parent: str) -> str:

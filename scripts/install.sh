@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" != 0 ]; then echo "install.sh: run as root" >&2; exit 1; fi
 apt-get update -q
 apt-get install -y -q \
-    busybox-static skopeo podman podman-compose buildah runc umoci docker-registry apache2-utils wrk openssh-client \
+    busybox-static skopeo podman podman-compose buildah runc umoci docker-registry apache2-utils wrk openssh-client strace \
     nftables iptables iproute2 uidmap fuse-overlayfs catatonit libseccomp2 gcc libc6-dev tar gzip zstd xz-utils bzip2 ca-certificates \
     ceph-mon ceph-osd radosgw ceph-common postgresql chromium fonts-dejavu-core redis-server haproxy qemu-user-static >/dev/null
 # Multi-platform tests: Debian's arm64 busybox-static, fetched now so the suite needs no internet
