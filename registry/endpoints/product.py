@@ -3,19 +3,30 @@ registry's path stays as it was. The model is imported only when it is on (SQLAl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from flask import request
 
 from dockyard.digest import Digest
 from dockyard.distribution import RegistryError
+from registry.auth import generation_of
 from registry.context import state
 
 if TYPE_CHECKING:
     from registry.model.artifacts import Manifest
     from registry.model.policy import Actor, Refused
+
+
+@functools.cache
+def _model() -> SimpleNamespace:
+    """The model's modules a pull uses, imported at the first (SQLAlchemy is heavy); an import statement per pull
+    would cost more than the check it makes."""
+    from registry.model import artifacts, policy, trust
+    return SimpleNamespace(artifacts=artifacts, policy=policy, trust=trust)
 
 
 def actor() -> Actor:
@@ -84,12 +95,9 @@ def check_pull(name: str, digest: Digest) -> None:
     reg = state()
     if reg.model is None:
         return
-    from registry.auth import generation_of
-    from registry.model import trust
-    from registry.model.policy import Refused
     try:  # not _policies(): a generator's context costs more than the check when content trust is off
-        trust.check_pull(reg.model, name, str(digest), generation_of(request.environ, reg.model))
-    except Refused as e:
+        _model().trust.check_pull(reg.model, name, str(digest), generation_of(request.environ, reg.model))
+    except _model().policy.Refused as e:
         raise as_registry_error(e) from None
 
 
@@ -98,10 +106,9 @@ def record_pull(name: str, digest: Digest, tag: str | None) -> None:
     reg = state()
     if reg.model is None:
         return
-    from registry.model import artifacts
     environ = request.environ  # once, as in actor(): a pull's every step counts on the registry's busiest path
-    artifacts.record_pull(reg.model, name, str(digest), tag, environ.get("registry.user") or "",
-                          environ.get("REMOTE_ADDR") or "", request.host)
+    _model().artifacts.record_pull(reg.model, name, str(digest), tag, environ.get("registry.user") or "",
+                                   environ.get("REMOTE_ADDR") or "", request.host)
 
 
 def delete_tag(name: str, tag: str) -> bool | None:
