@@ -327,3 +327,36 @@ def test_build_outputs_every_platform(built, tmp_path):
         other = str(tmp_path / kind)
         run_cli(other, "load", "-i", str(out / f"{kind}.tar"))
         assert [str(e.digest) for e in Store(other).entries()] == [iid], kind
+
+
+def test_a_missing_emulator_is_named(built, tmp_path):
+    """No qemu for the platform, or no handler and no qemu-user-static config for it: `run` and a RUN step say
+    exactly what is missing, in one line, and leave no container and no image behind."""
+    root = built["root"]
+    rootfs = _rootfs_tar(tmp_path, "any", "/bin/busybox")
+    for platform in ("linux/s390x", "linux/sparc64"):
+        run_cli(root, "import", "--platform", platform, str(rootfs), f"base-{platform[6:]}")
+    handler = "/proc/sys/fs/binfmt_misc/qemu-s390x"
+    if os.path.exists(handler):  # registered by an earlier run: unregister it (dockyard registers it when needed)
+        Path(handler).write_text("-1")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM base-s390x\nRUN true\n")
+    # qemu-user-static's handler files hidden as on a host without the package: an empty tmpfs over their dirs.
+    hide = "mount -t tmpfs none /usr/lib/binfmt.d && { [ ! -d /etc/binfmt.d ] || mount -t tmpfs none /etc/binfmt.d; }"
+    missing = ("cannot run linux/s390x binaries: no binfmt_misc handler qemu-s390x and no "
+               "/usr/lib/binfmt.d/qemu-s390x.conf (install qemu-user-static)")
+    images = run_cli(root, "images", "-q").out
+    for where, args in (("", ["run", "--rm", "--network", "none", "base-s390x", "true"]),
+                        ("Dockerfile:2: ", ["build", "--network", "none", "--platform", "linux/s390x", "-t", "never",
+                                            str(ctx)])):
+        p = subprocess.run([tool("unshare"), "-m", "--propagation", "private", "sh", "-c",
+                            f'{hide} && exec "$@"', "sh", sys.executable, "-m", "dockyard", *args],
+                           capture_output=True, text=True, env={**os.environ, "DOCKYARD_ROOT": root})
+        assert p.returncode != 0 and p.stderr.splitlines()[-1] == f"Error: {where}{missing}", p.stderr
+        assert "Traceback" not in p.stderr
+    assert not os.path.exists(handler)
+    res = run_cli(root, "run", "--rm", "--network", "none", "base-sparc64", "true", check=False)
+    assert res.code != 0 and res.err == "Error: cannot run linux/sparc64 binaries: no qemu emulator is known for " \
+        "sparc64\n", res.err
+    assert run_cli(root, "ps", "-aq").out == "" and run_cli(root, "images", "-q").out == images
