@@ -5,6 +5,7 @@ The client needs little of a general HTTP library, and `requests` costs ~40 ms t
 
 from __future__ import annotations
 
+import _thread
 import heapq
 import http.client
 import json
@@ -151,33 +152,43 @@ class Watchdog:
 
 class _Deadlines:
     """One thread firing every armed Watchdog at its deadline: a timer thread per request cost a thread start each
-    (a pull of 40 small layers made ~45 of them)."""
+    (a pull of 40 small layers made ~45 of them).
+
+    Its condition is made at the first use in each process, so a gevent worker (the pull-through cache) gets
+    gevent's, patched in after the fork: a real lock there would block the worker's hub in wait(), and a greenlet
+    switch inside it would let another greenlet of the same thread enter.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Watchdog]] = []
-        self._count = 0  # ties on the deadline never compare watchdogs
-        self._running = False
+        self._made = _thread.allocate_lock()  # guards only the making of the condition
+        self._forked()
         os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
-        self._cond, self._heap, self._running = threading.Condition(), [], False
+        self._cond: threading.Condition | None = None
+        self._heap: list[tuple[float, int, Watchdog]] = []
+        self._count = 0  # ties on the deadline never compare watchdogs
+
+    def _condition(self) -> threading.Condition:
+        with self._made:
+            if self._cond is None:
+                self._cond = threading.Condition()
+                threading.Thread(target=self._run, args=(self._cond,), name="http-deadlines", daemon=True).start()
+            return self._cond
 
     def add(self, w: Watchdog) -> None:
-        with self._cond:
+        cond = self._cond or self._condition()
+        with cond:
             while self._heap and self._heap[0][2].cancelled:  # answered: drop them here, not on a wake-up
                 heapq.heappop(self._heap)
             self._count += 1
             heapq.heappush(self._heap, (w.deadline, self._count, w))
-            if not self._running:
-                self._running = True
-                threading.Thread(target=self._run, name="http-deadlines", daemon=True).start()
-            elif self._heap[0][2] is w:  # earlier than what the thread sleeps until
-                self._cond.notify()
+            if self._heap[0][2] is w:  # earlier than what the thread sleeps until
+                cond.notify()
 
-    def _run(self) -> None:
+    def _run(self, cond: threading.Condition) -> None:
         while True:
-            with self._cond:
+            with cond:
                 due: list[Watchdog] = []
                 now = time.monotonic()
                 while self._heap and (self._heap[0][2].cancelled or self._heap[0][0] <= now):
@@ -185,7 +196,7 @@ class _Deadlines:
                     if not w.cancelled:
                         due.append(w)
                 if not due:
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    cond.wait(self._heap[0][0] - now if self._heap else None)
             for w in due:
                 w.fire()
 
