@@ -156,16 +156,18 @@ class _Deadlines:
 
     Its condition is made at the first use in each process, so a gevent worker (the pull-through cache) gets
     gevent's, patched in after the fork: a real lock there would block the worker's hub in wait(), and a greenlet
-    switch inside it would let another greenlet of the same thread enter.
+    switch inside it would let another greenlet of the same thread enter. An idle thread ends before a fork (a
+    pull then a container start): a fork copying threads is unsafe, and Python 3.12 warns of it.
     """
 
     def __init__(self) -> None:
-        self._made = _thread.allocate_lock()  # guards only the making of the condition
+        self._made = _thread.allocate_lock()  # guards the making and ending of the thread
         self._forked()
-        os.register_at_fork(after_in_child=self._forked)
+        os.register_at_fork(before=self._end_idle, after_in_child=self._forked)
 
     def _forked(self) -> None:
         self._cond: threading.Condition | None = None
+        self._thread: threading.Thread | None = None
         self._heap: list[tuple[float, int, Watchdog]] = []
         self._count = 0  # ties on the deadline never compare watchdogs
 
@@ -173,22 +175,44 @@ class _Deadlines:
         with self._made:
             if self._cond is None:
                 self._cond = threading.Condition()
-                threading.Thread(target=self._run, args=(self._cond,), name="http-deadlines", daemon=True).start()
+                self._thread = threading.Thread(target=self._run, args=(self._cond,), name="http-deadlines",
+                                                daemon=True)
+                self._thread.start()
             return self._cond
 
-    def add(self, w: Watchdog) -> None:
-        cond = self._cond or self._condition()
-        with cond:
-            while self._heap and self._heap[0][2].cancelled:  # answered: drop them here, not on a wake-up
-                heapq.heappop(self._heap)
-            self._count += 1
-            heapq.heappush(self._heap, (w.deadline, self._count, w))
-            if self._heap[0][2] is w:  # earlier than what the thread sleeps until
+    def _end_idle(self) -> None:
+        """End the thread when no watchdog is armed; the next add() starts another."""
+        with self._made:
+            cond, thread = self._cond, self._thread
+            if cond is None or thread is None:
+                return
+            with cond:
+                if not all(w.cancelled for _, _, w in self._heap):
+                    return  # a request in another thread: the fork copies threads anyway
+                self._heap.clear()
+                self._cond = self._thread = None
                 cond.notify()
+            thread.join()
+
+    def add(self, w: Watchdog) -> None:
+        while True:
+            cond = self._cond or self._condition()
+            with cond:
+                if self._cond is not cond:
+                    continue  # its thread ended meanwhile
+                while self._heap and self._heap[0][2].cancelled:  # answered: drop them here, not on a wake-up
+                    heapq.heappop(self._heap)
+                self._count += 1
+                heapq.heappush(self._heap, (w.deadline, self._count, w))
+                if self._heap[0][2] is w:  # earlier than what the thread sleeps until
+                    cond.notify()
+                return
 
     def _run(self, cond: threading.Condition) -> None:
         while True:
             with cond:
+                if self._cond is not cond:
+                    return  # ended before a fork
                 due: list[Watchdog] = []
                 now = time.monotonic()
                 while self._heap and (self._heap[0][2].cancelled or self._heap[0][0] <= now):

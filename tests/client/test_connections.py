@@ -151,3 +151,39 @@ def test_http_proxy_from_the_environment(servers, monkeypatch):
     r.close()
     assert len(proxy.seen) == 1 and direct.seen[-1][0] == "/v2/"
     pool.close()
+
+
+_FORK_AFTER_A_REQUEST = """
+import os, ssl, sys, threading
+from registry.client.connections import Pool
+pool = Pool(ssl.create_default_context, "dockyard-test", 5)
+r = pool.request("GET", sys.argv[1])
+r.read()
+r.close()
+threads = threading.active_count()
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+print(threads, threading.active_count())
+# The deadline thread comes back with the next armed watchdog, and fires it.
+import socket, time
+from registry.client.connections import Watchdog
+a, b = socket.socketpair()
+w = Watchdog(a, 0.2)
+time.sleep(1)
+print("fired" if w.fired else "not fired", threading.active_count())
+a.close()
+b.close()
+"""
+
+
+def test_the_deadline_thread_ends_before_a_fork(servers):
+    """A pull then a fork (a container start) copies no idle thread; Python 3.12 would warn of one."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-W", "error", "-c", _FORK_AFTER_A_REQUEST, _url(servers[0], "/x")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["2 1", "fired 2"]  # it ran for the request, was gone at the fork, came back
