@@ -12,7 +12,9 @@ import fcntl
 import functools
 import os
 import signal
+import socket
 import ssl
+import struct
 import warnings
 from typing import BinaryIO
 
@@ -31,6 +33,8 @@ from registry.context import ResponseAborted
 
 # Longest pause between tries of a contended lock: short against the time locks are held (one request).
 _LOCK_POLL_MAX = 0.05
+# Linux's struct tcp_info up to tcpi_unacked, which for a listening socket is the length of its accept queue.
+_TCP_INFO_ACCEPT_QUEUE = struct.Struct("=24xI")
 # Bytes one response may send before other connections get a turn (a few ms on loopback).
 _SENDFILE_SLICE = 16 << 20
 
@@ -70,10 +74,8 @@ class RegistryWorker(GeventWorker):
         servers = []
         for s in self.sockets:
             s.setblocking(1)
-            server = StreamServer(s, handle=functools.partial(self.handle, s), spawn=Pool(self.worker_connections),
-                                  **ssl_args)
-            if self.cfg.workers > 1:
-                server.max_accept = 1  # leave the other connections waiting in the backlog to the other workers
+            server = _SharedListenerServer(s, self.cfg.workers, handle=functools.partial(self.handle, s),
+                                           spawn=Pool(self.worker_connections), **ssl_args)
             server.start()
             servers.append(server)
         while self.alive:
@@ -127,6 +129,32 @@ class RegistryWorker(GeventWorker):
             raise StopIteration() from None
         finally:
             sock.settimeout(None)
+
+
+class _SharedListenerServer(StreamServer):
+    """A StreamServer on a listening socket that `workers` processes share, taking its share of each burst (see
+    accept_share)."""
+
+    def __init__(self, listener, workers: int, **kwargs):
+        self._listener, self._workers = listener, workers  # first: the base class reads max_accept
+        super().__init__(listener, **kwargs)
+
+    @property
+    def max_accept(self) -> int:
+        """How many connections to accept now; gevent reads it each time the listening socket is readable."""
+        return accept_share(self._listener, self._workers)
+
+
+def accept_share(listener: socket.socket, workers: int) -> int:
+    """How many of the connections waiting on a TCP listening socket shared by `workers` processes one of them takes
+    when it wakes: its share, rounded up (a last odd one is taken, not left waiting), and at least one."""
+    # One a wake (gunicorn's choice) left a burst of new connections in the backlog for a loop pass each, and a pass
+    # serves a request on every busy connection of the worker: with 64 connections the last ones waited 0.6 s for
+    # their first answer. All of them (gevent's default) lets the worker that wakes first take the whole burst, and a
+    # kept-alive connection stays with its worker while the other one idles.
+    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_ACCEPT_QUEUE.size)
+    waiting = _TCP_INFO_ACCEPT_QUEUE.unpack(info)[0]
+    return max(1, -(-waiting // workers))
 
 
 class _Stopping(Exception):
