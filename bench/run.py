@@ -7,7 +7,10 @@ bridge network (dockyard's on a bench bridge, 10.242.0.0/16, torn down after); a
 `python -c pass` is timed too: the interpreter's own start, which every dockyard command pays and no change of ours
 can cut (site hooks of the machine included). Each series prints its median and quartiles: a wide spread means a
 busy machine.
-Usage: python bench/run.py [--rounds 10]   (root; podman with /etc/containers/containers.conf set up)
+--phases also splits `dockyard run --rm --network none` into its phases (interpreter with site, imports, create,
+spawn, container, cleanup), and again with every module it imports loaded beforehand: what is left then is what a
+run would cost a resident, pre-imported process.
+Usage: python bench/run.py [--rounds 10] [--phases]   (root; podman with /etc/containers/containers.conf set up)
 """
 
 from __future__ import annotations
@@ -25,6 +28,46 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = f"localhost/dockyard-bench-run-{os.getpid()}:latest"
+# One `run --rm --network none busybox /bin/true` in a fresh interpreter that stamps its phases (the functions that
+# bound them wrapped) and prints them, with the modules the run imported, to stderr as it exits. $PRELOAD names
+# modules to import before the clock starts (the clock then starts after them).
+PHASED_RUN = r"""
+import time
+T0 = time.perf_counter()
+import importlib, os, sys
+for name in filter(None, os.environ.get("PRELOAD", "").split(",")):
+    importlib.import_module(name)
+T0 = time.perf_counter() if os.environ.get("PRELOAD") else T0
+before = set(sys.modules)
+sys.argv = ["dockyard", "run", "--rm", "--network", "none", "busybox", "/bin/true"]
+M = {}
+from dockyard.cli import main
+M["cli"] = time.perf_counter()
+import runner.create, runner.runtime
+def stamp(module, name, first, last):
+    f = getattr(module, name)
+    def stamped(*a, **k):
+        M.setdefault(first, time.perf_counter())
+        try:
+            return f(*a, **k)
+        finally:
+            M[last] = time.perf_counter()
+    setattr(module, name, stamped)
+stamp(runner.create, "create", "create", "created")
+stamp(runner.runtime, "_spawn", "spawn", "forked")
+stamp(runner.runtime, "_reap", "reap", "reaped")
+real_exit = os._exit
+def _exit(code):
+    M["exit"] = time.perf_counter()
+    ms = [(M[k] - T0) * 1000 for k in ("cli", "create", "created", "forked", "reaped", "exit")]
+    mods = ",".join(sorted(n for n in set(sys.modules) - before if n.split(".")[0] in ("dockyard", "runner")))
+    sys.stderr.write(f"PHASES {' '.join(map(str, ms))} {mods}\n")
+    sys.stderr.flush()
+    real_exit(code)
+os._exit = _exit
+main.main()
+"""
+PHASES = ("interpreter+site", "cli import", "imports+parse", "create", "spawn", "container", "after exit")
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:
@@ -33,9 +76,39 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     return time.perf_counter() - t
 
 
+def phased(env: dict, preload: str = "") -> tuple[list[float], str]:
+    """One phased run (PHASED_RUN): the wall time of each of PHASES in ms, and the modules of ours it imported."""
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", PHASED_RUN], env={**env, "PRELOAD": preload}, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    total = (time.perf_counter() - t) * 1000
+    words = next(line for line in p.stderr.splitlines() if line.startswith("PHASES ")).split()
+    cli, create, created, forked, reaped, end = map(float, words[1:7])
+    return [total - end, cli, create - cli, created - create, forked - created, reaped - forked, end - reaped], \
+        words[7] if len(words) > 7 else ""
+
+
+def print_phases(rounds: int, env: dict) -> None:
+    """Median phases of `run --rm --network none`, as it is and with its modules (and the stdlib's) pre-imported."""
+    _, ours = phased(env)  # (also the warm-up)
+    probe = "import sys; print(','.join(sorted(sys.modules)))"
+    bare = set(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.split(","))
+    loaded = subprocess.run([sys.executable, "-c", f"import {ours}; {probe}"], env=env, capture_output=True,
+                            text=True).stdout.strip().split(",")
+    preload = ",".join(sorted(set(loaded) - bare))
+    for title, pre in (("as it is", ""), ("pre-imported", preload)):
+        rows = [phased(env, pre)[0] for _ in range(rounds)]
+        cols = [statistics.median(col) for col in zip(*rows, strict=True)]
+        # Pre-imported, the interpreter's time holds the imports and the CLI's is none: the rest is the run's own.
+        shown = [(name, ms) for name, ms in zip(PHASES, cols, strict=True) if not (pre and name in PHASES[:2])]
+        print(f"phases, {title} (median ms): " + ", ".join(f"{name} {ms:.1f}" for name, ms in shown)
+              + f"; sum {sum(ms for _, ms in shown):.1f}" + (" (what a resident process would spend)" if pre else ""))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--phases", action="store_true", help="also split `run --rm --network none` into its phases")
     opts = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-run-")
     env = {**os.environ, "DOCKYARD_ROOT": os.path.join(work, "store"), "DOCKYARD_BRIDGE": "dybench0",
@@ -87,6 +160,8 @@ def main() -> int:
               f"{med['dockyard --network none'] / med['podman --network none']:.2f}")
         print(f"ratio dockyard/runc floor (none):     {med['dockyard --network none'] / med['runc run (floor)']:.2f}"
               "  (goal ≤ 1.5)")
+        if opts.phases:
+            print_phases(opts.rounds, env)
     finally:
         subprocess.run([sys.executable, "-c", "from runner.network import networks; networks.reset()"], env=env)
         subprocess.run(["podman", "rmi", "-f", IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -25,27 +25,34 @@ from runner import linux
 _titles: list[ctypes.Array] = []  # what /proc/PID/cmdline points at must live as long as the process
 
 
-def conceal(title: list[str]) -> None:
-    """(in a forked, single-threaded child, before it joins a container) non-dumpable, exe a read-only copy,
-    cmdline the words of `title`."""
+def conceal(title: list[str], copy_exe: bool = True) -> None:
+    """(in a forked, single-threaded child, before it joins a container) non-dumpable, cmdline the words of `title`,
+    and with `copy_exe` exe a read-only copy (needed only where a process with CAP_SYS_PTRACE may look)."""
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
-    exe = os.readlink("/proc/self/exe")
-    copy = _read_only_copy("/proc/self/exe")
+    copy = _read_only_copy("/proc/self/exe") if copy_exe else -1
     try:
-        # The kernel repoints exe only when the old file is mapped nowhere in the process.
-        with open("/proc/self/maps") as f:
-            mappings = [line.split(maxsplit=5) for line in f]
-        for m in mappings:
-            if len(m) == 6 and m[5].rstrip("\n") == exe:
-                start, end = (int(x, 16) for x in m[0].split("-"))
-                perms = m[1]
-                linux.anonymize(start, end - start, (perms[0] == "r") | (perms[1] == "w") << 1 | (perms[2] == "x") << 2)
+        if copy >= 0:
+            _unmap_exe()
         raw = b"\0".join(w.encode(errors="replace") for w in title) + b"\0"
         text = ctypes.create_string_buffer(raw, len(raw))
         _titles.append(text)
-        linux.set_mm(copy, ctypes.addressof(text), len(raw))
+        linux.set_mm(copy, ctypes.addressof(text), len(raw))  # (-1: exe stays as it is)
     finally:
-        os.close(copy)
+        if copy >= 0:
+            os.close(copy)
+
+
+def _unmap_exe() -> None:
+    """Replace every mapping of our executable by an anonymous copy: the kernel repoints exe only when the old file
+    is mapped nowhere in the process."""
+    exe = os.readlink("/proc/self/exe")
+    with open("/proc/self/maps") as f:
+        mappings = [line.split(maxsplit=5) for line in f]
+    for m in mappings:
+        if len(m) == 6 and m[5].rstrip("\n") == exe:
+            start, end = (int(x, 16) for x in m[0].split("-"))
+            perms = m[1]
+            linux.anonymize(start, end - start, (perms[0] == "r") | (perms[1] == "w") << 1 | (perms[2] == "x") << 2)
 
 
 def _read_only_copy(path: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import DockyardError, NotFound
 from dockyard.fsutil import atomic_write, read_text
@@ -13,7 +13,9 @@ from runner import spec
 from runner.cgroups import container_path
 from runner.containers import Container, Containers, check_name, new_id, now
 from runner.network.endpoint import DEFAULT_NETWORK, EndpointConfig
-from runner.volumes import MountSpec
+
+if TYPE_CHECKING:
+    from runner.volumes import MountSpec
 
 NETNS_DIR = "/run/dockyard/netns"
 NETWORK_KEYS = ("name", "alias", "ip")  # of --network's long form
@@ -301,7 +303,7 @@ def create(root: str, opts: Options) -> Container:
     from dockyard import users
     from dockyard.image import Platform
     from dockyard.store import Store
-    from runner import binfmt, rootfs, volumes
+    from runner import binfmt, rootfs
 
     store = Store(root)
     image = store.resolve(opts.image, Platform.parse(opts.platform) if opts.platform else None)
@@ -367,11 +369,15 @@ def create(root: str, opts: Options) -> Container:
         user = users.resolve(user_text, users.read_layered(lowerdirs, "etc/passwd"),
                              users.read_layered(lowerdirs, "etc/group"))
         specs = list(opts.mounts)
-        for ref in opts.volumes_from:
-            name, _, mode = ref.partition(":")
-            specs[:0] = volumes.volumes_from(store_containers.find(name).mounts, mode)
-        mounts, records = volumes.resolve(root, specs, list((icfg.get("Volumes") or {}).keys()), lowerdirs)
-        c.mounts = records
+        image_volumes = list((icfg.get("Volumes") or {}).keys())
+        mounts: list[spec.Mount] = []
+        if specs or opts.volumes_from or image_volumes:  # (only then: a run with none spares the volume code's import)
+            from runner import volumes
+
+            for ref in opts.volumes_from:
+                name, _, mode = ref.partition(":")
+                specs[:0] = volumes.volumes_from(store_containers.find(name).mounts, mode)
+            mounts, c.mounts = volumes.resolve(root, specs, image_volumes, lowerdirs)
         net_mode = network if network in ("host", "none") else os.path.join(NETNS_DIR, cid)
         if joined is not None:  # the files of the namespace's owner, as docker shares them
             from runner.network.container import joined_id
@@ -409,7 +415,8 @@ def create(root: str, opts: Options) -> Container:
             if opts.init and opts.runtime == "dockyard":
                 oci["annotations"][spec.INIT_ANNOTATION] = "true"
             atomic_write(os.path.join(cdir, "config.json"), json.dumps(oci).encode(), durable=not c.ephemeral)
-            store_containers.save(c)
+            if c.mounts:  # the one change since `add` wrote the record (a run without mounts spares the rewrite)
+                store_containers.save(c)
     except BaseException:
         remove_files(root, c)
         raise

@@ -7,8 +7,6 @@ import os
 import time
 from collections.abc import Iterator
 
-from runner import jsonl
-
 MAX_BYTES = 8 << 20  # the journal is trimmed to its newer half past this size
 
 
@@ -66,6 +64,8 @@ def matches(event: dict, filters: dict[str, list[str]]) -> bool:
 def read(root: str, since_ns: int = 0, until_ns: int | None = None, follow: bool = False,
          filters: dict[str, list[str]] | None = None) -> Iterator[dict]:
     """Events in order, from `since_ns`; with follow, keep waiting for new ones (until `until_ns`)."""
+    from runner import jsonl  # (here: appending, which every `run` does, needs none of it)
+
     path = _path(root)
     while not os.path.exists(path):
         if not follow:

@@ -56,6 +56,19 @@ def container_init(
     os._exit(code)
 
 
+def _ptrace_may_see(namespaces: list[dict], proc: dict) -> bool:
+    """Whether a process with CAP_SYS_PTRACE may see this init before its exec, so that the exe copy is needed.
+
+    In a pid namespace of its own the init is seen only by the container's processes (those of an exec that
+    comes early included), whose capabilities never exceed the bounding set `become` gives the container (but
+    for an `exec --privileged`, whose every capability contains nothing anyway); a shared or the host's pid
+    namespace shows it to processes of other bounds.
+    """
+    pid = next((n for n in namespaces if n["type"] == "pid"), None)
+    bounding = (proc.get("capabilities") or {}).get("bounding") or []
+    return pid is None or bool(pid.get("path")) or "CAP_SYS_PTRACE" in bounding
+
+
 def _prepare_process(stdio: tuple[int, int, int], keep: list[int]) -> None:
     """Default signal dispositions (ignored ones survive exec), stdio on 0-2, every other fd but `keep` closed."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGQUIT,
@@ -77,7 +90,8 @@ def _setup(config: dict, bundle: str, cgroup: Cgroup | None, exec_fifo: str | No
     proc = config["process"]
     reaper_too = (config.get("annotations") or {}).get(INIT_ANNOTATION) == "true"
     # Before anything of the container exists: with --init we stay its pid 1 for good.
-    conceal.conceal(["dockyard-init", "--", *(proc.get("args") or [])] if reaper_too else ["dockyard-init"])
+    conceal.conceal(["dockyard-init", "--", *(proc.get("args") or [])] if reaper_too else ["dockyard-init"],
+                    copy_exe=reaper_too or _ptrace_may_see(lnx.get("namespaces") or [], proc))
     if die_with_parent:  # from the start, so setup never outlives the runtime either
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     if cgroup is not None:

@@ -11,24 +11,14 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
 from runner import events, monitor
 from runner.containers import Container, Containers
 
-
-@dataclass
-class ProcessTable:
-    """`top`: ps's header and its lines for the container's processes, as ps printed them."""
-
-    header: str
-    lines: list[str]
-
-    def as_docker(self) -> dict:
-        """docker's {"Titles": [...], "Processes": [[...]]} (the last column keeps its spaces)."""
-        titles = self.header.split()
-        return {"Titles": titles, "Processes": [line.split(None, len(titles) - 1) for line in self.lines]}
+if TYPE_CHECKING:
+    from runner.listing import ProcessTable
 
 
 # --- create / start ---
@@ -360,6 +350,7 @@ def top(c: Container, ps_args: list[str] | None = None) -> ProcessTable:
     import subprocess
 
     from runner.cgroups import Cgroup
+    from runner.listing import ProcessTable
 
     if not c.running:
         raise DockyardError(f"container {c.name} is not running")

@@ -196,8 +196,8 @@ class _MmMap(ctypes.Structure):
 
 
 def set_mm(exe_fd: int, args: int, args_length: int) -> None:
-    """PR_SET_MM_MAP: /proc/self/exe becomes `exe_fd`, /proc/self/cmdline the `args_length` bytes at address `args`,
-    /proc/self/environ empty; the rest of the memory map stays as it is."""
+    """PR_SET_MM_MAP: /proc/self/exe becomes `exe_fd` (-1: stays), /proc/self/cmdline the `args_length` bytes at
+    address `args`, /proc/self/environ empty; the rest of the memory map stays as it is."""
     with open("/proc/self/stat", "rb") as f:
         fields = f.read().rpartition(b")")[2].split()
 
@@ -207,7 +207,7 @@ def set_mm(exe_fd: int, args: int, args_length: int) -> None:
     mm = _MmMap(start_code=field(26), end_code=field(27), start_data=field(45), end_data=field(46),
                 start_brk=field(47), brk=_libc.sbrk(0), start_stack=field(28), arg_start=args,
                 arg_end=args + args_length, env_start=args + args_length, env_end=args + args_length, auxv=0,
-                auxv_size=0, exe_fd=exe_fd)
+                auxv_size=0, exe_fd=exe_fd & 0xFFFFFFFF)  # the kernel's (u32)-1: no change
     _check(_libc.prctl(PR_SET_MM, PR_SET_MM_MAP, ctypes.byref(mm), ctypes.sizeof(mm), 0), "prctl(PR_SET_MM_MAP)")
 
 

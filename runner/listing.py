@@ -33,6 +33,19 @@ class PortBinding:
         return f"{self.host_ip or '0.0.0.0'}:{self.host_port}"
 
 
+@dataclass
+class ProcessTable:
+    """`top`: ps's header and its lines for the container's processes, as ps printed them."""
+
+    header: str
+    lines: list[str]
+
+    def as_docker(self) -> dict:
+        """docker's {"Titles": [...], "Processes": [[...]]} (the last column keeps its spaces)."""
+        titles = self.header.split()
+        return {"Titles": titles, "Processes": [line.split(None, len(titles) - 1) for line in self.lines]}
+
+
 def _attachment(root: str, c: Container):
     """The network side's record of a running container on a bridge or user network (else None)."""
     if c.host_config.get("NetworkMode") in ("host", "none") or not c.running:

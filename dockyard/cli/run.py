@@ -101,7 +101,7 @@ def _store():
 
 
 def _options(args: argparse.Namespace):
-    from runner import create, volumes
+    from runner import create
 
     env = []
     for path in args.env_file:
@@ -111,9 +111,13 @@ def _options(args: argparse.Namespace):
     for item in args.label:
         key, _, value = item.partition("=")
         labels[key] = value
-    mounts = [volumes.parse_volume_flag(v) for v in args.volume]
-    mounts += [volumes.parse_mount_flag(m) for m in args.mount]
-    mounts += [volumes.parse_tmpfs_flag(t) for t in args.tmpfs]
+    mounts = []
+    if args.volume or args.mount or args.tmpfs:  # (only then: a run with none spares the volume code's import)
+        from runner import volumes
+
+        mounts = [volumes.parse_volume_flag(v) for v in args.volume]
+        mounts += [volumes.parse_mount_flag(m) for m in args.mount]
+        mounts += [volumes.parse_tmpfs_flag(t) for t in args.tmpfs]
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
