@@ -23,7 +23,8 @@ from dockyard.inroot import resolve_beneath, secure_join
 _STAGE_LIMIT = 256 << 20
 _PAGE = 4096
 _STAGE_SLACK = 16 << 20
-_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# How a file the copy writes is made: new (nothing there to follow or replace unseen), never a link's target.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAR_MAGIC_AT = 257
 
 
@@ -171,7 +172,7 @@ class Copier:
         so nothing is there to replace, and a file made by the copy's owner already has its owner."""
         if not fresh:
             self._replaceable(real, what)
-        fd = os.open(real, _NEW, 0o600)
+        fd = os.open(real, NEW_FILE, 0o600)
         try:
             fill(fd)
             if not (fresh and self._own):
