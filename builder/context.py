@@ -11,8 +11,10 @@ import os
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from builder.ignore import Ignore
 from builder.pathmatch import component_regex, go_clean, has_magic
@@ -21,10 +23,6 @@ from dockyard.errors import DockyardError, NotFound
 from dockyard.inroot import Escape, resolve_beneath
 
 _MAX_LINKS = 40
-# Small files' contents are kept from hashing (the cache key) to copying, so a COPY opens each file once;
-# bounded, as a context may be gigabytes: beyond the budget a file is opened again to be copied.
-_KEEP_FILE = 1 << 20
-_KEEP_TOTAL = 128 << 20
 # A file changed this close to the start of the build may change again within the same clock tick, unseen by its
 # stat: its content hash is not kept for the next build. Generous, as a network filesystem's clock may lag ours.
 _RECENT_NS = 2_000_000_000
@@ -32,6 +30,47 @@ _RECENT_NS = 2_000_000_000
 
 class ContextError(DockyardError):
     """A path would leave the build context, or the context cannot be read."""
+
+
+class Held:
+    """The bytes of small files one holder keeps in memory, counted against one budget for the whole process.
+
+    Small files are read whole, kept from hashing (the cache key) to copying and by a COPY for the layer diff, so
+    each is opened once; the context, each COPY and parallel stages hold at once, and a context may be gigabytes:
+    beyond the budget a file is streamed (and opened again). A holder's bytes go back when it is collected."""
+
+    FILE: ClassVar[int] = 1 << 20  # a bigger file is never held
+    TOTAL: ClassVar[int] = 128 << 20
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _total: ClassVar[int] = 0  # held by all holders
+
+    def __init__(self, holder: object):
+        self.size = 0
+        weakref.finalize(holder, self.drop)
+
+    def take(self, size: int) -> bool:
+        """Count `size` bytes more here, if a file that small fits in what is left of the budget."""
+        if size > Held.FILE:
+            return False
+        with Held._lock:
+            if Held._total + size > Held.TOTAL:
+                return False
+            Held._total += size
+            self.size += size
+        return True
+
+    def move(self, size: int, to: Held) -> None:
+        """`size` of the bytes held here are now held by `to` (still counted once)."""
+        with Held._lock:
+            self.size -= size
+            to.size += size
+
+    def drop(self, size: int | None = None) -> None:
+        """Give `size` bytes (all held here by default) back to the budget."""
+        with Held._lock:
+            size = self.size if size is None else size
+            self.size -= size
+            Held._total -= size
 
 
 @dataclass(frozen=True)
@@ -95,7 +134,8 @@ class BuildContext:
         self._known: dict[tuple[int, ...], str] | None = None  # what the hashes file held; loaded at first need
         # What the last digest() read, for the copy that follows it: small files' bytes by key, and walks.
         self._contents: dict[tuple[int, int, int, int, int], bytes] = {}
-        self._kept = 0
+        self._held = Held(self)
+        self._contents_lock = threading.Lock()  # stages' threads share the context: contents and count change as one
         self._walks: dict[str, tuple[Ignore | None, list[Entry]]] = {}
 
     # -- resolving paths -------------------------------------------------------------------------------
@@ -329,22 +369,22 @@ class BuildContext:
 
     def content_hash(self, entry: Entry) -> str:
         """sha256 hex of a regular file's content, cached per build by inode, size and times; a small file's
-        bytes are kept for content() (within a budget)."""
+        bytes are kept for content() (within the Held budget)."""
         cached = self._hashes.get(entry.key) or self._known_hashes().get(entry.key)
         if cached is None:
-            fd = self.open(entry.rel)
-            try:
-                size = entry.key[2]
-                if size <= _KEEP_FILE and self._kept + size <= _KEEP_TOTAL:
-                    data = read_exactly(fd, size, entry.rel)
-                    cached = hashlib.sha256(data).hexdigest()
-                    self._contents[entry.key] = data
-                    self._kept += size
-                else:
+            data = self._read_held(entry, self._held)
+            if data is None:
+                fd = self.open(entry.rel)
+                try:
                     with os.fdopen(os.dup(fd), "rb") as f:
                         cached = hashlib.file_digest(f, "sha256").hexdigest()
-            finally:
-                os.close(fd)
+                finally:
+                    os.close(fd)
+            else:
+                cached = hashlib.sha256(data).hexdigest()
+                with self._contents_lock:
+                    if self._contents.setdefault(entry.key, data) is not data:  # another stage's thread kept it
+                        self._held.drop(len(data))
         self._hashes[entry.key] = cached
         return cached
 
@@ -377,17 +417,38 @@ class BuildContext:
             os.makedirs(os.path.dirname(self._hashes_file), exist_ok=True)
             atomic_write(self._hashes_file, data, durable=False)
 
-    def content(self, entry: Entry) -> bytes | None:
-        """The bytes content_hash() kept of a file unchanged since (same inode, size and times), else None."""
-        return self._contents.get(entry.key)
+    def content(self, entry: Entry, held: Held) -> bytes | None:
+        """A small file's bytes for a copy, counted in `held` from now on: those content_hash() kept of it unchanged
+        since (same inode, size and times), else read now; None when the budget has no room (stream the file)."""
+        with self._contents_lock:
+            data = self._contents.pop(entry.key, None)
+            if data is not None:
+                self._held.move(len(data), held)
+        return self._read_held(entry, held) if data is None else data
+
+    def _read_held(self, entry: Entry, held: Held) -> bytes | None:
+        """A small file's bytes read whole and counted in `held`; None when it does not fit in the budget."""
+        size = entry.key[2]
+        if not held.take(size):
+            return None
+        try:
+            fd = self.open(entry.rel)
+            try:
+                return _read_exactly(fd, size, entry.rel)
+            finally:
+                os.close(fd)
+        except BaseException:
+            held.drop(size)
+            raise
 
     def digest(self, sources: list[Source], exclude: Ignore | None = None, owners: bool = True) -> Digest:
         """Cache key of what COPY would copy: paths, types, modes, owners (unless --chown makes them
         irrelevant: owners=False), link targets and contents — not timestamps, so touching files does
         not invalidate the cache."""
         # A new step: what the previous one kept for its copy is no longer needed.
-        self._contents.clear()
-        self._kept = 0
+        with self._contents_lock:
+            kept, self._contents = self._contents, {}
+        self._held.drop(sum(map(len, kept.values())))
         self._walks.clear()
         h = hashlib.sha256()
         for src in sources:
@@ -428,7 +489,7 @@ class _DirFd:
         self.close()
 
 
-def read_exactly(fd: int, size: int, rel: str) -> bytes:
+def _read_exactly(fd: int, size: int, rel: str) -> bytes:
     """A file's `size` bytes; a file that changed size since it was listed fails (its key would be stale)."""
     data = b""
     while len(data) <= size:

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from builder.context import BuildContext, Entry, Source, read_exactly
+from builder.context import BuildContext, Entry, Held, Source
 from builder.ignore import Ignore
 from builder.resolve import InlineFile
 from dockyard.compression import decompressed
@@ -23,11 +23,8 @@ from dockyard.inroot import resolve_beneath, secure_join
 _STAGE_LIMIT = 256 << 20
 _PAGE = 4096
 _STAGE_SLACK = 16 << 20
-# A context file this small is read whole to be copied, so the layer diff after the copy need not open it again;
-# bounded, as a context may be gigabytes (the bytes the context kept from hashing count too).
-_HOLD_FILE = 1 << 20
-_HOLD_TOTAL = 128 << 20
-_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# How a file the copy writes is made: new (nothing there to follow or replace unseen), never a link's target.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAR_MAGIC_AT = 257
 
 
@@ -105,7 +102,8 @@ class Copier:
         self._dir_times: list[tuple[str, int]] = []
         # The bytes of files written from memory, by path in the root: the layer diff need not read them back.
         self.written: dict[str, bytes] = {}
-        self._held = 0  # bytes put in `written` (an upper bound: replaced files are not taken off)
+        # The bytes in `written` read from files (an upper bound: replaced files are not taken off).
+        self._held = Held(self)
         # New files already belong to this process's user and group (new directories are given them too).
         self._own = owner == (os.geteuid(), os.getegid())
 
@@ -160,10 +158,9 @@ class Copier:
 
     def data(self, data: bytes, real: str, mode: int, what: str, mtime_ns: int | None = None,
              fresh: bool = False) -> None:
-        """Write one regular file from bytes (a heredoc, or a context file read when it was hashed)."""
+        """Write one regular file from bytes (a heredoc, or a small file read whole)."""
         self._new_file(real, mode, mtime_ns, what, fresh, lambda fd: _write_all(fd, data))
         self.written[self._in_root(real)] = data
-        self._held += len(data)
 
     def _in_root(self, real: str) -> str:
         """The path of `real` (a path under the root) relative to the root."""
@@ -175,7 +172,7 @@ class Copier:
         so nothing is there to replace, and a file made by the copy's owner already has its owner."""
         if not fresh:
             self._replaceable(real, what)
-        fd = os.open(real, _NEW, 0o600)
+        fd = os.open(real, NEW_FILE, 0o600)
         try:
             fill(fd)
             if not (fresh and self._own):
@@ -229,14 +226,8 @@ class Copier:
             os.lchown(real, self.uid, self.gid)
             os.utime(real, ns=(e.key[3], e.key[3]), follow_symlinks=False)
             return
-        data = reader.content(e)  # read when the cache key was computed: no second open
-        size = e.key[2]
-        if data is None and size <= _HOLD_FILE and self._held + size <= _HOLD_TOTAL:
-            src = reader.open(e.rel)
-            try:
-                data = read_exactly(src, size, e.rel)
-            finally:
-                os.close(src)
+        # A small file is read whole (or was, for the cache key), so the layer diff after the copy need not open it.
+        data = reader.content(e, self._held)
         if data is not None:
             self.data(data, real, e.mode, e.rel, e.key[3], fresh)
             return

@@ -35,7 +35,7 @@ def copy_upper(src: str, dest: str) -> None:
     """Copy an upper dir written in memory into the empty directory `dest` with everything its diff reads (types,
     owners, modes, times, xattrs, hard links): a new layer diffed on a tmpfs is kept on disk without reading its
     sources again."""
-    from builder.copy import copy_data
+    from builder.copy import NEW_FILE, copy_data
 
     links: dict[tuple[int, int], str] = {}  # (dev, ino) -> the first copy of a hard-linked file
     dirs: list[tuple[str, os.stat_result]] = []
@@ -59,7 +59,7 @@ def copy_upper(src: str, dest: str) -> None:
                 links[(st.st_dev, st.st_ino)] = dpath
                 fin = os.open(spath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
-                    fout = os.open(dpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                    fout = os.open(dpath, NEW_FILE, 0o600)
                     try:
                         copy_data(fin, fout)
                     finally:

@@ -656,11 +656,12 @@ class Store:
     def _write_and_unpack(self, stream: Reader, desc: Descriptor, tmp: str, added: set[Digest],
                           check: Callable[[Digest], None]) -> None:
         """write_layer in one thread: the unpacker reads the stream, and each read also goes to the blob."""
-        from dockyard.layers import LayerError, apply_layer  # costly import, needed only to unpack
+        from dockyard.layers import LayerError, apply_layer  # costly imports, needed only to unpack
+        from dockyard.layers.unpacker import Tee
 
         what = f"blob {desc.digest}"
         with self._incoming(desc.digest) as blob:
-            teed = _Teed(stream, blob)
+            teed = Tee(stream, blob.write)
             try:
                 with _layer_errors(desc):
                     got = apply_layer(teed, tmp, overlay=True)  # type: ignore[arg-type]
@@ -675,7 +676,7 @@ class Store:
     def _write_and_unpack_apart(self, stream: Reader, desc: Descriptor, tmp: str, added: set[Digest],
                                 check: Callable[[Digest], None]) -> None:
         """write_layer with the unpack on a thread of its own, fed the bytes as they are read."""
-        from dockyard.layers.unpacker import StreamUnpacker  # costly import, needed only to unpack
+        from dockyard.layers.unpacker import StreamUnpacker, Tee  # costly import, needed only to unpack
 
         def finished() -> None:
             with _layer_errors(desc):
@@ -684,7 +685,7 @@ class Store:
 
         unpacker = StreamUnpacker(tmp)
         try:
-            self.write_blob(unpacker.tee(stream), desc.digest, desc.size, f"blob {desc.digest}", added, finished)
+            self.write_blob(Tee(stream, unpacker.feed), desc.digest, desc.size, f"blob {desc.digest}", added, finished)
         finally:
             unpacker.abort()
 
@@ -829,28 +830,6 @@ class _Incoming:
         if self._tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp)
-
-
-class _Teed:
-    """A stream whose every byte read also goes into an incoming blob."""
-
-    def __init__(self, stream: Reader, blob: _Incoming):
-        self._stream, self._blob = stream, blob
-
-    def readinto(self, buf) -> int:
-        if hasattr(self._stream, "readinto"):
-            n = self._stream.readinto(buf)
-        else:
-            data = self._stream.read(len(buf))
-            n = len(data)
-            buf[:n] = data
-        if n:
-            self._blob.write(memoryview(buf)[:n])
-        return n
-
-    def read(self, n: int) -> bytes:
-        buf = bytearray(n)
-        return bytes(buf[:self.readinto(buf)])
 
 
 def _drain(stream: Reader) -> None:

@@ -1,9 +1,11 @@
-"""Unpack a layer while its blob is still arriving: the bytes read from the source are handed to a thread."""
+"""Unpack a layer while its blob is still arriving: the bytes read from the source are handed to a thread (or,
+through a Tee, to any sink)."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from dockyard.digest import Digest, Reader
 from dockyard.layers.apply import apply_layer
@@ -17,8 +19,8 @@ class _Stopped(Exception):
 
 
 class StreamUnpacker:
-    """Applies a layer, in overlay form, into an empty `root` on its own thread from the bytes that `tee`
-    passes on; `finish` gives its diff_id or raises why it would not unpack."""
+    """Applies a layer, in overlay form, into an empty `root` on its own thread from the bytes `feed` hands
+    over (a Tee's sink); `finish` gives its diff_id or raises why it would not unpack."""
 
     def __init__(self, root: str):
         self._chunks: deque[bytes] = deque()
@@ -32,12 +34,9 @@ class StreamUnpacker:
         self._thread = threading.Thread(target=self._run, args=(root,), name="layer-unpack", daemon=True)
         self._thread.start()
 
-    def tee(self, source: Reader) -> _Tee:
-        """`source`, whose every byte read is also handed to the unpacker."""
-        return _Tee(source, self)
-
-    def feed(self, data: bytes) -> None:
-        """Hand over the next bytes, waiting while the unpacker is far behind.
+    def feed(self, data: bytes | memoryview) -> None:
+        """Hand over the next bytes (copied if a view: its buffer may be reused), waiting while the unpacker is
+        far behind.
 
         Once the unpack has failed, input is dropped: the blob is still read whole, so a blob that is not its
         digest is reported as such (the more exact fault) before the unpack's error.
@@ -46,7 +45,7 @@ class StreamUnpacker:
             while len(self._chunks) >= _DEPTH and not self._done:
                 self._cond.wait()
             if not self._done:
-                self._chunks.append(data)
+                self._chunks.append(bytes(data))
                 self._cond.notify_all()
 
     def finish(self) -> Digest:
@@ -103,21 +102,27 @@ class StreamUnpacker:
         return bytes(buf[:got])
 
 
-class _Tee:
-    """A source stream that hands a copy of whatever is read from it to a StreamUnpacker."""
+class Tee:
+    """A stream whose every byte read is also handed to `sink`: bytes from read, a view of the caller's buffer
+    (valid only during the call) from readinto."""
 
-    def __init__(self, source: Reader, unpacker: StreamUnpacker):
+    def __init__(self, source: Reader, sink: Callable[[bytes | memoryview], object]):
         self._source = source
-        self._unpacker = unpacker
+        self._sink = sink
 
     def readinto(self, buf) -> int:
-        n = self._source.readinto(buf)  # type: ignore[attr-defined]
+        if hasattr(self._source, "readinto"):
+            n = self._source.readinto(buf)
+        else:
+            data = self._source.read(len(buf))
+            n = len(data)
+            buf[:n] = data
         if n:
-            self._unpacker.feed(bytes(memoryview(buf)[:n]))
+            self._sink(memoryview(buf)[:n])
         return n
 
     def read(self, n: int = -1) -> bytes:
         data = self._source.read(n)
         if data:
-            self._unpacker.feed(bytes(data))
+            self._sink(data)
         return data

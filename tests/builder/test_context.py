@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from builder.context import BuildContext, ContextError
+from builder.context import BuildContext, ContextError, Held
 from builder.ignore import Ignore
 from dockyard.errors import NotFound
 
@@ -209,3 +209,42 @@ def test_digest_depends_on_source_location(ctx_dir):
     (ctx_dir / "copy2" / "a.txt").write_text("a")
     assert digest(ctx_dir, ["copy/a.txt"]) != digest(ctx_dir, ["copy2/a.txt"])
     assert digest(ctx_dir, ["copy/a.txt", "src"]) != digest(ctx_dir, ["src", "copy/a.txt"])
+
+
+class _Holder:
+    """Something that holds files' bytes (a context, a copy) and can be collected."""
+
+
+def _fill(held: Held) -> int:
+    """Take all that is left of the budget into `held`; returns how much that was."""
+    taken, n = 0, Held.FILE
+    while n:
+        if held.take(n):
+            taken += n
+        else:
+            n //= 2
+    return taken
+
+
+def test_small_files_held_by_the_context_and_copies_share_one_budget(ctx_dir):
+    """What hashing keeps and what a copy holds count once against one budget, given back when let go."""
+    ctx = BuildContext(str(ctx_dir))
+    entry = ctx.sources(["src/a.txt"])[0].entry
+    prober = _Holder()
+    probe = Held(prober)
+    free = _fill(probe)
+    probe.drop()
+    ctx.digest(ctx.sources(["src/a.txt"]))  # keeps a.txt's one byte
+    assert _fill(probe) == free - 1
+    probe.drop()
+    copy = _Holder()
+    held = Held(copy)
+    assert ctx.content(entry, held) == b"a"  # the kept bytes, now the copy's: counted once
+    assert held.size == 1 and _fill(probe) == free - 1
+    assert ctx.content(entry, probe) is None  # no room left: the file is to be streamed
+    probe.drop()
+    del copy  # the copy is done: its bytes go back
+    assert _fill(probe) == free
+    probe.drop()
+    assert ctx.content(entry, probe) == b"a" and probe.size == 1  # read now, within the budget
+    assert not probe.take(Held.FILE + 1)  # too big to hold, whatever is left
