@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import os
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING
 
-from flask import Request
+from flask import Request, request
 
 from dockyard.distribution import RegistryError
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.token import Scope, TokenService, load_or_create_key
 from registry.config import Config
+from registry.model import lazy
 
 if TYPE_CHECKING:  # the model (SQLAlchemy) is imported only by --projects servers, when first used
     from registry.model.access import Principal
@@ -45,20 +44,12 @@ METRICS = Need("metrics", "*", kind="registry")
 IDENTITY = Need(None, "pull")
 
 
-@functools.cache
-def _access() -> ModuleType:
-    """registry.model.access, imported at its first use (by --projects servers only: it loads SQLAlchemy); called,
-    not imported, on each request: an import statement costs a request more than the call."""
-    from registry.model import access
-    return access
-
-
 def generation_of(environ: dict, db: Database) -> str:
     """The model's auth generation, read once per request (`environ`: its WSGI environ; each use of Flask's request
     proxy costs a context lookup)."""
     gen = environ.get("registry.generation")
     if gen is None:
-        gen = environ["registry.generation"] = _access().generation(db)
+        gen = environ["registry.generation"] = lazy("access").generation(db)
     return gen
 
 
@@ -108,7 +99,7 @@ class Authorizer:
     def basic_principal(self, request: Request) -> Principal | None:
         """(--projects) The user or robot of valid Basic credentials, None without any; UNAUTHORIZED when wrong,
         TOOMANYREQUESTS after too many failures of that name from that address."""
-        access = _access()
+        access = lazy("access")
         creds = self._credentials(request)
         if creds is None:
             return None
@@ -164,27 +155,23 @@ class Authorizer:
         """(--projects) The Principal of this request's caller named `user` (a token's subject, or Basic's)."""
         if not user:
             return None
-        from flask import request
         environ = request.environ
         known = environ.get("registry.principal")
         if known is None or known.name != user:
             db = self._db()
-            known = _access().principal_by_name(db, user, generation_of(environ, db))
+            known = lazy("access").principal_by_name(db, user, generation_of(environ, db))
             environ["registry.principal"] = known
         return known
 
     def _project_rights(self, principal: Principal | None, repository: str) -> frozenset[str]:
         """What `principal` may do on `repository`'s project (memoized per request); 404 DENIED when an
         authenticated caller names a project that does not exist (anonymous callers get no rights, so a challenge)."""
-        from flask import request
-
-        from registry.model import projects
-        name = projects.project_of(repository)
+        name = lazy("projects").project_of(repository)
         environ = request.environ
         memo = environ.setdefault("registry.rights", {})
         if name not in memo:
             db = self._db()
-            memo[name] = _access().rights_in(db, principal, name, generation_of(environ, db))
+            memo[name] = lazy("access").rights_in(db, principal, name, generation_of(environ, db))
         if memo[name] is None:
             if principal is None:
                 return frozenset()
@@ -218,7 +205,7 @@ class Authorizer:
             raise self._challenge(need)
         token = header[7:].strip()
         if self.model is not None:  # a verdict kept for this token and need: no decoding, no grant lookup
-            kept = _access().decided(generation_of(environ, self.model), ("bearer", token, need))
+            kept = lazy("access").decided(generation_of(environ, self.model), ("bearer", token, need))
             if kept is not None and kept[0] > time.time():
                 return kept[1]
         claims = tokens.verify(token)
@@ -244,7 +231,7 @@ class Authorizer:
                 and need.action not in self._project_rights(principal, need.name):
             raise self._challenge(need, error="insufficient_scope")
         until = expires if principal is None or principal.expires_at == -1 else min(expires, principal.expires_at)
-        _access().remember(generation_of(environ, self._db()), ("bearer", token, need), (until, user))
+        lazy("access").remember(generation_of(environ, self._db()), ("bearer", token, need), (until, user))
 
     def allowed(self, request: Request, name: str, action: str) -> bool:
         """Whether the request may do `action` on `name` (for mount sources), without raising."""
@@ -255,7 +242,6 @@ class Authorizer:
             return False
 
     def _challenge(self, need: Need | None, error: str | None = None) -> RegistryError:
-        from flask import request
         if self.tokens is not None and need != METRICS:
             realm = self.config.token_realm or request.host_url.rstrip("/") + "/token"
             value = f'Bearer realm="{realm}",service="{self.tokens.service}"'

@@ -3,10 +3,8 @@ registry's path stays as it was. The model is imported only when it is on (SQLAl
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from flask import request
@@ -15,25 +13,17 @@ from dockyard.digest import Digest
 from dockyard.distribution import RegistryError
 from registry.auth import generation_of
 from registry.context import state
+from registry.model import lazy
 
 if TYPE_CHECKING:
     from registry.model.artifacts import Manifest
     from registry.model.policy import Actor, Refused
 
 
-@functools.cache
-def _model() -> SimpleNamespace:
-    """The model's modules a pull uses, imported at the first (SQLAlchemy is heavy); an import statement per pull
-    would cost more than the check it makes."""
-    from registry.model import artifacts, policy, trust
-    return SimpleNamespace(artifacts=artifacts, policy=policy, trust=trust)
-
-
 def actor() -> Actor:
     """Who makes this request, for the model's events."""
-    from registry.model.policy import Actor
     environ = request.environ  # once: each use of Flask's request proxy costs a context lookup
-    return Actor(environ.get("registry.user") or "", environ.get("REMOTE_ADDR") or "")
+    return lazy("policy").Actor(environ.get("registry.user") or "", environ.get("REMOTE_ADDR") or "")
 
 
 def as_registry_error(e: Refused) -> RegistryError:
@@ -46,12 +36,10 @@ def charge_blob(name: str, digest: Digest, size: int) -> None:
     reg = state()
     if reg.model is None:
         return
-    from registry.model import artifacts, quota
-    from registry.model.policy import Refused
-    artifacts.ensure_indexed(reg.model, reg.storage)
+    lazy("artifacts").ensure_indexed(reg.model, reg.storage)
     try:
-        quota.charge_blob(reg.model, name, str(digest), size, actor())
-    except Refused as e:
+        lazy("quota").charge_blob(reg.model, name, str(digest), size, actor())
+    except lazy("policy").Refused as e:
         reg.storage.unlink_blob(name, digest)
         raise as_registry_error(e) from None
 
@@ -59,10 +47,9 @@ def charge_blob(name: str, digest: Digest, size: int) -> None:
 @contextmanager
 def _policies() -> Iterator[None]:
     """Answer a policy's refusal as the distribution API's error."""
-    from registry.model.policy import Refused
     try:
         yield
-    except Refused as e:
+    except lazy("policy").Refused as e:
         raise as_registry_error(e) from None
 
 
@@ -72,7 +59,7 @@ def admit_push(name: str, digest: Digest, data: bytes, media_type: str, tag: str
     reg = state()
     if reg.model is None:
         return None
-    from registry.model import artifacts
+    artifacts = lazy("artifacts")
     artifacts.ensure_indexed(reg.model, reg.storage)
     manifest = artifacts.read_manifest(str(digest), data, media_type)
     with _policies():
@@ -85,9 +72,8 @@ def record_push(name: str, manifest: Manifest | None, tag: str | None) -> None:
     reg = state()
     if reg.model is None or manifest is None:
         return
-    from registry.model import artifacts
     with _policies():
-        artifacts.record_push(reg.model, reg.storage, name, manifest, tag, actor(), request.host)
+        lazy("artifacts").record_push(reg.model, reg.storage, name, manifest, tag, actor(), request.host)
 
 
 def check_pull(name: str, digest: Digest) -> None:
@@ -96,8 +82,8 @@ def check_pull(name: str, digest: Digest) -> None:
     if reg.model is None:
         return
     try:  # not _policies(): a generator's context costs more than the check when content trust is off
-        _model().trust.check_pull(reg.model, name, str(digest), generation_of(request.environ, reg.model))
-    except _model().policy.Refused as e:
+        lazy("trust").check_pull(reg.model, name, str(digest), generation_of(request.environ, reg.model))
+    except lazy("policy").Refused as e:
         raise as_registry_error(e) from None
 
 
@@ -107,7 +93,7 @@ def record_pull(name: str, digest: Digest, tag: str | None) -> None:
     if reg.model is None:
         return
     environ = request.environ  # once, as in actor(): a pull's every step counts on the registry's busiest path
-    _model().artifacts.record_pull(reg.model, name, str(digest), tag, environ.get("registry.user") or "",
+    lazy("artifacts").record_pull(reg.model, name, str(digest), tag, environ.get("registry.user") or "",
                                    environ.get("REMOTE_ADDR") or "", request.host)
 
 
@@ -116,7 +102,7 @@ def delete_tag(name: str, tag: str) -> bool | None:
     reg = state()
     if reg.model is None:
         return None
-    from registry.model import artifacts
+    artifacts = lazy("artifacts")
     artifacts.ensure_indexed(reg.model, reg.storage)
     with _policies():
         return artifacts.delete_tag(reg.model, reg.storage, name, tag, actor(), request.host)
@@ -128,7 +114,7 @@ def delete_artifact(name: str, digest: Digest) -> bool | None:
     reg = state()
     if reg.model is None:
         return None
-    from registry.model import artifacts
+    artifacts = lazy("artifacts")
     artifacts.ensure_indexed(reg.model, reg.storage)
     with _policies():
         return artifacts.delete_artifact(reg.model, reg.storage, name, str(digest), actor(), request.host)

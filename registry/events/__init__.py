@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from registry import background
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from registry.background import Loop
     from registry.model.db import Database
     from registry.model.tables import Project, Repository, WebhookPolicy
@@ -70,7 +72,7 @@ def emit(db: Database, event: Event) -> None:
     """Record `event` in the audit log and queue it for the project's webhooks (no network here: a background
     sender delivers)."""
     if event.type in DEFERRED:
-        _batches.add(db, event)
+        _batches.add(db, event if event.time else replace(event, time=time.time()))  # when it happened
     else:
         if record(db, [event]):
             from registry.events import webhooks
@@ -79,52 +81,89 @@ def emit(db: Database, event: Event) -> None:
             listener(db, event)
 
 
-def record(db: Database, events: list[Event]) -> bool:
-    """Write events' audit entries and webhook deliveries, and pulls' times and counts, in one transaction: each
-    project and its policies are read once per batch and the entries inserted in bulk, so a batch of pulls costs
-    about one write. Whether it queued deliveries (the caller wakes the sender)."""
-    from registry.events import audit, webhooks
-    from registry.model.artifacts import count_pulls
-    from registry.model.tables import Project, Repository, WebhookPolicy
+def defer(db: Database, pull: tuple) -> None:
+    """Queue a pull (registry.model.artifacts.record_pull's tuple) for the flusher, which writes it as its
+    PULL_ARTIFACT event, making the Event only for a webhook that wants it: the collector stops tracking a tuple of
+    strings and numbers, while a batch of Events, alive through several collections, would be promoted to the oldest
+    generation and have a busy worker trace its whole heap again and again."""
+    _batches.add(db, pull)
+
+
+def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bool:
+    """Write events' and pulls' (defer's tuples) audit entries and webhook deliveries, and pulls' times and counts,
+    in one transaction: each project and its policies are read once per batch and the entries inserted in bulk, so a
+    batch of pulls costs about one write. Whether it queued deliveries (the caller wakes the sender)."""
+    from registry.events import audit
+    from registry.model.artifacts import count_pulls, pull_event, reference
+    from registry.model.projects import project_of
+    from registry.model.tables import Project, WebhookPolicy
     queued = False
     with db.session() as s:
         # project name -> (the project, its id, its enabled policies): read once per batch, as the id (an ORM
         # attribute costs a descriptor call, and a batch of pulls asks for it per pull)
         projects: dict[str, tuple[Project | None, int | None, list[WebhookPolicy]]] = {}
-        entries = []
-        for event in events:
-            known = projects.get(event.project)
-            if known is None:
-                project = s.query(Project).filter_by(name=event.project).one_or_none()
+
+        def known(name: str) -> tuple[Project | None, int | None, list[WebhookPolicy]]:
+            """The project of this name, its id and its enabled policies (read at its first event of the batch)."""
+            found = projects.get(name)
+            if found is None:
+                project = s.query(Project).filter_by(name=name).one_or_none()
                 policies = [] if project is None else \
                     list(s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True))
-                known = projects[event.project] = (project, project.id if project is not None else None, policies)
-            project, project_id, policies = known
+                found = projects[name] = (project, project.id if project is not None else None, policies)
+            return found
+
+        entries = []
+        for event in events:
+            project, project_id, policies = known(event.project)
             occurred = event.time or time.time()
             if event.type in OPERATIONS:
                 operation, kind = OPERATIONS[event.type], "artifact" if event.repository else "project"
                 for resource in _audit_resources(event):
                     entries.append(audit.row(operation, kind, resource, event.operator, event.remote_addr,
                                              project_id, occurred))
-            if project is None or not policies:
-                continue
-            wanted = [p for p in policies if event.type in (p.event_types or [])]
-            if not wanted:
-                continue
-            repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
-            for policy in wanted:
-                for target in policy.targets or []:
-                    if target.get("enabled", True) is False:
-                        continue
-                    body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
-                    webhooks.queue(s, policy.id, event.type, target["address"], body)
-                    queued = True
+            if project is not None and policies:
+                queued = _deliver(s, event, project, policies, occurred) or queued
+        pull_operation = OPERATIONS["PULL_ARTIFACT"]
+        for pull in pulls:
+            repository, digest, tag, operator, remote_addr, _host, when = pull
+            project, project_id, policies = known(project_of(repository))
+            entries.append(audit.row(pull_operation, "artifact", reference(repository, digest, tag), operator,
+                                     remote_addr, project_id, when))
+            if project is not None and policies:
+                queued = _deliver(s, pull_event(*pull), project, policies, when) or queued
         if entries:
             audit.write(s.connection(), entries)
-        pulls = [event for event in events if event.type == "PULL_ARTIFACT"]
-        if pulls:
-            count_pulls(s.connection(), pulls)
+        counted = [*(_as_pull(event) for event in events if event.type == "PULL_ARTIFACT"), *pulls]
+        if counted:
+            count_pulls(s.connection(), counted)
     return queued
+
+
+def _deliver(s: Session, event: Event, project: Project, policies: list[WebhookPolicy], occurred: float) -> bool:
+    """Queue `event`'s deliveries to the targets of its project's policies that want its type; whether it did."""
+    from registry.events import webhooks
+    from registry.model.tables import Repository
+    wanted = [p for p in policies if event.type in (p.event_types or [])]
+    if not wanted:
+        return False
+    queued = False
+    repo = s.query(Repository).filter_by(name=event.repository).one_or_none() if event.repository else None
+    for policy in wanted:
+        for target in policy.targets or []:
+            if target.get("enabled", True) is False:
+                continue
+            body = payload(event, project, repo, policy, target.get("payload_format") or "Default", occurred)
+            webhooks.queue(s, policy.id, event.type, target["address"], body)
+            queued = True
+    return queued
+
+
+def _as_pull(event: Event) -> tuple:
+    """A PULL_ARTIFACT event emitted as one (not deferred by record_pull) as defer's tuple, for count_pulls."""
+    r = event.resources[0] if event.resources else {}
+    return (event.repository, r.get("digest") or "", r.get("tag"), event.operator, event.remote_addr, "",
+            event.time or time.time())
 
 
 class _Batches:
@@ -132,20 +171,22 @@ class _Batches:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pending: dict[str, tuple[Database, list[Event]]] = {}
+        # database URL -> (the database, its deferred Events, its pulls (defer's tuples))
+        self.pending: dict[str, tuple[Database, list[Event], list[tuple]]] = {}
         self.pid = 0
         self.loop: Loop | None = None
 
-    def add(self, db: Database, event: Event) -> None:
-        if event.time == 0.0:  # the time it happened, not the time it is written
-            event = replace(event, time=time.time())
+    def add(self, db: Database, event: Event | tuple) -> None:
         loop = self.loop
         if loop is None or loop.stopped:  # none yet, stopped, or its parent's before a fork
             loop = self._start()
         with self.lock:
-            events = self.pending.setdefault(db.url, (db, []))[1]
-            events.append(event)
-            full = len(events) >= FLUSH_MAX
+            _, events, pulls = self.pending.setdefault(db.url, (db, [], []))
+            if isinstance(event, Event):
+                events.append(event)
+            else:
+                pulls.append(event)
+            full = len(events) + len(pulls) >= FLUSH_MAX
         if full:
             loop.wake()
 
@@ -172,12 +213,12 @@ class _Batches:
         with self.lock:
             pending, self.pending = self.pending, {}
         queued = []
-        for db, events in pending.values():
+        for db, events, pulls in pending.values():
             try:
-                if record(db, events):
+                if record(db, events, pulls):
                     queued.append(db)
             except Exception:
-                log.exception("writing %d deferred events failed", len(events))
+                log.exception("writing %d deferred events failed", len(events) + len(pulls))
         return queued
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ class AuditQuery:
 
 # row()'s order: the columns every entry is written with.
 COLUMNS = ("op_time", "username", "operation", "resource_type", "resource", "project_id", "remote_addr")
-_QMARK_INSERT = f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# Rows per INSERT on SQLite (each row binds len(COLUMNS) variables, far below SQLite's limit of 32766).
+_SQLITE_ROWS = 256
 
 
 def row(operation: str, resource_type: str, resource: str, username: str, remote_addr: str,
@@ -44,15 +47,26 @@ def row(operation: str, resource_type: str, resource: str, username: str, remote
 
 def write(conn: Connection, rows: list[tuple]) -> None:
     """Insert entries (row()'s tuples) on the session's connection. A pull is an entry, so on SQLite they go to the
-    driver's executemany directly: SQLAlchemy's parameter processing per row costs more than the insert. Other
-    drivers get SQLAlchemy's insert, batched into multi-row statements (one round trip for many rows)."""
+    driver directly, as multi-row INSERTs: SQLAlchemy's parameter processing per row costs more than the insert, and
+    the driver's executemany lets go of the GIL around each row, which in a busy gevent worker (the flusher writes on
+    a thread) hands the GIL to the requests' loop and back once per row. Other drivers get SQLAlchemy's insert,
+    batched into multi-row statements (one round trip for many rows)."""
     if conn.dialect.paramstyle == "qmark":
-        conn.exec_driver_sql(_QMARK_INSERT, rows)
+        for start in range(0, len(rows), _SQLITE_ROWS):
+            chunk = rows[start:start + _SQLITE_ROWS]
+            conn.exec_driver_sql(_qmark_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
     else:
         from sqlalchemy import insert
 
         from registry.model.tables import AuditLog
         conn.execute(insert(AuditLog), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+
+
+@functools.cache
+def _qmark_insert(rows: int) -> str:
+    """SQLite's INSERT of this many entries."""
+    values = f"({', '.join('?' * len(COLUMNS))})"
+    return f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES {', '.join([values] * rows)}"
 
 
 def _select(q: AuditQuery) -> Select:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
-from registry.events import Event, emit
+from registry.events import Event, defer, emit
 from registry.model import immutable, quota, trust
 from registry.model.db import Database
 from registry.model.policy import Actor, Refused
@@ -391,25 +391,36 @@ def describe_repository(db: Database, repository: str, description: str) -> None
 # -- pull ----------------------------------------------------------------------------------------------------------
 def record_pull(db: Database, repository: str, digest: str, tag: str | None, operator: str, remote_addr: str,
                 host: str = "") -> None:
-    """Emit PULL_ARTIFACT. Its audit entry, and the pull time and count it adds (count_pulls), are written with the
-    other pulls of its batch by the process's flusher (registry.events), not by the request."""
-    reference = f"{repository}:{tag}" if tag else f"{repository}@{digest}"
-    emit(db, Event("PULL_ARTIFACT", project_of(repository), repository, operator, remote_addr,
-                   ({"digest": digest, "tag": tag or "", "resource_url": f"{host}/{reference}"},), time=time.time()))
+    """Record a pull: its PULL_ARTIFACT (pull_event), its audit entry, and the pull time and count it adds
+    (count_pulls) are made and written with the other pulls of its batch by the process's flusher
+    (registry.events.defer), not by the request."""
+    defer(db, (repository, digest, tag, operator, remote_addr, host, time.time()))
 
 
-def count_pulls(conn: Connection, pulls: list[Event]) -> None:
-    """A batch of PULL_ARTIFACT events' effect on the index: each repository's pull count rises by its pulls, and
-    each pulled artifact and tag takes the time of its latest pull (one update each, not one per pull). On the
+def pull_event(repository: str, digest: str, tag: str | None, operator: str, remote_addr: str, host: str,
+               when: float) -> Event:
+    """The PULL_ARTIFACT event of a pull record_pull queued."""
+    url = f"{host}/{reference(repository, digest, tag)}"
+    return Event("PULL_ARTIFACT", project_of(repository), repository, operator, remote_addr,
+                 ({"digest": digest, "tag": tag or "", "resource_url": url},), time=when)
+
+
+def reference(repository: str, digest: str, tag: str | None) -> str:
+    """What a pull named: `repository:tag`, or `repository@digest` when pulled by digest."""
+    return f"{repository}:{tag}" if tag else f"{repository}@{digest}"
+
+
+def count_pulls(conn: Connection, pulls: list[tuple]) -> None:
+    """A batch of pulls' (record_pull's tuples) effect on the index: each repository's pull count rises by its pulls,
+    and each pulled artifact and tag takes the time of its latest pull (one update each, not one per pull). On the
     session's connection: the ORM's updates would look for copies of the rows in the session, a cost per statement."""
     counts: dict[str, int] = {}
     latest: dict[tuple[str, str, str], float] = {}
-    for event in pulls:
-        counts[event.repository] = counts.get(event.repository, 0) + 1
-        for r in event.resources:
-            if r.get("digest"):
-                key = (event.repository, r["digest"], r.get("tag") or "")
-                latest[key] = max(latest.get(key, 0.0), event.time)
+    for repository, digest, tag, _operator, _remote_addr, _host, when in pulls:
+        counts[repository] = counts.get(repository, 0) + 1
+        if digest:
+            key = (repository, digest, tag or "")
+            latest[key] = max(latest.get(key, 0.0), when)
     for repository, n in counts.items():
         conn.execute(update(Repository).where(Repository.name == repository)
                      .values(pull_count=Repository.pull_count + n))

@@ -232,7 +232,7 @@ def test_test_sends_a_sample_now(model, receivers):
 
 
 # -- through the registry: a push over the v2 API, policies over the REST API ------------------------------------
-def test_push_through_the_registry_reaches_signed_receivers(any_database_server, receivers):
+def test_pushes_and_pulls_through_the_registry_reach_signed_receivers(any_database_server, receivers):
     import requests
     from eventkit import ADMIN, server_project, wait_for
     from regkit import layer_tar, make_image, push_image
@@ -277,13 +277,21 @@ def test_push_through_the_registry_reaches_signed_receivers(any_database_server,
                        auth=ADMIN)
     assert "status: Success" in log.text and "attempts: 1" in log.text
 
+    # A pull, queued by its request and made an event by the pulls' flusher, reaches the policies that want it.
+    assert requests.get(f"{server.url}/v2/test/app/manifests/1", auth=ADMIN).status_code == 200
+    pulled = json.loads(harbor.wait(2)[1].body)
+    assert pulled["type"] == "PULL_ARTIFACT" and pulled["operator"] == "admin"
+    assert pulled["event_data"]["resources"] == [{"digest": image.digest, "tag": "1",
+                                                  "resource_url": f"{server.host}/test/app:1"}]
+    assert json.loads(cloud.wait(2)[1].body)["type"] == "harbor.artifact.pulled"
+
     # Secrets are never shown; a read-modify-write keeps them.
     policy = requests.get(policy_url, auth=ADMIN).json()
     assert "secret" not in policy["targets"][0] and policy["targets"][0]["has_secret"] is True
     policy["event_types"] = ["PUSH_ARTIFACT"]
     assert requests.put(policy_url, auth=ADMIN, json=policy).status_code == 200
     assert push_image(server.url, "test/app", image, "2", auth=ADMIN).status_code == 201
-    second = harbor.wait(2)[1]
+    second = harbor.wait(3)[2]
     assert second.headers["x-dockyard-signature"] == \
         "sha256=" + hmac.new(b"k3y", second.body, hashlib.sha256).hexdigest()
 
@@ -291,7 +299,7 @@ def test_push_through_the_registry_reaches_signed_receivers(any_database_server,
     assert "TAG_RETENTION" in events["event_type"] and events["payload_formats"][0]["formats"] == [
         "Default", "CloudEvents"]
     test = requests.post(f"{api}/policies/test", auth=ADMIN, json={"targets": [{"address": harbor.url}]})
-    assert test.status_code == 200 and len(harbor.wait(3)) == 3
+    assert test.status_code == 200 and len(harbor.wait(4)) == 4
     bad = requests.post(f"{api}/policies", auth=ADMIN, json={"name": "x", "event_types": ["PUSH_ARTIFACT"],
                                                               "targets": [{"address": "gopher://x"}]})
     assert bad.status_code == 400 and bad.json()["errors"][0]["message"].startswith("targets[0].address")
