@@ -166,9 +166,12 @@ class Store:
         dest = self.blob_path(digest)
         if added is not None and not os.path.exists(dest):
             added.add(digest)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.chmod(tmp_path, 0o644)
-        os.rename(tmp_path, dest)
+        try:
+            os.rename(tmp_path, dest)
+        except FileNotFoundError:  # the first blob of its algorithm (makedirs first cost 3 syscalls per blob)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.rename(tmp_path, dest)
 
     def write_blob(self, stream: Reader, expected: Digest | None = None, size: int | None = None,
                    what: str | None = None, added: set[Digest] | None = None,
@@ -612,11 +615,9 @@ class Store:
         with self.writing(), locked(os.path.join(self.locks_dir, f"layer-{chain.hex}")):
             if os.path.isdir(path):
                 return path
-            import tempfile
-
             from dockyard.layers import apply_layer  # costly import, needed only to unpack
 
-            tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
+            tmp = self._unpack_dir()
             try:
                 with _layer_errors(desc), self.open_blob(desc.digest) as f:
                     got = apply_layer(f, tmp, overlay=True)
@@ -634,9 +635,6 @@ class Store:
         unpacked layer are kept only when the blob is its digest and its content its diff_id; otherwise
         neither the temp file nor the partly unpacked tree stays.
         """
-        import tempfile
-
-        tmp = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir)
         chain: list[Digest] = []
 
         def check(got: Digest) -> None:
@@ -644,14 +642,28 @@ class Store:
             verify(diff_id, got, f"layer {desc.digest}")
             chain.append(chain_id)
 
-        try:
-            if desc.size >= UNPACK_THREAD_SIZE:
-                self._write_and_unpack_apart(stream, desc, tmp, added, check)
-            else:
-                self._write_and_unpack(stream, desc, tmp, added, check)
-            return self.adopt_layer_dir(tmp, chain[0], added)
-        finally:
-            _remove(tmp)
+        with self.writing():
+            tmp = self._unpack_dir()
+            try:
+                if desc.size >= UNPACK_THREAD_SIZE:
+                    self._write_and_unpack_apart(stream, desc, tmp, added, check)
+                else:
+                    self._write_and_unpack(stream, desc, tmp, added, check)
+                return self.adopt_layer_dir(tmp, chain[0], added)
+            finally:
+                _remove(tmp)
+
+    def _unpack_dir(self) -> str:
+        """A fresh directory to unpack a layer into, to be adopted under `writing()`.
+
+        It is made in layers/ itself: adopting it is then a rename within one directory, and making it does not
+        queue behind the blob temp files made in tmp/ (the kernel creates one directory's entries one at a time,
+        ~1 ms each on a busy filesystem). gc, which drops whatever in layers/ is no image's layer, waits for
+        `writing()` to end, so it never sees one in use, and drops one a crash left.
+        """
+        import tempfile
+
+        return tempfile.mkdtemp(prefix=".unpack-", dir=self.layers_dir)
 
     def _write_and_unpack(self, stream: Reader, desc: Descriptor, tmp: str, added: set[Digest],
                           check: Callable[[Digest], None]) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from dockyard import reference
 from dockyard.digest import Digest
 from dockyard.errors import DockyardError
+from dockyard.fsutil import reuse_freed_buffers
 from dockyard.image import Image
 from dockyard.reference import Reference
 from dockyard.store import Store
@@ -49,6 +50,7 @@ def pull(store: Store, name: str, *, platform: str | None = None, all_tags: bool
     given = reference.parse(name, default_tag=False)
     if all_tags and (given.tag or given.digest):
         raise DockyardError(f"tag can't be used with --all-tags/-a: {name}")
+    reuse_freed_buffers()  # the layers stream through ~1 MiB buffers on several threads
     wanted = Platform.parse(platform)
     target = qualify(given)
     remote = remote_for(target)
