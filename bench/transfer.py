@@ -157,7 +157,8 @@ def one_run(kind: str, tool: str, src: Store, work: Path, env: dict) -> tuple[fl
             push = timed([*skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{src.layout}:bench:latest",
                           f"docker://{ref}"])
             dest = (f"oci:{work / 'dst'}:img" if tool == "skopeo" else
-                    f"containers-storage:[overlay@{work / 'cs-root'}+{work / 'cs-run'}]localhost/img:1")
+                    f"containers-storage:[overlay@{work / 'cs-root'}+{work / 'cs-run'}:overlay.skip_mount_home=true]"
+                    "localhost/img:1")
             pull = timed([*skopeo, "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", dest])
     finally:
         reg.stop()
