@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -72,7 +72,7 @@ def emit(db: Database, event: Event) -> None:
     """Record `event` in the audit log and queue it for the project's webhooks (no network here: a background
     sender delivers)."""
     if event.type in DEFERRED:
-        _batches.add(db, event if event.time else replace(event, time=time.time()))  # when it happened
+        defer(db, _as_pull(event))
     else:
         if record(db, [event]):
             from registry.events import webhooks
@@ -134,9 +134,8 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
                 queued = _deliver(s, pull_event(*pull), project, policies, when) or queued
         if entries:
             audit.write(s.connection(), entries)
-        counted = [*(_as_pull(event) for event in events if event.type == "PULL_ARTIFACT"), *pulls]
-        if counted:
-            count_pulls(s.connection(), counted)
+        if pulls:
+            count_pulls(s.connection(), list(pulls))
     return queued
 
 
@@ -160,33 +159,34 @@ def _deliver(s: Session, event: Event, project: Project, policies: list[WebhookP
 
 
 def _as_pull(event: Event) -> tuple:
-    """A PULL_ARTIFACT event emitted as one (not deferred by record_pull) as defer's tuple, for count_pulls."""
+    """An emitted PULL_ARTIFACT event as defer's tuple (its time: now when it has none): the flusher keeps one shape
+    of pull, and makes the event again for a webhook."""
     r = event.resources[0] if event.resources else {}
     return (event.repository, r.get("digest") or "", r.get("tag"), event.operator, event.remote_addr, "",
             event.time or time.time())
 
 
 class _Batches:
-    """Deferred events per database, written by this process's flusher loop (started on first use, after fork)."""
+    """Deferred pulls per database, written by this process's flusher loop (started on first use, after fork)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        # database URL -> (the database, its deferred Events, its pulls (defer's tuples))
-        self.pending: dict[str, tuple[Database, list[Event], list[tuple]]] = {}
+        # database URL -> (the database, its pulls (defer's tuples))
+        self.pending: dict[str, tuple[Database, list[tuple]]] = {}
+        # Held through a write: a flush that finds nothing pending while another thread writes what it took waits
+        # for that write, so what was added before a flush is in the database when it returns.
+        self.writing = threading.Lock()
         self.pid = 0
         self.loop: Loop | None = None
 
-    def add(self, db: Database, event: Event | tuple) -> None:
+    def add(self, db: Database, pull: tuple) -> None:
         loop = self.loop
         if loop is None or loop.stopped:  # none yet, stopped, or its parent's before a fork
             loop = self._start()
         with self.lock:
-            _, events, pulls = self.pending.setdefault(db.url, (db, [], []))
-            if isinstance(event, Event):
-                events.append(event)
-            else:
-                pulls.append(event)
-            full = len(events) + len(pulls) >= FLUSH_MAX
+            pulls = self.pending.setdefault(db.url, (db, []))[1]
+            pulls.append(pull)
+            full = len(pulls) >= FLUSH_MAX
         if full:
             loop.wake()
 
@@ -209,17 +209,18 @@ class _Batches:
             webhooks.wake(db)
 
     def _write(self) -> list[Database]:
-        """Write every deferred event; the databases where that queued webhook deliveries."""
-        with self.lock:
-            pending, self.pending = self.pending, {}
-        queued = []
-        for db, events, pulls in pending.values():
-            try:
-                if record(db, events, pulls):
-                    queued.append(db)
-            except Exception:
-                log.exception("writing %d deferred events failed", len(events) + len(pulls))
-        return queued
+        """Write every deferred pull; the databases where that queued webhook deliveries."""
+        with self.writing:
+            with self.lock:
+                pending, self.pending = self.pending, {}
+            queued = []
+            for db, pulls in pending.values():
+                try:
+                    if record(db, [], pulls):
+                        queued.append(db)
+                except Exception:
+                    log.exception("writing %d deferred pulls failed", len(pulls))
+            return queued
 
 
 _batches = _Batches()
