@@ -94,7 +94,7 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
     in one transaction: each project and its policies are read once per batch and the entries inserted in bulk, so a
     batch of pulls costs about one write. Whether it queued deliveries (the caller wakes the sender)."""
     from registry.events import audit
-    from registry.model.artifacts import count_pulls, pull_event, reference
+    from registry.model.artifacts import count_pulls, pull_event
     from registry.model.projects import project_of
     from registry.model.tables import Project, WebhookPolicy
     queued = False
@@ -227,14 +227,15 @@ _batches = _Batches()
 flush = _batches.flush
 
 
+def reference(repository: str, digest: str, tag: str | None) -> str:
+    """What an event names in a repository: `repository:tag`, or `repository@digest` without a tag."""
+    return f"{repository}:{tag}" if tag else f"{repository}@{digest}"
+
+
 def _audit_resources(event: Event) -> list[str]:
-    """"repo:tag" or "repo@digest" per resource; else the repository or project itself."""
-    out = []
-    for r in event.resources:
-        if r.get("tag"):
-            out.append(f"{event.repository}:{r['tag']}")
-        elif r.get("digest"):
-            out.append(f"{event.repository}@{r['digest']}")
+    """A reference per resource that has a tag or a digest; else the repository or project itself."""
+    out = [reference(event.repository, r.get("digest") or "", r.get("tag")) for r in event.resources
+           if r.get("tag") or r.get("digest")]
     return out or [event.repository or event.project]
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, InvalidDigest
-from registry.events import Event, defer, emit
+from registry.events import Event, defer, emit, reference
 from registry.model import immutable, quota, trust
 from registry.model.db import Database
 from registry.model.policy import Actor, Refused
@@ -403,11 +403,6 @@ def pull_event(repository: str, digest: str, tag: str | None, operator: str, rem
     url = f"{host}/{reference(repository, digest, tag)}"
     return Event("PULL_ARTIFACT", project_of(repository), repository, operator, remote_addr,
                  ({"digest": digest, "tag": tag or "", "resource_url": url},), time=when)
-
-
-def reference(repository: str, digest: str, tag: str | None) -> str:
-    """What a pull named: `repository:tag`, or `repository@digest` when pulled by digest."""
-    return f"{repository}:{tag}" if tag else f"{repository}@{digest}"
 
 
 def count_pulls(conn: Connection, pulls: list[tuple]) -> None:
