@@ -345,10 +345,15 @@ def start(container_id: str, state_root: str) -> None:
     fifo = os.path.join(sdir, "exec.fifo")
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        while not select.select([fd], [], [], 0.1)[0]:
-            if state(container_id, state_root)["status"] == "stopped":
-                raise DockyardError(f"container {container_id} exited before start")
-        if os.read(fd, 1) != b"0":
+        # The init writes its "0" and execs, so a short command may have ended by the time we look again after a
+        # select that timed out: an init found stopped started if its byte is there.
+        while not select.select([fd], [], [], 0.1)[0] and state(container_id, state_root)["status"] != "stopped":
+            pass
+        try:
+            byte = os.read(fd, 1)
+        except BlockingIOError:  # a writer but no byte
+            byte = b""
+        if byte != b"0":
             raise DockyardError(f"container {container_id} exited before start")
     finally:
         os.close(fd)

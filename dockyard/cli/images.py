@@ -10,6 +10,8 @@ from typing import Any
 
 # Other areas (containers) add lookups here: each returns an inspect object or None when NAME isn't theirs.
 INSPECTORS: list[tuple[str, Callable[[str], dict[str, Any] | None]]] = []
+# docker's order of lookups without --type: a container named like an image, or like an image id's prefix, wins.
+INSPECT_ORDER = ("container", "image", "network", "volume")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -201,7 +203,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if getattr(args, "referrers", False):
         print_inspected(args.format, [_referrers(name) for name in args.names])
         return 0
-    inspectors = [("image", _image_inspector), *INSPECTORS]
+    inspectors = sorted([("image", _image_inspector), *INSPECTORS], key=lambda kind_fn: INSPECT_ORDER.index(kind_fn[0]))
     found, missing = [], []
     for name in args.names:
         for kind, fn in inspectors:

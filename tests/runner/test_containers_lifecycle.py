@@ -176,7 +176,12 @@ def test_names_ids_and_lookup(ctr):
     assert name.startswith("/") and "_" in name
     ctr("start", "named")
     assert ctr("wait", "named").out == "0\n"
-    ctr("rm", cid, other)
+    # Without --type a container comes first, as in docker, even one named like the start of an image's id.
+    image_id = ctr("images", "-q", "--no-trunc", "busybox").out.split()[0]
+    prefixed = ctr("create", "--name", image_id[7:11], "--network", "none", "busybox", "true").out.strip()
+    assert ctr("inspect", "-f", "{{.Id}}", image_id[7:11]).out.strip() == prefixed
+    assert ctr("inspect", "--type", "image", "-f", "{{.Id}}", image_id[7:11]).out.strip() == image_id
+    ctr("rm", cid, other, prefixed)
 
 
 def test_dead_monitor_shows_exited_and_rm_cleans_up(ctr, store_root):

@@ -16,7 +16,7 @@ import pytest
 
 from dockyard.errors import NotFound
 from dockyard import users
-from runner import cgroups, rootfs, runtime, sandbox, spec
+from runner import cgroups, procfs, rootfs, runtime, sandbox, spec
 from runner.runtime import StartError
 from runner.sandbox import Sandbox
 from dockyard.users import User
@@ -302,6 +302,32 @@ def test_lifecycle_create_start_state_kill_delete(busybox_rootfs, tmp_path):
     assert not (states / (PREFIX + "life")).exists()
     with pytest.raises(NotFound):
         runtime.state(PREFIX + "life", str(states))
+
+
+def test_a_start_that_looks_again_after_the_command_ended_reports_it_started(busybox_rootfs, tmp_path, monkeypatch):
+    """The race of a loaded machine: start's wait for the init's byte times out, the init writes it, execs and its
+    short command ends before start looks at the init again. That container ran: start must say so."""
+    import select
+
+    bundle = _bundle(busybox_rootfs, tmp_path, ["sh", "-c", "echo ran > /tmp/proof"])
+    states = str(tmp_path / "state")
+    pid = runtime.create(str(bundle), PREFIX + "short", states)["pid"]
+    real_select = select.select
+
+    def late_select(r, w, x, timeout):
+        """The byte arrives and the command ends while this process is off the CPU; the wait then times out."""
+        deadline = time.monotonic() + 10
+        while procfs.proc_start_time(pid) and time.monotonic() < deadline:  # until the init is a zombie
+            time.sleep(0.01)
+        monkeypatch.setattr(select, "select", real_select)
+        return [], [], []
+
+    monkeypatch.setattr(select, "select", late_select)
+    runtime.start(PREFIX + "short", states)
+    assert (busybox_rootfs / "tmp" / "proof").read_text() == "ran\n"
+    (busybox_rootfs / "tmp" / "proof").unlink()
+    assert os.waitpid(pid, 0)[1] == 0
+    runtime.delete(PREFIX + "short", states)
 
 
 def test_delete_force_of_a_running_container(busybox_rootfs, tmp_path):
