@@ -139,7 +139,7 @@ def test_receiver_that_always_fails_ends_in_error(model, receivers, monkeypatch)
 
 def test_hanging_receiver_stalls_neither_events_nor_other_targets(model, receivers, monkeypatch):
     db, project_id = model
-    monkeypatch.setattr(webhooks, "TIMEOUT", (1.0, 1.0))
+    monkeypatch.setattr(webhooks, "TIMEOUT", (3.0, 3.0))
     monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)
     hanging, good = receivers(hang=True), receivers()
     policy(db, project_id, {"address": hanging.url}, name="a")
@@ -147,9 +147,9 @@ def test_hanging_receiver_stalls_neither_events_nor_other_targets(model, receive
     started = time.monotonic()
     for tag in ("1", "2", "3"):
         push(db, tag)
-    assert time.monotonic() - started < 2.5  # emit queues: waiting on the target would take 3 s or more
+    assert time.monotonic() - started < 6  # emit queues: waiting on the target would take 9 s or more
     good.wait(3, timeout=10)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(d.status in ("Pending", "Running") for d in deliveries(db)):
         time.sleep(0.1)
     by_address = {}
