@@ -29,7 +29,7 @@ def package_root() -> str:
 
 
 def script(python: str, paths: list[str]) -> bytes:
-    """The launcher's text: `python -S`, `paths` appended to sys.path (those not there already), then the CLI."""
+    """The launcher's text: `python -S`, sys.path without bin/ and with `paths` appended, then the CLI."""
     shebang = f"#!{python} -S"
     # The kernel splits the line at the first blank and ends it at a newline or its buffer's end: any of those in
     # the path would start some other program.
@@ -38,6 +38,7 @@ def script(python: str, paths: list[str]) -> bytes:
     return (f"{shebang}\n"
             "# Written by dockyard.launcher: the CLI without the site step (no .pth files, no sitecustomize).\n"
             "import sys\n"
+            "del sys.path[0]  # this script's directory, bin/: nothing to import there\n"
             f"sys.path += [p for p in {paths!r} if p not in sys.path]\n"
             "from dockyard.cli.main import main\n"
             "sys.exit(main())\n").encode()

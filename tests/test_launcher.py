@@ -66,6 +66,7 @@ def test_pythonpath_is_honoured_and_no_site_step_ran(entry, tmp_path, store_root
     assert no_site == 1 and not site_loaded
     assert path.index(str(tmp_path / "fake")) < path.index(str(REPO))
     assert sysconfig.get_paths()["purelib"] in path
+    assert os.path.dirname(entry) not in path  # bin/ holds nothing to import
 
 
 def test_a_non_editable_install(tmp_path, store_root):
