@@ -33,7 +33,7 @@ for python in "${PYTHONS[@]}"; do
     "$python" -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 done
 # The `dockyard` command: pip's console script replaced by a launcher that starts the interpreter with -S, without
-# the site step (~30 ms of every command here; dockyard/launcher.py says what that skips). -P: the installed
+# the site step and its .pth hooks (dockyard/launcher.py says what that skips and what it saves). -P: the installed
 # package writes it, not a copy the cwd would put first.
 for python in "${PYTHONS[@]}"; do
     "$python" -P -m dockyard.launcher >/dev/null
