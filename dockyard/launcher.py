@@ -40,7 +40,8 @@ def script(python: str, paths: list[str]) -> bytes:
     return (f"{shebang}\n"
             "# Written by dockyard.launcher: the CLI without the site step (no .pth files, no sitecustomize).\n"
             "import sys\n"
-            "del sys.path[0]  # this script's directory, bin/: nothing to import there\n"
+            "if not sys.flags.safe_path:  # (PYTHONSAFEPATH: not put there)\n"
+            "    del sys.path[0]  # this script's directory, bin/: nothing to import there\n"
             f"sys.path += [p for p in {paths!r} if p not in sys.path]\n"
             "from dockyard.cli.main import main\n"
             "sys.exit(main())\n").encode()

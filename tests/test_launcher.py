@@ -52,7 +52,8 @@ def test_the_launcher_runs_commands_without_the_site_step(entry, tmp_path, store
     assert os.stat(entry).st_mode & 0o777 == 0o755
 
 
-def test_pythonpath_is_honoured_and_no_site_step_ran(entry, tmp_path, store_root):
+@pytest.mark.parametrize("safe_path", ["", "1"])  # PYTHONSAFEPATH: the script's directory is not on sys.path
+def test_pythonpath_is_honoured_and_no_site_step_ran(entry, tmp_path, store_root, safe_path):
     # A `dockyard.cli.main` first on PYTHONPATH shadows ours and reports the interpreter it was started in.
     fake = tmp_path / "fake" / "dockyard" / "cli"
     fake.mkdir(parents=True)
@@ -61,9 +62,12 @@ def test_pythonpath_is_honoured_and_no_site_step_ran(entry, tmp_path, store_root
     (fake / "main.py").write_text("import json, sys\n"
                                   "def main():\n"
                                   "    print(json.dumps([sys.flags.no_site, 'site' in sys.modules, sys.path]))\n")
-    out = _run([entry], _env(store_root, PYTHONPATH=str(tmp_path / "fake")), tmp_path).stdout
-    no_site, site_loaded, path = json.loads(out)
+    env = _env(store_root, PYTHONPATH=str(tmp_path / "fake"))
+    if safe_path:
+        env["PYTHONSAFEPATH"] = safe_path
+    no_site, site_loaded, path = json.loads(_run([entry], env, tmp_path).stdout)
     assert no_site == 1 and not site_loaded
+    assert path[0] == str(tmp_path / "fake")
     assert path.index(str(tmp_path / "fake")) < path.index(str(REPO))
     assert sysconfig.get_paths()["purelib"] in path
     assert os.path.dirname(entry) not in path  # bin/ holds nothing to import
