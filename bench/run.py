@@ -4,10 +4,11 @@ The busybox rootfs (examples/busybox-rootfs.sh) is imported into a fresh dockyar
 a prepared bundle. Rounds alternate the tools so drift hits all alike. Both container tools use their default
 bridge network (dockyard's on a bench bridge, 10.242.0.0/16, torn down after); a second series uses
 --network none. Goals (issue 15): dockyard ≤ 0.2× podman's time with the bridge, ≤ 1.5× `runc run` with none.
-`python -c pass` is timed too: the interpreter's own start, which every dockyard command pays and no change of ours
-can cut (site hooks of the machine included). Each series prints its median and quartiles: a wide spread means a
-busy machine.
---phases also splits `dockyard run --rm --network none` into its phases (interpreter with site, imports, create,
+dockyard is this checkout, started as installed: by the launcher dockyard/launcher.py writes (`python -S`, no site
+step), here into the bench's temp dir. `python -c pass` and `python -S -c pass` are timed too: the interpreter's
+own start with the site step (the machine's .pth hooks included) and without it, as the launcher starts. Each
+series prints its median and quartiles: a wide spread means a busy machine.
+--phases also splits `dockyard run --rm --network none` into its phases (interpreter, imports, create,
 spawn, container, cleanup), and again with every module it imports loaded beforehand: what is left then is what a
 run would cost a resident, pre-imported process.
 Usage: python bench/run.py [--rounds 10] [--phases]   (root; podman with /etc/containers/containers.conf set up)
@@ -27,14 +28,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's launcher, whatever is installed
+from dockyard.launcher import search_path, write  # noqa: E402
 IMAGE = f"localhost/dockyard-bench-run-{os.getpid()}:latest"
 # One `run --rm --network none busybox /bin/true` in a fresh interpreter that stamps its phases (the functions that
 # bound them wrapped) and prints them, with the modules the run imported, to stderr as it exits. $PRELOAD names
-# modules to import before the clock starts (the clock then starts after them).
+# modules to import before the clock starts (the clock then starts after them). Run by python() as the launcher
+# starts the CLI.
 PHASED_RUN = r"""
 import time
 T0 = time.perf_counter()
-import importlib, os, sys
+import importlib, os
 for name in filter(None, os.environ.get("PRELOAD", "").split(",")):
     importlib.import_module(name)
 T0 = time.perf_counter() if os.environ.get("PRELOAD") else T0
@@ -67,7 +71,7 @@ def _exit(code):
 os._exit = _exit
 main.main()
 """
-PHASES = ("interpreter+site", "cli import", "imports+parse", "create", "spawn", "container", "after exit")
+PHASES = ("interpreter -S", "cli import", "imports+parse", "create", "spawn", "container", "after exit")
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:
@@ -76,10 +80,15 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     return time.perf_counter() - t
 
 
+def python(code: str) -> list[str]:
+    """The command running `code` in an interpreter started as the launcher starts the CLI: -S, its sys.path."""
+    return [sys.executable, "-S", "-c", f"import sys; sys.path += {search_path(str(REPO))!r}\n{code}"]
+
+
 def phased(env: dict, preload: str = "") -> tuple[list[float], str]:
     """One phased run (PHASED_RUN): the wall time of each of PHASES in ms, and the modules of ours it imported."""
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", PHASED_RUN], env={**env, "PRELOAD": preload}, check=True,
+    p = subprocess.run(python(PHASED_RUN), env={**env, "PRELOAD": preload}, check=True, cwd=REPO,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     total = (time.perf_counter() - t) * 1000
     words = next(line for line in p.stderr.splitlines() if line.startswith("PHASES ")).split()
@@ -92,8 +101,8 @@ def print_phases(rounds: int, env: dict) -> None:
     """Median phases of `run --rm --network none`, as it is and with its modules (and the stdlib's) pre-imported."""
     _, ours = phased(env)  # (also the warm-up)
     probe = "import sys; print(','.join(sorted(sys.modules)))"
-    bare = set(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.split(","))
-    loaded = subprocess.run([sys.executable, "-c", f"import {ours}; {probe}"], env=env, capture_output=True,
+    bare = set(subprocess.run(python(probe), env=env, cwd=REPO, capture_output=True, text=True).stdout.split(","))
+    loaded = subprocess.run(python(f"import {ours}; {probe}"), env=env, cwd=REPO, capture_output=True,
                             text=True).stdout.strip().split(",")
     preload = ",".join(sorted(set(loaded) - bare))
     for title, pre in (("as it is", ""), ("pre-imported", preload)):
@@ -115,10 +124,10 @@ def main() -> int:
            "DOCKYARD_BRIDGE_SUBNET": "10.242.0.0/16", "DOCKYARD_NETWORK_POOL": "10.243.0.0/16",
            "DOCKYARD_NAT_TABLE": "dybench"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure dockyard as installed: with cached bytecode
-    # The installed entry point itself (a pyenv shim in front of it would add a bash run to every call).
-    entry = os.path.join(os.path.dirname(sys.executable), "dockyard")
-    dockyard = [entry] if os.path.exists(entry) else [sys.executable, "-m", "dockyard"]
     try:
+        # A launcher itself, not a pyenv shim in front of one (that would add a bash run to every call).
+        os.mkdir(os.path.join(work, "bin"))
+        dockyard = [write(os.path.join(work, "bin"), str(REPO))]
         rootfs = os.path.join(work, "rootfs")
         subprocess.run(["bash", str(REPO / "examples" / "busybox-rootfs.sh"), rootfs], check=True)
         tar = os.path.join(work, "rootfs.tar")
@@ -143,6 +152,7 @@ def main() -> int:
             "podman --network none": ["podman", "run", "--rm", "--network", "none", IMAGE, "/bin/true"],
             "runc run (floor)": ["runc", "run", "--bundle", bundle, f"bench-{os.getpid()}"],
             "python -c pass": [sys.executable, "-c", "pass"],
+            "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
         }
         for cmd in series.values():  # warm-up: layer unpacking, bridge creation, podman's storage
             timed(cmd, env)
@@ -163,7 +173,7 @@ def main() -> int:
         if opts.phases:
             print_phases(opts.rounds, env)
     finally:
-        subprocess.run([sys.executable, "-c", "from runner.network import networks; networks.reset()"], env=env)
+        subprocess.run(python("from runner.network import networks; networks.reset()"), env=env, cwd=REPO)
         subprocess.run(["podman", "rmi", "-f", IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -32,6 +32,12 @@ source scripts/pythons.sh
 for python in "${PYTHONS[@]}"; do
     "$python" -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 done
+# The `dockyard` command: pip's console script replaced by a launcher that starts the interpreter with -S, without
+# the site step and its .pth hooks (dockyard/launcher.py says what that skips and what it saves). -P: the installed
+# package writes it, not a copy the cwd would put first.
+for python in "${PYTHONS[@]}"; do
+    "$python" -P -m dockyard.launcher >/dev/null
+done
 # Bytecode now, for each interpreter: with PYTHONDONTWRITEBYTECODE=1 (CI images, this machine) nothing would ever
 # write it, and every `dockyard` run would compile its modules anew.
 for python in "${PYTHONS[@]}"; do
