@@ -31,7 +31,7 @@ from dockyard import reference
 from dockyard import summaries as image_summaries
 from dockyard.digest import CHUNK, Digest, Reader, new_hash, verify
 from dockyard.errors import DockyardError, NotFound
-from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
+from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, spread_subdirectories, start_writeback
 from dockyard.image import Descriptor, Image, InvalidImage, Platform, select_platform
 from dockyard.referrers import Records, Referrer, referrer_of
 from dockyard.roots import default_root
@@ -105,11 +105,16 @@ class Store:
         self._init()
 
     def _init(self) -> None:
+        new = not os.path.exists(self._index_path)
+        if new:
+            # Before its subdirectories exist: each gets an inode group of its own, away from the parent's.
+            os.makedirs(self.root, exist_ok=True)
+            spread_subdirectories(self.root)
         # Every start: cheap, and a store made by an older version gains the directories added since.
         for d in (self.layout, os.path.join(self.layout, "blobs", "sha256"), self.layers_dir,
                   self.holds_dir, self.tmp_dir, self.locks_dir, self.sizes_dir):
             os.makedirs(d, exist_ok=True)
-        if os.path.exists(self._index_path):
+        if not new:
             return
         with locked(self._lock_path("index")):
             if not os.path.exists(self._index_path):

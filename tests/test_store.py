@@ -308,6 +308,22 @@ def test_store_from_an_older_layout_gains_new_directories(busybox_image, store_r
     store.gc()
 
 
+def test_a_new_store_spreads_its_directories(store_root):
+    """A new store's root carries the top-directory flag (chattr +T), where the filesystem has one: each of its
+    subdirectories gets an inode group of its own; an existing store is left as is."""
+    def flags(*paths: str) -> list[str]:
+        shown = subprocess.run([tool("lsattr"), "-d", *paths], capture_output=True, text=True)
+        if shown.returncode:
+            pytest.skip(f"no inode flags on this filesystem: {shown.stderr.strip()}")
+        return [line.split()[0] for line in shown.stdout.splitlines()]
+
+    Store(store_root)
+    assert "T" in flags(store_root)[0]
+    subprocess.run([tool("chattr"), "-T", store_root], check=True)
+    Store(store_root)
+    assert "T" not in flags(store_root)[0]
+
+
 def test_summaries_cache_matches_the_images_and_survives_damage(busybox_image, busybox_tar, dockyard, store_root):
     store = Store(store_root)
     dockyard("import", "-c", "CMD [\"/bin/true\"]", str(busybox_tar), "other:1")
