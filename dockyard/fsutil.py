@@ -117,6 +117,17 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Hand the clean page-cache pages of a file range (0: to its end) back to the kernel now, for the next writes
+    to reuse (posix_fadvise DONTNEED); pages still dirty or being written stay.
+
+    On a VM whose host takes back the guest's free memory, a page the guest has not touched lately costs a fault
+    in the host on its first write: writing 200 MB into fresh pages took 0.6 s (0.4 s of it system time) where
+    the same writes into recycled pages took 0.07 s.
+    """
+    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None, durable: bool = True) -> Iterator[BinaryIO]:
     """Yield a temp file that replaces `path` on clean exit and vanishes on error.
