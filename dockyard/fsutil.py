@@ -82,11 +82,50 @@ def reuse_freed_buffers() -> None:
         mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
 
 
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (linux/fs.h, as on 64-bit) and FS_TOPDIR_FL.
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
+
+
+def spread_subdirectories(path: str) -> None:
+    """Mark a directory whose subdirectories are unrelated trees (chattr +T): ext4 then places each new one in a
+    block group of its own choosing rather than beside its parent.
+
+    Without it every inode of a store lands in its parent's group; on ext4 without a journal, creating one there
+    steps over each inode deleted in the last minutes (0.1-1 ms per file on a box whose /tmp churns, 0.015 ms in
+    a quiet group). Filesystems without the flag (tmpfs, xfs, overlay) keep their own placement.
+    """
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(4)))[0]
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+    except OSError:
+        pass  # ENOTTY/EOPNOTSUPP where the filesystem has no such flag: a placement hint, nothing depends on it
+    finally:
+        os.close(fd)
+
+
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to begin writing a range to disk without waiting (sync_file_range(2); Linux only)."""
     fn = _sync_file_range()
     if fn is not None:
         fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Hand the clean page-cache pages of a file range (0: to its end) back to the kernel now, for the next writes
+    to reuse (posix_fadvise DONTNEED); pages still dirty or being written stay.
+
+    On a VM whose host takes back the guest's free memory, a page the guest has not touched lately costs a fault
+    in the host on its first write: writing 200 MB into fresh pages took 0.6 s (0.4 s of it system time) where
+    the same writes into recycled pages took 0.07 s.
+    """
+    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 @contextlib.contextmanager

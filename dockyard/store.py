@@ -31,7 +31,15 @@ from dockyard import reference
 from dockyard import summaries as image_summaries
 from dockyard.digest import CHUNK, Digest, Reader, new_hash, verify
 from dockyard.errors import DockyardError, NotFound
-from dockyard.fsutil import WRITEBACK_STEP, atomic_file, atomic_write, locked, start_writeback
+from dockyard.fsutil import (
+    WRITEBACK_STEP,
+    atomic_file,
+    atomic_write,
+    drop_cached,
+    locked,
+    spread_subdirectories,
+    start_writeback,
+)
 from dockyard.image import Descriptor, Image, InvalidImage, Platform, select_platform
 from dockyard.referrers import Records, Referrer, referrer_of
 from dockyard.roots import default_root
@@ -105,11 +113,16 @@ class Store:
         self._init()
 
     def _init(self) -> None:
+        new = not os.path.exists(self._index_path)
+        if new:
+            # Before its subdirectories exist: each gets an inode group of its own, away from the parent's.
+            os.makedirs(self.root, exist_ok=True)
+            spread_subdirectories(self.root)
         # Every start: cheap, and a store made by an older version gains the directories added since.
         for d in (self.layout, os.path.join(self.layout, "blobs", "sha256"), self.layers_dir,
                   self.holds_dir, self.tmp_dir, self.locks_dir, self.sizes_dir):
             os.makedirs(d, exist_ok=True)
-        if os.path.exists(self._index_path):
+        if not new:
             return
         with locked(self._lock_path("index")):
             if not os.path.exists(self._index_path):
@@ -175,20 +188,21 @@ class Store:
 
     def write_blob(self, stream: Reader, expected: Digest | None = None, size: int | None = None,
                    what: str | None = None, added: set[Digest] | None = None,
-                   check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+                   check: Callable[[], None] | None = None, cached: bool = True) -> tuple[Digest, int]:
         """Stream a blob into the store, verifying digest and size when given; nothing is kept on mismatch.
 
         `check` runs once the blob is read and verified, before it is kept; if it raises, the blob is not kept.
+        cached=False leaves none of the blob in the page cache once it is on disk (see _Incoming).
         """
-        with self._incoming(expected) as blob:
+        with self._incoming(expected, cached) as blob:
             for chunk in _chunks(stream):
                 blob.write(chunk)
             return blob.keep(expected, size, what, added, check)
 
     @contextlib.contextmanager
-    def _incoming(self, expected: Digest | None) -> Iterator[_Incoming]:
+    def _incoming(self, expected: Digest | None, cached: bool = True) -> Iterator[_Incoming]:
         """A blob to write; whatever of it is not kept by the end is removed."""
-        blob = _Incoming(self, expected)
+        blob = _Incoming(self, expected, cached)
         try:
             yield blob
         finally:
@@ -633,7 +647,8 @@ class Store:
 
         `layer` gives the diff_id and chain ID the layer must have (it may wait for the config). Blob and
         unpacked layer are kept only when the blob is its digest and its content its diff_id; otherwise
-        neither the temp file nor the partly unpacked tree stays.
+        neither the temp file nor the partly unpacked tree stays. The blob leaves the page cache as it reaches
+        the disk (a run reads the unpacked copy), so its pages serve the unpacked files' writes.
         """
         chain: list[Digest] = []
 
@@ -672,7 +687,7 @@ class Store:
         from dockyard.layers.unpacker import Tee
 
         what = f"blob {desc.digest}"
-        with self._incoming(desc.digest) as blob:
+        with self._incoming(desc.digest, cached=False) as blob:
             teed = Tee(stream, blob.write)
             try:
                 with _layer_errors(desc):
@@ -697,7 +712,8 @@ class Store:
 
         unpacker = StreamUnpacker(tmp)
         try:
-            self.write_blob(Tee(stream, unpacker.feed), desc.digest, desc.size, f"blob {desc.digest}", added, finished)
+            self.write_blob(Tee(stream, unpacker.feed), desc.digest, desc.size, f"blob {desc.digest}", added, finished,
+                            cached=False)
         finally:
             unpacker.abort()
 
@@ -788,10 +804,16 @@ class Usage:
 
 class _Incoming:
     """A blob on its way into the store: hashed as written into a temp file, or only hashed when the store has it
-    already (content addressing: nothing to write, but what is offered must still be what it claims to be)."""
+    already (content addressing: nothing to write, but what is offered must still be what it claims to be).
 
-    def __init__(self, store: Store, expected: Digest | None):
+    With cached=False the pages written go back to the kernel as they reach the disk, for the next writes to reuse:
+    a pulled layer's blob is seldom read again soon (its unpacked copy is), and fresh pages cost dearly on a VM
+    (see fsutil.drop_cached).
+    """
+
+    def __init__(self, store: Store, expected: Digest | None, cached: bool = True):
         self._store = store
+        self._cached = cached
         self.algorithm = expected.algorithm if expected else "sha256"
         self._hash = new_hash(self.algorithm)
         self.size = 0
@@ -812,6 +834,8 @@ class _Incoming:
             if self.size - self._flushed >= WRITEBACK_STEP:  # so the fsync at the end has little left to wait for
                 self._file.flush()
                 start_writeback(self._file.fileno(), self._flushed, self.size - self._flushed)
+                if not self._cached:  # what was sent to the disk a step ago is likely written by now
+                    drop_cached(self._file.fileno(), 0, self._flushed)
                 self._flushed = self.size
 
     def verify(self, expected: Digest | None, size: int | None, what: str | None) -> Digest:
@@ -828,6 +852,8 @@ class _Incoming:
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
+            if not self._cached:
+                drop_cached(self._file.fileno())
         if check:
             check()
         if self._tmp is not None:

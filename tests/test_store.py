@@ -204,6 +204,29 @@ def test_write_layer_keeps_nothing_of_a_bad_layer(store_root, monkeypatch, apart
     _nothing_kept(store, desc.digest)
 
 
+@unpack_ways
+def test_write_layer_leaves_its_blob_out_of_the_page_cache(store_root, monkeypatch, apart):
+    """A pulled layer's blob, once on disk, holds no page-cache pages (a run reads the unpacked copy; the pages serve
+    the next writes), through the writeback steps of a big blob too; a blob written otherwise stays cached."""
+    _unpack_apart(monkeypatch, apart)
+    store = Store(store_root)
+    content = os.urandom(20 << 20)  # past two writeback steps (fsutil.WRITEBACK_STEP)
+    blob, desc = _layer(tar_of(("big", content)))
+    diff_id = Digest.of_bytes(tar_of(("big", content)))
+    path = store.write_layer(io.BytesIO(blob), desc, lambda: (diff_id, diff_id), set())
+    with open(os.path.join(path, "big"), "rb") as f:
+        assert f.read() == content
+
+    def resident(path: str) -> int:
+        out = subprocess.run([tool("fincore"), "--bytes", "--noheadings", "--output", "RES", path],
+                             capture_output=True, text=True, check=True).stdout
+        return int(out.strip())
+
+    assert resident(store.blob_path(desc.digest)) == 0
+    kept = store.write_blob_bytes(b"x" * (1 << 20))
+    assert resident(store.blob_path(kept)) > 0
+
+
 def test_concurrent_imports_leave_a_consistent_store(busybox_tar, store_root):
     """Several processes import (and tag) at once; every tag ends up valid and index.json intact."""
     procs = [subprocess.Popen([sys.executable, "-m", "dockyard", "import", "-c", f"LABEL n={i}",
@@ -306,6 +329,22 @@ def test_store_from_an_older_layout_gains_new_directories(busybox_image, store_r
     store = Store(store_root)
     assert store.lowerdirs(store.resolve("busybox"))
     store.gc()
+
+
+def test_a_new_store_spreads_its_directories(store_root):
+    """A new store's root carries the top-directory flag (chattr +T), where the filesystem has one: each of its
+    subdirectories gets an inode group of its own; an existing store is left as is."""
+    def flags(*paths: str) -> list[str]:
+        shown = subprocess.run([tool("lsattr"), "-d", *paths], capture_output=True, text=True)
+        if shown.returncode:
+            pytest.skip(f"no inode flags on this filesystem: {shown.stderr.strip()}")
+        return [line.split()[0] for line in shown.stdout.splitlines()]
+
+    Store(store_root)
+    assert "T" in flags(store_root)[0]
+    subprocess.run([tool("chattr"), "-T", store_root], check=True)
+    Store(store_root)
+    assert "T" not in flags(store_root)[0]
 
 
 def test_summaries_cache_matches_the_images_and_survives_damage(busybox_image, busybox_tar, dockyard, store_root):
