@@ -3,6 +3,7 @@ and to the projects' webhooks."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from registry import background
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy.orm import Session
 
     from registry.background import Loop
@@ -93,6 +95,8 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
     """Write events' and pulls' (defer's tuples) audit entries and webhook deliveries, and pulls' times and counts,
     in one transaction: each project and its policies are read once per batch and the entries inserted in bulk, so a
     batch of pulls costs about one write. Whether it queued deliveries (the caller wakes the sender)."""
+    from sqlalchemy import select
+
     from registry.events import audit
     from registry.model.artifacts import count_pulls, pull_event
     from registry.model.projects import project_of
@@ -104,13 +108,18 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
         projects: dict[str, tuple[Project | None, int | None, list[WebhookPolicy]]] = {}
 
         def known(name: str) -> tuple[Project | None, int | None, list[WebhookPolicy]]:
-            """The project of this name, its id and its enabled policies (read at its first event of the batch)."""
+            """The project of this name, its id and its enabled policies (read at its first event of the batch; the
+            project's row only when it has such a policy: most have none, and the ORM's load costs more than the
+            rest of a batch of pulls)."""
             found = projects.get(name)
             if found is None:
-                project = s.query(Project).filter_by(name=name).one_or_none()
-                policies = [] if project is None else \
-                    list(s.query(WebhookPolicy).filter_by(project_id=project.id, enabled=True))
-                found = projects[name] = (project, project.id if project is not None else None, policies)
+                row = s.connection().execute(_project_statement(), {"b_name": name}).first()
+                project, policies = None, []
+                if row is not None and row[1]:
+                    project = s.get(Project, row[0])
+                    policies = list(s.scalars(select(WebhookPolicy).where(WebhookPolicy.project_id == row[0],
+                                                                          WebhookPolicy.enabled.is_(True))))
+                found = projects[name] = (project, row[0] if row is not None else None, policies)
             return found
 
         entries = []
@@ -137,6 +146,17 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
         if pulls:
             count_pulls(s.connection(), list(pulls))
     return queued
+
+
+@functools.cache
+def _project_statement() -> Select:
+    """record()'s look-up of a project by name (bind b_name): its id and whether it has an enabled webhook policy.
+    Built once, on first use (this module loads no SQLAlchemy): building it per batch costs more than running it."""
+    from sqlalchemy import bindparam, exists, select
+
+    from registry.model.tables import Project, WebhookPolicy
+    hooked = exists().where(WebhookPolicy.project_id == Project.id, WebhookPolicy.enabled.is_(True))
+    return select(Project.id, hooked).where(Project.name == bindparam("b_name"))
 
 
 def _deliver(s: Session, event: Event, project: Project, policies: list[WebhookPolicy], occurred: float) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -405,6 +405,19 @@ def pull_event(repository: str, digest: str, tag: str | None, operator: str, rem
                  ({"digest": digest, "tag": tag or "", "resource_url": url},), time=when)
 
 
+# count_pulls' statements, built once: a statement built per execution costs SQLAlchemy its construction and cache
+# key each time, several times what SQLite takes to run it. (SQLAlchemy reserves the columns' names for the SET
+# clause: the binds are named b_*.)
+_PULLED_REPOSITORY = select(Repository.id).where(Repository.name == bindparam("b_repository")).scalar_subquery()
+_COUNT_PULLS = (update(Repository).where(Repository.name == bindparam("b_repository"))
+                .values(pull_count=Repository.pull_count + bindparam("b_pulls")))
+_ARTIFACT_PULLED = (update(Artifact).where(Artifact.repository_id == _PULLED_REPOSITORY,
+                                           Artifact.digest == bindparam("b_digest"))
+                    .values(pull_time=bindparam("b_when")))
+_TAG_PULLED = (update(Tag).where(Tag.repository_id == _PULLED_REPOSITORY, Tag.name == bindparam("b_tag"))
+               .values(pull_time=bindparam("b_when")))
+
+
 def count_pulls(conn: Connection, pulls: list[tuple]) -> None:
     """A batch of pulls' (record_pull's tuples) effect on the index: each repository's pull count rises by its pulls,
     and each pulled artifact and tag takes the time of its latest pull (one update each, not one per pull). On the
@@ -417,14 +430,11 @@ def count_pulls(conn: Connection, pulls: list[tuple]) -> None:
             key = (repository, digest, tag or "")
             latest[key] = max(latest.get(key, 0.0), when)
     for repository, n in counts.items():
-        conn.execute(update(Repository).where(Repository.name == repository)
-                     .values(pull_count=Repository.pull_count + n))
+        conn.execute(_COUNT_PULLS, {"b_repository": repository, "b_pulls": n})
     for (repository, digest, tag), t in latest.items():
-        repo_id = select(Repository.id).where(Repository.name == repository).scalar_subquery()
-        conn.execute(update(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest)
-                     .values(pull_time=t))
+        conn.execute(_ARTIFACT_PULLED, {"b_repository": repository, "b_digest": digest, "b_when": t})
         if tag:
-            conn.execute(update(Tag).where(Tag.repository_id == repo_id, Tag.name == tag).values(pull_time=t))
+            conn.execute(_TAG_PULLED, {"b_repository": repository, "b_tag": tag, "b_when": t})
 
 
 # -- what storage already holds ------------------------------------------------------------------------------------
