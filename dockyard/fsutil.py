@@ -1,5 +1,5 @@
-"""Filesystem primitives: atomic writes (temp, fsync, rename), advisory file locks, reading small files; the libc
-knobs of streaming writers (writeback, malloc's handling of their buffers)."""
+"""Filesystem primitives: atomic writes (temp, fsync, rename), durable trees (syncfs), advisory file locks, reading
+small files; the libc knobs of streaming writers (writeback, malloc's handling of their buffers)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,30 @@ def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_tree(path: str) -> None:
+    """Put a directory tree's files, directories and entries on disk, before a rename publishes it: syncfs(2) of
+    the filesystem holding it, raising its error (since Linux 5.8 it reports writeback errors that happened since
+    the descriptor was opened).
+
+    One syncfs rather than an fsync of each file and directory: measured on this box's ext4 just after writing the
+    tree, 2,000 files of 2 KB 21 ms vs 427 ms, 200 files of 4 KB 4 ms vs 55 ms, one 64 MiB file 38 vs 40 ms, 40
+    one-file layers 0.75 vs 1.1 ms each. What else is dirty on the filesystem is written too, the price of it.
+    Layers finishing together in a pull's threads sharing one syncfs (a group commit) measured no faster on 40
+    small layers (0.352 vs 0.356 s a pull), so each layer has its own.
+    """
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc().syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            if err in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"no space left on device writing {path}")
+            raise OSError(err, os.strerror(err), path)
     finally:
         os.close(fd)
 

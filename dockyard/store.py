@@ -36,6 +36,8 @@ from dockyard.fsutil import (
     atomic_file,
     atomic_write,
     drop_cached,
+    durable_tree,
+    fsync_dir,
     locked,
     spread_subdirectories,
     start_writeback,
@@ -242,7 +244,16 @@ class Store:
             before = list(entries)
             yield entries
             if entries != before or [e.name for e in entries] != [e.name for e in before]:
+                if {e.digest for e in entries} - {e.digest for e in before}:
+                    self._sync_blob_names()
                 self._write_index(entries)
+
+    def _sync_blob_names(self) -> None:
+        """Put the blobs' directory entries on disk before index.json names an image made of them: adopt_blob's
+        renames are not fsynced one by one, so after a power loss the index could name blobs that are gone."""
+        blobs = os.path.join(self.layout, "blobs")
+        for algorithm in os.listdir(blobs):
+            fsync_dir(os.path.join(blobs, algorithm))
 
     def entries(self) -> list[Entry]:
         """The index entries: one per tag, and one per dangling (untagged) image."""
@@ -723,6 +734,11 @@ class Store:
         `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is given to `discard`
         (which by default removes it at once)."""
         path = self.layer_dir(chain_id)
+        if not os.path.isdir(path):
+            # unpack_layer trusts any layer directory it finds: after a power loss one must not be there with
+            # files the disk never got (the rename's metadata written, their data not; containerd #8895).
+            durable_tree(tmp_dir)
+        renamed = False
         # One lock for all layers, held only to look and rename: a lock file per layer was one more inode to
         # make per layer pulled (unpack_layer's per-layer lock keeps two processes from unpacking one layer twice).
         with locked(self._lock_path("layers")):
@@ -730,8 +746,11 @@ class Store:
                 (discard or _remove)(tmp_dir)
             else:
                 os.rename(tmp_dir, path)
+                renamed = True
                 if isinstance(added, Added):
                     added.layers.add(chain_id)
+        if renamed:  # the rename on disk before anything (index.json) names the layer
+            fsync_dir(self.layers_dir)
         return path
 
     def layer_size(self, desc: Descriptor, diff_id: Digest, chain: Digest) -> int:

@@ -180,6 +180,29 @@ def test_write_layer_unpacks_as_it_stores(store_root, monkeypatch, apart):
     assert store.write_layer(io.BytesIO(blob), desc, lambda: (diff_id, diff_id), added) == path
 
 
+def test_adopt_layer_dir_publishes_a_tree_once(store_root):
+    """A directory adopted as a layer (a build step's upperdir) becomes the layer whole; a second one for the same
+    chain goes to `discard` and the first stays; only the first is recorded as added."""
+    from dockyard.store import Added
+
+    store = Store(store_root)
+    chain = Digest.of_bytes(b"chain")
+    trees = []
+    for word in ("first", "second"):
+        tree = os.path.join(store.tmp_dir, word)
+        os.makedirs(os.path.join(tree, "etc"))
+        with open(os.path.join(tree, "etc", "word"), "w") as f:
+            f.write(word)
+        trees.append(tree)
+    added = Added()
+    discarded: list[str] = []
+    assert store.adopt_layer_dir(trees[0], chain, added) == store.layer_dir(chain)
+    assert store.adopt_layer_dir(trees[1], chain, added, discard=discarded.append) == store.layer_dir(chain)
+    assert discarded == [trees[1]] and added.layers == {chain}
+    assert open(os.path.join(store.layer_dir(chain), "etc", "word")).read() == "first"
+    assert os.listdir(store.layers_dir) == [chain.hex] and not os.path.exists(trees[0])
+
+
 @unpack_ways
 def test_write_layer_keeps_nothing_of_a_bad_layer(store_root, monkeypatch, apart):
     """Not its diff_id, not unpackable, or not its digest: neither the blob nor any unpacked file stays."""

@@ -1,0 +1,146 @@
+"""What a power loss can leave behind: every unpacked layer directory is published (renamed into layers/) only once
+its files are on disk, the rename itself is made durable, and the blobs' names are on disk before index.json names
+an image made of them. Checked in the syscalls of a real `dockyard pull` (from distribution on loopback) and of a
+real `dockyard build` with a RUN step, traced by strace."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from client.registries import start_distribution
+from crafted import image, tar_of
+from support import run_cli, tool
+
+from dockyard.reference import parse
+from dockyard.store import Store
+
+# A tree is touched by opening and closing its files (-y shows each fd's path); write(2) would log the data too.
+_TRACED = "trace=syncfs,fsync,rename,renameat,renameat2,openat,close"
+_RENAMES = ("rename", "renameat", "renameat2")
+
+
+@dataclass
+class Call:
+    """One traced system call: its arguments (fds shown with their paths), where it began and ended in the log."""
+
+    name: str
+    args: str
+    start: int
+    end: int
+    result: str
+
+    @property
+    def paths(self) -> list[str]:
+        return re.findall(r'"([^"]*)"', self.args)
+
+
+def _traced(root: str, *args: str, env: dict[str, str] | None = None) -> list[Call]:
+    """Run `python3 ARGS` (the CLI: -m dockyard ...) under strace -f; its calls of _TRACED in the order they began."""
+    log = os.path.join(os.path.dirname(root), f"strace-{os.urandom(3).hex()}.log")
+    subprocess.run([tool("strace"), "-f", "-qq", "-y", "--seccomp-bpf", "-s", "4096", "-e", _TRACED, "-o", log,
+                    sys.executable, *args],
+                   env={**os.environ, "DOCKYARD_ROOT": root, **(env or {})}, check=True, capture_output=True)
+    with open(log) as f:
+        lines = f.read().splitlines()
+    os.unlink(log)
+    calls: list[Call] = []
+    pending: dict[tuple[str, str], Call] = {}
+    for i, line in enumerate(lines):
+        pid, _, rest = line.partition(" ")
+        rest = rest.lstrip()
+        if m := re.match(r"<\.\.\. (\w+) resumed>(.*)", rest):
+            call = pending.pop((pid, m.group(1)))
+            call.end, call.result = i, m.group(2).rpartition("= ")[2]
+        elif m := re.match(r"(\w+)\((.*)", rest):
+            unfinished = m.group(2).endswith("<unfinished ...>")
+            call = Call(m.group(1), m.group(2), i, -1 if unfinished else i,
+                        "" if unfinished else m.group(2).rpartition("= ")[2])
+            calls.append(call)
+            if unfinished:
+                pending[(pid, call.name)] = call
+    return calls
+
+
+def _check_order(calls: list[Call], root: str, layers: int) -> None:
+    """Each layer tree's rename follows a syncfs begun after the tree was last touched and is followed by an fsync
+    of layers/; the blobs' directory is fsynced after the last blob's rename before index.json's; both fsyncs
+    before index.json's rename."""
+    index = [c for c in calls if c.name in _RENAMES and c.paths[-1:] == [f"{root}/images/index.json"]][-1]
+    layer_name = re.compile(re.escape(f"{root}/layers/") + "[0-9a-f]{64}$")
+    published = [c for c in calls if c.name in _RENAMES and layer_name.match(c.paths[-1])]
+    assert len(published) == layers, [c.paths for c in published]
+    syncs = [c for c in calls if c.name == "syncfs" and c.result.startswith("0")]
+    layer_syncs = [c for c in calls if c.name == "fsync" and f"<{root}/layers>" in c.args]
+    for rename in published:
+        tree = rename.paths[0]
+        assert rename.result.startswith("0"), rename
+        touched = max(c.end for c in calls if c.name != "syncfs" and c.start < rename.start and f"{tree}/" in c.args)
+        assert any(touched < s.start and s.end < rename.start for s in syncs), f"{tree}: no syncfs after its writes"
+        assert any(rename.end < f.start and f.end < index.start for f in layer_syncs), f"{tree}: layers/ not fsynced"
+    blob_dir = f"{root}/images/blobs/sha256"
+    # (A build stores its cache record's blob after the image is indexed: only the blobs before index.json count.)
+    last_blob = max(c.end for c in calls
+                    if c.name in _RENAMES and c.paths[-1].startswith(blob_dir + "/") and c.start < index.start)
+    assert any(c.name == "fsync" and f"<{blob_dir}>" in c.args and last_blob < c.start and c.end < index.start
+               for c in calls), "blob names not fsynced before index.json"
+
+
+def test_pull_publishes_layers_and_blob_names_durably(tmp_path):
+    registry = start_distribution(tmp_path / "distribution")
+    try:
+        src = Store(str(tmp_path / "src"))
+        crafted = image([tar_of((f"etc/file{i}", os.urandom(2000)), (f"usr/lib/l{i}/x", b"x" * i)) for i in range(4)])
+        with src.transaction() as added:
+            for blob in (crafted.config, *crafted.layers):
+                src.write_blob_bytes(blob, added=added)
+            ref = f"{registry.host}/durable/img:1"
+            src.add_image(crafted.manifest, [parse(ref)], added)
+        run_cli(src.root, "push", "-q", ref)
+        root = str(tmp_path / "dst")
+        calls = _traced(root, "-m", "dockyard", "pull", "-q", ref)
+    finally:
+        registry.stop()
+    pulled = Store(root).resolve(ref)
+    assert sorted(os.listdir(os.path.join(root, "layers"))) == sorted(c.hex for c in pulled.chain_ids)
+    _check_order(calls, root, layers=4)
+
+
+def test_build_publishes_its_run_layer_durably(tmp_path, store_root, busybox_image):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN mkdir /made && echo durable > /made/file\n")
+    calls = _traced(store_root, "-m", "dockyard", "build", "-q", "--network", "none", "-t", "durable", str(ctx))
+    _check_order(calls, store_root, layers=2)  # busybox's layer, unpacked for the RUN, and the RUN's
+    top = Store(store_root).resolve("durable").chain_ids[-1]
+    with open(os.path.join(store_root, "layers", top.hex, "made", "file")) as f:
+        assert f.read() == "durable\n"
+
+
+# A layer blob renamed into place (adopt_blob: no fsync of the directory) after the manifest was stored: indexing the
+# image must put that name on disk first, though the manifest's own write (which fsyncs the directory) came before.
+_ADD_LATE_BLOB = """
+import io, sys
+sys.path.insert(0, sys.argv[2])
+from crafted import image, tar_of
+from dockyard.reference import parse
+from dockyard.store import Store
+
+store = Store(sys.argv[1])
+crafted = image([tar_of(("etc/late", b"late"))])
+with store.transaction() as added:
+    store.write_blob_bytes(crafted.config, added=added)
+    store.write_blob_bytes(crafted.manifest, added=added)
+    store.write_blob(io.BytesIO(crafted.layers[0]), added=added)
+    store.add_image(crafted.manifest, [parse("late:1")], added)
+"""
+
+
+def test_index_names_blobs_only_once_their_names_are_on_disk(tmp_path):
+    root = str(tmp_path / "store")
+    calls = _traced(root, "-c", _ADD_LATE_BLOB, root, os.path.dirname(__file__))
+    _check_order(calls, root, layers=0)
+    assert Store(root).resolve("late:1").layers
