@@ -21,6 +21,22 @@ class DiskFull(DockyardError):
     """The filesystem ran out of space or quota during a write."""
 
 
+def _raise_if_full(e: OSError, path: str) -> None:
+    """A full disk or quota as DiskFull naming `path` (one line for the user); other errors are the caller's."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFull(f"no space left on device writing {path}") from None
+
+
+@contextlib.contextmanager
+def _directory(path: str) -> Iterator[int]:
+    """A read-only descriptor of a directory, closed after."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def read_text(path: str) -> str:
     """A small text file's content; "" when it is missing or unreadable (e.g. no /etc/passwd in an image)."""
     try:
@@ -32,11 +48,8 @@ def read_text(path: str) -> str:
 
 def fsync_dir(path: str) -> None:
     """Flush a directory entry change (a rename or create) to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
+    with _directory(path) as fd:
         os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def durable_tree(path: str) -> None:
@@ -52,15 +65,12 @@ def durable_tree(path: str) -> None:
     """
     import ctypes
 
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    with _directory(path) as fd:
         if _libc().syncfs(fd) != 0:
             err = ctypes.get_errno()
-            if err in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"no space left on device writing {path}")
-            raise OSError(err, os.strerror(err), path)
-    finally:
-        os.close(fd)
+            e = OSError(err, os.strerror(err), path)
+            _raise_if_full(e, path)
+            raise e
 
 
 # Bytes written between writeback starts: the disk works while the rest arrives, so the final fsync is short.
@@ -121,17 +131,12 @@ def spread_subdirectories(path: str) -> None:
     import struct
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        flags = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(4)))[0]
-        if not flags & _FS_TOPDIR_FL:
-            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+        with _directory(path) as fd:
+            flags = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(4)))[0]
+            if not flags & _FS_TOPDIR_FL:
+                fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
     except OSError:
         pass  # ENOTTY/EOPNOTSUPP where the filesystem has no such flag: a placement hint, nothing depends on it
-    finally:
-        os.close(fd)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -171,8 +176,7 @@ def atomic_file(path: str, mode: int = 0o644, tmpdir: str | None = None, durable
         os.rename(tmp, path)
     except OSError as e:
         _unlink_quietly(tmp)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(f"no space left on device writing {path}") from None
+        _raise_if_full(e, path)
         raise
     except BaseException:
         _unlink_quietly(tmp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import ipaddress
@@ -97,6 +98,21 @@ def tool(name: str) -> str:
     path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     assert path, f"{name} is not installed (scripts/install.sh installs it)"
     return path
+
+
+def strace_python(root: str, syscalls: str, *args: str, env: dict | None = None, fd_paths: bool = False) -> str:
+    """Run `python ARGS` against a store root under `strace -f -e trace=SYSCALLS`; the trace's text (fd_paths: -y,
+    each fd shown with its path). Its log goes beside the root."""
+    log = os.path.join(os.path.dirname(root), f"strace-{os.urandom(3).hex()}.log")
+    try:
+        subprocess.run([tool("strace"), "-f", "-qq", *(["-y"] if fd_paths else []), "--seccomp-bpf", "-s", "4096",
+                        "-e", f"trace={syscalls}", "-o", log, sys.executable, *args],
+                       env={**os.environ, "DOCKYARD_ROOT": root, **(env or {})}, check=True, capture_output=True)
+        with open(log) as f:
+            return f.read()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(log)
 
 
 # Inside a container on a bridge: find the gateway's MAC as any attacker would (ARP), then aim a handshake at

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 
 from client.registries import start_distribution
 from crafted import image, tar_of
-from support import run_cli, tool
+from support import run_cli, strace_python
 
 from dockyard.reference import parse
 from dockyard.store import Store
 
 # A tree is touched by opening and closing its files (-y shows each fd's path); write(2) would log the data too.
-_TRACED = "trace=syncfs,fsync,rename,renameat,renameat2,openat,close"
+_TRACED = "syncfs,fsync,rename,renameat,renameat2,openat,close"
 _RENAMES = ("rename", "renameat", "renameat2")
 
 
@@ -40,13 +38,7 @@ class Call:
 
 def _traced(root: str, *args: str, env: dict[str, str] | None = None) -> list[Call]:
     """Run `python3 ARGS` (the CLI: -m dockyard ...) under strace -f; its calls of _TRACED in the order they began."""
-    log = os.path.join(os.path.dirname(root), f"strace-{os.urandom(3).hex()}.log")
-    subprocess.run([tool("strace"), "-f", "-qq", "-y", "--seccomp-bpf", "-s", "4096", "-e", _TRACED, "-o", log,
-                    sys.executable, *args],
-                   env={**os.environ, "DOCKYARD_ROOT": root, **(env or {})}, check=True, capture_output=True)
-    with open(log) as f:
-        lines = f.read().splitlines()
-    os.unlink(log)
+    lines = strace_python(root, _TRACED, *args, env=env, fd_paths=True).splitlines()
     calls: list[Call] = []
     pending: dict[tuple[str, str], Call] = {}
     for i, line in enumerate(lines):

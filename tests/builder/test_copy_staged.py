@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import re
 import stat
-import subprocess
-import sys
 import time
 
-from support import tool
+from support import strace_python
 
 from dockyard.digest import chain_ids
 
@@ -30,13 +28,7 @@ def _tree(ctx) -> None:
 
 def _traced(store_root: str, ctx, *args: str) -> str:
     """Build under strace; returns its log of file opens and mounts."""
-    log = ctx.parent / f"strace-{os.urandom(3).hex()}.log"
-    subprocess.run([tool("strace"), "-f", "-qq", "--seccomp-bpf", "-s", "4096", "-e", "trace=openat,mount",
-                    "-o", str(log), sys.executable, "-m", "dockyard", "build", "-q", *args, str(ctx)],
-                   env={**os.environ, "DOCKYARD_ROOT": store_root, **EPOCH}, check=True, capture_output=True)
-    text = log.read_text()
-    log.unlink()
-    return text
+    return strace_python(store_root, "openat,mount", "-m", "dockyard", "build", "-q", *args, str(ctx), env=EPOCH)
 
 
 def _opens(trace: str, name: str) -> tuple[list[str], list[str]]:
