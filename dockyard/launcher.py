@@ -8,7 +8,10 @@ on sys.path, baked in when it is written, exactly what this install needs: the i
 third-party dependencies) and the directory holding our packages (the checkout, for an editable install). What -S
 skips, by decision: every .pth file (other packages' import hooks and path entries too), the user site-packages
 directory, sitecustomize and usercustomize.
-PYTHONPATH is still honoured (no -I or -E). `scripts/install.sh` writes it after pip, for each interpreter:
+PYTHONPATH is still honoured (no -I or -E).
+The script first offers the command to a resident, pre-imported server (dockyard.resident: no interpreter start
+and imports per command); when that does not serve it, the script runs the CLI itself.
+`scripts/install.sh` writes it after pip, for each interpreter:
     python -P -m dockyard.launcher [BIN_DIR]   (default: the interpreter's scripts directory)
 """
 
@@ -43,6 +46,12 @@ def script(python: str, paths: list[str]) -> bytes:
             "if not sys.flags.safe_path:  # (PYTHONSAFEPATH: not put there)\n"
             "    del sys.path[0]  # this script's directory, bin/: nothing to import there\n"
             f"sys.path += [p for p in {paths!r} if p not in sys.path]\n"
+            "try:\n"
+            "    from dockyard.resident.client import attempt\n"
+            "except ImportError:  # a dockyard without it first on PYTHONPATH\n"
+            "    pass\n"
+            "else:\n"
+            "    attempt()  # the command in the resident server; returns if it was not served there\n"
             "from dockyard.cli.main import main\n"
             "sys.exit(main())\n").encode()
 

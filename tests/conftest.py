@@ -12,6 +12,10 @@ import pytest
 
 from support import REPO, run_cli, tool  # noqa: F401 (re-exported for `from tests.conftest import …`)
 
+# The resident server (dockyard.resident) off for every CLI a test starts: tests strace and measure the CLI's own
+# process, and must not leave servers behind. tests/test_resident.py turns it on, with socket directories of its own.
+os.environ["DOCKYARD_RESIDENT"] = "0"
+
 
 @pytest.fixture
 def store_root(tmp_path, monkeypatch) -> str:

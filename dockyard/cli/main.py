@@ -130,9 +130,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one dockyard command; user errors print one line and exit non-zero, never a traceback."""
-    code = _dispatch(argv)
+def main(argv: list[str] | None = None, admit: Callable[[str | None, argparse.Namespace], None] | None = None) -> int:
+    """Run one dockyard command; user errors print one line and exit non-zero, never a traceback. `admit` (the
+    resident server's) sees the command word and the parsed command line before any work, and may end the
+    process."""
+    code = _dispatch(argv, admit)
     if argv is None and _command_word(sys.argv[1:]) in QUICK_EXIT:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -143,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _dispatch(argv: list[str] | None) -> int:
+def _dispatch(argv: list[str] | None, admit: Callable[[str | None, argparse.Namespace], None] | None) -> int:
     """Parse the command line and run the command's func, turning user errors into one line and a status."""
     from dockyard.errors import DockyardError
 
-    parser = build_parser(_command_word(sys.argv[1:] if argv is None else argv))
+    command = _command_word(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
+    if admit:
+        admit(command, args)
     if args.root:
         os.environ["DOCKYARD_ROOT"] = os.path.abspath(args.root)
     if args.version:

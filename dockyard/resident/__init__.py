@@ -1,0 +1,68 @@
+"""A resident, pre-imported `dockyard` process: where its socket lives and the messages client and server exchange.
+
+Imported by the client before anything else runs, so it may import builtins and C modules only (os, sys).
+Every message is a frame: a 4-byte big-endian length, then that many bytes whose first is the kind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # (typing itself is not imported here: see above)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+DISABLE = "DOCKYARD_RESIDENT"  # "0": the client never connects and never starts a server
+DIR_OVERRIDE = "DOCKYARD_RESIDENT_DIR"  # the socket directory instead of the default (tests); checked the same way
+IDLE_OVERRIDE = "DOCKYARD_RESIDENT_IDLE"  # seconds without a request before the server exits (default IDLE)
+LOG_OVERRIDE = "DOCKYARD_RESIDENT_LOG"  # a file the server appends one line per request to (tests, debugging)
+IDLE = 600.0
+REQUEST_MAX = 1 << 20  # argv and environ together; a bigger request is refused
+FRAME_MAX = REQUEST_MAX + 64
+# Client -> server: the request (argv, environ; with fds 0, 1, 2 and the cwd), then signals it received.
+REQUEST, SIGNAL = b"R", b"S"
+# Server (or its child) -> client: not served (run it directly), began (the command runs), exited (its status).
+NOT_SERVED, BEGAN, EXITED = b"N", b"B", b"X"
+# A status's second byte: the child exited with a code, or was killed by a signal.
+BY_CODE, BY_SIGNAL = 0, 1
+# The signals a CLI may get from its terminal or its caller, forwarded to the child; TSTP also stops the client.
+FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGCONT", "SIGTSTP",
+             "SIGWINCH")
+
+
+def frame(kind: bytes, payload: bytes = b"") -> bytes:
+    """One message: its length, its kind, its payload."""
+    return (len(payload) + 1).to_bytes(4, "big") + kind + payload
+
+
+def socket_dir() -> str | None:
+    """The directory of this user's servers: /run/dockyard/resident for root, $XDG_RUNTIME_DIR/dockyard otherwise
+    (None: no such directory can be named, the resident process is off)."""
+    override = os.environ.get(DIR_OVERRIDE)
+    if override:
+        return override
+    if os.geteuid() == 0:
+        return "/run/dockyard/resident"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime, "dockyard") if runtime and os.path.isabs(runtime) else None
+
+
+def private_dir(path: str) -> bool:
+    """Whether `path` is a directory itself (not a symlink), owned by the euid, mode 0700: nobody else can put a
+    socket in it."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (st.st_mode & 0o170777) == 0o040700 and st.st_uid == os.geteuid()
+
+
+def identity(digest: Callable[[bytes], Any]) -> str:
+    """The code a process runs, as a name: its interpreter, version, flags, sys.path and the PYTHON* and locale
+    variables its start read. `digest` is a hashlib-style constructor (the client passes a C module's)."""
+    env = sorted((k, v) for k, v in os.environ.items()
+                 if k.startswith("PYTHON") or k in ("LANG", "LC_ALL", "LC_CTYPE"))
+    text = repr((sys.executable, sys.version, tuple(sys.flags), sys.path, env))
+    return str(digest(text.encode("utf-8", "surrogateescape")).hexdigest()[:32])

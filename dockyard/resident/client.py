@@ -1,0 +1,171 @@
+"""The client the launcher runs first: hands the command to this user's resident server and exits with its status,
+or returns (silently) when it was not served, and the launcher runs the CLI itself.
+
+It imports builtins and C modules only: `socket`, `signal` and `struct` would cost more than the server saves
+(`socket` alone ~10 ms, through enum).
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]
+import _socket
+import _struct
+import os
+import sys
+
+from dockyard.resident import (
+    BEGAN,
+    BY_SIGNAL,
+    DIR_OVERRIDE,
+    DISABLE,
+    EXITED,
+    FORWARDED,
+    IDLE_OVERRIDE,
+    LOG_OVERRIDE,
+    NOT_SERVED,
+    REQUEST,
+    REQUEST_MAX,
+    SIGNAL,
+    TYPE_CHECKING,
+    frame,
+    identity,
+    private_dir,
+    socket_dir,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def _sha256() -> Callable[[bytes], Any]:
+    """hashlib's sha256 without hashlib (which loads OpenSSL): the C module of this Python's version."""
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found]  # 3.12 on
+    except ImportError:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # 3.11
+    return sha256
+
+
+def attempt() -> None:
+    """Run this command in the resident server and exit as it did; return when it was not served (the caller
+    then runs it directly)."""
+    if os.environ.get(DISABLE) == "0":
+        return
+    directory = socket_dir()
+    if not directory:
+        return
+    key = identity(_sha256())
+    if not private_dir(directory):
+        if not os.path.lexists(directory):
+            _start_server(key)  # it makes the directory
+        return
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        try:
+            sock.connect(os.path.join(directory, key + ".sock"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            _start_server(key)
+            return
+        status = _served(sock)
+    except OSError:
+        return
+    finally:
+        sock.close()
+    if status is not None:
+        _exit_as(*status)
+
+
+def _served(sock: _socket.socket) -> tuple[int, int] | None:
+    """Send the request and wait for the command's end: (how, value) of its status; None when not served."""
+    argv = [os.fsencode(a) for a in sys.argv]
+    payload = len(argv).to_bytes(4, "big") + b"\0".join(argv + [k + b"=" + v for k, v in os.environb.items()])
+    if len(payload) > REQUEST_MAX:
+        return None
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        data = frame(REQUEST, payload)
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("4i", 0, 1, 2, cwd))])
+        sock.sendall(data[sent:])
+    finally:
+        os.close(cwd)
+    return _status(sock)
+
+
+def _forward_signals(sock: _socket.socket) -> None:
+    """From the command's start on, pass the signals a CLI gets on to the server's child, which took this
+    process's dispositions as its own (an ignored one stays ignored there, unless the command handles it)."""
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            sock.send(frame(SIGNAL, bytes([signum])))
+        except OSError:  # the server is gone: the status read says so
+            return
+        if signum == _signal.SIGTSTP and stops:  # stop here too, as the CLI's process would, until a SIGCONT
+            _signal.signal(signum, _signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            _signal.signal(signum, forward)
+
+    stops = _signal.getsignal(_signal.SIGTSTP) == _signal.SIG_DFL
+    for name in FORWARDED:
+        _signal.signal(getattr(_signal, name), forward)
+
+
+def _status(sock: _socket.socket) -> tuple[int, int] | None:
+    """Read the server's messages to the command's status; None when not served."""
+    buf, began = b"", False
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            if began:  # the server died with the command: its status is lost
+                os.write(2, b"dockyard: the resident server went away\n")
+                return 0, 1
+            return None
+        buf += chunk
+        while len(buf) >= 5:
+            size = int.from_bytes(buf[:4], "big")
+            if not 1 <= size <= 64:
+                return None if not began else (0, 1)
+            if len(buf) < 4 + size:
+                break
+            kind, body, buf = buf[4:5], buf[5:4 + size], buf[4 + size:]
+            if kind == NOT_SERVED and not began:
+                return None
+            if kind == BEGAN and not began:
+                began = True
+                _forward_signals(sock)
+            elif kind == EXITED and began and len(body) == 2:
+                return body[0], body[1]
+
+
+def _exit_as(how: int, value: int) -> None:
+    """Exit with the child's status: its code, or death by its signal (raised here with the default action)."""
+    if how == BY_SIGNAL:
+        _signal.signal(value, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [value])
+        os.kill(os.getpid(), value)
+        value += 128  # a signal whose default is not to end a process
+    os._exit(value)
+
+
+def _start_server(key: str) -> None:
+    """Start the server for this code identity, detached: its own session, cwd /, stdio /dev/null, an environment
+    of what the interpreter's start reads (it must come to the same identity) and our overrides."""
+    import subprocess  # (cold path only: once per server life)
+
+    keep = ("LANG", "LC_ALL", "LC_CTYPE", DIR_OVERRIDE, IDLE_OVERRIDE, LOG_OVERRIDE)
+    env = {k: v for k, v in os.environ.items() if k.startswith("PYTHON") or k in keep}
+    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # -S, -B, -E, -X …, as ours
+    code = ("import sys; sys.path[:] = sys.argv[3:]\n"
+            "from dockyard.resident.server import main\n"
+            "main(sys.argv[1], sys.argv[2])\n")
+    argv = [sys.executable, *flags, "-c", code, key,
+            os.path.abspath(sys.argv[0]), *sys.path]
+    log = os.environ.get(LOG_OVERRIDE)
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1),
+               (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if log else
+               (os.POSIX_SPAWN_DUP2, 0, 2)]
+    try:
+        os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True,
+                       setsigdef=_signal.valid_signals(), setsigmask=())
+    except (OSError, ValueError):  # the command still runs, directly
+        pass

@@ -1,0 +1,342 @@
+"""The resident server (dockyard.resident): commands served by a pre-imported process through the launcher, run
+as the caller's own CLI process would, and every caller it must not serve run directly.
+
+Which process ran a command is read from the server's log ($DOCKYARD_RESIDENT_LOG): its child writes
+"<child pid> served <caller pid>: <command>" before the command starts, and "refused" lines name the caller too.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dockyard import launcher
+from dockyard.resident import FRAME_MAX, REQUEST, frame
+from support import REPO, tool
+
+RUN = ("run", "--rm", "--network", "none")
+
+
+def until(predicate: Callable[[], object], what: str, deadline: float = 60) -> object:
+    """Poll `predicate` until it is true (its value), failing after `deadline` seconds (a hung server)."""
+    end = time.monotonic() + deadline
+    while not (value := predicate()):
+        assert time.monotonic() < end, f"never: {what}"
+        time.sleep(0.02)
+    return value
+
+
+def gone(pid: int) -> bool:
+    """Whether process `pid` ended (a zombie counts: it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@dataclass
+class Resident:
+    """A launcher for this checkout with the resident server on, its socket directory and log the test's own."""
+
+    launcher: str
+    directory: str
+    log: Path
+    env: dict[str, str]
+
+    def popen(self, *args: str, prefix: tuple[str, ...] = (), env: dict | None = None, **kw) -> subprocess.Popen:
+        return subprocess.Popen([*prefix, self.launcher, *args], env={**self.env, **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+    def run(self, *args: str, input: bytes | None = None, **kw) -> tuple[subprocess.Popen, int, str, str]:
+        """(the process, its status, stdout, stderr) of one command."""
+        p = self.popen(*args, stdin=subprocess.PIPE, **kw)
+        out, err = p.communicate(input, timeout=120)
+        return p, p.returncode, out.decode(), err.decode()
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def served(self, pid: int) -> int | None:
+        """The pid of the server's child that ran caller `pid`'s command; None if none did."""
+        return next((int(words[0]) for words in map(str.split, self.lines()) if words[1:3] == ["served", f"{pid}:"]),
+                    None)
+
+    def refused(self, pid: int) -> str:
+        return "\n".join(line for line in self.lines() if f" {pid}:" in line and line.split()[1] != "served")
+
+    def servers(self) -> list[int]:
+        return [int(line.split()[0]) for line in self.lines() if " serving " in line]
+
+    def warm(self) -> int:
+        """Start the server (a first command runs directly and starts it); its pid once it listens."""
+        p, code, _, err = self.run("version")
+        assert code == 0, err
+        assert self.served(p.pid) is None  # no server yet: run directly
+        return int(until(lambda: self.servers() and self.servers()[-1], "the server listens"))
+
+
+@pytest.fixture
+def resident(tmp_path, store_root, monkeypatch) -> Iterator[Resident]:
+    """The resident server on for this test's launcher (conftest turns it off for the rest of the suite); every
+    server it started is stopped at teardown."""
+    (tmp_path / "bin").mkdir()
+    directory = tempfile.mkdtemp(prefix="dy-resident-")  # (short: a socket's path is at most 107 bytes)
+    log = tmp_path / "resident.log"
+    env = {**os.environ, "DOCKYARD_RESIDENT": "1", "DOCKYARD_RESIDENT_DIR": directory,
+           "DOCKYARD_RESIDENT_LOG": str(log), "DOCKYARD_RESIDENT_IDLE": "120"}
+    r = Resident(launcher.write(str(tmp_path / "bin"), str(REPO)), directory, log, env)
+    yield r
+    for pid in r.servers():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"dockyard.resident.server" in f.read():
+                    os.kill(pid, signal.SIGTERM)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        until(lambda pid=pid: gone(pid), "the server exits on SIGTERM")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_cold_start_runs_directly_then_the_server_serves(resident, busybox_image):
+    server = resident.warm()
+    p, code, out, _ = resident.run("version")
+    assert code == 0 and "Version:" in out
+    child = resident.served(p.pid)
+    assert child and child != p.pid
+    with open(f"/proc/{server}/status") as f:  # the server: detached in its own session
+        assert f"NSsid:\t{server}" in f.read()
+    names = os.listdir(resident.directory)
+    assert names and all(n.endswith((".sock", ".lock")) for n in names)
+
+
+def test_a_served_run_reports_status_and_streams(resident, busybox_image):
+    resident.warm()
+    p, code, out, err = resident.run(*RUN, busybox_image, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (code, out, err) == (3, "out\n", "err\n") and resident.served(p.pid)
+    p, code, out, _ = resident.run(*RUN, busybox_image, "true")
+    assert code == 0 and resident.served(p.pid)
+    p, code, _, _ = resident.run(*RUN, "--init", busybox_image, "sh", "-c", "kill -9 $$")
+    assert code == 137 and resident.served(p.pid)
+    p, code, out, _ = resident.run(*RUN, "-i", busybox_image, "cat", input=b"through stdin\n")
+    assert (code, out) == (0, "through stdin\n") and resident.served(p.pid)
+    p, code, out, _ = resident.run(*RUN, "-e", "PASSED", busybox_image, "sh", "-c", "echo $PASSED",
+                                   env={"PASSED": "the caller's"})
+    assert out == "the caller's\n" and resident.served(p.pid)
+    p, code, out, _ = resident.run(*RUN, busybox_image, "sh", "-c", "ulimit -n", prefix=("prlimit", "--nofile=777"))
+    assert out == "777\n" and resident.served(p.pid)
+    p, code, out, _ = resident.run("ps", "-a", "-q")
+    assert (code, out) == (0, "") and resident.served(p.pid)  # --rm left nothing
+
+
+@pytest.fixture
+def cgroups(tmp_path) -> Iterator[list[str]]:
+    """A cgroup of this test's in the unified (v2) hierarchy and in the v1 pids one, removed at teardown."""
+    name = f"dy-resident-{os.getpid()}-{os.urandom(3).hex()}"
+    made = [os.path.join(root, name) for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids")
+            if os.path.isdir(root)]
+    for path in made:
+        os.mkdir(path)
+    yield made
+    for path in made:
+        until(lambda path=path: not Path(path, "cgroup.procs").read_text().strip(), "the cgroup empties")
+        os.rmdir(path)
+
+
+def _context(pid: int) -> dict[str, object]:
+    """What a CLI process inherits from its caller, as /proc shows it."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {"cwd": os.readlink(f"/proc/{pid}/cwd"), "umask": status["Umask"], "ignored": status["SigIgn"],
+            "limits": Path(f"/proc/{pid}/limits").read_text(), "cgroup": Path(f"/proc/{pid}/cgroup").read_text(),
+            "nice": os.getpriority(os.PRIO_PROCESS, pid), "cpus": os.sched_getaffinity(pid),
+            "oom": Path(f"/proc/{pid}/oom_score_adj").read_text(),
+            "fds": [os.readlink(f"/proc/{pid}/fd/{n}") for n in range(3)]}
+
+
+def test_the_child_takes_on_the_callers_context_and_sigint_ends_it_as_it_ends_the_cli(
+        resident, busybox_image, tmp_path, cgroups):
+    resident.warm()
+
+    def caller() -> None:  # (in the caller, before it execs the launcher)
+        for path in cgroups:
+            Path(path, "cgroup.procs").write_text(str(os.getpid()))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (777, 888))
+        os.nice(3)
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        Path("/proc/self/oom_score_adj").write_text("123")
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+    codes = {}
+    for mode in ("0", "1"):
+        p = resident.popen(*RUN, busybox_image, "sleep", "30", env={"DOCKYARD_RESIDENT": mode}, cwd=tmp_path,
+                           umask=0o027, preexec_fn=caller)
+        until(lambda: "sleep" in resident.run("ps")[2], "the container runs")
+        if mode == "1":
+            child = resident.served(p.pid)
+            assert child
+            theirs, mine = _context(p.pid), _context(child)
+            # (The client, once its command began, handles the signals it forwards: USR1 too.)
+            assert int(str(mine.pop("ignored")), 16) >> (signal.SIGUSR1 - 1) & 1
+            del theirs["ignored"]
+            assert mine == theirs
+            assert theirs["cwd"] == str(tmp_path) and theirs["umask"] == "0027" and "777" in str(theirs["limits"])
+            assert all(path.removeprefix("/sys/fs/cgroup/unified").removeprefix("/sys/fs/cgroup/pids")
+                       in str(theirs["cgroup"]) for path in cgroups)
+        else:
+            assert resident.served(p.pid) is None
+        p.send_signal(signal.SIGINT)
+        codes[mode] = p.wait(timeout=60)
+    assert codes["1"] == codes["0"]
+
+
+def test_killing_the_client_kills_its_command(resident, busybox_image):
+    resident.warm()
+    p = resident.popen(*RUN, busybox_image, "sleep", "30")
+    child = until(lambda: resident.served(p.pid), "the command is served")
+    p.kill()
+    p.wait()
+    until(lambda: gone(int(child)), "the child is killed with its client")
+
+
+def test_the_commands_served_each_run_through_the_server(resident, busybox_image):
+    resident.warm()
+
+    def served(*args: str) -> str:
+        p, code, out, err = resident.run(*args)
+        assert code == 0, f"{args}: {err}"
+        assert resident.served(p.pid), args
+        return out
+
+    assert "Version:" in served("version")
+    cid = served("create", "--name", "c1", "--network", "none", busybox_image, "sh", "-c", "echo up; sleep 30")
+    served("start", "c1")
+    assert "c1" in served("ps")
+    until(lambda: "up" in resident.run("logs", "c1")[2], "the container logs")
+    assert served("logs", "c1") == "up\n"
+    assert cid.strip() in served("inspect", "c1")
+    served("kill", "c1")
+    assert served("wait", "c1").strip() == "137"
+    served("start", "c1")
+    served("stop", "-t", "0", "c1")
+    served("rm", "c1")
+    served("tag", busybox_image, "other:tag")
+    assert "other" in served("images")
+    served("rmi", "other:tag")
+    p, code, _, err = resident.run(*RUN, "--no-such-flag", busybox_image)  # a usage error, printed by the child
+    assert code == 125 and err.count("unrecognized arguments") == 1 and resident.served(p.pid)
+
+
+@pytest.mark.parametrize("args", [("info",), (*RUN, "-t", "busybox:latest", "true")])
+def test_commands_not_served_run_directly(resident, busybox_image, args):
+    resident.warm()
+    p, code, out, err = resident.run(*args)
+    direct = resident.run(*args, env={"DOCKYARD_RESIDENT": "0"})
+    assert resident.served(p.pid) is None and "not served" in resident.refused(p.pid)
+    assert (code, out.count("\n"), err) == (direct[1], direct[2].count("\n"), direct[3])
+
+
+SECCOMP = ("import os, sys, pyseccomp\n"
+           "f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)\n"
+           "f.add_rule(pyseccomp.ERRNO(1), 'acct')\n"
+           "f.load()\n"
+           "os.execv(sys.argv[1], sys.argv[1:])\n")
+
+
+@pytest.mark.parametrize(("prefix", "differs"), [
+    (("unshare", "-m"), "ns/mnt"),
+    (("capsh", "--drop=cap_sys_boot", "--", "-c", 'exec "$0" "$@"'), "CapBnd"),
+    (("setpriv", "--no-new-privs"), "NoNewPrivs"),
+    ((sys.executable, "-c", SECCOMP), "Seccomp"),
+])
+def test_a_restricted_caller_is_never_served(resident, busybox_image, prefix, differs):
+    # Each caller is root, but bounded more narrowly than the server: asking it must gain nothing, so the command
+    # runs in the caller's own process (with the caller's bounds).
+    resident.warm()
+    p, code, out, err = resident.run(*RUN, busybox_image, "echo", "hi", prefix=(tool(prefix[0]), *prefix[1:]))
+    assert (code, out) == (0, "hi\n"), err
+    assert resident.served(p.pid) is None
+    assert differs in resident.refused(p.pid)
+
+
+def test_a_changed_source_makes_the_server_refuse_and_exit(tmp_path, resident, busybox_image):
+    # A non-editable copy of our packages with its own launcher: a module of it changes under the server.
+    site = tmp_path / "site"
+    for name in ("dockyard", "builder", "registry", "runner", "compose"):
+        shutil.copytree(REPO / name, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "bin2").mkdir()
+    resident.launcher = launcher.write(str(tmp_path / "bin2"), str(site))
+    server = resident.warm()
+    p, code, _, _ = resident.run("version")
+    assert code == 0 and resident.served(p.pid)
+    module = site / "dockyard" / "errors.py"
+    st = module.stat()
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    p, code, out, _ = resident.run("version")
+    assert code == 0 and "Version:" in out and resident.served(p.pid) is None
+    until(lambda: gone(server), "the stale server exits")
+
+
+def test_an_idle_server_exits(resident, busybox_image):
+    resident.env["DOCKYARD_RESIDENT_IDLE"] = "0.5"
+    server = resident.warm()
+    until(lambda: gone(server), "the idle server exits")
+    assert not any(n.endswith(".sock") for n in os.listdir(resident.directory))
+
+
+def _socket_path(resident: Resident) -> str:
+    return os.path.join(resident.directory, next(n for n in os.listdir(resident.directory) if n.endswith(".sock")))
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xff\xff\xff\xff",  # a length beyond any message
+    (FRAME_MAX + 1).to_bytes(4, "big") + REQUEST,
+    frame(REQUEST, b"\0\0\0\x01dockyard")[:7],  # truncated, then the client hangs up
+    frame(REQUEST, b"\0\0\0\x01dockyard\0ENV=1"),  # a request without its descriptors
+    frame(b"Z", b"what"),
+    frame(REQUEST, b"\0\0\0\x09a\0b"),  # more argv than words
+])
+def test_garbage_closes_that_session_only(resident, busybox_image, garbage):
+    server = resident.warm()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(_socket_path(resident))
+        s.sendall(garbage)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(60)
+        assert s.recv(100) == b""  # closed without an answer
+    p, code, _, _ = resident.run("version")
+    assert code == 0 and resident.served(p.pid) and not gone(server)
+
+
+@pytest.mark.parametrize("spoil", ["mode", "owner", "symlink"])
+def test_a_socket_directory_others_could_write_is_not_used(resident, busybox_image, tmp_path, spoil):
+    if spoil == "mode":
+        os.chmod(resident.directory, 0o755)
+    elif spoil == "owner":
+        os.chown(resident.directory, 65534, 65534)
+    else:
+        link = tmp_path / "link"
+        link.symlink_to(resident.directory)
+        resident.env["DOCKYARD_RESIDENT_DIR"] = str(link)
+    p, code, out, _ = resident.run("version")
+    assert code == 0 and "Version:" in out
+    p, code, out, _ = resident.run("version")
+    assert code == 0 and resident.served(p.pid) is None
+    assert not resident.servers() and os.listdir(resident.directory) == []
+
+
+def test_disabled_never_connects_nor_starts(resident, busybox_image):
+    resident.env["DOCKYARD_RESIDENT"] = "0"
+    _, code, _, _ = resident.run("version")
+    assert code == 0 and not resident.servers() and os.listdir(resident.directory) == []
