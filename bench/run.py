@@ -4,6 +4,8 @@ The busybox rootfs (examples/busybox-rootfs.sh) is imported into a fresh dockyar
 a prepared bundle. Rounds alternate the tools so drift hits all alike. Both container tools use their default
 bridge network (dockyard's on a bench bridge, 10.242.0.0/16, torn down after); a second series uses
 --network none. Goals (issue 15): dockyard ≤ 0.2× podman's time with the bridge, ≤ 1.5× `runc run` with none.
+Each dockyard series runs twice: cold (DOCKYARD_RESIDENT=0: interpreter, imports, the command) and through a warm
+resident server (dockyard.resident: the launcher's client hands the command to a pre-imported process's child).
 dockyard is this checkout, started as installed: by the launcher dockyard/launcher.py writes (`python -S`, no site
 step), here into the bench's temp dir. `python -c pass` and `python -S -c pass` are timed too: the interpreter's
 own start with the site step (the machine's .pth hooks included) and without it, as the launcher starts. Each
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,10 +77,21 @@ main.main()
 PHASES = ("interpreter -S", "cli import", "imports+parse", "create", "spawn", "container", "after exit")
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+def timed(cmd: list[str], env: dict) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t
+
+
+def wait_for_server(log: str) -> int:
+    """The pid of the resident server the warm-up started, once it listens (it logs "serving")."""
+    for _ in range(3000):
+        lines = Path(log).read_text().splitlines() if os.path.exists(log) else []
+        pids = [int(line.split()[0]) for line in lines if " serving " in line]
+        if pids:
+            return pids[-1]
+        time.sleep(0.01)
+    raise SystemExit("the resident server never started (see " + log + ")")
 
 
 def python(code: str) -> list[str]:
@@ -124,6 +138,7 @@ def main() -> int:
            "DOCKYARD_BRIDGE_SUBNET": "10.242.0.0/16", "DOCKYARD_NETWORK_POOL": "10.243.0.0/16",
            "DOCKYARD_NAT_TABLE": "dybench"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure dockyard as installed: with cached bytecode
+    server = 0  # the resident server's pid, once it runs
     try:
         # A launcher itself, not a pyenv shim in front of one (that would add a bash run to every call).
         os.mkdir(os.path.join(work, "bin"))
@@ -132,7 +147,8 @@ def main() -> int:
         subprocess.run(["bash", str(REPO / "examples" / "busybox-rootfs.sh"), rootfs], check=True)
         tar = os.path.join(work, "rootfs.tar")
         subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
-        subprocess.run([*dockyard, "import", tar, "busybox:latest"], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run([*dockyard, "import", tar, "busybox:latest"], check=True, env={**env, "DOCKYARD_RESIDENT": "0"},
+                       stdout=subprocess.DEVNULL)
         subprocess.run(["podman", "import", tar, IMAGE], check=True, stdout=subprocess.DEVNULL)
         bundle = os.path.join(work, "bundle")
         os.makedirs(bundle)
@@ -145,34 +161,49 @@ def main() -> int:
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
 
-        series = {
-            "dockyard": [*dockyard, "run", "--rm", "busybox", "/bin/true"],
-            "podman": ["podman", "run", "--rm", IMAGE, "/bin/true"],
-            "dockyard --network none": [*dockyard, "run", "--rm", "--network", "none", "busybox", "/bin/true"],
-            "podman --network none": ["podman", "run", "--rm", "--network", "none", IMAGE, "/bin/true"],
-            "runc run (floor)": ["runc", "run", "--bundle", bundle, f"bench-{os.getpid()}"],
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
+        cold = {**env, "DOCKYARD_RESIDENT": "0"}
+        resident_dir = os.path.join(work, "resident")
+        os.mkdir(resident_dir, 0o700)
+        log = os.path.join(work, "resident.log")
+        warm = {**env, "DOCKYARD_RESIDENT": "1", "DOCKYARD_RESIDENT_DIR": resident_dir, "DOCKYARD_RESIDENT_LOG": log}
+        run = [*dockyard, "run", "--rm"]
+        none = ["--network", "none"]
+        series = {  # name: (command, environment)
+            "dockyard": ([*run, "busybox", "/bin/true"], cold),
+            "dockyard resident": ([*run, "busybox", "/bin/true"], warm),
+            "podman": (["podman", "run", "--rm", IMAGE, "/bin/true"], env),
+            "dockyard --network none": ([*run, *none, "busybox", "/bin/true"], cold),
+            "dockyard resident none": ([*run, *none, "busybox", "/bin/true"], warm),
+            "podman --network none": (["podman", "run", "--rm", *none, IMAGE, "/bin/true"], env),
+            "runc run (floor)": (["runc", "run", "--bundle", bundle, f"bench-{os.getpid()}"], env),
+            "python -c pass": ([sys.executable, "-c", "pass"], env),
+            "python -S -c pass": ([sys.executable, "-S", "-c", "pass"], env),
         }
-        for cmd in series.values():  # warm-up: layer unpacking, bridge creation, podman's storage
-            timed(cmd, env)
+        for cmd, cmd_env in series.values():  # warm-up: layer unpacking, bridge creation, podman's storage
+            timed(cmd, cmd_env)
+        server = wait_for_server(log)
         times: dict[str, list[float]] = {k: [] for k in series}
         for _ in range(opts.rounds):
-            for name, cmd in series.items():
-                times[name].append(timed(cmd, env))
+            for name, (cmd, cmd_env) in series.items():
+                times[name].append(timed(cmd, cmd_env))
+        served = sum(" served " in line for line in Path(log).read_text().splitlines())
+        assert served >= 2 * opts.rounds, f"the resident server served {served} of {2 * opts.rounds} runs"
         med = {k: statistics.median(v) for k, v in times.items()}
         for name, t in med.items():
             q1, _, q3 = statistics.quantiles(times[name], n=4) if len(times[name]) > 1 else [t] * 3
             print(f"{name:26s} median {t * 1000:7.1f} ms  (quartiles {q1 * 1000:.1f} to {q3 * 1000:.1f}, "
                   f"min {min(times[name]) * 1000:.1f})")
-        print(f"ratio dockyard/podman (bridge):       {med['dockyard'] / med['podman']:.2f}  (goal ≤ 0.2)")
-        print(f"ratio dockyard/podman (network none): "
-              f"{med['dockyard --network none'] / med['podman --network none']:.2f}")
-        print(f"ratio dockyard/runc floor (none):     {med['dockyard --network none'] / med['runc run (floor)']:.2f}"
-              "  (goal ≤ 1.5)")
+        for title, key in (("cold", "dockyard"), ("resident", "dockyard resident")):
+            none_key = "dockyard --network none" if title == "cold" else "dockyard resident none"
+            print(f"{title}: ratio dockyard/podman (bridge):       {med[key] / med['podman']:.2f}  (goal ≤ 0.2)")
+            print(f"{title}: ratio dockyard/podman (network none): {med[none_key] / med['podman --network none']:.2f}")
+            print(f"{title}: ratio dockyard/runc floor (none):     {med[none_key] / med['runc run (floor)']:.2f}"
+                  "  (goal ≤ 1.5)")
         if opts.phases:
             print_phases(opts.rounds, env)
     finally:
+        if server:
+            os.kill(server, signal.SIGTERM)
         subprocess.run(python("from runner.network import networks; networks.reset()"), env=env, cwd=REPO)
         subprocess.run(["podman", "rmi", "-f", IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
