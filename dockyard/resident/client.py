@@ -53,7 +53,8 @@ def attempt() -> None:
     if os.environ.get(DISABLE) == "0":
         return
     directory = socket_dir()
-    if not directory:
+    # A relative sys.path entry (PYTHONPATH=.) means another directory in the server (cwd /) than here.
+    if not directory or not all(os.path.isabs(p) for p in sys.path):
         return
     key = identity(_sha256())
     if not private_dir(directory):

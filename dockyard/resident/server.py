@@ -92,6 +92,7 @@ class Server:
     lock_fd: int = -1
     wake: tuple[socket.socket, socket.socket] | None = None
     socket_ino: int = 0
+    bounds: dict[str, object] = field(default_factory=dict)  # its own (_bounds), a caller's must be the same
     stopping: bool = False
     last: float = field(default_factory=time.monotonic)
 
@@ -164,6 +165,7 @@ def main(key: str, launcher: str) -> None:
     for name in (*AREAS, *PRELOAD):
         importlib.import_module(name)
     server.sources = _loaded_sources(launcher)
+    server.bounds = _bounds("self")
     _listen(server)
     gc.freeze()  # what is loaded now stays put: children's pages stay shared
     log(f"serving {server.path}")
@@ -404,7 +406,7 @@ def _child(server: Server, session: Session, argv: list[bytes], env: dict[bytes,
         _log_fd = os.dup(2)  # (fd 2 becomes the caller's)
         _drop_server(server, session)
         try:
-            pid = _adopt(session, argv, env)
+            pid = _adopt(session, server.bounds, argv, env)
         except (NotServed, OSError, ValueError) as e:
             log(f"refused: {e}")
             _send(session, NOT_SERVED)
@@ -481,8 +483,8 @@ def _bounds(pid: int | str) -> dict[str, object]:
     return facts
 
 
-def _peer(sock: socket.socket) -> tuple[int, int]:
-    """The caller's pid and a pidfd of it, refused unless it is bounded exactly as this process is."""
+def _peer(sock: socket.socket, mine: dict[str, object]) -> tuple[int, int]:
+    """The caller's pid and a pidfd of it, refused unless it is bounded exactly as this process (`mine`)."""
     try:
         pidfd = sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
     except OSError as e:
@@ -491,7 +493,7 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
         pid = int(next(line.split()[1] for line in f if line.startswith("Pid:")))
     if pid <= 0:
         raise NotServed("the caller is gone")
-    mine, theirs = _bounds("self"), _bounds(pid)
+    theirs = _bounds(pid)
     differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if differ:
         raise NotServed(f"{pid}: differs in {', '.join(differ)}")
@@ -506,10 +508,10 @@ def _alive(pidfd: int) -> None:
         raise NotServed("the caller is gone") from None
 
 
-def _adopt(session: Session, argv: list[bytes], env: dict[bytes, bytes]) -> int:
+def _adopt(session: Session, bounds: dict[str, object], argv: list[bytes], env: dict[bytes, bytes]) -> int:
     """Become the caller's CLI process: its session, cgroups, limits, priority, signals, descriptors, cwd,
     environment and argv; the caller's pid."""
-    pid, pidfd = _peer(session.sock)
+    pid, pidfd = _peer(session.sock, bounds)
     os.setsid()
     status = _status_fields(pid)
     _join_cgroups(pid)
@@ -583,6 +585,7 @@ def _rebuild_stdio() -> None:
         return io.TextIOWrapper(open(fd, mode + "b", closefd=False), encoding=old.encoding, errors=old.errors,
                                 newline="\n", line_buffering=line and mode == "w", write_through=old.write_through)
 
+    # (The streams replaced were made with closefd=False, as Python's start makes them: freed, they close nothing.)
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         new = stream(fd, getattr(sys, f"__{name}__"), mode)
         setattr(sys, name, new)
