@@ -210,6 +210,21 @@ def test_killing_the_client_kills_its_command(resident, busybox_image):
     until(lambda: gone(int(child)), "the child is killed with its client")
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_sigtstp_stops_client_and_command_and_sigcont_resumes_both(resident, busybox_image):
+    resident.warm()
+    p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 1; echo done")
+    child = int(until(lambda: resident.served(p.pid), "the command is served"))
+    p.send_signal(signal.SIGTSTP)
+    until(lambda: _state(p.pid) == "T" and _state(child) == "T", "both stop")
+    p.send_signal(signal.SIGCONT)
+    out, _ = p.communicate(timeout=60)
+    assert (p.returncode, out) == (0, b"done\n")
+
+
 def test_the_commands_served_each_run_through_the_server(resident, busybox_image):
     resident.warm()
 

@@ -298,12 +298,22 @@ def _read(server: Server, session: Session) -> None:
             _start(server, session, body)
         elif kind == SIGNAL and session.pid and len(body) == 1 and body[0] in _FORWARDED:
             if session.pidfd >= 0:
-                try:
-                    signal.pidfd_send_signal(session.pidfd, body[0])
-                except ProcessLookupError:
-                    pass
+                _forward(session, body[0])
         else:
             raise ValueError(f"unexpected message {kind!r}")
+
+
+def _forward(session: Session, signum: int) -> None:
+    """Deliver a signal the client got to its child. SIGTSTP with the default action stops it with SIGSTOP: the
+    kernel discards a stop from the terminal's signals in an orphaned process group, which the child's is."""
+    if signum == signal.SIGTSTP:
+        status = _status_fields(session.pid)
+        if not (int(status["SigIgn"], 16) | int(status["SigCgt"], 16)) >> (signum - 1) & 1:
+            signum = signal.SIGSTOP
+    try:
+        signal.pidfd_send_signal(session.pidfd, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _kill(session: Session) -> None:
