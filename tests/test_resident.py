@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from dockyard import launcher
-from dockyard.resident import FRAME_MAX, REQUEST, frame
+from dockyard.resident import FRAME_MAX, NOT_SERVED, REQUEST, frame
 from support import REPO, tool
 
 RUN = ("run", "--rm", "--network", "none")
@@ -269,6 +269,20 @@ SECCOMP = ("import os, sys, pyseccomp\n"
            "os.execv(sys.argv[1], sys.argv[1:])\n")
 
 
+# A caller asking the server directly, by its socket: a real request (`dockyard version`, with fds 0-2 and its cwd);
+# prints the answer's hex.
+ASK = ("import os, socket, sys\n"
+       "from dockyard.resident import REQUEST, frame\n"
+       "s = socket.socket(socket.AF_UNIX)\n"
+       "s.connect(sys.argv[1])\n"
+       "words = [b'dockyard', b'version', b'PATH=/usr/bin:/bin']\n"
+       "cwd = os.open('.', os.O_PATH)\n"
+       "fds = b''.join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))\n"
+       "s.sendmsg([frame(REQUEST, (2).to_bytes(4, 'big') + b'\\0'.join(words))], "
+       "[(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])\n"
+       "print(s.recv(100).hex())\n")
+
+
 @pytest.mark.parametrize(("prefix", "differs"), [
     (("unshare", "-m"), "ns/mnt"),
     (("capsh", "--drop=cap_sys_boot", "--", "-c", 'exec "$0" "$@"'), "CapBnd"),
@@ -276,13 +290,18 @@ SECCOMP = ("import os, sys, pyseccomp\n"
     ((sys.executable, "-c", SECCOMP), "Seccomp"),
 ])
 def test_a_restricted_caller_is_never_served(resident, busybox_image, prefix, differs):
-    # Each caller is root, but bounded more narrowly than the server: asking it must gain nothing, so the command
-    # runs in the caller's own process (with the caller's bounds).
+    # Each caller is root, but bounded more narrowly than the server: asking it must gain nothing. Asked directly,
+    # the server refuses; through the launcher, the command runs in the caller's own process (its bounds name
+    # another server, which it starts: one as bounded as itself).
     resident.warm()
-    p, code, out, err = resident.run(*RUN, busybox_image, "echo", "hi", prefix=(tool(prefix[0]), *prefix[1:]))
+    prefix = (tool(prefix[0]), *prefix[1:])
+    asking = subprocess.run([*prefix, sys.executable, "-c", ASK, _socket_path(resident)], capture_output=True,
+                            env={**resident.env, "PYTHONPATH": str(REPO)}, timeout=60, check=True)
+    assert bytes.fromhex(asking.stdout.decode()) == frame(NOT_SERVED)
+    assert differs in "\n".join(line for line in resident.lines() if "refused" in line)
+    p, code, out, err = resident.run(*RUN, busybox_image, "echo", "hi", prefix=prefix)
     assert (code, out) == (0, "hi\n"), err
     assert resident.served(p.pid) is None
-    assert differs in resident.refused(p.pid)
 
 
 def test_a_changed_source_makes_the_server_refuse_and_exit(tmp_path, resident, busybox_image):

@@ -28,6 +28,10 @@ NOT_SERVED, BEGAN, EXITED = b"N", b"B", b"X"
 # A status's second byte: the child exited with a code, or was killed by a signal.
 BY_CODE, BY_SIGNAL = 0, 1
 # The signals a CLI may get from its terminal or its caller, forwarded to the child; TSTP also stops the client.
+# The lines of /proc/PID/status that bound what a process may do; with its namespaces, root and LSM label, a
+# caller must match the server in all of them.
+BOUNDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+          "Seccomp_filters")
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGCONT", "SIGTSTP",
              "SIGWINCH")
 
@@ -59,10 +63,35 @@ def private_dir(path: str) -> bool:
     return (st.st_mode & 0o170777) == 0o040700 and st.st_uid == os.geteuid()
 
 
+def status_fields(pid: int | str) -> dict[str, str]:
+    """/proc/PID/status as name: value."""
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").partition(":\t")[::2] for line in f)
+
+
+def bounds(pid: int | str) -> dict[str, object]:
+    """Everything that bounds what process `pid` may do: BOUNDS, its namespaces, root and LSM label."""
+    status = status_fields(pid)
+    facts: dict[str, object] = {k: status.get(k) for k in BOUNDS}
+    for ns in sorted(os.listdir(f"/proc/{pid}/ns")):
+        st = os.stat(f"/proc/{pid}/ns/{ns}")
+        facts[f"ns/{ns}"] = (st.st_dev, st.st_ino)
+    st = os.stat(f"/proc/{pid}/root")
+    facts["root"] = (st.st_dev, st.st_ino)
+    try:
+        with open(f"/proc/{pid}/attr/current", "rb") as f:
+            facts["lsm"] = f.read()
+    except OSError as e:
+        facts["lsm"] = e.errno
+    return facts
+
+
 def identity(digest: Callable[[bytes], Any]) -> str:
-    """The code a process runs, as a name: its interpreter, version, flags, sys.path and the PYTHON* and locale
-    variables its start read. `digest` is a hashlib-style constructor (the client passes a C module's)."""
+    """The code a process runs and the bounds it runs in, as a name: its interpreter, version, flags, sys.path, the
+    PYTHON* and locale variables its start read, and bounds(). `digest` is a hashlib-style constructor (the client
+    passes a C module's). (Callers bounded differently so reach servers of their own kind: a server still serves
+    only callers whose bounds are its own.)"""
     env = sorted((k, v) for k, v in os.environ.items()
                  if k.startswith("PYTHON") or k in ("LANG", "LC_ALL", "LC_CTYPE"))
-    text = repr((sys.executable, sys.version, tuple(sys.flags), sys.path, env))
+    text = repr((sys.executable, sys.version, tuple(sys.flags), sys.path, env, sorted(bounds("self").items())))
     return str(digest(text.encode("utf-8", "surrogateescape")).hexdigest()[:32])

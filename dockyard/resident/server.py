@@ -39,10 +39,12 @@ from dockyard.resident import (
     NOT_SERVED,
     REQUEST,
     SIGNAL,
+    bounds,
     frame,
     identity,
     private_dir,
     socket_dir,
+    status_fields,
 )
 
 # What a `run --rm` and the listing commands import, loaded once here (the CLI's areas come with AREAS).
@@ -54,10 +56,6 @@ PACKAGES = ("dockyard", "builder", "registry", "runner", "compose")
 SERVED = frozenset(("run", "create", "start", "stop", "kill", "rm", "ps", "images", "inspect", "tag", "rmi", "logs",
                     "wait", "version"))
 SO_PEERPIDFD = 77  # (Linux 6.5) a pidfd of the process that connected
-# The lines of /proc/PID/status that bound what a process may do; with its namespaces, root and LSM label, a
-# caller must match the server in all of them.
-BOUNDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
-          "Seccomp_filters")
 _RLIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
 _FORWARDED = frozenset(getattr(signal, n) for n in FORWARDED)
 
@@ -92,7 +90,7 @@ class Server:
     lock_fd: int = -1
     wake: tuple[socket.socket, socket.socket] | None = None
     socket_ino: int = 0
-    bounds: dict[str, object] = field(default_factory=dict)  # its own (_bounds), a caller's must be the same
+    bounds: dict[str, object] = field(default_factory=dict)  # its own; a caller's must be the same
     stopping: bool = False
     last: float = field(default_factory=time.monotonic)
 
@@ -165,7 +163,7 @@ def main(key: str, launcher: str) -> None:
     for name in (*AREAS, *PRELOAD):
         importlib.import_module(name)
     server.sources = _loaded_sources(launcher)
-    server.bounds = _bounds("self")
+    server.bounds = bounds("self")
     _listen(server)
     gc.freeze()  # what is loaded now stays put: children's pages stay shared
     log(f"serving {server.path}")
@@ -307,7 +305,7 @@ def _forward(session: Session, signum: int) -> None:
     """Deliver a signal the client got to its child. SIGTSTP with the default action stops it with SIGSTOP: the
     kernel discards a stop from the terminal's signals in an orphaned process group, which the child's is."""
     if signum == signal.SIGTSTP:
-        status = _status_fields(session.pid)
+        status = status_fields(session.pid)
         if not (int(status["SigIgn"], 16) | int(status["SigCgt"], 16)) >> (signum - 1) & 1:
             signum = signal.SIGSTOP
     try:
@@ -471,28 +469,6 @@ def _drop_server(server: Server, session: Session) -> None:
     atexit._clear()  # the server's exit hooks are not the command's
 
 
-def _status_fields(pid: int | str) -> dict[str, str]:
-    with open(f"/proc/{pid}/status") as f:
-        return dict(line.rstrip("\n").partition(":\t")[::2] for line in f)
-
-
-def _bounds(pid: int | str) -> dict[str, object]:
-    """Everything that bounds what process `pid` may do."""
-    status = _status_fields(pid)
-    facts: dict[str, object] = {k: status.get(k) for k in BOUNDS}
-    for ns in sorted(os.listdir(f"/proc/{pid}/ns")):
-        st = os.stat(f"/proc/{pid}/ns/{ns}")
-        facts[f"ns/{ns}"] = (st.st_dev, st.st_ino)
-    st = os.stat(f"/proc/{pid}/root")
-    facts["root"] = (st.st_dev, st.st_ino)
-    try:
-        with open(f"/proc/{pid}/attr/current", "rb") as f:
-            facts["lsm"] = f.read()
-    except OSError as e:
-        facts["lsm"] = e.errno
-    return facts
-
-
 def _peer(sock: socket.socket, mine: dict[str, object]) -> tuple[int, int]:
     """The caller's pid and a pidfd of it, refused unless it is bounded exactly as this process (`mine`)."""
     try:
@@ -503,7 +479,7 @@ def _peer(sock: socket.socket, mine: dict[str, object]) -> tuple[int, int]:
         pid = int(next(line.split()[1] for line in f if line.startswith("Pid:")))
     if pid <= 0:
         raise NotServed("the caller is gone")
-    theirs = _bounds(pid)
+    theirs = bounds(pid)
     differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if differ:
         raise NotServed(f"{pid}: differs in {', '.join(differ)}")
@@ -518,12 +494,12 @@ def _alive(pidfd: int) -> None:
         raise NotServed("the caller is gone") from None
 
 
-def _adopt(session: Session, bounds: dict[str, object], argv: list[bytes], env: dict[bytes, bytes]) -> int:
+def _adopt(session: Session, mine: dict[str, object], argv: list[bytes], env: dict[bytes, bytes]) -> int:
     """Become the caller's CLI process: its session, cgroups, limits, priority, signals, descriptors, cwd,
     environment and argv; the caller's pid."""
-    pid, pidfd = _peer(session.sock, bounds)
+    pid, pidfd = _peer(session.sock, mine)
     os.setsid()
-    status = _status_fields(pid)
+    status = status_fields(pid)
     _join_cgroups(pid)
     limits = {r: resource.prlimit(pid, r) for r in _RLIMITS}
     nice = os.getpriority(os.PRIO_PROCESS, pid)
