@@ -524,6 +524,7 @@ def _adopt(session: Session, mine: dict[str, object], argv: list[bytes], env: di
     _rebuild_stdio()
     os.environ.clear()
     os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in env.items()})
+    time.tzset()  # the time zone the server's start read from its own $TZ and /etc/localtime: the caller's now
     sys.argv = [os.fsdecode(a) for a in argv]
     _adopt_signals(int(status["SigIgn"], 16), int(status["SigBlk"], 16))
     return pid
