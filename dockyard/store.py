@@ -121,9 +121,15 @@ class Store:
             os.makedirs(self.root, exist_ok=True)
             spread_subdirectories(self.root)
         # Every start: cheap, and a store made by an older version gains the directories added since.
-        for d in (self.layout, os.path.join(self.layout, "blobs", "sha256"), self.layers_dir,
-                  self.holds_dir, self.tmp_dir, self.locks_dir, self.sizes_dir):
+        blobs = os.path.join(self.layout, "blobs")
+        made = [d for d in (self.layout, blobs, os.path.join(blobs, "sha256"), self.layers_dir, self.holds_dir,
+                            self.tmp_dir, self.locks_dir, self.sizes_dir) if not os.path.isdir(d)]
+        for d in made:
             os.makedirs(d, exist_ok=True)
+        # Their names on disk before anything is written into them: after a power loss the store's own directories
+        # must still be there for what was stored in them (a new root's own name too).
+        for parent in dict.fromkeys(os.path.dirname(d) for d in ([self.root] if new else []) + made):
+            fsync_dir(parent)
         if not new:
             return
         with locked(self._lock_path("index")):
@@ -406,6 +412,8 @@ class Store:
             if not self.has_blob(Digest.parse(d["digest"])):
                 raise NotFound(f"blob not found in store: {d['digest']}")
         self.write_blob_bytes(manifest, added=added)
+        # The record is what lists the artifact, so its blobs' names (renamed in unsynced, see adopt_blob) go first.
+        self._sync_blob_names()
         if replace:
             for old in self.referrers(subject, referrer.artifact_type):
                 if old.digest != digest:

@@ -1,7 +1,8 @@
 """What a power loss can leave behind: every unpacked layer directory is published (renamed into layers/) only once
 its files are on disk, the rename itself is made durable, and the blobs' names are on disk before index.json names
-an image made of them. Checked in the syscalls of a real `dockyard pull` (from distribution on loopback) and of a
-real `dockyard build` with a RUN step, traced by strace."""
+an image made of them; a new store's directories, and a referrer's blobs before its record, likewise. Checked in the
+syscalls of a real `dockyard pull` (from distribution on loopback), of a real `dockyard build` with a RUN step, and
+of the store's own calls, traced by strace."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dockyard.reference import parse
 from dockyard.store import Store
 
 # A tree is touched by opening and closing its files (-y shows each fd's path); write(2) would log the data too.
-_TRACED = "syncfs,fsync,rename,renameat,renameat2,openat,close"
+_TRACED = "syncfs,fsync,rename,renameat,renameat2,openat,close,mkdir,mkdirat"
 _RENAMES = ("rename", "renameat", "renameat2")
 
 
@@ -136,3 +137,58 @@ def test_index_names_blobs_only_once_their_names_are_on_disk(tmp_path):
     calls = _traced(root, "-c", _ADD_LATE_BLOB, root, os.path.dirname(__file__))
     _check_order(calls, root, layers=0)
     assert Store(root).resolve("late:1").layers
+
+
+def test_a_new_store_puts_its_directories_names_on_disk(tmp_path):
+    root = str(tmp_path / "new" / "store")
+    os.makedirs(os.path.dirname(root))
+    calls = _traced(root, "-m", "dockyard", "images", "-q")
+    made = [c for c in calls if c.name in ("mkdir", "mkdirat") and c.result.startswith("0")]
+    assert {c.paths[-1] for c in made} >= {root, f"{root}/images", f"{root}/images/blobs", f"{root}/layers"}
+    index = [c for c in calls if c.name in _RENAMES and c.paths[-1:] == [f"{root}/images/index.json"]][0]
+    for mkdir in made:
+        parent = os.path.dirname(mkdir.paths[-1])
+        assert any(c.name == "fsync" and f"<{parent}>" in c.args and mkdir.end < c.start and c.end < index.start
+                   for c in calls), f"{mkdir.paths[-1]}: its name was not put on disk"
+
+
+# A referrer whose manifest is stored already and whose blob was renamed in after it (adopt_blob: unsynced): the
+# record that lists the artifact must come after the blob's name is on disk.
+_ADD_REFERRER = """
+import io, sys
+sys.path.insert(0, sys.argv[2])
+from crafted import image, tar_of
+from dockyard.digest import Digest
+from dockyard.image import Descriptor
+from dockyard.reference import parse
+from dockyard.referrers import artifact_manifest
+from dockyard import mediatypes as mt
+from dockyard.store import Store
+
+store = Store(sys.argv[1])
+crafted = image([tar_of(("etc/subject", b"s"))])
+with store.transaction() as added:
+    for blob in (crafted.config, *crafted.layers):
+        store.write_blob_bytes(blob, added=added)
+    store.add_image(crafted.manifest, [parse("subject:1")], added)
+sbom = b'{"sbom": true}'
+subject = Descriptor(mt.OCI_MANIFEST, Digest.of_bytes(crafted.manifest), len(crafted.manifest))
+manifest = artifact_manifest(subject, "application/spdx+json",
+                             Descriptor("application/spdx+json", Digest.of_bytes(sbom), len(sbom)))
+with store.transaction() as added:
+    store.write_blob_bytes(manifest, added=added)
+    store.write_blob_bytes(b"{}", added=added)  # the artifact's empty config
+    store.write_blob(io.BytesIO(sbom), added=added)
+    store.add_referrer(manifest, added)
+"""
+
+
+def test_a_referrer_record_follows_its_blobs_names(tmp_path):
+    root = str(tmp_path / "store")
+    calls = _traced(root, "-c", _ADD_REFERRER, root, os.path.dirname(__file__))
+    blob_dir = f"{root}/images/blobs/sha256"
+    record = [c for c in calls if c.name in _RENAMES and c.paths[-1].startswith(f"{root}/referrers/")][-1]
+    last_blob = max(c.end for c in calls if c.name in _RENAMES and c.paths[-1].startswith(blob_dir + "/"))
+    assert last_blob < record.start
+    assert any(c.name == "fsync" and f"<{blob_dir}>" in c.args and last_blob < c.start and c.end < record.start
+               for c in calls), "the referrer's blob names were not fsynced before its record"
