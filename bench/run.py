@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's launcher, whatever is installed
-from dockyard.launcher import search_path, write  # noqa: E402
+from installed import installed  # noqa: E402
+
+from dockyard.launcher import search_path  # noqa: E402
+
 IMAGE = f"localhost/dockyard-bench-run-{os.getpid()}:latest"
 # One `run --rm --network none busybox /bin/true` in a fresh interpreter that stamps its phases (the functions that
 # bound them wrapped) and prints them, with the modules the run imported, to stderr as it exits. $PRELOAD names
@@ -83,17 +85,6 @@ def timed(cmd: list[str], env: dict) -> float:
     return time.perf_counter() - t
 
 
-def wait_for_server(log: str) -> int:
-    """The pid of the resident server the warm-up started, once it listens (it logs "serving")."""
-    for _ in range(3000):
-        lines = Path(log).read_text().splitlines() if os.path.exists(log) else []
-        pids = [int(line.split()[0]) for line in lines if " serving " in line]
-        if pids:
-            return pids[-1]
-        time.sleep(0.01)
-    raise SystemExit("the resident server never started (see " + log + ")")
-
-
 def python(code: str) -> list[str]:
     """The command running `code` in an interpreter started as the launcher starts the CLI: -S, its sys.path."""
     return [sys.executable, "-S", "-c", f"import sys; sys.path += {search_path(str(REPO))!r}\n{code}"]
@@ -138,16 +129,13 @@ def main() -> int:
            "DOCKYARD_BRIDGE_SUBNET": "10.242.0.0/16", "DOCKYARD_NETWORK_POOL": "10.243.0.0/16",
            "DOCKYARD_NAT_TABLE": "dybench"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure dockyard as installed: with cached bytecode
-    server = 0  # the resident server's pid, once it runs
+    dockyard = installed(work, env)
     try:
-        # A launcher itself, not a pyenv shim in front of one (that would add a bash run to every call).
-        os.mkdir(os.path.join(work, "bin"))
-        dockyard = [write(os.path.join(work, "bin"), str(REPO))]
         rootfs = os.path.join(work, "rootfs")
         subprocess.run(["bash", str(REPO / "examples" / "busybox-rootfs.sh"), rootfs], check=True)
         tar = os.path.join(work, "rootfs.tar")
         subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
-        subprocess.run([*dockyard, "import", tar, "busybox:latest"], check=True, env={**env, "DOCKYARD_RESIDENT": "0"},
+        subprocess.run([*dockyard.command, "import", tar, "busybox:latest"], check=True, env=dockyard.cold,
                        stdout=subprocess.DEVNULL)
         subprocess.run(["podman", "import", tar, IMAGE], check=True, stdout=subprocess.DEVNULL)
         bundle = os.path.join(work, "bundle")
@@ -161,12 +149,8 @@ def main() -> int:
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
 
-        cold = {**env, "DOCKYARD_RESIDENT": "0"}
-        resident_dir = os.path.join(work, "resident")
-        os.mkdir(resident_dir, 0o700)
-        log = os.path.join(work, "resident.log")
-        warm = {**env, "DOCKYARD_RESIDENT": "1", "DOCKYARD_RESIDENT_DIR": resident_dir, "DOCKYARD_RESIDENT_LOG": log}
-        run = [*dockyard, "run", "--rm"]
+        cold, warm = dockyard.cold, dockyard.warm
+        run = [*dockyard.command, "run", "--rm"]
         none = ["--network", "none"]
         series = {  # name: (command, environment)
             "dockyard": ([*run, "busybox", "/bin/true"], cold),
@@ -181,12 +165,12 @@ def main() -> int:
         }
         for cmd, cmd_env in series.values():  # warm-up: layer unpacking, bridge creation, podman's storage
             timed(cmd, cmd_env)
-        server = wait_for_server(log)
+        dockyard.server()
         times: dict[str, list[float]] = {k: [] for k in series}
         for _ in range(opts.rounds):
             for name, (cmd, cmd_env) in series.items():
                 times[name].append(timed(cmd, cmd_env))
-        served = sum(" served " in line for line in Path(log).read_text().splitlines())
+        served = dockyard.served()
         assert served >= 2 * opts.rounds, f"the resident server served {served} of {2 * opts.rounds} runs"
         med = {k: statistics.median(v) for k, v in times.items()}
         for name, t in med.items():
@@ -202,8 +186,7 @@ def main() -> int:
         if opts.phases:
             print_phases(opts.rounds, env)
     finally:
-        if server:
-            os.kill(server, signal.SIGTERM)
+        dockyard.stop()
         subprocess.run(python("from runner.network import networks; networks.reset()"), env=env, cwd=REPO)
         subprocess.run(["podman", "rmi", "-f", IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)

@@ -24,6 +24,7 @@ import pytest
 
 from dockyard import launcher
 from dockyard.resident import FRAME_MAX, NOT_SERVED, REQUEST, frame
+from client.registries import start_distribution
 from support import REPO, tool
 
 RUN = ("run", "--rm", "--network", "none")
@@ -251,6 +252,22 @@ def test_the_commands_served_each_run_through_the_server(resident, busybox_image
     served("rmi", "other:tag")
     p, code, _, err = resident.run(*RUN, "--no-such-flag", busybox_image)  # a usage error, printed by the child
     assert code == 125 and err.count("unrecognized arguments") == 1 and resident.served(p.pid)
+
+
+def test_pull_and_push_are_served(resident, busybox_image, tmp_path):
+    resident.warm()
+    registry = start_distribution(tmp_path / "distribution")
+    try:
+        ref = f"{registry.host}/served/busybox:1"
+        for args in (("tag", busybox_image, ref), ("push", ref), ("rmi", ref), ("pull", ref)):
+            p, code, out, err = resident.run(*args)
+            assert code == 0, f"{args}: {err}"
+            assert resident.served(p.pid), args
+        assert ref in resident.run("images", "--format", "{{.Repository}}:{{.Tag}}")[2]
+        p, code, _, err = resident.run("pull", f"{registry.host}/served/missing:1")  # the error line, from the child
+        assert code != 0 and err.count("\n") == 1 and resident.served(p.pid)
+    finally:
+        registry.stop()
 
 
 @pytest.mark.parametrize("args", [("info",), (*RUN, "-t", "busybox:latest", "true")])

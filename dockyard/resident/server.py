@@ -47,14 +47,16 @@ from dockyard.resident import (
     status_fields,
 )
 
-# What a `run --rm` and the listing commands import, loaded once here (the CLI's areas come with AREAS).
+# What a `run --rm`, the listing commands, pull and push import, loaded once here (the CLI's areas come with
+# AREAS). None of these starts a thread or opens anything at import.
 PRELOAD = ("dockyard.errors", "dockyard.roots", "dockyard.store", "dockyard.cli.output", "runner.create",
-           "runner.runtime", "runner.monitor", "runner.lifecycle", "runner.listing", "runner.containers")
+           "runner.runtime", "runner.monitor", "runner.lifecycle", "runner.listing", "runner.containers",
+           "registry.client.pull", "registry.client.push", "dockyard.layers.unpacker")
 PACKAGES = ("dockyard", "builder", "registry", "runner", "compose")
 # Command words known to work without a controlling terminal, each tested through the server. Not served: login
 # (getpass opens /dev/tty), build, registry, compose, exec, attach, and every other word; `-t` never.
 SERVED = frozenset(("run", "create", "start", "stop", "kill", "rm", "ps", "images", "inspect", "tag", "rmi", "logs",
-                    "wait", "version"))
+                    "wait", "version", "pull", "push"))
 SO_PEERPIDFD = 77  # (Linux 6.5) a pidfd of the process that connected
 _RLIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
 _FORWARDED = frozenset(getattr(signal, n) for n in FORWARDED)
