@@ -19,6 +19,11 @@ DIR_OVERRIDE = "DOCKYARD_RESIDENT_DIR"  # the socket directory instead of the de
 IDLE_OVERRIDE = "DOCKYARD_RESIDENT_IDLE"  # seconds without a request before the server exits (default IDLE)
 LOG_OVERRIDE = "DOCKYARD_RESIDENT_LOG"  # a file the server appends one line per request to (tests, debugging)
 IDLE = 600.0
+# Command words known to work without a controlling terminal, each tested through the server. Not served: login
+# (getpass opens /dev/tty), build, registry, compose, exec, attach, and every other word; `-t` never. The client
+# asks only when one of them is in its argv (the server decides on the parsed command line).
+SERVED = frozenset(("run", "create", "start", "stop", "kill", "rm", "ps", "images", "inspect", "tag", "rmi", "logs",
+                    "wait", "version", "pull", "push"))
 REQUEST_MAX = 1 << 20  # argv and environ together; a bigger request is refused
 FRAME_MAX = REQUEST_MAX + 64
 # Client -> server: the request (argv, environ; with fds 0, 1, 2 and the cwd), then signals it received.

@@ -25,6 +25,7 @@ from dockyard.resident import (
     NOT_SERVED,
     REQUEST,
     REQUEST_MAX,
+    SERVED,
     SIGNAL,
     TYPE_CHECKING,
     frame,
@@ -50,7 +51,7 @@ def _sha256() -> Callable[[bytes], Any]:
 def attempt() -> None:
     """Run this command in the resident server and exit as it did; return when it was not served (the caller
     then runs it directly)."""
-    if os.environ.get(DISABLE) == "0":
+    if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `build` …)
         return
     directory = socket_dir()
     # A relative sys.path entry (PYTHONPATH=.) means another directory in the server (cwd /) than here.

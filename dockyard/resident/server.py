@@ -38,6 +38,7 @@ from dockyard.resident import (
     IDLE_OVERRIDE,
     NOT_SERVED,
     REQUEST,
+    SERVED,
     SIGNAL,
     bounds,
     frame,
@@ -53,10 +54,6 @@ PRELOAD = ("dockyard.errors", "dockyard.roots", "dockyard.store", "dockyard.cli.
            "runner.runtime", "runner.monitor", "runner.lifecycle", "runner.listing", "runner.containers",
            "registry.client.pull", "registry.client.push", "dockyard.layers.unpacker")
 PACKAGES = ("dockyard", "builder", "registry", "runner", "compose")
-# Command words known to work without a controlling terminal, each tested through the server. Not served: login
-# (getpass opens /dev/tty), build, registry, compose, exec, attach, and every other word; `-t` never.
-SERVED = frozenset(("run", "create", "start", "stop", "kill", "rm", "ps", "images", "inspect", "tag", "rmi", "logs",
-                    "wait", "version", "pull", "push"))
 SO_PEERPIDFD = 77  # (Linux 6.5) a pidfd of the process that connected
 _RLIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
 _FORWARDED = frozenset(getattr(signal, n) for n in FORWARDED)
