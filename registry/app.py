@@ -91,21 +91,24 @@ def _gate() -> None:
     if reg.model is not None and reg.background_epoch != background.epoch:  # here: a hook more costs every request
         from registry.api.webhooks import start_background
         start_background(reg)
-    rule = request.url_rule
-    request.environ["registry.route"] = rule.rule if rule is not None else "unmatched"
-    if request.endpoint is None:  # nothing matched: the routing error (404, 405) is the answer
+    # The request itself, not Flask's proxy: each attribute read through the proxy costs a context lookup.
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    environ = req.environ
+    rule = req.url_rule
+    environ["registry.route"] = rule.rule if rule is not None else "unmatched"
+    endpoint = req.endpoint
+    if endpoint is None:  # nothing matched: the routing error (404, 405) is the answer
         return
-    if request.blueprint in _SELF_GUARDED:  # the product's API and UI: each view declares its need
+    if req.blueprint in _SELF_GUARDED:  # the product's API and UI: each view declares its need
         from flask import current_app
 
         from registry.guard import authorize
-        request.environ["registry.user"] = getattr(authorize(current_app.view_functions[request.endpoint]),
-                                                   "name", None)
+        environ["registry.user"] = getattr(authorize(current_app.view_functions[endpoint]), "name", None)
         return
-    access = ACCESS.get(request.endpoint)
-    name = (request.view_args or {}).get("name")
+    access = ACCESS.get(endpoint)
+    name = (req.view_args or {}).get("name")
     if access is None or (access in ACTIONS and name is None):
-        log.error("refused %s %s: endpoint %s has no access rule", request.method, request.path, request.endpoint)
+        log.error("refused %s %s: endpoint %s has no access rule", req.method, req.path, endpoint)
         raise RegistryError("DENIED", message="no access rule for this endpoint")
     if access == "public":
         return
@@ -119,7 +122,7 @@ def _gate() -> None:
     if access == "delete" and not reg.config.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled")
     need = _NEEDS.get(access) or Need(name, access)
-    request.environ["registry.user"] = reg.auth.check(request, need)
+    environ["registry.user"] = reg.auth.check(req, need)
 
 
 def _handle_error(e: Exception):

@@ -204,8 +204,10 @@ class Authorizer:
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
         token = header[7:].strip()
+        # The need's fields, not the Need: a dataclass's __hash__ and __eq__ are Python calls, a tuple's are not.
+        key = ("bearer", token, need.name, need.action, need.kind)
         if self.model is not None:  # a verdict kept for this token and need: no decoding, no grant lookup
-            kept = lazy("access").decided(generation_of(environ, self.model), ("bearer", token, need))
+            kept = lazy("access").decided(generation_of(environ, self.model), key)
             if kept is not None and kept[0] > time.time():
                 return kept[1]
         claims = tokens.verify(token)
@@ -217,13 +219,13 @@ class Authorizer:
             raise self._challenge(need, error="insufficient_scope")
         user = claims.get("sub") or None
         if self.config.projects:
-            self._still_granted(environ, token, claims["exp"], user, need)
+            self._still_granted(environ, key, claims["exp"], user, need)
         return user
 
-    def _still_granted(self, environ: dict, token: str, expires: float, user: str | None, need: Need) -> None:
+    def _still_granted(self, environ: dict, key: tuple, expires: float, user: str | None, need: Need) -> None:
         """(--projects) A token's grant decided again by the model's current rights, so a robot disabled, a user
         deleted or rights taken away since the token was issued count at once. The verdict is kept per token and
-        need for the auth generation (a change drops it), until the token or the caller expires."""
+        need (`key`) for the auth generation (a change drops it), until the token or the caller expires."""
         principal = self._principal(user)
         if user is not None and principal is None:
             raise self._challenge(need, error="invalid_token")
@@ -231,7 +233,7 @@ class Authorizer:
                 and need.action not in self._project_rights(principal, need.name):
             raise self._challenge(need, error="insufficient_scope")
         until = expires if principal is None or principal.expires_at == -1 else min(expires, principal.expires_at)
-        lazy("access").remember(generation_of(environ, self._db()), ("bearer", token, need), (until, user))
+        lazy("access").remember(generation_of(environ, self._db()), key, (until, user))
 
     def allowed(self, request: Request, name: str, action: str) -> bool:
         """Whether the request may do `action` on `name` (for mount sources), without raising."""

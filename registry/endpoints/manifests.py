@@ -35,24 +35,25 @@ def _unknown(name: str, reference: str) -> RegistryError:
 @bp.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
 def get_manifest(name: str, reference: str) -> Response:
     """The stored bytes, exactly, with their media type (or a platform child for a client that needs one)."""
-    proxy = state().proxy
-    if proxy is not None:
-        proxy.refresh_manifest(name, reference)
+    reg = state()
+    if reg.proxy is not None:
+        reg.proxy.refresh_manifest(name, reference)
     digest = _resolve(name, reference)
-    found = state().storage.get_manifest(name, digest)
+    found = reg.storage.get_manifest(name, digest)
     if found is None:
         raise _unknown(name, reference)
     data, media_type = found
-    product.check_pull(name, digest)
+    req = request._get_current_object()  # type: ignore[attr-defined]  # read once: the proxy costs each time
+    product.check_pull(reg, req, name, digest)
     if media_type in mt.INDEXES and ":" not in reference:
         child = _platform_child(name, data, media_type)
         if child is not None:
             digest, data, media_type = child
     headers = {"Docker-Content-Digest": str(digest), "Content-Type": media_type,
                "Content-Length": str(len(data)), "ETag": f'"{digest}"'}
-    if request.method == "HEAD":
+    if req.method == "HEAD":
         return headers_only(200, headers)
-    product.record_pull(name, digest, None if ":" in reference else reference)
+    product.record_pull(reg, req, name, digest, None if ":" in reference else reference)
     return Response(data, status=200, headers=headers)
 
 

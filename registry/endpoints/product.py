@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from flask import request
+from flask import Request, request
 
 from dockyard.digest import Digest
 from dockyard.distribution import RegistryError
@@ -16,6 +16,7 @@ from registry.context import state
 from registry.model import lazy
 
 if TYPE_CHECKING:
+    from registry.context import Registry
     from registry.model.artifacts import Manifest
     from registry.model.policy import Actor, Refused
 
@@ -76,25 +77,26 @@ def record_push(name: str, manifest: Manifest | None, tag: str | None) -> None:
         lazy("artifacts").record_push(reg.model, reg.storage, name, manifest, tag, actor(), request.host)
 
 
-def check_pull(name: str, digest: Digest) -> None:
-    """Before a manifest is served: refuse it when the project's content trust wants a signature it lacks."""
-    reg = state()
+def check_pull(reg: Registry, req: Request, name: str, digest: Digest) -> None:
+    """Before a manifest is served: refuse it when the project's content trust wants a signature it lacks. `reg` and
+    `req`: the app's state and the request itself, which the caller holds (each read through Flask's proxies costs a
+    context lookup, on the registry's busiest path)."""
     if reg.model is None:
         return
     try:  # not _policies(): a generator's context costs more than the check when content trust is off
-        lazy("trust").check_pull(reg.model, name, str(digest), generation_of(request.environ, reg.model))
+        lazy("trust").check_pull(reg.model, name, str(digest), generation_of(req.environ, reg.model))
     except lazy("policy").Refused as e:
         raise as_registry_error(e) from None
 
 
-def record_pull(name: str, digest: Digest, tag: str | None) -> None:
-    """After a manifest is served to a GET (not a HEAD): queue the pull's event, time and count (written in batches)."""
-    reg = state()
+def record_pull(reg: Registry, req: Request, name: str, digest: Digest, tag: str | None) -> None:
+    """After a manifest is served to a GET (not a HEAD): queue the pull's event, time and count (written in batches).
+    `reg` and `req` as for check_pull."""
     if reg.model is None:
         return
-    environ = request.environ  # once, as in actor(): a pull's every step counts on the registry's busiest path
+    environ = req.environ
     lazy("artifacts").record_pull(reg.model, name, str(digest), tag, environ.get("registry.user") or "",
-                                   environ.get("REMOTE_ADDR") or "", request.host)
+                                   environ.get("REMOTE_ADDR") or "", req.host)
 
 
 def delete_tag(name: str, tag: str) -> bool | None:

@@ -191,10 +191,13 @@ class _Batches:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        # database URL -> (the database, its pulls (defer's tuples))
+        # database URL -> (the database, its pulls (defer's tuples)). A request appends without the lock (one list
+        # append, atomic under the GIL); the writer takes the first n entries and deletes just those, so a pull
+        # appended meanwhile stays for the next write. The lock guards the dict's new entries and its reset.
         self.pending: dict[str, tuple[Database, list[tuple]]] = {}
         # Held through a write: a flush that finds nothing pending while another thread writes what it took waits
-        # for that write, so what was added before a flush is in the database when it returns.
+        # for that write, so what was added before a flush is in the database when it returns. One writer at a
+        # time, too, which the take-and-delete above needs.
         self.writing = threading.Lock()
         self.pid = 0
         self.loop: Loop | None = None
@@ -203,11 +206,13 @@ class _Batches:
         loop = self.loop
         if loop is None or loop.stopped:  # none yet, stopped, or its parent's before a fork
             loop = self._start()
-        with self.lock:
-            pulls = self.pending.setdefault(db.url, (db, []))[1]
-            pulls.append(pull)
-            full = len(pulls) >= FLUSH_MAX
-        if full:
+        found = self.pending.get(db.url)
+        if found is None:
+            with self.lock:
+                found = self.pending.setdefault(db.url, (db, []))
+        pulls = found[1]
+        pulls.append(pull)
+        if len(pulls) >= FLUSH_MAX:
             loop.wake()
 
     def _start(self) -> Loop:
@@ -231,10 +236,13 @@ class _Batches:
     def _write(self) -> list[Database]:
         """Write every deferred pull; the databases where that queued webhook deliveries."""
         with self.writing:
-            with self.lock:
-                pending, self.pending = self.pending, {}
             queued = []
-            for db, pulls in pending.values():
+            for db, pending in list(self.pending.values()):
+                n = len(pending)
+                if not n:
+                    continue
+                pulls = pending[:n]
+                del pending[:n]
                 try:
                     if record(db, [], pulls):
                         queued.append(db)

@@ -92,6 +92,38 @@ def test_unknown_project_still_audited_without_project(tmp_path):
     assert total == 1 and rows[0].project_id is None and rows[0].resource == f"nope/x@{DIGEST}"
 
 
+
+def test_pulls_deferred_while_flushes_write_are_each_written_once(tmp_path):
+    """Requests queue pulls without a lock while the flusher takes and writes batches: none is lost, none written
+    twice, across many flushes interleaved with the appends (threads switched every microsecond)."""
+    import sys
+    import threading
+
+    from registry.events import defer
+    db, _ = model_db(tmp_path)
+    threads, per_thread = 4, 500
+
+    def pull(n: int) -> None:
+        for i in range(per_thread):
+            defer(db, ("test/app", DIGEST, f"t{n}-{i}", "bob", "10.1.1.2", "", time.time()))
+
+    pullers = [threading.Thread(target=pull, args=(n,)) for n in range(threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in pullers:
+            t.start()
+        while any(t.is_alive() for t in pullers):  # this thread is the flusher meanwhile
+            flush()
+    finally:
+        sys.setswitchinterval(interval)
+    flush()
+    rows, total = audit.query(db, audit.AuditQuery(username="bob"), 0, threads * per_thread + 1)
+    assert total == threads * per_thread
+    assert sorted(r.resource for r in rows) == sorted(f"test/app:t{n}-{i}" for n in range(threads)
+                                                      for i in range(per_thread))
+
+
 # -- through the registry ------------------------------------------------------------------------------------------
 def test_push_pull_delete_through_the_registry_are_audited(any_database_server):
     import requests
