@@ -20,7 +20,7 @@ UI page render times (p50/p95) for a project of 1,000 repositories and a reposit
 
 Run: python bench/registry.py [--workers N] [--threads N] [--duration S] [--slow-clients [--idle N] ...]
      python bench/registry.py --connections 64 [--rounds N] [--duration S]
-     python bench/registry.py --product [--rounds N] [--duration S]
+     python bench/registry.py --product [--rounds N] [--duration S] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 BLOB_SIZE = 64 << 20
 ONE_MIB = 1 << 20
 MANIFEST_PATH = "/v2/bench/manifest/manifests/latest"
+REPO = Path(__file__).resolve().parent.parent  # this source tree
 # wrk's timeout in the --connections runs (s): far above any p99, so no slow request drops out of it.
 _P99_TIMEOUT = 30
 
@@ -79,7 +80,7 @@ def wait_up(url: str, proc: subprocess.Popen) -> None:
 
 def start_distribution(work: Path) -> tuple[str, subprocess.Popen]:
     """distribution 2.8 on the filesystem, with no access log (ours runs without one too)."""
-    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests", "tests/client")]
+    sys.path[:0] = [str(REPO / d) for d in ("tests", "tests/client")]
     from registries import start_distribution as launch
 
     server = launch(work / "distribution", access_log=False)
@@ -87,13 +88,14 @@ def start_distribution(work: Path) -> tuple[str, subprocess.Popen]:
 
 
 def start_dockyard(work: Path, workers: int, threads: int, *extra: str, root: str = "dockyard-root",
-                   env: dict | None = None) -> tuple[str, subprocess.Popen]:
+                   env: dict | None = None, tree: Path = REPO) -> tuple[str, subprocess.Popen]:
+    """Our registry, run from the source tree `tree` (default: this one)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "registry", "--addr", f"127.0.0.1:{port}",
                              "--root", str(work / root), "--workers", str(workers),
                              "--threads", str(threads), "--access-log", "", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **(env or {})})
+                            cwd=tree, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     wait_up(url, proc)
     return url, proc
@@ -416,7 +418,7 @@ def wrk_with_cpu(url: str, path: str, duration: int, headers: tuple[str, ...],
 
 def fill_for_ui(root: Path) -> tuple[int, str]:
     """1,000 repositories in project `bench` and one artifact with 10,000 tags, written through the model's tables."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(REPO))
     from sqlalchemy import insert, select
 
     from registry.model.db import Database, default_url
@@ -454,39 +456,78 @@ def ui_session(url: str) -> requests.Session:
     return session
 
 
-def run_product(work: Path, args: argparse.Namespace) -> None:
-    """The model's cost on reads (plain registry vs a private project read with a robot's token) and UI render times."""
+def product_pair(work: Path, args: argparse.Namespace, tree: Path, tag: str
+                 ) -> tuple[dict[str, tuple[str, tuple[str, ...], subprocess.Popen, str]], list[subprocess.Popen]]:
+    """A plain and a --projects registry run from `tree`, each holding the small image and a 1 MiB blob (the second
+    in a private project, read with a robot's token): name -> (URL, headers, process, the blob's path), and the
+    processes (to stop, whatever happens next)."""
     procs = []
+    plain, p = start_dockyard(work, args.workers, args.threads, root=f"{tag}plain-root", tree=tree)
+    procs.append(p)
     try:
-        plain, p = start_dockyard(work, args.workers, args.threads, root="plain-root")
-        procs.append(p)
-        product, p = start_dockyard(work, args.workers, args.threads, "--projects", "--token", root="product-root",
-                                    env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ADMIN[1]})
+        product, p = start_dockyard(work, args.workers, args.threads, "--projects", "--token",
+                                    root=f"{tag}product-root", env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ADMIN[1]},
+                                    tree=tree)
         procs.append(p)
         token = product_setup(product)
-        blob = os.urandom(ONE_MIB)
-        digests = {}
+
         def bearer(r):
             r.headers["Authorization"] = f"Bearer {token}"
             return r
 
-        for url, auth in ((plain, None), (product, bearer)):
+        blob = os.urandom(ONE_MIB)
+        servers: dict[str, tuple[str, tuple[str, ...], subprocess.Popen, str]] = {}
+        no_headers: tuple[str, ...] = ()
+        for name, url, auth, headers, proc in (("plain", plain, None, no_headers, procs[0]),
+                                               ("projects", product, bearer, (f"Authorization: Bearer {token}",),
+                                                procs[1])):
             small_image(url, auth)
-            digests[url] = push_blob(url, "bench/blobs", blob, auth)
-        servers = {"plain": (plain, (), procs[0]), "projects": (product, (f"Authorization: Bearer {token}",), procs[1])}
+            blob_path = f"/v2/bench/blobs/blobs/{push_blob(url, 'bench/blobs', blob, auth)}"
+            servers[tag + name] = (url, headers, proc, blob_path)
+    except BaseException:
+        for p in procs:
+            stop(p)
+        raise
+    return servers, procs
+
+
+def run_product(work: Path, args: argparse.Namespace) -> None:
+    """The model's cost on reads (plain registry vs a private project read with a robot's token) and UI render times;
+    with --baseline, the same pair of servers from that revision alongside, alternated in the same rounds."""
+    procs = []
+    try:
+        trees = {"": (REPO, "this tree")}  # the servers' name prefix -> (the source tree, its label)
+        if args.baseline:
+            baseline = work / "baseline"
+            baseline.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], capture_output=True,
+                                     check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+            trees["baseline-"] = (baseline, args.baseline)
+        servers: dict[str, tuple[str, tuple[str, ...], subprocess.Popen, str]] = {}
+        for tag, (tree, _label) in trees.items():
+            tree_servers, tree_procs = product_pair(work, args, tree, tag)
+            procs += tree_procs
+            servers.update(tree_servers)
+        product = servers["projects"][0]
         # (req/s, timeouts, the server's CPU microseconds per request) of each run
         runs: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
-        for i in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
-            for name, (url, headers, proc) in list(servers.items())[::1 if i % 2 == 0 else -1]:
-                for key, path in (("manifest", MANIFEST_PATH), ("blob", f"/v2/bench/blobs/blobs/{digests[url]}")):
+        for i in range(args.rounds):  # alternate, so load from elsewhere on the machine hits all alike
+            for name, (url, headers, proc, blob_path) in list(servers.items())[::1 if i % 2 == 0 else -1]:
+                for key, path in (("manifest", MANIFEST_PATH), ("blob", blob_path)):
                     runs.setdefault((name, key), []).append(wrk_with_cpu(url, path, args.duration, headers, proc))
-        print(f"{'wrk -t2 -c32 (medians)':<22}{'req/s plain':>12}{'projects':>10}{'ratio':>7}"
-              f"{'CPU us/req plain':>18}{'projects':>10}{'ratio':>7}{'timeouts':>10}")
-        for key, label in (("manifest", "manifest GET"), ("blob", "1 MiB blob GET")):
-            a, b = (median([r[0] for r in runs[name, key]]) for name in servers)
-            ca, cb = (median([r[2] for r in runs[name, key]]) for name in servers)
-            timeouts = "/".join(str(sum(r[1] for r in runs[name, key])) for name in servers)
-            print(f"{label:<22}{a:>12.0f}{b:>10.0f}{b / a:>6.2f}x{ca:>18.0f}{cb:>10.0f}{ca / cb:>6.2f}x{timeouts:>10}")
+        for tag, (_tree, label) in trees.items():
+            pair = (tag + "plain", tag + "projects")
+            if len(trees) > 1:
+                print(f"{label}:")
+            print(f"{'wrk -t2 -c32 (medians)':<22}{'req/s plain':>12}{'projects':>10}{'ratio':>7}"
+                  f"{'CPU us/req plain':>18}{'projects':>10}{'ratio':>7}{'timeouts':>10}")
+            for key, label in (("manifest", "manifest GET"), ("blob", "1 MiB blob GET")):
+                a, b = (median([r[0] for r in runs[name, key]]) for name in pair)
+                ca, cb = (median([r[2] for r in runs[name, key]]) for name in pair)
+                timeouts = "/".join(str(sum(r[1] for r in runs[name, key])) for name in pair)
+                print(f"{label:<22}{a:>12.0f}{b:>10.0f}{b / a:>6.2f}x{ca:>18.0f}{cb:>10.0f}{ca / cb:>6.2f}x"
+                      f"{timeouts:>10}")
         print("(goal: projects within 10% of plain, ratio >= 0.90; the CPU ratio (plain's CPU per request over the\n"
               " projects') is the same comparison less exposed to load from elsewhere; timeouts: plain/projects, all "
               "rounds)")
@@ -531,6 +572,8 @@ def main() -> int:
     ap.add_argument("--product", action="store_true",
                     help="the --projects model's cost on reads, and UI page render times, instead")
     ap.add_argument("--ui-requests", type=int, default=40, help="GETs per UI page (--product)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="(--product) also this git revision's pair of servers, alternated with this tree's (A/B)")
     args = ap.parse_args()
     raise_file_limit(args.idle + args.trickling + 256)
     work = Path(tempfile.mkdtemp(prefix="registry-bench-"))
