@@ -84,36 +84,77 @@ def _served(sock: _socket.socket) -> tuple[int, int] | None:
     payload = len(argv).to_bytes(4, "big") + b"\0".join(argv + [k + b"=" + v for k, v in os.environb.items()])
     if len(payload) > REQUEST_MAX:
         return None
+    # Forwarding starts before the request: a signal got while the server's child starts reaches it (the server
+    # forwards from the fork on), and none takes its default action here meanwhile.
+    previous, got, ready, began = _forward_signals(sock)
+    status = None
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         data = frame(REQUEST, payload)
         sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("4i", 0, 1, 2, cwd))])
         sock.sendall(data[sent:])
+        ready()
+        status = _status(sock, began)
     finally:
         os.close(cwd)
-    return _status(sock)
+        if status is None:  # run directly: the signals got meanwhile are this process's own
+            for signum, handler in previous.items():
+                _signal.signal(signum, handler)
+            for signum in got:
+                if signum not in (_signal.SIGTSTP, _signal.SIGCONT):  # (already acted on, see forward)
+                    os.kill(os.getpid(), signum)
+    return status
 
 
-def _forward_signals(sock: _socket.socket) -> None:
-    """From the command's start on, pass the signals a CLI gets on to the server's child, which took this
-    process's dispositions as its own (an ignored one stays ignored there, unless the command handles it)."""
+def _forward_signals(sock: _socket.socket) -> tuple[dict[int, Any], list[int], Callable[[], None],
+                                                     Callable[[], None]]:
+    """Pass the signals a CLI gets on to the server's child, which takes this process's ignored signals and mask as
+    its own: the handlers replaced, the signals got, the call that starts sending them (until the request is sent, a
+    frame must not cut into it; those got before go then), and the call that forwards the ignored ones too once the
+    command began (before, the child must still see them ignored here; the command may handle them). No signal mask
+    is touched, for the same reason."""
+    got: list[int] = []
+    queued: list[int] = []  # got, not sent yet: each taken by one pop, so a handler run amid a drain sends none twice
+    sending: list[bool] = []
+
+    def drain() -> None:
+        while sending and queued:
+            try:
+                signum = queued.pop(0)
+            except IndexError:  # a handler run meanwhile sent the last one
+                return
+            try:
+                sock.send(frame(SIGNAL, bytes([signum])))
+            except OSError:  # the server is gone: the status read says so
+                return
+
     def forward(signum: int, _frame: object) -> None:
-        try:
-            sock.send(frame(SIGNAL, bytes([signum])))
-        except OSError:  # the server is gone: the status read says so
-            return
+        got.append(signum)
+        queued.append(signum)
+        drain()
         if signum == _signal.SIGTSTP and stops:  # stop here too, as the CLI's process would, until a SIGCONT
             _signal.signal(signum, _signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             _signal.signal(signum, forward)
 
+    def ready() -> None:
+        sending.append(True)
+        drain()
+
+    def began() -> None:
+        for signum in ignored:
+            previous[signum] = _signal.signal(signum, forward)
+
     stops = _signal.getsignal(_signal.SIGTSTP) == _signal.SIG_DFL
-    for name in FORWARDED:
-        _signal.signal(getattr(_signal, name), forward)
+    signals = [getattr(_signal, name) for name in FORWARDED]
+    ignored = [signum for signum in signals if _signal.getsignal(signum) == _signal.SIG_IGN]
+    previous = {signum: _signal.signal(signum, forward) for signum in signals if signum not in ignored}
+    return previous, got, ready, began
 
 
-def _status(sock: _socket.socket) -> tuple[int, int] | None:
-    """Read the server's messages to the command's status; None when not served."""
+def _status(sock: _socket.socket, on_began: Callable[[], None]) -> tuple[int, int] | None:
+    """Read the server's messages to the command's status (`on_began` called when it starts); None when not
+    served."""
     buf, began = b"", False
     while True:
         chunk = sock.recv(4096)
@@ -134,7 +175,7 @@ def _status(sock: _socket.socket) -> tuple[int, int] | None:
                 return None
             if kind == BEGAN and not began:
                 began = True
-                _forward_signals(sock)
+                on_began()
             elif kind == EXITED and began and len(body) == 2:
                 return body[0], body[1]
 
