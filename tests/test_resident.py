@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from client.registries import start_distribution
+from support import REPO, tool
 
 from dockyard import launcher
 from dockyard.resident import FRAME_MAX, NOT_SERVED, REQUEST, frame
-from client.registries import start_distribution
-from support import REPO, tool
 
 RUN = ("run", "--rm", "--network", "none")
 
@@ -217,13 +217,27 @@ def _state(pid: int) -> str:
 
 def test_sigtstp_stops_client_and_command_and_sigcont_resumes_both(resident, busybox_image):
     resident.warm()
-    p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 1; echo done")
+    # Its own process group, whose parent (this test) is in another of the same session: not orphaned, so the
+    # kernel carries out a stop by SIGTSTP (pytest itself may run in an orphaned one, as under CI).
+    p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 1; echo done", process_group=0)
     child = int(until(lambda: resident.served(p.pid), "the command is served"))
     p.send_signal(signal.SIGTSTP)
     until(lambda: _state(p.pid) == "T" and _state(child) == "T", "both stop")
     p.send_signal(signal.SIGCONT)
     out, _ = p.communicate(timeout=60)
     assert (p.returncode, out) == (0, b"done\n")
+
+
+def test_sigtstp_in_an_orphaned_process_group_stops_neither(resident, busybox_image):
+    """Where the kernel discards a stop by SIGTSTP (an orphaned process group: a new session's, here), the CLI run
+    directly would go on, and so do the client and the command it was served."""
+    resident.warm()
+    p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 2; echo done", start_new_session=True)
+    child = int(until(lambda: resident.served(p.pid), "the command is served"))
+    p.send_signal(signal.SIGTSTP)
+    out, _ = p.communicate(timeout=60)
+    assert (p.returncode, out) == (0, b"done\n")
+    assert gone(child)
 
 
 def test_the_commands_served_each_run_through_the_server(resident, busybox_image):

@@ -136,6 +136,10 @@ def _forward_signals(sock: _socket.socket) -> tuple[dict[int, Any], list[int], C
             _signal.signal(signum, _signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             _signal.signal(signum, forward)
+            # Here again: after the SIGCONT (forwarded too), or at once where the kernel discarded the stop (an
+            # orphaned process group, where the CLI itself would not have stopped): the child goes on either way.
+            queued.append(_signal.SIGCONT)
+            drain()
 
     def ready() -> None:
         sending.append(True)
