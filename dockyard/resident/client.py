@@ -84,11 +84,12 @@ def _served(sock: _socket.socket) -> tuple[int, int] | None:
     payload = len(argv).to_bytes(4, "big") + b"\0".join(argv + [k + b"=" + v for k, v in os.environb.items()])
     if len(payload) > REQUEST_MAX:
         return None
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     # Forwarding starts before the request: a signal got while the server's child starts reaches it (the server
-    # forwards from the fork on), and none takes its default action here meanwhile.
+    # forwards from the fork on), and none takes its default action here meanwhile. Nothing that can fail comes
+    # between this and the `try` that restores the handlers.
     previous, got, ready, began = _forward_signals(sock)
     status = None
-    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         data = frame(REQUEST, payload)
         sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("4i", 0, 1, 2, cwd))])

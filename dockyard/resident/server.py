@@ -277,7 +277,7 @@ def _read(server: Server, session: Session) -> None:
     if not data:
         if session.pid and session.pidfd >= 0:  # the client died: so does its command, as if it were the CLI
             session.gone = True
-            _kill(session)
+            _signal_child(session, signal.SIGKILL)
             server.sel.unregister(session.sock)
             session.sock.close()
             return
@@ -307,15 +307,13 @@ def _forward(session: Session, signum: int) -> None:
         status = status_fields(session.pid)
         if not (int(status["SigIgn"], 16) | int(status["SigCgt"], 16)) >> (signum - 1) & 1:
             signum = signal.SIGSTOP
+    _signal_child(session, signum)
+
+
+def _signal_child(session: Session, signum: int) -> None:
+    """Send the session's child a signal, through its pidfd (an exited child's pid may be another's by now)."""
     try:
         signal.pidfd_send_signal(session.pidfd, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _kill(session: Session) -> None:
-    try:
-        signal.pidfd_send_signal(session.pidfd, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -386,7 +384,7 @@ def _close(server: Server, session: Session) -> None:
     if session.pidfd >= 0:
         server.sel.unregister(session.pidfd)
         if session.pid:
-            _kill(session)
+            _signal_child(session, signal.SIGKILL)
             try:
                 os.waitid(os.P_PIDFD, session.pidfd, os.WEXITED)
             except ChildProcessError:
