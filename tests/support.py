@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,8 +161,6 @@ class LoopbackServer:
 
     def wait_for_message(self, timeout: float = 10) -> bytes:
         """The first message a client sent (waiting for the server thread to record it), or b"" if none came."""
-        import time
-
         deadline = time.monotonic() + timeout
         while not self.received and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -192,3 +192,13 @@ def read_for(fd: int, seconds: float) -> bytes:
     except OSError:
         pass
     return seen
+
+
+def wait_for(check: Callable[[], object], timeout: float = 20, what: str = "condition") -> object:
+    """Poll `check()` every 50 ms until it returns something truthy, and return that; fail after `timeout` seconds
+    (a hung server or process)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value

@@ -15,28 +15,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from client.registries import start_distribution
-from support import REPO, tool
+from support import REPO, tool, wait_for
 
 from dockyard import launcher
 from dockyard.resident import FRAME_MAX, NOT_SERVED, REQUEST, frame
 
 RUN = ("run", "--rm", "--network", "none")
-
-
-def until(predicate: Callable[[], object], what: str, deadline: float = 60) -> object:
-    """Poll `predicate` until it is true (its value), failing after `deadline` seconds (a hung server)."""
-    end = time.monotonic() + deadline
-    while not (value := predicate()):
-        assert time.monotonic() < end, f"never: {what}"
-        time.sleep(0.02)
-    return value
+PATIENCE = 60  # seconds for anything awaited: more only if a server or a child hangs
 
 
 def gone(pid: int) -> bool:
@@ -86,7 +77,7 @@ class Resident:
         p, code, _, err = self.run("version")
         assert code == 0, err
         assert self.served(p.pid) is None  # no server yet: run directly
-        return int(until(lambda: self.servers() and self.servers()[-1], "the server listens"))
+        return int(wait_for(lambda: self.servers() and self.servers()[-1], PATIENCE, "the server listens"))
 
 
 @pytest.fixture
@@ -107,7 +98,7 @@ def resident(tmp_path, store_root, monkeypatch) -> Iterator[Resident]:
                     os.kill(pid, signal.SIGTERM)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        until(lambda pid=pid: gone(pid), "the server exits on SIGTERM")
+        wait_for(lambda pid=pid: gone(pid), PATIENCE, "the server exits on SIGTERM")
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -152,7 +143,7 @@ def cgroups(tmp_path) -> Iterator[list[str]]:
         os.mkdir(path)
     yield made
     for path in made:
-        until(lambda path=path: not Path(path, "cgroup.procs").read_text().strip(), "the cgroup empties")
+        wait_for(lambda path=path: not Path(path, "cgroup.procs").read_text().strip(), PATIENCE, "the cgroup empties")
         os.rmdir(path)
 
 
@@ -183,7 +174,7 @@ def test_the_child_takes_on_the_callers_context_and_sigint_ends_it_as_it_ends_th
     for mode in ("0", "1"):
         p = resident.popen(*RUN, busybox_image, "sleep", "30", env={"DOCKYARD_RESIDENT": mode}, cwd=tmp_path,
                            umask=0o027, preexec_fn=caller)
-        until(lambda: "sleep" in resident.run("ps")[2], "the container runs")
+        wait_for(lambda: "sleep" in resident.run("ps")[2], PATIENCE, "the container runs")
         if mode == "1":
             child = resident.served(p.pid)
             assert child
@@ -205,10 +196,10 @@ def test_the_child_takes_on_the_callers_context_and_sigint_ends_it_as_it_ends_th
 def test_killing_the_client_kills_its_command(resident, busybox_image):
     resident.warm()
     p = resident.popen(*RUN, busybox_image, "sleep", "30")
-    child = until(lambda: resident.served(p.pid), "the command is served")
+    child = wait_for(lambda: resident.served(p.pid), PATIENCE, "the command is served")
     p.kill()
     p.wait()
-    until(lambda: gone(int(child)), "the child is killed with its client")
+    wait_for(lambda: gone(int(child)), PATIENCE, "the child is killed with its client")
 
 
 def _state(pid: int) -> str:
@@ -220,9 +211,9 @@ def test_sigtstp_stops_client_and_command_and_sigcont_resumes_both(resident, bus
     # Its own process group, whose parent (this test) is in another of the same session: not orphaned, so the
     # kernel carries out a stop by SIGTSTP (pytest itself may run in an orphaned one, as under CI).
     p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 1; echo done", process_group=0)
-    child = int(until(lambda: resident.served(p.pid), "the command is served"))
+    child = int(wait_for(lambda: resident.served(p.pid), PATIENCE, "the command is served"))
     p.send_signal(signal.SIGTSTP)
-    until(lambda: _state(p.pid) == "T" and _state(child) == "T", "both stop")
+    wait_for(lambda: _state(p.pid) == "T" and _state(child) == "T", PATIENCE, "both stop")
     p.send_signal(signal.SIGCONT)
     out, _ = p.communicate(timeout=60)
     assert (p.returncode, out) == (0, b"done\n")
@@ -233,7 +224,7 @@ def test_sigtstp_in_an_orphaned_process_group_stops_neither(resident, busybox_im
     directly would go on, and so do the client and the command it was served."""
     resident.warm()
     p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 2; echo done", start_new_session=True)
-    child = int(until(lambda: resident.served(p.pid), "the command is served"))
+    child = int(wait_for(lambda: resident.served(p.pid), PATIENCE, "the command is served"))
     p.send_signal(signal.SIGTSTP)
     out, _ = p.communicate(timeout=60)
     assert (p.returncode, out) == (0, b"done\n")
@@ -253,7 +244,7 @@ def test_the_commands_served_each_run_through_the_server(resident, busybox_image
     cid = served("create", "--name", "c1", "--network", "none", busybox_image, "sh", "-c", "echo up; sleep 30")
     served("start", "c1")
     assert "c1" in served("ps")
-    until(lambda: "up" in resident.run("logs", "c1")[2], "the container logs")
+    wait_for(lambda: "up" in resident.run("logs", "c1")[2], PATIENCE, "the container logs")
     assert served("logs", "c1") == "up\n"
     assert cid.strip() in served("inspect", "c1")
     served("kill", "c1")
@@ -352,13 +343,13 @@ def test_a_changed_source_makes_the_server_refuse_and_exit(tmp_path, resident, b
     os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     p, code, out, _ = resident.run("version")
     assert code == 0 and "Version:" in out and resident.served(p.pid) is None
-    until(lambda: gone(server), "the stale server exits")
+    wait_for(lambda: gone(server), PATIENCE, "the stale server exits")
 
 
 def test_an_idle_server_exits(resident, busybox_image):
     resident.env["DOCKYARD_RESIDENT_IDLE"] = "0.5"
     server = resident.warm()
-    until(lambda: gone(server), "the idle server exits")
+    wait_for(lambda: gone(server), PATIENCE, "the idle server exits")
     assert not any(n.endswith(".sock") for n in os.listdir(resident.directory))
 
 

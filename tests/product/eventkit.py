@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from artifactkit import database
 from productkit import ADMIN  # noqa: F401 (re-exported for the tests)
-from support import free_port
+from support import free_port, wait_for  # noqa: F401 (wait_for re-exported for the tests)
 
 
 @dataclass
@@ -118,14 +118,3 @@ def server_user(server, username: str, password: str) -> None:
         create_user(db, username, password)
     finally:
         db.engine.dispose()
-
-
-def wait_for(check, timeout: float = 20, what: str = "condition"):
-    """Poll `check()` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from eventkit import model_db
+from eventkit import model_db, wait_for
 from postgres import any_database_server, postgres  # noqa: F401 (fixtures: on SQLite and PostgreSQL)
 
 from registry.events import Event, audit, emit, flush
@@ -108,10 +108,7 @@ def test_a_pull_deferred_while_a_write_waits_is_written_by_the_next_flush(tmp_pa
     writer = threading.Thread(target=flush)
     writer.start()
     queued = _batches.pending[db.url][1]
-    deadline = time.monotonic() + 10
-    while queued:  # taken by the writer, which now waits on the lock
-        assert time.monotonic() < deadline, "the flusher never took the pull"
-        time.sleep(0.01)
+    wait_for(lambda: not queued, 10, "the flusher taking the pull")  # (the writer then waits on the lock)
     defer(db, ("test/app", DIGEST, "second", "bob", "10.1.1.2", "", time.time()))
     blocker.execute("COMMIT")
     writer.join()

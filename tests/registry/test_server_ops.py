@@ -17,6 +17,7 @@ from pathlib import Path
 import requests
 
 from regkit import Server, free_port, sha256
+from support import wait_for
 
 PATIENCE = 60  # generous bound for "eventually"
 
@@ -30,13 +31,6 @@ def _counted(metrics: Path, route: str) -> int:
     return total
 
 
-def _wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.1)
-
-
 def test_metrics_flush_survives_a_full_disk(make_server, tmp_path):
     root = tmp_path / "root"
     metrics = root / "metrics"
@@ -45,7 +39,7 @@ def test_metrics_flush_survives_a_full_disk(make_server, tmp_path):
     try:
         server = make_server("--workers", "1", root=root)
         assert requests.get(f"{server.url}/v2/").status_code == 200
-        _wait_for(lambda: _counted(metrics, "/v2/") == 1, "the first request flushed")
+        wait_for(lambda: _counted(metrics, "/v2/") == 1, PATIENCE, "the first request flushed")
         filler = metrics / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
         try:
@@ -57,10 +51,10 @@ def test_metrics_flush_survives_a_full_disk(make_server, tmp_path):
             os.close(fd)
         for _ in range(5):
             assert requests.get(f"{server.url}/v2/").status_code == 200
-        _wait_for(lambda: "cannot write metrics" in server.log.read_text() or "Traceback" in server.log.read_text(),
-                  "a flush failed on the full disk")
+        wait_for(lambda: "cannot write metrics" in server.log.read_text() or "Traceback" in server.log.read_text(),
+                 PATIENCE, "a flush failed on the full disk")
         filler.unlink()
-        _wait_for(lambda: _counted(metrics, "/v2/") == 6, "the counts written once space is back")
+        wait_for(lambda: _counted(metrics, "/v2/") == 6, PATIENCE, "the counts written once space is back")
         assert not [p for p in metrics.iterdir() if p.name.startswith(".tmp-")], "a failed flush left a temp file"
     finally:
         subprocess.run(["umount", "-l", str(metrics)], check=True)

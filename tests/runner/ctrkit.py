@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 from support import read_for
 
@@ -25,13 +24,6 @@ def _leftovers(cid: str) -> list[str]:
     if os.path.exists(f"/run/dockyard/netns/{cid}"):
         found.append("netns")
     return found
-
-
-def _wait_for(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def type_until(master: int, line: bytes, expect: bytes, seconds: float) -> bytes:

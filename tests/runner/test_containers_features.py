@@ -8,7 +8,8 @@ import os
 import subprocess
 import tarfile
 
-from ctrkit import _leftovers, _wait_for, type_until
+from ctrkit import _leftovers, type_until
+from support import wait_for
 
 
 def _state(ctr, name: str) -> dict:
@@ -56,7 +57,7 @@ def test_volumes_named_bind_anonymous_and_volumes_from(ctr, tmp_path, store_root
 def test_exec_cp_commit(ctr, tmp_path):
     ctr("run", "-d", "--name", "box", "--network", "none", "-e", "FROM_RUN=1", "busybox", "sh", "-c",
         "ln -s /etc /root/escape; mkdir /data; echo inside > /data/file; touch /ready; exec sleep 60")
-    _wait_for(lambda: ctr("exec", "box", "test", "-e", "/ready", check=False).code == 0)
+    wait_for(lambda: ctr("exec", "box", "test", "-e", "/ready", check=False).code == 0)
     r = ctr("exec", "-u", "nobody", "-w", "/tmp", "-e", "X=y", "box", "sh", "-c", 'id -u; pwd; echo $X $FROM_RUN; exit 7',
             check=False)
     assert (r.code, r.out) == (7, "65534\n/tmp\ny 1\n")
@@ -64,7 +65,7 @@ def test_exec_cp_commit(ctr, tmp_path):
     assert r.out.split()[:2] == ["1", "sleep"]
     assert ctr("exec", "box", "nosuchcmd", check=False).code == 127
     ctr("exec", "-d", "box", "sh", "-c", "echo detached > /data/d")
-    _wait_for(lambda: ctr("exec", "box", "cat", "/data/d", check=False).out == "detached\n")
+    wait_for(lambda: ctr("exec", "box", "cat", "/data/d", check=False).out == "detached\n")
     # cp both ways; a symlink inside pointing to /etc is resolved within the container, not the host.
     src = tmp_path / "upload.txt"
     src.write_text("uploaded\n")
@@ -114,7 +115,7 @@ def _cli() -> list[str]:
 def test_restart_on_failure_twice(ctr):
     ctr("run", "-d", "--name", "flaky", "--network", "none", "--restart", "on-failure:2", "busybox", "sh", "-c",
         "echo try; exit 3")
-    _wait_for(lambda: _state(ctr, "flaky")["Status"] == "exited" and
+    wait_for(lambda: _state(ctr, "flaky")["Status"] == "exited" and
               json.loads(ctr("inspect", "flaky").out)[0]["RestartCount"] == 2)
     assert ctr("logs", "flaky").out == "try\ntry\ntry\n"
     assert _state(ctr, "flaky")["ExitCode"] == 3
@@ -127,7 +128,7 @@ def test_oom_and_pids_limit(ctr):
     assert _state(ctr, "hog")["OOMKilled"] is True
     cid = ctr("run", "-d", "--name", "storm", "--network", "none", "--pids-limit", "10", "busybox", "sh", "-c",
               "(for i in $(seq 40); do sleep 30 & done); echo spawned; exec sleep 30").out.strip()
-    _wait_for(lambda: "spawned" in ctr("logs", "storm").out)
+    wait_for(lambda: "spawned" in ctr("logs", "storm").out)
     with open(f"/sys/fs/cgroup/pids/dockyard/{cid}/pids.current") as f:
         assert int(f.read()) <= 10
     assert "fork" in ctr("logs", "storm").err
@@ -156,10 +157,10 @@ def test_user_network_names_and_links(ctr):
         # busybox-static's wget crashes in its resolver; nc does the request.
         return ctr("run", "--rm", *flags, "busybox", "sh", "-c", f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc {host} 80',
                    check=False).out
-    _wait_for(lambda: fetch("server", "--network", "ctrnet").endswith("\r\n\r\nby-name\n"))
+    wait_for(lambda: fetch("server", "--network", "ctrnet").endswith("\r\n\r\nby-name\n"))
     ctr("run", "-d", "--name", "legacy", "busybox", "sh", "-c",
         "mkdir /w && echo by-link > /w/index.html && exec httpd -f -p 80 -h /w")
-    _wait_for(lambda: fetch("alias", "--link", "legacy:alias").endswith("\r\n\r\nby-link\n"))
+    wait_for(lambda: fetch("alias", "--link", "legacy:alias").endswith("\r\n\r\nby-link\n"))
     assert "by-name" not in fetch("server")  # the default bridge resolves no names
     ctr("rm", "-f", "server", "legacy")
     ctr("network", "rm", "ctrnet")
@@ -193,7 +194,7 @@ def test_pause_top_rename_stats_events_prune_init_tty(ctr):
 def test_healthcheck_start_attach_and_network_connect(ctr):
     ctr("run", "-d", "--name", "doc", "--health-cmd", "test -e /tmp/ok", "--health-interval", "100ms",
         "--health-retries", "1", "busybox", "sh", "-c", "sleep 0.5; touch /tmp/ok; exec sleep 60")
-    _wait_for(lambda: (_state(ctr, "doc").get("Health") or {}).get("Status") == "healthy")
+    wait_for(lambda: (_state(ctr, "doc").get("Health") or {}).get("Status") == "healthy")
     health = _state(ctr, "doc")["Health"]
     assert health["Log"][-1]["ExitCode"] == 0 and "(healthy)" in ctr("ps").out
     ctr("network", "create", "extra")
@@ -216,7 +217,7 @@ def test_healthcheck_timeout_makes_unhealthy(ctr):
     # docker's timeout: the check is given up on with exit code -1, here failing the container's only retry.
     ctr("run", "-d", "--name", "slow", "--network", "none", "--health-cmd", "sleep 5", "--health-interval", "100ms",
         "--health-timeout", "300ms", "--health-retries", "1", "busybox", "sleep", "60")
-    _wait_for(lambda: (_state(ctr, "slow").get("Health") or {}).get("Status") == "unhealthy")
+    wait_for(lambda: (_state(ctr, "slow").get("Health") or {}).get("Status") == "unhealthy")
     check = _state(ctr, "slow")["Health"]["Log"][-1]
     assert (check["ExitCode"], check["Output"]) == (-1, "Health check exceeded timeout (0.3s)")
     ctr("rm", "-f", "slow")
@@ -226,17 +227,17 @@ def test_healthcheck_start_period_forgives_failures(ctr):
     ctr("run", "--name", "src", "--network", "none", "busybox", "true")
     ctr("commit", "-c", "HEALTHCHECK --start-period=4s --interval=100ms --retries=1 CMD false", "src", "late:1")
     ctr("run", "-d", "--name", "late", "--network", "none", "late:1", "sleep", "60")
-    _wait_for(lambda: _state(ctr, "late")["Health"]["Log"])
+    wait_for(lambda: _state(ctr, "late")["Health"]["Log"])
     health = _state(ctr, "late")["Health"]  # failed, within its start period: not counted
     assert (health["Status"], health["FailingStreak"], health["Log"][0]["ExitCode"]) == ("starting", 0, 1), health
-    _wait_for(lambda: _state(ctr, "late")["Health"]["Status"] == "unhealthy")
+    wait_for(lambda: _state(ctr, "late")["Health"]["Status"] == "unhealthy")
     ctr("rm", "-f", "late", "src")
 
 
 def test_attach_feeds_stdin_of_run_d_i(ctr, store_root):
     ctr("run", "-d", "-i", "--name", "reader", "--network", "none", "busybox", "sh", "-c",
         "echo ready; read line; echo got:$line; echo err:$line >&2; read again; echo then:$again")
-    _wait_for(lambda: ctr("logs", "reader").out == "ready\n")
+    wait_for(lambda: ctr("logs", "reader").out == "ready\n")
     # attach follows until the container exits: this one is killed once it has seen the answer.
     first = subprocess.Popen([*_cli(), "attach", "reader"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_ROOT": store_root})

@@ -9,9 +9,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
-from ctrkit import _leftovers, _links, _wait_for
-from support import free_port, run_subnet
+from ctrkit import _leftovers, _links
+from support import free_port, run_subnet, wait_for
 
 
 def test_isolation_none_network(ctr, store_root):
@@ -40,7 +39,7 @@ def test_rm_run_is_gone_when_it_returns_and_its_files_soon_after(ctr, store_root
     assert len(cids) == 2 and [e["id"] for e in events if e["Action"] == "create"] == cids
     assert all(_leftovers(cid) == [] for cid in cids)
     containers = os.path.join(store_root, "containers")
-    _wait_for(lambda: not [n for n in os.listdir(containers) if any(cid in n for cid in cids)], 5)
+    wait_for(lambda: not [n for n in os.listdir(containers) if any(cid in n for cid in cids)], 5)
     assert ctr("rmi", "busybox").code == 0  # the image is no longer held
     # What a cleanup child killed midway leaves goes with the next prune.
     leftover = Path(containers, ".removed-" + "ab" * 32, "diff")
@@ -85,7 +84,7 @@ def test_detached_stop_kills_after_timeout_and_rm_leaves_nothing(ctr, store_root
     cid = ctr("run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
               "trap '' TERM; echo ready; while true; do sleep 0.2; done").out.strip()
     assert len(cid) == 64
-    _wait_for(lambda: "ready" in ctr("logs", "stubborn").out)
+    wait_for(lambda: "ready" in ctr("logs", "stubborn").out)
     ps = ctr("ps").out
     assert cid[:12] in ps and "stubborn" in ps and "Up " in ps
     info = json.loads(ctr("inspect", "stubborn").out)[0]
@@ -133,7 +132,7 @@ def test_publish_reachable_on_localhost(ctr):
                 return resp.read() == b"hello-from-container\n"
         except OSError:
             return False
-    _wait_for(fetch)
+    wait_for(fetch)
     ctr("rm", "-f", "web")
     assert not fetch()
 
@@ -158,7 +157,7 @@ def test_twenty_in_parallel(ctr):
     running = ctr("ps", "-q", "--no-trunc").out.split()
     assert sorted(running) == sorted(ids)
     for i, cid in enumerate(ids):
-        _wait_for(lambda: ctr("logs", f"par{i}").out == f"I am {i}\n{cid[:12]}\n")
+        wait_for(lambda: ctr("logs", f"par{i}").out == f"I am {i}\n{cid[:12]}\n")
     ips = {ctr("inspect", "-f", "{{.NetworkSettings.IPAddress}}", f"par{i}").out for i in range(20)}
     assert len(ips) == 20
     ctr("rm", "-f", *ids)
@@ -189,7 +188,7 @@ def test_dead_monitor_shows_exited_and_rm_cleans_up(ctr, store_root):
     state = json.loads(Path(store_root, "containers", cid, "state.json").read_text())
     assert state["status"] == "running" and state["ociVersion"] and state["bundle"] and state["pid"] > 0
     os.kill(state["monitor_pid"], 9)
-    _wait_for(lambda: "Exited" in ctr("ps", "-a").out)
+    wait_for(lambda: "Exited" in ctr("ps", "-a").out)
     assert cid[:12] not in ctr("ps").out
     ctr("rm", "orphan")
     assert _leftovers(cid) == []

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import tarfile
 
-from ctrkit import _wait_for
+from support import wait_for
 
 
 def test_cp_into_missing_directories_fails_as_docker(ctr, tmp_path):
     ctr("run", "-d", "--name", "box", "--network", "none", "busybox", "sh", "-c",
         "ln -s /missing/dir/file /dangling; ln -s /tmp/made /tolink; touch /ready; exec sleep 60")
-    _wait_for(lambda: ctr("exec", "box", "test", "-e", "/ready", check=False).code == 0)
+    wait_for(lambda: ctr("exec", "box", "test", "-e", "/ready", check=False).code == 0)
     src = tmp_path / "f"
     src.write_text("payload\n")
     tree = tmp_path / "tree"

@@ -18,9 +18,7 @@ import sys
 import sysconfig
 
 import pytest
-
-from ctrkit import _wait_for
-from support import tool
+from support import tool, wait_for
 
 ATTACKER = r"""
 #define _GNU_SOURCE
@@ -176,7 +174,7 @@ def test_nothing_entering_a_container_exposes_the_host_interpreter(ctr, store_ro
     # --init: pid 1 is our reaper for the container's whole life, a standing target.
     ctr("run", "-d", "--name", "atk", "--init", "--network", "none", *caps, "-v", f"{shared}:/x",
         "--health-cmd", "true", "--health-interval", "100ms", "busybox", "/x/attacker")
-    _wait_for(lambda: (shared / "log").exists() and "READY" in (shared / "log").read_text())
+    wait_for(lambda: (shared / "log").exists() and "READY" in (shared / "log").read_text())
     (tmp_path / "file").write_text("payload\n")
     for i in range(50):
         copy("exec", "atk", "true")
@@ -185,7 +183,7 @@ def test_nothing_entering_a_container_exposes_the_host_interpreter(ctr, store_ro
             copy("cp", "atk:/tmp/file", str(tmp_path / f"back{i}"))
     assert [h["ExitCode"] for h in json.loads(ctr("inspect", "atk").out)[0]["State"]["Health"]["Log"]] == [0] * 5
     (shared / "stop").touch()
-    _wait_for(lambda: "DONE" in (shared / "log").read_text(), timeout=60)
+    wait_for(lambda: "DONE" in (shared / "log").read_text(), timeout=60)
     ctr("rm", "-f", "atk")
     log = (shared / "log").read_text().splitlines()
     opened = [line.split(None, 3) for line in log if line not in ("READY", "DONE")]

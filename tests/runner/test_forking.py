@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from ctrkit import _wait_for, type_until
-from support import FORK_WARNINGS
+from ctrkit import type_until
+from support import FORK_WARNINGS, wait_for
 
 from runner.containers import Containers
 
@@ -35,7 +35,7 @@ def test_health_checks_and_restarts_fork_no_threaded_process(ctr, store_root):
     # Checks run while the pumps run, and each restart forks while the last run's check may still be going.
     ctr("run", "-d", "--name", "checked", "--network", "none", "--restart", "on-failure:2", "--health-cmd", "true",
         "--health-interval", "100ms", "busybox", "sh", "-c", "sleep 0.6; exit 3", env={"PYTHONWARNINGS": FORK_WARNINGS})
-    _wait_for(lambda: ctr("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "checked").out == "exited 2\n")
+    wait_for(lambda: ctr("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "checked").out == "exited 2\n")
     health = json.loads(ctr("inspect", "checked").out)[0]["State"]["Health"]
     assert 0 in [check["ExitCode"] for check in health["Log"]], health  # one may be cut short by the exit
     assert "multi-threaded" not in _monitor_log(store_root, "checked", ctr)

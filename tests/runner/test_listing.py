@@ -8,7 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from ctrkit import _wait_for
+from support import wait_for
+
 from runner.containers import SETTLE_NS
 
 SETTLED = SETTLE_NS / 1e9 + 0.1  # a state.json unchanged this long is served from the cache
@@ -31,7 +32,7 @@ def test_states_cache_follows_other_writers(ctr, store_root):
     assert ctr("inspect", "c0", check=False).code == 1
     ctr("create", "--name", "c0", "--network", "none", "busybox", "true")  # the old name is free again
     ctr("start", "c1")
-    _wait_for(lambda: ctr("inspect", "-f", "{{.State.Status}}", "c1").out == "exited\n")
+    wait_for(lambda: ctr("inspect", "-f", "{{.State.Status}}", "c1").out == "exited\n")
     ctr("rm", "c2")
     assert ctr("ps", "-a", "--format", "{{.Names}} {{.State}}").out.splitlines() == [
         "c0 created", "c1 exited", "c9 created"]
