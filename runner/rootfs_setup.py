@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 
+from dockyard.cgroupfs import cgroup_mounts
 from dockyard.inroot import FD_DIR, fd_path, open_beneath, resolve_beneath, secure_join
 from runner import linux
 from runner.forking import StartError
@@ -183,17 +184,13 @@ def _mount_cgroups(dest: str, flags: int) -> None:
         return
     # v1: a tmpfs holding one mount per hierarchy the host has under /sys/fs/cgroup, like runc.
     linux.mount("tmpfs", dest, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755")
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            point, fstype, super_opts = fields[4], fields[sep + 1], fields[sep + 3]
-            if os.path.dirname(point) != "/sys/fs/cgroup" or fstype not in ("cgroup", "cgroup2"):
-                continue
-            sub = os.path.join(dest, os.path.basename(point))
-            os.makedirs(sub, exist_ok=True)
-            opts = ",".join(o for o in super_opts.split(",") if o not in ("rw", "ro")) or None
-            linux.mount("cgroup", sub, fstype, flags, opts if fstype == "cgroup" else None)
+    for m in cgroup_mounts():
+        if os.path.dirname(m.point) != "/sys/fs/cgroup":
+            continue
+        sub = os.path.join(dest, os.path.basename(m.point))
+        os.makedirs(sub, exist_ok=True)
+        options = ",".join(m.options) if m.fstype == "cgroup" else ""
+        linux.mount("cgroup", sub, m.fstype, flags, options or None)
     if flags & linux.MS_RDONLY:
         linux.mount(None, dest, None, flags | linux.MS_REMOUNT)
 

@@ -346,6 +346,53 @@ def test_a_changed_source_makes_the_server_refuse_and_exit(tmp_path, resident, b
     wait_for(lambda: gone(server), PATIENCE, "the stale server exits")
 
 
+def test_a_server_that_cannot_start_is_not_started_by_every_command(tmp_path, resident, busybox_image):
+    # A broken install: a `runner` first on sys.path that fails to import. `version` runs directly without it; the
+    # server, which imports every area, dies before it listens.
+    broken = tmp_path / "broken"
+    (broken / "runner").mkdir(parents=True)
+    (broken / "runner" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    (tmp_path / "bin2").mkdir()
+    resident.launcher = str(tmp_path / "bin2" / "dockyard")
+    Path(resident.launcher).write_bytes(launcher.script(sys.executable, [str(broken), *launcher.search_path(str(REPO))]))
+    os.chmod(resident.launcher, 0o755)
+    _, code, out, err = resident.run("version")
+    assert code == 0 and "Version:" in out, err
+    wait_for(lambda: "broken on purpose" in resident.log.read_text() if resident.log.exists() else False,
+             PATIENCE, "the started server fails")
+    [marker] = [Path(resident.directory, n) for n in os.listdir(resident.directory) if n.endswith(".starting")]
+    started = marker.stat().st_mtime_ns
+    for _ in range(3):  # none of these starts another (each would have stamped the marker first)
+        _, code, out, _ = resident.run("version")
+        assert code == 0 and "Version:" in out
+    assert marker.stat().st_mtime_ns == started
+    os.utime(marker, (0, 0))  # as if the failed start were long ago: the next command tries again
+    _, code, _, _ = resident.run("version")
+    assert code == 0 and marker.stat().st_mtime_ns > started
+    assert not resident.servers()
+
+
+def test_a_user_other_than_root_has_its_server_in_xdg_runtime_dir(resident, busybox_image):
+    # uid 1000 in a user namespace of its own (mapped to root outside, so it can still read this interpreter):
+    # geteuid() is not 0, so the socket directory is $XDG_RUNTIME_DIR/dockyard, which the server must find too.
+    # One namespace for both commands: another would be other bounds, so another server.
+    runtime = Path(tempfile.mkdtemp(prefix="dy-xdg-"))  # (short: see the fixture)
+    env = {k: v for k, v in resident.env.items() if k != "DOCKYARD_RESIDENT_DIR"}
+    script = (f"{resident.launcher} version && "
+              f"until [ -S {runtime}/dockyard/*.sock ]; do sleep 0.1; done && "
+              f"exec {resident.launcher} version")
+    try:
+        p = subprocess.Popen(["unshare", "--user", "--map-user=1000", "--map-group=1000", "sh", "-c", script],
+                             env={**env, "XDG_RUNTIME_DIR": str(runtime)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        out, err = p.communicate(timeout=PATIENCE)
+        assert p.returncode == 0 and out.decode().count("Client: Dockyard") == 2, err
+        assert resident.served(p.pid)  # the second: `exec` made it the process we started
+        assert any(n.endswith(".sock") for n in os.listdir(runtime / "dockyard"))
+    finally:
+        shutil.rmtree(runtime)
+
+
 def test_an_idle_server_exits(resident, busybox_image):
     resident.env["DOCKYARD_RESIDENT_IDLE"] = "0.5"
     server = resident.warm()

@@ -19,6 +19,9 @@ DIR_OVERRIDE = "DOCKYARD_RESIDENT_DIR"  # the socket directory instead of the de
 IDLE_OVERRIDE = "DOCKYARD_RESIDENT_IDLE"  # seconds without a request before the server exits (default IDLE)
 LOG_OVERRIDE = "DOCKYARD_RESIDENT_LOG"  # a file the server appends one line per request to (tests, debugging)
 IDLE = 600.0
+# A server start leaves "<key>.starting" until it listens; while that is younger than this (seconds), clients start
+# no other: a server that cannot come up (a broken install) costs one interpreter start per this, not per command.
+STARTING, START_RETRY = ".starting", 30.0
 # Command words known to work without a controlling terminal, each tested through the server. Not served: login
 # (getpass opens /dev/tty), build, registry, compose, exec, attach, and every other word; `-t` never. The client
 # asks only when one of them is in its argv (the server decides on the parsed command line).

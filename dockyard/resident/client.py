@@ -12,6 +12,7 @@ import _socket
 import _struct
 import os
 import sys
+import time  # (built in)
 
 from dockyard.resident import (
     BEGAN,
@@ -27,6 +28,8 @@ from dockyard.resident import (
     REQUEST_MAX,
     SERVED,
     SIGNAL,
+    START_RETRY,
+    STARTING,
     TYPE_CHECKING,
     frame,
     identity,
@@ -60,14 +63,14 @@ def attempt() -> None:
     key = identity(_sha256())
     if not private_dir(directory):
         if not os.path.lexists(directory):
-            _start_server(key)  # it makes the directory
+            _start_server(key, directory)
         return
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
             sock.connect(os.path.join(directory, key + ".sock"))
         except (FileNotFoundError, ConnectionRefusedError):
-            _start_server(key)
+            _start_server(key, directory)
             return
         status = _served(sock)
     except OSError:
@@ -195,12 +198,33 @@ def _exit_as(how: int, value: int) -> None:
     os._exit(value)
 
 
-def _start_server(key: str) -> None:
+def _start_server(key: str, directory: str) -> None:
     """Start the server for this code identity, detached: its own session, cwd /, stdio /dev/null, an environment
-    of what the interpreter's start reads (it must come to the same identity) and our overrides."""
+    of what the interpreter's start reads (it must come to the same identity) and our overrides. Not while another
+    start is under way or failed less than START_RETRY seconds ago (its marker is still there)."""
+    if not os.path.lexists(directory):
+        os.makedirs(os.path.dirname(directory), mode=0o755, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # another client's, checked below as any other
+            pass
+    if not private_dir(directory):
+        return
+    marker = os.path.join(directory, key + STARTING)
+    try:
+        if time.time() - os.lstat(marker).st_mtime < START_RETRY:
+            return
+    except FileNotFoundError:
+        pass
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.utime(fd)
+    finally:
+        os.close(fd)
     import subprocess  # (cold path only: once per server life)
 
-    keep = ("LANG", "LC_ALL", "LC_CTYPE", DIR_OVERRIDE, IDLE_OVERRIDE, LOG_OVERRIDE)
+    # (XDG_RUNTIME_DIR: where a user other than root has the socket directory)
+    keep = ("LANG", "LC_ALL", "LC_CTYPE", "XDG_RUNTIME_DIR", DIR_OVERRIDE, IDLE_OVERRIDE, LOG_OVERRIDE)
     env = {k: v for k, v in os.environ.items() if k.startswith("PYTHON") or k in keep}
     flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # -S, -B, -E, -X …, as ours
     code = ("import sys; sys.path[:] = sys.argv[3:]\n"

@@ -10,6 +10,7 @@ controlling terminal) answers "not served", and the client runs the command itse
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import gc
 import hashlib
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from dockyard.cgroupfs import cgroup_mounts
 from dockyard.resident import (
     BEGAN,
     BY_CODE,
@@ -40,6 +42,7 @@ from dockyard.resident import (
     REQUEST,
     SERVED,
     SIGNAL,
+    STARTING,
     bounds,
     frame,
     identity,
@@ -136,17 +139,10 @@ def main(key: str, launcher: str) -> None:
     """Serve until idle, stale or SIGTERM; exits at once when another server holds this identity."""
     os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # whatever the caller's caller let leak to it
     os.chdir("/")
-    directory = socket_dir()
+    directory = socket_dir()  # (the client that started this made it)
     if not directory or identity(hashlib.sha256) != key:  # started with flags or a path that are not the caller's
         log(f"not starting: identity mismatch for {key}")
         return
-    if not os.path.lexists(directory):
-        parent = os.path.dirname(directory)
-        os.makedirs(parent, mode=0o755, exist_ok=True)
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            pass
     if not private_dir(directory):
         log(f"not starting: {directory} is not a private directory")
         return
@@ -164,6 +160,8 @@ def main(key: str, launcher: str) -> None:
     server.sources = _loaded_sources(launcher)
     server.bounds = bounds("self")
     _listen(server)
+    with contextlib.suppress(FileNotFoundError):  # up: the next start after this one ends need not wait
+        os.unlink(os.path.join(directory, key + STARTING))
     gc.freeze()  # what is loaded now stays put: children's pages stay shared
     log(f"serving {server.path}")
     try:
@@ -536,25 +534,16 @@ def _join_cgroups(pid: int) -> None:
     mine, theirs = cgroups("self"), cgroups(pid)
     if mine == theirs:
         return
-    mounts: dict[str, str] = {}  # hierarchy ("0:" for v2, else "ID:controllers") -> its mount point
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, options = fields[sep + 1], fields[sep + 3].split(",")
-            if fields[3] != "/":
-                continue  # a subtree's mount: paths in /proc/PID/cgroup are from the hierarchy's root
-            if fstype == "cgroup2":
-                mounts.setdefault("0:", fields[4])
-            elif fstype == "cgroup":
-                mounts.setdefault(",".join(sorted(o for o in options if o not in ("rw", "ro") and
-                                                  not o.startswith(("release_agent=", "clone_children")))),
-                                  fields[4])
+    # A hierarchy's whole tree (root "/"): paths in /proc/PID/cgroup are from its root. A v1 hierarchy is the mount
+    # whose options hold its controllers (a controller is in one hierarchy only; flags such as xattr come along).
+    whole = [m for m in cgroup_mounts() if m.root == "/"]
     for hierarchy, path in theirs.items():
         if mine.get(hierarchy) == path:
             continue
         number, _, controllers = hierarchy.partition(":")
-        where = mounts.get("0:") if number == "0" else mounts.get(",".join(sorted(controllers.split(","))))
+        wanted = set(controllers.split(","))
+        where = next((m.point for m in whole if (m.fstype == "cgroup2") == (number == "0") and
+                      (number == "0" or wanted <= set(m.options))), None)
         if where is None or ".." in path.split("/"):
             raise NotServed(f"cannot join cgroup {hierarchy}:{path}")
         with open(os.path.join(where, path.lstrip("/"), "cgroup.procs"), "w") as f:
