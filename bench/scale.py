@@ -461,7 +461,9 @@ def main() -> int:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: run scripts/install.sh")
     work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    ceph = Ceph(work / "ceph")
+    # Room for every round's pushes, nothing deleted between them (memstore holds it in memory, so at most 8 GiB):
+    # with the tests' 2 GiB the OSD was full in the fifth round, and Ceph then blocks every write.
+    ceph = Ceph(work / "ceph", memstore_bytes=min(8, 2 + args.rounds) << 30)
     procs: list[subprocess.Popen] = []
     try:
         fleets = [Fleet("fs", work, args.workers, args.control)] if "fs" in storages else []

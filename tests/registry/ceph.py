@@ -65,7 +65,7 @@ mon_data = {dir}/mon
 [osd.0]
 osd_objectstore = memstore
 osd_data = {dir}/osd
-memstore_device_bytes = 2147483648
+memstore_device_bytes = {memstore_bytes}
 
 [client.rgw]
 # tcp_nodelay: beast writes an answer's head and body apart, and with Nagle on the body waits for the client's
@@ -94,6 +94,8 @@ class Ceph:
     access_key: str = "DOCKYARDTESTKEY"
     secret_key: str = field(default_factory=lambda: uuid.uuid4().hex)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # The OSD's room, held in memory as used; when full, Ceph blocks every write (radosgw then answers nothing).
+    memstore_bytes: int = 2 << 30
 
     @property
     def conf(self) -> str:
@@ -118,7 +120,7 @@ class Ceph:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
         Path(self.conf).write_text(CONF.format(fsid=fsid, mon_port=self.mon_port, rgw_port=self.rgw_port,
-                                               dir=self.dir))
+                                               dir=self.dir, memstore_bytes=self.memstore_bytes))
         monmap = str(self.dir / "monmap")
         self._run("monmaptool", "--create", "--fsid", fsid, "--addv", "a", f"[v2:127.0.0.1:{self.mon_port}]",
                   monmap)
