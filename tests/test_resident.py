@@ -286,6 +286,17 @@ def test_commands_not_served_run_directly(resident, busybox_image, args, asked):
     assert (code, out.count("\n"), err) == (direct[1], direct[2].count("\n"), direct[3])
 
 
+def test_a_command_naming_a_descriptor_of_its_own_runs_directly(resident, busybox_image):
+    """Only fds 0-2 reach the server's child: a path through /dev/fd (bash's <(...)) would name nothing there."""
+    resident.warm()
+    p = subprocess.Popen(["bash", "-c", f"exec {resident.launcher} {' '.join(RUN)} --env-file <(echo FROM_FD=1) "
+                                        f"{busybox_image} env"],
+                         env=resident.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=PATIENCE)
+    assert p.returncode == 0 and "FROM_FD=1" in out.decode(), err
+    assert resident.served(p.pid) is None
+
+
 SECCOMP = ("import os, sys, pyseccomp\n"
            "f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)\n"
            "f.add_rule(pyseccomp.ERRNO(1), 'acct')\n"

@@ -51,10 +51,17 @@ def _sha256() -> Callable[[bytes], Any]:
     return sha256
 
 
+# Paths that name the calling process's own descriptors (bash's <(...) gives /dev/fd/63) or /proc entries: in the
+# server's child, which has only fds 0-2 of ours, they would name its own.
+OWN_PATHS = ("/dev/fd/", "/proc/self/", "/proc/thread-self/")
+
+
 def attempt() -> None:
     """Run this command in the resident server and exit as it did; return when it was not served (the caller
     then runs it directly)."""
     if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `build` …)
+        return
+    if any(own in word for word in sys.argv[1:] for own in OWN_PATHS):
         return
     directory = socket_dir()
     # A relative sys.path entry (PYTHONPATH=.) means another directory in the server (cwd /) than here.
