@@ -297,6 +297,20 @@ def test_a_command_naming_a_descriptor_of_its_own_runs_directly(resident, busybo
     assert resident.served(p.pid) is None
 
 
+def test_interactive_with_a_terminal_for_stdin_runs_directly(resident, busybox_image):
+    resident.warm()
+    leader, follower = os.openpty()
+    try:
+        p = resident.popen(*RUN, "-i", busybox_image, "head", "-n1", stdin=follower)
+        os.write(leader, b"typed\n")
+        out, err = p.communicate(timeout=PATIENCE)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert p.returncode == 0 and out == b"typed\n", err
+    assert resident.served(p.pid) is None and "not served" in resident.refused(p.pid)
+
+
 SECCOMP = ("import os, sys, pyseccomp\n"
            "f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)\n"
            "f.add_rule(pyseccomp.ERRNO(1), 'acct')\n"

@@ -427,7 +427,11 @@ def _child(server: Server, session: Session, argv: list[bytes], env: dict[bytes,
 
         def admit(command: str | None, args: Any) -> None:
             """Called by the CLI after parsing: run the command here, or answer "not served" and end."""
+            # `-i` with a terminal for stdin: only the terminal's foreground job may read it, so a direct run in the
+            # background stops (SIGTTIN); this child, in no session of that terminal, would read on and take the
+            # shell's input.
             if command is not None and (command not in SERVED or getattr(args, "tty", False)
+                                        or (getattr(args, "interactive", False) and os.isatty(0))
                                         or (command == "start" and (args.attach or args.interactive))):
                 log(f"not served {pid}: {command}")
                 _send(session, NOT_SERVED)
