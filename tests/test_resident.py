@@ -466,6 +466,14 @@ def test_a_socket_directory_others_could_write_is_not_used(resident, busybox_ima
     assert not resident.servers() and os.listdir(resident.directory) == []
 
 
+def test_a_socket_directory_that_cannot_be_made_runs_directly(resident, busybox_image):
+    resident.env["DOCKYARD_RESIDENT_DIR"] = "/proc/dockyard"  # (nobody can make a directory in /proc)
+    for _ in range(2):
+        p, code, out, err = resident.run("version")
+        assert (code, err) == (0, "") and "Version:" in out
+    assert not resident.servers()
+
+
 def test_disabled_never_connects_nor_starts(resident, busybox_image):
     resident.env["DOCKYARD_RESIDENT"] = "0"
     _, code, _, _ = resident.run("version")

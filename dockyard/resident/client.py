@@ -63,29 +63,35 @@ def attempt() -> None:
         return
     if any(own in word for word in sys.argv[1:] for own in OWN_PATHS):
         return
+    try:
+        status = _ask()
+    except OSError:  # (no /proc, no descriptor left, a directory that cannot be made …: it runs directly)
+        return
+    if status is not None:
+        _exit_as(*status)
+
+
+def _ask() -> tuple[int, int] | None:
+    """The command's status from this identity's server; None when not served (starting a server if none is up)."""
     directory = socket_dir()
     # A relative sys.path entry (PYTHONPATH=.) means another directory in the server (cwd /) than here.
     if not directory or not all(os.path.isabs(p) for p in sys.path):
-        return
+        return None
     key = identity(_sha256())
     if not private_dir(directory):
         if not os.path.lexists(directory):
             _start_server(key, directory)
-        return
+        return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
             sock.connect(os.path.join(directory, key + ".sock"))
         except (FileNotFoundError, ConnectionRefusedError):
             _start_server(key, directory)
-            return
-        status = _served(sock)
-    except OSError:
-        return
+            return None
+        return _served(sock)
     finally:
         sock.close()
-    if status is not None:
-        _exit_as(*status)
 
 
 def _served(sock: _socket.socket) -> tuple[int, int] | None:
@@ -172,7 +178,10 @@ def _status(sock: _socket.socket, on_began: Callable[[], None]) -> tuple[int, in
     served."""
     buf, began = b"", False
     while True:
-        chunk = sock.recv(4096)
+        try:
+            chunk = sock.recv(4096)
+        except OSError:  # (a reset, when the server died with data unread): as its end, never a second run
+            chunk = b""
         if not chunk:
             if began:  # the server died with the command: its status is lost
                 os.write(2, b"dockyard: the resident server went away\n")
