@@ -54,7 +54,7 @@ def _sha256() -> Callable[[bytes], Any]:
 def attempt() -> None:
     """Run this command in the resident server and exit as it did; return when it was not served (the caller
     then runs it directly)."""
-    if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `build` …)
+    if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `info` …)
         return
     directory = socket_dir()
     # A relative sys.path entry (PYTHONPATH=.) means another directory in the server (cwd /) than here.
