@@ -390,8 +390,8 @@ def _read_until(fd: int, marker: bytes) -> bytes:
     return bytes(seen)
 
 
-def _interrupt_build(resident: Resident, ctx: Path, store_root: str, mode: str) -> tuple[int, str]:
-    """SIGINT to a build (served or not: `mode` is DOCKYARD_RESIDENT) while its RUN sleeps: its status and last
+def _interrupt_build(resident: Resident, ctx: Path, store_root: str, mode: str, signum: int) -> tuple[int, str]:
+    """`signum` to a build (served or not: `mode` is DOCKYARD_RESIDENT) while its RUN sleeps: its status and last
     line, once checked that the RUN's processes, cgroups and the build's mounts are gone."""
     p = resident.popen("build", "--network", "none", "--progress", "plain", "--no-cache", str(ctx),
                        env={"DOCKYARD_RESIDENT": mode}, stdin=subprocess.DEVNULL)
@@ -401,7 +401,7 @@ def _interrupt_build(resident: Resident, ctx: Path, store_root: str, mode: str) 
     procs = _descendants(cli)
     cgroups = _run_cgroups(procs)
     assert cgroups, procs  # (the RUN's own, to be gone after)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(signum)
     _, rest = p.communicate(timeout=PATIENCE)
     assert [pid for pid in procs if not gone(pid)] == []
     assert [path for path in cgroups for hierarchy in os.listdir("/sys/fs/cgroup")
@@ -411,13 +411,14 @@ def _interrupt_build(resident: Resident, ctx: Path, store_root: str, mode: str) 
     return p.returncode, (seen + rest).decode().strip().splitlines()[-1]
 
 
-def test_sigint_ends_a_served_build_as_a_direct_one_and_leaves_nothing(resident, busybox_image, tmp_path,
-                                                                         store_root):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_a_served_build_as_a_direct_one_and_leaves_nothing(resident, busybox_image, tmp_path,
+                                                                          store_root, signum):
     resident.warm()
     # (The progress shows the RUN's command line first: its output is told apart by what the shell computes.)
     ctx = _build_context(tmp_path, "FROM busybox\nRUN echo $((6 * 7)) sleeps; sleep 30\n")
-    direct = _interrupt_build(resident, ctx, store_root, "0")
-    assert _interrupt_build(resident, ctx, store_root, "1") == direct == (130, "Error: cancelled")
+    direct = _interrupt_build(resident, ctx, store_root, "0", signum)
+    assert _interrupt_build(resident, ctx, store_root, "1", signum) == direct == (130, "Error: cancelled")
 
 
 def test_a_served_builds_relative_secret_path_is_the_callers(resident, busybox_image, tmp_path):
