@@ -13,6 +13,12 @@ buildah's cached one.
 --big-context: `COPY . /app` of 20,000 small files (79 MB in 100 directories) with --no-cache, ours and buildah's
 alternating: once unchanged (a layer each tool has stored already) and once with one file edited before each build
 (a new layer). Goal: dockyard at most 0.7x buildah.
+
+--noop: CI's rebuild of an unchanged context, every step cached, `-q`: dockyard as installed (this checkout's
+launcher, bench/installed.py), cold (DOCKYARD_RESIDENT=0: interpreter start, imports, the build) and through a
+resident server of the bench's own, next to buildah's cached rebuild; rounds alternate the three (use --runs 20:
+each takes well under a second). Prints each series' median and quartiles, the ratios, and how many of the
+resident series the server served (none: `build` is not served by this checkout).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from installed import installed
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = f"localhost/dockyard-bench-base-{os.getpid()}:latest"
@@ -159,11 +167,44 @@ def registry_cache(work: Path, root: str, ctx: Path, runs: int) -> None:
                 subprocess.run(["umount", "-R", str(store / "overlay")], stderr=subprocess.DEVNULL)
 
 
+def noop(work: Path, root: str, ctx: Path, runs: int) -> None:
+    """The no-op rebuild through the launcher, cold and resident, against buildah's cached rebuild."""
+    ours = installed(str(work), {**BASE_ENV, **NET_ENV, "DOCKYARD_ROOT": root})
+    try:
+        build = [*ours.command, "build", "-q", "-t", "bench-noop", str(ctx)]
+        theirs = ["buildah", "build", "--layers", "--pull=never", "--format", "docker", "-q",
+                  "-t", "localhost/bench-noop-buildah", str(ctx)]
+        timed(build, ours.cold)  # the first builds: every step runs
+        timed(theirs)
+        timed([*ours.command, "version"], ours.warm)  # (runs directly and starts the resident server)
+        ours.server()
+        series = {"dockyard": (build, ours.cold), "dockyard resident": (build, ours.warm), "buildah": (theirs, None)}
+        for cmd, env in series.values():  # warm-up: bytecode written, the store's files in the page cache
+            timed(cmd, env)
+        served = ours.served()
+        times: dict[str, list[float]] = {k: [] for k in series}
+        for _ in range(runs):
+            for name, (cmd, env) in series.items():
+                times[name].append(timed(cmd, env))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for name, t in med.items():
+            q1, _, q3 = statistics.quantiles(times[name], n=4) if runs > 1 else [t] * 3
+            print(f"no-op rebuild, {name:18s} median {t * 1000:7.1f} ms  (quartiles {q1 * 1000:.1f} to "
+                  f"{q3 * 1000:.1f})")
+        print(f"ratio dockyard/buildah: cold {med['dockyard'] / med['buildah']:.2f}  resident "
+              f"{med['dockyard resident'] / med['buildah']:.2f}  (resident/cold "
+              f"{med['dockyard resident'] / med['dockyard']:.2f}); resident series served: "
+              f"{ours.served() - served} of {runs}")
+    finally:
+        ours.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1, help="alternating runs per mode (median reported)")
     ap.add_argument("--registry-cache", action="store_true", help="the registry cache case (see above)")
     ap.add_argument("--big-context", action="store_true", help="the COPY of 20,000 files case (see above)")
+    ap.add_argument("--noop", action="store_true", help="the no-op cached rebuild, cold and resident (see above)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
     before = set(_podman_images())
@@ -174,6 +215,9 @@ def main() -> None:
             return
         if args.big_context:
             big_context(work, root, args.runs)
+            return
+        if args.noop:
+            noop(work, root, ctx, args.runs)
             return
         ours_cmd = [sys.executable, "-m", "dockyard", "build", "-q", "-t", "bench-built"]
         theirs_cmd = ["buildah", "build", "--layers", "--pull=never", "--format", "docker", "-q",

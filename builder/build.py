@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -64,12 +65,19 @@ if TYPE_CHECKING:
 # where it runs: a fully cached rebuild loads none of it.
 
 _URL_RE = re.compile(r"^https?://", re.I)
-BUILD_PLATFORM = str(Platform.host())
 # A cache entry waiting for its layers to be stored: (cache key, config JSON, layers).
 _Record = tuple[str, bytes, Sequence[Layer]]
 # A step this build ran or took from a cache, for --cache-to: (stage index, cache key, config JSON, layers).
 _Step = tuple[int, str, bytes, Sequence[Layer]]
 POISONED_LIMIT = 3  # layers of imported records failing their checks before the whole import is dropped
+
+
+@functools.cache
+def build_platform() -> str:
+    """The platform builds run on and target by default: this process's machine, as its personality shows it
+    (`setarch linux32`: linux/386). Read at the first call, never at import: the resident server preloads this
+    module, and each child it forks must see its own caller's machine, not the server's."""
+    return str(Platform.host())
 
 
 class BuildFailed(DockyardError):
@@ -102,7 +110,8 @@ class BuildOptions:
     network: str = "default"
     secrets: dict[str, bytes] = field(default_factory=dict)  # id -> value
     labels: dict[str, str] = field(default_factory=dict)
-    platform: str = BUILD_PLATFORM  # one os/arch[/variant], or several, comma-separated: an image index
+    # One os/arch[/variant], or several, comma-separated: an image index.
+    platform: str = field(default_factory=build_platform)
     compression: str = "gzip"
     source_date_epoch: int | None = None
     run: RunSettings = field(default_factory=RunSettings)  # --add-host, --ulimit, --shm-size
@@ -314,7 +323,7 @@ class Builder:
         o = self.options
         self.context = BuildContext(o.context, self._own_ignore(), hashes=self.cache.context_hashes(o.context))
         self.df = self._dockerfile()
-        build_args = BuildArgs(dict(o.build_args), platform_args(str(self.platform), BUILD_PLATFORM))
+        build_args = BuildArgs(dict(o.build_args), platform_args(str(self.platform), build_platform()))
         named = frozenset(o.contexts)
         self.plan: StagePlan = plan(self.df, build_args, o.target, named)
         self.scope = GlobalScope(self.df, build_args)

@@ -56,7 +56,7 @@ PR_SET_MM_MAP = 14
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capset": 126, "seccomp": 317},
     "aarch64": {"pivot_root": 41, "capset": 91, "seccomp": 277},
-}.get(os.uname().machine, {})
+}
 
 # open_tree / move_mount flags (linux/mount.h, linux/fcntl.h).
 _AT_EMPTY_PATH = 0x1000
@@ -77,10 +77,13 @@ MOUNT_ATTR_NODEV = 0x4
 
 
 def _syscall(name: str) -> int:
+    """The number of syscall `name` on the machine os.uname() names: at each call, not at import, since the
+    resident server preloads this module and the machine a personality shows must be the caller's."""
+    machine = os.uname().machine
     try:
-        return _SYSCALLS[name]
+        return _SYSCALLS[machine][name]
     except KeyError:
-        raise OSError(38, f"{name}: syscall number unknown on {os.uname().machine}") from None  # ENOSYS
+        raise OSError(38, f"{name}: syscall number unknown on {machine}") from None  # ENOSYS
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:

@@ -7,13 +7,17 @@ Which process ran a command is read from the server's log ($DOCKYARD_RESIDENT_LO
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import resource
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +31,8 @@ from dockyard import launcher
 from dockyard.resident import FRAME_MAX, NOT_SERVED, REQUEST, frame
 
 RUN = ("run", "--rm", "--network", "none")
+BUILD = ("build", "-q", "--network", "none")  # (RUN steps without a bridge)
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}  # with --no-cache, the same inputs make the same image ID
 PATIENCE = 60  # seconds for anything awaited: more only if a server or a child hangs
 
 
@@ -273,6 +279,176 @@ def test_pull_and_push_are_served(resident, busybox_image, tmp_path):
         assert code != 0 and err.count("\n") == 1 and resident.served(p.pid)
     finally:
         registry.stop()
+
+
+def _served_and_direct(resident: Resident, *args: str, env: dict | None = None,
+                       **kw) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+    """(status, stdout, stderr) of a command served, then of the same command run directly."""
+    p, *served = resident.run(*args, env=env, **kw)
+    assert resident.served(p.pid), (args, served)
+    d, *direct = resident.run(*args, env={**(env or {}), "DOCKYARD_RESIDENT": "0"}, **kw)
+    assert resident.served(d.pid) is None
+    return (served[0], served[1], served[2]), (direct[0], direct[1], direct[2])
+
+
+def _build_context(tmp_path: Path, dockerfile: str, **files: str) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    for name, text in {"Dockerfile": dockerfile, **files}.items():
+        (ctx / name).write_text(text)
+    return ctx
+
+
+def test_a_served_build_makes_the_image_a_direct_one_makes(resident, busybox_image, tmp_path):
+    resident.warm()
+    ctx = _build_context(tmp_path, "FROM busybox\nCOPY f /f\nRUN cat /f /f > /g\n", f="copied\n")
+    served, direct = _served_and_direct(resident, *BUILD, "--no-cache", str(ctx), env=EPOCH)
+    assert served[0] == 0 and served == direct and served[1].startswith("sha256:"), served
+    # The no-op rebuild (what the server has imported for): every step from the cache, the same image.
+    p, code, _, err = resident.run("build", "--network", "none", "--progress", "plain", str(ctx), env=EPOCH)
+    assert code == 0 and resident.served(p.pid), err
+    assert err.count(" CACHED") == 2 and served[1].strip() in err
+
+
+def test_a_served_build_takes_its_dockerfile_or_its_context_from_stdin(resident, busybox_image, tmp_path):
+    resident.warm()
+    dockerfile = "FROM busybox\nCOPY f /f\nRUN grep -qx from-the-context /f\n"
+    ctx = _build_context(tmp_path, "FROM busybox\n", f="from-the-context\n")
+    served, direct = _served_and_direct(resident, *BUILD, "--no-cache", "-f", "-", str(ctx), env=EPOCH,
+                                        input=dockerfile.encode())
+    assert served[0] == 0 and served == direct, served
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tf:
+        tf.add(ctx / "f", "f")
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tf.addfile(info, io.BytesIO(dockerfile.encode()))
+    from_tar, direct = _served_and_direct(resident, *BUILD, "--no-cache", "-", env=EPOCH, input=archive.getvalue())
+    assert from_tar[0] == 0 and from_tar == direct and from_tar[1] == served[1], from_tar
+    alone, direct = _served_and_direct(resident, *BUILD, "--no-cache", "-", env=EPOCH,
+                                       input=b"FROM busybox\nRUN echo alone > /alone\n")
+    assert alone[0] == 0 and alone == direct, alone
+
+
+@pytest.mark.parametrize(("dockerfile", "args"), [
+    ("FROM busybox\nRUN exit 3\n", ()),  # a RUN fails
+    ("FROM busybox\nFROBNICATE\n", ()),  # the Dockerfile does not parse
+    ("FROM busybox\n", ("--platform", "nonsense")),  # a flag's value is checked before any work
+    ("FROM busybox\n", ("--no-such-flag",)),  # a usage error
+])
+def test_a_failing_served_build_exits_and_reports_as_a_direct_one(resident, busybox_image, tmp_path, dockerfile,
+                                                                   args):
+    resident.warm()
+    ctx = _build_context(tmp_path, dockerfile)
+    served, direct = _served_and_direct(resident, *BUILD, *args, str(ctx))
+    assert served[0] != 0 and served[0] == direct[0]
+    assert served[2].count("rror:") == direct[2].count("rror:") == 1, served[2]
+    assert served[2].splitlines()[-1] == direct[2].splitlines()[-1]
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes under `pid`."""
+    children: dict[int, list[int]] = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()[1])
+        except FileNotFoundError:
+            continue
+        children.setdefault(parent, []).append(int(name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _run_cgroups(pids: set[int]) -> set[str]:
+    """The cgroup paths of the build's RUN containers these processes are in."""
+    found = set()
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except FileNotFoundError:
+            continue
+        found |= {line.split(":", 2)[2] for line in lines if "/dockyard/build-" in line}
+    return found
+
+
+def _read_until(fd: int, marker: bytes) -> bytes:
+    """What `fd` gives up to and with `marker`; fails at its end without it."""
+    seen = bytearray()
+
+    def arrived() -> bool:
+        if select.select([fd], [], [], 0.5)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, seen.decode()
+            seen.extend(chunk)
+        return marker in seen
+
+    wait_for(arrived, PATIENCE, f"{marker!r} is written")
+    return bytes(seen)
+
+
+def _interrupt_build(resident: Resident, ctx: Path, store_root: str, mode: str, signum: int) -> tuple[int, str]:
+    """`signum` to a build (served or not: `mode` is DOCKYARD_RESIDENT) while its RUN sleeps: its status and last
+    line, once checked that the RUN's processes, cgroups and the build's mounts are gone."""
+    p = resident.popen("build", "--network", "none", "--progress", "plain", "--no-cache", str(ctx),
+                       env={"DOCKYARD_RESIDENT": mode}, stdin=subprocess.DEVNULL)
+    cli = p.pid if mode == "0" else int(wait_for(lambda: resident.served(p.pid), PATIENCE, "the build is served"))
+    assert p.stderr is not None
+    seen = _read_until(p.stderr.fileno(), b"42 sleeps")
+    procs = _descendants(cli)
+    cgroups = _run_cgroups(procs)
+    assert cgroups, procs  # (the RUN's own, to be gone after)
+    p.send_signal(signum)
+    _, rest = p.communicate(timeout=PATIENCE)
+    assert [pid for pid in procs if not gone(pid)] == []
+    assert [path for path in cgroups for hierarchy in os.listdir("/sys/fs/cgroup")
+            if os.path.exists(f"/sys/fs/cgroup/{hierarchy}{path}")] == []
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if store_root in line] == []
+    return p.returncode, (seen + rest).decode().strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_a_served_build_as_a_direct_one_and_leaves_nothing(resident, busybox_image, tmp_path,
+                                                                          store_root, signum):
+    resident.warm()
+    # (The progress shows the RUN's command line first: its output is told apart by what the shell computes.)
+    ctx = _build_context(tmp_path, "FROM busybox\nRUN echo $((6 * 7)) sleeps; sleep 30\n")
+    direct = _interrupt_build(resident, ctx, store_root, "0", signum)
+    assert _interrupt_build(resident, ctx, store_root, "1", signum) == direct == (130, "Error: cancelled")
+
+
+def test_a_served_builds_relative_secret_path_is_the_callers(resident, busybox_image, tmp_path):
+    resident.warm()
+    ctx = _build_context(tmp_path, "FROM busybox\nRUN --mount=type=secret,id=s,required=true grep -qx hush "
+                                   "/run/secrets/s\n")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "s").write_text("hush\n")
+    p, code, _, err = resident.run(*BUILD, "--no-cache", "--secret", "id=s,src=secrets/s", str(ctx), cwd=tmp_path)
+    assert code == 0 and resident.served(p.pid), err
+    p, code, _, err = resident.run(*BUILD, "--no-cache", "--secret", "id=s,src=secrets/s", str(ctx), cwd=ctx)
+    assert code == 1 and resident.served(p.pid) and "no such file: secrets/s" in err
+
+
+def test_a_build_under_another_personality_is_served_under_it(resident, busybox_image, tmp_path):
+    """A child keeps its server's personality (what os.uname() reports): a caller under `setarch linux32` reaches a
+    server it started, under its own, so a build there targets linux/386 as the same build run directly does."""
+    native = resident.warm()
+    ctx = _build_context(tmp_path, "FROM scratch\nCOPY f /f\n", f="x\n")
+    linux32 = (tool("setarch"), "linux32")
+    args = (*BUILD, "--no-cache", str(ctx))
+    first, code, out, err = resident.run(*args, env=EPOCH, prefix=linux32)  # its first: directly, starting one
+    assert code == 0 and resident.served(first.pid) is None, err
+    wait_for(lambda: [s for s in resident.servers() if s != native], PATIENCE, "a linux32 server listens")
+    served, direct = _served_and_direct(resident, *args, env=EPOCH, prefix=linux32)
+    assert served[0] == 0 and served == direct and served[1] == out, served
+    p, code, image, _ = resident.run("inspect", out.strip())
+    assert code == 0 and json.loads(image)[0]["Architecture"] == "386"
+    p, code, native_out, _ = resident.run(*args, env=EPOCH)
+    assert code == 0 and resident.served(p.pid) and native_out != out
 
 
 @pytest.mark.parametrize(("args", "asked"), [(("info",), False), ((*RUN, "-t", "busybox:latest", "true"), True)])

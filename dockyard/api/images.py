@@ -303,7 +303,7 @@ class ImageCollection:
         (`type=registry,ref=…`); `rm`/`forcerm` are accepted (no intermediate container outlives its step).
         A failed build raises BuildError naming the failing step.
         """
-        from builder.build import BUILD_PLATFORM, Builder, BuildOptions, secret_files
+        from builder.build import Builder, BuildOptions, build_platform, secret_files
         from builder.flags import RunSettings, parse_cache
         from builder.output import Progress
 
@@ -314,7 +314,7 @@ class ImageCollection:
             context=path, dockerfile=os.path.join(path, dockerfile) if dockerfile else None,
             tags=[tag] if tag else [], build_args=dict(buildargs or {}), target=target, no_cache=nocache, pull=pull,
             network=network_mode or "default", secrets=secret_files(dict(secrets or {})), labels=dict(labels or {}),
-            platform=platform or BUILD_PLATFORM,
+            platform=platform or build_platform(),
             cache_from=[parse_cache(c, "--cache-from") for c in cache_from or []],
             cache_to=[parse_cache(c, "--cache-to") for c in cache_to or []],
             run=RunSettings(extra_hosts=list((extra_hosts or {}).items()), shm_size=shmsize))

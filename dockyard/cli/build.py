@@ -122,7 +122,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
 
     from builder import flags
     from builder.attest import parse_flags
-    from builder.build import BUILD_PLATFORM, BuildOptions
+    from builder.build import BuildOptions, build_platform
     from dockyard.errors import DockyardError
     from runner.network.hosts import parse_add_host
 
@@ -137,7 +137,7 @@ def _options(args: argparse.Namespace, context: str, text: str | None) -> BuildO
         dockerfile_text=text, tags=args.tag, build_args=_pairs(args.build_arg, "--build-arg", env_fallback=True),
         target=args.target, no_cache=args.no_cache, pull=args.pull, network=args.network,
         secrets=dict(flags.parse_secret(s) for s in args.secret), labels=_pairs(args.label, "--label"),
-        platform=args.platform or BUILD_PLATFORM, compression=args.compression,
+        platform=args.platform or build_platform(), compression=args.compression,
         source_date_epoch=int(epoch) if epoch is not None else None, run=run,
         ssh=dict(flags.parse_ssh(s) for s in args.ssh),
         contexts=dict(flags.parse_build_context(c) for c in args.build_context),

@@ -23,10 +23,10 @@ IDLE = 600.0
 # no other: a server that cannot come up (a broken install) costs one interpreter start per this, not per command.
 STARTING, START_RETRY = ".starting", 30.0
 # Command words known to work without a controlling terminal, each tested through the server. Not served: login
-# (getpass opens /dev/tty), build, registry, compose, exec, attach, and every other word; `-t` never. The client
-# asks only when one of them is in its argv (the server decides on the parsed command line).
+# (getpass opens /dev/tty), registry, compose, exec, attach, and every other word; `-t` never. The client asks
+# only when one of them is in its argv (the server decides on the parsed command line).
 SERVED = frozenset(("run", "create", "start", "stop", "kill", "rm", "ps", "images", "inspect", "tag", "rmi", "logs",
-                    "wait", "version", "pull", "push"))
+                    "wait", "version", "pull", "push", "build"))
 REQUEST_MAX = 1 << 20  # argv and environ together; a bigger request is refused
 FRAME_MAX = REQUEST_MAX + 64
 # Client -> server: the request (argv, environ; with fds 0, 1, 2 and the cwd), then signals it received.
@@ -96,10 +96,16 @@ def bounds(pid: int | str) -> dict[str, object]:
 
 def identity(digest: Callable[[bytes], Any]) -> str:
     """The code a process runs and the bounds it runs in, as a name: its interpreter, version, flags, sys.path, the
-    PYTHON* and locale variables its start read, and bounds(). `digest` is a hashlib-style constructor (the client
-    passes a C module's). (Callers bounded differently so reach servers of their own kind: a server still serves
-    only callers whose bounds are its own.)"""
+    PYTHON* and locale variables its start read, its personality, and bounds(). `digest` is a hashlib-style
+    constructor (the client passes a C module's). (Callers bounded differently so reach servers of their own kind:
+    a server still serves only callers whose bounds are its own.)"""
     env = sorted((k, v) for k, v in os.environ.items()
                  if k.startswith("PYTHON") or k in ("LANG", "LC_ALL", "LC_CTYPE"))
-    text = repr((sys.executable, sys.version, tuple(sys.flags), sys.path, env, sorted(bounds("self").items())))
+    # A child keeps the server's personality, which os.uname() reports (`setarch linux32`: i686): a caller with
+    # another one reaches a server it started, so under its own. (Any process may set its own: it bounds nothing,
+    # so the server need not check it, and cannot always read a caller's: /proc/PID/personality asks ptrace access.)
+    with open("/proc/self/personality") as f:
+        personality = f.read()
+    text = repr((sys.executable, sys.version, tuple(sys.flags), sys.path, env, personality,
+                 sorted(bounds("self").items())))
     return str(digest(text.encode("utf-8", "surrogateescape")).hexdigest()[:32])

@@ -59,7 +59,7 @@ OWN_PATHS = ("/dev/fd/", "/proc/self/", "/proc/thread-self/")
 def attempt() -> None:
     """Run this command in the resident server and exit as it did; return when it was not served (the caller
     then runs it directly)."""
-    if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `build` …)
+    if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `info` …)
         return
     if any(own in word for word in sys.argv[1:] for own in OWN_PATHS):
         return

@@ -51,11 +51,14 @@ from dockyard.resident import (
     status_fields,
 )
 
-# What a `run --rm`, the listing commands, pull and push import, loaded once here (the CLI's areas come with
-# AREAS). None of these starts a thread or opens anything at import.
+# What a `run --rm`, the listing commands, pull, push and a fully cached `build` import, loaded once here (the
+# CLI's areas come with AREAS; what only a build step that misses the cache needs, the sandbox and the fork server,
+# it imports itself). None of these starts a thread or opens anything at import, nor keeps anything read then from
+# the environment, the cwd, /proc, the clock or the personality: each child would be handed the server's.
 PRELOAD = ("dockyard.errors", "dockyard.roots", "dockyard.store", "dockyard.cli.output", "runner.create",
            "runner.runtime", "runner.monitor", "runner.lifecycle", "runner.listing", "runner.containers",
-           "registry.client.pull", "registry.client.push", "dockyard.layers.unpacker")
+           "registry.client.pull", "registry.client.push", "dockyard.layers.unpacker", "builder.build",
+           "builder.output", "builder.ssh", "runner.network.hosts")
 PACKAGES = ("dockyard", "builder", "registry", "runner", "compose")
 SO_PEERPIDFD = 77  # (Linux 6.5) a pidfd of the process that connected
 _RLIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
