@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -52,6 +53,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 PR_SET_MM = 35
 PR_SET_MM_MAP = 14
 
+# This interpreter's architecture as built ("x86_64-linux-gnu"): the same in every process running it, whatever
+# its personality.
+_ABI = (getattr(sys.implementation, "_multiarch", "") or os.uname().machine).partition("-")[0]
 # Syscalls glibc has no wrapper for, by architecture.
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capset": 126, "seccomp": 317},
@@ -77,13 +81,12 @@ MOUNT_ATTR_NODEV = 0x4
 
 
 def _syscall(name: str) -> int:
-    """The number of syscall `name` on the machine os.uname() names: at each call, not at import, since the
-    resident server preloads this module and the machine a personality shows must be the caller's."""
-    machine = os.uname().machine
+    """The number of syscall `name` in this interpreter's ABI: its build's own architecture, not os.uname()'s, which
+    a personality changes (under `setarch linux32` a 64-bit process sees i686 yet still calls by x86_64 numbers)."""
     try:
-        return _SYSCALLS[machine][name]
+        return _SYSCALLS[_ABI][name]
     except KeyError:
-        raise OSError(38, f"{name}: syscall number unknown on {machine}") from None  # ENOSYS
+        raise OSError(38, f"{name}: syscall number unknown on {_ABI}") from None  # ENOSYS
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:

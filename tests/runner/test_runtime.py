@@ -21,6 +21,7 @@ from runner.runtime import StartError
 from runner.sandbox import Sandbox
 from dockyard.users import User
 from runner.spec import Mount, Resources
+from support import tool
 
 REPO = Path(__file__).resolve().parents[2]
 CAP_DOCKER = "00000000a80425fb"
@@ -260,6 +261,17 @@ def test_sigterm_to_the_runtime_kills_the_container_and_cleans_up(busybox_rootfs
     out, _ = proc.communicate(timeout=20)
     assert (proc.returncode, out) == (0, "exit 137\n")
     assert not Path(cgroups.ROOT, "pids", "dockyard", PREFIX + "sigterm").exists()
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="linux32 is an x86_64 personality")
+def test_the_runtime_under_a_linux32_personality(busybox_rootfs, tmp_path):
+    # uname says i686 there, yet a 64-bit runtime still calls pivot_root, capset and seccomp by x86_64's numbers;
+    # the container inherits the personality, as under runc.
+    bundle = _bundle(busybox_rootfs, tmp_path, ["uname", "-m"])
+    code = f"from runner import runtime; print('exit', runtime.run({str(bundle)!r}, {PREFIX + 'linux32'!r}).code)"
+    p = subprocess.run([tool("setarch"), "linux32", sys.executable, "-c", code], capture_output=True, cwd=REPO,
+                       text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (0, "i686\nexit 0\n"), p.stderr
 
 
 def test_killing_the_runtime_takes_the_container_with_it(busybox_rootfs, tmp_path):
