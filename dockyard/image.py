@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard import mediatypes as mt
 from dockyard.digest import Digest, chain_ids
 from dockyard.errors import DockyardError
+from dockyard.machine import machine
 from dockyard.times import now_rfc3339, parse_time
 
 if TYPE_CHECKING:
@@ -226,8 +226,8 @@ class Platform:
 
     @classmethod
     def host(cls) -> Platform:
-        """The platform this machine runs natively."""
-        return cls("linux", os.uname().machine)
+        """The platform this machine runs natively: this interpreter's (machine())."""
+        return cls("linux", machine())
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Platform | None:

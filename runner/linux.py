@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
+
+from dockyard.machine import machine
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -53,9 +54,6 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 PR_SET_MM = 35
 PR_SET_MM_MAP = 14
 
-# This interpreter's architecture as built ("x86_64-linux-gnu"): the same in every process running it, whatever
-# its personality.
-_ABI = (getattr(sys.implementation, "_multiarch", "") or os.uname().machine).partition("-")[0]
 # Syscalls glibc has no wrapper for, by architecture.
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capset": 126, "seccomp": 317},
@@ -81,12 +79,13 @@ MOUNT_ATTR_NODEV = 0x4
 
 
 def _syscall(name: str) -> int:
-    """The number of syscall `name` in this interpreter's ABI: its build's own architecture, not os.uname()'s, which
-    a personality changes (under `setarch linux32` a 64-bit process sees i686 yet still calls by x86_64 numbers)."""
+    """The number of syscall `name` on the machine this interpreter runs as (not os.uname()'s under a personality:
+    with `setarch linux32` a 64-bit runtime still calls by x86_64's numbers)."""
+    arch = machine()
     try:
-        return _SYSCALLS[_ABI][name]
+        return _SYSCALLS[arch][name]
     except KeyError:
-        raise OSError(38, f"{name}: syscall number unknown on {_ABI}") from None  # ENOSYS
+        raise OSError(38, f"{name}: syscall number unknown on {arch}") from None  # ENOSYS
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from dockyard.errors import DockyardError
 from dockyard.fsutil import key_name
+from dockyard.machine import machine as this_machine
 
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 CACHE_DIR = "/run/dockyard/seccomp"
@@ -200,7 +201,8 @@ def _applies(rule: dict, caps: list[str], arch: str, release: str) -> bool:
 def compile_profile(profile: dict, caps: list[str], machine: str = "", release: str = "") -> dict:
     """The runtime-spec `linux.seccomp` of a Docker profile for a container with bounding set `caps`."""
     uname = os.uname()
-    arch, native = MACHINES.get(machine or uname.machine, (machine or uname.machine, ""))
+    machine = machine or this_machine()
+    arch, native = MACHINES.get(machine, (machine, ""))
     out: dict = {"defaultAction": profile["defaultAction"]}
     if profile.get("defaultErrnoRet") is not None:
         out["defaultErrnoRet"] = profile["defaultErrnoRet"]
@@ -239,7 +241,7 @@ def prepare(config: dict) -> Filter | None:
     if seccomp is None:
         return None
     text = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))  # (one line: JSON escapes newlines)
-    key = f"{os.uname().machine}\n{_PROGRAM_SHAPE}\n{text}\n".encode()
+    key = f"{this_machine()}\n{_PROGRAM_SHAPE}\n{text}\n".encode()
     # Named by key_name; the file starts with the whole key, so a program is taken only when it was compiled from
     # exactly this (validated) text.
     path = os.path.join(CACHE_DIR, key_name(key) + ".bpf")
