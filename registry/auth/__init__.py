@@ -119,7 +119,9 @@ class Authorizer:
         """The authenticated user (None: anonymous) if the request may proceed."""
         if not self.config.auth_enabled:
             return None
-        if need == METRICS:
+        # METRICS' fields, not `need == METRICS`: a dataclass's __eq__ is a Python call on every request. A need
+        # named "metrics" of another action would be taken for it too: asked of a metrics reader, never less.
+        if need.name == "metrics" and need.kind == "registry":
             return self._metrics_reader(request)
         if self.tokens is not None:
             return self._check_token(self.tokens, request, need)
@@ -203,13 +205,15 @@ class Authorizer:
         header = environ.get("HTTP_AUTHORIZATION", "")  # not request.headers: the environ costs less
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
-        token = header[7:].strip()
-        # The need's fields, not the Need: a dataclass's __hash__ and __eq__ are Python calls, a tuple's are not.
-        key = ("bearer", token, need.name, need.action, need.kind)
+        # The need's fields, not the Need: a dataclass's __hash__ and __eq__ are Python calls, a tuple's are not. The
+        # whole header, not the token cut from it: one header carries one token, and the cut would copy a string of
+        # hundreds of bytes, and hash it again, on every request.
+        key = ("bearer", header, need.name, need.action, need.kind)
         if self.model is not None:  # a verdict kept for this token and need: no decoding, no grant lookup
             kept = lazy("access").decided(generation_of(environ, self.model), key)
             if kept is not None and kept[0] > time.time():
                 return kept[1]
+        token = header[7:].strip()
         claims = tokens.verify(token)
         if claims is None:
             raise self._challenge(need, error="invalid_token")

@@ -418,17 +418,18 @@ _TAG_PULLED = (update(Tag).where(Tag.repository_id == _PULLED_REPOSITORY, Tag.na
                .values(pull_time=bindparam("b_when")))
 
 
-def count_pulls(conn: Connection, pulls: list[tuple]) -> None:
-    """A batch of pulls' (record_pull's tuples) effect on the index: each repository's pull count rises by its pulls,
-    and each pulled artifact and tag takes the time of its latest pull (one update each, not one per pull). On the
-    session's connection: the ORM's updates would look for copies of the rows in the session, a cost per statement."""
+def count_pulls(conn: Connection, pulls: dict[tuple, list[float]]) -> None:
+    """A batch of pulls' effect on the index (`pulls`: record_pull's tuples but their time -> the times of those
+    pulls): each repository's pull count rises by its pulls, and each pulled artifact and tag takes the time of its
+    latest pull (one update each, not one per pull). On the session's connection: the ORM's updates would look for
+    copies of the rows in the session, a cost per statement."""
     counts: dict[str, int] = {}
     latest: dict[tuple[str, str, str], float] = {}
-    for repository, digest, tag, _operator, _remote_addr, _host, when in pulls:
-        counts[repository] = counts.get(repository, 0) + 1
+    for (repository, digest, tag, *_), times in pulls.items():
+        counts[repository] = counts.get(repository, 0) + len(times)
         if digest:
             key = (repository, digest, tag or "")
-            latest[key] = max(latest.get(key, 0.0), when)
+            latest[key] = max(latest.get(key, 0.0), max(times))
     for repository, n in counts.items():
         conn.execute(_COUNT_PULLS, {"b_repository": repository, "b_pulls": n})
     for (repository, digest, tag), t in latest.items():
