@@ -24,6 +24,7 @@ resident series the server served (none: `build` is not served by this checkout)
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 from installed import installed
+from series import alternate, report
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = f"localhost/dockyard-bench-base-{os.getpid()}:latest"
@@ -182,15 +184,9 @@ def noop(work: Path, root: str, ctx: Path, runs: int) -> None:
         for cmd, env in series.values():  # warm-up: bytecode written, the store's files in the page cache
             timed(cmd, env)
         served = ours.served()
-        times: dict[str, list[float]] = {k: [] for k in series}
-        for _ in range(runs):
-            for name, (cmd, env) in series.items():
-                times[name].append(timed(cmd, env))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        for name, t in med.items():
-            q1, _, q3 = statistics.quantiles(times[name], n=4) if runs > 1 else [t] * 3
-            print(f"no-op rebuild, {name:18s} median {t * 1000:7.1f} ms  (quartiles {q1 * 1000:.1f} to "
-                  f"{q3 * 1000:.1f})")
+        times = alternate({name: functools.partial(timed, *run) for name, run in series.items()}, runs)
+        print("no-op rebuild:")
+        med = report(times)
         print(f"ratio dockyard/buildah: cold {med['dockyard'] / med['buildah']:.2f}  resident "
               f"{med['dockyard resident'] / med['buildah']:.2f}  (resident/cold "
               f"{med['dockyard resident'] / med['dockyard']:.2f}); resident series served: "

@@ -19,6 +19,7 @@ Usage: python bench/run.py [--rounds 10] [--phases]   (root; podman with /etc/co
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's launcher, whatever is installed
 from installed import installed  # noqa: E402
+from series import alternate, report  # noqa: E402
 
 from dockyard.launcher import search_path  # noqa: E402
 
@@ -166,17 +168,10 @@ def main() -> int:
         for cmd, cmd_env in series.values():  # warm-up: layer unpacking, bridge creation, podman's storage
             timed(cmd, cmd_env)
         dockyard.server()
-        times: dict[str, list[float]] = {k: [] for k in series}
-        for _ in range(opts.rounds):
-            for name, (cmd, cmd_env) in series.items():
-                times[name].append(timed(cmd, cmd_env))
+        times = alternate({name: functools.partial(timed, *run) for name, run in series.items()}, opts.rounds)
         served = dockyard.served()
         assert served >= 2 * opts.rounds, f"the resident server served {served} of {2 * opts.rounds} runs"
-        med = {k: statistics.median(v) for k, v in times.items()}
-        for name, t in med.items():
-            q1, _, q3 = statistics.quantiles(times[name], n=4) if len(times[name]) > 1 else [t] * 3
-            print(f"{name:26s} median {t * 1000:7.1f} ms  (quartiles {q1 * 1000:.1f} to {q3 * 1000:.1f}, "
-                  f"min {min(times[name]) * 1000:.1f})")
+        med = report(times)
         for title, key in (("cold", "dockyard"), ("resident", "dockyard resident")):
             none_key = "dockyard --network none" if title == "cold" else "dockyard resident none"
             print(f"{title}: ratio dockyard/podman (bridge):       {med[key] / med['podman']:.2f}  (goal ≤ 0.2)")
