@@ -74,9 +74,9 @@ POISONED_LIMIT = 3  # layers of imported records failing their checks before the
 
 @functools.cache
 def build_platform() -> str:
-    """The platform builds run on and target by default: this process's machine, as its personality shows it
-    (`setarch linux32`: linux/386). Read at the first call, never at import: the resident server preloads this
-    module, and each child it forks must see its own caller's machine, not the server's."""
+    """The platform builds run on and target by default: the machine this process runs as (dockyard.machine; under
+    `setarch linux32` a 64-bit interpreter's is still linux/amd64, as buildah's GOARCH). Read at the first call,
+    never at import: the resident server preloads this module, and nothing read at its import may reach a child."""
     return str(Platform.host())
 
 
