@@ -194,6 +194,38 @@ def read_for(fd: int, seconds: float) -> bytes:
     return seen
 
 
+def process_state(pid: int) -> str | None:
+    """Process `pid`'s state letter from /proc (R, S, T, Z...); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, live or zombie, by parent pid."""
+    children: dict[int, list[int]] = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                parent = int(f.read().rpartition(")")[2].split()[1])
+        except FileNotFoundError:
+            continue
+        children.setdefault(parent, []).append(int(name))
+    return children
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes under `pid`, at any depth."""
+    children, found, todo = process_children(), set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
 def wait_for(check: Callable[[], object], timeout: float = 20, what: str = "condition") -> object:
     """Poll `check()` every 50 ms until it returns something truthy, and return that; fail after `timeout` seconds
     (a hung server or process)."""

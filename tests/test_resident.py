@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from client.registries import start_distribution
-from support import REPO, tool, wait_for
+from support import REPO, descendants, process_state, tool, wait_for
 
 from dockyard import launcher
 from dockyard.resident import FRAME_MAX, NOT_SERVED, REQUEST, frame
@@ -38,11 +38,7 @@ PATIENCE = 60  # seconds for anything awaited: more only if a server or a child 
 
 def gone(pid: int) -> bool:
     """Whether process `pid` ended (a zombie counts: it runs nothing)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return process_state(pid) in (None, "Z", "X")
 
 
 @dataclass
@@ -208,10 +204,6 @@ def test_killing_the_client_kills_its_command(resident, busybox_image):
     wait_for(lambda: gone(int(child)), PATIENCE, "the child is killed with its client")
 
 
-def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-
-
 def test_sigtstp_stops_client_and_command_and_sigcont_resumes_both(resident, busybox_image):
     resident.warm()
     # Its own process group, whose parent (this test) is in another of the same session: not orphaned, so the
@@ -219,7 +211,7 @@ def test_sigtstp_stops_client_and_command_and_sigcont_resumes_both(resident, bus
     p = resident.popen(*RUN, busybox_image, "sh", "-c", "sleep 1; echo done", process_group=0)
     child = int(wait_for(lambda: resident.served(p.pid), PATIENCE, "the command is served"))
     p.send_signal(signal.SIGTSTP)
-    wait_for(lambda: _state(p.pid) == "T" and _state(child) == "T", PATIENCE, "both stop")
+    wait_for(lambda: process_state(p.pid) == "T" and process_state(child) == "T", PATIENCE, "both stop")
     p.send_signal(signal.SIGCONT)
     out, _ = p.communicate(timeout=60)
     assert (p.returncode, out) == (0, b"done\n")
@@ -346,23 +338,6 @@ def test_a_failing_served_build_exits_and_reports_as_a_direct_one(resident, busy
     assert served[2].splitlines()[-1] == direct[2].splitlines()[-1]
 
 
-def _descendants(pid: int) -> set[int]:
-    """The processes under `pid`."""
-    children: dict[int, list[int]] = {}
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parent = int(Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()[1])
-        except FileNotFoundError:
-            continue
-        children.setdefault(parent, []).append(int(name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def _run_cgroups(pids: set[int]) -> set[str]:
     """The cgroup paths of the build's RUN containers these processes are in."""
     found = set()
@@ -398,7 +373,7 @@ def _interrupt_build(resident: Resident, ctx: Path, store_root: str, mode: str, 
     cli = p.pid if mode == "0" else int(wait_for(lambda: resident.served(p.pid), PATIENCE, "the build is served"))
     assert p.stderr is not None
     seen = _read_until(p.stderr.fileno(), b"42 sleeps")
-    procs = _descendants(cli)
+    procs = descendants(cli)
     cgroups = _run_cgroups(procs)
     assert cgroups, procs  # (the RUN's own, to be gone after)
     p.send_signal(signum)

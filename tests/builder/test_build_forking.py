@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from support import FORK_WARNINGS
+from support import FORK_WARNINGS, process_state
 
 PARALLEL = ("FROM busybox AS a\nRUN echo a > /a\nRUN echo a2 >> /a\n"
             "FROM busybox AS b\nRUN echo b > /b\nRUN echo b2 >> /b\n"
@@ -23,11 +23,9 @@ def _with_root(store_root: str) -> list[int]:
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 env = f.read().split(b"\0")
-            with open(f"/proc/{pid}/stat") as f:
-                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
         except OSError:
             continue
-        if needle in env and not zombie:
+        if needle in env and process_state(int(pid)) not in (None, "Z", "X"):
             found.append(int(pid))
     return found
 

@@ -21,7 +21,7 @@ from runner.runtime import StartError
 from runner.sandbox import Sandbox
 from dockyard.users import User
 from runner.spec import Mount, Resources
-from support import tool
+from support import process_children, tool
 
 REPO = Path(__file__).resolve().parents[2]
 CAP_DOCKER = "00000000a80425fb"
@@ -41,28 +41,6 @@ def _our_cgroups() -> set[str]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    """Running, not gone nor a zombie waiting for its (re)parent to reap it."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
-def _children() -> list[int]:
-    """Live or zombie children of this test process."""
-    me, kids = str(os.getpid()), []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[1] == me:
-                    kids.append(int(pid))
-        except FileNotFoundError:
-            pass
-    return kids
-
-
 @pytest.fixture(autouse=True)
 def no_leaks(tmp_path):
     """Every test must leave no mounts under its tmp dir, no container cgroup and no child process."""
@@ -70,7 +48,7 @@ def no_leaks(tmp_path):
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()
     assert _our_cgroups() == set()
-    assert _children() == []
+    assert process_children().get(os.getpid(), []) == []
 
 
 def _run(box: Sandbox, tmp_path: Path, runtime_name: str = "dockyard", stdin: int | None = None) -> tuple[runtime.ExitStatus, str, str]:
@@ -284,9 +262,9 @@ def test_killing_the_runtime_takes_the_container_with_it(busybox_rootfs, tmp_pat
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
-    while _alive(pids[0]) and time.monotonic() < deadline:
+    while procfs.proc_start_time(pids[0]) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not _alive(pids[0])  # PDEATHSIG; its mount namespace (and overlay) went with it
+    assert not procfs.proc_start_time(pids[0])  # PDEATHSIG; its mount namespace (and overlay) went with it
     cgroups.Cgroup("/dockyard/" + PREFIX + "orphan").remove()  # the one thing SIGKILL of the runtime cannot clean
 
 
@@ -353,7 +331,7 @@ def test_delete_force_of_a_running_container(busybox_rootfs, tmp_path):
     assert not os.path.exists(os.path.join(states, PREFIX + "forced"))
     st = runtime.create(str(bundle), PREFIX + "never-started", states)
     runtime.delete(PREFIX + "never-started", states)  # like runc, a created container goes without force
-    assert not os.path.exists(os.path.join(states, PREFIX + "never-started")) and not _alive(st["pid"])
+    assert not os.path.exists(os.path.join(states, PREFIX + "never-started")) and not procfs.proc_start_time(st["pid"])
 
 
 def test_a_run_in_another_thread_is_cancelled_through_on_start(box, tmp_path):
