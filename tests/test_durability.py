@@ -2,7 +2,7 @@
 its files are on disk, the rename itself is made durable, and the blobs' names are on disk before index.json names
 an image made of them; a new store's directories, and a referrer's blobs before its record, likewise. Checked in the
 syscalls of a real `dockyard pull` (from distribution on loopback), of a real `dockyard build` with a RUN step, and
-of the store's own calls, traced by strace."""
+of the store's own calls, traced by strace; and a big unpacked file is sent to the disk as it is written."""
 
 from __future__ import annotations
 
@@ -200,3 +200,25 @@ def test_a_referrer_record_follows_its_blobs_names(tmp_path):
     assert last_blob < record.start
     assert any(c.name == "fsync" and f"<{blob_dir}>" in c.args and last_blob < c.start and c.end < record.start
                for c in calls), "the referrer's blob names were not fsynced before its record"
+
+
+# A layer with one 20 MiB file, applied as a pull unpacks it: its data is sent to the disk while it is written.
+_APPLY_BIG = """
+import io, os, sys
+sys.path.insert(0, sys.argv[2])
+from crafted import tar_of
+from dockyard.layers import apply_layer
+
+os.mkdir(sys.argv[1])
+apply_layer(io.BytesIO(tar_of(("big", os.urandom(20 << 20)))), sys.argv[1], overlay=True)
+"""
+
+
+def test_a_big_unpacked_file_is_written_back_as_it_is_written(tmp_path):
+    root = str(tmp_path / "layer")
+    lines = strace_python(root, "sync_file_range,close", "-c", _APPLY_BIG, root, os.path.dirname(__file__),
+                          fd_paths=True).splitlines()
+    big = f"<{root}/big>"
+    steps = [i for i, line in enumerate(lines) if "sync_file_range(" in line and big in line]
+    closed = next(i for i, line in enumerate(lines) if "close(" in line and big in line)
+    assert len(steps) >= 2 and steps[-1] < closed, lines
