@@ -52,6 +52,34 @@ with the registry on the same 2 cores) nor a separate inflate thread for big lay
 distribution: the floor, one `curl -T` of the 67 MB blob, is 0.26-0.28 s of dockyard's 0.39 s and skopeo's
 0.37-0.39 s, so 0.8x (0.30 s) would leave ~0.03 s for interpreter start and the other two layers: distribution's
 ingest is the bound.
+
+2026-11-30 afternoon (issue 15 item 2), a busy box (other helpers' callgrind runs, load 2-4), pulls from distribution.
+Each change measured in-process (one process per code version, pulls alternating, medians): (1) a pulled layer's
+blob temp file and unpacked tree made durable by one syncfs before either rename (was an fsync of the blob, then a
+syncfs), and layers/ fsynced once by the index commit (was once per layer): `many` 0.290 -> 0.262 s (16 each);
+(2) the referrers listed on the config's thread while the layers download (were two round trips after them: the
+referrers API's 404, then the fallback tag's); (3) a big unpacked file sent to the disk every WRITEBACK_STEP as it is
+written, as the blob is (this box holds 2 GB dirty before writing back, so the layer's syncfs wrote the whole file):
+(2)+(3) `mixed` 0.371 -> 0.314 s, `big` 0.207 -> 0.179 s (10 each). This bench, 5 runs, start commit -> after (the
+two ran minutes apart under different load: skopeo's own medians moved by up to 2x, so the ratios are rough): `many`
+1.24x -> 1.05x (0.29 s vs skopeo 0.23 s -> 0.45 vs 0.43 s), `mixed` 1.25x -> 1.39x (0.53 vs 0.43 s -> 0.51 vs
+0.37 s), `big` 1.06x -> 0.96x (0.40 vs 0.38 s -> 0.37 vs 0.39 s); to our registry `many` 1.06x -> 0.90x (0.23 vs
+0.22 s -> 0.27 vs 0.30 s). Tried and not kept (in-process, alternating):
+fsyncs of each file and directory instead of the syncfs for layers of up to 8 entries, `many` 0.415 -> 0.449 s
+(slower even with other helpers' dirty data in each syncfs); 2, 3, 4 or 6 streams 0.341, 0.335, 0.336, 0.335 s (no
+change); chattr +T on layers/ 0.342 -> 0.325 s and sys.setswitchinterval(1 ms) 0.444 -> 0.409 s (both within the
+noise); dropping a big unpacked file's pages as they reach the disk (as the blob's are), `mixed` with 2 s idle before
+each pull 0.482 -> 0.418 s (sys 0.22 -> 0.14 s: the VM's fresh-page faults), not kept: it moves that cost to the
+first run that reads the files; each small file's and blob's writeback started as it is closed, `many` 0.297 ->
+0.287 s, then 0.312 -> 0.320 s (nothing). No per-layer syncfs at all, the bound on deferring them to one at the end
+of the pull: `many` 0.262 -> 0.235 s, of which that last syncfs (the image's data still unwritten) would take back
+part; not tried. Where `many` goes: a client that only reads the 41 bodies (no store) takes
+0.13-0.17 s in-process, and distribution spends 0.165 s of CPU serving them (0.18-0.22 s beside our full pull, which
+uses 0.21-0.24 s of CPU itself: on two cores the pair is CPU-bound); curl alone fetches 40 1 KB blobs one after
+another with a median 2.5-3.7 ms to first byte; in our pull with 3 streams a request takes ~10 ms to its headers and
+a layer's syncfs 3-7 ms. So distribution's serving, ~0.15 s of the ~0.18 s that 0.8x of skopeo would allow, is the
+bound for `many`; the unpack's own CPU (gunzip, the diff_id's sha256, the file writes: apply_layer of all 40 layers
+from memory 0.097 s vs 0.082 s for bare inflate + two sha256 + one write) is near its floor.
 """
 
 from __future__ import annotations

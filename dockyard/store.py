@@ -196,16 +196,18 @@ class Store:
 
     def write_blob(self, stream: Reader, expected: Digest | None = None, size: int | None = None,
                    what: str | None = None, added: set[Digest] | None = None,
-                   check: Callable[[], None] | None = None, cached: bool = True) -> tuple[Digest, int]:
+                   check: Callable[[], None] | None = None, cached: bool = True,
+                   durable: Callable[[int], None] | None = None) -> tuple[Digest, int]:
         """Stream a blob into the store, verifying digest and size when given; nothing is kept on mismatch.
 
         `check` runs once the blob is read and verified, before it is kept; if it raises, the blob is not kept.
-        cached=False leaves none of the blob in the page cache once it is on disk (see _Incoming).
+        cached=False leaves none of the blob in the page cache once it is on disk (see _Incoming); `durable` puts
+        the written temp file (its descriptor) on disk instead of an fsync of its own (see _Incoming.keep).
         """
         with self._incoming(expected, cached) as blob:
             for chunk in _chunks(stream):
                 blob.write(chunk)
-            return blob.keep(expected, size, what, added, check)
+            return blob.keep(expected, size, what, added, check, durable)
 
     @contextlib.contextmanager
     def _incoming(self, expected: Digest | None, cached: bool = True) -> Iterator[_Incoming]:
@@ -252,6 +254,7 @@ class Store:
             if entries != before or [e.name for e in entries] != [e.name for e in before]:
                 if {e.digest for e in entries} - {e.digest for e in before}:
                     self._sync_blob_names()
+                    fsync_dir(self.layers_dir)  # its layers' renames too (adopt_layer_dir)
                 self._write_index(entries)
 
     def _sync_blob_names(self) -> None:
@@ -670,20 +673,28 @@ class Store:
         the disk (a run reads the unpacked copy), so its pages serve the unpacked files' writes.
         """
         chain: list[Digest] = []
+        synced: list[bool] = []
 
         def check(got: Digest) -> None:
             diff_id, chain_id = layer()
             verify(diff_id, got, f"layer {desc.digest}")
             chain.append(chain_id)
 
+        def durable(blob_fd: int) -> None:
+            """The blob's temp file and the unpacked tree on disk in one syncfs, before either is renamed."""
+            durable_tree(tmp)
+            if os.fstat(blob_fd).st_dev != os.stat(tmp).st_dev:  # tmp/ and layers/ on different filesystems
+                os.fsync(blob_fd)
+            synced.append(True)
+
         with self.writing():
             tmp = self._unpack_dir()
             try:
                 if desc.size >= UNPACK_THREAD_SIZE:
-                    self._write_and_unpack_apart(stream, desc, tmp, added, check)
+                    self._write_and_unpack_apart(stream, desc, tmp, added, check, durable)
                 else:
-                    self._write_and_unpack(stream, desc, tmp, added, check)
-                return self.adopt_layer_dir(tmp, chain[0], added)
+                    self._write_and_unpack(stream, desc, tmp, added, check, durable)
+                return self.adopt_layer_dir(tmp, chain[0], added, synced=bool(synced))
             finally:
                 _remove(tmp)
 
@@ -700,7 +711,7 @@ class Store:
         return tempfile.mkdtemp(prefix=".unpack-", dir=self.layers_dir)
 
     def _write_and_unpack(self, stream: Reader, desc: Descriptor, tmp: str, added: set[Digest],
-                          check: Callable[[Digest], None]) -> None:
+                          check: Callable[[Digest], None], durable: Callable[[int], None]) -> None:
         """write_layer in one thread: the unpacker reads the stream, and each read also goes to the blob."""
         from dockyard.layers import LayerError, apply_layer  # costly imports, needed only to unpack
         from dockyard.layers.unpacker import Tee
@@ -717,10 +728,10 @@ class Store:
                 blob.verify(desc.digest, desc.size, what)
                 raise
             _drain(teed)  # bytes after the compressed stream's end are the blob's too
-            blob.keep(desc.digest, desc.size, what, added, lambda: check(got))
+            blob.keep(desc.digest, desc.size, what, added, lambda: check(got), durable)
 
     def _write_and_unpack_apart(self, stream: Reader, desc: Descriptor, tmp: str, added: set[Digest],
-                                check: Callable[[Digest], None]) -> None:
+                                check: Callable[[Digest], None], durable: Callable[[int], None]) -> None:
         """write_layer with the unpack on a thread of its own, fed the bytes as they are read."""
         from dockyard.layers.unpacker import StreamUnpacker, Tee  # costly import, needed only to unpack
 
@@ -732,21 +743,25 @@ class Store:
         unpacker = StreamUnpacker(tmp)
         try:
             self.write_blob(Tee(stream, unpacker.feed), desc.digest, desc.size, f"blob {desc.digest}", added, finished,
-                            cached=False)
+                            cached=False, durable=durable)
         finally:
             unpacker.abort()
 
     def adopt_layer_dir(self, tmp_dir: str, chain_id: Digest, added: set[Digest] | None = None,
-                        discard: Callable[[str], None] | None = None) -> str:
+                        discard: Callable[[str], None] | None = None, synced: bool = False) -> str:
         """Publish a directory already in overlay format (a build step's upperdir) as the unpacked layer of
         `chain_id`, so it need not be extracted again; when one exists already `tmp_dir` is given to `discard`
-        (which by default removes it at once)."""
+        (which by default removes it at once). `synced`: the caller has put the tree on disk since it was written.
+
+        The rename itself is put on disk by the index commit that names an image of the layer (`_editing`): one
+        fsync of layers/ for a pull's layers, not one each. A rename a power loss takes back loses nothing but
+        time (the layer is unpacked again from its blob); a directory found there is always whole.
+        """
         path = self.layer_dir(chain_id)
-        if not os.path.isdir(path):
+        if not synced and not os.path.isdir(path):
             # unpack_layer trusts any layer directory it finds: after a power loss one must not be there with
             # files the disk never got (the rename's metadata written, their data not; containerd #8895).
             durable_tree(tmp_dir)
-        renamed = False
         # One lock for all layers, held only to look and rename: a lock file per layer was one more inode to
         # make per layer pulled (unpack_layer's per-layer lock keeps two processes from unpacking one layer twice).
         with locked(self._lock_path("layers")):
@@ -754,11 +769,8 @@ class Store:
                 (discard or _remove)(tmp_dir)
             else:
                 os.rename(tmp_dir, path)
-                renamed = True
                 if isinstance(added, Added):
                     added.layers.add(chain_id)
-        if renamed:  # the rename on disk before anything (index.json) names the layer
-            fsync_dir(self.layers_dir)
         return path
 
     def layer_size(self, desc: Descriptor, diff_id: Digest, chain: Digest) -> int:
@@ -873,16 +885,20 @@ class _Incoming:
         return actual
 
     def keep(self, expected: Digest | None, size: int | None, what: str | None, added: set[Digest] | None,
-             check: Callable[[], None] | None) -> tuple[Digest, int]:
-        """Verify, make durable, run `check`, then move into place (durable before anything can refer to it)."""
+             check: Callable[[], None] | None, durable: Callable[[int], None] | None = None) -> tuple[Digest, int]:
+        """Verify, run `check`, make durable, then move into place (durable before anything can refer to it).
+
+        `durable`, given the temp file's descriptor, puts it on disk instead of an fsync: write_layer's one syncfs
+        for the blob and its unpacked tree together. It is not called when the store has the blob already.
+        """
         actual = self.verify(expected, size, what)
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            if not self._cached:
-                drop_cached(self._file.fileno())
         if check:
             check()
+        if self._file is not None:
+            self._file.flush()
+            (durable or os.fsync)(self._file.fileno())
+            if not self._cached:
+                drop_cached(self._file.fileno())
         if self._tmp is not None:
             self._store.adopt_blob(self._tmp, actual, added)
             self._tmp = None

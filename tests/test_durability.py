@@ -2,7 +2,7 @@
 its files are on disk, the rename itself is made durable, and the blobs' names are on disk before index.json names
 an image made of them; a new store's directories, and a referrer's blobs before its record, likewise. Checked in the
 syscalls of a real `dockyard pull` (from distribution on loopback), of a real `dockyard build` with a RUN step, and
-of the store's own calls, traced by strace."""
+of the store's own calls, traced by strace; and a big unpacked file is sent to the disk as it is written."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from support import run_cli, strace_python
 from dockyard.reference import parse
 from dockyard.store import Store
 
-# A tree is touched by opening and closing its files (-y shows each fd's path); write(2) would log the data too.
-_TRACED = "syncfs,fsync,rename,renameat,renameat2,openat,close,mkdir,mkdirat"
+# A tree is touched by opening and closing its files (-y shows each fd's path); a blob's temp file by its writes.
+_TRACED = "syncfs,fsync,rename,renameat,renameat2,openat,close,mkdir,mkdirat,write"
 _RENAMES = ("rename", "renameat", "renameat2")
 
 
@@ -60,8 +60,8 @@ def _traced(root: str, *args: str, env: dict[str, str] | None = None) -> list[Ca
 
 def _check_order(calls: list[Call], root: str, layers: int) -> None:
     """Each layer tree's rename follows a syncfs begun after the tree was last touched and is followed by an fsync
-    of layers/; the blobs' directory is fsynced after the last blob's rename before index.json's; both fsyncs
-    before index.json's rename."""
+    of layers/; each blob renamed in from tmp/ follows an fsync of it or a syncfs, after its last write; the blobs'
+    directory is fsynced after the last blob's rename before index.json's; all before index.json's rename."""
     index = [c for c in calls if c.name in _RENAMES and c.paths[-1:] == [f"{root}/images/index.json"]][-1]
     layer_name = re.compile(re.escape(f"{root}/layers/") + "[0-9a-f]{64}$")
     published = [c for c in calls if c.name in _RENAMES and layer_name.match(c.paths[-1])]
@@ -75,6 +75,14 @@ def _check_order(calls: list[Call], root: str, layers: int) -> None:
         assert any(touched < s.start and s.end < rename.start for s in syncs), f"{tree}: no syncfs after its writes"
         assert any(rename.end < f.start and f.end < index.start for f in layer_syncs), f"{tree}: layers/ not fsynced"
     blob_dir = f"{root}/images/blobs/sha256"
+    for rename in (c for c in calls if c.name in _RENAMES and c.paths[0].startswith(f"{root}/tmp/")
+                   and c.paths[-1].startswith(blob_dir + "/")):
+        temp = rename.paths[0]
+        while not any(c.name == "write" and f"<{temp}>" in c.args for c in calls):  # written under an earlier name
+            temp = next(c for c in calls if c.name in _RENAMES and c.paths[-1] == temp).paths[0]
+        written = max(c.end for c in calls if c.name == "write" and c.start < rename.start and f"<{temp}>" in c.args)
+        assert any((c.name == "syncfs" or f"<{temp}>" in c.args) and c.name in ("syncfs", "fsync") and written < c.start
+                   and c.end < rename.start and c.result.startswith("0") for c in calls), f"{temp}: not on disk"
     # (A build stores its cache record's blob after the image is indexed: only the blobs before index.json count.)
     last_blob = max(c.end for c in calls
                     if c.name in _RENAMES and c.paths[-1].startswith(blob_dir + "/") and c.start < index.start)
@@ -192,3 +200,25 @@ def test_a_referrer_record_follows_its_blobs_names(tmp_path):
     assert last_blob < record.start
     assert any(c.name == "fsync" and f"<{blob_dir}>" in c.args and last_blob < c.start and c.end < record.start
                for c in calls), "the referrer's blob names were not fsynced before its record"
+
+
+# A layer with one 20 MiB file, applied as a pull unpacks it: its data is sent to the disk while it is written.
+_APPLY_BIG = """
+import io, os, sys
+sys.path.insert(0, sys.argv[2])
+from crafted import tar_of
+from dockyard.layers import apply_layer
+
+os.mkdir(sys.argv[1])
+apply_layer(io.BytesIO(tar_of(("big", os.urandom(20 << 20)))), sys.argv[1], overlay=True)
+"""
+
+
+def test_a_big_unpacked_file_is_written_back_as_it_is_written(tmp_path):
+    root = str(tmp_path / "layer")
+    lines = strace_python(root, "sync_file_range,close", "-c", _APPLY_BIG, root, os.path.dirname(__file__),
+                          fd_paths=True).splitlines()
+    big = f"<{root}/big>"
+    steps = [i for i, line in enumerate(lines) if "sync_file_range(" in line and big in line]
+    closed = next(i for i, line in enumerate(lines) if "close(" in line and big in line)
+    assert len(steps) >= 2 and steps[-1] < closed, lines

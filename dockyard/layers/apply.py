@@ -12,6 +12,7 @@ from typing import BinaryIO, Literal, TypeVar, overload
 
 from dockyard.compression import CHUNK, CompressionError, decompressed
 from dockyard.digest import Digest, HashingReader
+from dockyard.fsutil import WRITEBACK_STEP, start_writeback
 from dockyard.inroot import resolve_dir
 from dockyard.layers.format import (
     CAPABILITY_XATTR,
@@ -223,12 +224,22 @@ class _Applier:
         self._added.add(rel)
 
     def _file(self, fd: int, m: Member, reader: TarReader) -> None:
-        """Write a new regular file's data and metadata through its descriptor, then close it."""
+        """Write a new regular file's data and metadata through its descriptor, then close it.
+
+        A big file's data is sent to the disk step by step as it is written: the store's sync before it publishes
+        the layer then has little left to wait for (the blob is written the same way, see store._Incoming).
+        """
+        written = flushed = 0
         try:
             while data := reader.read(CHUNK):
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    n = os.write(fd, view)
+                    view = view[n:]
+                    written += n
+                if written - flushed >= WRITEBACK_STEP:
+                    start_writeback(fd, flushed, written - flushed)
+                    flushed = written
             if self.chown:
                 os.chown(fd, m.uid, m.gid)
             os.chmod(fd, m.mode & 0o7777)  # after chown, which clears setuid bits

@@ -253,12 +253,15 @@ def _why(e: Exception) -> str:
 
 
 def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: Reference, names: list[Reference],
-               platform: Platform, progress: Progress, parallel: int) -> PullResult:
+               platform: Platform, progress: Progress, parallel: int,
+               alongside: Callable[[Digest], None] | None = None) -> PullResult:
     """Pull one image; the store gains it whole or (on any failure) stays as it was.
 
     As docker does, each layer is unpacked (into the layer cache, where the store `unpacks`): a layer that would
     not unpack, or that is not the diff_id the config gives it, fails the pull, not a later run. A downloading
-    layer is unpacked as its bytes arrive, so it is ready when its last byte is.
+    layer is unpacked as its bytes arrive, so it is ready when its last byte is. `alongside` is called with the
+    manifest's digest on the config's thread once the config is in, while the layers still download (its round
+    trips then cost no time of their own); it keeps its own errors.
     """
     last: Exception | None = None
     for t in transports:
@@ -312,6 +315,8 @@ def pull_image(store: Store, transports: list[Transport], remote: Remote, ref: R
             raise
         finally:
             configured.set()
+        if alongside and not cancel.is_set():  # (a failed pull lists nothing)
+            alongside(digest)
 
     def layer(i: int, added: set[Digest], release: Callable[[], None]) -> None:
         desc = blobs[i]

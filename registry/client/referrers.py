@@ -115,26 +115,56 @@ def update_tag_schema(t: Transport, remote: Remote, subject: Digest, referrers: 
     put_manifest(t, remote, fallback_tag(subject), data, mt.OCI_INDEX, Digest.of_bytes(data))
 
 
-def pull_referrers(store: Store, transports: list[Transport], remote: Remote, subject: Digest,
+class Listing:
+    """A pulled image's referrers as the first of `transports` that will list them lists them (with that transport):
+    called with the subject (pull_image's `alongside`, on another thread), then `result` gives them or raises what
+    listing raised."""
+
+    def __init__(self, transports: list[Transport], remote: Remote):
+        self.transports, self.remote = transports, remote
+        self._subject: Digest | None = None
+        self._found: tuple[Transport, list[dict[str, Any]]] | None = None
+        self._error: Exception | None = None
+
+    def __call__(self, subject: Digest) -> None:
+        self._subject = subject
+        try:
+            self._found = self._list(subject)
+        except Exception as e:  # raised by `result`, in the pulling thread
+            self._error = e
+
+    def _list(self, subject: Digest) -> tuple[Transport, list[dict[str, Any]]] | None:
+        for t in self.transports:
+            try:
+                return t, remote_referrers(t, self.remote, subject)
+            except (Unreachable, AuthError):
+                continue
+            except RegistryError as e:
+                if e.status in (400, 405, 501):  # a registry that does not serve the listing at all
+                    continue
+                raise
+        return None
+
+    def result(self, subject: Digest) -> tuple[Transport, list[dict[str, Any]]] | None:
+        """The transport that listed `subject`'s referrers and their descriptors; None when none would list them."""
+        if self._subject != subject:  # not listed alongside the pull (or for another manifest): list them now
+            self(subject)
+        if self._error is not None:
+            raise self._error
+        return self._found
+
+
+def pull_referrers(store: Store, remote: Remote, subject: Digest, listing: Listing,
                    progress: Progress) -> list[Referrer]:
     """Keep a pulled image's referrers (the first PULLED_REFERRERS) as store referrers, each whole or not at all.
 
     A registry that will not list them (no referrers API nor fallback tag, a refusal) leaves the image without;
     what it lists is hostile input: every manifest and blob is bounded and verified, and must refer to `subject`.
     """
-    found = None
-    for t in transports:
-        try:
-            found = remote_referrers(t, remote, subject)
-            break
-        except (Unreachable, AuthError):
-            continue
-        except RegistryError as e:
-            if e.status in (400, 405, 501):  # a registry that does not serve the listing at all
-                continue
-            raise
-    if not found:
+    listed = listing.result(subject)
+    if not listed or not listed[1]:
         return []
+    t, found = listed
     if len(found) > PULLED_REFERRERS:
         progress.message(f"{len(found)} referrers of {subject}: only the first {PULLED_REFERRERS} are kept")
     have = {r.digest for r in store.referrers(subject)}

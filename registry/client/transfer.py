@@ -15,7 +15,7 @@ from dockyard.reference import Reference
 from dockyard.store import Store
 from registry.client.progress import Progress
 from registry.client.pull import Platform, pull_image
-from registry.client.referrers import pull_referrers, update_tag_schema
+from registry.client.referrers import Listing, pull_referrers, update_tag_schema
 from registry.client.remote import Transports, qualify, remote_for
 from registry.client.search import list_tags
 
@@ -71,8 +71,9 @@ def pull(store: Store, name: str, *, platform: str | None = None, all_tags: bool
             # The store keeps the name as the user wrote it (an unqualified name means the default registry).
             local = ref if given.registry else dataclasses.replace(ref, registry="")
             progress.message(f"{ref.tag or ref.digest}: Pulling from {remote.repository}")
-            result = pull_image(store, candidates, remote, ref, [local], wanted, progress, parallel)
-            pull_referrers(store, candidates, remote, result.digest, progress)
+            listing = Listing(candidates, remote)  # the image's referrers, listed while its layers download
+            result = pull_image(store, candidates, remote, ref, [local], wanted, progress, parallel, listing)
+            pull_referrers(store, remote, result.digest, listing, progress)
             progress.close()
             progress.message(f"Digest: {result.digest}")
             status = "Downloaded newer image" if result.downloaded else "Image is up to date"
