@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import TYPE_CHECKING
 
 from registry import background
@@ -124,7 +123,7 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
                 found = projects[name] = (project, row[0] if row is not None else None, policies)
             return found
 
-        entries = []
+        entries, alike = [], []  # audit.write's rows and groups of pulls alike
         for event in events:
             project, project_id, policies = known(event.project)
             occurred = event.time or time.time()
@@ -139,16 +138,16 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
         for shared, times in shared_pulls.items():
             repository, digest, tag, operator, remote_addr, host = shared
             project, project_id, policies = known(project_of(repository))
-            # One entry per pull: the columns they share cut once, each pull's time put in front by zip (in C).
-            columns = audit.row(OPERATIONS["PULL_ARTIFACT"], "artifact", reference(repository, digest, tag), operator,
-                                remote_addr, project_id, 0.0)[1:]
-            entries.extend(zip(times, *map(repeat, columns), strict=False))  # not strict: repeat never ends
+            # One entry per pull, alike but for their times: the columns they share cut once, and written once per
+            # statement.
+            alike.append((audit.row(OPERATIONS["PULL_ARTIFACT"], "artifact", reference(repository, digest, tag),
+                                    operator, remote_addr, project_id, 0.0)[1:], times))
             if project is not None and policies:
                 for when in times:
                     event = pull_event(repository, digest, tag, operator, remote_addr, host, when)
                     queued = _deliver(s, event, project, policies, when) or queued
-        if entries:
-            audit.write(s.connection(), entries)
+        if entries or alike:
+            audit.write(s.connection(), entries, alike)
         if shared_pulls:
             count_pulls(s.connection(), shared_pulls)
     return queued
