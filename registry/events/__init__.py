@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from registry import background
@@ -145,18 +147,21 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
     return queued
 
 
+_SHARED, _TIME = itemgetter(slice(0, 6)), itemgetter(6)  # a pull's shared part and its time (see _by_shared)
+
+
 def _by_shared(pulls: Sequence[tuple]) -> dict[tuple, list[float]]:
     """Pulls (defer's tuples) by all they share but their time (repository, digest, tag, operator, address, host) ->
-    their times, in order: a batch holds many pulls of few artifacts by few clients, so the Python work per pull of a
-    batch is this loop's, the rest is done per distinct pull."""
+    their times, in order: a batch holds many pulls of few artifacts by few clients, so the Python work is done per
+    run of consecutive pulls alike (groupby, its key and the times taken in C), the rest per distinct pull."""
     shared: dict[tuple, list[float]] = {}
-    for pull in pulls:
-        times = shared.get(key := pull[:6])
+    for key, run in groupby(pulls, _SHARED):
+        times = shared.get(key)
         if times is None:
-            shared[key] = [pull[6]]
-        else:
-            times.append(pull[6])
+            times = shared[key] = []
+        times.extend(map(_TIME, run))
     return shared
+
 
 
 @functools.cache
