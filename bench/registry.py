@@ -18,9 +18,21 @@ also each server's CPU time per request, less exposed than requests/s to load fr
 UI page render times (p50/p95) for a project of 1,000 repositories and a repository of 10,000 tags (goal: p95 <=
 50 ms).
 
+With --instructions instead: the same pair's instructions per manifest GET, counted by callgrind in one worker of
+each, and their ratio (goal: >= 0.94): deterministic to about +-0.5% (the worker's idle loop and greenlet switches
+vary a little), where requests/s vary by several percent with the machine's load. The servers' timers are stopped
+(the pull flusher then writes a batch per 1,024 pulls, as under full load): under callgrind a second holds ~50x fewer
+requests than natively, and timed work would count ~50x over. At 187bfc2 (3 runs): plain 1,237.5k-1,241.2k,
+projects 1,352.9k-1,359.0k, ratio 0.913-0.915; of the difference, ~60k was gunicorn's parse of the robot's 631-byte
+token in the Authorization header (~66 instructions a byte, mostly its check of the value for control characters;
+measured by sending a plain server such headers), ~31k the product's Python on the request, ~21k writing the pull's
+records (the flusher's thread). At e1c9360: plain 1,231.2k, projects 1,335.5k, ratio 0.922 (the flusher's thread
+~10.5k a pull: entries alike bound once, grouped in C; the token 16 characters shorter).
+
 Run: python bench/registry.py [--workers N] [--threads N] [--duration S] [--slow-clients [--idle N] ...]
      python bench/registry.py --connections 64 [--rounds N] [--duration S]
      python bench/registry.py --product [--rounds N] [--duration S] [--baseline REV]
+     python bench/registry.py --instructions [--requests N] [--baseline REV] [--callgrind-out DIR]
 """
 
 from __future__ import annotations
@@ -55,6 +67,8 @@ BLOB_SIZE = 64 << 20
 ONE_MIB = 1 << 20
 MANIFEST_PATH = "/v2/bench/manifest/manifests/latest"
 REPO = Path(__file__).resolve().parent.parent  # this source tree
+# Seconds for the pull flusher to write a batch of FLUSH_MAX pulls under callgrind (natively ~20 ms).
+_FLUSH_WAIT = 5
 # wrk's timeout in the --connections runs (s): far above any p99, so no slow request drops out of it.
 _P99_TIMEOUT = 30
 
@@ -65,8 +79,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_up(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"server {url} exited with {proc.returncode}")
@@ -88,16 +102,18 @@ def start_distribution(work: Path) -> tuple[str, subprocess.Popen]:
 
 
 def start_dockyard(work: Path, workers: int, threads: int, *extra: str, root: str = "dockyard-root",
-                   env: dict | None = None, tree: Path = REPO) -> tuple[str, subprocess.Popen]:
-    """Our registry, run from the source tree `tree` (default: this one)."""
+                   env: dict | None = None, tree: Path = REPO, under: tuple[str, ...] = (),
+                   boot_timeout: float = 30, main: tuple[str, ...] = ("-m", "registry")) -> tuple[str, subprocess.Popen]:
+    """Our registry, run from the source tree `tree` (default: this one) by Python's arguments `main`, under the
+    command `under` if any (valgrind: then the process is valgrind's, which runs the registry itself, not a child)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "registry", "--addr", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([*under, sys.executable, *main, "--addr", f"127.0.0.1:{port}",
                              "--root", str(work / root), "--workers", str(workers),
                              "--threads", str(threads), "--access-log", "", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             cwd=tree, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    wait_up(url, proc)
+    wait_up(url, proc, boot_timeout)
     return url, proc
 
 
@@ -456,18 +472,18 @@ def ui_session(url: str) -> requests.Session:
     return session
 
 
-def product_pair(work: Path, args: argparse.Namespace, tree: Path, tag: str
+def product_pair(work: Path, workers: int, threads: int, tree: Path, tag: str, **how
                  ) -> tuple[dict[str, tuple[str, tuple[str, ...], subprocess.Popen, str]], list[subprocess.Popen]]:
-    """A plain and a --projects registry run from `tree`, each holding the small image and a 1 MiB blob (the second
-    in a private project, read with a robot's token): name -> (URL, headers, process, the blob's path), and the
-    processes (to stop, whatever happens next)."""
+    """A plain and a --projects registry run from `tree` (`how`: start_dockyard's under, boot_timeout and main), each
+    holding the small image and a 1 MiB blob (the second in a private project, read with a robot's token): name ->
+    (URL, headers, process, the blob's path), and the processes (to stop, whatever happens next)."""
     procs = []
-    plain, p = start_dockyard(work, args.workers, args.threads, root=f"{tag}plain-root", tree=tree)
+    plain, p = start_dockyard(work, workers, threads, root=f"{tag}plain-root", tree=tree, **how)
     procs.append(p)
     try:
-        product, p = start_dockyard(work, args.workers, args.threads, "--projects", "--token",
+        product, p = start_dockyard(work, workers, threads, "--projects", "--token",
                                     root=f"{tag}product-root", env={"DOCKYARD_REGISTRY_ADMIN_PASSWORD": ADMIN[1]},
-                                    tree=tree)
+                                    tree=tree, **how)
         procs.append(p)
         token = product_setup(product)
 
@@ -491,22 +507,29 @@ def product_pair(work: Path, args: argparse.Namespace, tree: Path, tag: str
     return servers, procs
 
 
+def source_trees(work: Path, baseline: str | None) -> dict[str, tuple[Path, str]]:
+    """The servers' name prefix -> (the source tree to run them from, its label): this tree, and with `baseline`
+    that git revision's, extracted under `work`."""
+    trees = {"": (REPO, "this tree")}
+    if baseline:
+        tree = work / "baseline"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        trees["baseline-"] = (tree, baseline)
+    return trees
+
+
 def run_product(work: Path, args: argparse.Namespace) -> None:
     """The model's cost on reads (plain registry vs a private project read with a robot's token) and UI render times;
     with --baseline, the same pair of servers from that revision alongside, alternated in the same rounds."""
     procs = []
     try:
-        trees = {"": (REPO, "this tree")}  # the servers' name prefix -> (the source tree, its label)
-        if args.baseline:
-            baseline = work / "baseline"
-            baseline.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], capture_output=True,
-                                     check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
-            trees["baseline-"] = (baseline, args.baseline)
+        trees = source_trees(work, args.baseline)
         servers: dict[str, tuple[str, tuple[str, ...], subprocess.Popen, str]] = {}
         for tag, (tree, _label) in trees.items():
-            tree_servers, tree_procs = product_pair(work, args, tree, tag)
+            tree_servers, tree_procs = product_pair(work, args.workers, args.threads, tree, tag)
             procs += tree_procs
             servers.update(tree_servers)
         product = servers["projects"][0]
@@ -553,6 +576,94 @@ def run_product(work: Path, args: argparse.Namespace) -> None:
             stop(p)
 
 
+def manifest_gets(url: str, headers: tuple[str, ...], n: int) -> None:
+    """`n` manifest GETs one after another on one kept-alive connection, as wrk sends them (the same bytes)."""
+    parts = urllib.parse.urlsplit(url)
+    request = "".join([f"GET {MANIFEST_PATH} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {OCI_MANIFEST}\r\n",
+                       *(f"{h}\r\n" for h in headers), "\r\n"]).encode()
+    with socket.create_connection((parts.hostname, parts.port)) as s:
+        reader = s.makefile("rb")
+        for _ in range(n):
+            s.sendall(request)
+            status = reader.readline()
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reader.read(length)
+            if not status.startswith(b"HTTP/1.1 200 "):
+                sys.exit(f"manifest GET from {url}: {status!r}")
+
+
+# The registry run with its timers stopped (--instructions): the pull flusher's (it writes a batch when FLUSH_MAX
+# pulls are queued), the pollers' and the metrics'. Under callgrind a worker serves ~50x fewer requests a second than
+# natively, which would put 50x their share of the timed work on each request.
+_UNTIMED = """
+import importlib, runpy
+for module, name in [("registry.events", "FLUSH_EVERY"), ("registry.events.webhooks", "POLL"),
+                     ("registry.replication.engine", "POLL"), ("registry.model.retention", "SCHEDULER_POLL"),
+                     ("registry.metrics", "_FLUSH_INTERVAL")]:
+    loaded = importlib.import_module(module)
+    if not hasattr(loaded, name):
+        raise SystemExit(f"{module} has no {name} to stop")
+    setattr(loaded, name, 1e6)
+runpy.run_module("registry", run_name="__main__")
+"""
+
+
+def run_instructions(work: Path, args: argparse.Namespace) -> None:
+    """Instructions per manifest GET, plain vs a private project read with a robot's token: each server runs one
+    worker under callgrind, its timers stopped (see _UNTIMED); after a warm-up of FLUSH_MAX GETs (the first batch of
+    pulls written), its counts are dumped, `args.requests` GETs (rounded up to batches of FLUSH_MAX) are sent one
+    after another, the flusher is given time to write the last batch, and the counts are dumped again. With
+    --baseline, that revision's pair too (one pair at a time: the counts do not depend on what else runs)."""
+    sys.path.insert(0, str(REPO))
+    from registry.events import FLUSH_MAX
+
+    n = -(-args.requests // FLUSH_MAX) * FLUSH_MAX
+    out = Path(args.callgrind_out) if args.callgrind_out else work / "callgrind"
+    out.mkdir(parents=True, exist_ok=True)
+    # callgrind_control cannot reach a forked worker (valgrind's gdbserver serves only the process it started), so
+    # the dumps are asked for by a GET of /healthz, the one request that calls os.access (CPython's os_access).
+    under = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p", "--dump-before=os_access")
+    # A fixed hash seed: the same dicts and sets, laid out alike, in every run.
+    os.environ["PYTHONHASHSEED"] = "0"
+    for tag, (tree, label) in source_trees(work, args.baseline).items():
+        servers, procs = product_pair(work, 1, args.threads, tree, tag, under=under, boot_timeout=600,
+                                      main=("-c", _UNTIMED))
+        try:
+            counts = {}
+            for name, (url, headers, proc, _blob) in servers.items():
+                worker = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0]
+                manifest_gets(url, headers, FLUSH_MAX)  # caches filled, lazy imports done, a batch written
+                time.sleep(_FLUSH_WAIT)
+                callgrind_dump(url, out, worker)
+                manifest_gets(url, headers, n)
+                time.sleep(_FLUSH_WAIT)  # the last batch written: its cost is the requests'
+                dump = callgrind_dump(url, out, worker)
+                # What the dump holds besides the GETs: the rest of the first /healthz, this one up to os.access,
+                # and the worker's idle loop. Alike for both servers, and under 1% of one GET per 1,000 of them.
+                counts[name[len(tag):]] = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))
+                print(f"  {name}: {dump}", flush=True)
+        finally:
+            for p in procs:
+                stop(p)
+        plain, product = counts["plain"] / n, counts["projects"] / n
+        print(f"{label}: instructions per manifest GET (callgrind, one worker, {n} GETs): plain "
+              f"{plain / 1000:,.1f}k, projects {product / 1000:,.1f}k, ratio {plain / product:.3f}", flush=True)
+
+
+def callgrind_dump(url: str, out: Path, worker: str) -> Path:
+    """The file of the callgrind dump (and zeroing) that a GET of /healthz makes the worker `worker` write."""
+    before = set(out.glob(f"callgrind.{worker}.*"))
+    requests.get(f"{url}/healthz", timeout=600).raise_for_status()
+    made = set(out.glob(f"callgrind.{worker}.*")) - before
+    if len(made) != 1:
+        sys.exit(f"a GET of {url}/healthz made {len(made)} callgrind dumps of process {worker}, not 1")
+    return made.pop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
@@ -565,21 +676,24 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=500, help="idle connections held (--slow-clients)")
     ap.add_argument("--trickling", type=int, default=50, help="trickling uploads held (--slow-clients)")
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between trickled bytes (--slow-clients)")
-    ap.add_argument("--requests", type=int, default=1000, help="manifest GETs (--slow-clients)")
+    ap.add_argument("--requests", type=int, default=1000, help="manifest GETs (--slow-clients, --instructions)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds each GET may take (--slow-clients)")
     ap.add_argument("--connections", type=int, default=0,
                     help="instead: manifest GET, blob HEAD and 1 MiB blob GET with this many connections (e.g. 64)")
     ap.add_argument("--product", action="store_true",
                     help="the --projects model's cost on reads, and UI page render times, instead")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instead: instructions per manifest GET (callgrind), plain vs a private project's")
+    ap.add_argument("--callgrind-out", metavar="DIR", help="(--instructions) keep callgrind's files here")
     ap.add_argument("--ui-requests", type=int, default=40, help="GETs per UI page (--product)")
     ap.add_argument("--baseline", metavar="REV",
-                    help="(--product) also this git revision's pair of servers, alternated with this tree's (A/B)")
+                    help="(--product, --instructions) also this git revision's pair of servers (A/B)")
     args = ap.parse_args()
     raise_file_limit(args.idle + args.trickling + 256)
     work = Path(tempfile.mkdtemp(prefix="registry-bench-"))
-    if args.product:
+    if args.product or args.instructions:
         try:
-            run_product(work, args)
+            (run_instructions if args.instructions else run_product)(work, args)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -79,7 +79,9 @@ class TokenService:
         """A signed token granting `access`; returns (token, expires_in, issued_at)."""
         now = int(time.time())
         claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "iat": now, "nbf": now - 5,
-                  "exp": now + self.ttl, "jti": uuid.uuid4().hex,
+                  # 96 random bits, base64url: as unique as a UUID's 122 for a token's life, and 16 characters, not 32,
+                  # of a header every request sends and gunicorn reads at ~66 instructions a byte.
+                  "exp": now + self.ttl, "jti": secrets.token_urlsafe(12),
                   "access": [{"type": s.type, "name": s.name, "actions": list(s.actions)} for s in access]}
         token = jwt.encode(claims, self._key, algorithm=self.algorithm, headers={"kid": self.kid})
         return token, self.ttl, now

@@ -49,11 +49,12 @@ def get_manifest(name: str, reference: str) -> Response:
         child = _platform_child(name, data, media_type)
         if child is not None:
             digest, data, media_type = child
-    headers = {"Docker-Content-Digest": str(digest), "Content-Type": media_type,
-               "Content-Length": str(len(data)), "ETag": f'"{digest}"'}
+    shown = str(digest)  # once: the headers and the pull's record want it
+    headers = {"Docker-Content-Digest": shown, "Content-Type": media_type,
+               "Content-Length": str(len(data)), "ETag": f'"{shown}"'}
     if req.method == "HEAD":
         return headers_only(200, headers)
-    product.record_pull(reg, req, name, digest, None if ":" in reference else reference)
+    product.record_pull(reg, req, name, shown, None if ":" in reference else reference)
     return Response(data, status=200, headers=headers)
 
 

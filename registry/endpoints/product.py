@@ -84,18 +84,18 @@ def check_pull(reg: Registry, req: Request, name: str, digest: Digest) -> None:
     if reg.model is None:
         return
     try:  # not _policies(): a generator's context costs more than the check when content trust is off
-        lazy("trust").check_pull(reg.model, name, str(digest), generation_of(req.environ, reg.model))
+        lazy("trust").check_pull(reg.model, name, digest, generation_of(req.environ, reg.model))
     except lazy("policy").Refused as e:
         raise as_registry_error(e) from None
 
 
-def record_pull(reg: Registry, req: Request, name: str, digest: Digest, tag: str | None) -> None:
+def record_pull(reg: Registry, req: Request, name: str, digest: str, tag: str | None) -> None:
     """After a manifest is served to a GET (not a HEAD): queue the pull's event, time and count (written in batches).
-    `reg` and `req` as for check_pull."""
+    `reg` and `req` as for check_pull; `digest` as text (the caller made it for its headers)."""
     if reg.model is None:
         return
     environ = req.environ
-    lazy("artifacts").record_pull(reg.model, name, str(digest), tag, environ.get("registry.user") or "",
+    lazy("artifacts").record_pull(reg.model, name, digest, tag, environ.get("registry.user") or "",
                                    environ.get("REMOTE_ADDR") or "", req.host)
 
 

@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from registry import background
@@ -84,14 +85,6 @@ def emit(db: Database, event: Event) -> None:
             listener(db, event)
 
 
-def defer(db: Database, pull: tuple) -> None:
-    """Queue a pull (registry.model.artifacts.record_pull's tuple) for the flusher, which writes it as its
-    PULL_ARTIFACT event, making the Event only for a webhook that wants it: the collector stops tracking a tuple of
-    strings and numbers, while a batch of Events, alive through several collections, would be promoted to the oldest
-    generation and have a busy worker trace its whole heap again and again."""
-    _batches.add(db, pull)
-
-
 def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bool:
     """Write events' and pulls' (defer's tuples) audit entries and webhook deliveries, and pulls' times and counts,
     in one transaction: each project and its policies are read once per batch and the entries inserted in bulk, so a
@@ -124,7 +117,7 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
                 found = projects[name] = (project, row[0] if row is not None else None, policies)
             return found
 
-        entries = []
+        entries, alike = [], []  # audit.write's rows and groups of pulls alike
         for event in events:
             project, project_id, policies = known(event.project)
             occurred = event.time or time.time()
@@ -139,33 +132,36 @@ def record(db: Database, events: list[Event], pulls: Sequence[tuple] = ()) -> bo
         for shared, times in shared_pulls.items():
             repository, digest, tag, operator, remote_addr, host = shared
             project, project_id, policies = known(project_of(repository))
-            # One entry per pull: the columns they share cut once, each pull's time put in front by zip (in C).
-            columns = audit.row(OPERATIONS["PULL_ARTIFACT"], "artifact", reference(repository, digest, tag), operator,
-                                remote_addr, project_id, 0.0)[1:]
-            entries.extend(zip(times, *map(repeat, columns), strict=False))  # not strict: repeat never ends
+            # One entry per pull, alike but for their times: the columns they share cut once, and written once per
+            # statement.
+            alike.append((audit.row(OPERATIONS["PULL_ARTIFACT"], "artifact", reference(repository, digest, tag),
+                                    operator, remote_addr, project_id, 0.0)[1:], times))
             if project is not None and policies:
                 for when in times:
                     event = pull_event(repository, digest, tag, operator, remote_addr, host, when)
                     queued = _deliver(s, event, project, policies, when) or queued
-        if entries:
-            audit.write(s.connection(), entries)
+        if entries or alike:
+            audit.write(s.connection(), entries, alike)
         if shared_pulls:
             count_pulls(s.connection(), shared_pulls)
     return queued
 
 
+_SHARED, _TIME = itemgetter(slice(0, 6)), itemgetter(6)  # a pull's shared part and its time (see _by_shared)
+
+
 def _by_shared(pulls: Sequence[tuple]) -> dict[tuple, list[float]]:
     """Pulls (defer's tuples) by all they share but their time (repository, digest, tag, operator, address, host) ->
-    their times, in order: a batch holds many pulls of few artifacts by few clients, so the Python work per pull of a
-    batch is this loop's, the rest is done per distinct pull."""
+    their times, in order: a batch holds many pulls of few artifacts by few clients, so the Python work is done per
+    run of consecutive pulls alike (groupby, its key and the times taken in C), the rest per distinct pull."""
     shared: dict[tuple, list[float]] = {}
-    for pull in pulls:
-        times = shared.get(key := pull[:6])
+    for key, run in groupby(pulls, _SHARED):
+        times = shared.get(key)
         if times is None:
-            shared[key] = [pull[6]]
-        else:
-            times.append(pull[6])
+            times = shared[key] = []
+        times.extend(map(_TIME, run))
     return shared
+
 
 
 @functools.cache
@@ -223,6 +219,10 @@ class _Batches:
         self.loop: Loop | None = None
 
     def add(self, db: Database, pull: tuple) -> None:
+        """Queue a pull (registry.model.artifacts.record_pull's tuple) for the flusher, which writes it as its
+        PULL_ARTIFACT event, making the Event only for a webhook that wants it: the collector stops tracking a tuple
+        of strings and numbers, while a batch of Events, alive through several collections, would be promoted to the
+        oldest generation and have a busy worker trace its whole heap again and again."""
         loop = self.loop
         if loop is None or loop.stopped:  # none yet, stopped, or its parent's before a fork
             loop = self._start()
@@ -273,6 +273,8 @@ class _Batches:
 
 _batches = _Batches()
 flush = _batches.flush
+# defer(db, pull): _Batches.add. The method itself, not a function calling it: one Python call less on every pull.
+defer = _batches.add
 
 
 def reference(repository: str, digest: str, tag: str | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,21 +45,29 @@ def row(operation: str, resource_type: str, resource: str, username: str, remote
     return (when, username[:255], operation[:32], resource_type[:32], resource[:1024], project_id, remote_addr[:64])
 
 
-def write(conn: Connection, rows: list[tuple]) -> None:
-    """Insert entries (row()'s tuples) on the session's connection. A pull is an entry, so on SQLite they go to the
-    driver directly, as multi-row INSERTs: SQLAlchemy's parameter processing per row costs more than the insert, and
-    the driver's executemany lets go of the GIL around each row, which in a busy gevent worker (the flusher writes on
-    a thread) hands the GIL to the requests' loop and back once per row. Other drivers get SQLAlchemy's insert,
-    batched into multi-row statements (one round trip for many rows)."""
+def write(conn: Connection, rows: list[tuple], alike: Sequence[tuple[tuple, list[float]]] = ()) -> None:
+    """Insert entries on the session's connection: `rows` (row()'s tuples), and `alike`: groups of entries that share
+    all but their time (row()'s tuple without its time, and their times), as a batch's pulls of one artifact by one
+    client. A pull is an entry, so on SQLite they go to the driver directly, as multi-row INSERTs: SQLAlchemy's
+    parameter processing per row costs more than the insert, and the driver's executemany lets go of the GIL around
+    each row, which in a busy gevent worker (the flusher writes on a thread) hands the GIL to the requests' loop and
+    back once per row. A group's shared columns are bound once per statement, not once per entry: binding a string
+    copies it, which cost about as much as inserting the row. Other drivers get SQLAlchemy's insert, batched into
+    multi-row statements (one round trip for many rows)."""
     if conn.dialect.paramstyle == "qmark":
         for start in range(0, len(rows), _SQLITE_ROWS):
             chunk = rows[start:start + _SQLITE_ROWS]
             conn.exec_driver_sql(_qmark_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+        for shared, times in alike:
+            for start in range(0, len(times), _SQLITE_ROWS):
+                some = times[start:start + _SQLITE_ROWS]
+                conn.exec_driver_sql(_qmark_insert_alike(len(some)), (*shared, *some))
     else:
         from sqlalchemy import insert
 
         from registry.model.tables import AuditLog
-        conn.execute(insert(AuditLog), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+        every = [*rows, *((when, *shared) for shared, times in alike for when in times)]
+        conn.execute(insert(AuditLog), [dict(zip(COLUMNS, r, strict=True)) for r in every])
 
 
 @functools.cache
@@ -67,6 +75,15 @@ def _qmark_insert(rows: int) -> str:
     """SQLite's INSERT of this many entries."""
     values = f"({', '.join('?' * len(COLUMNS))})"
     return f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES {', '.join([values] * rows)}"
+
+
+@functools.cache
+def _qmark_insert_alike(rows: int) -> str:
+    """SQLite's INSERT of this many entries alike but for their times: the shared columns' parameters (COLUMNS but
+    the first) come first, then the times (the VALUES list's column1)."""
+    shared = ", ".join("?" * (len(COLUMNS) - 1))
+    return (f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) SELECT column1, {shared} "
+            f"FROM (VALUES {', '.join(['(?)'] * rows)})")
 
 
 def _select(q: AuditQuery) -> Select:

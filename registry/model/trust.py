@@ -14,6 +14,7 @@ from registry.model.projects import project_of
 from registry.model.tables import Artifact, ArtifactBlob, Project, Repository, Tag
 
 if TYPE_CHECKING:
+    from dockyard.digest import Digest
     from registry.model.db import Database
 
 COSIGN_SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -30,13 +31,15 @@ def is_signed(s: Session, repo_id: int, digest: str) -> bool:
     return s.scalar(select(Tag.id).where(Tag.repository_id == repo_id, Tag.name == cosign_tag)) is not None
 
 
-def check_pull(db: Database, repository: str, digest: str, gen: str | None = None) -> None:
+def check_pull(db: Database, repository: str, digest: str | Digest, gen: str | None = None) -> None:
     """With the project's content trust on, refuse (412) a pull of an artifact no signature refers to. Signatures and
     other referrers themselves may be pulled, and an index's child is as trusted as a signed index holding it.
-    `gen`: the request's auth generation, when it has read it (the switch is cached per generation)."""
+    `gen`: the request's auth generation, when it has read it (the switch is cached per generation). `digest` made
+    text only when the switch is on: most projects' is off, and every manifest GET asks."""
     project_name = project_of(repository)
     if not content_trust(db, project_name, gen):
         return
+    digest = str(digest)
     with db.session() as s:
         repo_id = s.scalar(select(Repository.id).where(Repository.name == repository))
         art = s.scalar(select(Artifact).where(Artifact.repository_id == repo_id, Artifact.digest == digest))

@@ -117,6 +117,44 @@ def test_a_pull_deferred_while_a_write_waits_is_written_by_the_next_flush(tmp_pa
     assert sorted(r.resource for r in rows) == ["test/app:first", "test/app:second"] and total == 2
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_model(request, tmp_path):
+    """A migrated model with one project "test", on SQLite or a fresh PostgreSQL database; (db, project id)."""
+    if request.param == "sqlite":
+        return model_db(tmp_path)
+    from registry.model.db import open_database
+    from registry.model.tables import Project
+    db = open_database(request.getfixturevalue("postgres")())
+    with db.session() as s:
+        project = Project(name="test")
+        s.add(project)
+        s.flush()
+        return db, project.id
+
+
+def test_a_batch_of_pulls_alike_is_written_one_entry_per_pull(any_model):
+    """A batch's pulls of one artifact by one client share their entry's columns but the time (written in groups,
+    over several statements when many): each pull is an entry of its own, with its own time, next to an event's and
+    an odd pull's. A client's name and address are data, not SQL."""
+    from registry.events import record
+    db, test_id = any_model
+    odd = "bob'); DROP TABLE audit_logs; --"
+    alike = [("test/app", DIGEST, "1", "alice", "10.1.1.1", "reg", 1_800_000_000.0 + i) for i in range(600)]
+    pulls = [*alike[:300], ("test/app", DIGEST, None, odd, "10.1.1.2", "reg", 1_700_000_000.0), *alike[300:]]
+    push = Event("PUSH_ARTIFACT", "test", "test/app", operator="carol", remote_addr="10.1.1.3",
+                 resources=({"digest": DIGEST, "tag": "1"},), time=1_600_000_000.0)
+    record(db, [push], pulls)
+    rows, total = audit.query(db, audit.AuditQuery(username="alice"), 0, 1000)
+    assert total == 600 and sorted(r.op_time for r in rows) == [p[6] for p in alike]
+    assert {(r.operation, r.resource_type, r.resource, r.remote_addr, r.project_id) for r in rows} == {
+        ("pull", "artifact", "test/app:1", "10.1.1.1", test_id)}
+    rows, total = audit.query(db, audit.AuditQuery(username=odd), 0, 10)
+    assert total == 1 and (rows[0].resource, rows[0].op_time) == (f"test/app@{DIGEST}", 1_700_000_000.0)
+    rows, total = audit.query(db, audit.AuditQuery(operation=("push",)), 0, 10)
+    assert total == 1 and (rows[0].username, rows[0].op_time) == ("carol", 1_600_000_000.0)
+    assert audit.query(db, audit.AuditQuery(), 0, 1)[1] == 602
+
+
 # -- through the registry ------------------------------------------------------------------------------------------
 def test_push_pull_delete_through_the_registry_are_audited(any_database_server):
     import requests

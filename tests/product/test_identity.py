@@ -285,6 +285,14 @@ def test_a_kept_token_verdict_ends_with_the_token_and_the_rights(tmp_path):
     assert status(first) == 401  # expired, though its verdict was kept
     second = token()
     assert status(second) == 404
+    # A header ending as a kept verdict's (its signature, on other claims) is not answered by that verdict: it is
+    # verified, and refused; the kept one still answers.
+    head, payload, signature = second["Authorization"][7:].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["access"][0]["actions"] = ["pull", "push", "delete"]
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    assert status({"Authorization": f"Bearer {head}.{forged}.{signature}"}) == 401
+    assert status(second) == 404
     assert client.put(f"/api/v2.0/robots/{robot['id']}", headers=admin, json={"disable": True}).status_code == 200
     assert status(second) == 401
     app.extensions["registry"].model.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 
@@ -98,6 +99,11 @@ def test_token_auth(make_server, htpasswd, access_config):
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert header["alg"] == "ES256" and claims["aud"] == "dockyard-registry" and claims["sub"] == "alice"
+    # The docker token spec's claims and header, the token ID short (96 random bits) but unique.
+    assert set(claims) == {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "access"} and header["kid"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16}", claims["jti"])
+    assert jwt.decode(_token(server, "repository:tok/img:pull", ("alice", "alice-pw")),
+                      options={"verify_signature": False})["jti"] != claims["jti"]
     assert claims["access"] == [{"type": "repository", "name": "tok/img", "actions": ["pull", "push"]}]
     img = make_image([layer_tar({"t": b"token"})])
     bearer = {"Authorization": f"Bearer {token}"}
