@@ -22,9 +22,6 @@ if TYPE_CHECKING:  # the model (SQLAlchemy) is imported only by --projects serve
     from registry.model.db import Database
 
 BASIC_REALM = "dockyard-registry"
-# Characters of a bearer header's end that key its kept verdicts: within an ES256 token's signature (86), and all of
-# any shorter header.
-_BEARER_KEY = 64
 
 
 @dataclass(frozen=True)
@@ -209,13 +206,12 @@ class Authorizer:
         if header[:7].lower() != "bearer ":
             raise self._challenge(need)
         # The need's fields, not the Need: a dataclass's __hash__ and __eq__ are Python calls, a tuple's are not. The
-        # header's end (its token's signature), not all of it: the header is a new string of hundreds of bytes on
-        # every request, and hashing all of it cost ~1k instructions (~1.5 a byte). A kept verdict holds the whole
-        # header, which must be this one: another token ending alike only takes the place (and the cost) of a miss.
-        key = ("bearer", header[-_BEARER_KEY:], need.name, need.action, need.kind)
+        # whole header, not the token cut from it: one header carries one token, and the cut would copy a string of
+        # hundreds of bytes, and hash it again, on every request.
+        key = ("bearer", header, need.name, need.action, need.kind)
         if self.model is not None:  # a verdict kept for this token and need: no decoding, no grant lookup
             kept = lazy("access").decided(generation_of(environ, self.model), key)
-            if kept is not None and kept[2] == header and kept[0] > time.time():
+            if kept is not None and kept[0] > time.time():
                 return kept[1]
         token = header[7:].strip()
         claims = tokens.verify(token)
@@ -227,15 +223,13 @@ class Authorizer:
             raise self._challenge(need, error="insufficient_scope")
         user = claims.get("sub") or None
         if self.config.projects:
-            self._still_granted(environ, key, header, claims["exp"], user, need)
+            self._still_granted(environ, key, claims["exp"], user, need)
         return user
 
-    def _still_granted(self, environ: dict, key: tuple, header: str, expires: float, user: str | None,
-                       need: Need) -> None:
+    def _still_granted(self, environ: dict, key: tuple, expires: float, user: str | None, need: Need) -> None:
         """(--projects) A token's grant decided again by the model's current rights, so a robot disabled, a user
         deleted or rights taken away since the token was issued count at once. The verdict is kept per token and
-        need (`key`, and the whole `header` it was decided for) for the auth generation (a change drops it), until
-        the token or the caller expires."""
+        need (`key`) for the auth generation (a change drops it), until the token or the caller expires."""
         principal = self._principal(user)
         if user is not None and principal is None:
             raise self._challenge(need, error="invalid_token")
@@ -243,7 +237,7 @@ class Authorizer:
                 and need.action not in self._project_rights(principal, need.name):
             raise self._challenge(need, error="insufficient_scope")
         until = expires if principal is None or principal.expires_at == -1 else min(expires, principal.expires_at)
-        lazy("access").remember(generation_of(environ, self._db()), key, (until, user, header))
+        lazy("access").remember(generation_of(environ, self._db()), key, (until, user))
 
     def allowed(self, request: Request, name: str, action: str) -> bool:
         """Whether the request may do `action` on `name` (for mount sources), without raising."""

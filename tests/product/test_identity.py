@@ -285,8 +285,8 @@ def test_a_kept_token_verdict_ends_with_the_token_and_the_rights(tmp_path):
     assert status(first) == 401  # expired, though its verdict was kept
     second = token()
     assert status(second) == 404
-    # A header ending as a kept verdict's (its signature, on other claims) is not answered by that verdict: it is
-    # verified, and refused; the kept one still answers.
+    # A kept verdict's signature on other claims is not answered by that verdict: it is verified, and refused; the
+    # kept one still answers.
     head, payload, signature = second["Authorization"][7:].split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["access"][0]["actions"] = ["pull", "push", "delete"]
