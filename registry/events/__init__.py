@@ -163,7 +163,6 @@ def _by_shared(pulls: Sequence[tuple]) -> dict[tuple, list[float]]:
     return shared
 
 
-
 @functools.cache
 def _project_statement() -> Select:
     """record()'s look-up of a project by name (bind b_name): its id and whether it has an enabled webhook policy.
