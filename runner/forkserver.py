@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard.forks import joined_threads_gone
 from runner import runtime
 from runner.runtime import ExitStatus, StartError
 
@@ -52,6 +53,7 @@ class ForkServer:
     @classmethod
     def start(cls) -> ForkServer:
         """Fork the server (the caller must be single-threaded now)."""
+        joined_threads_gone()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 from dockyard.machine import machine
@@ -78,10 +79,16 @@ MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 
 
+@functools.cache
+def _abi() -> str:
+    """The machine whose syscall numbers this interpreter uses: fixed for the process, whatever its personality."""
+    return machine()
+
+
 def _syscall(name: str) -> int:
     """The number of syscall `name` on the machine this interpreter runs as (not os.uname()'s under a personality:
     with `setarch linux32` a 64-bit runtime still calls by x86_64's numbers)."""
-    arch = machine()
+    arch = _abi()
     try:
         return _SYSCALLS[arch][name]
     except KeyError:

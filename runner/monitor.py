@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError
+from dockyard.forks import joined_threads_gone
 from runner.containers import Container, Containers, now, proc_start_time
 from runner.forking import StartError, report, start_error
 from runner.network.container import attach_netns, make_netns, network_down
@@ -309,6 +310,7 @@ def start_detached(root: str, cid: str, client: int | None = None) -> None:
     except FileNotFoundError:
         pass
     r, w = os.pipe2(os.O_CLOEXEC)
+    joined_threads_gone()  # e.g. a pull's, just before
     pid = os.fork()
     if pid == 0:
         try:

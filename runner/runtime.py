@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError, NotFound
+from dockyard.forks import joined_threads_gone
 from runner import linux
 from runner.cgroups import Cgroup, container_path
 from runner.forking import StartError, start_error
@@ -94,6 +95,7 @@ def _spawn(config: dict, bundle: str, container_id: str, stdio: tuple[int, int, 
             linux.unshare(linux.CLONE_NEWPID)
         # The child is born non-dumpable: in a pid namespace it joins, others see it before it can conceal itself.
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        joined_threads_gone()  # e.g. a pull's, just before
         pid = os.fork()
         if pid == 0:
             container_init(config, bundle, cgroup, stdio, errw, exec_fifo, die_with_parent=exec_fifo is None, go=go,

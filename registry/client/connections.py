@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from dockyard.forks import joined_threads_gone
+
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 # Bytes per sendfile(2) call: big enough to be cheap, small enough for progress and cancellation.
@@ -193,6 +195,7 @@ class _Deadlines:
                 self._cond = self._thread = None
                 cond.notify()
             thread.join()
+        joined_threads_gone()
 
     def add(self, w: Watchdog) -> None:
         while True:

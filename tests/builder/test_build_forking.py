@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from support import FORK_WARNINGS, process_state
+from support import FORK_WARNINGS, REPO, process_state
 
 PARALLEL = ("FROM busybox AS a\nRUN echo a > /a\nRUN echo a2 >> /a\n"
             "FROM busybox AS b\nRUN echo b > /b\nRUN echo b2 >> /b\n"
@@ -89,3 +89,29 @@ def test_a_server_forked_after_other_steps_forks_no_threaded_process(context, bu
     res = build(ctx, "--no-cache", "-t", "late", env={"PYTHONWARNINGS": FORK_WARNINGS})
     assert "multi-threaded" not in res.err
     assert inspect.read("late", "new/out") == "x\n"
+
+
+def test_the_fork_server_waits_for_joined_threads_to_leave_the_kernel():
+    # join() returns before a thread's own exit (before 3.13), so a fork server started right after a pull's threads
+    # were joined, or its request deadlines' thread ended, could copy one of them. The kernel's count of threads is
+    # read as each fork is made, by a hook registered first so that it runs last (after the deadlines' hook).
+    code = """if True:
+        import os, socket, threading
+        seen = []
+        os.register_at_fork(before=lambda: seen.append(len(os.listdir("/proc/self/task"))))
+        from registry.client.connections import Watchdog
+        from runner.forkserver import ForkServer
+        def work():
+            bytearray(4 << 20); sum(range(20000))
+        a, b = socket.socketpair()
+        for i in range(200):
+            threads = [threading.Thread(target=work) for _ in range(6)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            if i % 2:  # a request answered: the deadlines' thread lives until the fork
+                Watchdog(a, 30).cancel()
+            ForkServer.start().close()
+        print(max(seen), len(seen))
+    """
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert (p.returncode, p.stdout) == (0, "1 200\n"), p.stderr
