@@ -86,6 +86,24 @@ from memory 0.097 s vs 0.082 s for bare inflate + two sha256 + one write) is nea
 push): to distribution `many` 1.08x / 0.21x, push 0.36x; `mixed` 0.86x / 0.38x, push 0.57x; `big` 0.67x / 0.34x,
 push 0.74x (skopeo's push 0.36-0.63 s over the runs, the ingest floor 0.31 s of our 0.38 s); to our registry `many`
 1.07x, push 0.58x; `mixed` 0.79x, push 0.65x.
+
+2026-11-30 evening (issue 15 item 2), a busy box (load 3-10), to distribution, in-process pulls alternating between
+variants, medians. Is the registry the bound? Its CPU (all its threads' schedstat) per pull of `many`, 10 pulls each
+alternating with skopeo's `oci:` pull: ours 0.180 s vs skopeo's 0.188 s, in a second run 0.173 vs 0.163 s (a 4 MiB
+SO_RCVBUF on our sockets: 0.174 s): the same within the noise, ~4 ms a request, and we make 45 requests to skopeo's 43
+(the referrers API's 404 and its fallback tag's). So both clients cost distribution ~0.17 s of CPU per ~0.21-0.26 s
+pull: it is the bound for either. Not kept: isal for the gunzip (alone faster on text, a 10 MB text layer 11.2 ->
+10.4 ms, the same on random data; in pulls slower, 16 each: `many` 0.224 -> 0.241 s, CPU 0.201 -> 0.223 s; `big`
+0.172 -> 0.188 s, CPU 0.211 -> 0.240 s; apply_layer of `many`'s layers from memory +8 ms user time; a sha256 just
+after an isal inflate ran slower over the same bytes, 46 -> 51-58 ms); one syncfs at the end of the pull instead of
+one per layer (timed without deferring the renames, the bound): `many` 0.222 -> 0.235 s, `mixed` 0.228 -> 0.232 s,
+the last syncfs waiting for the whole image. Kept: a layer of at most 8 files and directories made durable by an
+fsync of each and of its blob, not a syncfs, which also waits for every other writer's dirty data on the filesystem
+(distribution syncs what it is pushed: 0.2 MB dirty after pushing `mixed`, so not this bench's own pushes). 12 each,
+with 100 MB written unsynced before each pull: `many` 0.261 -> 0.238 s, `mixed` 0.283 -> 0.243 s; nothing else
+dirty: 0.214 -> 0.209 s, 0.232 -> 0.234 s; on a journaled ext4 (a loop device) 0.477 -> 0.274 s dirty, 0.265 ->
+0.279 s not. This bench, 5 runs each, start commit -> after, minutes apart: `many` 1.16x -> 1.07x (0.28 vs 0.24 s ->
+0.27 vs 0.25 s), `mixed` 0.87x -> 0.95x (0.29 vs 0.33 s -> 0.29 vs 0.31 s): our times unchanged, skopeo's moving.
 """
 
 from __future__ import annotations

@@ -56,6 +56,13 @@ BLOBS_ONLY = "blobs-only"
 # unpacking it then each take a core (a 64 MiB layer pulls in 0.56 s rather than 0.70 s). For a smaller one
 # the thread's start and hand-offs cost more than the overlap wins, and a pull's parallel layers keep the cores busy.
 UNPACK_THREAD_SIZE = 8 << 20
+# An unpacked layer of at most this many files and directories is put on disk by an fsync of each (and of its blob),
+# a bigger one by one syncfs. A syncfs also waits for every other writer's dirty data on the filesystem: with 100 MB
+# written (not synced) before each pull, 40 one-file layers pulled in 0.261 s with a syncfs each vs 0.238 s with
+# fsyncs (ext4 without a journal; with one, 0.477 vs 0.274 s), and with nothing else dirty 0.214 vs 0.209 s (with a
+# journal 0.265 vs 0.279 s). But an fsync per entry costs ~0.3 ms where a syncfs of many small files costs ~0.02 ms
+# a file (see fsutil.durable_tree), so a big tree takes the syncfs.
+SMALL_TREE = 8
 # Unpacked layers being removed are first renamed into tmp/ under this prefix (see Store.gc).
 _GONE = "gone-"
 _HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
@@ -681,10 +688,17 @@ class Store:
             chain.append(chain_id)
 
         def durable(blob_fd: int) -> None:
-            """The blob's temp file and the unpacked tree on disk in one syncfs, before either is renamed."""
-            durable_tree(tmp)
-            if os.fstat(blob_fd).st_dev != os.stat(tmp).st_dev:  # tmp/ and layers/ on different filesystems
+            """The blob's temp file and the unpacked tree on disk before either is renamed: a small tree entry by
+            entry with the blob, a bigger one in one syncfs with it (see SMALL_TREE)."""
+            entries = _small_tree(tmp)
+            if entries is not None:
                 os.fsync(blob_fd)
+                for path, is_dir in entries:
+                    _fsync_path(path, is_dir)
+            else:
+                durable_tree(tmp)
+                if os.fstat(blob_fd).st_dev != os.stat(tmp).st_dev:  # tmp/ and layers/ on different filesystems
+                    os.fsync(blob_fd)
             synced.append(True)
 
         with self.writing():
@@ -939,6 +953,40 @@ def _layer_errors(desc: Descriptor) -> Iterator[None]:
         yield
     except LayerError as e:
         raise LayerError(f"layer {desc.digest}: {e}") from None
+
+
+def _small_tree(root: str) -> list[tuple[str, bool]] | None:
+    """A tree's regular files and directories, each with whether it is a directory, children before their parent,
+    when there are at most SMALL_TREE of them and nothing else; otherwise None. Anything else (a symlink, a device
+    node, an extended attribute) is metadata an fsync need not write on every filesystem, so it takes a syncfs."""
+    found: list[tuple[str, bool]] = []
+
+    def walk(directory: str) -> bool:
+        with os.scandir(directory) as it:
+            for entry in it:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not (is_dir or entry.is_file(follow_symlinks=False)) or len(found) >= SMALL_TREE:
+                    return False
+                if is_dir and not walk(entry.path):
+                    return False
+                found.append((entry.path, is_dir))
+        return True
+
+    if not walk(root) or len(found) >= SMALL_TREE:
+        return None
+    found.append((root, True))
+    if any(os.listxattr(path, follow_symlinks=False) for path, _ in found):
+        return None
+    return found
+
+
+def _fsync_path(path: str, is_dir: bool) -> None:
+    """fsync a file or directory by its path (not following a symlink)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_DIRECTORY if is_dir else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: str) -> None:

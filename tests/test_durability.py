@@ -58,9 +58,17 @@ def _traced(root: str, *args: str, env: dict[str, str] | None = None) -> list[Ca
     return calls
 
 
+def _entries(published: str, tree: str) -> set[str]:
+    """The files and directories (the root too) of a published layer, named as they were in the tree before."""
+    found = {tree}
+    for top, dirs, files in os.walk(published):
+        found.update(os.path.join(tree, os.path.relpath(os.path.join(top, n), published)) for n in dirs + files)
+    return found
+
+
 def _check_order(calls: list[Call], root: str, layers: int) -> None:
-    """Each layer tree's rename follows a syncfs begun after the tree was last touched and is followed by an fsync
-    of layers/; each blob renamed in from tmp/ follows an fsync of it or a syncfs, after its last write; the blobs'
+    """Each layer tree's rename follows a syncfs begun after the tree was last touched, or fsyncs of each of its files
+    and directories after that with nothing written meanwhile, and is followed by an fsync of layers/; each blob renamed in from tmp/ follows an fsync of it or a syncfs, after its last write; the blobs'
     directory is fsynced after the last blob's rename before index.json's; all before index.json's rename."""
     index = [c for c in calls if c.name in _RENAMES and c.paths[-1:] == [f"{root}/images/index.json"]][-1]
     layer_name = re.compile(re.escape(f"{root}/layers/") + "[0-9a-f]{64}$")
@@ -71,8 +79,17 @@ def _check_order(calls: list[Call], root: str, layers: int) -> None:
     for rename in published:
         tree = rename.paths[0]
         assert rename.result.startswith("0"), rename
-        touched = max(c.end for c in calls if c.name != "syncfs" and c.start < rename.start and f"{tree}/" in c.args)
-        assert any(touched < s.start and s.end < rename.start for s in syncs), f"{tree}: no syncfs after its writes"
+        # The tree is put on disk from the first fsync of an entry (a small tree, entry by entry) or by a syncfs.
+        synced_from = min((c.start for c in calls if c.name == "fsync" and re.search(rf"<{re.escape(tree)}[/>]", c.args)),
+                          default=rename.start)
+        touched = max(c.end for c in calls if c.name != "syncfs" and c.start < synced_from and f"{tree}/" in c.args)
+        if not any(touched < s.start and s.end < rename.start for s in syncs):
+            entries = _entries(os.path.join(root, "layers", os.path.basename(rename.paths[-1])), tree)
+            fsynced = {c.args.split(">", 1)[0].partition("<")[2] for c in calls if c.name == "fsync"
+                       and touched < c.start and c.end < rename.start and c.result.startswith("0")}
+            assert entries <= fsynced, f"{tree}: neither a syncfs after its writes nor fsyncs of {entries - fsynced}"
+            assert not any(c.name in ("write", "mkdir", "mkdirat") and f"{tree}/" in c.args and touched < c.start
+                           and c.start < rename.start for c in calls), f"{tree}: written to while being fsynced"
         assert any(rename.end < f.start and f.end < index.start for f in layer_syncs), f"{tree}: layers/ not fsynced"
     blob_dir = f"{root}/images/blobs/sha256"
     for rename in (c for c in calls if c.name in _RENAMES and c.paths[0].startswith(f"{root}/tmp/")
@@ -94,7 +111,9 @@ def test_pull_publishes_layers_and_blob_names_durably(tmp_path):
     registry = start_distribution(tmp_path / "distribution")
     try:
         src = Store(str(tmp_path / "src"))
-        crafted = image([tar_of((f"etc/file{i}", os.urandom(2000)), (f"usr/lib/l{i}/x", b"x" * i)) for i in range(4)])
+        # Small layers (fsynced entry by entry) and a bigger one (a syncfs)
+        crafted = image([tar_of((f"etc/file{i}", os.urandom(2000)), (f"usr/lib/l{i}/x", b"x" * i)) for i in range(3)]
+                        + [tar_of(*((f"usr/share/f{i}", os.urandom(100)) for i in range(12)))])
         with src.transaction() as added:
             for blob in (crafted.config, *crafted.layers):
                 src.write_blob_bytes(blob, added=added)
