@@ -57,8 +57,9 @@ from dockyard.resident import (
 # the environment, the cwd, /proc, the clock or the personality: each child would be handed the server's.
 PRELOAD = ("dockyard.errors", "dockyard.roots", "dockyard.store", "dockyard.cli.output", "runner.create",
            "runner.runtime", "runner.monitor", "runner.lifecycle", "runner.listing", "runner.containers",
-           "registry.client.pull", "registry.client.push", "dockyard.layers.unpacker", "builder.build",
-           "builder.output", "builder.ssh", "runner.network.hosts")
+           "registry.client.transfer", "registry.client.pull", "registry.client.push", "dockyard.layers.unpacker",
+           "builder.build", "builder.output", "builder.ssh", "runner.network.hosts",
+           "encodings.idna")  # (a str host's getaddrinfo encodes it so)
 PACKAGES = ("dockyard", "builder", "registry", "runner", "compose")
 SO_PEERPIDFD = 77  # (Linux 6.5) a pidfd of the process that connected
 _RLIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
