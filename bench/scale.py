@@ -59,6 +59,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "registry")
 from ceph import Ceph  # noqa: E402
 from registries import start_distribution as launch_distribution  # noqa: E402
 from regkit import s3_section  # noqa: E402
+from servers import wait_up  # noqa: E402
 from support import free_port  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -109,21 +110,6 @@ def usage(sessions: dict[int, str]) -> dict[str, Usage]:
     return out
 
 
-def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{url} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            status, _, _ = request(url, "GET", "/v2/")
-            if status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{url} did not start: {log.read_text()[-2000:]}")
-
-
 def spawn(argv: list[str], log: Path, **kw) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
@@ -144,18 +130,6 @@ def stop(procs: list[subprocess.Popen]) -> None:
 def connect(url: str) -> http.client.HTTPConnection:
     """A keep-alive connection to the server at `url`."""
     return http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=300)
-
-
-def request(url: str, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One request on a fresh connection: (status, headers, body)."""
-    conn = connect(url)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -215,7 +189,7 @@ class Fleet:
             self.procs.append(proc)
             group.append((url, proc))
             # One at a time: the first makes the shared root (and the token key in it) before the others start.
-            wait_up(url, proc, log)
+            wait_up(url, proc, log=log)
         return group[:count]
 
     def direct(self) -> tuple[str, subprocess.Popen]:
@@ -251,7 +225,7 @@ backend replicas
         proc = spawn(["haproxy", "-db", "-f", str(config)], log)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        wait_up(url, proc, log)
+        wait_up(url, proc, log=log)
         self.proxies[name] = Setup(name, url, {proc.pid: "lb"} | {p.pid: "registry" for _, p in replicas})
 
 
