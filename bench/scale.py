@@ -27,6 +27,20 @@ number of replicas.
 and 1055-1120 -> 1729 MiB/s per core. 3 replicas / 1 per core then: manifest 0.94x, blob 0.90x, push 0.85x (before:
 0.85-0.89x, 0.76-0.88x, 0.97-0.98x; push moves that much between runs).
 
+2026-11-30 evening, a busy box (load 5-12): what a push costs 3 replicas more. Per pushed image, `strace -c -f` of
+every worker made the same storage calls with 1 or 3 replicas (fs: 18 fsyncs, ~41 opens; S3: 44 requests) but one: a
+PUT on another replica than its PATCH read the digest so far from its own object (S3: a GET). That digest now rides
+in the data writer's note (S3: the tail's metadata; one PUT less per PATCH too). The rest is the event loop: a lone
+worker per replica sleeps and wakes twice as often per image (voluntary switches fs 17-18 vs 11-12, S3 28-31 vs
+10-15; epoll_wait 2x), on S3 ~6 ms of user time an image (+25%): no storage call, no per-process cache. CPU per
+image, registry and HAProxy, before/after the note (both trees' fleets on one Ceph, 4 alternating rounds, medians):
+S3 x3 / x1 per core 0.81-0.87x -> 0.86-0.91x (x3 -6 to -8% an image, x1 -1%), fs 0.94x -> 0.95x (noise). This
+script, with a second of pushes through each setup first (each worker's first S3 use, boto3's import, ~0.2 s of CPU,
+had fallen in round 1): fs (two runs, the second with the note) manifest 0.89-0.91x, blob 0.84-0.91x, push
+0.90-0.91x; S3 before the note 0.99x, 0.94x, 0.96x; with it (two runs at load 10-12) 0.80-1.01x, 0.84-1.02x,
+0.82-0.90x: the reads, which it does not touch, moved as much, so the box's load sets these ratios more than the
+registry does.
+
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
 Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]
