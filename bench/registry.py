@@ -61,6 +61,7 @@ import urllib.parse
 from pathlib import Path
 
 import requests
+from servers import wait_up
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -79,19 +80,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server {url} exited with {proc.returncode}")
-        try:
-            requests.get(url + "/v2/", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    sys.exit(f"server {url} did not start")
 
 
 def start_distribution(work: Path) -> tuple[str, subprocess.Popen]:

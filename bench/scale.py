@@ -27,6 +27,20 @@ number of replicas.
 and 1055-1120 -> 1729 MiB/s per core. 3 replicas / 1 per core then: manifest 0.94x, blob 0.90x, push 0.85x (before:
 0.85-0.89x, 0.76-0.88x, 0.97-0.98x; push moves that much between runs).
 
+2026-11-30 evening, a busy box (load 5-12): what a push costs 3 replicas more. Per pushed image, `strace -c -f` of
+every worker made the same storage calls with 1 or 3 replicas (fs: 18 fsyncs, ~41 opens; S3: 44 requests) but one: a
+PUT on another replica than its PATCH read the digest so far from its own object (S3: a GET). That digest now rides
+in the data writer's note (S3: the tail's metadata; one PUT less per PATCH too). The rest is the event loop: a lone
+worker per replica sleeps and wakes twice as often per image (voluntary switches fs 17-18 vs 11-12, S3 28-31 vs
+10-15; epoll_wait 2x), on S3 ~6 ms of user time an image (+25%): no storage call, no per-process cache. CPU per
+image, registry and HAProxy, before/after the note (both trees' fleets on one Ceph, 4 alternating rounds, medians):
+S3 x3 / x1 per core 0.81-0.87x -> 0.86-0.91x (x3 -6 to -8% an image, x1 -1%), fs 0.94x -> 0.95x (noise). This
+script, with a second of pushes through each setup first (each worker's first S3 use, boto3's import, ~0.2 s of CPU,
+had fallen in round 1): fs (two runs, the second with the note) manifest 0.89-0.91x, blob 0.84-0.91x, push
+0.90-0.91x; S3 before the note 0.99x, 0.94x, 0.96x; with it (two runs at load 10-12) 0.80-1.01x, 0.84-1.02x,
+0.82-0.90x: the reads, which it does not touch, moved as much, so the box's load sets these ratios more than the
+registry does.
+
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
 Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]
@@ -59,6 +73,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "registry")
 from ceph import Ceph  # noqa: E402
 from registries import start_distribution as launch_distribution  # noqa: E402
 from regkit import s3_section  # noqa: E402
+from servers import wait_up  # noqa: E402
 from support import free_port  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -67,6 +82,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 BLOB_SIZE = 64 << 20
 PUSH_LAYER = 1 << 20
 PUSHERS = 16
+WARM_UP = 1.0  # seconds of pushes through each setup before the rounds
 REPLICAS = (1, 2, 3)
 BUCKET = "bench"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -109,21 +125,6 @@ def usage(sessions: dict[int, str]) -> dict[str, Usage]:
     return out
 
 
-def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{url} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            status, _, _ = request(url, "GET", "/v2/")
-            if status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{url} did not start: {log.read_text()[-2000:]}")
-
-
 def spawn(argv: list[str], log: Path, **kw) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
@@ -144,18 +145,6 @@ def stop(procs: list[subprocess.Popen]) -> None:
 def connect(url: str) -> http.client.HTTPConnection:
     """A keep-alive connection to the server at `url`."""
     return http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=300)
-
-
-def request(url: str, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One request on a fresh connection: (status, headers, body)."""
-    conn = connect(url)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -215,7 +204,7 @@ class Fleet:
             self.procs.append(proc)
             group.append((url, proc))
             # One at a time: the first makes the shared root (and the token key in it) before the others start.
-            wait_up(url, proc, log)
+            wait_up(url, proc, log=log)
         return group[:count]
 
     def direct(self) -> tuple[str, subprocess.Popen]:
@@ -251,7 +240,7 @@ backend replicas
         proc = spawn(["haproxy", "-db", "-f", str(config)], log)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        wait_up(url, proc, log)
+        wait_up(url, proc, log=log)
         self.proxies[name] = Setup(name, url, {proc.pid: "lb"} | {p.pid: "registry" for _, p in replicas})
 
 
@@ -499,6 +488,10 @@ def main() -> int:
             digests["distribution"] = seed(distribution.url)
             setups += [(Setup("dockyard s3", url, {replica.pid: "registry"}), digests["s3"]),
                        (distribution, digests["distribution"])]
+        # Every worker's first use of its storage outside the rounds: on S3 that is boto3's import and client, ~0.2 s
+        # of CPU a worker, which the seed paid only for the 1-replica setup's.
+        for setup, _ in setups:
+            pushes(setup.url, WARM_UP)
         results: dict[tuple[str, str], Result] = {}
         for i in range(args.rounds):
             for setup, digest in setups if i % 2 == 0 else reversed(setups):

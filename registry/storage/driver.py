@@ -10,6 +10,9 @@ Contract, for a second backend such as S3 (which has no rename and no directorie
 - A writer's bytes need only be readable at its path after `commit`; `close` keeps what was written so a later
   `writer(path, append=True)` resumes it (S3: a multipart upload, resumed by its parts), and `stat` then reports
   the size written so far (S3: the sum of the pending upload's parts).
+- A writer's `note` (a few ASCII bytes, e.g. the digest of what it wrote) is kept with the uncommitted write by
+  `close` and read back by the next writer of the path in any process (S3: metadata of the tail object the close
+  writes anyway, so it costs no request of its own); commit and cancel drop it.
 - `touch` refreshes a path's modification time (GC reads it as "last used"; S3: copy the object onto itself).
 - `lock` is an advisory lock shared by every process serving the same store (GC runs while pushes go on): the
   driver's `locks` (registry.storage.locks), flocks on one host or Redis locks shared by every replica.
@@ -66,6 +69,16 @@ class FileWriter(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> None:
         """Stop writing and remove the path's content."""
+
+    @property
+    @abc.abstractmethod
+    def note(self) -> bytes:
+        """What the last `close` of this uncommitted write kept with it (b"" when nothing), or what was set since."""
+
+    @note.setter
+    @abc.abstractmethod
+    def note(self, value: bytes) -> None:
+        """Keep `value` (a few ASCII bytes) with the write at `close`."""
 
     def __enter__(self) -> FileWriter:
         return self

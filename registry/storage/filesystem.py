@@ -128,13 +128,41 @@ class FilesystemDriver(StorageDriver):
 
 
 class _Writer(FileWriter):
-    """Appends to the file in place, starting writeback as it goes so the fsync at commit has little left."""
+    """Appends to the file in place, starting writeback as it goes so the fsync at commit has little left. Its note
+    is a hidden file beside it (a temp file's name: listings skip it, the purge of partial writes takes it)."""
 
     def __init__(self, path: str, append: bool):
         self._path = path
+        directory, name = os.path.split(path)
+        self._note_path = os.path.join(directory, f"{TEMP_PREFIX}note.{name}")
+        self._note: bytes | None = None if append else b""  # None: not read yet (most writers never ask)
+        self._noted: bytes | None = self._note  # what the note file holds, when known
+        if not append:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._note_path)
         # Kept open across write() calls; commit()/cancel() close it.
         self._file = open(path, "ab" if append else "wb")  # noqa: SIM115
         self._size = self._flushed = os.fstat(self._file.fileno()).st_size
+
+    @property
+    def note(self) -> bytes:
+        if self._note is None:
+            try:
+                with open(self._note_path, "rb") as f:
+                    self._note = f.read()
+            except FileNotFoundError:
+                self._note = b""
+            self._noted = self._note
+        return self._note
+
+    @note.setter
+    def note(self, value: bytes) -> None:
+        self._note = value
+
+    def _drop_note(self) -> None:
+        if self._noted != b"":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._note_path)
 
     def write(self, data: bytes) -> int:
         n = self._file.write(data)
@@ -155,11 +183,18 @@ class _Writer(FileWriter):
         with self._file:
             self._file.flush()
             os.fsync(self._file.fileno())
+        self._drop_note()
 
     def close(self) -> None:
+        if self._file.closed:
+            return
         self._file.close()
+        if self._note is not None and self._note != self._noted:
+            # Not durable: a note says what the bytes are, and one a crash lost only costs reading them again.
+            atomic_write(self._note_path, self._note, durable=False)
 
     def cancel(self) -> None:
         self._file.close()
+        self._drop_note()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path)

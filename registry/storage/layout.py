@@ -8,7 +8,7 @@ hash state) and the cleanup of stale ones.  The paths are those the registry has
     repositories/<name>/_manifests/revisions/<algo>/<hex>  link of a manifest (holds its media type)
     repositories/<name>/_manifests/tags/<tag>              a tag (holds the manifest digest)
     repositories/<name>/_referrers/<algo>/<hex>/<algo>-<hex>  a referrer of a subject (its descriptor, JSON)
-    uploads/<id>/{info,data,sha256,lock}                   an upload session
+    uploads/<id>/{info,data,lock}                          an upload session (the digest so far: data's note)
     gc.lock                                                shared by writers that make a blob live, exclusive for GC
     gc.clock                                               written by GC to read the storage's clock (its mtime)
 
@@ -459,10 +459,9 @@ class Layout:
             # Even a broken-off chunk leaves a consistent (data, hash) pair for the client to resume from.
             if hasher is not None and not (last and complete):
                 self._keep_hasher(info.id, hasher, writer.size)
-                # Another worker may get the closing PUT: leave it the digest so far, so it need not rehash.
-                # Not durable: losing it in a crash only costs a rehash.
-                self.driver.put_content(f"uploads/{info.id}/sha256",
-                                        f"{writer.size} {hasher.hexdigest()}".encode(), durable=False)
+                # Another worker (or replica) may get the closing PUT: the digest so far goes with the data, so it
+                # need not rehash; in the writer's note, which costs S3 no request of its own.
+                writer.note = f"{writer.size} {hasher.hexdigest()}".encode()
         return hasher
 
     def _take_hasher(self, upload_id: str, size: int) -> _Hasher | None:
@@ -486,7 +485,7 @@ class Layout:
         with self._session(repo, upload_id) as (info, writer):
             hasher = self._append(info, writer, stream or io.BytesIO(), last=True)
             size = writer.size
-            found = self._known_digest(upload_id, digest.algorithm, size, hasher)
+            found = self._known_digest(writer, digest.algorithm, hasher)
             committed = found is None
             if found is None:  # read back, so committed first
                 writer.commit()
@@ -512,18 +511,19 @@ class Layout:
             self._remove_upload(upload_id)
             return BlobInfo(digest, size)
 
-    def _known_digest(self, upload_id: str, algorithm: str, size: int, hasher: _Hasher | None) -> Digest | None:
-        """The digest of the session's `size` bytes without reading them: from this request's running hash or the
-        one another worker recorded; None when neither is there."""
+    @staticmethod
+    def _known_digest(writer: FileWriter, algorithm: str, hasher: _Hasher | None) -> Digest | None:
+        """The digest of the session's bytes without reading them: from this request's running hash or the one
+        another worker noted with them (for exactly this many bytes); None when neither is there."""
         if algorithm != "sha256":
             return None
         if hasher is not None:
             return Digest("sha256", hasher.hexdigest())
         try:
-            recorded_size, hexdigest = self.driver.get_content(f"uploads/{upload_id}/sha256").decode().split()
-            if int(recorded_size) == size:
-                return Digest("sha256", hexdigest)
-        except (FileNotFoundError, ValueError):
+            noted_size, hexdigest = writer.note.decode("ascii").split()
+            if int(noted_size) == writer.size:
+                return Digest.parse(f"sha256:{hexdigest}")
+        except (ValueError, InvalidDigest):
             pass
         return None
 

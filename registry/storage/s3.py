@@ -6,7 +6,8 @@ How the driver contract (registry.storage.driver) maps onto S3, which has no ren
 - A writer keeps full parts of `chunksize` bytes in a multipart upload of the path's key, and what is left below
   the part minimum (S3 refuses smaller non-last parts) in a hidden tail object `<dir>/.tmp-tail.<name>`, so a
   writer closed after one PATCH is resumed by the next (in any process) from the upload's parts plus the tail, as
-  distribution buffers below the minimum.  The tail names the upload and its part count, so the open write is
+  distribution buffers below the minimum.  The tail names the upload and its part count (and carries the writer's
+  note: an upload's digest so far costs no object of its own), so the open write is
   found without a listing: `stat` of it is the parts' sizes plus the tail's (a tail older than the last part, left
   by a writer killed mid-write, is inside that part and does not count).  A writer killed before its first close
   left no tail: its upload is no part of the file, and GC's purge of partial writes removes it.
@@ -49,9 +50,11 @@ MIN_PART = 5 << 20  # S3's smallest part but the last
 DEFAULT_CHUNK = 10 << 20  # distribution's default chunksize
 MAX_COPY = 5 << 30  # the largest object CopyObject (and one UploadPartCopy) takes
 _TAIL = f"{TEMP_PREFIX}tail."
-# The tail object's metadata: the upload it continues (if any) and how many parts it had when the tail was written.
+# The tail object's metadata: the upload it continues (if any), how many parts it had when the tail was written, and
+# the writer's note.
 _TAIL_UPLOAD = "upload"
 _TAIL_PARTS = "parts"
+_TAIL_NOTE = "note"
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 
 
@@ -400,11 +403,12 @@ def _http_time(value: str) -> float:
 class _Pending:
     """An open (closed, uncommitted) write of one key: its multipart upload's parts and its tail object."""
 
-    def __init__(self, upload_id: str | None, parts: list[dict], tail: bytes, mtime: float):
+    def __init__(self, upload_id: str | None, parts: list[dict], tail: bytes, mtime: float, note: bytes):
         self.upload_id = upload_id
         self.parts = parts
         self.tail = tail
         self.mtime = mtime
+        self.note = note
 
     @property
     def size(self) -> int:
@@ -419,6 +423,7 @@ class _Pending:
             return None
         tail, mtime = got.data, _http_time(got.headers["Last-Modified"])
         upload_id = got.headers.get(f"x-amz-meta-{_TAIL_UPLOAD}") or None
+        note = got.headers.get(f"x-amz-meta-{_TAIL_NOTE}", "").encode("ascii", "replace")
         parts: list[dict] = []
         if upload_id is not None:
             with driver._errors():
@@ -430,8 +435,8 @@ class _Pending:
             # A writer's first new part begins with the tail's bytes: parts beyond those the tail was written
             # after mean a writer was killed before it wrote its own tail, and these bytes are in that part.
             if len(parts) > int(got.headers.get(f"x-amz-meta-{_TAIL_PARTS}") or len(parts)):
-                tail = b""
-        return cls(upload_id, parts, tail, mtime)
+                tail = note = b""  # the note told of the bytes up to that tail
+        return cls(upload_id, parts, tail, mtime, note)
 
 
 class _Writer(FileWriter):
@@ -451,6 +456,7 @@ class _Writer(FileWriter):
         self._parts = pending.parts if pending else []
         self._buf = bytearray(pending.tail) if pending else bytearray()
         self._tail = pending is not None  # a tail object to remove at commit
+        self._note = pending.note if pending else b""
         if append and pending is None:
             self._resume_committed()
 
@@ -502,6 +508,14 @@ class _Writer(FileWriter):
         return sum(p["Size"] for p in self._parts) + len(self._buf)
 
     @property
+    def note(self) -> bytes:
+        return self._note
+
+    @note.setter
+    def note(self, value: bytes) -> None:
+        self._note = value
+
+    @property
     def single_put(self) -> bool:
         """Whether commit writes the object in one PUT (it has no multipart upload)."""
         return self._upload_id is None
@@ -533,6 +547,8 @@ class _Writer(FileWriter):
         meta = {f"x-amz-meta-{_TAIL_PARTS}": str(len(self._parts))}
         if self._upload_id is not None:
             meta[f"x-amz-meta-{_TAIL_UPLOAD}"] = self._upload_id
+        if self._note:
+            meta[f"x-amz-meta-{_TAIL_NOTE}"] = self._note.decode("ascii")
         self._d.http.request("PUT", self._d._tail_key(self._key), body=bytes(self._buf), headers=meta)
 
     def cancel(self) -> None:

@@ -105,6 +105,39 @@ def test_writer_commit_resume_and_cancel(driver):
     assert driver.get_content("up/data") == b"x"
 
 
+def test_writer_note_kept_with_the_open_write(driver):
+    """A note set before close is what the next writer of the path reads, in any process; commit, cancel and a new
+    write drop it, and it is no file of the directory's."""
+    w = driver.writer("up/data")
+    assert w.note == b""
+    w.write(b"abc")
+    w.note = b"3 first"
+    w.close()
+    assert set(driver.list("up")) <= {"data"}  # the open write itself is listed on the filesystem only
+    with driver.writer("up/data", append=True) as w:
+        assert w.note == b"3 first"
+        w.write(b"def")
+    with driver.writer("up/data", append=True) as w:  # closed without a new note: the old one stays
+        assert (w.size, w.note) == (6, b"3 first")
+        w.note = b"6 second"
+    w = driver.writer("up/data", append=True)
+    assert w.note == b"6 second"
+    w.commit()
+    with driver.writer("up/data", append=True) as w:  # appending to committed content: no note
+        assert w.note == b""
+        w.note = b"6 third"
+    with driver.writer("up/data", append=True) as w:
+        assert w.note == b"6 third"
+    driver.writer("up/data", append=True).cancel()
+    with driver.writer("up/data", append=True) as w:
+        assert w.note == b""
+        w.note = b"0 fourth"
+    with driver.writer("up/data") as w:  # a new write starts without one
+        assert w.note == b""
+    with driver.writer("up/data", append=True) as w:
+        assert w.note == b""
+
+
 def test_writes_resumed_across_part_boundaries(driver):
     """Pieces of a chunked push around S3's 5 MiB part minimum, each by a new writer, then appends to the result."""
     pieces = [os.urandom(3 << 20), os.urandom(4 << 20), b"x", os.urandom(6 << 20)]
