@@ -24,7 +24,7 @@ import abc
 import builtins
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -114,8 +114,9 @@ class StorageDriver(abc.ABC):
         """A file object reading from `offset`; a real file (with fileno, for sendfile) when the driver can."""
 
     @abc.abstractmethod
-    def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A writer of `path`: a new empty file, or with append=True, continuing where the content ends."""
+    def writer(self, path: str, append: bool = False, new: bool = False) -> FileWriter:
+        """A writer of `path`: a new empty file, or with append=True, continuing where the content ends.
+        new=True: the caller knows nothing is there (no content, no open write), so nothing is looked up or removed."""
 
     @abc.abstractmethod
     def stat(self, path: str) -> FileInfo:
@@ -135,13 +136,19 @@ class StorageDriver(abc.ABC):
         """Move a file onto `dst` (replacing it) atomically and durably, creating dst's parents."""
 
     def commit_to(self, writer: FileWriter, path: str, dst: str) -> None:
-        """Commit `writer` (of `path`) and move what it wrote onto `dst`: a finished upload becoming its blob."""
+        """Commit `writer` (of `path`) and move what it wrote onto `dst`: a finished upload becoming its blob. What
+        the write kept beside `path` (S3: its tail) may stay until the caller's `delete_files` of its directory."""
         writer.commit()
         self.move(path, dst)
 
     @abc.abstractmethod
     def delete(self, path: str) -> bool:
         """Remove a file or a whole directory tree; False when nothing was there."""
+
+    def delete_files(self, path: str, names: Iterable[str]) -> None:
+        """Remove a directory whose only files are `names`, none with an open write (its writers committed or
+        cancelled): as `delete`, but a driver that must look for what a directory holds (S3) need not."""
+        self.delete(path)
 
     @abc.abstractmethod
     def touch(self, path: str) -> None:

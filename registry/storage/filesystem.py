@@ -64,10 +64,10 @@ class FilesystemDriver(StorageDriver):
             f.seek(offset)
         return f
 
-    def writer(self, path: str, append: bool = False) -> FileWriter:
+    def writer(self, path: str, append: bool = False, new: bool = False) -> FileWriter:
         full = self._full(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
-        return _Writer(full, append)
+        return _Writer(full, append)  # looking costs a local file no round trip: `new` changes nothing
 
     def stat(self, path: str) -> FileInfo:
         st = os.stat(self._full(path))

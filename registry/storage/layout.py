@@ -8,7 +8,8 @@ hash state) and the cleanup of stale ones.  The paths are those the registry has
     repositories/<name>/_manifests/revisions/<algo>/<hex>  link of a manifest (holds its media type)
     repositories/<name>/_manifests/tags/<tag>              a tag (holds the manifest digest)
     repositories/<name>/_referrers/<algo>/<hex>/<algo>-<hex>  a referrer of a subject (its descriptor, JSON)
-    uploads/<id>/{info,data,lock}                          an upload session (the digest so far: data's note)
+    uploads/<id>/{info,data,lock}                          an upload session (the digest so far: data's note;
+                                                           info's "fresh": no writer has opened its data yet)
     gc.lock                                                shared by writers that make a blob live, exclusive for GC
     gc.clock                                               written by GC to read the storage's clock (its mtime)
 
@@ -38,6 +39,7 @@ from registry.storage.driver import FileWriter, StorageDriver
 from registry.storage.locks import Hold
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_FRESH = "fresh"  # the info file's mark of a session no writer has opened
 # Hash state kept in-process so a chunk sequence served by one worker is hashed once, while streaming.
 _HASHER_CACHE_MAX = 256
 # Manifest bytes by digest never change: each process keeps the latest it read or wrote, up to this many bytes, so
@@ -391,11 +393,14 @@ class Layout:
         _repo_dir(repo)
         upload_id = uuid.uuid4().hex
         started = time.time()
-        # The info file alone makes the session (written once, atomically); its data appears with the first
-        # chunk, and a session without data has 0 bytes.
-        self.driver.put_content(f"uploads/{upload_id}/info",
-                                json.dumps({"repository": repo, "started": started}).encode())
+        # The info file alone makes the session (written atomically); its data appears with the first chunk, and
+        # a session without data has 0 bytes.  "fresh" spares the first writer looking for data (two S3 round trips
+        # that find nothing); the first writer that keeps data drops it, before writing any.
+        self._write_meta(upload_id, {"repository": repo, "started": started, _FRESH: True})
         return UploadInfo(upload_id, repo, 0, started)
+
+    def _write_meta(self, upload_id: str, meta: dict) -> None:
+        self.driver.put_content(f"uploads/{upload_id}/info", json.dumps(meta).encode())
 
     def _read_meta(self, upload_id: str, repo: str | None) -> dict:
         """A session's info file; raises UploadUnknown when it is missing, unreadable or of another repository."""
@@ -410,7 +415,7 @@ class Layout:
     def _read_info(self, upload_id: str, repo: str | None) -> UploadInfo:
         meta = self._read_meta(upload_id, repo)
         try:
-            size = self.driver.stat(f"uploads/{upload_id}/data").size
+            size = 0 if meta.get(_FRESH) is True else self.driver.stat(f"uploads/{upload_id}/data").size
         except FileNotFoundError:  # no chunk yet
             size = 0
         return UploadInfo(upload_id, meta.get("repository", ""), size, float(meta.get("started", 0)))
@@ -430,16 +435,25 @@ class Layout:
             yield self._read_meta(upload_id, repo)
 
     @contextlib.contextmanager
-    def _session(self, repo: str, upload_id: str) -> Iterator[tuple[UploadInfo, FileWriter]]:
+    def _session(self, repo: str, upload_id: str, last: bool) -> Iterator[tuple[UploadInfo, FileWriter]]:
         """Under the session's lock: its state and a writer appending to its data (closed after, keeping what it
-        wrote for the next chunk). The writer tells the size, so the data is looked up once per request."""
-        with self._upload_locked(repo, upload_id) as meta, \
-                self.driver.writer(f"uploads/{upload_id}/data", append=True) as writer:
-            yield UploadInfo(upload_id, repo, writer.size, float(meta.get("started", 0))), writer
+        wrote for the next chunk). The writer tells the size, so the data is looked up once per request, and not at
+        all in a fresh session. `last`: the request ends the session, which keeps no data it failed to finish."""
+        with self._upload_locked(repo, upload_id) as meta:
+            fresh = meta.pop(_FRESH, None) is True
+            if fresh and not last:  # this writer keeps data: the next one must look for it
+                self._write_meta(upload_id, meta)
+            with self.driver.writer(f"uploads/{upload_id}/data", append=True, new=fresh) as writer:
+                try:
+                    yield UploadInfo(upload_id, repo, writer.size, float(meta.get("started", 0))), writer
+                except BaseException:
+                    if fresh and last:  # the session stays fresh: without data
+                        writer.cancel()
+                    raise
 
     def append_upload(self, repo: str, upload_id: str, stream: Reader, offset: int | None) -> UploadInfo:
         """Stream a chunk onto the session; `offset` (when given) must equal its current size."""
-        with self._session(repo, upload_id) as (info, writer):
+        with self._session(repo, upload_id, last=False) as (info, writer):
             if offset is not None and offset != info.size:
                 raise UploadOffsetMismatch(info.size)
             self._append(info, writer, stream, last=False)
@@ -482,7 +496,7 @@ class Layout:
     def commit_upload(self, repo: str, upload_id: str, digest: Digest, stream: Reader | None = None) -> BlobInfo:
         """Append a last chunk, verify against `digest` (DigestMismatch discards the session), store and link."""
         data = f"uploads/{upload_id}/data"
-        with self._session(repo, upload_id) as (info, writer):
+        with self._session(repo, upload_id, last=True) as (info, writer):
             hasher = self._append(info, writer, stream or io.BytesIO(), last=True)
             size = writer.size
             found = self._known_digest(writer, digest.algorithm, hasher)
@@ -495,7 +509,7 @@ class Layout:
                 verify(digest, found, "upload")
             except DigestMismatch:
                 writer.cancel()  # the whole session goes, and an open writer would keep its bytes on close
-                self._remove_upload(upload_id)
+                self._remove_upload(upload_id, finished=True)
                 raise
             dest = _blob_path(digest)
             with self._gc_guard():
@@ -508,7 +522,7 @@ class Layout:
                     else:  # straight to its place when the driver can (one PUT on S3), else committed then moved
                         self.driver.commit_to(writer, data, dest)
                 self._write_link(_layer_link(repo, digest), digest)
-            self._remove_upload(upload_id)
+            self._remove_upload(upload_id, finished=True)
             return BlobInfo(digest, size)
 
     @staticmethod
@@ -532,12 +546,17 @@ class Layout:
         with self._upload_locked(repo, upload_id):
             self._remove_upload(upload_id)
 
-    def _remove_upload(self, upload_id: str) -> None:
+    def _remove_upload(self, upload_id: str, finished: bool = False) -> None:
+        """Remove a session; `finished`: its data's writer was committed or cancelled, so the files are known."""
         with self._hashers_lock:
             self._hashers.pop(upload_id, None)
         # One delete of the whole directory: cut short, a session without its info or data is unknown to requests
-        # either way, and GC's stale-upload purge removes what is left.
-        self.driver.delete(_upload_dir(upload_id))
+        # either way, and GC's stale-upload purge removes what is left (a writer killed before it kept its data
+        # left a write only the full delete finds, and the purge of partial writes).
+        if finished:
+            self.driver.delete_files(_upload_dir(upload_id), ("info", "data"))
+        else:
+            self.driver.delete(_upload_dir(upload_id))
 
     def iter_uploads(self) -> Iterator[UploadInfo]:
         """Every open session (for GC and metrics)."""

@@ -36,7 +36,7 @@ import io
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
@@ -261,8 +261,8 @@ class S3Driver(StorageDriver):
         self._head(self._key(path))  # S3 refuses a range that starts past the end: empty, if the file is there
         return io.BytesIO(b"")
 
-    def writer(self, path: str, append: bool = False) -> FileWriter:
-        return _Writer(self, self._key(path), append)
+    def writer(self, path: str, append: bool = False, new: bool = False) -> FileWriter:
+        return _Writer(self, self._key(path), append, new)
 
     def stat(self, path: str) -> FileInfo:
         key = self._key(path)
@@ -339,9 +339,10 @@ class S3Driver(StorageDriver):
                                  Config=TransferConfig(multipart_threshold=MAX_COPY,
                                                        multipart_chunksize=MAX_COPY // 5))
         self.http.request("DELETE", source)
+
     def commit_to(self, writer: FileWriter, path: str, dst: str) -> None:
         if isinstance(writer, _Writer) and writer.single_put:  # written once, where it belongs: no copy
-            writer.commit(self._key(dst))
+            writer.commit(self._key(dst), keep_tail=True)
         else:
             super().commit_to(writer, path, dst)
 
@@ -362,6 +363,12 @@ class S3Driver(StorageDriver):
         self._delete_keys(keys)
         self.locks.forget(path)  # the tree's lock files go with it
         return bool(keys or uploads)
+
+    def delete_files(self, path: str, names: Iterable[str]) -> None:
+        # One DeleteObjects of the known keys (and their tails, which cost nothing more there), no listings.
+        keys = [self._key(f"{path}/{name}" if path else name) for name in names]
+        self._delete_keys(keys + [self._tail_key(key) for key in keys])
+        self.locks.forget(path)
 
     def touch(self, path: str) -> None:
         key = self._key(path)
@@ -442,12 +449,12 @@ class _Pending:
 class _Writer(FileWriter):
     """Full parts go to the key's multipart upload as they fill; the rest waits in memory (in the tail on close)."""
 
-    def __init__(self, driver: S3Driver, key: str, append: bool):
+    def __init__(self, driver: S3Driver, key: str, append: bool, new: bool):
         self._d = driver
         self._key = key
         self._closed = False
-        pending = _Pending.find(driver, key)
-        if not append:  # a new, empty file: whatever was there goes
+        pending = None if new else _Pending.find(driver, key)
+        if not append and not new:  # a new, empty file: whatever was there goes
             if pending is not None and pending.upload_id is not None:
                 driver._abort(key, pending.upload_id)
             driver._delete_keys([key, driver._tail_key(key)])
@@ -457,7 +464,7 @@ class _Writer(FileWriter):
         self._buf = bytearray(pending.tail) if pending else bytearray()
         self._tail = pending is not None  # a tail object to remove at commit
         self._note = pending.note if pending else b""
-        if append and pending is None:
+        if append and not new and pending is None:
             self._resume_committed()
 
     def _resume_committed(self) -> None:
@@ -520,8 +527,9 @@ class _Writer(FileWriter):
         """Whether commit writes the object in one PUT (it has no multipart upload)."""
         return self._upload_id is None
 
-    def commit(self, key: str | None = None) -> None:
-        """Commit (a single PUT, to `key` instead of the writer's own when given)."""
+    def commit(self, key: str | None = None, keep_tail: bool = False) -> None:
+        """Commit (a single PUT, to `key` instead of the writer's own when given); keep_tail: the caller's
+        delete_files removes the tail, in the same request as the rest."""
         if self._closed:
             raise ValueError(f"writer of {self._key} is closed")
         self._closed = True
@@ -536,7 +544,7 @@ class _Writer(FileWriter):
                     Bucket=self._d.bucket, Key=self._key, UploadId=self._upload_id,
                     MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
                                                for p in self._parts]})
-        if self._tail:
+        if self._tail and not keep_tail:
             self._d.http.request("DELETE", self._d._tail_key(self._key))
 
     def close(self) -> None:

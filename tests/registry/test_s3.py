@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from dockyard.digest import Digest
 from dockyard.store import Store
 from registry.gc import CLOCK_SLACK
 from registry.storage import open_driver
@@ -129,3 +131,71 @@ def test_signed_requests_with_either_signature_and_odd_key_names(s3_params, v4au
     assert driver.list("") == [] and driver.purge_partial_writes(time.time() + 60) == 0
     with pytest.raises(FileNotFoundError):
         driver.get_content("d/f 1")
+
+
+
+def _counting(driver) -> list[str]:
+    """The S3 requests `driver` sends from now on (method and key or URL), its own signed ones and botocore's."""
+    sent: list[str] = []
+    request = driver.http.request
+
+    def counted(method, key, *args, **kwargs):
+        sent.append(f"{method} {key}")
+        return request(method, key, *args, **kwargs)
+
+    driver.http.request = counted
+    driver.client.meta.events.register("before-send.s3", lambda request, **_: sent.append(
+        f"{request.method} {request.url}"))
+    return sent
+
+
+class _Broken(io.BytesIO):
+    """A request body whose client goes away after its first bytes."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell():
+            raise ConnectionResetError("client gone")
+        return super().read(10)
+
+
+def test_s3_requests_per_blob_upload(s3_params):
+    """The S3 requests one blob's upload costs, monolithic (POST with the digest) and chunked (POST, PATCH, PUT):
+    counted, since every request is a round trip a replica's lone worker sleeps through. A fresh session's writer
+    looks for no data, and the finished session goes in one DeleteObjects."""
+    from registry.storage.layout import Layout
+
+    driver = open_driver("s3", s3_params)
+    layout = Layout(driver)
+    sent = _counting(driver)
+    counts = {}
+    for kind, blob in (("monolithic", b"m" * 1000), ("chunked", b"c" * 1000)):
+        del sent[:]
+        d = Digest.of_bytes(blob)
+        info = layout.create_upload("s3/count")
+        if kind == "chunked":
+            assert layout.upload_info("s3/count", info.id).size == 0
+            layout.append_upload("s3/count", info.id, io.BytesIO(blob[:600]), 0)
+            layout.append_upload("s3/count", info.id, io.BytesIO(blob[600:]), 600)
+            layout.commit_upload("s3/count", info.id, d)
+        else:
+            layout.commit_upload("s3/count", info.id, d, io.BytesIO(blob))
+        counts[kind] = len(sent)
+        with layout.open_blob(d) as f:
+            assert f.read() == blob
+    # Before: 11 and 24. Gone: a fresh session's lookups of its data (a status GET's HEAD, listing and GET of the
+    # tail; the first writer's GET of the tail and HEAD, for one PUT of the info in a PATCH), and of the finished
+    # session's removal, its listings of keys and of multipart uploads and the tail's own DELETE.
+    assert counts == {"monolithic": 7, "chunked": 17}
+    assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0
+
+    # A last chunk broken off in a fresh session leaves it fresh: without data, for the client to start again.
+    blob = b"b" * 100
+    info = layout.create_upload("s3/count")
+    with pytest.raises(ConnectionResetError):
+        layout.commit_upload("s3/count", info.id, Digest.of_bytes(blob), _Broken(blob))
+    assert layout.upload_info("s3/count", info.id).size == 0 and driver.list(f"uploads/{info.id}") == ["info"]
+    with pytest.raises(ConnectionResetError):  # a PATCH keeps what came
+        layout.append_upload("s3/count", info.id, _Broken(blob), 0)
+    assert layout.upload_info("s3/count", info.id).size == 10
+    layout.commit_upload("s3/count", info.id, Digest.of_bytes(blob), io.BytesIO(blob[10:]))
+    assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0

@@ -105,6 +105,31 @@ def test_writer_commit_resume_and_cancel(driver):
     assert driver.get_content("up/data") == b"x"
 
 
+def test_a_new_write_where_nothing_is(driver):
+    """new=True: the caller knows the path is empty, so an appending writer starts at 0 without looking."""
+    with driver.writer("new/data", append=True, new=True) as w:
+        assert w.size == 0 and w.note == b""
+        w.write(b"abc")
+        w.note = b"3 x"
+    with driver.writer("new/data", append=True) as w:  # closed, it is resumed as any write
+        assert w.size == 3 and w.note == b"3 x"
+        w.commit()
+    assert driver.get_content("new/data") == b"abc"
+
+
+def test_delete_files_of_a_directory_known_to_hold_them(driver):
+    """A directory of known files, one of them committed elsewhere (its leftovers beside it), goes whole."""
+    driver.put_content("s/info", b"i")
+    with driver.writer("s/data") as w:
+        w.write(b"half")  # closed: an open write, resumed next
+    with driver.writer("s/data", append=True) as w:
+        driver.commit_to(w, "s/data", "blob/data")
+    driver.delete_files("s", ["info", "data"])
+    assert driver.list("s") == [] and driver.list("") == ["blob"] and driver.get_content("blob/data") == b"half"
+    with pytest.raises(FileNotFoundError):
+        driver.stat("s/data")
+
+
 def test_writer_note_kept_with_the_open_write(driver):
     """A note set before close is what the next writer of the path reads, in any process; commit, cancel and a new
     write drop it, and it is no file of the directory's."""
