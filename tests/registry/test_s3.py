@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -199,3 +200,36 @@ def test_s3_requests_per_blob_upload(s3_params):
     assert layout.upload_info("s3/count", info.id).size == 10
     layout.commit_upload("s3/count", info.id, Digest.of_bytes(blob), io.BytesIO(blob[10:]))
     assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0
+
+
+def test_s3_requests_per_image_push(s3_params, tmp_path):
+    """An image pushed the way docker does (each blob POST, PATCH, PUT; then the manifest) through the registry's
+    app on S3: its S3 requests counted (bench/scale.py's push)."""
+    from registry.app import create_app
+    from registry.config import build
+
+    conf = tmp_path / "registry.toml"
+    conf.write_text(f'access_log = ""\nroot = "{tmp_path / "state"}"\n' + s3_section(s3_params))
+    app = create_app(build(str(conf)))
+    sent = _counting(app.extensions["registry"].storage.driver)
+    client = app.test_client()
+    layer = os.urandom(1 << 20)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]}}).encode()
+    for blob in (config, layer):
+        r = client.post("/v2/s3/count/blobs/uploads/")
+        assert r.status_code == 202
+        r = client.patch(r.headers["Location"], data=blob, content_type="application/octet-stream")
+        assert r.status_code == 202
+        r = client.put(r.headers["Location"], query_string={"digest": sha256(blob)})
+        assert r.status_code == 201
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
+                           "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer),
+                            "size": len(layer)}]}
+    r = client.put("/v2/s3/count/manifests/v1", data=json.dumps(manifest),
+                   content_type="application/vnd.oci.image.manifest.v1+json")
+    assert r.status_code == 201
+    # 42 before a fresh session's writer looked for no data and a finished one went in one DeleteObjects.
+    assert len(sent) == 34, sent
