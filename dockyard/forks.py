@@ -14,5 +14,8 @@ def joined_threads_gone(patience: float = 0.1) -> None:
     if threading is None or threading.active_count() > 1:
         return  # no thread was ever started; or one lives on, which waiting would not mend
     deadline = time.monotonic() + patience
-    while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
-        time.sleep(0.0002)
+    try:
+        while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.0002)
+    except OSError:  # no /proc to ask: fork as before
+        pass
