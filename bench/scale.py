@@ -41,6 +41,10 @@ had fallen in round 1): fs (two runs, the second with the note) manifest 0.89-0.
 0.82-0.90x: the reads, which it does not touch, moved as much, so the box's load sets these ratios more than the
 registry does.
 
+2026-11-30, quiet box after CI, 3 rounds, with S3's fewer requests per push (42 -> 34 an image) and the digest note:
+S3 x3 / x1 per core manifest 0.96x, blob 0.89x, push 0.88x (dockyard / distribution 1.63x, 1.20x, 1.54x); fs 0.91x,
+0.86x, 0.83x, rerun with --control: x3 0.91x, 0.85x, 0.84x, control 0.98x, 0.90x, 0.91x.
+
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
 Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]
