@@ -1,5 +1,6 @@
-"""Filesystem primitives: atomic writes (temp, fsync, rename), durable trees (syncfs), advisory file locks, reading
-small files; the libc knobs of streaming writers (writeback, malloc's handling of their buffers)."""
+"""Filesystem primitives: atomic writes (temp, fsync, rename), durable trees (a syncfs, or an fsync of each entry
+of a small one), advisory file locks, reading small files; the libc knobs of streaming writers (writeback,
+malloc's handling of their buffers)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,40 @@ def durable_tree(path: str) -> None:
             _raise_if_full(e, path)
             raise e
 
+
+
+def small_tree(root: str, limit: int) -> list[tuple[str, bool]] | None:
+    """A tree's regular files and directories, each with whether it is a directory, children before their parent,
+    when there are at most `limit` of them (the root counted) and nothing else; otherwise None. Anything else (a symlink, a device
+    node, an extended attribute) is metadata an fsync need not write on every filesystem, so it takes a syncfs."""
+    found: list[tuple[str, bool]] = []
+
+    def walk(directory: str) -> bool:
+        with os.scandir(directory) as it:
+            for entry in it:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not (is_dir or entry.is_file(follow_symlinks=False)) or len(found) >= limit:
+                    return False
+                if is_dir and not walk(entry.path):
+                    return False
+                found.append((entry.path, is_dir))
+        return True
+
+    if not walk(root) or len(found) >= limit:
+        return None
+    found.append((root, True))
+    if any(os.listxattr(path, follow_symlinks=False) for path, _ in found):
+        return None
+    return found
+
+
+def fsync_path(path: str, is_dir: bool) -> None:
+    """fsync a file or directory by its path, not following a symlink (fsync_dir follows one: a store's own)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_DIRECTORY if is_dir else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 # Bytes written between writeback starts: the disk works while the rest arrives, so the final fsync is short.
 WRITEBACK_STEP = 8 << 20

@@ -38,7 +38,9 @@ from dockyard.fsutil import (
     drop_cached,
     durable_tree,
     fsync_dir,
+    fsync_path,
     locked,
+    small_tree,
     spread_subdirectories,
     start_writeback,
 )
@@ -690,11 +692,11 @@ class Store:
         def durable(blob_fd: int) -> None:
             """The blob's temp file and the unpacked tree on disk before either is renamed: a small tree entry by
             entry with the blob, a bigger one in one syncfs with it (see SMALL_TREE)."""
-            entries = _small_tree(tmp)
+            entries = small_tree(tmp, SMALL_TREE)
             if entries is not None:
                 os.fsync(blob_fd)
                 for path, is_dir in entries:
-                    _fsync_path(path, is_dir)
+                    fsync_path(path, is_dir)
             else:
                 durable_tree(tmp)
                 if os.fstat(blob_fd).st_dev != os.stat(tmp).st_dev:  # tmp/ and layers/ on different filesystems
@@ -953,40 +955,6 @@ def _layer_errors(desc: Descriptor) -> Iterator[None]:
         yield
     except LayerError as e:
         raise LayerError(f"layer {desc.digest}: {e}") from None
-
-
-def _small_tree(root: str) -> list[tuple[str, bool]] | None:
-    """A tree's regular files and directories, each with whether it is a directory, children before their parent,
-    when there are at most SMALL_TREE of them and nothing else; otherwise None. Anything else (a symlink, a device
-    node, an extended attribute) is metadata an fsync need not write on every filesystem, so it takes a syncfs."""
-    found: list[tuple[str, bool]] = []
-
-    def walk(directory: str) -> bool:
-        with os.scandir(directory) as it:
-            for entry in it:
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if not (is_dir or entry.is_file(follow_symlinks=False)) or len(found) >= SMALL_TREE:
-                    return False
-                if is_dir and not walk(entry.path):
-                    return False
-                found.append((entry.path, is_dir))
-        return True
-
-    if not walk(root) or len(found) >= SMALL_TREE:
-        return None
-    found.append((root, True))
-    if any(os.listxattr(path, follow_symlinks=False) for path, _ in found):
-        return None
-    return found
-
-
-def _fsync_path(path: str, is_dir: bool) -> None:
-    """fsync a file or directory by its path (not following a symlink)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_DIRECTORY if is_dir else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: str) -> None:

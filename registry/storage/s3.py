@@ -453,18 +453,22 @@ class _Writer(FileWriter):
         self._d = driver
         self._key = key
         self._closed = False
-        pending = None if new else _Pending.find(driver, key)
-        if not append and not new:  # a new, empty file: whatever was there goes
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+        self._buf = bytearray()
+        self._tail = False  # a tail object to remove at commit
+        self._note = b""
+        if new:  # a fresh upload session's file: nothing to look for
+            return
+        pending = _Pending.find(driver, key)
+        if not append:  # a new, empty file: whatever was there goes
             if pending is not None and pending.upload_id is not None:
                 driver._abort(key, pending.upload_id)
             driver._delete_keys([key, driver._tail_key(key)])
-            pending = None
-        self._upload_id = pending.upload_id if pending else None
-        self._parts = pending.parts if pending else []
-        self._buf = bytearray(pending.tail) if pending else bytearray()
-        self._tail = pending is not None  # a tail object to remove at commit
-        self._note = pending.note if pending else b""
-        if append and not new and pending is None:
+        elif pending is not None:
+            self._upload_id, self._parts, self._note = pending.upload_id, pending.parts, pending.note
+            self._buf, self._tail = bytearray(pending.tail), True
+        else:
             self._resume_committed()
 
     def _resume_committed(self) -> None:
