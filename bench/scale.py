@@ -45,6 +45,12 @@ registry does.
 S3 x3 / x1 per core manifest 0.96x, blob 0.89x, push 0.88x (dockyard / distribution 1.63x, 1.20x, 1.54x); fs 0.91x,
 0.86x, 0.83x, rerun with --control: x3 0.91x, 0.85x, 0.84x, control 0.98x, 0.90x, 0.91x.
 
+2026-11-30 night, a quiet box, the same code: fs x3 / x1 per core (3 rounds, twice) manifest 0.96x, 0.91x, blob
+0.93x, 0.91x, push 0.92x, 0.94x; S3 (3 rounds, 3 rounds, 5 rounds) manifest 0.93x, 0.84x, 1.05x, blob 0.96x, 0.87x,
+0.97x, push 0.90x, 0.86x, 0.89x; dockyard / distribution on S3 1.54-1.62x, 1.11-1.32x, 1.46-1.64x. On S3 a lone
+worker per replica sleeps 2.5x as often per pushed image as each of one replica's two (22.6 vs 8.8 waits), ~3.5 ms
+more CPU an image (34.6 vs 31.0 ms): radosgw takes the rest of the two cores, so the ratio moves with its load.
+
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
 Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]
