@@ -74,11 +74,11 @@ def durable_tree(path: str) -> None:
             raise e
 
 
-
 def small_tree(root: str, limit: int) -> list[tuple[str, bool]] | None:
     """A tree's regular files and directories, each with whether it is a directory, children before their parent,
-    when there are at most `limit` of them (the root counted) and nothing else; otherwise None. Anything else (a symlink, a device
-    node, an extended attribute) is metadata an fsync need not write on every filesystem, so it takes a syncfs."""
+    when there are at most `limit` of them (the root counted) and nothing else; otherwise None. Anything else (a
+    symlink, a device node, an extended attribute) is metadata an fsync need not write on every filesystem, so it
+    takes a syncfs."""
     found: list[tuple[str, bool]] = []
 
     def walk(directory: str) -> bool:
@@ -107,6 +107,7 @@ def fsync_path(path: str, is_dir: bool) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
 
 # Bytes written between writeback starts: the disk works while the rest arrives, so the final fsync is short.
 WRITEBACK_STEP = 8 << 20
