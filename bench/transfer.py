@@ -115,10 +115,11 @@ pull, `mixed` 0.32 s in 0.21 s; skopeo's whole `oci:` pull of `many` from it tak
 (`perf`, `many`): 55% kernel (file and directory creation ~10%, fsync ~6%, page faults ~6%, futex and task switches
 ~15%: the GIL handed between the download threads), sha256 11% (SHA-NI, ~2 GB/s), inflate 7%, memmove 5%; `mixed`:
 sha256 35%, memmove 15% (the chunks copied on their way from the socket to the inflater). The resident child costs
-a pull ~20 ms beyond `dockyard version`'s round trip (21 ms): 13-15k page faults against 6k in a warm process (the
-pull's threads start fresh malloc arenas; 70% of the faults are first writes into them). Tried: 3 or 4 download
-threads instead of 6, `many` from our registry CPU 0.198 -> 0.182-0.185 s, wall unchanged (0.161 vs 0.157-0.168 s);
-the unpack queue 8 -> 2 chunks and one malloc arena, the child's faults unchanged (15.0k, 14.0k).
+a pull ~20 ms beyond `dockyard version`'s round trip (21 ms): 13-15k page faults against 6k in a warm process and
+1.2k in `version`'s child, 70% of them in memmove (first writes into the buffers of the copies above). Tried: 3 or 4
+download threads instead of 6, `many` from our registry CPU 0.198 -> 0.182-0.185 s, wall unchanged (0.161 vs
+0.157-0.168 s); fewer or smaller buffers left the child's faults as they were: the unpack queue 8 -> 2 chunks (15.0k),
+one malloc arena (14.0k), the decompression's 1 MiB buffers at 256 KiB (14.7-15.1k against 15.4k).
 """
 
 from __future__ import annotations
