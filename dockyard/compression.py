@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from zlib_ng import zlib_ng
 
-from dockyard.digest import Reader
+from dockyard.digest import CHUNK, Reader
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-CHUNK = 1 << 20
 # zlib level 1-3 use deflate's fast matcher: on layer-like data level 3 runs about twice as fast
 # as Go's default (6) for output only a few percent larger, which is the better trade on the build
 # hot path; callers wanting docker-sized blobs pass level=6.
@@ -152,6 +151,7 @@ class _GzipReader(io.RawIOBase):
     def __init__(self, source: BinaryIO):
         self._source = source
         self._obj: zlib_ng._Decompress | None = zlib_ng.decompressobj(_GZIP_WBITS)
+        self._buf: bytearray | None = None  # for the reads after a first full one
         self._in = memoryview(b"")  # the last read from the source; zlib has been given it up to _pos
         self._pos = 0
         self._slice = _GZIP_SLICE_MIN
@@ -164,7 +164,7 @@ class _GzipReader(io.RawIOBase):
             return 0  # a max_length of 0 would mean no limit to zlib
         while True:
             if self._pos == len(self._in):
-                self._in, self._pos = memoryview(self._source.read(CHUNK)), 0
+                self._in, self._pos = self._refill(), 0
                 if not self._in:
                     if self._obj is None:
                         return 0
@@ -188,6 +188,16 @@ class _GzipReader(io.RawIOBase):
             if out:
                 buf[:len(out)] = out
                 return len(out)
+
+    def _refill(self) -> memoryview:
+        """The source's next bytes: a small stream's one read as it comes, a big one's further reads into one
+        buffer (a fresh one per read faulted in and zeroed new pages each time)."""
+        if self._buf is None:
+            data = self._source.read(CHUNK)
+            if len(data) == CHUNK:
+                self._buf = bytearray(CHUNK)
+            return memoryview(data)
+        return memoryview(self._buf)[:self._source.readinto(self._buf)]
 
 
 class _ZstdReader(io.RawIOBase):

@@ -141,10 +141,11 @@ def _sync_file_range():
 def reuse_freed_buffers() -> None:
     """Have malloc keep freed buffers of a few MiB for reuse rather than hand their pages back (once per process).
 
-    A pull's threads each allocate and free ~1 MiB buffers per read (HTTP body, gunzip, tar data); glibc's
-    default trims a thread arena's free top past ~2 MiB, so every read faulted in and zeroed fresh pages: ~40k
-    page faults for a 100 MB pull, a third of its system time. With buffers up to 2 MiB always from the arena
-    and at most 8 MiB of free top kept per arena, the same pull takes ~16k (a memory cost bounded per arena).
+    A pull's threads each allocate and free buffers of up to ~1 MiB per read (HTTP body, gunzip output); glibc's
+    default maps those past 128 KiB afresh and trims a thread arena's free top past ~2 MiB, so every read faulted
+    in and zeroed fresh pages: ~40k page faults for a 100 MB pull (1 MiB reads), a third of its system time. With
+    buffers up to 2 MiB always from the arena and at most 8 MiB of free top kept per arena, the same pull took
+    ~16k (a memory cost bounded per arena).
     """
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is not None:  # glibc; other libcs keep their own policy

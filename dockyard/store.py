@@ -65,6 +65,8 @@ UNPACK_THREAD_SIZE = 8 << 20
 # journal 0.265 vs 0.279 s). But an fsync per entry costs ~0.3 ms where a syncfs of many small files costs ~0.02 ms
 # a file (see fsutil.durable_tree), so a big tree takes the syncfs.
 SMALL_TREE = 8
+# The least a blob of known size is read by at a time (a buffer of its size, up to CHUNK: its pages are all touched).
+SMALL_READ = 64 << 10
 # Unpacked layers being removed are first renamed into tmp/ under this prefix (see Store.gc).
 _GONE = "gone-"
 _HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
@@ -214,7 +216,7 @@ class Store:
         the written temp file (its descriptor) on disk instead of an fsync of its own (see _Incoming.keep).
         """
         with self._incoming(expected, cached) as blob:
-            for chunk in _chunks(stream):
+            for chunk in _chunks(stream, CHUNK if size is None else min(max(size, SMALL_READ), CHUNK)):
                 blob.write(chunk)
             return blob.keep(expected, size, what, added, check, durable)
 
@@ -935,13 +937,14 @@ def _drain(stream: Reader) -> None:
         pass
 
 
-def _chunks(stream: Reader) -> Iterator[bytes | memoryview]:
-    """A stream's content in big pieces; with readinto, one reused buffer (no allocation or copy per piece)."""
+def _chunks(stream: Reader, size: int = CHUNK) -> Iterator[bytes | memoryview]:
+    """A stream's content in pieces of up to `size`; with readinto, one reused buffer (no allocation or copy per
+    piece), which a small blob's expected size keeps small: every page of it is faulted in and zeroed."""
     if not hasattr(stream, "readinto"):
-        while chunk := stream.read(CHUNK):
+        while chunk := stream.read(size):
             yield chunk
         return
-    buf = memoryview(bytearray(CHUNK))
+    buf = memoryview(bytearray(size))
     while n := stream.readinto(buf):
         yield buf[:n]
 

@@ -21,6 +21,8 @@ from dockyard.digest import Digest
 from dockyard.layers import LayerError, apply_layer, compress_layer, create_layer, tarheader, write_diff
 from dockyard.mediatypes import OCI_CONFIG, OCI_LAYER_FOR, OCI_MANIFEST
 
+from crafted import tar_of
+
 # A VFS_CAP_REVISION_2 blob with the effective flag: cap_setuid (7) and cap_net_raw (13) permitted.
 # Byte 0x80 makes it invalid UTF-8, so it exercises the binary-safe PAX path.
 CAP_BLOB = struct.pack("<IIIII", 0x02000001, (1 << 7) | (1 << 13), 0, 0, 0)
@@ -433,6 +435,55 @@ def test_truncated_and_corrupt_tars(tree, tmp_path):
         apply_layer(io.BytesIO(bytes(corrupt)), str(tmp_path / "a"))
     with pytest.raises(LayerError):
         apply_layer(io.BytesIO(os.urandom(4096)), str(tmp_path / "a"))
+
+
+def _fed(data: bytes, sizes: list[int]) -> list[bytes]:
+    """`data` cut into pieces of the given sizes in turn (a network's reads), the last piece whatever is left."""
+    pieces, i, at = [], 0, 0
+    while at < len(data):
+        pieces.append(data[at:at + sizes[i % len(sizes)]])
+        at += len(pieces[-1])
+        i += 1
+    return pieces
+
+
+def test_stream_unpacker_reuses_its_buffers_and_loses_no_byte(tmp_path):
+    """Layers fed through the unpacking thread in reads of odd sizes (tiny, a buffer's, bigger than a buffer) unpack
+    exactly, one after another and side by side, with buffers reused across layers and kept to a bounded few; a
+    layer abandoned halfway hands no half-filled buffer to the next."""
+    from dockyard.digest import CHUNK
+    from dockyard.layers import unpacker
+
+    files = [(f"f{i}", RNG.randbytes(n)) for i, n in enumerate((1, CHUNK - 7, 3 * CHUNK + 5, 0, 700_000))]
+    plain = tar_of(*files)
+    blob = gz(plain)
+    sizes = [1, 4096, CHUNK, CHUNK + 1, 2 * CHUNK + 3, 65_537]
+
+    def unpack(root, data: bytes) -> unpacker.StreamUnpacker:
+        u = unpacker.StreamUnpacker(str(root))
+        for piece in _fed(data, sizes):
+            buf = bytearray(piece)
+            u.feed(memoryview(buf))
+            buf[:] = bytes(len(buf))  # the caller's buffer, reused once fed: the unpacker must have copied it
+        return u
+
+    for n, data in enumerate((blob, plain, blob)):  # in a row: the later ones reuse the first one's buffers
+        (tmp_path / str(n)).mkdir()
+        assert unpack(tmp_path / str(n), data).finish() == Digest.of_bytes(plain)
+        assert {name: (tmp_path / str(n) / name).read_bytes() for name, _ in files} == dict(files)
+        assert 0 < len(unpacker._spare) <= unpacker._DEPTH
+    (tmp_path / "half").mkdir()
+    half = unpacker.StreamUnpacker(str(tmp_path / "half"))
+    for piece in _fed(blob[:len(blob) // 2], sizes):
+        half.feed(piece)
+    half.abort()
+    for root in ("a", "b"):
+        (tmp_path / root).mkdir()
+    side_by_side = [unpack(tmp_path / "a", blob), unpack(tmp_path / "b", plain)]
+    assert [u.finish() for u in side_by_side] == [Digest.of_bytes(plain)] * 2
+    for root in ("a", "b"):
+        assert {name: (tmp_path / root / name).read_bytes() for name, _ in files} == dict(files)
+    assert len(unpacker._spare) <= unpacker._DEPTH
 
 
 def test_empty_layers(tmp_path):

@@ -10,8 +10,8 @@ import tarfile
 from collections.abc import Callable
 from typing import BinaryIO, Literal, TypeVar, overload
 
-from dockyard.compression import CHUNK, CompressionError, decompressed
-from dockyard.digest import Digest, HashingReader
+from dockyard.compression import CompressionError, decompressed
+from dockyard.digest import CHUNK, Digest, HashingReader
 from dockyard.fsutil import WRITEBACK_STEP, start_writeback
 from dockyard.inroot import resolve_dir
 from dockyard.layers.format import (
@@ -85,6 +85,9 @@ class _Applier:
         self._added: set[str] = set()  # real relative paths this layer created or replaced
         self._opaque: list[str] = []
         self._dir_meta: list[tuple[str, Member]] = []
+        # Every file's data passes through one buffer, grown to the biggest file up to CHUNK: a fresh one per read
+        # faulted in and zeroed new pages each time.
+        self._buf = memoryview(bytearray())
 
     def apply(self, m: Member, reader: TarReader) -> None:
         parts = _clean(m.name, m.name)
@@ -230,9 +233,11 @@ class _Applier:
         the layer then has little left to wait for (the blob is written the same way, see store._Incoming).
         """
         written = flushed = 0
+        if len(self._buf) < min(m.size, CHUNK):
+            self._buf = memoryview(bytearray(min(m.size, CHUNK)))
         try:
-            while data := reader.read(CHUNK):
-                view = memoryview(data)
+            while got := reader.readinto(self._buf):
+                view = self._buf[:got]
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dockyard.compression import CHUNK, compressor
+from dockyard.compression import compressor
 from dockyard.digest import Digest, HashingReader, HashingWriter, Reader
 from dockyard.fsutil import WRITEBACK_STEP, atomic_file, start_writeback
 from dockyard.layers.diff import write_diff
@@ -16,6 +16,9 @@ from dockyard.layers.format import LayerError
 from dockyard.mediatypes import OCI_LAYER_FOR
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# The pipe between a layer's tar writer and its compressor, and each side's reads and writes: big, so the two threads
+# seldom wake each other (one buffer each per layer written, unlike a pull's many).
+_PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ def compress_layer(tar_stream: Reader, dest_path: str, compression: str = "gzip"
         blob = HashingWriter(f)
         flushed = 0
         with compressor(blob, compression) as out:  # type: ignore[arg-type]
-            while chunk := tar.read(CHUNK):
+            while chunk := tar.read(_PIPE_BYTES):
                 out.write(chunk)
                 if blob.size - flushed >= WRITEBACK_STEP:  # so the fsync at the end has little left to wait for
                     f.flush()
@@ -52,14 +55,14 @@ def create_layer(src: str, dest_path: str, compression: str = "gzip",
     """Diff the tree `src` into a compressed blob at `dest_path`; tar and compress run concurrently."""
     rfd, wfd = os.pipe()
     try:
-        fcntl.fcntl(wfd, _F_SETPIPE_SZ, CHUNK)  # fewer wake-ups between the two threads
+        fcntl.fcntl(wfd, _F_SETPIPE_SZ, _PIPE_BYTES)  # fewer wake-ups between the two threads
     except OSError:
         pass  # capped by /proc/sys/fs/pipe-max-size for unprivileged users: the default works too
     failure: list[BaseException] = []
 
     def produce() -> None:
         try:
-            with open(wfd, "wb", buffering=CHUNK) as out:
+            with open(wfd, "wb", buffering=_PIPE_BYTES) as out:
                 write_diff(src, out, source_date_epoch=source_date_epoch)
         except BaseException as e:  # handed to the consumer, which must not publish a short blob
             failure.append(e)

@@ -94,6 +94,17 @@ class TarReader:
         self._left -= len(data)
         return data
 
+    def readinto(self, buf) -> int:
+        """Read the current member's data into `buf` (a stream with readinto only); 0 at its end."""
+        n = min(len(buf), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(memoryview(buf)[:n])  # type: ignore[attr-defined]
+        if not got:
+            raise LayerError(f"tar is truncated inside {self.current!r}")
+        self._left -= got
+        return got
+
     def _skip_rest(self) -> None:
         """Discard the unread data and padding of the current member."""
         while self._left:

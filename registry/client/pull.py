@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dockyard import mediatypes as mt
-from dockyard.digest import Digest, InvalidDigest, verify
+from dockyard.digest import CHUNK, Digest, InvalidDigest, verify
 from dockyard.distribution import RegistryError
 from dockyard.errors import DigestMismatch, DockyardError, NotFound
 from dockyard.image import Descriptor, Image, Platform, select_platform
@@ -26,7 +26,6 @@ MANIFEST_LIMIT = 4 << 20  # distribution's own limit on manifest size
 # An image config is read whole (to learn its layers' diff_ids); real ones are a few KiB.
 CONFIG_LIMIT = 8 << 20
 ACCEPT = ", ".join((mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_LIST))
-READ_CHUNK = 1 << 20
 
 
 class Cancelled(DockyardError):
@@ -195,7 +194,7 @@ class BlobReader:
             # The server ignored the Range: skip what we already have.
             skip = self.done
             while skip:
-                chunk = r.read(min(skip, READ_CHUNK))
+                chunk = r.read(min(skip, CHUNK))
                 if not chunk:
                     raise RegistryError(message=f"blob {self.desc.digest} ended early")
                 skip -= len(chunk)
@@ -203,7 +202,7 @@ class BlobReader:
         return r
 
     def read(self, n: int = -1) -> bytes:
-        buf = bytearray(min(n if n and n > 0 else READ_CHUNK, max(self.desc.size - self.done, 1)))
+        buf = bytearray(min(n if n and n > 0 else CHUNK, max(self.desc.size - self.done, 1)))
         got = self.readinto(buf)
         return bytes(buf) if got == len(buf) else bytes(buf[:got])
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from dockyard.digest import CHUNK, Digest, InvalidDigest, Reader, verify
+from dockyard.digest import Digest, InvalidDigest, Reader, verify
 from dockyard.errors import DigestMismatch, DockyardError
 from dockyard.reference import NAME_MAX, REPOSITORY_RE, TAG_RE
 from registry.storage.driver import FileWriter, StorageDriver
@@ -45,6 +45,9 @@ _HASHER_CACHE_MAX = 256
 # Manifest bytes by digest never change: each process keeps the latest it read or wrote, up to this many bytes, so
 # a manifest GET reads only its links (distribution caches blob descriptors in memory for the same reason).
 _MANIFEST_CACHE_BYTES = 8 << 20
+# Reads of an upload's body: gunicorn's body reader costs per call, so bigger than a client's CHUNK (at 256 KiB a
+# 100 MB push to one worker took ~0.38 s against ~0.32 s at 1 MiB).
+_BODY_READ = 1 << 20
 
 
 class _Hasher(Protocol):
@@ -464,7 +467,7 @@ class Layout:
         hasher = self._take_hasher(info.id, info.size)
         complete = False
         try:
-            while chunk := stream.read(CHUNK):
+            while chunk := stream.read(_BODY_READ):
                 writer.write(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
