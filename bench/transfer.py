@@ -120,6 +120,22 @@ a pull ~20 ms beyond `dockyard version`'s round trip (21 ms): 13-15k page faults
 download threads instead of 6, `many` from our registry CPU 0.198 -> 0.182-0.185 s, wall unchanged (0.161 vs
 0.157-0.168 s); fewer or smaller buffers left the child's faults as they were: the unpack queue 8 -> 2 chunks (15.0k),
 one malloc arena (14.0k), the decompression's 1 MiB buffers at 256 KiB (14.7-15.1k against 15.4k).
+
+2026-11-30 late (issue 15 item 2), what those faults were: `perf record -e page-faults` with Python 3.12's `-X perf`
+named the Python frames. Every fresh buffer a thread fills is faulted in page by page (~3 us a page on this VM), and
+a pull's threads each held several 1 MiB ones (a buffer per read handed to the unpacking thread, the gunzip's input,
+each file's data, the blob's reads; ~6 download threads): a 100 MB pull in a new process faulted in ~50 MB. Now the
+unit is 256 KiB (digest.CHUNK), the unpacking thread's chunks come from a few reused buffers, and the gunzip's input,
+a layer's file data and a blob's reads each go through one buffer sized to what they carry. Pulls from our registry,
+one new process per pull, versions alternating (medians, start -> after): `mixed` 0.274 -> 0.261 s (20 each; CPU
+0.401 -> 0.374 s, faults 12.7k -> 3.6k), `many` 0.198 -> 0.183 s (CPU 0.238 -> 0.218 s, 11.7k -> 3.4k), `big` 0.173
+-> 0.168 s (15 each, 7.9k -> 2.4k); in one process pulling again and again, `many` 0.176 -> 0.160 s, `mixed` 0.202 ->
+0.200 s. Our registry keeps reading an upload's body by 1 MiB (at 256 KiB a 100 MB push took ~0.38 s, not ~0.32 s).
+This bench, 5 runs each, resident, now starting each run with another tool (the first one met the disk still writing
+back the last run's data): to distribution `mixed` pull 0.90x (0.37x), push 0.61x; `many` pull 0.88x (0.16x), push
+0.38x; to our registry `many` 0.94x (0.13x), push 0.54x; `mixed` 0.88x (0.37x), push 0.64x. On this VM what runs
+just before a pull moves it more than this change: from a registry just started and pushed to, the same pull took
+0.31-0.37 s, from one that had served a while 0.24 s.
 """
 
 from __future__ import annotations
@@ -284,7 +300,9 @@ def main() -> int:
         times: dict[str, list[tuple[float, float]]] = {"dockyard": [], "dockyard-cold": [], "skopeo": [],
                                                         "skopeo-unpack": []}
         for i in range(args.runs):
-            for tool in times:
+            # Each run starts with another tool: the first one meets the disk still writing back the last run's data.
+            tools = list(times)[i % len(times):] + list(times)[:i % len(times)]
+            for tool in tools:
                 times[tool].append(one_run(args.registry, tool, src, work / f"{tool}-{i}", ours))
             row = "   ".join(f"{tool} push {runs[-1][0]:.3f} s pull {runs[-1][1]:.3f} s"
                                for tool, runs in times.items())
