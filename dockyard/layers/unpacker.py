@@ -13,7 +13,7 @@ from dockyard.layers.apply import apply_layer
 # Chunks queued ahead of the unpacker before the source's reader waits: bounds memory when unpacking is slower.
 _DEPTH = 8
 # Buffers kept for the next layers (at most _DEPTH): the bytes fed pass through the same few pages, where a fresh
-# buffer per read faulted in and zeroed new ones each time (~3 us a page here: 100 MB of big layers, 25k faults).
+# buffer per read could fault in and zero new ones each time (~3 us a page on this VM).
 _spare: list[bytearray] = []
 _spare_lock = threading.Lock()
 
@@ -64,6 +64,7 @@ class StreamUnpacker:
                 self._cond.notify_all()
 
     def _take_buffer(self) -> bytearray:
+        """One more buffer for this layer: a spare, or a new one."""
         self._buffers += 1
         with _spare_lock:
             return _spare.pop() if _spare else bytearray(CHUNK)
