@@ -148,7 +148,7 @@ class _GzipReader(io.RawIOBase):
     """Multi-member gzip decoder in big steps (gzip.GzipFile decodes 8 KiB at a time, taking the GIL back each
     time, which costs dearly beside other threads); zero padding after a member is skipped, as gzip(1) does."""
 
-    def __init__(self, source: BinaryIO):
+    def __init__(self, source: io.BufferedIOBase):
         self._source = source
         self._obj: zlib_ng._Decompress | None = zlib_ng.decompressobj(_GZIP_WBITS)
         self._buf: bytearray | None = None  # for the reads after a first full one
