@@ -37,12 +37,14 @@ class Member:
 
 
 class TarReader:
-    """Iterate a tar stream's members; read each member's data with `read` before the next."""
+    """Iterate a tar stream's members (a stream with readinto); read each member's data with `readinto` before the
+    next."""
 
     def __init__(self, stream: Reader):
         self._f = stream
         self._left = 0  # unread data bytes of the current member
         self._pad = 0
+        self._scratch = memoryview(bytearray())  # where data nobody read is skipped to
         self.current = ""  # the name of the member being processed, for error messages
 
     def __iter__(self) -> Iterator[Member]:
@@ -83,19 +85,8 @@ class TarReader:
             self._pad = -self._left % BLOCK
             yield member
 
-    def read(self, n: int) -> bytes:
-        """Up to n bytes of the current member's data (b"" at its end)."""
-        n = min(n, self._left)
-        if n <= 0:
-            return b""
-        data = self._f.read(n)
-        if not data:
-            raise LayerError(f"tar is truncated inside {self.current!r}")
-        self._left -= len(data)
-        return data
-
     def readinto(self, buf) -> int:
-        """Read the current member's data into `buf` (a stream with readinto only); 0 at its end."""
+        """Read the current member's data into `buf`; 0 at its end."""
         n = min(len(buf), self._left)
         if n <= 0:
             return 0
@@ -107,8 +98,10 @@ class TarReader:
 
     def _skip_rest(self) -> None:
         """Discard the unread data and padding of the current member."""
+        if len(self._scratch) < min(self._left, _SKIP):
+            self._scratch = memoryview(bytearray(min(self._left, _SKIP)))
         while self._left:
-            self.read(min(self._left, _SKIP))
+            self.readinto(self._scratch)
         if self._pad:
             self._exact(self._pad)
             self._pad = 0
