@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import subprocess
 import sys
 import zlib
 
 import pytest
 
-from crafted import image, sha, tar_of
+from crafted import Crafted, image, sha, tar_of
 from hostile import PIECE, Conn, Hostile, Request, Scenario
 from registries import store_snapshot
 from support import tool
@@ -112,18 +113,34 @@ def trickled_manifest(conn: Conn, req: Request) -> None:
         conn.trickle()
 
 
+def serving(img: Crafted, layer: Scenario) -> Scenario:
+    """A registry of one real image, `img`, whose layer blob is answered by `layer`."""
+    def run(conn: Conn, req: Request) -> None:
+        if registry_ok(conn, req):
+            return
+        if "/manifests/" in req.path:
+            conn.answer(200, img.manifest, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                                            "Docker-Content-Digest": sha(img.manifest)})
+        elif req.path.endswith(sha(img.config)):
+            conn.answer(200, img.config)
+        else:
+            layer(conn, req)
+    return run
+
+
 def stalled_blob(conn: Conn, req: Request) -> None:
-    """A real image whose layer blob never arrives (its headers do)."""
-    if registry_ok(conn, req):
-        return
-    if "/manifests/" in req.path:
-        conn.answer(200, IMAGE.manifest, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
-                                    "Docker-Content-Digest": sha(IMAGE.manifest)})
-    elif req.path.endswith(sha(IMAGE.config)):
-        conn.answer(200, IMAGE.config)
-    else:
-        conn.head(200, length=len(IMAGE.layers[0]))
-        conn.stall()
+    """The layer blob never arrives (its headers do)."""
+    conn.head(200, length=len(IMAGE.layers[0]))
+    conn.stall()
+
+
+# A layer big enough to be unpacked on a thread of its own (store.UNPACK_THREAD_SIZE), its blob read in pieces.
+BIG_IMAGE = image([tar_of(("big.bin", random.Random(15).randbytes(9 << 20)))])
+
+
+def overlong_blob(img: Crafted) -> Scenario:
+    """The layer blob's true bytes, then more without end: a blob longer than the manifest says is not it."""
+    return serving(img, lambda conn, req: conn.endless(200, prefix=img.layers[0]))
 
 
 @functools.cache
@@ -205,13 +222,17 @@ CASES: list[tuple[str, Scenario, tuple[str, ...]]] = [
     ("trickled body", trickled_body, ALL),
     ("trickled headers", trickled_headers, ALL),
     ("trickled manifest", trickled_manifest, ("pull",)),
-    ("stalled layer blob", stalled_blob, ("pull",)),
+    ("stalled layer blob", serving(IMAGE, stalled_blob), ("pull",)),
+    ("layer blob longer than its size", overlong_blob(IMAGE), ("pull",)),
+    ("big layer blob longer than its size", overlong_blob(BIG_IMAGE), ("pull",)),
     ("huge config", huge_config, ("pull",)),
     ("gzip bomb manifest", gzip_bomb, ("pull",)),
     ("header flood", header_flood, ALL),
     ("endless header line", endless_header_line, ALL),
     ("redirect loop", redirect_loop, ALL),
 ]
+# What the refusal must name, where the reason is the scenario's point (and not, say, a timeout).
+REASONS = {"layer blob longer than its size": "size mismatch", "big layer blob longer than its size": "size mismatch"}
 # A login needs only the status of GET /v2/: its endless body is never read, and the login succeeds.
 SUCCEEDS = {("endless /v2/ body", "login"), ("endless chunked /v2/ body", "login")}
 
@@ -257,6 +278,7 @@ def test_hostile_registry(name, scenario, command, dockyard, store_root, small_t
     assert p.returncode == 1, (p.returncode, err)
     lines = [l for l in err.splitlines() if l.startswith("Error:")]
     assert len(lines) == 1 and len(lines[0]) < 500, err
+    assert REASONS.get(name, "") in lines[0], err
     assert store_snapshot(store_root) == before
     assert not os.listdir(os.path.join(store_root, "layers"))
     assert not client_env.docker_config.exists()  # a failed login saves nothing
