@@ -154,11 +154,14 @@ class StorageDriver(abc.ABC):
     def touch(self, path: str) -> None:
         """Set a file's modification time to now."""
 
-    def lock(self, path: str, shared: bool = False, wait: bool = True) -> contextlib.AbstractContextManager[Hold]:
+    def lock(self, path: str, shared: bool = False, wait: bool = True,
+             check_dir: bool = True) -> contextlib.AbstractContextManager[Hold]:
         """Hold the advisory lock named `path` for a block; wait=False raises BlockingIOError when it is taken.
-        Its directory must exist (FileNotFoundError): a lock does not bring a removed directory back."""
+        Its directory must exist (FileNotFoundError): a lock does not bring a removed directory back. check_dir=False
+        spares that look (S3: a listing) to a caller that finds out under the lock whether what it guards is there,
+        and calls `locks.forget` of the directory when it is not."""
         parent = check_path(path).rpartition("/")[0]
-        if parent:
+        if parent and check_dir:
             self.require_dir(parent)
         return self.locks.hold(path, shared, wait)
 

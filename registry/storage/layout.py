@@ -189,11 +189,9 @@ class Layout:
             self._put_blob_bytes_locked(data, digest)
 
     def _put_blob_bytes_locked(self, data: bytes, digest: Digest) -> None:
-        path = _blob_path(digest)
-        try:
-            self.driver.touch(path)
-        except FileNotFoundError:
-            self.driver.put_content(path, data)
+        # Written whether or not it is there: the same bytes, and a write refreshes the use time as a touch would,
+        # without a failed touch first for new content (an S3 round trip).
+        self.driver.put_content(_blob_path(digest), data)
 
     def iter_blobs(self) -> Iterator[tuple[Digest, float]]:
         """Every stored blob with its last-use time (for GC)."""
@@ -408,8 +406,16 @@ class Layout:
     def _read_meta(self, upload_id: str, repo: str | None) -> dict:
         """A session's info file; raises UploadUnknown when it is missing, unreadable or of another repository."""
         try:
-            meta = json.loads(self.driver.get_content(f"{_upload_dir(upload_id)}/info"))
-        except (FileNotFoundError, ValueError):
+            raw = self.driver.get_content(f"{_upload_dir(upload_id)}/info")
+        except FileNotFoundError:
+            raise UploadUnknown(f"unknown upload {upload_id!r}") from None
+        return self._parse_meta(raw, upload_id, repo)
+
+    @staticmethod
+    def _parse_meta(raw: bytes, upload_id: str, repo: str | None) -> dict:
+        try:
+            meta = json.loads(raw)
+        except ValueError:
             raise UploadUnknown(f"unknown upload {upload_id!r}") from None
         if not isinstance(meta, dict) or (repo is not None and meta.get("repository") != repo):
             raise UploadUnknown(f"unknown upload {upload_id!r}")
@@ -430,12 +436,20 @@ class Layout:
     @contextlib.contextmanager
     def _upload_locked(self, repo: str, upload_id: str) -> Iterator[dict]:
         """Hold the session's lock; its info file."""
+        directory = _upload_dir(upload_id)
         with contextlib.ExitStack() as stack:
+            # Whether the session is there is read under the lock, from its info, not looked up before it as well.
             try:
-                stack.enter_context(self.driver.lock(f"{_upload_dir(upload_id)}/lock"))
+                stack.enter_context(self.driver.lock(f"{directory}/lock", check_dir=False))
             except FileNotFoundError:  # no such session, or it was just removed
                 raise UploadUnknown(f"unknown upload {upload_id!r}") from None
-            yield self._read_meta(upload_id, repo)
+            try:
+                raw = self.driver.get_content(f"{directory}/info")
+            except FileNotFoundError:
+                # Gone for good (ids are never reused), or never was: what taking its lock left goes too.
+                self.driver.locks.forget(directory)
+                raise UploadUnknown(f"unknown upload {upload_id!r}") from None
+            yield self._parse_meta(raw, upload_id, repo)
 
     @contextlib.contextmanager
     def _session(self, repo: str, upload_id: str, last: bool) -> Iterator[tuple[UploadInfo, FileWriter]]:
@@ -515,15 +529,13 @@ class Layout:
                 self._remove_upload(upload_id, finished=True)
                 raise
             dest = _blob_path(digest)
+            # Stored even when the blob is there already (the same bytes): the write refreshes its use time, as a
+            # touch would, and a push of a new blob (the usual one) makes no failed touch first.
             with self._gc_guard():
-                try:
-                    self.driver.touch(dest)
-                    writer.cancel()  # stored already: the session's bytes go with it
-                except FileNotFoundError:
-                    if committed:
-                        self.driver.move(data, dest)
-                    else:  # straight to its place when the driver can (one PUT on S3), else committed then moved
-                        self.driver.commit_to(writer, data, dest)
+                if committed:
+                    self.driver.move(data, dest)
+                else:  # straight to its place when the driver can (one PUT on S3), else committed then moved
+                    self.driver.commit_to(writer, data, dest)
                 self._write_link(_layer_link(repo, digest), digest)
             self._remove_upload(upload_id, finished=True)
             return BlobInfo(digest, size)

@@ -195,6 +195,25 @@ def test_push_between_mark_and_sweep_is_kept(server):
         assert requests.get(f"{server.url}/v2/gc/between/blobs/{sha256(blob)}").content == blob
 
 
+def test_blob_uploaded_again_between_mark_and_sweep_is_kept(server):
+    """A blob stored, unreferenced and past the grace period is uploaded again after GC marked (into another
+    repository, so the client does not skip it): the upload is acknowledged before any manifest refers to it, so
+    the write onto the stored blob must protect it from the sweep."""
+    blob = os.urandom(1000)
+    r = requests.post(f"{server.url}/v2/gc/first/blobs/uploads/", params={"digest": sha256(blob)}, data=blob)
+    assert r.status_code == 201
+    grace = age_blobs(server)
+    storage = existing_storage(server.config())
+    report = GcReport()
+    cutoff = time.time() - grace - CLOCK_SLACK  # as collect() computes it
+    marked = mark(storage, report, cutoff)
+    r = requests.post(f"{server.url}/v2/gc/second/blobs/uploads/", params={"digest": sha256(blob)}, data=blob)
+    assert r.status_code == 201
+    sweep(storage, marked, report, cutoff)
+    assert sha256(blob) not in {str(d) for d in report.blobs}
+    assert requests.get(f"{server.url}/v2/gc/second/blobs/{sha256(blob)}").content == blob
+
+
 def _age(path: Path, seconds: float = 2 * 86400) -> None:
     t = time.time() - seconds
     os.utime(path, (t, t))

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -185,8 +186,10 @@ def test_s3_requests_per_blob_upload(s3_params):
             assert f.read() == blob
     # Before: 11 and 24. Gone: a fresh session's lookups of its data (a status GET's HEAD, listing and GET of the
     # tail; the first writer's GET of the tail and HEAD, for one PUT of the info in a PATCH), and of the finished
-    # session's removal, its listings of keys and of multipart uploads and the tail's own DELETE.
-    assert counts == {"monolithic": 7, "chunked": 17}
+    # session's removal, its listings of keys and of multipart uploads and the tail's own DELETE. Then 7 and 17;
+    # gone since: the listing before each lock of the session (its info, read under the lock, tells), and the
+    # failed touch of the new blob before its write.
+    assert counts == {"monolithic": 5, "chunked": 13}
     assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0
 
     # A last chunk broken off in a fresh session leaves it fresh: without data, for the client to start again.
@@ -231,5 +234,36 @@ def test_s3_requests_per_image_push(s3_params, tmp_path):
     r = client.put("/v2/s3/count/manifests/v1", data=json.dumps(manifest),
                    content_type="application/vnd.oci.image.manifest.v1+json")
     assert r.status_code == 201
-    # 42 before a fresh session's writer looked for no data and a finished one went in one DeleteObjects.
-    assert len(sent) == 34, sent
+    # 42 before a fresh session's writer looked for no data and a finished one went in one DeleteObjects; 34 before
+    # a session's lock went without a listing first and a new blob or manifest without a failed touch first.
+    assert len(sent) == 27, sent
+
+
+def test_made_up_upload_ids_leave_no_locks_on_s3(s3_params, tmp_path):
+    """A client that makes up upload ids (well formed, never issued) gets 404 for each. Each request takes the
+    session's lock before it reads the info that says the session is unknown (no listing first), and the lock's
+    files must not stay behind, one per made-up id; a session of another repository keeps its lock and finishes."""
+    from registry.app import create_app
+    from registry.config import build
+
+    conf = tmp_path / "registry.toml"
+    conf.write_text(f'access_log = ""\nroot = "{tmp_path / "state"}"\n' + s3_section(s3_params))
+    client = create_app(build(str(conf))).test_client()
+    locks = Path(s3_params["lockdirectory"]) / "uploads"
+    for _ in range(3):
+        url = f"/v2/s3/locks/blobs/uploads/{uuid.uuid4().hex}"
+        for r in (client.patch(url, data=b"x", content_type="application/octet-stream"),
+                  client.put(url, data=b"x", query_string={"digest": sha256(b"x")}), client.delete(url)):
+            assert r.status_code == 404 and r.json["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.data
+    assert not locks.exists() or list(locks.iterdir()) == []
+    r = client.post("/v2/s3/other/blobs/uploads/")
+    assert r.status_code == 202
+    owner = r.headers["Location"]
+    stranger = owner.replace("/s3/other/", "/s3/locks/")
+    r = client.patch(stranger, data=b"x", content_type="application/octet-stream")
+    assert r.status_code == 404 and r.json["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.data
+    r = client.patch(owner, data=b"y", content_type="application/octet-stream")
+    assert r.status_code == 202
+    r = client.put(r.headers["Location"], query_string={"digest": sha256(b"y")})
+    assert r.status_code == 201 and client.get(f"/v2/s3/other/blobs/{sha256(b'y')}").data == b"y"
+    assert list(locks.iterdir()) == []
