@@ -229,6 +229,8 @@ class Fleet:
         config = self.work / f"haproxy-{label}.cfg"
         config.write_text(f"""global
     maxconn 4096
+    # As examples/deploy/haproxy.cfg: 1 MiB pipes for the splice (HAProxy's CPU per MiB of blob GETs halved).
+    tune.pipesize 1048576
 defaults
     mode http
     timeout connect 5s
