@@ -51,6 +51,17 @@ S3 x3 / x1 per core manifest 0.96x, blob 0.89x, push 0.88x (dockyard / distribut
 worker per replica sleeps 2.5x as often per pushed image as each of one replica's two (22.6 vs 8.8 waits), ~3.5 ms
 more CPU an image (34.6 vs 31.0 ms): radosgw takes the rest of the two cores, so the ratio moves with its load.
 
+2026-12-01, a freshly booted quiet box. Before: S3 x3 / x1 per core manifest 0.83x, blob 0.81x, push 0.89x. Then a
+pushed image's S3 requests 34 -> 27 (no listing before an upload session's lock: its info, read under the lock, says
+whether it is there; no failed touch before writing a new blob or manifest): S3 push per core x1 30.7 -> 34.6, x3
+27.2 -> 33.5 images/s; x3 / x1 (3, 3 and 3 rounds) manifest 0.93x, 0.95x, 0.99x, blob 0.93x, 0.99x, 0.85x, push
+0.97x, 0.92x, 0.91x; fs 1.00x, 0.90x, 0.97x. Then 1 MiB splice pipes for HAProxy (tune.pipesize; at the kernel's
+64 KiB it spent 0.56 ms of CPU per MiB of a blob GET, now 0.28; fs, 4 alternating 5 s runs each: blob GETs per core
+x1 1372 -> 1539 MiB/s, x3 1303 -> 1616): S3 (3 rounds, 5 rounds with --control) manifest 0.91x, 1.00x, blob 0.98x,
+1.05x, push 0.90x, 0.91x (control 0.97x, 0.97x, 0.93x); fs 1.02x, 1.27x, 1.07x; dockyard / distribution on S3
+1.55x, 1.27-1.36x, 1.79-1.91x. Push stays the closest: per image, a replica's lone worker still waits ~3x as often
+(19.5 vs 6.9 sleeps) and that costs more than the switches themselves on this VM (an idle vCPU's wake-up).
+
 Goals: 3 replicas keep >= 0.90 of one replica's throughput per core; on S3, one replica >= 1.0x distribution.
 
 Run: python bench/scale.py [--quick] [--rounds N] [--duration S] [--workers N] [--control] [--storage fs|s3|both]

@@ -403,18 +403,16 @@ class Layout:
     def _write_meta(self, upload_id: str, meta: dict) -> None:
         self.driver.put_content(f"uploads/{upload_id}/info", json.dumps(meta).encode())
 
-    def _read_meta(self, upload_id: str, repo: str | None) -> dict:
-        """A session's info file; raises UploadUnknown when it is missing, unreadable or of another repository."""
+    def _read_meta(self, upload_id: str, repo: str | None, locked: bool = False) -> dict:
+        """A session's info file; raises UploadUnknown when it is missing, unreadable or of another repository.
+        `locked`: read under the session's lock, whose files go too when the session is missing."""
+        directory = _upload_dir(upload_id)
         try:
-            raw = self.driver.get_content(f"{_upload_dir(upload_id)}/info")
+            meta = json.loads(self.driver.get_content(f"{directory}/info"))
         except FileNotFoundError:
+            if locked:  # gone for good (ids are never reused), or never was
+                self.driver.locks.forget(directory)
             raise UploadUnknown(f"unknown upload {upload_id!r}") from None
-        return self._parse_meta(raw, upload_id, repo)
-
-    @staticmethod
-    def _parse_meta(raw: bytes, upload_id: str, repo: str | None) -> dict:
-        try:
-            meta = json.loads(raw)
         except ValueError:
             raise UploadUnknown(f"unknown upload {upload_id!r}") from None
         if not isinstance(meta, dict) or (repo is not None and meta.get("repository") != repo):
@@ -436,20 +434,13 @@ class Layout:
     @contextlib.contextmanager
     def _upload_locked(self, repo: str, upload_id: str) -> Iterator[dict]:
         """Hold the session's lock; its info file."""
-        directory = _upload_dir(upload_id)
         with contextlib.ExitStack() as stack:
             # Whether the session is there is read under the lock, from its info, not looked up before it as well.
             try:
-                stack.enter_context(self.driver.lock(f"{directory}/lock", check_dir=False))
+                stack.enter_context(self.driver.lock(f"{_upload_dir(upload_id)}/lock", check_dir=False))
             except FileNotFoundError:  # no such session, or it was just removed
                 raise UploadUnknown(f"unknown upload {upload_id!r}") from None
-            try:
-                raw = self.driver.get_content(f"{directory}/info")
-            except FileNotFoundError:
-                # Gone for good (ids are never reused), or never was: what taking its lock left goes too.
-                self.driver.locks.forget(directory)
-                raise UploadUnknown(f"unknown upload {upload_id!r}") from None
-            yield self._parse_meta(raw, upload_id, repo)
+            yield self._read_meta(upload_id, repo, locked=True)
 
     @contextlib.contextmanager
     def _session(self, repo: str, upload_id: str, last: bool) -> Iterator[tuple[UploadInfo, FileWriter]]:
