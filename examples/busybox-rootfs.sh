@@ -7,7 +7,10 @@ bb=${BUSYBOX:-/bin/busybox}  # Debian's busybox-static (of any architecture): on
 mkdir -p "$dir"/{bin,sbin,etc,root,tmp,home,proc,sys,dev,var/tmp,usr/bin,usr/sbin}
 chmod 1777 "$dir/tmp" "$dir/var/tmp"
 cp "$bb" "$dir/bin/busybox"
-for applet in $("$dir/bin/busybox" --list); do
+# Listed apart from the loop: set -e does not stop at a failing command in a `for` list (a busybox of another
+# architecture without its binfmt_misc handler), which would leave a rootfs without applets.
+applets=$("$dir/bin/busybox" --list)
+for applet in $applets; do
     [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"
 done
 cat > "$dir/etc/passwd" <<'P'

@@ -26,6 +26,7 @@ from dockyard.digest import Digest
 from dockyard.image import Platform
 from dockyard.inroot import layered_path
 from dockyard.store import Store
+from runner import binfmt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 from registries import start_dockyard_registry
@@ -67,6 +68,9 @@ def built(tmp_path_factory):
     assert debs, f"no busybox-static arm64 .deb in {DEB_CACHE} (scripts/install.sh downloads it)"
     tmp = tmp_path_factory.mktemp("platforms")
     subprocess.run(["dpkg-deb", "-x", debs[0], str(tmp / "deb")], check=True)
+    # The arm64 busybox lists its applets on this host, under qemu: its handler registered as dockyard does it
+    # (on a machine just booted, qemu-user-static may be installed with none registered).
+    binfmt.ensure(Platform(architecture="arm64"))
     root = str(tmp / "store")
     run_cli(root, "import", "--platform", "linux/arm64",
             str(_rootfs_tar(tmp, "arm64", str(tmp / "deb" / "bin" / "busybox"))), "base-arm64")
