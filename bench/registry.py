@@ -61,7 +61,7 @@ import urllib.parse
 from pathlib import Path
 
 import requests
-from servers import wait_up
+from servers import process_cpu, wait_up
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -405,22 +405,12 @@ def product_setup(url: str) -> str:
     return r.json()["token"]
 
 
-def server_cpu(proc: subprocess.Popen) -> float:
-    """CPU seconds used so far by a server's processes: gunicorn's master and its workers."""
-    pids = [proc.pid, *Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def wrk_with_cpu(url: str, path: str, duration: int, headers: tuple[str, ...],
                  proc: subprocess.Popen) -> tuple[float, int, float]:
     """wrk()'s requests/s and timeouts, and the server's CPU microseconds per request meanwhile."""
-    cpu, started = server_cpu(proc), time.monotonic()
+    cpu, started = process_cpu(proc.pid), time.monotonic()
     rate, _, timeouts = wrk(url, path, duration, 32, headers)
-    return rate, timeouts, (server_cpu(proc) - cpu) / (rate * (time.monotonic() - started)) * 1e6
+    return rate, timeouts, (process_cpu(proc.pid) - cpu) / (rate * (time.monotonic() - started)) * 1e6
 
 
 def fill_for_ui(root: Path) -> tuple[int, str]:

@@ -1,8 +1,9 @@
-"""What the registry benches share about the servers they start: waiting until one answers."""
+"""What the registry benches share about the servers they start: waiting until one answers, the CPU it used."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import subprocess
 import sys
 import time
@@ -32,3 +33,16 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 60, log: Path | N
             conn.close()
         time.sleep(0.1)
     sys.exit(f"{url} did not start{tail()}")
+
+
+def process_cpu(pid: int, children: bool = True, reaped: bool = False) -> float:
+    """CPU seconds a process has used so far: with `children`, its live child processes' too (gunicorn's workers);
+    with `reaped`, its children's that have exited and been waited for (a resident server's per-command forks)."""
+    pids = [pid, *(Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if children else ())]
+    ticks = 0
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if reaped and p == pid:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")

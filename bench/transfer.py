@@ -136,6 +136,21 @@ back the last run's data): to distribution `mixed` pull 0.90x (0.37x), push 0.61
 0.38x; to our registry `many` 0.94x (0.13x), push 0.54x; `mixed` 0.88x (0.37x), push 0.64x. On this VM what runs
 just before a pull moves it more than this change: from a registry just started and pushed to, the same pull took
 0.31-0.37 s, from one that had served a while 0.24 s.
+
+2026-12-01, each series now also prints its pull's CPU, the client's and the registry's (medians; for dockyard the
+launcher's and the resident child's). 5 runs, to distribution: `many` pull 1.00x, client 0.29 s vs skopeo's 0.30 s,
+registry 0.25 vs 0.24 s, both pulls 0.34 s; `mixed` 0.79x (0.37 vs 0.47 s), client 0.46 vs 0.58 s, registry 0.11 vs
+0.10 s. Both tools' pulls are CPU-bound on these two cores (client and registry together keep ~1.6 cores busy), and
+ours already does the unpack within skopeo's CPU. For `many` at 0.8x (0.27 s) both processes' CPU would have to fit
+in ~0.43 s: with the registry's 0.25 s, our client's in ~0.18 s, of which the unpack alone (gunzip, the diff_id's
+sha256, the files written and synced) takes ~0.08 s. The same pull without the unpack (blobs only, in-process,
+alternating, medians of 10): `many` 0.266 -> 0.163 s, `mixed` 0.290 -> 0.157 s; with the unpack's writes left out
+but its gunzip, sha256 and tar parse kept, `many` 0.30 -> 0.26-0.30 s: what the unpack costs is its CPU, not its
+writes. Not kept (in-process, alternating): a child forked ahead of the request, faulted in while idle
+(MADV_POPULATE_WRITE of its writable mappings), 0.325 -> 0.378 s; fewer streams, 1/2/3/4/6: 0.37/0.31/0.31/0.29/
+0.31 s. Where the resident path's ~30 ms go (timestamps in client, server and child, `many`): interpreter start to
+the client's connect ~17 ms, server accept to fork 1 ms, fork to the child running 2-3 ms, the child's exit to its
+reaping 3-4 ms, the status to the client's exit ~2.5 ms.
 """
 
 from __future__ import annotations
@@ -147,6 +162,7 @@ import io
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -154,6 +170,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,12 +179,23 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "client")]
 
 from installed import Installed, installed  # noqa: E402
 from registries import start_distribution, start_dockyard_registry  # noqa: E402
+from servers import process_cpu  # noqa: E402
 
 from dockyard import mediatypes as mt  # noqa: E402
 from dockyard.digest import Digest  # noqa: E402
 from dockyard.image import Descriptor, canonical_json, empty_config, manifest_for  # noqa: E402
 from dockyard.reference import parse  # noqa: E402
 from dockyard.store import Store  # noqa: E402
+
+
+@dataclass
+class Run:
+    """One tool's run: push and pull seconds, and the CPU seconds the pull took of the client and of the registry."""
+
+    push: float
+    pull: float
+    client_cpu: float
+    registry_cpu: float
 
 
 def _text(size: int, seed: int) -> bytes:
@@ -212,10 +240,19 @@ def make_image(store: Store, shape: str, total_mb: int) -> None:
         store.add_image(canonical_json(manifest_for(cdesc, layers)), [parse("bench:latest")], added)
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+def timed(cmd: list[str], env: dict | None = None, resident: int | None = None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of a command: its processes', and those of the `resident` server's child that
+    ran it (reaped by the server before the command's client exits)."""
+    cpu = _children_cpu() + (process_cpu(resident, children=False, reaped=True) if resident else 0)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, _children_cpu() + (process_cpu(resident, children=False, reaped=True) if resident else 0) - cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fresh_registry(kind: str, workdir: Path):
@@ -236,14 +273,14 @@ def ingest_floor(kind: str, blob: Path, work: Path) -> float:
         conn.close()
         url = location if location.startswith("http") else f"http://{reg.host}{location}"
         url += ("&" if "?" in url else "?") + f"digest=sha256:{blob.name}"
-        return timed(["curl", "-sf", "-o", "/dev/null", "-T", str(blob), url])
+        return timed(["curl", "-sf", "-o", "/dev/null", "-T", str(blob), url])[0]
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def one_run(kind: str, tool: str, src: Store, work: Path, ours: Installed) -> tuple[float, float]:
-    """Push to a fresh registry, then pull into a fresh store (dockyard through its resident server, and
+def one_run(kind: str, tool: str, src: Store, work: Path, ours: Installed, resident: int) -> Run:
+    """Push to a fresh registry, then pull into a fresh store (dockyard through its `resident` server, and
     dockyard-cold without it), an OCI layout (skopeo) or a fresh containers-storage (skopeo-unpack: what `podman
     pull` does; skopeo's push stands for its push)."""
     skopeo = ["skopeo", "--insecure-policy"]
@@ -253,21 +290,25 @@ def one_run(kind: str, tool: str, src: Store, work: Path, ours: Installed) -> tu
         if tool.startswith("dockyard"):
             dockyard, env = ours.command, ours.cold if tool == "dockyard-cold" else ours.warm
             subprocess.run([*dockyard, "tag", "bench:latest", ref], check=True, env={**env, "DOCKYARD_ROOT": src.root})
-            push = timed([*dockyard, "push", "-q", ref], {**env, "DOCKYARD_ROOT": src.root})
-            pull = timed([*dockyard, "pull", "-q", ref], {**env, "DOCKYARD_ROOT": str(work / "dst")})
+            server = None if tool == "dockyard-cold" else resident
+            push, _ = timed([*dockyard, "push", "-q", ref], {**env, "DOCKYARD_ROOT": src.root})
+            registry_cpu = process_cpu(reg.proc.pid)
+            pull, cpu = timed([*dockyard, "pull", "-q", ref], {**env, "DOCKYARD_ROOT": str(work / "dst")}, server)
             subprocess.run([*dockyard, "rmi", ref], check=True, stdout=subprocess.DEVNULL,
                            env={**env, "DOCKYARD_ROOT": src.root})
         else:
-            push = timed([*skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{src.layout}:bench:latest",
-                          f"docker://{ref}"])
+            push, _ = timed([*skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{src.layout}:bench:latest",
+                             f"docker://{ref}"])
             dest = (f"oci:{work / 'dst'}:img" if tool == "skopeo" else
                     f"containers-storage:[overlay@{work / 'cs-root'}+{work / 'cs-run'}:overlay.skip_mount_home=true]"
                     "localhost/img:1")
-            pull = timed([*skopeo, "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", dest])
+            registry_cpu = process_cpu(reg.proc.pid)
+            pull, cpu = timed([*skopeo, "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", dest])
+        registry_cpu = process_cpu(reg.proc.pid) - registry_cpu
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return push, pull
+    return Run(push, pull, cpu, registry_cpu)
 
 
 def main() -> int:
@@ -296,31 +337,36 @@ def main() -> int:
         env = {"DOCKYARD_CONFIG": str(work / "daemon.json"), "DOCKER_CONFIG": str(work / "docker")}
         ours = installed(str(work), {**os.environ, **env})
         subprocess.run([*ours.command, "version"], check=True, stdout=subprocess.DEVNULL, env=ours.warm)
-        ours.server()  # (the first command ran directly and started it)
-        times: dict[str, list[tuple[float, float]]] = {"dockyard": [], "dockyard-cold": [], "skopeo": [],
-                                                        "skopeo-unpack": []}
+        resident = ours.server()  # (the first command ran directly and started it)
+        times: dict[str, list[Run]] = {"dockyard": [], "dockyard-cold": [], "skopeo": [], "skopeo-unpack": []}
         for i in range(args.runs):
             # Each run starts with another tool: the first one meets the disk still writing back the last run's data.
             tools = list(times)[i % len(times):] + list(times)[:i % len(times)]
             for tool in tools:
-                times[tool].append(one_run(args.registry, tool, src, work / f"{tool}-{i}", ours))
-            row = "   ".join(f"{tool} push {runs[-1][0]:.3f} s pull {runs[-1][1]:.3f} s"
+                times[tool].append(one_run(args.registry, tool, src, work / f"{tool}-{i}", ours, resident))
+            row = "   ".join(f"{tool} push {runs[-1].push:.3f} s pull {runs[-1].pull:.3f} s"
                                for tool, runs in times.items())
             print(f"run {i + 1}: {row}", flush=True)
-        med = {tool: (statistics.median(p for p, _ in runs), statistics.median(q for _, q in runs))
+        med = {tool: Run(*(statistics.median(getattr(r, f) for r in runs) for f in Run.__dataclass_fields__))
                for tool, runs in times.items()}
-        for tool, (push, pull) in med.items():
-            print(f"{tool:>8}: push {push:6.2f} s   pull {pull:6.2f} s")
-        (spush, spull), (_, upull) = med["skopeo"], med["skopeo-unpack"]
+        # Who bounds a pull: both processes share this machine's cores, so their CPU together is what a pull
+        # needs of them (ticks of 10 ms: compare medians, not runs).
+        for tool, m in med.items():
+            print(f"{tool:>8}: push {m.push:6.2f} s   pull {m.pull:6.2f} s   pull CPU: client {m.client_cpu:5.2f} s, "
+                  f"registry {m.registry_cpu:5.2f} s")
+        spush, spull, upull = med["skopeo"].push, med["skopeo"].pull, med["skopeo-unpack"].pull
         ratios = {}
         for tool in ("dockyard", "dockyard-cold"):
-            dpush, dpull = med[tool]
+            dpush, dpull = med[tool].push, med[tool].pull
             print(f"ratio {tool}/skopeo: push {dpush / spush:.2f}x   pull {dpull / spull:.2f}x   (goal <= 0.80x)   "
                   f"pull vs skopeo into containers-storage (unpacked, as ours) {dpull / upull:.2f}x")
             ratios[tool] = {"push_ratio": round(dpush / spush, 3), "pull_ratio": round(dpull / spull, 3),
                             "pull_ratio_unpacked": round(dpull / upull, 3)}
         assert ours.served() >= 2 * args.runs, "the resident server did not serve the dockyard series"
-        print(json.dumps({"shape": args.shape, "registry": args.registry, **ratios, "ingest_floor_s": round(floor, 3)}))
+        cpu = {tool: {"client_s": round(m.client_cpu, 3), "registry_s": round(m.registry_cpu, 3)}
+               for tool, m in med.items()}
+        print(json.dumps({"shape": args.shape, "registry": args.registry, **ratios, "ingest_floor_s": round(floor, 3),
+                          "pull_cpu": cpu}))
     finally:
         if ours:
             ours.stop()

@@ -205,15 +205,20 @@ def test_s3_requests_per_blob_upload(s3_params):
     assert driver.list("uploads") == [] and driver.purge_partial_writes(float("inf"), dry_run=True) == 0
 
 
-def test_s3_requests_per_image_push(s3_params, tmp_path):
-    """An image pushed the way docker does (each blob POST, PATCH, PUT; then the manifest) through the registry's
-    app on S3: its S3 requests counted (bench/scale.py's push)."""
+def _s3_app(s3_params, tmp_path):
+    """The registry's app on the test's S3 bucket, its state under tmp_path."""
     from registry.app import create_app
     from registry.config import build
 
     conf = tmp_path / "registry.toml"
     conf.write_text(f'access_log = ""\nroot = "{tmp_path / "state"}"\n' + s3_section(s3_params))
-    app = create_app(build(str(conf)))
+    return create_app(build(str(conf)))
+
+
+def test_s3_requests_per_image_push(s3_params, tmp_path):
+    """An image pushed the way docker does (each blob POST, PATCH, PUT; then the manifest) through the registry's
+    app on S3: its S3 requests counted (bench/scale.py's push)."""
+    app = _s3_app(s3_params, tmp_path)
     sent = _counting(app.extensions["registry"].storage.driver)
     client = app.test_client()
     layer = os.urandom(1 << 20)
@@ -243,12 +248,7 @@ def test_made_up_upload_ids_leave_no_locks_on_s3(s3_params, tmp_path):
     """A client that makes up upload ids (well formed, never issued) gets 404 for each. Each request takes the
     session's lock before it reads the info that says the session is unknown (no listing first), and the lock's
     files must not stay behind, one per made-up id; a session of another repository keeps its lock and finishes."""
-    from registry.app import create_app
-    from registry.config import build
-
-    conf = tmp_path / "registry.toml"
-    conf.write_text(f'access_log = ""\nroot = "{tmp_path / "state"}"\n' + s3_section(s3_params))
-    client = create_app(build(str(conf))).test_client()
+    client = _s3_app(s3_params, tmp_path).test_client()
     locks = Path(s3_params["lockdirectory"]) / "uploads"
     for _ in range(3):
         url = f"/v2/s3/locks/blobs/uploads/{uuid.uuid4().hex}"
@@ -262,6 +262,7 @@ def test_made_up_upload_ids_leave_no_locks_on_s3(s3_params, tmp_path):
     stranger = owner.replace("/s3/other/", "/s3/locks/")
     r = client.patch(stranger, data=b"x", content_type="application/octet-stream")
     assert r.status_code == 404 and r.json["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.data
+    assert (locks / owner.partition("?")[0].rpartition("/")[2] / "lock").exists()  # (its session's, not forgotten)
     r = client.patch(owner, data=b"y", content_type="application/octet-stream")
     assert r.status_code == 202
     r = client.put(r.headers["Location"], query_string={"digest": sha256(b"y")})
