@@ -3,6 +3,10 @@
 The store gets busybox and N-1 more images (each its own config, so its own image ID and manifest) plus M created
 containers; rounds alternate the commands so drift hits all alike. Goal (issue 15): each listing ≤ 2× `version`.
 Usage: python bench/listing.py [--images 500] [--containers 200] [--rounds 15]
+
+2026-12-01, 10 rounds, the resident server warm: `image inspect` 86.9 ms (2.89x version: the `image` group was not
+served, so each ran directly, interpreter and imports included) -> 36.5 ms (1.13x) once the groups' forms of served
+commands are served; images 1.39x, ps -a 1.42x, inspect 1.19x.
 """
 
 from __future__ import annotations

@@ -253,6 +253,14 @@ def test_the_commands_served_each_run_through_the_server(resident, busybox_image
     served("tag", busybox_image, "other:tag")
     assert "other" in served("images")
     served("rmi", "other:tag")
+    # The same commands spelled through their groups.
+    served("image", "tag", busybox_image, "other:tag")
+    assert "other" in served("image", "ls")
+    assert "other:tag" in json.loads(served("image", "inspect", "other:tag"))[0]["RepoTags"]
+    served("image", "rm", "other:tag")
+    served("container", "create", "--name", "c2", "--network", "none", busybox_image, "true")
+    assert "c2" in served("container", "ls", "-a")
+    served("container", "rm", "c2")
     p, code, _, err = resident.run(*RUN, "--no-such-flag", busybox_image)  # a usage error, printed by the child
     assert code == 125 and err.count("unrecognized arguments") == 1 and resident.served(p.pid)
 
@@ -429,9 +437,12 @@ def test_a_build_under_another_personality_is_served_under_it(resident, busybox_
     assert code == 0 and resident.served(p.pid) and native_out != out  # /machine says x86_64 there
 
 
-@pytest.mark.parametrize(("args", "asked"), [(("info",), False), ((*RUN, "-t", "busybox:latest", "true"), True)])
+@pytest.mark.parametrize(("args", "asked"), [
+    (("info",), False), ((*RUN, "-t", "busybox:latest", "true"), True), (("image", "history", "busybox:latest"), True),
+    (("container", "exec", "nothing", "true"), True), (("image",), True)])
 def test_commands_not_served_run_directly(resident, busybox_image, args, asked):
-    """A command word not served is never asked about; `run -t` is refused once parsed."""
+    """A command word not served is never asked about; `run -t`, a group's subcommand not served and a group named
+    alone are refused once parsed."""
     resident.warm()
     p, code, out, err = resident.run(*args)
     direct = resident.run(*args, env={"DOCKYARD_RESIDENT": "0"})

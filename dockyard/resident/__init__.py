@@ -23,10 +23,29 @@ IDLE = 600.0
 # no other: a server that cannot come up (a broken install) costs one interpreter start per this, not per command.
 STARTING, START_RETRY = ".starting", 30.0
 # Command words known to work without a controlling terminal, each tested through the server. Not served: login
-# (getpass opens /dev/tty), registry, compose, exec, attach, and every other word; `-t` never. The client asks
-# only when one of them is in its argv (the server decides on the parsed command line).
+# (getpass opens /dev/tty), registry, compose, exec, attach, and every other word; `-t` never. The server decides
+# on the parsed command line.
 SERVED = frozenset(("run", "create", "start", "stop", "kill", "rm", "ps", "images", "inspect", "tag", "rmi", "logs",
                     "wait", "version", "pull", "push", "build"))
+# Command groups whose subcommands are top-level commands under another word (`image ls` runs `images`, `container
+# rm` runs `rm`): the parsed command line's attribute naming the subcommand, and the words that differ. A group's
+# subcommand is served where the command it runs is.
+GROUPS: dict[str, tuple[str, dict[str, str]]] = {
+    "image": ("image_command", {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi"}),
+    "container": ("container_command", {"ls": "ps", "list": "ps", "remove": "rm"}),
+}
+# The words that make the client ask (any other command line runs directly without a round trip).
+ASKED = SERVED.union(GROUPS)
+
+
+def served_as(command: str | None, args: object) -> str | None:
+    """The top-level command a parsed command line runs: `command` itself, or its group's subcommand's (None for a
+    group named alone)."""
+    if command not in GROUPS:
+        return command
+    attribute, renamed = GROUPS[command]
+    sub = getattr(args, attribute, None)
+    return renamed.get(sub, sub) if sub else None
 REQUEST_MAX = 1 << 20  # argv and environ together; a bigger request is refused
 FRAME_MAX = REQUEST_MAX + 64
 # Client -> server: the request (argv, environ; with fds 0, 1, 2 and the cwd), then signals it received.

@@ -15,6 +15,7 @@ import sys
 import time  # (built in)
 
 from dockyard.resident import (
+    ASKED,
     BEGAN,
     BY_SIGNAL,
     DIR_OVERRIDE,
@@ -26,7 +27,6 @@ from dockyard.resident import (
     NOT_SERVED,
     REQUEST,
     REQUEST_MAX,
-    SERVED,
     SIGNAL,
     START_RETRY,
     STARTING,
@@ -59,7 +59,7 @@ OWN_PATHS = ("/dev/fd/", "/proc/self/", "/proc/thread-self/")
 def attempt() -> None:
     """Run this command in the resident server and exit as it did; return when it was not served (the caller
     then runs it directly)."""
-    if os.environ.get(DISABLE) == "0" or SERVED.isdisjoint(sys.argv[1:]):  # (no round trip for `info` …)
+    if os.environ.get(DISABLE) == "0" or ASKED.isdisjoint(sys.argv[1:]):  # (no round trip for `info` …)
         return
     if any(own in word for word in sys.argv[1:] for own in OWN_PATHS):
         return

@@ -47,6 +47,7 @@ from dockyard.resident import (
     frame,
     identity,
     private_dir,
+    served_as,
     socket_dir,
     status_fields,
 )
@@ -434,9 +435,10 @@ def _child(server: Server, session: Session, argv: list[bytes], env: dict[bytes,
             # `-i` with a terminal for stdin: only the terminal's foreground job may read it, so a direct run in the
             # background stops (SIGTTIN); this child, in no session of that terminal, would read on and take the
             # shell's input.
-            if command is not None and (command not in SERVED or getattr(args, "tty", False)
+            runs = served_as(command, args)
+            if command is not None and (runs not in SERVED or getattr(args, "tty", False)
                                         or (getattr(args, "interactive", False) and os.isatty(0))
-                                        or (command == "start" and (args.attach or args.interactive))):
+                                        or (runs == "start" and (args.attach or args.interactive))):
                 log(f"not served {pid}: {command}")
                 _send(session, NOT_SERVED)
                 os._exit(0)
