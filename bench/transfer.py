@@ -142,9 +142,10 @@ launcher's and the resident child's). 5 runs, to distribution: `many` pull 1.00x
 registry 0.25 vs 0.24 s, both pulls 0.34 s; `mixed` 0.79x (0.37 vs 0.47 s), client 0.46 vs 0.58 s, registry 0.11 vs
 0.10 s. Both tools' pulls are CPU-bound on these two cores (client and registry together keep ~1.6 cores busy), and
 ours already does the unpack within skopeo's CPU. For `many` at 0.8x (0.27 s) both processes' CPU would have to fit
-in ~0.43 s: with the registry's 0.25 s, our client's in ~0.18 s, of which the unpack alone (gunzip, the diff_id's
-sha256, the files written and synced) takes ~0.08 s. The same pull without the unpack (blobs only, in-process,
-alternating, medians of 10): `many` 0.266 -> 0.163 s, `mixed` 0.290 -> 0.157 s; with the unpack's writes left out
+in ~0.43 s: with the registry's 0.25 s, our client's in ~0.18 s, where the unpack alone (gunzip, the diff_id's
+sha256, the files written and synced) takes 0.145 s of CPU (in-process, 12 pulls each alternating: 0.244 s, blobs
+only 0.099 s). The same pull without the unpack (in-process, alternating, medians of 10): `many` 0.266 -> 0.163 s,
+`mixed` 0.290 -> 0.157 s; with the unpack's writes left out
 but its gunzip, sha256 and tar parse kept, `many` 0.30 -> 0.26-0.30 s: what the unpack costs is its CPU, not its
 writes. Not kept (in-process, alternating): a child forked ahead of the request, faulted in while idle
 (MADV_POPULATE_WRITE of its writable mappings), 0.325 -> 0.378 s; fewer streams, 1/2/3/4/6: 0.37/0.31/0.31/0.29/
