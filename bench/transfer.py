@@ -145,13 +145,13 @@ ours already does the unpack within skopeo's CPU. For `many` at 0.8x (0.27 s) bo
 in ~0.43 s: with the registry's 0.25 s, our client's in ~0.18 s, where the unpack alone (gunzip, the diff_id's
 sha256, the files written and synced) takes 0.145 s of CPU (in-process, 12 pulls each alternating: 0.244 s, blobs
 only 0.099 s). The same pull without the unpack (in-process, alternating, medians of 10): `many` 0.266 -> 0.163 s,
-`mixed` 0.290 -> 0.157 s; with the unpack's writes left out
-but its gunzip, sha256 and tar parse kept, `many` 0.30 -> 0.26-0.30 s: what the unpack costs is its CPU, not its
-writes. Not kept (in-process, alternating): a child forked ahead of the request, faulted in while idle
-(MADV_POPULATE_WRITE of its writable mappings), 0.325 -> 0.378 s; fewer streams, 1/2/3/4/6: 0.37/0.31/0.31/0.29/
-0.31 s. Where the resident path's ~30 ms go (timestamps in client, server and child, `many`): interpreter start to
-the client's connect ~17 ms, server accept to fork 1 ms, fork to the child running 2-3 ms, the child's exit to its
-reaping 3-4 ms, the status to the client's exit ~2.5 ms.
+`mixed` 0.290 -> 0.157 s; with the unpack's writes left out but its gunzip, sha256 and tar parse kept, `many` 0.30
+-> 0.26-0.30 s: what the unpack costs is its CPU, not its writes. Not kept (in-process, alternating): a child
+forked ahead of the request, faulted in while idle (MADV_POPULATE_WRITE of its writable mappings), 0.325 -> 0.378
+s; fewer streams, 1/2/3/4/6: 0.37/0.31/0.31/0.29/0.31 s. Where the resident path's ~30 ms go (timestamps in
+client, server and child, `many`): interpreter start to the client's connect ~17 ms, server accept to fork 1 ms,
+fork to the child running 2-3 ms, the child's exit to its reaping 3-4 ms, the status to the client's exit
+~2.5 ms.
 """
 
 from __future__ import annotations
@@ -244,16 +244,15 @@ def make_image(store: Store, shape: str, total_mb: int) -> None:
 def timed(cmd: list[str], env: dict | None = None, resident: int | None = None) -> tuple[float, float]:
     """Wall seconds and CPU seconds of a command: its processes', and those of the `resident` server's child that
     ran it (reaped by the server before the command's client exits)."""
-    cpu = _children_cpu() + (process_cpu(resident, children=False, reaped=True) if resident else 0)
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime + (process_cpu(resident, children=False, reaped=True) if resident else 0)
+
+    before = cpu()
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
-    return wall, _children_cpu() + (process_cpu(resident, children=False, reaped=True) if resident else 0) - cpu
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return wall, cpu() - before
 
 
 def fresh_registry(kind: str, workdir: Path):

@@ -36,16 +36,6 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
 }
 # The words that make the client ask (any other command line runs directly without a round trip).
 ASKED = SERVED.union(GROUPS)
-
-
-def served_as(command: str | None, args: object) -> str | None:
-    """The top-level command a parsed command line runs: `command` itself, or its group's subcommand's (None for a
-    group named alone)."""
-    if command not in GROUPS:
-        return command
-    attribute, renamed = GROUPS[command]
-    sub = getattr(args, attribute, None)
-    return renamed.get(sub, sub) if sub else None
 REQUEST_MAX = 1 << 20  # argv and environ together; a bigger request is refused
 FRAME_MAX = REQUEST_MAX + 64
 # Client -> server: the request (argv, environ; with fds 0, 1, 2 and the cwd), then signals it received.
@@ -61,6 +51,16 @@ BOUNDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAm
           "Seccomp_filters")
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGCONT", "SIGTSTP",
              "SIGWINCH")
+
+
+def served_as(command: str | None, args: object) -> str | None:
+    """The top-level command a parsed command line runs: `command` itself, or its group's subcommand's (None for a
+    group named alone)."""
+    if command not in GROUPS:
+        return command
+    attribute, renamed = GROUPS[command]
+    sub = getattr(args, attribute, None)
+    return renamed.get(sub, sub) if sub else None
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
